@@ -1,0 +1,1 @@
+//! Sluice control daemon (see issue: control).

@@ -1,0 +1,1 @@
+//! Sluice dataplane (see issue: the dataplane).

@@ -1,0 +1,13 @@
+//! Zero-copy packet views and in-place writers.
+//!
+//! - `rtp`: [`RtpView`] / [`RtpViewMut`] over RTP packets (RFC 3550 §5.1),
+//!   header extensions (RFC 8285), padding.
+//! - `rtcp`: compound RTCP parse and build (RFC 3550 §6, RFC 4585, RFC 5104,
+//!   draft-alvestrand-rmcat-remb, draft-holmer-rmcat-transport-wide-cc-extensions).
+//! - `demux`: first-byte demultiplexing of STUN / DTLS / RTP / RTCP (RFC 7983, RFC 5761).
+
+mod demux;
+mod rtp;
+
+pub use demux::{demux, Demuxed};
+pub use rtp::{ParseError, RtpView, RtpViewMut, RTP_VERSION};
