@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Sluice's whole test suite — the command the README gives and `.ci/run` calls.
+#
+# It installs what the tests need first (idempotently: a second run installs nothing), then runs
+# formatting and lint checks, every unit/scenario/property test of the workspace, and a short
+# smoke run of the benchmark command so a broken `sluice-bench` cannot land.
+#
+# Environment:
+#   SLUICE_TEST_SKIP_INSTALL=1   skip the install step (packages already present)
+#   SLUICE_TEST_QUICK=1          skip clippy and the bench smoke run (for a fast local loop)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+install_prerequisites() {
+    # Rust toolchain: the machine's rustup toolchain (cargo, rustfmt, clippy) is required.
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "cargo not found: install Rust with rustup (https://rustup.rs) and re-run" >&2
+        exit 1
+    fi
+    for component in rustfmt clippy; do
+        if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+            rustup component add "$component"
+        fi
+    done
+    # C toolchain for aws-lc-sys (the SRTP crypto); Debian's build-essential.
+    if ! command -v cc >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq && apt-get install -y -qq build-essential
+    fi
+}
+
+if [ "${SLUICE_TEST_SKIP_INSTALL:-0}" != 1 ]; then
+    step "installing prerequisites (idempotent)"
+    install_prerequisites
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+if [ "${SLUICE_TEST_QUICK:-0}" != 1 ]; then
+    step "cargo clippy --all-targets (warnings are errors)"
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
+
+step "cargo test --workspace"
+cargo test --workspace --locked
+
+if [ "${SLUICE_TEST_QUICK:-0}" != 1 ]; then
+    step "sluice-bench micro smoke run (release)"
+    cargo run --release --locked -p bench --bin sluice-bench -- micro --quick --json >/dev/null
+fi
+
+step "all tests passed"
