@@ -487,4 +487,74 @@ mod tests {
         assert_eq!(e.code, 401);
         assert_eq!(e.reason, b"Unauthenticated");
     }
+
+    /// Exercises every accessor and both checks on a parsed message.
+    fn touch_everything(msg: &StunMessage<'_>) {
+        let _ = (
+            msg.class(),
+            msg.method(),
+            msg.transaction_id(),
+            msg.as_bytes(),
+        );
+        let _ = (msg.username(), msg.username_ufrags(), msg.software());
+        let _ = (msg.priority(), msg.use_candidate());
+        let _ = (msg.ice_controlling(), msg.ice_controlled());
+        let _ = (msg.xor_mapped_address(), msg.error_code());
+        let _ = (msg.message_integrity(), msg.fingerprint());
+        let _ = msg.attributes().count();
+        let _ = msg.unknown_comprehension_required().count();
+        let _ = msg.attribute(attr::SOFTWARE);
+        let _ = msg.verify_fingerprint();
+        let _ = msg.verify_integrity(b"key");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            if let Ok(msg) = StunMessage::parse(&bytes) {
+                touch_everything(&msg);
+            }
+        }
+
+        /// A well-formed header over a random body reaches the attribute
+        /// scanner, which random bytes alone almost never do.
+        #[test]
+        fn random_bodies_never_panic(
+            msg_type in 0u16..0x4000,
+            words in proptest::collection::vec(proptest::num::u32::ANY, 0..60),
+        ) {
+            let body: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+            let m = message(msg_type, &body);
+            if let Ok(msg) = StunMessage::parse(&m) {
+                touch_everything(&msg);
+            }
+        }
+
+        /// Random sequences of well-framed attributes with random kinds from
+        /// the known set and random values.
+        #[test]
+        fn random_known_attributes_never_panic(
+            attrs in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        attr::USERNAME, attr::MESSAGE_INTEGRITY, attr::ERROR_CODE,
+                        attr::XOR_MAPPED_ADDRESS, attr::PRIORITY, attr::USE_CANDIDATE,
+                        attr::SOFTWARE, attr::FINGERPRINT, attr::ICE_CONTROLLED,
+                        attr::ICE_CONTROLLING, 0x7fff, 0xffff,
+                    ]),
+                    proptest::collection::vec(proptest::num::u8::ANY, 0..24),
+                ),
+                0..12,
+            ),
+        ) {
+            let mut body = Vec::new();
+            for (kind, value) in &attrs {
+                body.extend(tlv(*kind, value));
+            }
+            let m = message(0x0001, &body);
+            if let Ok(msg) = StunMessage::parse(&m) {
+                touch_everything(&msg);
+            }
+        }
+    }
 }
