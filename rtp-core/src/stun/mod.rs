@@ -14,7 +14,10 @@
 //! Files: `message` (parse + accessors + verification), `attribute`
 //! (attribute types, iteration, value codecs), `writer` (building into a
 //! caller buffer), `integrity` (the HMAC-SHA1 of MESSAGE-INTEGRITY), `crc32`
-//! (the FINGERPRINT checksum).
+//! (the FINGERPRINT checksum); `vectors` holds the RFC 5769 tests.
+//!
+//! Not covered: long-term credentials (REALM/NONCE, RFC 5769 §2.4),
+//! MESSAGE-INTEGRITY-SHA256, and STUN over TCP framing; ICE-lite needs none.
 
 mod attribute;
 mod crc32;
