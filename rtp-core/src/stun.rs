@@ -1,1 +1,0 @@
-//! STUN (being written)
