@@ -7,7 +7,12 @@
 //! - `demux`: first-byte demultiplexing of STUN / DTLS / RTP / RTCP (RFC 7983, RFC 5761).
 
 mod demux;
+mod ext;
 mod rtp;
 
 pub use demux::{demux, Demuxed};
+pub use ext::{
+    abs_send_time, abs_send_time_bytes, audio_level, transport_cc_seq, write_rtp_header, ExtError,
+    ExtForm, ExtensionIter, Extensions, RtpHeader, ONE_BYTE_PROFILE, TWO_BYTE_PROFILE,
+};
 pub use rtp::{ParseError, RtpView, RtpViewMut, RTP_VERSION};
