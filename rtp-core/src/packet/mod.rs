@@ -8,6 +8,7 @@
 
 mod demux;
 mod ext;
+pub mod rtcp;
 mod rtp;
 
 pub use demux::{demux, Demuxed};
