@@ -462,4 +462,50 @@ mod tests {
         assert_eq!(abs_send_time(&[1, 2]), None);
         assert_eq!(transport_cc_seq(&[1]), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic(mut d in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)) {
+            if let Ok(v) = RtpView::parse(&d) {
+                let n: usize = v.extensions().iter().map(|(_, x)| x.len()).sum();
+                proptest::prop_assert!(n <= v.extension_data().len());
+                let _ = (v.extension(1), v.payload(), v.csrc(3));
+            }
+            // Force an RFC 8285 profile onto random data so the element walk is exercised.
+            if d.len() >= 16 {
+                d[0] = 0x90;
+                d[12..14].copy_from_slice(&[0xbe, 0xde]);
+                if let Ok(mut m) = RtpViewMut::parse(&mut d) {
+                    let _ = m.set_extension_value(1, &[0, 0]);
+                    let _ = m.view().extensions().iter().count();
+                }
+                d[12..14].copy_from_slice(&[0x10, 0x03]);
+                if let Ok(mut m) = RtpViewMut::parse(&mut d) {
+                    let _ = m.set_extension_value(200, &[0]);
+                    let _ = m.view().extensions().iter().count();
+                }
+            }
+        }
+
+        #[test]
+        fn header_round_trip(
+            seq in proptest::prelude::any::<u16>(),
+            ts in proptest::prelude::any::<u32>(),
+            ncsrc in 0usize..16,
+            ids in proptest::collection::btree_set(1u8..=255, 0..8),
+            len in 0usize..20,
+        ) {
+            let csrcs: Vec<u32> = (0..ncsrc as u32).collect();
+            let vals: Vec<Vec<u8>> = ids.iter().map(|&i| vec![i; len]).collect();
+            let exts: Vec<(u8, &[u8])> = ids.iter().zip(&vals).map(|(&i, v)| (i, &v[..])).collect();
+            let p = build(&csrcs, &exts, b"pay");
+            let mut p2 = p.clone();
+            p2[2..4].copy_from_slice(&seq.to_be_bytes());
+            p2[4..8].copy_from_slice(&ts.to_be_bytes());
+            let v = RtpView::parse(&p2).unwrap();
+            proptest::prop_assert_eq!((v.seq(), v.ts(), v.csrc_count()), (seq, ts, ncsrc));
+            proptest::prop_assert_eq!(v.extensions().iter().collect::<Vec<_>>(), exts);
+            proptest::prop_assert_eq!(v.payload(), b"pay");
+        }
+    }
 }
