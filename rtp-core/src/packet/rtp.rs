@@ -206,6 +206,11 @@ impl<'a> RtpViewMut<'a> {
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.layout.header_len..self.layout.payload_end]
     }
+    /// The raw extension block data (after its 4-byte header), mutable; empty when absent.
+    /// Used to rewrite extension values in place (see `set_extension_value`).
+    pub fn extension_data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.layout.ext_data..self.layout.ext_data + self.layout.ext_len]
+    }
     /// The underlying buffer.
     pub fn into_bytes(self) -> &'a mut [u8] {
         self.buf
