@@ -157,7 +157,9 @@ impl<T: Copy> Pacer<T> {
     }
 
     /// Sets the pacing rate (normally the bandwidth estimate times a small
-    /// factor); clamped to at least [`MIN_RATE_BPS`].
+    /// factor); clamped to at least [`MIN_RATE_BPS`]. Time since the last
+    /// `now` seen is credited at the new rate; call
+    /// [`handle_timeout`](Self::handle_timeout) first for exact accounting.
     pub fn set_rate(&mut self, bps: u64) {
         self.budget.set_rate(bps.max(MIN_RATE_BPS));
     }
@@ -545,5 +547,44 @@ mod tests {
         assert_eq!(drain(&mut p, t).len(), 6);
         // 1000 bytes of debt at 2 Mbit/s = 4 ms.
         assert_eq!(p.poll_timeout(), Some(t + ms(4)));
+    }
+
+    proptest::proptest! {
+        /// Random traffic: the pacer never exceeds `burst + rate × T + one
+        /// packet`, never loses track of an item, and never asks to be woken
+        /// in the past while blocked.
+        #[test]
+        fn random_traffic_respects_rate_and_conserves_items(
+            ops in proptest::collection::vec((0u8..4, 1usize..1500, 0u64..20_000), 1..300),
+            rate in 50_000u64..5_000_000,
+        ) {
+            let t = t0();
+            let mut cfg = config(rate);
+            cfg.audio_bypasses_budget = false;
+            cfg.capacity_per_class = [8, 8, 8, 8];
+            let mut p = Pacer::new(cfg, t);
+            let (mut now, mut accepted) = (t, [0u64; 4]);
+            for (i, (class, size, advance_us)) in ops.into_iter().enumerate() {
+                let class = PacketClass::ALL[class as usize];
+                if p.enqueue(now, class, size, i as u32).is_ok() {
+                    accepted[class as usize] += 1;
+                }
+                while p.poll_transmit(now).is_some() {}
+                if let Some(next) = p.poll_timeout() {
+                    proptest::prop_assert!(next >= now);
+                }
+                now += Duration::from_micros(advance_us);
+                let sent_bytes: u64 = p.stats().classes.iter().map(|c| c.sent_bytes).sum();
+                let elapsed = (now - t).as_secs_f64();
+                let bound = rate as f64 * (elapsed + 0.040) / 8.0 + 1500.0;
+                proptest::prop_assert!(sent_bytes as f64 <= bound + 1.0);
+            }
+            for (idx, c) in p.stats().classes.iter().enumerate() {
+                proptest::prop_assert_eq!(
+                    accepted[idx],
+                    c.sent + c.dropped_expired + c.queued as u64
+                );
+            }
+        }
     }
 }

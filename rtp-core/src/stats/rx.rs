@@ -122,7 +122,8 @@ impl RxStreamStats {
         let fraction_lost = if expected_interval == 0 || lost_interval == 0 {
             0
         } else {
-            ((lost_interval << 8) / expected_interval).min(255) as u8
+            // u128: a hostile sequence jump must not shift bits out.
+            ((u128::from(lost_interval) << 8) / u128::from(expected_interval)).min(255) as u8
         };
         let (lsr, dlsr) = match self.lsr_arrival {
             Some(at) => (self.lsr, to_ntp_short(now.saturating_duration_since(at))),
@@ -170,7 +171,8 @@ impl RxStreamStats {
         if self.packets == 0 {
             return 0;
         }
-        self.highest_seq - self.base_seq + 1
+        // Saturates only for absurd (hostile) sequence ranges near 2^64.
+        (self.highest_seq - self.base_seq).saturating_add(1)
     }
 
     /// Expected minus received, clamped to the 24-bit signed wire range.
@@ -318,6 +320,19 @@ mod tests {
     }
 
     #[test]
+    fn extreme_sequence_numbers_do_not_overflow() {
+        let t = t0();
+        let mut s = RxStreamStats::new(1);
+        s.on_packet(t, u64::MAX, 0, usize::MAX, u32::MAX);
+        s.on_packet(t + ms(1), 0, u32::MAX, usize::MAX, u32::MAX);
+        assert_eq!(s.expected(), u64::MAX);
+        assert_eq!(s.bytes(), u64::MAX);
+        let rb = s.report_block(t + ms(2));
+        assert_eq!(rb.cumulative_lost, 0x7f_ffff);
+        assert_eq!(rb.fraction_lost, 255);
+    }
+
+    #[test]
     fn ext_highest_seq_carries_cycles() {
         let t = t0();
         let mut s = RxStreamStats::new(1);
@@ -335,5 +350,27 @@ mod tests {
         let rb = s.report_block(t + ms(1500));
         assert_eq!(rb.lsr, 0x5678_9abc);
         assert_eq!(rb.dlsr, 98_304); // 1.5 × 65536
+    }
+
+    proptest::proptest! {
+        /// Arbitrary (attacker-chosen) sequence numbers, timestamps, sizes and
+        /// clock rates never panic and keep the report fields in range.
+        #[test]
+        fn arbitrary_input_never_panics(
+            pkts in proptest::collection::vec(
+                (proptest::prelude::any::<u64>(), proptest::prelude::any::<u32>(),
+                 proptest::prelude::any::<usize>(), proptest::prelude::any::<u32>(), 0u64..10_000),
+                1..100),
+        ) {
+            let t = t0();
+            let mut s = RxStreamStats::new(1);
+            let mut now = t;
+            for (seq, ts, size, rate, adv) in pkts {
+                s.on_packet(now, seq, ts, size, rate);
+                let rb = s.report_block(now);
+                proptest::prop_assert!((-0x80_0000..=0x7f_ffff).contains(&rb.cumulative_lost));
+                now += Duration::from_millis(adv);
+            }
+        }
     }
 }

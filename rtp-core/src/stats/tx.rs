@@ -28,6 +28,7 @@ pub struct TxStreamStats {
     last_ts: Option<(u32, Instant)>,
     rtt: Option<Duration>,
     smoothed_rtt: Option<Duration>,
+    rtt_at: Option<Instant>,
 }
 
 impl TxStreamStats {
@@ -40,6 +41,7 @@ impl TxStreamStats {
             last_ts: None,
             rtt: None,
             smoothed_rtt: None,
+            rtt_at: None,
         }
     }
 
@@ -89,7 +91,6 @@ impl TxStreamStats {
         lsr: u32,
         dlsr: u32,
     ) -> Option<Duration> {
-        let _ = now; // kept in the signature for symmetry and future aging
         if lsr == 0 {
             return None;
         }
@@ -99,6 +100,7 @@ impl TxStreamStats {
         }
         let sample = from_ntp_short(units);
         self.rtt = Some(sample);
+        self.rtt_at = Some(now);
         // EWMA with gain 1/8, as TCP's SRTT (RFC 6298), to damp single reports.
         self.smoothed_rtt = Some(match self.smoothed_rtt {
             None => sample,
@@ -125,6 +127,11 @@ impl TxStreamStats {
     /// The latest RTT sample.
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt
+    }
+
+    /// When the latest RTT sample was taken, so callers can tell a stale one.
+    pub fn rtt_sampled_at(&self) -> Option<Instant> {
+        self.rtt_at
     }
 
     /// Smoothed RTT (EWMA, gain 1/8).
@@ -154,6 +161,7 @@ mod tests {
         let rtt = s.on_receiver_report(t, (10 << 16) | (1 << 15), 10 << 16, 1 << 14);
         assert_eq!(rtt, Some(ms(250)));
         assert_eq!(s.rtt(), Some(ms(250)));
+        assert_eq!(s.rtt_sampled_at(), Some(t));
     }
 
     #[test]
