@@ -29,14 +29,14 @@ impl PacketClass {
     ];
 }
 
-/// Construction parameters of a [`Pacer`].
+/// Construction parameters of a [`Pacer`](super::Pacer).
 #[derive(Debug, Clone, Copy)]
 pub struct PacerConfig {
     /// Queue capacity per class, indexed by `PacketClass as usize`.
     pub capacity_per_class: [usize; 4],
     /// Largest budget that may accumulate, as time at the current rate.
     pub burst: Duration,
-    /// Pacing rate until the first [`Pacer::set_rate`].
+    /// Pacing rate until the first [`Pacer::set_rate`](super::Pacer::set_rate).
     pub initial_rate_bps: u64,
     /// Whether the [`PacketClass::Padding`] class accepts items at all.
     pub padding: bool,
