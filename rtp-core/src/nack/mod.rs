@@ -1,1 +1,14 @@
-//! placeholder, being written
+//! Loss recovery for RTP streams: extended sequence numbers (RFC 3550 §A.1),
+//! receive-side loss detection and generic NACK scheduling (RFC 4585 §6.2.1),
+//! the per-publisher packet history that answers NACKs, the per-subscriber
+//! sequence map used to find what to resend, and RTX encapsulation
+//! (RFC 4588 §4).
+//!
+//! Everything here preallocates at construction; per-packet calls do not
+//! allocate.
+
+mod generator;
+mod seq;
+
+pub use generator::{NackConfig, NackGenerator, NackStats};
+pub use seq::SeqUnwrapper;
