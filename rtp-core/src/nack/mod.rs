@@ -8,7 +8,13 @@
 //! allocate.
 
 mod generator;
+mod history;
+mod rtx;
 mod seq;
+mod seqmap;
 
 pub use generator::{NackConfig, NackGenerator, NackStats};
+pub use history::{HistoryConfig, HistoryError, HistoryStats, PacketHistory};
+pub use rtx::{rtx_decapsulate, rtx_encapsulate, RtxError};
 pub use seq::SeqUnwrapper;
+pub use seqmap::{SentEntry, SeqMap, SeqMapStats};
