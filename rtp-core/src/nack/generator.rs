@@ -303,7 +303,7 @@ impl NackGenerator {
             }
             first_missing.get_or_insert(s);
         }
-        self.oldest = first_missing.unwrap_or(end + 1);
+        self.oldest = first_missing.unwrap_or(end.saturating_add(1));
         n
     }
 }
@@ -492,5 +492,39 @@ mod tests {
         assert!(g.missing_count() <= 64);
         let st = g.stats();
         assert_eq!(st.given_up + g.missing_count() as u64, 10_000 / 7);
+    }
+
+    proptest::proptest! {
+        /// Arbitrary arrival orders (jumps, reorders, duplicates) keep the
+        /// bookkeeping consistent and never panic.
+        #[test]
+        fn arbitrary_arrivals_stay_consistent(
+            steps in proptest::collection::vec((0u64..200, 0u64..30), 1..300),
+        ) {
+            let t = t0();
+            let mut g = gen();
+            let mut now = t;
+            let mut seq = 1_000u64;
+            for (delta, dt) in steps {
+                now += ms(dt);
+                // Mostly forward, sometimes back.
+                seq = if delta < 150 { seq + delta / 20 } else { seq.saturating_sub(delta - 150) };
+                g.on_packet(now, seq);
+                let mut out = [0u16; 8];
+                let n = g.poll_nacks(now, &mut out);
+                proptest::prop_assert!(n <= 8);
+                proptest::prop_assert!(g.missing_count() <= 64);
+                if let Some(at) = g.poll_timeout() {
+                    proptest::prop_assert!(g.missing_count() > 0);
+                    proptest::prop_assert!(at + ms(1000) >= now);
+                }
+            }
+            // Drain: everything is eventually recovered or given up.
+            while let Some(at) = g.poll_timeout() {
+                now = now.max(at);
+                let _ = poll(&mut g, now);
+            }
+            proptest::prop_assert_eq!(g.missing_count(), 0);
+        }
     }
 }

@@ -206,4 +206,28 @@ mod tests {
         let m = rtx_decapsulate(&rtx[..n], 0x1111_2222, 96, &mut back).unwrap();
         assert_eq!(&back[..m], &orig[..]);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+            let mut out = [0u8; 96];
+            let _ = rtx_encapsulate(&bytes, 1, 2, 3, &mut out);
+            let _ = rtx_decapsulate(&bytes, 1, 2, &mut out);
+            let _ = rtx_decapsulate(&bytes, 1, 2, &mut out[..8]);
+        }
+
+        #[test]
+        fn valid_packets_round_trip(
+            seq in proptest::prelude::any::<u16>(),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            padding in 0u8..5,
+        ) {
+            let orig = original(seq, &payload, padding);
+            let mut rtx = [0u8; 128];
+            let n = rtx_encapsulate(&orig, 5, 97, seq.wrapping_mul(3), &mut rtx).unwrap();
+            let mut back = [0u8; 128];
+            let m = rtx_decapsulate(&rtx[..n], 0x1111_2222, 96, &mut back).unwrap();
+            proptest::prop_assert_eq!(&back[..m], &original(seq, &payload, 0)[..]);
+        }
+    }
 }
