@@ -4,8 +4,6 @@
 //! verifies, for IPv4 and IPv6. Also checks the error answers (401, 420, 487)
 //! and that the whole exchange performs no heap allocation after warm-up.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::SocketAddr;
 
 use rand::rngs::StdRng;
@@ -14,42 +12,6 @@ use rtp_core::stun::{
     attr, write_binding_success, BindingRequest, ErrorCode, ErrorResponse, IceRole, StunClass,
     StunMessage, StunMethod, StunWriter,
 };
-
-/// Counts allocations made by the current thread, so parallel tests do not
-/// disturb each other's counts.
-struct CountingAlloc;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; the only
-// addition is a thread-local counter bump, which itself never allocates.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(|c| c.get())
-}
 
 const SERVER_UFRAG: &[u8] = b"sfuU";
 const SERVER_PWD: &[u8] = b"sfu-password-0123456789";
@@ -246,14 +208,15 @@ fn exchange_does_not_allocate_after_warm_up() {
     ];
     round_trip(sources[0], &mut rng);
     round_trip(sources[1], &mut rng);
-    let before = allocations();
-    for i in 0..2_000 {
-        round_trip(sources[i % 2], &mut rng);
-    }
-    assert_eq!(allocations() - before, 0);
+    // allocation-counter counts per thread, so parallel tests do not disturb the count.
+    let info = allocation_counter::measure(|| {
+        for i in 0..2_000 {
+            round_trip(sources[i % 2], &mut rng);
+        }
+    });
+    assert_eq!(info.count_total, 0);
 
     // The counter is live: a real allocation on this thread is seen.
-    let before = allocations();
-    drop(std::hint::black_box(vec![0u8; 64]));
-    assert!(allocations() > before);
+    let info = allocation_counter::measure(|| drop(std::hint::black_box(vec![0u8; 64])));
+    assert!(info.count_total > 0);
 }
