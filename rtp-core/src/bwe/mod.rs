@@ -8,6 +8,7 @@
 //! - `allocator`: [`Allocator`], budget → layer per track.
 
 mod aimd;
+mod allocator;
 mod estimator;
 mod loss;
 mod send_history;
@@ -15,6 +16,7 @@ mod trendline;
 mod twcc;
 mod twcc_rx;
 
+pub use allocator::{Allocator, AllocatorConfig, Layer, TrackDemand, MAX_LAYERS};
 pub use estimator::{SendSideBwe, SendSideBweConfig};
 pub use trendline::{BandwidthUsage, Trendline, TrendlineConfig};
 pub use twcc::{
