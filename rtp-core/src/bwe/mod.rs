@@ -1,1 +1,26 @@
-//! placeholder, being written
+//! Bandwidth estimation: transport-cc feedback (draft-holmer-rmcat-transport-wide-cc-extensions-01),
+//! the send-side delay- and loss-based estimator (draft-ietf-rmcat-gcc-02 §5, §6),
+//! REMB input, and the stream allocator that turns a budget into simulcast layers.
+//!
+//! - `twcc`: FCI decode / RTCP transport-cc encode.
+//! - `twcc_rx`: [`TwccReceiver`], feedback generation towards publishers.
+//! - `send_history`, `trendline`, `aimd`, `loss`, `estimator`: [`SendSideBwe`].
+//! - `allocator`: [`Allocator`], budget → layer per track.
+
+mod aimd;
+mod allocator;
+mod estimator;
+mod loss;
+mod send_history;
+mod trendline;
+mod twcc;
+mod twcc_rx;
+
+pub use allocator::{Allocator, AllocatorConfig, Layer, TrackDemand, MAX_LAYERS};
+pub use estimator::{SendSideBwe, SendSideBweConfig};
+pub use trendline::{BandwidthUsage, Trendline, TrendlineConfig};
+pub use twcc::{
+    decode_fci, encode_feedback, EncodedFeedback, TwccError, TwccPacket, TwccSummary,
+    DELTA_TICK_US, REFERENCE_TICK_US, RTPFB_PT, TWCC_FMT,
+};
+pub use twcc_rx::{TwccReceiver, TwccReceiverConfig};

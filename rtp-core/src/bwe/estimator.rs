@@ -1,0 +1,385 @@
+//! Send-side bandwidth estimate (draft-ietf-rmcat-gcc-02 §4–§6): transport-cc
+//! feedback is matched against the send history, packets are grouped into
+//! 5 ms send bursts, the inter-group delay variation feeds the trendline
+//! detector and the AIMD controller; loss (from feedback and receiver
+//! reports) feeds the loss controller; REMB caps the result.
+
+use std::time::{Duration, Instant};
+
+use super::aimd::Aimd;
+use super::loss::LossController;
+use super::send_history::SendHistory;
+use super::trendline::{BandwidthUsage, Trendline, TrendlineConfig};
+use super::twcc::{decode_fci, TwccError, TwccPacket};
+
+/// Configuration of a [`SendSideBwe`].
+#[derive(Debug, Clone, Copy)]
+pub struct SendSideBweConfig {
+    /// Sent packets remembered for matching feedback.
+    pub history_capacity: usize,
+    /// Most packets decoded from one feedback message (the rest are skipped).
+    pub max_feedback_packets: usize,
+    /// Lower bound of the estimate.
+    pub min_bps: u64,
+    /// Upper bound of the estimate.
+    pub max_bps: u64,
+    /// Estimate before any feedback.
+    pub start_bps: u64,
+    /// A REMB older than this no longer caps the estimate.
+    pub remb_timeout: Duration,
+    /// Over-use detector tuning.
+    pub trendline: TrendlineConfig,
+}
+
+impl Default for SendSideBweConfig {
+    fn default() -> Self {
+        Self {
+            history_capacity: 8192,
+            max_feedback_packets: 2048,
+            min_bps: 30_000,
+            max_bps: 20_000_000,
+            start_bps: 1_000_000,
+            remb_timeout: Duration::from_secs(3),
+            trendline: TrendlineConfig::default(),
+        }
+    }
+}
+
+/// Packets sent within this span of a group's first packet form one group.
+const BURST_US: i64 = 5_000;
+/// Acked-rate measurement window (on the receiver's clock).
+const ACKED_WINDOW_US: i64 = 500_000;
+/// Feedback-derived loss is evaluated over at least this many packets...
+const LOSS_MIN_PACKETS: u32 = 20;
+/// ...and at least this much time.
+const LOSS_MIN_INTERVAL: Duration = Duration::from_millis(250);
+/// Growth per second of the loss-based rate under low loss.
+const LOSS_INCREASE_PER_S: f64 = 1.08;
+
+/// One send-time group (GCC §5.1 pre-filtering).
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    first_send_us: i64,
+    last_send_us: i64,
+    last_arrival_us: i64,
+}
+
+/// Received bytes over a window of arrival time.
+#[derive(Debug, Default)]
+struct AckedRate {
+    start_us: Option<i64>,
+    bytes: u64,
+    rate_bps: Option<f64>,
+}
+
+impl AckedRate {
+    fn on_acked(&mut self, arrival_us: i64, size: u32) {
+        let start = *self.start_us.get_or_insert(arrival_us);
+        self.bytes += u64::from(size);
+        let span = arrival_us - start;
+        if span >= ACKED_WINDOW_US {
+            self.rate_bps = Some(self.bytes as f64 * 8.0 * 1e6 / span as f64);
+            self.start_us = Some(arrival_us);
+            self.bytes = 0;
+        } else if span < 0 {
+            // Reordered across the window start or a clock jump: restart.
+            self.start_us = Some(arrival_us);
+            self.bytes = u64::from(size);
+        }
+    }
+}
+
+/// Send-side bandwidth estimator fed by transport-cc feedback, REMB and
+/// receiver-report loss. All storage is allocated in [`SendSideBwe::new`].
+#[derive(Debug)]
+pub struct SendSideBwe {
+    cfg: SendSideBweConfig,
+    base: Option<Instant>,
+    history: SendHistory,
+    scratch: Vec<TwccPacket>,
+    trendline: Trendline,
+    aimd: Aimd,
+    loss: LossController,
+    acked: AckedRate,
+    current: Option<Group>,
+    previous: Option<Group>,
+    usage: BandwidthUsage,
+    remb: Option<(u64, Instant)>,
+    loss_received: u32,
+    loss_lost: u32,
+    last_loss_eval: Option<Instant>,
+    latest_now: Option<Instant>,
+    estimate_bps: u64,
+}
+
+impl SendSideBwe {
+    /// An estimator with the storage `cfg` asks for.
+    pub fn new(cfg: SendSideBweConfig) -> Self {
+        let start = cfg.start_bps as f64;
+        Self {
+            history: SendHistory::new(cfg.history_capacity),
+            scratch: vec![TwccPacket::default(); cfg.max_feedback_packets.max(1)],
+            trendline: Trendline::new(cfg.trendline),
+            aimd: Aimd::new(start),
+            loss: LossController::new(start, LOSS_INCREASE_PER_S),
+            acked: AckedRate::default(),
+            current: None,
+            previous: None,
+            usage: BandwidthUsage::Normal,
+            remb: None,
+            loss_received: 0,
+            loss_lost: 0,
+            last_loss_eval: None,
+            latest_now: None,
+            estimate_bps: cfg
+                .start_bps
+                .clamp(cfg.min_bps, cfg.max_bps.max(cfg.min_bps)),
+            base: None,
+            cfg,
+        }
+    }
+
+    /// Sets the bounds and restarts both controllers at `start_bps`.
+    pub fn set_bounds(&mut self, min_bps: u64, max_bps: u64, start_bps: u64) {
+        self.cfg.min_bps = min_bps;
+        self.cfg.max_bps = max_bps.max(min_bps);
+        self.cfg.start_bps = start_bps;
+        self.aimd.reset(start_bps as f64);
+        self.loss.reset(start_bps as f64);
+        self.recompute();
+    }
+
+    /// The current estimate in bits per second.
+    pub fn estimate_bps(&self) -> u64 {
+        self.estimate_bps
+    }
+
+    /// The latest over-use detector state.
+    pub fn usage(&self) -> BandwidthUsage {
+        self.usage
+    }
+
+    /// The acked (received) bitrate measured from feedback, once known.
+    pub fn acked_bps(&self) -> Option<u64> {
+        self.acked.rate_bps.map(|r| r as u64)
+    }
+
+    /// Records a packet carrying transport-wide `twcc_seq` leaving at `now`.
+    pub fn on_packet_sent(&mut self, now: Instant, twcc_seq: u16, size: usize) {
+        let base = *self.base.get_or_insert(now);
+        let send_us = now.saturating_duration_since(base).as_micros() as i64;
+        self.history.insert(twcc_seq, send_us, size);
+    }
+
+    /// Processes the FCI of a transport-cc feedback packet.
+    pub fn on_transport_feedback(&mut self, now: Instant, fci: &[u8]) -> Result<(), TwccError> {
+        self.latest_now = Some(now);
+        let summary = decode_fci(fci, &mut self.scratch)?;
+        for i in 0..summary.written {
+            let p = self.scratch[i];
+            let Some(sent) = self.history.lookup_mut(p.seq) else {
+                continue; // unknown or evicted: nothing to learn
+            };
+            let Some(arrival_us) = p.arrival_us else {
+                if !sent.acked {
+                    self.loss_lost += 1;
+                }
+                continue;
+            };
+            if sent.acked {
+                continue; // reported twice (overlapping feedback)
+            }
+            sent.acked = true;
+            let (send_us, size) = (sent.send_us, sent.size);
+            self.loss_received += 1;
+            self.acked.on_acked(arrival_us, size);
+            self.on_arrival(send_us, arrival_us);
+        }
+        self.aimd.update(now, self.usage, self.acked.rate_bps);
+        self.evaluate_feedback_loss(now);
+        self.recompute();
+        Ok(())
+    }
+
+    /// Grouping and the detector for one received packet.
+    fn on_arrival(&mut self, send_us: i64, arrival_us: i64) {
+        let Some(cur) = self.current.as_mut() else {
+            self.current = Some(Group {
+                first_send_us: send_us,
+                last_send_us: send_us,
+                last_arrival_us: arrival_us,
+            });
+            return;
+        };
+        if send_us < cur.first_send_us {
+            return; // reordered into an already closed group
+        }
+        if send_us - cur.first_send_us <= BURST_US {
+            cur.last_send_us = cur.last_send_us.max(send_us);
+            cur.last_arrival_us = cur.last_arrival_us.max(arrival_us);
+            return;
+        }
+        let done = *cur;
+        if let Some(prev) = self.previous {
+            let send_delta = done.last_send_us - prev.last_send_us;
+            let arrival_delta = done.last_arrival_us - prev.last_arrival_us;
+            let variation_ms = (arrival_delta - send_delta) as f64 / 1000.0;
+            self.usage = self
+                .trendline
+                .update(variation_ms, done.last_arrival_us as f64 / 1000.0);
+        }
+        self.previous = Some(done);
+        self.current = Some(Group {
+            first_send_us: send_us,
+            last_send_us: send_us,
+            last_arrival_us: arrival_us,
+        });
+    }
+
+    fn evaluate_feedback_loss(&mut self, now: Instant) {
+        let total = self.loss_received + self.loss_lost;
+        let since = *self.last_loss_eval.get_or_insert(now);
+        if total < LOSS_MIN_PACKETS || now.saturating_duration_since(since) < LOSS_MIN_INTERVAL {
+            return;
+        }
+        let fraction = f64::from(self.loss_lost) / f64::from(total);
+        self.loss.on_loss(now, fraction, self.estimate_bps as f64);
+        self.loss_received = 0;
+        self.loss_lost = 0;
+        self.last_loss_eval = Some(now);
+    }
+
+    /// A REMB (draft-alvestrand-rmcat-remb) from the receiver.
+    pub fn on_remb(&mut self, now: Instant, bitrate_bps: u64) {
+        self.latest_now = Some(now);
+        self.remb = Some((bitrate_bps, now));
+        self.recompute();
+    }
+
+    /// The fraction-lost field (×256) of a receiver report block.
+    pub fn on_loss_report(&mut self, now: Instant, fraction_lost: u8) {
+        self.latest_now = Some(now);
+        self.loss.on_loss(
+            now,
+            f64::from(fraction_lost) / 256.0,
+            self.estimate_bps as f64,
+        );
+        self.recompute();
+    }
+
+    fn recompute(&mut self) {
+        let mut e = self.aimd.rate_bps().min(self.loss.rate_bps());
+        if let (Some((remb, at)), Some(now)) = (self.remb, self.latest_now) {
+            if now.saturating_duration_since(at) <= self.cfg.remb_timeout {
+                e = e.min(remb as f64);
+            }
+        }
+        let e = (e.max(0.0) as u64).clamp(self.cfg.min_bps, self.cfg.max_bps);
+        self.estimate_bps = e;
+        // Keep the controllers inside the bounds so they don't wind up.
+        let (lo, hi) = (self.cfg.min_bps as f64, self.cfg.max_bps as f64);
+        if self.aimd.rate_bps() > hi || self.aimd.rate_bps() < lo {
+            self.aimd.reset(self.aimd.rate_bps().clamp(lo, hi));
+        }
+        if self.loss.rate_bps() > hi || self.loss.rate_bps() < lo {
+            self.loss.reset(self.loss.rate_bps().clamp(lo, hi));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::twcc::encode_feedback;
+    use super::*;
+
+    #[allow(clippy::disallowed_methods)] // tests need some base instant
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    /// Sends `n` packets 10 ms apart from `seq0`, arriving with extra delay
+    /// `extra_us(i)`, and feeds them back in one message.
+    fn exchange(
+        bwe: &mut SendSideBwe,
+        t: Instant,
+        seq0: u16,
+        n: usize,
+        extra_us: impl Fn(usize) -> i64,
+        lost: impl Fn(usize) -> bool,
+    ) {
+        let mut arrivals = vec![None; n];
+        for (i, a) in arrivals.iter_mut().enumerate() {
+            bwe.on_packet_sent(
+                t + Duration::from_millis(i as u64 * 10),
+                seq0.wrapping_add(i as u16),
+                1200,
+            );
+            if !lost(i) || i == 0 {
+                *a = Some(20_000 + i as i64 * 10_000 + extra_us(i));
+            }
+        }
+        let mut buf = [0u8; 1500];
+        let mut at = 0;
+        while at < n {
+            let e = encode_feedback(
+                1,
+                2,
+                seq0.wrapping_add(at as u16),
+                0,
+                &arrivals[at..],
+                &mut buf,
+            )
+            .unwrap();
+            let now = t + Duration::from_millis(n as u64 * 10 + 30);
+            bwe.on_transport_feedback(now, &buf[12..e.len]).unwrap();
+            at += e.consumed;
+        }
+    }
+
+    #[test]
+    fn growing_delay_cuts_the_estimate() {
+        let t = t0();
+        let mut bwe = SendSideBwe::new(SendSideBweConfig::default());
+        exchange(
+            &mut bwe,
+            t,
+            0,
+            200,
+            |i| if i < 50 { 0 } else { (i as i64 - 50) * 2_000 },
+            |_| false,
+        );
+        assert_eq!(bwe.usage(), BandwidthUsage::Overusing);
+        // 1200 B per 10 ms ≈ 960 kbit/s received (less while the queue grows).
+        assert!(bwe.estimate_bps() < 900_000, "{}", bwe.estimate_bps());
+    }
+
+    #[test]
+    fn flat_delay_keeps_or_grows() {
+        let t = t0();
+        let mut bwe = SendSideBwe::new(SendSideBweConfig::default());
+        exchange(&mut bwe, t, 65_000, 200, |_| 0, |_| false);
+        assert_ne!(bwe.usage(), BandwidthUsage::Overusing);
+        assert!(bwe.estimate_bps() >= 1_000_000);
+    }
+
+    #[test]
+    fn heavy_loss_cuts_and_remb_caps() {
+        let t = t0();
+        let mut bwe = SendSideBwe::new(SendSideBweConfig::default());
+        bwe.on_loss_report(t, 64); // 25 %
+        assert!(bwe.estimate_bps() <= 875_000 + 1);
+        bwe.on_remb(t + Duration::from_secs(1), 300_000);
+        assert_eq!(bwe.estimate_bps(), 300_000);
+        // Stale REMB no longer caps.
+        bwe.on_loss_report(t + Duration::from_secs(10), 0);
+        assert!(bwe.estimate_bps() > 300_000);
+        bwe.set_bounds(100_000, 200_000, 150_000);
+        assert_eq!(bwe.estimate_bps(), 150_000);
+    }
+
+    #[test]
+    fn garbage_feedback_is_an_error() {
+        let mut bwe = SendSideBwe::new(SendSideBweConfig::default());
+        assert!(bwe.on_transport_feedback(t0(), &[1, 2, 3]).is_err());
+    }
+}
