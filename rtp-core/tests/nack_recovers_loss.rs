@@ -34,6 +34,7 @@ use rtp_core::nack::{
     rtx_decapsulate, rtx_encapsulate, HistoryConfig, NackConfig, NackGenerator, PacketHistory,
     SeqUnwrapper,
 };
+use rtp_core::packet::rtcp;
 use rtp_core::RtpView;
 
 const MEDIA_SSRC: u32 = 0x1000_0001;
@@ -54,45 +55,22 @@ const TAIL: usize = 50;
 /// First sequence number, so the stream wraps 65535 -> 0 mid-run.
 const FIRST_SEQ: u16 = 63_000;
 
-/// Build one RTCP generic NACK (RFC 4585 §6.2.1: PT=205, FMT=1) for `seqs`,
-/// given in ascending (wrapping) order. Each FCI is a PID plus a bitmask of
-/// the 16 following sequence numbers.
+/// Build one RTCP generic NACK (RFC 4585 §6.2.1) for `seqs` with rtp-core's writer.
 fn build_nack(seqs: &[u16]) -> Vec<u8> {
-    let mut fci: Vec<(u16, u16)> = Vec::new();
-    for &s in seqs {
-        match fci.last_mut() {
-            Some((pid, blp)) if (1..=16).contains(&s.wrapping_sub(*pid)) => {
-                *blp |= 1 << (s.wrapping_sub(*pid) - 1);
-            }
-            _ => fci.push((s, 0)),
-        }
-    }
-    let mut p = vec![0x80 | 1, 205];
-    p.extend_from_slice(&(2 + fci.len() as u16).to_be_bytes());
-    p.extend_from_slice(&RECEIVER_SSRC.to_be_bytes());
-    p.extend_from_slice(&MEDIA_SSRC.to_be_bytes());
-    for (pid, blp) in fci {
-        p.extend_from_slice(&pid.to_be_bytes());
-        p.extend_from_slice(&blp.to_be_bytes());
-    }
-    p
+    let mut out = vec![0u8; 1500];
+    let n = rtcp::write_nack(&mut out, RECEIVER_SSRC, MEDIA_SSRC, seqs).unwrap();
+    out.truncate(n);
+    out
 }
 
-/// Sequence numbers named by a generic NACK built by [`build_nack`].
+/// Sequence numbers named by the generic NACKs of a compound RTCP packet.
 fn parse_nack(p: &[u8]) -> Vec<u16> {
-    assert_eq!((p[0] & 0x1f, p[1]), (1, 205));
-    let words = u16::from_be_bytes([p[2], p[3]]) as usize + 1;
-    assert_eq!(words * 4, p.len());
     let mut seqs = Vec::new();
-    for fci in p[12..].chunks_exact(4) {
-        let pid = u16::from_be_bytes([fci[0], fci[1]]);
-        let blp = u16::from_be_bytes([fci[2], fci[3]]);
-        seqs.push(pid);
-        seqs.extend(
-            (0..16)
-                .filter(|i| blp & (1 << i) != 0)
-                .map(|i| pid.wrapping_add(i + 1)),
-        );
+    for packet in rtcp::RtcpCompound::new(p) {
+        match packet.unwrap() {
+            rtcp::RtcpPacket::Nack(nack) => seqs.extend(nack.lost_seqs()),
+            other => panic!("unexpected RTCP packet {other:?}"),
+        }
     }
     seqs
 }

@@ -2,10 +2,10 @@
 //!
 //! - `rx`: [`RxStreamStats`] for a received SSRC: packet/byte counts, the
 //!   cumulative and interval loss of RFC 3550 Appendix A.3, interarrival jitter
-//!   of Appendix A.8, and LSR/DLSR bookkeeping; yields [`ReportBlockValues`]
+//!   of Appendix A.8, and LSR/DLSR bookkeeping; yields [`ReportBlock`](crate::packet::rtcp::ReportBlock)
 //!   for a report block (§6.4.1).
 //! - `tx`: [`TxStreamStats`] for a sent SSRC: counts and the last RTP timestamp
-//!   for sender-report values ([`SrValues`], §6.4.1), and round-trip time from
+//!   for sender-report values ([`SenderInfo`](crate::packet::rtcp::SenderInfo), §6.4.1), and round-trip time from
 //!   the LSR/DLSR echoed in receiver reports (§6.4.1, "round-trip propagation delay").
 //!
 //! Pure counters: no allocation, no clock reads; callers pass `now`.
@@ -13,8 +13,8 @@
 mod rx;
 mod tx;
 
-pub use rx::{ReportBlockValues, RxStreamStats};
-pub use tx::{SrValues, TxStreamStats};
+pub use rx::RxStreamStats;
+pub use tx::TxStreamStats;
 
 use std::time::Duration;
 

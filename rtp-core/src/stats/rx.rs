@@ -3,30 +3,12 @@
 use std::time::Instant;
 
 use super::{ticks, to_ntp_short};
+use crate::packet::rtcp::ReportBlock;
 use crate::time::ntp_compact;
 
 /// Cumulative loss is a 24-bit signed field in a report block (§6.4.1).
 const CUMULATIVE_LOST_MAX: i64 = 0x7f_ffff;
 const CUMULATIVE_LOST_MIN: i64 = -0x80_0000;
-
-/// The values of one RTCP report block (RFC 3550 §6.4.1), ready for a writer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ReportBlockValues {
-    /// SSRC of the reported source.
-    pub ssrc: u32,
-    /// Fraction of packets lost since the previous report, in 1/256.
-    pub fraction_lost: u8,
-    /// Cumulative packets lost, clamped to 24-bit signed; negative with duplicates.
-    pub cumulative_lost: i32,
-    /// Extended highest sequence number received (cycles << 16 | seq).
-    pub ext_highest_seq: u32,
-    /// Interarrival jitter in RTP timestamp units.
-    pub jitter: u32,
-    /// Middle 32 bits of the last sender report's NTP timestamp, 0 if none.
-    pub lsr: u32,
-    /// Delay since that sender report arrived, in 1/65536 s; 0 if none.
-    pub dlsr: u32,
-}
 
 /// Statistics of one received RTP stream, fed per packet and per SR.
 ///
@@ -111,7 +93,7 @@ impl RxStreamStats {
 
     /// The values for a report block about this source at `now`, and the
     /// start of a new reporting interval for `fraction_lost`.
-    pub fn report_block(&mut self, now: Instant) -> ReportBlockValues {
+    pub fn report_block(&mut self, now: Instant) -> ReportBlock {
         let expected = self.expected();
         let expected_interval = expected.saturating_sub(self.expected_prior);
         let received_interval = self.packets.saturating_sub(self.received_prior);
@@ -129,7 +111,7 @@ impl RxStreamStats {
             Some(at) => (self.lsr, to_ntp_short(now.saturating_duration_since(at))),
             None => (0, 0),
         };
-        ReportBlockValues {
+        ReportBlock {
             ssrc: self.ssrc,
             fraction_lost,
             cumulative_lost: self.cumulative_lost(),

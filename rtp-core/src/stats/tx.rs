@@ -4,19 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::{from_ntp_short, ticks};
-
-/// The sender-info values of an RTCP sender report (RFC 3550 §6.4.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SrValues {
-    /// Wall-clock time of the report as a 64-bit NTP timestamp.
-    pub ntp: u64,
-    /// The RTP timestamp corresponding to `ntp`, in the stream's clock.
-    pub rtp_ts: u32,
-    /// Packets sent (wraps, as on the wire).
-    pub packet_count: u32,
-    /// Payload octets sent (wraps, as on the wire).
-    pub octet_count: u32,
-}
+use crate::packet::rtcp::SenderInfo;
 
 /// Statistics of one sent RTP stream.
 #[derive(Debug, Clone)]
@@ -67,10 +55,15 @@ impl TxStreamStats {
     /// The RTP timestamp is the last one sent advanced by the elapsed time at
     /// `clock_rate` Hz. `None` until a packet was sent: then there is nothing
     /// to relate the wall clock to, and RFC 3550 sends an RR instead.
-    pub fn sender_report(&self, now: Instant, wall_ntp: u64, clock_rate: u32) -> Option<SrValues> {
+    pub fn sender_report(
+        &self,
+        now: Instant,
+        wall_ntp: u64,
+        clock_rate: u32,
+    ) -> Option<SenderInfo> {
         let (ts, at) = self.last_ts?;
         let elapsed = now.saturating_duration_since(at);
-        Some(SrValues {
+        Some(SenderInfo {
             ntp: wall_ntp,
             rtp_ts: ts.wrapping_add(ticks(elapsed, clock_rate)),
             // The wire counters are 32 bits and wrap (§6.4.1).
