@@ -19,6 +19,9 @@ use super::SrtpError;
 pub(crate) const GCM_TAG_LEN: usize = 16;
 
 /// A keyed transform for one stream kind (SRTP or SRTCP).
+// Two of these live inline in each context and are built once; boxing the
+// big HMAC variant would only add a pointer chase per packet.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Transform {
     Cm {
         ctr: EncryptingKey,
