@@ -171,58 +171,27 @@ fn window_sizes_bound_the_accepted_age() {
     }
 }
 
-/// Counts allocations made by the current thread only, so tests running in
-/// parallel do not disturb each other's counts.
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    thread_local! {
-        pub static ALLOCS: Cell<u64> = const { Cell::new(0) };
-    }
-
-    pub struct Counting;
-
-    // SAFETY: forwards to the system allocator unchanged; only counts calls.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-            // SAFETY: same contract as our caller's.
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: same contract as our caller's.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-    }
-
-    pub fn count() -> u64 {
-        ALLOCS.with(|c| c.get())
-    }
-}
-
-#[global_allocator]
-static GLOBAL: counting::Counting = counting::Counting;
-
 #[test]
 fn per_packet_paths_do_not_allocate() {
     for profile in PROFILES {
         let (mut tx, mut rx) = pair(profile, 1024);
         let mut buf = [0u8; 1300];
-        let before = counting::count();
-        for i in 0..3000u32 {
-            let seq = (65000u32 + i) as u16;
-            buf[..12].copy_from_slice(&[0x80, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-            buf[2..4].copy_from_slice(&seq.to_be_bytes());
-            buf[8..12].copy_from_slice(&(SSRC + i % 4).to_be_bytes());
-            let len = 12 + (i as usize * 7) % 1200;
-            let n = tx.protect_rtp(&mut buf, len).unwrap();
-            assert_eq!(rx.unprotect_rtp(&mut buf[..n]), Ok(len));
-            buf[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 0]);
-            buf[4..8].copy_from_slice(&(SSRC + i % 4).to_be_bytes());
-            let n = tx.protect_rtcp(&mut buf, 8).unwrap();
-            assert_eq!(rx.unprotect_rtcp(&mut buf[..n]), Ok(8));
-        }
-        assert_eq!(counting::count() - before, 0, "{profile:?}");
+        // allocation-counter counts per thread, so parallel tests do not disturb the count.
+        let info = allocation_counter::measure(|| {
+            for i in 0..3000u32 {
+                let seq = (65000u32 + i) as u16;
+                buf[..12].copy_from_slice(&[0x80, 96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+                buf[2..4].copy_from_slice(&seq.to_be_bytes());
+                buf[8..12].copy_from_slice(&(SSRC + i % 4).to_be_bytes());
+                let len = 12 + (i as usize * 7) % 1200;
+                let n = tx.protect_rtp(&mut buf, len).unwrap();
+                assert_eq!(rx.unprotect_rtp(&mut buf[..n]), Ok(len));
+                buf[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 0]);
+                buf[4..8].copy_from_slice(&(SSRC + i % 4).to_be_bytes());
+                let n = tx.protect_rtcp(&mut buf, 8).unwrap();
+                assert_eq!(rx.unprotect_rtcp(&mut buf[..n]), Ok(8));
+            }
+        });
+        assert_eq!(info.count_total, 0, "{profile:?}");
     }
 }
