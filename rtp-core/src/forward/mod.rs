@@ -8,6 +8,7 @@
 //!
 //! - `codec`: payload descriptors (RFC 7741, RFC 9628, RFC 6184, AV1 RTP
 //!   spec §4.4 and Appendix A) → [`FrameInfo`].
+//! - `config`, `decision`: the forwarder's settings, per-packet input and output.
 //! - `forwarder`: simulcast / temporal layer selection and the outgoing
 //!   SSRC, sequence-number (RFC 3550 §5.1) and timestamp continuity.
 //! - `munger`: sequence-number offsets that hide intentional drops but keep
@@ -17,6 +18,8 @@
 //!   RFC 5104 §4.3.1).
 
 mod codec;
+mod config;
+mod decision;
 mod forwarder;
 mod keyframe;
 mod munger;
@@ -26,6 +29,8 @@ pub use codec::{
     find_extension, parse_payload, Codec, CodecError, DependencyDescriptor, FrameInfo,
     Vp8Descriptor,
 };
-pub use forwarder::{Decision, DropReason, Forwarder, ForwarderConfig, MediaKind, PacketIn};
+pub use config::{ForwarderConfig, MediaKind};
+pub use decision::{Decision, DropReason, PacketIn};
+pub use forwarder::Forwarder;
 pub use keyframe::{KeyframeRequester, PliThrottle, PliThrottleConfig};
 pub use rewrite::{apply_rewrite, ForwardError, Rewrite, Vp8Rewrite};
