@@ -46,7 +46,7 @@ pub struct PliThrottle {
     layers: Vec<LayerState>,
 }
 
-/// The old name used by callers thinking in terms of "who asks for keyframes".
+/// Another name for [`PliThrottle`], for callers that think of it as the keyframe requester.
 pub type KeyframeRequester = PliThrottle;
 
 impl PliThrottle {
