@@ -279,7 +279,7 @@ def run_checks(host: Host, iface: Optional[str] = None,
                 continue
             for s in sibs:
                 if s in cpus:
-                    shared.append(f"{c}+{s}")
+                    shared.append("+".join(map(str, sorted((c, s)))))
                 else:
                     other.append(f"{c}~{s}")
         if shared:

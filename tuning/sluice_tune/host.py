@@ -121,8 +121,11 @@ class Host:
 
     def readlink_base(self, p: str) -> Optional[str]:
         """Basename of a symlink's target (driver name, PCI address...)."""
+        full = self.path(p)
+        if not os.path.lexists(full):
+            return None
         try:
-            return os.path.basename(os.readlink(self.path(p)).rstrip("/"))
+            return os.path.basename(os.path.realpath(full).rstrip("/")) or None
         except OSError:
             return None
 

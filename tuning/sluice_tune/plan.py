@@ -313,23 +313,24 @@ def build_plan(host: Host, iface: Optional[str], workers: List[int],
         else:
             notes.append(f"{iface} is a virtual NIC without IRQs: IRQ pinning skipped")
         # ---- XPS / RPS ---------------------------------------------------
-        tx_n = k if chan_action else n.tx_queues
+        will_change = chan_action is not None and not chan_action.satisfied
+        tx_n = k if will_change else n.tx_queues
         for i in range(tx_n):
             cores = {workers[w] for w in range(len(workers)) if w % tx_n == i} if tx_n else set()
             if not cores:
                 continue
             p = f"/sys/class/net/{iface}/queues/tx-{i}/xps_cpus"
-            if not host.exists(p) and (not chan_action or i < n.tx_queues):
-                notes.append(f"{p} missing (single-queue device or kernel without XPS): XPS skipped")
+            if host.read(p) is None and (tx_n <= 1 or not will_change):
+                notes.append(f"{p} not readable (single-queue device or kernel without XPS): XPS skipped")
                 break
             add(_file_action(host, f"xps:{iface}:{i}", "xps", p, format_mask(cores), "mask",
                              f"{iface} tx queue {i} used by core(s) {format_cpulist(cores)} (XPS)",
                              "a worker transmits on the queue whose completion IRQ is on its own core: no TX lock contention, TX completions stay local",
                              format_mask(cores)))
-        rx_n = k if chan_action else n.rx_queues
+        rx_n = k if will_change else n.rx_queues
         for i in range(rx_n):
             p = f"/sys/class/net/{iface}/queues/rx-{i}/rps_cpus"
-            if not host.exists(p) and not chan_action:
+            if host.read(p) is None and not will_change:
                 continue
             add(_file_action(host, f"rps:{iface}:{i}", "rps", p, "0", "mask",
                              f"{iface} rx queue {i}: RPS off",
