@@ -156,7 +156,9 @@ def revert(host: Host, state_path: str, log: Callable[[str], None] = print) -> L
         key = e["key"]
         if e["kind"] == "file":
             cur = host.read(e["path"])
-            if cur is not None and same(e.get("compare", "str"), cur.strip(), e["old"] or ""):
+            # restore the exact old value ("at least" would accept the raised one)
+            cmp = {"atleast": "int", "udp_mem": "str"}.get(e.get("compare", "str"), e.get("compare", "str"))
+            if cur is not None and same(cmp, cur.strip(), e["old"] or ""):
                 results.append(Result(key, "ok", f"already {e['old']}"))
             else:
                 try:
