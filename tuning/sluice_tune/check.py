@@ -186,7 +186,7 @@ def run_checks(host: Host, iface: Optional[str] = None,
         add(f"{p} rps", WARN if rps_on else OK,
             ("RPS enabled: " + ", ".join(rps_on[:8])) if rps_on else "RPS off on all rx queues")
         if not xps:
-            add(f"{p} xps", INFO, "no xps_cpus files (kernel without XPS, or no tx queues)")
+            add(f"{p} xps", INFO, "xps_cpus not readable (single tx queue, or kernel without XPS)")
         elif workers:
             bad = [f"tx-{i}={format_cpulist(xps.get(i, set())) or '-'}(want {w})"
                    for i, w in enumerate(workers[:len(xps)]) if xps.get(i) != {w}]
