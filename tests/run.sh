@@ -24,9 +24,20 @@ install_prerequisites() {
             rustup component add "$component"
         fi
     done
-    # C toolchain for aws-lc-sys (the SRTP crypto); Debian's build-essential.
-    if ! command -v cc >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-        apt-get update -qq && apt-get install -y -qq build-essential
+    # Debian packages: a C toolchain for aws-lc-sys (the SRTP crypto); python3, iproute2 and
+    # ethtool for the tuning tool's tests (its namespace test makes veth pairs).
+    local missing=()
+    command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)
+    if [ ${#missing[@]} -gt 0 ]; then
+        if command -v apt-get >/dev/null 2>&1; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+        else
+            echo "missing ${missing[*]} and no apt-get: install them and re-run" >&2
+            exit 1
+        fi
     fi
 }
 
@@ -45,6 +56,9 @@ fi
 
 step "cargo test --workspace"
 cargo test --workspace --locked
+
+step "tuning tool tests (python unittest)"
+python3 -m unittest discover -s tuning/tests
 
 if [ "${SLUICE_TEST_QUICK:-0}" != 1 ]; then
     step "sluice-bench micro smoke run (release)"

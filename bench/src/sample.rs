@@ -34,8 +34,12 @@ pub fn rtp_packet(out: &mut [u8], len: usize, seq: u16, ts: u32) -> usize {
 
 /// A fixed master key and salt for `profile` (benchmarks need no secrecy, only repeatability).
 pub fn master(profile: ProtectionProfile) -> (Vec<u8>, Vec<u8>) {
-    let key = (0..profile.master_key_len() as u8).map(|i| i.wrapping_mul(7)).collect();
-    let salt = (0..profile.master_salt_len() as u8).map(|i| i.wrapping_mul(13)).collect();
+    let key = (0..profile.master_key_len() as u8)
+        .map(|i| i.wrapping_mul(7))
+        .collect();
+    let salt = (0..profile.master_salt_len() as u8)
+        .map(|i| i.wrapping_mul(13))
+        .collect();
     (key, salt)
 }
 
@@ -53,4 +57,12 @@ pub fn profile_name(profile: ProtectionProfile) -> &'static str {
         ProtectionProfile::Aes128CmHmacSha1_80 => "aes128cm_sha1_80",
         ProtectionProfile::Aes128CmHmacSha1_32 => "aes128cm_sha1_32",
     }
+}
+
+/// A VP8 keyframe packet of exactly `len` bytes: RTP header with a transport-cc extension, a VP8
+/// payload descriptor (S=1, 15-bit picture id) and a key-frame tag, then patterned bytes.
+pub fn vp8_packet(out: &mut [u8], len: usize, seq: u16, ts: u32) -> usize {
+    let h = rtp_packet(out, len, seq, ts);
+    out[h..h + 5].copy_from_slice(&[0x90, 0x80, 0x80, 0x01, 0x00]);
+    h
 }

@@ -55,7 +55,10 @@ fn main() -> ExitCode {
                 });
                 println!("{report}");
             } else {
-                println!("{:<40} {:>10} {:>10} {:>7}", "case", "ns/op", "raw ns/op", "ratio");
+                println!(
+                    "{:<40} {:>10} {:>10} {:>7}",
+                    "case", "ns/op", "raw ns/op", "ratio"
+                );
                 for e in &entries {
                     match e.raw_crypto_ns_per_op {
                         Some(raw) => println!(
