@@ -1,1 +1,5 @@
-//! Sluice dataplane (see issue: the dataplane).
+//! Sluice dataplane: the thread-per-core forwarder.
+//!
+//! - [`config`]: the `[dataplane]` configuration (file, env, flags; errors name the key).
+
+pub mod config;
