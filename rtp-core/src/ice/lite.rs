@@ -1,0 +1,467 @@
+//! [`IceLite`]: the ICE-lite agent an SFU runs per Session (RFC 8445 §2.5,
+//! §7.3; RFC 7675 on the receiving side).
+//!
+//! It never sends checks. It answers Binding requests authenticated with the
+//! local short-term credentials, remembers each source address that passed
+//! as a valid pair, and selects the address the controlling peer nominates
+//! with USE-CANDIDATE. A later nomination from another address (NAT
+//! rebinding, Wi-Fi to cellular) moves the selection. If the selected address
+//! stops sending valid checks for `consent_timeout`, consent is gone and the
+//! agent reports [`IceEvent::Disconnected`]; the caller must stop sending
+//! media there (RFC 7675 §5.1).
+//!
+//! Order of request checks, following RFC 8489 §6.3 and §9.1.3 then
+//! RFC 8445 §7.3.1.1: FINGERPRINT (else silently dropped), Binding method
+//! (else 400), USERNAME and MESSAGE-INTEGRITY present (else 400), USERNAME
+//! `local:remote` known (else 401), integrity with the local password (else
+//! 401), unknown comprehension-required attributes (420), ICE-CONTROLLED
+//! (487: both sides would be controlled), then success. Only 420 and 487 carry
+//! MESSAGE-INTEGRITY, because only they follow a successful authentication.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::candidates::CandidateTable;
+use super::queue::EventQueue;
+use super::IceError;
+use crate::stun::{
+    write_binding_success, ErrorCode, ErrorResponse, StunClass, StunMessage, StunMethod,
+    TRANSACTION_ID_LEN,
+};
+
+/// Configuration of an [`IceLite`] agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceConfig {
+    /// Our ufrag, as put in the SDP answer (`a=ice-ufrag`).
+    pub local_ufrag: String,
+    /// Our password (`a=ice-pwd`), the MESSAGE-INTEGRITY key of checks.
+    pub local_pwd: String,
+    /// The peer's ufrag when signaling gave it; `None` accepts any.
+    pub remote_ufrag: Option<String>,
+    /// How long the selected address may go without a valid check before
+    /// consent expires (RFC 7675 §5.1: 30 s).
+    pub consent_timeout: Duration,
+    /// How many remote addresses to remember as valid pairs.
+    pub max_candidates: usize,
+}
+
+impl IceConfig {
+    /// Credentials with the defaults: no remote ufrag, 30 s consent, 8 candidates.
+    pub fn new(local_ufrag: impl Into<String>, local_pwd: impl Into<String>) -> Self {
+        Self {
+            local_ufrag: local_ufrag.into(),
+            local_pwd: local_pwd.into(),
+            remote_ufrag: None,
+            consent_timeout: Duration::from_secs(30),
+            max_candidates: 8,
+        }
+    }
+}
+
+/// Connectivity of an [`IceLite`] agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IceState {
+    /// No nomination yet.
+    New,
+    /// An address is selected and has consent.
+    Connected,
+    /// Consent for the selected address expired; a new nomination reconnects.
+    Disconnected,
+}
+
+/// What an [`IceLite`] agent reports through [`IceLite::poll_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IceEvent {
+    /// First nomination (or the first after consent was lost).
+    Connected {
+        /// Where media now goes.
+        selected: SocketAddr,
+    },
+    /// The peer nominated another address: NAT rebinding or network change.
+    SelectedChanged {
+        /// Where media now goes.
+        selected: SocketAddr,
+    },
+    /// No valid check from the selected address within the consent timeout.
+    Disconnected,
+    /// A check used the credentials given to [`IceLite::restart`]: the
+    /// restart is complete and the old credentials are now rejected (the
+    /// caller may drop the old ufrag from its demux table).
+    Restarted,
+}
+
+/// Counters of an [`IceLite`] agent, by outcome and drop reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IceLiteStats {
+    /// Binding requests answered with success.
+    pub successes: u64,
+    /// Responses and indications, which a lite agent never expects.
+    pub ignored: u64,
+    /// Dropped without answer: FINGERPRINT missing or wrong.
+    pub bad_fingerprint: u64,
+    /// 400: not a Binding request, or USERNAME / MESSAGE-INTEGRITY missing.
+    pub bad_request: u64,
+    /// 401: USERNAME does not name our (current or previous) credentials.
+    pub bad_username: u64,
+    /// 401: MESSAGE-INTEGRITY does not verify with the matching password.
+    pub bad_integrity: u64,
+    /// 420: unknown comprehension-required attributes.
+    pub unknown_attribute: u64,
+    /// 487: the peer also claims the controlled role.
+    pub role_conflict: u64,
+    /// Checks that carried USE-CANDIDATE and passed.
+    pub nominations: u64,
+    /// Nominations that moved the selected address.
+    pub selected_changes: u64,
+    /// Consent expiries of the selected address.
+    pub consent_expiries: u64,
+    /// Restarts completed (first check with new credentials).
+    pub restarts: u64,
+    /// Remote addresses forgotten because the table was full.
+    pub candidates_evicted: u64,
+    /// Events dropped because nobody polled them.
+    pub events_dropped: u64,
+    /// Responses not written because the output buffer was too small.
+    pub buffer_too_small: u64,
+}
+
+/// The server-side ICE-lite agent of one Session.
+#[derive(Debug)]
+pub struct IceLite {
+    current: Credentials,
+    /// The credentials before the last restart; valid while `previous_active`.
+    previous: Credentials,
+    previous_active: bool,
+    consent_timeout: Duration,
+    candidates: CandidateTable,
+    /// Last nominated address; reported by `selected()` only while Connected.
+    selected: Option<SocketAddr>,
+    consent_deadline: Option<Instant>,
+    state: IceState,
+    events: EventQueue<IceEvent, EVENT_CAPACITY>,
+    stats: IceLiteStats,
+}
+
+impl IceLite {
+    /// A new agent with no selected address. All storage is reserved here.
+    pub fn new(config: IceConfig) -> Self {
+        Self {
+            current: Credentials {
+                local_ufrag: config.local_ufrag,
+                local_pwd: config.local_pwd,
+                remote_ufrag: config.remote_ufrag,
+            },
+            previous: Credentials::default(),
+            previous_active: false,
+            consent_timeout: config.consent_timeout,
+            candidates: CandidateTable::new(config.max_candidates),
+            selected: None,
+            consent_deadline: None,
+            state: IceState::New,
+            events: EventQueue::new(),
+            stats: IceLiteStats::default(),
+        }
+    }
+
+    /// Handles one parsed STUN message that arrived from `src`. Returns the
+    /// length of a response written into `out` (a success or an error
+    /// response) to send back to `src`, `None` when nothing is to be sent, or
+    /// an error when the message was dropped. Never allocates.
+    pub fn handle_stun(
+        &mut self,
+        now: Instant,
+        msg: &StunMessage<'_>,
+        src: SocketAddr,
+        out: &mut [u8],
+    ) -> Result<Option<usize>, IceError> {
+        if msg.class() != StunClass::Request {
+            self.stats.ignored += 1;
+            return Ok(None);
+        }
+        if !msg.verify_fingerprint() {
+            self.stats.bad_fingerprint += 1;
+            return Err(IceError::BadFingerprint);
+        }
+        let tid = *msg.transaction_id();
+        let ufrags = msg.username_ufrags();
+        let (Some((local, remote)), StunMethod::Binding, Some(_)) =
+            (ufrags, msg.method(), msg.message_integrity())
+        else {
+            self.stats.bad_request += 1;
+            return self.reply_error(out, tid, ErrorCode::BAD_REQUEST, &[], None);
+        };
+        let which = match self.authenticate(msg, local, remote) {
+            Ok(which) => which,
+            Err(AuthFailure::Username) => {
+                self.stats.bad_username += 1;
+                return self.reply_error(out, tid, ErrorCode::UNAUTHENTICATED, &[], None);
+            }
+            Err(AuthFailure::Integrity) => {
+                self.stats.bad_integrity += 1;
+                return self.reply_error(out, tid, ErrorCode::UNAUTHENTICATED, &[], None);
+            }
+        };
+
+        let mut unknown = [0u16; MAX_UNKNOWN_LISTED];
+        let mut n_unknown = 0;
+        for t in msg.unknown_comprehension_required() {
+            if n_unknown < unknown.len() {
+                unknown[n_unknown] = t;
+                n_unknown += 1;
+            }
+        }
+        if n_unknown > 0 {
+            self.stats.unknown_attribute += 1;
+            let code = ErrorCode::UNKNOWN_ATTRIBUTE;
+            return self.reply_error(out, tid, code, &unknown[..n_unknown], Some(which));
+        }
+        if msg.ice_controlled().is_some() {
+            // A lite agent is always controlled (RFC 8445 §6.1.1) and cannot
+            // switch, so whatever the tie-breakers say, the peer must.
+            self.stats.role_conflict += 1;
+            return self.reply_error(out, tid, ErrorCode::ROLE_CONFLICT, &[], Some(which));
+        }
+
+        let key = self.credentials(which).local_pwd.as_bytes();
+        let len = match write_binding_success(out, &tid, src, key) {
+            Ok(len) => len,
+            Err(_) => {
+                self.stats.buffer_too_small += 1;
+                return Err(IceError::BufferTooSmall);
+            }
+        };
+        self.stats.successes += 1;
+        self.accept_check(now, src, msg.use_candidate(), which);
+        Ok(Some(len))
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<IceEvent> {
+        self.events.pop()
+    }
+
+    /// When consent of the selected address expires unless a check arrives.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            IceState::Connected => self.consent_deadline,
+            IceState::New | IceState::Disconnected => None,
+        }
+    }
+
+    /// Expires consent if its deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state != IceState::Connected {
+            return;
+        }
+        if self.consent_deadline.is_some_and(|d| now >= d) {
+            self.state = IceState::Disconnected;
+            self.consent_deadline = None;
+            self.stats.consent_expiries += 1;
+            self.push_event(IceEvent::Disconnected);
+        }
+    }
+
+    /// ICE restart (RFC 8445 §9) with new local credentials and, if the
+    /// peer's offer carried them, its new ufrag. Checks with the old
+    /// credentials are still answered until the first check with the new ones
+    /// succeeds ([`IceEvent::Restarted`]); the selection and consent carry
+    /// over, so media is not cut. Restarting again before that replaces the
+    /// unproven new credentials and keeps the old working ones.
+    pub fn restart(
+        &mut self,
+        local_ufrag: impl Into<String>,
+        local_pwd: impl Into<String>,
+        remote_ufrag: Option<String>,
+    ) {
+        let fresh = Credentials {
+            local_ufrag: local_ufrag.into(),
+            local_pwd: local_pwd.into(),
+            remote_ufrag,
+        };
+        if self.previous_active {
+            self.current = fresh;
+        } else {
+            self.previous = std::mem::replace(&mut self.current, fresh);
+            self.previous_active = true;
+        }
+    }
+
+    /// Where media may be sent: the nominated address while it has consent.
+    pub fn selected(&self) -> Option<SocketAddr> {
+        match self.state {
+            IceState::Connected => self.selected,
+            IceState::New | IceState::Disconnected => None,
+        }
+    }
+
+    /// Current connectivity.
+    pub fn state(&self) -> IceState {
+        self.state
+    }
+
+    /// Whether `addr` passed a check and is still remembered.
+    pub fn is_valid(&self, addr: SocketAddr) -> bool {
+        self.candidates.contains(addr)
+    }
+
+    /// The remembered remote addresses that passed a check.
+    pub fn valid_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.candidates.iter()
+    }
+
+    /// Our current ufrag (the demux key for incoming checks).
+    pub fn local_ufrag(&self) -> &str {
+        &self.current.local_ufrag
+    }
+
+    /// Counters by outcome and reason.
+    pub fn stats(&self) -> IceLiteStats {
+        self.stats
+    }
+
+    fn credentials(&self, which: Which) -> &Credentials {
+        match which {
+            Which::Current => &self.current,
+            Which::Previous => &self.previous,
+        }
+    }
+
+    /// Finds the credential set whose ufrags the USERNAME names and whose
+    /// password verifies MESSAGE-INTEGRITY. Both sets are tried because a
+    /// restart may change only the password.
+    fn authenticate(
+        &self,
+        msg: &StunMessage<'_>,
+        local: &[u8],
+        remote: &[u8],
+    ) -> Result<Which, AuthFailure> {
+        let mut named = false;
+        for which in [Which::Current, Which::Previous] {
+            if which == Which::Previous && !self.previous_active {
+                continue;
+            }
+            let c = self.credentials(which);
+            if !c.names(local, remote) {
+                continue;
+            }
+            named = true;
+            if msg.verify_integrity(c.local_pwd.as_bytes()) {
+                return Ok(which);
+            }
+        }
+        Err(if named {
+            AuthFailure::Integrity
+        } else {
+            AuthFailure::Username
+        })
+    }
+
+    /// State changes of a check that was answered with success.
+    fn accept_check(&mut self, now: Instant, src: SocketAddr, nominate: bool, which: Which) {
+        if which == Which::Current && self.previous_active {
+            self.previous_active = false;
+            self.stats.restarts += 1;
+            self.push_event(IceEvent::Restarted);
+        }
+        if self.candidates.refresh(now, src, self.selected) {
+            self.stats.candidates_evicted += 1;
+        }
+        if nominate {
+            self.stats.nominations += 1;
+            if self.state != IceState::Connected {
+                self.state = IceState::Connected;
+                self.selected = Some(src);
+                self.push_event(IceEvent::Connected { selected: src });
+            } else if self.selected != Some(src) {
+                self.selected = Some(src);
+                self.stats.selected_changes += 1;
+                self.push_event(IceEvent::SelectedChanged { selected: src });
+            }
+        }
+        if self.state == IceState::Connected && self.selected == Some(src) {
+            self.consent_deadline = Some(now + self.consent_timeout);
+        }
+    }
+
+    fn push_event(&mut self, event: IceEvent) {
+        if !self.events.push(event) {
+            self.stats.events_dropped += 1;
+        }
+    }
+
+    /// Writes an error response; `auth` names the credentials that
+    /// authenticated the request, whose password then keys MESSAGE-INTEGRITY.
+    fn reply_error(
+        &mut self,
+        out: &mut [u8],
+        transaction_id: [u8; TRANSACTION_ID_LEN],
+        code: u16,
+        unknown_attributes: &[u16],
+        auth: Option<Which>,
+    ) -> Result<Option<usize>, IceError> {
+        let response = ErrorResponse {
+            transaction_id,
+            code,
+            reason: reason_phrase(code),
+            unknown_attributes,
+            integrity_key: auth.map(|w| self.credentials(w).local_pwd.as_bytes()),
+        };
+        match response.write(out) {
+            Ok(len) => Ok(Some(len)),
+            Err(_) => {
+                self.stats.buffer_too_small += 1;
+                Err(IceError::BufferTooSmall)
+            }
+        }
+    }
+}
+
+/// One set of short-term credentials.
+#[derive(Debug, Clone, Default)]
+struct Credentials {
+    local_ufrag: String,
+    local_pwd: String,
+    remote_ufrag: Option<String>,
+}
+
+impl Credentials {
+    /// Whether a USERNAME split into (`local`, `remote`) names these.
+    fn names(&self, local: &[u8], remote: &[u8]) -> bool {
+        local == self.local_ufrag.as_bytes()
+            && self
+                .remote_ufrag
+                .as_ref()
+                .is_none_or(|r| r.as_bytes() == remote)
+    }
+}
+
+/// Which credential set authenticated a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Current,
+    Previous,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuthFailure {
+    Username,
+    Integrity,
+}
+
+fn reason_phrase(code: u16) -> &'static [u8] {
+    match code {
+        ErrorCode::BAD_REQUEST => b"Bad Request",
+        ErrorCode::UNAUTHENTICATED => b"Unauthenticated",
+        ErrorCode::UNKNOWN_ATTRIBUTE => b"Unknown Attribute",
+        ErrorCode::ROLE_CONFLICT => b"Role Conflict",
+        _ => b"Error",
+    }
+}
+
+/// Events a Session produces between polls are few (connect, a path change,
+/// a restart); eight leaves room for a slow poller.
+const EVENT_CAPACITY: usize = 8;
+
+/// Unknown attribute types listed in one 420 response; more are not listed.
+const MAX_UNKNOWN_LISTED: usize = 16;
