@@ -33,7 +33,12 @@ impl CandidateTable {
 
     /// Records a valid check from `addr` at `now`. Returns true when another
     /// address (never `keep`) was evicted to make room.
-    pub(crate) fn refresh(&mut self, now: Instant, addr: SocketAddr, keep: Option<SocketAddr>) -> bool {
+    pub(crate) fn refresh(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        keep: Option<SocketAddr>,
+    ) -> bool {
         if let Some(c) = self.entries.iter_mut().find(|c| c.addr == addr) {
             c.last_check = now;
             return false;
@@ -90,7 +95,7 @@ mod tests {
         assert!(!t.refresh(ms(0), addr(1), None));
         assert!(!t.refresh(ms(1), addr(2), None));
         assert!(!t.refresh(ms(2), addr(1), None)); // refresh, no growth
-        // addr(2) is least recent but kept; addr(1) goes.
+                                                   // addr(2) is least recent but kept; addr(1) goes.
         assert!(t.refresh(ms(3), addr(3), Some(addr(2))));
         assert!(!t.contains(addr(1)));
         assert!(t.contains(addr(2)) && t.contains(addr(3)));

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use super::queue::EventQueue;
 use super::rng::XorShift;
 use super::IceError;
-use crate::stun::{BindingRequest, IceRole, StunClass, StunMessage, StunMethod, TRANSACTION_ID_LEN};
+use crate::stun::{
+    BindingRequest, IceRole, StunClass, StunMessage, StunMethod, TRANSACTION_ID_LEN,
+};
 use crate::time::earliest;
 
 /// Configuration of an [`IceClient`].
@@ -57,11 +59,7 @@ impl IceClientConfig {
     /// Credentials and server address with the defaults: 50 ms RTO, 8 tries,
     /// 5 s consent interval, 30 s consent timeout, seed 1, and the priority
     /// of a peer-reflexive candidate (type preference 110, RFC 8445 §5.1.2.2).
-    pub fn new(
-        local: (&str, &str),
-        remote: (&str, &str),
-        remote_addr: SocketAddr,
-    ) -> Self {
+    pub fn new(local: (&str, &str), remote: (&str, &str), remote_addr: SocketAddr) -> Self {
         Self {
             local_ufrag: local.0.to_owned(),
             local_pwd: local.1.to_owned(),
@@ -246,7 +244,10 @@ impl IceClient {
             self.stats.ignored += 1;
             return Ok(());
         }
-        if self.transaction.is_none_or(|t| &t.id != msg.transaction_id()) {
+        if self
+            .transaction
+            .is_none_or(|t| &t.id != msg.transaction_id())
+        {
             self.stats.stale += 1;
             return Ok(());
         }
@@ -417,5 +418,165 @@ impl IceClient {
         // Four slots and at most two events between restarts: never full in
         // practice; if it were, the oldest would go.
         let _ = self.events.push(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stun::{write_binding_success, ErrorResponse};
+
+    const SERVER_PWD: &str = "server-password-0123456789";
+
+    fn server() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 3478))
+    }
+
+    #[allow(clippy::disallowed_methods)] // a test needs some base instant
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn client() -> IceClient {
+        IceClient::new(IceClientConfig::new(
+            ("cliU", "client-password-0123456789"),
+            ("srvU", SERVER_PWD),
+            server(),
+        ))
+    }
+
+    /// Sends the due request and returns its transaction id.
+    fn send(c: &mut IceClient, now: Instant) -> [u8; 12] {
+        let mut buf = [0u8; 256];
+        let (n, to) = c.poll_transmit(now, &mut buf).expect("a request is due");
+        assert_eq!(to, server());
+        let msg = StunMessage::parse(&buf[..n]).unwrap();
+        assert_eq!(msg.username(), Some(&b"srvU:cliU"[..]));
+        assert!(msg.use_candidate() && msg.ice_controlling().is_some());
+        assert!(msg.verify_integrity(SERVER_PWD.as_bytes()) && msg.verify_fingerprint());
+        *msg.transaction_id()
+    }
+
+    fn answer(c: &mut IceClient, now: Instant, tid: [u8; 12], key: &str) -> Result<(), IceError> {
+        let mut buf = [0u8; 128];
+        let mapped = SocketAddr::from(([127, 0, 0, 1], 9));
+        let n = write_binding_success(&mut buf, &tid, mapped, key.as_bytes()).unwrap();
+        c.handle_stun(now, &StunMessage::parse(&buf[..n]).unwrap(), server())
+    }
+
+    #[test]
+    fn retransmits_with_backoff_then_fails() {
+        let (mut c, t) = (client(), t0());
+        let tid = send(&mut c, t);
+        assert!(c.poll_transmit(t, &mut [0u8; 256]).is_none());
+        let mut expected = t;
+        for attempt in 1..8u32 {
+            expected += Duration::from_millis(50) * (1 << (attempt - 1));
+            assert_eq!(c.poll_timeout(), Some(expected));
+            c.handle_timeout(expected);
+            assert_eq!(send(&mut c, expected), tid, "same transaction id");
+        }
+        expected += Duration::from_millis(50) * 128;
+        assert_eq!(c.poll_timeout(), Some(expected));
+        c.handle_timeout(expected);
+        assert_eq!(c.poll_event(), Some(IceClientEvent::Failed));
+        assert_eq!(c.state(), IceClientState::Failed);
+        assert!(c.poll_transmit(expected, &mut [0u8; 256]).is_none());
+        assert_eq!((c.stats().requests_sent, c.stats().retransmits), (8, 7));
+    }
+
+    #[test]
+    fn only_authentic_matching_responses_count() {
+        let (mut c, t) = (client(), t0());
+        let tid = send(&mut c, t);
+        assert_eq!(answer(&mut c, t, [0; 12], SERVER_PWD), Ok(()));
+        assert_eq!(c.stats().stale, 1);
+        assert_eq!(
+            answer(&mut c, t, tid, "not-the-password"),
+            Err(IceError::BadIntegrity)
+        );
+        let mut buf = [0u8; 128];
+        let n = write_binding_success(&mut buf, &tid, server(), SERVER_PWD.as_bytes()).unwrap();
+        let other = SocketAddr::from(([127, 0, 0, 1], 1));
+        let msg = StunMessage::parse(&buf[..n]).unwrap();
+        assert_eq!(
+            c.handle_stun(t, &msg, other),
+            Err(IceError::UnexpectedSource)
+        );
+        assert_eq!(c.state(), IceClientState::Checking);
+        assert_eq!(answer(&mut c, t, tid, SERVER_PWD), Ok(()));
+        assert_eq!(c.poll_event(), Some(IceClientEvent::Connected));
+        assert_eq!(c.mapped(), Some(SocketAddr::from(([127, 0, 0, 1], 9))));
+    }
+
+    #[test]
+    fn consent_checks_are_jittered_and_loss_is_reported() {
+        let (mut c, t) = (client(), t0());
+        let tid = send(&mut c, t);
+        answer(&mut c, t, tid, SERVER_PWD).unwrap();
+        let mut now = t;
+        let mut last_success = t;
+        let mut checks = 0;
+        // Answer checks for a while, then stop answering.
+        for _ in 0..100 {
+            let Some(next) = c.poll_timeout() else { break };
+            assert!(next > now);
+            now = next;
+            c.handle_timeout(now);
+            let answering = now - t < Duration::from_secs(60);
+            if c.poll_transmit(now, &mut [0u8; 256]).is_some() {
+                checks += 1;
+                let gap = now - last_success;
+                let in_range = gap >= Duration::from_secs(4) && gap <= Duration::from_secs(6);
+                assert!(!answering || in_range, "{gap:?}");
+            }
+            if answering {
+                if let Some(txn) = c.transaction {
+                    answer(&mut c, now, txn.id, SERVER_PWD).unwrap();
+                    last_success = now;
+                }
+            }
+        }
+        assert_eq!(c.state(), IceClientState::ConsentLost);
+        assert!(checks > 15, "{checks}");
+        assert_eq!(now - last_success, Duration::from_secs(30));
+        assert_eq!(c.poll_event(), Some(IceClientEvent::Connected));
+        assert_eq!(c.poll_event(), Some(IceClientEvent::ConsentLost));
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn error_response_fails_and_restart_recovers() {
+        let (mut c, t) = (client(), t0());
+        let tid = send(&mut c, t);
+        let mut buf = [0u8; 128];
+        let n = ErrorResponse {
+            transaction_id: tid,
+            code: 401,
+            reason: b"Unauthenticated",
+            unknown_attributes: &[],
+            integrity_key: None,
+        }
+        .write(&mut buf)
+        .unwrap();
+        c.handle_stun(t, &StunMessage::parse(&buf[..n]).unwrap(), server())
+            .unwrap();
+        assert_eq!(c.poll_event(), Some(IceClientEvent::Failed));
+        assert_eq!(c.last_error_code(), Some(401));
+        c.restart(("cli2", "pw2-0123456789012345678"), ("srv2", SERVER_PWD));
+        assert_eq!(c.local_credentials(), ("cli2", "pw2-0123456789012345678"));
+        let mut out = [0u8; 256];
+        let (n, _) = c.poll_transmit(t, &mut out).unwrap();
+        let msg = StunMessage::parse(&out[..n]).unwrap();
+        assert_eq!(msg.username(), Some(&b"srv2:cli2"[..]));
+        assert_eq!(c.state(), IceClientState::Checking);
+    }
+
+    #[test]
+    fn small_buffer_keeps_the_request_due() {
+        let (mut c, t) = (client(), t0());
+        assert!(c.poll_transmit(t, &mut [0u8; 30]).is_none());
+        assert_eq!(c.stats().buffer_too_small, 1);
+        send(&mut c, t);
     }
 }

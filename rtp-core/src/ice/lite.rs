@@ -465,3 +465,376 @@ const EVENT_CAPACITY: usize = 8;
 
 /// Unknown attribute types listed in one 420 response; more are not listed.
 const MAX_UNKNOWN_LISTED: usize = 16;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stun::{attr, BindingRequest, IceRole, StunWriter};
+
+    const UFRAG: &str = "srvU";
+    const PWD: &str = "server-password-0123456789";
+    const PEER: &str = "cliU";
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[allow(clippy::disallowed_methods)] // a test needs some base instant
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    fn agent() -> IceLite {
+        IceLite::new(IceConfig {
+            remote_ufrag: Some(PEER.into()),
+            consent_timeout: Duration::from_secs(3),
+            ..IceConfig::new(UFRAG, PWD)
+        })
+    }
+
+    /// A Binding request from the peer: `username`, `pwd`, role, nomination.
+    fn request(username: &str, pwd: &str, role: IceRole, nominate: bool, tid: u8) -> Vec<u8> {
+        let mut buf = vec![0u8; 256];
+        let n = BindingRequest {
+            transaction_id: [tid; 12],
+            username: username.as_bytes(),
+            priority: 1234,
+            role,
+            use_candidate: nominate,
+            key: pwd.as_bytes(),
+        }
+        .write(&mut buf)
+        .unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn good(nominate: bool) -> Vec<u8> {
+        request("srvU:cliU", PWD, IceRole::Controlling(9), nominate, 1)
+    }
+
+    /// Feeds `bytes` from `src` and returns (result, parsed response class/code).
+    fn feed(
+        ice: &mut IceLite,
+        now: Instant,
+        bytes: &[u8],
+        src: SocketAddr,
+    ) -> Result<Option<(StunClass, Option<u16>, bool, Option<SocketAddr>)>, IceError> {
+        let msg = StunMessage::parse(bytes).unwrap();
+        let mut out = [0u8; 256];
+        let r = ice.handle_stun(now, &msg, src, &mut out)?;
+        Ok(r.map(|n| {
+            let resp = StunMessage::parse(&out[..n]).unwrap();
+            assert!(resp.verify_fingerprint());
+            assert_eq!(resp.transaction_id(), msg.transaction_id());
+            (
+                resp.class(),
+                resp.error_code().map(|e| e.code),
+                resp.verify_integrity(PWD.as_bytes()),
+                resp.xor_mapped_address(),
+            )
+        }))
+    }
+
+    fn events(ice: &mut IceLite) -> Vec<IceEvent> {
+        std::iter::from_fn(|| ice.poll_event()).collect()
+    }
+
+    #[test]
+    fn nominating_check_connects() {
+        let (mut ice, now) = (agent(), t0());
+        assert_eq!(ice.state(), IceState::New);
+        let r = feed(&mut ice, now, &good(true), addr(5000)).unwrap();
+        assert_eq!(r, Some((StunClass::Success, None, true, Some(addr(5000)))));
+        assert_eq!(
+            events(&mut ice),
+            [IceEvent::Connected {
+                selected: addr(5000)
+            }]
+        );
+        assert_eq!(ice.state(), IceState::Connected);
+        assert_eq!(ice.selected(), Some(addr(5000)));
+        assert!(ice.is_valid(addr(5000)));
+        assert_eq!(ice.poll_timeout(), Some(now + Duration::from_secs(3)));
+        let s = ice.stats();
+        assert_eq!((s.successes, s.nominations), (1, 1));
+    }
+
+    #[test]
+    fn plain_check_is_answered_but_selects_nothing() {
+        let (mut ice, now) = (agent(), t0());
+        let r = feed(&mut ice, now, &good(false), addr(5000)).unwrap();
+        assert_eq!(r.unwrap().0, StunClass::Success);
+        assert!(ice.is_valid(addr(5000)));
+        assert_eq!(ice.selected(), None);
+        assert_eq!(ice.poll_timeout(), None);
+        assert!(events(&mut ice).is_empty());
+    }
+
+    #[test]
+    fn bad_credentials_get_unprotected_401() {
+        let (mut ice, now) = (agent(), t0());
+        for (username, pwd) in [
+            ("other:cliU", PWD),
+            ("srvU:other", PWD),
+            ("srvU", PWD),
+            ("srvU:cliU", "wrong-password-0123456789"),
+        ] {
+            let req = request(username, pwd, IceRole::Controlling(9), true, 2);
+            let r = feed(&mut ice, now, &req, addr(5000)).unwrap().unwrap();
+            let want = if username == "srvU" { 400 } else { 401 };
+            assert_eq!(
+                (r.0, r.1, r.2),
+                (StunClass::Error, Some(want), false),
+                "{username}"
+            );
+        }
+        let s = ice.stats();
+        assert_eq!((s.bad_username, s.bad_integrity, s.bad_request), (2, 1, 1));
+        assert_eq!(s.successes, 0);
+        assert!(!ice.is_valid(addr(5000)));
+        assert_eq!(ice.state(), IceState::New);
+        assert!(events(&mut ice).is_empty());
+    }
+
+    #[test]
+    fn unknown_remote_ufrag_accepts_any_peer() {
+        let mut ice = IceLite::new(IceConfig::new(UFRAG, PWD));
+        let req = request("srvU:whoever", PWD, IceRole::Controlling(1), false, 3);
+        let r = feed(&mut ice, t0(), &req, addr(1)).unwrap().unwrap();
+        assert_eq!(r.0, StunClass::Success);
+    }
+
+    #[test]
+    fn missing_integrity_or_non_binding_is_400() {
+        let (mut ice, now) = (agent(), t0());
+        let mut buf = [0u8; 128];
+        let mut w =
+            StunWriter::new(&mut buf, StunClass::Request, StunMethod::Binding, &[4; 12]).unwrap();
+        w.username(b"srvU:cliU").unwrap();
+        w.fingerprint().unwrap();
+        let n = w.finish();
+        let r = feed(&mut ice, now, &buf[..n], addr(1)).unwrap().unwrap();
+        assert_eq!((r.0, r.1, r.2), (StunClass::Error, Some(400), false));
+
+        let mut w =
+            StunWriter::new(&mut buf, StunClass::Request, StunMethod::Other(3), &[5; 12]).unwrap();
+        w.username(b"srvU:cliU").unwrap();
+        w.message_integrity(PWD.as_bytes()).unwrap();
+        w.fingerprint().unwrap();
+        let n = w.finish();
+        let r = feed(&mut ice, now, &buf[..n], addr(1)).unwrap().unwrap();
+        assert_eq!(r.1, Some(400));
+        assert_eq!(ice.stats().bad_request, 2);
+    }
+
+    #[test]
+    fn unknown_required_attribute_is_protected_420() {
+        let (mut ice, now) = (agent(), t0());
+        let mut buf = [0u8; 128];
+        let mut w =
+            StunWriter::new(&mut buf, StunClass::Request, StunMethod::Binding, &[6; 12]).unwrap();
+        w.username(b"srvU:cliU").unwrap();
+        w.attribute(0x7001, b"??").unwrap();
+        w.attribute(0xC001, b"optional").unwrap();
+        w.message_integrity(PWD.as_bytes()).unwrap();
+        w.fingerprint().unwrap();
+        let n = w.finish();
+        let msg = StunMessage::parse(&buf[..n]).unwrap();
+        let mut out = [0u8; 128];
+        let len = ice
+            .handle_stun(now, &msg, addr(1), &mut out)
+            .unwrap()
+            .unwrap();
+        let resp = StunMessage::parse(&out[..len]).unwrap();
+        assert_eq!(resp.error_code().unwrap().code, 420);
+        assert_eq!(
+            resp.attribute(attr::UNKNOWN_ATTRIBUTES).unwrap().value,
+            [0x70, 0x01]
+        );
+        assert!(resp.verify_integrity(PWD.as_bytes()));
+        assert_eq!(ice.stats().unknown_attribute, 1);
+        assert!(!ice.is_valid(addr(1)));
+    }
+
+    #[test]
+    fn controlled_peer_gets_protected_487() {
+        let (mut ice, now) = (agent(), t0());
+        for tie in [0, u64::MAX] {
+            let req = request("srvU:cliU", PWD, IceRole::Controlled(tie), true, 7);
+            let r = feed(&mut ice, now, &req, addr(1)).unwrap().unwrap();
+            assert_eq!((r.0, r.1, r.2), (StunClass::Error, Some(487), true));
+        }
+        assert_eq!(ice.stats().role_conflict, 2);
+        assert_eq!(ice.state(), IceState::New);
+    }
+
+    #[test]
+    fn bad_fingerprint_is_dropped_and_responses_ignored() {
+        let (mut ice, now) = (agent(), t0());
+        let mut req = good(true);
+        let last = req.len() - 1;
+        req[last] ^= 1;
+        assert_eq!(
+            feed(&mut ice, now, &req, addr(1)),
+            Err(IceError::BadFingerprint)
+        );
+
+        let mut buf = [0u8; 128];
+        let n = write_binding_success(&mut buf, &[1; 12], addr(1), PWD.as_bytes()).unwrap();
+        assert_eq!(feed(&mut ice, now, &buf[..n], addr(1)), Ok(None));
+        let s = ice.stats();
+        assert_eq!((s.bad_fingerprint, s.ignored), (1, 1));
+        assert_eq!(ice.state(), IceState::New);
+    }
+
+    #[test]
+    fn small_buffer_is_an_error_without_state_change() {
+        let (mut ice, now) = (agent(), t0());
+        let req = good(true);
+        let msg = StunMessage::parse(&req).unwrap();
+        let mut out = [0u8; 40];
+        assert_eq!(
+            ice.handle_stun(now, &msg, addr(1), &mut out),
+            Err(IceError::BufferTooSmall)
+        );
+        assert_eq!(ice.state(), IceState::New);
+        assert_eq!(ice.stats().buffer_too_small, 1);
+    }
+
+    #[test]
+    fn consent_expires_and_renomination_reconnects() {
+        let (mut ice, t) = (agent(), t0());
+        let s = Duration::from_secs(1);
+        feed(&mut ice, t, &good(true), addr(1)).unwrap();
+        // Checks from the selected address push the deadline; others don't.
+        feed(&mut ice, t + 2 * s, &good(false), addr(1)).unwrap();
+        feed(&mut ice, t + 4 * s, &good(false), addr(2)).unwrap();
+        assert_eq!(ice.poll_timeout(), Some(t + 5 * s));
+        ice.handle_timeout(t + 4 * s);
+        assert_eq!(ice.state(), IceState::Connected);
+        ice.handle_timeout(t + 5 * s);
+        assert_eq!(ice.state(), IceState::Disconnected);
+        assert_eq!(ice.selected(), None);
+        assert_eq!(ice.poll_timeout(), None);
+        // A plain check does not bring it back; a nomination does.
+        feed(&mut ice, t + 6 * s, &good(false), addr(1)).unwrap();
+        assert_eq!(ice.state(), IceState::Disconnected);
+        feed(&mut ice, t + 7 * s, &good(true), addr(1)).unwrap();
+        assert_eq!(
+            events(&mut ice),
+            [
+                IceEvent::Connected { selected: addr(1) },
+                IceEvent::Disconnected,
+                IceEvent::Connected { selected: addr(1) },
+            ]
+        );
+        assert_eq!(ice.poll_timeout(), Some(t + 10 * s));
+        assert_eq!(ice.stats().consent_expiries, 1);
+    }
+
+    #[test]
+    fn nomination_from_new_address_moves_selection() {
+        let (mut ice, t) = (agent(), t0());
+        feed(&mut ice, t, &good(true), addr(1)).unwrap();
+        feed(&mut ice, t, &good(true), addr(1)).unwrap();
+        feed(&mut ice, t, &good(true), addr(2)).unwrap();
+        assert_eq!(
+            events(&mut ice),
+            [
+                IceEvent::Connected { selected: addr(1) },
+                IceEvent::SelectedChanged { selected: addr(2) },
+            ]
+        );
+        assert_eq!(ice.selected(), Some(addr(2)));
+        assert_eq!(ice.stats().selected_changes, 1);
+    }
+
+    #[test]
+    fn restart_keeps_old_credentials_until_new_ones_are_used() {
+        let (mut ice, t) = (agent(), t0());
+        feed(&mut ice, t, &good(true), addr(1)).unwrap();
+        let _ = events(&mut ice);
+        ice.restart("newU", "new-password-0123456789", Some("cli2".into()));
+        assert_eq!(ice.local_ufrag(), "newU");
+        // Old ones still work (media keeps flowing, selection unchanged).
+        let r = feed(&mut ice, t, &good(false), addr(1)).unwrap().unwrap();
+        assert_eq!(r.0, StunClass::Success);
+        assert!(events(&mut ice).is_empty());
+        // New ones complete the restart.
+        let new = request(
+            "newU:cli2",
+            "new-password-0123456789",
+            IceRole::Controlling(9),
+            true,
+            8,
+        );
+        let r = feed(&mut ice, t, &new, addr(1)).unwrap().unwrap();
+        assert_eq!(r.0, StunClass::Success);
+        assert_eq!(events(&mut ice), [IceEvent::Restarted]);
+        // Old ones are now rejected.
+        let r = feed(&mut ice, t, &good(false), addr(1)).unwrap().unwrap();
+        assert_eq!(r.1, Some(401));
+        assert_eq!(ice.stats().restarts, 1);
+    }
+
+    #[test]
+    fn second_restart_before_completion_keeps_the_working_credentials() {
+        let (mut ice, t) = (agent(), t0());
+        ice.restart("midU", "mid-password-0123456789", None);
+        ice.restart("newU", "new-password-0123456789", None);
+        assert_eq!(
+            feed(&mut ice, t, &good(false), addr(1)).unwrap().unwrap().0,
+            StunClass::Success
+        );
+        let mid = request(
+            "midU:cliU",
+            "mid-password-0123456789",
+            IceRole::Controlling(9),
+            false,
+            9,
+        );
+        assert_eq!(
+            feed(&mut ice, t, &mid, addr(1)).unwrap().unwrap().1,
+            Some(401)
+        );
+    }
+
+    #[test]
+    fn password_only_restart_tells_the_sets_apart() {
+        let (mut ice, t) = (agent(), t0());
+        ice.restart(UFRAG, "new-password-0123456789", Some(PEER.into()));
+        assert_eq!(
+            feed(&mut ice, t, &good(false), addr(1)).unwrap().unwrap().0,
+            StunClass::Success
+        );
+        assert!(events(&mut ice).is_empty());
+        let new = request(
+            "srvU:cliU",
+            "new-password-0123456789",
+            IceRole::Controlling(9),
+            false,
+            9,
+        );
+        feed(&mut ice, t, &new, addr(1)).unwrap();
+        assert_eq!(events(&mut ice), [IceEvent::Restarted]);
+        assert_eq!(
+            feed(&mut ice, t, &good(false), addr(1)).unwrap().unwrap().1,
+            Some(401)
+        );
+    }
+
+    #[test]
+    fn unpolled_events_are_bounded_and_counted() {
+        let (mut ice, t) = (agent(), t0());
+        for port in 1..=20 {
+            feed(&mut ice, t, &good(true), addr(port)).unwrap();
+        }
+        assert_eq!(events(&mut ice).len(), EVENT_CAPACITY);
+        assert_eq!(ice.stats().events_dropped, 20 - EVENT_CAPACITY as u64);
+        // The table stays bounded and keeps the selected address.
+        assert_eq!(ice.valid_addresses().count(), 8);
+        assert!(ice.is_valid(addr(20)));
+        assert_eq!(ice.stats().candidates_evicted, 12);
+    }
+}
