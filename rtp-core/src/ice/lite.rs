@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::candidates::CandidateTable;
+use super::credentials::{AuthFailure, CredentialSet, Credentials, Which};
 use super::queue::EventQueue;
 use super::IceError;
 use crate::stun::{
@@ -129,10 +130,7 @@ pub struct IceLiteStats {
 /// The server-side ICE-lite agent of one Session.
 #[derive(Debug)]
 pub struct IceLite {
-    current: Credentials,
-    /// The credentials before the last restart; valid while `previous_active`.
-    previous: Credentials,
-    previous_active: bool,
+    credentials: CredentialSet,
     consent_timeout: Duration,
     candidates: CandidateTable,
     /// Last nominated address; reported by `selected()` only while Connected.
@@ -147,13 +145,11 @@ impl IceLite {
     /// A new agent with no selected address. All storage is reserved here.
     pub fn new(config: IceConfig) -> Self {
         Self {
-            current: Credentials {
+            credentials: CredentialSet::new(Credentials {
                 local_ufrag: config.local_ufrag,
                 local_pwd: config.local_pwd,
                 remote_ufrag: config.remote_ufrag,
-            },
-            previous: Credentials::default(),
-            previous_active: false,
+            }),
             consent_timeout: config.consent_timeout,
             candidates: CandidateTable::new(config.max_candidates),
             selected: None,
@@ -191,7 +187,7 @@ impl IceLite {
             self.stats.bad_request += 1;
             return self.reply_error(out, tid, ErrorCode::BAD_REQUEST, &[], None);
         };
-        let which = match self.authenticate(msg, local, remote) {
+        let which = match self.credentials.authenticate(msg, local, remote) {
             Ok(which) => which,
             Err(AuthFailure::Username) => {
                 self.stats.bad_username += 1;
@@ -223,7 +219,7 @@ impl IceLite {
             return self.reply_error(out, tid, ErrorCode::ROLE_CONFLICT, &[], Some(which));
         }
 
-        let key = self.credentials(which).local_pwd.as_bytes();
+        let key = self.credentials.pwd(which);
         let len = match write_binding_success(out, &tid, src, key) {
             Ok(len) => len,
             Err(_) => {
@@ -279,12 +275,7 @@ impl IceLite {
             local_pwd: local_pwd.into(),
             remote_ufrag,
         };
-        if self.previous_active {
-            self.current = fresh;
-        } else {
-            self.previous = std::mem::replace(&mut self.current, fresh);
-            self.previous_active = true;
-        }
+        self.credentials.restart(fresh);
     }
 
     /// Where media may be sent: the nominated address while it has consent.
@@ -312,7 +303,7 @@ impl IceLite {
 
     /// Our current ufrag (the demux key for incoming checks).
     pub fn local_ufrag(&self) -> &str {
-        &self.current.local_ufrag
+        self.credentials.local_ufrag()
     }
 
     /// Counters by outcome and reason.
@@ -320,47 +311,9 @@ impl IceLite {
         self.stats
     }
 
-    fn credentials(&self, which: Which) -> &Credentials {
-        match which {
-            Which::Current => &self.current,
-            Which::Previous => &self.previous,
-        }
-    }
-
-    /// Finds the credential set whose ufrags the USERNAME names and whose
-    /// password verifies MESSAGE-INTEGRITY. Both sets are tried because a
-    /// restart may change only the password.
-    fn authenticate(
-        &self,
-        msg: &StunMessage<'_>,
-        local: &[u8],
-        remote: &[u8],
-    ) -> Result<Which, AuthFailure> {
-        let mut named = false;
-        for which in [Which::Current, Which::Previous] {
-            if which == Which::Previous && !self.previous_active {
-                continue;
-            }
-            let c = self.credentials(which);
-            if !c.names(local, remote) {
-                continue;
-            }
-            named = true;
-            if msg.verify_integrity(c.local_pwd.as_bytes()) {
-                return Ok(which);
-            }
-        }
-        Err(if named {
-            AuthFailure::Integrity
-        } else {
-            AuthFailure::Username
-        })
-    }
-
     /// State changes of a check that was answered with success.
     fn accept_check(&mut self, now: Instant, src: SocketAddr, nominate: bool, which: Which) {
-        if which == Which::Current && self.previous_active {
-            self.previous_active = false;
+        if self.credentials.confirm(which) {
             self.stats.restarts += 1;
             self.push_event(IceEvent::Restarted);
         }
@@ -405,7 +358,7 @@ impl IceLite {
             code,
             reason: reason_phrase(code),
             unknown_attributes,
-            integrity_key: auth.map(|w| self.credentials(w).local_pwd.as_bytes()),
+            integrity_key: auth.map(|w| self.credentials.pwd(w)),
         };
         match response.write(out) {
             Ok(len) => Ok(Some(len)),
@@ -415,38 +368,6 @@ impl IceLite {
             }
         }
     }
-}
-
-/// One set of short-term credentials.
-#[derive(Debug, Clone, Default)]
-struct Credentials {
-    local_ufrag: String,
-    local_pwd: String,
-    remote_ufrag: Option<String>,
-}
-
-impl Credentials {
-    /// Whether a USERNAME split into (`local`, `remote`) names these.
-    fn names(&self, local: &[u8], remote: &[u8]) -> bool {
-        local == self.local_ufrag.as_bytes()
-            && self
-                .remote_ufrag
-                .as_ref()
-                .is_none_or(|r| r.as_bytes() == remote)
-    }
-}
-
-/// Which credential set authenticated a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Which {
-    Current,
-    Previous,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AuthFailure {
-    Username,
-    Integrity,
 }
 
 fn reason_phrase(code: u16) -> &'static [u8] {
@@ -513,13 +434,17 @@ mod tests {
         request("srvU:cliU", PWD, IceRole::Controlling(9), nominate, 1)
     }
 
-    /// Feeds `bytes` from `src` and returns (result, parsed response class/code).
+    /// A response boiled down: class, ERROR-CODE, integrity under our
+    /// password, XOR-MAPPED-ADDRESS.
+    type Answer = (StunClass, Option<u16>, bool, Option<SocketAddr>);
+
+    /// Feeds `bytes` from `src` and returns the response, if any, boiled down.
     fn feed(
         ice: &mut IceLite,
         now: Instant,
         bytes: &[u8],
         src: SocketAddr,
-    ) -> Result<Option<(StunClass, Option<u16>, bool, Option<SocketAddr>)>, IceError> {
+    ) -> Result<Option<Answer>, IceError> {
         let msg = StunMessage::parse(bytes).unwrap();
         let mut out = [0u8; 256];
         let r = ice.handle_stun(now, &msg, src, &mut out)?;

@@ -17,6 +17,7 @@
 //!   RFC 8489 §6.2.1 retransmissions.
 //!
 //! Files: `lite` ([`IceLite`], the server agent), `client` ([`IceClient`]),
+//! `credentials` (current and pre-restart short-term credentials),
 //! `candidates` (the bounded table of remote addresses that passed a check),
 //! `queue` (the fixed event queue both agents use), `rng` (the seeded
 //! xorshift behind client transaction ids and jitter).
@@ -26,6 +27,7 @@
 
 mod candidates;
 mod client;
+mod credentials;
 mod lite;
 mod queue;
 mod rng;
