@@ -16,6 +16,7 @@
 
 pub mod bwe;
 pub mod forward;
+pub mod ice;
 pub mod nack;
 pub mod pacer;
 pub mod packet;
