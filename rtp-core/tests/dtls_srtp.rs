@@ -197,7 +197,9 @@ fn round_trip(tx: &mut SrtpContext, rx: &mut SrtpContext, seq: u16) {
 
     let plain = rtcp_rr();
     buf[..plain.len()].copy_from_slice(&plain);
-    let n = tx.protect_rtcp(&mut buf, plain.len()).expect("protect rtcp");
+    let n = tx
+        .protect_rtcp(&mut buf, plain.len())
+        .expect("protect rtcp");
     let m = rx.unprotect_rtcp(&mut buf[..n]).expect("unprotect rtcp");
     assert_eq!(&buf[..m], &plain[..]);
 }
@@ -221,8 +223,18 @@ const EXPECTED_PROFILE: ProtectionProfile = ProtectionProfile::AeadAes256Gcm;
 fn check_handshake(version: ClientVersion, expect: DtlsVersion) {
     let mut p = Pair::new(version);
     p.handshake();
-    assert_eq!(p.client.state(), DtlsState::Connected, "{:?}", p.client_events);
-    assert_eq!(p.server.state(), DtlsState::Connected, "{:?}", p.server_events);
+    assert_eq!(
+        p.client.state(),
+        DtlsState::Connected,
+        "{:?}",
+        p.client_events
+    );
+    assert_eq!(
+        p.server.state(),
+        DtlsState::Connected,
+        "{:?}",
+        p.server_events
+    );
     let c = connected(&p.client_events).expect("client Connected event");
     let s = connected(&p.server_events).expect("server Connected event");
     assert_eq!(c, s, "both sides agree");
@@ -260,7 +272,11 @@ fn dropped_first_flight_is_retransmitted() {
         assert_eq!(p.client.state(), DtlsState::Connected, "{version:?}");
         assert_eq!(p.server.state(), DtlsState::Connected, "{version:?}");
         assert!(p.now > start, "a timer had to fire");
-        assert!(p.now - start < Duration::from_secs(5), "{:?}", p.now - start);
+        assert!(
+            p.now - start < Duration::from_secs(5),
+            "{:?}",
+            p.now - start
+        );
         assert_srtp_works(&p);
     }
 }
@@ -426,6 +442,31 @@ proptest! {
                 _ => {}
             }
         }
+    }
+
+    /// Only a plaintext Alert (21) or Handshake (22) record can end a
+    /// handshake early (an epoch-0 alert is unauthenticated by design; dimpl
+    /// treats a bogus epoch-0 handshake message as fatal). Anything else in
+    /// the DTLS demux range is dropped and the handshake completes.
+    #[test]
+    fn non_handshake_garbage_before_handshake_is_ignored(
+        junk in proptest::collection::vec(
+            (20u8..=63, proptest::collection::vec(any::<u8>(), 0..300))
+                .prop_filter("not alert/handshake", |(b, _)| *b != 21 && *b != 22)
+                .prop_map(|(b, mut v)| { v.insert(0, b); v }),
+            1..6,
+        ),
+        v13 in any::<bool>(),
+    ) {
+        let version = if v13 { ClientVersion::Dtls13 } else { ClientVersion::Dtls12 };
+        let mut p = Pair::new(version);
+        for j in &junk {
+            prop_assert!(p.server.handle_datagram(p.now, j).is_ok());
+            prop_assert!(p.client.handle_datagram(p.now, j).is_ok());
+        }
+        p.handshake();
+        prop_assert_eq!(p.server.state(), DtlsState::Connected, "{:?}", p.server_events);
+        prop_assert_eq!(p.client.state(), DtlsState::Connected, "{:?}", p.client_events);
     }
 
     #[test]

@@ -106,8 +106,14 @@ impl DtlsEndpoint {
         remote_fingerprint: Option<Fingerprint>,
         now: Instant,
     ) -> Self {
-        Self::with_settings(role, cert, remote_fingerprint, &DtlsSettings::default(), now)
-            .expect("default DTLS settings are in range")
+        Self::with_settings(
+            role,
+            cert,
+            remote_fingerprint,
+            &DtlsSettings::default(),
+            now,
+        )
+        .expect("default DTLS settings are in range")
     }
 
     /// An endpoint with explicit settings.
@@ -175,7 +181,8 @@ impl DtlsEndpoint {
 
     /// The negotiated version, once the peer's first flight decided it.
     pub fn version(&self) -> Option<DtlsVersion> {
-        self.version.or_else(|| version_from(self.dtls.protocol_version()))
+        self.version
+            .or_else(|| version_from(self.dtls.protocol_version()))
     }
 
     /// The buffer size `poll_transmit` needed and did not get (0 if none).
@@ -256,11 +263,9 @@ impl DtlsEndpoint {
                     Ok(k) => self.keying = Some(k),
                     Err(f) => self.fail(f),
                 },
-                Output::CloseNotify => {
-                    if self.state != DtlsState::Closed {
-                        self.state = DtlsState::Closed;
-                        self.events.push_back(DtlsEvent::Closed);
-                    }
+                Output::CloseNotify if self.state != DtlsState::Closed => {
+                    self.state = DtlsState::Closed;
+                    self.events.push_back(DtlsEvent::Closed);
                 }
                 // Application data (a data channel's SCTP) has no consumer
                 // in the SFU yet; dropped.
