@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bwe;
+pub mod dtls;
 pub mod forward;
 pub mod ice;
 pub mod nack;

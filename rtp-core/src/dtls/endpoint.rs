@@ -1,0 +1,424 @@
+//! [`DtlsEndpoint`]: one session's DTLS-SRTP handshake in the sans-IO shape
+//! every rtp-core state machine has (`handle_datagram`, `handle_timeout`,
+//! `poll_transmit`, `poll_timeout`, `poll_event`), wrapping a [`dimpl::Dtls`].
+//!
+//! Adds what dimpl leaves to the application: the peer certificate check
+//! against the SDP fingerprint (RFC 5763 §5, RFC 8842 §5), refusing to
+//! report `Connected` until it passed, and the SRTP key split
+//! (RFC 5764 §4.2, in `keying.rs`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dimpl::{Dtls, Output, ProtocolVersion};
+
+use super::keying::Keying;
+use super::{
+    DtlsCert, DtlsError, DtlsEvent, DtlsFailure, DtlsRole, DtlsState, DtlsVersion, Fingerprint,
+};
+use crate::srtp::{SrtpConfig, SrtpContext};
+
+/// Which DTLS version a client offers. A server always auto-detects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ClientVersion {
+    /// One ClientHello that a 1.2 or a 1.3 server can answer; the server's
+    /// reply picks the version.
+    #[default]
+    Auto,
+    /// DTLS 1.2 only.
+    Dtls12,
+    /// DTLS 1.3 only.
+    Dtls13,
+}
+
+/// Knobs for one endpoint. The defaults are dimpl's, which suit WebRTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DtlsSettings {
+    /// Version a client offers (ignored by a server).
+    pub client_version: ClientVersion,
+    /// Largest datagram dimpl produces. 1150 keeps a flight under any
+    /// tunnel's MTU; the dataplane's transmit buffers must be at least this.
+    pub mtu: usize,
+    /// First retransmission timeout; doubles per retry with ±25% jitter.
+    pub flight_start_rto: Duration,
+    /// Retransmissions per flight (excluding the first send).
+    pub flight_retries: usize,
+    /// Deadline for the whole handshake.
+    pub handshake_timeout: Duration,
+    /// Server only: demand a stateless cookie round trip (HelloVerifyRequest
+    /// in 1.2, HelloRetryRequest in 1.3) before keeping state. ICE has
+    /// already checked the address, so this costs a round trip for little.
+    pub server_cookie: bool,
+    /// Seed for dimpl's non-cryptographic randomness (retransmit jitter,
+    /// hello randoms); `None` uses system randomness. For tests only.
+    pub rng_seed: Option<u64>,
+}
+
+impl Default for DtlsSettings {
+    fn default() -> Self {
+        Self {
+            client_version: ClientVersion::Auto,
+            mtu: 1150,
+            flight_start_rto: Duration::from_secs(1),
+            flight_retries: 4,
+            handshake_timeout: Duration::from_secs(40),
+            server_cookie: true,
+            rng_seed: None,
+        }
+    }
+}
+
+/// One DTLS-SRTP endpoint.
+///
+/// Drive it like the other state machines: feed datagrams whose first byte
+/// is 20..=63 (RFC 7983) to [`handle_datagram`](Self::handle_datagram), call
+/// [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout),
+/// and after either drain [`poll_transmit`](Self::poll_transmit) until it
+/// returns `None`, then [`poll_event`](Self::poll_event). Events surface
+/// while transmits are drained, so drain transmits first.
+pub struct DtlsEndpoint {
+    role: DtlsRole,
+    dtls: Dtls,
+    state: DtlsState,
+    remote_fingerprint: Option<Fingerprint>,
+    /// SHA-256 of the peer's leaf certificate, once dimpl showed it to us.
+    peer_cert: Option<Fingerprint>,
+    /// dimpl reported the handshake done (before our fingerprint check).
+    handshake_done: bool,
+    keying: Option<Keying>,
+    version: Option<DtlsVersion>,
+    timeout: Option<Instant>,
+    last_now: Instant,
+    events: VecDeque<DtlsEvent>,
+    /// Size dimpl asked for when `poll_transmit`'s buffer was too small.
+    needed: usize,
+}
+
+impl DtlsEndpoint {
+    /// An endpoint with default settings. `remote_fingerprint` is the peer's
+    /// SDP `a=fingerprint`; pass `None` when the remote description has not
+    /// arrived yet and call [`set_remote_fingerprint`](Self::set_remote_fingerprint)
+    /// later: the handshake may finish first, but `Connected` waits for it.
+    pub fn new(
+        role: DtlsRole,
+        cert: &DtlsCert,
+        remote_fingerprint: Option<Fingerprint>,
+        now: Instant,
+    ) -> Self {
+        Self::with_settings(
+            role,
+            cert,
+            remote_fingerprint,
+            &DtlsSettings::default(),
+            now,
+        )
+        .expect("default DTLS settings are in range")
+    }
+
+    /// An endpoint with explicit settings.
+    pub fn with_settings(
+        role: DtlsRole,
+        cert: &DtlsCert,
+        remote_fingerprint: Option<Fingerprint>,
+        settings: &DtlsSettings,
+        now: Instant,
+    ) -> Result<Self, DtlsError> {
+        if settings.mtu < MIN_MTU {
+            return Err(DtlsError::Settings);
+        }
+        let mut builder = dimpl::Config::builder()
+            .mtu(settings.mtu)
+            .flight_start_rto(settings.flight_start_rto)
+            .flight_retries(settings.flight_retries)
+            .handshake_timeout(settings.handshake_timeout)
+            .use_server_cookie(settings.server_cookie)
+            // WebRTC is mutually authenticated: the server needs the
+            // client's certificate to check it against the SDP.
+            .require_client_certificate(true);
+        if let Some(seed) = settings.rng_seed {
+            builder = builder.dangerously_set_rng_seed(seed);
+        }
+        let config = Arc::new(builder.build().map_err(|_| DtlsError::Settings)?);
+        let c = cert.to_dimpl();
+        let dtls = match role {
+            DtlsRole::Server => Dtls::new_auto(config, c, now),
+            DtlsRole::Client => {
+                let mut d = match settings.client_version {
+                    ClientVersion::Auto => Dtls::new_auto(config, c, now),
+                    ClientVersion::Dtls12 => Dtls::new_12(config, c, now),
+                    ClientVersion::Dtls13 => Dtls::new_13(config, c, now),
+                };
+                d.set_active(true);
+                d
+            }
+        };
+        Ok(Self {
+            role,
+            dtls,
+            state: DtlsState::Handshaking,
+            remote_fingerprint,
+            peer_cert: None,
+            handshake_done: false,
+            keying: None,
+            version: None,
+            timeout: None,
+            last_now: now,
+            events: VecDeque::with_capacity(4),
+            needed: 0,
+        })
+    }
+
+    /// Our role.
+    pub fn role(&self) -> DtlsRole {
+        self.role
+    }
+
+    /// Where the endpoint is.
+    pub fn state(&self) -> DtlsState {
+        self.state
+    }
+
+    /// The negotiated version, once the peer's first flight decided it.
+    pub fn version(&self) -> Option<DtlsVersion> {
+        self.version
+            .or_else(|| version_from(self.dtls.protocol_version()))
+    }
+
+    /// The buffer size `poll_transmit` needed and did not get (0 if none).
+    /// Only a caller whose buffers are smaller than the MTU ever sees this.
+    pub fn needed_buffer(&self) -> usize {
+        self.needed
+    }
+
+    /// Learn (or replace, before connecting) the fingerprint the peer must
+    /// present. Poll events afterwards: this may produce `Connected` or
+    /// `Failed` when the handshake already finished.
+    pub fn set_remote_fingerprint(&mut self, fp: Fingerprint) {
+        if self.state != DtlsState::Handshaking {
+            return;
+        }
+        self.remote_fingerprint = Some(fp);
+        if let Some(peer) = self.peer_cert {
+            if !fp.ct_eq(&peer) {
+                self.fail(DtlsFailure::FingerprintMismatch);
+                return;
+            }
+        }
+        self.try_connect();
+    }
+
+    /// Feed one received datagram. Malformed, replayed or stray records are
+    /// dropped inside dimpl and return `Ok`; only fatal errors return
+    /// `Err(Failed)`, after which the endpoint is dead.
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) -> Result<(), DtlsError> {
+        if !self.is_active() || self.state == DtlsState::Closed {
+            return Err(DtlsError::Inactive);
+        }
+        self.advance(now)?;
+        if let Err(e) = self.dtls.handle_packet(datagram) {
+            return Err(self.fatal(&e));
+        }
+        Ok(())
+    }
+
+    /// Run retransmission and handshake timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.is_active() {
+            let _ = self.advance(now);
+        }
+    }
+
+    /// Write the next datagram to send into `out` and return its length;
+    /// `None` when there is nothing to send now. `out` should be at least
+    /// [`DtlsSettings::mtu`] bytes (see [`needed_buffer`](Self::needed_buffer)).
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
+        // A locally closed endpoint still drains its close_notify.
+        if self.state == DtlsState::Failed {
+            return None;
+        }
+        if self.advance(now).is_err() {
+            return None;
+        }
+        // Bounded: each iteration consumes one queued output of dimpl, and
+        // dimpl ends every poll cycle with `Timeout`.
+        for _ in 0..MAX_OUTPUTS_PER_POLL {
+            match self.dtls.poll_output(out) {
+                Output::Packet(p) => return Some(p.len()),
+                Output::Timeout(t) => {
+                    self.timeout = Some(t);
+                    self.after_cycle();
+                    return None;
+                }
+                Output::BufferTooSmall { needed } => {
+                    self.needed = needed;
+                    return None;
+                }
+                Output::PeerCert(der) => self.on_peer_cert(Fingerprint::of_der(der)),
+                Output::Connected => {
+                    self.handshake_done = true;
+                    self.version = version_from(self.dtls.protocol_version());
+                }
+                Output::KeyingMaterial(km, profile) => match Keying::new(profile, &km) {
+                    Ok(k) => self.keying = Some(k),
+                    Err(f) => self.fail(f),
+                },
+                Output::CloseNotify if self.state != DtlsState::Closed => {
+                    self.state = DtlsState::Closed;
+                    self.events.push_back(DtlsEvent::Closed);
+                }
+                // Application data (a data channel's SCTP) has no consumer
+                // in the SFU yet; dropped.
+                _ => {}
+            }
+            if self.state == DtlsState::Failed {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            DtlsState::Failed => None,
+            _ => self.timeout,
+        }
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<DtlsEvent> {
+        self.events.pop_front()
+    }
+
+    /// Outbound and inbound SRTP contexts (each protects SRTP and SRTCP),
+    /// keyed per RFC 5764 §4.2 with our role's write key outbound. `None`
+    /// until `Connected`, and after failure or close.
+    pub fn srtp_contexts(&self, config: SrtpConfig) -> Option<(SrtpContext, SrtpContext)> {
+        if self.state != DtlsState::Connected {
+            return None;
+        }
+        self.keying.as_ref()?.contexts(self.role, config)
+    }
+
+    /// Send `close_notify` (drain `poll_transmit`) and stop. During the
+    /// handshake this simply aborts.
+    pub fn close(&mut self) {
+        if self.is_active() {
+            let _ = self.dtls.close();
+            self.state = DtlsState::Closed;
+        }
+    }
+
+    fn is_active(&self) -> bool {
+        matches!(self.state, DtlsState::Handshaking | DtlsState::Connected)
+    }
+
+    /// Move dimpl's logical clock to `now` (it needs this before input too,
+    /// and a client sends its first ClientHello only once it has run).
+    /// dimpl wants monotonic time, so an earlier `now` is clamped.
+    fn advance(&mut self, now: Instant) -> Result<(), DtlsError> {
+        let now = now.max(self.last_now);
+        self.last_now = now;
+        match self.dtls.handle_timeout(now) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fatal(&e)),
+        }
+    }
+
+    fn on_peer_cert(&mut self, got: Fingerprint) {
+        self.peer_cert = Some(got);
+        if let Some(expect) = self.remote_fingerprint {
+            if !expect.ct_eq(&got) {
+                self.fail(DtlsFailure::FingerprintMismatch);
+            }
+        }
+    }
+
+    /// dimpl ended a poll cycle: everything it learnt from the last input
+    /// has been seen, so a finished handshake with no keys will stay so.
+    fn after_cycle(&mut self) {
+        if self.state == DtlsState::Handshaking && self.handshake_done && self.keying.is_none() {
+            self.fail(DtlsFailure::NoSrtpProfile);
+            return;
+        }
+        self.try_connect();
+    }
+
+    fn try_connect(&mut self) {
+        if self.state != DtlsState::Handshaking || !self.handshake_done {
+            return;
+        }
+        let Some(keying) = &self.keying else { return };
+        let Some(expect) = self.remote_fingerprint else {
+            return; // wait for set_remote_fingerprint
+        };
+        let Some(peer) = self.peer_cert else {
+            self.fail(DtlsFailure::NoPeerCertificate);
+            return;
+        };
+        if !expect.ct_eq(&peer) {
+            self.fail(DtlsFailure::FingerprintMismatch);
+            return;
+        }
+        let Some(version) = self.version() else {
+            self.fail(DtlsFailure::Protocol);
+            return;
+        };
+        let profile = keying.profile();
+        self.state = DtlsState::Connected;
+        self.events
+            .push_back(DtlsEvent::Connected { profile, version });
+    }
+
+    fn fatal(&mut self, e: &dimpl::Error) -> DtlsError {
+        let f = failure_from(e);
+        self.fail(f);
+        DtlsError::Failed(f)
+    }
+
+    fn fail(&mut self, f: DtlsFailure) {
+        if self.is_active() {
+            self.state = DtlsState::Failed;
+            self.keying = None;
+            self.timeout = None;
+            self.events.push_back(DtlsEvent::Failed(f));
+        }
+    }
+}
+
+impl std::fmt::Debug for DtlsEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DtlsEndpoint")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("version", &self.version())
+            .field("dtls", &self.dtls)
+            .finish_non_exhaustive()
+    }
+}
+
+fn version_from(v: Option<ProtocolVersion>) -> Option<DtlsVersion> {
+    match v? {
+        ProtocolVersion::DTLS1_2 => Some(DtlsVersion::Dtls12),
+        ProtocolVersion::DTLS1_3 => Some(DtlsVersion::Dtls13),
+        _ => None,
+    }
+}
+
+fn failure_from(e: &dimpl::Error) -> DtlsFailure {
+    match e {
+        dimpl::Error::Timeout(_) => DtlsFailure::Timeout,
+        dimpl::Error::CertificateError(_) => DtlsFailure::PeerCertificate,
+        dimpl::Error::SecurityError(_) => DtlsFailure::Security,
+        dimpl::Error::CryptoError(_) => DtlsFailure::Crypto,
+        _ => DtlsFailure::Protocol,
+    }
+}
+
+/// Smallest MTU we accept: a ClientHello fragment plus headers must fit.
+const MIN_MTU: usize = 576;
+
+/// Upper bound on dimpl outputs handled in one `poll_transmit` call; a
+/// handshake cycle yields a handful of events before its packet or timeout.
+const MAX_OUTPUTS_PER_POLL: usize = 64;

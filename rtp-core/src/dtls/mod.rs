@@ -1,0 +1,125 @@
+//! DTLS-SRTP: the handshake that keys SRTP (RFC 5763, RFC 5764), on the
+//! sans-IO [`dimpl`] engine (DTLS 1.2, RFC 6347, and DTLS 1.3, RFC 9147).
+//!
+//! Owns our certificate and its SDP fingerprint ([`DtlsCert`],
+//! [`Fingerprint`], RFC 8122 §5), the per-session endpoint
+//! ([`DtlsEndpoint`]) that drives dimpl, checks the peer's leaf certificate
+//! against the fingerprint from the remote SDP (RFC 5763 §5, RFC 8842 §5),
+//! and turns the exported keying material into SRTP contexts
+//! (RFC 5764 §4.2). The server auto-detects DTLS 1.2 or 1.3 from the
+//! ClientHello; a client can be pinned to either.
+//!
+//! DTLS is not on the per-packet path: dimpl allocates during the handshake
+//! (`tests/dtls_srtp.rs` measures how much). After `Connected`, media never
+//! touches this module again; only a `close_notify` or a retransmitted final
+//! flight does.
+
+mod cert;
+mod endpoint;
+mod fingerprint;
+mod keying;
+
+pub use cert::{DtlsCert, CERT_LIFETIME};
+pub use endpoint::{ClientVersion, DtlsEndpoint, DtlsSettings};
+pub use fingerprint::{Fingerprint, FingerprintError, FINGERPRINT_LEN};
+
+use thiserror::Error;
+
+use crate::srtp::ProtectionProfile;
+
+/// Which side of the DTLS handshake we are (RFC 5763 §5: `a=setup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DtlsRole {
+    /// We wait for the ClientHello (`a=setup:passive`); the SFU's usual role.
+    Server,
+    /// We send the ClientHello (`a=setup:active`).
+    Client,
+}
+
+/// The negotiated protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DtlsVersion {
+    /// DTLS 1.2 (RFC 6347).
+    Dtls12,
+    /// DTLS 1.3 (RFC 9147).
+    Dtls13,
+}
+
+/// Where the endpoint is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DtlsState {
+    /// Handshake in progress, or done but waiting for the remote fingerprint.
+    Handshaking,
+    /// Handshake done, peer certificate verified, SRTP keys available.
+    Connected,
+    /// Fatal error; drop the endpoint.
+    Failed,
+    /// `close_notify` sent or received.
+    Closed,
+}
+
+/// Something the owner of the endpoint must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtlsEvent {
+    /// Handshake done and the peer proved it holds the fingerprinted
+    /// certificate: call [`DtlsEndpoint::srtp_contexts`].
+    Connected {
+        /// The SRTP protection profile both sides agreed on.
+        profile: ProtectionProfile,
+        /// The DTLS version negotiated.
+        version: DtlsVersion,
+    },
+    /// The endpoint failed and will never connect; drop it.
+    Failed(DtlsFailure),
+    /// The peer sent `close_notify` (RFC 6347 §4.2.7 / RFC 9147 §5.10).
+    Closed,
+}
+
+/// Why an endpoint failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Error)]
+#[non_exhaustive]
+pub enum DtlsFailure {
+    /// The peer's certificate does not hash to the fingerprint in its SDP.
+    #[error("peer certificate does not match the SDP fingerprint")]
+    FingerprintMismatch,
+    /// The handshake completed without a peer certificate.
+    #[error("peer sent no certificate")]
+    NoPeerCertificate,
+    /// No SRTP profile was negotiated (peer did not offer `use_srtp`, or
+    /// only profiles we cannot run).
+    #[error("no common SRTP protection profile")]
+    NoSrtpProfile,
+    /// Flight retries or the handshake deadline ran out.
+    #[error("handshake timed out")]
+    Timeout,
+    /// The peer's certificate or signature did not verify.
+    #[error("peer certificate or signature invalid")]
+    PeerCertificate,
+    /// A security policy was violated (e.g. no extended master secret).
+    #[error("security policy violation")]
+    Security,
+    /// A cryptographic operation failed.
+    #[error("cryptographic failure")]
+    Crypto,
+    /// Any other fatal protocol error reported by the DTLS engine.
+    #[error("DTLS protocol error")]
+    Protocol,
+}
+
+/// Why a DTLS call failed. Counted by reason, never logged per datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DtlsError {
+    /// A certificate or key could not be generated or parsed.
+    #[error("invalid DTLS certificate or key")]
+    Certificate,
+    /// The settings are out of range (zero or huge timers, tiny MTU).
+    #[error("invalid DTLS settings")]
+    Settings,
+    /// This call failed the endpoint; a [`DtlsEvent::Failed`] was queued.
+    #[error("DTLS failed: {0}")]
+    Failed(DtlsFailure),
+    /// The endpoint already failed or closed; the datagram was dropped.
+    #[error("DTLS endpoint is no longer active")]
+    Inactive,
+}
