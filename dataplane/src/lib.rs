@@ -1,1 +1,3 @@
 //! Sluice dataplane (see issue: the dataplane).
+
+pub mod proto;
