@@ -78,7 +78,9 @@ impl ControlClient {
         match self.read_message(deadline)? {
             Some(Message::Hello(theirs)) => Ok(theirs),
             Some(Message::Error(e)) => Err(ControlError::Closed(e)),
-            Some(_) => Err(ControlError::Unexpected("first message from the dataplane is not hello")),
+            Some(_) => Err(ControlError::Unexpected(
+                "first message from the dataplane is not hello",
+            )),
             None => Err(ControlError::Timeout(self.timeout)),
         }
     }
@@ -100,7 +102,9 @@ impl ControlClient {
                 Some(Message::Event(event)) => self.events.push_back(event),
                 Some(Message::Error(e)) => return Err(ControlError::Closed(e)),
                 Some(Message::Hello(_) | Message::Request(_)) => {
-                    return Err(ControlError::Unexpected("hello or request from the dataplane"))
+                    return Err(ControlError::Unexpected(
+                        "hello or request from the dataplane",
+                    ))
                 }
                 None => return Err(ControlError::Timeout(self.timeout)),
             }
@@ -120,7 +124,9 @@ impl ControlClient {
                 Some(Message::Reply(_)) => {}
                 Some(Message::Error(e)) => return Err(ControlError::Closed(e)),
                 Some(Message::Hello(_) | Message::Request(_)) => {
-                    return Err(ControlError::Unexpected("hello or request from the dataplane"))
+                    return Err(ControlError::Unexpected(
+                        "hello or request from the dataplane",
+                    ))
                 }
                 None => return Ok(None),
             }
@@ -149,7 +155,12 @@ impl ControlClient {
             match self.stream.read(&mut self.read_buf) {
                 Ok(0) => return Err(ControlError::Eof),
                 Ok(n) => self.decoder.push(&self.read_buf[..n]),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Ok(None)
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

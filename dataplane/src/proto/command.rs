@@ -47,9 +47,16 @@ pub enum Command {
     /// Drop (muted) or forward a track's media for all its subscribers → `Done`.
     SetMuted { track: TrackId, muted: bool },
     /// Highest spatial and temporal layer (0-based, inclusive) a subscription may receive → `Done`.
-    SetLayerCap { subscription: SubscriptionId, max_spatial: u8, max_temporal: u8 },
+    SetLayerCap {
+        subscription: SubscriptionId,
+        max_spatial: u8,
+        max_temporal: u8,
+    },
     /// Bandwidth-allocation priority of a subscription or of a whole session → `Done`.
-    SetPriority { target: PriorityTarget, priority: u8 },
+    SetPriority {
+        target: PriorityTarget,
+        priority: u8,
+    },
     /// One page of sessions with id > `after` (all when `after` is null), for resync →
     /// `ReplyOk::Sessions`.
     ListSessions {
@@ -295,13 +302,25 @@ pub enum ReplyOk {
     /// The command took effect; nothing to report.
     Done {},
     /// Answer to `CreateSession`.
-    SessionCreated { worker: u16, local_candidates: Vec<Candidate> },
+    SessionCreated {
+        worker: u16,
+        local_candidates: Vec<Candidate>,
+    },
     /// Answer to `ListSessions`; `next` is the `after` for the next page, `null` on the last.
-    Sessions { sessions: Vec<SessionInfo>, next: Option<SessionId> },
+    Sessions {
+        sessions: Vec<SessionInfo>,
+        next: Option<SessionId>,
+    },
     /// Answer to `ListTracks`.
-    Tracks { tracks: Vec<TrackInfo>, next: Option<TrackId> },
+    Tracks {
+        tracks: Vec<TrackInfo>,
+        next: Option<TrackId>,
+    },
     /// Answer to `ListSubscriptions`.
-    Subscriptions { subscriptions: Vec<SubscriptionInfo>, next: Option<SubscriptionId> },
+    Subscriptions {
+        subscriptions: Vec<SubscriptionInfo>,
+        next: Option<SubscriptionId>,
+    },
     /// Answer to `Ping`.
     Pong {},
     /// Answer to `Stats`: one entry per worker.

@@ -101,7 +101,12 @@ impl ControlConn {
                     self.decoder.push(&self.read_buf[..n]);
                     return Ok(Some(n));
                 }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Ok(None)
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -118,8 +123,16 @@ impl ControlConn {
             let msg = match self.decoder.next_frame() {
                 Ok(Some(msg)) => msg,
                 Ok(None) => return None,
-                Err(ProtoError::BadMessage { id: Some(id), field, detail }) if self.peer_hello.is_some() => {
-                    let body = ErrorBody { code: ErrorCode::Invalid, message: detail, field };
+                Err(ProtoError::BadMessage {
+                    id: Some(id),
+                    field,
+                    detail,
+                }) if self.peer_hello.is_some() => {
+                    let body = ErrorBody {
+                        code: ErrorCode::Invalid,
+                        message: detail,
+                        field,
+                    };
                     self.reply(id, ReplyResult::Error(body));
                     continue;
                 }
@@ -131,19 +144,26 @@ impl ControlConn {
             match (&self.peer_hello, msg) {
                 (None, Message::Hello(hello)) => {
                     if hello.version != PROTOCOL_VERSION {
-                        let msg = format!("hello version {} is not {PROTOCOL_VERSION}", hello.version);
+                        let msg =
+                            format!("hello version {} is not {PROTOCOL_VERSION}", hello.version);
                         self.fail(ErrorBody::new(ErrorCode::Invalid, msg).with_field("version"));
                         return None;
                     }
                     if hello.role != Role::Control {
-                        self.fail(ErrorBody::new(ErrorCode::Invalid, "expected role control").with_field("role"));
+                        self.fail(
+                            ErrorBody::new(ErrorCode::Invalid, "expected role control")
+                                .with_field("role"),
+                        );
                         return None;
                     }
                     self.peer_hello = Some(hello.clone());
                     return Some(Message::Hello(hello));
                 }
                 (None, _) => {
-                    self.fail(ErrorBody::new(ErrorCode::Invalid, "first message must be hello").with_field("type"));
+                    self.fail(
+                        ErrorBody::new(ErrorCode::Invalid, "first message must be hello")
+                            .with_field("type"),
+                    );
                     return None;
                 }
                 (Some(_), Message::Request(req)) => return Some(Message::Request(req)),
@@ -170,10 +190,16 @@ impl ControlConn {
     /// Queues the reply to request `id`. A reply too large for one frame becomes an `internal`
     /// error reply (list commands page their results to stay below the limit).
     pub fn reply(&mut self, id: u64, result: impl Into<ReplyResult>) {
-        let msg = Message::Reply(Reply { id, result: result.into() });
+        let msg = Message::Reply(Reply {
+            id,
+            result: result.into(),
+        });
         if let Err(e) = encode_frame(&msg, &mut self.out) {
             let body = ErrorBody::new(ErrorCode::Internal, format!("reply not sent: {e}"));
-            self.queue(&Message::Reply(Reply { id, result: ReplyResult::Error(body) }));
+            self.queue(&Message::Reply(Reply {
+                id,
+                result: ReplyResult::Error(body),
+            }));
         }
     }
 

@@ -117,7 +117,9 @@ impl FrameDecoder {
         };
         let len = u32::from_be_bytes(*header);
         if len > MAX_FRAME_LEN {
-            return Err(ProtoError::TooLarge { len: u64::from(len) });
+            return Err(ProtoError::TooLarge {
+                len: u64::from(len),
+            });
         }
         if len == 0 {
             return Err(ProtoError::Empty);
@@ -250,8 +252,14 @@ mod tests {
 
     #[test]
     fn bad_json_skips_the_frame_and_keeps_sync() {
-        let mut bytes = frame(1, r#"{"type":"request","id":9,"command":{"type":"ping","x":1}}"#);
-        bytes.extend(frame(1, r#"{"type":"request","id":10,"command":{"type":"ping"}}"#));
+        let mut bytes = frame(
+            1,
+            r#"{"type":"request","id":9,"command":{"type":"ping","x":1}}"#,
+        );
+        bytes.extend(frame(
+            1,
+            r#"{"type":"request","id":10,"command":{"type":"ping"}}"#,
+        ));
         let mut dec = FrameDecoder::new();
         dec.push(&bytes);
         let err = dec.next_frame().unwrap_err();

@@ -14,14 +14,25 @@ use super::ids::{SessionId, TrackId};
 pub enum Notification {
     /// The first valid STUN binding request arrived (ICE-lite: we are connected once we answer);
     /// `remote` is the peer's address as seen by us.
-    IceConnected { session: SessionId, remote: SocketAddr },
+    IceConnected {
+        session: SessionId,
+        remote: SocketAddr,
+    },
     /// No consent refresh (RFC 7675) for the disconnect timeout; media towards the peer stops.
     IceDisconnected { session: SessionId },
     /// The peer nominated or switched to another address (e.g. a network change).
-    SelectedPairChanged { session: SessionId, local: SocketAddr, remote: SocketAddr },
+    SelectedPairChanged {
+        session: SessionId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
     /// DTLS finished and SRTP keys are installed. `profile` is the RFC 5764/7714 name, e.g.
     /// `"SRTP_AEAD_AES_128_GCM"`; `version` e.g. `"DTLS 1.2"`.
-    DtlsConnected { session: SessionId, profile: String, version: String },
+    DtlsConnected {
+        session: SessionId,
+        profile: String,
+        version: String,
+    },
     /// DTLS failed (bad fingerprint, alert, timeout); a `SessionClosed` follows.
     DtlsFailed { session: SessionId, reason: String },
     /// The first packet of a track layer arrived (index into `AddTrack.layers`).
@@ -29,7 +40,10 @@ pub enum Notification {
     /// A keyframe of a track layer arrived.
     Keyframe { track: TrackId, layer: u8 },
     /// The session is gone, with everything on it.
-    SessionClosed { session: SessionId, reason: CloseReason },
+    SessionClosed {
+        session: SessionId,
+        reason: CloseReason,
+    },
     /// Periodic per-worker counters.
     StatsSnapshot(WorkerStats),
 }

@@ -10,7 +10,9 @@
 
 use std::collections::HashSet;
 
-use super::command::{AddTrack, Command, CreateSession, ExtIds, MediaKind, Subscribe, TransportMode};
+use super::command::{
+    AddTrack, Command, CreateSession, ExtIds, MediaKind, Subscribe, TransportMode,
+};
 use super::message::{ErrorBody, ErrorCode};
 
 /// A command field with a bad value.
@@ -24,13 +26,20 @@ pub struct Invalid {
 
 impl Invalid {
     fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
 impl From<Invalid> for ErrorBody {
     fn from(e: Invalid) -> Self {
-        ErrorBody { code: ErrorCode::Invalid, message: e.reason, field: Some(e.field) }
+        ErrorBody {
+            code: ErrorCode::Invalid,
+            message: e.reason,
+            field: Some(e.field),
+        }
     }
 }
 
@@ -44,12 +53,23 @@ impl Command {
     pub fn validate(&self) -> Result<(), Invalid> {
         match self {
             Self::CreateSession(c) => create_session(c),
-            Self::SetRemote { remote_ufrag, remote_pwd, remote_fingerprint, .. } => {
+            Self::SetRemote {
+                remote_ufrag,
+                remote_pwd,
+                remote_fingerprint,
+                ..
+            } => {
                 ufrag("remote_ufrag", remote_ufrag)?;
                 pwd("remote_pwd", remote_pwd)?;
                 opt(remote_fingerprint, |f| fingerprint("remote_fingerprint", f))
             }
-            Self::IceRestart { ufrag: u, pwd: p, remote_ufrag, remote_pwd, .. } => {
+            Self::IceRestart {
+                ufrag: u,
+                pwd: p,
+                remote_ufrag,
+                remote_pwd,
+                ..
+            } => {
                 ufrag("ufrag", u)?;
                 pwd("pwd", p)?;
                 opt(remote_ufrag, |u| ufrag("remote_ufrag", u))?;
@@ -57,12 +77,22 @@ impl Command {
             }
             Self::AddTrack(t) => add_track(t),
             Self::Subscribe(s) => subscribe(s),
-            Self::SetLayerCap { max_spatial, max_temporal, .. } => {
+            Self::SetLayerCap {
+                max_spatial,
+                max_temporal,
+                ..
+            } => {
                 if *max_spatial > MAX_LAYER_INDEX {
-                    return Err(Invalid::new("max_spatial", format!("above {MAX_LAYER_INDEX}")));
+                    return Err(Invalid::new(
+                        "max_spatial",
+                        format!("above {MAX_LAYER_INDEX}"),
+                    ));
                 }
                 if *max_temporal > MAX_LAYER_INDEX {
-                    return Err(Invalid::new("max_temporal", format!("above {MAX_LAYER_INDEX}")));
+                    return Err(Invalid::new(
+                        "max_temporal",
+                        format!("above {MAX_LAYER_INDEX}"),
+                    ));
                 }
                 Ok(())
             }
@@ -85,7 +115,9 @@ fn create_session(c: &CreateSession) -> Result<(), Invalid> {
     pwd("ice.pwd", &c.ice.pwd)?;
     opt(&c.ice.remote_ufrag, |u| ufrag("ice.remote_ufrag", u))?;
     opt(&c.ice.remote_pwd, |p| pwd("ice.remote_pwd", p))?;
-    opt(&c.remote_fingerprint, |f| fingerprint("remote_fingerprint", f))?;
+    opt(&c.remote_fingerprint, |f| {
+        fingerprint("remote_fingerprint", f)
+    })?;
     if let TransportMode::PlainRtp { remote, local_port } = &c.mode {
         if remote.port() == 0 {
             return Err(Invalid::new("mode.remote", "port 0"));
@@ -94,7 +126,10 @@ fn create_session(c: &CreateSession) -> Result<(), Invalid> {
             return Err(Invalid::new("mode.remote", "not a unicast address"));
         }
         if *local_port == Some(0) {
-            return Err(Invalid::new("mode.local_port", "port 0 (use null to let the dataplane pick)"));
+            return Err(Invalid::new(
+                "mode.local_port",
+                "port 0 (use null to let the dataplane pick)",
+            ));
         }
     }
     if c.quality.max_bitrate_bps == 0 {
@@ -111,14 +146,20 @@ fn add_track(t: &AddTrack) -> Result<(), Invalid> {
     if let Some(rtx) = t.codec.rtx_payload_type {
         payload_type("codec.rtx_payload_type", rtx)?;
         if rtx == t.codec.payload_type {
-            return Err(Invalid::new("codec.rtx_payload_type", "equals codec.payload_type"));
+            return Err(Invalid::new(
+                "codec.rtx_payload_type",
+                "equals codec.payload_type",
+            ));
         }
     }
     if t.codec.clock_rate == 0 {
         return Err(Invalid::new("codec.clock_rate", "must be > 0"));
     }
     if t.layers.is_empty() || t.layers.len() > MAX_LAYERS {
-        return Err(Invalid::new("layers", format!("must have 1-{MAX_LAYERS} entries")));
+        return Err(Invalid::new(
+            "layers",
+            format!("must have 1-{MAX_LAYERS} entries"),
+        ));
     }
     if t.kind == MediaKind::Audio && t.layers.len() > 1 {
         return Err(Invalid::new("layers", "audio has one layer"));
@@ -133,12 +174,18 @@ fn add_track(t: &AddTrack) -> Result<(), Invalid> {
                 return Err(Invalid::new(field, "duplicate rid"));
             }
         } else if layer.ssrc.is_none() && t.layers.len() > 1 {
-            return Err(Invalid::new(format!("layers[{i}]"), "simulcast layer needs rid or ssrc"));
+            return Err(Invalid::new(
+                format!("layers[{i}]"),
+                "simulcast layer needs rid or ssrc",
+            ));
         }
         for (name, ssrc) in [("ssrc", layer.ssrc), ("rtx_ssrc", layer.rtx_ssrc)] {
             if let Some(ssrc) = ssrc {
                 if !ssrcs.insert(ssrc) {
-                    return Err(Invalid::new(format!("layers[{i}].{name}"), "duplicate SSRC"));
+                    return Err(Invalid::new(
+                        format!("layers[{i}].{name}"),
+                        "duplicate SSRC",
+                    ));
                 }
             }
         }
@@ -150,7 +197,10 @@ fn add_track(t: &AddTrack) -> Result<(), Invalid> {
     ext_ids("ext_ids", &t.ext_ids)?;
     let ssrc_less = t.layers.iter().any(|l| l.ssrc.is_none());
     if ssrc_less && t.layers.len() > 1 && t.ext_ids.rid.is_none() && t.ext_ids.mid.is_none() {
-        return Err(Invalid::new("ext_ids.rid", "needed to tell rid-only layers apart"));
+        return Err(Invalid::new(
+            "ext_ids.rid",
+            "needed to tell rid-only layers apart",
+        ));
     }
     Ok(())
 }
@@ -167,7 +217,10 @@ fn subscribe(s: &Subscribe) -> Result<(), Invalid> {
         return Err(Invalid::new("rtx_ssrc", "duplicate SSRC (equals ssrc)"));
     }
     if s.rtx_ssrc.is_some() != s.rtx_payload_type.is_some() {
-        return Err(Invalid::new("rtx_ssrc", "rtx_ssrc and rtx_payload_type go together"));
+        return Err(Invalid::new(
+            "rtx_ssrc",
+            "rtx_ssrc and rtx_payload_type go together",
+        ));
     }
     ext_ids("ext_ids", &s.ext_ids)
 }
@@ -185,7 +238,10 @@ fn ice_string(field: &str, value: &str, min: usize) -> Result<(), Invalid> {
         return Err(Invalid::new(field, format!("length must be {min}-256")));
     }
     if !value.chars().all(is_ice_char) {
-        return Err(Invalid::new(field, "only ALPHA, DIGIT, '+' and '/' allowed"));
+        return Err(Invalid::new(
+            field,
+            "only ALPHA, DIGIT, '+' and '/' allowed",
+        ));
     }
     Ok(())
 }
@@ -218,10 +274,16 @@ fn ext_ids(prefix: &str, ids: &ExtIds) -> Result<(), Invalid> {
     for (name, id) in ids.entries() {
         let Some(id) = id else { continue };
         if id == 0 {
-            return Err(Invalid::new(format!("{prefix}.{name}"), "id 0 is reserved (padding)"));
+            return Err(Invalid::new(
+                format!("{prefix}.{name}"),
+                "id 0 is reserved (padding)",
+            ));
         }
         if std::mem::replace(&mut seen[usize::from(id)], true) {
-            return Err(Invalid::new(format!("{prefix}.{name}"), format!("id {id} used twice")));
+            return Err(Invalid::new(
+                format!("{prefix}.{name}"),
+                format!("id {id} used twice"),
+            ));
         }
     }
     Ok(())
@@ -237,7 +299,12 @@ fn fingerprint(field: &str, value: &str) -> Result<(), Invalid> {
         "sha-256" => 32,
         "sha-384" => 48,
         "sha-512" => 64,
-        _ => return Err(Invalid::new(field, format!("unsupported hash function `{hash}`"))),
+        _ => {
+            return Err(Invalid::new(
+                field,
+                format!("unsupported hash function `{hash}`"),
+            ))
+        }
     };
     let mut count = 0;
     for pair in hex.split(':') {
@@ -247,7 +314,252 @@ fn fingerprint(field: &str, value: &str) -> Result<(), Invalid> {
         count += 1;
     }
     if count != digest_len {
-        return Err(Invalid::new(field, format!("{hash} digest must be {digest_len} bytes")));
+        return Err(Invalid::new(
+            field,
+            format!("{hash} digest must be {digest_len} bytes"),
+        ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::command::{Codec, IceParams, Layer, Quality, Source};
+    use crate::proto::{DtlsRole, SessionId, SubscriptionId, TrackId};
+
+    fn session() -> CreateSession {
+        CreateSession {
+            session: SessionId(1),
+            ice: IceParams {
+                ufrag: "abcd".into(),
+                pwd: "p".repeat(22),
+                remote_ufrag: None,
+                remote_pwd: None,
+            },
+            remote_fingerprint: None,
+            dtls_role: DtlsRole::Server,
+            worker_hint: None,
+            mode: TransportMode::Webrtc {},
+            quality: Quality {
+                max_bitrate_bps: 1_000_000,
+                priority: 0,
+            },
+        }
+    }
+
+    fn track() -> AddTrack {
+        AddTrack {
+            session: SessionId(1),
+            track: TrackId(2),
+            kind: MediaKind::Video,
+            codec: Codec {
+                name: "VP8".into(),
+                payload_type: 96,
+                clock_rate: 90_000,
+                rtx_payload_type: Some(97),
+            },
+            layers: vec![
+                Layer {
+                    rid: Some("l".into()),
+                    ssrc: Some(1),
+                    rtx_ssrc: Some(2),
+                },
+                Layer {
+                    rid: Some("h".into()),
+                    ssrc: Some(3),
+                    rtx_ssrc: None,
+                },
+            ],
+            ext_ids: ExtIds {
+                rid: Some(10),
+                transport_cc: Some(3),
+                ..ExtIds::default()
+            },
+            e2ee: false,
+            source: Source::Screen,
+        }
+    }
+
+    fn subscription() -> Subscribe {
+        Subscribe {
+            subscription: SubscriptionId(3),
+            session: SessionId(4),
+            track: TrackId(2),
+            ssrc: 7,
+            rtx_ssrc: Some(8),
+            payload_type: 100,
+            rtx_payload_type: Some(101),
+            ext_ids: ExtIds::default(),
+        }
+    }
+
+    fn field_of(cmd: Command) -> String {
+        cmd.validate().expect_err("should be invalid").field
+    }
+
+    #[test]
+    fn valid_builders_pass() {
+        assert_eq!(Command::CreateSession(session()).validate(), Ok(()));
+        assert_eq!(Command::AddTrack(track()).validate(), Ok(()));
+        assert_eq!(Command::Subscribe(subscription()).validate(), Ok(()));
+    }
+
+    #[test]
+    fn ice_credentials_are_checked() {
+        let with = |f: fn(&mut CreateSession)| {
+            let mut s = session();
+            f(&mut s);
+            field_of(Command::CreateSession(s))
+        };
+        assert_eq!(with(|s| s.ice.ufrag.clear()), "ice.ufrag");
+        assert_eq!(with(|s| s.ice.ufrag = "abc".into()), "ice.ufrag");
+        assert_eq!(with(|s| s.ice.ufrag = "ab:cd".into()), "ice.ufrag");
+        assert_eq!(with(|s| s.ice.pwd = "short".into()), "ice.pwd");
+        assert_eq!(
+            with(|s| s.ice.remote_pwd = Some("x".repeat(257))),
+            "ice.remote_pwd"
+        );
+        let restart = Command::IceRestart {
+            session: SessionId(1),
+            ufrag: "abcd".into(),
+            pwd: "p".repeat(22),
+            remote_ufrag: Some("a b c".into()),
+            remote_pwd: None,
+        };
+        assert_eq!(field_of(restart), "remote_ufrag");
+    }
+
+    #[test]
+    fn session_fields_are_checked() {
+        let mut s = session();
+        s.remote_fingerprint = Some("sha-256 AB:CD".into());
+        assert_eq!(field_of(Command::CreateSession(s)), "remote_fingerprint");
+        let mut s = session();
+        s.remote_fingerprint = Some(format!("md5 {}", ["00"; 16].join(":")));
+        assert_eq!(field_of(Command::CreateSession(s)), "remote_fingerprint");
+        let mut s = session();
+        s.remote_fingerprint = Some(format!("SHA-256 {}", ["aF"; 32].join(":")));
+        assert_eq!(Command::CreateSession(s).validate(), Ok(()));
+        let mut s = session();
+        s.mode = TransportMode::PlainRtp {
+            remote: "0.0.0.0:5000".parse().unwrap(),
+            local_port: None,
+        };
+        assert_eq!(field_of(Command::CreateSession(s)), "mode.remote");
+        let mut s = session();
+        s.mode = TransportMode::PlainRtp {
+            remote: "127.0.0.1:5000".parse().unwrap(),
+            local_port: Some(0),
+        };
+        assert_eq!(field_of(Command::CreateSession(s)), "mode.local_port");
+        let mut s = session();
+        s.quality.max_bitrate_bps = 0;
+        assert_eq!(
+            field_of(Command::CreateSession(s)),
+            "quality.max_bitrate_bps"
+        );
+    }
+
+    #[test]
+    fn track_fields_are_checked() {
+        let with = |f: fn(&mut AddTrack)| {
+            let mut t = track();
+            f(&mut t);
+            field_of(Command::AddTrack(t))
+        };
+        assert_eq!(with(|t| t.codec.payload_type = 128), "codec.payload_type");
+        assert_eq!(
+            with(|t| t.codec.rtx_payload_type = Some(200)),
+            "codec.rtx_payload_type"
+        );
+        assert_eq!(
+            with(|t| t.codec.rtx_payload_type = Some(96)),
+            "codec.rtx_payload_type"
+        );
+        assert_eq!(with(|t| t.codec.name.clear()), "codec.name");
+        assert_eq!(with(|t| t.codec.clock_rate = 0), "codec.clock_rate");
+        assert_eq!(with(|t| t.layers.clear()), "layers");
+        assert_eq!(
+            with(|t| t.layers = vec![Layer::default(); MAX_LAYERS + 1]),
+            "layers"
+        );
+        assert_eq!(with(|t| t.layers[1].ssrc = Some(2)), "layers[1].ssrc");
+        assert_eq!(
+            with(|t| t.layers[1].rtx_ssrc = Some(1)),
+            "layers[1].rtx_ssrc"
+        );
+        assert_eq!(
+            with(|t| t.layers[1].rid = Some("l".into())),
+            "layers[1].rid"
+        );
+        assert_eq!(
+            with(|t| t.layers[0].rid = Some("no spaces".into())),
+            "layers[0].rid"
+        );
+        assert_eq!(
+            with(|t| t.codec.rtx_payload_type = None),
+            "layers[0].rtx_ssrc"
+        );
+        assert_eq!(with(|t| t.ext_ids.mid = Some(0)), "ext_ids.mid");
+        assert_eq!(
+            with(|t| t.ext_ids.abs_send_time = Some(3)),
+            "ext_ids.abs_send_time"
+        );
+        assert_eq!(
+            with(|t| {
+                t.kind = MediaKind::Audio;
+            }),
+            "layers"
+        );
+        assert_eq!(
+            with(|t| {
+                t.layers[1].rid = None;
+                t.layers[1].ssrc = None;
+            }),
+            "layers[1]"
+        );
+        assert_eq!(
+            with(|t| {
+                t.layers[0].ssrc = None;
+                t.layers[0].rtx_ssrc = None;
+                t.ext_ids.rid = None;
+            }),
+            "ext_ids.rid"
+        );
+    }
+
+    #[test]
+    fn subscription_and_cap_fields_are_checked() {
+        let with = |f: fn(&mut Subscribe)| {
+            let mut s = subscription();
+            f(&mut s);
+            field_of(Command::Subscribe(s))
+        };
+        assert_eq!(with(|s| s.payload_type = 255), "payload_type");
+        assert_eq!(with(|s| s.rtx_payload_type = Some(100)), "rtx_payload_type");
+        assert_eq!(with(|s| s.rtx_ssrc = Some(7)), "rtx_ssrc");
+        assert_eq!(with(|s| s.rtx_ssrc = None), "rtx_ssrc");
+        assert_eq!(
+            with(|s| s.ext_ids.dependency_descriptor = Some(0)),
+            "ext_ids.dependency_descriptor"
+        );
+        let cap = |s, t| Command::SetLayerCap {
+            subscription: SubscriptionId(1),
+            max_spatial: s,
+            max_temporal: t,
+        };
+        assert_eq!(field_of(cap(8, 0)), "max_spatial");
+        assert_eq!(field_of(cap(0, 8)), "max_temporal");
+        assert_eq!(cap(MAX_LAYER_INDEX, MAX_LAYER_INDEX).validate(), Ok(()));
+    }
+
+    #[test]
+    fn invalid_becomes_an_invalid_error_body() {
+        let body: ErrorBody = Invalid::new("ice.pwd", "too short").into();
+        assert_eq!(
+            (body.code, body.field.as_deref()),
+            (ErrorCode::Invalid, Some("ice.pwd"))
+        );
+    }
 }
