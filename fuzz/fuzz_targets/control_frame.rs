@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use sluice_dataplane::proto::{encode_frame, FrameDecoder};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, rest)) = data.split_first() else { return };
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
     let cut = usize::from(split).min(rest.len());
     let mut decoder = FrameDecoder::new();
     for chunk in [&rest[..cut], &rest[cut..]] {
