@@ -1,0 +1,389 @@
+//! Commands the control daemon sends (`Request.command`) and the success payloads the dataplane
+//! answers with (`ReplyOk`). Field-level checks live in `validate.rs`; the JSON forms are in
+//! `docs/control-socket.md`.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{SessionId, SubscriptionId, TrackId};
+use super::notification::WorkerStats;
+
+/// What the control daemon asks of the dataplane. The `type` field selects the variant.
+///
+/// Field-less commands are written `Ping {}` rather than `Ping`: serde ignores unknown fields on
+/// unit variants of internally tagged enums, and a typo must not pass silently.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Create a session on a worker → `ReplyOk::SessionCreated`.
+    CreateSession(CreateSession),
+    /// Close a session and everything on it (its tracks and subscriptions) → `Done`.
+    CloseSession { session: SessionId },
+    /// Supply the remote ICE credentials and DTLS fingerprint learned after `CreateSession`
+    /// (e.g. from the SDP answer to an offer the server made) → `Done`.
+    SetRemote {
+        session: SessionId,
+        remote_ufrag: String,
+        remote_pwd: String,
+        remote_fingerprint: Option<String>,
+    },
+    /// New local ICE credentials (and the remote's, when known); DTLS/SRTP state is kept → `Done`.
+    IceRestart {
+        session: SessionId,
+        ufrag: String,
+        pwd: String,
+        remote_ufrag: Option<String>,
+        remote_pwd: Option<String>,
+    },
+    /// Start accepting a published track on a session → `Done`.
+    AddTrack(AddTrack),
+    /// Stop a track; its subscriptions end too → `Done`.
+    RemoveTrack { track: TrackId },
+    /// Forward a track to a subscriber session → `Done`.
+    Subscribe(Subscribe),
+    /// Stop forwarding → `Done`.
+    Unsubscribe { subscription: SubscriptionId },
+    /// Drop (muted) or forward a track's media for all its subscribers → `Done`.
+    SetMuted { track: TrackId, muted: bool },
+    /// Highest spatial and temporal layer (0-based, inclusive) a subscription may receive → `Done`.
+    SetLayerCap {
+        subscription: SubscriptionId,
+        max_spatial: u8,
+        max_temporal: u8,
+    },
+    /// Bandwidth-allocation priority of a subscription or of a whole session → `Done`.
+    SetPriority {
+        target: PriorityTarget,
+        priority: u8,
+    },
+    /// One page of sessions with id > `after` (all when `after` is null), for resync →
+    /// `ReplyOk::Sessions`.
+    ListSessions {
+        #[serde(default)]
+        after: Option<SessionId>,
+    },
+    /// One page of tracks with id > `after` → `ReplyOk::Tracks`.
+    ListTracks {
+        #[serde(default)]
+        after: Option<TrackId>,
+    },
+    /// One page of subscriptions with id > `after` → `ReplyOk::Subscriptions`.
+    ListSubscriptions {
+        #[serde(default)]
+        after: Option<SubscriptionId>,
+    },
+    /// Liveness check → `ReplyOk::Pong`.
+    Ping {},
+    /// Counters of every worker now → `ReplyOk::Stats`.
+    Stats {},
+}
+
+impl Command {
+    /// Every `type` value a command may carry, for error messages that name an unknown one.
+    pub const TYPES: &'static [&'static str] = &[
+        "create_session",
+        "close_session",
+        "set_remote",
+        "ice_restart",
+        "add_track",
+        "remove_track",
+        "subscribe",
+        "unsubscribe",
+        "set_muted",
+        "set_layer_cap",
+        "set_priority",
+        "list_sessions",
+        "list_tracks",
+        "list_subscriptions",
+        "ping",
+        "stats",
+    ];
+}
+
+/// `Command::CreateSession`'s fields; also echoed back by `ListSessions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    pub session: SessionId,
+    pub ice: IceParams,
+    /// The peer's certificate fingerprint from SDP (`"sha-256 AB:CD:…"`); required for
+    /// `webrtc` mode before DTLS can finish, may come later through `SetRemote`.
+    #[serde(default)]
+    pub remote_fingerprint: Option<String>,
+    pub dtls_role: DtlsRole,
+    /// Preferred worker (e.g. the one holding the session's room peers); the dataplane may pick
+    /// another and says which in the reply.
+    #[serde(default)]
+    pub worker_hint: Option<u16>,
+    pub mode: TransportMode,
+    pub quality: Quality,
+}
+
+/// ICE credentials (RFC 8839 §5.4: ufrag 4–256, pwd 22–256 ice-chars).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceParams {
+    /// Our ufrag: the dataplane demuxes the first STUN binding by it, so it must be unique.
+    pub ufrag: String,
+    pub pwd: String,
+    #[serde(default)]
+    pub remote_ufrag: Option<String>,
+    #[serde(default)]
+    pub remote_pwd: Option<String>,
+}
+
+/// Our DTLS role (RFC 5763 §5: the answerer with `a=setup:active` is the client).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DtlsRole {
+    Server,
+    Client,
+}
+
+/// How the session's media is carried.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransportMode {
+    /// ICE-lite + DTLS-SRTP.
+    Webrtc {},
+    /// Unencrypted RTP/RTCP (rtcp-mux) to a fixed remote, e.g. a recorder or an ingest box on a
+    /// private network. No ICE, no DTLS.
+    PlainRtp {
+        remote: SocketAddr,
+        /// Local port to bind; `null` lets the dataplane pick one of its media ports.
+        #[serde(default)]
+        local_port: Option<u16>,
+    },
+}
+
+/// Egress limits of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quality {
+    /// Upper bound for the bandwidth estimate towards this peer, bits per second (> 0).
+    pub max_bitrate_bps: u64,
+    /// Share of a worker's capacity when it is short: higher wins (0–255).
+    pub priority: u8,
+}
+
+/// `Command::AddTrack`'s fields; also echoed back by `ListTracks`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddTrack {
+    /// The publisher session.
+    pub session: SessionId,
+    pub track: TrackId,
+    pub kind: MediaKind,
+    pub codec: Codec,
+    /// One entry per simulcast layer, lowest first; a single entry for plain or SVC streams.
+    pub layers: Vec<Layer>,
+    #[serde(default)]
+    pub ext_ids: ExtIds,
+    /// End-to-end encrypted payload: forward without reading codec payload descriptors
+    /// (keyframe detection then relies on the dependency descriptor).
+    #[serde(default)]
+    pub e2ee: bool,
+    pub source: Source,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+/// What a track shows, for allocation priority (screen share beats camera).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Camera,
+    Microphone,
+    Screen,
+    Other,
+}
+
+/// The negotiated codec of a published track.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Codec {
+    /// SDP encoding name, e.g. `"VP8"`, `"H264"`, `"AV1"`, `"opus"` (case-insensitive).
+    pub name: String,
+    /// 0–127 (RFC 3550 §5.1: 7 bits).
+    pub payload_type: u8,
+    /// RTP clock rate in Hz (> 0).
+    pub clock_rate: u32,
+    /// The RTX payload type (RFC 4588) if retransmissions come in a separate stream.
+    #[serde(default)]
+    pub rtx_payload_type: Option<u8>,
+}
+
+/// One simulcast layer (or the only stream). A layer is identified by `rid` (RFC 8851) when the
+/// SSRCs are not signalled, by `ssrc` otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    #[serde(default)]
+    pub rid: Option<String>,
+    #[serde(default)]
+    pub ssrc: Option<u32>,
+    #[serde(default)]
+    pub rtx_ssrc: Option<u32>,
+}
+
+/// Negotiated RTP header-extension ids (RFC 8285: 1–14 in the one-byte form, up to 255 in the
+/// two-byte form); `null` = not negotiated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtIds {
+    #[serde(default)]
+    pub transport_cc: Option<u8>,
+    #[serde(default)]
+    pub abs_send_time: Option<u8>,
+    #[serde(default)]
+    pub audio_level: Option<u8>,
+    #[serde(default)]
+    pub mid: Option<u8>,
+    #[serde(default)]
+    pub rid: Option<u8>,
+    #[serde(default)]
+    pub repaired_rid: Option<u8>,
+    #[serde(default)]
+    pub dependency_descriptor: Option<u8>,
+}
+
+impl ExtIds {
+    /// `(field name, id)` for each negotiated extension.
+    pub fn entries(&self) -> [(&'static str, Option<u8>); 7] {
+        [
+            ("transport_cc", self.transport_cc),
+            ("abs_send_time", self.abs_send_time),
+            ("audio_level", self.audio_level),
+            ("mid", self.mid),
+            ("rid", self.rid),
+            ("repaired_rid", self.repaired_rid),
+            ("dependency_descriptor", self.dependency_descriptor),
+        ]
+    }
+}
+
+/// `Command::Subscribe`'s fields; also echoed back by `ListSubscriptions`. The SSRCs and payload
+/// types are what the subscriber's SDP negotiated; the dataplane rewrites to them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscribe {
+    pub subscription: SubscriptionId,
+    /// The subscriber session.
+    pub session: SessionId,
+    pub track: TrackId,
+    pub ssrc: u32,
+    #[serde(default)]
+    pub rtx_ssrc: Option<u32>,
+    pub payload_type: u8,
+    #[serde(default)]
+    pub rtx_payload_type: Option<u8>,
+    #[serde(default)]
+    pub ext_ids: ExtIds,
+}
+
+/// What `SetPriority` applies to: `{"subscription": 7}` or `{"session": 3}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityTarget {
+    Subscription(SubscriptionId),
+    Session(SessionId),
+}
+
+/// A successful reply's payload. The `type` field selects the variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReplyOk {
+    /// The command took effect; nothing to report.
+    Done {},
+    /// Answer to `CreateSession`.
+    SessionCreated {
+        worker: u16,
+        local_candidates: Vec<Candidate>,
+    },
+    /// Answer to `ListSessions`; `next` is the `after` for the next page, `null` on the last.
+    Sessions {
+        sessions: Vec<SessionInfo>,
+        next: Option<SessionId>,
+    },
+    /// Answer to `ListTracks`.
+    Tracks {
+        tracks: Vec<TrackInfo>,
+        next: Option<TrackId>,
+    },
+    /// Answer to `ListSubscriptions`.
+    Subscriptions {
+        subscriptions: Vec<SubscriptionInfo>,
+        next: Option<SubscriptionId>,
+    },
+    /// Answer to `Ping`.
+    Pong {},
+    /// Answer to `Stats`: one entry per worker.
+    Stats { workers: Vec<WorkerStats> },
+}
+
+/// A local ICE candidate for the SDP (ICE-lite: host candidates only, RFC 8445 §5.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Candidate {
+    pub foundation: String,
+    pub addr: SocketAddr,
+    pub protocol: CandidateProtocol,
+    pub priority: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CandidateProtocol {
+    Udp,
+    Tcp,
+}
+
+/// A session as the dataplane holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionInfo {
+    /// The creating command as last amended (`SetRemote`, `IceRestart`, `SetPriority`).
+    pub spec: CreateSession,
+    pub worker: u16,
+    pub state: SessionState,
+}
+
+/// Connection progress of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Waiting for the first valid STUN binding (or, for plain RTP, for the first packet).
+    New,
+    /// ICE connected, DTLS handshaking.
+    Connecting,
+    /// Media flows.
+    Connected,
+    /// ICE consent lost; media is held until it comes back or the session times out.
+    Disconnected,
+}
+
+/// A track as the dataplane holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackInfo {
+    pub spec: AddTrack,
+    pub muted: bool,
+    /// Indexes into `spec.layers` that have received media.
+    pub active_layers: Vec<u8>,
+}
+
+/// A subscription as the dataplane holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionInfo {
+    pub spec: Subscribe,
+    pub max_spatial: u8,
+    pub max_temporal: u8,
+    pub priority: u8,
+}

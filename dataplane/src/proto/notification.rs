@@ -1,0 +1,104 @@
+//! Notifications the dataplane sends unprompted (`Event.event`): connection progress of
+//! sessions, media milestones of tracks, and periodic per-worker counters.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{SessionId, TrackId};
+
+/// Something that happened in the dataplane. The `type` field selects the variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Notification {
+    /// The first valid STUN binding request arrived (ICE-lite: we are connected once we answer);
+    /// `remote` is the peer's address as seen by us.
+    IceConnected {
+        session: SessionId,
+        remote: SocketAddr,
+    },
+    /// No consent refresh (RFC 7675) for the disconnect timeout; media towards the peer stops.
+    IceDisconnected { session: SessionId },
+    /// The peer nominated or switched to another address (e.g. a network change).
+    SelectedPairChanged {
+        session: SessionId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// DTLS finished and SRTP keys are installed. `profile` is the RFC 5764/7714 name, e.g.
+    /// `"SRTP_AEAD_AES_128_GCM"`; `version` e.g. `"DTLS 1.2"`.
+    DtlsConnected {
+        session: SessionId,
+        profile: String,
+        version: String,
+    },
+    /// DTLS failed (bad fingerprint, alert, timeout); a `SessionClosed` follows.
+    DtlsFailed { session: SessionId, reason: String },
+    /// The first packet of a track layer arrived (index into `AddTrack.layers`).
+    FirstPacket { track: TrackId, layer: u8 },
+    /// A keyframe of a track layer arrived.
+    Keyframe { track: TrackId, layer: u8 },
+    /// The session is gone, with everything on it.
+    SessionClosed {
+        session: SessionId,
+        reason: CloseReason,
+    },
+    /// Periodic per-worker counters.
+    StatsSnapshot(WorkerStats),
+}
+
+impl Notification {
+    /// Every `type` value a notification may carry.
+    pub const TYPES: &'static [&'static str] = &[
+        "ice_connected",
+        "ice_disconnected",
+        "selected_pair_changed",
+        "dtls_connected",
+        "dtls_failed",
+        "first_packet",
+        "keyframe",
+        "session_closed",
+        "stats_snapshot",
+    ];
+}
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// `CloseSession` (it is still reported, so listeners need only one code path).
+    Requested,
+    /// ICE never connected, or stayed disconnected past the timeout.
+    IceTimeout,
+    DtlsFailed,
+    /// The peer sent a DTLS close_notify.
+    DtlsClosed,
+    /// The worker dropped the session after an internal error (counted, see `dropped`).
+    Internal,
+}
+
+/// One worker's counters, totals since the worker started (subtract snapshots for rates).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerStats {
+    pub worker: u16,
+    pub counters: Counters,
+}
+
+/// Worker totals. New counters may be added to `dropped` without a version change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counters {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Dropped packets by reason (`"srtp_auth"`, `"unknown_ssrc"`, `"parse"`, …).
+    #[serde(default)]
+    pub dropped: BTreeMap<String, u64>,
+    /// Sessions on this worker now.
+    pub sessions: u32,
+    /// Event-loop iterations that hit a phase bound (style.md §4).
+    pub loop_overruns: u64,
+}
