@@ -30,7 +30,11 @@ pub fn answer(offer: &SessionDescription, local: &LocalParams) -> Result<Answer,
     if offer.ice_lite {
         return Err(NegotiationError::BothIceLite);
     }
-    let reasons: Vec<Option<RejectReason>> = offer.media.iter().map(|m| reject_reason(offer, m)).collect();
+    let reasons: Vec<Option<RejectReason>> = offer
+        .media
+        .iter()
+        .map(|m| reject_reason(offer, m))
+        .collect();
     let live = offer
         .media
         .iter()
@@ -181,11 +185,16 @@ fn answer_section(
     let mut extmaps = Vec::new();
     let mut ext_ids = ExtIds::default();
     for e in offer.extmaps.iter().chain(&m.extmaps) {
-        let Some(ext) = HeaderExtension::from_uri(&e.uri) else { continue };
+        let Some(ext) = HeaderExtension::from_uri(&e.uri) else {
+            continue;
+        };
         if !local.extensions.contains(&ext) || !ext.applies_to(&m.kind) {
             continue;
         }
-        if extmaps.iter().any(|x: &Extmap| x.id == e.id || x.uri == e.uri) {
+        if extmaps
+            .iter()
+            .any(|x: &Extmap| x.id == e.id || x.uri == e.uri)
+        {
             continue;
         }
         ext_ids.set(ext, e.id);
@@ -208,7 +217,11 @@ fn answer_section(
         return Err(NegotiationError::NoCommonCodec {
             mid: mid.into(),
             kind: m.kind.to_string(),
-            offered: if offered.is_empty() { "none".into() } else { offered.join(" ") },
+            offered: if offered.is_empty() {
+                "none".into()
+            } else {
+                offered.join(" ")
+            },
         });
     };
 
@@ -241,7 +254,11 @@ fn answer_section(
     if let (Some(sim), true, Some(_)) = (&m.simulcast, direction.receives(), ext_ids.rid) {
         let (recv, answer_rids) = answer_simulcast(sim, &m.rids, &s);
         if !recv.is_empty() {
-            rids = recv.iter().filter_map(|alts| alts.first()).map(|r| r.id.clone()).collect();
+            rids = recv
+                .iter()
+                .filter_map(|alts| alts.first())
+                .map(|r| r.id.clone())
+                .collect();
             s.rids = answer_rids;
             s.simulcast = Some(Simulcast {
                 send: Vec::new(),
@@ -266,7 +283,11 @@ fn answer_section(
 }
 
 /// Offered codecs that match ours, ordered by our preference, offer order within one of ours.
-fn intersect_codecs(m: &MediaSection, local: &LocalParams, transport_cc: bool) -> Vec<NegotiatedCodec> {
+fn intersect_codecs(
+    m: &MediaSection,
+    local: &LocalParams,
+    transport_cc: bool,
+) -> Vec<NegotiatedCodec> {
     let mut out: Vec<NegotiatedCodec> = Vec::new();
     for lc in local.codecs.iter().filter(|c| c.kind == m.kind) {
         for oc in m.codecs.iter().filter(|c| !c.is_rtx() && lc.matches(c)) {
@@ -320,7 +341,12 @@ fn answer_simulcast(
                 else {
                     return false;
                 };
-                let pts: Vec<u8> = rid.pts.iter().copied().filter(|p| accepted_pts.contains(p)).collect();
+                let pts: Vec<u8> = rid
+                    .pts
+                    .iter()
+                    .copied()
+                    .filter(|p| accepted_pts.contains(p))
+                    .collect();
                 if !rid.pts.is_empty() && pts.is_empty() {
                     return false;
                 }

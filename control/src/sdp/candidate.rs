@@ -87,7 +87,10 @@ impl Candidate {
         };
         while let Some(name) = it.next() {
             let Some(val) = it.next() else {
-                return Err(ParseErrorKind::invalid("candidate extension without value", name));
+                return Err(ParseErrorKind::invalid(
+                    "candidate extension without value",
+                    name,
+                ));
             };
             match name {
                 "raddr" => cand.raddr = Some(val.to_string()),
@@ -193,11 +196,17 @@ mod tests {
     fn rejects_bad_fields() {
         assert!(matches!(
             Candidate::parse("1 1 udp 1 10.0.0.1 99999 typ host"),
-            Err(ParseErrorKind::Invalid { field: "candidate port", .. })
+            Err(ParseErrorKind::Invalid {
+                field: "candidate port",
+                ..
+            })
         ));
         assert!(matches!(
             Candidate::parse("1 1 udp 1 10.0.0.1 5000 type host"),
-            Err(ParseErrorKind::Invalid { field: "candidate typ", .. })
+            Err(ParseErrorKind::Invalid {
+                field: "candidate typ",
+                ..
+            })
         ));
         assert!(matches!(
             Candidate::parse("1 1 udp"),

@@ -60,7 +60,9 @@ pub enum NegotiationError {
     NoIceCredentials { mid: String },
     #[error("m= section mid={mid}: a=setup:{setup} cannot be answered (RFC 8842 §5.1)")]
     BadSetup { mid: String, setup: &'static str },
-    #[error("offer is a=ice-lite; Sluice is ICE-lite too and needs a full ICE peer (RFC 8445 §2.5)")]
+    #[error(
+        "offer is a=ice-lite; Sluice is ICE-lite too and needs a full ICE peer (RFC 8445 §2.5)"
+    )]
     BothIceLite,
     #[error("m= section mid={mid} ({kind}) has no codec in common; offered: {offered}")]
     NoCommonCodec {

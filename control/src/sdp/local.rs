@@ -55,7 +55,8 @@ pub enum HeaderExtension {
 }
 
 /// RTCP feedback Sluice handles (RFC 4585 §4.2, RFC 5104 §7.1, REMB and transport-cc drafts).
-pub const SUPPORTED_RTCP_FB: [&str; 5] = ["nack", "nack pli", "ccm fir", "goog-remb", "transport-cc"];
+pub const SUPPORTED_RTCP_FB: [&str; 5] =
+    ["nack", "nack pli", "ccm fir", "goog-remb", "transport-cc"];
 
 impl LocalParams {
     /// Our identity with the default codec and extension lists.
@@ -83,7 +84,9 @@ impl LocalCodec {
     /// Opus, VP8, VP9 profiles 0 and 2, H264 constrained baseline and main, AV1.
     pub fn defaults() -> Vec<Self> {
         let p = |kvs: &[(&str, &str)]| -> Vec<(String, String)> {
-            kvs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            kvs.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         let video = |name: &str, params| Self {
             kind: MediaKind::Video,
@@ -137,7 +140,9 @@ impl LocalCodec {
         if !self.name.eq_ignore_ascii_case(&offered.name) || self.clock_rate != offered.clock_rate {
             return false;
         }
-        if self.kind == MediaKind::Audio && self.channels.unwrap_or(1) != offered.channels.unwrap_or(1) {
+        if self.kind == MediaKind::Audio
+            && self.channels.unwrap_or(1) != offered.channels.unwrap_or(1)
+        {
             return false;
         }
         let ours = |k| self.param(k);
@@ -146,7 +151,8 @@ impl LocalCodec {
             "vp9" => ours("profile-id").unwrap_or("0") == theirs("profile-id").unwrap_or("0"),
             "av1" => ours("profile").unwrap_or("0") == theirs("profile").unwrap_or("0"),
             "h264" => {
-                ours("packetization-mode").unwrap_or("0") == theirs("packetization-mode").unwrap_or("0")
+                ours("packetization-mode").unwrap_or("0")
+                    == theirs("packetization-mode").unwrap_or("0")
                     && h264_profile(ours("profile-level-id").unwrap_or("42001f")).is_some()
                     && h264_profile(ours("profile-level-id").unwrap_or("42001f"))
                         == h264_profile(theirs("profile-level-id").unwrap_or("42001f"))
@@ -165,7 +171,11 @@ impl LocalCodec {
         if self.kind == MediaKind::Video {
             return offered.fmtp.clone();
         }
-        let mut params = offered.fmtp.as_ref().map(|f| f.params.clone()).unwrap_or_default();
+        let mut params = offered
+            .fmtp
+            .as_ref()
+            .map(|f| f.params.clone())
+            .unwrap_or_default();
         for (k, v) in &self.params {
             match params.iter_mut().find(|(pk, _)| pk.eq_ignore_ascii_case(k)) {
                 Some(slot) => slot.1.clone_from(v),
@@ -273,8 +283,7 @@ mod tests {
         LocalCodec::defaults()
             .into_iter()
             .find(|c| {
-                c.name == name
-                    && variant.is_none_or(|v| c.params.iter().any(|(_, pv)| pv == v))
+                c.name == name && variant.is_none_or(|v| c.params.iter().any(|(_, pv)| pv == v))
             })
             .expect("default codec exists")
     }
@@ -284,7 +293,9 @@ mod tests {
         let cb = local("H264", Some("42e01f"));
         let main = local("H264", Some("4d001f"));
         let o = |f| offered("H264", 90_000, None, f);
-        assert!(cb.matches(&o("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f")));
+        assert!(cb.matches(&o(
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+        )));
         assert!(cb.matches(&o("packetization-mode=1;profile-level-id=42e034")));
         assert!(!cb.matches(&o("packetization-mode=0;profile-level-id=42e01f")));
         assert!(!cb.matches(&o("packetization-mode=1;profile-level-id=42001f")));
@@ -309,7 +320,10 @@ mod tests {
         assert!(!opus.matches(&offered("opus", 48_000, None, "")));
         let o = offered("opus", 48_000, Some(2), "minptime=10;useinbandfec=0");
         assert!(opus.matches(&o));
-        assert_eq!(opus.answer_fmtp(&o).unwrap().raw, "minptime=10;useinbandfec=1");
+        assert_eq!(
+            opus.answer_fmtp(&o).unwrap().raw,
+            "minptime=10;useinbandfec=1"
+        );
     }
 
     #[test]

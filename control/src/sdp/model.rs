@@ -341,7 +341,13 @@ impl Fmtp {
     pub fn from_params(params: Vec<(String, String)>) -> Self {
         let raw = params
             .iter()
-            .map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") })
+            .map(|(k, v)| {
+                if v.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{k}={v}")
+                }
+            })
             .collect::<Vec<_>>()
             .join(";");
         Self { raw, params }
@@ -488,7 +494,10 @@ mod tests {
         assert!(Fingerprint::parse("sha-256 AB:CD").is_some());
         assert!(Fingerprint::parse("sha-256").is_none());
         assert!(Fingerprint::parse("sha-256 XY:ZZ").is_none());
-        assert_eq!(Fingerprint::parse("SHA-256 AB").map(|f| f.hash), Some("sha-256".into()));
+        assert_eq!(
+            Fingerprint::parse("SHA-256 AB").map(|f| f.hash),
+            Some("sha-256".into())
+        );
     }
 
     #[test]

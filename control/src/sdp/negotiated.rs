@@ -3,8 +3,8 @@
 //! SSRCs and simulcast rids; plus the remote ICE/DTLS parameters.
 
 use super::candidate::Candidate;
-use super::model::{Fingerprint, Fmtp, MediaKind, MediaSection, Msid, SessionDescription};
 use super::local::HeaderExtension;
+use super::model::{Fingerprint, Fmtp, MediaKind, MediaSection, Msid, SessionDescription};
 
 /// An answer to a client offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +196,12 @@ pub fn section_msid(m: &MediaSection) -> Option<Msid> {
     if let Some(msid) = m.msids.first() {
         return Some(msid.clone());
     }
-    let v = m.ssrcs.iter().find(|s| s.attr == "msid")?.value.as_deref()?;
+    let v = m
+        .ssrcs
+        .iter()
+        .find(|s| s.attr == "msid")?
+        .value
+        .as_deref()?;
     let mut it = v.split_ascii_whitespace();
     Some(Msid {
         stream_id: it.next()?.to_string(),

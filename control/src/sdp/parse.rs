@@ -47,7 +47,8 @@ pub fn parse(text: &str) -> Result<SessionDescription, ParseError> {
         if line.trim().is_empty() {
             continue;
         }
-        p.line(line).map_err(|kind| ParseError { line: i + 1, kind })?;
+        p.line(line)
+            .map_err(|kind| ParseError { line: i + 1, kind })?;
     }
     let line = last_line;
     if !p.seen_version {
@@ -192,7 +193,9 @@ fn session_attribute(
         ("msid-semantic", Some(v)) => sdp.msid_semantic = Some(v.to_string()),
         ("group", Some(v)) => {
             let mut it = v.split_ascii_whitespace();
-            let semantics = it.next().ok_or(ParseErrorKind::Missing("group semantics"))?;
+            let semantics = it
+                .next()
+                .ok_or(ParseErrorKind::Missing("group semantics"))?;
             sdp.groups.push(Group {
                 semantics: semantics.to_string(),
                 mids: it.map(str::to_string).collect(),
@@ -208,7 +211,9 @@ fn shared_attribute(name: &str, val: Option<&str>) -> Result<Option<Shared>, Par
     Ok(Some(match name {
         "ice-ufrag" => Shared::IceUfrag(v.trim().to_string()),
         "ice-pwd" => Shared::IcePwd(v.trim().to_string()),
-        "ice-options" => Shared::IceOptions(v.split_ascii_whitespace().map(str::to_string).collect()),
+        "ice-options" => {
+            Shared::IceOptions(v.split_ascii_whitespace().map(str::to_string).collect())
+        }
         "fingerprint" => Shared::Fingerprint(
             Fingerprint::parse(v).ok_or_else(|| ParseErrorKind::invalid("fingerprint", v))?,
         ),
@@ -260,7 +265,9 @@ impl MediaBuilder {
             ("ssrc", Some(v)) => s.ssrcs.push(parse_ssrc(v)?),
             ("ssrc-group", Some(v)) => {
                 let mut it = v.split_ascii_whitespace();
-                let semantics = it.next().ok_or(ParseErrorKind::Missing("ssrc-group semantics"))?;
+                let semantics = it
+                    .next()
+                    .ok_or(ParseErrorKind::Missing("ssrc-group semantics"))?;
                 let ssrcs = it
                     .map(|x| num(x, "ssrc-group ssrc"))
                     .collect::<Result<_, _>>()?;
@@ -317,14 +324,16 @@ impl MediaBuilder {
         };
         for pt in pts {
             let idx = self.pending.iter().position(|p| p.pt == pt);
-            let p = idx.map(|i| self.pending.swap_remove(i)).unwrap_or(PendingCodec {
-                pt,
-                ..PendingCodec::default()
-            });
-            let (name, clock_rate, channels) = p
-                .rtpmap
-                .or_else(|| static_codec(pt))
-                .unwrap_or((String::new(), 0, None));
+            let p = idx
+                .map(|i| self.pending.swap_remove(i))
+                .unwrap_or(PendingCodec {
+                    pt,
+                    ..PendingCodec::default()
+                });
+            let (name, clock_rate, channels) =
+                p.rtpmap
+                    .or_else(|| static_codec(pt))
+                    .unwrap_or((String::new(), 0, None));
             // A PT listed twice in m= (illegal but seen) keeps its first entry only.
             if self.section.codecs.iter().any(|c| c.pt == pt) {
                 continue;
@@ -418,7 +427,10 @@ fn parse_extmap(v: &str) -> Result<Extmap, ParseErrorKind> {
     let (id_s, direction) = match id_dir.split_once('/') {
         Some((id, d)) => (
             id,
-            Some(Direction::from_token(d).ok_or_else(|| ParseErrorKind::invalid("extmap direction", d))?),
+            Some(
+                Direction::from_token(d)
+                    .ok_or_else(|| ParseErrorKind::invalid("extmap direction", d))?,
+            ),
         ),
         None => (id_dir, None),
     };
@@ -440,9 +452,14 @@ fn parse_rtpmap(v: &str) -> Result<(String, u32, Option<u16>), ParseErrorKind> {
     let mut parts = v.split('/');
     let name = parts.next().filter(|n| !n.is_empty() && !n.contains(' '));
     let name = name.ok_or_else(|| ParseErrorKind::invalid("rtpmap encoding name", v))?;
-    let clock = parts.next().ok_or(ParseErrorKind::Missing("rtpmap clock rate"))?;
+    let clock = parts
+        .next()
+        .ok_or(ParseErrorKind::Missing("rtpmap clock rate"))?;
     let clock: u32 = num(clock, "rtpmap clock rate")?;
-    let channels = parts.next().map(|c| num(c, "rtpmap channels")).transpose()?;
+    let channels = parts
+        .next()
+        .map(|c| num(c, "rtpmap channels"))
+        .transpose()?;
     if parts.next().is_some() {
         return Err(ParseErrorKind::invalid("rtpmap", v));
     }
@@ -481,7 +498,9 @@ fn parse_pt(s: &str, field: &'static str) -> Result<u8, ParseErrorKind> {
 }
 
 fn num<T: FromStr>(s: &str, field: &'static str) -> Result<T, ParseErrorKind> {
-    s.trim().parse().map_err(|_| ParseErrorKind::invalid(field, s))
+    s.trim()
+        .parse()
+        .map_err(|_| ParseErrorKind::invalid(field, s))
 }
 
 fn unknown(name: &str, val: Option<&str>) -> Attribute {
@@ -536,20 +555,43 @@ mod tests {
     fn errors_name_line_and_field() {
         let e = err(&with_media("m=audio 70000 UDP/TLS/RTP/SAVPF 111\r\n"));
         assert_eq!(e.line, 5);
-        assert_eq!(e.to_string(), "SDP line 5: m= port: invalid value \"70000\"");
+        assert_eq!(
+            e.to_string(),
+            "SDP line 5: m= port: invalid value \"70000\""
+        );
         let e = err(&with_media("m=video 9 UDP/TLS/RTP/SAVPF 96 200\r\n"));
         assert_eq!(e.kind, ParseErrorKind::PtOutOfRange(200));
         let e = err(&with_media("m=video 9\r\n"));
         assert_eq!(e.kind, ParseErrorKind::Missing("m= proto"));
         let e = err(&with_media("m=video 9 UDP/TLS/RTP/SAVPF\r\n"));
         assert_eq!(e.kind, ParseErrorKind::Missing("m= formats"));
-        let e = err(&with_media("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8\r\n"));
-        assert_eq!((e.line, e.kind), (6, ParseErrorKind::Missing("rtpmap clock rate")));
-        let e = err(&with_media("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=extmap:0 urn:x\r\n"));
-        assert!(matches!(e.kind, ParseErrorKind::Invalid { field: "extmap id", .. }));
-        let e = err(&with_media("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=setup:sideways\r\n"));
-        assert!(matches!(e.kind, ParseErrorKind::Invalid { field: "setup", .. }));
-        let e = err(&with_media("m=video 9 UDP/TLS/RTP/SAVPF 96\r\nnonsense\r\n"));
+        let e = err(&with_media(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8\r\n",
+        ));
+        assert_eq!(
+            (e.line, e.kind),
+            (6, ParseErrorKind::Missing("rtpmap clock rate"))
+        );
+        let e = err(&with_media(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=extmap:0 urn:x\r\n",
+        ));
+        assert!(matches!(
+            e.kind,
+            ParseErrorKind::Invalid {
+                field: "extmap id",
+                ..
+            }
+        ));
+        let e = err(&with_media(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=setup:sideways\r\n",
+        ));
+        assert!(matches!(
+            e.kind,
+            ParseErrorKind::Invalid { field: "setup", .. }
+        ));
+        let e = err(&with_media(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nnonsense\r\n",
+        ));
         assert_eq!((e.line, e.kind), (6, ParseErrorKind::NotTypeValue));
     }
 
@@ -557,10 +599,19 @@ mod tests {
     fn header_errors() {
         assert_eq!(err("").kind, ParseErrorKind::Version);
         assert_eq!(err("v=1\r\n").kind, ParseErrorKind::Version);
-        assert_eq!(err("v=0\r\nm=audio 9 RTP/AVP 0\r\n").kind, ParseErrorKind::NoOrigin);
+        assert_eq!(
+            err("v=0\r\nm=audio 9 RTP/AVP 0\r\n").kind,
+            ParseErrorKind::NoOrigin
+        );
         assert_eq!(err("v=0\r\ns=-\r\n").kind, ParseErrorKind::NoOrigin);
         let e = err("v=0\r\no=- x 2 IN IP4 1.2.3.4\r\n");
-        assert!(matches!(e.kind, ParseErrorKind::Invalid { field: "o= session id", .. }));
+        assert!(matches!(
+            e.kind,
+            ParseErrorKind::Invalid {
+                field: "o= session id",
+                ..
+            }
+        ));
         let long = "a".repeat(MAX_SDP_LEN + 1);
         assert_eq!(err(&long).kind, ParseErrorKind::TooLong(MAX_SDP_LEN + 1));
     }

@@ -90,7 +90,9 @@ impl Simulcast {
         let mut it = value.split_ascii_whitespace();
         let mut seen = 0;
         while let Some(dir) = it.next() {
-            let list = it.next().ok_or(ParseErrorKind::Missing("simulcast stream list"))?;
+            let list = it
+                .next()
+                .ok_or(ParseErrorKind::Missing("simulcast stream list"))?;
             let parsed = parse_list(list)?;
             match dir {
                 "send" if sim.send.is_empty() => sim.send = parsed,
@@ -138,7 +140,9 @@ fn parse_list(list: &str) -> Result<Vec<Vec<SimulcastRid>>, ParseErrorKind> {
 fn valid_rid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 255
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl fmt::Display for Rid {

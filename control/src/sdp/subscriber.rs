@@ -14,8 +14,8 @@ use super::model::{
     SessionDescription, Setup, SsrcAttr, SsrcGroup,
 };
 use super::negotiated::{
-    AcceptedMedia, DtlsRole, ExtIds, NegotiatedCodec, RejectReason, RejectedMedia,
-    RemoteTransport, SsrcPair,
+    AcceptedMedia, DtlsRole, ExtIds, NegotiatedCodec, RejectReason, RejectedMedia, RemoteTransport,
+    SsrcPair,
 };
 
 /// One track forwarded to a subscriber.
@@ -100,7 +100,10 @@ fn track_section(local: &LocalParams, t: &OutgoingTrack) -> MediaSection {
             name: "rtx".into(),
             clock_rate: t.codec.clock_rate,
             channels: None,
-            fmtp: Some(Fmtp::from_params(vec![("apt".into(), t.codec.pt.to_string())])),
+            fmtp: Some(Fmtp::from_params(vec![(
+                "apt".into(),
+                t.codec.pt.to_string(),
+            )])),
             rtcp_fb: Vec::new(),
         });
     }

@@ -42,7 +42,10 @@ impl fmt::Display for SessionDescription {
             line(f, format_args!("a=ice-pwd:{p}"))?;
         }
         if !self.ice_options.is_empty() {
-            line(f, format_args!("a=ice-options:{}", self.ice_options.join(" ")))?;
+            line(
+                f,
+                format_args!("a=ice-options:{}", self.ice_options.join(" ")),
+            )?;
         }
         for fp in &self.fingerprints {
             line(f, format_args!("a=fingerprint:{fp}"))?;
@@ -141,8 +144,14 @@ fn media(f: &mut fmt::Formatter<'_>, m: &MediaSection) -> fmt::Result {
     for c in &m.codecs {
         if !c.name.is_empty() {
             match c.channels {
-                Some(ch) => line(f, format_args!("a=rtpmap:{} {}/{}/{ch}", c.pt, c.name, c.clock_rate))?,
-                None => line(f, format_args!("a=rtpmap:{} {}/{}", c.pt, c.name, c.clock_rate))?,
+                Some(ch) => line(
+                    f,
+                    format_args!("a=rtpmap:{} {}/{}/{ch}", c.pt, c.name, c.clock_rate),
+                )?,
+                None => line(
+                    f,
+                    format_args!("a=rtpmap:{} {}/{}", c.pt, c.name, c.clock_rate),
+                )?,
             }
         }
         for fb in &c.rtcp_fb {
