@@ -1,1 +1,4 @@
 //! Sluice control daemon (see issue: control).
+#![forbid(unsafe_code)]
+
+pub mod sdp;
