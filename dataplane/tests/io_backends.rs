@@ -43,7 +43,12 @@ fn size_of_seq(seq: u32) -> usize {
 }
 
 /// Receives into `out` until at least one datagram arrived or `deadline` passed.
-fn recv_some(b: &mut Backend, pool: &mut BufPool, out: &mut [RecvMeta], deadline: Instant) -> usize {
+fn recv_some(
+    b: &mut Backend,
+    pool: &mut BufPool,
+    out: &mut [RecvMeta],
+    deadline: Instant,
+) -> usize {
     loop {
         let n = b.recv(pool, out).expect("recv");
         if n > 0 {
@@ -74,7 +79,10 @@ fn echo_10k_mixed_sizes_with_metadata_and_no_leak() {
         let start = Instant::now();
         let deadline = start + Duration::from_secs(60);
         while got < TOTAL {
-            assert!(Instant::now() < deadline, "{mode:?}: echo stalled at {got}/{TOTAL}");
+            assert!(
+                Instant::now() < deadline,
+                "{mode:?}: echo stalled at {got}/{TOTAL}"
+            );
             // A: keep WINDOW datagrams in flight.
             let mut tx = Vec::with_capacity(WINDOW as usize);
             while next < TOTAL && next - got < WINDOW {
@@ -83,7 +91,13 @@ fn echo_10k_mixed_sizes_with_metadata_and_no_leak() {
                 let buf = pa.get_mut(id);
                 fill_pattern(&mut buf[..len], next);
                 buf[..4].copy_from_slice(&next.to_be_bytes());
-                tx.push(Transmit { buf: id, offset: 0, len, dst: b_addr, segment_size: None });
+                tx.push(Transmit {
+                    buf: id,
+                    offset: 0,
+                    len,
+                    dst: b_addr,
+                    segment_size: None,
+                });
                 next += 1;
             }
             if !tx.is_empty() {
@@ -93,20 +107,36 @@ fn echo_10k_mixed_sizes_with_metadata_and_no_leak() {
                 }
             }
             // B: echo whatever arrived, from the very buffers it arrived in.
-            let n = recv_some(&mut b, &mut pb, &mut out, Instant::now() + Duration::from_secs(5));
+            let n = recv_some(
+                &mut b,
+                &mut pb,
+                &mut out,
+                Instant::now() + Duration::from_secs(5),
+            );
             echo.clear();
             for m in &out[..n] {
                 assert_eq!(m.src, a_addr, "{mode:?}: source address");
                 assert_eq!(m.dst, Some(LOCAL), "{mode:?}: destination address");
                 assert!(m.offset + m.len <= BUF_SIZE);
-                echo.push(Transmit { buf: m.buf, offset: m.offset, len: m.len, dst: m.src, segment_size: None });
+                echo.push(Transmit {
+                    buf: m.buf,
+                    offset: m.offset,
+                    len: m.len,
+                    dst: m.src,
+                    segment_size: None,
+                });
             }
             assert_eq!(b.send(&pb, &echo).expect("send B"), echo.len());
             for t in &echo {
                 pb.give(t.buf);
             }
             // A: check the echoes.
-            let n = recv_some(&mut a, &mut pa, &mut out, Instant::now() + Duration::from_secs(5));
+            let n = recv_some(
+                &mut a,
+                &mut pa,
+                &mut out,
+                Instant::now() + Duration::from_secs(5),
+            );
             for m in &out[..n] {
                 assert_eq!(m.src, b_addr);
                 let p = &pa.get(m.buf)[m.offset..m.offset + m.len];
@@ -144,7 +174,13 @@ fn gso_batch_of_10_arrives_as_10_datagrams() {
         for i in 0..10u8 {
             let id = pa.take().expect("room");
             pa.get_mut(id)[..1200].fill(i);
-            tx.push(Transmit { buf: id, offset: 0, len: 1200, dst: b_addr, segment_size: Some(1200) });
+            tx.push(Transmit {
+                buf: id,
+                offset: 0,
+                len: 1200,
+                dst: b_addr,
+                segment_size: Some(1200),
+            });
         }
         assert_eq!(a.send(&pa, &tx).expect("send"), 10);
         for t in &tx {
@@ -163,10 +199,18 @@ fn gso_batch_of_10_arrives_as_10_datagrams() {
                 pb.give(m.buf);
             }
         }
-        assert_eq!(seen, (0..10).collect::<Vec<u8>>(), "{mode:?}: 10 datagrams in order");
+        assert_eq!(
+            seen,
+            (0..10).collect::<Vec<u8>>(),
+            "{mode:?}: 10 datagrams in order"
+        );
         println!(
             "{mode:?}: GSO {} (enabled at open: {gso_before}, tx datagrams counted: {})",
-            if a.gso() { "used" } else { "off (sent one by one)" },
+            if a.gso() {
+                "used"
+            } else {
+                "off (sent one by one)"
+            },
             a.stats().tx_datagrams
         );
         a.shutdown(&mut pa).expect("shutdown");
@@ -227,6 +271,9 @@ fn two_reuseport_sockets_on_one_port_both_receive() {
 fn waker_wakes_a_waiting_backend_from_another_thread() {
     for mode in modes() {
         let mut b = open(mode, 0);
+        // The steering hint is accepted. (Not set in the reuseport test: it would steer every
+        // loopback datagram to the socket whose CPU matches, which is its job.)
+        b.set_incoming_cpu(0).expect("SO_INCOMING_CPU");
         let mut pool = BufPool::new(64);
         let mut out = [RecvMeta::default(); 4];
         assert_eq!(b.recv(&mut pool, &mut out).expect("recv"), 0);
@@ -244,12 +291,18 @@ fn waker_wakes_a_waiting_backend_from_another_thread() {
         b.wait(Some(Duration::from_secs(10))).expect("wait");
         let woke = start.elapsed();
         t.join().expect("waker thread");
-        assert!(woke < Duration::from_secs(5), "{mode:?}: not woken ({woke:?})");
+        assert!(
+            woke < Duration::from_secs(5),
+            "{mode:?}: not woken ({woke:?})"
+        );
         // The wake-up is consumed: the next idle wait runs to its timeout.
         assert_eq!(b.recv(&mut pool, &mut out).expect("recv"), 0);
         let start = Instant::now();
         b.wait(Some(Duration::from_millis(30))).expect("wait");
-        assert!(start.elapsed() >= Duration::from_millis(25), "{mode:?}: wake-up not drained");
+        assert!(
+            start.elapsed() >= Duration::from_millis(25),
+            "{mode:?}: wake-up not drained"
+        );
         println!("{mode:?}: woken after {woke:?}");
         b.shutdown(&mut pool).expect("shutdown");
         assert_eq!(pool.free_count(), pool.len());
@@ -265,14 +318,26 @@ fn recv_and_send_do_not_allocate() {
         let mut pool = BufPool::new(512);
         let me = b.local_addr().expect("addr");
         let mut out = [RecvMeta::default(); BATCH];
-        let mut tx = [Transmit { buf: pool.take().expect("room"), offset: 0, len: 0, dst: me, segment_size: None }; BATCH];
+        let mut tx = [Transmit {
+            buf: pool.take().expect("room"),
+            offset: 0,
+            len: 0,
+            dst: me,
+            segment_size: None,
+        }; BATCH];
         pool.give(tx[0].buf);
         // One round: send BATCH datagrams to ourselves, receive them back.
         let mut round = |b: &mut Backend, pool: &mut BufPool| -> usize {
             for (i, t) in tx.iter_mut().enumerate() {
                 let id = pool.take().expect("room");
                 pool.get_mut(id)[..100 + i].fill(i as u8);
-                *t = Transmit { buf: id, offset: 0, len: 100 + i, dst: me, segment_size: None };
+                *t = Transmit {
+                    buf: id,
+                    offset: 0,
+                    len: 100 + i,
+                    dst: me,
+                    segment_size: None,
+                };
             }
             let sent = b.send(pool, &tx).expect("send");
             for t in &tx {
@@ -300,8 +365,14 @@ fn recv_and_send_do_not_allocate() {
                 moved += round(&mut b, &mut pool);
             }
         });
-        println!("{mode:?}: {moved} packets sent and received, {} allocations", info.count_total);
-        assert_eq!(info.count_total, 0, "{mode:?}: allocated on the packet path");
+        println!(
+            "{mode:?}: {moved} packets sent and received, {} allocations",
+            info.count_total
+        );
+        assert_eq!(
+            info.count_total, 0,
+            "{mode:?}: allocated on the packet path"
+        );
         b.shutdown(&mut pool).expect("shutdown");
         assert_eq!(pool.free_count(), pool.len());
     }

@@ -151,6 +151,8 @@ impl SocketIo {
             let id = rx.ids[i];
             let flags = h.msg_hdr.msg_flags;
             let name_len = (h.msg_hdr.msg_namelen as usize).min(ADDR_LEN);
+            // msg_controllen is size_t on glibc, socklen_t on musl.
+            #[allow(clippy::unnecessary_cast)]
             let ctrl_len = (h.msg_hdr.msg_controllen as usize).min(RX_CTRL_LEN);
             let src = decode_addr(&rx.names[i].0[..name_len]);
             if flags & libc::MSG_TRUNC != 0 {

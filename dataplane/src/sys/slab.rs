@@ -50,7 +50,9 @@ impl Slab {
 
     fn layout(len: usize) -> Layout {
         assert!(len > 0, "slab needs at least one buffer");
-        let bytes = len.checked_mul(BUF_SIZE).expect("slab size overflows usize");
+        let bytes = len
+            .checked_mul(BUF_SIZE)
+            .expect("slab size overflows usize");
         Layout::from_size_align(bytes, SLAB_ALIGN).expect("slab layout is valid")
     }
 

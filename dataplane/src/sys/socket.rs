@@ -20,7 +20,11 @@ pub(crate) struct Opened {
 
 pub(crate) fn open_udp(cfg: &SocketConfig) -> io::Result<Opened> {
     let v6 = cfg.bind.is_ipv6();
-    let sock = Socket::new(Domain::for_address(cfg.bind), Type::DGRAM, Some(Protocol::UDP))?;
+    let sock = Socket::new(
+        Domain::for_address(cfg.bind),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
     sock.set_nonblocking(true)?;
     if cfg.reuse_port {
         sock.set_reuse_port(true)?;
@@ -62,7 +66,12 @@ pub(crate) fn open_udp(cfg: &SocketConfig) -> io::Result<Opened> {
 /// attached, and it does not keep a flow on one socket if the NIC's steering changes.
 pub fn incoming_cpu(sock: BorrowedFd<'_>, core: usize) -> io::Result<()> {
     let core = i32::try_from(core).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_INCOMING_CPU, core)
+    setsockopt_int(
+        sock.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_INCOMING_CPU,
+        core,
+    )
 }
 
 pub(crate) fn setsockopt_int(

@@ -191,7 +191,10 @@ impl TxSlots {
     pub(crate) fn msg_iovs(&self, j: usize) -> &[libc::iovec] {
         let h = &self.hdrs[j].msg_hdr;
         let start = (h.msg_iov as usize - self.iovs.as_ptr() as usize) / size_of_iovec();
-        &self.iovs[start..start + h.msg_iovlen as usize]
+        // msg_iovlen is size_t on glibc, c_int on musl.
+        #[allow(clippy::unnecessary_cast)]
+        let n = h.msg_iovlen as usize;
+        &self.iovs[start..start + n]
     }
 }
 
@@ -202,13 +205,19 @@ fn size_of_iovec() -> usize {
 fn valid(t: &Transmit, pool: &BufPool) -> bool {
     t.len > 0
         && t.buf.index() < pool.len()
-        && t.offset.checked_add(t.len).is_some_and(|end| end <= BUF_SIZE)
+        && t.offset
+            .checked_add(t.len)
+            .is_some_and(|end| end <= BUF_SIZE)
 }
 
 fn iovec(pool: &BufPool, t: &Transmit, off: usize, len: usize) -> libc::iovec {
     libc::iovec {
         // The kernel only reads through this pointer (sendmsg). `valid` checked the range.
-        iov_base: pool.ptr(t.buf).wrapping_add(t.offset + off).cast_mut().cast(),
+        iov_base: pool
+            .ptr(t.buf)
+            .wrapping_add(t.offset + off)
+            .cast_mut()
+            .cast(),
         iov_len: len,
     }
 }

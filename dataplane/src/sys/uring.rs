@@ -562,7 +562,12 @@ impl UringIo {
         };
         match r {
             Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
                 Ok(())
             }
             Err(e) => Err(e),
@@ -576,7 +581,9 @@ impl UringIo {
             return Ok(());
         }
         if self.recv_armed {
-            let sqe = opcode::AsyncCancel::new(UD_RECV).build().user_data(UD_CANCEL);
+            let sqe = opcode::AsyncCancel::new(UD_RECV)
+                .build()
+                .user_data(UD_CANCEL);
             self.push_sqe(&sqe)?;
             let mut sink = [RecvMeta::default(); 1];
             // Bounded: 100 × 10 ms for the final recvmsg completion.
