@@ -2,6 +2,14 @@
 //!
 //! - [`config`]: the `[dataplane]` configuration (file, env, flags; errors name the key).
 //! - [`proto`]: the control-socket protocol (frames, messages, client and server helpers).
+//! - [`pool`]: each worker's fixed slab of packet buffers.
+//! - [`sys`]: everything that touches the kernel — io_uring and plain-socket UDP backends,
+//!   capability probe, CPU pinning, the cross-thread waker.
+//!
+//! `unsafe` is confined to [`sys`]; every block there carries a `// SAFETY:` comment.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
+pub mod pool;
 pub mod proto;
+pub mod sys;

@@ -1,0 +1,292 @@
+//! Everything that touches the kernel for the dataplane's UDP I/O, and the only place in the
+//! workspace with `unsafe`. Each worker opens one [`Backend`] on its own thread: an io_uring
+//! ring with a multishot `recvmsg` over a provided-buffer ring ([`UringIo`]), or plain
+//! `recvmmsg`/`sendmmsg` + `poll(2)` ([`SocketIo`]). Both have the same API and the same
+//! semantics; [`IoMode`] picks one, [`probe`] says what the kernel offers.
+//!
+//! Loop shape (per worker): `recv` (reap), read the clock, feed rtp-core, `send` the batch
+//! (one submit / one `sendmmsg` per 64 messages), `wait` with the next timer as timeout.
+//!
+//! Contracts common to both backends:
+//! - `recv` never blocks; it returns datagrams in buffers of the caller's [`BufPool`] which the
+//!   worker then holds and returns with [`BufPool::give`] (or reuses for a send). The payload is
+//!   at `RecvMeta::offset` inside the buffer (0 for the socket backend, a fixed header size for
+//!   io_uring: the kernel writes the `io_uring_recvmsg_out` header, address and control
+//!   messages in front of it; we do not move it, to keep receive copy-free).
+//! - `send` is complete when it returns: every transmit has been copied into a kernel skb or
+//!   dropped and counted (would-block, error), so all its buffers may be reused at once. UDP
+//!   copies on the sending path, so waiting costs nothing; `MSG_DONTWAIT` keeps io_uring from
+//!   parking a send on a full socket buffer.
+//! - No allocation after `open`.
+//! - Bad transmits and receive errors are counted in [`IoStats`], never logged per packet.
+
+pub mod affinity;
+mod net;
+mod plain;
+mod probe;
+pub(crate) mod slab;
+mod socket;
+mod tx;
+mod uring;
+mod waker;
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
+
+pub use plain::SocketIo;
+pub use probe::{capabilities, probe, Capabilities};
+pub use socket::incoming_cpu;
+pub use uring::UringIo;
+pub use waker::Waker;
+
+use crate::pool::{BufId, BufPool};
+
+/// How a worker's socket is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketConfig {
+    pub bind: SocketAddr,
+    /// `SO_REUSEPORT`, so every worker binds its own socket on the shared media port.
+    pub reuse_port: bool,
+    /// `SO_RCVBUF` / `SO_SNDBUF` request (the kernel doubles it and caps it at rmem_max/wmem_max).
+    pub recv_buf_bytes: Option<usize>,
+    pub send_buf_bytes: Option<usize>,
+    /// Use `UDP_SEGMENT` for runs of same-size transmits to one destination.
+    pub gso: bool,
+    /// `UDP_GRO`. Off by default: a coalesced datagram larger than a pool buffer (2048 bytes)
+    /// arrives truncated and is dropped, so GRO only helps with larger buffers.
+    pub gro: bool,
+}
+
+impl SocketConfig {
+    pub fn new(bind: SocketAddr) -> Self {
+        Self {
+            bind,
+            reuse_port: true,
+            recv_buf_bytes: None,
+            send_buf_bytes: None,
+            gso: true,
+            gro: false,
+        }
+    }
+}
+
+/// One received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// The buffer, now held by the caller.
+    pub buf: BufId,
+    /// Where the payload starts inside the buffer.
+    pub offset: usize,
+    pub len: usize,
+    pub src: SocketAddr,
+    /// Local address the datagram was sent to (`IP_PKTINFO`/`IPV6_PKTINFO`).
+    pub dst: Option<IpAddr>,
+    /// GRO segment size when several datagrams were coalesced.
+    pub segment: Option<u16>,
+}
+
+impl Default for RecvMeta {
+    fn default() -> Self {
+        Self {
+            buf: BufId(0),
+            offset: 0,
+            len: 0,
+            src: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            dst: None,
+            segment: None,
+        }
+    }
+}
+
+/// One datagram (or, with `segment_size`, one GSO segment run) to send from a held buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    pub buf: BufId,
+    pub offset: usize,
+    pub len: usize,
+    pub dst: SocketAddr,
+    /// `Some(s)`: this packet may be sent with GSO together with the transmits right after it
+    /// that go to the same `dst` with the same `s` (each exactly `s` bytes but the last); a
+    /// single transmit longer than `s` is cut into `s`-byte datagrams.
+    pub segment_size: Option<u16>,
+}
+
+/// Counters a backend keeps; the worker exports them as metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IoStats {
+    pub rx_datagrams: u64,
+    pub tx_datagrams: u64,
+    /// Datagrams larger than the space in a buffer (MSG_TRUNC), dropped.
+    pub rx_truncated: u64,
+    /// Receive completions/calls that failed (other than would-block), or unparseable.
+    pub rx_errors: u64,
+    /// Times the receive path found no free buffer in the pool.
+    pub rx_pool_empty: u64,
+    /// Kernel's count of datagrams dropped on a full receive queue (SO_RXQ_OVFL), last seen.
+    pub rx_queue_drops: u32,
+    /// io_uring: multishot recvmsg re-armed (ring ran out of buffers, or the kernel ended it).
+    pub rx_rearms: u64,
+    /// Transmits rejected before reaching the kernel (empty, out of buffer bounds).
+    pub bad_transmits: u64,
+    /// Datagrams dropped because the socket send buffer was full.
+    pub tx_would_block: u64,
+    pub tx_errors: u64,
+    /// The kernel refused GSO (EIO) once; GSO is now off for this socket.
+    pub gso_disabled: bool,
+}
+
+/// Which backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMode {
+    /// io_uring when the probe says multishot recvmsg and buffer rings work, else sockets.
+    Auto,
+    Uring,
+    Socket,
+}
+
+impl IoMode {
+    /// `SLUICE_IO=socket|uring` overrides `default` (anything else is ignored).
+    pub fn from_env_or(default: IoMode) -> IoMode {
+        match std::env::var("SLUICE_IO").as_deref() {
+            Ok("socket") => IoMode::Socket,
+            Ok("uring") => IoMode::Uring,
+            _ => default,
+        }
+    }
+
+    /// Resolves `Auto` against what the kernel offers.
+    pub fn resolve(self, caps: &Capabilities) -> IoMode {
+        match self {
+            IoMode::Auto if caps.uring_usable() => IoMode::Uring,
+            IoMode::Auto => IoMode::Socket,
+            other => other,
+        }
+    }
+}
+
+/// A worker's UDP I/O, by enum dispatch.
+///
+/// One per worker, so the size difference between variants costs nothing worth a `Box` and the
+/// extra indirection on every call.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Backend {
+    Uring(UringIo),
+    Socket(SocketIo),
+}
+
+impl Backend {
+    /// Opens with [`IoMode::from_env_or`]`(Auto)`. `recv_depth` is how many pool buffers the
+    /// backend keeps posted for receiving (io_uring: provided-buffer ring entries, rounded up to
+    /// a power of two, at most 32768; socket: ignored beyond a batch of 64).
+    pub fn open(cfg: &SocketConfig, recv_depth: usize) -> io::Result<Self> {
+        Self::open_mode(IoMode::from_env_or(IoMode::Auto), cfg, recv_depth)
+    }
+
+    /// Opens a specific backend. `Uring` fails with `Unsupported` when the probe says it can't
+    /// work here. Must be called on the thread that will use the backend (io_uring is set up
+    /// SINGLE_ISSUER).
+    pub fn open_mode(mode: IoMode, cfg: &SocketConfig, recv_depth: usize) -> io::Result<Self> {
+        match mode.resolve(capabilities()) {
+            IoMode::Uring => {
+                if !capabilities().uring_usable() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "io_uring multishot recvmsg with buffer rings unavailable",
+                    ));
+                }
+                Ok(Backend::Uring(UringIo::open(cfg, recv_depth)?))
+            }
+            _ => Ok(Backend::Socket(SocketIo::open(cfg)?)),
+        }
+    }
+
+    pub fn mode(&self) -> IoMode {
+        match self {
+            Backend::Uring(_) => IoMode::Uring,
+            Backend::Socket(_) => IoMode::Socket,
+        }
+    }
+
+    /// Fills `out` with up to `out.len()` received datagrams without blocking.
+    pub fn recv(&mut self, pool: &mut BufPool, out: &mut [RecvMeta]) -> io::Result<usize> {
+        match self {
+            Backend::Uring(b) => b.recv(pool, out),
+            Backend::Socket(b) => b.recv(pool, out),
+        }
+    }
+
+    /// Sends `batch`; returns how many transmits reached the kernel. Complete on return.
+    pub fn send(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<usize> {
+        match self {
+            Backend::Uring(b) => b.send(pool, batch),
+            Backend::Socket(b) => b.send(pool, batch),
+        }
+    }
+
+    /// Sleeps until a datagram or a wake-up is ready, or `timeout` passes (`None`: no limit).
+    pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Backend::Uring(b) => b.wait(timeout),
+            Backend::Socket(b) => b.wait(timeout),
+        }
+    }
+
+    pub fn waker(&self) -> Waker {
+        match self {
+            Backend::Uring(b) => b.waker(),
+            Backend::Socket(b) => b.waker(),
+        }
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        let addr = match self {
+            Backend::Uring(b) => b.socket().local_addr()?,
+            Backend::Socket(b) => b.socket().local_addr()?,
+        };
+        addr.as_socket()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidData))
+    }
+
+    pub fn stats(&self) -> &IoStats {
+        match self {
+            Backend::Uring(b) => b.stats(),
+            Backend::Socket(b) => b.stats(),
+        }
+    }
+
+    /// Whether GSO is (still) in use on this socket.
+    pub fn gso(&self) -> bool {
+        match self {
+            Backend::Uring(b) => b.gso(),
+            Backend::Socket(b) => b.gso(),
+        }
+    }
+
+    /// Sets `SO_INCOMING_CPU` (see [`incoming_cpu`]).
+    pub fn set_incoming_cpu(&self, core: usize) -> io::Result<()> {
+        incoming_cpu(self.as_fd(), core)
+    }
+
+    /// Stops receiving and returns every buffer lent to the kernel to `pool`. Call before
+    /// dropping the pool; a pool dropped while buffers are lent leaks its slab rather than let
+    /// the kernel write freed memory.
+    pub fn shutdown(&mut self, pool: &mut BufPool) -> io::Result<()> {
+        match self {
+            Backend::Uring(b) => b.shutdown(pool),
+            Backend::Socket(_) => Ok(()),
+        }
+    }
+}
+
+impl AsFd for Backend {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Backend::Uring(b) => b.socket().as_fd(),
+            Backend::Socket(b) => b.socket().as_fd(),
+        }
+    }
+}

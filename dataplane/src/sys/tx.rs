@@ -1,0 +1,223 @@
+//! Outgoing message slots shared by both backends: a preallocated array of `mmsghdr` with the
+//! iovecs, destination sockaddrs and `UDP_SEGMENT` control messages they point at, filled from a
+//! batch of [`Transmit`]s.
+//!
+//! GSO (Linux `UDP_SEGMENT`, see `udp(7)`): a run of consecutive transmits to the same
+//! destination with the same `segment_size = Some(s)`, each exactly `s` bytes except a shorter
+//! last one, becomes ONE message whose iovecs gather the buffers back to back; the kernel cuts it
+//! into `s`-byte datagrams. A single transmit longer than `s` (several segments inside one
+//! buffer) is sent the same way. When GSO is off for the socket, each transmit is its own message
+//! and one longer than `s` is cut here.
+//!
+//! The slots live in a `Box` owned by the backend, so the pointers between them stay valid while
+//! the kernel reads them (for io_uring: until the send CQE; see `uring.rs`).
+
+use std::net::SocketAddr;
+use std::ptr;
+
+use super::net::{encode_addr, encode_segment, AddrBuf, CtrlBuf, ADDR_LEN, TX_CTRL_LEN};
+use super::{IoStats, Transmit};
+use crate::pool::{BufPool, BUF_SIZE};
+
+/// Messages per flush (one `sendmmsg`, or one io_uring submit).
+pub(crate) const TX_SLOTS: usize = 64;
+/// iovecs shared by the messages of one flush.
+const TX_IOVS: usize = 256;
+/// Linux's UDP_MAX_SEGMENTS is 64 on older kernels (128 since 6.x); stay under both.
+const MAX_GSO_SEGS: usize = 64;
+/// Largest UDP payload over IPv4 (65535 − 20 − 8); a GSO message may not exceed it.
+const MAX_GSO_BYTES: usize = 65_507;
+
+/// Where filling stopped inside a batch: the next transmit, and the byte offset already sent of
+/// it when it is being cut into segments by hand.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TxCursor {
+    pub(crate) tx: usize,
+    pub(crate) off: usize,
+}
+
+pub(crate) struct TxSlots {
+    pub(crate) hdrs: [libc::mmsghdr; TX_SLOTS],
+    iovs: [libc::iovec; TX_IOVS],
+    names: [AddrBuf; TX_SLOTS],
+    ctrl: [CtrlBuf<TX_CTRL_LEN>; TX_SLOTS],
+    /// GSO segment size of each message, 0 when none.
+    pub(crate) seg: [u16; TX_SLOTS],
+    /// How many transmits of the batch each message completes (0 for a non-final cut piece).
+    pub(crate) done: [u16; TX_SLOTS],
+    /// Messages filled.
+    pub(crate) len: usize,
+}
+
+impl std::fmt::Debug for TxSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxSlots").field("len", &self.len).finish()
+    }
+}
+
+impl TxSlots {
+    pub(crate) fn new() -> Box<Self> {
+        Box::new(Self {
+            // SAFETY: mmsghdr and iovec are plain C structs for which all-zero bytes are valid
+            // (null pointers, zero lengths).
+            hdrs: unsafe { std::mem::zeroed() },
+            // SAFETY: as above.
+            iovs: unsafe { std::mem::zeroed() },
+            names: [AddrBuf([0; ADDR_LEN]); TX_SLOTS],
+            ctrl: [CtrlBuf([0; TX_CTRL_LEN]); TX_SLOTS],
+            seg: [0; TX_SLOTS],
+            done: [0; TX_SLOTS],
+            len: 0,
+        })
+    }
+
+    /// Fills messages from `batch` starting at `cur` until the slots or the batch run out.
+    pub(crate) fn fill(
+        &mut self,
+        pool: &BufPool,
+        batch: &[Transmit],
+        cur: &mut TxCursor,
+        gso: bool,
+        v6_socket: bool,
+        stats: &mut IoStats,
+    ) {
+        self.len = 0;
+        let mut iov_used = 0usize;
+        while self.len < TX_SLOTS && cur.tx < batch.len() {
+            let t = &batch[cur.tx];
+            if !valid(t, pool) {
+                stats.bad_transmits += 1;
+                *cur = TxCursor {
+                    tx: cur.tx + 1,
+                    off: 0,
+                };
+                continue;
+            }
+            let seg = t.segment_size.map_or(0, usize::from);
+            if seg == 0 || (t.len <= seg && !gso) {
+                // Plain datagram.
+                if iov_used == TX_IOVS {
+                    break;
+                }
+                self.iovs[iov_used] = iovec(pool, t, 0, t.len);
+                self.push(t.dst, v6_socket, iov_used, 1, 0, 1);
+                iov_used += 1;
+                cur.tx += 1;
+            } else if !gso {
+                // Longer than one segment, no GSO: cut it here, one piece per message.
+                if iov_used == TX_IOVS {
+                    break;
+                }
+                let piece = seg.min(t.len - cur.off);
+                self.iovs[iov_used] = iovec(pool, t, cur.off, piece);
+                cur.off += piece;
+                let finished = cur.off == t.len;
+                self.push(t.dst, v6_socket, iov_used, 1, 0, u16::from(finished));
+                iov_used += 1;
+                if finished {
+                    *cur = TxCursor {
+                        tx: cur.tx + 1,
+                        off: 0,
+                    };
+                }
+            } else {
+                // GSO: gather the run of same-destination, same-size segments that follows.
+                let first = iov_used;
+                let mut bytes = 0usize;
+                let mut segs = 0usize;
+                let mut n_tx = 0u16;
+                while cur.tx < batch.len() && iov_used < TX_IOVS {
+                    let u = &batch[cur.tx];
+                    let same = u.dst == t.dst && u.segment_size == t.segment_size;
+                    let u_segs = u.len.div_ceil(seg);
+                    if n_tx > 0
+                        && (!same
+                            || !valid(u, pool)
+                            || u.len > seg
+                            || segs + u_segs > MAX_GSO_SEGS
+                            || bytes + u.len > MAX_GSO_BYTES)
+                    {
+                        break;
+                    }
+                    self.iovs[iov_used] = iovec(pool, u, 0, u.len);
+                    iov_used += 1;
+                    bytes += u.len;
+                    segs += u_segs;
+                    n_tx += 1;
+                    cur.tx += 1;
+                    // Only the last piece of a run may be shorter than a segment (or longer
+                    // than one, when it is alone and carries several segments itself).
+                    if u.len != seg {
+                        break;
+                    }
+                }
+                if n_tx == 0 {
+                    break;
+                }
+                let seg16 = if segs > 1 { seg as u16 } else { 0 };
+                self.push(t.dst, v6_socket, first, iov_used - first, seg16, n_tx);
+            }
+        }
+    }
+
+    fn push(&mut self, dst: SocketAddr, v6: bool, iov: usize, n_iov: usize, seg: u16, done: u16) {
+        let j = self.len;
+        let name_len = encode_addr(dst, v6, &mut self.names[j]);
+        let ctrl_len = if seg > 0 {
+            encode_segment(seg, &mut self.ctrl[j])
+        } else {
+            0
+        };
+        let h = &mut self.hdrs[j].msg_hdr;
+        h.msg_name = self.names[j].0.as_mut_ptr().cast();
+        h.msg_namelen = name_len;
+        h.msg_iov = ptr::addr_of_mut!(self.iovs[iov]);
+        h.msg_iovlen = n_iov as _;
+        h.msg_control = if ctrl_len > 0 {
+            self.ctrl[j].0.as_mut_ptr().cast()
+        } else {
+            ptr::null_mut()
+        };
+        h.msg_controllen = ctrl_len as _;
+        h.msg_flags = 0;
+        self.hdrs[j].msg_len = 0;
+        self.seg[j] = seg;
+        self.done[j] = done;
+        self.len += 1;
+    }
+
+    /// The iovecs of message `j` (for the GSO-refused fallback that resends them one segment at
+    /// a time).
+    pub(crate) fn msg_iovs(&self, j: usize) -> &[libc::iovec] {
+        let h = &self.hdrs[j].msg_hdr;
+        let start = (h.msg_iov as usize - self.iovs.as_ptr() as usize) / size_of_iovec();
+        // msg_iovlen is size_t on glibc, c_int on musl.
+        #[allow(clippy::unnecessary_cast)]
+        let n = h.msg_iovlen as usize;
+        &self.iovs[start..start + n]
+    }
+}
+
+fn size_of_iovec() -> usize {
+    std::mem::size_of::<libc::iovec>()
+}
+
+fn valid(t: &Transmit, pool: &BufPool) -> bool {
+    t.len > 0
+        && t.buf.index() < pool.len()
+        && t.offset
+            .checked_add(t.len)
+            .is_some_and(|end| end <= BUF_SIZE)
+}
+
+fn iovec(pool: &BufPool, t: &Transmit, off: usize, len: usize) -> libc::iovec {
+    libc::iovec {
+        // The kernel only reads through this pointer (sendmsg). `valid` checked the range.
+        iov_base: pool
+            .ptr(t.buf)
+            .wrapping_add(t.offset + off)
+            .cast_mut()
+            .cast(),
+        iov_len: len,
+    }
+}
