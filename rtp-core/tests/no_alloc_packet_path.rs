@@ -308,7 +308,7 @@ impl Sfu {
 fn publish(ctx: &mut SrtpContext, i: u32, out: &mut [u8; SLOT]) -> usize {
     let seq = i as u16;
     let frame = i / 4;
-    let first = i % 4 == 0;
+    let first = i.is_multiple_of(4);
     let twcc = seq.to_be_bytes();
     let h = write_rtp_header(
         &RtpHeader {
@@ -332,7 +332,7 @@ fn publish(ctx: &mut SrtpContext, i: u32, out: &mut [u8; SLOT]) -> usize {
         pid as u8,
     ];
     out[h..h + 4].copy_from_slice(&desc);
-    let keyframe = frame % 60 == 0;
+    let keyframe = frame.is_multiple_of(60);
     out[h + 4] = if keyframe { 0x00 } else { 0x01 };
     let len = h + 5 + 1000;
     for (k, b) in out[h + 5..len].iter_mut().enumerate() {
@@ -363,13 +363,13 @@ fn no_alloc_on_the_whole_packet_path() {
         if i % 50 != 17 {
             sfu.ingress(now, &mut datagram[..len]);
         }
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             *upstream_nacked += sfu.upstream_nacks(now);
         }
-        if i % 25 == 0 {
+        if i.is_multiple_of(25) {
             *rtx_sent += usize::from(sfu.downstream_nack(now, (i as usize / 25) % SUBSCRIBERS));
         }
-        if i % 100 == 0 {
+        if i.is_multiple_of(100) {
             sfu.feedback(now);
             sfu.receiver_report(now, &mut publisher_rtcp);
             *plis += usize::from(sfu.pli.request(now, 0));

@@ -69,7 +69,7 @@ impl Encoder {
 
     /// Build the packets of the next frame: (ext_seq, bytes).
     fn next_frame(&mut self) -> Vec<(u64, Vec<u8>)> {
-        let key = self.frame % self.key_every == 0 || self.force_key;
+        let key = self.frame.is_multiple_of(self.key_every) || self.force_key;
         self.force_key = false;
         let tid = self.tid();
         if tid == 0 {

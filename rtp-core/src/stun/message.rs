@@ -326,7 +326,7 @@ mod tests {
         let mut v = kind.to_be_bytes().to_vec();
         v.extend_from_slice(&(value.len() as u16).to_be_bytes());
         v.extend_from_slice(value);
-        while v.len() % 4 != 0 {
+        while !v.len().is_multiple_of(4) {
             v.push(0);
         }
         v
