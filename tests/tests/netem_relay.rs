@@ -6,6 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -217,6 +218,50 @@ fn binary_is_driven_by_control_lines() {
     assert!(final_stats.ends_with("\"clients\":1}"), "{final_stats}");
     drop(stdin);
     assert!(wait_exit(child).success());
+}
+
+#[test]
+fn binary_serves_a_unix_control_socket() {
+    let echo = Echo::start();
+    let path = std::env::temp_dir().join(format!("sluice-netem-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice-netem"))
+        .args(["--listen", "127.0.0.1:0", "--upstream"])
+        .arg(echo.addr.to_string())
+        .arg("--control")
+        .arg(&path)
+        .args(["--duration", "5s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sluice-netem");
+    let lines = line_reader(child.stdout.take().expect("stdout"));
+    let next_line = || {
+        lines
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a line from sluice-netem")
+    };
+    // The socket is bound before `ready` is printed.
+    assert!(next_line().starts_with("ready "));
+    let stream = UnixStream::connect(&path).expect("connect control socket");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut replies = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    let mut command = |line: &str| {
+        writeln!(writer, "{line}").expect("write");
+        let mut reply = String::new();
+        replies.read_line(&mut reply).expect("reply");
+        reply.trim_end().to_owned()
+    };
+    assert_eq!(command("pause both"), "ok");
+    assert!(command("stats").starts_with("{\"up\":{\"received\":0,"));
+    assert_eq!(command("quit"), "bye");
+    assert!(next_line().ends_with("\"clients\":0}"));
+    assert!(wait_exit(child).success());
+    assert!(!path.exists(), "the socket file is removed on exit");
 }
 
 #[test]

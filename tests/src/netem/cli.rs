@@ -390,7 +390,7 @@ other:
   --control stdin|none|PATH  control lines from stdin (default; EOF quits), nowhere, or a
                           Unix socket at PATH
   --duration DUR          quit after DUR
-  --max-clients N         (default 64)    --queue-packets N  per direction (default 4096)
+  --max-clients N         (default 64)    --queue-packets N  per direction (default 1024)
   --allow-non-loopback    permit listen/upstream addresses off 127.0.0.0/8 and ::1
 
 control lines: pause DIR | resume DIR | set DIR KEY VALUE | stats | quit   (DIR: up|down|both)

@@ -47,7 +47,7 @@ impl RelayConfig {
             seed: 0,
             allow_non_loopback: false,
             max_clients: 64,
-            queue_packets: 4_096,
+            queue_packets: 1_024,
         }
     }
 
