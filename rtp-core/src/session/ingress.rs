@@ -11,7 +11,7 @@ use crate::forward::{parse_payload, DependencyDescriptor, MediaKind};
 use crate::nack::rtx_decapsulate;
 use crate::packet::{transport_cc_seq, RtpView};
 use crate::srtp::SrtpError;
-use crate::stun::StunMessage;
+use crate::stun::{StunClass, StunMessage};
 use crate::{demux, Demuxed};
 
 use super::transport::Transport;
@@ -68,6 +68,12 @@ impl<H: Copy> Session<H> {
                 let out = &mut self.stun_out[slot];
                 match ice.handle_stun(now, &msg, src, out) {
                     Ok(Some(len)) => {
+                        // An error response (400/401/420/487) means the check was refused.
+                        let refused = StunMessage::parse(&out[..len])
+                            .is_ok_and(|m| m.class() == StunClass::Error);
+                        if refused {
+                            self.stats.drop_stun += 1;
+                        }
                         if self.stun_pending.push((slot, len, src)) {
                             self.stun_next_slot = (slot + 1) % self.stun_out.len();
                         } else {
