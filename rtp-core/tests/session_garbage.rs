@@ -106,7 +106,12 @@ fn garbage_is_counted_and_does_not_disturb_media() {
     let mut out = vec![0u8; 1500];
     let (n401, dest) = s1.poll_transmit(now, &mut out).expect("401 response");
     assert_eq!(dest, c1);
-    assert_eq!(out[0] & 0x01, 0x01, "error class: {:?}", &out[..n401.min(4)]);
+    assert_eq!(
+        out[0] & 0x01,
+        0x01,
+        "error class: {:?}",
+        &out[..n401.min(4)]
+    );
     // DTLS garbage: from a stranger refused outright; from the peer dropped by the endpoint.
     let mut dtls = vec![22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 9, 0, 3, 1, 2, 3];
     assert_eq!(
@@ -137,14 +142,14 @@ fn garbage_is_counted_and_does_not_disturb_media() {
     );
 
     let st = *s1.stats();
-    assert!(st.drop_srtp_other > base.drop_srtp_other, "truncated: {st:?}");
+    assert!(
+        st.drop_srtp_other > base.drop_srtp_other,
+        "truncated: {st:?}"
+    );
     assert!(st.drop_auth > base.drop_auth, "bad tag");
     assert_eq!(st.drop_replay, base.drop_replay + 1);
     assert_eq!(st.drop_stun, base.drop_stun + 1);
-    assert_eq!(
-        st.drop_unvalidated_source,
-        base.drop_unvalidated_source + 1
-    );
+    assert_eq!(st.drop_unvalidated_source, base.drop_unvalidated_source + 1);
     assert_eq!(st.drop_malformed_rtcp, base.drop_malformed_rtcp + 1);
     assert!(base.drop_unsupported > 0 && base.drop_unvalidated_source > 0);
 
