@@ -76,7 +76,7 @@ impl World {
         while self.s2.poll_output().is_some() {}
         self.deliver(now, server);
 
-        if i % 20 == 0 && self.n_lost > 0 {
+        if i.is_multiple_of(20) && self.n_lost > 0 {
             let mut nack = [0u8; 256];
             let n = rtcp::write_nack(
                 &mut nack,
@@ -113,7 +113,7 @@ impl World {
             }
             self.deliver(now, server);
         }
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             for s in [&mut self.s1, &mut self.cl1, &mut self.s2, &mut self.cl2] {
                 s.handle_timeout(now);
                 while s.poll_event().is_some() {}

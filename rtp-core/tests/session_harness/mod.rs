@@ -229,7 +229,7 @@ pub fn down_track() -> DownTrackConfig {
 /// frames; a transport-cc element; payload bytes derived from `i`.
 pub fn vp8_packet(i: u32, ssrc: u32, out: &mut [u8]) -> usize {
     let frame = i / 3;
-    let first = i % 3 == 0;
+    let first = i.is_multiple_of(3);
     let twcc = (i as u16).to_be_bytes();
     let h = write_rtp_header(
         &RtpHeader {
@@ -246,7 +246,7 @@ pub fn vp8_packet(i: u32, ssrc: u32, out: &mut [u8]) -> usize {
     .expect("header");
     // VP8 descriptor without picture id: S on a frame's first packet.
     out[h] = if first { 0x10 } else { 0x00 };
-    let keyframe = frame % 30 == 0;
+    let keyframe = frame.is_multiple_of(30);
     out[h + 1] = if keyframe { 0x00 } else { 0x01 };
     let len = h + 2 + 300;
     for (k, b) in out[h + 2..len].iter_mut().enumerate() {
