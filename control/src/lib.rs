@@ -1,4 +1,10 @@
 //! Sluice control daemon (see issue: control).
+//!
+//! Its logic core is synchronous and passes time in, so the HTTP/WebSocket
+//! layer can wrap it in a `Mutex` or an actor:
+//! - [`auth`]: JWT access tokens and admin tokens.
+//! - [`sdp`]: offer/answer.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod sdp;
