@@ -12,6 +12,6 @@ mod token;
 
 pub use claims::{AdminClaims, Claims, Grants, Role, Source};
 pub use token::{
-    bearer, mint, mint_admin, unix_seconds, verify, verify_admin, AuthError, Keyring,
-    CLOCK_SKEW_S, MAX_TOKEN_LEN,
+    bearer, mint, mint_admin, unix_seconds, verify, verify_admin, AuthError, Keyring, CLOCK_SKEW_S,
+    MAX_TOKEN_LEN,
 };

@@ -130,9 +130,12 @@ pub fn verify_admin(
 
 /// Extracts the token from an `Authorization` header value (RFC 6750 §2.1).
 pub fn bearer(header_value: &str) -> Result<&str, AuthError> {
-    let (scheme, token) = header_value.trim().split_once(' ').ok_or(AuthError::Malformed {
-        reason: "Authorization is not `Bearer <token>`",
-    })?;
+    let (scheme, token) = header_value
+        .trim()
+        .split_once(' ')
+        .ok_or(AuthError::Malformed {
+            reason: "Authorization is not `Bearer <token>`",
+        })?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(AuthError::Malformed {
             reason: "Authorization is not `Bearer <token>`",
@@ -180,13 +183,15 @@ fn decode_verified<C: DeserializeOwned>(token: &str, keyring: &Keyring) -> Resul
     // else from the payload is trusted until the signature verifies.
     let issuer: Issuer =
         serde_json::from_slice(&payload_json).map_err(|_| malformed("payload has no iss"))?;
-    let key = keyring.keys.get(&issuer.iss).ok_or_else(|| AuthError::UnknownKey {
-        key: issuer.iss.clone(),
-    })?;
+    let key = keyring
+        .keys
+        .get(&issuer.iss)
+        .ok_or_else(|| AuthError::UnknownKey {
+            key: issuer.iss.clone(),
+        })?;
     let signature = base64url::decode(sig_b64).ok_or(malformed("signature is not base64url"))?;
     let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-    hmac::verify(key, signing_input.as_bytes(), &signature)
-        .map_err(|_| AuthError::BadSignature)?;
+    hmac::verify(key, signing_input.as_bytes(), &signature).map_err(|_| AuthError::BadSignature)?;
     serde_json::from_slice(&payload_json).map_err(|_| malformed("claims are missing or mistyped"))
 }
 
