@@ -2,11 +2,11 @@
 //!
 //! Its logic core is synchronous and passes time in, so the HTTP/WebSocket
 //! layer can wrap it in a `Mutex` or an actor:
-//! - [`auth`]: JWT access tokens and admin tokens.
-//! - [`room`]: rooms, participants, tracks, roles and grants.
-//! - [`events`]: event log, webhook queue, SSE hub.
-//! - [`sdp`]: offer/answer.
-//! - [`store`]: the state file that survives a restart.
+//! - [`auth`] — JWT access tokens and admin tokens.
+//! - [`room`] — rooms, participants, tracks, roles and grants.
+//! - [`events`] — event log, webhook queue, SSE hub.
+//! - [`sdp`] — offer/answer.
+//! - [`store`] — the state file that survives a restart.
 #![forbid(unsafe_code)]
 
 pub mod auth;

@@ -46,7 +46,6 @@ fn populated(store: &Store) -> (Rooms, EventLog) {
     apply(&mut rooms, ev, 5);
     let ev = rooms.set_role("r", "view", Role::Controller).unwrap();
     apply(&mut rooms, ev, 6);
-    drop(apply);
     (rooms, log)
 }
 
