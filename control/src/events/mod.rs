@@ -13,6 +13,8 @@ mod sse;
 mod webhook;
 
 pub use envelope::{EventEnvelope, EventLog};
-pub use signature::{sign, verify, SignatureError, EVENT_ID_HEADER, SIGNATURE_HEADER};
+pub use signature::{
+    sign_webhook, verify_webhook, SignatureError, EVENT_ID_HEADER, SIGNATURE_HEADER,
+};
 pub use sse::{format_event, SseConfig, SseError, SseHub, SubscriberId, Subscription};
 pub use webhook::{Delivery, WebhookConfig, WebhookQueue, WebhookStats};

@@ -22,14 +22,19 @@ pub enum SignatureError {
     Mismatch,
 }
 
-/// The header value for `body` sent at `t_unix`.
-pub fn sign(key: &hmac::Key, t_unix: u64, body: &str) -> String {
+/// The header value for `body` sent at `t_unix`, signed with `secret`.
+pub fn sign_webhook(secret: &[u8], t_unix: u64, body: &str) -> String {
+    sign_with(&hmac::Key::new(hmac::HMAC_SHA256, secret), t_unix, body)
+}
+
+/// [`sign_webhook`] with a prepared key (the queue keeps one).
+pub(crate) fn sign_with(key: &hmac::Key, t_unix: u64, body: &str) -> String {
     let tag = hmac::sign(key, format!("{t_unix}.{body}").as_bytes());
     format!("t={t_unix},v1={}", hex(tag.as_ref()))
 }
 
 /// Checks a received header (for receivers written in Rust, and tests).
-pub fn verify(
+pub fn verify_webhook(
     secret: &[u8],
     header: &str,
     body: &str,
@@ -81,24 +86,26 @@ mod tests {
 
     #[test]
     fn sign_then_verify() {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, b"s3cret");
-        let header = sign(&key, 1_700_000_000, "{}");
+        let header = sign_webhook(b"s3cret", 1_700_000_000, "{}");
         assert!(header.starts_with("t=1700000000,v1="));
-        assert_eq!(verify(b"s3cret", &header, "{}", 1_700_000_100, 300), Ok(()));
         assert_eq!(
-            verify(b"s3cret", &header, "{ }", 1_700_000_100, 300),
+            verify_webhook(b"s3cret", &header, "{}", 1_700_000_100, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify_webhook(b"s3cret", &header, "{ }", 1_700_000_100, 300),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(b"other", &header, "{}", 1_700_000_100, 300),
+            verify_webhook(b"other", &header, "{}", 1_700_000_100, 300),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(b"s3cret", &header, "{}", 1_700_001_000, 300),
+            verify_webhook(b"s3cret", &header, "{}", 1_700_001_000, 300),
             Err(SignatureError::Stale)
         );
         assert_eq!(
-            verify(b"s3cret", "v1=zz", "{}", 0, 300),
+            verify_webhook(b"s3cret", "v1=zz", "{}", 0, 300),
             Err(SignatureError::Malformed)
         );
     }

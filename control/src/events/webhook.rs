@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use aws_lc_rs::hmac;
 
 use super::envelope::EventEnvelope;
-use super::signature::{sign, EVENT_ID_HEADER, SIGNATURE_HEADER};
+use super::signature::{sign_with, EVENT_ID_HEADER, SIGNATURE_HEADER};
 
 /// Limits and timings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +156,7 @@ impl WebhookQueue {
         let delivery = Delivery {
             id,
             url: self.urls[key.0].clone(),
-            signature: sign(&self.key, now_ms / 1000, &head.body),
+            signature: sign_with(&self.key, now_ms / 1000, &head.body),
             body: head.body.clone(),
             event_id: head.event_id.clone(),
             room: key.1.clone(),
