@@ -1,4 +1,16 @@
 //! Sluice control daemon (see issue: control).
+//!
+//! Its logic core is synchronous and passes time in, so the HTTP/WebSocket
+//! layer can wrap it in a `Mutex` or an actor:
+//! - [`auth`] — JWT access tokens and admin tokens.
+//! - [`room`] — rooms, participants, tracks, roles and grants.
+//! - [`events`] — event log, webhook queue, SSE hub.
+//! - [`sdp`] — offer/answer.
+//! - [`store`] — the state file that survives a restart.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod events;
+pub mod room;
 pub mod sdp;
+pub mod store;
