@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use crate::proto::{
     AddTrack, Candidate, CandidateProtocol, Command, ControlConn, CreateSession, ErrorBody,
-    ErrorCode, Hello, Message, Notification, PriorityTarget, ReplyOk, Role, SessionId,
-    SessionInfo, SessionState, Subscribe, SubscriptionId, SubscriptionInfo, TrackId, TrackInfo,
-    TransportMode, WorkerStats, MAX_LAYER_INDEX, PROTOCOL_VERSION,
+    ErrorCode, Hello, Message, Notification, PriorityTarget, ReplyOk, Role, SessionId, SessionInfo,
+    SessionState, Subscribe, SubscriptionId, SubscriptionInfo, TrackId, TrackInfo, TransportMode,
+    WorkerStats, MAX_LAYER_INDEX, PROTOCOL_VERSION,
 };
 use crate::shard::msg::{PendingSession, ShardCmd, ShardMsg, SharedRegistry};
 use crate::sys::Waker;
@@ -101,7 +101,7 @@ struct Outstanding {
 
 /// Where a command for a session went.
 enum Routed {
-    Sent(u16),
+    Sent,
     Queued,
 }
 
@@ -352,19 +352,19 @@ impl ControlThread {
         let webrtc = matches!(spec.mode, TransportMode::Webrtc {});
         if webrtc
             && self.sessions.values().any(|s| {
-                matches!(s.spec.mode, TransportMode::Webrtc {}) && s.spec.ice.ufrag == spec.ice.ufrag
+                matches!(s.spec.mode, TransportMode::Webrtc {})
+                    && s.spec.ice.ufrag == spec.ice.ufrag
             })
         {
-            return Err(
-                rejected("ice.ufrag is in use by another session").with_field("ice.ufrag")
-            );
+            return Err(rejected("ice.ufrag is in use by another session").with_field("ice.ufrag"));
         }
         if let TransportMode::PlainRtp { remote, .. } = spec.mode {
-            if self.sessions.values().any(|s| {
-                matches!(s.spec.mode, TransportMode::PlainRtp { remote: r, .. } if r == remote)
-            }) {
-                return Err(rejected("mode.remote is in use by another session")
-                    .with_field("mode.remote"));
+            if self.sessions.values().any(
+                |s| matches!(s.spec.mode, TransportMode::PlainRtp { remote: r, .. } if r == remote),
+            ) {
+                return Err(
+                    rejected("mode.remote is in use by another session").with_field("mode.remote")
+                );
             }
         }
         let session = spec.session;
@@ -647,7 +647,7 @@ impl ControlThread {
                 cmd: Command::AddTrack(spec),
             },
         ) {
-            Ok(Routed::Sent(_)) => Ok(None),
+            Ok(Routed::Sent) => Ok(None),
             Ok(Routed::Queued) => {
                 self.outstanding.remove(&token);
                 Ok(Some(ReplyOk::Done {}))
@@ -706,7 +706,7 @@ impl ControlThread {
             },
         );
         match routed {
-            Ok(Routed::Sent(_)) => {
+            Ok(Routed::Sent) => {
                 self.update_interest(track_id, session);
                 Ok(None)
             }
@@ -750,9 +750,10 @@ impl ControlThread {
         if pub_shard == sub_shard {
             return;
         }
-        let on = self.subs.values().any(|s| {
-            s.spec.track == track && self.worker_of(s.spec.session) == Some(sub_shard)
-        });
+        let on = self
+            .subs
+            .values()
+            .any(|s| s.spec.track == track && self.worker_of(s.spec.session) == Some(sub_shard));
         self.send_to(
             pub_shard,
             ShardCmd::Interest {
@@ -798,7 +799,7 @@ impl ControlThread {
                 cmd,
             },
         ) {
-            Ok(Routed::Sent(_)) => Ok(None),
+            Ok(Routed::Sent) => Ok(None),
             Ok(Routed::Queued) => {
                 self.outstanding.remove(&token);
                 Ok(Some(ReplyOk::Done {}))
@@ -832,7 +833,7 @@ impl ControlThread {
             }
         };
         if self.send_to(shard, cmd) {
-            Ok(Routed::Sent(shard))
+            Ok(Routed::Sent)
         } else {
             Err(rejected(format!("worker {shard} is busy")))
         }
@@ -957,9 +958,15 @@ impl ControlThread {
     /// Keeps the registry's view of state in step with events.
     fn observe(&mut self, n: &Notification) {
         match n {
-            Notification::IceConnected { session, .. } => self.set_state(*session, SessionState::Connecting),
-            Notification::DtlsConnected { session, .. } => self.set_state(*session, SessionState::Connected),
-            Notification::IceDisconnected { session } => self.set_state(*session, SessionState::Disconnected),
+            Notification::IceConnected { session, .. } => {
+                self.set_state(*session, SessionState::Connecting)
+            }
+            Notification::DtlsConnected { session, .. } => {
+                self.set_state(*session, SessionState::Connected)
+            }
+            Notification::IceDisconnected { session } => {
+                self.set_state(*session, SessionState::Disconnected)
+            }
             Notification::FirstPacket { track, layer } => {
                 if let Some(t) = self.tracks.get_mut(track) {
                     if !t.active_layers.contains(layer) {

@@ -146,9 +146,9 @@ impl Dataplane {
             handle.threads.push(thread);
             inboxes.push(inbox_tx);
             mesh_senders.push(mesh_tx);
-            let ready = ready_rx.recv().unwrap_or_else(|_| {
-                Err(std::io::Error::other("worker exited during start-up"))
-            });
+            let ready = ready_rx
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("worker exited during start-up")));
             match ready {
                 Ok((addr, waker, m)) => {
                     if i == 0 && !config.port_per_worker {

@@ -15,7 +15,7 @@ use rtp_core::session::{
 use crate::pool::BufId;
 use crate::proto::{
     AddTrack, CreateSession, DtlsRole, ErrorBody, ErrorCode, ExtIds, MediaKind, Subscribe,
-    TransportMode, MAX_LAYER_INDEX,
+    TransportMode,
 };
 
 /// Preallocated UpTracks per session (a publisher with camera, screen and microphone fits).
@@ -109,7 +109,9 @@ pub fn down_track(spec: &Subscribe, track: &AddTrack, priority: u8) -> DownTrack
         ext: ext_ids(&spec.ext_ids),
         e2ee: track.e2ee,
         priority,
-        max_layer: MAX_LAYER_INDEX,
+        // The top simulcast layer the publisher sends: the forwarder targets it until the
+        // allocator (or a layer cap) says otherwise, and waits for a keyframe of it.
+        max_layer: u8::try_from(track.layers.len().max(1) - 1).unwrap_or(0),
     }
 }
 

@@ -477,10 +477,15 @@ impl Shard {
                 counters.drop(Drop::PoolEmpty);
                 continue;
             };
-            match entry
-                .session
-                .forward(now, down, &view, ext_seq, layer, &mut pool.get_mut(buf)[..], buf)
-            {
+            match entry.session.forward(
+                now,
+                down,
+                &view,
+                ext_seq,
+                layer,
+                &mut pool.get_mut(buf)[..],
+                buf,
+            ) {
                 Ok(Some(_)) => {
                     counters.forwarded += 1;
                     mark_dirty(dirty, entry, sub_slot);
@@ -672,13 +677,21 @@ impl Shard {
             // Control packets: bounded by the session's queues; each needs a buffer.
             loop {
                 if self.tx.len() == TX_BATCH {
-                    flush(&mut self.backend, &mut self.pool, &mut self.tx, &mut self.counters);
+                    flush(
+                        &mut self.backend,
+                        &mut self.pool,
+                        &mut self.tx,
+                        &mut self.counters,
+                    );
                 }
                 let Some(buf) = self.pool.take() else {
                     self.counters.drop(Drop::PoolEmpty);
                     break;
                 };
-                match entry.session.poll_transmit(now, &mut self.pool.get_mut(buf)[..]) {
+                match entry
+                    .session
+                    .poll_transmit(now, &mut self.pool.get_mut(buf)[..])
+                {
                     Some((len, dst)) => self.tx.push(transmit(buf, len, dst)),
                     None => {
                         self.pool.give(buf);
@@ -688,7 +701,12 @@ impl Shard {
             }
             while let Some((buf, len, dst)) = entry.session.poll_paced(now) {
                 if self.tx.len() == TX_BATCH {
-                    flush(&mut self.backend, &mut self.pool, &mut self.tx, &mut self.counters);
+                    flush(
+                        &mut self.backend,
+                        &mut self.pool,
+                        &mut self.tx,
+                        &mut self.counters,
+                    );
                 }
                 self.tx.push(transmit(buf, len, dst));
             }
