@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -173,10 +173,7 @@ impl ControlThread {
         }
         // With no connection, the shards' channel is what we sleep on.
         let first = if wait_on_shards {
-            match self.ctx.from_shards.recv_timeout(TICK) {
-                Ok(m) => Some(m),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-            }
+            self.ctx.from_shards.recv_timeout(TICK).ok()
         } else {
             self.ctx.from_shards.try_recv().ok()
         };
@@ -975,11 +972,9 @@ impl ControlThread {
                     }
                 }
             }
-            Notification::SessionClosed { session, .. } => {
-                if self.sessions.contains_key(session) {
-                    self.cascade_session(*session);
-                    self.forget_session(*session);
-                }
+            Notification::SessionClosed { session, .. } if self.sessions.contains_key(session) => {
+                self.cascade_session(*session);
+                self.forget_session(*session);
             }
             _ => {}
         }
