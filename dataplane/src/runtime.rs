@@ -55,7 +55,7 @@ pub struct Dataplane;
 impl Dataplane {
     pub fn start(config: Config) -> Result<DataplaneHandle, StartError> {
         let cert = Arc::new(load_cert(&config)?);
-        let fingerprint = format!("sha-256 {}", cert.fingerprint().to_sdp());
+        let fingerprint = cert.fingerprint().to_sdp();
         let stop = Arc::new(AtomicBool::new(false));
         let registry = Arc::new(SharedRegistry::default());
         let (to_control, from_shards) = mpsc::channel();

@@ -59,14 +59,11 @@ pub fn session(
 }
 
 pub fn fingerprint(sdp: &str) -> Result<Fingerprint, ErrorBody> {
-    // The wire form is "sha-256 AB:CD:…"; rtp-core parses the value after the hash name.
-    let value = sdp.split_once(' ').map_or(sdp, |(_, v)| v);
-    Fingerprint::parse_sdp(value)
-        .or_else(|_| Fingerprint::parse_sdp(sdp))
-        .map_err(|e| {
-            ErrorBody::new(ErrorCode::Invalid, format!("fingerprint: {e}"))
-                .with_field("remote_fingerprint")
-        })
+    // The wire form is the SDP attribute value, "sha-256 AB:CD:…".
+    Fingerprint::parse_sdp(sdp).map_err(|e| {
+        ErrorBody::new(ErrorCode::Invalid, format!("fingerprint: {e}"))
+            .with_field("remote_fingerprint")
+    })
 }
 
 pub fn dtls_role(role: DtlsRole) -> rtp_core::dtls::DtlsRole {
