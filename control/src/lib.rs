@@ -8,5 +8,8 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod config;
+pub mod link;
 pub mod room;
 pub mod sdp;
+pub mod server;
