@@ -391,7 +391,7 @@ async fn events(
     } else {
         app.hub.replay(after)
     };
-    let last = backlog.last().map_or(after, |l| l.n);
+    let last = after;
     let room = q.room;
     let state = (backlog.into_iter(), live, last, room);
     let stream = futures_util::stream::unfold(
