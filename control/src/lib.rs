@@ -4,7 +4,10 @@
 //! layer can wrap it in a `Mutex` or an actor:
 //! - [`auth`]: JWT access tokens and admin tokens.
 //! - [`room`]: rooms, participants, tracks, roles and grants.
-//! - [`sdp`]: offer/answer.
+//! - [`sdp`]: offer/answer (SDP generation and parsing).
+//! - [`config`]: the `[control]` configuration.
+//! - [`link`]: the async control-socket client to the dataplane.
+//! - [`server`]: HTTP API, WebSocket signaling, WHIP/WHEP, metrics.
 #![forbid(unsafe_code)]
 
 pub mod auth;

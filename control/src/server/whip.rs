@@ -243,7 +243,7 @@ async fn sidecar_post(
         ("name", "string"),
     ] {
         if let Some(x) = v.get(f) {
-            if !x.is_string() && !(f == "name" && x.is_null()) {
+            if !(x.is_string() || (f == "name" && x.is_null())) {
                 return Err(ApiError::invalid(f, format!("{f} must be a {want}")));
             }
         }
