@@ -131,10 +131,16 @@ impl App {
             .hello
             .fingerprint
             .as_deref()
-            .and_then(|f| f.split_once(' '))
-            .map(|(hash, value)| Fingerprint {
-                hash: hash.to_ascii_lowercase(),
-                value: value.to_owned(),
+            // "<hash> <hex>"; the last token is the value, so a doubled hash prefix from the
+            // dataplane ("sha-256 sha-256 AB:..") still yields a valid a=fingerprint.
+            .and_then(|f| {
+                let mut tokens = f.split_whitespace();
+                let hash = tokens.next()?;
+                let value = tokens.last()?;
+                Some(Fingerprint {
+                    hash: hash.to_ascii_lowercase(),
+                    value: value.to_owned(),
+                })
             })
             .ok_or_else(|| ApiError::rejected("dataplane announced no DTLS fingerprint"))?;
         let candidates = conn
