@@ -2,17 +2,21 @@
 //!
 //! Its logic core is synchronous and passes time in, so the HTTP/WebSocket
 //! layer can wrap it in a `Mutex` or an actor:
-//! - [`auth`]: JWT access tokens and admin tokens.
-//! - [`room`]: rooms, participants, tracks, roles and grants.
-//! - [`sdp`]: offer/answer (SDP generation and parsing).
-//! - [`config`]: the `[control]` configuration.
-//! - [`link`]: the async control-socket client to the dataplane.
-//! - [`server`]: HTTP API, WebSocket signaling, WHIP/WHEP, metrics.
+//! - [`auth`] — JWT access tokens and admin tokens.
+//! - [`room`] — rooms, participants, tracks, roles and grants.
+//! - [`events`] — event log, webhook queue, SSE hub.
+//! - [`sdp`] — offer/answer.
+//! - [`store`] — the state file that survives a restart.
+//! - [`config`] — the `[control]` configuration.
+//! - [`link`] — the async control-socket client to the dataplane.
+//! - [`server`] — HTTP API, WebSocket signaling, WHIP/WHEP, metrics.
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod link;
 pub mod room;
 pub mod sdp;
 pub mod server;
+pub mod store;
