@@ -529,7 +529,7 @@ mod tests {
     #[test]
     fn core_lists() {
         assert_eq!(parse_cores("2-5").unwrap(), vec![2, 3, 4, 5]);
-        assert_eq!(parse_cores("3,1, 0-1x").is_err(), true);
+        assert!(parse_cores("3,1, 0-1x").is_err());
         assert_eq!(parse_cores("3,1").unwrap(), vec![3, 1]);
         assert!(parse_cores("1,1").is_err());
         assert!(parse_cores("").is_err());

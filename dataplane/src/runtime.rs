@@ -55,7 +55,7 @@ pub struct Dataplane;
 impl Dataplane {
     pub fn start(config: Config) -> Result<DataplaneHandle, StartError> {
         let cert = Arc::new(load_cert(&config)?);
-        let fingerprint = format!("sha-256 {}", cert.fingerprint().to_sdp());
+        let fingerprint = cert.fingerprint().to_sdp();
         let stop = Arc::new(AtomicBool::new(false));
         let registry = Arc::new(SharedRegistry::default());
         let (to_control, from_shards) = mpsc::channel();
@@ -146,9 +146,9 @@ impl Dataplane {
             handle.threads.push(thread);
             inboxes.push(inbox_tx);
             mesh_senders.push(mesh_tx);
-            let ready = ready_rx.recv().unwrap_or_else(|_| {
-                Err(std::io::Error::other("worker exited during start-up"))
-            });
+            let ready = ready_rx
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("worker exited during start-up")));
             match ready {
                 Ok((addr, waker, m)) => {
                     if i == 0 && !config.port_per_worker {

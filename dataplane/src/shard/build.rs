@@ -15,7 +15,7 @@ use rtp_core::session::{
 use crate::pool::BufId;
 use crate::proto::{
     AddTrack, CreateSession, DtlsRole, ErrorBody, ErrorCode, ExtIds, MediaKind, Subscribe,
-    TransportMode, MAX_LAYER_INDEX,
+    TransportMode,
 };
 
 /// Preallocated UpTracks per session (a publisher with camera, screen and microphone fits).
@@ -59,14 +59,11 @@ pub fn session(
 }
 
 pub fn fingerprint(sdp: &str) -> Result<Fingerprint, ErrorBody> {
-    // The wire form is "sha-256 AB:CD:…"; rtp-core parses the value after the hash name.
-    let value = sdp.split_once(' ').map_or(sdp, |(_, v)| v);
-    Fingerprint::parse_sdp(value)
-        .or_else(|_| Fingerprint::parse_sdp(sdp))
-        .map_err(|e| {
-            ErrorBody::new(ErrorCode::Invalid, format!("fingerprint: {e}"))
-                .with_field("remote_fingerprint")
-        })
+    // The wire form is the SDP attribute value, "sha-256 AB:CD:…".
+    Fingerprint::parse_sdp(sdp).map_err(|e| {
+        ErrorBody::new(ErrorCode::Invalid, format!("fingerprint: {e}"))
+            .with_field("remote_fingerprint")
+    })
 }
 
 pub fn dtls_role(role: DtlsRole) -> rtp_core::dtls::DtlsRole {
@@ -109,7 +106,9 @@ pub fn down_track(spec: &Subscribe, track: &AddTrack, priority: u8) -> DownTrack
         ext: ext_ids(&spec.ext_ids),
         e2ee: track.e2ee,
         priority,
-        max_layer: MAX_LAYER_INDEX,
+        // The top simulcast layer the publisher sends: the forwarder targets it until the
+        // allocator (or a layer cap) says otherwise, and waits for a keyframe of it.
+        max_layer: u8::try_from(track.layers.len().max(1) - 1).unwrap_or(0),
     }
 }
 

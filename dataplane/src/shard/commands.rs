@@ -6,8 +6,7 @@ use std::time::Instant;
 use super::msg::{ShardCmd, ShardMsg};
 use super::{build, mark_dirty, Entry, Shard, TrackState, INBOX_BUDGET};
 use crate::proto::{
-    CloseReason, Command, CreateSession, ErrorBody, ErrorCode, Notification, ReplyOk,
-    TransportMode,
+    CloseReason, Command, CreateSession, ErrorBody, ErrorCode, Notification, ReplyOk, TransportMode,
 };
 
 type Reply = Result<ReplyOk, ErrorBody>;
@@ -61,7 +60,9 @@ impl Shard {
                             format!("{} exists", spec.subscription),
                         ));
                     }
-                    let entry = self.sessions[slot as usize].as_mut().expect("slot in by_id");
+                    let entry = self.sessions[slot as usize]
+                        .as_mut()
+                        .expect("slot in by_id");
                     let cfg = build::down_track(&spec, &track, entry.priority);
                     let down = entry.session.add_down_track(cfg).map_err(|e| {
                         ErrorBody::new(ErrorCode::Rejected, format!("subscribe: {e}"))
@@ -71,7 +72,10 @@ impl Shard {
                         entry.downs.resize(i + 1, None);
                     }
                     entry.downs[i] = Some((spec.track, spec.subscription));
-                    let ts = self.tracks.entry(spec.track).or_insert_with(TrackState::new);
+                    let ts = self
+                        .tracks
+                        .entry(spec.track)
+                        .or_insert_with(TrackState::new);
                     ts.subs.push((slot, down));
                     if ts.publisher.is_none() {
                         ts.source = source;
@@ -221,7 +225,9 @@ impl Shard {
                 let Some(&slot) = self.by_id.get(&session) else {
                     return not_found(session);
                 };
-                let entry = self.sessions[slot as usize].as_mut().expect("slot in by_id");
+                let entry = self.sessions[slot as usize]
+                    .as_mut()
+                    .expect("slot in by_id");
                 entry
                     .session
                     .ice_restart(&ufrag, &pwd, remote_ufrag.as_deref());
@@ -246,7 +252,9 @@ impl Shard {
                         format!("{} exists", spec.track),
                     ));
                 }
-                let entry = self.sessions[slot as usize].as_mut().expect("slot in by_id");
+                let entry = self.sessions[slot as usize]
+                    .as_mut()
+                    .expect("slot in by_id");
                 let up = entry
                     .session
                     .add_up_track(build::up_track(&spec))
@@ -256,7 +264,10 @@ impl Shard {
                     entry.ups.resize(i + 1, None);
                 }
                 entry.ups[i] = Some(spec.track);
-                let ts = self.tracks.entry(spec.track).or_insert_with(TrackState::new);
+                let ts = self
+                    .tracks
+                    .entry(spec.track)
+                    .or_insert_with(TrackState::new);
                 ts.publisher = Some((slot, up));
                 ts.source = Some(self.index as u16);
                 done()
@@ -301,9 +312,7 @@ impl Shard {
                     return not_found(subscription);
                 };
                 if let Some(entry) = self.sessions[slot as usize].as_mut() {
-                    entry
-                        .session
-                        .set_layer_cap(down, max_spatial, max_temporal);
+                    entry.session.set_layer_cap(down, max_spatial, max_temporal);
                 }
                 done()
             }
@@ -348,7 +357,13 @@ impl Shard {
 
     /// Removes the session in `slot` with everything on it; reports `SessionClosed` when
     /// `notify`.
-    pub(super) fn close_slot(&mut self, now: Instant, slot: u32, reason: CloseReason, notify: bool) {
+    pub(super) fn close_slot(
+        &mut self,
+        now: Instant,
+        slot: u32,
+        reason: CloseReason,
+        notify: bool,
+    ) {
         let Some(mut entry) = self.sessions[slot as usize].take() else {
             return;
         };

@@ -75,9 +75,10 @@ impl Mesh {
         self.n
     }
 
-    /// Pushes without waking; `Err` gives the item back when the ring is full.
-    pub fn push(&self, from: usize, to: usize, item: RingItem) -> Result<(), RingItem> {
-        self.rings[from * self.n + to].push(item)
+    /// Pushes without waking; false (the item is dropped) when the ring is full.
+    #[must_use]
+    pub fn push(&self, from: usize, to: usize, item: RingItem) -> bool {
+        self.rings[from * self.n + to].push(item).is_ok()
     }
 
     pub fn pop(&self, from: usize, to: usize) -> Option<RingItem> {

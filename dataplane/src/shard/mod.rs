@@ -344,9 +344,10 @@ impl Shard {
         };
         d.data[..meta.len]
             .copy_from_slice(&self.pool.get(meta.buf)[meta.offset..meta.offset + meta.len]);
-        match self.mesh.push(self.index, to, RingItem::Datagram(d)) {
-            Ok(()) => self.wake_peers[to] = true,
-            Err(_) => self.counters.drop(Drop::RingFull),
+        if self.mesh.push(self.index, to, RingItem::Datagram(d)) {
+            self.wake_peers[to] = true;
+        } else {
+            self.counters.drop(Drop::RingFull);
         }
     }
 
@@ -360,9 +361,9 @@ impl Shard {
         mark_dirty(&mut self.dirty, entry, slot);
         match first {
             Ok(out) => {
-                if !self.by_addr.contains_key(&meta.src) {
-                    // A valid packet (ICE check, or plain RTP) from a new address of this session.
-                    self.by_addr.insert(meta.src, slot);
+                // A valid packet (ICE check, or plain RTP) from a new address of this session.
+                if let std::collections::hash_map::Entry::Vacant(v) = self.by_addr.entry(meta.src) {
+                    v.insert(slot);
                     entry.addrs.push(meta.src);
                 }
                 self.act(now, slot, out, Some(meta));
@@ -477,10 +478,15 @@ impl Shard {
                 counters.drop(Drop::PoolEmpty);
                 continue;
             };
-            match entry
-                .session
-                .forward(now, down, &view, ext_seq, layer, &mut pool.get_mut(buf)[..], buf)
-            {
+            match entry.session.forward(
+                now,
+                down,
+                &view,
+                ext_seq,
+                layer,
+                &mut pool.get_mut(buf)[..],
+                buf,
+            ) {
                 Ok(Some(_)) => {
                     counters.forwarded += 1;
                     mark_dirty(dirty, entry, sub_slot);
@@ -506,12 +512,11 @@ impl Shard {
         p.data[..len].copy_from_slice(pkt);
         for &peer in &ts.remote {
             let peer = usize::from(peer);
-            match mesh.push(*index, peer, RingItem::Media(p)) {
-                Ok(()) => {
-                    counters.ring_out += 1;
-                    wake_peers[peer] = true;
-                }
-                Err(_) => counters.drop(Drop::RingFull),
+            if mesh.push(*index, peer, RingItem::Media(p)) {
+                counters.ring_out += 1;
+                wake_peers[peer] = true;
+            } else {
+                counters.drop(Drop::RingFull);
             }
         }
     }
@@ -570,12 +575,11 @@ impl Shard {
             }
         } else if let Some(src) = ts.source.map(usize::from) {
             if src != self.index {
-                match self
-                    .mesh
-                    .push(self.index, src, RingItem::KeyframeWanted { track, layer })
-                {
-                    Ok(()) => self.wake_peers[src] = true,
-                    Err(_) => self.counters.drop(Drop::RingFull),
+                let item = RingItem::KeyframeWanted { track, layer };
+                if self.mesh.push(self.index, src, item) {
+                    self.wake_peers[src] = true;
+                } else {
+                    self.counters.drop(Drop::RingFull);
                 }
             }
         }
@@ -672,13 +676,21 @@ impl Shard {
             // Control packets: bounded by the session's queues; each needs a buffer.
             loop {
                 if self.tx.len() == TX_BATCH {
-                    flush(&mut self.backend, &mut self.pool, &mut self.tx, &mut self.counters);
+                    flush(
+                        &mut self.backend,
+                        &mut self.pool,
+                        &mut self.tx,
+                        &mut self.counters,
+                    );
                 }
                 let Some(buf) = self.pool.take() else {
                     self.counters.drop(Drop::PoolEmpty);
                     break;
                 };
-                match entry.session.poll_transmit(now, &mut self.pool.get_mut(buf)[..]) {
+                match entry
+                    .session
+                    .poll_transmit(now, &mut self.pool.get_mut(buf)[..])
+                {
                     Some((len, dst)) => self.tx.push(transmit(buf, len, dst)),
                     None => {
                         self.pool.give(buf);
@@ -688,7 +700,12 @@ impl Shard {
             }
             while let Some((buf, len, dst)) = entry.session.poll_paced(now) {
                 if self.tx.len() == TX_BATCH {
-                    flush(&mut self.backend, &mut self.pool, &mut self.tx, &mut self.counters);
+                    flush(
+                        &mut self.backend,
+                        &mut self.pool,
+                        &mut self.tx,
+                        &mut self.counters,
+                    );
                 }
                 self.tx.push(transmit(buf, len, dst));
             }
@@ -711,8 +728,9 @@ impl Shard {
             let track_of = |up: UpId| entry.ups.get(usize::from(up.0)).copied().flatten();
             let note = match ev {
                 SessionEvent::IceConnected { remote } => {
-                    if !self.by_addr.contains_key(&remote) {
-                        self.by_addr.insert(remote, slot);
+                    if let std::collections::hash_map::Entry::Vacant(v) = self.by_addr.entry(remote)
+                    {
+                        v.insert(slot);
                         entry.addrs.push(remote);
                     }
                     tracing::info!(%session, remote = %remote, "ICE connected");

@@ -38,12 +38,13 @@ pub enum ShardCmd {
         source: Option<u16>,
     },
     /// Shard `shard` has (`on`) or no longer has subscribers of `track`, published here.
-    Interest { track: TrackId, shard: u16, on: bool },
-    /// `track`, which has subscribers here, is published on shard `shard` (None: not placed).
-    Source {
+    Interest {
         track: TrackId,
-        shard: Option<u16>,
+        shard: u16,
+        on: bool,
     },
+    /// `track`, which has subscribers here, is published on shard `shard` (None: not placed).
+    Source { track: TrackId, shard: Option<u16> },
     /// Send a stats snapshot now.
     Stats,
 }
@@ -56,7 +57,10 @@ pub enum ShardMsg {
         result: Result<ReplyOk, ErrorBody>,
     },
     /// The shard built `session` from the pending registry (its first packet arrived there).
-    Claimed { session: SessionId, shard: u16 },
+    Claimed {
+        session: SessionId,
+        shard: u16,
+    },
     Event(Notification),
     Stats(WorkerStats),
 }

@@ -1,0 +1,546 @@
+//! The control thread: owns the Unix listener at `config.control_socket`, serves one control
+//! connection at a time (`proto::ControlConn`), validates commands and routes them to the
+//! shard that owns the session (bounded inbox + `Waker`) or to the shared pending registry,
+//! answers once the shard acknowledged, forwards shard notifications as `Event`s, and keeps the
+//! registry of what exists (sessions, tracks, subscriptions) so `List*` answer resync queries
+//! without asking the shards. Rooms are not known here (style.md §1).
+//!
+//! If the connection drops, shards keep forwarding; the next connection gets a `Hello` and may
+//! resync with the list commands. Replies to requests of a dropped connection are discarded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::proto::{
+    AddTrack, Candidate, CandidateProtocol, Command, ControlConn, CreateSession, ErrorBody,
+    ErrorCode, Hello, Message, Notification, PriorityTarget, ReplyOk, Role, SessionId, SessionInfo,
+    SessionState, Subscribe, SubscriptionId, SubscriptionInfo, TrackId, TrackInfo, TransportMode,
+    WorkerStats, MAX_LAYER_INDEX, PROTOCOL_VERSION,
+};
+use crate::shard::msg::{PendingSession, ShardCmd, ShardMsg, SharedRegistry};
+use crate::sys::Waker;
+
+mod requests;
+
+/// How long the control thread waits for socket bytes or shard messages per turn.
+const TICK: Duration = Duration::from_millis(5);
+/// Entries per `List*` page.
+const PAGE: usize = 100;
+/// Shard messages handled per turn.
+const SHARD_MSG_BUDGET: usize = 4096;
+/// ICE host-candidate priority (RFC 8445 §5.1.2.1: type pref 126, local pref 65535, comp 1).
+const HOST_PRIORITY: u32 = (126 << 24) | (65535 << 8) | 255;
+
+/// Everything the control thread needs from the runtime.
+#[derive(Debug)]
+pub struct ControlContext {
+    pub listener: UnixListener,
+    pub instance: String,
+    pub fingerprint: String,
+    /// Media address of each worker (announced when configured, else bound).
+    pub worker_addrs: Vec<SocketAddr>,
+    /// True: each worker has its own port and sessions are placed by the control thread.
+    pub port_per_worker: bool,
+    pub inboxes: Vec<SyncSender<ShardCmd>>,
+    pub wakers: Vec<Waker>,
+    pub from_shards: Receiver<ShardMsg>,
+    pub registry: Arc<SharedRegistry>,
+    pub stop: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+struct SessionRec {
+    spec: CreateSession,
+    worker: Option<u16>,
+    state: SessionState,
+}
+
+#[derive(Debug)]
+struct TrackRec {
+    spec: AddTrack,
+    muted: bool,
+    active_layers: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct SubRec {
+    spec: Subscribe,
+    max_spatial: u8,
+    max_temporal: u8,
+    priority: u8,
+}
+
+/// What to do when a shard answers a routed request.
+#[derive(Debug)]
+enum OnReply {
+    /// Forward the shard's answer.
+    Forward,
+    /// `SessionCreated` with these candidates; on error forget the session.
+    Created {
+        session: SessionId,
+        worker: u16,
+        candidates: Vec<Candidate>,
+    },
+    /// On error forget the track.
+    Track(TrackId),
+    /// On error forget the subscription.
+    Sub(SubscriptionId),
+}
+
+#[derive(Debug)]
+struct Outstanding {
+    conn_gen: u64,
+    id: u64,
+    on_reply: OnReply,
+}
+
+/// Where a command for a session went.
+enum Routed {
+    Sent,
+    Queued,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct ControlThread {
+    ctx: ControlContext,
+    conn: Option<ControlConn>,
+    conn_gen: u64,
+    sessions: BTreeMap<SessionId, SessionRec>,
+    tracks: BTreeMap<TrackId, TrackRec>,
+    subs: BTreeMap<SubscriptionId, SubRec>,
+    outstanding: HashMap<u64, Outstanding>,
+    next_token: u64,
+    latest_stats: Vec<WorkerStats>,
+    next_worker: usize,
+}
+
+impl ControlThread {
+    pub fn new(ctx: ControlContext) -> io::Result<Self> {
+        ctx.listener.set_nonblocking(true)?;
+        let workers = ctx.inboxes.len();
+        Ok(Self {
+            ctx,
+            conn: None,
+            conn_gen: 0,
+            sessions: BTreeMap::new(),
+            tracks: BTreeMap::new(),
+            subs: BTreeMap::new(),
+            outstanding: HashMap::new(),
+            next_token: 1,
+            latest_stats: (0..workers)
+                .map(|w| WorkerStats {
+                    worker: w as u16,
+                    ..WorkerStats::default()
+                })
+                .collect(),
+            next_worker: 0,
+        })
+    }
+
+    /// Runs until the stop flag is set.
+    pub fn run(mut self) {
+        while !self.ctx.stop.load(Ordering::Acquire) {
+            self.turn();
+        }
+    }
+
+    fn turn(&mut self) {
+        if self.conn.is_none() {
+            self.accept();
+        }
+        let mut wait_on_shards = true;
+        if let Some(conn) = self.conn.as_mut() {
+            if let Err(e) = conn.fill(Some(TICK)) {
+                tracing::info!(error = %e, "control connection failed");
+                self.conn = None;
+            }
+            wait_on_shards = false;
+        }
+        while let Some(msg) = self.conn.as_mut().and_then(ControlConn::next_message) {
+            match msg {
+                Message::Request(req) => self.request(req.id, req.command),
+                Message::Hello(h) => {
+                    tracing::info!(instance = %h.instance, "control daemon connected");
+                }
+                _ => {}
+            }
+        }
+        // With no connection, the shards' channel is what we sleep on.
+        let first = if wait_on_shards {
+            self.ctx.from_shards.recv_timeout(TICK).ok()
+        } else {
+            self.ctx.from_shards.try_recv().ok()
+        };
+        if let Some(m) = first {
+            self.shard_msg(m);
+            for _ in 0..SHARD_MSG_BUDGET {
+                match self.ctx.from_shards.try_recv() {
+                    Ok(m) => self.shard_msg(m),
+                    Err(_) => break,
+                }
+            }
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            if let Err(e) = conn.flush() {
+                tracing::info!(error = %e, "control connection lost");
+                self.conn = None;
+            } else if conn.is_done() {
+                tracing::info!("control connection closed");
+                self.conn = None;
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        match self.ctx.listener.accept() {
+            Ok((stream, _)) => {
+                let hello = Hello {
+                    version: PROTOCOL_VERSION,
+                    role: Role::Dataplane,
+                    instance: self.ctx.instance.clone(),
+                    workers: self.ctx.inboxes.len() as u16,
+                    media_addrs: self.media_addrs(),
+                    fingerprint: Some(self.ctx.fingerprint.clone()),
+                };
+                match ControlConn::new(stream, &hello) {
+                    Ok(conn) => {
+                        self.conn_gen += 1;
+                        self.conn = Some(conn);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "control accept failed"),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => tracing::warn!(error = %e, "control accept failed"),
+        }
+    }
+
+    fn media_addrs(&self) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = Vec::new();
+        for a in &self.ctx.worker_addrs {
+            if !v.contains(a) {
+                v.push(*a);
+            }
+        }
+        v
+    }
+
+    fn reply(&mut self, id: u64, result: Result<ReplyOk, ErrorBody>) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.reply(id, result);
+        }
+    }
+
+    fn notify(&mut self, n: Notification) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.notify(n);
+        }
+    }
+
+    // ---- routing ------------------------------------------------------------------------
+
+    fn token(&mut self, id: u64, on_reply: OnReply) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.outstanding.insert(
+            token,
+            Outstanding {
+                conn_gen: self.conn_gen,
+                id,
+                on_reply,
+            },
+        );
+        token
+    }
+
+    /// Routes `cmd` (with a reply token) to the session's shard; answers later.
+    fn route_apply(
+        &mut self,
+        id: u64,
+        session: SessionId,
+        cmd: Command,
+    ) -> Result<Option<ReplyOk>, ErrorBody> {
+        let token = self.token(id, OnReply::Forward);
+        match self.route(
+            session,
+            ShardCmd::Apply {
+                req: Some(token),
+                cmd,
+            },
+        ) {
+            Ok(Routed::Sent) => Ok(None),
+            Ok(Routed::Queued) => {
+                self.outstanding.remove(&token);
+                Ok(Some(ReplyOk::Done {}))
+            }
+            Err(e) => {
+                self.outstanding.remove(&token);
+                Err(e)
+            }
+        }
+    }
+
+    /// To the session's shard, or into its pending queue. Decided under the registry lock so
+    /// a concurrent claim cannot miss the command.
+    fn route(&mut self, session: SessionId, mut cmd: ShardCmd) -> Result<Routed, ErrorBody> {
+        let shard = {
+            let mut reg = self.ctx.registry.lock();
+            if let Some(p) = reg.pending.get_mut(&session) {
+                // Queued commands are answered now; the claimer applies them silently.
+                match &mut cmd {
+                    ShardCmd::Create { req, .. }
+                    | ShardCmd::Apply { req, .. }
+                    | ShardCmd::Subscribe { req, .. } => *req = None,
+                    _ => {}
+                }
+                p.queued.push(cmd);
+                return Ok(Routed::Queued);
+            }
+            match reg.placed.get(&session) {
+                Some(&s) => s,
+                None => return Err(not_found(session)),
+            }
+        };
+        if self.send_to(shard, cmd) {
+            Ok(Routed::Sent)
+        } else {
+            Err(rejected(format!("worker {shard} is busy")))
+        }
+    }
+
+    fn send_to(&self, shard: u16, cmd: ShardCmd) -> bool {
+        let i = usize::from(shard);
+        match self.ctx.inboxes[i].try_send(cmd) {
+            Ok(()) => {
+                self.ctx.wakers[i].wake();
+                true
+            }
+            Err(TrySendError::Full(_)) => false,
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    // ---- shard messages -----------------------------------------------------------------
+
+    fn shard_msg(&mut self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Reply { req, result } => {
+                let Some(o) = self.outstanding.remove(&req) else {
+                    return;
+                };
+                let result = match (o.on_reply, result) {
+                    (
+                        OnReply::Created {
+                            worker, candidates, ..
+                        },
+                        Ok(_),
+                    ) => Ok(ReplyOk::SessionCreated {
+                        worker,
+                        local_candidates: candidates,
+                    }),
+                    (OnReply::Created { session, .. }, Err(e)) => {
+                        self.forget_session(session);
+                        Err(e)
+                    }
+                    (OnReply::Track(t), Err(e)) => {
+                        self.tracks.remove(&t);
+                        Err(e)
+                    }
+                    (OnReply::Sub(s), Err(e)) => {
+                        self.subs.remove(&s);
+                        Err(e)
+                    }
+                    (_, r) => r,
+                };
+                if o.conn_gen == self.conn_gen {
+                    self.reply(o.id, result);
+                }
+            }
+            ShardMsg::Claimed { session, shard } => self.claimed(session, shard),
+            ShardMsg::Event(n) => {
+                self.observe(&n);
+                self.notify(n);
+            }
+            ShardMsg::Stats(s) => {
+                if let Some(slot) = self.latest_stats.get_mut(usize::from(s.worker)) {
+                    *slot = s.clone();
+                }
+                self.notify(Notification::StatsSnapshot(s));
+            }
+        }
+    }
+
+    /// A pending session got placed: wire cross-shard interest both ways.
+    fn claimed(&mut self, session: SessionId, shard: u16) {
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        rec.worker = Some(shard);
+        let published: Vec<TrackId> = self
+            .tracks
+            .values()
+            .filter(|t| t.spec.session == session)
+            .map(|t| t.spec.track)
+            .collect();
+        for track in published {
+            let subscribers: Vec<SessionId> = self
+                .subs
+                .values()
+                .filter(|s| s.spec.track == track)
+                .map(|s| s.spec.session)
+                .collect();
+            for sub in subscribers {
+                if let Some(w) = self.worker_of(sub) {
+                    self.send_to(
+                        w,
+                        ShardCmd::Source {
+                            track,
+                            shard: Some(shard),
+                        },
+                    );
+                }
+                self.update_interest(track, sub);
+            }
+        }
+        let subscribed: Vec<TrackId> = self
+            .subs
+            .values()
+            .filter(|s| s.spec.session == session)
+            .map(|s| s.spec.track)
+            .collect();
+        for track in subscribed {
+            let source = self
+                .tracks
+                .get(&track)
+                .and_then(|t| self.worker_of(t.spec.session));
+            self.send_to(
+                shard,
+                ShardCmd::Source {
+                    track,
+                    shard: source,
+                },
+            );
+            self.update_interest(track, session);
+        }
+    }
+
+    /// Keeps the registry's view of state in step with events.
+    fn observe(&mut self, n: &Notification) {
+        match n {
+            Notification::IceConnected { session, .. } => {
+                self.set_state(*session, SessionState::Connecting)
+            }
+            Notification::DtlsConnected { session, .. } => {
+                self.set_state(*session, SessionState::Connected)
+            }
+            Notification::IceDisconnected { session } => {
+                self.set_state(*session, SessionState::Disconnected)
+            }
+            Notification::FirstPacket { track, layer } => {
+                if let Some(t) = self.tracks.get_mut(track) {
+                    if !t.active_layers.contains(layer) {
+                        t.active_layers.push(*layer);
+                        t.active_layers.sort_unstable();
+                    }
+                }
+            }
+            Notification::SessionClosed { session, .. } if self.sessions.contains_key(session) => {
+                self.cascade_session(*session);
+                self.forget_session(*session);
+            }
+            _ => {}
+        }
+    }
+
+    fn set_state(&mut self, session: SessionId, state: SessionState) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.state = state;
+        }
+    }
+
+    // ---- lists --------------------------------------------------------------------------
+
+    fn list_sessions(&self, after: Option<SessionId>) -> ReplyOk {
+        let (sessions, next) = page(&self.sessions, after, |s| SessionInfo {
+            spec: s.spec.clone(),
+            worker: s.worker.unwrap_or(u16::MAX),
+            state: s.state,
+        });
+        ReplyOk::Sessions { sessions, next }
+    }
+
+    fn list_tracks(&self, after: Option<TrackId>) -> ReplyOk {
+        let (tracks, next) = page(&self.tracks, after, |t| TrackInfo {
+            spec: t.spec.clone(),
+            muted: t.muted,
+            active_layers: t.active_layers.clone(),
+        });
+        ReplyOk::Tracks { tracks, next }
+    }
+
+    fn list_subs(&self, after: Option<SubscriptionId>) -> ReplyOk {
+        let (subscriptions, next) = page(&self.subs, after, |s| SubscriptionInfo {
+            spec: s.spec.clone(),
+            max_spatial: s.max_spatial,
+            max_temporal: s.max_temporal,
+            priority: s.priority,
+        });
+        ReplyOk::Subscriptions {
+            subscriptions,
+            next,
+        }
+    }
+}
+
+/// One page of `map` after `after`; `next` is the last key when more follow.
+fn page<K: Ord + Copy, V, T>(
+    map: &BTreeMap<K, V>,
+    after: Option<K>,
+    f: impl Fn(&V) -> T,
+) -> (Vec<T>, Option<K>) {
+    let iter: Box<dyn Iterator<Item = (&K, &V)>> = match after {
+        Some(a) => Box::new(map.range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))),
+        None => Box::new(map.iter()),
+    };
+    let mut out = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    for (k, v) in iter {
+        if out.len() == PAGE {
+            more = true;
+            break;
+        }
+        out.push(f(v));
+        last = Some(*k);
+    }
+    (out, if more { last } else { None })
+}
+
+fn not_found(what: impl std::fmt::Display) -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotFound, format!("{what} does not exist"))
+}
+
+fn rejected(msg: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(ErrorCode::Rejected, msg)
+}
+
+/// Creates the parent directory, removes a stale socket file and binds.
+pub fn bind_listener(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    UnixListener::bind(path)
+}

@@ -1,0 +1,549 @@
+//! The control thread's request handlers: validation against the registry of what exists,
+//! routing to shards or the pending registry, cascades (closing a session ends the
+//! subscriptions to its tracks elsewhere), and the `List*` pages for resync.
+
+use super::*;
+
+impl ControlThread {
+    // ---- requests -----------------------------------------------------------------------
+
+    pub(super) fn request(&mut self, id: u64, command: Command) {
+        if let Err(e) = command.validate() {
+            self.reply(id, Err(e.into()));
+            return;
+        }
+        let result = match command {
+            Command::Ping {} => Ok(Some(ReplyOk::Pong {})),
+            Command::Stats {} => Ok(Some(ReplyOk::Stats {
+                workers: self.latest_stats.clone(),
+            })),
+            Command::ListSessions { after } => Ok(Some(self.list_sessions(after))),
+            Command::ListTracks { after } => Ok(Some(self.list_tracks(after))),
+            Command::ListSubscriptions { after } => Ok(Some(self.list_subs(after))),
+            Command::CreateSession(spec) => self.create_session(id, spec),
+            Command::CloseSession { session } => self.close_session(id, session),
+            Command::SetRemote {
+                session,
+                remote_ufrag,
+                remote_pwd,
+                remote_fingerprint,
+            } => self.set_remote(id, session, remote_ufrag, remote_pwd, remote_fingerprint),
+            Command::IceRestart {
+                session,
+                ufrag,
+                pwd,
+                remote_ufrag,
+                remote_pwd,
+            } => self.ice_restart(id, session, ufrag, pwd, remote_ufrag, remote_pwd),
+            Command::AddTrack(spec) => self.add_track(id, spec),
+            Command::RemoveTrack { track } => self.remove_track(id, track),
+            Command::Subscribe(spec) => self.subscribe(id, spec),
+            Command::Unsubscribe { subscription } => self.unsubscribe(id, subscription),
+            Command::SetMuted { track, muted } => {
+                let Some(rec) = self.tracks.get_mut(&track) else {
+                    self.reply(id, Err(not_found(track)));
+                    return;
+                };
+                rec.muted = muted;
+                let session = rec.spec.session;
+                let cmd = Command::SetMuted { track, muted };
+                self.route_apply(id, session, cmd)
+            }
+            Command::SetLayerCap {
+                subscription,
+                max_spatial,
+                max_temporal,
+            } => {
+                let Some(rec) = self.subs.get_mut(&subscription) else {
+                    self.reply(id, Err(not_found(subscription)));
+                    return;
+                };
+                rec.max_spatial = max_spatial;
+                rec.max_temporal = max_temporal;
+                let session = rec.spec.session;
+                let cmd = Command::SetLayerCap {
+                    subscription,
+                    max_spatial,
+                    max_temporal,
+                };
+                self.route_apply(id, session, cmd)
+            }
+            Command::SetPriority { target, priority } => match target {
+                PriorityTarget::Subscription(s) => match self.subs.get_mut(&s) {
+                    Some(rec) => {
+                        rec.priority = priority;
+                        Ok(Some(ReplyOk::Done {}))
+                    }
+                    None => Err(not_found(s)),
+                },
+                PriorityTarget::Session(s) => match self.sessions.get_mut(&s) {
+                    Some(rec) => {
+                        rec.spec.quality.priority = priority;
+                        Ok(Some(ReplyOk::Done {}))
+                    }
+                    None => Err(not_found(s)),
+                },
+            },
+        };
+        match result {
+            Ok(Some(ok)) => self.reply(id, Ok(ok)),
+            Ok(None) => {} // a shard answers
+            Err(e) => self.reply(id, Err(e)),
+        }
+    }
+
+    pub(super) fn create_session(
+        &mut self,
+        id: u64,
+        spec: CreateSession,
+    ) -> Result<Option<ReplyOk>, ErrorBody> {
+        if self.sessions.contains_key(&spec.session) {
+            return Err(rejected(format!("{} exists", spec.session)));
+        }
+        let workers = self.ctx.inboxes.len();
+        if let Some(h) = spec.worker_hint.filter(|&h| usize::from(h) >= workers) {
+            return Err(ErrorBody::new(
+                ErrorCode::Invalid,
+                format!("worker {h} does not exist (0..{workers})"),
+            )
+            .with_field("worker_hint"));
+        }
+        let webrtc = matches!(spec.mode, TransportMode::Webrtc {});
+        if webrtc
+            && self.sessions.values().any(|s| {
+                matches!(s.spec.mode, TransportMode::Webrtc {})
+                    && s.spec.ice.ufrag == spec.ice.ufrag
+            })
+        {
+            return Err(rejected("ice.ufrag is in use by another session").with_field("ice.ufrag"));
+        }
+        if let TransportMode::PlainRtp { remote, .. } = spec.mode {
+            if self.sessions.values().any(
+                |s| matches!(s.spec.mode, TransportMode::PlainRtp { remote: r, .. } if r == remote),
+            ) {
+                return Err(
+                    rejected("mode.remote is in use by another session").with_field("mode.remote")
+                );
+            }
+        }
+        let session = spec.session;
+        if webrtc && !self.ctx.port_per_worker {
+            // Shared port: the session lives where its first STUN binding lands.
+            let worker = spec.worker_hint.unwrap_or(0);
+            {
+                let mut reg = self.ctx.registry.lock();
+                reg.by_ufrag.insert(spec.ice.ufrag.clone(), session);
+                reg.pending.insert(
+                    session,
+                    PendingSession {
+                        spec: spec.clone(),
+                        queued: Vec::new(),
+                    },
+                );
+            }
+            self.sessions.insert(
+                session,
+                SessionRec {
+                    spec,
+                    worker: None,
+                    state: SessionState::New,
+                },
+            );
+            return Ok(Some(ReplyOk::SessionCreated {
+                worker,
+                local_candidates: self.candidates(None),
+            }));
+        }
+        // Placed now: a port per worker, or plain RTP (whose peer may never send first).
+        let worker = match spec.worker_hint {
+            Some(h) => h,
+            None => {
+                let w = self.next_worker % workers;
+                self.next_worker += 1;
+                w as u16
+            }
+        };
+        {
+            let mut reg = self.ctx.registry.lock();
+            reg.placed.insert(session, worker);
+            if let TransportMode::PlainRtp { remote, .. } = spec.mode {
+                reg.plain.insert(remote, worker);
+            }
+        }
+        let token = self.token(
+            id,
+            OnReply::Created {
+                session,
+                worker,
+                candidates: self.candidates(Some(worker)),
+            },
+        );
+        self.sessions.insert(
+            session,
+            SessionRec {
+                spec: spec.clone(),
+                worker: Some(worker),
+                state: SessionState::New,
+            },
+        );
+        if !self.send_to(
+            worker,
+            ShardCmd::Create {
+                req: Some(token),
+                spec,
+            },
+        ) {
+            self.outstanding.remove(&token);
+            self.forget_session(session);
+            return Err(rejected(format!("worker {worker} is busy")));
+        }
+        Ok(None)
+    }
+
+    pub(super) fn candidates(&self, worker: Option<u16>) -> Vec<Candidate> {
+        let addrs = match worker {
+            Some(w) if self.ctx.port_per_worker => vec![self.ctx.worker_addrs[usize::from(w)]],
+            _ => self.media_addrs(),
+        };
+        addrs
+            .into_iter()
+            .enumerate()
+            .map(|(i, addr)| Candidate {
+                foundation: (i + 1).to_string(),
+                addr,
+                protocol: CandidateProtocol::Udp,
+                priority: HOST_PRIORITY - i as u32,
+            })
+            .collect()
+    }
+
+    pub(super) fn close_session(
+        &mut self,
+        id: u64,
+        session: SessionId,
+    ) -> Result<Option<ReplyOk>, ErrorBody> {
+        if !self.sessions.contains_key(&session) {
+            return Err(not_found(session));
+        }
+        self.cascade_session(session);
+        let pending = {
+            let mut reg = self.ctx.registry.lock();
+            match reg.pending.remove(&session) {
+                Some(p) => {
+                    reg.by_ufrag.remove(&p.spec.ice.ufrag);
+                    true
+                }
+                None => false,
+            }
+        };
+        if pending {
+            self.forget_session(session);
+            self.notify(Notification::SessionClosed {
+                session,
+                reason: crate::proto::CloseReason::Requested,
+            });
+            return Ok(Some(ReplyOk::Done {}));
+        }
+        let r = self.route_apply(id, session, Command::CloseSession { session });
+        self.forget_session(session);
+        r
+    }
+
+    /// Ends what hangs off `session` elsewhere: subscriptions to its tracks (on subscriber
+    /// shards) and the interest its own subscriptions registered at publisher shards.
+    pub(super) fn cascade_session(&mut self, session: SessionId) {
+        let tracks: Vec<TrackId> = self
+            .tracks
+            .values()
+            .filter(|t| t.spec.session == session)
+            .map(|t| t.spec.track)
+            .collect();
+        for t in tracks {
+            self.drop_track_subs(t);
+            self.tracks.remove(&t);
+        }
+        let own: Vec<SubscriptionId> = self
+            .subs
+            .values()
+            .filter(|s| s.spec.session == session)
+            .map(|s| s.spec.subscription)
+            .collect();
+        for s in own {
+            if let Some(rec) = self.subs.remove(&s) {
+                self.update_interest(rec.spec.track, session);
+            }
+        }
+    }
+
+    /// Unsubscribes every subscriber of `track` (their shards drop the DownTracks).
+    pub(super) fn drop_track_subs(&mut self, track: TrackId) {
+        let subs: Vec<(SubscriptionId, SessionId)> = self
+            .subs
+            .values()
+            .filter(|s| s.spec.track == track)
+            .map(|s| (s.spec.subscription, s.spec.session))
+            .collect();
+        for (sub, session) in subs {
+            self.subs.remove(&sub);
+            let _ = self.route(
+                session,
+                ShardCmd::Apply {
+                    req: None,
+                    cmd: Command::Unsubscribe { subscription: sub },
+                },
+            );
+        }
+    }
+
+    pub(super) fn forget_session(&mut self, session: SessionId) {
+        if let Some(rec) = self.sessions.remove(&session) {
+            let mut reg = self.ctx.registry.lock();
+            reg.placed.remove(&session);
+            if let TransportMode::PlainRtp { remote, .. } = rec.spec.mode {
+                reg.plain.remove(&remote);
+            }
+            if let Some(p) = reg.pending.remove(&session) {
+                reg.by_ufrag.remove(&p.spec.ice.ufrag);
+            }
+        }
+    }
+
+    pub(super) fn set_remote(
+        &mut self,
+        id: u64,
+        session: SessionId,
+        remote_ufrag: String,
+        remote_pwd: String,
+        remote_fingerprint: Option<String>,
+    ) -> Result<Option<ReplyOk>, ErrorBody> {
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return Err(not_found(session));
+        };
+        rec.spec.ice.remote_ufrag = Some(remote_ufrag.clone());
+        rec.spec.ice.remote_pwd = Some(remote_pwd.clone());
+        if remote_fingerprint.is_some() {
+            rec.spec.remote_fingerprint = remote_fingerprint.clone();
+        }
+        let amended = rec.spec.clone();
+        if self.amend_pending(session, amended) {
+            return Ok(Some(ReplyOk::Done {}));
+        }
+        self.route_apply(
+            id,
+            session,
+            Command::SetRemote {
+                session,
+                remote_ufrag,
+                remote_pwd,
+                remote_fingerprint,
+            },
+        )
+    }
+
+    pub(super) fn ice_restart(
+        &mut self,
+        id: u64,
+        session: SessionId,
+        ufrag: String,
+        pwd: String,
+        remote_ufrag: Option<String>,
+        remote_pwd: Option<String>,
+    ) -> Result<Option<ReplyOk>, ErrorBody> {
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return Err(not_found(session));
+        };
+        rec.spec.ice.ufrag = ufrag.clone();
+        rec.spec.ice.pwd = pwd.clone();
+        rec.spec.ice.remote_ufrag = remote_ufrag.clone();
+        rec.spec.ice.remote_pwd = remote_pwd.clone();
+        let amended = rec.spec.clone();
+        if self.amend_pending(session, amended) {
+            return Ok(Some(ReplyOk::Done {}));
+        }
+        self.route_apply(
+            id,
+            session,
+            Command::IceRestart {
+                session,
+                ufrag,
+                pwd,
+                remote_ufrag,
+                remote_pwd,
+            },
+        )
+    }
+
+    /// Replaces a pending session's spec (re-keying its ufrag); false if it is placed.
+    pub(super) fn amend_pending(&mut self, session: SessionId, spec: CreateSession) -> bool {
+        let mut reg = self.ctx.registry.lock();
+        let Some(p) = reg.pending.get_mut(&session) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut p.spec, spec);
+        let new_ufrag = p.spec.ice.ufrag.clone();
+        reg.by_ufrag.remove(&old.ice.ufrag);
+        reg.by_ufrag.insert(new_ufrag, session);
+        true
+    }
+
+    pub(super) fn add_track(
+        &mut self,
+        id: u64,
+        spec: AddTrack,
+    ) -> Result<Option<ReplyOk>, ErrorBody> {
+        if !self.sessions.contains_key(&spec.session) {
+            return Err(not_found(spec.session));
+        }
+        if self.tracks.contains_key(&spec.track) {
+            return Err(rejected(format!("{} exists", spec.track)));
+        }
+        let (session, track) = (spec.session, spec.track);
+        self.tracks.insert(
+            track,
+            TrackRec {
+                spec: spec.clone(),
+                muted: false,
+                active_layers: Vec::new(),
+            },
+        );
+        let token = self.token(id, OnReply::Track(track));
+        match self.route(
+            session,
+            ShardCmd::Apply {
+                req: Some(token),
+                cmd: Command::AddTrack(spec),
+            },
+        ) {
+            Ok(Routed::Sent) => Ok(None),
+            Ok(Routed::Queued) => {
+                self.outstanding.remove(&token);
+                Ok(Some(ReplyOk::Done {}))
+            }
+            Err(e) => {
+                self.outstanding.remove(&token);
+                self.tracks.remove(&track);
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) fn remove_track(
+        &mut self,
+        id: u64,
+        track: TrackId,
+    ) -> Result<Option<ReplyOk>, ErrorBody> {
+        let Some(rec) = self.tracks.get(&track) else {
+            return Err(not_found(track));
+        };
+        let session = rec.spec.session;
+        self.drop_track_subs(track);
+        self.tracks.remove(&track);
+        self.route_apply(id, session, Command::RemoveTrack { track })
+    }
+
+    pub(super) fn subscribe(
+        &mut self,
+        id: u64,
+        spec: Subscribe,
+    ) -> Result<Option<ReplyOk>, ErrorBody> {
+        if self.subs.contains_key(&spec.subscription) {
+            return Err(rejected(format!("{} exists", spec.subscription)));
+        }
+        if !self.sessions.contains_key(&spec.session) {
+            return Err(not_found(spec.session));
+        }
+        let Some(track) = self.tracks.get(&spec.track) else {
+            return Err(not_found(spec.track));
+        };
+        let track_spec = track.spec.clone();
+        let source = self.worker_of(track_spec.session);
+        let (sub, session, track_id) = (spec.subscription, spec.session, spec.track);
+        self.subs.insert(
+            sub,
+            SubRec {
+                spec: spec.clone(),
+                max_spatial: MAX_LAYER_INDEX,
+                max_temporal: MAX_LAYER_INDEX,
+                priority: self
+                    .sessions
+                    .get(&session)
+                    .map_or(0, |s| s.spec.quality.priority),
+            },
+        );
+        let token = self.token(id, OnReply::Sub(sub));
+        let routed = self.route(
+            session,
+            ShardCmd::Subscribe {
+                req: Some(token),
+                spec,
+                track: track_spec,
+                source,
+            },
+        );
+        match routed {
+            Ok(Routed::Sent) => {
+                self.update_interest(track_id, session);
+                Ok(None)
+            }
+            Ok(Routed::Queued) => {
+                self.outstanding.remove(&token);
+                Ok(Some(ReplyOk::Done {}))
+            }
+            Err(e) => {
+                self.outstanding.remove(&token);
+                self.subs.remove(&sub);
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) fn unsubscribe(
+        &mut self,
+        id: u64,
+        sub: SubscriptionId,
+    ) -> Result<Option<ReplyOk>, ErrorBody> {
+        let Some(rec) = self.subs.remove(&sub) else {
+            return Err(not_found(sub));
+        };
+        let r = self.route_apply(
+            id,
+            rec.spec.session,
+            Command::Unsubscribe { subscription: sub },
+        );
+        self.update_interest(rec.spec.track, rec.spec.session);
+        r
+    }
+
+    /// Tells the publisher's shard whether the shard of `subscriber` (still) has subscribers
+    /// of `track`.
+    pub(super) fn update_interest(&mut self, track: TrackId, subscriber: SessionId) {
+        let (Some(sub_shard), Some(pub_session)) = (
+            self.worker_of(subscriber),
+            self.tracks.get(&track).map(|t| t.spec.session),
+        ) else {
+            return;
+        };
+        let Some(pub_shard) = self.worker_of(pub_session) else {
+            return;
+        };
+        if pub_shard == sub_shard {
+            return;
+        }
+        let on = self
+            .subs
+            .values()
+            .any(|s| s.spec.track == track && self.worker_of(s.spec.session) == Some(sub_shard));
+        self.send_to(
+            pub_shard,
+            ShardCmd::Interest {
+                track,
+                shard: sub_shard,
+                on,
+            },
+        );
+    }
+
+    pub(super) fn worker_of(&self, session: SessionId) -> Option<u16> {
+        self.sessions.get(&session).and_then(|s| s.worker)
+    }
+}
