@@ -952,8 +952,11 @@ impl App {
     }
 
     /// Dataplane (re)connected: make it hold exactly what we hold (docs/control-socket.md).
-    pub(crate) async fn resync(&self) -> Result<(), ApiError> {
-        let media = self.media.lock().await;
+    /// `adopt`: this control process just started and holds no media state (it is not
+    /// persisted), so sessions it does not know belong to calls that outlived a control
+    /// restart: leave them forwarding instead of closing them as orphans.
+    pub(crate) async fn resync(&self, adopt: bool) -> Result<(), ApiError> {
+        let mut media = self.media.lock().await;
         let mut have_sessions = BTreeSet::new();
         let mut after = None;
         loop {
@@ -999,6 +1002,17 @@ impl App {
                 _ => return Err(ApiError::new("internal", "unexpected list reply")),
             }
         }
+        // Ids are ours and must never be reused: continue above anything the dataplane holds.
+        let highest = [
+            have_sessions.iter().map(|i| i.0).max(),
+            have_tracks.iter().map(|i| i.0).max(),
+            have_subs.iter().map(|i| i.0).max(),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+        media.next_id = media.next_id.max(highest);
         let mut recreated = 0usize;
         for (id, spec) in &media.sessions {
             if !have_sessions.contains(id) {
@@ -1019,11 +1033,14 @@ impl App {
             }
         }
         let mut orphans = 0usize;
-        for id in have_sessions.difference(&media.sessions.keys().copied().collect()) {
-            let _ = self.dp(Command::CloseSession { session: *id }).await;
+        let known: BTreeSet<SessionId> = media.sessions.keys().copied().collect();
+        for id in have_sessions.difference(&known) {
+            if !adopt {
+                let _ = self.dp(Command::CloseSession { session: *id }).await;
+            }
             orphans += 1;
         }
-        tracing::info!(recreated, orphans, "dataplane resynced");
+        tracing::info!(recreated, orphans, adopted = adopt, "dataplane resynced");
         Ok(())
     }
 

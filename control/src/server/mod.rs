@@ -410,13 +410,16 @@ async fn dataplane_loop(app: Arc<App>) {
     let link = app.link.clone().expect("spawned only with a link");
     let mut events = link.events();
     let mut connected = link.connected();
+    let mut first = true;
     loop {
         tokio::select! {
             changed = connected.changed() => {
                 if changed.is_err() { return; }
                 let is_up = connected.borrow_and_update().is_some();
                 if is_up {
-                    if let Err(e) = app.resync().await {
+                    let adopt = first;
+                    first = false;
+                    if let Err(e) = app.resync(adopt).await {
                         tracing::warn!(error = %e, "resync failed");
                     }
                 }
