@@ -7,10 +7,16 @@
 //! - [`events`] — event log, webhook queue, SSE hub.
 //! - [`sdp`] — offer/answer.
 //! - [`store`] — the state file that survives a restart.
+//! - [`config`] — the `[control]` configuration.
+//! - [`link`] — the async control-socket client to the dataplane.
+//! - [`server`] — HTTP API, WebSocket signaling, WHIP/WHEP, metrics.
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod config;
 pub mod events;
+pub mod link;
 pub mod room;
 pub mod sdp;
+pub mod server;
 pub mod store;

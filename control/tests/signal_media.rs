@@ -1,0 +1,216 @@
+//! Publish/subscribe SDP round trip against an in-process dataplane
+//! (`sluice_dataplane::runtime::Dataplane::start` on 127.0.0.1): publisher offer → answer
+//! (CreateSession + AddTrack), the other participant gets a subscriber offer, answers it
+//! (CreateSession + Subscribe); WHEP plays the room's tracks; leave closes the sessions.
+
+mod api_support;
+
+use std::time::Duration;
+
+use api_support::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sluice_control::auth::Role;
+use sluice_dataplane::config::{Config, IoChoice};
+use sluice_dataplane::runtime::Dataplane;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const OFFER: &str = include_str!("fixtures/sdp/chromium_cam_mic.sdp");
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
+    for _ in 0..30 {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {ty} within 5 s"))
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == ty {
+                return v;
+            }
+            assert_ne!(v["type"], "error", "while waiting for {ty}: {v}");
+        }
+    }
+    panic!("no {ty} message");
+}
+
+async fn join(addr: std::net::SocketAddr, identity: &str, role: Role) -> Ws {
+    let t = token("m", identity, role);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "join"})).await;
+    recv_type(&mut ws, "joined").await;
+    ws
+}
+
+/// A client's answer to our subscriber offer: full ICE, recvonly, DTLS client.
+fn client_answer(offer: &str) -> String {
+    offer
+        .lines()
+        .filter(|l| !l.starts_with("a=ice-lite") && !l.starts_with("a=candidate") && !l.starts_with("a=ssrc"))
+        .map(|l| {
+            if l.starts_with("a=ice-ufrag:") {
+                "a=ice-ufrag:Cli1".to_owned()
+            } else if l.starts_with("a=ice-pwd:") {
+                "a=ice-pwd:clientpassword0123456789".to_owned()
+            } else if l.starts_with("a=setup:") {
+                "a=setup:active".to_owned()
+            } else if l == "a=sendonly" {
+                "a=recvonly".to_owned()
+            } else if l.starts_with("a=fingerprint:") {
+                "a=fingerprint:sha-256 7B:3A:91:0C:5E:D2:44:18:9F:A6:2B:E0:71:C3:58:0D:96:4F:BA:23:E8:15:67:CC:02:9D:3E:A1:F4:6B:80:52".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        + "\r\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_subscribe_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::defaults(1);
+    cfg.workers = vec![0];
+    cfg.bind = "127.0.0.1".parse().unwrap();
+    cfg.port = 0;
+    cfg.io = IoChoice::Socket;
+    cfg.buffers_per_worker = 256;
+    cfg.control_socket = dir.path().join("dp.sock");
+    let dp = match Dataplane::start(cfg) {
+        Ok(dp) => dp,
+        Err(e) => {
+            eprintln!("skipping: dataplane did not start: {e}");
+            return;
+        }
+    };
+    let socket = dp.control_socket().to_path_buf();
+    let s = start_with(|o| o.dataplane_socket = Some(socket)).await;
+    // Wait (bounded) for the link to come up.
+    for _ in 0..100 {
+        if http(s.addr, "GET", "/readyz", &[], "").await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(http(s.addr, "GET", "/readyz", &[], "").await.0, 200);
+
+    let mut alice = join(s.addr, "alice", Role::Host).await;
+    let mut bob = join(s.addr, "bob", Role::Controller).await;
+
+    send(
+        &mut alice,
+        json!({"type": "publish", "cid": "a", "kind": "audio", "source": "microphone"}),
+    )
+    .await;
+    let pa = recv_type(&mut alice, "track_published").await;
+    send(
+        &mut alice,
+        json!({"type": "publish", "cid": "v", "kind": "video", "source": "camera"}),
+    )
+    .await;
+    recv_type(&mut alice, "track_published").await;
+    let offer = OFFER.replace("a=sendrecv", "a=sendonly");
+    send(
+        &mut alice,
+        json!({"type": "offer", "pc": "publisher", "sdp": offer, "req": 5}),
+    )
+    .await;
+    let answer = recv_type(&mut alice, "answer").await;
+    assert_eq!(answer["req"], 5);
+    let sdp = answer["sdp"].as_str().unwrap();
+    assert!(sdp.contains("a=ice-lite"), "{sdp}");
+    assert!(
+        sdp.contains(dp.fingerprint().split_once(' ').unwrap().1),
+        "{sdp}"
+    );
+    assert!(sdp.contains("a=candidate:"), "{sdp}");
+
+    // Bob sees both tracks and gets a subscriber offer carrying them.
+    let tp = recv_type(&mut bob, "track_published").await;
+    assert_eq!(tp["track"]["sid"], pa["track"]["sid"]);
+    let mut sub_offer = recv_type(&mut bob, "offer").await;
+    // The first offer may hold one track if the second arrived after it; wait for both.
+    while sub_offer["sdp"].as_str().unwrap().matches("m=").count() < 2 {
+        send(&mut bob, json!({"type": "answer", "pc": "subscriber", "sdp": client_answer(sub_offer["sdp"].as_str().unwrap())})).await;
+        sub_offer = recv_type(&mut bob, "offer").await;
+    }
+    let text = sub_offer["sdp"].as_str().unwrap();
+    assert!(
+        text.contains("a=sendonly") && text.contains("a=ssrc:"),
+        "{text}"
+    );
+    send(
+        &mut bob,
+        json!({"type": "answer", "pc": "subscriber", "sdp": client_answer(text), "req": 9}),
+    )
+    .await;
+    // No error comes back; ping proves the answer was processed in order.
+    send(&mut bob, json!({"type": "ping", "t": 1})).await;
+    recv_type(&mut bob, "pong").await;
+
+    // Resume: a fresh subscriber offer with new ICE credentials.
+    send(&mut bob, json!({"type": "resume"})).await;
+    let again = recv_type(&mut bob, "offer").await;
+    let ufrag = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("a=ice-ufrag:"))
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(ufrag(again["sdp"].as_str().unwrap()), ufrag(text));
+    send(&mut bob, json!({"type": "answer", "pc": "subscriber", "sdp": client_answer(again["sdp"].as_str().unwrap())})).await;
+    send(&mut bob, json!({"type": "ping", "t": 2})).await;
+    recv_type(&mut bob, "pong").await;
+
+    // WHEP plays the room's tracks: our SSRCs are in the answer.
+    let t = format!("Bearer {}", token("m", "player", Role::Viewer));
+    let whep = OFFER.replace("a=sendrecv", "a=recvonly");
+    let (st, head, body) = http_raw(
+        s.addr,
+        "POST",
+        "/whep/m",
+        &[("Authorization", &t), ("Content-Type", "application/sdp")],
+        &whep,
+    )
+    .await;
+    assert_eq!(st, 201, "{head}\n{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("location: /whep/m/pa_"),
+        "{head}"
+    );
+    assert!(
+        body.contains("a=ssrc:") && body.contains("a=sendonly"),
+        "{body}"
+    );
+    let loc = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("location:"))
+        .unwrap()[9..]
+        .trim()
+        .to_owned();
+    assert_eq!(
+        http(s.addr, "DELETE", &loc, &[("Authorization", &t)], "")
+            .await
+            .0,
+        200
+    );
+
+    // Alice leaves: bob hears it, and her tracks go away.
+    send(&mut alice, json!({"type": "leave"})).await;
+    recv_type(&mut bob, "participant_left").await;
+    let (_, _, metrics) = http_raw(s.addr, "GET", "/metrics", &[], "").await;
+    assert!(metrics.contains("sluice_dataplane_up 1"), "{metrics}");
+    s.stop();
+    dp.stop();
+}
