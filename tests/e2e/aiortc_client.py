@@ -67,15 +67,21 @@ def codecs_of(pc, kind):
 
 
 def transport_facts(pc):
-    """The negotiated SRTP profile (aiortc only speaks DTLS 1.2)."""
+    """The negotiated DTLS version, cipher and SRTP profile, read from aiortc's OpenSSL session."""
     for t in pc.getTransceivers():
         dtls = t.sender.transport or t.receiver.transport
-        if dtls is not None:
-            profile = getattr(dtls, "_srtp_profile", None) or getattr(dtls, "srtp_profile", None)
-            name = getattr(profile, "openssl_profile", None) or getattr(profile, "libsrtp_profile", None)
-            if isinstance(name, bytes):
-                name = name.decode()
-            return {"tls": "DTLS 1.2", "srtp": str(name) if name is not None else None, "state": dtls.state}
+        ssl = getattr(dtls, "_ssl", None)
+        if ssl is None:
+            continue
+        try:
+            profile = ssl.get_selected_srtp_profile()
+            return {
+                "tls": ssl.get_protocol_version_name(),
+                "cipher": ssl.get_cipher_name(),
+                "srtp": profile.decode() if isinstance(profile, bytes) else profile,
+            }
+        except Exception as e:  # facts are for the interop table; never fail the run on them
+            return {"facts_error": str(e)}
     return {}
 
 

@@ -43,7 +43,7 @@ export const scenarios = {
     const s = await ctx.waitDecoded(sub, { frames: 40, audio: 0, ms: 15_000 });
     const pub = await publishing;
     ctx.recordInterop(sub, 'chromium subscribes (from aiortc WHIP)', s, 'subscriber');
-    ctx.interop.push({ engine: `aiortc ${pub.version}`, direction: 'aiortc publishes (WHIP)', codecs: pub.codecs, tlsVersion: pub.tls ?? null, dtlsCipher: null, srtpCipher: pub.srtp ?? null });
+    ctx.interop.push({ engine: `aiortc ${pub.version}`, direction: 'aiortc publishes (WHIP)', codecs: pub.codecs, tlsVersion: pub.tls ?? null, dtlsCipher: pub.cipher ?? null, srtpCipher: pub.srtp ?? null });
     const v = inboundTotals(s, 'video');
     ctx.details = { framesDecoded: v.framesDecoded, frameWidth: v.frameWidth, codec: v.codec };
   },
@@ -55,7 +55,7 @@ export const scenarios = {
     const play = await ctx.aiortc(['whep', '--url', `${ctx.server.origin}/whep/r1`, '--token', token, '--seconds', '8'], 30_000);
     check(play.video_frames >= 40, `aiortc decoded ${play.video_frames} video frames`);
     ctx.recordInterop(pub, 'chromium publishes (to aiortc WHEP)', await ctx.stats(pub), 'publisher');
-    ctx.interop.push({ engine: `aiortc ${play.version}`, direction: 'aiortc subscribes (WHEP)', codecs: play.codecs, tlsVersion: play.tls ?? null, dtlsCipher: null, srtpCipher: play.srtp ?? null });
+    ctx.interop.push({ engine: `aiortc ${play.version}`, direction: 'aiortc subscribes (WHEP)', codecs: play.codecs, tlsVersion: play.tls ?? null, dtlsCipher: play.cipher ?? null, srtpCipher: play.srtp ?? null });
     ctx.details = play;
   },
 
