@@ -21,6 +21,7 @@ pub mod ice;
 pub mod nack;
 pub mod pacer;
 pub mod packet;
+pub mod session;
 pub mod srtp;
 pub mod stats;
 pub mod stun;

@@ -1,0 +1,370 @@
+//! The control daemon's configuration: the `[control]` table of `sluice.toml`, then
+//! `SLUICE_CONTROL_*` environment variables, then `sluice up` flags (each overrides the one
+//! before). Every error names the key (`control.http: expected ip:port, got "x"`). The
+//! `[dataplane]` table is not read here: the file is passed through to `sluice-dataplane`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::room::{QualityTier, TierTable};
+
+/// The validated `[control]` configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// HTTP/WebSocket listen address.
+    pub http: SocketAddr,
+    /// API key → secret. Empty: a dev pair is generated at first start and kept in the state
+    /// directory.
+    pub api_keys: BTreeMap<String, String>,
+    /// Where rooms, participants and media state are persisted.
+    pub state_file: PathBuf,
+    /// Webhook receivers (`http://host:port/path`).
+    pub webhooks: Vec<String>,
+    /// Controllers admitted per room.
+    pub max_controllers: u32,
+    /// Rooms are created on first join.
+    pub auto_create: bool,
+    pub tiers: TierTable,
+    /// The `sluice-dataplane` executable; `None`: next to the running `sluice`.
+    pub dataplane_bin: Option<PathBuf>,
+    /// Don't spawn a dataplane (one is run separately); still connect to its socket.
+    pub external_dataplane: bool,
+    /// Seconds a drain waits for rooms to empty before the daemon stops anyway.
+    pub drain_deadline_s: u64,
+}
+
+/// A configuration error naming its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+const KEYS: &[&str] = &[
+    "http",
+    "api_keys",
+    "state_file",
+    "webhooks",
+    "max_controllers",
+    "auto_create",
+    "tiers",
+    "dataplane_bin",
+    "external_dataplane",
+    "drain_deadline_s",
+];
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            http: SocketAddr::from(([127, 0, 0, 1], 7880)),
+            api_keys: BTreeMap::new(),
+            state_file: PathBuf::from("./.sluice/state.json"),
+            webhooks: Vec::new(),
+            max_controllers: 3,
+            auto_create: true,
+            tiers: TierTable::default(),
+            dataplane_bin: None,
+            external_dataplane: false,
+            drain_deadline_s: 3600,
+        }
+    }
+}
+
+impl ControlConfig {
+    /// Defaults, then the `[control]` table of `toml_text`, then env, then `--key value` flags
+    /// (`--http`, `--state-file`, `--dataplane-bin`, `--max-controllers`, `--external-dataplane`).
+    pub fn load(
+        toml_text: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &[String],
+    ) -> Result<Self, ConfigError> {
+        let mut cfg = Self::default();
+        if let Some(text) = toml_text {
+            let doc: toml::Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::new("config file", e.message()))?;
+            for key in doc.keys() {
+                if key != "control" && key != "dataplane" {
+                    return Err(ConfigError::new(key.clone(), "unknown table"));
+                }
+            }
+            if let Some(section) = doc.get("control") {
+                let table = section
+                    .as_table()
+                    .ok_or_else(|| ConfigError::new("control", "expected a table"))?;
+                for (k, v) in table {
+                    cfg.apply_toml(k, v)?;
+                }
+            }
+        }
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("SLUICE_CONTROL_") else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if KEYS.contains(&key.as_str()) {
+                cfg.apply_str(&key, &value, &name)?;
+            }
+        }
+        let mut i = 0;
+        while i < flags.len() {
+            let (name, inline) = match flags[i].split_once('=') {
+                Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+                None => (flags[i].clone(), None),
+            };
+            let key = name
+                .strip_prefix("--")
+                .map(|k| k.replace('-', "_"))
+                .filter(|k| KEYS.contains(&k.as_str()))
+                .ok_or_else(|| ConfigError::new(&name, "unknown flag"))?;
+            if key == "external_dataplane" && inline.is_none() {
+                cfg.external_dataplane = true;
+                i += 1;
+                continue;
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => {
+                    i += 1;
+                    flags
+                        .get(i)
+                        .cloned()
+                        .ok_or_else(|| ConfigError::new(&name, "expects a value"))?
+                }
+            };
+            cfg.apply_str(&key, &value, &name)?;
+            i += 1;
+        }
+        Ok(cfg)
+    }
+
+    fn apply_toml(&mut self, key: &str, v: &toml::Value) -> Result<(), ConfigError> {
+        let full = format!("control.{key}");
+        let err = |m: &str| ConfigError::new(&full, m);
+        match key {
+            "api_keys" => {
+                let t = v
+                    .as_table()
+                    .ok_or_else(|| err("expected a table of key = \"secret\""))?;
+                self.api_keys.clear();
+                for (k, s) in t {
+                    let s = s.as_str().ok_or_else(|| {
+                        ConfigError::new(format!("{full}.{k}"), "expected a string secret")
+                    })?;
+                    if s.len() < 16 {
+                        return Err(ConfigError::new(
+                            format!("{full}.{k}"),
+                            "secret must be at least 16 characters",
+                        ));
+                    }
+                    self.api_keys.insert(k.clone(), s.to_owned());
+                }
+            }
+            "webhooks" => {
+                let a = v
+                    .as_array()
+                    .ok_or_else(|| err("expected an array of URLs"))?;
+                self.webhooks.clear();
+                for (i, u) in a.iter().enumerate() {
+                    let u = u.as_str().ok_or_else(|| {
+                        ConfigError::new(format!("{full}[{i}]"), "expected a URL")
+                    })?;
+                    check_url(u).map_err(|m| ConfigError::new(format!("{full}[{i}]"), m))?;
+                    self.webhooks.push(u.to_owned());
+                }
+            }
+            "tiers" => {
+                let t = v.as_table().ok_or_else(|| err("expected a table"))?;
+                for (role, tier) in t {
+                    let slot = match role.as_str() {
+                        "host" => &mut self.tiers.host,
+                        "controller" => &mut self.tiers.controller,
+                        "viewer" => &mut self.tiers.viewer,
+                        _ => {
+                            return Err(ConfigError::new(
+                                format!("{full}.{role}"),
+                                "unknown role (host, controller, viewer)",
+                            ))
+                        }
+                    };
+                    *slot = parse_tier(&format!("{full}.{role}"), tier, *slot)?;
+                }
+            }
+            "max_controllers" | "drain_deadline_s" => {
+                let n = v
+                    .as_integer()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| err("expected a non-negative integer"))?;
+                self.apply_str(key, &n.to_string(), &full)?;
+            }
+            "auto_create" | "external_dataplane" => {
+                let b = v.as_bool().ok_or_else(|| err("expected true or false"))?;
+                self.apply_str(key, &b.to_string(), &full)?;
+            }
+            "http" | "state_file" | "dataplane_bin" => {
+                let s = v.as_str().ok_or_else(|| err("expected a string"))?;
+                self.apply_str(key, s, &full)?;
+            }
+            _ => return Err(err("unknown key")),
+        }
+        Ok(())
+    }
+
+    /// Sets `key` from text (env or flag); `name` is how the user spelled it.
+    fn apply_str(&mut self, key: &str, value: &str, name: &str) -> Result<(), ConfigError> {
+        let err = |m: String| ConfigError::new(name, m);
+        match key {
+            "http" => {
+                self.http = value
+                    .parse()
+                    .map_err(|_| err(format!("expected ip:port, got {value:?}")))?
+            }
+            "state_file" => self.state_file = PathBuf::from(value),
+            "dataplane_bin" => self.dataplane_bin = Some(PathBuf::from(value)),
+            "max_controllers" => {
+                self.max_controllers = value
+                    .parse()
+                    .map_err(|_| err(format!("expected an integer, got {value:?}")))?
+            }
+            "drain_deadline_s" => {
+                self.drain_deadline_s = value
+                    .parse()
+                    .map_err(|_| err(format!("expected seconds, got {value:?}")))?
+            }
+            "auto_create" | "external_dataplane" => {
+                let b = match value {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(err(format!("expected true or false, got {value:?}"))),
+                };
+                if key == "auto_create" {
+                    self.auto_create = b;
+                } else {
+                    self.external_dataplane = b;
+                }
+            }
+            "webhooks" => {
+                self.webhooks = Vec::new();
+                for u in value.split(',').filter(|u| !u.is_empty()) {
+                    check_url(u).map_err(|m| err(m.to_owned()))?;
+                    self.webhooks.push(u.to_owned());
+                }
+            }
+            "api_keys" => {
+                self.api_keys.clear();
+                for pair in value.split(',').filter(|p| !p.is_empty()) {
+                    let (k, s) = pair
+                        .split_once(':')
+                        .ok_or_else(|| err("expected key:secret[,key:secret]".into()))?;
+                    self.api_keys.insert(k.to_owned(), s.to_owned());
+                }
+            }
+            _ => return Err(err("cannot be set here; use the config file".into())),
+        }
+        Ok(())
+    }
+}
+
+fn parse_tier(key: &str, v: &toml::Value, base: QualityTier) -> Result<QualityTier, ConfigError> {
+    let t = v
+        .as_table()
+        .ok_or_else(|| ConfigError::new(key, "expected { max_bitrate_bps, priority }"))?;
+    let mut tier = base;
+    for (k, v) in t {
+        let field = format!("{key}.{k}");
+        let n = v
+            .as_integer()
+            .ok_or_else(|| ConfigError::new(&field, "expected an integer"))?;
+        match k.as_str() {
+            "max_bitrate_bps" if n > 0 => tier.max_bitrate_bps = n as u64,
+            "priority" if (0..=255).contains(&n) => tier.priority = n as u8,
+            "max_bitrate_bps" | "priority" => return Err(ConfigError::new(field, "out of range")),
+            _ => return Err(ConfigError::new(field, "unknown key")),
+        }
+    }
+    Ok(tier)
+}
+
+fn check_url(u: &str) -> Result<(), &'static str> {
+    if u.strip_prefix("http://")
+        .is_some_and(|rest| !rest.is_empty())
+    {
+        Ok(())
+    } else {
+        Err("expected an http:// URL (webhooks are delivered over plain HTTP/1.1)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, flags: &[&str]) -> Result<ControlConfig, ConfigError> {
+        let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        ControlConfig::load(Some(toml), Vec::new(), &flags)
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.http.to_string(), "127.0.0.1:7880");
+        assert_eq!(c.max_controllers, 3);
+        let c = load(
+            "[control]\nhttp = \"127.0.0.1:9000\"\nmax_controllers = 5\n[control.tiers.viewer]\npriority = 9\n[dataplane]\nport = 1",
+            &["--http", "127.0.0.1:9001"],
+        )
+        .unwrap();
+        assert_eq!(c.http.port(), 9001);
+        assert_eq!(c.max_controllers, 5);
+        assert_eq!(c.tiers.viewer.priority, 9);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(
+            load("[control]\nhttp = \"nope\"", &[]).unwrap_err().key,
+            "control.http"
+        );
+        assert_eq!(
+            load("[control]\nhttp = 5", &[]).unwrap_err().key,
+            "control.http"
+        );
+        assert_eq!(
+            load("[control]\ntypo = 5", &[]).unwrap_err().key,
+            "control.typo"
+        );
+        assert_eq!(
+            load("[control.api_keys]\nk = \"short\"", &[])
+                .unwrap_err()
+                .key,
+            "control.api_keys.k"
+        );
+        assert_eq!(
+            load("[control]\nwebhooks = [\"ftp://x\"]", &[])
+                .unwrap_err()
+                .key,
+            "control.webhooks[0]"
+        );
+        assert_eq!(load("", &["--http", "x"]).unwrap_err().key, "--http");
+        assert_eq!(load("", &["--bogus"]).unwrap_err().key, "--bogus");
+        let env = vec![(
+            "SLUICE_CONTROL_MAX_CONTROLLERS".to_string(),
+            "x".to_string(),
+        )];
+        assert_eq!(
+            ControlConfig::load(None, env, &[]).unwrap_err().key,
+            "SLUICE_CONTROL_MAX_CONTROLLERS"
+        );
+    }
+}

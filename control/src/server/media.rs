@@ -1,0 +1,1113 @@
+//! Media orchestration: turns offers and answers into dataplane commands, and keeps the
+//! control-side record of every session, track and subscription (the source of truth for a
+//! resync, `docs/control-socket.md` "Disconnect and resync").
+//!
+//! Each participant has up to two PeerConnections (docs/protocol.md explains why): the
+//! *publisher* (client offers, `sdp::answer`, `CreateSession` + `AddTrack` per received
+//! section) and the *subscriber* (we offer with `sdp::offer_for_subscriber`, the client
+//! answers, `CreateSession` once + `Subscribe` per track). WHIP, WHEP and sidecar sessions use
+//! the one-shot path [`Media::answer_offer`], which does both directions in a single answer.
+//!
+//! All media state sits behind one async lock, so operations never interleave; each is a
+//! handful of loopback requests to the dataplane.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::json;
+use sluice_dataplane::proto::{
+    AddTrack, Codec as DpCodec, Command, CreateSession, DtlsRole as DpRole, ExtIds as DpExt,
+    IceParams, Layer, MediaKind as DpKind, Quality, ReplyOk, SessionId, Source as DpSource,
+    Subscribe, SubscriptionId, TrackId, TransportMode,
+};
+
+use super::error::ApiError;
+use super::hub::ClientMsg;
+use super::App;
+use crate::auth::Source;
+use crate::link::LinkError;
+use crate::room::{PublishTrack, RoomEventKind, SimulcastLayer, TrackKind};
+use crate::sdp::{
+    self, accept_answer, offer_for_subscriber, Candidate, Direction, ExtIds, Fingerprint,
+    LocalParams, MediaKind, Msid, NegotiatedCodec, OutgoingTrack, SessionDescription, SsrcAttr,
+};
+
+/// (room, identity)
+pub(crate) type PeerKey = (String, String);
+
+/// All media state of the node.
+#[derive(Debug, Default)]
+pub(crate) struct Media {
+    next_id: u64,
+    pub(crate) peers: HashMap<PeerKey, Peer>,
+    /// Published tracks by room track sid (`TR_n`).
+    pub(crate) tracks: BTreeMap<String, MTrack>,
+    /// What the dataplane should hold, by id (for resync).
+    pub(crate) sessions: BTreeMap<SessionId, CreateSession>,
+    pub(crate) dp_tracks: BTreeMap<TrackId, AddTrack>,
+    pub(crate) subs: BTreeMap<SubscriptionId, Subscribe>,
+}
+
+/// One participant's media.
+#[derive(Debug, Default)]
+pub(crate) struct Peer {
+    pub(crate) participant_sid: String,
+    /// Gets `offer {pc: "subscriber"}` messages (a WebSocket client).
+    pub(crate) signaling: bool,
+    pub(crate) publisher: Option<Pc>,
+    pub(crate) subscriber: Option<SubPc>,
+    /// `publish` requests waiting for the offer that carries them: (cid, track sid, kind).
+    pub(crate) pending: Vec<(String, String, TrackKind)>,
+    /// Publisher mid → track sid.
+    pub(crate) pub_mids: BTreeMap<String, String>,
+    /// Tracks the client turned off with `subscribe {subscribe: false}`.
+    pub(crate) unsubscribed: BTreeSet<String>,
+    /// One-shot sessions (WHEP/sidecar) own their subscriptions directly.
+    pub(crate) oneshot_subs: Vec<SubscriptionId>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Pc {
+    pub(crate) session: SessionId,
+    pub(crate) ufrag: String,
+    pub(crate) pwd: String,
+    pub(crate) remote_ufrag: String,
+}
+
+/// The server-offered PeerConnection.
+#[derive(Debug, Default)]
+pub(crate) struct SubPc {
+    pub(crate) session: Option<SessionId>,
+    pub(crate) ufrag: String,
+    pub(crate) pwd: String,
+    pub(crate) remote_ufrag: Option<String>,
+    version: u64,
+    /// m= slots in order; `None` track = inactive (its track went away).
+    slots: Vec<Slot>,
+    /// The offer awaiting an answer.
+    pending_offer: Option<SessionDescription>,
+    /// The set changed while an offer was pending: offer again after the answer.
+    stale: bool,
+    /// Track sid → subscription, as established after an answer.
+    subscribed: BTreeMap<String, SubscriptionId>,
+    ice_restart: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    out: OutgoingTrack,
+    track: Option<String>,
+}
+
+/// A published track.
+#[derive(Debug, Clone)]
+pub(crate) struct MTrack {
+    pub(crate) room: String,
+    pub(crate) owner: String,
+    pub(crate) owner_sid: String,
+    pub(crate) dp: TrackId,
+    pub(crate) kind: MediaKind,
+    pub(crate) codec: NegotiatedCodec,
+}
+
+/// Which side of a one-shot answer a caller wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OneShot {
+    /// WS publisher PC: only receive; sendonly-by-us sections are refused.
+    Publisher,
+    /// WHIP/sidecar/WHEP: receive what the client sends and send the room's tracks to sections
+    /// the client only receives on.
+    Both,
+}
+
+impl App {
+    /// The dataplane's identity for our SDP, or `rejected: dataplane unavailable`.
+    fn local_params(&self, ufrag: &str, pwd: &str) -> Result<LocalParams, ApiError> {
+        let conn = self
+            .link
+            .as_ref()
+            .and_then(|l| l.current())
+            .ok_or_else(|| ApiError::from(LinkError::Unavailable))?;
+        let fp = conn
+            .hello
+            .fingerprint
+            .as_deref()
+            .and_then(|f| f.split_once(' '))
+            .map(|(hash, value)| Fingerprint {
+                hash: hash.to_ascii_lowercase(),
+                value: value.to_owned(),
+            })
+            .ok_or_else(|| ApiError::rejected("dataplane announced no DTLS fingerprint"))?;
+        let candidates = conn
+            .hello
+            .media_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let prio = 2_130_706_431u32.saturating_sub(i as u32);
+                Candidate::host_udp(&(i + 1).to_string(), a.ip(), a.port(), prio)
+            })
+            .collect();
+        Ok(LocalParams::new(
+            ufrag,
+            pwd,
+            fp,
+            candidates,
+            u64::from(random_u32()),
+        ))
+    }
+
+    async fn dp(&self, command: Command) -> Result<ReplyOk, ApiError> {
+        let link = self
+            .link
+            .as_ref()
+            .ok_or_else(|| ApiError::from(LinkError::Unavailable))?;
+        Ok(link.request(command).await?)
+    }
+
+    /// Registers a participant's media record (on join).
+    pub(crate) async fn media_join(&self, key: &PeerKey, participant_sid: &str, signaling: bool) {
+        let old = {
+            let mut media = self.media.lock().await;
+            media.peers.insert(
+                key.clone(),
+                Peer {
+                    participant_sid: participant_sid.to_owned(),
+                    signaling,
+                    ..Peer::default()
+                },
+            )
+        };
+        if let Some(old) = old {
+            self.close_peer_sessions(old).await;
+        }
+    }
+
+    /// A `publish` request was accepted: remember it for the next publisher offer.
+    pub(crate) async fn media_pending(&self, key: &PeerKey, cid: &str, sid: &str, kind: TrackKind) {
+        let mut media = self.media.lock().await;
+        if let Some(p) = media.peers.get_mut(key) {
+            p.pending.push((cid.to_owned(), sid.to_owned(), kind));
+        }
+    }
+
+    /// Answers a client offer. `Publisher`: the WS publisher PC. `Both`: WHIP/WHEP/sidecar.
+    pub(crate) async fn answer_offer(
+        &self,
+        key: &PeerKey,
+        offer_text: &str,
+        mode: OneShot,
+    ) -> Result<(SessionId, String), ApiError> {
+        let offer = sdp::parse(offer_text)?;
+        let mut media = self.media.lock().await;
+        let media = &mut *media;
+        let peer = media
+            .peers
+            .get(key)
+            .ok_or_else(|| ApiError::not_found(format!("participant {:?} not joined", key.1)))?;
+        let offered_ufrag = offer
+            .media
+            .iter()
+            .find_map(|m| m.ice_ufrag.clone())
+            .or_else(|| offer.ice_ufrag.clone())
+            .unwrap_or_default();
+        let existing = peer.publisher.clone();
+        let restart = existing
+            .as_ref()
+            .is_some_and(|pc| pc.remote_ufrag != offered_ufrag);
+        let (ufrag, pwd) = match &existing {
+            Some(pc) if !restart => (pc.ufrag.clone(), pc.pwd.clone()),
+            _ => ice_creds(),
+        };
+        let local = self.local_params(&ufrag, &pwd)?;
+        let mut answer = sdp::answer(&offer, &local)?;
+
+        // Decide every section before touching the dataplane, so a refusal changes nothing.
+        let mut new_pub = Vec::new();
+        let mut send_slots = Vec::new();
+        let mut taken = BTreeSet::new();
+        for (i, acc) in answer.accepted.iter().enumerate() {
+            if acc.direction.receives() && !peer.pub_mids.contains_key(&acc.mid) {
+                new_pub.push(i);
+            }
+            if acc.direction.sends() && !acc.direction.receives() {
+                if mode == OneShot::Publisher {
+                    return Err(ApiError::invalid(
+                        "sdp",
+                        format!("publisher offer section mid={} must be sendonly", acc.mid),
+                    ));
+                }
+                let pick = media
+                    .tracks
+                    .iter()
+                    .find(|(sid, t)| {
+                        t.room == key.0
+                            && t.owner != key.1
+                            && t.kind == acc.kind
+                            && !taken.contains(*sid)
+                            && t.codec.name.eq_ignore_ascii_case(&acc.codec.name)
+                    })
+                    .map(|(sid, _)| sid.clone());
+                if let Some(sid) = &pick {
+                    taken.insert(sid.clone());
+                }
+                send_slots.push((i, pick));
+            }
+        }
+        // Permission checks and track sids for newly received sections.
+        let mut pending = peer.pending.clone();
+        let mut assigned = Vec::new();
+        for &i in &new_pub {
+            let acc = &answer.accepted[i];
+            let kind = track_kind(&acc.kind)?;
+            if let Some(pos) = pending.iter().position(|(_, _, k)| *k == kind) {
+                let (_, sid, _) = pending.remove(pos);
+                assigned.push((i, sid, None));
+                continue;
+            }
+            let source = match kind {
+                TrackKind::Audio => Source::Microphone,
+                TrackKind::Video => Source::Camera,
+            };
+            let layers = acc
+                .rids
+                .iter()
+                .map(|r| SimulcastLayer {
+                    rid: r.clone(),
+                    max_bitrate_bps: None,
+                })
+                .collect();
+            let events = self.rooms.lock().expect("rooms lock").publish(
+                &key.0,
+                &key.1,
+                PublishTrack {
+                    kind,
+                    source,
+                    layers,
+                    muted: false,
+                },
+            )?;
+            let sid = events
+                .iter()
+                .find_map(|e| match &e.kind {
+                    RoomEventKind::TrackPublished { track, .. } => Some(track.id.clone()),
+                    _ => None,
+                })
+                .expect("publish emits TrackPublished");
+            assigned.push((i, sid, Some(events)));
+        }
+
+        // Session.
+        let session = match &existing {
+            Some(pc) => pc.session,
+            None => {
+                let id = SessionId(next_id(&mut media.next_id));
+                let role = self.participant_tier(key);
+                let spec = CreateSession {
+                    session: id,
+                    ice: IceParams {
+                        ufrag: ufrag.clone(),
+                        pwd: pwd.clone(),
+                        remote_ufrag: Some(answer.remote.ice_ufrag.clone()),
+                        remote_pwd: Some(answer.remote.ice_pwd.clone()),
+                    },
+                    remote_fingerprint: answer.remote.fingerprints.first().map(|f| f.to_string()),
+                    dtls_role: dp_role(answer.remote.dtls_role),
+                    worker_hint: None,
+                    mode: TransportMode::Webrtc {},
+                    quality: role,
+                };
+                self.dp(Command::CreateSession(spec.clone())).await?;
+                media.sessions.insert(id, spec);
+                id
+            }
+        };
+        if restart {
+            self.dp(Command::IceRestart {
+                session,
+                ufrag: ufrag.clone(),
+                pwd: pwd.clone(),
+                remote_ufrag: Some(answer.remote.ice_ufrag.clone()),
+                remote_pwd: Some(answer.remote.ice_pwd.clone()),
+            })
+            .await?;
+            if let Some(spec) = media.sessions.get_mut(&session) {
+                spec.ice.ufrag = ufrag.clone();
+                spec.ice.pwd = pwd.clone();
+                spec.ice.remote_ufrag = Some(answer.remote.ice_ufrag.clone());
+                spec.ice.remote_pwd = Some(answer.remote.ice_pwd.clone());
+            }
+        }
+
+        // Tracks.
+        let owner_sid = peer.participant_sid.clone();
+        let mut published_events = Vec::new();
+        let mut added = Vec::new();
+        for (i, sid, events) in assigned {
+            let acc = &answer.accepted[i];
+            let dp = TrackId(next_id(&mut media.next_id));
+            let layers = if !acc.rids.is_empty() {
+                acc.rids
+                    .iter()
+                    .map(|r| Layer {
+                        rid: Some(r.clone()),
+                        ..Layer::default()
+                    })
+                    .collect()
+            } else if acc.kind == MediaKind::Audio || acc.ssrcs.len() <= 1 {
+                vec![acc
+                    .ssrcs
+                    .first()
+                    .map(|p| Layer {
+                        rid: None,
+                        ssrc: Some(p.ssrc),
+                        rtx_ssrc: p.rtx_ssrc.filter(|_| acc.rtx_pt.is_some()),
+                    })
+                    .unwrap_or_default()]
+            } else {
+                acc.ssrcs
+                    .iter()
+                    .take(sluice_dataplane::proto::MAX_LAYERS)
+                    .map(|p| Layer {
+                        rid: None,
+                        ssrc: Some(p.ssrc),
+                        rtx_ssrc: p.rtx_ssrc.filter(|_| acc.rtx_pt.is_some()),
+                    })
+                    .collect()
+            };
+            let kind = track_kind(&acc.kind)?;
+            let source = self.track_source(key, &sid).unwrap_or(match kind {
+                TrackKind::Audio => Source::Microphone,
+                TrackKind::Video => Source::Camera,
+            });
+            let spec = AddTrack {
+                session,
+                track: dp,
+                kind: match kind {
+                    TrackKind::Audio => DpKind::Audio,
+                    TrackKind::Video => DpKind::Video,
+                },
+                codec: DpCodec {
+                    name: acc.codec.name.clone(),
+                    payload_type: acc.codec.pt,
+                    clock_rate: acc.codec.clock_rate,
+                    rtx_payload_type: acc.codec.rtx_pt,
+                },
+                layers,
+                ext_ids: dp_ext(&acc.ext_ids),
+                e2ee: false,
+                source: match source {
+                    Source::Camera => DpSource::Camera,
+                    Source::Microphone => DpSource::Microphone,
+                    Source::Screen => DpSource::Screen,
+                },
+            };
+            self.dp(Command::AddTrack(spec.clone())).await?;
+            media.dp_tracks.insert(dp, spec);
+            media.tracks.insert(
+                sid.clone(),
+                MTrack {
+                    room: key.0.clone(),
+                    owner: key.1.clone(),
+                    owner_sid: owner_sid.clone(),
+                    dp,
+                    kind: acc.kind.clone(),
+                    codec: acc.codec.clone(),
+                },
+            );
+            added.push((acc.mid.clone(), sid));
+            if let Some(events) = events {
+                published_events.extend(events);
+            }
+        }
+
+        // Sections the client receives on (WHEP/sidecar): our SSRCs into the answer.
+        let mut new_subs = Vec::new();
+        for (i, pick) in send_slots {
+            let Some(track_sid) = pick else { continue };
+            let acc = &answer.accepted[i];
+            let t = &media.tracks[&track_sid];
+            let ssrc = random_u32();
+            let rtx_ssrc = acc.rtx_pt.map(|_| random_u32());
+            if let Some(section) = answer
+                .sdp
+                .media
+                .iter_mut()
+                .find(|m| m.mid.as_deref() == Some(acc.mid.as_str()))
+            {
+                let msid = format!("{} {}", t.owner_sid, track_sid);
+                for s in std::iter::once(ssrc).chain(rtx_ssrc) {
+                    section.ssrcs.push(SsrcAttr {
+                        ssrc: s,
+                        attr: "cname".into(),
+                        value: Some(format!("sluice-{}", t.owner_sid)),
+                    });
+                    section.ssrcs.push(SsrcAttr {
+                        ssrc: s,
+                        attr: "msid".into(),
+                        value: Some(msid.clone()),
+                    });
+                }
+                section.msids.push(Msid {
+                    stream_id: t.owner_sid.clone(),
+                    track_id: Some(track_sid.clone()),
+                });
+            }
+            let sub = SubscriptionId(next_id(&mut media.next_id));
+            new_subs.push(Subscribe {
+                subscription: sub,
+                session,
+                track: t.dp,
+                ssrc,
+                rtx_ssrc: rtx_ssrc.filter(|_| acc.codec.rtx_pt.is_some()),
+                payload_type: acc.codec.pt,
+                rtx_payload_type: acc.codec.rtx_pt.filter(|_| rtx_ssrc.is_some()),
+                ext_ids: dp_ext(&acc.ext_ids),
+            });
+        }
+        for spec in new_subs {
+            self.dp(Command::Subscribe(spec.clone())).await?;
+            let id = spec.subscription;
+            media.subs.insert(id, spec);
+            if let Some(p) = media.peers.get_mut(key) {
+                p.oneshot_subs.push(id);
+            }
+        }
+
+        let peer = media.peers.get_mut(key).expect("checked above");
+        peer.pending = pending;
+        for (mid, sid) in added {
+            peer.pub_mids.insert(mid, sid);
+        }
+        peer.publisher = Some(Pc {
+            session,
+            ufrag,
+            pwd,
+            remote_ufrag: offered_ufrag,
+        });
+        self.emit(published_events);
+        self.refresh_room(media, &key.0).await;
+        self.mark_dirty();
+        Ok((session, answer.sdp.to_string()))
+    }
+
+    fn participant_tier(&self, key: &PeerKey) -> Quality {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        let role = rooms
+            .participant(&key.0, &key.1)
+            .map_or(crate::auth::Role::Viewer, |p| p.role);
+        let tier = rooms.tier(role);
+        Quality {
+            max_bitrate_bps: tier.max_bitrate_bps,
+            priority: tier.priority,
+        }
+    }
+
+    fn track_source(&self, key: &PeerKey, sid: &str) -> Option<Source> {
+        let rooms = self.rooms.lock().expect("rooms lock");
+        rooms
+            .participant(&key.0, &key.1)
+            .and_then(|p| p.tracks.get(sid))
+            .map(|t| t.source)
+    }
+
+    /// Re-offers to every signaling subscriber of `room` whose wanted tracks changed.
+    pub(crate) async fn refresh_room(&self, media: &mut Media, room: &str) {
+        let keys: Vec<PeerKey> = media
+            .peers
+            .iter()
+            .filter(|(k, p)| k.0 == room && p.signaling)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            if let Err(e) = self.offer_subscriber(media, &key, false) {
+                tracing::debug!(room, identity = %key.1, error = %e, "no subscriber offer");
+            }
+        }
+    }
+
+    /// Builds and sends a subscriber offer if the wanted set changed (or `force`, for an ICE
+    /// restart).
+    fn offer_subscriber(
+        &self,
+        media: &mut Media,
+        key: &PeerKey,
+        force: bool,
+    ) -> Result<(), ApiError> {
+        let can_subscribe = self
+            .rooms
+            .lock()
+            .expect("rooms lock")
+            .participant(&key.0, &key.1)
+            .is_some_and(|p| p.grants.can_subscribe);
+        let peer = media
+            .peers
+            .get(key)
+            .ok_or_else(|| ApiError::not_found("peer"))?;
+        let wanted: BTreeSet<String> = if can_subscribe {
+            media
+                .tracks
+                .iter()
+                .filter(|(sid, t)| {
+                    t.room == key.0 && t.owner != key.1 && !peer.unsubscribed.contains(*sid)
+                })
+                .map(|(sid, _)| sid.clone())
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        let sub = media
+            .peers
+            .get_mut(key)
+            .expect("checked above")
+            .subscriber
+            .get_or_insert_with(|| {
+                let (ufrag, pwd) = ice_creds();
+                SubPc {
+                    ufrag,
+                    pwd,
+                    ..SubPc::default()
+                }
+            });
+        let current: BTreeSet<String> = sub.slots.iter().filter_map(|s| s.track.clone()).collect();
+        if current == wanted && !force {
+            return Ok(());
+        }
+        if sub.pending_offer.is_some() {
+            sub.stale = true;
+            return Ok(());
+        }
+        if current.is_empty() && wanted.is_empty() && sub.slots.is_empty() {
+            return Ok(());
+        }
+        // Deactivate slots whose track is gone; fill new tracks into free slots of their kind.
+        for slot in &mut sub.slots {
+            if slot.track.as_ref().is_some_and(|t| !wanted.contains(t)) {
+                slot.track = None;
+            }
+        }
+        for sid in wanted.difference(&current) {
+            let t = &media.tracks[sid];
+            let out = OutgoingTrack {
+                mid: String::new(),
+                kind: t.kind.clone(),
+                codec: t.codec.clone(),
+                ssrc: random_u32(),
+                rtx_ssrc: t.codec.rtx_pt.map(|_| random_u32()),
+                msid: Msid {
+                    stream_id: t.owner_sid.clone(),
+                    track_id: Some(sid.clone()),
+                },
+                ext_ids: subscriber_ext_ids(&t.kind),
+            };
+            if let Some(slot) = sub
+                .slots
+                .iter_mut()
+                .find(|s| s.track.is_none() && s.out.kind == t.kind)
+            {
+                let mid = slot.out.mid.clone();
+                slot.out = OutgoingTrack { mid, ..out };
+                slot.track = Some(sid.clone());
+            } else {
+                let mid = sub.slots.len().to_string();
+                sub.slots.push(Slot {
+                    out: OutgoingTrack { mid, ..out },
+                    track: Some(sid.clone()),
+                });
+            }
+        }
+        if force {
+            let (ufrag, pwd) = ice_creds();
+            sub.ufrag = ufrag;
+            sub.pwd = pwd;
+            sub.ice_restart = sub.session.is_some();
+        }
+        sub.version += 1;
+        let mut local = self.local_params(&sub.ufrag, &sub.pwd)?;
+        local.session_version = sub.version;
+        let outs: Vec<OutgoingTrack> = sub.slots.iter().map(|s| s.out.clone()).collect();
+        let mut offer = offer_for_subscriber(&local, &outs);
+        for (slot, section) in sub.slots.iter().zip(offer.media.iter_mut()) {
+            if slot.track.is_none() {
+                section.direction = Direction::Inactive;
+                section.ssrcs.clear();
+                section.ssrc_groups.clear();
+                section.msids.clear();
+            }
+        }
+        let text = offer.to_string();
+        sub.pending_offer = Some(offer);
+        self.hub.send_to(
+            &key.0,
+            &key.1,
+            ClientMsg::Json(json!({"type": "offer", "pc": "subscriber", "sdp": text})),
+        );
+        Ok(())
+    }
+
+    /// The client's answer to our subscriber offer.
+    pub(crate) async fn subscriber_answer(
+        &self,
+        key: &PeerKey,
+        text: &str,
+    ) -> Result<(), ApiError> {
+        let answer_sdp = sdp::parse(text)?;
+        let mut guard = self.media.lock().await;
+        let media = &mut *guard;
+        let sub = media
+            .peers
+            .get_mut(key)
+            .and_then(|p| p.subscriber.as_mut())
+            .ok_or_else(|| ApiError::rejected("no subscriber offer is pending"))?;
+        let offer = sub
+            .pending_offer
+            .take()
+            .ok_or_else(|| ApiError::rejected("no subscriber offer is pending"))?;
+        let accepted = match accept_answer(&offer, &answer_sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                sub.pending_offer = Some(offer);
+                return Err(e.into());
+            }
+        };
+        let remote = accepted.remote.clone();
+        let session = match sub.session {
+            Some(s) => {
+                if sub.ice_restart {
+                    sub.ice_restart = false;
+                    let (u, p) = (sub.ufrag.clone(), sub.pwd.clone());
+                    self.dp(Command::IceRestart {
+                        session: s,
+                        ufrag: u.clone(),
+                        pwd: p.clone(),
+                        remote_ufrag: Some(remote.ice_ufrag.clone()),
+                        remote_pwd: Some(remote.ice_pwd.clone()),
+                    })
+                    .await?;
+                    if let Some(spec) = media.sessions.get_mut(&s) {
+                        spec.ice.ufrag = u;
+                        spec.ice.pwd = p;
+                        spec.ice.remote_ufrag = Some(remote.ice_ufrag.clone());
+                        spec.ice.remote_pwd = Some(remote.ice_pwd.clone());
+                    }
+                } else if sub.remote_ufrag.as_deref() != Some(remote.ice_ufrag.as_str()) {
+                    self.dp(Command::SetRemote {
+                        session: s,
+                        remote_ufrag: remote.ice_ufrag.clone(),
+                        remote_pwd: remote.ice_pwd.clone(),
+                        remote_fingerprint: remote.fingerprints.first().map(|f| f.to_string()),
+                    })
+                    .await?;
+                }
+                s
+            }
+            None => {
+                let id = SessionId(next_id(&mut media.next_id));
+                let sub = media
+                    .peers
+                    .get(key)
+                    .and_then(|p| p.subscriber.as_ref())
+                    .expect("checked above");
+                let spec = CreateSession {
+                    session: id,
+                    ice: IceParams {
+                        ufrag: sub.ufrag.clone(),
+                        pwd: sub.pwd.clone(),
+                        remote_ufrag: Some(remote.ice_ufrag.clone()),
+                        remote_pwd: Some(remote.ice_pwd.clone()),
+                    },
+                    remote_fingerprint: remote.fingerprints.first().map(|f| f.to_string()),
+                    dtls_role: dp_role(remote.dtls_role),
+                    worker_hint: None,
+                    mode: TransportMode::Webrtc {},
+                    quality: self.participant_tier(key),
+                };
+                self.dp(Command::CreateSession(spec.clone())).await?;
+                media.sessions.insert(id, spec);
+                id
+            }
+        };
+        let sub = media
+            .peers
+            .get_mut(key)
+            .and_then(|p| p.subscriber.as_mut())
+            .expect("checked above");
+        sub.session = Some(session);
+        sub.remote_ufrag = Some(remote.ice_ufrag.clone());
+        // Diff: subscribe what the answer accepted, unsubscribe what is gone.
+        let mut want: BTreeMap<String, Subscribe> = BTreeMap::new();
+        for slot in &sub.slots {
+            let Some(track_sid) = &slot.track else {
+                continue;
+            };
+            let Some(acc) = accepted.accepted.iter().find(|a| a.mid == slot.out.mid) else {
+                continue;
+            };
+            let Some(t) = media.tracks.get(track_sid) else {
+                continue;
+            };
+            let rtx = slot.out.rtx_ssrc.zip(acc.codec.rtx_pt);
+            want.insert(
+                track_sid.clone(),
+                Subscribe {
+                    subscription: SubscriptionId(0),
+                    session,
+                    track: t.dp,
+                    ssrc: slot.out.ssrc,
+                    rtx_ssrc: rtx.map(|r| r.0),
+                    payload_type: acc.codec.pt,
+                    rtx_payload_type: rtx.map(|r| r.1),
+                    ext_ids: dp_ext(&acc.ext_ids),
+                },
+            );
+        }
+        let gone: Vec<(String, SubscriptionId)> = sub
+            .subscribed
+            .iter()
+            .filter(|(t, _)| !want.contains_key(*t))
+            .map(|(t, s)| (t.clone(), *s))
+            .collect();
+        let fresh: Vec<(String, Subscribe)> = want
+            .into_iter()
+            .filter(|(t, _)| !sub.subscribed.contains_key(t))
+            .collect();
+        let stale = std::mem::take(&mut sub.stale);
+        for (t, id) in gone {
+            match self.dp(Command::Unsubscribe { subscription: id }).await {
+                Ok(_)
+                | Err(ApiError {
+                    code: "internal", ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+            media.subs.remove(&id);
+            if let Some(sub) = media.peers.get_mut(key).and_then(|p| p.subscriber.as_mut()) {
+                sub.subscribed.remove(&t);
+            }
+        }
+        for (t, mut spec) in fresh {
+            spec.subscription = SubscriptionId(next_id(&mut media.next_id));
+            self.dp(Command::Subscribe(spec.clone())).await?;
+            let id = spec.subscription;
+            media.subs.insert(id, spec);
+            if let Some(sub) = media.peers.get_mut(key).and_then(|p| p.subscriber.as_mut()) {
+                sub.subscribed.insert(t, id);
+            }
+        }
+        if stale {
+            let _ = self.offer_subscriber(media, key, false);
+        }
+        self.mark_dirty();
+        Ok(())
+    }
+
+    /// `resume`: a fresh subscriber offer with new ICE credentials.
+    pub(crate) async fn resume(&self, key: &PeerKey) -> Result<(), ApiError> {
+        let mut media = self.media.lock().await;
+        self.offer_subscriber(&mut media, key, true)
+    }
+
+    /// `subscribe {track_sid, subscribe}`.
+    pub(crate) async fn set_subscribed(
+        &self,
+        key: &PeerKey,
+        track_sid: &str,
+        on: bool,
+    ) -> Result<(), ApiError> {
+        let mut media = self.media.lock().await;
+        if !media.tracks.contains_key(track_sid) {
+            return Err(ApiError::not_found(format!("track {track_sid:?}")).with_field("track_sid"));
+        }
+        let peer = media
+            .peers
+            .get_mut(key)
+            .ok_or_else(|| ApiError::not_found("peer"))?;
+        if on {
+            peer.unsubscribed.remove(track_sid);
+        } else {
+            peer.unsubscribed.insert(track_sid.to_owned());
+        }
+        self.offer_subscriber(&mut media, key, false)
+    }
+
+    /// Mute or unmute a published track in the dataplane.
+    pub(crate) async fn set_muted(&self, track_sid: &str, muted: bool) {
+        let dp = self.media.lock().await.tracks.get(track_sid).map(|t| t.dp);
+        if let Some(track) = dp {
+            if let Err(e) = self.dp(Command::SetMuted { track, muted }).await {
+                tracing::warn!(track_sid, error = %e, "set_muted failed");
+            }
+        }
+    }
+
+    /// Layer preference for every subscription of `key` to `track_sid`.
+    pub(crate) async fn set_layer(
+        &self,
+        key: &PeerKey,
+        track_sid: &str,
+        max_spatial: u8,
+        max_temporal: u8,
+    ) -> Result<(), ApiError> {
+        let sub = {
+            let media = self.media.lock().await;
+            media
+                .peers
+                .get(key)
+                .and_then(|p| p.subscriber.as_ref())
+                .and_then(|s| s.subscribed.get(track_sid).copied())
+        };
+        let Some(subscription) = sub else {
+            return Err(
+                ApiError::not_found(format!("no subscription to {track_sid:?}"))
+                    .with_field("track_sid"),
+            );
+        };
+        self.dp(Command::SetLayerCap {
+            subscription,
+            max_spatial,
+            max_temporal,
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Tracks that went away in the room state (unpublish, leave, grants): remove them from
+    /// the dataplane and re-offer.
+    pub(crate) async fn sync_room_tracks(&self, room: &str) {
+        let live: BTreeSet<String> = {
+            let rooms = self.rooms.lock().expect("rooms lock");
+            rooms
+                .room(room)
+                .map(|r| {
+                    r.participants
+                        .values()
+                        .flat_map(|p| p.tracks.keys().cloned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut media = self.media.lock().await;
+        let dead: Vec<String> = media
+            .tracks
+            .iter()
+            .filter(|(sid, t)| t.room == room && !live.contains(*sid))
+            .map(|(sid, _)| sid.clone())
+            .collect();
+        for sid in dead {
+            let t = media.tracks.remove(&sid).expect("listed above");
+            media.dp_tracks.remove(&t.dp);
+            media.subs.retain(|_, s| s.track != t.dp);
+            for p in media.peers.values_mut() {
+                p.pub_mids.retain(|_, s| *s != sid);
+                if let Some(sub) = p.subscriber.as_mut() {
+                    sub.subscribed.remove(&sid);
+                }
+            }
+            if let Err(e) = self.dp(Command::RemoveTrack { track: t.dp }).await {
+                tracing::debug!(track = %t.dp, error = %e, "remove_track");
+            }
+        }
+        self.refresh_room(&mut media, room).await;
+        self.mark_dirty();
+    }
+
+    /// The participant is gone: close its sessions.
+    pub(crate) async fn media_leave(&self, key: &PeerKey) {
+        let peer = self.media.lock().await.peers.remove(key);
+        if let Some(peer) = peer {
+            self.close_peer_sessions(peer).await;
+        }
+        self.sync_room_tracks(&key.0).await;
+    }
+
+    async fn close_peer_sessions(&self, peer: Peer) {
+        let sessions: Vec<SessionId> = peer
+            .publisher
+            .map(|p| p.session)
+            .into_iter()
+            .chain(peer.subscriber.and_then(|s| s.session))
+            .collect();
+        let mut media = self.media.lock().await;
+        for s in sessions {
+            media.sessions.remove(&s);
+            media.subs.retain(|_, sub| sub.session != s);
+            let dead: Vec<TrackId> = media
+                .dp_tracks
+                .iter()
+                .filter(|(_, t)| t.session == s)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in dead {
+                media.dp_tracks.remove(&id);
+            }
+            if let Err(e) = self.dp(Command::CloseSession { session: s }).await {
+                tracing::debug!(session = %s, error = %e, "close_session");
+            }
+        }
+    }
+
+    /// Dataplane (re)connected: make it hold exactly what we hold (docs/control-socket.md).
+    pub(crate) async fn resync(&self) -> Result<(), ApiError> {
+        let media = self.media.lock().await;
+        let mut have_sessions = BTreeSet::new();
+        let mut after = None;
+        loop {
+            match self.dp(Command::ListSessions { after }).await? {
+                ReplyOk::Sessions { sessions, next } => {
+                    have_sessions.extend(sessions.into_iter().map(|s| s.spec.session));
+                    if next.is_none() {
+                        break;
+                    }
+                    after = next;
+                }
+                _ => return Err(ApiError::new("internal", "unexpected list reply")),
+            }
+        }
+        let mut have_tracks = BTreeSet::new();
+        let mut after = None;
+        loop {
+            match self.dp(Command::ListTracks { after }).await? {
+                ReplyOk::Tracks { tracks, next } => {
+                    have_tracks.extend(tracks.into_iter().map(|t| t.spec.track));
+                    if next.is_none() {
+                        break;
+                    }
+                    after = next;
+                }
+                _ => return Err(ApiError::new("internal", "unexpected list reply")),
+            }
+        }
+        let mut have_subs = BTreeSet::new();
+        let mut after = None;
+        loop {
+            match self.dp(Command::ListSubscriptions { after }).await? {
+                ReplyOk::Subscriptions {
+                    subscriptions,
+                    next,
+                } => {
+                    have_subs.extend(subscriptions.into_iter().map(|s| s.spec.subscription));
+                    if next.is_none() {
+                        break;
+                    }
+                    after = next;
+                }
+                _ => return Err(ApiError::new("internal", "unexpected list reply")),
+            }
+        }
+        let mut recreated = 0usize;
+        for (id, spec) in &media.sessions {
+            if !have_sessions.contains(id) {
+                self.dp(Command::CreateSession(spec.clone())).await?;
+                recreated += 1;
+            }
+        }
+        for (id, spec) in &media.dp_tracks {
+            if !have_tracks.contains(id) {
+                self.dp(Command::AddTrack(spec.clone())).await?;
+                recreated += 1;
+            }
+        }
+        for (id, spec) in &media.subs {
+            if !have_subs.contains(id) {
+                self.dp(Command::Subscribe(spec.clone())).await?;
+                recreated += 1;
+            }
+        }
+        let mut orphans = 0usize;
+        for id in have_sessions.difference(&media.sessions.keys().copied().collect()) {
+            let _ = self.dp(Command::CloseSession { session: *id }).await;
+            orphans += 1;
+        }
+        tracing::info!(recreated, orphans, "dataplane resynced");
+        Ok(())
+    }
+
+    /// A dataplane session ended on its own (ICE timeout, DTLS failure): forget it.
+    pub(crate) async fn session_closed(&self, session: SessionId) {
+        let mut media = self.media.lock().await;
+        if media.sessions.remove(&session).is_none() {
+            return;
+        }
+        media.subs.retain(|_, s| s.session != session);
+        media.dp_tracks.retain(|_, t| t.session != session);
+        for p in media.peers.values_mut() {
+            if p.publisher.as_ref().is_some_and(|pc| pc.session == session) {
+                p.publisher = None;
+            }
+            if let Some(sub) = p.subscriber.as_mut() {
+                if sub.session == Some(session) {
+                    *sub = SubPc::default();
+                }
+            }
+        }
+    }
+}
+
+fn next_id(counter: &mut u64) -> u64 {
+    *counter += 1;
+    *counter
+}
+
+fn track_kind(kind: &MediaKind) -> Result<TrackKind, ApiError> {
+    match kind {
+        MediaKind::Audio => Ok(TrackKind::Audio),
+        MediaKind::Video => Ok(TrackKind::Video),
+        other => Err(ApiError::invalid(
+            "sdp",
+            format!("cannot publish {other} media"),
+        )),
+    }
+}
+
+fn dp_role(role: sdp::DtlsRole) -> DpRole {
+    match role {
+        sdp::DtlsRole::Server => DpRole::Server,
+        sdp::DtlsRole::Client => DpRole::Client,
+    }
+}
+
+fn dp_ext(e: &ExtIds) -> DpExt {
+    DpExt {
+        transport_cc: e.transport_cc,
+        abs_send_time: e.abs_send_time,
+        audio_level: e.audio_level,
+        mid: e.mid,
+        rid: e.rid,
+        repaired_rid: e.repaired_rid,
+        dependency_descriptor: e.dependency_descriptor,
+    }
+}
+
+/// Header extensions we offer subscribers (ids fixed per offer; the answer confirms them).
+fn subscriber_ext_ids(kind: &MediaKind) -> ExtIds {
+    let mut e = ExtIds {
+        mid: Some(1),
+        abs_send_time: Some(2),
+        transport_cc: Some(3),
+        ..ExtIds::default()
+    };
+    if *kind == MediaKind::Audio {
+        e.audio_level = Some(4);
+    }
+    e
+}
+
+/// Fresh ICE credentials: 8 and 24 characters from the ice-char alphabet (RFC 8839 §5.4).
+pub(crate) fn ice_creds() -> (String, String) {
+    (random_string(8), random_string(24))
+}
+
+pub(crate) fn random_string(n: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut bytes).expect("system RNG");
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+pub(crate) fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    aws_lc_rs::rand::fill(&mut b).expect("system RNG");
+    u32::from_be_bytes(b).max(1)
+}

@@ -1,0 +1,157 @@
+//! What a [`Session`](super::Session) and its tracks are built from: the
+//! transport mode and the sizing of every preallocated component, and the
+//! per-track settings the control plane derives from SDP (payload types,
+//! SSRCs or RIDs of simulcast layers, RFC 8285 extension ids).
+
+use std::net::SocketAddr;
+
+use crate::bwe::SendSideBweConfig;
+use crate::dtls::{DtlsRole, Fingerprint};
+use crate::forward::{Codec, MediaKind};
+use crate::ice::{IceClientConfig, IceConfig};
+use crate::nack::NackConfig;
+use crate::pacer::PacerConfig;
+use crate::srtp::SrtpConfig;
+
+/// Everything a Session preallocates at construction.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Transport: WebRTC server, WebRTC client, or plain RTP.
+    pub mode: SessionMode,
+    /// SRTP replay window and SSRC table size (raised to what the track
+    /// limits below need).
+    pub srtp: SrtpConfig,
+    /// Loss detection and NACK scheduling of every received layer.
+    pub nack: NackConfig,
+    /// The session's egress pacer.
+    pub pacer: PacerConfig,
+    /// The send-side bandwidth estimator.
+    pub bwe: SendSideBweConfig,
+    /// Most UpTracks (published tracks arriving here), e.g. 8.
+    pub max_up_tracks: usize,
+    /// Most DownTracks (tracks this session receives), e.g. 64.
+    pub max_down_tracks: usize,
+}
+
+impl SessionConfig {
+    /// `mode` with default component settings, 8 up and 64 down tracks.
+    pub fn new(mode: SessionMode) -> Self {
+        Self {
+            mode,
+            srtp: SrtpConfig::default(),
+            nack: NackConfig::default(),
+            pacer: PacerConfig::default(),
+            bwe: SendSideBweConfig::default(),
+            max_up_tracks: 8,
+            max_down_tracks: 64,
+        }
+    }
+}
+
+/// How the session reaches its peer.
+#[derive(Debug, Clone)]
+pub enum SessionMode {
+    /// ICE-lite server + DTLS (server or client role) + SRTP; what browsers use.
+    WebRtc {
+        /// Our ICE credentials (and the peer's ufrag, if known).
+        ice: IceConfig,
+        /// Our DTLS role (`a=setup`); the SFU is usually the server.
+        dtls_role: DtlsRole,
+        /// The peer's `a=fingerprint`, if the remote description arrived.
+        remote_fingerprint: Option<Fingerprint>,
+    },
+    /// Our own client side (tests, load generator): IceClient + DTLS client by default.
+    WebRtcClient {
+        /// The controlling agent's credentials and the server's address.
+        ice: IceClientConfig,
+        /// Our DTLS role.
+        dtls_role: DtlsRole,
+        /// The server's fingerprint.
+        remote_fingerprint: Option<Fingerprint>,
+    },
+    /// Trusted internal links / benchmarks: no ICE, DTLS or SRTP; fixed remote address.
+    PlainRtp {
+        /// Where everything is sent.
+        remote: SocketAddr,
+    },
+}
+
+/// One simulcast layer of a published track: its SSRCs when signalled,
+/// or the RID that lets the session learn them from the first packets
+/// (RFC 8852 `rtp-stream-id` / `repaired-rtp-stream-id`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerSsrc {
+    /// Media SSRC (`a=ssrc`), if signalled.
+    pub ssrc: Option<u32>,
+    /// RTX SSRC (`a=ssrc-group:FID`), if signalled.
+    pub rtx_ssrc: Option<u32>,
+    /// `a=rid` of the layer.
+    pub rid: Option<String>,
+}
+
+/// Negotiated RFC 8285 header-extension ids (`a=extmap`); `None` = not negotiated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExtIds {
+    /// Transport-wide sequence number (transport-cc).
+    pub transport_cc: Option<u8>,
+    /// Absolute send time.
+    pub abs_send_time: Option<u8>,
+    /// Client-to-mixer audio level (RFC 6464).
+    pub audio_level: Option<u8>,
+    /// BUNDLE mid (RFC 9143).
+    pub mid: Option<u8>,
+    /// `rtp-stream-id` (RFC 8852).
+    pub rid: Option<u8>,
+    /// `repaired-rtp-stream-id` (RFC 8852).
+    pub repaired_rid: Option<u8>,
+    /// Dependency Descriptor (AV1 RTP spec Appendix A).
+    pub dependency_descriptor: Option<u8>,
+}
+
+/// A published track arriving on this session.
+#[derive(Debug, Clone)]
+pub struct UpTrackConfig {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Codec, for keyframe detection.
+    pub codec: Codec,
+    /// RTP clock rate in Hz.
+    pub clock_rate: u32,
+    /// Media payload type.
+    pub payload_type: u8,
+    /// RTX payload type (RFC 4588), if negotiated.
+    pub rtx_payload_type: Option<u8>,
+    /// Simulcast layers in order low → high (one entry without simulcast).
+    pub layers: Vec<LayerSsrc>,
+    /// Header-extension ids.
+    pub ext: ExtIds,
+    /// End-to-end encrypted: the payload is never inspected.
+    pub e2ee: bool,
+}
+
+/// A track this session receives from the SFU.
+#[derive(Debug, Clone, Copy)]
+pub struct DownTrackConfig {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// Codec, for forwarding decisions.
+    pub codec: Codec,
+    /// RTP clock rate in Hz.
+    pub clock_rate: u32,
+    /// Payload type negotiated with this subscriber (written into every packet).
+    pub payload_type: u8,
+    /// RTX payload type, if negotiated.
+    pub rtx_payload_type: Option<u8>,
+    /// Our SSRC towards the subscriber.
+    pub ssrc: u32,
+    /// Our RTX SSRC, if negotiated.
+    pub rtx_ssrc: Option<u32>,
+    /// Header-extension ids negotiated with this subscriber.
+    pub ext: ExtIds,
+    /// End-to-end encrypted: keyframes come from the Dependency Descriptor only.
+    pub e2ee: bool,
+    /// Allocator weight: higher is served first.
+    pub priority: u8,
+    /// Highest simulcast layer the subscriber wants.
+    pub max_layer: u8,
+}

@@ -1,0 +1,106 @@
+//! DownTrack: a track's egress on a subscriber's Session. Owns the
+//! [`Forwarder`] (layer choice and header continuity, RFC 3550 §5.1), the
+//! [`SeqMap`] that answers NACKs (RFC 4585 §6.2.1) by naming the source
+//! packet, the TX statistics for sender reports (RFC 3550 §6.4.1), the RTX
+//! sequence space (RFC 4588 §4) and the layer demand the allocator sees.
+
+use std::time::Instant;
+
+use crate::bwe::{Layer, TrackDemand, MAX_LAYERS};
+use crate::forward::{Forwarder, ForwarderConfig, MediaKind, Vp8Rewrite};
+use crate::nack::SeqMap;
+use crate::stats::TxStreamStats;
+
+use super::config::DownTrackConfig;
+
+/// Sent packets remembered for NACKs: ~2 s of 1.5 Mbps video.
+pub(super) const SEQMAP_CAPACITY: usize = 1024;
+
+/// Nominal simulcast bitrates used until the shard tells the real ones
+/// (`Session::set_down_layer_rates`); the common 1/4, 1/2, full ladder.
+const NOMINAL_VIDEO_BPS: [u64; MAX_LAYERS] = [150_000, 500_000, 1_500_000];
+
+#[derive(Debug)]
+pub(super) struct DownTrack {
+    pub(super) cfg: DownTrackConfig,
+    pub(super) forwarder: Forwarder,
+    pub(super) seqmap: SeqMap,
+    /// VP8 munging of each sent seq (same ring shape as the SeqMap), so a
+    /// retransmission carries the picture id the original had.
+    pub(super) vp8: Vec<(u16, Option<Vp8Rewrite>)>,
+    pub(super) tx: TxStreamStats,
+    pub(super) rtx_seq: u16,
+    pub(super) muted: bool,
+    /// The allocator could not afford even the lowest layer.
+    pub(super) bwe_paused: bool,
+    pub(super) cap: (u8, u8),
+    pub(super) layers: [Layer; MAX_LAYERS],
+    pub(super) last_keyframe_ask: Option<Instant>,
+}
+
+impl DownTrack {
+    pub(super) fn new(cfg: DownTrackConfig) -> Self {
+        let fcfg = ForwarderConfig {
+            out_ssrc: cfg.ssrc,
+            kind: cfg.kind,
+            codec: cfg.codec,
+            e2ee: cfg.e2ee,
+            clock_rate: cfg.clock_rate,
+            forward_padding: false,
+        };
+        let mut forwarder = Forwarder::new(fcfg);
+        let top = cfg.max_layer.min(MAX_LAYERS as u8 - 1);
+        forwarder.set_target_layer(top, u8::MAX);
+        let mut layers = [Layer::default(); MAX_LAYERS];
+        for (i, l) in layers.iter_mut().enumerate() {
+            let bps = match cfg.kind {
+                MediaKind::Audio => 64_000,
+                MediaKind::Video => NOMINAL_VIDEO_BPS[i],
+            };
+            *l = Layer {
+                bitrate_bps: bps,
+                available: i <= usize::from(top),
+            };
+        }
+        Self {
+            cfg,
+            forwarder,
+            seqmap: SeqMap::new(SEQMAP_CAPACITY),
+            vp8: vec![(0, None); SEQMAP_CAPACITY],
+            tx: TxStreamStats::new(cfg.ssrc),
+            rtx_seq: 0,
+            muted: false,
+            bwe_paused: false,
+            cap: (top, u8::MAX),
+            layers,
+            last_keyframe_ask: None,
+        }
+    }
+
+    pub(super) fn record_vp8(&mut self, seq: u16, v: Option<Vp8Rewrite>) {
+        let i = usize::from(seq) % self.vp8.len();
+        self.vp8[i] = (seq, v);
+    }
+
+    pub(super) fn vp8_for(&self, seq: u16) -> Option<Vp8Rewrite> {
+        let (s, v) = self.vp8[usize::from(seq) % self.vp8.len()];
+        if s == seq {
+            v
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn demand(&self) -> TrackDemand {
+        TrackDemand {
+            priority: self.cfg.priority,
+            layers: self.layers,
+            max_layer: self.cap.0,
+            paused: self.muted,
+        }
+    }
+
+    pub(super) fn apply_pause(&mut self) {
+        self.forwarder.set_paused(self.muted || self.bwe_paused);
+    }
+}

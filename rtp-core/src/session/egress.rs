@@ -1,0 +1,282 @@
+//! Media towards the peer: `forward` (Forwarder decision, copy + rewrite,
+//! SeqMap record, transport-wide seq, SRTP protect, pacer enqueue),
+//! `retransmit` (RTX, RFC 4588 §4, or a plain resend), `poll_paced`, and
+//! the client-side helpers that protect locally produced RTP/RTCP.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::forward::{
+    apply_rewrite, Decision, DependencyDescriptor, DropReason, MediaKind, PacketIn, Rewrite,
+};
+use crate::nack::{rtx_encapsulate, SentEntry};
+use crate::pacer::{PacerError, PacketClass};
+use crate::packet::{RtpView, RtpViewMut};
+
+use super::down::DownTrack;
+use super::{
+    DownId, Paced, Session, SessionError, SessionOutput, KEYFRAME_ASK_INTERVAL, SRTCP_OVERHEAD,
+};
+
+impl<H: Copy> Session<H> {
+    /// Forward one published packet (decrypted RTP `pkt`, from any
+    /// session/shard) to DownTrack `down`: decide, copy + rewrite into `out`,
+    /// record in the SeqMap, SRTP-protect in place in `out` and queue
+    /// `handle` in the pacer. `Ok(Some(len))` when queued, `Ok(None)` when
+    /// the Forwarder dropped it (a `KeyframeWanted` may then be in
+    /// `poll_output`).
+    #[allow(clippy::too_many_arguments)] // the brief's signature: one packet's whole context
+    pub fn forward(
+        &mut self,
+        now: Instant,
+        down: DownId,
+        pkt: &RtpView<'_>,
+        ext_seq: u64,
+        layer: u8,
+        out: &mut [u8],
+        handle: H,
+    ) -> Result<Option<usize>, SessionError> {
+        if !self.is_connected() {
+            return Err(SessionError::NotConnected);
+        }
+        let di = usize::from(down.0);
+        let d = self
+            .downs
+            .get_mut(di)
+            .and_then(Option::as_mut)
+            .ok_or(SessionError::NoSuchTrack)?;
+        let mut input = PacketIn::from_rtp(layer, ext_seq, pkt);
+        if d.cfg.e2ee {
+            input.keyframe_hint = d
+                .cfg
+                .ext
+                .dependency_descriptor
+                .and_then(|id| pkt.extension(id))
+                .and_then(|v| DependencyDescriptor::parse(v).ok())
+                .map(|dd| dd.is_keyframe());
+        }
+        let rw = match d.forwarder.decide(now, &input) {
+            Decision::Forward(rw) => rw,
+            Decision::Drop(reason) => {
+                self.stats.forward_skipped += 1;
+                let waiting = matches!(
+                    reason,
+                    DropReason::WaitingForKeyframe | DropReason::NotCurrentLayer
+                );
+                if waiting && d.forwarder.needs_keyframe() && ask_due(d, now) {
+                    d.last_keyframe_ask = Some(now);
+                    let layer = d.forwarder.target_layer().0;
+                    self.push_output(SessionOutput::KeyframeWanted { down, layer });
+                }
+                return Ok(None);
+            }
+        };
+        let tag_room = out.len().saturating_sub(SRTCP_OVERHEAD);
+        let n = apply_rewrite(pkt, &rw, &mut out[..tag_room])?;
+        let twcc = self.finish_copy(di, &mut out[..n])?;
+        let Some(d) = self.downs[di].as_mut() else {
+            return Err(SessionError::NoSuchTrack);
+        };
+        d.seqmap.record(
+            rw.seq,
+            SentEntry {
+                src_ext_seq: ext_seq,
+                ts_offset: rw.ts.wrapping_sub(pkt.ts()),
+                layer,
+                sent_at: now,
+            },
+        );
+        d.record_vp8(rw.seq, rw.vp8);
+        d.tx.on_packet(now, rw.ts, pkt.payload().len());
+        let class = match d.cfg.kind {
+            MediaKind::Audio => PacketClass::Audio,
+            MediaKind::Video => PacketClass::Video,
+        };
+        let len = self.protect(out, n)?;
+        self.enqueue(now, class, handle, len, twcc)?;
+        self.stats.forwarded += 1;
+        Ok(Some(len))
+    }
+
+    /// Answer a `Retransmit`: `orig` is the source packet from the shard's
+    /// history. Writes the RTX (or a plain resend when no RTX was
+    /// negotiated) SRTP packet into `out`, queued as Retransmission with
+    /// `handle`. `Ok(None)` when `seq` is no longer known or `orig` is not
+    /// the packet it was made from.
+    pub fn retransmit(
+        &mut self,
+        now: Instant,
+        down: DownId,
+        seq: u16,
+        orig: &RtpView<'_>,
+        out: &mut [u8],
+        handle: H,
+    ) -> Result<Option<usize>, SessionError> {
+        if !self.is_connected() {
+            return Err(SessionError::NotConnected);
+        }
+        let di = usize::from(down.0);
+        let d = self
+            .downs
+            .get_mut(di)
+            .and_then(Option::as_mut)
+            .ok_or(SessionError::NoSuchTrack)?;
+        let entry = match d.seqmap.lookup(seq) {
+            Some(e) if e.src_ext_seq as u16 == orig.seq() => e,
+            _ => {
+                self.stats.retransmit_suppressed += 1;
+                return Ok(None);
+            }
+        };
+        let rw = Rewrite {
+            ssrc: d.cfg.ssrc,
+            seq,
+            ts: orig.ts().wrapping_add(entry.ts_offset),
+            marker: orig.marker(),
+            vp8: d.vp8_for(seq),
+        };
+        let tag_room = out.len().saturating_sub(SRTCP_OVERHEAD);
+        let n = match (d.cfg.rtx_ssrc, d.cfg.rtx_payload_type) {
+            (Some(rtx_ssrc), Some(rtx_pt)) => {
+                let m = apply_rewrite(orig, &rw, &mut self.scratch)?;
+                set_pt(&mut self.scratch[..m], d.cfg.payload_type)?;
+                let rtx_seq = d.rtx_seq;
+                d.rtx_seq = d.rtx_seq.wrapping_add(1);
+                rtx_encapsulate(
+                    &self.scratch[..m],
+                    rtx_ssrc,
+                    rtx_pt,
+                    rtx_seq,
+                    &mut out[..tag_room],
+                )?
+            }
+            _ => apply_rewrite(orig, &rw, &mut out[..tag_room])?,
+        };
+        let twcc = self.finish_copy(di, &mut out[..n])?;
+        let len = self.protect(out, n)?;
+        self.enqueue(now, PacketClass::Retransmission, handle, len, twcc)?;
+        self.stats.retransmitted += 1;
+        Ok(Some(len))
+    }
+
+    /// Paced media ready to send now: the handle given to
+    /// forward/retransmit, its length and destination (the ICE-selected
+    /// address). Buffers stay owned by the caller.
+    pub fn poll_paced(&mut self, now: Instant) -> Option<(H, usize, SocketAddr)> {
+        let dest = self.transport.remote_addr()?;
+        let (p, _class) = self.pacer.poll_transmit(now)?;
+        if let Some(seq) = p.twcc {
+            self.bwe.on_packet_sent(now, seq, p.len);
+        }
+        self.stats.packets_out += 1;
+        self.stats.bytes_out += p.len as u64;
+        Some((p.handle, p.len, dest))
+    }
+
+    /// Client side (test peer / load generator publishing to the SFU):
+    /// `buf[..len]` plain RTP → SRTP in place (plain RTP mode: unchanged);
+    /// returns the protected length and destination.
+    pub fn protect_outgoing(
+        &mut self,
+        _now: Instant,
+        buf: &mut [u8],
+        len: usize,
+    ) -> Result<(usize, SocketAddr), SessionError> {
+        let dest = self
+            .transport
+            .remote_addr()
+            .ok_or(SessionError::NotConnected)?;
+        if len > buf.len() {
+            return Err(SessionError::BufferTooSmall);
+        }
+        Ok((self.protect(buf, len)?, dest))
+    }
+
+    /// Client side: `rtcp` (a plain RTCP compound, e.g. a NACK built with
+    /// `packet::rtcp`) copied into `out` and SRTCP-protected; returns the
+    /// datagram length and destination.
+    pub fn send_rtcp(
+        &mut self,
+        _now: Instant,
+        rtcp: &[u8],
+        out: &mut [u8],
+    ) -> Result<(usize, SocketAddr), SessionError> {
+        let dest = self
+            .transport
+            .remote_addr()
+            .ok_or(SessionError::NotConnected)?;
+        if !self.is_connected() {
+            return Err(SessionError::NotConnected);
+        }
+        let dst = out
+            .get_mut(..rtcp.len())
+            .ok_or(SessionError::BufferTooSmall)?;
+        dst.copy_from_slice(rtcp);
+        let len = match self.tx_srtp.as_mut() {
+            Some(ctx) => ctx.protect_rtcp(out, rtcp.len())?,
+            None => rtcp.len(),
+        };
+        Ok((len, dest))
+    }
+
+    /// The per-subscriber parts of a copy: our payload type and our
+    /// transport-wide sequence number (written in place, same length).
+    fn finish_copy(&mut self, di: usize, pkt: &mut [u8]) -> Result<Option<u16>, SessionError> {
+        let Some(d) = self.downs[di].as_ref() else {
+            return Err(SessionError::NoSuchTrack);
+        };
+        let is_rtx = d
+            .cfg
+            .rtx_ssrc
+            .is_some_and(|s| pkt.get(8..12) == Some(&s.to_be_bytes()[..]));
+        let pt = d.cfg.payload_type;
+        let twcc_id = d.cfg.ext.transport_cc;
+        let mut m = RtpViewMut::parse(pkt)?;
+        if !is_rtx {
+            m.set_payload_type(pt);
+        }
+        let Some(id) = twcc_id else {
+            return Ok(None);
+        };
+        let seq = self.twcc_seq;
+        match m.set_extension_value(id, &seq.to_be_bytes()) {
+            Ok(()) => {
+                self.twcc_seq = seq.wrapping_add(1);
+                Ok(Some(seq))
+            }
+            // The source carried no transport-cc element: nothing to rewrite.
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn protect(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SessionError> {
+        match self.tx_srtp.as_mut() {
+            Some(ctx) => ctx.protect_rtp(buf, len).map_err(SessionError::from),
+            None => Ok(len),
+        }
+    }
+
+    fn enqueue(
+        &mut self,
+        now: Instant,
+        class: PacketClass,
+        handle: H,
+        len: usize,
+        twcc: Option<u16>,
+    ) -> Result<(), SessionError> {
+        let item = Paced { handle, len, twcc };
+        self.pacer
+            .enqueue(now, class, len, item)
+            .map_err(|_: PacerError| SessionError::PacerFull)
+    }
+}
+
+fn ask_due(d: &DownTrack, now: Instant) -> bool {
+    d.last_keyframe_ask
+        .is_none_or(|t| now.saturating_duration_since(t) >= KEYFRAME_ASK_INTERVAL)
+}
+
+fn set_pt(pkt: &mut [u8], pt: u8) -> Result<(), SessionError> {
+    RtpViewMut::parse(pkt)?.set_payload_type(pt);
+    Ok(())
+}

@@ -1,0 +1,318 @@
+//! `handle_datagram`: RFC 7983 demux, then STUN → ICE, DTLS → the endpoint
+//! (only from ICE-validated addresses), SRTP → unprotect in place → the
+//! UpTrack layer by SSRC (or learnt from the RID extension, RFC 8852),
+//! RTX → decapsulated into the original stream (RFC 4588 §4), SRTCP →
+//! `feedback`. Every drop is counted by reason.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::forward::{parse_payload, DependencyDescriptor, MediaKind};
+use crate::nack::rtx_decapsulate;
+use crate::packet::{transport_cc_seq, RtpView};
+use crate::srtp::SrtpError;
+use crate::stun::StunMessage;
+use crate::{demux, Demuxed};
+
+use super::transport::Transport;
+use super::up::StreamKind;
+use super::{Session, SessionError, SessionEvent, SessionOutput, UpId};
+
+impl<H: Copy> Session<H> {
+    /// Feed one received datagram (STUN, DTLS, SRTP, SRTCP or plain RTP/RTCP
+    /// by RFC 7983 demux). SRTP is unprotected IN PLACE in `buf`.
+    /// Malformed or unauthenticated input returns `Err(reason)`, counted in
+    /// `stats()`; it never panics and never disturbs the session.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        buf: &mut [u8],
+    ) -> Result<SessionOutput, SessionError> {
+        self.last_now = self.last_now.max(now);
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += buf.len() as u64;
+        let r = match demux(buf) {
+            Demuxed::Stun => self.on_stun(now, src, buf),
+            Demuxed::Dtls => self.on_dtls(now, src, buf),
+            Demuxed::Rtp => self.on_rtp(now, src, buf),
+            Demuxed::Rtcp => self.on_rtcp(now, src, buf),
+            Demuxed::Zrtp | Demuxed::TurnChannel | Demuxed::Unknown => {
+                self.stats.drop_unsupported += 1;
+                Err(SessionError::Unsupported)
+            }
+        };
+        match r {
+            Ok(SessionOutput::None) => Ok(self.outputs.pop().unwrap_or(SessionOutput::None)),
+            other => other,
+        }
+    }
+
+    fn on_stun(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        buf: &[u8],
+    ) -> Result<SessionOutput, SessionError> {
+        let msg = match StunMessage::parse(buf) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.drop_stun += 1;
+                return Err(e.into());
+            }
+        };
+        self.stats.stun_in += 1;
+        let r = match &mut self.transport {
+            Transport::Lite { ice, .. } => {
+                let slot = self.stun_next_slot;
+                let out = &mut self.stun_out[slot];
+                match ice.handle_stun(now, &msg, src, out) {
+                    Ok(Some(len)) => {
+                        if self.stun_pending.push((slot, len, src)) {
+                            self.stun_next_slot = (slot + 1) % self.stun_out.len();
+                        } else {
+                            self.stats.queue_overflow += 1;
+                        }
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            Transport::Client { ice, .. } => ice.handle_stun(now, &msg, src),
+            Transport::Plain { .. } => {
+                self.stats.drop_stun += 1;
+                return Err(SessionError::WrongMode);
+            }
+        };
+        self.pump();
+        match r {
+            Ok(()) => Ok(SessionOutput::None),
+            Err(e) => {
+                self.stats.drop_stun += 1;
+                Err(e.into())
+            }
+        }
+    }
+
+    fn on_dtls(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        buf: &[u8],
+    ) -> Result<SessionOutput, SessionError> {
+        if !self.transport.accepts(src) {
+            self.stats.drop_unvalidated_source += 1;
+            return Err(SessionError::UnvalidatedSource);
+        }
+        let Some(dtls) = self.transport.dtls_mut() else {
+            self.stats.drop_dtls += 1;
+            return Err(SessionError::WrongMode);
+        };
+        self.stats.dtls_in += 1;
+        let r = dtls.handle_datagram(now, buf);
+        self.pump();
+        match r {
+            Ok(()) => Ok(SessionOutput::None),
+            Err(e) => {
+                self.stats.drop_dtls += 1;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Source check and SRTP/SRTCP unprotect shared by RTP and RTCP.
+    fn admit(&mut self, src: SocketAddr) -> Result<(), SessionError> {
+        if !self.transport.accepts(src) {
+            self.stats.drop_unvalidated_source += 1;
+            return Err(SessionError::UnvalidatedSource);
+        }
+        if !self.is_connected() {
+            self.stats.drop_not_connected += 1;
+            return Err(SessionError::NotConnected);
+        }
+        Ok(())
+    }
+
+    pub(super) fn count_srtp(&mut self, e: SrtpError) -> SessionError {
+        match e {
+            SrtpError::AuthFailed => self.stats.drop_auth += 1,
+            SrtpError::Replayed | SrtpError::TooOld => self.stats.drop_replay += 1,
+            _ => self.stats.drop_srtp_other += 1,
+        }
+        e.into()
+    }
+
+    fn on_rtcp(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        buf: &mut [u8],
+    ) -> Result<SessionOutput, SessionError> {
+        self.admit(src)?;
+        let len = match self.rx_srtp.as_mut() {
+            Some(ctx) => match ctx.unprotect_rtcp(buf) {
+                Ok(n) => n,
+                Err(e) => return Err(self.count_srtp(e)),
+            },
+            None => buf.len(),
+        };
+        self.handle_rtcp(now, &buf[..len])?;
+        Ok(SessionOutput::None)
+    }
+
+    fn on_rtp(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        buf: &mut [u8],
+    ) -> Result<SessionOutput, SessionError> {
+        self.admit(src)?;
+        // Find the stream before unprotecting? No: an unauthenticated
+        // packet must not teach us an SSRC, so unprotect first.
+        let mut len = match self.rx_srtp.as_mut() {
+            Some(ctx) => match ctx.unprotect_rtp(buf) {
+                Ok(n) => n,
+                Err(e) => return Err(self.count_srtp(e)),
+            },
+            None => buf.len(),
+        };
+        let (up, layer, kind) = {
+            let view = match RtpView::parse(&buf[..len]) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.stats.drop_malformed_rtp += 1;
+                    return Err(e.into());
+                }
+            };
+            match self.route(&view) {
+                Some(r) => r,
+                None => {
+                    self.stats.drop_unknown_ssrc += 1;
+                    return Err(SessionError::UnknownSsrc);
+                }
+            }
+        };
+        self.stats.rtp_in += 1;
+        if kind == StreamKind::Rtx {
+            len = self.unpack_rtx(up, layer, &mut buf[..len])?;
+        }
+        self.on_media(now, up, layer, &buf[..len])
+    }
+
+    /// Which UpTrack layer (and stream) a packet belongs to.
+    fn route(&mut self, view: &RtpView<'_>) -> Option<(usize, usize, StreamKind)> {
+        let ssrc = view.ssrc();
+        for (i, up) in self.ups.iter().enumerate() {
+            if let Some((l, k)) = up.as_ref().and_then(|u| u.find(ssrc)) {
+                return Some((i, l, k));
+            }
+        }
+        // Simulcast without signalled SSRCs: learn from rid / repaired-rid.
+        for (i, up) in self.ups.iter_mut().enumerate() {
+            let Some(up) = up.as_mut() else { continue };
+            let ext = up.cfg.ext;
+            if let Some(rid) = ext.rid.and_then(|id| view.extension(id)) {
+                if let Some(l) = up.learn(ssrc, rid, StreamKind::Media) {
+                    return Some((i, l, StreamKind::Media));
+                }
+            }
+            if let Some(rid) = ext.repaired_rid.and_then(|id| view.extension(id)) {
+                if let Some(l) = up.learn(ssrc, rid, StreamKind::Rtx) {
+                    return Some((i, l, StreamKind::Rtx));
+                }
+            }
+        }
+        None
+    }
+
+    /// Replace the RTX packet in `pkt` by the original it carries; returns its length.
+    fn unpack_rtx(
+        &mut self,
+        up: usize,
+        layer: usize,
+        pkt: &mut [u8],
+    ) -> Result<usize, SessionError> {
+        let Some(t) = self.ups[up].as_ref() else {
+            return Err(SessionError::NoSuchTrack);
+        };
+        let (Some(ssrc), pt) = (t.layers[layer].ssrc, t.cfg.payload_type) else {
+            self.stats.drop_rtx += 1;
+            return Err(SessionError::UnknownSsrc);
+        };
+        match rtx_decapsulate(pkt, ssrc, pt, &mut self.scratch) {
+            Ok(n) => {
+                pkt[..n].copy_from_slice(&self.scratch[..n]);
+                self.stats.rtx_in += 1;
+                Ok(n)
+            }
+            Err(e) => {
+                self.stats.drop_rtx += 1;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Bookkeeping of one (original or recovered) media packet.
+    fn on_media(
+        &mut self,
+        now: Instant,
+        up: usize,
+        layer: usize,
+        pkt: &[u8],
+    ) -> Result<SessionOutput, SessionError> {
+        let view = RtpView::parse(pkt)?;
+        let Some(t) = self.ups[up].as_mut() else {
+            return Err(SessionError::NoSuchTrack);
+        };
+        if view.payload_type() != t.cfg.payload_type {
+            self.stats.drop_unknown_pt += 1;
+            return Err(SessionError::UnknownPayloadType);
+        }
+        if let Some(seq) = t.cfg.ext.transport_cc.and_then(|id| view.extension(id)) {
+            if let Some(seq) = transport_cc_seq(seq) {
+                self.twcc_rx.on_packet(now, seq);
+            }
+        }
+        let dd = t
+            .cfg
+            .ext
+            .dependency_descriptor
+            .and_then(|id| view.extension(id))
+            .and_then(|d| DependencyDescriptor::parse(d).ok());
+        let keyframe = match dd {
+            Some(d) => d.is_keyframe(),
+            // E2EE payloads are opaque: without a descriptor, no keyframe is known.
+            None if t.cfg.e2ee => false,
+            None => {
+                t.cfg.kind == MediaKind::Video
+                    && !view.is_padding_only()
+                    && parse_payload(t.cfg.codec, view.payload()).is_ok_and(|i| i.keyframe)
+            }
+        };
+        let clock_rate = t.cfg.clock_rate;
+        let l = &mut t.layers[layer];
+        let ext_seq = l.unwrap.unwrap(view.seq());
+        l.nack.on_packet(now, ext_seq);
+        l.rx.on_packet(now, ext_seq, view.ts(), pkt.len(), clock_rate);
+        let first = !l.seen;
+        l.seen = true;
+        if keyframe {
+            t.pli.on_keyframe(now, layer);
+        }
+        let (up_id, layer) = (UpId(up as u16), layer as u8);
+        if first {
+            self.push_event(SessionEvent::FirstPacket { up: up_id, layer });
+        }
+        if keyframe {
+            self.push_event(SessionEvent::Keyframe { up: up_id, layer });
+        }
+        Ok(SessionOutput::Media {
+            up: up_id,
+            layer,
+            ext_seq,
+            len: pkt.len(),
+            keyframe,
+        })
+    }
+}

@@ -1,0 +1,177 @@
+//! What a Session hands back to its shard: per-datagram outputs
+//! ([`SessionOutput`]), life-cycle events ([`SessionEvent`]), track ids and
+//! the error of every call ([`SessionError`]).
+
+use std::net::SocketAddr;
+
+use thiserror::Error;
+
+use crate::dtls::{DtlsError, DtlsVersion};
+use crate::forward::ForwardError;
+use crate::ice::IceError;
+use crate::nack::RtxError;
+use crate::packet::rtcp::RtcpError;
+use crate::packet::ParseError;
+use crate::srtp::{ProtectionProfile, SrtpError};
+use crate::stun::StunError;
+
+/// Index of an UpTrack inside its Session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UpId(pub u16);
+
+/// Index of a DownTrack inside its Session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DownId(pub u16);
+
+/// What `handle_datagram` / `poll_output` found, for the shard to act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionOutput {
+    /// Nothing for the shard (control traffic, or the work was internal).
+    None,
+    /// A decrypted published RTP packet now sits in `buf[..len]` (in place): fan it out.
+    Media {
+        /// The UpTrack it belongs to.
+        up: UpId,
+        /// Simulcast layer index.
+        layer: u8,
+        /// Extended sequence number within the layer.
+        ext_seq: u64,
+        /// Plain RTP length in the caller's buffer.
+        len: usize,
+        /// The packet starts a keyframe.
+        keyframe: bool,
+    },
+    /// A subscriber asked for a retransmission of OUR seq `seq` on `down`;
+    /// look up `src_ext_seq` in the shard's history for that track and call
+    /// `Session::retransmit`.
+    Retransmit {
+        /// The DownTrack the NACK named.
+        down: DownId,
+        /// Our outgoing sequence number.
+        seq: u16,
+        /// The source packet's extended sequence number.
+        src_ext_seq: u64,
+    },
+    /// A subscriber wants a keyframe of the track `down` forwards (PLI/FIR,
+    /// or the Forwarder waiting for a layer switch): route it to the
+    /// publisher session's `request_keyframe` (throttled there).
+    KeyframeWanted {
+        /// The DownTrack.
+        down: DownId,
+        /// The simulcast layer wanted.
+        layer: u8,
+    },
+}
+
+/// Life-cycle events, drained with `Session::poll_event`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// ICE found a working address.
+    IceConnected {
+        /// Where media goes.
+        remote: SocketAddr,
+    },
+    /// Consent expired (or, for a client, the checks failed).
+    IceDisconnected,
+    /// The peer nominated another address.
+    SelectedPairChanged {
+        /// Where media now goes.
+        remote: SocketAddr,
+    },
+    /// DTLS done, SRTP keyed: media may flow.
+    DtlsConnected {
+        /// Negotiated SRTP profile.
+        profile: ProtectionProfile,
+        /// Negotiated DTLS version.
+        version: DtlsVersion,
+    },
+    /// DTLS failed for good; the session is useless.
+    DtlsFailed {
+        /// Why, for logs.
+        reason: String,
+    },
+    /// First packet of an UpTrack layer.
+    FirstPacket {
+        /// The UpTrack.
+        up: UpId,
+        /// The layer.
+        layer: u8,
+    },
+    /// A keyframe started on an UpTrack layer.
+    Keyframe {
+        /// The UpTrack.
+        up: UpId,
+        /// The layer.
+        layer: u8,
+    },
+    /// An ICE restart completed.
+    Restarted,
+}
+
+/// Why a Session call failed. Every datagram error is also counted in
+/// [`SessionStats`](super::SessionStats); none is logged per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// Media or RTCP before ICE + DTLS completed (or after they failed).
+    #[error("session not connected")]
+    NotConnected,
+    /// STUN, DTLS or media from an address ICE has not validated.
+    #[error("datagram from an unvalidated address")]
+    UnvalidatedSource,
+    /// A datagram class we do not speak (ZRTP, TURN channel data, unknown first byte).
+    #[error("unsupported datagram class")]
+    Unsupported,
+    /// RTP that does not parse.
+    #[error("malformed RTP: {0}")]
+    Rtp(#[from] ParseError),
+    /// RTCP that does not parse.
+    #[error("malformed RTCP: {0}")]
+    Rtcp(#[from] RtcpError),
+    /// STUN that does not parse.
+    #[error("malformed STUN: {0}")]
+    Stun(#[from] StunError),
+    /// The ICE agent dropped a STUN message.
+    #[error("ICE: {0}")]
+    Ice(#[from] IceError),
+    /// DTLS refused a datagram or failed.
+    #[error("DTLS: {0}")]
+    Dtls(#[from] DtlsError),
+    /// SRTP/SRTCP protect or unprotect failed.
+    #[error("SRTP: {0}")]
+    Srtp(#[from] SrtpError),
+    /// An RTX packet could not be unpacked or built.
+    #[error("RTX: {0}")]
+    Rtx(#[from] RtxError),
+    /// RTP from an SSRC no UpTrack claims.
+    #[error("RTP from an unknown SSRC")]
+    UnknownSsrc,
+    /// RTP with a payload type the track did not negotiate.
+    #[error("unexpected payload type")]
+    UnknownPayloadType,
+    /// The caller's buffer cannot hold the packet.
+    #[error("buffer too small")]
+    BufferTooSmall,
+    /// `max_up_tracks` / `max_down_tracks` reached, or a track with too many layers.
+    #[error("too many tracks")]
+    TooManyTracks,
+    /// No track with that id.
+    #[error("no such track")]
+    NoSuchTrack,
+    /// The pacer's queue for this class is full; the packet was not queued.
+    #[error("pacer queue full")]
+    PacerFull,
+    /// The call does not apply to this session's mode.
+    #[error("not supported in this session mode")]
+    WrongMode,
+    /// The configuration is out of range.
+    #[error("invalid session configuration")]
+    InvalidConfig,
+}
+
+impl From<ForwardError> for SessionError {
+    fn from(_: ForwardError) -> Self {
+        Self::BufferTooSmall
+    }
+}

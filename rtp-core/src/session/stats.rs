@@ -1,0 +1,80 @@
+//! [`SessionStats`]: a Session's counters, by direction and by drop reason,
+//! plus the latest RTT and bandwidth estimate. Plain integers, updated in
+//! place: reading them never allocates.
+
+use std::time::Duration;
+
+/// Counters of one Session. Every dropped datagram increments exactly one
+/// `drop_*` counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Datagrams given to `handle_datagram`.
+    pub datagrams_in: u64,
+    /// Their bytes.
+    pub bytes_in: u64,
+    /// STUN messages handled.
+    pub stun_in: u64,
+    /// DTLS datagrams handled.
+    pub dtls_in: u64,
+    /// RTP packets accepted (after unprotect), RTX included.
+    pub rtp_in: u64,
+    /// RTX packets recovered into their original stream.
+    pub rtx_in: u64,
+    /// RTCP compounds accepted.
+    pub rtcp_in: u64,
+    /// NACKed sequence numbers turned into `Retransmit` outputs.
+    pub nacks_in: u64,
+    /// PLI/FIR received and turned into `KeyframeWanted`.
+    pub keyframe_requests_in: u64,
+    /// Packets queued by `forward`.
+    pub forwarded: u64,
+    /// Packets `forward` dropped by Forwarder decision (not errors).
+    pub forward_skipped: u64,
+    /// Retransmissions queued.
+    pub retransmitted: u64,
+    /// Retransmit requests refused (unknown, stale or resent within the RTT).
+    pub retransmit_suppressed: u64,
+    /// Paced packets handed out by `poll_paced`.
+    pub packets_out: u64,
+    /// Their bytes.
+    pub bytes_out: u64,
+    /// RTCP datagrams written by `poll_transmit`.
+    pub rtcp_out: u64,
+    /// PLI/FIR sent towards the publisher.
+    pub keyframe_requests_out: u64,
+    /// NACKed sequence numbers sent towards the publisher.
+    pub nacks_out: u64,
+    /// Dropped: ZRTP, TURN channel or unknown first byte.
+    pub drop_unsupported: u64,
+    /// Dropped: STUN that does not parse or that the ICE agent refused.
+    pub drop_stun: u64,
+    /// Dropped: DTLS from an unvalidated address, or refused by the endpoint.
+    pub drop_dtls: u64,
+    /// Dropped: from an address ICE has not validated.
+    pub drop_unvalidated_source: u64,
+    /// Dropped: media/RTCP before the session was connected.
+    pub drop_not_connected: u64,
+    /// Dropped: SRTP/SRTCP tag did not verify.
+    pub drop_auth: u64,
+    /// Dropped: SRTP/SRTCP replayed or older than the replay window.
+    pub drop_replay: u64,
+    /// Dropped: any other SRTP failure (too short, malformed).
+    pub drop_srtp_other: u64,
+    /// Dropped: RTP that does not parse.
+    pub drop_malformed_rtp: u64,
+    /// Dropped: RTCP that does not parse (packets before the bad one are still used).
+    pub drop_malformed_rtcp: u64,
+    /// Dropped: RTP from an SSRC no track claims.
+    pub drop_unknown_ssrc: u64,
+    /// Dropped: unexpected payload type.
+    pub drop_unknown_pt: u64,
+    /// Dropped: RTX that could not be unpacked (or padding-only probes).
+    pub drop_rtx: u64,
+    /// Outputs or events dropped because nobody drained them.
+    pub queue_overflow: u64,
+    /// Latest round-trip time from RTCP reports.
+    pub rtt: Option<Duration>,
+    /// Latest send-side bandwidth estimate, bits per second.
+    pub estimate_bps: u64,
+}
