@@ -1,1 +1,3 @@
 //! Cross-crate scenario tests.
+
+pub mod netem;
