@@ -1,0 +1,325 @@
+//! `sluice`: the control daemon and its tools.
+//!
+//! - `sluice up [--config sluice.toml] [--http ADDR] [--state-file PATH] [--dataplane-bin PATH]
+//!   [--external-dataplane]`: serve HTTP/WebSocket, spawn and supervise `sluice-dataplane`
+//!   (or attach to one already listening on the control socket), persist rooms.
+//! - `sluice token --room R --identity I --role host|controller|viewer [--grants LIST]
+//!   [--ttl 6h] [--name N]` and `sluice token --admin [--ttl 6h]`: print a token signed with
+//!   the configured (or dev) API key.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use sluice_control::auth::{self, AdminClaims, Claims, Grants, Role, Source};
+use sluice_control::config::ControlConfig;
+use sluice_control::room::{RoomConfig, RoomsConfig};
+use sluice_control::server::{Server, ServerOptions};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() {
+        eprintln!("usage: sluice up [flags] | sluice token [flags]");
+        return ExitCode::from(2);
+    }
+    let cmd = args.remove(0);
+    let config_path = match take_flag(&mut args, "--config") {
+        Ok(p) => p.map(PathBuf::from),
+        Err(e) => return fail(&e),
+    };
+    let toml_text = match &config_path {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => Some(t),
+            Err(e) => return fail(&format!("--config: {}: {e}", p.display())),
+        },
+        None => None,
+    };
+    match cmd.as_str() {
+        "up" => up(config_path, toml_text, args),
+        "token" => token(toml_text, args),
+        other => fail(&format!("unknown command {other:?} (expected up or token)")),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+/// Removes `--name value` / `--name=value` from `args`.
+fn take_flag(args: &mut Vec<String>, name: &str) -> Result<Option<String>, String> {
+    let Some(i) = args
+        .iter()
+        .position(|a| a == name || a.starts_with(&format!("{name}=")))
+    else {
+        return Ok(None);
+    };
+    let arg = args.remove(i);
+    if let Some((_, v)) = arg.split_once('=') {
+        return Ok(Some(v.to_owned()));
+    }
+    if i >= args.len() {
+        return Err(format!("{name}: expects a value"));
+    }
+    Ok(Some(args.remove(i)))
+}
+
+/// API keys from the config, else the dev pair in the state directory (created on first use).
+fn api_keys(cfg: &ControlConfig) -> Result<BTreeMap<String, String>, String> {
+    if !cfg.api_keys.is_empty() {
+        return Ok(cfg.api_keys.clone());
+    }
+    let dir = cfg
+        .state_file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let path = dir.join("dev-keys.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let mut secret = [0u8; 24];
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| "system RNG failed".to_owned())?;
+    let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let keys = BTreeMap::from([("devkey".to_owned(), secret.clone())]);
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(&keys).expect("map serializes"),
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!(
+        "generated a development API key (saved in {}):\n  api key: devkey\n  secret:  {secret}",
+        path.display()
+    );
+    Ok(keys)
+}
+
+fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String>) -> ExitCode {
+    let cfg = match ControlConfig::load(toml_text.as_deref(), std::env::vars(), &flags) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let dp_cfg = match sluice_dataplane::config::Config::load(
+        cores,
+        toml_text.as_deref(),
+        std::env::vars(),
+        &[],
+    ) {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("{}: {}", e.key, e.message)),
+    };
+    let keys = match api_keys(&cfg) {
+        Ok(k) => k,
+        Err(e) => return fail(&e),
+    };
+    let static_dir = [
+        PathBuf::from("control/static"),
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")),
+    ]
+    .into_iter()
+    .find(|p| p.is_dir());
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("tokio runtime: {e}")),
+    };
+    rt.block_on(async move {
+        let socket = dp_cfg.control_socket.clone();
+        if cfg.external_dataplane {
+            tracing::info!(socket = %socket.display(), "using an external dataplane");
+        } else if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            tracing::info!(socket = %socket.display(), "dataplane already running: attaching");
+        } else {
+            let bin = cfg.dataplane_bin.clone().unwrap_or_else(|| {
+                std::env::current_exe()
+                    .map(|p| p.with_file_name("sluice-dataplane"))
+                    .unwrap_or_else(|_| PathBuf::from("sluice-dataplane"))
+            });
+            tokio::spawn(supervise(bin, config_path.clone(), socket.clone()));
+        }
+        let opts = ServerOptions {
+            http: cfg.http,
+            api_keys: keys,
+            rooms: RoomsConfig {
+                auto_create: cfg.auto_create,
+                default_room: RoomConfig {
+                    max_controllers: cfg.max_controllers,
+                    ..RoomConfig::default()
+                },
+                tiers: cfg.tiers,
+            },
+            state_file: Some(cfg.state_file.clone()),
+            webhooks: cfg.webhooks.clone(),
+            static_dir,
+            dataplane_socket: Some(socket),
+            drain_deadline: Duration::from_secs(cfg.drain_deadline_s),
+        };
+        let server = match Server::start(opts).await {
+            Ok(s) => s,
+            Err(e) => return fail(&format!("control.http: {e}")),
+        };
+        eprintln!("sluice is up: http://{}/", server.addr);
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => return fail(&format!("signal handler: {e}")),
+            };
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: draining");
+                server.drain();
+                server.drained().await;
+            }
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        }
+        server.stop();
+        ExitCode::SUCCESS
+    })
+}
+
+/// Runs the dataplane and restarts it with backoff when it exits. The link reconnects on its
+/// own and resyncs, which re-creates sessions, tracks and subscriptions in the new process.
+async fn supervise(bin: PathBuf, config: Option<PathBuf>, socket: PathBuf) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let mut cmd = tokio::process::Command::new(&bin);
+        if let Some(c) = &config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.arg("--control-socket").arg(&socket);
+        let started = tokio::time::Instant::now();
+        match cmd.spawn() {
+            Ok(mut child) => {
+                tracing::info!(bin = %bin.display(), pid = child.id(), "dataplane started");
+                match child.wait().await {
+                    Ok(status) => tracing::warn!(%status, "dataplane exited"),
+                    Err(e) => tracing::warn!(error = %e, "dataplane wait failed"),
+                }
+            }
+            Err(e) => {
+                tracing::error!(bin = %bin.display(), error = %e, "cannot start the dataplane")
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_millis(500);
+        }
+        tracing::info!(?backoff, "restarting the dataplane");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("--ttl: expected e.g. 6h, got {s:?}"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("--ttl: unknown unit {unit:?} (s, m, h, d)")),
+    };
+    Ok(n * mult)
+}
+
+fn token(toml_text: Option<String>, mut args: Vec<String>) -> ExitCode {
+    let mut run = || -> Result<String, String> {
+        let is_admin = if let Some(i) = args.iter().position(|a| a == "--admin") {
+            args.remove(i);
+            true
+        } else {
+            false
+        };
+        let room = take_flag(&mut args, "--room")?;
+        let identity = take_flag(&mut args, "--identity")?;
+        let role = take_flag(&mut args, "--role")?;
+        let grants = take_flag(&mut args, "--grants")?;
+        let name = take_flag(&mut args, "--name")?;
+        let ttl = parse_ttl(&take_flag(&mut args, "--ttl")?.unwrap_or_else(|| "6h".into()))?;
+        let cfg = ControlConfig::load(toml_text.as_deref(), std::env::vars(), &args)
+            .map_err(|e| e.to_string())?;
+        let keys = api_keys(&cfg)?;
+        let (key, secret) = keys.iter().next().ok_or("no API key")?;
+        let now = auth::unix_seconds(SystemTime::now());
+        if is_admin {
+            let claims = AdminClaims {
+                iss: key.clone(),
+                sub: identity.unwrap_or_else(|| "admin".into()),
+                admin: true,
+                exp: now + ttl,
+                nbf: now.saturating_sub(1),
+                iat: now,
+            };
+            return Ok(auth::mint_admin(key, secret.as_bytes(), &claims));
+        }
+        let room = room.ok_or("--room: required")?;
+        let identity = identity.ok_or("--identity: required")?;
+        let role = match role.as_deref().unwrap_or("viewer") {
+            "host" => Role::Host,
+            "controller" => Role::Controller,
+            "viewer" => Role::Viewer,
+            other => {
+                return Err(format!(
+                    "--role: expected host, controller or viewer, got {other:?}"
+                ))
+            }
+        };
+        let mut g = Grants::for_role(role);
+        if let Some(list) = grants {
+            g = Grants {
+                can_publish: false,
+                can_subscribe: false,
+                can_publish_sources: Vec::new(),
+                can_update_metadata: false,
+            };
+            for item in list.split(',').filter(|s| !s.is_empty()) {
+                match item {
+                    "publish" => g.can_publish = true,
+                    "subscribe" => g.can_subscribe = true,
+                    "metadata" => g.can_update_metadata = true,
+                    "camera" => g.can_publish_sources.push(Source::Camera),
+                    "microphone" => g.can_publish_sources.push(Source::Microphone),
+                    "screen" => g.can_publish_sources.push(Source::Screen),
+                    other => return Err(format!("--grants: unknown grant {other:?} (publish, subscribe, metadata, camera, microphone, screen)")),
+                }
+            }
+        }
+        let claims = Claims {
+            iss: key.clone(),
+            sub: identity,
+            room,
+            role,
+            grants: g,
+            name,
+            metadata: None,
+            exp: now + ttl,
+            nbf: now.saturating_sub(1),
+            iat: now,
+        };
+        Ok(auth::mint(key, secret.as_bytes(), &claims))
+    };
+    match run() {
+        Ok(t) => {
+            println!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
