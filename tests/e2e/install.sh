@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the e2e suite needs, idempotently (a second run installs nothing):
+# Debian chromium + firefox-esr, the npm drivers from package-lock.json (no browser download),
+# and a Python venv with aiortc. Nothing downloaded is committed.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v firefox-esr >/dev/null 2>&1 || missing+=(firefox-esr)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# npm ci only when nothing is installed yet or the lock file is newer than npm's own record of
+# the last install (node_modules/.package-lock.json).
+if ! [ node_modules/.package-lock.json -nt package-lock.json ]; then
+    PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if ! .venv/bin/python -c 'import aiortc' >/dev/null 2>&1; then
+    python3 -m venv .venv
+    .venv/bin/pip install -q -r requirements.txt
+fi

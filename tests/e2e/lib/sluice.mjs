@@ -1,0 +1,182 @@
+// Starting a real `sluice up` for a scenario: free ports on 127.0.0.1, a throw-away state
+// directory, tokens from `sluice token`, and a clean stop. Every address is loopback.
+
+import { execFile, spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const ROOT = resolve(new URL('../../..', import.meta.url).pathname);
+
+export const SLUICE_BIN = resolve(ROOT, process.env.SLUICE_BIN ?? 'target/debug/sluice');
+export const NETEM_BIN = resolve(ROOT, process.env.SLUICE_NETEM_BIN ?? 'target/debug/sluice-netem');
+
+/** A free TCP port on 127.0.0.1 (bound then released; the race is acceptable for tests). */
+export function freeTcpPort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+/** A free UDP port on 127.0.0.1. */
+export function freeUdpPort() {
+  return new Promise((ok, fail) => {
+    const s = createSocket('udp4');
+    s.once('error', fail);
+    s.bind(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+/**
+ * Starts `sluice up` with its own config and state directory. Resolves once `/healthz` answers.
+ * Returns `{origin, mediaAddr, token(room, identity, role), stop(), logs}`.
+ */
+export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS ?? '0' } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
+  const http = await freeTcpPort();
+  const media = await freeUdpPort();
+  const config = join(dir, 'sluice.toml');
+  writeFileSync(
+    config,
+    [
+      '[control]',
+      `http = "127.0.0.1:${http}"`,
+      `state_file = "${join(dir, 'state.json')}"`,
+      '',
+      '[dataplane]',
+      `workers = "${workers}"`,
+      'bind = "127.0.0.1"',
+      `port = ${media}`,
+      `control_socket = "${join(dir, 'dataplane.sock')}"`,
+      'stats_interval_ms = 1000',
+      '',
+    ].join('\n'),
+  );
+  const logs = [];
+  const child = spawn(SLUICE_BIN, ['up', '--config', config], {
+    cwd: dir,
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const keep = (chunk) => {
+    for (const line of chunk.toString().split('\n')) if (line) logs.push(line);
+    if (logs.length > 2000) logs.splice(0, logs.length - 2000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let exited = null;
+  child.on('exit', (code, signal) => (exited = { code, signal }));
+
+  const origin = `http://127.0.0.1:${http}`;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (exited) throw new Error(`sluice up exited (${JSON.stringify(exited)}):\n${logs.slice(-30).join('\n')}`);
+    try {
+      const res = await fetch(`${origin}/healthz`);
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`sluice up not healthy after 20 s:\n${logs.slice(-30).join('\n')}`);
+    }
+    await sleep(200);
+  }
+
+  return {
+    origin,
+    mediaAddr: `127.0.0.1:${media}`,
+    dir,
+    logs,
+    async token(room, identity, role = 'host') {
+      try {
+        const { stdout } = await run(SLUICE_BIN, ['token', '--config', config, '--room', room, '--identity', identity, '--role', role], { cwd: dir });
+        const jwt = stdout.match(/[\w-]+\.[\w-]+\.[\w-]+/);
+        if (jwt) return jwt[0];
+      } catch (e) {
+        logs.push(`sluice token failed: ${e.message}`);
+      }
+      const u = new URL('/dev/token', origin);
+      u.search = new URLSearchParams({ room, identity, role }).toString();
+      const res = await fetch(u);
+      const text = (await res.text()).trim();
+      if (!res.ok) throw new Error(`no token: sluice token failed and /dev/token said ${res.status} ${text}`);
+      try {
+        return JSON.parse(text).token;
+      } catch {
+        return text;
+      }
+    },
+    /** The page URL that auto-joins with a fresh token. */
+    async pageUrl(room, identity, { role = 'host', ...params } = {}) {
+      const q = new URLSearchParams({ token: await this.token(room, identity, role), auto: '1', name: identity });
+      for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null) q.set(k, String(v));
+      return `${origin}/?${q}`;
+    },
+    async stop() {
+      if (!exited) {
+        child.kill('SIGTERM');
+        const end = Date.now() + 5000;
+        while (!exited && Date.now() < end) await sleep(100);
+        if (!exited) child.kill('SIGKILL');
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Starts `sluice-netem` in front of `upstream` with extra flags (`['--loss', '0.1']`). Control
+ * lines (`pause up`, `resume down`, …) go to its stdin. Resolves once it prints `ready ADDR`.
+ */
+export async function startNetem(upstream, flags = []) {
+  const child = spawn(NETEM_BIN, ['--listen', '127.0.0.1:0', '--upstream', upstream, '--seed', '7', ...flags], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const out = [];
+  let exited = false;
+  child.on('exit', () => (exited = true));
+  child.stderr.on('data', (c) => out.push(c.toString()));
+  const addr = await new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`sluice-netem not ready: ${out.join('')}`)), 5000);
+    child.stdout.on('data', (c) => {
+      out.push(c.toString());
+      const m = out.join('').match(/ready (\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        ok(m[1]);
+      }
+    });
+    child.on('exit', () => fail(new Error(`sluice-netem exited: ${out.join('')}`)));
+  });
+  return {
+    addr,
+    out,
+    send: (line) => child.stdin.write(`${line}\n`),
+    async stop() {
+      if (exited) return out.join('');
+      child.stdin.write('quit\n');
+      const end = Date.now() + 3000;
+      while (!exited && Date.now() < end) await sleep(50);
+      if (!exited) child.kill('SIGKILL');
+      return out.join('');
+    },
+  };
+}
+
+export function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
+}

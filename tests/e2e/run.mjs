@@ -1,0 +1,58 @@
+// Runs the e2e scenarios one after another (2 cores: never two browsers' worth of pages at once),
+// each bounded by SLUICE_E2E_SCENARIO_TIMEOUT seconds, prints a summary table, writes
+// out/results.json (every scenario's details and the interop rows), exits 1 on any failure.
+//   node run.mjs                     all scenarios
+//   node run.mjs simulcast fanout    only these
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+import { Context } from './lib/context.mjs';
+import { scenarios } from './scenarios.mjs';
+
+const LIMIT_MS = Number(process.env.SLUICE_E2E_SCENARIO_TIMEOUT ?? 90) * 1000;
+const names = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(scenarios);
+for (const n of names) {
+  if (!scenarios[n]) {
+    console.error(`unknown scenario ${n}; known: ${Object.keys(scenarios).join(' ')}`);
+    process.exit(2);
+  }
+}
+
+const results = [];
+const started = Date.now();
+for (const name of names) {
+  const ctx = new Context(name);
+  const t0 = Date.now();
+  let status = 'pass';
+  let error = null;
+  let timer;
+  try {
+    await Promise.race([
+      ctx.start().then(() => scenarios[name](ctx)),
+      new Promise((_, fail) => (timer = setTimeout(() => fail(new Error(`scenario timed out after ${LIMIT_MS / 1000} s`)), LIMIT_MS))),
+    ]);
+  } catch (e) {
+    status = 'FAIL';
+    error = e.message;
+    if (ctx.server) error += `\n--- sluice log (last 25 lines)\n${ctx.server.logs.slice(-25).join('\n')}`;
+  } finally {
+    clearTimeout(timer);
+    await ctx.close().catch(() => {});
+  }
+  const seconds = (Date.now() - t0) / 1000;
+  results.push({ name, status, seconds, details: ctx.details, interop: ctx.interop, error });
+  console.log(`${status === 'pass' ? 'ok  ' : 'FAIL'} ${name} (${seconds.toFixed(1)} s) ${JSON.stringify(ctx.details)}`);
+  if (error) console.log(error.split('\n').map((l) => `     ${l}`).join('\n'));
+}
+
+const out = resolve(new URL('.', import.meta.url).pathname, 'out');
+mkdirSync(out, { recursive: true });
+writeFileSync(resolve(out, 'results.json'), JSON.stringify({ when: new Date().toISOString(), results }, null, 2));
+
+console.log('\nscenario                 result   seconds');
+console.log('------------------------ ------ --------');
+for (const r of results) console.log(`${r.name.padEnd(24)} ${r.status.padEnd(6)} ${r.seconds.toFixed(1).padStart(8)}`);
+const failed = results.filter((r) => r.status !== 'pass').length;
+console.log(`\n${results.length - failed}/${results.length} passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+process.exit(failed ? 1 : 0);
