@@ -35,7 +35,15 @@ for (const name of names) {
   } catch (e) {
     status = 'FAIL';
     error = e.message;
-    if (ctx.server) error += `\n--- sluice log (last 25 lines)\n${ctx.server.logs.slice(-25).join('\n')}`;
+    if (ctx.server) {
+      // The dataplane's drop counters usually say why media did not arrive.
+      const metrics = await fetch(`${ctx.server.origin}/metrics`)
+        .then((r) => r.text())
+        .then((t) => t.split('\n').filter((l) => /^sluice_(dataplane|worker)/.test(l) && !/ 0$/.test(l)).join('\n'))
+        .catch((m) => `metrics unavailable: ${m}`);
+      error += `\n--- sluice /metrics (non-zero dataplane lines)\n${metrics}`;
+      error += `\n--- sluice log (last 25 lines)\n${ctx.server.logs.slice(-25).join('\n')}`;
+    }
   } finally {
     clearTimeout(timer);
     await ctx.close().catch(() => {});

@@ -1101,15 +1101,19 @@ fn dp_ext(e: &ExtIds) -> DpExt {
 }
 
 /// Header extensions we offer subscribers (ids fixed per offer; the answer confirms them).
+/// They must be the ids the dataplane renumbers every forwarded packet to
+/// (`rtp_core::session::ExtIds::FORWARDED`); `mid` is offered for BUNDLE but never sent, so
+/// subscribers demultiplex forwarded media by the SSRCs in this offer.
 fn subscriber_ext_ids(kind: &MediaKind) -> ExtIds {
+    let fwd = rtp_core::session::ExtIds::FORWARDED;
     let mut e = ExtIds {
         mid: Some(1),
-        abs_send_time: Some(2),
-        transport_cc: Some(3),
+        abs_send_time: fwd.abs_send_time,
+        transport_cc: fwd.transport_cc,
         ..ExtIds::default()
     };
     if *kind == MediaKind::Audio {
-        e.audio_level = Some(4);
+        e.audio_level = fwd.audio_level;
     }
     e
 }

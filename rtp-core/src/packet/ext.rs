@@ -208,6 +208,41 @@ impl RtpViewMut<'_> {
     }
 }
 
+impl RtpViewMut<'_> {
+    /// Renumber the header-extension elements in place: `map(id)` gives the new id, or `None`
+    /// to remove the element. Removal overwrites the element (header and value) with zero
+    /// bytes, which RFC 8285 §4.2/§4.3 defines as padding, so nothing moves and the packet
+    /// length stays the same. A one-byte-form id must stay in 1..=14; anything else is removed.
+    ///
+    /// An SFU forwards packets between peers that negotiated their own extmap ids: this is how
+    /// the publisher's ids become the ids every subscriber was offered, and how extensions
+    /// that only make sense on the publisher's connection (its `mid`, `rid`) are dropped.
+    pub fn remap_extensions(&mut self, map: impl Fn(u8) -> Option<u8>) {
+        let Some(form) = self
+            .view()
+            .extension_profile()
+            .and_then(ExtForm::from_profile)
+        else {
+            return;
+        };
+        let data = self.extension_data_mut();
+        let mut pos = 0;
+        while let Some((id, start, len)) = next_element(form, data, &mut pos) {
+            let header = match form {
+                ExtForm::OneByte => start - 1,
+                ExtForm::TwoByte => start - 2,
+            };
+            match (form, map(id)) {
+                (ExtForm::OneByte, Some(new @ 1..=14)) => {
+                    data[header] = (new << 4) | (data[header] & 0x0f);
+                }
+                (ExtForm::TwoByte, Some(new @ 1..=255)) => data[header] = new,
+                _ => data[header..start + len].fill(0),
+            }
+        }
+    }
+}
+
 /// The transport-wide sequence number (draft-holmer-rmcat-transport-wide-cc-extensions
 /// §2): the first two bytes of the value, big-endian.
 pub fn transport_cc_seq(value: &[u8]) -> Option<u16> {
@@ -507,5 +542,54 @@ mod tests {
             proptest::prop_assert_eq!(v.extensions().iter().collect::<Vec<_>>(), exts);
             proptest::prop_assert_eq!(v.payload(), b"pay");
         }
+    }
+
+    #[test]
+    fn remap_renumbers_and_pads_out_dropped_elements() {
+        let mut buf = [0u8; 64];
+        let tcc = [0x12, 0x34];
+        let header = RtpHeader {
+            pt: 111,
+            seq: 7,
+            ssrc: 9,
+            extensions: &[(1, &[0x85]), (3, &tcc), (4, b"0")],
+            ..RtpHeader::default()
+        };
+        let n = write_rtp_header(&header, &mut buf).unwrap();
+        buf[n..n + 3].copy_from_slice(b"opu");
+        let len = n + 3;
+        let mut m = RtpViewMut::parse(&mut buf[..len]).unwrap();
+        // Publisher: 1 = audio level, 3 = transport-cc, 4 = mid. Canonical: audio level 4,
+        // transport-cc 3, mid dropped.
+        m.remap_extensions(|id| match id {
+            1 => Some(4),
+            3 => Some(3),
+            _ => None,
+        });
+        let v = RtpView::parse(&buf[..len]).unwrap();
+        let got: Vec<(u8, Vec<u8>)> = v
+            .extensions()
+            .iter()
+            .map(|(i, d)| (i, d.to_vec()))
+            .collect();
+        assert_eq!(got, vec![(4, vec![0x85]), (3, tcc.to_vec())]);
+        assert_eq!(v.payload(), b"opu");
+        assert_eq!(v.seq(), 7);
+
+        // Two-byte form keeps ids above 14.
+        let header = RtpHeader {
+            extensions: &[(20, &[1, 2]), (21, &[])],
+            ..RtpHeader::default()
+        };
+        let n = write_rtp_header(&header, &mut buf).unwrap();
+        let mut m = RtpViewMut::parse(&mut buf[..n]).unwrap();
+        m.remap_extensions(|id| (id == 20).then_some(30));
+        let v = RtpView::parse(&buf[..n]).unwrap();
+        let got: Vec<(u8, Vec<u8>)> = v
+            .extensions()
+            .iter()
+            .map(|(i, d)| (i, d.to_vec()))
+            .collect();
+        assert_eq!(got, vec![(30, vec![1, 2])]);
     }
 }

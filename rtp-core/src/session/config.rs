@@ -108,6 +108,39 @@ pub struct ExtIds {
     pub dependency_descriptor: Option<u8>,
 }
 
+impl ExtIds {
+    /// The header-extension ids of every packet the SFU forwards. At ingress each published
+    /// packet is renumbered in place from its publisher's negotiated ids to these
+    /// (`RtpViewMut::remap_extensions`), and the extensions that belong to the publisher's own
+    /// connection (`mid`, `rid`, `repaired-rid`) or that we don't forward are padded out; the
+    /// control daemon offers subscribers exactly these ids. Without this a subscriber reads the
+    /// publisher's ids with its own meaning — Chromium's audio level on id 1 read as a MID
+    /// made it drop every forwarded audio packet.
+    pub const FORWARDED: ExtIds = ExtIds {
+        transport_cc: Some(3),
+        abs_send_time: Some(2),
+        audio_level: Some(4),
+        mid: None,
+        rid: None,
+        repaired_rid: None,
+        dependency_descriptor: None,
+    };
+
+    /// Where a publisher's extension `id` goes in a forwarded packet, or `None` to drop it.
+    pub fn forwarded_id(&self, id: u8) -> Option<u8> {
+        let f = Self::FORWARDED;
+        if self.transport_cc == Some(id) {
+            f.transport_cc
+        } else if self.abs_send_time == Some(id) {
+            f.abs_send_time
+        } else if self.audio_level == Some(id) {
+            f.audio_level
+        } else {
+            None
+        }
+    }
+}
+
 /// A published track arriving on this session.
 #[derive(Debug, Clone)]
 pub struct UpTrackConfig {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::forward::{parse_payload, DependencyDescriptor, MediaKind};
 use crate::nack::rtx_decapsulate;
-use crate::packet::{transport_cc_seq, RtpView};
+use crate::packet::{transport_cc_seq, RtpView, RtpViewMut};
 use crate::srtp::SrtpError;
 use crate::stun::{StunClass, StunMessage};
 use crate::{demux, Demuxed};
@@ -203,7 +203,13 @@ impl<H: Copy> Session<H> {
         if kind == StreamKind::Rtx {
             len = self.unpack_rtx(up, layer, &mut buf[..len])?;
         }
-        self.on_media(now, up, layer, &buf[..len])
+        let out = self.on_media(now, up, layer, &buf[..len])?;
+        // Every extension was read above: now give the packet the ids subscribers negotiated.
+        if let (Some(t), Ok(mut m)) = (self.ups[up].as_ref(), RtpViewMut::parse(&mut buf[..len])) {
+            let ext = t.cfg.ext;
+            m.remap_extensions(|id| ext.forwarded_id(id));
+        }
+        Ok(out)
     }
 
     /// Which UpTrack layer (and stream) a packet belongs to.

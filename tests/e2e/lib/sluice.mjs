@@ -3,7 +3,7 @@
 
 import { execFile, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -73,6 +73,7 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS ?? 
   const keep = (chunk) => {
     for (const line of chunk.toString().split('\n')) if (line) logs.push(line);
     if (logs.length > 2000) logs.splice(0, logs.length - 2000);
+    if (process.env.SLUICE_E2E_LOG_FILE) appendFileSync(process.env.SLUICE_E2E_LOG_FILE, chunk);
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
