@@ -86,7 +86,11 @@ pub struct WebRtcPeerConfig {
 
 impl WebRtcPeerConfig {
     /// DTLS client role, a fresh certificate, bound to an ephemeral loopback port.
-    pub fn new(local: IceCreds, remote: IceCreds, server_fingerprint: &str) -> Result<Self, PeerError> {
+    pub fn new(
+        local: IceCreds,
+        remote: IceCreds,
+        server_fingerprint: &str,
+    ) -> Result<Self, PeerError> {
         Ok(Self {
             local,
             remote,
@@ -177,13 +181,21 @@ impl TestPeer {
     /// A plain-RTP peer (no ICE, DTLS or SRTP) bound to an ephemeral loopback port; usable at
     /// once. Its address goes into `TransportMode::PlainRtp.remote`.
     pub fn plain(server: SocketAddr) -> Result<Self, PeerError> {
-        Self::plain_on(UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?, server)
+        Self::plain_on(
+            UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?,
+            server,
+        )
     }
 
     /// A plain-RTP peer on a socket the caller bound.
     pub fn plain_on(socket: UdpSocket, server: SocketAddr) -> Result<Self, PeerError> {
         let cert = generate_cert()?;
-        Self::build(socket, server, SessionMode::PlainRtp { remote: server }, &cert)
+        Self::build(
+            socket,
+            server,
+            SessionMode::PlainRtp { remote: server },
+            &cert,
+        )
     }
 
     fn build(
@@ -288,6 +300,51 @@ impl TestPeer {
         marker: bool,
         payload: &[u8],
     ) -> Result<(), PeerError> {
+        let (len, dst) = self.protect_into_tx(seq, ts, ssrc, pt, marker, payload)?;
+        self.socket.send_to(&self.tx[..len], dst)?;
+        self.stats.datagrams_sent += 1;
+        Ok(())
+    }
+
+    /// [`TestPeer::publish_rtp`]'s datagram, returned instead of sent (to replay or tamper
+    /// with it). It consumes SRTP state like a sent packet.
+    pub fn protect_rtp(
+        &mut self,
+        seq: u16,
+        ts: u32,
+        ssrc: u32,
+        pt: u8,
+        marker: bool,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, PeerError> {
+        let (len, _) = self.protect_into_tx(seq, ts, ssrc, pt, marker, payload)?;
+        Ok(self.tx[..len].to_vec())
+    }
+
+    /// Sends `bytes` as they are to the server from the peer's socket.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), PeerError> {
+        self.socket.send_to(bytes, self.server)?;
+        self.stats.datagrams_sent += 1;
+        Ok(())
+    }
+
+    /// Sends `rtcp` (any bytes, well-formed or not) SRTCP-protected with the session's keys.
+    pub fn send_rtcp_raw(&mut self, rtcp: &[u8]) -> Result<(), PeerError> {
+        let (len, dst) = self.session.send_rtcp(Instant::now(), rtcp, &mut self.tx)?;
+        self.socket.send_to(&self.tx[..len], dst)?;
+        self.stats.datagrams_sent += 1;
+        Ok(())
+    }
+
+    fn protect_into_tx(
+        &mut self,
+        seq: u16,
+        ts: u32,
+        ssrc: u32,
+        pt: u8,
+        marker: bool,
+        payload: &[u8],
+    ) -> Result<(usize, SocketAddr), PeerError> {
         let n = write_rtp_header(
             &RtpHeader {
                 pt,
@@ -307,12 +364,9 @@ impl TestPeer {
             return Err(SessionError::BufferTooSmall.into());
         }
         self.tx[n..end].copy_from_slice(payload);
-        let (len, dst) = self
+        Ok(self
             .session
-            .protect_outgoing(Instant::now(), &mut self.tx, end)?;
-        self.socket.send_to(&self.tx[..len], dst)?;
-        self.stats.datagrams_sent += 1;
-        Ok(())
+            .protect_outgoing(Instant::now(), &mut self.tx, end)?)
     }
 
     /// Sends a Generic NACK (RFC 4585 §6.2.1) for `seqs` of the forwarded stream `media_ssrc`.
@@ -381,7 +435,11 @@ impl TestPeer {
                 self.stats.datagrams_received += 1;
                 media = self.on_datagram(n, src, drop);
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e.into()),
         }
         let now = Instant::now();
@@ -468,14 +526,24 @@ mod tests {
     fn plain_peers_exchange_media_over_loopback() {
         let a_sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let b_sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let (a_addr, b_addr) = (a_sock.local_addr().expect("a"), b_sock.local_addr().expect("b"));
+        let (a_addr, b_addr) = (
+            a_sock.local_addr().expect("a"),
+            b_sock.local_addr().expect("b"),
+        );
         let mut a = TestPeer::plain_on(a_sock, b_addr).expect("peer a");
         let mut b = TestPeer::plain_on(b_sock, a_addr).expect("peer b");
         a.expect_stream(MediaKind::Audio, Codec::Opus, 48_000, 111, 0xAB, None)
             .expect("track");
         for seq in 0..5u16 {
-            b.publish_rtp(seq, u32::from(seq) * 960, 0xAB, 111, false, &[seq as u8; 40])
-                .expect("send");
+            b.publish_rtp(
+                seq,
+                u32::from(seq) * 960,
+                0xAB,
+                111,
+                false,
+                &[seq as u8; 40],
+            )
+            .expect("send");
         }
         for seq in 0..5u16 {
             let m = a

@@ -368,8 +368,8 @@ impl Shard {
                 }
                 self.act(now, slot, out, Some(meta));
             }
-            Err(_) => {
-                self.counters.drop(Drop::SessionRejected);
+            Err(e) => {
+                self.counters.drop(Drop::of_session_error(&e));
                 return;
             }
         }
