@@ -60,6 +60,9 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 /// Packets in each (track, shard) NACK cache: ~1 s of 1 Mbit/s video.
 const HISTORY_PACKETS: usize = 512;
 
+/// Wraps each shard loop iteration: called with the worker index and the iteration to run.
+pub type LoopHook = Arc<dyn Fn(usize, &mut dyn FnMut()) + Send + Sync>;
+
 /// What a shard needs from the runtime.
 #[derive(Debug)]
 pub struct ShardContext {
@@ -199,12 +202,25 @@ impl Shard {
     }
 
     /// Runs until the stop flag is set, then gives every buffer back and closes the backend.
-    pub fn run(mut self) {
+    pub fn run(self) {
+        self.run_with(None);
+    }
+
+    /// [`Shard::run`], each iteration (and its wait) run inside `hook` when given: tests wrap
+    /// it in an allocation counter, which counts per thread.
+    pub fn run_with(mut self, hook: Option<LoopHook>) {
+        let index = self.index;
         while !self.stop.load(Ordering::Acquire) {
-            let now = self.iteration();
-            let timeout = self.wait_timeout(now);
-            if let Err(e) = self.backend.wait(Some(timeout)) {
-                tracing::warn!(shard = self.index, error = %e, "backend wait failed");
+            let mut turn = || {
+                let now = self.iteration();
+                let timeout = self.wait_timeout(now);
+                if let Err(e) = self.backend.wait(Some(timeout)) {
+                    tracing::warn!(shard = self.index, error = %e, "backend wait failed");
+                }
+            };
+            match &hook {
+                Some(h) => h(index, &mut turn),
+                None => turn(),
             }
         }
         #[allow(clippy::disallowed_methods)]
