@@ -6,6 +6,7 @@
 //! - [`shard`]: the pinned per-core workers, their session tables and the cross-shard mesh.
 //! - [`control`]: the control thread serving the control socket.
 //! - [`runtime`]: `Dataplane::start` / `DataplaneHandle::stop`.
+//! - [`testpeer`]: a blocking WebRTC / plain-RTP client for tests and the load generator.
 //! - [`sys`]: everything that touches the kernel — io_uring and plain-socket UDP backends,
 //!   capability probe, CPU pinning, the cross-thread waker.
 //!
@@ -19,3 +20,4 @@ pub mod proto;
 pub mod runtime;
 pub mod shard;
 pub mod sys;
+pub mod testpeer;

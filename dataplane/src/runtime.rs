@@ -22,7 +22,7 @@ use crate::control::{bind_listener, ControlContext, ControlThread};
 use crate::pool::BufPool;
 use crate::shard::mesh::Mesh;
 use crate::shard::msg::SharedRegistry;
-use crate::shard::{Shard, ShardContext};
+use crate::shard::{LoopHook, Shard, ShardContext};
 use crate::sys::{affinity, Backend, IoMode, SocketConfig, Waker};
 
 /// Commands a shard's inbox holds before the control thread answers `rejected` (busy).
@@ -54,6 +54,15 @@ pub struct Dataplane;
 
 impl Dataplane {
     pub fn start(config: Config) -> Result<DataplaneHandle, StartError> {
+        Self::start_with_hook(config, None)
+    }
+
+    /// [`Dataplane::start`] with every shard iteration run inside `hook` (tests: allocation
+    /// counting on the shard threads, which only a closure running there can do).
+    pub fn start_with_hook(
+        config: Config,
+        hook: Option<LoopHook>,
+    ) -> Result<DataplaneHandle, StartError> {
         let cert = Arc::new(load_cert(&config)?);
         let fingerprint = cert.fingerprint().to_sdp();
         let stop = Arc::new(AtomicBool::new(false));
@@ -92,6 +101,7 @@ impl Dataplane {
             let (ready_tx, ready_rx) = mpsc::channel();
             let buffers = config.buffers_per_worker;
             let stats_interval = Duration::from_millis(config.stats_interval_ms.max(1));
+            let hook = hook.clone();
             let (registry, to_control, cert, stop) = (
                 Arc::clone(&registry),
                 to_control.clone(),
@@ -140,7 +150,7 @@ impl Dataplane {
                         stop,
                         stats_interval,
                     })
-                    .run();
+                    .run_with(hook);
                 })
                 .map_err(StartError::Thread)?;
             handle.threads.push(thread);

@@ -164,6 +164,14 @@ impl ControlThread {
             }
             wait_on_shards = false;
         }
+        // What the shards already reported goes first, so a `List*` answer reflects it (a
+        // session's claim, say, reported before the request arrived).
+        for _ in 0..SHARD_MSG_BUDGET {
+            match self.ctx.from_shards.try_recv() {
+                Ok(m) => self.shard_msg(m),
+                Err(_) => break,
+            }
+        }
         while let Some(msg) = self.conn.as_mut().and_then(ControlConn::next_message) {
             match msg {
                 Message::Request(req) => self.request(req.id, req.command),

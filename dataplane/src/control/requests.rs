@@ -167,7 +167,7 @@ impl ControlThread {
             let mut reg = self.ctx.registry.lock();
             reg.placed.insert(session, worker);
             if let TransportMode::PlainRtp { remote, .. } = spec.mode {
-                reg.plain.insert(remote, worker);
+                reg.remotes.insert(remote, worker);
             }
         }
         let token = self.token(
@@ -300,7 +300,7 @@ impl ControlThread {
             let mut reg = self.ctx.registry.lock();
             reg.placed.remove(&session);
             if let TransportMode::PlainRtp { remote, .. } = rec.spec.mode {
-                reg.plain.remove(&remote);
+                reg.remotes.remove(&remote);
             }
             if let Some(p) = reg.pending.remove(&session) {
                 reg.by_ufrag.remove(&p.spec.ice.ufrag);

@@ -369,9 +369,16 @@ impl Shard {
         };
         self.free_slots.push(slot);
         self.by_id.remove(&entry.id);
+        let webrtc = entry.ufrag.is_some();
         for addr in entry.addrs.drain(..) {
             if self.by_addr.get(&addr) == Some(&slot) {
                 self.by_addr.remove(&addr);
+            }
+            if webrtc {
+                let mut reg = self.registry.lock();
+                if reg.remotes.get(&addr) == Some(&(self.index as u16)) {
+                    reg.remotes.remove(&addr);
+                }
             }
         }
         if let Some(u) = entry.ufrag.take() {

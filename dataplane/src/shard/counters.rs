@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use rtp_core::session::SessionError;
+use rtp_core::srtp::SrtpError;
+
 use crate::proto::{Counters, WorkerStats};
 use crate::sys::IoStats;
 
@@ -13,7 +16,7 @@ use crate::sys::IoStats;
 pub enum Drop {
     /// From an address no session knows, and not a STUN binding naming a known ufrag.
     UnknownSource,
-    /// The session's `handle_datagram` refused it (its own stats say why).
+    /// The session's `handle_datagram` refused it for a reason not listed below.
     SessionRejected,
     /// Published media of a track this shard has no state for.
     UnknownTrack,
@@ -31,10 +34,34 @@ pub enum Drop {
     TooLong,
     /// A plain-RTP datagram handed to its shard found no session there either.
     Redirected,
+    // The session's reasons (`Session::handle_datagram` errors), so the snapshot says why
+    // without asking each session.
+    /// SRTP/SRTCP authentication tag did not verify.
+    SrtpAuth,
+    /// SRTP/SRTCP replayed or older than the replay window.
+    SrtpReplay,
+    /// Any other SRTP failure (too short, malformed).
+    Srtp,
+    /// STUN that does not parse or that ICE refused (wrong integrity, unknown ufrag).
+    Stun,
+    /// DTLS refused by the endpoint.
+    Dtls,
+    /// RTP that does not parse.
+    MalformedRtp,
+    /// RTCP that does not parse (bad lengths).
+    MalformedRtcp,
+    /// DTLS or media from an address ICE has not validated.
+    UnvalidatedSource,
+    /// Media or RTCP before the session was connected.
+    NotConnected,
+    /// ZRTP, TURN channel data or an unknown first byte (RFC 7983).
+    Unsupported,
+    /// RTP from an SSRC no track claims, or with a payload type it did not negotiate.
+    UnknownSsrc,
 }
 
 impl Drop {
-    const ALL: [Drop; 10] = [
+    const ALL: [Drop; 21] = [
         Drop::UnknownSource,
         Drop::SessionRejected,
         Drop::UnknownTrack,
@@ -45,7 +72,36 @@ impl Drop {
         Drop::HistoryMiss,
         Drop::TooLong,
         Drop::Redirected,
+        Drop::SrtpAuth,
+        Drop::SrtpReplay,
+        Drop::Srtp,
+        Drop::Stun,
+        Drop::Dtls,
+        Drop::MalformedRtp,
+        Drop::MalformedRtcp,
+        Drop::UnvalidatedSource,
+        Drop::NotConnected,
+        Drop::Unsupported,
+        Drop::UnknownSsrc,
     ];
+
+    /// The reason for a datagram its session refused.
+    pub fn of_session_error(e: &SessionError) -> Self {
+        match e {
+            SessionError::Srtp(SrtpError::AuthFailed) => Drop::SrtpAuth,
+            SessionError::Srtp(SrtpError::Replayed | SrtpError::TooOld) => Drop::SrtpReplay,
+            SessionError::Srtp(_) => Drop::Srtp,
+            SessionError::Stun(_) | SessionError::Ice(_) => Drop::Stun,
+            SessionError::Dtls(_) => Drop::Dtls,
+            SessionError::Rtp(_) | SessionError::Rtx(_) => Drop::MalformedRtp,
+            SessionError::Rtcp(_) => Drop::MalformedRtcp,
+            SessionError::UnvalidatedSource => Drop::UnvalidatedSource,
+            SessionError::NotConnected => Drop::NotConnected,
+            SessionError::Unsupported => Drop::Unsupported,
+            SessionError::UnknownSsrc | SessionError::UnknownPayloadType => Drop::UnknownSsrc,
+            _ => Drop::SessionRejected,
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -59,6 +115,17 @@ impl Drop {
             Drop::HistoryMiss => "history_miss",
             Drop::TooLong => "too_long",
             Drop::Redirected => "redirect_lost",
+            Drop::SrtpAuth => "srtp_auth",
+            Drop::SrtpReplay => "srtp_replay",
+            Drop::Srtp => "srtp_other",
+            Drop::Stun => "stun",
+            Drop::Dtls => "dtls",
+            Drop::MalformedRtp => "malformed_rtp",
+            Drop::MalformedRtcp => "malformed_rtcp",
+            Drop::UnvalidatedSource => "unvalidated_source",
+            Drop::NotConnected => "not_connected",
+            Drop::Unsupported => "unsupported",
+            Drop::UnknownSsrc => "unknown_ssrc",
         }
     }
 }

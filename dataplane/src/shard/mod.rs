@@ -60,6 +60,9 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 /// Packets in each (track, shard) NACK cache: ~1 s of 1 Mbit/s video.
 const HISTORY_PACKETS: usize = 512;
 
+/// Wraps each shard loop iteration: called with the worker index and the iteration to run.
+pub type LoopHook = Arc<dyn Fn(usize, &mut dyn FnMut()) + Send + Sync>;
+
 /// What a shard needs from the runtime.
 #[derive(Debug)]
 pub struct ShardContext {
@@ -145,7 +148,7 @@ pub struct Shard {
     by_id: HashMap<SessionId, u32>,
     by_addr: HashMap<SocketAddr, u32>,
     by_ufrag: HashMap<String, u32>,
-    /// Plain-RTP remotes whose session lives on another shard (learnt from the registry).
+    /// Remotes whose session lives on another shard (learnt from the registry).
     redirect: HashMap<SocketAddr, u16>,
     tracks: HashMap<TrackId, TrackState>,
     subs: HashMap<SubscriptionId, (u32, DownId)>,
@@ -199,12 +202,25 @@ impl Shard {
     }
 
     /// Runs until the stop flag is set, then gives every buffer back and closes the backend.
-    pub fn run(mut self) {
+    pub fn run(self) {
+        self.run_with(None);
+    }
+
+    /// [`Shard::run`], each iteration (and its wait) run inside `hook` when given: tests wrap
+    /// it in an allocation counter, which counts per thread.
+    pub fn run_with(mut self, hook: Option<LoopHook>) {
+        let index = self.index;
         while !self.stop.load(Ordering::Acquire) {
-            let now = self.iteration();
-            let timeout = self.wait_timeout(now);
-            if let Err(e) = self.backend.wait(Some(timeout)) {
-                tracing::warn!(shard = self.index, error = %e, "backend wait failed");
+            let mut turn = || {
+                let now = self.iteration();
+                let timeout = self.wait_timeout(now);
+                if let Err(e) = self.backend.wait(Some(timeout)) {
+                    tracing::warn!(shard = self.index, error = %e, "backend wait failed");
+                }
+            };
+            match &hook {
+                Some(h) => h(index, &mut turn),
+                None => turn(),
             }
         }
         #[allow(clippy::disallowed_methods)]
@@ -305,14 +321,13 @@ impl Shard {
                     return Some(slot);
                 }
             }
-            self.counters.drop(Drop::UnknownSource);
-            return None;
+            // A consent check of a session another shard owns: hand it over below.
         }
         if may_redirect {
             let target = match self.redirect.get(&meta.src) {
                 Some(&t) => Some(t),
                 None => {
-                    let t = self.registry.lock().plain.get(&meta.src).copied();
+                    let t = self.registry.lock().remotes.get(&meta.src).copied();
                     if let Some(t) = t {
                         self.redirect.insert(meta.src, t);
                     }
@@ -365,11 +380,12 @@ impl Shard {
                 if let std::collections::hash_map::Entry::Vacant(v) = self.by_addr.entry(meta.src) {
                     v.insert(slot);
                     entry.addrs.push(meta.src);
+                    publish_remote(&self.registry, entry, meta.src, self.index);
                 }
                 self.act(now, slot, out, Some(meta));
             }
-            Err(_) => {
-                self.counters.drop(Drop::SessionRejected);
+            Err(e) => {
+                self.counters.drop(Drop::of_session_error(&e));
                 return;
             }
         }
@@ -710,6 +726,9 @@ impl Shard {
                 self.tx.push(transmit(buf, len, dst));
             }
             self.next_timer = min_opt(self.next_timer, entry.session.poll_timeout());
+            // `poll_transmit` drives DTLS, which reports a finished handshake only then: without
+            // this, `DtlsConnected` would wait for the session's next packet or timer.
+            self.drain_events(now, slot);
         }
         self.dirty.clear();
     }
@@ -732,6 +751,7 @@ impl Shard {
                     {
                         v.insert(slot);
                         entry.addrs.push(remote);
+                        publish_remote(&self.registry, entry, remote, self.index);
                     }
                     tracing::info!(%session, remote = %remote, "ICE connected");
                     Some(Notification::IceConnected { session, remote })
@@ -796,6 +816,14 @@ impl Shard {
     /// The counters so far (tests).
     pub fn counters(&self) -> &ShardCounters {
         &self.counters
+    }
+}
+
+/// Tells the other shards that datagrams from `remote` belong to this shard (WebRTC sessions;
+/// the control thread enters plain-RTP remotes). Slow path: once per new remote address.
+fn publish_remote(registry: &SharedRegistry, entry: &Entry, remote: SocketAddr, shard: usize) {
+    if entry.ufrag.is_some() {
+        registry.lock().remotes.insert(remote, shard as u16);
     }
 }
 

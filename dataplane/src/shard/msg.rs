@@ -81,9 +81,13 @@ pub struct Registry {
     pub pending: HashMap<SessionId, PendingSession>,
     /// Where each placed session lives.
     pub placed: HashMap<SessionId, u16>,
-    /// Plain-RTP remotes and the shard their session lives on, so a shard that receives such a
-    /// datagram by the kernel's hash can hand it over.
-    pub plain: HashMap<SocketAddr, u16>,
+    /// Remote addresses and the shard their session lives on, so a shard that receives such a
+    /// datagram (by the kernel's SO_REUSEPORT choice) hands it over. Plain-RTP remotes are
+    /// entered by the control thread when it places the session; WebRTC remotes by the owning
+    /// shard when the first valid packet (an ICE check) arrives from them. The kernel's choice
+    /// is not stable per remote: with `SO_INCOMING_CPU` set it follows the CPU the packet was
+    /// processed on, which on loopback is the sender's current CPU.
+    pub remotes: HashMap<SocketAddr, u16>,
 }
 
 /// The registry behind its lock. A poisoned lock means a thread panicked while holding it;

@@ -1,0 +1,207 @@
+//! The dataplane's `no_alloc` test (issue 3, "done when"): after warm-up, ≥ 100,000 packets
+//! forwarded through real loopback sockets by 2 workers with ZERO heap allocations on the shard
+//! threads. `allocation-counter` counts per thread, so each shard iteration runs inside
+//! `measure` through `Dataplane::start_with_hook`; the test sums the counts of the iterations
+//! that ran while the measured window was open. Both backends.
+//!
+//! Plain RTP keeps a debug build fast enough for CI; the packet path is the same one WebRTC
+//! sessions take minus SRTP, whose no-allocation property rtp-core's
+//! `tests/session_no_alloc.rs` checks. Stats snapshots (which allocate their wire form) are
+//! pushed out of the window with a long interval; video is delta frames so no per-keyframe
+//! notification is sent.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluice_dataplane::proto::{
+    Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams, MediaKind, Quality,
+    SessionId, Subscribe, SubscriptionId, TrackId, TransportMode,
+};
+use sluice_dataplane::runtime::Dataplane;
+use sluice_dataplane::shard::LoopHook;
+
+mod webrtc_harness;
+use sluice_dataplane::sys::affinity;
+use webrtc_harness::{choices, config, track, worker_cores, LOCAL};
+
+const SUBSCRIBERS: usize = 4;
+const WARMUP: u32 = 2_000;
+/// Published packets in the window; each reaches every subscriber.
+const MEASURED: u32 = 25_000;
+const SSRC: u32 = 0x3333;
+
+#[derive(Default)]
+struct Tally {
+    open: AtomicBool,
+    allocations: AtomicU64,
+    iterations: AtomicU64,
+}
+
+#[test]
+fn no_alloc_forwarding_through_real_sockets() {
+    for io in choices() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tally = Arc::new(Tally::default());
+        let t = Arc::clone(&tally);
+        let hook: LoopHook = Arc::new(move |_worker, turn| {
+            let info = allocation_counter::measure(turn);
+            if t.open.load(Ordering::Acquire) {
+                t.allocations.fetch_add(info.count_total, Ordering::Relaxed);
+                t.iterations.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let mut cfg = config(io, &dir);
+        cfg.stats_interval_ms = 3_600_000;
+        cfg.buffers_per_worker = 8192;
+        cfg.recv_buffer_bytes = 4 << 20;
+        cfg.send_buffer_bytes = 4 << 20;
+        let dp = Dataplane::start_with_hook(cfg, Some(hook)).expect("dataplane starts");
+        println!("case no_alloc on backend {:?}", dp.io_mode());
+        let media = dp.local_addrs()[0];
+        let mut ctl = ControlClient::connect(dp.control_socket()).expect("connect");
+        ctl.hello(Hello::control("test")).expect("hello");
+
+        let publisher = UdpSocket::bind((LOCAL, 0)).expect("bind");
+        ctl.request(plain_session(1, publisher.local_addr().expect("addr"), 0))
+            .expect("publisher");
+        ctl.request(track(SessionId(1), TrackId(1), MediaKind::Video, SSRC))
+            .expect("track");
+        let mut readers = Vec::new();
+        for i in 0..SUBSCRIBERS {
+            let s = UdpSocket::bind((LOCAL, 0)).expect("bind");
+            let id = 10 + i as u64;
+            ctl.request(plain_session(
+                id,
+                s.local_addr().expect("addr"),
+                (i % 2) as u16,
+            ))
+            .expect("subscriber");
+            ctl.request(Command::Subscribe(Subscribe {
+                subscription: SubscriptionId(id),
+                session: SessionId(id),
+                track: TrackId(1),
+                ssrc: 0x7000 + i as u32,
+                rtx_ssrc: None,
+                payload_type: 96,
+                rtx_payload_type: None,
+                ext_ids: ExtIds::default(),
+            }))
+            .expect("subscribe");
+            readers.push(std::thread::spawn(move || {
+                count_media(&s, WARMUP + MEASURED)
+            }));
+        }
+
+        // Warm-up from each worker's core in turn: the kernel hands a datagram to the socket
+        // of the sender's CPU (SO_INCOMING_CPU), so both shards meet the publisher's address
+        // (and cache where its session lives) before the window opens.
+        for (k, core) in worker_cores().into_iter().enumerate() {
+            let p = publisher.try_clone().expect("clone");
+            let from = k as u32 * WARMUP / 2;
+            std::thread::spawn(move || {
+                let _ = affinity::pin_current_thread(core);
+                send(&p, media, from, WARMUP / 2);
+            })
+            .join()
+            .expect("warm-up sender");
+        }
+        // Let the warm-up drain (pacers, first RTCP reports) before opening the window.
+        std::thread::sleep(Duration::from_millis(300));
+        tally.open.store(true, Ordering::Release);
+        send(&publisher, media, WARMUP, MEASURED);
+        let counts: Vec<u32> = readers
+            .into_iter()
+            .map(|r| r.join().expect("reader"))
+            .collect();
+        tally.open.store(false, Ordering::Release);
+
+        let forwarded: u32 = counts.iter().map(|c| c.saturating_sub(WARMUP)).sum();
+        let allocations = tally.allocations.load(Ordering::Relaxed);
+        println!(
+            "no_alloc on {:?}: {forwarded} packets forwarded in the window over {} shard \
+             iterations, {allocations} allocations; per subscriber {counts:?}",
+            dp.io_mode(),
+            tally.iterations.load(Ordering::Relaxed)
+        );
+        assert!(forwarded >= 100_000, "forwarded {forwarded}: {counts:?}");
+        assert_eq!(allocations, 0, "heap allocations on the shard threads");
+        drop(ctl);
+        dp.stop();
+    }
+}
+
+fn plain_session(id: u64, remote: SocketAddr, worker: u16) -> Command {
+    Command::CreateSession(CreateSession {
+        session: SessionId(id),
+        ice: IceParams {
+            ufrag: format!("plain{id}"),
+            pwd: "0123456789abcdefghijklmn".into(),
+            remote_ufrag: None,
+            remote_pwd: None,
+        },
+        remote_fingerprint: None,
+        dtls_role: DtlsRole::Server,
+        worker_hint: Some(worker),
+        mode: TransportMode::PlainRtp {
+            remote,
+            local_port: None,
+        },
+        quality: Quality {
+            max_bitrate_bps: 10_000_000,
+            priority: 1,
+        },
+    })
+}
+
+/// Packets `from..from + n`: the first one a VP8 keyframe, the rest small delta frames (the
+/// pacers' 2.5 Mbit/s start rate bounds how fast each subscriber drains).
+fn send(s: &UdpSocket, to: SocketAddr, from: u32, n: u32) {
+    let mut p = [0u8; 24];
+    for i in from..from + n {
+        let seq = i as u16;
+        p[0] = 0x80;
+        p[1] = 96;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&(i * 3000).to_be_bytes());
+        p[8..12].copy_from_slice(&SSRC.to_be_bytes());
+        // VP8 descriptor S=1, then a frame tag: keyframe (P=0) only for packet 0.
+        p[12] = 0x10;
+        let len = if i == 0 {
+            p[13..23]
+                .copy_from_slice(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
+            23
+        } else {
+            p[13] = 0x01;
+            p[14] = seq as u8;
+            15
+        };
+        s.send_to(&p[..len], to).expect("send");
+        // Bursts small enough for the receive buffers and the pacers.
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Counts RTP packets until `want` arrived or no media came for 2 s (RTCP reports keep
+/// arriving, so the socket timeout alone would not end it).
+fn count_media(s: &UdpSocket, want: u32) -> u32 {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last_media = Instant::now();
+    while n < want && Instant::now() < deadline && last_media.elapsed() < Duration::from_secs(2) {
+        match s.recv(&mut buf) {
+            Ok(len) if len >= 12 && !(200..=206).contains(&buf[1]) => {
+                n += 1;
+                last_media = Instant::now();
+            }
+            _ => {}
+        }
+    }
+    n
+}
