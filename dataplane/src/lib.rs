@@ -3,6 +3,9 @@
 //! - [`config`]: the `[dataplane]` configuration (file, env, flags; errors name the key).
 //! - [`proto`]: the control-socket protocol (frames, messages, client and server helpers).
 //! - [`pool`]: each worker's fixed slab of packet buffers.
+//! - [`shard`]: the pinned per-core workers, their session tables and the cross-shard mesh.
+//! - [`control`]: the control thread serving the control socket.
+//! - [`runtime`]: `Dataplane::start` / `DataplaneHandle::stop`.
 //! - [`sys`]: everything that touches the kernel — io_uring and plain-socket UDP backends,
 //!   capability probe, CPU pinning, the cross-thread waker.
 //!
@@ -10,6 +13,9 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
+pub mod control;
 pub mod pool;
 pub mod proto;
+pub mod runtime;
+pub mod shard;
 pub mod sys;

@@ -1,0 +1,282 @@
+//! `Dataplane::start`: spawns one pinned shard per configured core (worker i ↔
+//! `config.workers[i]`) and the control thread; `DataplaneHandle::stop` joins them all. Used
+//! in-process by tests and by the `sluice-dataplane` binary.
+//!
+//! Start-up order: each shard opens its backend on its own thread (io_uring SINGLE_ISSUER) and
+//! reports its address and waker; shards start one after another so that with `port = 0` the
+//! first shard's ephemeral port is the one the others join with SO_REUSEPORT. Once all are
+//! open, the mesh of rings is built from their wakers and handed to each shard.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use rtp_core::dtls::DtlsCert;
+
+use crate::config::{Config, IoChoice};
+use crate::control::{bind_listener, ControlContext, ControlThread};
+use crate::pool::BufPool;
+use crate::shard::mesh::Mesh;
+use crate::shard::msg::SharedRegistry;
+use crate::shard::{Shard, ShardContext};
+use crate::sys::{affinity, Backend, IoMode, SocketConfig, Waker};
+
+/// Commands a shard's inbox holds before the control thread answers `rejected` (busy).
+const INBOX_CAPACITY: usize = 1024;
+
+/// Why the dataplane did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("worker {worker}: {source}")]
+    Worker {
+        worker: usize,
+        source: std::io::Error,
+    },
+    #[error("control socket {path}: {source}")]
+    ControlSocket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("DTLS certificate: {0}")]
+    Cert(String),
+    #[error("thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Entry point; see the module docs.
+#[derive(Debug)]
+pub struct Dataplane;
+
+impl Dataplane {
+    pub fn start(config: Config) -> Result<DataplaneHandle, StartError> {
+        let cert = Arc::new(load_cert(&config)?);
+        let fingerprint = format!("sha-256 {}", cert.fingerprint().to_sdp());
+        let stop = Arc::new(AtomicBool::new(false));
+        let registry = Arc::new(SharedRegistry::default());
+        let (to_control, from_shards) = mpsc::channel();
+        let mode = match config.io {
+            IoChoice::Auto => IoMode::Auto,
+            IoChoice::Uring => IoMode::Uring,
+            IoChoice::Socket => IoMode::Socket,
+        };
+
+        let mut handle = DataplaneHandle {
+            threads: Vec::new(),
+            stop: Arc::clone(&stop),
+            wakers: Vec::new(),
+            local_addrs: Vec::new(),
+            control_socket: config.control_socket.clone(),
+            fingerprint: fingerprint.clone(),
+            io_mode: mode,
+        };
+        let mut inboxes = Vec::new();
+        let mut mesh_senders = Vec::new();
+        let mut shared_port = config.port;
+        for (i, &core) in config.workers.iter().enumerate() {
+            let port = if config.port_per_worker {
+                config.worker_port(i)
+            } else {
+                shared_port
+            };
+            let mut sock = SocketConfig::new(SocketAddr::new(config.bind, port));
+            sock.recv_buf_bytes = Some(config.recv_buffer_bytes);
+            sock.send_buf_bytes = Some(config.send_buffer_bytes);
+            sock.gso = config.gso;
+            let (inbox_tx, inbox_rx) = mpsc::sync_channel(INBOX_CAPACITY);
+            let (mesh_tx, mesh_rx) = mpsc::channel::<Arc<Mesh>>();
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let buffers = config.buffers_per_worker;
+            let stats_interval = Duration::from_millis(config.stats_interval_ms.max(1));
+            let (registry, to_control, cert, stop) = (
+                Arc::clone(&registry),
+                to_control.clone(),
+                Arc::clone(&cert),
+                Arc::clone(&stop),
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("sluice-shard-{i}"))
+                .spawn(move || {
+                    if let Err(e) = affinity::pin_current_thread(core) {
+                        tracing::warn!(worker = i, core, error = %e, "could not pin worker");
+                    }
+                    let mut pool = BufPool::new(buffers);
+                    let recv_depth = (buffers / 2).max(1);
+                    let backend = match Backend::open_mode(mode, &sock, recv_depth) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = backend.set_incoming_cpu(core);
+                    let info = backend
+                        .local_addr()
+                        .map(|a| (a, backend.waker(), backend.mode()));
+                    let failed = info.is_err();
+                    let _ = ready_tx.send(info);
+                    let Ok(mesh) = mesh_rx.recv() else {
+                        let mut backend = backend;
+                        let _ = backend.shutdown(&mut pool);
+                        return;
+                    };
+                    if failed {
+                        return;
+                    }
+                    tracing::info!(worker = i, core, backend = ?backend.mode(), "worker started");
+                    Shard::new(ShardContext {
+                        index: i as u16,
+                        backend,
+                        pool,
+                        mesh,
+                        registry,
+                        inbox: inbox_rx,
+                        to_control,
+                        cert,
+                        stop,
+                        stats_interval,
+                    })
+                    .run();
+                })
+                .map_err(StartError::Thread)?;
+            handle.threads.push(thread);
+            inboxes.push(inbox_tx);
+            mesh_senders.push(mesh_tx);
+            let ready = ready_rx
+                .recv()
+                .unwrap_or_else(|_| Err(std::io::Error::other("worker exited during start-up")));
+            match ready {
+                Ok((addr, waker, m)) => {
+                    if i == 0 && !config.port_per_worker {
+                        shared_port = addr.port();
+                    }
+                    handle.local_addrs.push(addr);
+                    handle.wakers.push(waker);
+                    handle.io_mode = m;
+                }
+                Err(source) => {
+                    drop(mesh_senders);
+                    handle.stop();
+                    return Err(StartError::Worker { worker: i, source });
+                }
+            }
+        }
+        let mesh = Arc::new(Mesh::new(handle.wakers.clone()));
+        for tx in mesh_senders {
+            let _ = tx.send(Arc::clone(&mesh));
+        }
+
+        let listener = match bind_listener(&config.control_socket) {
+            Ok(l) => l,
+            Err(source) => {
+                handle.stop();
+                return Err(StartError::ControlSocket {
+                    path: config.control_socket.clone(),
+                    source,
+                });
+            }
+        };
+        let worker_addrs = handle
+            .local_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, &bound)| announced(&config, i, bound))
+            .collect();
+        let control = ControlThread::new(ControlContext {
+            listener,
+            instance: format!("sluice-dataplane-{}", std::process::id()),
+            fingerprint,
+            worker_addrs,
+            port_per_worker: config.port_per_worker,
+            inboxes,
+            wakers: handle.wakers.clone(),
+            from_shards,
+            registry,
+            stop: Arc::clone(&stop),
+        })
+        .map_err(|source| StartError::ControlSocket {
+            path: config.control_socket.clone(),
+            source,
+        })?;
+        let thread = std::thread::Builder::new()
+            .name("sluice-control".into())
+            .spawn(move || control.run())
+            .map_err(StartError::Thread)?;
+        handle.threads.push(thread);
+        Ok(handle)
+    }
+}
+
+/// The address worker `i` announces: `announce[i]` when one per worker is configured, the only
+/// one when a single address is, else what it bound.
+fn announced(config: &Config, i: usize, bound: SocketAddr) -> SocketAddr {
+    match config.announce.len() {
+        0 => bound,
+        1 => config.announce[0],
+        n if i < n => config.announce[i],
+        _ => bound,
+    }
+}
+
+fn load_cert(config: &Config) -> Result<DtlsCert, StartError> {
+    match (&config.cert, &config.key) {
+        (Some(cert), Some(key)) => {
+            let cert_der = std::fs::read(cert).map_err(|e| StartError::Cert(e.to_string()))?;
+            let key_der = std::fs::read(key).map_err(|e| StartError::Cert(e.to_string()))?;
+            // DER files; PEM loading is not implemented yet.
+            DtlsCert::from_der(cert_der, key_der).map_err(|e| StartError::Cert(e.to_string()))
+        }
+        _ => DtlsCert::generate(SystemTime::now()).map_err(|e| StartError::Cert(e.to_string())),
+    }
+}
+
+/// A running dataplane. Dropping it without `stop` leaves the threads running.
+#[derive(Debug)]
+pub struct DataplaneHandle {
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    wakers: Vec<Waker>,
+    local_addrs: Vec<SocketAddr>,
+    control_socket: PathBuf,
+    fingerprint: String,
+    io_mode: IoMode,
+}
+
+impl DataplaneHandle {
+    /// Bound media address of each worker (all equal unless `port_per_worker`).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    pub fn control_socket(&self) -> &std::path::Path {
+        &self.control_socket
+    }
+
+    /// `"sha-256 AB:…"`, as in `Hello.fingerprint`.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// The backend the workers run on.
+    pub fn io_mode(&self) -> IoMode {
+        self.io_mode
+    }
+
+    /// Signals every thread and joins them.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        for w in &self.wakers {
+            w.wake();
+        }
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("a dataplane thread panicked");
+            }
+        }
+        let _ = std::fs::remove_file(&self.control_socket);
+    }
+}

@@ -1,0 +1,263 @@
+//! A whole in-process dataplane (2 workers, real loopback sockets, both backends) in plain-RTP
+//! mode: a publisher sends audio and video RTP, three subscribers on different workers receive
+//! every packet with their own SSRC and contiguous sequence numbers, and the per-worker stats
+//! snapshots show both workers sending. Each case prints which backend it ran on.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use sluice_dataplane::config::{Config, IoChoice};
+use sluice_dataplane::proto::{
+    AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams,
+    Layer, MediaKind, Notification, Quality, ReplyOk, SessionId, Source, Subscribe, SubscriptionId,
+    TrackId, TransportMode,
+};
+use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
+use sluice_dataplane::sys::{affinity, capabilities};
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const AUDIO_SSRC: u32 = 0x1111;
+const VIDEO_SSRC: u32 = 0x2222;
+const PACKETS: u16 = 300;
+
+fn choices() -> Vec<IoChoice> {
+    let mut v = Vec::new();
+    if capabilities().uring_usable() {
+        v.push(IoChoice::Uring);
+    } else {
+        println!("skipping io_uring: {}", capabilities().log_line());
+    }
+    v.push(IoChoice::Socket);
+    v
+}
+
+fn start(io: IoChoice, dir: &tempfile::TempDir) -> DataplaneHandle {
+    let cores = affinity::online_cores().expect("cores");
+    let mut cfg = Config::defaults(cores.len());
+    cfg.workers = vec![cores[0], *cores.get(1).unwrap_or(&cores[0])];
+    cfg.bind = LOCAL;
+    cfg.port = 0;
+    cfg.control_socket = dir.path().join("ctl.sock");
+    cfg.buffers_per_worker = 2048;
+    cfg.io = io;
+    cfg.stats_interval_ms = 100;
+    cfg.recv_buffer_bytes = 1 << 20;
+    cfg.send_buffer_bytes = 1 << 20;
+    Dataplane::start(cfg).expect("dataplane starts")
+}
+
+fn plain_session(id: u64, remote: SocketAddr, worker: u16) -> Command {
+    Command::CreateSession(CreateSession {
+        session: SessionId(id),
+        ice: IceParams {
+            ufrag: format!("plain{id}"),
+            pwd: "0123456789abcdefghijklmn".into(),
+            remote_ufrag: None,
+            remote_pwd: None,
+        },
+        remote_fingerprint: None,
+        dtls_role: DtlsRole::Server,
+        worker_hint: Some(worker),
+        mode: TransportMode::PlainRtp {
+            remote,
+            local_port: None,
+        },
+        quality: Quality {
+            max_bitrate_bps: 10_000_000,
+            priority: 1,
+        },
+    })
+}
+
+fn track(id: u64, kind: MediaKind, ssrc: u32) -> Command {
+    let (name, pt, rate) = match kind {
+        MediaKind::Audio => ("opus", 111, 48_000),
+        MediaKind::Video => ("VP8", 96, 90_000),
+    };
+    Command::AddTrack(AddTrack {
+        session: SessionId(1),
+        track: TrackId(id),
+        kind,
+        codec: Codec {
+            name: name.into(),
+            payload_type: pt,
+            clock_rate: rate,
+            rtx_payload_type: None,
+        },
+        layers: vec![Layer {
+            rid: None,
+            ssrc: Some(ssrc),
+            rtx_ssrc: None,
+        }],
+        ext_ids: ExtIds::default(),
+        e2ee: false,
+        source: if kind == MediaKind::Audio {
+            Source::Microphone
+        } else {
+            Source::Camera
+        },
+    })
+}
+
+/// An RTP packet: audio is a 160-byte payload, video a one-packet VP8 keyframe.
+fn rtp(video: bool, seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, if video { 0x80 | 96 } else { 111 }];
+    p.extend_from_slice(&seq.to_be_bytes());
+    let ts = u32::from(seq) * if video { 3000 } else { 960 };
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&(if video { VIDEO_SSRC } else { AUDIO_SSRC }).to_be_bytes());
+    if video {
+        // VP8 descriptor S=1 PID=0, then a keyframe frame tag and start code (RFC 6386 §9.1).
+        p.extend_from_slice(&[
+            0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00,
+        ]);
+        p.resize(p.len() + 180, seq as u8);
+    } else {
+        p.resize(p.len() + 160, seq as u8);
+    }
+    p
+}
+
+#[test]
+fn plain_rtp_fan_out_across_two_workers() {
+    for io in choices() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dp = start(io, &dir);
+        println!("case plain_rtp_fan_out on backend {:?}", dp.io_mode());
+        let media = dp.local_addrs()[0];
+
+        let mut ctl = ControlClient::connect(dp.control_socket()).expect("connect");
+        let hello = ctl.hello(Hello::control("test")).expect("hello");
+        assert_eq!(hello.workers, 2);
+
+        let publisher = UdpSocket::bind((LOCAL, 0)).expect("bind");
+        let subs: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind((LOCAL, 0)).expect("bind"))
+            .collect();
+        let pub_addr = publisher.local_addr().expect("addr");
+        match ctl
+            .request(plain_session(1, pub_addr, 0))
+            .expect("create publisher")
+        {
+            ReplyOk::SessionCreated { worker, .. } => assert_eq!(worker, 0),
+            other => panic!("unexpected {other:?}"),
+        }
+        for (i, s) in subs.iter().enumerate() {
+            let worker = [1, 0, 1][i];
+            let addr = s.local_addr().expect("addr");
+            ctl.request(plain_session(10 + i as u64, addr, worker))
+                .expect("create subscriber");
+        }
+        ctl.request(track(100, MediaKind::Audio, AUDIO_SSRC))
+            .expect("audio track");
+        ctl.request(track(101, MediaKind::Video, VIDEO_SSRC))
+            .expect("video track");
+        let mut expect_ssrc = HashMap::new();
+        for i in 0..3u64 {
+            for (t, pt) in [(100u64, 111u8), (101, 96)] {
+                let ssrc = 0x5000_0000 + (i as u32) * 16 + t as u32;
+                expect_ssrc.insert((i as usize, ssrc), t);
+                ctl.request(Command::Subscribe(Subscribe {
+                    subscription: SubscriptionId(i * 10 + t),
+                    session: SessionId(10 + i),
+                    track: TrackId(t),
+                    ssrc,
+                    rtx_ssrc: None,
+                    payload_type: pt,
+                    rtx_payload_type: None,
+                    ext_ids: ExtIds::default(),
+                }))
+                .expect("subscribe");
+            }
+        }
+
+        // Subscribers read on their own threads while the publisher sends: a loopback socket's
+        // default receive buffer holds only a few hundred small datagrams.
+        let readers: Vec<_> = subs
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let expected: Vec<u32> = expect_ssrc
+                    .keys()
+                    .filter(|(sub, _)| *sub == i)
+                    .map(|&(_, ssrc)| ssrc)
+                    .collect();
+                std::thread::spawn(move || receive_all(i, &s, &expected))
+            })
+            .collect();
+
+        // Publish in small bursts so the pacers (1 Mbit/s initial rate) keep up.
+        for seq in 0..PACKETS {
+            publisher.send_to(&rtp(false, seq), media).expect("send");
+            publisher.send_to(&rtp(true, seq), media).expect("send");
+            if seq % 20 == 19 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for r in readers {
+            let (i, count) = r.join().expect("reader");
+            println!("subscriber {i} on {:?}: {count:x?}", dp.io_mode());
+            assert_eq!(count.len(), 2, "subscriber {i}: {count:x?}");
+            assert!(
+                count.values().all(|&c| c == u32::from(PACKETS)),
+                "subscriber {i}: {count:x?}"
+            );
+        }
+
+        // Both workers send: subscribers 0 and 2 live on worker 1, subscriber 1 on worker 0.
+        let mut tx = [0u64; 2];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while (tx[0] < 2 * u64::from(PACKETS) || tx[1] < 4 * u64::from(PACKETS))
+            && Instant::now() < deadline
+        {
+            if let Some(ev) = ctl.next_event(Duration::from_millis(200)).expect("event") {
+                if let Notification::StatsSnapshot(s) = ev.event {
+                    tx[usize::from(s.worker)] = s.counters.tx_packets;
+                }
+            }
+        }
+        println!("tx_packets per worker on {:?}: {tx:?}", dp.io_mode());
+        assert!(
+            tx[0] >= 2 * u64::from(PACKETS),
+            "worker 0 forwarded {}",
+            tx[0]
+        );
+        assert!(
+            tx[1] >= 4 * u64::from(PACKETS),
+            "worker 1 forwarded {}",
+            tx[1]
+        );
+        drop(ctl);
+        dp.stop();
+    }
+}
+
+/// Reads until every expected SSRC delivered `PACKETS` packets (or 10 s pass), checking that
+/// only `expected` SSRCs arrive and that each one's sequence numbers are contiguous.
+fn receive_all(i: usize, s: &UdpSocket, expected: &[u32]) -> (usize, HashMap<u32, u32>) {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let mut last: HashMap<u32, u16> = HashMap::new();
+    let mut count: HashMap<u32, u32> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 2048];
+    let total = expected.len() as u32 * u32::from(PACKETS);
+    while count.values().sum::<u32>() < total && Instant::now() < deadline {
+        let Ok(n) = s.recv(&mut buf) else { continue };
+        if n < 12 || (200..=206).contains(&buf[1]) {
+            continue; // RTCP (SR/SDES) from the dataplane
+        }
+        let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
+        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+        assert!(
+            expected.contains(&ssrc),
+            "subscriber {i}: foreign ssrc {ssrc:#x}"
+        );
+        if let Some(prev) = last.insert(ssrc, seq) {
+            assert_eq!(seq, prev.wrapping_add(1), "subscriber {i} ssrc {ssrc:#x}");
+        }
+        *count.entry(ssrc).or_default() += 1;
+    }
+    (i, count)
+}
