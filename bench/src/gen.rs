@@ -471,14 +471,14 @@ fn account(
     r.received_bytes += data.len() as u64;
     let lat = now_ns.saturating_sub(tag.sent_ns);
     r.latency_all.record(lat);
-    let kind = if stream % 2 == 0 {
+    let kind = if stream.is_multiple_of(2) {
         r.latency_audio.record(lat);
         Kind::Audio
     } else {
         r.latency_video.record(lat);
         Kind::Video
     };
-    if tag.seq % PATTERN_SAMPLE == 0 {
+    if tag.seq.is_multiple_of(PATTERN_SAMPLE) {
         r.pattern_checked += 1;
         let off = body_offset(kind, payload);
         let body = payload.get(off..payload.len() - TAG_LEN).unwrap_or(&[]);

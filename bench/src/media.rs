@@ -136,8 +136,8 @@ impl Stream {
         if due_ns > now_ns {
             return None;
         }
-        let keyframe =
-            self.profile.kind == Kind::Video && self.frame % self.profile.key_interval.max(1) == 0;
+        let keyframe = self.profile.kind == Kind::Video
+            && self.frame.is_multiple_of(self.profile.key_interval.max(1));
         let packets = if keyframe {
             self.profile.key_packets
         } else {

@@ -133,6 +133,11 @@ fn main() -> ExitCode {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
+    if cmd == "janus-client" {
+        // Hidden: run by `compare` inside Janus's network namespace.
+        println!("{}", janus::client_main(&args[1..]));
+        return ExitCode::SUCCESS;
+    }
     let opts = match parse(&args[1..]) {
         Ok(o) => o,
         Err(e) => {
@@ -140,11 +145,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if cmd == "janus-client" {
-        // Hidden: run by `compare` inside Janus's network namespace.
-        println!("{}", janus::client_main(&args[1..]));
-        return ExitCode::SUCCESS;
-    }
     let result = match cmd.as_str() {
         "micro" => Ok(cmd_micro(&opts)),
         "limit" => cmd_limit(&opts),
