@@ -319,13 +319,16 @@ impl FanoutReport {
     }
 }
 
-/// Why the generator was or was not the bottleneck, in words.
+/// Why the generator was or was not the bottleneck, in words. The generator is the bottleneck
+/// when its core is saturated or the kernel dropped datagrams at its sockets (it did not read
+/// them in time). Late frames alone are not: the tag carries the actual send time, so loss and
+/// latency stay exact; on a shared machine other processes on the generator's core delay it.
 pub fn generator_verdict(g: &GenReport) -> String {
     let late_ms = g.max_send_lateness_ns as f64 / 1e6;
-    if g.busy < 0.9 && g.rx_queue_drops == 0 && late_ms < 5.0 {
+    if g.busy < 0.9 && g.rx_queue_drops == 0 {
         format!(
-            "not the bottleneck: generator core {:.0}% busy, no kernel drops at its sockets, \
-             frames sent ≤ {late_ms:.1} ms late",
+            "not the bottleneck: generator core {:.0}% busy, no kernel drops at its sockets \
+             (frames sent up to {late_ms:.1} ms after their due time)",
             g.busy * 100.0
         )
     } else {
