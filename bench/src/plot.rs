@@ -226,7 +226,8 @@ mod tests {
 
     #[test]
     fn nice_axes() {
-        assert_eq!(nice_axis(1000.0), (200.0, 1000.0));
+        assert_eq!(nice_axis(1000.0), (100.0, 1000.0));
+        assert_eq!(nice_axis(4000.0), (500.0, 4000.0));
         assert_eq!(nice_axis(730.0), (100.0, 800.0));
         let (s, t) = nice_axis(0.5);
         assert!((s - 0.1).abs() < 1e-12 && (t - 0.5).abs() < 1e-9);
