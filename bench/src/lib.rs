@@ -3,10 +3,27 @@
 //! - [`micro`]: the `sluice-bench micro` command — per-operation costs of rtp-core's hot paths,
 //!   each SRTP figure beside the bare cost of the same aws-lc-rs call on the same buffer.
 //! - [`measure`]: the timing loop shared by the commands (interleaved rounds, medians).
+//! - [`limit`]: the machine's ceiling (`sendmmsg` → `recvmmsg` of pre-encrypted packets).
+//! - [`fanout`]: the SFU under real-shaped media load; [`gen`] is its load generator.
+//! - [`ramp`]: raises subscribers until loss or latency breaks; [`plot`] draws it as SVG.
+//! - [`janus`]: the Janus VideoRoom peer for `compare --peer janus`.
+//! - [`media`], [`tag`], [`hist`], [`cpu`], [`report`]: media shapes, payload tags, latency
+//!   histograms, /proc CPU accounting, report plumbing.
 //!
 //! Criterion benches for the same paths live in `benches/rtp_core.rs`.
 #![forbid(unsafe_code)]
 
+pub mod cpu;
+pub mod fanout;
+pub mod gen;
+pub mod hist;
+pub mod janus;
+pub mod limit;
 pub mod measure;
+pub mod media;
 pub mod micro;
+pub mod plot;
+pub mod ramp;
+pub mod report;
 pub mod sample;
+pub mod tag;

@@ -1,22 +1,127 @@
 //! `sluice-bench`: Sluice's benchmark command.
 //!
-//! Subcommands:
-//! - `micro [--json] [--quick]`: per-operation costs of rtp-core's hot paths, SRTP protect
-//!   beside the bare crypto cost (`ratio_to_raw_crypto`).
-//!
-//! With `--json` the command prints exactly one JSON object on stdout; progress goes to stderr.
+//! Subcommands (each bounded in time; `--json` prints exactly one JSON object on stdout,
+//! otherwise a human-readable summary; progress goes to stderr):
+//! - `micro`: per-operation costs of rtp-core's hot paths.
+//! - `limit`: the machine's ceiling, sendmmsg → recvmmsg of pre-encrypted 1,200-byte packets.
+//! - `fanout`: Sluice under real-shaped media load, beside `limit` from the same run.
+//! - `ramp`: raise subscribers until loss > 0.5 % or p99 > 50 ms.
+//! - `compare --peer janus`: the same ramp against Janus VideoRoom in a network namespace.
+#![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use bench::fanout::{self, Cipher, FanoutConfig, Sfu};
+use bench::limit::{self, LimitConfig, LimitReport};
 use bench::measure::Budget;
-use bench::micro;
-use serde_json::json;
+use bench::plot::{self, Series};
+use bench::ramp::{self, RampConfig, RampReport};
+use bench::report::{provenance, round, BenchError};
+use bench::{janus, micro};
+use serde_json::{json, Value};
+use sluice_dataplane::config::IoChoice;
+use sluice_dataplane::sys::affinity;
 
-const USAGE: &str = "usage: sluice-bench micro [--json] [--quick]
+const USAGE: &str = "usage: sluice-bench <command> [options]
 
-  micro    per-operation cost of rtp-core's hot paths (parse, SRTP, NACK cache, pacer)
-  --json   print one JSON object on stdout instead of a table
-  --quick  a smoke run: every case once, rough figures";
+commands:
+  micro     per-operation cost of rtp-core's hot paths (parse, SRTP, NACK cache, pacer)
+  limit     the machine's ceiling: sendmmsg -> recvmmsg of pre-encrypted 1,200 B packets,
+            sender and receiver pinned to different cores, over loopback
+  fanout    Sluice under real-shaped media load (P publishers, S subscribers), with `limit`
+            measured in the same run; headline = fanout egress pps / limit pps (target >= 0.70)
+  ramp      raise subscribers until loss > 0.5% or p99 latency > 50 ms
+  compare   --peer janus: the same ramp against Janus VideoRoom, in the same run
+
+options:
+  --json                one JSON object on stdout instead of a summary
+  --quick               micro: a smoke run
+  --duration SECS       measured window per run/step (default: limit 3, fanout 5, ramp 3)
+  --warmup SECS         warm-up before each window (default 1)
+  --publishers N        publishers, each audio + video (default 1)
+  --subscribers N       fanout: subscribers (default 100)
+  --audio-only | --video-only
+  --cipher gcm|cm|none  subscriber/publisher transport (default none; gcm/cm need the
+                        WebRTC test peer, not merged yet)
+  --workers N           in-process SFU workers, on the last N cores (default 1)
+  --attach SOCKET       use a running sluice-dataplane's control socket instead
+  --io auto|uring|socket  in-process dataplane I/O backend (default auto)
+  --start N --max N --refine N   ramp: first step, ceiling, bisection steps (50, 5000, 3)
+  --no-limit            fanout/ramp: skip the `limit` run
+  --plot FILE.svg       ramp/compare: write the chart
+  --peer janus          compare: the peer SFU";
+
+#[derive(Debug, Default)]
+struct Opts {
+    json: bool,
+    quick: bool,
+    duration: Option<f64>,
+    warmup: Option<f64>,
+    publishers: Option<u32>,
+    subscribers: Option<u32>,
+    audio_only: bool,
+    video_only: bool,
+    cipher: Option<String>,
+    workers: Option<usize>,
+    attach: Option<PathBuf>,
+    io: Option<String>,
+    start: Option<u32>,
+    max: Option<u32>,
+    refine: Option<u32>,
+    no_limit: bool,
+    plot: Option<PathBuf>,
+    peer: Option<String>,
+}
+
+fn parse(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} expects a value"))
+        };
+        let num = |v: String| -> Result<f64, String> {
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| format!("{name}: `{v}` is not a number"))
+        };
+        match name {
+            "--json" => o.json = true,
+            "--quick" => o.quick = true,
+            "--audio-only" => o.audio_only = true,
+            "--video-only" => o.video_only = true,
+            "--no-limit" => o.no_limit = true,
+            "--duration" => o.duration = Some(num(value()?)?),
+            "--warmup" => o.warmup = Some(num(value()?)?),
+            "--publishers" => o.publishers = Some(num(value()?)? as u32),
+            "--subscribers" => o.subscribers = Some(num(value()?)? as u32),
+            "--workers" => o.workers = Some(num(value()?)? as usize),
+            "--start" => o.start = Some(num(value()?)? as u32),
+            "--max" => o.max = Some(num(value()?)? as u32),
+            "--refine" => o.refine = Some(num(value()?)? as u32),
+            "--cipher" => o.cipher = Some(value()?),
+            "--io" => o.io = Some(value()?),
+            "--attach" => o.attach = Some(PathBuf::from(value()?)),
+            "--plot" => o.plot = Some(PathBuf::from(value()?)),
+            "--peer" => o.peer = Some(value()?),
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    if o.audio_only && o.video_only {
+        return Err("--audio-only and --video-only exclude each other".into());
+    }
+    Ok(o)
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,63 +129,443 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
-    let mut json_out = false;
-    let mut quick = false;
-    for a in &args[1..] {
-        match a.as_str() {
-            "--json" => json_out = true,
-            "--quick" => quick = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            other => {
-                eprintln!("sluice-bench: unknown option `{other}`\n{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
+    if matches!(cmd.as_str(), "-h" | "--help" | "help") || args.iter().any(|a| a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
     }
-    match cmd.as_str() {
-        "micro" => {
-            let budget = if quick { Budget::QUICK } else { Budget::FULL };
-            eprintln!("sluice-bench micro: measuring (interleaved rounds, medians)...");
-            let entries = micro::run(budget);
-            if json_out {
-                let report = json!({
-                    "command": "micro",
-                    "quick": quick,
-                    "provenance": micro::provenance(),
-                    "target_ratio_to_raw_crypto": 1.15,
-                    "entries": entries.iter().map(micro::Entry::to_json).collect::<Vec<_>>(),
-                });
-                println!("{report}");
-            } else {
-                println!(
-                    "{:<40} {:>10} {:>10} {:>7}",
-                    "case", "ns/op", "raw ns/op", "ratio"
-                );
-                for e in &entries {
-                    match e.raw_crypto_ns_per_op {
-                        Some(raw) => println!(
-                            "{:<40} {:>10.1} {:>10.1} {:>7.3}",
-                            e.name,
-                            e.ns_per_op,
-                            raw,
-                            e.ns_per_op / raw
-                        ),
-                        None => println!("{:<40} {:>10.1}", e.name, e.ns_per_op),
-                    }
-                }
-            }
-            ExitCode::SUCCESS
+    if cmd == "janus-client" {
+        // Hidden: run by `compare` inside Janus's network namespace.
+        println!("{}", janus::client_main(&args[1..]));
+        return ExitCode::SUCCESS;
+    }
+    let opts = match parse(&args[1..]) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("sluice-bench: {e}\n{USAGE}");
+            return ExitCode::from(2);
         }
-        "-h" | "--help" | "help" => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
+    };
+    let result = match cmd.as_str() {
+        "micro" => Ok(cmd_micro(&opts)),
+        "limit" => cmd_limit(&opts),
+        "fanout" => cmd_fanout(&opts),
+        "ramp" => cmd_ramp(&opts),
+        "compare" => cmd_compare(&opts),
         other => {
             eprintln!("sluice-bench: unknown command `{other}`\n{USAGE}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sluice-bench {cmd}: {e}");
+            if opts.json {
+                println!("{}", json!({"command": cmd, "error": e.to_string()}));
+            }
+            match e {
+                BenchError::Unsupported(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
+}
+
+fn cmd_micro(o: &Opts) -> ExitCode {
+    let budget = if o.quick { Budget::QUICK } else { Budget::FULL };
+    eprintln!("sluice-bench micro: measuring (interleaved rounds, medians)...");
+    let entries = micro::run(budget);
+    if o.json {
+        let report = json!({
+            "command": "micro",
+            "quick": o.quick,
+            "provenance": micro::provenance(),
+            "target_ratio_to_raw_crypto": 1.15,
+            "entries": entries.iter().map(micro::Entry::to_json).collect::<Vec<_>>(),
+        });
+        println!("{report}");
+    } else {
+        println!(
+            "{:<40} {:>10} {:>10} {:>7}",
+            "case", "ns/op", "raw ns/op", "ratio"
+        );
+        for e in &entries {
+            match e.raw_crypto_ns_per_op {
+                Some(raw) => println!(
+                    "{:<40} {:>10.1} {:>10.1} {:>7.3}",
+                    e.name,
+                    e.ns_per_op,
+                    raw,
+                    e.ns_per_op / raw
+                ),
+                None => println!("{:<40} {:>10.1}", e.name, e.ns_per_op),
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn cores() -> Result<Vec<usize>, BenchError> {
+    Ok(affinity::online_cores()?)
+}
+
+fn secs(v: Option<f64>, default: f64) -> Duration {
+    Duration::from_secs_f64(v.unwrap_or(default).min(3600.0))
+}
+
+fn run_limit(o: &Opts, cores: &[usize]) -> Result<LimitReport, BenchError> {
+    let cfg = LimitConfig::default_for(cores, secs(o.duration, 3.0).min(Duration::from_secs(5)));
+    eprintln!(
+        "sluice-bench limit: sendmmsg on core {} -> recvmmsg on core {}, {:.1} s...",
+        cfg.sender_core,
+        cfg.receiver_core,
+        cfg.duration.as_secs_f64()
+    );
+    let r = limit::run(&cfg)?;
+    eprintln!(
+        "sluice-bench limit: {:.0} pps delivered (sender {:.0} pps)",
+        r.rx_pps, r.tx_pps
+    );
+    Ok(r)
+}
+
+fn cmd_limit(o: &Opts) -> Result<ExitCode, BenchError> {
+    let cores = cores()?;
+    let r = run_limit(o, &cores)?;
+    if o.json {
+        println!(
+            "{}",
+            json!({"command": "limit", "provenance": provenance(), "limit": r.to_json()})
+        );
+    } else {
+        println!(
+            "limit: {:.0} pps of {} B delivered ({:.2} Gbit/s); sender capacity {:.0} pps; \
+             sender core {} busy {:.0}%, receiver core {} busy {:.0}%; kernel drops {}",
+            r.rx_pps,
+            r.config.packet_len,
+            r.rx_pps * r.config.packet_len as f64 * 8e-9,
+            r.tx_pps,
+            r.config.sender_core,
+            r.sender_busy * 100.0,
+            r.config.receiver_core,
+            r.receiver_busy * 100.0,
+            r.rx_queue_drops
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fanout_config(
+    o: &Opts,
+    cores: &[usize],
+    default_duration: f64,
+) -> Result<FanoutConfig, BenchError> {
+    let mut c = FanoutConfig::default_for(
+        cores,
+        o.subscribers.unwrap_or(100),
+        secs(o.duration, default_duration),
+    );
+    c.warmup = secs(o.warmup, 1.0);
+    c.publishers = o.publishers.unwrap_or(1).max(1);
+    c.audio = !o.video_only;
+    c.video = !o.audio_only;
+    if let Some(name) = &o.cipher {
+        c.cipher = Cipher::parse(name).ok_or_else(|| {
+            BenchError::Other(format!("--cipher: `{name}` is not gcm, cm or none"))
+        })?;
+    }
+    let workers = o.workers.unwrap_or(1).max(1);
+    if workers >= cores.len() && cores.len() > 1 {
+        return Err(BenchError::Other(format!(
+            "--workers {workers}: leave one of the {} cores to the generator",
+            cores.len()
+        )));
+    }
+    c.sfu_cores = cores[cores.len().saturating_sub(workers)..].to_vec();
+    c.io = match o.io.as_deref() {
+        None | Some("auto") => IoChoice::Auto,
+        Some("uring") => IoChoice::Uring,
+        Some("socket") => IoChoice::Socket,
+        Some(other) => return Err(BenchError::Other(format!("--io: `{other}`"))),
+    };
+    Ok(c)
+}
+
+fn open_sfu(o: &Opts, cfg: &FanoutConfig) -> Result<Sfu, BenchError> {
+    match &o.attach {
+        Some(sock) => Sfu::attach(sock.clone()),
+        None => Sfu::start(cfg),
+    }
+}
+
+fn cmd_fanout(o: &Opts) -> Result<ExitCode, BenchError> {
+    let cores = cores()?;
+    let cfg = fanout_config(o, &cores, 5.0)?;
+    if cfg.cipher != Cipher::None {
+        // Refuse before spending time on `limit`.
+        return Err(BenchError::Unsupported(format!(
+            "--cipher {}: the WebRTC client stack (dataplane testpeer) is not merged yet; \
+             use --cipher none",
+            cfg.cipher.name()
+        )));
+    }
+    let lim = if o.no_limit {
+        None
+    } else {
+        Some(run_limit(o, &cores)?)
+    };
+    let mut sfu = open_sfu(o, &cfg)?;
+    let r = fanout::run(&mut sfu, &cfg);
+    sfu.stop();
+    let r = r?;
+    let body = r.to_json(lim.as_ref());
+    if o.json {
+        println!(
+            "{}",
+            json!({
+                "command": "fanout",
+                "provenance": provenance(),
+                "limit": lim.as_ref().map(LimitReport::to_json),
+                "fanout": body,
+            })
+        );
+    } else {
+        print_fanout(&body, lim.as_ref());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_fanout(f: &Value, lim: Option<&LimitReport>) {
+    let c = &f["config"];
+    println!(
+        "fanout: {} publisher(s) -> {} subscribers, cipher {}, {} SFU worker(s) on cores {}, generator on core {}",
+        c["publishers"], c["subscribers"], c["cipher"], c["sfu_workers"], c["sfu_cores"], c["generator_core"]
+    );
+    println!(
+        "  delivered {} pps, {} Mbit/s; loss {:.4}%",
+        f["delivered_pps"],
+        f["delivered_mbit_s"],
+        f["loss"].as_f64().unwrap_or(0.0) * 100.0
+    );
+    for k in ["all", "audio", "video"] {
+        let l = &f["latency_us"][k];
+        println!(
+            "  latency {k:<5} p50 {} us  p99 {} us  p99.9 {} us  max {} us",
+            l["p50"], l["p99"], l["p999"], l["max"]
+        );
+    }
+    for w in f["sfu_worker_cpu"].as_array().into_iter().flatten() {
+        println!(
+            "  SFU {}: {} CPU s, busy {}",
+            w["thread"], w["cpu_s"], w["busy"]
+        );
+    }
+    println!("  pacer queueing: not exported by the dataplane (video latency includes it)");
+    println!(
+        "  generator: {}",
+        f["generator"]["verdict"].as_str().unwrap_or("")
+    );
+    if let Some(l) = lim {
+        println!(
+            "  limit {:.0} pps -> fanout/limit = {} (target >= 0.70)",
+            l.rx_pps, f["ratio_to_limit"]
+        );
+    }
+    println!(
+        "  verified: {} tag errors, {} foreign, {} of {} sampled bodies wrong",
+        f["verify"]["tag_errors"],
+        f["verify"]["foreign"],
+        f["verify"]["pattern_errors"],
+        f["verify"]["pattern_checked"]
+    );
+}
+
+fn ramp_config(o: &Opts, cores: &[usize]) -> Result<RampConfig, BenchError> {
+    let step = fanout_config(o, cores, 3.0)?;
+    if step.cipher != Cipher::None {
+        return Err(BenchError::Unsupported(format!(
+            "--cipher {}: the WebRTC client stack (dataplane testpeer) is not merged yet",
+            step.cipher.name()
+        )));
+    }
+    Ok(RampConfig {
+        step,
+        start: o.start.unwrap_or(50).max(1),
+        max: o.max.unwrap_or(5000).max(1),
+        refine: o.refine.unwrap_or(3),
+    })
+}
+
+fn run_sluice_ramp(o: &Opts, cfg: &RampConfig) -> Result<RampReport, BenchError> {
+    let mut sfu = open_sfu(o, &cfg.step)?;
+    let r = ramp::run(&mut sfu, cfg, |p| {
+        eprintln!(
+            "ramp sluice: {} subscribers -> {:.0} pps, loss {:.3}%, p99 {:.2} ms, SFU busy {:.2}, generator busy {:.2} {}",
+            p.subscribers,
+            p.delivered_pps,
+            p.loss * 100.0,
+            p.p99_ms,
+            p.sfu_busy,
+            p.generator_busy,
+            if p.ok() { "ok" } else { "BROKE" }
+        )
+    });
+    sfu.stop();
+    r
+}
+
+fn ramp_json(r: &RampReport, lim: Option<&LimitReport>) -> Value {
+    let mut v = r.to_json();
+    if let (Some(l), Some(b)) = (lim, r.best()) {
+        v["ratio_to_limit_at_best"] = json!(round(b.delivered_pps / l.rx_pps.max(1e-9), 3));
+        v["target_ratio_to_limit"] = json!(0.70);
+    }
+    v
+}
+
+fn write_plot(path: &PathBuf, title: &str, series: &[Series]) -> Result<(), BenchError> {
+    std::fs::write(path, plot::render(title, series))?;
+    eprintln!("sluice-bench: wrote {}", path.display());
+    Ok(())
+}
+
+fn cmd_ramp(o: &Opts) -> Result<ExitCode, BenchError> {
+    let cores = cores()?;
+    let cfg = ramp_config(o, &cores)?;
+    let lim = if o.no_limit {
+        None
+    } else {
+        Some(run_limit(o, &cores)?)
+    };
+    let r = run_sluice_ramp(o, &cfg)?;
+    if let Some(path) = &o.plot {
+        let series = [Series {
+            name: "Sluice".into(),
+            points: r.sorted(),
+        }];
+        write_plot(path, "sluice-bench ramp", &series)?;
+    }
+    let body = ramp_json(&r, lim.as_ref());
+    if o.json {
+        println!(
+            "{}",
+            json!({
+                "command": "ramp",
+                "provenance": provenance(),
+                "limit": lim.as_ref().map(LimitReport::to_json),
+                "ramp": body,
+            })
+        );
+    } else {
+        print_ramp("Sluice", &r);
+        if let Some(x) = body.get("ratio_to_limit_at_best") {
+            println!("  fanout/limit at the best step = {x} (target >= 0.70)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_ramp(name: &str, r: &RampReport) {
+    println!(
+        "ramp {name}: {:>6} {:>10} {:>9} {:>9} {:>8}",
+        "subs", "pps", "loss %", "p99 ms", "ok"
+    );
+    for p in r.sorted() {
+        println!(
+            "            {:>6} {:>10.0} {:>9.3} {:>9.2} {:>8}",
+            p.subscribers,
+            p.delivered_pps,
+            p.loss * 100.0,
+            p.p99_ms,
+            p.ok()
+        );
+    }
+    println!(
+        "  max {} subscribers ({:.0} per worker core); stopped: {}",
+        r.max_ok,
+        r.per_worker_core(),
+        r.stopped
+    );
+}
+
+fn cmd_compare(o: &Opts) -> Result<ExitCode, BenchError> {
+    match o.peer.as_deref() {
+        Some("janus") => {}
+        other => {
+            return Err(BenchError::Other(format!(
+                "--peer {}: only `janus` is supported",
+                other.unwrap_or("(missing)")
+            )))
+        }
+    }
+    let Some(janus_bin) = janus::find_binary() else {
+        eprintln!(
+            "sluice-bench compare: the `janus` binary is not installed.\n{}",
+            janus::INSTALL_HINT
+        );
+        if o.json {
+            println!(
+                "{}",
+                json!({"command": "compare", "peer": "janus", "error": "janus not installed",
+                       "install": janus::INSTALL_HINT})
+            );
+        }
+        return Ok(ExitCode::from(2));
+    };
+    let cores = cores()?;
+    let cfg = ramp_config(o, &cores)?;
+    let sluice = run_sluice_ramp(o, &cfg)?;
+    eprintln!("sluice-bench compare: Janus side ({})", janus_bin.display());
+    let janus = janus::run_ramp(&janus_bin, &cfg);
+    let (janus_json, janus_points) = match &janus {
+        Ok(r) => (r.to_json(), r.sorted()),
+        Err(e) => (json!({"error": e.to_string()}), Vec::new()),
+    };
+    if let Some(path) = &o.plot {
+        let mut series = vec![Series {
+            name: "Sluice".into(),
+            points: sluice.sorted(),
+        }];
+        if !janus_points.is_empty() {
+            series.push(Series {
+                name: "Janus VideoRoom".into(),
+                points: janus_points,
+            });
+        }
+        write_plot(path, "sluice-bench compare --peer janus", &series)?;
+    }
+    let ratio = janus
+        .as_ref()
+        .ok()
+        .filter(|j| j.max_ok > 0)
+        .map(|j| sluice.per_worker_core() / j.per_worker_core().max(1e-9));
+    if o.json {
+        println!(
+            "{}",
+            json!({
+                "command": "compare",
+                "peer": "janus",
+                "provenance": provenance(),
+                "sluice": sluice.to_json(),
+                "janus": janus_json,
+                "ratio_subscribers_per_core": ratio.map(|r| round(r, 2)),
+                "target_ratio": 2.0,
+            })
+        );
+    } else {
+        print_ramp("Sluice", &sluice);
+        match &janus {
+            Ok(j) => print_ramp("Janus", j),
+            Err(e) => println!("ramp Janus: not measured: {e}"),
+        }
+        match ratio {
+            Some(r) => println!("Sluice / Janus subscribers per core = {r:.2} (target >= 2)"),
+            None => println!("Sluice / Janus ratio: not available"),
+        }
+    }
+    Ok(if janus.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
