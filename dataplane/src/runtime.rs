@@ -27,6 +27,8 @@ use crate::sys::{affinity, Backend, IoMode, SocketConfig, Waker};
 
 /// Commands a shard's inbox holds before the control thread answers `rejected` (busy).
 const INBOX_CAPACITY: usize = 1024;
+/// Messages from all shards to the control thread (events, stats, replies) in flight at once.
+const TO_CONTROL_CAPACITY: usize = 8192;
 
 /// Why the dataplane did not start.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +69,9 @@ impl Dataplane {
         let fingerprint = cert.fingerprint().to_sdp();
         let stop = Arc::new(AtomicBool::new(false));
         let registry = Arc::new(SharedRegistry::default());
-        let (to_control, from_shards) = mpsc::channel();
+        // Bounded (its buffer is allocated here, once): a shard's events and stats never
+        // allocate on the packet path; replies and claims block briefly if it is ever full.
+        let (to_control, from_shards) = mpsc::sync_channel(TO_CONTROL_CAPACITY);
         let mode = match config.io {
             IoChoice::Auto => IoMode::Auto,
             IoChoice::Uring => IoMode::Uring,

@@ -7,8 +7,9 @@
 //! Plain RTP keeps a debug build fast enough for CI; the packet path is the same one WebRTC
 //! sessions take minus SRTP, whose no-allocation property rtp-core's
 //! `tests/session_no_alloc.rs` checks. Stats snapshots (which allocate their wire form) are
-//! pushed out of the window with a long interval; video is delta frames so no per-keyframe
-//! notification is sent.
+//! pushed out of the window with a long interval. Every 50th packet is a keyframe, so the
+//! per-keyframe notification to the control thread (a bounded, preallocated channel) is on the
+//! measured path too.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -155,7 +156,7 @@ fn plain_session(id: u64, remote: SocketAddr, worker: u16) -> Command {
     })
 }
 
-/// Packets `from..from + n`: the first one a VP8 keyframe, the rest small delta frames (the
+/// Packets `from..from + n`: every 50th a VP8 keyframe, the rest small delta frames (the
 /// pacers' 2.5 Mbit/s start rate bounds how fast each subscriber drains).
 fn send(s: &UdpSocket, to: SocketAddr, from: u32, n: u32) {
     let mut p = [0u8; 24];
@@ -166,9 +167,9 @@ fn send(s: &UdpSocket, to: SocketAddr, from: u32, n: u32) {
         p[2..4].copy_from_slice(&seq.to_be_bytes());
         p[4..8].copy_from_slice(&(i * 3000).to_be_bytes());
         p[8..12].copy_from_slice(&SSRC.to_be_bytes());
-        // VP8 descriptor S=1, then a frame tag: keyframe (P=0) only for packet 0.
+        // VP8 descriptor S=1, then a frame tag: keyframe (P=0) every 50th packet.
         p[12] = 0x10;
-        let len = if i == 0 {
+        let len = if i % 50 == 0 {
             p[13..23]
                 .copy_from_slice(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00]);
             23

@@ -58,10 +58,12 @@ pub enum Drop {
     Unsupported,
     /// RTP from an SSRC no track claims, or with a payload type it did not negotiate.
     UnknownSsrc,
+    /// An event or stats snapshot for the control thread found its bounded queue full.
+    ControlBacklog,
 }
 
 impl Drop {
-    const ALL: [Drop; 21] = [
+    const ALL: [Drop; 22] = [
         Drop::UnknownSource,
         Drop::SessionRejected,
         Drop::UnknownTrack,
@@ -83,6 +85,7 @@ impl Drop {
         Drop::NotConnected,
         Drop::Unsupported,
         Drop::UnknownSsrc,
+        Drop::ControlBacklog,
     ];
 
     /// The reason for a datagram its session refused.
@@ -126,6 +129,7 @@ impl Drop {
             Drop::NotConnected => "not_connected",
             Drop::Unsupported => "unsupported",
             Drop::UnknownSsrc => "unknown_ssrc",
+            Drop::ControlBacklog => "control_backlog",
         }
     }
 }

@@ -27,7 +27,7 @@ pub mod msg;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,7 +72,7 @@ pub struct ShardContext {
     pub mesh: Arc<Mesh>,
     pub registry: Arc<SharedRegistry>,
     pub inbox: Receiver<ShardCmd>,
-    pub to_control: Sender<ShardMsg>,
+    pub to_control: SyncSender<ShardMsg>,
     pub cert: Arc<DtlsCert>,
     pub stop: Arc<AtomicBool>,
     pub stats_interval: Duration,
@@ -139,7 +139,7 @@ pub struct Shard {
     mesh: Arc<Mesh>,
     registry: Arc<SharedRegistry>,
     inbox: Receiver<ShardCmd>,
-    to_control: Sender<ShardMsg>,
+    to_control: SyncSender<ShardMsg>,
     cert: Arc<DtlsCert>,
     stop: Arc<AtomicBool>,
 
@@ -787,7 +787,10 @@ impl Shard {
                 _ => None,
             };
             if let Some(note) = note {
-                let _ = self.to_control.send(ShardMsg::Event(note));
+                // Bounded and preallocated: never allocates on the packet path, never blocks it.
+                if self.to_control.try_send(ShardMsg::Event(note)).is_err() {
+                    self.counters.drop(Drop::ControlBacklog);
+                }
             }
         }
         if let Some(reason) = close {
@@ -810,7 +813,9 @@ impl Shard {
             self.by_id.len() as u32,
             self.backend.stats(),
         );
-        let _ = self.to_control.send(ShardMsg::Stats(snap));
+        if self.to_control.try_send(ShardMsg::Stats(snap)).is_err() {
+            self.counters.drop(Drop::ControlBacklog);
+        }
     }
 
     /// The counters so far (tests).

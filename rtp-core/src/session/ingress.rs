@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::forward::{parse_payload, DependencyDescriptor, MediaKind};
-use crate::nack::rtx_decapsulate;
+use crate::nack::{rtx_decapsulate, RtxError};
 use crate::packet::{transport_cc_seq, RtpView, RtpViewMut};
 use crate::srtp::SrtpError;
 use crate::stun::{StunClass, StunMessage};
@@ -201,7 +201,16 @@ impl<H: Copy> Session<H> {
         };
         self.stats.rtp_in += 1;
         if kind == StreamKind::Rtx {
-            len = self.unpack_rtx(up, layer, &mut buf[..len])?;
+            match self.unpack_rtx(up, layer, &mut buf[..len]) {
+                Ok(n) => len = n,
+                // Padding-only RTX (no OSN) is a bandwidth probe, not a damaged packet:
+                // Chromium sends them on the RTX SSRC while it ramps its estimate.
+                Err(SessionError::Rtx(RtxError::MissingOsn)) => {
+                    self.stats.rtx_probes_in += 1;
+                    return Ok(SessionOutput::None);
+                }
+                Err(e) => return Err(e),
+            }
         }
         let out = self.on_media(now, up, layer, &buf[..len])?;
         // Every extension was read above: now give the packet the ids subscribers negotiated.
@@ -258,6 +267,7 @@ impl<H: Copy> Session<H> {
                 self.stats.rtx_in += 1;
                 Ok(n)
             }
+            Err(RtxError::MissingOsn) => Err(RtxError::MissingOsn.into()),
             Err(e) => {
                 self.stats.drop_rtx += 1;
                 Err(e.into())

@@ -21,6 +21,8 @@ pub struct SessionStats {
     pub rtp_in: u64,
     /// RTX packets recovered into their original stream.
     pub rtx_in: u64,
+    /// Padding-only RTX packets (no OSN): bandwidth probes libwebrtc sends on the RTX SSRC.
+    pub rtx_probes_in: u64,
     /// RTCP compounds accepted.
     pub rtcp_in: u64,
     /// NACKed sequence numbers turned into `Retransmit` outputs.
