@@ -1,6 +1,7 @@
 //! Issue 4, "done when": the control daemon is killed with SIGKILL while two clients exchange
 //! media; media keeps flowing during the outage; after a restart the rooms and participants are
-//! back and a new participant can join.
+//! back and a new participant can join — and is offered, and receives, what was published
+//! before the restart.
 //!
 //! The dataplane runs in this process (`Dataplane::start` on 127.0.0.1); the control daemon is
 //! the real `sluice up` binary, which attaches to the dataplane's socket instead of spawning
@@ -134,7 +135,9 @@ fn candidate(sdp: &str) -> SocketAddr {
     let c = attr(sdp, "candidate");
     let f: Vec<&str> = c.split_whitespace().collect();
     assert!(f[2].eq_ignore_ascii_case("udp"), "{c}");
-    format!("{}:{}", f[4], f[5]).parse().expect("candidate address")
+    format!("{}:{}", f[4], f[5])
+        .parse()
+        .expect("candidate address")
 }
 
 /// `sdp` with our ICE credentials and fingerprint; `dir` replaces `from`; `setup` if given.
@@ -147,9 +150,7 @@ fn rewrite(
     setup: Option<&str>,
 ) -> String {
     sdp.lines()
-        .filter(|l| {
-            !l.starts_with("a=ice-lite") && !l.starts_with("a=candidate") && !l.is_empty()
-        })
+        .filter(|l| !l.starts_with("a=ice-lite") && !l.starts_with("a=candidate") && !l.is_empty())
         .filter(|l| setup.is_none() || !l.starts_with("a=ssrc"))
         .map(|l| {
             if l.starts_with("a=ice-ufrag:") {
@@ -284,15 +285,37 @@ async fn media_outlives_a_control_sigkill_and_state_comes_back() {
         .unwrap()
         .to_owned();
     while sub_offer.matches("m=").count() < 2 {
-        let a = rewrite(&sub_offer, &bob_creds, &bob_fp, "sendonly", "recvonly", Some("active"));
-        send(&mut bob, json!({"type": "answer", "pc": "subscriber", "sdp": a})).await;
+        let a = rewrite(
+            &sub_offer,
+            &bob_creds,
+            &bob_fp,
+            "sendonly",
+            "recvonly",
+            Some("active"),
+        );
+        send(
+            &mut bob,
+            json!({"type": "answer", "pc": "subscriber", "sdp": a}),
+        )
+        .await;
         sub_offer = recv_type(&mut bob, "offer").await["sdp"]
             .as_str()
             .unwrap()
             .to_owned();
     }
-    let a = rewrite(&sub_offer, &bob_creds, &bob_fp, "sendonly", "recvonly", Some("active"));
-    send(&mut bob, json!({"type": "answer", "pc": "subscriber", "sdp": a})).await;
+    let a = rewrite(
+        &sub_offer,
+        &bob_creds,
+        &bob_fp,
+        "sendonly",
+        "recvonly",
+        Some("active"),
+    );
+    send(
+        &mut bob,
+        json!({"type": "answer", "pc": "subscriber", "sdp": a}),
+    )
+    .await;
     send(&mut bob, json!({"type": "ping", "t": 1})).await;
     recv_type(&mut bob, "pong").await;
     let (bob_pt, bob_ssrc) = audio_stream(&sub_offer);
@@ -401,8 +424,70 @@ async fn media_outlives_a_control_sigkill_and_state_comes_back() {
         text.contains("alice") && text.contains("bob"),
         "joined: {text}"
     );
+    // She is offered the tracks alice published before the restart (the restarted control
+    // adopted them from the dataplane) and receives alice's audio.
+    let carol_creds = IceCreds::new("CaRo", "carolpassword0123456789");
+    let carol_cert = generate_cert().unwrap();
+    let carol_fp = carol_cert.fingerprint().to_sdp();
+    let offer = recv_type(&mut carol, "offer").await["sdp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(offer.matches("m=").count(), 2, "{offer}");
+    let a = rewrite(
+        &offer,
+        &carol_creds,
+        &carol_fp,
+        "sendonly",
+        "recvonly",
+        Some("active"),
+    );
+    send(
+        &mut carol,
+        json!({"type": "answer", "pc": "subscriber", "sdp": a}),
+    )
+    .await;
     send(&mut carol, json!({"type": "ping", "t": 2})).await;
     recv_type(&mut carol, "pong").await;
+    let (carol_pt, carol_ssrc) = audio_stream(&offer);
+    let carol_cfg = WebRtcPeerConfig {
+        cert: carol_cert,
+        ..WebRtcPeerConfig::new(
+            carol_creds,
+            IceCreds::new(attr(&offer, "ice-ufrag"), attr(&offer, "ice-pwd")),
+            attr(&offer, "fingerprint"),
+        )
+        .unwrap()
+    };
+    let carol_server = candidate(&offer);
+    let carol_got = tokio::task::spawn_blocking(move || {
+        let mut carol =
+            TestPeer::connect(carol_server, &carol_cfg, Duration::from_secs(5)).expect("carol");
+        carol
+            .expect_stream(
+                CoreKind::Audio,
+                CoreCodec::Opus,
+                48_000,
+                carol_pt,
+                carol_ssrc,
+                None,
+            )
+            .expect("expect stream");
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut n = 0u32;
+        while n < 20 && Instant::now() < end {
+            if let Some(m) = carol.recv_media(Duration::from_millis(50)).expect("recv") {
+                n += u32::from(m.ssrc == carol_ssrc);
+            }
+        }
+        n
+    })
+    .await
+    .unwrap();
+    assert!(
+        carol_got >= 20,
+        "carol received {carol_got} packets of alice's audio"
+    );
 
     stop.store(true, Ordering::Relaxed);
     media.join().expect("media thread");
