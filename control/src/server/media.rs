@@ -20,6 +20,7 @@ use sluice_dataplane::proto::{
     Subscribe, SubscriptionId, TrackId, TransportMode,
 };
 
+use super::adopt::SavedTrack;
 use super::error::ApiError;
 use super::hub::ClientMsg;
 use super::App;
@@ -409,17 +410,21 @@ impl App {
             };
             self.dp(Command::AddTrack(spec.clone())).await?;
             media.dp_tracks.insert(dp, spec);
-            media.tracks.insert(
-                sid.clone(),
-                MTrack {
-                    room: key.0.clone(),
-                    owner: key.1.clone(),
-                    owner_sid: owner_sid.clone(),
-                    dp,
-                    kind: acc.kind.clone(),
-                    codec: acc.codec.clone(),
-                },
-            );
+            let track = MTrack {
+                room: key.0.clone(),
+                owner: key.1.clone(),
+                owner_sid: owner_sid.clone(),
+                dp,
+                kind: acc.kind.clone(),
+                codec: acc.codec.clone(),
+            };
+            if let Some(saved) = SavedTrack::of(&track) {
+                self.track_index
+                    .lock()
+                    .expect("index lock")
+                    .insert(sid.clone(), saved);
+            }
+            media.tracks.insert(sid.clone(), track);
             added.push((acc.mid.clone(), sid));
             if let Some(events) = events {
                 published_events.extend(events);
@@ -900,6 +905,7 @@ impl App {
             .collect();
         for sid in dead {
             let t = media.tracks.remove(&sid).expect("listed above");
+            self.track_index.lock().expect("index lock").remove(&sid);
             media.dp_tracks.remove(&t.dp);
             media.subs.retain(|_, s| s.track != t.dp);
             for p in media.peers.values_mut() {
@@ -957,12 +963,12 @@ impl App {
     /// restart: leave them forwarding instead of closing them as orphans.
     pub(crate) async fn resync(&self, adopt: bool) -> Result<(), ApiError> {
         let mut media = self.media.lock().await;
-        let mut have_sessions = BTreeSet::new();
+        let mut have_sessions = BTreeMap::new();
         let mut after = None;
         loop {
             match self.dp(Command::ListSessions { after }).await? {
                 ReplyOk::Sessions { sessions, next } => {
-                    have_sessions.extend(sessions.into_iter().map(|s| s.spec.session));
+                    have_sessions.extend(sessions.into_iter().map(|s| (s.spec.session, s.spec)));
                     if next.is_none() {
                         break;
                     }
@@ -971,12 +977,12 @@ impl App {
                 _ => return Err(ApiError::new("internal", "unexpected list reply")),
             }
         }
-        let mut have_tracks = BTreeSet::new();
+        let mut have_tracks = BTreeMap::new();
         let mut after = None;
         loop {
             match self.dp(Command::ListTracks { after }).await? {
                 ReplyOk::Tracks { tracks, next } => {
-                    have_tracks.extend(tracks.into_iter().map(|t| t.spec.track));
+                    have_tracks.extend(tracks.into_iter().map(|t| (t.spec.track, t.spec)));
                     if next.is_none() {
                         break;
                     }
@@ -1004,8 +1010,8 @@ impl App {
         }
         // Ids are ours and must never be reused: continue above anything the dataplane holds.
         let highest = [
-            have_sessions.iter().map(|i| i.0).max(),
-            have_tracks.iter().map(|i| i.0).max(),
+            have_sessions.keys().map(|i| i.0).max(),
+            have_tracks.keys().map(|i| i.0).max(),
             have_subs.iter().map(|i| i.0).max(),
         ]
         .into_iter()
@@ -1013,15 +1019,18 @@ impl App {
         .max()
         .unwrap_or(0);
         media.next_id = media.next_id.max(highest);
+        if adopt {
+            self.adopt_tracks(&mut media, &have_sessions, &have_tracks);
+        }
         let mut recreated = 0usize;
         for (id, spec) in &media.sessions {
-            if !have_sessions.contains(id) {
+            if !have_sessions.contains_key(id) {
                 self.dp(Command::CreateSession(spec.clone())).await?;
                 recreated += 1;
             }
         }
         for (id, spec) in &media.dp_tracks {
-            if !have_tracks.contains(id) {
+            if !have_tracks.contains_key(id) {
                 self.dp(Command::AddTrack(spec.clone())).await?;
                 recreated += 1;
             }
@@ -1034,7 +1043,7 @@ impl App {
         }
         let mut orphans = 0usize;
         let known: BTreeSet<SessionId> = media.sessions.keys().copied().collect();
-        for id in have_sessions.difference(&known) {
+        for id in have_sessions.keys().filter(|id| !known.contains(*id)) {
             if !adopt {
                 let _ = self.dp(Command::CloseSession { session: *id }).await;
             }
@@ -1042,6 +1051,58 @@ impl App {
         }
         tracing::info!(recreated, orphans, adopted = adopt, "dataplane resynced");
         Ok(())
+    }
+
+    /// Takes back the published tracks of calls that outlived a control restart: each entry of
+    /// the saved index whose track the dataplane still holds, and whose room track still
+    /// exists, becomes a media track again, with its dataplane spec and its publisher session,
+    /// so participants who join now are offered it (and a later dataplane restart recreates
+    /// it). Entries that match nothing are dropped from the index.
+    fn adopt_tracks(
+        &self,
+        media: &mut Media,
+        have_sessions: &BTreeMap<SessionId, CreateSession>,
+        have_tracks: &BTreeMap<TrackId, AddTrack>,
+    ) {
+        let live: BTreeSet<(String, String)> = {
+            let rooms = self.rooms.lock().expect("rooms lock");
+            rooms
+                .state()
+                .rooms
+                .iter()
+                .flat_map(|(name, r)| {
+                    r.participants
+                        .values()
+                        .flat_map(move |p| p.tracks.keys().map(move |t| (name.clone(), t.clone())))
+                })
+                .collect()
+        };
+        let mut index = self.track_index.lock().expect("index lock");
+        let mut adopted = 0usize;
+        index.retain(|sid, saved| {
+            let Some(track) = saved.to_track() else {
+                return false;
+            };
+            let Some(spec) = have_tracks.get(&track.dp) else {
+                return false;
+            };
+            let Some(session) = have_sessions.get(&spec.session) else {
+                return false;
+            };
+            if !live.contains(&(track.room.clone(), sid.clone())) {
+                return false;
+            }
+            if !media.tracks.contains_key(sid) {
+                media.sessions.insert(spec.session, session.clone());
+                media.dp_tracks.insert(track.dp, spec.clone());
+                media.tracks.insert(sid.clone(), track);
+                adopted += 1;
+            }
+            true
+        });
+        drop(index);
+        tracing::info!(adopted, "published tracks adopted from the dataplane");
+        self.mark_dirty();
     }
 
     /// A dataplane session ended on its own (ICE timeout, DTLS failure): forget it.

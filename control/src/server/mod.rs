@@ -6,6 +6,7 @@
 //! Locks: `rooms` is a std mutex held only for synchronous `Rooms` calls; `media` is an async
 //! mutex held across dataplane requests. Order: media, then rooms; never the reverse.
 
+mod adopt;
 mod api;
 mod error;
 mod hub;
@@ -73,6 +74,8 @@ pub(crate) struct App {
     pub(crate) drained: Notify,
     pub(crate) worker_stats: Mutex<BTreeMap<u16, Counters>>,
     state_file: Option<PathBuf>,
+    /// Published tracks as persisted next to the state file (see [`adopt`]).
+    pub(crate) track_index: Mutex<adopt::TrackIndex>,
     dirty: Notify,
     static_dir: Option<PathBuf>,
     drain_deadline: Duration,
@@ -89,6 +92,11 @@ impl Server {
             Some(p) => load_state(p)?,
             None => RoomsState::default(),
         };
+        let track_index = opts
+            .state_file
+            .as_deref()
+            .map(|p| adopt::load(&adopt::index_path(p)))
+            .unwrap_or_default();
         let (webhook_tx, webhook_rx) = if opts.webhooks.is_empty() {
             (None, None)
         } else {
@@ -114,6 +122,7 @@ impl Server {
             drained: Notify::new(),
             worker_stats: Mutex::new(BTreeMap::new()),
             state_file: opts.state_file.clone(),
+            track_index: Mutex::new(track_index),
             dirty: Notify::new(),
             static_dir: opts.static_dir.clone(),
             drain_deadline: opts.drain_deadline,
@@ -190,6 +199,11 @@ impl App {
         let state = self.rooms.lock().expect("rooms lock").state().clone();
         if let Err(e) = save_state(path, &state) {
             tracing::error!(path = %path.display(), error = %e, "could not persist state");
+        }
+        let index = self.track_index.lock().expect("index lock").clone();
+        let index_path = adopt::index_path(path);
+        if let Err(e) = adopt::save(&index_path, &index) {
+            tracing::error!(path = %index_path.display(), error = %e, "could not persist tracks");
         }
     }
 
