@@ -121,7 +121,9 @@ fn webrtc_nack_recovers_with_rtx_across_workers() {
                     None => {}
                 }
             }
-            (dropped.len(), got, sub.session_stats().rtx_in)
+            let f = first.unwrap_or(0);
+            let dropped: Vec<u16> = dropped.iter().map(|s| s.wrapping_sub(f)).collect();
+            (dropped, got, sub.session_stats().rtx_in)
         });
 
         for seq in 0..PACKETS {
@@ -134,11 +136,14 @@ fn webrtc_nack_recovers_with_rtx_across_workers() {
         }
         let (dropped, got, rtx_in) = reader.join().expect("reader");
         println!(
-            "on {:?}: dropped {dropped}, received {}, rtx_in {rtx_in}",
+            "on {:?}: dropped {}, received {}, rtx_in {rtx_in}",
             rig.dp().io_mode(),
+            dropped.len(),
             got.len()
         );
-        assert_eq!(dropped, usize::from(PACKETS) / 10);
+        // Every 10th packet that arrived was dropped on purpose (one the kernel lost on a
+        // loaded machine never arrived to be dropped, and is recovered the same way).
+        assert!(!dropped.is_empty() && dropped.len() <= usize::from(PACKETS) / 10);
         assert_eq!(
             got.len(),
             usize::from(PACKETS),
@@ -149,8 +154,10 @@ fn webrtc_nack_recovers_with_rtx_across_workers() {
             .filter(|(_, (r, _))| *r)
             .map(|(&k, _)| k)
             .collect();
-        assert_eq!(recovered.len(), dropped, "recovered {recovered:?}");
-        assert!(recovered.iter().all(|k| k % 10 == 3), "{recovered:?}");
+        assert!(
+            dropped.iter().all(|k| recovered.contains(k)),
+            "dropped {dropped:?}, recovered {recovered:?}"
+        );
         for (k, (_, payload)) in &got {
             assert_eq!(payload, &payload_of(*k), "payload of packet {k}");
         }
