@@ -3,7 +3,9 @@
     python aiortc_client.py whip --url http://127.0.0.1:P/whip/ROOM --token T --seconds 10
     python aiortc_client.py whep --url http://127.0.0.1:P/whep/ROOM --token T --seconds 6
 
-Prints one JSON line: what was sent or decoded (frames, sizes, codecs). Exits non-zero on error.
+Prints one JSON line: what was sent or decoded (frames, sizes, codecs), the resource URL from
+Location and the DELETE status. Exits non-zero on error. SLUICE_E2E_AIORTC_LOG=FILE writes
+aiortc's debug log there, with the offer and the answer.
 aioice leaves loopback out of its host candidates, and every test address here is 127.0.0.1, so
 the host address list is patched to loopback only (shared/testing-notes.md).
 """
@@ -11,6 +13,8 @@ the host address list is patched to loopback only (shared/testing-notes.md).
 import argparse
 import asyncio
 import json
+import logging
+import os
 import sys
 import time
 import urllib.error
@@ -54,6 +58,7 @@ async def negotiate(pc, url, token):
     status, headers, text = await asyncio.to_thread(http, "POST", url, token, pc.localDescription.sdp)
     if status != 201:
         raise RuntimeError(f"POST {url}: HTTP {status}: {text[:300]}")
+    logging.getLogger("sluice-e2e").debug("offer:\n%s\nanswer:\n%s", pc.localDescription.sdp, text)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
     location = headers.get("Location") or headers.get("location")
     return urllib.parse.urljoin(url, location) if location else None
@@ -101,11 +106,12 @@ async def whip(args):
     for report in (await pc.getStats()).values():
         if report.type == "outbound-rtp":
             sent[report.kind] = report.packetsSent
-    if resource:
-        await asyncio.to_thread(http, "DELETE", resource, args.token)
+    deleted = (await asyncio.to_thread(http, "DELETE", resource, args.token))[0] if resource else None
     await pc.close()
     return {
         "version": aiortc.__version__,
+        "resource": resource,
+        "delete_status": deleted,
         "packets_sent": sent,
         "codecs": " + ".join(filter(None, [codecs_of(pc, "video"), codecs_of(pc, "audio")])),
         **facts,
@@ -135,13 +141,14 @@ async def whep(args):
     await asyncio.sleep(args.seconds)
     facts = transport_facts(pc)
     codecs = " + ".join(filter(None, [codecs_of(pc, "video"), codecs_of(pc, "audio")]))
-    if resource:
-        await asyncio.to_thread(http, "DELETE", resource, args.token)
+    deleted = (await asyncio.to_thread(http, "DELETE", resource, args.token))[0] if resource else None
     await pc.close()
     for t in tasks:
         t.cancel()
     return {
         "version": aiortc.__version__,
+        "resource": resource,
+        "delete_status": deleted,
         "video_frames": counts["video"],
         "audio_frames": counts["audio"],
         "codecs": codecs,
@@ -157,6 +164,8 @@ def main():
     parser.add_argument("--token", required=True)
     parser.add_argument("--seconds", type=float, default=8)
     args = parser.parse_args()
+    if os.environ.get("SLUICE_E2E_AIORTC_LOG"):
+        logging.basicConfig(filename=os.environ["SLUICE_E2E_AIORTC_LOG"], level=logging.DEBUG)
     host = urllib.parse.urlparse(args.url).hostname
     if host not in ("127.0.0.1", "::1", "localhost"):
         sys.exit("refusing a non-loopback URL (tests stay on 127.0.0.1)")

@@ -66,7 +66,12 @@ export const scenarios = {
     await sleep(2500);
     const subToken = await ctx.server.token('r1', 'whep', 'viewer');
     const play = await ctx.aiortc(['whep', '--url', `${ctx.server.origin}/whep/r1`, '--token', subToken, '--seconds', '6'], 30_000);
-    await publishing;
+    const published = await publishing;
+    // RFC 9725 §4.1/§4.2: 201 with a Location the session is ended with (DELETE).
+    for (const [r, kind] of [[published, 'whip'], [play, 'whep']]) {
+      check(new RegExp(`/${kind}/r1/[^/]+$`).test(r.resource ?? ''), `${kind} Location ${r.resource}`);
+      check(r.delete_status === 200, `${kind} DELETE answered ${r.delete_status}`);
+    }
     check(play.video_frames >= 30, `WHEP decoded ${play.video_frames} video frames`);
     check(play.audio_frames >= 30, `WHEP decoded ${play.audio_frames} audio frames`);
     ctx.details = play;

@@ -139,6 +139,24 @@ impl ExtIds {
             None
         }
     }
+
+    /// Where a forwarded packet's extension `id` (one of [`Self::FORWARDED`]) goes for this
+    /// subscriber, or `None` to pad it out. Subscribers we offer to get the forwarded ids
+    /// unchanged, but a subscriber that made the offer itself (WHEP, sidecar) picked its own:
+    /// aiortc offers audio level on 2, where forwarded packets carry the 3-byte abs-send-time,
+    /// and its parser fails on the packet and closes the whole DTLS transport.
+    pub fn from_forwarded(&self, id: u8) -> Option<u8> {
+        let f = Self::FORWARDED;
+        if f.transport_cc == Some(id) {
+            self.transport_cc
+        } else if f.abs_send_time == Some(id) {
+            self.abs_send_time
+        } else if f.audio_level == Some(id) {
+            self.audio_level
+        } else {
+            None
+        }
+    }
 }
 
 /// A published track arriving on this session.
@@ -187,4 +205,38 @@ pub struct DownTrackConfig {
     pub priority: u8,
     /// Highest simulcast layer the subscriber wants.
     pub max_layer: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExtIds;
+
+    #[test]
+    fn from_forwarded_inverts_forwarded_id_for_a_subscriber() {
+        let f = ExtIds::FORWARDED;
+        // A publisher/subscriber with aiortc's ids: audio level 2, abs-send-time 3, twcc 5.
+        let peer = ExtIds {
+            mid: Some(1),
+            audio_level: Some(2),
+            abs_send_time: Some(3),
+            transport_cc: Some(5),
+            ..ExtIds::default()
+        };
+        for id in [2, 3, 5] {
+            let fwd = peer.forwarded_id(id).expect("forwarded");
+            assert_eq!(peer.from_forwarded(fwd), Some(id));
+        }
+        assert_eq!(
+            peer.forwarded_id(1),
+            None,
+            "mid stays on the publisher's link"
+        );
+        let video = ExtIds {
+            audio_level: None,
+            ..peer
+        };
+        assert_eq!(video.from_forwarded(f.audio_level.unwrap()), None);
+        assert_eq!(peer.from_forwarded(1), None);
+        assert_eq!(peer.from_forwarded(15), None);
+    }
 }

@@ -219,8 +219,9 @@ impl<H: Copy> Session<H> {
         Ok((len, dest))
     }
 
-    /// The per-subscriber parts of a copy: our payload type and our
-    /// transport-wide sequence number (written in place, same length).
+    /// The per-subscriber parts of a copy: our payload type, the subscriber's
+    /// header-extension ids and our transport-wide sequence number (written in
+    /// place, same length).
     fn finish_copy(&mut self, di: usize, pkt: &mut [u8]) -> Result<Option<u16>, SessionError> {
         let Some(d) = self.downs[di].as_ref() else {
             return Err(SessionError::NoSuchTrack);
@@ -230,11 +231,13 @@ impl<H: Copy> Session<H> {
             .rtx_ssrc
             .is_some_and(|s| pkt.get(8..12) == Some(&s.to_be_bytes()[..]));
         let pt = d.cfg.payload_type;
-        let twcc_id = d.cfg.ext.transport_cc;
+        let ext = d.cfg.ext;
+        let twcc_id = ext.transport_cc;
         let mut m = RtpViewMut::parse(pkt)?;
         if !is_rtx {
             m.set_payload_type(pt);
         }
+        m.remap_extensions(|id| ext.from_forwarded(id));
         let Some(id) = twcc_id else {
             return Ok(None);
         };
