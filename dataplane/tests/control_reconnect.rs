@@ -27,21 +27,31 @@ fn control_reconnect_while_media_flows_loses_nothing() {
         let (audio, video) = rig.subscribe_both(0, sub_id, &mut sub);
 
         let reader = std::thread::spawn(move || {
-            let mut last: HashMap<u32, u16> = HashMap::new();
-            let mut count: HashMap<u32, u32> = HashMap::new();
+            // Every sequence number of both streams must arrive: "no packet lost". The
+            // subscriber's own NACKs may bring one back by RTX if the loaded machine's kernel
+            // dropped a datagram, so completeness is checked, not arrival order.
+            let mut first: HashMap<u32, u16> = HashMap::new();
+            let mut seen: HashMap<u32, std::collections::BTreeSet<u16>> = HashMap::new();
             let deadline = Instant::now() + Duration::from_secs(20);
-            while count.values().sum::<u32>() < 2 * u32::from(PACKETS) && Instant::now() < deadline
+            while seen.values().map(|s| s.len()).sum::<usize>() < 2 * usize::from(PACKETS)
+                && Instant::now() < deadline
             {
                 let Some(m) = sub.recv_media(Duration::from_millis(100)).expect("recv") else {
                     continue;
                 };
                 assert!(m.ssrc == audio || m.ssrc == video, "ssrc {:#x}", m.ssrc);
-                if let Some(prev) = last.insert(m.ssrc, m.seq) {
-                    assert_eq!(m.seq, prev.wrapping_add(1), "gap on ssrc {:#x}", m.ssrc);
-                }
-                *count.entry(m.ssrc).or_default() += 1;
+                let k = m.seq.wrapping_sub(*first.entry(m.ssrc).or_insert(m.seq));
+                assert!(
+                    k < PACKETS,
+                    "seq {} outside the stream on {:#x}",
+                    m.seq,
+                    m.ssrc
+                );
+                seen.entry(m.ssrc).or_default().insert(k);
             }
-            count
+            seen.into_iter()
+                .map(|(ssrc, s)| (ssrc, s.len() as u32))
+                .collect::<HashMap<u32, u32>>()
         });
         let sender = std::thread::spawn(move || {
             for seq in 0..PACKETS {

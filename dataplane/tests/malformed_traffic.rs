@@ -147,24 +147,31 @@ fn next(s: &mut u64) -> u64 {
     *s
 }
 
-/// Reads until both streams delivered `PACKETS` packets (or 20 s pass); sequence numbers must
-/// be contiguous and payloads the published ones.
+/// Reads until both streams delivered all `PACKETS` sequence numbers (or 20 s pass), each with
+/// the published payload. Completeness, not arrival order: a datagram the loaded machine's kernel
+/// dropped comes back by the subscriber's own NACK and RTX.
 fn receive_all(sub: &mut TestPeer, audio: u32, video: u32) -> HashMap<u32, u32> {
     let mut first: HashMap<u32, u16> = HashMap::new();
-    let mut last: HashMap<u32, u16> = HashMap::new();
-    let mut count: HashMap<u32, u32> = HashMap::new();
+    let mut seen: HashMap<u32, std::collections::BTreeSet<u16>> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while count.values().sum::<u32>() < 2 * u32::from(PACKETS) && Instant::now() < deadline {
+    while seen.values().map(|s| s.len()).sum::<usize>() < 2 * usize::from(PACKETS)
+        && Instant::now() < deadline
+    {
         let Some(m) = sub.recv_media(Duration::from_millis(100)).expect("recv") else {
             continue;
         };
         assert!(m.ssrc == audio || m.ssrc == video, "ssrc {:#x}", m.ssrc);
-        if let Some(prev) = last.insert(m.ssrc, m.seq) {
-            assert_eq!(m.seq, prev.wrapping_add(1), "gap on ssrc {:#x}", m.ssrc);
-        }
         let k = m.seq.wrapping_sub(*first.entry(m.ssrc).or_insert(m.seq));
+        assert!(
+            k < PACKETS,
+            "seq {} outside the stream on {:#x}",
+            m.seq,
+            m.ssrc
+        );
         assert_eq!(m.payload, payload(m.ssrc == video, k), "packet {k}");
-        *count.entry(m.ssrc).or_default() += 1;
+        seen.entry(m.ssrc).or_default().insert(k);
     }
-    count
+    seen.into_iter()
+        .map(|(ssrc, s)| (ssrc, s.len() as u32))
+        .collect()
 }
