@@ -875,8 +875,9 @@ impl App {
                 .get(track_sid)
                 .is_some_and(|t| t.room == key.0 && t.owner != key.1);
             let Some(peer) = media.peers.get_mut(key).filter(|_| known) else {
-                return Err(ApiError::not_found(format!("no track {track_sid:?}"))
-                    .with_field("track_sid"));
+                return Err(
+                    ApiError::not_found(format!("no track {track_sid:?}")).with_field("track_sid")
+                );
             };
             peer.layer_caps
                 .insert(track_sid.to_owned(), (max_spatial, max_temporal));
