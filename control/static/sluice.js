@@ -21,6 +21,12 @@ const REPLY_TIMEOUT_MS = 10000;
 const RESTART_AFTER_MS = 2000;
 // Gap between two restarts while the path stays down (each restart re-sends checks).
 const RESTART_RETRY_MS = 4000;
+// A path that silently stops delivering may stay ICE `connected` in Chromium for 5 s and more
+// (its checks must fail for 5 s before it says `disconnected`). So we also watch the selected
+// pair's receive counters: browsers check an idle pair every 2.5 s and the server answers, so a
+// live path always moves them within this long.
+const STALL_AFTER_MS = 3500;
+const STALL_CHECK_MS = 1000;
 
 /** Simulcast layers offered by `publish(track, {simulcast: true})`, low to high. */
 export const DEFAULT_SIMULCAST = [
@@ -104,6 +110,22 @@ export function parseSections(sdp) {
 }
 
 /**
+ * What the selected candidate pair of `pc` has received so far (bytes, check responses and
+ * requests) as one comparable string, or null without a selected pair.
+ */
+async function receivedOnPath(pc) {
+  const pairs = new Map();
+  let selected = null;
+  (await pc.getStats()).forEach((r) => {
+    if (r.type === 'transport' && r.selectedCandidatePairId) selected = r.selectedCandidatePairId;
+    if (r.type === 'candidate-pair') pairs.set(r.id, r);
+  });
+  const pair = pairs.get(selected) ?? [...pairs.values()].find((p) => p.selected || (p.nominated && p.state === 'succeeded'));
+  if (!pair) return null;
+  return `${pair.bytesReceived ?? '-'}/${pair.responsesReceived ?? '-'}/${pair.requestsReceived ?? '-'}`;
+}
+
+/**
  * Replaces every `a=candidate` of a remote SDP with one host candidate at `addr` ("ip:port").
  * Tests use it to put the impairment relay between the browser and the server; the ICE-lite
  * server learns the relay's address from the checks, so nothing else has to change.
@@ -155,6 +177,9 @@ export class Room extends Emitter {
   #subQueue = Promise.resolve();
   #pingTimer = null;
   #restartTimer = null;
+  #stallTimer = null;
+  // Per PC: the selected pair's receive counters, when they last changed, whether ever seen moving.
+  #progress = { publisher: { key: null, since: 0, moved: false }, subscriber: { key: null, since: 0, moved: false } };
   #lastRestart = 0;
   #closed = false;
   #e2ee = null; // {passphrase, key, counters, worker}
@@ -186,6 +211,9 @@ export class Room extends Emitter {
     this.#sub = this.#newPc('subscriber', config);
     this.#sub.ontrack = (ev) => this.#onTrack(ev);
     this.#pingTimer = setInterval(() => this.ping().catch(() => {}), PING_INTERVAL_MS);
+    if (this.#opts.autoRestart !== false) {
+      this.#stallTimer = setInterval(() => this.#checkStall().catch(() => {}), STALL_CHECK_MS);
+    }
     this.emit('joined', { room: this.room, participant: this.participant });
   }
 
@@ -494,6 +522,30 @@ export class Room extends Emitter {
     }, wait);
   }
 
+  /** Restarts ICE when a connected PC's selected pair stopped receiving (see STALL_AFTER_MS). */
+  async #checkStall() {
+    const now = Date.now();
+    let stalled = false;
+    for (const [name, pc] of [['publisher', this.#pub], ['subscriber', this.#sub]]) {
+      const p = this.#progress[name];
+      if (!pc || !['connected', 'completed'].includes(pc.iceConnectionState)) {
+        p.key = null;
+        p.moved = false;
+        continue;
+      }
+      const key = await receivedOnPath(pc);
+      if (key === null) continue;
+      if (key !== p.key) {
+        p.moved = p.key !== null;
+        p.key = key;
+        p.since = now;
+      } else if (p.moved && now - p.since >= STALL_AFTER_MS) {
+        stalled = true;
+      }
+    }
+    if (stalled && !this.#closed && now - this.#lastRestart >= RESTART_RETRY_MS) await this.resume();
+  }
+
   /** getStats of both PCs as plain arrays of report objects, plus E2EE counters if any. */
   async stats() {
     const flat = async (pc) => {
@@ -672,6 +724,7 @@ export class Room extends Emitter {
     this.#closed = true;
     clearInterval(this.#pingTimer);
     clearTimeout(this.#restartTimer);
+    clearInterval(this.#stallTimer);
     this.#pub?.close();
     this.#sub?.close();
     this.#e2ee?.worker?.terminate();

@@ -119,7 +119,7 @@ async fn publish_subscribe_round_trip() {
         json!({"type": "publish", "cid": "v", "kind": "video", "source": "camera"}),
     )
     .await;
-    recv_type(&mut alice, "track_published").await;
+    let pv = recv_type(&mut alice, "track_published").await;
     let offer = OFFER.replace("a=sendrecv", "a=sendonly");
     send(
         &mut alice,
@@ -140,6 +140,12 @@ async fn publish_subscribe_round_trip() {
     let tp = recv_type(&mut bob, "track_published").await;
     assert_eq!(tp["track"]["sid"], pa["track"]["sid"]);
     let mut sub_offer = recv_type(&mut bob, "offer").await;
+    // A browser asks for a layer from `ontrack`, before its answer: kept, not refused.
+    send(
+        &mut bob,
+        json!({"type": "layer", "track_sid": pv["track"]["sid"], "max_spatial": 0, "req": 7}),
+    )
+    .await;
     // The first offer may hold one track if the second arrived after it; wait for both.
     while sub_offer["sdp"].as_str().unwrap().matches("m=").count() < 2 {
         send(&mut bob, json!({"type": "answer", "pc": "subscriber", "sdp": client_answer(sub_offer["sdp"].as_str().unwrap())})).await;

@@ -62,6 +62,9 @@ pub(crate) struct Peer {
     pub(crate) pub_mids: BTreeMap<String, String>,
     /// Tracks the client turned off with `subscribe {subscribe: false}`.
     pub(crate) unsubscribed: BTreeSet<String>,
+    /// `layer` requests by track sid: (max spatial, max temporal). Kept here because a client
+    /// asks as soon as its `ontrack` fires, before its answer creates the subscription.
+    layer_caps: BTreeMap<String, (u8, u8)>,
     /// One-shot sessions (WHEP/sidecar) own their subscriptions directly.
     pub(crate) oneshot_subs: Vec<SubscriptionId>,
 }
@@ -800,8 +803,20 @@ impl App {
             self.dp(Command::Subscribe(spec.clone())).await?;
             let id = spec.subscription;
             media.subs.insert(id, spec);
-            if let Some(sub) = media.peers.get_mut(key).and_then(|p| p.subscriber.as_mut()) {
+            let Some(peer) = media.peers.get_mut(key) else {
+                continue;
+            };
+            let cap = peer.layer_caps.get(&t).copied();
+            if let Some(sub) = peer.subscriber.as_mut() {
                 sub.subscribed.insert(t, id);
+            }
+            if let Some((max_spatial, max_temporal)) = cap {
+                self.dp(Command::SetLayerCap {
+                    subscription: id,
+                    max_spatial,
+                    max_temporal,
+                })
+                .await?;
             }
         }
         if stale {
@@ -859,18 +874,25 @@ impl App {
         max_temporal: u8,
     ) -> Result<(), ApiError> {
         let sub = {
-            let media = self.media.lock().await;
-            media
-                .peers
-                .get(key)
-                .and_then(|p| p.subscriber.as_ref())
+            let mut media = self.media.lock().await;
+            let known = media
+                .tracks
+                .get(track_sid)
+                .is_some_and(|t| t.room == key.0 && t.owner != key.1);
+            let Some(peer) = media.peers.get_mut(key).filter(|_| known) else {
+                return Err(
+                    ApiError::not_found(format!("no track {track_sid:?}")).with_field("track_sid")
+                );
+            };
+            peer.layer_caps
+                .insert(track_sid.to_owned(), (max_spatial, max_temporal));
+            peer.subscriber
+                .as_ref()
                 .and_then(|s| s.subscribed.get(track_sid).copied())
         };
+        // Not subscribed yet (the answer is still on its way): applied when it is.
         let Some(subscription) = sub else {
-            return Err(
-                ApiError::not_found(format!("no subscription to {track_sid:?}"))
-                    .with_field("track_sid"),
-            );
+            return Ok(());
         };
         self.dp(Command::SetLayerCap {
             subscription,
@@ -910,6 +932,7 @@ impl App {
             media.subs.retain(|_, s| s.track != t.dp);
             for p in media.peers.values_mut() {
                 p.pub_mids.retain(|_, s| *s != sid);
+                p.layer_caps.remove(&sid);
                 if let Some(sub) = p.subscriber.as_mut() {
                     sub.subscribed.remove(&sid);
                 }

@@ -191,6 +191,10 @@ impl<H: Copy> Session<H> {
                     return Err(e.into());
                 }
             };
+            // Transport-wide feedback covers every authenticated packet, before routing: a
+            // sender's padding probes (RTX without OSN, or on a layer's SSRC we have not learnt
+            // yet) that went unacknowledged would count as lost and pull its estimate down.
+            self.note_transport_seq(now, &view);
             match self.route(&view) {
                 Some(r) => r,
                 None => {
@@ -219,6 +223,23 @@ impl<H: Copy> Session<H> {
             m.remap_extensions(|id| ext.forwarded_id(id));
         }
         Ok(out)
+    }
+
+    /// Record a packet's transport-wide sequence number for our feedback. BUNDLE gives one
+    /// extension the same id in every section (RFC 8843 §9.2), so any UpTrack's id is the
+    /// session's.
+    fn note_transport_seq(&mut self, now: Instant, view: &RtpView<'_>) {
+        let id = self
+            .ups
+            .iter()
+            .flatten()
+            .find_map(|u| u.cfg.ext.transport_cc);
+        if let Some(seq) = id
+            .and_then(|id| view.extension(id))
+            .and_then(transport_cc_seq)
+        {
+            self.twcc_rx.on_packet(now, seq);
+        }
     }
 
     /// Which UpTrack layer (and stream) a packet belongs to.
@@ -290,11 +311,6 @@ impl<H: Copy> Session<H> {
         if view.payload_type() != t.cfg.payload_type {
             self.stats.drop_unknown_pt += 1;
             return Err(SessionError::UnknownPayloadType);
-        }
-        if let Some(seq) = t.cfg.ext.transport_cc.and_then(|id| view.extension(id)) {
-            if let Some(seq) = transport_cc_seq(seq) {
-                self.twcc_rx.on_packet(now, seq);
-            }
         }
         let dd = t
             .cfg
