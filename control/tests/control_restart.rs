@@ -95,9 +95,9 @@ async fn send(ws: &mut Ws, v: Value) {
 
 async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
     for _ in 0..30 {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
             .await
-            .unwrap_or_else(|_| panic!("no {ty} within 5 s"))
+            .unwrap_or_else(|_| panic!("no {ty} within 15 s"))
             .unwrap()
             .unwrap();
         if let Message::Text(t) = m {
@@ -202,7 +202,7 @@ fn received(counter: &AtomicU64) -> u64 {
 
 /// Polls (bounded) until `counter` exceeds `above`.
 async fn wait_above(counter: &AtomicU64, above: u64, what: &str) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let n = received(counter);
         if n > above {
@@ -347,9 +347,9 @@ async fn media_outlives_a_control_sigkill_and_state_comes_back() {
         let bob_server = candidate(&sub_offer);
         std::thread::spawn(move || {
             let mut alice =
-                TestPeer::connect(alice_server, &alice_cfg, Duration::from_secs(5)).expect("alice");
+                TestPeer::connect(alice_server, &alice_cfg, Duration::from_secs(15)).expect("alice");
             let mut bob =
-                TestPeer::connect(bob_server, &bob_cfg, Duration::from_secs(5)).expect("bob");
+                TestPeer::connect(bob_server, &bob_cfg, Duration::from_secs(15)).expect("bob");
             bob.expect_stream(
                 CoreKind::Audio,
                 CoreCodec::Opus,
@@ -462,7 +462,7 @@ async fn media_outlives_a_control_sigkill_and_state_comes_back() {
     let carol_server = candidate(&offer);
     let carol_got = tokio::task::spawn_blocking(move || {
         let mut carol =
-            TestPeer::connect(carol_server, &carol_cfg, Duration::from_secs(5)).expect("carol");
+            TestPeer::connect(carol_server, &carol_cfg, Duration::from_secs(15)).expect("carol");
         carol
             .expect_stream(
                 CoreKind::Audio,
@@ -473,7 +473,7 @@ async fn media_outlives_a_control_sigkill_and_state_comes_back() {
                 None,
             )
             .expect("expect stream");
-        let end = Instant::now() + Duration::from_secs(5);
+        let end = Instant::now() + Duration::from_secs(15);
         let mut n = 0u32;
         while n < 20 && Instant::now() < end {
             if let Some(m) = carol.recv_media(Duration::from_millis(50)).expect("recv") {
