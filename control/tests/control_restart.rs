@@ -346,8 +346,8 @@ async fn media_outlives_a_control_sigkill_and_state_comes_back() {
         };
         let bob_server = candidate(&sub_offer);
         std::thread::spawn(move || {
-            let mut alice =
-                TestPeer::connect(alice_server, &alice_cfg, Duration::from_secs(15)).expect("alice");
+            let mut alice = TestPeer::connect(alice_server, &alice_cfg, Duration::from_secs(15))
+                .expect("alice");
             let mut bob =
                 TestPeer::connect(bob_server, &bob_cfg, Duration::from_secs(15)).expect("bob");
             bob.expect_stream(
@@ -497,11 +497,11 @@ async fn media_outlives_a_control_sigkill_and_state_comes_back() {
 
 /// Polls `/readyz` (bounded) until the daemon's dataplane link is up.
 async fn wait_ready(addr: SocketAddr) {
-    for _ in 0..250 {
+    for _ in 0..750 {
         if http(addr, "GET", "/readyz", &[], "").await.0 == 200 {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("/readyz not 200 within 5 s");
+    panic!("/readyz not 200 within 15 s");
 }

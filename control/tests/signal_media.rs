@@ -26,9 +26,9 @@ async fn send(ws: &mut Ws, v: Value) {
 
 async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
     for _ in 0..30 {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
             .await
-            .unwrap_or_else(|_| panic!("no {ty} within 5 s"))
+            .unwrap_or_else(|_| panic!("no {ty} within 15 s"))
             .unwrap()
             .unwrap();
         if let Message::Text(t) = m {

@@ -29,9 +29,9 @@ async fn send(ws: &mut Ws, v: Value) {
 /// The next JSON message (5 s at most).
 async fn recv(ws: &mut Ws) -> Value {
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
             .await
-            .expect("a message within 5 s")
+            .expect("a message within 15 s")
             .expect("stream open")
             .unwrap();
         if let Message::Text(t) = m {
