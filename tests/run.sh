@@ -7,7 +7,8 @@
 #
 # Environment:
 #   SLUICE_TEST_SKIP_INSTALL=1   skip the install step (packages already present)
-#   SLUICE_TEST_QUICK=1          skip clippy and the bench smoke run (for a fast local loop)
+#   SLUICE_TEST_QUICK=1          skip clippy, the bench smoke run and the browser suite
+#   SLUICE_TEST_E2E=0            skip the real-client suite (tests/e2e: Chromium, Firefox, aiortc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +60,12 @@ cargo test --workspace --locked
 
 step "tuning tool tests (python unittest)"
 python3 -m unittest discover -s tuning/tests
+
+if [ "${SLUICE_TEST_QUICK:-0}" != 1 ] && [ "${SLUICE_TEST_E2E:-1}" != 0 ]; then
+    step "end to end with real clients: Chromium, Firefox ESR, aiortc (tests/e2e)"
+    # installs chromium, firefox-esr, the npm drivers and the aiortc venv first (idempotent)
+    SLUICE_E2E_SKIP_INSTALL="${SLUICE_TEST_SKIP_INSTALL:-0}" ./tests/e2e/run.sh
+fi
 
 if [ "${SLUICE_TEST_QUICK:-0}" != 1 ]; then
     step "sluice-bench micro smoke run (release)"
