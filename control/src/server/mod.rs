@@ -71,6 +71,8 @@ pub(crate) struct App {
     pub(crate) webhook_key: Option<(String, Vec<u8>)>,
     /// Signs `/dev/token` answers; `None`: dev tokens are off.
     pub(crate) dev_key: Option<(String, Vec<u8>)>,
+    /// The HTTP listen IP: announced for a wildcard-bound dataplane (`sdp::announce_ip`).
+    pub(crate) http_ip: std::net::IpAddr,
     pub(crate) rooms: Mutex<Rooms>,
     pub(crate) media: tokio::sync::Mutex<Media>,
     pub(crate) link: Option<Link>,
@@ -120,6 +122,7 @@ impl Server {
         let app = Arc::new(App {
             keyring,
             dev_key: first_key.clone().filter(|_| opts.dev_tokens),
+            http_ip: opts.http.ip(),
             webhook_key: first_key,
             rooms: Mutex::new(Rooms::from_state(opts.rooms.clone(), state)),
             media: tokio::sync::Mutex::new(Media::default()),
