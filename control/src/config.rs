@@ -32,6 +32,9 @@ pub struct ControlConfig {
     pub external_dataplane: bool,
     /// Seconds a drain waits for rooms to empty before the daemon stops anyway.
     pub drain_deadline_s: u64,
+    /// Serve `GET /dev/token` (tokens for anyone who asks). `None`: only while running on the
+    /// generated dev key, i.e. when `api_keys` is empty.
+    pub dev_tokens: Option<bool>,
 }
 
 /// A configuration error naming its key.
@@ -62,6 +65,7 @@ const KEYS: &[&str] = &[
     "dataplane_bin",
     "external_dataplane",
     "drain_deadline_s",
+    "dev_tokens",
 ];
 
 impl Default for ControlConfig {
@@ -77,6 +81,7 @@ impl Default for ControlConfig {
             dataplane_bin: None,
             external_dataplane: false,
             drain_deadline_s: 3600,
+            dev_tokens: None,
         }
     }
 }
@@ -208,7 +213,7 @@ impl ControlConfig {
                     .ok_or_else(|| err("expected a non-negative integer"))?;
                 self.apply_str(key, &n.to_string(), &full)?;
             }
-            "auto_create" | "external_dataplane" => {
+            "auto_create" | "external_dataplane" | "dev_tokens" => {
                 let b = v.as_bool().ok_or_else(|| err("expected true or false"))?;
                 self.apply_str(key, &b.to_string(), &full)?;
             }
@@ -219,6 +224,11 @@ impl ControlConfig {
             _ => return Err(err("unknown key")),
         }
         Ok(())
+    }
+
+    /// Whether `GET /dev/token` is served: as set, else only on the generated dev key.
+    pub fn dev_tokens_enabled(&self) -> bool {
+        self.dev_tokens.unwrap_or(self.api_keys.is_empty())
     }
 
     /// Sets `key` from text (env or flag); `name` is how the user spelled it.
@@ -242,16 +252,16 @@ impl ControlConfig {
                     .parse()
                     .map_err(|_| err(format!("expected seconds, got {value:?}")))?
             }
-            "auto_create" | "external_dataplane" => {
+            "auto_create" | "external_dataplane" | "dev_tokens" => {
                 let b = match value {
                     "true" | "1" => true,
                     "false" | "0" => false,
                     _ => return Err(err(format!("expected true or false, got {value:?}"))),
                 };
-                if key == "auto_create" {
-                    self.auto_create = b;
-                } else {
-                    self.external_dataplane = b;
+                match key {
+                    "auto_create" => self.auto_create = b,
+                    "dev_tokens" => self.dev_tokens = Some(b),
+                    _ => self.external_dataplane = b,
                 }
             }
             "webhooks" => {
@@ -328,6 +338,22 @@ mod tests {
         assert_eq!(c.http.port(), 9001);
         assert_eq!(c.max_controllers, 5);
         assert_eq!(c.tiers.viewer.priority, 9);
+    }
+
+    #[test]
+    fn dev_tokens_follow_the_dev_key_unless_set() {
+        assert!(load("", &[]).unwrap().dev_tokens_enabled());
+        let keyed = "[control.api_keys]\nk = \"0123456789abcdef\"\n";
+        assert!(!load(keyed, &[]).unwrap().dev_tokens_enabled());
+        let forced = format!("[control]\ndev_tokens = true\n{keyed}");
+        assert!(load(&forced, &[]).unwrap().dev_tokens_enabled());
+        assert!(!load("[control]\ndev_tokens = false", &[])
+            .unwrap()
+            .dev_tokens_enabled());
+        assert_eq!(
+            load("[control]\ndev_tokens = 1", &[]).unwrap_err().key,
+            "control.dev_tokens"
+        );
     }
 
     #[test]

@@ -809,8 +809,16 @@ export async function devToken(base, room, identity, role = 'host') {
   u.searchParams.set('identity', identity);
   u.searchParams.set('role', role);
   const res = await fetch(u);
-  if (!res.ok) throw new Error(`dev token: HTTP ${res.status}`);
   const text = (await res.text()).trim();
+  if (!res.ok) {
+    let why = '';
+    try {
+      why = `: ${JSON.parse(text).error.message}`;
+    } catch {
+      // not the JSON error body; the status says enough
+    }
+    throw new Error(`dev token: HTTP ${res.status}${why}`);
+  }
   try {
     return JSON.parse(text).token ?? text;
   } catch {

@@ -150,6 +150,46 @@ export const scenarios = {
     }
   },
 
+  /**
+   * The README's demo, as a user gets it: two pages open `/` itself and join one room by name
+   * (`?room=&identity=&role=&auto=1`: the page fetches its own token from /dev/token), both
+   * publish camera+mic, and each decodes the OTHER's video (its receiver's getStats).
+   */
+  async two_way_video(ctx) {
+    const open = (identity, role) => {
+      const q = new URLSearchParams({ room: 'demo', identity, role, auto: '1' });
+      return ctx.openPage('chromium', `${ctx.server.origin}/?${q}`, identity);
+    };
+    const alice = await open('alice', 'host');
+    const bob = await open('bob', 'controller');
+    const FRAMES = 40;
+    const PACKETS = 100;
+    const fromOther = async (page, other) => {
+      const end = Date.now() + 20_000;
+      for (;;) {
+        const got = await page.evaluate(async (otherIdentity) => {
+          const room = window.sluice.room;
+          const out = { video: null, audio: null };
+          for (const s of room.subscriptions.values()) {
+            if (room.participants.get(s.participantSid)?.identity !== otherIdentity) continue;
+            (await s.receiver.getStats()).forEach((r) => {
+              if (r.type === 'inbound-rtp') out[r.kind] = { framesDecoded: r.framesDecoded ?? 0, packetsReceived: r.packetsReceived ?? 0, frameWidth: r.frameWidth ?? 0 };
+            });
+          }
+          return out;
+        }, other);
+        if (got.video && got.video.framesDecoded > FRAMES && got.video.packetsReceived > PACKETS && got.audio?.packetsReceived > 0) return got;
+        if (Date.now() > end) {
+          throw new Error(`${page.identity}: ${other}'s media not decoded within 20 s: ${JSON.stringify(got)}\npage log:\n${
+            (await page.evaluate(() => window.sluice.log.slice(-12).join('\n')))}`);
+        }
+        await sleep(500);
+      }
+    };
+    const [atAlice, atBob] = await Promise.all([fromOther(alice, 'bob'), fromOther(bob, 'alice')]);
+    ctx.details = { aliceDecodesBob: atAlice.video, bobDecodesAlice: atBob.video, audioPackets: [atAlice.audio.packetsReceived, atBob.audio.packetsReceived] };
+  },
+
   /** Two pages with a shared key decode each other; a third without it decodes nothing. */
   async e2ee_passthrough(ctx) {
     const key = 'sluice-e2e-shared-key';

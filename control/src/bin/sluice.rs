@@ -125,6 +125,12 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
         Ok(k) => k,
         Err(e) => return fail(&e),
     };
+    let dev_tokens = cfg.dev_tokens_enabled();
+    if dev_tokens {
+        tracing::warn!(
+            "dev mode: GET /dev/token hands out tokens to anyone who can reach the HTTP port"
+        );
+    }
     let static_dir = [
         PathBuf::from("control/static"),
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")),
@@ -168,6 +174,7 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             static_dir,
             dataplane_socket: Some(socket),
             drain_deadline: Duration::from_secs(cfg.drain_deadline_s),
+            dev_tokens,
         };
         let server = match Server::start(opts).await {
             Ok(s) => s,

@@ -27,4 +27,5 @@ pub use model::{
     RoomsConfig, SimulcastLayer, TierTable, Track, TrackKind,
 };
 pub use roles::InputRelay;
+pub(crate) use rooms::{validate_name, MAX_IDENTITY, MAX_ROOM_NAME};
 pub use rooms::{Rooms, RoomsState};

@@ -370,7 +370,7 @@ fn empty_deadline(room: &Room) -> Option<u64> {
 
 /// Names (rooms, identities) are non-empty, bounded and free of control
 /// characters, since they end up in URLs, logs and JSON.
-fn validate_name(field: &'static str, value: &str, max: usize) -> Result<(), RoomError> {
+pub(crate) fn validate_name(field: &'static str, value: &str, max: usize) -> Result<(), RoomError> {
     if value.is_empty() {
         return Err(RoomError::invalid(field, "must not be empty"));
     }
@@ -403,6 +403,6 @@ fn validate_room_config(config: &RoomConfig) -> Result<(), RoomError> {
     Ok(())
 }
 
-const MAX_ROOM_NAME: usize = 128;
-const MAX_IDENTITY: usize = 256;
+pub(crate) const MAX_ROOM_NAME: usize = 128;
+pub(crate) const MAX_IDENTITY: usize = 256;
 pub(crate) const MAX_METADATA: usize = 64 * 1024;

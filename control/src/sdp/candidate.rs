@@ -28,6 +28,24 @@ pub struct Candidate {
     pub extensions: Vec<(String, String)>,
 }
 
+/// The address to announce for a media socket bound to `bound`. A wildcard bind (`0.0.0.0`,
+/// `::`, the dataplane's default without `announce`) is not an address a client can send to —
+/// browsers never pair with a `0.0.0.0` candidate — so it becomes the IP the HTTP server listens
+/// on (clients reached us there), or loopback when that is a wildcard too or of the other family
+/// (a v4 wildcard socket cannot receive on a v6 address). Remote clients behind a wildcard bind
+/// need `dataplane.announce`.
+pub fn announce_ip(bound: IpAddr, http: IpAddr) -> IpAddr {
+    if !bound.is_unspecified() {
+        return bound;
+    }
+    match (bound, http) {
+        (IpAddr::V4(_), IpAddr::V4(h)) if !h.is_unspecified() => http,
+        (IpAddr::V6(_), IpAddr::V6(h)) if !h.is_unspecified() => http,
+        (IpAddr::V4(_), _) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        (IpAddr::V6(_), _) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    }
+}
+
 /// The `typ` of a candidate (RFC 8445 §5.1.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -171,6 +189,18 @@ fn parse_num<T: std::str::FromStr>(s: &str, field: &'static str) -> Result<T, Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wildcard_binds_announce_a_reachable_ip() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(announce_ip(ip("10.0.0.5"), ip("127.0.0.1")), ip("10.0.0.5"));
+        assert_eq!(announce_ip(ip("0.0.0.0"), ip("127.0.0.1")), ip("127.0.0.1"));
+        assert_eq!(announce_ip(ip("0.0.0.0"), ip("192.0.2.9")), ip("192.0.2.9"));
+        assert_eq!(announce_ip(ip("0.0.0.0"), ip("0.0.0.0")), ip("127.0.0.1"));
+        assert_eq!(announce_ip(ip("0.0.0.0"), ip("::1")), ip("127.0.0.1"));
+        assert_eq!(announce_ip(ip("::"), ip("127.0.0.1")), ip("::1"));
+        assert_eq!(announce_ip(ip("::"), ip("2001:db8::1")), ip("2001:db8::1"));
+    }
 
     #[test]
     fn parses_chrome_host_mdns_and_srflx() {

@@ -23,7 +23,7 @@ mod subscriber;
 mod write;
 
 pub use answer::answer;
-pub use candidate::{Candidate, CandidateType};
+pub use candidate::{announce_ip, Candidate, CandidateType};
 pub use error::{NegotiationError, ParseError, ParseErrorKind};
 pub use local::{HeaderExtension, LocalCodec, LocalParams, SUPPORTED_RTCP_FB};
 pub use model::{

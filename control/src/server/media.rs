@@ -28,8 +28,9 @@ use crate::auth::Source;
 use crate::link::LinkError;
 use crate::room::{PublishTrack, RoomEventKind, SimulcastLayer, TrackKind};
 use crate::sdp::{
-    self, accept_answer, offer_for_subscriber, Candidate, Direction, ExtIds, Fingerprint,
-    LocalParams, MediaKind, Msid, NegotiatedCodec, OutgoingTrack, SessionDescription, SsrcAttr,
+    self, accept_answer, announce_ip, offer_for_subscriber, Candidate, Direction, ExtIds,
+    Fingerprint, LocalParams, MediaKind, Msid, NegotiatedCodec, OutgoingTrack, SessionDescription,
+    SsrcAttr,
 };
 
 /// (room, identity)
@@ -154,7 +155,8 @@ impl App {
             .enumerate()
             .map(|(i, a)| {
                 let prio = 2_130_706_431u32.saturating_sub(i as u32);
-                Candidate::host_udp(&(i + 1).to_string(), a.ip(), a.port(), prio)
+                let ip = announce_ip(a.ip(), self.http_ip);
+                Candidate::host_udp(&(i + 1).to_string(), ip, a.port(), prio)
             })
             .collect();
         Ok(LocalParams::new(

@@ -1,6 +1,6 @@
 //! The control daemon's servers: HTTP API (`api`), WebSocket signaling at `/rtc` (`signal`),
-//! WHIP/WHEP and sidecar sessions (`whip`), metrics/health/drain/static files (`ops`), all on
-//! one axum router; plus the glue that feeds room events to clients, SSE and webhooks
+//! WHIP/WHEP and sidecar sessions (`whip`), metrics/health/drain/static files (`ops`), dev-mode
+//! tokens for the demo page (`dev`), all on one axum router; plus the glue that feeds room events to clients, SSE and webhooks
 //! (`hub`), drives the dataplane (`media`) and persists state.
 //!
 //! Locks: `rooms` is a std mutex held only for synchronous `Rooms` calls; `media` is an async
@@ -8,6 +8,7 @@
 
 mod adopt;
 mod api;
+mod dev;
 mod error;
 mod hub;
 mod media;
@@ -52,6 +53,8 @@ pub struct ServerOptions {
     /// The dataplane's control socket; `None`: no media (room endpoints only).
     pub dataplane_socket: Option<PathBuf>,
     pub drain_deadline: Duration,
+    /// Serve `GET /dev/token` (signed with the first API key). Dev mode only.
+    pub dev_tokens: bool,
 }
 
 /// A running server.
@@ -66,6 +69,10 @@ pub struct Server {
 pub(crate) struct App {
     pub(crate) keyring: Keyring,
     pub(crate) webhook_key: Option<(String, Vec<u8>)>,
+    /// Signs `/dev/token` answers; `None`: dev tokens are off.
+    pub(crate) dev_key: Option<(String, Vec<u8>)>,
+    /// The HTTP listen IP: announced for a wildcard-bound dataplane (`sdp::announce_ip`).
+    pub(crate) http_ip: std::net::IpAddr,
     pub(crate) rooms: Mutex<Rooms>,
     pub(crate) media: tokio::sync::Mutex<Media>,
     pub(crate) link: Option<Link>,
@@ -107,13 +114,16 @@ impl Server {
             .dataplane_socket
             .clone()
             .map(|p| Link::spawn(p, format!("sluice-control-{}", std::process::id())));
+        let first_key = opts
+            .api_keys
+            .iter()
+            .next()
+            .map(|(k, s)| (k.clone(), s.as_bytes().to_vec()));
         let app = Arc::new(App {
             keyring,
-            webhook_key: opts
-                .api_keys
-                .iter()
-                .next()
-                .map(|(k, s)| (k.clone(), s.as_bytes().to_vec())),
+            dev_key: first_key.clone().filter(|_| opts.dev_tokens),
+            http_ip: opts.http.ip(),
+            webhook_key: first_key,
             rooms: Mutex::new(Rooms::from_state(opts.rooms.clone(), state)),
             media: tokio::sync::Mutex::new(Media::default()),
             link,
@@ -179,6 +189,7 @@ fn router(app: Arc<App>) -> axum::Router {
     api::routes()
         .merge(whip::routes())
         .merge(signal::routes())
+        .merge(dev::routes())
         .merge(ops::routes())
         .with_state(app)
 }

@@ -29,6 +29,7 @@ pub async fn start_with(f: impl FnOnce(&mut ServerOptions)) -> Server {
         static_dir: None,
         dataplane_socket: None,
         drain_deadline: Duration::from_secs(60),
+        dev_tokens: false,
     };
     f(&mut opts);
     Server::start(opts).await.expect("server starts")

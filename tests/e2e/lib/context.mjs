@@ -34,8 +34,13 @@ export class Context {
 
   /** Opens an auto-joining page: `params` go to the URL (publish, simulcast, e2ee, relay, layer…). */
   async page(engine, room, identity, params = {}) {
+    return this.openPage(engine, await this.server.pageUrl(room, identity, params), identity);
+  }
+
+  /** Opens `url` (an auto-joining demo page URL) and waits until the page is ready. */
+  async openPage(engine, url, identity) {
     const b = await this.browser(engine);
-    const page = await b.page(await this.server.pageUrl(room, identity, params));
+    const page = await b.page(url);
     page.engine = engine;
     page.version = b.version;
     page.identity = identity;
