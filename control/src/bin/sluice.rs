@@ -11,6 +11,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sluice_control::auth::{self, AdminClaims, Claims, Grants, Role, Source};
@@ -146,6 +148,8 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
     };
     rt.block_on(async move {
         let socket = dp_cfg.control_socket.clone();
+        // The pid of the dataplane this process spawned (0: none, or attached to one).
+        let dataplane_pid = Arc::new(AtomicU32::new(0));
         if cfg.external_dataplane {
             tracing::info!(socket = %socket.display(), "using an external dataplane");
         } else if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
@@ -156,7 +160,12 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
                     .map(|p| p.with_file_name("sluice-dataplane"))
                     .unwrap_or_else(|_| PathBuf::from("sluice-dataplane"))
             });
-            tokio::spawn(supervise(bin, config_path.clone(), socket.clone()));
+            tokio::spawn(supervise(
+                bin,
+                config_path.clone(),
+                socket.clone(),
+                Arc::clone(&dataplane_pid),
+            ));
         }
         let opts = ServerOptions {
             http: cfg.http,
@@ -195,13 +204,21 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
         }
         server.stop();
+        // A clean stop takes the dataplane we spawned with us (a crash or SIGKILL of this
+        // process leaves it running, so calls survive a control restart).
+        let pid = dataplane_pid.swap(0, Ordering::SeqCst);
+        if pid != 0 {
+            if let Err(e) = sluice_dataplane::sys::process::terminate(pid) {
+                tracing::warn!(pid, error = %e, "could not stop the dataplane");
+            }
+        }
         ExitCode::SUCCESS
     })
 }
 
 /// Runs the dataplane and restarts it with backoff when it exits. The link reconnects on its
 /// own and resyncs, which re-creates sessions, tracks and subscriptions in the new process.
-async fn supervise(bin: PathBuf, config: Option<PathBuf>, socket: PathBuf) {
+async fn supervise(bin: PathBuf, config: Option<PathBuf>, socket: PathBuf, pid: Arc<AtomicU32>) {
     let mut backoff = Duration::from_millis(500);
     loop {
         let mut cmd = tokio::process::Command::new(&bin);
@@ -213,6 +230,7 @@ async fn supervise(bin: PathBuf, config: Option<PathBuf>, socket: PathBuf) {
         match cmd.spawn() {
             Ok(mut child) => {
                 tracing::info!(bin = %bin.display(), pid = child.id(), "dataplane started");
+                pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
                 match child.wait().await {
                     Ok(status) => tracing::warn!(%status, "dataplane exited"),
                     Err(e) => tracing::warn!(error = %e, "dataplane wait failed"),

@@ -24,6 +24,7 @@ pub mod affinity;
 mod net;
 mod plain;
 mod probe;
+pub mod process;
 pub(crate) mod slab;
 mod socket;
 mod tx;

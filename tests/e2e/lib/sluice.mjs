@@ -1,7 +1,7 @@
 // Starting a real `sluice up` for a scenario: free ports on 127.0.0.1, a throw-away state
 // directory, tokens from `sluice token`, and a clean stop. Every address is loopback.
 
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -134,6 +134,10 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS ?? 
         while (!exited && Date.now() < end) await sleep(100);
         if (!exited) child.kill('SIGKILL');
       }
+      // A clean stop takes the dataplane with it; after a SIGKILL (or a scenario that killed
+      // the control daemon on purpose) it keeps running by design — end it here, found by the
+      // config path only this scenario uses.
+      spawnSync('pkill', ['-TERM', '-f', `sluice-dataplane --config ${config}`]);
       rmSync(dir, { recursive: true, force: true });
     },
   };
