@@ -277,13 +277,25 @@ impl ControlThread {
         cmd: Command,
     ) -> Result<Option<ReplyOk>, ErrorBody> {
         let token = self.token(id, OnReply::Forward);
-        match self.route(
+        let routed = self.route(
             session,
             ShardCmd::Apply {
                 req: Some(token),
                 cmd,
             },
-        ) {
+        );
+        self.settle(token, routed)
+    }
+
+    /// The request's answer from where its command went: sent to a shard, the shard's reply
+    /// answers it later; queued for a session no shard has claimed yet, it is done now;
+    /// refused, the error answers it now. The last two retire the reply token.
+    fn settle(
+        &mut self,
+        token: u64,
+        routed: Result<Routed, ErrorBody>,
+    ) -> Result<Option<ReplyOk>, ErrorBody> {
+        match routed {
             Ok(Routed::Sent) => Ok(None),
             Ok(Routed::Queued) => {
                 self.outstanding.remove(&token);

@@ -407,24 +407,18 @@ impl ControlThread {
             },
         );
         let token = self.token(id, OnReply::Track(track));
-        match self.route(
+        let routed = self.route(
             session,
             ShardCmd::Apply {
                 req: Some(token),
                 cmd: Command::AddTrack(spec),
             },
-        ) {
-            Ok(Routed::Sent) => Ok(None),
-            Ok(Routed::Queued) => {
-                self.outstanding.remove(&token);
-                Ok(Some(ReplyOk::Done {}))
-            }
-            Err(e) => {
-                self.outstanding.remove(&token);
-                self.tracks.remove(&track);
-                Err(e)
-            }
+        );
+        let answer = self.settle(token, routed);
+        if answer.is_err() {
+            self.tracks.remove(&track);
         }
+        answer
     }
 
     pub(super) fn remove_track(
@@ -480,21 +474,14 @@ impl ControlThread {
                 source,
             },
         );
-        match routed {
-            Ok(Routed::Sent) => {
-                self.update_interest(track_id, session);
-                Ok(None)
-            }
-            Ok(Routed::Queued) => {
-                self.outstanding.remove(&token);
-                Ok(Some(ReplyOk::Done {}))
-            }
-            Err(e) => {
-                self.outstanding.remove(&token);
-                self.subs.remove(&sub);
-                Err(e)
-            }
+        let sent = matches!(routed, Ok(Routed::Sent));
+        let answer = self.settle(token, routed);
+        if sent {
+            self.update_interest(track_id, session);
+        } else if answer.is_err() {
+            self.subs.remove(&sub);
         }
+        answer
     }
 
     pub(super) fn unsubscribe(
