@@ -216,13 +216,7 @@ impl<H: Copy> Session<H> {
                 Err(e) => return Err(e),
             }
         }
-        let out = self.on_media(now, up, layer, &buf[..len])?;
-        // Every extension was read above: now give the packet the ids subscribers negotiated.
-        if let (Some(t), Ok(mut m)) = (self.ups[up].as_ref(), RtpViewMut::parse(&mut buf[..len])) {
-            let ext = t.cfg.ext;
-            m.remap_extensions(|id| ext.forwarded_id(id));
-        }
-        Ok(out)
+        self.on_media(now, up, layer, &mut buf[..len])
     }
 
     /// Record a packet's transport-wide sequence number for our feedback. BUNDLE gives one
@@ -302,9 +296,11 @@ impl<H: Copy> Session<H> {
         now: Instant,
         up: usize,
         layer: usize,
-        pkt: &[u8],
+        pkt: &mut [u8],
     ) -> Result<SessionOutput, SessionError> {
-        let view = RtpView::parse(pkt)?;
+        let len = pkt.len();
+        let mut packet = RtpViewMut::parse(pkt)?;
+        let view = packet.view();
         let Some(t) = self.ups[up].as_mut() else {
             return Err(SessionError::NoSuchTrack);
         };
@@ -332,7 +328,10 @@ impl<H: Copy> Session<H> {
         let l = &mut t.layers[layer];
         let ext_seq = l.unwrap.unwrap(view.seq());
         l.nack.on_packet(now, ext_seq);
-        l.rx.on_packet(now, ext_seq, view.ts(), pkt.len(), clock_rate);
+        l.rx.on_packet(now, ext_seq, view.ts(), len, clock_rate);
+        // Every extension has been read: give the packet the ids forwarded copies carry.
+        let ext = t.cfg.ext;
+        packet.remap_extensions(|id| ext.forwarded_id(id));
         let first = !l.seen;
         l.seen = true;
         if keyframe {
@@ -349,7 +348,7 @@ impl<H: Copy> Session<H> {
             up: up_id,
             layer,
             ext_seq,
-            len: pkt.len(),
+            len,
             keyframe,
         })
     }
