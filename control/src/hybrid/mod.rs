@@ -128,13 +128,13 @@ impl Default for HybridConfig {
 
 impl HybridConfig {
     /// Checks the relations between keys; `Err((key, message))` names the offending key
-    /// without a prefix (callers add `hybrid.` or the API's field path).
+    /// without its `hybrid.` prefix (callers add it; messages already name other keys in full).
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.sfu_at <= self.p2p_at {
             return Err((
                 "sfu_at",
                 format!(
-                    "must be > p2p_at (sfu_at = {}, p2p_at = {})",
+                    "must be > hybrid.p2p_at (sfu_at = {}, p2p_at = {})",
                     self.sfu_at, self.p2p_at
                 ),
             ));
@@ -143,7 +143,7 @@ impl HybridConfig {
             return Err((
                 "prewarm_at",
                 format!(
-                    "must be <= sfu_at (prewarm_at = {}, sfu_at = {})",
+                    "must be <= hybrid.sfu_at (prewarm_at = {}, sfu_at = {})",
                     self.prewarm_at, self.sfu_at
                 ),
             ));
@@ -157,7 +157,7 @@ impl HybridConfig {
         if self.migration_timeout_ms <= self.ack_retry_ms {
             return Err((
                 "migration_timeout_ms",
-                "must be > ack_retry_ms (a migration gets at least one resend)".into(),
+                "must be > hybrid.ack_retry_ms (a migration gets at least one resend)".into(),
             ));
         }
         Ok(())
