@@ -67,37 +67,16 @@ fn rest_credentials_allocate_against_coturn() {
             .spawn()
             .expect("turnserver starts"),
     );
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    sock.connect(("127.0.0.1", port)).unwrap();
-
-    // The first, unauthenticated Allocate gets 401 with the realm and a nonce (bounded wait
-    // while coturn starts).
-    let mut buf = [0u8; 1500];
-    let (realm, nonce) = (0..50)
-        .find_map(|i| {
-            let n = allocate(&mut buf, i, None);
-            sock.send(&buf[..n]).unwrap();
-            let mut rx = [0u8; 1500];
-            let Ok(len) = sock.recv(&mut rx) else {
-                // Not listening yet (a refused send fails at once): wait a little.
-                std::thread::sleep(Duration::from_millis(200));
-                return None;
-            };
-            let msg = StunMessage::parse(&rx[..len]).expect("a STUN answer");
-            assert_eq!(msg.class(), StunClass::Error);
-            assert_eq!(
-                msg.error_code().map(|e| e.code),
-                Some(ErrorCode::UNAUTHENTICATED)
-            );
-            Some((
-                msg.attribute(REALM).unwrap().value.to_vec(),
-                msg.attribute(NONCE).unwrap().value.to_vec(),
-            ))
-        })
-        .expect("coturn answers within 10 s");
-    assert_eq!(realm, b"sluice.test");
+    // Wait (bounded) until coturn answers: an unauthenticated Allocate gets 401.
+    let ready = (0..50).any(|_| {
+        let answered = challenge(&client(port)).is_some();
+        if !answered {
+            // Not listening yet (a refused send fails at once): wait a little.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        answered
+    });
+    assert!(ready, "coturn answers within 10 s");
 
     let now_s = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -123,8 +102,13 @@ fn rest_credentials_allocate_against_coturn() {
     }
     .credentials("alice", now_s - 3_600);
 
-    let mut attempt = |id: u8, user: &str, pass: &str| -> (StunClass, Option<u16>) {
+    // Each attempt from its own 5-tuple: coturn keeps per-5-tuple state (RFC 8656 §7.2).
+    let attempt = |id: u8, user: &str, pass: &str| -> (StunClass, Option<u16>) {
+        let sock = client(port);
+        let (realm, nonce) = challenge(&sock).expect("a 401 challenge");
+        assert_eq!(realm, b"sluice.test");
         let key = md5(format!("{user}:sluice.test:{pass}").as_bytes());
+        let mut buf = [0u8; 1500];
         let n = allocate(&mut buf, 100 + id, Some((user, &realm, &nonce, &key)));
         sock.send(&buf[..n]).unwrap();
         let mut rx = [0u8; 1500];
@@ -148,6 +132,34 @@ fn rest_credentials_allocate_against_coturn() {
         attempt(3, &good.username, &good.credential),
         (StunClass::Success, None)
     );
+}
+
+/// A UDP socket connected to coturn on `port`.
+fn client(port: u16) -> UdpSocket {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    sock.connect(("127.0.0.1", port)).unwrap();
+    sock
+}
+
+/// Sends an unauthenticated Allocate; the (REALM, NONCE) of coturn's 401 answer.
+fn challenge(sock: &UdpSocket) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut buf = [0u8; 1500];
+    let n = allocate(&mut buf, 0, None);
+    sock.send(&buf[..n]).ok()?;
+    let mut rx = [0u8; 1500];
+    let len = sock.recv(&mut rx).ok()?;
+    let msg = StunMessage::parse(&rx[..len]).expect("a STUN answer");
+    assert_eq!(msg.class(), StunClass::Error);
+    assert_eq!(
+        msg.error_code().map(|e| e.code),
+        Some(ErrorCode::UNAUTHENTICATED)
+    );
+    Some((
+        msg.attribute(REALM)?.value.to_vec(),
+        msg.attribute(NONCE)?.value.to_vec(),
+    ))
 }
 
 /// An Allocate request for UDP; signed (USERNAME, REALM, NONCE, MESSAGE-INTEGRITY) when
