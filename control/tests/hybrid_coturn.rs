@@ -134,6 +134,9 @@ fn rest_credentials_allocate_against_coturn() {
     );
 }
 
+/// (USERNAME, REALM, NONCE, long-term key) of a signed request.
+type Signed<'a> = (&'a str, &'a [u8], &'a [u8], &'a [u8; 16]);
+
 /// A UDP socket connected to coturn on `port`.
 fn client(port: u16) -> UdpSocket {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -164,7 +167,7 @@ fn challenge(sock: &UdpSocket) -> Option<(Vec<u8>, Vec<u8>)> {
 
 /// An Allocate request for UDP; signed (USERNAME, REALM, NONCE, MESSAGE-INTEGRITY) when
 /// `auth` is given. Returns its length in `buf`.
-fn allocate(buf: &mut [u8], id: u8, auth: Option<(&str, &[u8], &[u8], &[u8; 16])>) -> usize {
+fn allocate(buf: &mut [u8], id: u8, auth: Option<Signed<'_>>) -> usize {
     let tid = [id, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
     let mut w = StunWriter::new(buf, StunClass::Request, StunMethod::Other(ALLOCATE), &tid)
         .expect("buffer fits");
