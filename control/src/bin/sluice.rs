@@ -1,8 +1,9 @@
 //! `sluice`: the control daemon and its tools.
 //!
 //! - `sluice up [--config sluice.toml] [--http ADDR] [--state-file PATH] [--dataplane-bin PATH]
-//!   [--external-dataplane]`: serve HTTP/WebSocket, spawn and supervise `sluice-dataplane`
-//!   (or attach to one already listening on the control socket), persist rooms.
+//!   [--external-dataplane] [--hybrid-<key> V] [--turn-<key> V]`: serve HTTP/WebSocket, spawn
+//!   and supervise `sluice-dataplane` (or attach to one already listening on the control
+//!   socket), persist rooms. `--hybrid-default-mode auto` turns on the P2P/SFU policy.
 //! - `sluice token --room R --identity I --role host|controller|viewer [--grants LIST]
 //!   [--ttl 6h] [--name N]` and `sluice token --admin [--ttl 6h]`: print a token signed with
 //!   the configured (or dev) API key.
@@ -184,6 +185,8 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             dataplane_socket: Some(socket),
             drain_deadline: Duration::from_secs(cfg.drain_deadline_s),
             dev_tokens,
+            hybrid: cfg.hybrid.clone(),
+            turn: cfg.turn.clone(),
         };
         let server = match Server::start(opts).await {
             Ok(s) => s,
