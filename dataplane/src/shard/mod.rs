@@ -96,6 +96,9 @@ struct Entry {
     ufrag: Option<String>,
     priority: u8,
     dirty: bool,
+    /// `session.poll_timeout()` as of the last time the session was drained (or a command
+    /// ran): the timer scan compares these instead of asking every session each time.
+    deadline: Option<Instant>,
 }
 
 /// A track this shard has interest in.
@@ -672,17 +675,21 @@ impl Shard {
 
     // ---- timers and output --------------------------------------------------------------
 
+    /// Runs the timers of the sessions whose cached deadline passed. A session it runs is
+    /// marked dirty, and draining it caches its next deadline (and folds it into `next_timer`).
     fn run_timers(&mut self, now: Instant) {
         let mut next: Option<Instant> = None;
         for slot in 0..self.sessions.len() {
             let Some(entry) = self.sessions[slot].as_mut() else {
                 continue;
             };
-            if entry.session.poll_timeout().is_some_and(|t| t <= now) {
-                entry.session.handle_timeout(now);
-                mark_dirty(&mut self.dirty, entry, slot as u32);
+            match entry.deadline {
+                Some(t) if t <= now => {
+                    entry.session.handle_timeout(now);
+                    mark_dirty(&mut self.dirty, entry, slot as u32);
+                }
+                d => next = min_opt(next, d),
             }
-            next = min_opt(next, entry.session.poll_timeout());
         }
         self.next_timer = next;
     }
@@ -754,7 +761,8 @@ impl Shard {
                 };
                 self.tx.push(transmit(buf, len, dst));
             }
-            self.next_timer = min_opt(self.next_timer, entry.session.poll_timeout());
+            entry.deadline = entry.session.poll_timeout();
+            self.next_timer = min_opt(self.next_timer, entry.deadline);
             if stalled {
                 // This session and the rest wait for the socket: keep them, in order.
                 entry.dirty = true;
