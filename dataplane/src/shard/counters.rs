@@ -151,6 +151,8 @@ pub struct ShardCounters {
     pub send_retry: u64,
     /// Times draining the sessions stopped on a full socket buffer (media stayed paced).
     pub send_stalls: u64,
+    /// Times the receive loop drained the pacers early because the pool ran low.
+    pub early_drains: u64,
     dropped: [u64; Drop::ALL.len()],
 }
 
@@ -186,6 +188,7 @@ impl ShardCounters {
         let delays = [
             ("send_retry", self.send_retry),
             ("send_stalls", self.send_stalls),
+            ("early_drains", self.early_drains),
         ];
         for (name, n) in io_drops.into_iter().chain(delays) {
             if n > 0 {

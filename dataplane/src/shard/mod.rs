@@ -168,6 +168,8 @@ pub struct Shard {
     dirty: Vec<u32>,
     wake_peers: Vec<bool>,
     next_timer: Option<Instant>,
+    /// Free buffers below which the receive loop drains the pacers before going on.
+    low_water: usize,
     counters: ShardCounters,
     stats_interval: Duration,
     next_stats: Instant,
@@ -201,6 +203,7 @@ impl Shard {
             dirty: Vec::with_capacity(pool_len),
             wake_peers: vec![false; n],
             next_timer: None,
+            low_water: pool_len / 4,
             counters: ShardCounters::default(),
             stats_interval: ctx.stats_interval,
             #[allow(clippy::disallowed_methods)]
@@ -265,6 +268,15 @@ impl Shard {
                 self.counters.rx_bytes += meta.len as u64;
                 self.on_datagram(t, meta, true);
                 self.pool.give(meta.buf);
+                // Every forwarded copy holds a buffer until its pacer lets it go: a keyframe
+                // burst in one receive batch is packets × subscribers buffers. When the pool
+                // runs low, send what the pacers allow now instead of after the whole batch,
+                // so the pool needs to cover one packet's copies, not one batch's.
+                if self.pool.free_count() < self.low_water {
+                    self.counters.early_drains += 1;
+                    self.drain_sessions(t);
+                    self.flush_tx();
+                }
             }
             if n == RECV_BATCH && round + 1 == RECV_ROUNDS {
                 self.counters.loop_overruns += 1;
