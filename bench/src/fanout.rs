@@ -71,6 +71,9 @@ pub struct FanoutConfig {
     /// Cores for the in-process SFU's workers (one worker each).
     pub sfu_cores: Vec<usize>,
     pub generator_core: usize,
+    /// Cores of the generator's receive-only threads (`--gen-threads N` gives N − 1 of them);
+    /// empty: one generator thread.
+    pub generator_rx_cores: Vec<usize>,
     pub io: IoChoice,
     /// Pool buffers per SFU worker.
     pub buffers_per_worker: usize,
@@ -92,6 +95,7 @@ impl FanoutConfig {
             drain: Duration::from_millis(300),
             sfu_cores: vec![last],
             generator_core: cores.first().copied().unwrap_or(0),
+            generator_rx_cores: Vec::new(),
             io: IoChoice::Auto,
             buffers_per_worker: 32_768,
         }
@@ -264,6 +268,8 @@ impl FanoutReport {
                 "sfu_workers": self.workers,
                 "sfu_cores": c.sfu_cores,
                 "generator_core": c.generator_core,
+                "generator_threads": 1 + c.generator_rx_cores.len(),
+                "generator_rx_cores": c.generator_rx_cores,
                 "io_mode": self.io_mode,
                 "audio_pps_per_stream": Profile::AUDIO.pps(),
                 "video_bps_per_stream": round(Profile::VIDEO.bps(), 0),
@@ -293,6 +299,7 @@ impl FanoutReport {
             "sfu_worker_stats": stats,
             "generator": {
                 "busy": round(g.busy, 3),
+                "busy_per_thread": g.busy_per_thread.iter().map(|b| round(*b, 3)).collect::<Vec<_>>(),
                 "rx_pps": round(g.delivered_pps(), 0),
                 "limit_rx_pps": limit.map(|l| round(l.rx_pps, 0)),
                 "fraction_of_limit_receiver": ratio.map(|r| round(r, 3)),
@@ -320,7 +327,7 @@ impl FanoutReport {
 }
 
 /// Why the generator was or was not the bottleneck, in words. The generator is the bottleneck
-/// when its core is saturated or the kernel dropped datagrams at its sockets (it did not read
+/// when its busiest thread's core is saturated or the kernel dropped datagrams at its sockets (it did not read
 /// them in time). Late frames alone are not: the tag carries the actual send time, so loss and
 /// latency stay exact; on a shared machine other processes on the generator's core delay it.
 pub fn generator_verdict(g: &GenReport) -> String {
@@ -372,6 +379,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
         duration: cfg.duration,
         drain: cfg.drain,
         core: cfg.generator_core,
+        rx_cores: cfg.generator_rx_cores.clone(),
     };
     let setup_start = Instant::now();
     let h = gen::spawn(plan.clone())?;
@@ -578,5 +586,25 @@ mod tests {
         assert_eq!((g.foreign, g.tag_errors, g.pattern_errors), (0, 0, 0));
         assert!(g.received > 0, "nothing delivered: {}", r.to_json(None));
         assert!(r.loss() < 0.05, "loss {}", r.loss());
+    }
+
+    /// The same with the subscribers split over three generator threads: every copy is
+    /// counted once, against the right subscriber's SSRC.
+    #[test]
+    fn split_generator_counts_every_subscriber() {
+        let cores = affinity::online_cores().expect("affinity");
+        let mut cfg = FanoutConfig::default_for(&cores, 5, Duration::from_millis(600));
+        cfg.warmup = Duration::from_millis(300);
+        cfg.buffers_per_worker = 4096;
+        cfg.io = IoChoice::Socket;
+        cfg.generator_rx_cores = vec![cfg.generator_core; 2];
+        let mut sfu = Sfu::start(&cfg).expect("dataplane starts");
+        let r = run(&mut sfu, &cfg).expect("fanout runs");
+        sfu.stop();
+        let g = &r.gen;
+        assert_eq!(g.busy_per_thread.len(), 3, "{}", r.to_json(None));
+        assert_eq!(g.expected, g.sent_in_window * 5);
+        assert_eq!((g.foreign, g.tag_errors, g.pattern_errors), (0, 0, 0));
+        assert!(r.loss() < 0.05, "loss {}: {}", r.loss(), r.to_json(None));
     }
 }

@@ -1,6 +1,11 @@
 //! The load generator behind `fanout`, `ramp` and `compare`: P publishers sending
-//! [`media`](crate::media)-shaped RTP and S subscribers receiving every forwarded copy, all on
-//! one thread pinned to the generator's core, so the SFU's cores are left to the SFU.
+//! [`media`](crate::media)-shaped RTP and S subscribers receiving every forwarded copy, on one
+//! thread pinned to the generator's core, so the SFU's cores are left to the SFU — or, when
+//! several SFU workers forward more than one core can receive, on one thread per generator core
+//! ([`Plan::rx_cores`]): thread 0 has the publishers and the first share of subscribers, every
+//! other thread only receives its contiguous share. All threads read time from one shared base
+//! `Instant`, so the latency of a copy received on any thread is exact; their counts are summed
+//! and their histograms merged.
 //!
 //! Sockets are the dataplane's own `recvmmsg`/`sendmmsg` backend (one per publisher and per
 //! subscriber, because the SFU tells sessions apart by address), sharing one buffer pool;
@@ -54,11 +59,35 @@ pub struct Plan {
     pub warmup: Duration,
     pub duration: Duration,
     pub drain: Duration,
-    /// Core the generator thread is pinned to.
+    /// Core the generator's first thread (publishers and the first share of subscribers) is
+    /// pinned to.
     pub core: usize,
+    /// Cores of the receive-only threads, one thread each; empty: one thread does everything.
+    pub rx_cores: Vec<usize>,
 }
 
 impl Plan {
+    /// Generator threads.
+    pub fn threads(&self) -> usize {
+        1 + self.rx_cores.len()
+    }
+
+    /// The subscribers thread `t` receives for: a contiguous share, sizes differing by at most 1.
+    pub fn share(&self, t: usize) -> std::ops::Range<u32> {
+        let n = self.threads() as u64;
+        let s = u64::from(self.subscribers);
+        let at = |k: u64| (s * k / n) as u32;
+        at(t as u64)..at(t as u64 + 1)
+    }
+
+    /// Core of thread `t`.
+    fn thread_core(&self, t: usize) -> usize {
+        match t {
+            0 => self.core,
+            _ => self.rx_cores[t - 1],
+        }
+    }
+
     /// Stream ids of publisher `p`: audio `2p`, video `2p + 1`.
     pub fn streams(&self) -> impl Iterator<Item = (u32, u32, Kind)> + '_ {
         (0..self.publishers).flat_map(move |p| {
@@ -118,8 +147,10 @@ pub struct GenReport {
     pub latency_all: Histogram,
     pub latency_audio: Histogram,
     pub latency_video: Histogram,
-    /// Generator thread CPU seconds / window seconds.
+    /// CPU seconds / window seconds of the busiest generator thread.
     pub busy: f64,
+    /// The same for each generator thread, thread 0 (the publishers') first.
+    pub busy_per_thread: Vec<f64>,
     /// Latest a frame was sent after its due time (the generator falling behind).
     pub max_send_lateness_ns: u64,
     /// Kernel drops at the subscribers' sockets (SO_RXQ_OVFL): loss the generator caused.
@@ -144,6 +175,25 @@ impl GenReport {
     pub fn delivered_bps(&self) -> f64 {
         self.received_bytes as f64 * 8.0 / self.window_s.max(1e-9)
     }
+
+    /// Adds a receive-only thread's counts to thread 0's report.
+    fn absorb(&mut self, o: &GenReport) {
+        self.received += o.received;
+        self.received_bytes += o.received_bytes;
+        self.received_other += o.received_other;
+        self.rtcp += o.rtcp;
+        self.tag_errors += o.tag_errors;
+        self.foreign += o.foreign;
+        self.pattern_checked += o.pattern_checked;
+        self.pattern_errors += o.pattern_errors;
+        self.latency_all.merge(&o.latency_all);
+        self.latency_audio.merge(&o.latency_audio);
+        self.latency_video.merge(&o.latency_video);
+        self.busy = self.busy.max(o.busy);
+        self.busy_per_thread.extend_from_slice(&o.busy_per_thread);
+        self.rx_queue_drops += o.rx_queue_drops;
+        self.tx_would_block += o.tx_would_block;
+    }
 }
 
 /// A running generator thread: read its endpoints, then send `Go`.
@@ -154,7 +204,11 @@ pub struct Handle {
     pub join: JoinHandle<Result<GenReport, BenchError>>,
 }
 
-/// Starts the generator thread; it opens its sockets, reports them, and waits for `Go`.
+/// Starts the generator; it opens its sockets, reports them, and waits for `Go`.
+///
+/// A coordinating thread (unpinned, it only waits) starts one pinned thread per generator core,
+/// collects their endpoints in subscriber order, hands every thread the same `Go` and time
+/// base, and merges their reports.
 pub fn spawn(plan: Plan) -> Result<Handle, BenchError> {
     if plan.publishers * 2 > MAX_STREAMS {
         return Err(BenchError::Other(format!(
@@ -166,21 +220,7 @@ pub fn spawn(plan: Plan) -> Result<Handle, BenchError> {
     let (go_tx, go_rx) = mpsc::channel();
     let join = std::thread::Builder::new()
         .name("sluice-bench-gen".into())
-        .spawn(move || {
-            let _ = affinity::pin_current_thread(plan.core);
-            let mut g = match Generator::open(&plan) {
-                Ok(g) => g,
-                Err(e) => {
-                    let _ = ep_tx.send(Err(BenchError::Other(e.to_string())));
-                    return Err(e);
-                }
-            };
-            let _ = ep_tx.send(g.endpoints());
-            let go = go_rx
-                .recv()
-                .map_err(|_| BenchError::Other("generator: no go signal".into()))?;
-            g.run(&plan, &go)
-        })?;
+        .spawn(move || coordinate(&plan, &ep_tx, &go_rx))?;
     Ok(Handle {
         endpoints: ep_rx,
         go: go_tx,
@@ -188,7 +228,130 @@ pub fn spawn(plan: Plan) -> Result<Handle, BenchError> {
     })
 }
 
+/// What a generator thread is told to start with.
+struct Start {
+    go: Go,
+    base: Instant,
+}
+
+type Part = (
+    mpsc::Receiver<Result<Endpoints, BenchError>>,
+    mpsc::Sender<Start>,
+    JoinHandle<Result<GenReport, BenchError>>,
+);
+
+fn coordinate(
+    plan: &Plan,
+    ep_tx: &mpsc::Sender<Result<Endpoints, BenchError>>,
+    go_rx: &mpsc::Receiver<Go>,
+) -> Result<GenReport, BenchError> {
+    let mut parts: Vec<Part> = Vec::with_capacity(plan.threads());
+    let mut failed = None;
+    for t in 0..plan.threads() {
+        match spawn_part(plan, t) {
+            Ok(p) => parts.push(p),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    let mut all = Endpoints {
+        publishers: Vec::new(),
+        subscribers: Vec::new(),
+    };
+    for (ep, _, _) in &parts {
+        if failed.is_some() {
+            break;
+        }
+        match ep.recv() {
+            Ok(Ok(e)) => {
+                all.publishers.extend(e.publishers);
+                all.subscribers.extend(e.subscribers);
+            }
+            Ok(Err(e)) => failed = Some(e),
+            Err(_) => failed = Some(BenchError::Other("generator thread exited".into())),
+        }
+    }
+    if let Some(e) = failed {
+        let _ = ep_tx.send(Err(BenchError::Other(e.to_string())));
+        // Dropping the start senders ends the threads still waiting.
+        for (_, start, join) in parts {
+            drop(start);
+            let _ = join.join();
+        }
+        return Err(e);
+    }
+    let _ = ep_tx.send(Ok(all));
+    let go = go_rx.recv();
+    // One base for every thread: send and receive times compare across threads.
+    let base = Instant::now();
+    let mut joins = Vec::with_capacity(parts.len());
+    for (_, start, join) in parts {
+        if let Ok(go) = &go {
+            let _ = start.send(Start {
+                go: go.clone(),
+                base,
+            });
+        }
+        drop(start);
+        joins.push(join);
+    }
+    let mut merged: Option<GenReport> = None;
+    let mut first_err = None;
+    for join in joins {
+        match join.join() {
+            Ok(Ok(r)) => match &mut merged {
+                None => merged = Some(r),
+                Some(m) => m.absorb(&r),
+            },
+            Ok(Err(e)) => first_err = first_err.or(Some(e)),
+            Err(_) => {
+                first_err =
+                    first_err.or(Some(BenchError::Other("generator thread panicked".into())))
+            }
+        }
+    }
+    go.map_err(|_| BenchError::Other("generator: no go signal".into()))?;
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let mut r = merged.ok_or_else(|| BenchError::Other("generator: no report".into()))?;
+    r.expected = r.sent_in_window * u64::from(plan.subscribers);
+    Ok(r)
+}
+
+/// Starts generator thread `t`, pinned to its core.
+fn spawn_part(plan: &Plan, t: usize) -> Result<Part, BenchError> {
+    let (ep_tx, ep_rx) = mpsc::channel();
+    let (start_tx, start_rx) = mpsc::channel::<Start>();
+    let plan = plan.clone();
+    let join = std::thread::Builder::new()
+        .name(format!("sluice-bench-gen-{t}"))
+        .spawn(move || {
+            let _ = affinity::pin_current_thread(plan.thread_core(t));
+            let mut g = match Generator::open(&plan, t) {
+                Ok(g) => g,
+                Err(e) => {
+                    let _ = ep_tx.send(Err(BenchError::Other(e.to_string())));
+                    return Err(e);
+                }
+            };
+            let _ = ep_tx.send(g.endpoints());
+            let start = start_rx
+                .recv()
+                .map_err(|_| BenchError::Other("generator: no go signal".into()))?;
+            g.run(&plan, &start.go, start.base)
+        })?;
+    Ok((ep_rx, start_tx, join))
+}
+
+/// One generator thread's sockets: the publishers (thread 0 only) and its share of subscribers.
 struct Generator {
+    /// Which thread this is.
+    thread: usize,
+    /// Global index of `subs[0]` (the SSRC plan is per global subscriber).
+    first_sub: u32,
     pubs: Vec<Backend>,
     subs: Vec<Backend>,
     pool: BufPool,
@@ -196,11 +359,14 @@ struct Generator {
 }
 
 impl Generator {
-    fn open(plan: &Plan) -> Result<Self, BenchError> {
-        let pubs = (0..plan.publishers)
+    fn open(plan: &Plan, thread: usize) -> Result<Self, BenchError> {
+        let n_pubs = if thread == 0 { plan.publishers } else { 0 };
+        let pubs = (0..n_pubs)
             .map(|_| open_endpoint())
             .collect::<Result<Vec<_>, _>>()?;
-        let subs = (0..plan.subscribers)
+        let share = plan.share(thread);
+        let subs = share
+            .clone()
             .map(|_| open_endpoint())
             .collect::<Result<Vec<_>, _>>()?;
         let poll = Poll::new()?;
@@ -210,6 +376,8 @@ impl Generator {
                 .register(&mut SourceFd(&fd), Token(j), Interest::READABLE)?;
         }
         Ok(Self {
+            thread,
+            first_sub: share.start,
             pubs,
             subs,
             pool: BufPool::new(POOL),
@@ -232,11 +400,13 @@ impl Generator {
         })
     }
 
-    fn run(&mut self, plan: &Plan, go: &Go) -> Result<GenReport, BenchError> {
+    fn run(&mut self, plan: &Plan, go: &Go, base: Instant) -> Result<GenReport, BenchError> {
         let n_streams = plan.publishers * 2;
+        let sender = self.thread == 0;
         // Spread stream phases over a frame so publishers do not all burst together.
         let mut streams: Vec<(u32, Stream)> = plan
             .streams()
+            .filter(|_| sender)
             .map(|(p, id, kind)| {
                 let prof = if kind == Kind::Audio {
                     Profile::AUDIO
@@ -260,11 +430,13 @@ impl Generator {
         let tid = cpu::current_tid();
         let mut cpu_start: Option<(u64, Option<std::collections::BTreeMap<u32, ThreadCpu>>)> = None;
         let mut cpu_end = None;
-        let mut progress = crate::report::Progress::new(
-            format!("generator {}×{}", plan.publishers, plan.subscribers),
-            Duration::from_nanos(end),
-        );
-        let base = Instant::now();
+        // Only thread 0 draws progress (one bar on stderr).
+        let mut progress = sender.then(|| {
+            crate::report::Progress::new(
+                format!("generator {}×{}", plan.publishers, plan.subscribers),
+                Duration::from_nanos(end),
+            )
+        });
         // Bounded by time: every iteration either sends, receives or waits at most MAX_WAIT.
         loop {
             let now_ns = base.elapsed().as_nanos() as u64;
@@ -272,11 +444,15 @@ impl Generator {
                 break;
             }
             if cpu_start.is_none() && now_ns >= win_start {
-                let sfu = go.sfu_pid.as_deref().and_then(|p| cpu::threads(p).ok());
+                let sfu = sender
+                    .then(|| go.sfu_pid.as_deref().and_then(|p| cpu::threads(p).ok()))
+                    .flatten();
                 cpu_start = Some((tid.and_then(cpu::thread_ticks).unwrap_or(0), sfu));
             }
             if cpu_end.is_none() && now_ns >= win_end {
-                let sfu = go.sfu_pid.as_deref().and_then(|p| cpu::threads(p).ok());
+                let sfu = sender
+                    .then(|| go.sfu_pid.as_deref().and_then(|p| cpu::threads(p).ok()))
+                    .flatten();
                 cpu_end = Some((tid.and_then(cpu::thread_ticks).unwrap_or(0), sfu));
             }
             if now_ns < win_end {
@@ -308,34 +484,40 @@ impl Generator {
                 let j = ev.token().0;
                 self.drain_sub(j, base, win_start, win_end, n_streams, &mut metas, &mut r)?;
             }
-            progress.tick(
-                Instant::now(),
-                &format!(
-                    "rx {:.0} pps",
-                    r.received as f64 / (now_ns.saturating_sub(win_start).max(1) as f64 / 1e9)
-                ),
-            );
+            if let Some(p) = &mut progress {
+                p.tick(
+                    Instant::now(),
+                    &format!(
+                        "rx {:.0} pps",
+                        r.received as f64 / (now_ns.saturating_sub(win_start).max(1) as f64 / 1e9)
+                    ),
+                );
+            }
         }
         let ticks = cpu::ticks_per_second() as f64;
         if let (Some((g0, s0)), Some((g1, s1))) = (cpu_start, cpu_end) {
             r.busy = (g1 - g0) as f64 / ticks / r.window_s.max(1e-9);
+            r.busy_per_thread = vec![r.busy];
             if let (Some(s0), Some(s1)) = (s0, s1) {
                 r.sfu_cpu = cpu::delta_seconds(&s0, &s1, ticks as u64);
             }
         }
-        r.expected = r.sent_in_window * u64::from(plan.subscribers);
+        r.expected = r.sent_in_window * self.subs.len() as u64;
         for s in &self.subs {
             r.rx_queue_drops += u64::from(s.stats().rx_queue_drops);
         }
         for p in &self.pubs {
             r.tx_would_block += p.stats().tx_would_block;
         }
-        progress.finish(&format!(
-            "{} of {} copies, loss {:.3}%",
-            r.received,
-            r.expected,
-            r.loss() * 100.0
-        ));
+        if let Some(mut p) = progress {
+            // This thread's share only when there are several threads.
+            p.finish(&format!(
+                "{} of {} copies (thread 0's share when split), loss {:.3}%",
+                r.received,
+                r.expected,
+                r.loss() * 100.0
+            ));
+        }
         Ok(r)
     }
 
@@ -420,7 +602,8 @@ impl Generator {
             let now_ns = base.elapsed().as_nanos() as u64;
             for m in &metas[..n] {
                 let data = &self.pool.get(m.buf)[m.offset..m.offset + m.len];
-                account(data, j as u32, n_streams, now_ns, win_start, win_end, r);
+                let sub = self.first_sub + j as u32;
+                account(data, sub, n_streams, now_ns, win_start, win_end, r);
                 self.pool.give(m.buf);
             }
         }
@@ -517,6 +700,28 @@ mod tests {
         // RTCP is counted apart.
         account(&[0x80, 200, 0, 6], 3, 2, 0, 0, 1, &mut r);
         assert_eq!(r.rtcp, 1);
+    }
+
+    #[test]
+    fn shares_cover_every_subscriber_once() {
+        let mut plan = Plan {
+            publishers: 1,
+            subscribers: 10,
+            audio: true,
+            video: true,
+            warmup: Duration::ZERO,
+            duration: Duration::ZERO,
+            drain: Duration::ZERO,
+            core: 0,
+            rx_cores: vec![1, 2],
+        };
+        let shares: Vec<_> = (0..plan.threads()).map(|t| plan.share(t)).collect();
+        assert_eq!(shares, vec![0..3, 3..6, 6..10]);
+        plan.subscribers = 1;
+        let sizes: Vec<_> = (0..3).map(|t| plan.share(t).len()).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 1);
+        plan.rx_cores.clear();
+        assert_eq!(plan.share(0), 0..1);
     }
 
     #[test]

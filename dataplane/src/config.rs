@@ -123,7 +123,9 @@ impl Config {
             port_per_worker: false,
             announce: Vec::new(),
             control_socket: default_control_socket(),
-            buffers_per_worker: 4096,
+            // 32 MiB of 2 KiB buffers: a 25-packet keyframe to ~650 subscribers of one worker
+            // while the pacers drain (the receive loop drains them early below a quarter free).
+            buffers_per_worker: 16_384,
             io: IoChoice::Auto,
             recv_buffer_bytes: 4 << 20,
             send_buffer_bytes: 4 << 20,

@@ -46,6 +46,8 @@ options:
   --cipher gcm|cm|none  subscriber/publisher transport (default none; gcm/cm need the
                         WebRTC test peer, not merged yet)
   --workers N           in-process SFU workers, on the last N cores (default 1)
+  --gen-threads N       generator threads, on the first N cores (default 1): publishers and a
+                        share of subscribers on the first, the other shares on the others
   --attach SOCKET       use a running sluice-dataplane's control socket instead
   --io auto|uring|socket  in-process dataplane I/O backend (default auto)
   --start N --max N --refine N   ramp: first step, ceiling, bisection steps (50, 5000, 3)
@@ -65,6 +67,7 @@ struct Opts {
     video_only: bool,
     cipher: Option<String>,
     workers: Option<usize>,
+    gen_threads: Option<usize>,
     attach: Option<PathBuf>,
     io: Option<String>,
     start: Option<u32>,
@@ -106,6 +109,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--publishers" => o.publishers = Some(num(value()?)? as u32),
             "--subscribers" => o.subscribers = Some(num(value()?)? as u32),
             "--workers" => o.workers = Some(num(value()?)? as usize),
+            "--gen-threads" => o.gen_threads = Some(num(value()?)? as usize),
             "--start" => o.start = Some(num(value()?)? as u32),
             "--max" => o.max = Some(num(value()?)? as u32),
             "--refine" => o.refine = Some(num(value()?)? as u32),
@@ -282,6 +286,16 @@ fn fanout_config(
         )));
     }
     c.sfu_cores = cores[cores.len().saturating_sub(workers)..].to_vec();
+    let gen_threads = o.gen_threads.unwrap_or(1).max(1);
+    if gen_threads > 1 {
+        if gen_threads + workers > cores.len() {
+            return Err(BenchError::Other(format!(
+                "--gen-threads {gen_threads} + --workers {workers} exceed the {} cores",
+                cores.len()
+            )));
+        }
+        c.generator_rx_cores = cores[1..gen_threads].to_vec();
+    }
     c.io = match o.io.as_deref() {
         None | Some("auto") => IoChoice::Auto,
         Some("uring") => IoChoice::Uring,

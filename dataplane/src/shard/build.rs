@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use rtp_core::bwe::SendSideBweConfig;
 use rtp_core::dtls::{DtlsCert, Fingerprint};
 use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
 use rtp_core::ice::IceConfig;
@@ -50,12 +51,28 @@ pub fn session(
         srtp: Default::default(),
         nack: Default::default(),
         pacer: Default::default(),
-        bwe: Default::default(),
+        bwe: bwe_config(spec),
         max_up_tracks: MAX_UP_TRACKS,
         max_down_tracks: MAX_DOWN_TRACKS,
     };
     Session::new(now, config, cert)
         .map_err(|e| ErrorBody::new(ErrorCode::Rejected, format!("session: {e}")))
+}
+
+/// The session's estimator bounds from its `Quality`: the estimate never exceeds
+/// `max_bitrate_bps`. A plain-RTP session gets no transport-cc or REMB feedback (the receiver
+/// is not a WebRTC stack), so its estimate would stay at the generic 1 Mbit/s start forever and
+/// the pacer would starve it (2.5 Mbit/s: a keyframe burst queues for ~100 ms); it starts, and
+/// stays, at its quality cap instead. WebRTC sessions start at the usual estimate, capped.
+pub fn bwe_config(spec: &CreateSession) -> SendSideBweConfig {
+    let mut bwe = SendSideBweConfig::default();
+    let cap = spec.quality.max_bitrate_bps.max(bwe.min_bps);
+    bwe.max_bps = cap;
+    bwe.start_bps = match spec.mode {
+        TransportMode::PlainRtp { .. } => cap,
+        TransportMode::Webrtc {} => bwe.start_bps.min(cap),
+    };
+    bwe
 }
 
 pub fn fingerprint(sdp: &str) -> Result<Fingerprint, ErrorBody> {
@@ -140,5 +157,62 @@ fn ext_ids(e: &ExtIds) -> CoreExtIds {
         rid: e.rid,
         repaired_rid: e.repaired_rid,
         dependency_descriptor: e.dependency_descriptor,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{IceParams, Quality, SessionId};
+
+    fn spec(mode: TransportMode, max_bitrate_bps: u64) -> CreateSession {
+        CreateSession {
+            session: SessionId(1),
+            ice: IceParams {
+                ufrag: "buildtest".into(),
+                pwd: "0123456789abcdefghijklmn".into(),
+                remote_ufrag: None,
+                remote_pwd: None,
+            },
+            remote_fingerprint: None,
+            dtls_role: DtlsRole::Server,
+            worker_hint: None,
+            mode,
+            quality: Quality {
+                max_bitrate_bps,
+                priority: 1,
+            },
+        }
+    }
+
+    fn plain() -> TransportMode {
+        TransportMode::PlainRtp {
+            remote: "127.0.0.1:5000".parse().expect("addr"),
+            local_port: None,
+        }
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)]
+    fn plain_rtp_starts_at_its_quality_cap() {
+        let b = bwe_config(&spec(plain(), 10_000_000));
+        assert_eq!((b.start_bps, b.max_bps), (10_000_000, 10_000_000));
+        // The session's estimate (and so its pacing rate) starts there too.
+        let now = Instant::now();
+        let cert = DtlsCert::generate(std::time::SystemTime::now()).expect("cert");
+        let s = session(now, &spec(plain(), 10_000_000), &cert).expect("session");
+        assert_eq!(s.stats().estimate_bps, 10_000_000);
+    }
+
+    #[test]
+    fn webrtc_starts_at_the_usual_estimate_capped_by_quality() {
+        let d = SendSideBweConfig::default();
+        let b = bwe_config(&spec(TransportMode::Webrtc {}, 10_000_000));
+        assert_eq!((b.start_bps, b.max_bps), (d.start_bps, 10_000_000));
+        let b = bwe_config(&spec(TransportMode::Webrtc {}, 300_000));
+        assert_eq!((b.start_bps, b.max_bps), (300_000, 300_000));
+        // Below the estimator's floor, the floor wins.
+        let b = bwe_config(&spec(TransportMode::Webrtc {}, 1));
+        assert_eq!(b.max_bps, d.min_bps);
     }
 }

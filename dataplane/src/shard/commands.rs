@@ -72,6 +72,8 @@ impl Shard {
                         entry.downs.resize(i + 1, None);
                     }
                     entry.downs[i] = Some((spec.track, spec.subscription));
+                    // Drained this iteration: its timers (the new stream's reports) are re-read.
+                    mark_dirty(&mut self.dirty, entry, slot);
                     let ts = self
                         .tracks
                         .entry(spec.track)
@@ -139,6 +141,7 @@ impl Shard {
             ufrag: None,
             priority: spec.quality.priority,
             dirty: false,
+            deadline: None,
         };
         match spec.mode {
             TransportMode::Webrtc {} => {
@@ -206,12 +209,16 @@ impl Shard {
                 remote_fingerprint,
                 ..
             } => {
-                let Some(entry) = self.entry_mut(session) else {
+                let Some(&slot) = self.by_id.get(&session) else {
+                    return not_found(session);
+                };
+                let Some(entry) = self.sessions[slot as usize].as_mut() else {
                     return not_found(session);
                 };
                 if let Some(fp) = remote_fingerprint {
                     let fp = build::fingerprint(&fp)?;
                     entry.session.set_remote_fingerprint(fp);
+                    mark_dirty(&mut self.dirty, entry, slot);
                 }
                 done()
             }
@@ -264,6 +271,7 @@ impl Shard {
                     entry.ups.resize(i + 1, None);
                 }
                 entry.ups[i] = Some(spec.track);
+                mark_dirty(&mut self.dirty, entry, slot);
                 let ts = self
                     .tracks
                     .entry(spec.track)
@@ -282,6 +290,7 @@ impl Shard {
                 ts.remote.clear();
                 if let Some(entry) = self.sessions[slot as usize].as_mut() {
                     entry.session.remove_up_track(up);
+                    mark_dirty(&mut self.dirty, entry, slot);
                     if let Some(t) = entry.ups.get_mut(usize::from(up.0)) {
                         *t = None;
                     }
@@ -313,6 +322,7 @@ impl Shard {
                 };
                 if let Some(entry) = self.sessions[slot as usize].as_mut() {
                     entry.session.set_layer_cap(down, max_spatial, max_temporal);
+                    mark_dirty(&mut self.dirty, entry, slot);
                 }
                 done()
             }
@@ -326,16 +336,12 @@ impl Shard {
         }
     }
 
-    fn entry_mut(&mut self, session: crate::proto::SessionId) -> Option<&mut Entry> {
-        let slot = *self.by_id.get(&session)?;
-        self.sessions[slot as usize].as_mut()
-    }
-
     fn remove_down(&mut self, slot: u32, down: rtp_core::session::DownId) {
         let Some(entry) = self.sessions[slot as usize].as_mut() else {
             return;
         };
         entry.session.remove_down_track(down);
+        mark_dirty(&mut self.dirty, entry, slot);
         let Some((track, _)) = entry
             .downs
             .get_mut(usize::from(down.0))

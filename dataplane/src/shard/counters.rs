@@ -147,6 +147,12 @@ pub struct ShardCounters {
     pub ring_out: u64,
     pub ring_in: u64,
     pub loop_overruns: u64,
+    /// Transmits a full socket buffer refused, kept and sent again later (a delay, not a loss).
+    pub send_retry: u64,
+    /// Times draining the sessions stopped on a full socket buffer (media stayed paced).
+    pub send_stalls: u64,
+    /// Times the receive loop drained the pacers early because the pool ran low.
+    pub early_drains: u64,
     dropped: [u64; Drop::ALL.len()],
 }
 
@@ -177,7 +183,14 @@ impl ShardCounters {
             ("tx_errors", io.tx_errors),
             ("bad_transmits", io.bad_transmits),
         ];
-        for (name, n) in io_drops {
+        // Not drops: retried sends. In the map because `Counters` only grows through it
+        // (protocol rule); readers tell them apart by name.
+        let delays = [
+            ("send_retry", self.send_retry),
+            ("send_stalls", self.send_stalls),
+            ("early_drains", self.early_drains),
+        ];
+        for (name, n) in io_drops.into_iter().chain(delays) {
             if n > 0 {
                 dropped.insert(name.to_string(), n);
             }

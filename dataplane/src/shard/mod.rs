@@ -14,7 +14,9 @@
 //! 4. timers: `handle_timeout` for sessions whose `poll_timeout` passed (a scan, only when the
 //!    earliest deadline has passed);
 //! 5. drain `poll_event`, `poll_transmit`, `poll_paced` of every session touched this iteration
-//!    into `Transmit`s, then one `backend.send`;
+//!    into `Transmit`s, then `backend.try_send`; what a full socket buffer refuses stays queued
+//!    (in `tx`, then in the pacers) and is sent when the socket is writable again — never
+//!    dropped for backpressure;
 //! 6. the control inbox (`INBOX_BUDGET` commands), a stats snapshot when due;
 //! 7. `backend.wait` until the next deadline or a wake-up.
 
@@ -57,6 +59,8 @@ const INBOX_BUDGET: usize = 64;
 const TX_BATCH: usize = 512;
 /// Longest sleep when no timer is due (the inbox and rings wake us anyway).
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// Longest sleep while transmits wait for room in the socket's send buffer.
+const STALL_WAIT: Duration = Duration::from_millis(1);
 /// Packets in each (track, shard) NACK cache: ~1 s of 1 Mbit/s video.
 const HISTORY_PACKETS: usize = 512;
 
@@ -92,6 +96,9 @@ struct Entry {
     ufrag: Option<String>,
     priority: u8,
     dirty: bool,
+    /// `session.poll_timeout()` as of the last time the session was drained (or a command
+    /// ran): the timer scan compares these instead of asking every session each time.
+    deadline: Option<Instant>,
 }
 
 /// A track this shard has interest in.
@@ -161,6 +168,8 @@ pub struct Shard {
     dirty: Vec<u32>,
     wake_peers: Vec<bool>,
     next_timer: Option<Instant>,
+    /// Free buffers below which the receive loop drains the pacers before going on.
+    low_water: usize,
     counters: ShardCounters,
     stats_interval: Duration,
     next_stats: Instant,
@@ -194,6 +203,7 @@ impl Shard {
             dirty: Vec::with_capacity(pool_len),
             wake_peers: vec![false; n],
             next_timer: None,
+            low_water: pool_len / 4,
             counters: ShardCounters::default(),
             stats_interval: ctx.stats_interval,
             #[allow(clippy::disallowed_methods)]
@@ -214,7 +224,9 @@ impl Shard {
             let mut turn = || {
                 let now = self.iteration();
                 let timeout = self.wait_timeout(now);
-                if let Err(e) = self.backend.wait(Some(timeout)) {
+                // Transmits a full socket refused wait in `tx`: wake when it drains.
+                let writable = !self.tx.is_empty();
+                if let Err(e) = self.backend.wait_for(Some(timeout), writable) {
                     tracing::warn!(shard = self.index, error = %e, "backend wait failed");
                 }
             };
@@ -256,6 +268,15 @@ impl Shard {
                 self.counters.rx_bytes += meta.len as u64;
                 self.on_datagram(t, meta, true);
                 self.pool.give(meta.buf);
+                // Every forwarded copy holds a buffer until its pacer lets it go: a keyframe
+                // burst in one receive batch is packets × subscribers buffers. When the pool
+                // runs low, send what the pacers allow now instead of after the whole batch,
+                // so the pool needs to cover one packet's copies, not one batch's.
+                if self.pool.free_count() < self.low_water {
+                    self.counters.early_drains += 1;
+                    self.drain_sessions(t);
+                    self.flush_tx();
+                }
             }
             if n == RECV_BATCH && round + 1 == RECV_ROUNDS {
                 self.counters.loop_overruns += 1;
@@ -282,6 +303,10 @@ impl Shard {
     }
 
     fn wait_timeout(&self, now: Instant) -> Duration {
+        if !self.tx.is_empty() || !self.dirty.is_empty() {
+            // Backpressure: the writable wake-up ends the wait; this is only a safety net.
+            return STALL_WAIT;
+        }
         let mut deadline = now + MAX_WAIT;
         if let Some(t) = self.next_timer {
             deadline = deadline.min(t);
@@ -662,22 +687,31 @@ impl Shard {
 
     // ---- timers and output --------------------------------------------------------------
 
+    /// Runs the timers of the sessions whose cached deadline passed. A session it runs is
+    /// marked dirty, and draining it caches its next deadline (and folds it into `next_timer`).
     fn run_timers(&mut self, now: Instant) {
         let mut next: Option<Instant> = None;
         for slot in 0..self.sessions.len() {
             let Some(entry) = self.sessions[slot].as_mut() else {
                 continue;
             };
-            if entry.session.poll_timeout().is_some_and(|t| t <= now) {
-                entry.session.handle_timeout(now);
-                mark_dirty(&mut self.dirty, entry, slot as u32);
+            match entry.deadline {
+                Some(t) if t <= now => {
+                    entry.session.handle_timeout(now);
+                    mark_dirty(&mut self.dirty, entry, slot as u32);
+                }
+                d => next = min_opt(next, d),
             }
-            next = min_opt(next, entry.session.poll_timeout());
         }
         self.next_timer = next;
     }
 
     /// Events, control packets and paced media of every session touched this iteration.
+    ///
+    /// Backpressure: when the socket's send buffer is full and `tx` cannot be flushed, draining
+    /// stops. Paced media stays in its session's pacer (nothing is dropped here), and the
+    /// sessions not drained yet stay in `dirty` for the next iteration, which the worker starts
+    /// as soon as the socket is writable again.
     fn drain_sessions(&mut self, now: Instant) {
         let mut i = 0;
         // `dirty` may grow while we drain (a closed session's cascade); bounded by the slots.
@@ -689,15 +723,20 @@ impl Shard {
                 continue;
             };
             entry.dirty = false;
+            let mut stalled = false;
             // Control packets: bounded by the session's queues; each needs a buffer.
             loop {
-                if self.tx.len() == TX_BATCH {
-                    flush(
+                if self.tx.len() == TX_BATCH
+                    && !flush(
                         &mut self.backend,
                         &mut self.pool,
                         &mut self.tx,
                         &mut self.counters,
-                    );
+                    )
+                    && self.tx.len() == TX_BATCH
+                {
+                    stalled = true;
+                    break;
                 }
                 let Some(buf) = self.pool.take() else {
                     self.counters.drop(Drop::PoolEmpty);
@@ -714,18 +753,35 @@ impl Shard {
                     }
                 }
             }
-            while let Some((buf, len, dst)) = entry.session.poll_paced(now) {
-                if self.tx.len() == TX_BATCH {
-                    flush(
+            // Paced media: room in `tx` is made before a packet leaves the pacer, so a full
+            // socket leaves it queued there. Bounded by the pacer's budget and queue.
+            while !stalled {
+                if self.tx.len() == TX_BATCH
+                    && !flush(
                         &mut self.backend,
                         &mut self.pool,
                         &mut self.tx,
                         &mut self.counters,
-                    );
+                    )
+                    && self.tx.len() == TX_BATCH
+                {
+                    stalled = true;
+                    break;
                 }
+                let Some((buf, len, dst)) = entry.session.poll_paced(now) else {
+                    break;
+                };
                 self.tx.push(transmit(buf, len, dst));
             }
-            self.next_timer = min_opt(self.next_timer, entry.session.poll_timeout());
+            entry.deadline = entry.session.poll_timeout();
+            self.next_timer = min_opt(self.next_timer, entry.deadline);
+            if stalled {
+                // This session and the rest wait for the socket: keep them, in order.
+                entry.dirty = true;
+                self.counters.send_stalls += 1;
+                self.dirty.drain(..i - 1);
+                return;
+            }
             // `poll_transmit` drives DTLS, which reports a finished handshake only then: without
             // this, `DtlsConnected` would wait for the session's next packet or timer.
             self.drain_events(now, slot);
@@ -849,29 +905,38 @@ fn transmit(buf: BufId, len: usize, dst: SocketAddr) -> Transmit {
     }
 }
 
-/// Sends the batch and gives every buffer back (a send is complete on return).
+/// Sends `tx` in order until the socket's send buffer is full: the buffers of what went (or
+/// failed for good) go back to the pool, the rest stays at the front of `tx`, in order, for
+/// the next try (counted in `send_retry`, never dropped). Returns whether `tx` is now empty.
+/// A hard send error drops the batch (logged; it is not per packet: the socket is broken).
 fn flush(
     backend: &mut Backend,
     pool: &mut BufPool,
     tx: &mut Vec<Transmit>,
     counters: &mut ShardCounters,
-) {
+) -> bool {
     if tx.is_empty() {
-        return;
+        return true;
     }
-    match backend.send(pool, tx) {
-        Ok(n) => {
-            counters.tx_packets += n as u64;
-            counters.tx_bytes += tx[..n.min(tx.len())]
+    let consumed = match backend.try_send(pool, tx) {
+        Ok(o) => {
+            counters.tx_packets += o.sent as u64;
+            counters.tx_bytes += tx[..o.consumed.min(tx.len())]
                 .iter()
                 .map(|t| t.len as u64)
                 .sum::<u64>();
+            o.consumed.min(tx.len())
         }
-        Err(e) => tracing::warn!(error = %e, "send failed"),
-    }
-    for t in tx.drain(..) {
+        Err(e) => {
+            tracing::warn!(error = %e, "send failed");
+            tx.len()
+        }
+    };
+    counters.send_retry += (tx.len() - consumed) as u64;
+    for t in tx.drain(..consumed) {
         pool.give(t.buf);
     }
+    tx.is_empty()
 }
 
 fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {

@@ -114,6 +114,18 @@ pub struct Transmit {
     pub segment_size: Option<u16>,
 }
 
+/// What [`Backend::try_send`] did with a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendOutcome {
+    /// Transmits that reached the kernel.
+    pub sent: usize,
+    /// Transmits dealt with, from the start of the batch: sent, or refused for good (invalid,
+    /// or a send error other than a full buffer, counted in [`IoStats`]). `batch[consumed..]`
+    /// was not sent because the socket's send buffer is full: send it again once the socket is
+    /// writable ([`Backend::wait`] with `writable`).
+    pub consumed: usize,
+}
+
 /// Counters a backend keeps; the worker exports them as metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -132,8 +144,11 @@ pub struct IoStats {
     pub rx_rearms: u64,
     /// Transmits rejected before reaching the kernel (empty, out of buffer bounds).
     pub bad_transmits: u64,
-    /// Datagrams dropped because the socket send buffer was full.
+    /// Datagrams dropped because the socket send buffer was full ([`Backend::send`]).
     pub tx_would_block: u64,
+    /// Messages [`Backend::try_send`] left unsent because the socket send buffer was full: the
+    /// caller keeps them and sends them again, so these are delays, not losses.
+    pub tx_retry: u64,
     pub tx_errors: u64,
     /// The kernel refused GSO (EIO) once; GSO is now off for this socket.
     pub gso_disabled: bool,
@@ -221,6 +236,7 @@ impl Backend {
     }
 
     /// Sends `batch`; returns how many transmits reached the kernel. Complete on return.
+    /// Transmits a full socket buffer refuses are dropped (counted in `tx_would_block`).
     pub fn send(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<usize> {
         match self {
             Backend::Uring(b) => b.send(pool, batch),
@@ -228,11 +244,27 @@ impl Backend {
         }
     }
 
+    /// Sends `batch` in order until the socket's send buffer is full, and says how far it got:
+    /// the caller keeps `batch[consumed..]` (and its buffers) and tries again when the socket
+    /// is writable. Nothing is dropped for a full buffer. Complete on return.
+    pub fn try_send(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<SendOutcome> {
+        match self {
+            Backend::Uring(b) => b.try_send(pool, batch),
+            Backend::Socket(b) => b.try_send(pool, batch),
+        }
+    }
+
     /// Sleeps until a datagram or a wake-up is ready, or `timeout` passes (`None`: no limit).
     pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.wait_for(timeout, false)
+    }
+
+    /// [`Backend::wait`], also ending when the socket can take more datagrams if `writable`
+    /// (after a [`Backend::try_send`] that did not finish its batch).
+    pub fn wait_for(&mut self, timeout: Option<Duration>, writable: bool) -> io::Result<()> {
         match self {
-            Backend::Uring(b) => b.wait(timeout),
-            Backend::Socket(b) => b.wait(timeout),
+            Backend::Uring(b) => b.wait(timeout, writable),
+            Backend::Socket(b) => b.wait(timeout, writable),
         }
     }
 

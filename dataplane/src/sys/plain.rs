@@ -13,7 +13,7 @@ use super::net::{decode_addr, parse_cmsgs, AddrBuf, CtrlBuf, ADDR_LEN, RX_CTRL_L
 use super::socket::{open_udp, Opened};
 use super::tx::{TxCursor, TxSlots};
 use super::waker::{WakeFd, Waker};
-use super::{IoStats, RecvMeta, SocketConfig, Transmit};
+use super::{IoStats, RecvMeta, SendOutcome, SocketConfig, Transmit};
 use crate::pool::{BufId, BufPool, BUF_SIZE};
 
 /// Datagrams per `recvmmsg`.
@@ -187,6 +187,22 @@ impl SocketIo {
     }
 
     pub fn send(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<usize> {
+        Ok(self.send_batch(pool, batch, false)?.sent)
+    }
+
+    /// [`Backend::try_send`](super::Backend::try_send).
+    pub fn try_send(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<SendOutcome> {
+        self.send_batch(pool, batch, true)
+    }
+
+    /// Sends `batch`; with `stop_when_full`, stops at the first message a full socket buffer
+    /// refuses and says where (otherwise such messages are dropped and counted).
+    fn send_batch(
+        &mut self,
+        pool: &BufPool,
+        batch: &[Transmit],
+        stop_when_full: bool,
+    ) -> io::Result<SendOutcome> {
         let mut cur = TxCursor::default();
         let mut sent = 0usize;
         // Each round consumes at least one transmit, so the batch length bounds the loop.
@@ -196,13 +212,25 @@ impl SocketIo {
             }
             self.tx
                 .fill(pool, batch, &mut cur, self.gso, self.v6, &mut self.stats);
-            sent += self.flush()?;
+            let (n, full_at) = self.flush(stop_when_full)?;
+            sent += n;
+            if let Some(j) = full_at {
+                return Ok(SendOutcome {
+                    sent,
+                    consumed: self.tx.resume[j] as usize,
+                });
+            }
         }
-        Ok(sent)
+        Ok(SendOutcome {
+            sent,
+            consumed: batch.len(),
+        })
     }
 
-    /// Sends the filled slots with as few `sendmmsg` calls as the kernel allows.
-    fn flush(&mut self) -> io::Result<usize> {
+    /// Sends the filled slots with as few `sendmmsg` calls as the kernel allows. Returns the
+    /// transmits completed and, with `stop_when_full`, the first message a full socket buffer
+    /// refused.
+    fn flush(&mut self, stop_when_full: bool) -> io::Result<(usize, Option<usize>)> {
         let tx = &mut *self.tx;
         let mut sent = 0usize;
         let mut at = 0usize;
@@ -229,6 +257,10 @@ impl SocketIo {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
                 Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) if stop_when_full => {
+                    self.stats.tx_retry += (tx.len - at) as u64;
+                    return Ok((sent, Some(at)));
+                }
                 Some(libc::EAGAIN) => {
                     self.stats.tx_would_block += (tx.len - at) as u64;
                     break;
@@ -250,14 +282,19 @@ impl SocketIo {
                 }
             }
         }
-        Ok(sent)
+        Ok((sent, None))
     }
 
-    pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    /// Sleeps until a datagram, a wake-up or (with `writable`) room in the send buffer.
+    pub fn wait(&mut self, timeout: Option<Duration>, writable: bool) -> io::Result<()> {
         let mut fds = [
             libc::pollfd {
                 fd: self.sock.as_raw_fd(),
-                events: libc::POLLIN,
+                events: if writable {
+                    libc::POLLIN | libc::POLLOUT
+                } else {
+                    libc::POLLIN
+                },
                 revents: 0,
             },
             libc::pollfd {

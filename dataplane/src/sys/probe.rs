@@ -133,7 +133,7 @@ fn uring_recv_works() -> (bool, bool) {
         let _ = io.recv(&mut pool, &mut out);
         if sender.send_to(b"probe", target).is_ok() {
             for _ in 0..20 {
-                let _ = io.wait(Some(Duration::from_millis(10)));
+                let _ = io.wait(Some(Duration::from_millis(10)), false);
                 if let Ok(1) = io.recv(&mut pool, &mut out) {
                     got = out[0].len == 5;
                     pool.give(out[0].buf);

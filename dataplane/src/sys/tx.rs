@@ -45,6 +45,11 @@ pub(crate) struct TxSlots {
     pub(crate) seg: [u16; TX_SLOTS],
     /// How many transmits of the batch each message completes (0 for a non-final cut piece).
     pub(crate) done: [u16; TX_SLOTS],
+    /// Where to resume in the batch when message `j` and every later one were not sent (a
+    /// full socket buffer): the first transmit `j` carries, or the one after it when `j` is a
+    /// later piece of a transmit cut by hand (its earlier pieces went out; resending them
+    /// would duplicate datagrams, so the rest of that one transmit is given up).
+    pub(crate) resume: [u32; TX_SLOTS],
     /// Messages filled.
     pub(crate) len: usize,
 }
@@ -67,6 +72,7 @@ impl TxSlots {
             ctrl: [CtrlBuf([0; TX_CTRL_LEN]); TX_SLOTS],
             seg: [0; TX_SLOTS],
             done: [0; TX_SLOTS],
+            resume: [0; TX_SLOTS],
             len: 0,
         })
     }
@@ -100,7 +106,7 @@ impl TxSlots {
                     break;
                 }
                 self.iovs[iov_used] = iovec(pool, t, 0, t.len);
-                self.push(t.dst, v6_socket, iov_used, 1, 0, 1);
+                self.push(t.dst, v6_socket, iov_used, 1, 0, 1, cur.tx);
                 iov_used += 1;
                 cur.tx += 1;
             } else if !gso {
@@ -110,9 +116,18 @@ impl TxSlots {
                 }
                 let piece = seg.min(t.len - cur.off);
                 self.iovs[iov_used] = iovec(pool, t, cur.off, piece);
+                let resume = cur.tx + usize::from(cur.off > 0);
                 cur.off += piece;
                 let finished = cur.off == t.len;
-                self.push(t.dst, v6_socket, iov_used, 1, 0, u16::from(finished));
+                self.push(
+                    t.dst,
+                    v6_socket,
+                    iov_used,
+                    1,
+                    0,
+                    u16::from(finished),
+                    resume,
+                );
                 iov_used += 1;
                 if finished {
                     *cur = TxCursor {
@@ -123,6 +138,7 @@ impl TxSlots {
             } else {
                 // GSO: gather the run of same-destination, same-size segments that follows.
                 let first = iov_used;
+                let resume = cur.tx;
                 let mut bytes = 0usize;
                 let mut segs = 0usize;
                 let mut n_tx = 0u16;
@@ -155,12 +171,30 @@ impl TxSlots {
                     break;
                 }
                 let seg16 = if segs > 1 { seg as u16 } else { 0 };
-                self.push(t.dst, v6_socket, first, iov_used - first, seg16, n_tx);
+                self.push(
+                    t.dst,
+                    v6_socket,
+                    first,
+                    iov_used - first,
+                    seg16,
+                    n_tx,
+                    resume,
+                );
             }
         }
     }
 
-    fn push(&mut self, dst: SocketAddr, v6: bool, iov: usize, n_iov: usize, seg: u16, done: u16) {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        dst: SocketAddr,
+        v6: bool,
+        iov: usize,
+        n_iov: usize,
+        seg: u16,
+        done: u16,
+        resume: usize,
+    ) {
         let j = self.len;
         let name_len = encode_addr(dst, v6, &mut self.names[j]);
         let ctrl_len = if seg > 0 {
@@ -183,6 +217,7 @@ impl TxSlots {
         self.hdrs[j].msg_len = 0;
         self.seg[j] = seg;
         self.done[j] = done;
+        self.resume[j] = resume as u32;
         self.len += 1;
     }
 
@@ -219,5 +254,53 @@ fn iovec(pool: &BufPool, t: &Transmit, off: usize, len: usize) -> libc::iovec {
             .cast_mut()
             .cast(),
         iov_len: len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(pool: &mut BufPool, len: usize, seg: Option<u16>, port: u16) -> Transmit {
+        Transmit {
+            buf: pool.take().expect("room"),
+            offset: 0,
+            len,
+            dst: SocketAddr::from(([127, 0, 0, 1], port)),
+            segment_size: seg,
+        }
+    }
+
+    /// `resume[j]` is where a caller restarts when message `j` and later were not sent: the
+    /// first transmit of `j`, past a transmit whose earlier pieces already left, and never
+    /// before an invalid transmit that was skipped.
+    #[test]
+    fn resume_points_at_the_first_unsent_transmit() {
+        let mut pool = BufPool::new(8);
+        let mut bad = t(&mut pool, 100, None, 1);
+        bad.len = 0;
+        let batch = [
+            t(&mut pool, 100, None, 1),       // message 0
+            bad,                              // skipped, counted
+            t(&mut pool, 100, None, 1),       // message 1
+            t(&mut pool, 1800, Some(700), 2), // messages 2, 3, 4 (cut: no GSO)
+            t(&mut pool, 100, None, 1),       // message 5
+        ];
+        let mut slots = TxSlots::new();
+        let mut cur = TxCursor::default();
+        let mut stats = IoStats::default();
+        slots.fill(&pool, &batch, &mut cur, false, false, &mut stats);
+        assert_eq!(slots.len, 6);
+        assert_eq!(stats.bad_transmits, 1);
+        assert_eq!(&slots.resume[..6], &[0, 2, 3, 4, 4, 4]);
+        assert_eq!(&slots.done[..6], &[1, 1, 0, 0, 1, 1]);
+        // With GSO, the run to one destination is one message resuming at its first transmit.
+        let gso = [
+            t(&mut pool, 1000, Some(1000), 3),
+            t(&mut pool, 1000, Some(1000), 3),
+        ];
+        let mut cur = TxCursor::default();
+        slots.fill(&pool, &gso, &mut cur, true, false, &mut stats);
+        assert_eq!((slots.len, slots.resume[0], slots.done[0]), (1, 0, 2));
     }
 }

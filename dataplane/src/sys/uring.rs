@@ -11,6 +11,9 @@
 //! `io_uring_enter`. `MSG_DONTWAIT` makes each send complete inline (UDP copies the payload into
 //! an skb, or fails with EAGAIN instead of being parked on a full socket buffer), so `send`
 //! reaps its completions before returning and the buffers are free again on return.
+//! `try_send` links the batch's SQEs (`IOSQE_IO_LINK`): a send refused with EAGAIN cancels the
+//! ones after it, so "sent up to here, nothing after" holds and the caller can keep the rest
+//! for a retry instead of losing it; a writable poll (`POLLOUT`, one-shot) then ends the wait.
 //!
 //! Wait: `io_uring_enter` with GETEVENTS and an `EXT_ARG` timeout; a multishot poll on the
 //! waker's eventfd makes a wake-up a completion too. The ring is set up SINGLE_ISSUER +
@@ -25,7 +28,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
-use io_uring::{cqueue, opcode, IoUring};
+use io_uring::{cqueue, opcode, squeue, IoUring};
 use socket2::Socket;
 
 use super::net::{decode_addr, parse_cmsgs, ADDR_LEN, RX_CTRL_LEN};
@@ -33,7 +36,7 @@ use super::plain::{segments, send_segmented};
 use super::socket::{open_udp, Opened};
 use super::tx::{TxCursor, TxSlots, TX_SLOTS};
 use super::waker::{WakeFd, Waker};
-use super::{IoStats, RecvMeta, SocketConfig, Transmit};
+use super::{IoStats, RecvMeta, SendOutcome, SocketConfig, Transmit};
 use crate::pool::{BufId, BufPool, BUF_SIZE};
 
 /// Where the payload starts in a buffer filled by the multishot recvmsg:
@@ -43,6 +46,7 @@ pub const URING_PAYLOAD_OFFSET: usize = 16 + ADDR_LEN + RX_CTRL_LEN;
 const UD_RECV: u64 = 1;
 const UD_WAKE: u64 = 2;
 const UD_CANCEL: u64 = 3;
+const UD_WRITABLE: u64 = 4;
 const UD_SEND: u64 = 1 << 32;
 
 /// Buffer group id of our provided-buffer ring (one ring per io_uring instance).
@@ -53,6 +57,16 @@ const MAX_RING_ENTRIES: usize = 32_768;
 const SQ_ENTRIES: u32 = (TX_SLOTS as u32 + 8).next_power_of_two();
 /// Completions pulled from the CQ per batch while reaping (stack array).
 const REAP_BATCH: usize = 64;
+
+/// How a linked flush ended.
+#[derive(Debug, Clone, Copy)]
+enum FlushEnd {
+    Done,
+    /// Message `j` found the send buffer full; it and every later one were not sent.
+    Full(usize),
+    /// Message `j` failed for another reason (counted); the later ones were cancelled.
+    Broken(usize),
+}
 
 /// The parts of a completion we keep (a copy, so it can wait in the stash).
 #[derive(Debug, Clone, Copy, Default)]
@@ -169,6 +183,8 @@ pub struct UringIo {
     gso: bool,
     wake: WakeFd,
     wake_armed: bool,
+    /// A one-shot POLLOUT on the socket is pending (armed by `wait` with `writable`).
+    out_armed: bool,
     /// The template the multishot recvmsg reads `msg_namelen`/`msg_controllen` from; boxed so
     /// its address is stable while the request is live.
     recv_hdr: Box<libc::msghdr>,
@@ -228,6 +244,7 @@ impl UringIo {
             gso,
             wake: WakeFd::new()?,
             wake_armed: false,
+            out_armed: false,
             recv_hdr: Box::new(hdr),
             recv_armed: false,
             shut: false,
@@ -371,6 +388,10 @@ impl UringIo {
                 }
                 0
             }
+            UD_WRITABLE => {
+                self.out_armed = false;
+                0
+            }
             // Cancel results, late send completions: nothing to do.
             _ => 0,
         }
@@ -442,6 +463,20 @@ impl UringIo {
     }
 
     pub fn send(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<usize> {
+        Ok(self.send_batch(pool, batch, false)?.sent)
+    }
+
+    /// [`Backend::try_send`](super::Backend::try_send).
+    pub fn try_send(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<SendOutcome> {
+        self.send_batch(pool, batch, true)
+    }
+
+    fn send_batch(
+        &mut self,
+        pool: &BufPool,
+        batch: &[Transmit],
+        stop_when_full: bool,
+    ) -> io::Result<SendOutcome> {
         let mut cur = TxCursor::default();
         let mut sent = 0usize;
         // Each round consumes at least one transmit, so the batch length bounds the loop.
@@ -451,28 +486,60 @@ impl UringIo {
             }
             self.tx
                 .fill(pool, batch, &mut cur, self.gso, self.v6, &mut self.stats);
-            sent += self.flush()?;
+            let (n, end) = self.flush(stop_when_full)?;
+            sent += n;
+            match end {
+                FlushEnd::Done => {}
+                FlushEnd::Full(j) => {
+                    return Ok(SendOutcome {
+                        sent,
+                        consumed: self.tx.resume[j] as usize,
+                    })
+                }
+                // The link was cut by an error at `j` (counted): go on after it.
+                FlushEnd::Broken(j) => {
+                    if j + 1 < self.tx.len {
+                        cur = TxCursor {
+                            tx: self.tx.resume[j + 1] as usize,
+                            off: 0,
+                        };
+                    }
+                }
+            }
         }
-        Ok(sent)
+        Ok(SendOutcome {
+            sent,
+            consumed: batch.len(),
+        })
     }
 
     /// Submits the filled tx slots as SENDMSG SQEs with one enter and reaps their completions.
-    fn flush(&mut self) -> io::Result<usize> {
+    /// With `linked`, the SQEs form one chain and the first failure ends it (the rest complete
+    /// with ECANCELED); the result then says where.
+    fn flush(&mut self, linked: bool) -> io::Result<(usize, FlushEnd)> {
         let n = self.tx.len;
         if n == 0 {
-            return Ok(0);
+            return Ok((0, FlushEnd::Done));
         }
         let fd = Fd(self.sock.as_raw_fd());
         for j in 0..n {
+            let flags = if linked && j + 1 < n {
+                squeue::Flags::IO_LINK
+            } else {
+                squeue::Flags::empty()
+            };
             let sqe = opcode::SendMsg::new(fd, ptr::addr_of!(self.tx.hdrs[j].msg_hdr))
                 .flags(libc::MSG_DONTWAIT as u32)
                 .build()
+                .flags(flags)
                 .user_data(UD_SEND | j as u64);
             self.push_sqe(&sqe)?;
         }
         self.enter_nowait()?;
         let mut seen = 0usize;
         let mut sent = 0usize;
+        let mut full: Option<usize> = None;
+        let mut broken: Option<usize> = None;
         // MSG_DONTWAIT sends complete inline, so normally all CQEs are there after the enter;
         // the bounded waits only cover an interrupted enter.
         for _ in 0..100 {
@@ -493,6 +560,10 @@ impl UringIo {
                 if res >= 0 {
                     sent += usize::from(self.tx.done[j]);
                     self.stats.tx_datagrams += segments(&self.tx, j);
+                } else if linked && res == -libc::ECANCELED {
+                    // After the link's failure: not sent, resumed by the caller.
+                } else if res == -libc::EAGAIN && linked {
+                    full = Some(full.map_or(j, |f| f.min(j)));
                 } else if res == -libc::EAGAIN {
                     self.stats.tx_would_block += segments(&self.tx, j);
                 } else if res == -libc::EIO && self.tx.seg[j] != 0 {
@@ -503,20 +574,35 @@ impl UringIo {
                     if send_segmented(&self.sock, &self.tx, j, &mut self.stats) {
                         sent += usize::from(self.tx.done[j]);
                     }
+                    broken = Some(broken.map_or(j, |b| b.min(j)));
                 } else {
                     self.stats.tx_errors += 1;
+                    broken = Some(broken.map_or(j, |b| b.min(j)));
                 }
             }
             if seen >= n {
-                return Ok(sent);
+                let end = match (full, broken) {
+                    (Some(f), Some(b)) if b < f => FlushEnd::Broken(b),
+                    (Some(f), _) => {
+                        self.stats.tx_retry += (n - f) as u64;
+                        FlushEnd::Full(f)
+                    }
+                    (None, Some(b)) if linked => FlushEnd::Broken(b),
+                    _ => FlushEnd::Done,
+                };
+                return Ok((sent, end));
             }
             self.wait_cqe(Some(Duration::from_millis(10)))?;
         }
         self.stats.tx_errors += (n - seen) as u64;
-        Ok(sent)
+        Ok((sent, FlushEnd::Done))
     }
 
     fn stash_cqe(&mut self, e: Cqe) {
+        if e.ud == UD_WRITABLE {
+            self.out_armed = false;
+            return;
+        }
         if e.ud == UD_WAKE {
             // Needs no pool: handle here so wake-ups never fill the stash.
             self.wake.drain();
@@ -536,7 +622,14 @@ impl UringIo {
         self.stash_len += 1;
     }
 
-    pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+    pub fn wait(&mut self, timeout: Option<Duration>, writable: bool) -> io::Result<()> {
+        if writable && !self.out_armed {
+            let sqe = opcode::PollAdd::new(Fd(self.sock.as_raw_fd()), libc::POLLOUT as u32)
+                .build()
+                .user_data(UD_WRITABLE);
+            self.push_sqe(&sqe)?;
+            self.out_armed = true;
+        }
         if self.stash_len > 0 || !self.ring.completion().is_empty() {
             return Ok(());
         }
