@@ -1,0 +1,187 @@
+// The hybrid P2P/SFU scenario (issue 8): three audio-only Chromium pages, each publishing a
+// continuous tone of its own frequency, join an `auto` room one by one. With two the room is
+// P2P (audio page<->page, no dataplane session); the third triggers the migration to SFU
+// (`strategy` = hard_cut | gradual); every page must end in SFU mode with SFU audio flowing, and
+// reports the longest audio gap its own meter heard during the switch (sluice-audio.js). Then
+// the third page leaves and the room returns to P2P (p2p_at = 2), its SFU sessions gone.
+
+import { sleep } from './sluice.mjs';
+
+function check(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+// Policy for the test: small thresholds, short cooldown/grace so it fits in < 60 s.
+const POLICY = {
+  default_mode: 'auto',
+  sfu_at: 3,
+  p2p_at: 2,
+  prewarm_at: 2,
+  cooldown_ms: 2000,
+  ack_retry_ms: 1000,
+  migration_timeout_ms: 15000,
+  grace_ms: 1500,
+};
+
+/**
+ * Creates room `name` in auto mode with the test policy. Returns null when done, or a reason to
+ * skip when the server has no hybrid support at all (its API does not know the fields).
+ */
+async function createAutoRoom(server, name, strategy) {
+  const hybrid = { ...POLICY, strategy };
+  const tries = [
+    { name, config: { mode: 'auto' }, hybrid },
+    { name, config: { mode: 'auto', hybrid } },
+  ];
+  const answers = [];
+  for (const body of tries) {
+    const r = await server.api('POST', '/api/rooms', body);
+    if (r.status >= 200 && r.status < 300) return { created: r.body, form: body.hybrid ? 'top-level hybrid' : 'config.hybrid' };
+    answers.push(`${r.status} ${JSON.stringify(r.body)}`);
+  }
+  const text = answers.join(' / ');
+  if (/auto|hybrid/.test(text) && /unknown|variant|invalid/.test(text)) return { skip: `server has no hybrid room config: ${text}` };
+  throw new Error(`POST /api/rooms (auto room) failed: ${text}`);
+}
+
+/** What a page's room says about modes, migrations and audio per path. */
+function pageState(page) {
+  return page.evaluate(async () => {
+    const s = window.sluice;
+    const room = s.room;
+    const st = await room.stats();
+    const audioIn = (reports) => reports.filter((r) => r.type === 'inbound-rtp' && r.kind === 'audio');
+    const sfu = audioIn(st.subscriber);
+    const p2p = Object.values(st.p2p ?? {}).flatMap(audioIn);
+    return {
+      mode: room.mode,
+      setting: room.modeSetting,
+      migrating: room.migration ? { id: room.migration.id, to: room.migration.to } : null,
+      lastMigration: room.lastMigration,
+      p2pPcs: room.p2pPcs.size,
+      sfuAudio: { streams: sfu.length, packets: sfu.reduce((a, r) => a + (r.packetsReceived ?? 0), 0) },
+      p2pAudio: { streams: p2p.length, packets: p2p.reduce((a, r) => a + (r.packetsReceived ?? 0), 0) },
+      heard: s.remoteAudio.map((e) => `${e.identity}/${e.path}`),
+      migrations: s.migrations,
+      notices: s.notices,
+      errors: s.errors,
+    };
+  });
+}
+
+/** Polls `pred(states)` over all pages until true; throws with the states and page logs after `ms`. */
+async function waitPages(pages, pred, ms, what) {
+  const end = Date.now() + ms;
+  let states;
+  for (;;) {
+    states = await Promise.all(pages.map(pageState));
+    if (pred(states)) return states;
+    if (Date.now() > end) {
+      const logs = await Promise.all(pages.map((p) => p.evaluate(() => window.sluice.log.slice(-15).join('\n')).catch(() => '?')));
+      throw new Error(`timed out after ${ms} ms waiting for ${what}:\n${pages.map((p, i) => `${p.identity}: ${JSON.stringify(states[i])}\n${logs[i]}`).join('\n')}`);
+    }
+    await sleep(300);
+  }
+}
+
+/** Dataplane sessions of the room: the API's count (if reported) and the /metrics gauge sum. */
+async function sessions(server, room) {
+  const r = await server.api('GET', `/api/rooms/${room}`);
+  const api = r.body?.dataplane_sessions ?? r.body?.room?.dataplane_sessions ?? null;
+  return { api, metrics: await server.dataplaneSessions(), mode: r.body?.mode ?? r.body?.room?.mode ?? null };
+}
+
+/** Waits until both session counts (where reported) satisfy `pred`; the metrics gauge lags ~1 s. */
+async function waitSessions(server, room, pred, ms, what) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const s = await sessions(server, room);
+    if ((s.api === null || pred(s.api)) && (s.metrics === null || pred(s.metrics))) return s;
+    if (Date.now() > end) throw new Error(`dataplane sessions never ${what}: ${JSON.stringify(s)}`);
+    await sleep(300);
+  }
+}
+
+export async function hybridMigration(ctx, strategy) {
+  const t0 = Date.now();
+  const marks = {};
+  const mark = (name) => (marks[name] = ((Date.now() - t0) / 1000).toFixed(1));
+  const made = await createAutoRoom(ctx.server, 'r1', strategy);
+  if (made.skip) {
+    console.log(`SKIP hybrid_${strategy}: ${made.skip}`);
+    ctx.details = { skipped: made.skip };
+    return;
+  }
+  const open = (identity, role, tone) => ctx.page('chromium', 'r1', identity, { role, publish: 'tone', tone });
+  const p1 = await open('p1', 'host', 440);
+  const first = await pageState(p1);
+  if (first.setting === null) {
+    const reason = 'joined has no `mode` (server without hybrid signaling)';
+    console.log(`SKIP hybrid_${strategy}: ${reason}`);
+    ctx.details = { skipped: reason };
+    return;
+  }
+  check(first.mode === 'p2p', `p1 joined an auto room of 1 in mode ${first.mode} (setting ${first.setting})`);
+  const p2 = await open('p2', 'controller', 660);
+  mark('two_joined');
+
+  // Two pages: P2P, each hears the other over its P2P PC, and no dataplane session exists.
+  await waitPages([p1, p2], (st) => st.every((s, i) => s.mode === 'p2p' && s.heard.includes(`${i === 0 ? 'p2' : 'p1'}/p2p`) && s.p2pAudio.packets > 50),
+    15_000, 'P2P audio both ways');
+  mark('p2p_audio');
+  const p2pSessions = await waitSessions(ctx.server, 'r1', (n) => n === 0, 3000, 'zero in P2P');
+
+  // The third page reaches sfu_at: every page migrates to SFU.
+  const p3 = await open('p3', 'controller', 880);
+  mark('third_joined');
+  const pages = [p1, p2, p3];
+  const migrated = await waitPages(pages, (st) => st.every((s) => s.mode === 'sfu' && !s.migrating && s.lastMigration?.duration_ms != null && s.lastMigration.to === 'sfu'),
+    25_000, 'every page in SFU mode after a migration');
+  mark('sfu');
+  for (const [i, s] of migrated.entries()) {
+    check(s.lastMigration.strategy === strategy, `${pages[i].identity} migrated with ${s.lastMigration.strategy}, configured ${strategy}`);
+  }
+  const gaps = migrated.map((s, i) => ({ page: pages[i].identity, audio_gap_ms: s.lastMigration.audio_gap_ms, switch_ms: s.lastMigration.switch_ms, duration_ms: s.lastMigration.duration_ms }));
+  const measured = gaps.map((g) => g.audio_gap_ms).filter((g) => g !== null);
+  console.log(`AUDIO_GAP strategy=${strategy} max_ms=${measured.length ? Math.max(...measured) : 'none'} per_page=${JSON.stringify(gaps)}`);
+
+  // SFU audio keeps flowing: every page hears both others over the subscriber PC.
+  const before = migrated.map((s) => s.sfuAudio.packets);
+  await sleep(2000);
+  const after = await Promise.all(pages.map(pageState));
+  for (const [i, s] of after.entries()) {
+    check(s.sfuAudio.streams >= 2, `${pages[i].identity} has ${s.sfuAudio.streams} SFU audio streams`);
+    check(s.sfuAudio.packets - before[i] >= 100, `${pages[i].identity}: SFU audio grew by ${s.sfuAudio.packets - before[i]} packets in 2 s`);
+  }
+  const sfuSessions = await sessions(ctx.server, 'r1');
+  check(sfuSessions.api === null || sfuSessions.api > 0, `SFU mode but the API reports ${sfuSessions.api} dataplane sessions`);
+  // Gradual closes P2P after grace_ms; hard cut closed it at the start.
+  await waitPages(pages, (st) => st.every((s) => s.p2pPcs === 0), POLICY.grace_ms + 4000, 'P2P PCs closed');
+  mark('p2p_closed');
+
+  // p3 leaves: 2 <= p2p_at, after the cooldown the room returns to P2P and its sessions go.
+  await p3.evaluate(() => window.sluice.room.leave());
+  const back = await waitPages([p1, p2], (st) => st.every((s) => s.mode === 'p2p' && s.lastMigration?.to === 'p2p' && s.lastMigration.duration_ms != null),
+    POLICY.cooldown_ms + 15_000, 'both pages back in P2P');
+  mark('back_p2p');
+  const backGaps = back.map((s, i) => ({ page: [p1, p2][i].identity, audio_gap_ms: s.lastMigration.audio_gap_ms, duration_ms: s.lastMigration.duration_ms }));
+  const backMeasured = backGaps.map((g) => g.audio_gap_ms).filter((g) => g !== null);
+  console.log(`AUDIO_GAP strategy=${strategy} direction=sfu_to_p2p max_ms=${backMeasured.length ? Math.max(...backMeasured) : 'none'} per_page=${JSON.stringify(backGaps)}`);
+  const p2pBefore = back.map((s) => s.p2pAudio.packets);
+  await sleep(1500);
+  const p2pAfter = await Promise.all([p1, p2].map(pageState));
+  for (const [i, s] of p2pAfter.entries()) {
+    check(s.p2pAudio.packets - p2pBefore[i] >= 50, `${[p1, p2][i].identity}: P2P audio grew by ${s.p2pAudio.packets - p2pBefore[i]} packets in 1.5 s after the return`);
+  }
+  const endSessions = await waitSessions(ctx.server, 'r1', (n) => n === 0, 8000, 'zero after the return to P2P');
+  mark('sessions_gone');
+
+  ctx.details = {
+    strategy,
+    roomForm: made.form,
+    audioGapMs: gaps,
+    returnGapMs: backGaps,
+    sessions: { p2p: p2pSessions, sfu: sfuSessions, back: endSessions },
+    marks,
+  };
+}
