@@ -2,12 +2,17 @@
 //! `SLUICE_CONTROL_*` environment variables, then `sluice up` flags (each overrides the one
 //! before). Every error names the key (`control.http: expected ip:port, got "x"`). The
 //! `[dataplane]` table is not read here: the file is passed through to `sluice-dataplane`.
+//! `[hybrid]` (P2P/SFU policy, docs/api.md "Hybrid") and `[turn]` (TURN REST credentials)
+//! are read the same way: `SLUICE_HYBRID_<KEY>` / `SLUICE_TURN_<KEY>` and
+//! `--hybrid-<key>` / `--turn-<key>` override the file.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::room::{QualityTier, TierTable};
+use crate::hybrid::turn::TurnConfig;
+use crate::hybrid::{HybridConfig, Strategy};
+use crate::room::{QualityTier, RoomMode, TierTable};
 
 /// The validated `[control]` configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +40,10 @@ pub struct ControlConfig {
     /// Serve `GET /dev/token` (tokens for anyone who asks). `None`: only while running on the
     /// generated dev key, i.e. when `api_keys` is empty.
     pub dev_tokens: Option<bool>,
+    /// `[hybrid]`: the P2P/SFU policy (validated: `hybrid.sfu_at must be > hybrid.p2p_at`...).
+    pub hybrid: HybridConfig,
+    /// `[turn]`: `None` unless a secret and URLs are configured.
+    pub turn: Option<TurnConfig>,
 }
 
 /// A configuration error naming its key.
@@ -82,8 +91,33 @@ impl Default for ControlConfig {
             external_dataplane: false,
             drain_deadline_s: 3600,
             dev_tokens: None,
+            hybrid: HybridConfig::default(),
+            turn: None,
         }
     }
+}
+
+const HYBRID_KEYS: &[&str] = &[
+    "default_mode",
+    "sfu_at",
+    "p2p_at",
+    "prewarm_at",
+    "p2p_limit",
+    "cooldown_ms",
+    "strategy",
+    "ack_retry_ms",
+    "migration_timeout_ms",
+    "grace_ms",
+];
+
+const TURN_KEYS: &[&str] = &["urls", "secret", "ttl_s"];
+
+/// `[turn]` as read, before the check that it is complete.
+#[derive(Debug, Default)]
+struct TurnDraft {
+    urls: Option<Vec<String>>,
+    secret: Option<String>,
+    ttl_s: Option<u64>,
 }
 
 impl ControlConfig {
@@ -95,13 +129,44 @@ impl ControlConfig {
         flags: &[String],
     ) -> Result<Self, ConfigError> {
         let mut cfg = Self::default();
+        let mut turn = TurnDraft::default();
         if let Some(text) = toml_text {
             let doc: toml::Table = text
                 .parse()
                 .map_err(|e: toml::de::Error| ConfigError::new("config file", e.message()))?;
             for key in doc.keys() {
-                if key != "control" && key != "dataplane" {
+                if !["control", "dataplane", "hybrid", "turn"].contains(&key.as_str()) {
                     return Err(ConfigError::new(key.clone(), "unknown table"));
+                }
+            }
+            for (name, keys) in [("hybrid", HYBRID_KEYS), ("turn", TURN_KEYS)] {
+                let Some(section) = doc.get(name) else {
+                    continue;
+                };
+                let table = section
+                    .as_table()
+                    .ok_or_else(|| ConfigError::new(name, "expected a table"))?;
+                for (k, v) in table {
+                    let full = format!("{name}.{k}");
+                    if !keys.contains(&k.as_str()) {
+                        return Err(ConfigError::new(full, "unknown key"));
+                    }
+                    let text = match v {
+                        toml::Value::String(s) => s.clone(),
+                        toml::Value::Integer(n) => n.to_string(),
+                        toml::Value::Array(a) if full == "turn.urls" => {
+                            let mut urls = Vec::new();
+                            for (i, u) in a.iter().enumerate() {
+                                let u = u.as_str().ok_or_else(|| {
+                                    ConfigError::new(format!("{full}[{i}]"), "expected a string")
+                                })?;
+                                urls.push(u.to_owned());
+                            }
+                            urls.join(",")
+                        }
+                        _ => return Err(ConfigError::new(full, "expected a string or an integer")),
+                    };
+                    cfg.apply_section(name, k, &text, &full, &mut turn)?;
                 }
             }
             if let Some(section) = doc.get("control") {
@@ -114,6 +179,15 @@ impl ControlConfig {
             }
         }
         for (name, value) in env {
+            if let Some((section, key)) = name
+                .strip_prefix("SLUICE_HYBRID_")
+                .map(|k| ("hybrid", k))
+                .or_else(|| name.strip_prefix("SLUICE_TURN_").map(|k| ("turn", k)))
+            {
+                let key = key.to_ascii_lowercase();
+                cfg.apply_section(section, &key, &value, &name, &mut turn)?;
+                continue;
+            }
             let Some(key) = name.strip_prefix("SLUICE_CONTROL_") else {
                 continue;
             };
@@ -128,6 +202,25 @@ impl ControlConfig {
                 Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
                 None => (flags[i].clone(), None),
             };
+            let section = name
+                .strip_prefix("--hybrid-")
+                .map(|k| ("hybrid", k))
+                .or_else(|| name.strip_prefix("--turn-").map(|k| ("turn", k)));
+            if let Some((section, key)) = section {
+                let value = match inline {
+                    Some(v) => v,
+                    None => {
+                        i += 1;
+                        flags
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| ConfigError::new(&name, "expects a value"))?
+                    }
+                };
+                cfg.apply_section(section, &key.replace('-', "_"), &value, &name, &mut turn)?;
+                i += 1;
+                continue;
+            }
             let key = name
                 .strip_prefix("--")
                 .map(|k| k.replace('-', "_"))
@@ -151,7 +244,81 @@ impl ControlConfig {
             cfg.apply_str(&key, &value, &name)?;
             i += 1;
         }
+        cfg.hybrid
+            .validate()
+            .map_err(|(key, m)| ConfigError::new(format!("hybrid.{key}"), m))?;
+        cfg.turn = turn.finish()?;
         Ok(cfg)
+    }
+
+    /// Sets `[hybrid]` / `[turn]` key `key` from text; `name` is how the user spelled it.
+    fn apply_section(
+        &mut self,
+        section: &str,
+        key: &str,
+        value: &str,
+        name: &str,
+        turn: &mut TurnDraft,
+    ) -> Result<(), ConfigError> {
+        let err = |m: String| ConfigError::new(name, m);
+        let int = |v: &str| -> Result<u64, ConfigError> {
+            v.parse::<u64>()
+                .map_err(|_| err(format!("expected a non-negative integer, got {v:?}")))
+        };
+        let small = |v: &str| -> Result<u32, ConfigError> {
+            v.parse::<u32>()
+                .map_err(|_| err(format!("expected a non-negative integer, got {v:?}")))
+        };
+        let h = &mut self.hybrid;
+        match (section, key) {
+            ("hybrid", "default_mode") => {
+                h.default_mode = match value {
+                    "sfu" => RoomMode::Sfu,
+                    "p2p" => RoomMode::P2p,
+                    "auto" => RoomMode::Auto,
+                    _ => return Err(err(format!("expected sfu, p2p or auto, got {value:?}"))),
+                }
+            }
+            ("hybrid", "strategy") => {
+                h.strategy = match value {
+                    "gradual" => Strategy::Gradual,
+                    "hard_cut" => Strategy::HardCut,
+                    _ => return Err(err(format!("expected gradual or hard_cut, got {value:?}"))),
+                }
+            }
+            ("hybrid", "sfu_at") => h.sfu_at = small(value)?,
+            ("hybrid", "p2p_at") => h.p2p_at = small(value)?,
+            ("hybrid", "prewarm_at") => h.prewarm_at = small(value)?,
+            ("hybrid", "p2p_limit") => h.p2p_limit = small(value)?,
+            ("hybrid", "cooldown_ms") => h.cooldown_ms = int(value)?,
+            ("hybrid", "ack_retry_ms") => h.ack_retry_ms = int(value)?,
+            ("hybrid", "migration_timeout_ms") => h.migration_timeout_ms = int(value)?,
+            ("hybrid", "grace_ms") => h.grace_ms = int(value)?,
+            ("turn", "urls") => {
+                let urls: Vec<String> = value
+                    .split(',')
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                if let Some(bad) = urls
+                    .iter()
+                    .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+                {
+                    return Err(err(format!("expected turn: or turns: URLs, got {bad:?}")));
+                }
+                turn.urls = Some(urls);
+            }
+            ("turn", "secret") => turn.secret = Some(value.to_owned()),
+            ("turn", "ttl_s") => {
+                let ttl = int(value)?;
+                if ttl == 0 {
+                    return Err(err("must be > 0".into()));
+                }
+                turn.ttl_s = Some(ttl);
+            }
+            _ => return Err(err("unknown key".into())),
+        }
+        Ok(())
     }
 
     fn apply_toml(&mut self, key: &str, v: &toml::Value) -> Result<(), ConfigError> {
@@ -283,6 +450,28 @@ impl ControlConfig {
             _ => return Err(err("cannot be set here; use the config file".into())),
         }
         Ok(())
+    }
+}
+
+impl TurnDraft {
+    /// `None` when nothing was set; both `urls` and `secret` once anything was.
+    fn finish(self) -> Result<Option<TurnConfig>, ConfigError> {
+        if self.urls.is_none() && self.secret.is_none() && self.ttl_s.is_none() {
+            return Ok(None);
+        }
+        let urls = self
+            .urls
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| ConfigError::new("turn.urls", "required when [turn] is configured"))?;
+        let secret = self
+            .secret
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ConfigError::new("turn.secret", "required when [turn] is configured"))?;
+        Ok(Some(TurnConfig {
+            urls,
+            secret,
+            ttl_s: self.ttl_s.unwrap_or(86_400),
+        }))
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`sdp`] — offer/answer.
 //! - [`store`] — the state file that survives a restart.
 //! - [`config`] — the `[control]` configuration.
+//! - [`hybrid`] — the P2P/SFU topology policy and TURN credentials.
 //! - [`link`] — the async control-socket client to the dataplane.
 //! - [`server`] — HTTP API, WebSocket signaling, WHIP/WHEP, metrics.
 #![forbid(unsafe_code)]
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod config;
 pub mod events;
+pub mod hybrid;
 pub mod link;
 pub mod room;
 pub mod sdp;

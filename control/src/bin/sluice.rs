@@ -184,6 +184,8 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             dataplane_socket: Some(socket),
             drain_deadline: Duration::from_secs(cfg.drain_deadline_s),
             dev_tokens,
+            hybrid: cfg.hybrid.clone(),
+            turn: cfg.turn.clone(),
         };
         let server = match Server::start(opts).await {
             Ok(s) => s,

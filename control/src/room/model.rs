@@ -14,22 +14,40 @@ use crate::auth::{Grants, Role, Source};
 pub struct RoomConfig {
     /// Participants admitted at once (a resume of the same identity does not count twice).
     pub max_participants: u32,
-    /// Media topology; only `Sfu` is served today.
+    /// Media topology setting (issue 8): pinned SFU, pinned P2P mesh, or automatic.
     pub mode: RoomMode,
     /// Seconds a room may stay empty (including right after creation) before it is deleted.
     pub empty_timeout_s: u64,
     /// Controllers admitted at once, and so also the most that can hold control.
     pub max_controllers: u32,
     pub metadata: Option<String>,
+    /// This room's hybrid policy knobs when they differ from the daemon's `[hybrid]`
+    /// (`POST /api/rooms {"hybrid": {...}}`); `None`: the daemon's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hybrid: Option<crate::hybrid::HybridConfig>,
 }
 
-/// Placeholder for seed 000's P2P/SFU choice: stored and reported, not acted on yet.
+/// The room's topology setting (seed 000 "Decision 2", issue 8); see [`crate::hybrid`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RoomMode {
+    /// Pinned SFU: today's behaviour.
     #[default]
     Sfu,
+    /// Pinned P2P mesh (up to `p2p_limit` participants).
     P2p,
+    /// The hybrid policy decides by participant count and capabilities.
+    Auto,
+}
+
+impl RoomMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomMode::Sfu => "sfu",
+            RoomMode::P2p => "p2p",
+            RoomMode::Auto => "auto",
+        }
+    }
 }
 
 /// One room.
@@ -160,6 +178,7 @@ impl Default for RoomConfig {
             empty_timeout_s: 300,
             max_controllers: 3,
             metadata: None,
+            hybrid: None,
         }
     }
 }

@@ -24,6 +24,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/api/rooms", post(create_room).get(list_rooms))
         .route("/api/rooms/{room}", get(get_room).delete(delete_room))
+        .route("/api/rooms/{room}/mode", axum::routing::put(set_mode))
         .route("/api/rooms/{room}/participants", get(list_participants))
         .route(
             "/api/rooms/{room}/participants/{identity}",
@@ -105,14 +106,20 @@ async fn create_room(
     if app.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::rejected("node is draining"));
     }
+    let default_room = app
+        .rooms
+        .lock()
+        .expect("rooms lock")
+        .config()
+        .default_room
+        .clone();
+    let hybrid = room_hybrid(&app, &v)?;
     let mut config = RoomConfig {
-        max_controllers: app
-            .rooms
-            .lock()
-            .expect("rooms lock")
-            .config()
-            .default_room
-            .max_controllers,
+        max_controllers: default_room.max_controllers,
+        mode: hybrid
+            .as_ref()
+            .map_or(default_room.mode, |h| h.default_mode),
+        hybrid,
         ..RoomConfig::default()
     };
     if let Some(c) = v.get("config").filter(|c| !c.is_null()) {
@@ -121,7 +128,7 @@ async fn create_room(
         }
         let mut merged = serde_json::to_value(&config).expect("config serializes");
         for (k, val) in c.as_object().expect("checked") {
-            if merged.get(k).is_none() {
+            if merged.get(k).is_none() || k == "hybrid" {
                 return Err(ApiError::invalid(format!("config.{k}"), "unknown field"));
             }
             merged[k] = val.clone();
@@ -138,9 +145,62 @@ async fn create_room(
         .expect("rooms lock")
         .create_room(&name, config, now)?;
     app.emit(events);
-    let rooms = app.rooms.lock().expect("rooms lock");
-    let r = rooms.room(&name).expect("just created");
-    Ok((StatusCode::CREATED, Json(room_json(r))))
+    let mut out = {
+        let rooms = app.rooms.lock().expect("rooms lock");
+        room_json(rooms.room(&name).expect("just created"))
+    };
+    with_mode(&app, &name, &mut out);
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// The room's `hybrid` overrides merged over the daemon's `[hybrid]`, validated.
+fn room_hybrid(app: &App, v: &Value) -> Result<Option<crate::hybrid::HybridConfig>, ApiError> {
+    let Some(h) = v.get("hybrid").filter(|h| !h.is_null()) else {
+        return Ok(None);
+    };
+    let overrides = h
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("hybrid", "expected an object"))?;
+    let base = app.hybrid.lock().expect("hybrid lock").config.clone();
+    let mut merged = serde_json::to_value(&base).expect("config serializes");
+    for (k, val) in overrides {
+        if merged.get(k).is_none() {
+            return Err(ApiError::invalid(format!("hybrid.{k}"), "unknown field"));
+        }
+        merged[k] = val.clone();
+    }
+    let cfg: crate::hybrid::HybridConfig = serde_json::from_value(merged)
+        .map_err(|e| ApiError::invalid("hybrid", e.to_string()))?;
+    cfg.validate()
+        .map_err(|(key, m)| ApiError::invalid(format!("hybrid.{key}"), m))?;
+    Ok(Some(cfg))
+}
+
+/// `PUT /api/rooms/{room}/mode {"mode": "auto"|"p2p"|"sfu"}`.
+async fn set_mode(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(room): Path<String>,
+    json: Result<Json<Value>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&app, &headers)?;
+    let v = body(json)?;
+    let mode = super::signal::parse_mode(&v)?;
+    if app.rooms.lock().expect("rooms lock").room(&room).is_none() {
+        return Err(unknown_room(&room));
+    }
+    app.hybrid_set_mode(&room, mode).await?;
+    let mut out = json!({"name": room});
+    with_mode(&app, &room, &mut out);
+    Ok(Json(out))
+}
+
+/// `mode` ("p2p"|"sfu", the current topology), `setting` and `migrating` (docs/api.md).
+fn with_mode(app: &App, room: &str, out: &mut Value) {
+    let info = app.mode_info(room);
+    for k in ["mode", "setting", "migrating"] {
+        out[k] = info[k].clone();
+    }
 }
 
 async fn list_rooms(
@@ -160,9 +220,14 @@ async fn get_room(
     Path(room): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&app, &headers)?;
-    let rooms = app.rooms.lock().expect("rooms lock");
-    let r = rooms.room(&room).ok_or_else(|| unknown_room(&room))?;
-    Ok(Json(room_json(r)))
+    let sessions = app.dataplane_sessions(&room).await;
+    let mut out = {
+        let rooms = app.rooms.lock().expect("rooms lock");
+        room_json(rooms.room(&room).ok_or_else(|| unknown_room(&room))?)
+    };
+    with_mode(&app, &room, &mut out);
+    out["dataplane_sessions"] = json!(sessions);
+    Ok(Json(out))
 }
 
 pub(crate) fn unknown_room(room: &str) -> ApiError {

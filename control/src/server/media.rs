@@ -168,7 +168,7 @@ impl App {
         ))
     }
 
-    async fn dp(&self, command: Command) -> Result<ReplyOk, ApiError> {
+    pub(crate) async fn dp(&self, command: Command) -> Result<ReplyOk, ApiError> {
         let link = self
             .link
             .as_ref()
@@ -953,10 +953,11 @@ impl App {
         if let Some(peer) = peer {
             self.close_peer_sessions(peer).await;
         }
+        self.hybrid_leave(key).await;
         self.sync_room_tracks(&key.0).await;
     }
 
-    async fn close_peer_sessions(&self, peer: Peer) {
+    pub(crate) async fn close_peer_sessions(&self, peer: Peer) {
         let sessions: Vec<SessionId> = peer
             .publisher
             .map(|p| p.session)

@@ -11,8 +11,10 @@ mod api;
 mod dev;
 mod error;
 mod hub;
+mod hybrid;
 mod media;
 mod ops;
+mod p2p;
 mod signal;
 mod webhook;
 mod whip;
@@ -31,6 +33,8 @@ use tokio::sync::Notify;
 pub use error::ApiError;
 
 use crate::auth::Keyring;
+use crate::hybrid::turn::TurnConfig;
+use crate::hybrid::HybridConfig;
 use crate::link::Link;
 use crate::room::{
     LeaveReason, Participant, RoomEvent, RoomEventKind, Rooms, RoomsConfig, RoomsState, Track,
@@ -55,6 +59,10 @@ pub struct ServerOptions {
     pub drain_deadline: Duration,
     /// Serve `GET /dev/token` (signed with the first API key). Dev mode only.
     pub dev_tokens: bool,
+    /// The `[hybrid]` policy; its `default_mode` is the setting of auto-created rooms.
+    pub hybrid: HybridConfig,
+    /// `[turn]`: TURN REST credentials in `joined.ice_servers`.
+    pub turn: Option<TurnConfig>,
 }
 
 /// A running server.
@@ -80,6 +88,10 @@ pub(crate) struct App {
     pub(crate) draining: AtomicBool,
     pub(crate) drained: Notify,
     pub(crate) worker_stats: Mutex<BTreeMap<u16, Counters>>,
+    /// Per-room P2P/SFU policies (see [`hybrid`]).
+    pub(crate) hybrid: Mutex<hybrid::Hybrid>,
+    /// Wakes the hybrid timer loop early (a policy armed a sooner deadline).
+    pub(crate) hybrid_wake: Notify,
     state_file: Option<PathBuf>,
     /// Published tracks as persisted next to the state file (see [`adopt`]).
     pub(crate) track_index: Mutex<adopt::TrackIndex>,
@@ -114,6 +126,8 @@ impl Server {
             .dataplane_socket
             .clone()
             .map(|p| Link::spawn(p, format!("sluice-control-{}", std::process::id())));
+        let mut rooms_config = opts.rooms.clone();
+        rooms_config.default_room.mode = opts.hybrid.default_mode;
         let first_key = opts
             .api_keys
             .iter()
@@ -124,13 +138,15 @@ impl Server {
             dev_key: first_key.clone().filter(|_| opts.dev_tokens),
             http_ip: opts.http.ip(),
             webhook_key: first_key,
-            rooms: Mutex::new(Rooms::from_state(opts.rooms.clone(), state)),
+            rooms: Mutex::new(Rooms::from_state(rooms_config, state)),
             media: tokio::sync::Mutex::new(Media::default()),
             link,
             hub: Hub::new(webhook_tx),
             draining: AtomicBool::new(false),
             drained: Notify::new(),
             worker_stats: Mutex::new(BTreeMap::new()),
+            hybrid: Mutex::new(hybrid::Hybrid::new(opts.hybrid.clone(), opts.turn.clone())),
+            hybrid_wake: Notify::new(),
             state_file: opts.state_file.clone(),
             track_index: Mutex::new(track_index),
             dirty: Notify::new(),
@@ -151,6 +167,7 @@ impl Server {
             tokio::spawn(dataplane_loop(Arc::clone(&app)));
         }
         tokio::spawn(timer_loop(Arc::clone(&app)));
+        tokio::spawn(hybrid::hybrid_loop(Arc::clone(&app)));
         let listener = tokio::net::TcpListener::bind(opts.http).await?;
         let addr = listener.local_addr()?;
         let router = router(Arc::clone(&app));
@@ -361,6 +378,7 @@ impl App {
                 );
             }
             RoomEventKind::RoomDeleted { .. } => {
+                self.forget_policy(room);
                 hub.broadcast(
                     room,
                     None,

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -16,9 +16,11 @@ use tokio::sync::mpsc;
 
 use super::error::ApiError;
 use super::hub::ClientMsg;
+use super::hybrid::JoinTicket;
 use super::media::{OneShot, PeerKey};
 use super::{departed, participant_info, App};
 use crate::auth::{self, AuthError, Claims, Source};
+use crate::hybrid::Action;
 use crate::room::{Join, PublishTrack, RoomEventKind, SimulcastLayer, TrackKind};
 
 pub(super) fn routes() -> Router<Arc<App>> {
@@ -82,8 +84,12 @@ async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
         .await;
         return;
     }
-    let joined = join(&app, &msg, &q).await;
-    let (key, reply) = match joined {
+    let joined = match admit(&app, &mut socket, &msg, &q, req.as_ref()).await {
+        Ok(Some((claims, actions))) => join(&app, &msg, claims, actions).await,
+        Ok(None) => return,
+        Err(e) => Err(e),
+    };
+    let (key, reply, actions) = match joined {
         Ok(v) => v,
         Err(e) => {
             let _ = send_err(&mut socket, &e, req.as_ref()).await;
@@ -103,6 +109,8 @@ async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
         app.hub.unregister(&key.0, &key.1, &tx);
         return;
     }
+    // Policy actions of this join (e.g. the migration it started) now that it can hear them.
+    app.run_actions(&key.0, actions).await;
     // Tracks already in the room: offer them.
     {
         let mut media = app.media.lock().await;
@@ -152,7 +160,15 @@ async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
     }
 }
 
-async fn join(app: &Arc<App>, msg: &Value, q: &RtcQuery) -> Result<(PeerKey, Value), ApiError> {
+/// Authenticates the first message and gets the room's policy to admit it, waiting in the
+/// queue while a migration runs (`join_queued`). `Ok(None)`: the client went away.
+async fn admit(
+    app: &Arc<App>,
+    socket: &mut WebSocket,
+    msg: &Value,
+    q: &RtcQuery,
+    req: Option<&Value>,
+) -> Result<Option<(Claims, Vec<Action>)>, ApiError> {
     if app.draining.load(Ordering::SeqCst) {
         return Err(ApiError::rejected("node is draining; join another node"));
     }
@@ -169,7 +185,97 @@ async fn join(app: &Arc<App>, msg: &Value, q: &RtcQuery) -> Result<(PeerKey, Val
         .and_then(Value::as_str)
         .or(q.room.as_deref());
     let claims = verify_token(app, token, room)?;
-    let mut j = Join::from_claims(&claims);
+    let capable = match msg.get("capabilities") {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(a)) => a.iter().any(|c| c.as_str() == Some("p2p")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "capabilities",
+                "expected an array of strings",
+            ))
+        }
+    };
+    let key = (claims.room.clone(), claims.sub.clone());
+    let (position, estimated_wait_ms, mut admitted) = match app.hybrid_join(&key, capable)? {
+        JoinTicket::Admitted(actions) => return Ok(Some((claims, actions))),
+        JoinTicket::Queued {
+            position,
+            estimated_wait_ms,
+            admitted,
+        } => (position, estimated_wait_ms, admitted),
+    };
+    let mut queued = json!({
+        "type": "join_queued",
+        "position": position,
+        "estimated_wait_ms": estimated_wait_ms,
+    });
+    if let Some(r) = req {
+        queued["req"] = r.clone();
+    }
+    if socket.send(Message::text(queued.to_string())).await.is_err() {
+        app.hybrid_cancel_join(&key);
+        return Ok(None);
+    }
+    // Bounded: the migration resets itself after its timeout, which admits the queue.
+    let limit = Duration::from_millis(estimated_wait_ms.saturating_add(5_000));
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            r = &mut admitted => {
+                if r.is_err() {
+                    app.hybrid_cancel_join(&key);
+                    return Err(ApiError::rejected("join queue dropped"));
+                }
+                return Ok(Some((claims, Vec::new())));
+            }
+            _ = &mut deadline => {
+                app.hybrid_cancel_join(&key);
+                return Err(ApiError::rejected("still migrating; join again later").with_field("room"));
+            }
+            inc = socket.recv() => match inc {
+                Some(Ok(Message::Text(_))) => {
+                    let e = ApiError::rejected("join queued: wait for joined");
+                    if send_err(socket, &e, None).await.is_err() {
+                        app.hybrid_cancel_join(&key);
+                        return Ok(None);
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    app.hybrid_cancel_join(&key);
+                    return Ok(None);
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// Joins an admitted client to the room; the `joined` reply and the policy actions to run
+/// once the client is registered.
+async fn join(
+    app: &Arc<App>,
+    msg: &Value,
+    claims: Claims,
+    actions: Vec<Action>,
+) -> Result<(PeerKey, Value, Vec<Action>), ApiError> {
+    let key = (claims.room.clone(), claims.sub.clone());
+    match join_room(app, msg, &claims).await {
+        Ok(reply) => Ok((key, reply, actions)),
+        Err(e) => {
+            app.run_actions(&key.0, actions).await;
+            // Admitted by the policy but not into the room: stop counting it.
+            app.hybrid_leave(&key).await;
+            if app.rooms.lock().expect("rooms lock").room(&key.0).is_none() {
+                app.forget_policy(&key.0);
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn join_room(app: &Arc<App>, msg: &Value, claims: &Claims) -> Result<Value, ApiError> {
+    let mut j = Join::from_claims(claims);
     if let Some(name) = msg.get("name") {
         j.name = Some(
             name.as_str()
@@ -203,16 +309,14 @@ async fn join(app: &Arc<App>, msg: &Value, q: &RtcQuery) -> Result<(PeerKey, Val
     let sid = me["sid"].as_str().unwrap_or_default().to_owned();
     app.media_join(&key, &sid, true).await;
     app.emit(events);
-    Ok((
-        key,
-        json!({
-            "type": "joined",
-            "room": room_info,
-            "participant": me,
-            "participants": others,
-            "ice_servers": [],
-        }),
-    ))
+    Ok(json!({
+        "type": "joined",
+        "room": room_info,
+        "participant": me,
+        "participants": others,
+        "mode": app.mode_info(&key.0),
+        "ice_servers": app.ice_servers(&key.1),
+    }))
 }
 
 async fn leave(app: &Arc<App>, key: &PeerKey) {
@@ -304,6 +408,8 @@ async fn dispatch(
         "offer" => {
             pc_field(msg, "publisher")?;
             let sdp = str_field(msg, "sdp")?;
+            // A publisher offer to the SFU while the room is P2P: this client needs the SFU.
+            app.hybrid_require_sfu(room, Some(identity)).await?;
             let (_, answer) = app.answer_offer(key, sdp, OneShot::Publisher).await?;
             Ok(Some(
                 json!({"type": "answer", "pc": "publisher", "sdp": answer}),
@@ -513,12 +619,61 @@ async fn dispatch(
             }
             Ok(None)
         }
+        "p2p_signal" => {
+            app.relay_p2p(key, msg)?;
+            Ok(None)
+        }
+        "mode_ack" | "mode_ready" | "mode_failed" => {
+            let id = msg
+                .get("id")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| ApiError::invalid("id", "expected a migration id"))?;
+            let gap = match msg.get("audio_gap_ms") {
+                None | Some(Value::Null) => None,
+                Some(v) if ty == "mode_ready" => Some(v.as_f64().ok_or_else(|| {
+                    ApiError::invalid("audio_gap_ms", "expected a number")
+                })?),
+                Some(_) => None,
+            };
+            if ty == "mode_failed" {
+                let reason = msg.get("reason").and_then(Value::as_str).unwrap_or("");
+                tracing::info!(room, identity, id, reason, "client could not switch");
+            }
+            app.hybrid_client(key, ty, id, gap).await;
+            Ok(None)
+        }
+        "set_mode" => {
+            let mode = parse_mode(msg)?;
+            let is_host = app
+                .rooms
+                .lock()
+                .expect("rooms lock")
+                .participant(room, identity)
+                .is_some_and(|p| p.role == crate::auth::Role::Host);
+            if !is_host {
+                return Err(ApiError::new("forbidden", "only the host may set the mode")
+                    .with_field("mode"));
+            }
+            app.hybrid_set_mode(room, mode).await?;
+            Ok(None)
+        }
         "join" => Err(ApiError::rejected("already joined")),
         "" => Err(ApiError::invalid("type", "missing type")),
         other => Err(ApiError::invalid(
             "type",
             format!("unknown message type {other:?}"),
         )),
+    }
+}
+
+/// `{mode: "auto"|"p2p"|"sfu"}` of `set_mode` and `PUT /api/rooms/{room}/mode`.
+pub(crate) fn parse_mode(msg: &Value) -> Result<crate::room::RoomMode, ApiError> {
+    use crate::room::RoomMode;
+    match msg.get("mode").and_then(Value::as_str) {
+        Some("auto") => Ok(RoomMode::Auto),
+        Some("p2p") => Ok(RoomMode::P2p),
+        Some("sfu") => Ok(RoomMode::Sfu),
+        _ => Err(ApiError::invalid("mode", "expected auto, p2p or sfu")),
     }
 }
 

@@ -110,6 +110,8 @@ async fn join_and_answer(
     if app.draining.load(Ordering::SeqCst) {
         return Err(ApiError::rejected("node is draining; join another node"));
     }
+    // WHIP/WHEP/sidecar clients cannot do P2P: an auto room moves to SFU for them.
+    app.hybrid_require_sfu(room, None).await?;
     let identity = join.identity.clone();
     let now = app.now_ms();
     let events = app

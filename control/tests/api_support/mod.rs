@@ -30,6 +30,8 @@ pub async fn start_with(f: impl FnOnce(&mut ServerOptions)) -> Server {
         dataplane_socket: None,
         drain_deadline: Duration::from_secs(60),
         dev_tokens: false,
+        hybrid: Default::default(),
+        turn: None,
     };
     f(&mut opts);
     Server::start(opts).await.expect("server starts")

@@ -1,0 +1,162 @@
+//! P2P mesh relay (docs/protocol.md "Hybrid P2P/SFU"): `p2p_signal` carries offers, answers
+//! and ICE candidates between two participants of the same room, with the same auth and
+//! grants as the SFU path. The server reads only enough of an SDP to enforce `can_publish`.
+
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::hub::ClientMsg;
+use super::media::PeerKey;
+use super::App;
+
+/// Largest SDP relayed.
+const MAX_SDP: usize = 64 * 1024;
+/// Largest candidate object relayed (a candidate line is ~200 bytes).
+const MAX_CANDIDATE: usize = 4 * 1024;
+
+impl App {
+    /// Relays `msg` (`p2p_signal {to, signal}`) from `key` to the participant whose sid is `to`.
+    pub(crate) fn relay_p2p(&self, key: &PeerKey, msg: &Value) -> Result<(), ApiError> {
+        let to = match msg.get("to") {
+            Some(Value::String(s)) => s.as_str(),
+            _ => return Err(ApiError::invalid("to", "expected a participant sid")),
+        };
+        let signal = msg
+            .get("signal")
+            .filter(|s| s.is_object())
+            .ok_or_else(|| ApiError::invalid("signal", "expected an object"))?;
+        let sdp = check_signal(signal)?;
+        let (from_sid, target) = {
+            let rooms = self.rooms.lock().expect("rooms lock");
+            let room = rooms
+                .room(&key.0)
+                .ok_or_else(|| ApiError::not_found("room not found").with_field("room"))?;
+            let me = room
+                .participants
+                .get(&key.1)
+                .ok_or_else(|| ApiError::not_found("not joined"))?;
+            if let Some(sdp) = sdp {
+                if !me.grants.can_publish && sends_media(sdp) {
+                    return Err(ApiError::new(
+                        "forbidden",
+                        "no can_publish grant: the SDP may not send media",
+                    )
+                    .with_field("sdp"));
+                }
+            }
+            let target = room
+                .participants
+                .values()
+                .find(|p| p.sid == to && p.identity != key.1)
+                .map(|p| p.identity.clone())
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("no participant {to:?} in this room"))
+                        .with_field("to")
+                })?;
+            (me.sid.clone(), target)
+        };
+        let allowed = self
+            .policy_view(&key.0, |p| p.relay_allowed())
+            .unwrap_or(false);
+        if !allowed {
+            return Err(
+                ApiError::rejected("the room is in sfu mode: no p2p relay").with_field("mode")
+            );
+        }
+        self.hub.send_to(
+            &key.0,
+            &target,
+            ClientMsg::Json(json!({
+                "type": "p2p_signal",
+                "from": from_sid,
+                "from_identity": key.1,
+                "signal": signal,
+            })),
+        );
+        Ok(())
+    }
+}
+
+/// Checks the signal's shape; the SDP of an offer/answer.
+fn check_signal(signal: &Value) -> Result<Option<&str>, ApiError> {
+    match signal.get("type").and_then(Value::as_str) {
+        Some("offer" | "answer") => {
+            let sdp = signal
+                .get("sdp")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::invalid("sdp", "expected a string"))?;
+            if sdp.len() > MAX_SDP {
+                return Err(ApiError::invalid(
+                    "sdp",
+                    format!("longer than {MAX_SDP} bytes"),
+                ));
+            }
+            if !sdp.starts_with("v=0") {
+                return Err(ApiError::invalid("sdp", "not an SDP (must start with v=0)"));
+            }
+            Ok(Some(sdp))
+        }
+        Some("candidate") => match signal.get("candidate") {
+            Some(Value::Null) => Ok(None),
+            Some(c @ Value::Object(_)) if c.to_string().len() <= MAX_CANDIDATE => Ok(None),
+            _ => Err(ApiError::invalid(
+                "signal",
+                "candidate must be an RTCIceCandidateInit object or null",
+            )),
+        },
+        _ => Err(ApiError::invalid(
+            "signal",
+            "signal.type must be offer, answer or candidate",
+        )),
+    }
+}
+
+/// Whether some m= section of `sdp` sends media: direction sendrecv/sendonly (sendrecv when
+/// none is given, RFC 8866 §6.7) and a source (`a=ssrc` or `a=msid`).
+fn sends_media(sdp: &str) -> bool {
+    let mut sections = sdp.split("\nm=").skip(1).peekable();
+    if sections.peek().is_none() {
+        return false;
+    }
+    sections.any(|section| {
+        let lines = || section.lines().map(str::trim_end);
+        let receive_only = lines().any(|l| l == "a=recvonly" || l == "a=inactive");
+        let has_source = lines().any(|l| l.starts_with("a=ssrc:") || l.starts_with("a=msid:"));
+        !receive_only && has_source
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SENDING: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\na=msid:s t\r\na=ssrc:1 cname:x\r\n";
+    const RECEIVING: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\n";
+
+    #[test]
+    fn detects_sending_sections() {
+        assert!(sends_media(SENDING));
+        assert!(!sends_media(RECEIVING));
+        // No direction attribute means sendrecv.
+        assert!(sends_media(&SENDING.replace("a=sendrecv\r\n", "")));
+        // Sendonly without any source sends nothing.
+        assert!(!sends_media(
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\n"
+        ));
+    }
+
+    #[test]
+    fn signal_shapes() {
+        assert!(check_signal(&json!({"type": "offer", "sdp": SENDING})).is_ok());
+        assert!(check_signal(&json!({"type": "candidate", "candidate": null})).is_ok());
+        assert!(check_signal(&json!({"type": "candidate", "candidate": {"candidate": "x"}})).is_ok());
+        let e = check_signal(&json!({"type": "offer"})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("sdp"));
+        let e = check_signal(&json!({"type": "offer", "sdp": "x".repeat(MAX_SDP + 1)})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("sdp"));
+        let e = check_signal(&json!({"type": "bye"})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("signal"));
+        let e = check_signal(&json!({"type": "candidate", "candidate": 5})).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("signal"));
+    }
+}
