@@ -72,11 +72,11 @@ export class Mesh {
   }
 
   /** A `p2p_signal {from, from_identity, signal}` from the server. */
-  onSignal({ from, from_identity: identity, signal }, accept) {
+  onSignal({ from, from_identity: identity, signal }) {
     let peer = this.peers.get(from);
     if (!peer) {
-      // Only an offer opens a PC, and only while the room wants a mesh (`accept`).
-      if (signal?.type !== 'offer' || !accept) return;
+      // Only an offer opens a PC.
+      if (signal?.type !== 'offer') return;
       peer = this.#open(from, identity, true);
     }
     const run = () => this.#apply(peer, signal);

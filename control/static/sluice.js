@@ -573,11 +573,6 @@ export class Room extends Emitter {
 
   // ---- hybrid: migration between P2P and SFU ------------------------------------------------
 
-  /** Whether an incoming P2P offer may open a PC now. */
-  #meshWanted() {
-    return this.migration ? this.migration.to === 'p2p' : this.mode === 'p2p';
-  }
-
   #onModeChange(msg) {
     // Acknowledge every copy (the server resends until it hears one); act on an id only once.
     this.#send({ type: 'mode_ack', id: msg.id });
@@ -618,10 +613,10 @@ export class Room extends Emitter {
     if (m.to === 'sfu') {
       this.#sfuLive = true;
       await this.#sfuPublish();
-      await this.#until(m, () => this.#sfuReady(), 'SFU audio');
+      await this.#until(m, () => this.#sfuMissing(), 'SFU audio');
     } else {
       this.#buildMesh();
-      await this.#until(m, () => this.#meshReady(), 'P2P audio');
+      await this.#until(m, () => this.#meshMissing(), 'P2P audio');
     }
     if (m.cancelled) return;
     audio?.switchTo(m.to);
@@ -641,15 +636,20 @@ export class Room extends Emitter {
       duration_ms: null,
       gaps,
     };
+    m.readySent = true;
     this.#send({ type: 'mode_ready', id: m.id, ...(gap === null ? {} : { audio_gap_ms: gap }) });
   }
 
-  /** Polls `ready()` (which may throw: the path failed) until true; bounded by MIGRATE_WAIT_MS. */
-  async #until(m, ready, what) {
+  /**
+   * Polls `missing()` (what the new path still lacks, '' when nothing; throws when the path
+   * failed) until it is ''; bounded by MIGRATE_WAIT_MS.
+   */
+  async #until(m, missing, what) {
     const end = performance.now() + MIGRATE_WAIT_MS;
     while (!m.cancelled && !this.#closed) {
-      if (ready()) return;
-      if (performance.now() > end) throw new Error(`timeout: ${what} not ready within ${MIGRATE_WAIT_MS} ms`);
+      const lack = missing();
+      if (!lack) return;
+      if (performance.now() > end) throw new Error(`timeout: ${what} not ready within ${MIGRATE_WAIT_MS} ms (${lack})`);
       await new Promise((r) => setTimeout(r, MIGRATE_POLL_MS));
     }
   }
@@ -671,29 +671,33 @@ export class Room extends Emitter {
     return [...this.participants.values()].filter((p) => [...p.tracks.values()].some((t) => t.kind === 'audio' && !t.muted));
   }
 
-  #sfuReady() {
+  /** What the SFU path still lacks ('' when every remote audio plays over it). */
+  #sfuMissing() {
     for (const [name, pc] of [['publisher', this.#pub], ['subscriber', this.#sub]]) {
       if (pc.connectionState === 'failed') throw new Error(`sfu_pc_failed: ${name}`);
     }
-    if (this.publications.size > 0 && this.#pub.connectionState !== 'connected') return false;
-    return this.#audioPublishers().every((p) => {
-      if (this.#audio) return this.#audio.pathPlays(p.identity, 'sfu');
-      return [...this.subscriptions.values()].some((s) => s.participantSid === p.sid && s.track.kind === 'audio');
+    if (this.publications.size > 0 && this.#pub.connectionState !== 'connected') return `publisher ${this.#pub.connectionState}`;
+    const silent = this.#audioPublishers().filter((p) => {
+      if (this.#audio) return !this.#audio.pathPlays(p.identity, 'sfu');
+      return ![...this.subscriptions.values()].some((s) => s.participantSid === p.sid && s.track.kind === 'audio');
     });
+    return silent.length ? `no SFU audio from ${silent.map((p) => p.identity).join(', ')}` : '';
   }
 
-  #meshReady() {
+  /** What the mesh still lacks ('' when connected to everyone and every remote audio plays). */
+  #meshMissing() {
     if (!this.#mesh) throw new Error('p2p_unsupported');
     for (const p of this.participants.values()) {
       const peer = this.#mesh.peers.get(p.sid);
-      if (!peer) return false;
+      if (!peer) return `no P2P PC to ${p.identity}`;
       if (peer.pc.connectionState === 'failed') throw new Error(`p2p_failed: ${p.identity}`);
-      if (peer.pc.connectionState !== 'connected') return false;
+      if (peer.pc.connectionState !== 'connected') return `P2P to ${p.identity} ${peer.pc.connectionState}`;
     }
-    return this.#audioPublishers().every((p) => {
-      if (this.#audio) return this.#audio.pathPlays(p.identity, 'p2p');
-      return [...this.p2pSubscriptions.values()].some((s) => s.participantSid === p.sid && s.track.kind === 'audio');
+    const silent = this.#audioPublishers().filter((p) => {
+      if (this.#audio) return !this.#audio.pathPlays(p.identity, 'p2p');
+      return ![...this.p2pSubscriptions.values()].some((s) => s.participantSid === p.sid && s.track.kind === 'audio');
     });
+    return silent.length ? `no P2P audio from ${silent.map((p) => p.identity).join(', ')}` : '';
   }
 
   /** P2P after SFU: the greater sid offers; the other side waits for that offer. */
@@ -727,12 +731,24 @@ export class Room extends Emitter {
   }
 
   #onModeChanged(msg) {
-    const m = this.migration?.id === msg.id ? this.migration : null;
+    // The end of an older migration while a newer one runs: the newer one decides.
+    if (this.migration && this.migration.id !== msg.id) return;
+    const m = this.migration;
     const mode = msg.mode === 'p2p' ? 'p2p' : 'sfu';
     this.mode = mode;
     if (m) {
       this.migration = null;
       if (this.lastMigration?.id === msg.id) this.lastMigration.duration_ms = Math.round(performance.now() - m.started);
+      if (!m.readySent) {
+        // The server finished without our mode_ready (a fallback, say): take its word for it.
+        m.cancelled = true;
+        this.#audio?.switchTo(mode);
+        if (mode === 'p2p' && this.#mesh) this.#buildMesh();
+        if (mode === 'sfu') {
+          this.#sfuLive = true;
+          this.#sfuPublish().catch((e) => this.emit('error', e));
+        }
+      }
     }
     // The old path goes after the grace period (gradual), unless the room moved on meanwhile.
     const closeOld = () => {
@@ -1015,7 +1031,9 @@ export class Room extends Emitter {
         this._close(msg.reason ?? 'server');
         break;
       case 'p2p_signal':
-        this.#mesh?.onSignal(msg, this.#meshWanted());
+        // The server relays only while the room is P2P or migrating; an offer that comes while
+        // we move to SFU (a newcomer's) is still answered, so a fallback to P2P finds it up.
+        this.#mesh?.onSignal(msg);
         break;
       case 'mode_change':
         this.#onModeChange(msg);
