@@ -380,6 +380,8 @@ export class Room extends Emitter {
       const pubn = { trackSid: info.sid, cid, track, stream, layers, codec: opts.codec, sender: transceiver?.sender ?? null, transceiver, info };
       this.publications.set(info.sid, pubn);
       if (this.#mesh?.peers.size) this.#mesh.addTrack(track, stream);
+      // A migration to SFU began while we waited: the track joins the SFU publisher too.
+      if (this.#sfuLive && !transceiver) await this.#sfuPublish();
       return info;
     } catch (e) {
       published.cancel();

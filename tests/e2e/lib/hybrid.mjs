@@ -138,6 +138,9 @@ export async function hybridMigration(ctx, strategy) {
   const migrated = await waitPages(pages, (st) => st.every((s) => s.mode === 'sfu' && !s.migrating && s.lastMigration?.duration_ms != null && s.lastMigration.to === 'sfu'),
     25_000, 'every page in SFU mode after a migration');
   mark('sfu');
+  // A failed first attempt (mode_failed -> fallback -> retry) still ends in SFU: say so.
+  const attempts = migrated.map((s, i) => ({ page: pages[i].identity, migrations: s.migrations.map((m) => `${m.id}:${m.to}:${m.reason}`), errors: s.errors }));
+  if (attempts.some((a) => a.errors.length)) console.log(`hybrid_${strategy}: migration retries ${JSON.stringify(attempts)}`);
   for (const [i, s] of migrated.entries()) {
     check(s.lastMigration.strategy === strategy, `${pages[i].identity} migrated with ${s.lastMigration.strategy}, configured ${strategy}`);
   }
@@ -182,6 +185,7 @@ export async function hybridMigration(ctx, strategy) {
     audioGapMs: gaps,
     returnGapMs: backGaps,
     sessions: { p2p: p2pSessions, sfu: sfuSessions, back: endSessions },
+    attempts,
     marks,
   };
 }
