@@ -582,4 +582,82 @@ mod tests {
             "SLUICE_CONTROL_MAX_CONTROLLERS"
         );
     }
+
+    #[test]
+    fn hybrid_and_turn_tables() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.hybrid, HybridConfig::default());
+        assert_eq!(
+            c.hybrid.default_mode,
+            RoomMode::Sfu,
+            "today's behaviour by default"
+        );
+        assert_eq!(c.turn, None);
+        let c = load(
+            "[hybrid]\ndefault_mode = \"auto\"\nsfu_at = 4\np2p_at = 2\nprewarm_at = 3\nstrategy = \"hard_cut\"\n[turn]\nurls = [\"turn:127.0.0.1:3478\"]\nsecret = \"s3cret\"\n",
+            &["--hybrid-cooldown-ms", "500"],
+        )
+        .unwrap();
+        assert_eq!(c.hybrid.default_mode, RoomMode::Auto);
+        assert_eq!((c.hybrid.sfu_at, c.hybrid.p2p_at), (4, 2));
+        assert_eq!(c.hybrid.strategy, Strategy::HardCut);
+        assert_eq!(c.hybrid.cooldown_ms, 500);
+        let turn = c.turn.unwrap();
+        assert_eq!(turn.ttl_s, 86_400);
+        assert_eq!(turn.urls, vec!["turn:127.0.0.1:3478".to_owned()]);
+        let env = vec![
+            ("SLUICE_HYBRID_DEFAULT_MODE".to_string(), "p2p".to_string()),
+            ("SLUICE_TURN_SECRET".to_string(), "x".to_string()),
+            (
+                "SLUICE_TURN_URLS".to_string(),
+                "turn:a:1,turns:b:2".to_string(),
+            ),
+        ];
+        let c = ControlConfig::load(None, env, &[]).unwrap();
+        assert_eq!(c.hybrid.default_mode, RoomMode::P2p);
+        assert_eq!(c.turn.unwrap().urls.len(), 2);
+    }
+
+    #[test]
+    fn hybrid_errors_name_the_key() {
+        let e = load("[hybrid]\nsfu_at = 5\n", &[]).unwrap_err();
+        assert_eq!(e.key, "hybrid.sfu_at");
+        assert!(e.to_string().contains("must be > hybrid.p2p_at"), "{e}");
+        assert_eq!(
+            load("[hybrid]\nprewarm_at = 9\n", &[]).unwrap_err().key,
+            "hybrid.prewarm_at"
+        );
+        assert_eq!(
+            load("[hybrid]\ndefault_mode = \"mesh\"\n", &[])
+                .unwrap_err()
+                .key,
+            "hybrid.default_mode"
+        );
+        assert_eq!(
+            load("[hybrid]\nsfu_at = -1\n", &[]).unwrap_err().key,
+            "hybrid.sfu_at"
+        );
+        assert_eq!(
+            load("[hybrid]\ntypo = 1\n", &[]).unwrap_err().key,
+            "hybrid.typo"
+        );
+        assert_eq!(
+            load("", &["--hybrid-strategy", "fast"]).unwrap_err().key,
+            "--hybrid-strategy"
+        );
+        assert_eq!(
+            load("[turn]\nsecret = \"x\"\n", &[]).unwrap_err().key,
+            "turn.urls"
+        );
+        assert_eq!(
+            load("[turn]\nurls = [\"http://x\"]\nsecret = \"x\"\n", &[])
+                .unwrap_err()
+                .key,
+            "turn.urls"
+        );
+        assert_eq!(
+            load("[turn]\nurls = [\"turn:x\"]\n", &[]).unwrap_err().key,
+            "turn.secret"
+        );
+    }
 }

@@ -169,8 +169,8 @@ fn room_hybrid(app: &App, v: &Value) -> Result<Option<crate::hybrid::HybridConfi
         }
         merged[k] = val.clone();
     }
-    let cfg: crate::hybrid::HybridConfig = serde_json::from_value(merged)
-        .map_err(|e| ApiError::invalid("hybrid", e.to_string()))?;
+    let cfg: crate::hybrid::HybridConfig =
+        serde_json::from_value(merged).map_err(|e| ApiError::invalid("hybrid", e.to_string()))?;
     cfg.validate()
         .map_err(|(key, m)| ApiError::invalid(format!("hybrid.{key}"), m))?;
     Ok(Some(cfg))

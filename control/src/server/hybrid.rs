@@ -188,10 +188,10 @@ impl App {
         let actions = result.map_err(|e| ApiError::rejected(e.message).with_field(e.field))?;
         self.run_actions(room, actions).await;
         if !allowed {
-            return Err(ApiError::rejected(
-                "the room is in p2p mode and the SFU is unavailable",
-            )
-            .with_field("mode"));
+            return Err(
+                ApiError::rejected("the room is in p2p mode and the SFU is unavailable")
+                    .with_field("mode"),
+            );
         }
         Ok(())
     }
@@ -302,15 +302,32 @@ impl App {
                 }
             }
             Action::MigrationStarted { change } => {
-                tracing::info!(room, id = change.id, from = change.from.as_str(), to = change.to.as_str(), reason = change.reason.as_str(), "migration started");
-                self.hub
-                    .log(room, "room_migration_started", event_json(room, &change, None), now);
+                tracing::info!(
+                    room,
+                    id = change.id,
+                    from = change.from.as_str(),
+                    to = change.to.as_str(),
+                    reason = change.reason.as_str(),
+                    "migration started"
+                );
+                self.hub.log(
+                    room,
+                    "room_migration_started",
+                    event_json(room, &change, None),
+                    now,
+                );
             }
             Action::MigrationCompleted {
                 change,
                 duration_ms,
             } => {
-                tracing::info!(room, id = change.id, to = change.to.as_str(), duration_ms, "migration done");
+                tracing::info!(
+                    room,
+                    id = change.id,
+                    to = change.to.as_str(),
+                    duration_ms,
+                    "migration done"
+                );
                 {
                     let mut h = self.hybrid.lock().expect("hybrid lock");
                     *h.metrics
@@ -331,7 +348,12 @@ impl App {
                 reason,
                 duration_ms,
             } => {
-                tracing::warn!(room, id = change.id, reason = reason.as_str(), "migration failed");
+                tracing::warn!(
+                    room,
+                    id = change.id,
+                    reason = reason.as_str(),
+                    "migration failed"
+                );
                 let result = if reason == Reason::Timeout {
                     "timeout"
                 } else {
@@ -518,7 +540,10 @@ pub(crate) async fn hybrid_loop(app: Arc<App>) {
     loop {
         let next = {
             let h = app.hybrid.lock().expect("hybrid lock");
-            h.policies.values().filter_map(ModePolicy::poll_timeout).min()
+            h.policies
+                .values()
+                .filter_map(ModePolicy::poll_timeout)
+                .min()
         };
         let now = app.now_ms();
         // Wake at the earliest deadline, and at least every 250 ms to notice link changes.

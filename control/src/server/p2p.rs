@@ -149,10 +149,13 @@ mod tests {
     fn signal_shapes() {
         assert!(check_signal(&json!({"type": "offer", "sdp": SENDING})).is_ok());
         assert!(check_signal(&json!({"type": "candidate", "candidate": null})).is_ok());
-        assert!(check_signal(&json!({"type": "candidate", "candidate": {"candidate": "x"}})).is_ok());
+        assert!(
+            check_signal(&json!({"type": "candidate", "candidate": {"candidate": "x"}})).is_ok()
+        );
         let e = check_signal(&json!({"type": "offer"})).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("sdp"));
-        let e = check_signal(&json!({"type": "offer", "sdp": "x".repeat(MAX_SDP + 1)})).unwrap_err();
+        let e =
+            check_signal(&json!({"type": "offer", "sdp": "x".repeat(MAX_SDP + 1)})).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("sdp"));
         let e = check_signal(&json!({"type": "bye"})).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("signal"));

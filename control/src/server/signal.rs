@@ -212,7 +212,11 @@ async fn admit(
     if let Some(r) = req {
         queued["req"] = r.clone();
     }
-    if socket.send(Message::text(queued.to_string())).await.is_err() {
+    if socket
+        .send(Message::text(queued.to_string()))
+        .await
+        .is_err()
+    {
         app.hybrid_cancel_join(&key);
         return Ok(None);
     }
@@ -630,9 +634,10 @@ async fn dispatch(
                 .ok_or_else(|| ApiError::invalid("id", "expected a migration id"))?;
             let gap = match msg.get("audio_gap_ms") {
                 None | Some(Value::Null) => None,
-                Some(v) if ty == "mode_ready" => Some(v.as_f64().ok_or_else(|| {
-                    ApiError::invalid("audio_gap_ms", "expected a number")
-                })?),
+                Some(v) if ty == "mode_ready" => Some(
+                    v.as_f64()
+                        .ok_or_else(|| ApiError::invalid("audio_gap_ms", "expected a number"))?,
+                ),
                 Some(_) => None,
             };
             if ty == "mode_failed" {
@@ -651,8 +656,9 @@ async fn dispatch(
                 .participant(room, identity)
                 .is_some_and(|p| p.role == crate::auth::Role::Host);
             if !is_host {
-                return Err(ApiError::new("forbidden", "only the host may set the mode")
-                    .with_field("mode"));
+                return Err(
+                    ApiError::new("forbidden", "only the host may set the mode").with_field("mode")
+                );
             }
             app.hybrid_set_mode(room, mode).await?;
             Ok(None)
