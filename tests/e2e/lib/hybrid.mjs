@@ -84,6 +84,30 @@ async function waitPages(pages, pred, ms, what) {
   }
 }
 
+/** An interop row for a page's P2P PC to its first mesh peer (transport report of that PC). */
+async function p2pInterop(page, direction) {
+  const t = await page.evaluate(async () => {
+    const pcs = [...window.sluice.room.p2pPcs.values()];
+    if (!pcs.length) return null;
+    const out = { codecs: [] };
+    (await pcs[0].getStats()).forEach((r) => {
+      if (r.type === 'transport') Object.assign(out, { tlsVersion: r.tlsVersion, dtlsCipher: r.dtlsCipher, srtpCipher: r.srtpCipher, dtlsRole: r.dtlsRole });
+      if (r.type === 'codec') out.codecs.push(r.mimeType);
+    });
+    return out;
+  });
+  if (!t) return null;
+  return {
+    engine: `${page.engine} ${page.version}`,
+    direction,
+    codecs: [...new Set(t.codecs)].join(' + '),
+    tlsVersion: t.tlsVersion ?? null,
+    dtlsCipher: t.dtlsCipher ?? null,
+    srtpCipher: t.srtpCipher ?? null,
+    dtlsRole: t.dtlsRole ?? null,
+  };
+}
+
 /** Dataplane sessions of the room: the API's count (if reported) and the /metrics gauge sum. */
 async function sessions(server, room) {
   const r = await server.api('GET', `/api/rooms/${room}`);
@@ -130,6 +154,8 @@ export async function hybridMigration(ctx, strategy) {
     15_000, 'P2P audio both ways');
   mark('p2p_audio');
   const p2pSessions = await waitSessions(ctx.server, 'r1', (n) => n === 0, 3000, 'zero in P2P');
+  const meshRow = await p2pInterop(p2, 'chromium ↔ chromium P2P mesh (offers/answers relayed by p2p_signal)');
+  if (meshRow) ctx.interop.push(meshRow);
 
   // The third page reaches sfu_at: every page migrates to SFU.
   const p3 = await open('p3', 'controller', 880);
@@ -159,6 +185,9 @@ export async function hybridMigration(ctx, strategy) {
     check(s.sfuAudio.streams >= 2, `${pages[i].identity} has ${s.sfuAudio.streams} SFU audio streams`);
     check(s.sfuAudio.packets - before[i] >= 100, `${pages[i].identity}: SFU audio grew by ${s.sfuAudio.packets - before[i]} packets in 2 s`);
   }
+  const sum = await ctx.stats(p1);
+  ctx.recordInterop(p1, `chromium publishes after the P2P→SFU migration (${strategy})`, sum, 'publisher');
+  ctx.recordInterop(p1, `chromium subscribes after the P2P→SFU migration (${strategy})`, sum, 'subscriber');
   const sfuSessions = await sessions(ctx.server, 'r1');
   check(sfuSessions.api === null || sfuSessions.api > 0, `SFU mode but the API reports ${sfuSessions.api} dataplane sessions`);
   // Gradual closes P2P after grace_ms; hard cut closed it at the start.
