@@ -5,6 +5,8 @@
 // reports the longest audio gap its own meter heard during the switch (sluice-audio.js). Then
 // the third page leaves and the room returns to P2P (p2p_at = 2), its SFU sessions gone.
 
+import WebSocket from 'ws';
+
 import { sleep } from './sluice.mjs';
 
 function check(cond, message) {
@@ -59,6 +61,7 @@ function pageState(page) {
       migrating: room.migration ? { id: room.migration.id, to: room.migration.to } : null,
       lastMigration: room.lastMigration,
       p2pPcs: room.p2pPcs.size,
+      participants: room.participants.size,
       sfuAudio: { streams: sfu.length, packets: sfu.reduce((a, r) => a + (r.packetsReceived ?? 0), 0) },
       p2pAudio: { streams: p2p.length, packets: p2p.reduce((a, r) => a + (r.packetsReceived ?? 0), 0) },
       heard: s.remoteAudio.map((e) => `${e.identity}/${e.path}`),
@@ -126,6 +129,42 @@ async function waitSessions(server, room, pred, ms, what) {
   }
 }
 
+/**
+ * A signaling-only participant (no media) that joins while a migration runs: the server must
+ * answer `join_queued`, then `joined` once the migration ended, in the room's new mode.
+ * Resolves `{queued, joined: {mode}, waitedMs, close()}`; bounded by `ms`.
+ */
+function queuedJoin(server, token, ms) {
+  const url = `${server.origin.replace(/^http/, 'ws')}/rtc?access_token=${encodeURIComponent(token)}`;
+  const ws = new WebSocket(url);
+  const t0 = Date.now();
+  let queued = null;
+  return new Promise((ok, fail) => {
+    const timer = setTimeout(() => {
+      ws.terminate();
+      fail(new Error(`queued join: no joined within ${ms} ms (queued: ${JSON.stringify(queued)})`));
+    }, ms);
+    ws.on('open', () => ws.send(JSON.stringify({ type: 'join', req: 0, capabilities: ['p2p'] })));
+    ws.on('error', (e) => {
+      clearTimeout(timer);
+      fail(e);
+    });
+    ws.on('message', (data) => {
+      const msg = JSON.parse(data.toString());
+      if (msg.type === 'join_queued') queued = { position: msg.position, estimated_wait_ms: msg.estimated_wait_ms, atMs: Date.now() - t0 };
+      if (msg.type === 'mode_change') ws.send(JSON.stringify({ type: 'mode_ack', id: msg.id }));
+      if (msg.type === 'joined') {
+        clearTimeout(timer);
+        ok({ queued, joined: { mode: msg.mode }, waitedMs: Date.now() - t0, close: () => ws.close() });
+      }
+      if (msg.type === 'error') {
+        clearTimeout(timer);
+        fail(new Error(`queued join refused: ${JSON.stringify(msg)}`));
+      }
+    });
+  });
+}
+
 export async function hybridMigration(ctx, strategy) {
   const t0 = Date.now();
   const marks = {};
@@ -157,8 +196,13 @@ export async function hybridMigration(ctx, strategy) {
   const meshRow = await p2pInterop(p2, 'chromium ↔ chromium P2P mesh (offers/answers relayed by p2p_signal)');
   if (meshRow) ctx.interop.push(meshRow);
 
-  // The third page reaches sfu_at: every page migrates to SFU.
-  const p3 = await open('p3', 'controller', 880);
+  // The third page reaches sfu_at: every page migrates to SFU. A fourth participant (signaling
+  // only) joins as soon as p1 sees the migration: its join is queued until the migration ends.
+  const lateToken = await ctx.server.token('r1', 'late', 'viewer');
+  const opening = open('p3', 'controller', 880);
+  await p1.until(() => window.sluice.room.migration || window.sluice.room.lastMigration, null, 15_000, 'p1 sees the migration start');
+  const late = await queuedJoin(ctx.server, lateToken, 35_000);
+  const p3 = await opening;
   mark('third_joined');
   const pages = [p1, p2, p3];
   const migrated = await waitPages(pages, (st) => st.every((s) => s.mode === 'sfu' && !s.migrating && s.lastMigration?.duration_ms != null && s.lastMigration.to === 'sfu'),
@@ -194,6 +238,12 @@ export async function hybridMigration(ctx, strategy) {
   await waitPages(pages, (st) => st.every((s) => s.p2pPcs === 0), POLICY.grace_ms + 4000, 'P2P PCs closed');
   mark('p2p_closed');
 
+  // The queued participant: admitted after the migration, in SFU mode (or admitted at once
+  // when the migration had already ended; said in the details, not a failure).
+  if (late.queued) check(late.joined.mode?.mode === 'sfu', `the queued join was admitted in mode ${JSON.stringify(late.joined.mode)}`);
+  late.close();
+  await waitPages([p1, p2, p3], (st) => st.every((s) => s.participants === 2), 5000, 'the late participant gone');
+
   // p3 leaves: 2 <= p2p_at, after the cooldown the room returns to P2P and its sessions go.
   await p3.evaluate(() => window.sluice.room.leave());
   const back = await waitPages([p1, p2], (st) => st.every((s) => s.mode === 'p2p' && s.lastMigration?.to === 'p2p' && s.lastMigration.duration_ms != null),
@@ -218,6 +268,7 @@ export async function hybridMigration(ctx, strategy) {
     returnGapMs: backGaps,
     sessions: { p2p: p2pSessions, sfu: sfuSessions, back: endSessions },
     attempts,
+    queuedJoin: { queued: late.queued, admittedAfterMs: late.waitedMs, mode: late.joined.mode },
     marks,
   };
 }
