@@ -145,6 +145,17 @@ export class AudioOutput {
     this.#onAudio = onAudio;
     this.ctx = new AudioContext();
     this.#ready = this.#loadWorklet();
+    // A context made without a user gesture starts suspended (autoplay policy): resume it on the
+    // first one. Until then `running` is false and callers must not wait for meters.
+    if (this.ctx.state !== 'running' && typeof document !== 'undefined') {
+      const resume = () => this.ctx.resume().catch(() => {});
+      for (const ev of ['pointerdown', 'keydown']) document.addEventListener(ev, resume, { once: true, capture: true });
+    }
+  }
+
+  /** Whether the graph is processing audio (meters count, the user hears it). */
+  get running() {
+    return this.ctx.state === 'running';
   }
 
   async #loadWorklet() {

@@ -61,7 +61,12 @@ export class Mesh {
       }
     };
     pc.ontrack = (ev) => this.#onTrack(peer, ev);
-    pc.onconnectionstatechange = () => this.#onState(peer);
+    pc.onconnectionstatechange = () => {
+      // The offering side of the pair restarts ICE on failure (the restart offer is an ordinary
+      // renegotiation, so perfect negotiation covers a collision).
+      if (pc.connectionState === 'failed' && !peer.polite && !peer.closed) pc.restartIce();
+      this.#onState(peer);
+    };
     for (const { track, stream } of this.#localTracks()) this.#addTo(peer, track, stream);
     return peer;
   }

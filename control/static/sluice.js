@@ -604,7 +604,7 @@ export class Room extends Emitter {
     const audio = this.#audio;
     // The gap is measured for participants the user hears right now (a newcomer we never heard
     // has no gap, only a start).
-    const heard = audio ? audio.audibleNow() : [];
+    const heard = audio?.running ? audio.audibleNow() : [];
     audio?.startGap();
     if (m.strategy === 'hard_cut') {
       // Old path down first, then the new one: everything new plays as soon as it arrives.
@@ -623,9 +623,9 @@ export class Room extends Emitter {
     if (m.cancelled) return;
     audio?.switchTo(m.to);
     m.switched = performance.now();
-    if (audio) await new Promise((r) => setTimeout(r, GAP_TAIL_MS));
+    if (heard.length) await new Promise((r) => setTimeout(r, GAP_TAIL_MS));
     if (m.cancelled) return;
-    const gaps = audio ? audio.gaps(heard) : {};
+    const gaps = heard.length ? audio.gaps(heard) : {};
     const values = Object.values(gaps).filter((v) => v !== null);
     const gap = values.length ? Math.max(...values) : null;
     this.lastMigration = {
@@ -679,8 +679,11 @@ export class Room extends Emitter {
       if (pc.connectionState === 'failed') throw new Error(`sfu_pc_failed: ${name}`);
     }
     if (this.publications.size > 0 && this.#pub.connectionState !== 'connected') return `publisher ${this.#pub.connectionState}`;
+    // With a running graph "arrived" means the audio plays; without one (or suspended by the
+    // autoplay policy) that the track is there.
+    const metered = this.#audio?.running;
     const silent = this.#audioPublishers().filter((p) => {
-      if (this.#audio) return !this.#audio.pathPlays(p.identity, 'sfu');
+      if (metered) return !this.#audio.pathPlays(p.identity, 'sfu');
       return ![...this.subscriptions.values()].some((s) => s.participantSid === p.sid && s.track.kind === 'audio');
     });
     return silent.length ? `no SFU audio from ${silent.map((p) => p.identity).join(', ')}` : '';
@@ -695,8 +698,9 @@ export class Room extends Emitter {
       if (peer.pc.connectionState === 'failed') throw new Error(`p2p_failed: ${p.identity}`);
       if (peer.pc.connectionState !== 'connected') return `P2P to ${p.identity} ${peer.pc.connectionState}`;
     }
+    const metered = this.#audio?.running;
     const silent = this.#audioPublishers().filter((p) => {
-      if (this.#audio) return !this.#audio.pathPlays(p.identity, 'p2p');
+      if (metered) return !this.#audio.pathPlays(p.identity, 'p2p');
       return ![...this.p2pSubscriptions.values()].some((s) => s.participantSid === p.sid && s.track.kind === 'audio');
     });
     return silent.length ? `no P2P audio from ${silent.map((p) => p.identity).join(', ')}` : '';
