@@ -138,13 +138,14 @@ export class AudioOutput {
   /**
    * `play`: connect every output to the speakers (false: the app takes `output(identity)`).
    * `onAudio(identity, path)`: called when a path of a participant first plays sound.
+   * `meter`: 'worklet' (an AudioWorklet where there is one) or 'script' (ScriptProcessor).
    */
-  constructor({ path = 'sfu', play = true, onAudio = () => {} } = {}) {
+  constructor({ path = 'sfu', play = true, onAudio = () => {}, meter = 'worklet' } = {}) {
     this.path = path;
     this.#play = play;
     this.#onAudio = onAudio;
     this.ctx = new AudioContext();
-    this.#ready = this.#loadWorklet();
+    this.#ready = meter === 'script' ? Promise.resolve() : this.#loadWorklet();
     // A context made without a user gesture starts suspended (autoplay policy): resume it on the
     // first one. Until then `running` is false and callers must not wait for meters.
     if (this.ctx.state !== 'running' && typeof document !== 'undefined') {

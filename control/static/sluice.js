@@ -255,6 +255,7 @@ export class Room extends Emitter {
         path: this.mode,
         play: this.#opts.playAudio !== false,
         onAudio: (identity, path) => this.emit('remote_audio', { identity, path }),
+        meter: this.#opts.audioMeter,
       });
       await this.#audio.ready();
     }
@@ -1104,8 +1105,9 @@ function timeout(what) {
  * we receive), `relay` ("ip:port": send media via that address; tests), `iceTransportPolicy`,
  * `autoRestart` (default true: ICE restart after the path stays down ~2 s), `p2p` (default true:
  * offer the P2P capability), `playAudio` (default true: play remote audio through the graph),
- * `audioGraph` (default true), `onQueued({position, estimated_wait_ms})` (the join waits for a
- * migration to end).
+ * `audioGraph` (default true), `audioMeter` ('worklet' default, 'script': the ScriptProcessor
+ * fallback), `onQueued({position, estimated_wait_ms})` (the join waits for a migration to end;
+ * the room also emits `queued` then, before `connect` resolves).
  */
 export async function connect(url, token, opts = {}) {
   const ws = new WebSocket(signalUrl(url, token));
@@ -1140,6 +1142,7 @@ export async function connect(url, token, opts = {}) {
         timer = setTimeout(() => reject(new Error('timeout: queued join never admitted')), QUEUED_JOIN_MS);
         room.queued = { position: msg.position, estimated_wait_ms: msg.estimated_wait_ms };
         opts.onQueued?.(room.queued);
+        room.emit('queued', room.queued);
       } else if (msg.type === 'error' && !joined) {
         clearTimeout(timer);
         reject(new SluiceError(msg));

@@ -208,6 +208,9 @@ export async function hybridMigration(ctx, strategy) {
   const migrated = await waitPages(pages, (st) => st.every((s) => s.mode === 'sfu' && !s.migrating && s.lastMigration?.duration_ms != null && s.lastMigration.to === 'sfu'),
     25_000, 'every page in SFU mode after a migration');
   mark('sfu');
+  if (process.env.SLUICE_E2E_HYBRID_LOGS) {
+    for (const pg of pages) console.log(`--- ${pg.identity}\n${await pg.evaluate(() => window.sluice.log.slice(-14).join('\n'))}`);
+  }
   // A failed first attempt (mode_failed -> fallback to P2P -> retry) would still end in SFU: the
   // client must get it right the first time.
   // (A newcomer may get its mode_change before the page listens: its list can be empty.)
