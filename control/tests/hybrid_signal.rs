@@ -18,7 +18,7 @@ use sluice_control::hybrid::turn::{credential, TurnConfig};
 use sluice_control::hybrid::HybridConfig;
 use sluice_control::room::RoomMode;
 use sluice_dataplane::config::{Config, IoChoice};
-use sluice_dataplane::runtime::Dataplane;
+use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
@@ -109,6 +109,49 @@ async fn room_until(addr: std::net::SocketAddr, what: &str, f: impl Fn(&Value) -
     panic!("room never reached: {what}: {}", room(addr).await);
 }
 
+/// An in-process dataplane on 127.0.0.1, or `None` (skipping, with the reason printed).
+fn dataplane() -> Option<(tempfile::TempDir, DataplaneHandle)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::defaults(1);
+    cfg.workers = vec![0];
+    cfg.bind = "127.0.0.1".parse().unwrap();
+    cfg.port = 0;
+    cfg.io = IoChoice::Socket;
+    cfg.buffers_per_worker = 256;
+    cfg.control_socket = dir.path().join("dp.sock");
+    match Dataplane::start(cfg) {
+        Ok(dp) => Some((dir, dp)),
+        Err(e) => {
+            eprintln!("skipping: dataplane did not start: {e}");
+            None
+        }
+    }
+}
+
+/// Waits (bounded) for the dataplane link.
+async fn wait_ready(addr: std::net::SocketAddr) {
+    for _ in 0..100 {
+        if http(addr, "GET", "/readyz", &[], "").await.0 == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("dataplane link not up within 2 s");
+}
+
+fn low_thresholds() -> HybridConfig {
+    HybridConfig {
+        default_mode: RoomMode::Auto,
+        sfu_at: 3,
+        p2p_at: 1,
+        prewarm_at: 2,
+        cooldown_ms: 300,
+        ack_retry_ms: 400,
+        migration_timeout_ms: 20_000,
+        ..HybridConfig::default()
+    }
+}
+
 fn sid(joined: &Value) -> String {
     joined["participant"]["sid"].as_str().unwrap().to_owned()
 }
@@ -125,34 +168,13 @@ fn turn_credential_matches_a_known_hmac_sha1_vector() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_room_relays_p2p_then_migrates_with_acks_and_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::defaults(1);
-    cfg.workers = vec![0];
-    cfg.bind = "127.0.0.1".parse().unwrap();
-    cfg.port = 0;
-    cfg.io = IoChoice::Socket;
-    cfg.buffers_per_worker = 256;
-    cfg.control_socket = dir.path().join("dp.sock");
-    let dp = match Dataplane::start(cfg) {
-        Ok(dp) => dp,
-        Err(e) => {
-            eprintln!("skipping: dataplane did not start: {e}");
-            return;
-        }
+    let Some((_dir, dp)) = dataplane() else {
+        return;
     };
     let socket = dp.control_socket().to_path_buf();
     let s = start_with(|o| {
         o.dataplane_socket = Some(socket);
-        o.hybrid = HybridConfig {
-            default_mode: RoomMode::Auto,
-            sfu_at: 3,
-            p2p_at: 1,
-            prewarm_at: 2,
-            cooldown_ms: 300,
-            ack_retry_ms: 400,
-            migration_timeout_ms: 20_000,
-            ..HybridConfig::default()
-        };
+        o.hybrid = low_thresholds();
         o.turn = Some(TurnConfig {
             urls: vec!["turn:127.0.0.1:3479?transport=udp".into()],
             secret: TURN_SECRET.into(),
@@ -160,13 +182,7 @@ async fn auto_room_relays_p2p_then_migrates_with_acks_and_back() {
         });
     })
     .await;
-    for _ in 0..100 {
-        if http(s.addr, "GET", "/readyz", &[], "").await.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(http(s.addr, "GET", "/readyz", &[], "").await.0, 200);
+    wait_ready(s.addr).await;
 
     // 1. Alice: an auto room starts P2P; TURN credentials come with the join.
     let (mut alice, aj) = join(s.addr, "alice", Role::Host).await;
@@ -492,4 +508,108 @@ async fn pinned_p2p_and_host_only_set_mode() {
         "{v}"
     );
     assert_eq!(v["config"]["hybrid"]["sfu_at"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_failed_falls_back_to_p2p_and_whip_forces_sfu() {
+    let Some((_dir, dp)) = dataplane() else {
+        return;
+    };
+    let socket = dp.control_socket().to_path_buf();
+    let s = start_with(|o| {
+        o.dataplane_socket = Some(socket);
+        o.hybrid = low_thresholds();
+    })
+    .await;
+    wait_ready(s.addr).await;
+
+    // A failed SFU side: back to P2P with sfu_failed, a new id, mode_changed and a notice.
+    let (mut alice, _) = join(s.addr, "alice", Role::Host).await;
+    let (mut bob, _) = join(s.addr, "bob", Role::Controller).await;
+    let (mut carol, _) = join(s.addr, "carol", Role::Controller).await;
+    let id = recv_type(&mut alice, "mode_change").await["id"]
+        .as_u64()
+        .unwrap();
+    send(
+        &mut bob,
+        json!({"type": "mode_failed", "id": id, "reason": "sfu pc failed"}),
+    )
+    .await;
+    for ws in [&mut alice, &mut bob, &mut carol] {
+        let reset = recv_until(ws, "mode_changed").await;
+        let mc = reset
+            .iter()
+            .rfind(|m| m["type"] == "mode_change")
+            .expect("the reset's mode_change");
+        assert_ne!(mc["id"].as_u64(), Some(id));
+        assert_eq!(
+            (mc["to"].as_str(), mc["reason"].as_str()),
+            (Some("p2p"), Some("sfu_failed")),
+            "{mc}"
+        );
+        let done = reset.last().unwrap();
+        assert_eq!(
+            (done["id"].clone(), done["mode"].as_str()),
+            (mc["id"].clone(), Some("p2p"))
+        );
+        assert_eq!(recv_type(ws, "notice").await["code"], "sfu_failed");
+    }
+    assert_eq!(room(s.addr).await["mode"], "p2p");
+    let (_, m) = http(s.addr, "GET", "/metrics", &[], "").await;
+    assert!(
+        m.as_str()
+            .unwrap()
+            .contains("sluice_migrations_total{direction=\"p2p_to_sfu\",result=\"failed\"} 1"),
+        "{m}"
+    );
+    // The cooldown (300 ms) passes with the SFU healthy and 3 participants: it tries again.
+    let again = recv_type(&mut alice, "mode_change").await;
+    assert_eq!(
+        (again["to"].as_str(), again["reason"].as_str()),
+        (Some("sfu"), Some("threshold"))
+    );
+    for ws in [alice, bob, carol] {
+        drop(ws);
+    }
+
+    // WHIP cannot do P2P: publishing into an auto room in P2P moves it to SFU.
+    let auth = format!("Bearer {}", admin());
+    let (st, v) = http(
+        s.addr,
+        "POST",
+        "/api/rooms",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"name": "w", "hybrid": {"default_mode": "auto"}}"#,
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let t = token("w", "dora", Role::Host);
+    let (mut dora, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/rtc?access_token={t}", s.addr))
+            .await
+            .unwrap();
+    send(&mut dora, json!({"type": "join", "capabilities": ["p2p"]})).await;
+    assert_eq!(recv_type(&mut dora, "joined").await["mode"]["mode"], "p2p");
+    let bearer = format!("Bearer {}", token("w", "obs", Role::Controller));
+    let (st, head, body) = http_raw(
+        s.addr,
+        "POST",
+        "/whip/w",
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/sdp"),
+        ],
+        &OFFER.replace("a=sendrecv", "a=sendonly"),
+    )
+    .await;
+    assert_eq!(st, 201, "{head}\n{body}");
+    let mc = recv_type(&mut dora, "mode_change").await;
+    assert_eq!(
+        (mc["to"].as_str(), mc["reason"].as_str()),
+        (Some("sfu"), Some("p2p_incapable")),
+        "{mc}"
+    );
 }

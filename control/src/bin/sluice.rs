@@ -1,8 +1,9 @@
 //! `sluice`: the control daemon and its tools.
 //!
 //! - `sluice up [--config sluice.toml] [--http ADDR] [--state-file PATH] [--dataplane-bin PATH]
-//!   [--external-dataplane]`: serve HTTP/WebSocket, spawn and supervise `sluice-dataplane`
-//!   (or attach to one already listening on the control socket), persist rooms.
+//!   [--external-dataplane] [--hybrid-<key> V] [--turn-<key> V]`: serve HTTP/WebSocket, spawn
+//!   and supervise `sluice-dataplane` (or attach to one already listening on the control
+//!   socket), persist rooms. `--hybrid-default-mode auto` turns on the P2P/SFU policy.
 //! - `sluice token --room R --identity I --role host|controller|viewer [--grants LIST]
 //!   [--ttl 6h] [--name N]` and `sluice token --admin [--ttl 6h]`: print a token signed with
 //!   the configured (or dev) API key.

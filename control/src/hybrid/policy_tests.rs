@@ -520,3 +520,83 @@ fn config_validation_names_the_key() {
     };
     assert_eq!(bad.validate().unwrap_err().0, "migration_timeout_ms");
 }
+
+/// One step of a random schedule for the property test below.
+#[derive(Debug, Clone)]
+enum Step {
+    Join(u8, bool),
+    Leave(u8),
+    Cancel(u8),
+    Ack(u8),
+    Ready(u8),
+    Failed(u8),
+    Health(bool),
+    Setting(u8),
+    RequireSfu(u8),
+    Advance(u16),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0u8..12, any::<bool>()).prop_map(|(i, c)| Step::Join(i, c)),
+        3 => (0u8..12).prop_map(Step::Leave),
+        1 => (0u8..12).prop_map(Step::Cancel),
+        2 => (0u8..12).prop_map(Step::Ack),
+        4 => (0u8..12).prop_map(Step::Ready),
+        1 => (0u8..12).prop_map(Step::Failed),
+        1 => any::<bool>().prop_map(Step::Health),
+        1 => (0u8..3).prop_map(Step::Setting),
+        1 => (0u8..12).prop_map(Step::RequireSfu),
+        3 => (0u16..5_000).prop_map(Step::Advance),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    /// Any schedule: no panic; a queue exists only during a migration; a migration always has
+    /// a deadline armed; the room never counts more than the distinct admitted identities; and
+    /// once the clock passes every deadline with nobody failing, nothing is left queued.
+    #[test]
+    fn any_schedule_keeps_the_invariants(steps in proptest::collection::vec(step(), 1..80)) {
+        let config = HybridConfig { sfu_at: 4, p2p_at: 2, prewarm_at: 3, p2p_limit: 6, ..HybridConfig::default() };
+        let mut p = ModePolicy::new(config, RoomMode::Auto, true);
+        let mut now = T0;
+        let id = |p: &ModePolicy| p.migrating().map_or(0, |m| m.id);
+        for s in steps {
+            let _ = match s {
+                Step::Join(i, c) => p.request_join(now, &name(i.into()), c).1,
+                Step::Leave(i) => p.leave(now, &name(i.into())),
+                Step::Cancel(i) => { p.cancel_join(&name(i.into())); Vec::new() }
+                Step::Ack(i) => { let x = id(&p); p.ack(&name(i.into()), x); Vec::new() }
+                Step::Ready(i) => { let x = id(&p); p.ready(now, &name(i.into()), x) }
+                Step::Failed(i) => { let x = id(&p); p.failed(now, &name(i.into()), x) }
+                Step::Health(h) => p.set_sfu_health(now, h),
+                Step::Setting(k) => {
+                    let m = [RoomMode::Auto, RoomMode::P2p, RoomMode::Sfu][usize::from(k)];
+                    p.set_setting(now, m).unwrap_or_default()
+                }
+                Step::RequireSfu(i) => p.require_sfu(now, Some(&name(i.into()))).unwrap_or_default(),
+                Step::Advance(ms) => {
+                    now += u64::from(ms);
+                    match p.poll_timeout() {
+                        Some(t) if t <= now => p.handle_timeout(now),
+                        _ => Vec::new(),
+                    }
+                }
+            };
+            proptest::prop_assert!(p.queued() == 0 || p.migrating().is_some());
+            if p.migrating().is_some() {
+                proptest::prop_assert!(p.poll_timeout().is_some());
+            }
+            proptest::prop_assert!(p.members() <= 12);
+        }
+        // Let every timer run out (bounded): queued joins are admitted by then.
+        for _ in 0..20 {
+            now += 31_000;
+            p.handle_timeout(now);
+        }
+        proptest::prop_assert_eq!(p.queued(), 0);
+    }
+}

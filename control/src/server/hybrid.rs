@@ -391,10 +391,29 @@ impl App {
                 }
             }
             Action::Prewarm => {
-                self.hub
-                    .broadcast(room, None, &json!({"type": "mode_prewarm"}));
-                self.hub
-                    .log(room, "room_prewarm", json!({"room": room}), now);
+                // The policy believes the link is up; ask the dataplane itself.
+                let ping =
+                    tokio::time::timeout(Duration::from_secs(2), self.dp(Command::Ping {})).await;
+                if matches!(ping, Ok(Ok(_))) {
+                    self.hub
+                        .broadcast(room, None, &json!({"type": "mode_prewarm"}));
+                    self.hub
+                        .log(room, "room_prewarm", json!({"room": room}), now);
+                } else {
+                    tracing::warn!(room, "pre-warm: the dataplane did not answer a ping");
+                    let message = "pre-warm: the SFU did not answer a ping";
+                    self.hub.broadcast(
+                        room,
+                        None,
+                        &json!({"type": "notice", "code": "sfu_unavailable", "message": message}),
+                    );
+                    self.hub.log(
+                        room,
+                        "room_notice",
+                        json!({"room": room, "code": "sfu_unavailable", "message": message}),
+                        now,
+                    );
+                }
             }
             Action::Notice { code, message } => {
                 self.hub.broadcast(

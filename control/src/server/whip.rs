@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use super::api::{admin, body, typed, unknown_room};
 use super::error::ApiError;
+use super::hybrid::JoinTicket;
 use super::media::OneShot;
 use super::signal::verify_token;
 use super::App;
@@ -110,15 +111,33 @@ async fn join_and_answer(
     if app.draining.load(Ordering::SeqCst) {
         return Err(ApiError::rejected("node is draining; join another node"));
     }
-    // WHIP/WHEP/sidecar clients cannot do P2P: an auto room moves to SFU for them.
-    app.hybrid_require_sfu(room, None).await?;
+    // WHIP/WHEP/sidecar clients cannot do P2P: they count as P2P-incapable participants, so an
+    // auto room moves to SFU for them (and a P2P-pinned room refuses them). A migration in
+    // progress cannot hold an HTTP request: retry.
     let identity = join.identity.clone();
+    let key = (room.to_owned(), identity.clone());
+    match app.hybrid_join(&key, false)? {
+        JoinTicket::Admitted(actions) => app.run_actions(room, actions).await,
+        JoinTicket::Queued { .. } => {
+            app.hybrid_cancel_join(&key);
+            return Err(ApiError::rejected(
+                "the room is switching between p2p and sfu; retry in a few seconds",
+            )
+            .with_field("room"));
+        }
+    }
     let now = app.now_ms();
-    let events = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .join(room, join, now)?;
+    let joined = app.rooms.lock().expect("rooms lock").join(room, join, now);
+    let events = match joined {
+        Ok(events) => events,
+        Err(e) => {
+            app.hybrid_leave(&key).await;
+            if app.rooms.lock().expect("rooms lock").room(room).is_none() {
+                app.forget_policy(room);
+            }
+            return Err(e.into());
+        }
+    };
     let sid = app
         .rooms
         .lock()
@@ -126,10 +145,13 @@ async fn join_and_answer(
         .participant(room, &identity)
         .map(|p| p.sid.clone())
         .expect("just joined");
-    let key = (room.to_owned(), identity.clone());
     app.media_join(&key, &sid, false).await;
     app.emit(events);
-    match app.answer_offer(&key, offer, OneShot::Both).await {
+    let answered = match app.hybrid_require_sfu(room, Some(&identity)).await {
+        Ok(()) => app.answer_offer(&key, offer, OneShot::Both).await,
+        Err(e) => Err(e),
+    };
+    match answered {
         Ok((_, answer)) => Ok((sid, answer)),
         Err(e) => {
             let now = app.now_ms();
