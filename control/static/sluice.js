@@ -270,8 +270,10 @@ export class Room extends Emitter {
       });
     }
     this.#openSfuPcs();
-    // P2P: a new member offers to everyone already here (they wait for our offer).
-    if (this.mode === 'p2p' && this.#mesh) {
+    // P2P: a new member offers to everyone already here (they wait for our offer) — unless the
+    // room is already moving to SFU (our join started it): the mode_change follows, and a
+    // fallback to P2P rebuilds the mesh on both sides (greater sid offers).
+    if (this.mode === 'p2p' && this.#mesh && joined.mode?.migrating?.to !== 'sfu') {
       for (const p of this.participants.values()) this.#mesh.connect(p.sid, p.identity);
     }
     this.#pingTimer = setInterval(() => this.ping().catch(() => {}), PING_INTERVAL_MS);
