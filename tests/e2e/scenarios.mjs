@@ -2,7 +2,7 @@
 // what the receiver DECODED (getStats framesDecoded / packetsReceived / frameWidth, aiortc
 // frames), and is bounded in time by the runner.
 
-import { hybridMigration } from './lib/hybrid.mjs';
+import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
 import { startNetem, sleep } from './lib/sluice.mjs';
 import { inboundTotals, outboundTotals } from './lib/stats.mjs';
 
@@ -222,5 +222,10 @@ export const scenarios = {
   /** Issue 8: the same with the gradual strategy (P2P kept until SFU audio plays). */
   async hybrid_gradual(ctx) {
     await hybridMigration(ctx, 'gradual');
+  },
+
+  /** Issue 8: the SFU side fails during the migration: fallback to P2P, audio continues. */
+  async hybrid_sfu_failure(ctx) {
+    await hybridSfuFailure(ctx);
   },
 };

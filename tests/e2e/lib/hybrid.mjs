@@ -7,7 +7,7 @@
 
 import WebSocket from 'ws';
 
-import { sleep } from './sluice.mjs';
+import { sleep, startNetem } from './sluice.mjs';
 
 function check(cond, message) {
   if (!cond) throw new Error(message);
@@ -274,4 +274,72 @@ export async function hybridMigration(ctx, strategy) {
     queuedJoin: { queued: late.queued, admittedAfterMs: late.waitedMs, mode: late.joined.mode },
     marks,
   };
+}
+
+/**
+ * The SFU side fails during a gradual P2P→SFU migration: p1's SFU media goes through a paused
+ * `sluice-netem` relay, so its publisher never connects; p1 reports mode_failed after its bounded
+ * wait, the server falls back (`mode_change {to: p2p, reason: sfu_failed}` + `notice`), every page
+ * stays in P2P and keeps hearing the others over the mesh without a gap. Then the relay resumes:
+ * once the cooldown passed, the room's next migration to SFU (if the server retries) succeeds.
+ */
+export async function hybridSfuFailure(ctx) {
+  const t0 = Date.now();
+  const marks = {};
+  const mark = (name) => (marks[name] = ((Date.now() - t0) / 1000).toFixed(1));
+  const made = await createAutoRoom(ctx.server, 'r1', 'gradual');
+  if (made.skip) {
+    console.log(`SKIP hybrid_sfu_failure: ${made.skip}`);
+    ctx.details = { skipped: made.skip };
+    return;
+  }
+  const relay = await startNetem(ctx.server.mediaAddr);
+  try {
+    relay.send('pause both');
+    const p1 = await ctx.page('chromium', 'r1', 'p1', { role: 'host', publish: 'tone', tone: 440, relay: relay.addr });
+    const p2 = await ctx.page('chromium', 'r1', 'p2', { role: 'controller', publish: 'tone', tone: 660 });
+    await waitPages([p1, p2], (st) => st.every((s, i) => s.mode === 'p2p' && s.heard.includes(`${i === 0 ? 'p2' : 'p1'}/p2p`)), 15_000, 'P2P audio both ways');
+    mark('p2p_audio');
+    const p3 = await ctx.page('chromium', 'r1', 'p3', { role: 'controller', publish: 'tone', tone: 880 });
+    const pages = [p1, p2, p3];
+    // p1 gives up after its 8 s bound; the fallback is immediate.
+    const fell = await waitPages(pages, (st) => st.every((s) => s.mode === 'p2p' && !s.migrating && s.notices.some((n) => n.code === 'sfu_failed')),
+      20_000, 'the fallback to P2P (notice sfu_failed) on every page');
+    mark('fell_back');
+    check(fell[0].errors.some((e) => /migration .* to sfu failed/.test(e)), `p1 did not report the failed migration: ${JSON.stringify(fell[0].errors)}`);
+    // Every page hears both others over P2P (p3 joined while the room was already migrating:
+    // its mesh comes from the fallback), and the SFU sessions are gone.
+    const meshUp = await waitPages(pages, (st) => st.every((s, i) => s.p2pPcs === 2
+      && ['p1', 'p2', 'p3'].filter((_, j) => j !== i).every((o) => s.heard.includes(`${o}/p2p`))),
+    10_000, 'a full P2P mesh with audio after the fallback');
+    const before = meshUp.map((s) => s.p2pAudio.packets);
+    await sleep(1500);
+    const after = await Promise.all(pages.map(pageState));
+    for (const [i, s] of after.entries()) {
+      check(s.p2pAudio.packets - before[i] >= 100, `${pages[i].identity}: P2P audio grew by ${s.p2pAudio.packets - before[i]} packets in 1.5 s after the fallback`);
+    }
+    const p2pSessions = await waitSessions(ctx.server, 'r1', (n) => n === 0, 8000, 'zero after the fallback');
+    mark('p2p_checked');
+    // The SFU path works again: whether and when the server retries is its policy (cooldown and
+    // a healthy link); if it does within 15 s, the retry must succeed.
+    relay.send('resume both');
+    let retried = null;
+    try {
+      const st = await waitPages(pages, (all) => all.every((s) => s.mode === 'sfu' && !s.migrating), POLICY.cooldown_ms + 13_000, 'a retried migration to SFU');
+      retried = st.map((s, i) => ({ page: pages[i].identity, id: s.lastMigration?.id, audio_gap_ms: s.lastMigration?.audio_gap_ms }));
+      mark('retried_sfu');
+    } catch (e) {
+      if (after.some((s) => s.migrating)) throw e;
+      retried = `no retry within ${POLICY.cooldown_ms + 13_000} ms (server policy)`;
+    }
+    ctx.details = {
+      fallback: fell.map((s, i) => ({ page: pages[i].identity, migrations: s.migrations.map((m) => `${m.id}:${m.to}:${m.reason}`), notices: s.notices.map((n) => n.code) })),
+      p1Error: fell[0].errors[0],
+      p2pSessions,
+      retried,
+      marks,
+    };
+  } finally {
+    await relay.stop();
+  }
 }
