@@ -13,6 +13,20 @@
 // participant_left, track_published, track_unpublished, track_subscribed, track_unsubscribed,
 // track_muted, role_changed, control_requested, control_granted, control_revoked,
 // host_transferred, input, active_speakers, connection_quality, ice_restart, error, disconnected.
+//
+// Hybrid P2P/SFU (issue 8, docs/protocol.md "Hybrid"): `join` says `capabilities: ["p2p"]`
+// (opt out with `{p2p: false}`); the server decides the room's mode. In P2P mode media goes over
+// a full mesh (sluice-mesh.js) instead of the two SFU PCs; on `mode_change` the client migrates
+// (hard cut or gradual) and acknowledges with mode_ack / mode_ready / mode_failed. Every remote
+// participant's audio plays through one WebAudio graph (sluice-audio.js) so a path switch is a
+// gain change: the library plays remote audio itself (`{playAudio: false}`: it doesn't; take
+// `room.audioOutput(identity)`), apps should not play audio tracks again. Extra events: mode
+// {mode, id}, migrating {id, from, to, strategy, reason}, mode_setting {setting}, prewarm,
+// notice {code, message}, remote_audio {identity, path}, p2p_state {identity, state};
+// track_subscribed / track_unsubscribed carry `path: 'sfu'|'p2p'`.
+
+import { AudioOutput } from './sluice-audio.js';
+import { Mesh } from './sluice-mesh.js';
 
 const PING_INTERVAL_MS = 5000;
 const REPLY_TIMEOUT_MS = 10000;
@@ -27,6 +41,13 @@ const RESTART_RETRY_MS = 4000;
 // live path always moves them within this long.
 const STALL_AFTER_MS = 3500;
 const STALL_CHECK_MS = 1000;
+// Migration: how long the new path may take to carry every remote participant's audio before we
+// report mode_failed; how often we check; how long we keep measuring after the switch.
+const MIGRATE_WAIT_MS = 8000;
+const MIGRATE_POLL_MS = 50;
+const GAP_TAIL_MS = 300;
+// A queued join (a migration is running) may wait this long for `joined`.
+const QUEUED_JOIN_MS = 45000;
 
 /** Simulcast layers offered by `publish(track, {simulcast: true})`, low to high. */
 export const DEFAULT_SIMULCAST = [
@@ -161,10 +182,22 @@ export class Room extends Emitter {
   subscriptions = new Map();
   /** Local publications by track sid: `{trackSid, cid, track, sender, info}`. */
   publications = new Map();
+  /** `{position, estimated_wait_ms}` if our join was queued behind a migration. */
+  queued = null;
   /** Number of ICE restarts this client asked for. */
   iceRestarts = 0;
   /** Round-trip of the last ping, ms. */
   rtt = null;
+  /** The path media takes now: 'sfu' | 'p2p' (`joined.mode`, then each `mode_changed`). */
+  mode = 'sfu';
+  /** The room's mode setting: 'sfu' | 'p2p' | 'auto' (null from a server without hybrid). */
+  modeSetting = null;
+  /** The migration in progress `{id, from, to, strategy, reason, grace_ms}`, or null. */
+  migration = null;
+  /** The last migration this client switched for: `{id, from, to, strategy, audio_gap_ms, duration_ms, gaps}`. */
+  lastMigration = null;
+  /** P2P remote tracks by `${participantSid}/${track.id}`: `{trackSid, track, participantSid, receiver, path}`. */
+  p2pSubscriptions = new Map();
 
   #ws;
   #opts;
@@ -183,6 +216,12 @@ export class Room extends Emitter {
   #lastRestart = 0;
   #closed = false;
   #e2ee = null; // {passphrase, key, counters, worker}
+  #pcConfig = null;
+  #mesh = null;
+  #audio = null;
+  #seenModeChanges = new Set();
+  // Whether the SFU PCs carry media (SFU mode, or being built during a migration to SFU).
+  #sfuLive = true;
 
   constructor(ws, opts) {
     super();
@@ -207,14 +246,47 @@ export class Room extends Emitter {
       // Chromium without RTCRtpScriptTransform needs the PC flag at construction.
       if (!this.#e2ee.worker) config.encodedInsertableStreams = true;
     }
-    this.#pub = this.#newPc('publisher', config);
-    this.#sub = this.#newPc('subscriber', config);
-    this.#sub.ontrack = (ev) => this.#onTrack(ev);
+    this.#pcConfig = config;
+    this.mode = joined.mode?.mode === 'p2p' ? 'p2p' : 'sfu';
+    this.modeSetting = joined.mode?.setting ?? null;
+    this.#sfuLive = this.mode === 'sfu';
+    if (this.#opts.audioGraph !== false && typeof AudioContext !== 'undefined') {
+      this.#audio = new AudioOutput({
+        path: this.mode,
+        play: this.#opts.playAudio !== false,
+        onAudio: (identity, path) => this.emit('remote_audio', { identity, path }),
+        meter: this.#opts.audioMeter,
+      });
+      await this.#audio.ready();
+    }
+    if (this.#opts.p2p !== false) {
+      this.#mesh = new Mesh({
+        // The SFU PCs' ICE servers (TURN credentials from `joined.ice_servers`), no E2EE flag.
+        config: { ...config, encodedInsertableStreams: undefined },
+        send: (m) => this.#send(m),
+        onTrack: (peer, ev) => this.#onMeshTrack(peer, ev),
+        onState: (peer) => this.emit('p2p_state', { identity: peer.identity, sid: peer.sid, state: peer.pc.connectionState }),
+        localTracks: () => [...this.publications.values()].map((p) => ({ track: p.track, stream: p.stream })),
+      });
+    }
+    this.#openSfuPcs();
+    // P2P: a new member offers to everyone already here (they wait for our offer) — unless the
+    // room is already moving to SFU (our join started it): the mode_change follows, and a
+    // fallback to P2P rebuilds the mesh on both sides (greater sid offers).
+    if (this.mode === 'p2p' && this.#mesh && joined.mode?.migrating?.to !== 'sfu') {
+      for (const p of this.participants.values()) this.#mesh.connect(p.sid, p.identity);
+    }
     this.#pingTimer = setInterval(() => this.ping().catch(() => {}), PING_INTERVAL_MS);
     if (this.#opts.autoRestart !== false) {
       this.#stallTimer = setInterval(() => this.#checkStall().catch(() => {}), STALL_CHECK_MS);
     }
     this.emit('joined', { room: this.room, participant: this.participant });
+  }
+
+  #openSfuPcs() {
+    this.#pub = this.#newPc('publisher', this.#pcConfig);
+    this.#sub = this.#newPc('subscriber', this.#pcConfig);
+    this.#sub.ontrack = (ev) => this.#onTrack(ev);
   }
 
   #newPc(name, config) {
@@ -242,6 +314,26 @@ export class Room extends Emitter {
 
   get identity() {
     return this.participant?.identity;
+  }
+
+  /** The P2P PCs by remote participant sid (empty in SFU mode). */
+  get p2pPcs() {
+    return new Map([...(this.#mesh?.peers ?? new Map())].map(([sid, p]) => [sid, p.pc]));
+  }
+
+  /** The AudioNode carrying what the user hears from `identity` (null: no audio from them yet / no graph). */
+  audioOutput(identity) {
+    return this.#audio?.output(identity) ?? null;
+  }
+
+  /** Whether the library plays remote audio itself (then apps must not play audio tracks too). */
+  get playsAudio() {
+    return !!this.#audio && this.#opts.playAudio !== false;
+  }
+
+  /** The AudioContext of the remote-audio graph (null without one). */
+  get audioContext() {
+    return this.#audio?.ctx ?? null;
   }
 
   // ---- publishing -------------------------------------------------------------------------
@@ -281,9 +373,32 @@ export class Room extends Emitter {
     const published = this.#waitFor((m) => m.type === 'track_published' && m.cid === cid);
     const req = this.#send(msg);
     const refused = this.#errorFor(req);
+    const stream = new MediaStream([track]);
+    // In P2P mode the SFU publisher stays idle: the track goes to the mesh once the server said yes.
+    const transceiver = this.#sfuLive ? this.#addPubTransceiver(track, stream, layers, opts.codec) : null;
+    try {
+      if (transceiver) await Promise.race([this.#negotiatePublisher(), refused.promise]);
+      const reply = await Promise.race([published.promise, refused.promise, timeout('track_published')]);
+      const info = reply.track;
+      const pubn = { trackSid: info.sid, cid, track, stream, layers, codec: opts.codec, sender: transceiver?.sender ?? null, transceiver, info };
+      this.publications.set(info.sid, pubn);
+      if (this.#mesh?.peers.size) this.#mesh.addTrack(track, stream);
+      // A migration to SFU began while we waited: the track joins the SFU publisher too.
+      if (this.#sfuLive && !transceiver) await this.#sfuPublish();
+      return info;
+    } catch (e) {
+      published.cancel();
+      if (transceiver) this.#pub.removeTrack(transceiver.sender);
+      throw e;
+    } finally {
+      refused.cancel();
+    }
+  }
+
+  #addPubTransceiver(track, stream, layers, codec) {
     const transceiver = this.#pub.addTransceiver(track, {
       direction: 'sendonly',
-      streams: [new MediaStream([track])],
+      streams: [stream],
       ...(layers
         ? {
             sendEncodings: layers.map((l) => ({
@@ -295,21 +410,8 @@ export class Room extends Emitter {
         : {}),
     });
     if (this.#e2ee) this.#attachE2ee(transceiver.sender, 'encrypt');
-    this.#preferCodec(transceiver, kind, opts.codec);
-    try {
-      await Promise.race([this.#negotiatePublisher(), refused.promise]);
-      const reply = await Promise.race([published.promise, refused.promise, timeout('track_published')]);
-      const info = reply.track;
-      const pubn = { trackSid: info.sid, cid, track, sender: transceiver.sender, transceiver, info };
-      this.publications.set(info.sid, pubn);
-      return info;
-    } catch (e) {
-      published.cancel();
-      this.#pub.removeTrack(transceiver.sender);
-      throw e;
-    } finally {
-      refused.cancel();
-    }
+    this.#preferCodec(transceiver, track.kind, codec);
+    return transceiver;
   }
 
   /** Stops publishing a track (by track sid or the MediaStreamTrack itself). */
@@ -318,6 +420,8 @@ export class Room extends Emitter {
     if (!pubn) throw new Error('not published');
     this.publications.delete(pubn.trackSid);
     this.#send({ type: 'unpublish', track_sid: pubn.trackSid });
+    this.#mesh?.removeTrack(pubn.track);
+    if (!pubn.sender) return;
     this.#pub.removeTrack(pubn.sender);
     await this.#negotiatePublisher();
   }
@@ -417,9 +521,10 @@ export class Room extends Emitter {
     }
     trackSid = trackSid ?? ev.track.id;
     if (this.#e2ee) this.#attachE2ee(ev.receiver, 'decrypt');
-    const sub = { trackSid, track: ev.track, participantSid, mid, receiver: ev.receiver };
+    const sub = { trackSid, track: ev.track, participantSid, mid, receiver: ev.receiver, path: 'sfu' };
     this.subscriptions.set(trackSid, sub);
     const participant = this.participants.get(participantSid);
+    if (ev.track.kind === 'audio' && participant) this.#audio?.addTrack(participant.identity, 'sfu', ev.track);
     this.emit('track_subscribed', { ...sub, participant, info: known });
   }
 
@@ -427,7 +532,34 @@ export class Room extends Emitter {
     const sub = this.subscriptions.get(trackSid);
     if (!sub) return;
     this.subscriptions.delete(trackSid);
+    const identity = this.participants.get(sub.participantSid)?.identity;
+    if (identity) this.#audio?.removeTrack(identity, 'sfu', sub.track.id);
     this.emit('track_unsubscribed', sub);
+  }
+
+  /** A remote track on a P2P PC: tied to the sender's TrackInfo of that kind not yet matched. */
+  #onMeshTrack(peer, ev) {
+    const track = ev.track;
+    const participant = this.participants.get(peer.sid);
+    const taken = new Set([...this.p2pSubscriptions.values()].filter((s) => s.participantSid === peer.sid).map((s) => s.trackSid));
+    const info = [...(participant?.tracks.values() ?? [])].find((t) => t.kind === track.kind && !taken.has(t.sid));
+    const sub = { trackSid: info?.sid ?? `p2p-${peer.sid}-${track.id}`, track, participantSid: peer.sid, receiver: ev.receiver, path: 'p2p' };
+    const key = `${peer.sid}/${track.id}`;
+    if (this.p2pSubscriptions.has(key)) return;
+    this.p2pSubscriptions.set(key, sub);
+    if (track.kind === 'audio') this.#audio?.addTrack(peer.identity, 'p2p', track);
+    this.emit('track_subscribed', { ...sub, participant, info });
+  }
+
+  /** Forgets the P2P tracks of a closed mesh peer. */
+  #dropMeshPeer(peer) {
+    if (!peer) return;
+    for (const [key, sub] of [...this.p2pSubscriptions]) {
+      if (sub.participantSid !== peer.sid) continue;
+      this.p2pSubscriptions.delete(key);
+      this.emit('track_unsubscribed', sub);
+    }
+    this.#audio?.removeTrack(peer.identity, 'p2p');
   }
 
   #findTrack(pred) {
@@ -442,6 +574,200 @@ export class Room extends Emitter {
     for (const t of info.tracks ?? []) p.tracks.set(t.sid, { ...t, participant_sid: t.participant_sid ?? info.sid });
     this.participants.set(info.sid, p);
     return p;
+  }
+
+  // ---- hybrid: migration between P2P and SFU ------------------------------------------------
+
+  #onModeChange(msg) {
+    // Acknowledge every copy (the server resends until it hears one); act on an id only once.
+    this.#send({ type: 'mode_ack', id: msg.id });
+    if (this.#seenModeChanges.has(msg.id)) return;
+    this.#seenModeChanges.add(msg.id);
+    if (this.migration) this.migration.cancelled = true;
+    const m = {
+      id: msg.id,
+      from: msg.from,
+      to: msg.to === 'p2p' ? 'p2p' : 'sfu',
+      strategy: msg.strategy === 'hard_cut' ? 'hard_cut' : 'gradual',
+      reason: msg.reason,
+      grace_ms: msg.grace_ms ?? 5000,
+      started: performance.now(),
+      cancelled: false,
+    };
+    this.migration = m;
+    this.emit('migrating', { id: m.id, from: m.from, to: m.to, strategy: m.strategy, reason: m.reason });
+    this.#migrate(m).catch((e) => {
+      if (m.cancelled || this.#closed) return;
+      this.#send({ type: 'mode_failed', id: m.id, reason: String(e.message ?? e) });
+      this.emit('error', new Error(`migration ${m.id} to ${m.to} failed: ${e.message ?? e}`));
+    });
+  }
+
+  async #migrate(m) {
+    const audio = this.#audio;
+    // The gap is measured for participants the user hears right now (a newcomer we never heard
+    // has no gap, only a start).
+    const heard = audio?.running ? audio.audibleNow() : [];
+    audio?.startGap();
+    if (m.strategy === 'hard_cut') {
+      // Old path down first, then the new one: everything new plays as soon as it arrives.
+      if (m.to === 'sfu') this.#closeMesh();
+      else this.#closeSfu();
+      audio?.switchTo(m.to);
+    }
+    if (m.to === 'sfu') {
+      this.#sfuLive = true;
+      await this.#sfuPublish();
+      await this.#until(m, () => this.#sfuMissing(), 'SFU audio');
+    } else {
+      this.#buildMesh();
+      await this.#until(m, () => this.#meshMissing(), 'P2P audio');
+    }
+    if (m.cancelled) return;
+    audio?.switchTo(m.to);
+    m.switched = performance.now();
+    if (heard.length) await new Promise((r) => setTimeout(r, GAP_TAIL_MS));
+    if (m.cancelled) return;
+    const gaps = heard.length ? audio.gaps(heard) : {};
+    const values = Object.values(gaps).filter((v) => v !== null);
+    const gap = values.length ? Math.max(...values) : null;
+    this.lastMigration = {
+      id: m.id,
+      from: m.from,
+      to: m.to,
+      strategy: m.strategy,
+      audio_gap_ms: gap,
+      switch_ms: Math.round(m.switched - m.started),
+      duration_ms: null,
+      gaps,
+    };
+    m.readySent = true;
+    this.#send({ type: 'mode_ready', id: m.id, ...(gap === null ? {} : { audio_gap_ms: gap }) });
+  }
+
+  /**
+   * Polls `missing()` (what the new path still lacks, '' when nothing; throws when the path
+   * failed) until it is ''; bounded by MIGRATE_WAIT_MS.
+   */
+  async #until(m, missing, what) {
+    const end = performance.now() + MIGRATE_WAIT_MS;
+    while (!m.cancelled && !this.#closed) {
+      const lack = missing();
+      if (!lack) return;
+      if (performance.now() > end) throw new Error(`timeout: ${what} not ready within ${MIGRATE_WAIT_MS} ms (${lack})`);
+      await new Promise((r) => setTimeout(r, MIGRATE_POLL_MS));
+    }
+  }
+
+  /** Sends every local publication over the SFU publisher (one offer for all). */
+  async #sfuPublish() {
+    let added = false;
+    for (const pubn of this.publications.values()) {
+      if (pubn.transceiver) continue;
+      pubn.transceiver = this.#addPubTransceiver(pubn.track, pubn.stream, pubn.layers, pubn.codec);
+      pubn.sender = pubn.transceiver.sender;
+      added = true;
+    }
+    if (added) await this.#negotiatePublisher();
+  }
+
+  /** Remote participants that publish unmuted audio. */
+  #audioPublishers() {
+    return [...this.participants.values()].filter((p) => [...p.tracks.values()].some((t) => t.kind === 'audio' && !t.muted));
+  }
+
+  /** What the SFU path still lacks ('' when every remote audio plays over it). */
+  #sfuMissing() {
+    for (const [name, pc] of [['publisher', this.#pub], ['subscriber', this.#sub]]) {
+      if (pc.connectionState === 'failed') throw new Error(`sfu_pc_failed: ${name}`);
+    }
+    if (this.publications.size > 0 && this.#pub.connectionState !== 'connected') return `publisher ${this.#pub.connectionState}`;
+    // With a running graph "arrived" means the audio plays; without one (or suspended by the
+    // autoplay policy) that the track is there.
+    const metered = this.#audio?.running;
+    const silent = this.#audioPublishers().filter((p) => {
+      if (metered) return !this.#audio.pathPlays(p.identity, 'sfu');
+      return ![...this.subscriptions.values()].some((s) => s.participantSid === p.sid && s.track.kind === 'audio');
+    });
+    return silent.length ? `no SFU audio from ${silent.map((p) => p.identity).join(', ')}` : '';
+  }
+
+  /** What the mesh still lacks ('' when connected to everyone and every remote audio plays). */
+  #meshMissing() {
+    if (!this.#mesh) throw new Error('p2p_unsupported');
+    for (const p of this.participants.values()) {
+      const peer = this.#mesh.peers.get(p.sid);
+      if (!peer) return `no P2P PC to ${p.identity}`;
+      if (peer.pc.connectionState === 'failed') throw new Error(`p2p_failed: ${p.identity}`);
+      if (peer.pc.connectionState !== 'connected') return `P2P to ${p.identity} ${peer.pc.connectionState}`;
+    }
+    const metered = this.#audio?.running;
+    const silent = this.#audioPublishers().filter((p) => {
+      if (metered) return !this.#audio.pathPlays(p.identity, 'p2p');
+      return ![...this.p2pSubscriptions.values()].some((s) => s.participantSid === p.sid && s.track.kind === 'audio');
+    });
+    return silent.length ? `no P2P audio from ${silent.map((p) => p.identity).join(', ')}` : '';
+  }
+
+  /** P2P after SFU: the greater sid offers; the other side waits for that offer. */
+  #buildMesh() {
+    if (!this.#mesh) throw new Error('p2p_unsupported');
+    for (const p of this.participants.values()) {
+      if (this.#mesh.peers.has(p.sid)) continue;
+      if (this.participant.sid > p.sid) this.#mesh.connect(p.sid, p.identity);
+    }
+  }
+
+  #closeMesh() {
+    for (const peer of this.#mesh?.closeAll() ?? []) this.#dropMeshPeer(peer);
+  }
+
+  /**
+   * Closes both SFU PCs (the server ends their dataplane sessions once the room is P2P) and opens
+   * fresh ones for a later return to SFU. Publications stay published; only their SFU senders go.
+   */
+  #closeSfu() {
+    this.#sfuLive = false;
+    for (const sid of [...this.subscriptions.keys()]) this.#dropSubscription(sid);
+    this.#pub?.close();
+    this.#sub?.close();
+    for (const pubn of this.publications.values()) {
+      pubn.sender = null;
+      pubn.transceiver = null;
+    }
+    this.#sections = [];
+    this.#openSfuPcs();
+  }
+
+  #onModeChanged(msg) {
+    // The end of an older migration while a newer one runs: the newer one decides.
+    if (this.migration && this.migration.id !== msg.id) return;
+    const m = this.migration;
+    const mode = msg.mode === 'p2p' ? 'p2p' : 'sfu';
+    this.mode = mode;
+    if (m) {
+      this.migration = null;
+      if (this.lastMigration?.id === msg.id) this.lastMigration.duration_ms = Math.round(performance.now() - m.started);
+      if (!m.readySent) {
+        // The server finished without our mode_ready (a fallback, say): take its word for it.
+        m.cancelled = true;
+        this.#audio?.switchTo(mode);
+        if (mode === 'p2p' && this.#mesh) this.#buildMesh();
+        if (mode === 'sfu') {
+          this.#sfuLive = true;
+          this.#sfuPublish().catch((e) => this.emit('error', e));
+        }
+      }
+    }
+    // The old path goes after the grace period (gradual), unless the room moved on meanwhile.
+    const closeOld = () => {
+      if (this.#closed || this.mode !== mode || this.migration) return;
+      if (mode === 'sfu') this.#closeMesh();
+      else if (this.#sfuLive) this.#closeSfu();
+    };
+    if (m?.strategy === 'gradual') setTimeout(closeOld, m.grace_ms);
+    else closeOld();
+    this.emit('mode', { mode, id: msg.id, migration: this.lastMigration?.id === msg.id ? this.lastMigration : null });
   }
 
   // ---- roles and control ------------------------------------------------------------------
@@ -546,16 +872,20 @@ export class Room extends Emitter {
     if (stalled && !this.#closed && now - this.#lastRestart >= RESTART_RETRY_MS) await this.resume();
   }
 
-  /** getStats of both PCs as plain arrays of report objects, plus E2EE counters if any. */
+  /** getStats of both SFU PCs (and of each P2P PC, by identity) as plain arrays of report objects, plus E2EE counters if any. */
   async stats() {
     const flat = async (pc) => {
       const out = [];
       if (pc) (await pc.getStats()).forEach((r) => out.push({ ...r }));
       return out;
     };
+    const p2p = {};
+    for (const [sid, peer] of this.#mesh?.peers ?? []) p2p[peer.identity ?? sid] = await flat(peer.pc);
     return {
       publisher: await flat(this.#pub),
       subscriber: await flat(this.#sub),
+      p2p,
+      mode: this.mode,
       e2ee: this.#e2ee ? { ...this.#e2ee.counters } : null,
       iceRestarts: this.iceRestarts,
     };
@@ -659,8 +989,10 @@ export class Room extends Emitter {
       }
       case 'participant_left': {
         const p = this.participants.get(msg.sid);
-        this.participants.delete(msg.sid);
         for (const [sid, s] of this.subscriptions) if (s.participantSid === msg.sid) this.#dropSubscription(sid);
+        this.#dropMeshPeer(this.#mesh?.close(msg.sid));
+        if (p) this.#audio?.removeParticipant(p.identity);
+        this.participants.delete(msg.sid);
         this.emit('participant_left', { sid: msg.sid, identity: msg.identity, participant: p });
         break;
       }
@@ -707,6 +1039,29 @@ export class Room extends Emitter {
       case 'leave':
         this._close(msg.reason ?? 'server');
         break;
+      case 'p2p_signal':
+        // The server relays only while the room is P2P or migrating; an offer that comes while
+        // we move to SFU (a newcomer's) is still answered, so a fallback to P2P finds it up.
+        this.#mesh?.onSignal(msg);
+        break;
+      case 'mode_change':
+        this.#onModeChange(msg);
+        break;
+      case 'mode_changed':
+        this.#onModeChanged(msg);
+        break;
+      case 'mode_setting':
+        this.modeSetting = msg.setting;
+        this.emit('mode_setting', { setting: msg.setting });
+        break;
+      case 'mode_prewarm':
+        // Pre-warm: the server checked the SFU side. An SFU offer now would itself force the
+        // room to SFU (protocol), so the client only tells the app.
+        this.emit('prewarm', {});
+        break;
+      case 'notice':
+        this.emit('notice', { code: msg.code, message: msg.message });
+        break;
       default:
         break;
     }
@@ -727,6 +1082,8 @@ export class Room extends Emitter {
     clearInterval(this.#stallTimer);
     this.#pub?.close();
     this.#sub?.close();
+    this.#mesh?.closeAll();
+    this.#audio?.close();
     this.#e2ee?.worker?.terminate();
     try {
       this.#ws.close();
@@ -748,7 +1105,11 @@ function timeout(what) {
  * `opts`: `name`, `autoSubscribe` (default true; false sends nothing extra — subscribe per track
  * with `room.setSubscribed`), `e2eeKey` (shared passphrase: encrypt what we publish, decrypt what
  * we receive), `relay` ("ip:port": send media via that address; tests), `iceTransportPolicy`,
- * `autoRestart` (default true: ICE restart after the path stays down ~2 s).
+ * `autoRestart` (default true: ICE restart after the path stays down ~2 s), `p2p` (default true:
+ * offer the P2P capability), `playAudio` (default true: play remote audio through the graph),
+ * `audioGraph` (default true), `audioMeter` ('worklet' default, 'script': the ScriptProcessor
+ * fallback), `onQueued({position, estimated_wait_ms})` (the join waits for a migration to end;
+ * the room also emits `queued` then, before `connect` resolves).
  */
 export async function connect(url, token, opts = {}) {
   const ws = new WebSocket(signalUrl(url, token));
@@ -756,8 +1117,13 @@ export async function connect(url, token, opts = {}) {
   const early = [];
   let joined = null;
   await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('timeout joining')), REPLY_TIMEOUT_MS);
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'join', req: 0, ...(opts.name ? { name: opts.name } : {}) }));
+    let timer = setTimeout(() => reject(new Error('timeout joining')), REPLY_TIMEOUT_MS);
+    ws.onopen = () => ws.send(JSON.stringify({
+      type: 'join',
+      req: 0,
+      ...(opts.name ? { name: opts.name } : {}),
+      ...(opts.p2p === false ? {} : { capabilities: ['p2p'] }),
+    }));
     ws.onerror = () => {
       clearTimeout(timer);
       reject(new Error('signaling socket error'));
@@ -772,6 +1138,13 @@ export async function connect(url, token, opts = {}) {
         clearTimeout(timer);
         joined = msg;
         resolve();
+      } else if (msg.type === 'join_queued') {
+        // A migration is running: the server admits us when it ends (bounded wait).
+        clearTimeout(timer);
+        timer = setTimeout(() => reject(new Error('timeout: queued join never admitted')), QUEUED_JOIN_MS);
+        room.queued = { position: msg.position, estimated_wait_ms: msg.estimated_wait_ms };
+        opts.onQueued?.(room.queued);
+        room.emit('queued', room.queued);
       } else if (msg.type === 'error' && !joined) {
         clearTimeout(timer);
         reject(new SluiceError(msg));

@@ -2,6 +2,7 @@
 // what the receiver DECODED (getStats framesDecoded / packetsReceived / frameWidth, aiortc
 // frames), and is bounded in time by the runner.
 
+import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
 import { startNetem, sleep } from './lib/sluice.mjs';
 import { inboundTotals, outboundTotals } from './lib/stats.mjs';
 
@@ -211,5 +212,20 @@ export const scenarios = {
       keylessSeen: inboundTotals(sc, 'video').packetsReceived,
       e2ee: sa.e2ee,
     };
+  },
+
+  /** Issue 8: auto room P2P with 2 pages, hard-cut migration to SFU at the 3rd, back at 2. */
+  async hybrid_hard_cut(ctx) {
+    await hybridMigration(ctx, 'hard_cut');
+  },
+
+  /** Issue 8: the same with the gradual strategy (P2P kept until SFU audio plays). */
+  async hybrid_gradual(ctx) {
+    await hybridMigration(ctx, 'gradual');
+  },
+
+  /** Issue 8: the SFU side fails during the migration: fallback to P2P, audio continues. */
+  async hybrid_sfu_failure(ctx) {
+    await hybridSfuFailure(ctx);
   },
 };

@@ -121,6 +121,36 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS ?? 
         return text;
       }
     },
+    /** An admin token (`sluice token --admin`) for the HTTP API. */
+    async adminToken() {
+      const { stdout } = await run(SLUICE_BIN, ['token', '--config', config, '--admin'], { cwd: dir });
+      const jwt = stdout.match(/[\w-]+\.[\w-]+\.[\w-]+/);
+      if (!jwt) throw new Error(`sluice token --admin printed no token: ${stdout}`);
+      return jwt[0];
+    },
+    /** Calls the admin API: resolves `{status, body}` (body parsed as JSON when it is). */
+    async api(method, path, body) {
+      const res = await fetch(`${origin}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${await this.adminToken()}`, ...(body ? { 'Content-Type': 'application/json' } : {}) },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      const text = await res.text();
+      let parsed = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // not JSON: keep the text
+      }
+      return { status: res.status, body: parsed };
+    },
+    /** Sum of the dataplane's `sluice_worker_sessions` gauges from /metrics (null: none reported). */
+    async dataplaneSessions() {
+      const text = await fetch(`${origin}/metrics`).then((r) => r.text());
+      const lines = text.split('\n').filter((l) => l.startsWith('sluice_worker_sessions{'));
+      if (!lines.length) return null;
+      return lines.reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+    },
     /** The page URL that auto-joins with a fresh token. */
     async pageUrl(room, identity, { role = 'host', ...params } = {}) {
       const q = new URLSearchParams({ token: await this.token(room, identity, role), auto: '1', name: identity });
