@@ -43,8 +43,9 @@ options:
   --publishers N        publishers, each audio + video (default 1)
   --subscribers N       fanout: subscribers (default 100)
   --audio-only | --video-only
-  --cipher gcm|cm|none  subscriber/publisher transport (default none; gcm/cm need the
-                        WebRTC test peer, not merged yet)
+  --cipher gcm|cm|none  publisher/subscriber transport (default none = plain RTP; gcm/cm:
+                        WebRTC peers, ICE + DTLS + SRTP; the run fails if DTLS negotiates
+                        another profile than the one asked)
   --workers N           in-process SFU workers, on the last N cores (default 1)
   --attach SOCKET       use a running sluice-dataplane's control socket instead
   --io auto|uring|socket  in-process dataplane I/O backend (default auto)
@@ -301,14 +302,6 @@ fn open_sfu(o: &Opts, cfg: &FanoutConfig) -> Result<Sfu, BenchError> {
 fn cmd_fanout(o: &Opts) -> Result<ExitCode, BenchError> {
     let cores = cores()?;
     let cfg = fanout_config(o, &cores, 5.0)?;
-    if cfg.cipher != Cipher::None {
-        // Refuse before spending time on `limit`.
-        return Err(BenchError::Unsupported(format!(
-            "--cipher {}: the WebRTC client stack (dataplane testpeer) is not merged yet; \
-             use --cipher none",
-            cfg.cipher.name()
-        )));
-    }
     let lim = if o.no_limit {
         None
     } else {
@@ -382,12 +375,6 @@ fn print_fanout(f: &Value, lim: Option<&LimitReport>) {
 
 fn ramp_config(o: &Opts, cores: &[usize]) -> Result<RampConfig, BenchError> {
     let step = fanout_config(o, cores, 3.0)?;
-    if step.cipher != Cipher::None {
-        return Err(BenchError::Unsupported(format!(
-            "--cipher {}: the WebRTC client stack (dataplane testpeer) is not merged yet",
-            step.cipher.name()
-        )));
-    }
     Ok(RampConfig {
         step,
         start: o.start.unwrap_or(50).max(1),
