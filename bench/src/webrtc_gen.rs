@@ -104,7 +104,6 @@ pub fn profile_name(p: ProtectionProfile) -> &'static str {
         ProtectionProfile::AeadAes256Gcm => "SRTP_AEAD_AES_256_GCM",
         ProtectionProfile::Aes128CmHmacSha1_80 => "SRTP_AES128_CM_HMAC_SHA1_80",
         ProtectionProfile::Aes128CmHmacSha1_32 => "SRTP_AES128_CM_HMAC_SHA1_32",
-        _ => "other",
     }
 }
 
@@ -308,12 +307,29 @@ impl WebRtcGen {
             if Instant::now() >= deadline {
                 let n = started().count();
                 let done = started().filter(|p| p.connected()).count();
+                let ice = started()
+                    .filter(|p| !p.connected())
+                    .find_map(|p| p.session.as_ref().map(|s| format!("{:?}", s.stats())));
                 return Err(BenchError::Other(format!(
-                    "{done} of {n} WebRTC peers connected within {timeout:?}"
+                    "{done} of {n} WebRTC peers connected within {timeout:?} ({} checks from \
+                     the SFU answered, {} datagrams refused; first unconnected session: {})",
+                    self.counts.checks_answered,
+                    self.counts.refused,
+                    ice.unwrap_or_default()
                 )));
             }
             self.wait_and_drain(&mut events, MAX_WAIT, &mut metas, None, &mut r)?;
         }
+    }
+
+    /// Services every started peer once without waiting: timers, then whatever has arrived
+    /// (for callers that do slow signaling between peers).
+    pub fn pump(&mut self) -> Result<(), BenchError> {
+        let mut events = Events::with_capacity(1024);
+        let mut metas = [RecvMeta::default(); BATCH];
+        let mut r = GenReport::default();
+        self.sweep_timers(Instant::now())?;
+        self.wait_and_drain(&mut events, Duration::ZERO, &mut metas, None, &mut r)
     }
 
     /// The negotiated SRTP profile of every connected peer, if they all agree.

@@ -385,20 +385,22 @@ fn ramp_config(o: &Opts, cores: &[usize]) -> Result<RampConfig, BenchError> {
 
 fn run_sluice_ramp(o: &Opts, cfg: &RampConfig) -> Result<RampReport, BenchError> {
     let mut sfu = open_sfu(o, &cfg.step)?;
-    let r = ramp::run(&mut sfu, cfg, |p| {
-        eprintln!(
-            "ramp sluice: {} subscribers -> {:.0} pps, loss {:.3}%, p99 {:.2} ms, SFU busy {:.2}, generator busy {:.2} {}",
-            p.subscribers,
-            p.delivered_pps,
-            p.loss * 100.0,
-            p.p99_ms,
-            p.sfu_busy,
-            p.generator_busy,
-            if p.ok() { "ok" } else { "BROKE" }
-        )
-    });
+    let r = ramp::run(&mut sfu, cfg, |p| print_step("sluice", p));
     sfu.stop();
     r
+}
+
+fn print_step(name: &str, p: &ramp::Point) {
+    eprintln!(
+        "ramp {name}: {} subscribers -> {:.0} pps, loss {:.3}%, p99 {:.2} ms, SFU busy {:.2}, generator busy {:.2} {}",
+        p.subscribers,
+        p.delivered_pps,
+        p.loss * 100.0,
+        p.p99_ms,
+        p.sfu_busy,
+        p.generator_busy,
+        if p.ok() { "ok" } else { "BROKE" }
+    )
 }
 
 fn ramp_json(r: &RampReport, lim: Option<&LimitReport>) -> Value {
@@ -503,7 +505,7 @@ fn cmd_compare(o: &Opts) -> Result<ExitCode, BenchError> {
     let cfg = ramp_config(o, &cores)?;
     let sluice = run_sluice_ramp(o, &cfg)?;
     eprintln!("sluice-bench compare: Janus side ({})", janus_bin.display());
-    let janus = janus::run_ramp(&janus_bin, &cfg);
+    let janus = janus::run_ramp(&janus_bin, &cfg, |p| print_step("janus", p));
     let (janus_json, janus_points) = match &janus {
         Ok(r) => (r.to_json(), r.sorted()),
         Err(e) => (json!({"error": e.to_string()}), Vec::new()),
