@@ -454,6 +454,20 @@ fn cmd_ramp(o: &Opts) -> Result<ExitCode, BenchError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `(SFU µs per delivered packet, subscribers per fully busy core)` at the largest step that
+/// lost ≤ 0.5 % and kept the SFU at least 5 % busy (less is too coarse to divide by).
+fn cpu_bound_estimate(r: &RampReport) -> Option<(f64, f64)> {
+    let p = r
+        .points
+        .iter()
+        .filter(|p| p.loss <= ramp::MAX_LOSS && p.sfu_busy >= 0.05 && p.delivered_pps > 0.0)
+        .max_by_key(|p| p.subscribers)?;
+    Some((
+        p.sfu_busy / p.delivered_pps * 1e6,
+        f64::from(p.subscribers) / p.sfu_busy,
+    ))
+}
+
 fn print_ramp(name: &str, r: &RampReport) {
     println!(
         "ramp {name}: {:>6} {:>10} {:>9} {:>9} {:>8}",
@@ -507,7 +521,7 @@ fn cmd_compare(o: &Opts) -> Result<ExitCode, BenchError> {
     eprintln!("sluice-bench compare: Janus side ({})", janus_bin.display());
     let janus = janus::run_ramp(&janus_bin, &cfg, |p| print_step("janus", p));
     let (janus_json, janus_points) = match &janus {
-        Ok(r) => (r.to_json(), r.sorted()),
+        Ok(r) => (r.to_json(), r.ramp.sorted()),
         Err(e) => (json!({"error": e.to_string()}), Vec::new()),
     };
     if let Some(path) = &o.plot {
@@ -526,16 +540,35 @@ fn cmd_compare(o: &Opts) -> Result<ExitCode, BenchError> {
     let ratio = janus
         .as_ref()
         .ok()
-        .filter(|j| j.max_ok > 0)
-        .map(|j| sluice.per_worker_core() / j.per_worker_core().max(1e-9));
+        .filter(|j| j.ramp.max_ok > 0)
+        .map(|j| sluice.per_worker_core() / j.ramp.per_worker_core().max(1e-9));
+    let cpu_sluice = cpu_bound_estimate(&sluice);
+    let cpu_janus = janus
+        .as_ref()
+        .ok()
+        .and_then(|j| cpu_bound_estimate(&j.ramp));
+    let cpu_ratio = match (&cpu_sluice, &cpu_janus) {
+        (Some(s), Some(j)) => Some(round(s.1 / j.1.max(1e-9), 2)),
+        _ => None,
+    };
     if o.json {
         println!(
             "{}",
             json!({
                 "command": "compare",
+                "cpu_bound_estimate": {
+                    "method": "at the largest step without loss (> 0.5 %), whatever its latency: \
+                               SFU CPU microseconds per delivered packet, and subscribers one \
+                               fully busy core would carry at that cost (subscribers / SFU busy); \
+                               insensitive to scheduling noise in p99 latency, blind to pacing",
+                    "sluice": cpu_sluice.map(|(us, subs)| json!({"us_per_packet": round(us, 2), "subscribers_per_core": round(subs, 0)})),
+                    "janus": cpu_janus.map(|(us, subs)| json!({"us_per_packet": round(us, 2), "subscribers_per_core": round(subs, 0)})),
+                    "ratio": cpu_ratio,
+                },
                 "peer": "janus",
                 "provenance": provenance(),
                 "sluice": sluice.to_json(),
+                "sluice_cipher": cfg.step.cipher.name(),
                 "janus": janus_json,
                 "ratio_subscribers_per_core": ratio.map(|r| round(r, 2)),
                 "target_ratio": 2.0,
@@ -544,12 +577,17 @@ fn cmd_compare(o: &Opts) -> Result<ExitCode, BenchError> {
     } else {
         print_ramp("Sluice", &sluice);
         match &janus {
-            Ok(j) => print_ramp("Janus", j),
+            Ok(j) => print_ramp("Janus", &j.ramp),
             Err(e) => println!("ramp Janus: not measured: {e}"),
         }
         match ratio {
             Some(r) => println!("Sluice / Janus subscribers per core = {r:.2} (target >= 2)"),
             None => println!("Sluice / Janus ratio: not available"),
+        }
+        if let Some(r) = cpu_ratio {
+            println!(
+                "CPU-bound estimate (subscribers per fully busy core, Sluice / Janus) = {r:.2}"
+            );
         }
     }
     Ok(if janus.is_ok() {

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::gen::Plan;
 use crate::ramp::{next_count, Point, RampConfig, RampReport};
@@ -174,8 +174,10 @@ pub fn run_ramp(
     bin: &Path,
     cfg: &RampConfig,
     mut on_point: impl FnMut(&Point),
-) -> Result<RampReport, BenchError> {
+) -> Result<JanusRamp, BenchError> {
     let janus = Janus::start(bin, cfg.step.sfu_cores.first().copied())?;
+    let info = janus.probe_info().unwrap_or_default();
+    let mut details = Vec::new();
     let pid = janus.pid().map(|p| p.to_string());
     let mut points = Vec::new();
     let (mut good, mut bad): (Option<u32>, Option<u32>) = (None, None);
@@ -214,6 +216,10 @@ pub fn run_ramp(
         argv.extend(args.to_args());
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let answer = janus.in_namespace(&argv)?;
+        details.push(
+            json!({"subscribers": n, "detail": answer.get("detail").cloned()
+            .or_else(|| answer.get("error").map(|e| json!({"error": e})))}),
+        );
         let p = match step::point_of(&answer) {
             Ok(p) => p,
             Err(e) => {
@@ -239,12 +245,41 @@ pub fn run_ramp(
             break;
         }
     }
-    Ok(RampReport {
-        points,
-        workers: 1,
-        max_ok: good.unwrap_or(0),
-        stopped,
+    Ok(JanusRamp {
+        ramp: RampReport {
+            points,
+            workers: 1,
+            max_ok: good.unwrap_or(0),
+            stopped,
+        },
+        details,
+        version: info["version"].clone(),
+        janus_core: cfg.step.sfu_cores.first().copied(),
     })
+}
+
+/// Janus's ramp with what each step saw beyond the ramp point (SRTP profile, checks answered,
+/// verification counters, Janus's thread count, the generator's verdict).
+#[derive(Debug, Clone)]
+pub struct JanusRamp {
+    pub ramp: RampReport,
+    pub details: Vec<Value>,
+    pub version: Value,
+    pub janus_core: Option<usize>,
+}
+
+impl JanusRamp {
+    pub fn to_json(&self) -> Value {
+        let mut v = self.ramp.to_json();
+        v["steps_detail"] = json!(self.details);
+        v["janus_version"] = self.version.clone();
+        v["janus_core"] = json!(self.janus_core);
+        v["pinning"] = json!(
+            "every Janus thread pinned to janus_core with taskset; the generator \
+                              pinned to its own core inside the namespace"
+        );
+        v
+    }
 }
 
 /// The hidden `janus-client` subcommand, run inside the namespace: `info` answers Janus's
