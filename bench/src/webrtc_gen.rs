@@ -142,6 +142,9 @@ pub struct WebRtcGen {
     poll: Poll,
     base: Instant,
     pub counts: ControlCounts,
+    /// Seconds the generator thread waited for its core while runnable during the last run's
+    /// window (`/proc/thread-self/schedstat`): scheduling delay caused by other processes.
+    pub runqueue_wait_s: Option<f64>,
 }
 
 impl std::fmt::Debug for WebRtcGen {
@@ -202,6 +205,7 @@ impl WebRtcGen {
             poll,
             base: Instant::now(),
             counts: ControlCounts::default(),
+            runqueue_wait_s: None,
         })
     }
 
@@ -422,11 +426,16 @@ impl WebRtcGen {
         let mut events = Events::with_capacity(1024);
         let mut metas = [RecvMeta::default(); BATCH];
         let tid = cpu::current_tid();
-        type Snap = (u64, Option<std::collections::BTreeMap<u32, ThreadCpu>>);
+        type Snap = (
+            u64,
+            Option<std::collections::BTreeMap<u32, ThreadCpu>>,
+            Option<u64>,
+        );
         let snap = || -> Snap {
             (
                 tid.and_then(cpu::thread_ticks).unwrap_or(0),
                 sfu_pid.and_then(|p| cpu::threads(p).ok()),
+                runqueue_wait_ns(),
             )
         };
         let (mut cpu_start, mut cpu_end): (Option<Snap>, Option<Snap>) = (None, None);
@@ -473,7 +482,8 @@ impl WebRtcGen {
             );
         }
         let ticks = cpu::ticks_per_second() as f64;
-        if let (Some((g0, s0)), Some((g1, s1))) = (cpu_start, cpu_end) {
+        if let (Some((g0, s0, w0)), Some((g1, s1, w1))) = (cpu_start, cpu_end) {
+            self.runqueue_wait_s = w0.zip(w1).map(|(a, b)| b.saturating_sub(a) as f64 / 1e9);
             r.busy = (g1 - g0) as f64 / ticks / r.window_s.max(1e-9);
             if let (Some(s0), Some(s1)) = (s0, s1) {
                 r.sfu_cpu = cpu::delta_seconds(&s0, &s1, ticks as u64);
@@ -768,6 +778,13 @@ fn account(data: &[u8], receive: &[RecvStream], now_ns: u64, acct: &Accounting, 
             r.pattern_errors += 1;
         }
     }
+}
+
+/// The calling thread's time spent runnable but waiting for a CPU, in nanoseconds (second field
+/// of `/proc/thread-self/schedstat`).
+pub fn runqueue_wait_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// FNV-1a of the ufrag: a per-peer seed for ICE transaction ids.

@@ -138,6 +138,8 @@ fn run_in(api: &Api, session: u64, a: &StepArgs) -> Result<Value, BenchError> {
                 "refused": g.counts.refused,
                 "rx_queue_drops": r.rx_queue_drops,
                 "janus_threads": r.sfu_cpu.len(),
+                "generator_runqueue_wait_s": g.runqueue_wait_s.map(|w| round(w, 3)),
+                "max_send_lateness_ms": round(r.max_send_lateness_ns as f64 / 1e6, 1),
                 "generator_verdict": generator_verdict(&r),
             },
         }))
