@@ -229,16 +229,32 @@ fn subscribe(
     let streams: Vec<Value> = feeds.iter().map(|f| json!({"feed": f})).collect();
     for (j, ep) in eps.iter().enumerate() {
         let h = api.attach_videoroom(session)?;
-        let txn = format!("sub{j}");
-        api.message_async(
-            session,
-            h,
-            json!({"request": "join", "room": room, "ptype": "subscriber",
-                   "streams": streams}),
-            None,
-            &txn,
-        )?;
-        let ev = api.wait_event(session, &txn, pending, EVENT_TIMEOUT)?;
+        // Janus lists a feed only once its PeerConnection is up on Janus's side, which can
+        // trail our DTLS by a few milliseconds (more on a loaded machine): retry "No such
+        // feed" for up to 3 s, keeping the peers serviced.
+        let mut attempt = 0;
+        let ev = loop {
+            let txn = format!("sub{j}.{attempt}");
+            api.message_async(
+                session,
+                h,
+                json!({"request": "join", "room": room, "ptype": "subscriber",
+                       "streams": streams}),
+                None,
+                &txn,
+            )?;
+            match api.wait_event(session, &txn, pending, EVENT_TIMEOUT) {
+                Err(e) if attempt < 30 && e.to_string().contains("No such feed") => {
+                    attempt += 1;
+                    let until = Instant::now() + Duration::from_millis(100);
+                    while Instant::now() < until {
+                        g.pump()?;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                other => break other?,
+            }
+        };
         let offer = ev["jsep"]["sdp"]
             .as_str()
             .ok_or_else(|| BenchError::Other(format!("subscriber {j}: no JSEP offer: {ev}")))?;
