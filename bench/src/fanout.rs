@@ -322,7 +322,13 @@ impl FanoutReport {
                 "rtcp": g.rtcp,
                 "other": g.received_other,
                 "method": format!(
-                    "every datagram parsed and its tag read; 1 in {} bodies checked in full",
+                    "{}every datagram parsed and its tag read; 1 in {} bodies checked in full",
+                    if c.cipher == Cipher::None {
+                        ""
+                    } else {
+                        "every packet SRTP-authenticated and decrypted by the subscriber's \
+                         session; "
+                    },
                     gen::PATTERN_SAMPLE
                 ),
             },

@@ -331,8 +331,8 @@ fn cmd_fanout(o: &Opts) -> Result<ExitCode, BenchError> {
 fn print_fanout(f: &Value, lim: Option<&LimitReport>) {
     let c = &f["config"];
     println!(
-        "fanout: {} publisher(s) -> {} subscribers, cipher {}, {} SFU worker(s) on cores {}, generator on core {}",
-        c["publishers"], c["subscribers"], c["cipher"], c["sfu_workers"], c["sfu_cores"], c["generator_core"]
+        "fanout: {} publisher(s) -> {} subscribers, cipher {} (SRTP profile {}), {} SFU worker(s) on cores {}, generator on core {}",
+        c["publishers"], c["subscribers"], c["cipher"], c["srtp_profile"], c["sfu_workers"], c["sfu_cores"], c["generator_core"]
     );
     println!(
         "  delivered {} pps, {} Mbit/s; loss {:.4}%",
