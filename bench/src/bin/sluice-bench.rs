@@ -33,7 +33,8 @@ commands:
   fanout    Sluice under real-shaped media load (P publishers, S subscribers), with `limit`
             measured in the same run; headline = fanout egress pps / limit pps (target >= 0.70)
   ramp      raise subscribers until loss > 0.5% or p99 latency > 50 ms
-  compare   --peer janus: the same ramp against Janus VideoRoom, in the same run
+  compare   --peer janus: the same ramp against Janus VideoRoom, in the same run (Janus's
+            peers are always WebRTC/SRTP; --cipher picks Sluice's side; needs root)
 
 options:
   --json                one JSON object on stdout instead of a summary
