@@ -30,6 +30,9 @@ use crate::gen::Plan;
 use crate::ramp::{next_count, Point, RampConfig, RampReport};
 use crate::report::BenchError;
 
+/// Longest Janus ramp: no new step starts after this (keeps `compare` within ~5 minutes).
+pub const RAMP_BUDGET: Duration = Duration::from_secs(180);
+
 /// What to tell a user without Janus.
 pub const INSTALL_HINT: &str =
     "install it with:  apt-get install -y janus   (Debian 12: Janus 1.1.2; the package \
@@ -60,6 +63,10 @@ impl Janus {
     /// Creates the namespace, writes the configuration and starts Janus (every thread pinned to
     /// `core` with `taskset` when given); waits (≤ 10 s) until its HTTP API answers `info`.
     pub fn start(bin: &Path, core: Option<usize>) -> Result<Janus, BenchError> {
+        for name in netns::remove_stale("sluice-bench-") {
+            eprintln!("sluice-bench: removed namespace {name} left by a killed run");
+        }
+        config::ConfigDir::remove_stale();
         let ns = netns::Namespace::create(&format!("sluice-bench-{}", std::process::id()))?;
         let dir = config::ConfigDir::write(JANUS_IP, HTTP_PORT, (20_000, 40_000))?;
         let log = std::fs::File::create(dir.path().join("janus.log"))?;
@@ -175,6 +182,27 @@ pub fn run_ramp(
     cfg: &RampConfig,
     mut on_point: impl FnMut(&Point),
 ) -> Result<JanusRamp, BenchError> {
+    // SIGINT/SIGTERM end the ramp between steps, so Janus and the namespace are removed by the
+    // drops below instead of left behind (a terminal's ^C also ends the step's child at once).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hooks: Vec<_> = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
+        .into_iter()
+        .filter_map(|sig| signal_hook::flag::register(sig, stop.clone()).ok())
+        .collect();
+    let res = ramp_in(bin, cfg, &mut on_point, &stop);
+    for h in hooks {
+        signal_hook::low_level::unregister(h);
+    }
+    res
+}
+
+fn ramp_in(
+    bin: &Path,
+    cfg: &RampConfig,
+    on_point: &mut impl FnMut(&Point),
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<JanusRamp, BenchError> {
+    let deadline = Instant::now() + RAMP_BUDGET;
     let janus = Janus::start(bin, cfg.step.sfu_cores.first().copied())?;
     let info = janus.probe_info().unwrap_or_default();
     let mut details = Vec::new();
@@ -185,6 +213,14 @@ pub fn run_ramp(
     let mut stopped = String::from("reached --max");
     // Bounded: doubling reaches `max` in ≤ 32 steps, then at most `refine` bisections.
     for _ in 0..64 {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            stopped = "interrupted by a signal".into();
+            break;
+        }
+        if Instant::now() >= deadline {
+            stopped = format!("time budget of {RAMP_BUDGET:?} spent");
+            break;
+        }
         let Some(n) = next_count(good, bad, cfg.start, cfg.max) else {
             if bad.is_some() {
                 stopped = "bracketed the limit".into();

@@ -66,6 +66,40 @@ impl Drop for Namespace {
     }
 }
 
+/// Removes what killed runs left behind: every namespace named `<prefix><pid>` whose process
+/// is gone — first ending the processes still inside it (the Janus that run started), then the
+/// namespace. Returns the names removed.
+pub fn remove_stale(prefix: &str) -> Vec<String> {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if !pid.chars().all(|c| c.is_ascii_digit())
+            || std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            continue;
+        }
+        if let Ok(p) = Command::new("ip").args(["netns", "pids", name]).output() {
+            for inner in String::from_utf8_lossy(&p.stdout).split_whitespace() {
+                if inner.chars().all(|c| c.is_ascii_digit()) {
+                    let _ = Command::new("kill").args(["-KILL", inner]).output();
+                }
+            }
+        }
+        if ip(&["netns", "del", name]).is_ok() {
+            removed.push(name.to_string());
+        }
+    }
+    removed
+}
+
 fn ip(args: &[&str]) -> Result<(), BenchError> {
     let out = Command::new("ip").args(args).output()?;
     if out.status.success() {
