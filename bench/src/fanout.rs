@@ -6,9 +6,8 @@
 //! worker thread (/proc), and the generator's own load — beside the `limit` of the same machine
 //! measured in the same run, whose ratio is the headline figure.
 //!
-//! Cipher: `none` drives plain-RTP sessions. `gcm`/`cm` need the WebRTC client stack
-//! (`dataplane/src/testpeer.rs`, ICE + DTLS + SRTP), which is not merged yet: they are refused
-//! with a clear error rather than silently measured in plain RTP.
+//! Cipher: `none` drives plain-RTP sessions; `gcm`/`cm` run WebRTC peers (ICE + DTLS + SRTP)
+//! instead, in [`webrtc_fanout`](crate::webrtc_fanout).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -193,6 +192,17 @@ impl Sfu {
         ControlClient::connect(&self.control_socket).map_err(|e| BenchError::Control(e.to_string()))
     }
 
+    /// What a WebRTC run (`--cipher gcm|cm`, [`crate::webrtc_fanout`]) needs, with fresh ids.
+    pub fn webrtc_target(&mut self) -> crate::webrtc_fanout::Target {
+        self.runs += 1;
+        crate::webrtc_fanout::Target {
+            control_socket: self.control_socket.clone(),
+            media_addrs: self.media_addrs.clone(),
+            pid: self.pid.clone(),
+            id_base: self.id_base + (self.runs << 24),
+        }
+    }
+
     /// Stops an in-process dataplane.
     pub fn stop(self) {
         if let Some(h) = self.handle {
@@ -211,6 +221,8 @@ pub struct FanoutReport {
     /// Last stats snapshot of each worker.
     pub worker_stats: BTreeMap<u16, WorkerStats>,
     pub setup_s: f64,
+    /// The SRTP profile DTLS negotiated (`--cipher gcm|cm`); `None` for plain RTP.
+    pub srtp_profile: Option<&'static str>,
 }
 
 impl FanoutReport {
@@ -263,6 +275,7 @@ impl FanoutReport {
                 "audio": c.audio,
                 "video": c.video,
                 "cipher": c.cipher.name(),
+                "srtp_profile": self.srtp_profile,
                 "warmup_s": c.warmup.as_secs_f64(),
                 "duration_s": c.duration.as_secs_f64(),
                 "sfu_workers": self.workers,
@@ -316,7 +329,13 @@ impl FanoutReport {
                 "rtcp": g.rtcp,
                 "other": g.received_other,
                 "method": format!(
-                    "every datagram parsed and its tag read; 1 in {} bodies checked in full",
+                    "{}every datagram parsed and its tag read; 1 in {} bodies checked in full",
+                    if c.cipher == Cipher::None {
+                        ""
+                    } else {
+                        "every packet SRTP-authenticated and decrypted by the subscriber's \
+                         session; "
+                    },
                     gen::PATTERN_SAMPLE
                 ),
             },
@@ -363,12 +382,8 @@ pub fn percentiles(h: &Histogram) -> Value {
 /// Runs one fanout against `sfu`: sessions, tracks and subscriptions are created, the
 /// generator runs, then every session this run created is closed.
 pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError> {
-    if cfg.cipher != Cipher::None {
-        return Err(BenchError::Unsupported(format!(
-            "--cipher {}: the WebRTC client stack (dataplane testpeer: ICE, DTLS, SRTP) is not \
-             merged on this branch yet; use --cipher none",
-            cfg.cipher.name()
-        )));
+    if crate::webrtc_fanout::serves(cfg.cipher) {
+        return crate::webrtc_fanout::run(sfu, cfg);
     }
     let plan = Plan {
         publishers: cfg.publishers,
@@ -432,6 +447,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
         io_mode: sfu.io_mode.clone(),
         worker_stats,
         setup_s,
+        srtp_profile: None,
     })
 }
 
@@ -522,7 +538,7 @@ fn plain_session(id: SessionId, remote: SocketAddr, worker: u16) -> Command {
     })
 }
 
-fn track(session: SessionId, track: TrackId, kind: Kind, stream: u32) -> Command {
+pub(crate) fn track(session: SessionId, track: TrackId, kind: Kind, stream: u32) -> Command {
     let (kind, name, pt, rate, source) = match kind {
         Kind::Audio => (
             MediaKind::Audio,

@@ -6,6 +6,7 @@
 //! - [`limit`]: the machine's ceiling (`sendmmsg` → `recvmmsg` of pre-encrypted packets).
 //! - [`fanout`]: the SFU under real-shaped media load; [`gen`] is its load generator.
 //! - [`ramp`]: raises subscribers until loss or latency breaks; [`plot`] draws it as SVG.
+//! - [`webrtc_gen`], [`webrtc_rx`], [`webrtc_fanout`]: WebRTC (ICE, DTLS, SRTP) load peers, `--cipher gcm|cm`.
 //! - [`janus`]: the Janus VideoRoom peer for `compare --peer janus`.
 //! - [`media`], [`tag`], [`hist`], [`cpu`], [`report`]: media shapes, payload tags, latency
 //!   histograms, /proc CPU accounting, report plumbing.
@@ -27,3 +28,6 @@ pub mod ramp;
 pub mod report;
 pub mod sample;
 pub mod tag;
+pub mod webrtc_fanout;
+pub mod webrtc_gen;
+pub mod webrtc_rx;

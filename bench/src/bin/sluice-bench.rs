@@ -33,7 +33,8 @@ commands:
   fanout    Sluice under real-shaped media load (P publishers, S subscribers), with `limit`
             measured in the same run; headline = fanout egress pps / limit pps (target >= 0.70)
   ramp      raise subscribers until loss > 0.5% or p99 latency > 50 ms
-  compare   --peer janus: the same ramp against Janus VideoRoom, in the same run
+  compare   --peer janus: the same ramp against Janus VideoRoom, in the same run (Janus's
+            peers are always WebRTC/SRTP; --cipher picks Sluice's side; needs root)
 
 options:
   --json                one JSON object on stdout instead of a summary
@@ -43,8 +44,9 @@ options:
   --publishers N        publishers, each audio + video (default 1)
   --subscribers N       fanout: subscribers (default 100)
   --audio-only | --video-only
-  --cipher gcm|cm|none  subscriber/publisher transport (default none; gcm/cm need the
-                        WebRTC test peer, not merged yet)
+  --cipher gcm|cm|none  publisher/subscriber transport (default none = plain RTP; gcm/cm:
+                        WebRTC peers, ICE + DTLS + SRTP; the run fails if DTLS negotiates
+                        another profile than the one asked)
   --workers N           in-process SFU workers, on the last N cores (default 1)
   --gen-threads N       generator threads, on the first N cores (default 1): publishers and a
                         share of subscribers on the first, the other shares on the others
@@ -315,14 +317,6 @@ fn open_sfu(o: &Opts, cfg: &FanoutConfig) -> Result<Sfu, BenchError> {
 fn cmd_fanout(o: &Opts) -> Result<ExitCode, BenchError> {
     let cores = cores()?;
     let cfg = fanout_config(o, &cores, 5.0)?;
-    if cfg.cipher != Cipher::None {
-        // Refuse before spending time on `limit`.
-        return Err(BenchError::Unsupported(format!(
-            "--cipher {}: the WebRTC client stack (dataplane testpeer) is not merged yet; \
-             use --cipher none",
-            cfg.cipher.name()
-        )));
-    }
     let lim = if o.no_limit {
         None
     } else {
@@ -352,8 +346,8 @@ fn cmd_fanout(o: &Opts) -> Result<ExitCode, BenchError> {
 fn print_fanout(f: &Value, lim: Option<&LimitReport>) {
     let c = &f["config"];
     println!(
-        "fanout: {} publisher(s) -> {} subscribers, cipher {}, {} SFU worker(s) on cores {}, generator on core {}",
-        c["publishers"], c["subscribers"], c["cipher"], c["sfu_workers"], c["sfu_cores"], c["generator_core"]
+        "fanout: {} publisher(s) -> {} subscribers, cipher {} (SRTP profile {}), {} SFU worker(s) on cores {}, generator on core {}",
+        c["publishers"], c["subscribers"], c["cipher"], c["srtp_profile"], c["sfu_workers"], c["sfu_cores"], c["generator_core"]
     );
     println!(
         "  delivered {} pps, {} Mbit/s; loss {:.4}%",
@@ -396,12 +390,6 @@ fn print_fanout(f: &Value, lim: Option<&LimitReport>) {
 
 fn ramp_config(o: &Opts, cores: &[usize]) -> Result<RampConfig, BenchError> {
     let step = fanout_config(o, cores, 3.0)?;
-    if step.cipher != Cipher::None {
-        return Err(BenchError::Unsupported(format!(
-            "--cipher {}: the WebRTC client stack (dataplane testpeer) is not merged yet",
-            step.cipher.name()
-        )));
-    }
     Ok(RampConfig {
         step,
         start: o.start.unwrap_or(50).max(1),
@@ -412,20 +400,22 @@ fn ramp_config(o: &Opts, cores: &[usize]) -> Result<RampConfig, BenchError> {
 
 fn run_sluice_ramp(o: &Opts, cfg: &RampConfig) -> Result<RampReport, BenchError> {
     let mut sfu = open_sfu(o, &cfg.step)?;
-    let r = ramp::run(&mut sfu, cfg, |p| {
-        eprintln!(
-            "ramp sluice: {} subscribers -> {:.0} pps, loss {:.3}%, p99 {:.2} ms, SFU busy {:.2}, generator busy {:.2} {}",
-            p.subscribers,
-            p.delivered_pps,
-            p.loss * 100.0,
-            p.p99_ms,
-            p.sfu_busy,
-            p.generator_busy,
-            if p.ok() { "ok" } else { "BROKE" }
-        )
-    });
+    let r = ramp::run(&mut sfu, cfg, |p| print_step("sluice", p));
     sfu.stop();
     r
+}
+
+fn print_step(name: &str, p: &ramp::Point) {
+    eprintln!(
+        "ramp {name}: {} subscribers -> {:.0} pps, loss {:.3}%, p99 {:.2} ms, SFU busy {:.2}, generator busy {:.2} {}",
+        p.subscribers,
+        p.delivered_pps,
+        p.loss * 100.0,
+        p.p99_ms,
+        p.sfu_busy,
+        p.generator_busy,
+        if p.ok() { "ok" } else { "BROKE" }
+    )
 }
 
 fn ramp_json(r: &RampReport, lim: Option<&LimitReport>) -> Value {
@@ -479,6 +469,20 @@ fn cmd_ramp(o: &Opts) -> Result<ExitCode, BenchError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `(SFU µs per delivered packet, subscribers per fully busy core)` at the largest step that
+/// lost ≤ 0.5 % and kept the SFU at least 5 % busy (less is too coarse to divide by).
+fn cpu_bound_estimate(r: &RampReport) -> Option<(f64, f64)> {
+    let p = r
+        .points
+        .iter()
+        .filter(|p| p.loss <= ramp::MAX_LOSS && p.sfu_busy >= 0.05 && p.delivered_pps > 0.0)
+        .max_by_key(|p| p.subscribers)?;
+    Some((
+        p.sfu_busy / p.delivered_pps * 1e6,
+        f64::from(p.subscribers) / p.sfu_busy,
+    ))
+}
+
 fn print_ramp(name: &str, r: &RampReport) {
     println!(
         "ramp {name}: {:>6} {:>10} {:>9} {:>9} {:>8}",
@@ -530,9 +534,9 @@ fn cmd_compare(o: &Opts) -> Result<ExitCode, BenchError> {
     let cfg = ramp_config(o, &cores)?;
     let sluice = run_sluice_ramp(o, &cfg)?;
     eprintln!("sluice-bench compare: Janus side ({})", janus_bin.display());
-    let janus = janus::run_ramp(&janus_bin, &cfg);
+    let janus = janus::run_ramp(&janus_bin, &cfg, |p| print_step("janus", p));
     let (janus_json, janus_points) = match &janus {
-        Ok(r) => (r.to_json(), r.sorted()),
+        Ok(r) => (r.to_json(), r.ramp.sorted()),
         Err(e) => (json!({"error": e.to_string()}), Vec::new()),
     };
     if let Some(path) = &o.plot {
@@ -551,16 +555,35 @@ fn cmd_compare(o: &Opts) -> Result<ExitCode, BenchError> {
     let ratio = janus
         .as_ref()
         .ok()
-        .filter(|j| j.max_ok > 0)
-        .map(|j| sluice.per_worker_core() / j.per_worker_core().max(1e-9));
+        .filter(|j| j.ramp.max_ok > 0)
+        .map(|j| sluice.per_worker_core() / j.ramp.per_worker_core().max(1e-9));
+    let cpu_sluice = cpu_bound_estimate(&sluice);
+    let cpu_janus = janus
+        .as_ref()
+        .ok()
+        .and_then(|j| cpu_bound_estimate(&j.ramp));
+    let cpu_ratio = match (&cpu_sluice, &cpu_janus) {
+        (Some(s), Some(j)) => Some(round(s.1 / j.1.max(1e-9), 2)),
+        _ => None,
+    };
     if o.json {
         println!(
             "{}",
             json!({
                 "command": "compare",
+                "cpu_bound_estimate": {
+                    "method": "at the largest step without loss (> 0.5 %), whatever its latency: \
+                               SFU CPU microseconds per delivered packet, and subscribers one \
+                               fully busy core would carry at that cost (subscribers / SFU busy); \
+                               insensitive to scheduling noise in p99 latency, blind to pacing",
+                    "sluice": cpu_sluice.map(|(us, subs)| json!({"us_per_packet": round(us, 2), "subscribers_per_core": round(subs, 0)})),
+                    "janus": cpu_janus.map(|(us, subs)| json!({"us_per_packet": round(us, 2), "subscribers_per_core": round(subs, 0)})),
+                    "ratio": cpu_ratio,
+                },
                 "peer": "janus",
                 "provenance": provenance(),
                 "sluice": sluice.to_json(),
+                "sluice_cipher": cfg.step.cipher.name(),
                 "janus": janus_json,
                 "ratio_subscribers_per_core": ratio.map(|r| round(r, 2)),
                 "target_ratio": 2.0,
@@ -569,12 +592,17 @@ fn cmd_compare(o: &Opts) -> Result<ExitCode, BenchError> {
     } else {
         print_ramp("Sluice", &sluice);
         match &janus {
-            Ok(j) => print_ramp("Janus", j),
+            Ok(j) => print_ramp("Janus", &j.ramp),
             Err(e) => println!("ramp Janus: not measured: {e}"),
         }
         match ratio {
             Some(r) => println!("Sluice / Janus subscribers per core = {r:.2} (target >= 2)"),
             None => println!("Sluice / Janus ratio: not available"),
+        }
+        if let Some(r) = cpu_ratio {
+            println!(
+                "CPU-bound estimate (subscribers per fully busy core, Sluice / Janus) = {r:.2}"
+            );
         }
     }
     Ok(if janus.is_ok() {

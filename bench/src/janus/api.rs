@@ -1,6 +1,7 @@
 //! Janus's HTTP API calls the benchmark makes (Janus "RESTful API": `POST /janus` creates a
 //! session, `POST /janus/<session>` attaches a plugin, `POST /janus/<session>/<handle>` sends a
-//! plugin message, `GET /janus/<session>` long-polls events).
+//! plugin message (synchronous, or asynchronous with its result as an event), `GET
+//! /janus/<session>` long-polls events).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -71,6 +72,77 @@ impl Api {
             return Err(BenchError::Other(format!("videoroom: {}", data["error"])));
         }
         Ok(data)
+    }
+
+    /// An asynchronous plugin message (`join`, `configure`, `start`, …) with an optional JSEP;
+    /// Janus acknowledges it at once and answers later with an event carrying `transaction`
+    /// (see [`Api::wait_event`]).
+    pub fn message_async(
+        &self,
+        session: u64,
+        handle: u64,
+        body: Value,
+        jsep: Option<Value>,
+        transaction: &str,
+    ) -> Result<(), BenchError> {
+        let mut msg = json!({"janus": "message", "transaction": transaction, "body": body});
+        if let Some(j) = jsep {
+            msg["jsep"] = j;
+        }
+        let v = self.post(&format!("/janus/{session}/{handle}"), msg)?;
+        match v["janus"].as_str() {
+            Some("ack") => Ok(()),
+            // A plugin may answer synchronously; keep it for `wait_event`.
+            Some("success") | Some("event") => Ok(()),
+            _ => Err(BenchError::Other(format!("message: {v}"))),
+        }
+    }
+
+    /// Long-polls `session`'s events (`GET /janus/<session>?maxev=N`, RESTful API) until one
+    /// with `transaction` arrives or `timeout` passes; events for other transactions are kept in
+    /// `pending` for later calls. Only called when an event is due, so Janus answers at once.
+    pub fn wait_event(
+        &self,
+        session: u64,
+        transaction: &str,
+        pending: &mut Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Value, BenchError> {
+        let deadline = std::time::Instant::now() + timeout;
+        // Bounded by the deadline.
+        loop {
+            if let Some(i) = pending
+                .iter()
+                .position(|e| e["transaction"] == transaction && e["janus"] == "event")
+            {
+                let e = pending.swap_remove(i);
+                let data = &e["plugindata"]["data"];
+                if data.get("error").is_some() {
+                    return Err(BenchError::Other(format!("videoroom: {}", data["error"])));
+                }
+                return Ok(e);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(BenchError::Other(format!(
+                    "no Janus event for transaction {transaction} within {timeout:?}"
+                )));
+            }
+            let v = request(
+                self.addr,
+                &format!("/janus/{session}?maxev=64"),
+                None,
+                left.min(TIMEOUT),
+            )?;
+            match v {
+                Value::Array(evs) => pending.extend(evs),
+                // Janus's long-poll answers a keepalive when nothing happened in 30 s.
+                v if v["janus"] == "keepalive" => {}
+                v => pending.push(v),
+            }
+            // Events nobody waits for (webrtcup, media, slowlink) must not pile up.
+            pending.retain(|e| e["transaction"].is_string() && e["janus"] == "event");
+        }
     }
 
     pub fn destroy_session(&self, session: u64) -> Result<(), BenchError> {

@@ -59,6 +59,24 @@ impl ConfigDir {
         Ok(dir)
     }
 
+    /// Removes configuration folders of runs whose process is gone (killed before their drop).
+    pub fn remove_stale() {
+        let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("sluice-bench-janus-") else {
+                continue;
+            };
+            if pid.chars().all(|c| c.is_ascii_digit())
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
