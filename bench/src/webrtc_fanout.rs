@@ -105,6 +105,8 @@ fn body(t: &Target, cfg: &FanoutConfig) -> Result<Outcome, BenchError> {
         duration: cfg.duration,
         drain: cfg.drain,
         core: cfg.generator_core,
+        // The WebRTC generator runs on one thread.
+        rx_cores: Vec::new(),
     };
     let setup_start = Instant::now();
     let ctl_err = |e: sluice_dataplane::proto::ControlError| BenchError::Control(e.to_string());

@@ -245,6 +245,8 @@ fn ramp_in(
                 duration: s.duration,
                 drain: s.drain,
                 core: s.generator_core,
+                // The WebRTC generator runs on one thread.
+                rx_cores: Vec::new(),
             },
             janus_pid: pid.clone(),
         };

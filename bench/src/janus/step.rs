@@ -56,6 +56,8 @@ impl StepArgs {
                 duration: ms(5)?,
                 drain: ms(6)?,
                 core: n(7)? as usize,
+                // The WebRTC generator runs on one thread.
+                rx_cores: Vec::new(),
             },
             janus_pid: a.get(8).filter(|s| s.as_str() != "-").cloned(),
         })
@@ -343,6 +345,8 @@ mod tests {
                 duration: Duration::from_millis(3000),
                 drain: Duration::from_millis(300),
                 core: 1,
+                // The WebRTC generator runs on one thread.
+                rx_cores: Vec::new(),
             },
             janus_pid: Some("1234".into()),
         };
