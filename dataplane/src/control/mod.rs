@@ -157,12 +157,17 @@ impl ControlThread {
             self.accept();
         }
         let mut wait_on_shards = true;
+        // While routed requests are outstanding their answers come from the shards, usually
+        // within microseconds: sleep on that channel, not on the socket, or every routed
+        // request would cost a whole TICK (a 10,000-subscriber setup: minutes).
+        let answers_due = !self.outstanding.is_empty();
         if let Some(conn) = self.conn.as_mut() {
-            if let Err(e) = conn.fill(Some(TICK)) {
+            let wait = if answers_due { Duration::ZERO } else { TICK };
+            if let Err(e) = conn.fill(Some(wait)) {
                 tracing::info!(error = %e, "control connection failed");
                 self.conn = None;
             }
-            wait_on_shards = false;
+            wait_on_shards = answers_due;
         }
         // What the shards already reported goes first, so a `List*` answer reflects it (a
         // session's claim, say, reported before the request arrived).
