@@ -251,6 +251,8 @@ impl FanoutReport {
                     "sessions": w.counters.sessions,
                     "loop_overruns": w.counters.loop_overruns,
                     "dropped": w.counters.dropped,
+                    // Delays, not losses (the worker reports them in the same map).
+                    "send_retry": w.counters.dropped.get("send_retry").copied().unwrap_or(0),
                 })
             })
             .collect();
