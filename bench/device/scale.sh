@@ -18,6 +18,7 @@
 # Knobs (environment): SCALE_SMOKE=1 (workers 1 only, 50 subscribers, 3 s windows: runs on a
 # 2-core machine), SUBS_PER_WORKER (400), WORKERS ("1 2 4 8"), AUDIO_SUBS (10000),
 # AUDIO_WORKERS (largest of WORKERS that fits), DURATION (5), WARMUP (1), RUN_TIMEOUT (25),
+# AUDIO_DURATION (3: its setup, 10,000 sessions and subscriptions, takes most of its 25 s),
 # SUBS_PER_GEN_THREAD (video+audio subscribers one generator thread receives for, 600).
 set -u
 
@@ -50,6 +51,7 @@ else
     duration="${DURATION:-5}"
 fi
 warmup="${WARMUP:-1}"
+audio_duration="${AUDIO_DURATION:-3}"
 run_timeout="${RUN_TIMEOUT:-25}"
 per_gen="${SUBS_PER_GEN_THREAD:-600}"
 
@@ -105,7 +107,7 @@ if [ -z "$aw" ]; then
 fi
 g="$(gen_threads "$audio_subs" "$aw" 4)"
 run "audio-w$aw" "$aw" "$g" fanout --no-limit --audio-only --workers "$aw" --gen-threads "$g" \
-    --subscribers "$audio_subs" --publishers 1 --warmup "$warmup" --duration "$duration"
+    --subscribers "$audio_subs" --publishers 1 --warmup "$warmup" --duration "$audio_duration"
 echo "scale.sh: done in $(( $(date +%s) - start )) s; lines in $jsonl" >&2
 
 summarize() {
@@ -115,7 +117,10 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 limit = None
 base = None
 print(f"{'run':<12} {'workers':>7} {'gen':>4} {'subs':>6} {'delivered pps':>14} {'pps/worker':>11} "
-      f"{'eff vs 1w':>9} {'loss %':>8} {'p99 ms':>8} {'gen busy':>8} {'sfu busy':>8}  note")
+      f"{'eff vs 1w':>9} {'loss %':>8} {'p99 ms':>8} {'gen busy':>8} {'sfu busy':>8} "
+      f"{'setup s':>7} {'sfu drops':>9} {'retries':>7}  note")
+# Not drops: counters the workers report in the same map (see shard/counters.rs).
+DELAYS = {"send_retry", "send_stalls", "early_drains"}
 for r in rows:
     res = r.get("result") or {}
     if r["run"] == "limit":
@@ -139,9 +144,12 @@ for r in rows:
     sfu = sum(x["busy"] for x in f["sfu_worker_cpu"])
     gen = f["generator"]
     note = "" if gen["verdict"].startswith("not") else "GENERATOR-LIMITED"
+    drops = sum(v for w in f["sfu_worker_stats"] for k, v in (w.get("dropped") or {}).items()
+                if k not in DELAYS)
+    retries = sum((w.get("dropped") or {}).get("send_retry", 0) for w in f["sfu_worker_stats"])
     print(f"{r['run']:<12} {r['workers']:>7} {r['gen_threads']:>4} {f['config']['subscribers']:>6} "
           f"{pps:>14,.0f} {per:>11,.0f} {eff:>9} {f['loss'] * 100:>8.3f} {p99:>8.2f} "
-          f"{gen['busy']:>8.2f} {sfu:>8.2f}  {note}")
+          f"{gen['busy']:>8.2f} {sfu:>8.2f} {f['setup_s']:>7.1f} {drops:>9} {retries:>7}  {note}")
 if limit:
     print(f"limit {limit:,.0f} pps (one core pair); pps/worker / limit shows each worker's fanout/limit")
 PY

@@ -263,6 +263,8 @@ impl FanoutReport {
                     "sessions": w.counters.sessions,
                     "loop_overruns": w.counters.loop_overruns,
                     "dropped": w.counters.dropped,
+                    // Delays, not losses (the worker reports them in the same map).
+                    "send_retry": w.counters.dropped.get("send_retry").copied().unwrap_or(0),
                 })
             })
             .collect();
@@ -575,6 +577,10 @@ mod tests {
     use super::*;
     use sluice_dataplane::sys::affinity;
 
+    /// The in-process runs take turns: two dataplanes and their generators pinned to the same
+    /// two cores at once would measure each other on a loaded 2-core machine.
+    static ONE_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn cipher_names_round_trip() {
         for c in [Cipher::None, Cipher::Gcm, Cipher::Cm] {
@@ -587,6 +593,7 @@ mod tests {
     /// arrives (loopback, light load) and the generator verifies them.
     #[test]
     fn short_plain_run_delivers_everything() {
+        let _turn = ONE_RUN.lock().unwrap_or_else(|e| e.into_inner());
         let cores = affinity::online_cores().expect("affinity");
         let mut cfg = FanoutConfig::default_for(&cores, 3, Duration::from_millis(600));
         cfg.warmup = Duration::from_millis(300);
@@ -608,6 +615,7 @@ mod tests {
     /// counted once, against the right subscriber's SSRC.
     #[test]
     fn split_generator_counts_every_subscriber() {
+        let _turn = ONE_RUN.lock().unwrap_or_else(|e| e.into_inner());
         let cores = affinity::online_cores().expect("affinity");
         let mut cfg = FanoutConfig::default_for(&cores, 5, Duration::from_millis(600));
         cfg.warmup = Duration::from_millis(300);

@@ -59,6 +59,9 @@ const INBOX_BUDGET: usize = 64;
 const TX_BATCH: usize = 512;
 /// Longest sleep when no timer is due (the inbox and rings wake us anyway).
 const MAX_WAIT: Duration = Duration::from_millis(100);
+/// Free buffers fan-out never takes: one iteration's worth of receiving (an eighth of a
+/// smaller pool).
+const FORWARD_RESERVE: usize = RECV_BATCH * RECV_ROUNDS;
 /// Longest sleep while transmits wait for room in the socket's send buffer.
 const STALL_WAIT: Duration = Duration::from_millis(1);
 /// Packets in each (track, shard) NACK cache: ~1 s of 1 Mbit/s video.
@@ -170,6 +173,8 @@ pub struct Shard {
     next_timer: Option<Instant>,
     /// Free buffers below which the receive loop drains the pacers before going on.
     low_water: usize,
+    /// Free buffers fan-out leaves to the receive path ([`FORWARD_RESERVE`] at most).
+    forward_reserve: usize,
     counters: ShardCounters,
     stats_interval: Duration,
     next_stats: Instant,
@@ -204,6 +209,7 @@ impl Shard {
             wake_peers: vec![false; n],
             next_timer: None,
             low_water: pool_len / 4,
+            forward_reserve: FORWARD_RESERVE.min(pool_len / 8),
             counters: ShardCounters::default(),
             stats_interval: ctx.stats_interval,
             #[allow(clippy::disallowed_methods)]
@@ -495,6 +501,7 @@ impl Shard {
             mesh,
             wake_peers,
             index,
+            forward_reserve,
             ..
         } = self;
         let Some(ts) = tracks.get_mut(&track) else {
@@ -515,6 +522,13 @@ impl Shard {
             let Some(entry) = sessions[sub_slot as usize].as_mut() else {
                 continue;
             };
+            // The last buffers stay with the receive path: if queued copies took them all, the
+            // worker could not receive (io_uring's buffer ring runs dry and its receive
+            // disarms) and would fall further behind; dropping a copy here is the cheaper loss.
+            if pool.free_count() <= *forward_reserve {
+                counters.drop(Drop::PoolEmpty);
+                continue;
+            }
             let Some(buf) = pool.take() else {
                 counters.drop(Drop::PoolEmpty);
                 continue;

@@ -58,6 +58,10 @@ pub struct SocketConfig {
     /// `UDP_GRO`. Off by default: a coalesced datagram larger than a pool buffer (2048 bytes)
     /// arrives truncated and is dropped, so GRO only helps with larger buffers.
     pub gro: bool,
+    /// Give the backend its own waker eventfd. `false` (the socket backend only) saves a file
+    /// descriptor per socket for load generators with thousands of sockets: its `waker()` then
+    /// wakes nothing and `wait` ends on data or the timeout only.
+    pub waker: bool,
 }
 
 impl SocketConfig {
@@ -69,6 +73,7 @@ impl SocketConfig {
             send_buf_bytes: None,
             gso: true,
             gro: false,
+            waker: true,
         }
     }
 }

@@ -34,7 +34,8 @@ pub struct SocketIo {
     sock: Socket,
     v6: bool,
     gso: bool,
-    wake: WakeFd,
+    /// `None` when opened with `SocketConfig::waker == false`.
+    wake: Option<WakeFd>,
     rx: Box<RxSlots>,
     tx: Box<TxSlots>,
     stats: IoStats,
@@ -66,7 +67,11 @@ impl SocketIo {
             sock,
             v6,
             gso,
-            wake: WakeFd::new()?,
+            wake: if cfg.waker {
+                Some(WakeFd::new()?)
+            } else {
+                None
+            },
             rx,
             tx: TxSlots::new(),
             stats: IoStats::default(),
@@ -86,7 +91,7 @@ impl SocketIo {
     }
 
     pub fn waker(&self) -> Waker {
-        self.wake.waker()
+        self.wake.as_ref().map_or_else(Waker::none, WakeFd::waker)
     }
 
     pub fn recv(&mut self, pool: &mut BufPool, out: &mut [RecvMeta]) -> io::Result<usize> {
@@ -298,7 +303,8 @@ impl SocketIo {
                 revents: 0,
             },
             libc::pollfd {
-                fd: self.wake.raw(),
+                // poll(2) ignores a negative fd: no waker, no wake-ups.
+                fd: self.wake.as_ref().map_or(-1, WakeFd::raw),
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -319,7 +325,9 @@ impl SocketIo {
             };
         }
         if fds[1].revents != 0 {
-            self.wake.drain();
+            if let Some(w) = &self.wake {
+                w.drain();
+            }
         }
         Ok(())
     }

@@ -49,6 +49,8 @@ const UD_CANCEL: u64 = 3;
 const UD_WRITABLE: u64 = 4;
 const UD_SEND: u64 = 1 << 32;
 
+/// Longest wait while the receive is disarmed for want of pool buffers.
+const DRY_WAIT: Duration = Duration::from_millis(1);
 /// Buffer group id of our provided-buffer ring (one ring per io_uring instance).
 const BGID: u16 = 0;
 /// Kernel limit on provided-buffer ring entries.
@@ -633,6 +635,13 @@ impl UringIo {
         if self.stash_len > 0 || !self.ring.completion().is_empty() {
             return Ok(());
         }
+        // No buffers were free to post, so nothing is receiving: datagrams wait in the socket
+        // and no completion would end this wait. Come back soon to post what the pool regained.
+        let timeout = if self.recv_armed {
+            timeout
+        } else {
+            Some(timeout.map_or(DRY_WAIT, |t| t.min(DRY_WAIT)))
+        };
         if !self.wake_armed {
             let sqe = opcode::PollAdd::new(Fd(self.wake.raw()), libc::POLLIN as u32)
                 .multi(true)

@@ -11,13 +11,16 @@ use std::sync::Arc;
 /// sleeps (the eventfd stays readable until the worker drains it, so no wake-up is lost).
 #[derive(Debug, Clone)]
 pub struct Waker {
-    fd: Arc<File>,
+    /// `None`: the backend was opened without a waker (`SocketConfig::waker`).
+    fd: Option<Arc<File>>,
 }
 
 impl Waker {
     pub fn wake(&self) {
         // EAGAIN means the counter is saturated, i.e. a wake-up is already pending: fine.
-        let _ = (&*self.fd).write(&1u64.to_ne_bytes());
+        if let Some(fd) = &self.fd {
+            let _ = (&**fd).write(&1u64.to_ne_bytes());
+        }
     }
 }
 
@@ -25,6 +28,13 @@ impl Waker {
 #[derive(Debug)]
 pub(crate) struct WakeFd {
     fd: Arc<File>,
+}
+
+impl Waker {
+    /// A waker that wakes nothing (for a backend opened without an eventfd).
+    pub(crate) fn none() -> Self {
+        Waker { fd: None }
+    }
 }
 
 impl WakeFd {
@@ -43,7 +53,7 @@ impl WakeFd {
 
     pub(crate) fn waker(&self) -> Waker {
         Waker {
-            fd: Arc::clone(&self.fd),
+            fd: Some(Arc::clone(&self.fd)),
         }
     }
 
