@@ -19,7 +19,8 @@
 # 2-core machine), SUBS_PER_WORKER (400), WORKERS ("1 2 4 8"), AUDIO_SUBS (10000),
 # AUDIO_WORKERS (largest of WORKERS that fits), DURATION (5), WARMUP (1), RUN_TIMEOUT (25),
 # AUDIO_DURATION (3: its setup, 10,000 sessions and subscriptions, takes most of its 25 s),
-# SUBS_PER_GEN_THREAD (video+audio subscribers one generator thread receives for, 600).
+# SUBS_PER_GEN_THREAD (video+audio subscribers one generator thread receives for, 600),
+# EXTRA_ARGS (appended to every fanout run, e.g. "--io socket").
 set -u
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -96,7 +97,7 @@ for w in $workers_list; do
     subs=$(( w * per_worker ))
     g="$(gen_threads "$subs" "$w" 1)"
     run "av-w$w" "$w" "$g" fanout --no-limit --workers "$w" --gen-threads "$g" \
-        --subscribers "$subs" --publishers 1 --warmup "$warmup" --duration "$duration"
+        --subscribers "$subs" --publishers 1 --warmup "$warmup" ${EXTRA_ARGS:-} --duration "$duration"
 done
 
 aw="${AUDIO_WORKERS:-}"
@@ -107,7 +108,7 @@ if [ -z "$aw" ]; then
 fi
 g="$(gen_threads "$audio_subs" "$aw" 4)"
 run "audio-w$aw" "$aw" "$g" fanout --no-limit --audio-only --workers "$aw" --gen-threads "$g" \
-    --subscribers "$audio_subs" --publishers 1 --warmup "$warmup" --duration "$audio_duration"
+    --subscribers "$audio_subs" --publishers 1 --warmup "$warmup" ${EXTRA_ARGS:-} --duration "$audio_duration"
 echo "scale.sh: done in $(( $(date +%s) - start )) s; lines in $jsonl" >&2
 
 summarize() {
