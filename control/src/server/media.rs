@@ -535,7 +535,7 @@ impl App {
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
-            if let Err(e) = self.offer_subscriber(media, &key, false) {
+            if let Err(e) = self.offer_subscriber(media, &key, false).await {
                 tracing::debug!(room, identity = %key.1, error = %e, "no subscriber offer");
             }
         }
@@ -543,7 +543,7 @@ impl App {
 
     /// Builds and sends a subscriber offer if the wanted set changed (or `force`, for an ICE
     /// restart).
-    fn offer_subscriber(
+    async fn offer_subscriber(
         &self,
         media: &mut Media,
         key: &PeerKey,
@@ -652,12 +652,54 @@ impl App {
         }
         let text = offer.to_string();
         sub.pending_offer = Some(offer);
+        if sub.session.is_none() {
+            self.create_subscriber_session(media, key).await;
+        }
         self.hub.send_to(
             &key.0,
             &key.1,
             ClientMsg::Json(json!({"type": "offer", "pc": "subscriber", "sdp": text})),
         );
         Ok(())
+    }
+
+    /// Creates the subscriber PC's dataplane session before its first offer goes out. A
+    /// browser starts ICE checks as soon as it has applied our offer, while its answer is still
+    /// on the way back: checks for a ufrag the dataplane does not know yet are dropped, and
+    /// Chromium, once it has sent three pings of a pair, paces that pair at ~900 ms, so its
+    /// nomination came ~1 s late. The remote credentials and fingerprint follow with the
+    /// answer (`SetRemote`); until then the ICE-lite agent accepts any remote ufrag and DTLS
+    /// waits for the fingerprint. We offer `actpass` and assume the answerer takes `active`
+    /// (RFC 8842 §5.3); an answer choosing `passive` recreates the session as DTLS client. A
+    /// failure here only costs that head start: the answer creates the session then.
+    async fn create_subscriber_session(&self, media: &mut Media, key: &PeerKey) {
+        let Some(sub) = media.peers.get(key).and_then(|p| p.subscriber.as_ref()) else {
+            return;
+        };
+        let id = SessionId(next_id(&mut media.next_id));
+        let spec = CreateSession {
+            session: id,
+            ice: IceParams {
+                ufrag: sub.ufrag.clone(),
+                pwd: sub.pwd.clone(),
+                remote_ufrag: None,
+                remote_pwd: None,
+            },
+            remote_fingerprint: None,
+            dtls_role: DpRole::Server,
+            worker_hint: None,
+            mode: TransportMode::Webrtc {},
+            quality: self.participant_tier(key),
+        };
+        if let Err(e) = self.dp(Command::CreateSession(spec.clone())).await {
+            tracing::debug!(identity = %key.1, error = %e, "subscriber session not created before the offer");
+            return;
+        }
+        media.sessions.insert(id, spec);
+        if let Some(sub) = media.peers.get_mut(key).and_then(|p| p.subscriber.as_mut()) {
+            sub.session = Some(id);
+            sub.remote_ufrag = None;
+        }
     }
 
     /// The client's answer to our subscriber offer.
@@ -686,6 +728,27 @@ impl App {
             }
         };
         let remote = accepted.remote.clone();
+        let role = dp_role(remote.dtls_role);
+        if let Some(s) = sub.session {
+            if media
+                .sessions
+                .get(&s)
+                .is_some_and(|spec| spec.dtls_role != role)
+            {
+                // Created with the offer as DTLS server; the answer made us the client.
+                let _ = self.dp(Command::CloseSession { session: s }).await;
+                media.sessions.remove(&s);
+                if let Some(sub) = media.peers.get_mut(key).and_then(|p| p.subscriber.as_mut()) {
+                    sub.session = None;
+                    sub.ice_restart = false;
+                }
+            }
+        }
+        let sub = media
+            .peers
+            .get_mut(key)
+            .and_then(|p| p.subscriber.as_mut())
+            .expect("checked above");
         let session = match sub.session {
             Some(s) => {
                 if sub.ice_restart {
@@ -713,6 +776,13 @@ impl App {
                         remote_fingerprint: remote.fingerprints.first().map(|f| f.to_string()),
                     })
                     .await?;
+                    if let Some(spec) = media.sessions.get_mut(&s) {
+                        spec.ice.remote_ufrag = Some(remote.ice_ufrag.clone());
+                        spec.ice.remote_pwd = Some(remote.ice_pwd.clone());
+                        if let Some(fp) = remote.fingerprints.first() {
+                            spec.remote_fingerprint = Some(fp.to_string());
+                        }
+                    }
                 }
                 s
             }
@@ -732,7 +802,7 @@ impl App {
                         remote_pwd: Some(remote.ice_pwd.clone()),
                     },
                     remote_fingerprint: remote.fingerprints.first().map(|f| f.to_string()),
-                    dtls_role: dp_role(remote.dtls_role),
+                    dtls_role: role,
                     worker_hint: None,
                     mode: TransportMode::Webrtc {},
                     quality: self.participant_tier(key),
@@ -822,7 +892,7 @@ impl App {
             }
         }
         if stale {
-            let _ = self.offer_subscriber(media, key, false);
+            let _ = self.offer_subscriber(media, key, false).await;
         }
         self.mark_dirty();
         Ok(())
@@ -831,7 +901,7 @@ impl App {
     /// `resume`: a fresh subscriber offer with new ICE credentials.
     pub(crate) async fn resume(&self, key: &PeerKey) -> Result<(), ApiError> {
         let mut media = self.media.lock().await;
-        self.offer_subscriber(&mut media, key, true)
+        self.offer_subscriber(&mut media, key, true).await
     }
 
     /// `subscribe {track_sid, subscribe}`.
@@ -854,7 +924,7 @@ impl App {
         } else {
             peer.unsubscribed.insert(track_sid.to_owned());
         }
-        self.offer_subscriber(&mut media, key, false)
+        self.offer_subscriber(&mut media, key, false).await
     }
 
     /// Mute or unmute a published track in the dataplane.

@@ -170,7 +170,12 @@ impl Shard {
             pending
         };
         let id = pending.spec.session;
-        let slot = match self.create(now, pending.spec) {
+        #[allow(clippy::disallowed_methods)]
+        let t0 = Instant::now();
+        let created = self.create(now, pending.spec);
+        #[allow(clippy::disallowed_methods)]
+        let create_us = t0.elapsed().as_micros() as u64;
+        let slot = match created {
             Ok(slot) => slot,
             Err(e) => {
                 tracing::warn!(shard = self.index, session = %id, error = %e, "claim failed");
@@ -191,7 +196,7 @@ impl Shard {
             session: id,
             shard: self.index as u16,
         });
-        tracing::debug!(shard = self.index, session = %id, "claimed session");
+        tracing::debug!(shard = self.index, session = %id, create_us, "claimed session");
         Some(slot)
     }
 

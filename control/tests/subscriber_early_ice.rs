@@ -1,0 +1,148 @@
+//! A subscriber's ICE checks are answered as soon as it has our offer, before its answer is
+//! back: a browser starts checking right after applying the offer, and checks for a session
+//! the dataplane does not know yet were dropped (Chromium, having sent three unanswered pings
+//! of a pair, then paces it at ~900 ms, so the subscriber PC connected ~1 s late).
+
+mod api_support;
+
+use std::time::Duration;
+
+use api_support::*;
+use futures_util::{SinkExt, StreamExt};
+use rtp_core::stun::{BindingRequest, IceRole, StunClass, StunMessage};
+use serde_json::{json, Value};
+use sluice_control::auth::Role;
+use sluice_dataplane::config::{Config, IoChoice};
+use sluice_dataplane::runtime::Dataplane;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const OFFER: &str = include_str!("fixtures/sdp/chromium_cam_mic.sdp");
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
+    for _ in 0..30 {
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {ty} within 15 s"))
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == ty {
+                return v;
+            }
+            assert_ne!(v["type"], "error", "while waiting for {ty}: {v}");
+        }
+    }
+    panic!("no {ty} message");
+}
+
+async fn join(addr: std::net::SocketAddr, identity: &str, role: Role) -> Ws {
+    let t = token("m", identity, role);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "join"})).await;
+    recv_type(&mut ws, "joined").await;
+    ws
+}
+
+fn attr<'a>(sdp: &'a str, prefix: &str) -> &'a str {
+    sdp.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in {sdp}"))
+        .trim()
+}
+
+/// Sends a Binding request as the controlling browser would, up to `tries` times 100 ms
+/// apart; true when a success response comes back.
+async fn check_answered(to: std::net::SocketAddr, ufrag: &str, pwd: &str, tries: u32) -> bool {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let username = format!("{ufrag}:Cli1");
+    let mut req = [0u8; 256];
+    let mut resp = [0u8; 1500];
+    for i in 0..tries {
+        let n = BindingRequest {
+            transaction_id: [i as u8 + 1; 12],
+            username: username.as_bytes(),
+            priority: 1_845_501_695,
+            role: IceRole::Controlling(0x1234_5678),
+            use_candidate: false,
+            key: pwd.as_bytes(),
+        }
+        .write(&mut req)
+        .unwrap();
+        sock.send_to(&req[..n], to).await.unwrap();
+        if let Ok(Ok((len, _))) =
+            tokio::time::timeout(Duration::from_millis(100), sock.recv_from(&mut resp)).await
+        {
+            if StunMessage::parse(&resp[..len]).is_ok_and(|m| m.class() == StunClass::Success) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_checks_answered_before_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::defaults(1);
+    cfg.workers = vec![0];
+    cfg.bind = "127.0.0.1".parse().unwrap();
+    cfg.port = 0;
+    cfg.io = IoChoice::Socket;
+    cfg.buffers_per_worker = 256;
+    cfg.control_socket = dir.path().join("dp.sock");
+    let dp = match Dataplane::start(cfg) {
+        Ok(dp) => dp,
+        Err(e) => {
+            eprintln!("skipping: dataplane did not start: {e}");
+            return;
+        }
+    };
+    let socket = dp.control_socket().to_path_buf();
+    let s = start_with(|o| o.dataplane_socket = Some(socket)).await;
+    for _ in 0..100 {
+        if http(s.addr, "GET", "/readyz", &[], "").await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(http(s.addr, "GET", "/readyz", &[], "").await.0, 200);
+
+    let mut alice = join(s.addr, "alice", Role::Host).await;
+    let mut bob = join(s.addr, "bob", Role::Controller).await;
+    send(
+        &mut alice,
+        json!({"type": "publish", "cid": "a", "kind": "audio", "source": "microphone"}),
+    )
+    .await;
+    recv_type(&mut alice, "track_published").await;
+    let offer = OFFER.replace("a=sendrecv", "a=sendonly");
+    send(
+        &mut alice,
+        json!({"type": "offer", "pc": "publisher", "sdp": offer, "req": 5}),
+    )
+    .await;
+    recv_type(&mut alice, "answer").await;
+
+    // Bob has our offer and has not answered: his checks must be answered already.
+    let sub_offer = recv_type(&mut bob, "offer").await;
+    let sdp = sub_offer["sdp"].as_str().unwrap();
+    let ufrag = attr(sdp, "a=ice-ufrag:");
+    let pwd = attr(sdp, "a=ice-pwd:");
+    let cand: Vec<&str> = attr(sdp, "a=candidate:").split_whitespace().collect();
+    let media: std::net::SocketAddr = format!("{}:{}", cand[4], cand[5]).parse().unwrap();
+    assert!(
+        check_answered(media, ufrag, pwd, 20).await,
+        "no STUN success for the subscriber's ufrag {ufrag} before its answer"
+    );
+    drop(dp);
+}
