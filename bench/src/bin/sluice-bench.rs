@@ -412,7 +412,8 @@ fn ramp_config(o: &Opts, cores: &[usize]) -> Result<RampConfig, BenchError> {
     if o.warmup.is_none() && step.cipher != Cipher::None {
         step.warmup = Duration::from_secs_f64(WEBRTC_RAMP_WARMUP_S);
         eprintln!(
-            "sluice-bench: WebRTC ramp steps warm up {WEBRTC_RAMP_WARMUP_S} s (the SFU's              transport-cc estimate for new subscribers climbs from 1 Mbit/s; --warmup overrides)"
+            "sluice-bench: WebRTC ramp steps warm up {WEBRTC_RAMP_WARMUP_S} s (the SFU's \
+             transport-cc estimate for new subscribers climbs from 1 Mbit/s; --warmup overrides)"
         );
     }
     Ok(RampConfig {
