@@ -28,6 +28,17 @@ use crate::webrtc_gen::{cipher_name, profile_name, RecvStream, Remote, Side, Web
 /// ICE password of every SFU session (the ufrag tells them apart).
 const SERVER_PWD: &str = "sluicebenchserverpwd0123";
 const CLIENT_PWD: &str = "sluicebenchclientpwd0123";
+/// The transport-wide-cc extension id every peer negotiates, as a browser does with the SFU: the
+/// id the SFU forwards with (`ExtIds::FORWARDED`), offered to subscribers, and the publishers' own.
+const TRANSPORT_CC_ID: u8 = 3;
+
+/// Header-extension ids of every track and subscription: transport-wide-cc only.
+fn ext_ids() -> ExtIds {
+    ExtIds {
+        transport_cc: Some(TRANSPORT_CC_ID),
+        ..ExtIds::default()
+    }
+}
 
 /// What one WebRTC fanout needs from the [`Sfu`].
 #[derive(Debug, Clone)]
@@ -205,6 +216,7 @@ fn setup(
                     server_fingerprint: server_fp.to_string(),
                     tie_breaker: None,
                     receive,
+                    transport_cc: Some(TRANSPORT_CC_ID),
                 },
             )?;
         }
@@ -221,12 +233,16 @@ fn setup(
         )));
     }
     for (p, sid, kind) in plan.streams() {
-        req(fanout::track(
+        let mut track = fanout::track(
             SessionId(base + u64::from(p)),
             TrackId(base + u64::from(sid)),
             kind,
             sid,
-        ))?;
+        );
+        if let Command::AddTrack(t) = &mut track {
+            t.ext_ids = ext_ids();
+        }
+        req(track)?;
     }
     for j in 0..plan.subscribers {
         let id = SessionId(base + 0x1000 + u64::from(j));
@@ -239,7 +255,7 @@ fn setup(
                 rtx_ssrc: None,
                 payload_type: pt_of(kind),
                 rtx_payload_type: None,
-                ext_ids: ExtIds::default(),
+                ext_ids: ext_ids(),
             }))?;
         }
     }

@@ -81,6 +81,12 @@ pub struct Remote {
     pub tie_breaker: Option<u64>,
     /// Subscribers: what arrives.
     pub receive: Vec<RecvStream>,
+    /// The negotiated transport-wide-cc header-extension id (RFC 8285 one-byte form), as a
+    /// browser uses it once transport-cc is negotiated: a publisher stamps every packet with
+    /// its transport-wide sequence number, a subscriber sends transport-cc feedback
+    /// (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3) for the packets that carry it.
+    /// `None`: neither (the peer then looks like a stack without send-side estimation).
+    pub transport_cc: Option<u8>,
 }
 
 /// The `--cipher` family of a negotiated SRTP profile (`gcm` covers both AEAD key sizes).
@@ -159,6 +165,8 @@ impl WebRtcGen {
                 session: None,
                 local_pwd: String::new(),
                 receive: Vec::new(),
+                transport_cc: None,
+                transport_seq: 0,
                 profile: None,
                 failed: None,
             })
@@ -242,7 +250,12 @@ impl WebRtcGen {
                         rtx_ssrc: None,
                         rid: None,
                     }],
-                    ext: ExtIds::default(),
+                    // The session records the transport-wide sequence numbers of packets
+                    // carrying this id and sends feedback for them from `poll_transmit`.
+                    ext: ExtIds {
+                        transport_cc: remote.transport_cc,
+                        ..ExtIds::default()
+                    },
                     e2ee: false,
                 })
                 .map_err(|e| BenchError::Other(format!("receive track: {e}")))?;
@@ -250,6 +263,7 @@ impl WebRtcGen {
         peer.session = Some(session);
         peer.local_pwd = remote.local_pwd.clone();
         peer.receive = remote.receive.clone();
+        peer.transport_cc = remote.transport_cc;
         Ok(())
     }
 
@@ -499,7 +513,11 @@ impl WebRtcGen {
                         return Err(BenchError::Other("generator pool exhausted".into()));
                     };
                     let buf = self.pool.get_mut(id);
-                    let len = s.write_packet(buf, &f, pos, now_ns);
+                    let mut len = s.write_packet(buf, &f, pos, now_ns);
+                    if let Some(ext_id) = peer.transport_cc {
+                        len = add_transport_seq(buf, len, ext_id, peer.transport_seq);
+                        peer.transport_seq = peer.transport_seq.wrapping_add(1);
+                    }
                     let (len, dst) = session
                         .protect_outgoing(now, buf, len)
                         .map_err(|e| BenchError::Other(format!("protect: {e}")))?;
@@ -545,6 +563,20 @@ fn send_batch(
     Ok(())
 }
 
+/// Gives the plain RTP packet `buf[..len]` (no CSRCs, no extension: what
+/// [`Stream::write_packet`] writes) a one-byte-header extension block (RFC 8285 §4.2) holding
+/// the transport-wide sequence number `seq` under `id`; returns the new length (8 bytes more:
+/// the 0xBEDE header, one element of 2 bytes, one byte of padding).
+fn add_transport_seq(buf: &mut [u8], len: usize, id: u8, seq: u16) -> usize {
+    const HDR: usize = 12;
+    const EXT: usize = 8;
+    buf.copy_within(HDR..len, HDR + EXT);
+    buf[0] |= 0x10;
+    let s = seq.to_be_bytes();
+    buf[HDR..HDR + EXT].copy_from_slice(&[0xBE, 0xDE, 0, 1, (id << 4) | 1, s[0], s[1], 0]);
+    len + EXT
+}
+
 /// The calling thread's time spent runnable but waiting for a CPU, in nanoseconds (second field
 /// of `/proc/thread-self/schedstat`).
 pub fn runqueue_wait_ns() -> Option<u64> {
@@ -559,4 +591,26 @@ fn seed_of(s: &str) -> u64 {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
     h | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtp_core::packet::transport_cc_seq;
+    use rtp_core::RtpView;
+
+    #[test]
+    fn transport_seq_goes_into_a_one_byte_extension_before_the_payload() {
+        let mut s = Stream::new(Profile::VIDEO, 1, 0x1234, 0);
+        let f = s.pop_due(0).expect("first frame due");
+        let mut buf = [0u8; 1500];
+        let n = s.write_packet(&mut buf, &f, 0, 7);
+        let plain = buf[12..n].to_vec();
+        let m = add_transport_seq(&mut buf, n, 3, 0xABCD);
+        assert_eq!(m, n + 8);
+        let v = RtpView::parse(&buf[..m]).expect("parses");
+        assert_eq!(v.ssrc(), 0x1234);
+        assert_eq!(v.extension(3).and_then(transport_cc_seq), Some(0xABCD));
+        assert_eq!(v.payload(), &plain[..]);
+    }
 }

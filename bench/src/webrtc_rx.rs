@@ -34,6 +34,10 @@ pub(crate) struct Peer {
     pub(crate) session: Option<Session<u32>>,
     pub(crate) local_pwd: String,
     pub(crate) receive: Vec<RecvStream>,
+    /// Negotiated transport-wide-cc extension id ([`Remote::transport_cc`](crate::webrtc_gen::Remote)).
+    pub(crate) transport_cc: Option<u8>,
+    /// A publisher's next transport-wide sequence number (one counter per connection).
+    pub(crate) transport_seq: u16,
     pub(crate) profile: Option<ProtectionProfile>,
     pub(crate) failed: Option<String>,
 }

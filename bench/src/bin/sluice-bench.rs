@@ -40,7 +40,9 @@ options:
   --json                one JSON object on stdout instead of a summary
   --quick               micro: a smoke run
   --duration SECS       measured window per run/step (default: limit 3, fanout 5, ramp 3)
-  --warmup SECS         warm-up before each window (default 1)
+  --warmup SECS         warm-up before each window (default 1; ramp/compare with --cipher
+                        gcm|cm: 6, so the SFU's transport-cc estimate for each new subscriber
+                        has climbed from its 1 Mbit/s start before the window)
   --publishers N        publishers, each audio + video (default 1)
   --subscribers N       fanout: subscribers (default 100)
   --audio-only | --video-only
@@ -388,8 +390,32 @@ fn print_fanout(f: &Value, lim: Option<&LimitReport>) {
     );
 }
 
+/// Default warm-up of a WebRTC ramp step. Each step's sessions are new, so the SFU's
+/// send-side estimate towards every subscriber starts at 1 Mbit/s and climbs ≈ 8 % a second on
+/// clean transport-cc feedback (rtp-core `tests/session_twcc_ramp.rs`: 1.53 Mbit/s after 6 s,
+/// 4.5 after 20 s); until then the pacer (2.5 × estimate) holds keyframe bursts. A real call is
+/// past that after its first seconds; 6 s bounds the ramp's length.
+const WEBRTC_RAMP_WARMUP_S: f64 = 6.0;
+
+/// Why a step warms up as long as it does, for the JSON report.
+fn warmup_note(step: &FanoutConfig) -> &'static str {
+    if step.cipher == Cipher::None {
+        "plain RTP: Sluice starts the estimate at the quality cap; no feedback needed"
+    } else {
+        "both SFUs' steps; WebRTC subscribers send transport-cc feedback to Sluice, whose \
+         estimate for each new subscriber starts at 1 Mbit/s and climbs about 8 % a second"
+    }
+}
+
 fn ramp_config(o: &Opts, cores: &[usize]) -> Result<RampConfig, BenchError> {
-    let step = fanout_config(o, cores, 3.0)?;
+    let mut step = fanout_config(o, cores, 3.0)?;
+    if o.warmup.is_none() && step.cipher != Cipher::None {
+        step.warmup = Duration::from_secs_f64(WEBRTC_RAMP_WARMUP_S);
+        eprintln!(
+            "sluice-bench: WebRTC ramp steps warm up {WEBRTC_RAMP_WARMUP_S} s (the SFU's \
+             transport-cc estimate for new subscribers climbs from 1 Mbit/s; --warmup overrides)"
+        );
+    }
     Ok(RampConfig {
         step,
         start: o.start.unwrap_or(50).max(1),
@@ -455,6 +481,7 @@ fn cmd_ramp(o: &Opts) -> Result<ExitCode, BenchError> {
             "{}",
             json!({
                 "command": "ramp",
+                "step_warmup_s": cfg.step.warmup.as_secs_f64(),
                 "provenance": provenance(),
                 "limit": lim.as_ref().map(LimitReport::to_json),
                 "ramp": body,
@@ -581,6 +608,8 @@ fn cmd_compare(o: &Opts) -> Result<ExitCode, BenchError> {
                     "ratio": cpu_ratio,
                 },
                 "peer": "janus",
+                "step_warmup_s": cfg.step.warmup.as_secs_f64(),
+                "step_warmup_note": warmup_note(&cfg.step),
                 "provenance": provenance(),
                 "sluice": sluice.to_json(),
                 "sluice_cipher": cfg.step.cipher.name(),

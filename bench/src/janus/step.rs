@@ -172,6 +172,10 @@ fn remote_of(l: &Local, d: &sdp::Remote, janus_ip: IpAddr) -> Result<Remote, Ben
         server_fingerprint: d.fingerprint.clone(),
         tie_breaker: Some(WINNING_TIE_BREAKER),
         receive: Vec::new(),
+        // Our offer and answer to Janus negotiate no transport-wide-cc: Janus 1.1.2 paces
+        // nothing and estimates no bandwidth towards subscribers, so feedback would only add
+        // RTCP for it to parse.
+        transport_cc: None,
     })
 }
 
