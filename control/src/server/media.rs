@@ -1116,7 +1116,10 @@ impl App {
         .unwrap_or(0);
         media.next_id = media.next_id.max(highest);
         if adopt {
-            self.adopt_tracks(&mut media, &have_sessions, &have_tracks);
+            // Someone may have joined before the link came back; they were offered nothing.
+            for room in self.adopt_tracks(&mut media, &have_sessions, &have_tracks) {
+                self.refresh_room(&mut media, &room).await;
+            }
         }
         let mut recreated = 0usize;
         for (id, spec) in &media.sessions {
@@ -1153,13 +1156,14 @@ impl App {
     /// the saved index whose track the dataplane still holds, and whose room track still
     /// exists, becomes a media track again, with its dataplane spec and its publisher session,
     /// so participants who join now are offered it (and a later dataplane restart recreates
-    /// it). Entries that match nothing are dropped from the index.
+    /// it). Entries that match nothing are dropped from the index. Returns the rooms that got
+    /// tracks back.
     fn adopt_tracks(
         &self,
         media: &mut Media,
         have_sessions: &BTreeMap<SessionId, CreateSession>,
         have_tracks: &BTreeMap<TrackId, AddTrack>,
-    ) {
+    ) -> BTreeSet<String> {
         let live: BTreeSet<(String, String)> = {
             let rooms = self.rooms.lock().expect("rooms lock");
             rooms
@@ -1175,6 +1179,7 @@ impl App {
         };
         let mut index = self.track_index.lock().expect("index lock");
         let mut adopted = 0usize;
+        let mut rooms = BTreeSet::new();
         index.retain(|sid, saved| {
             let Some(track) = saved.to_track() else {
                 return false;
@@ -1191,6 +1196,7 @@ impl App {
             if !media.tracks.contains_key(sid) {
                 media.sessions.insert(spec.session, session.clone());
                 media.dp_tracks.insert(track.dp, spec.clone());
+                rooms.insert(track.room.clone());
                 media.tracks.insert(sid.clone(), track);
                 adopted += 1;
             }
@@ -1199,6 +1205,7 @@ impl App {
         drop(index);
         tracing::info!(adopted, "published tracks adopted from the dataplane");
         self.mark_dirty();
+        rooms
     }
 
     /// A dataplane session ended on its own (ICE timeout, DTLS failure): forget it.
