@@ -423,9 +423,11 @@ impl PacerQueueing {
             "p50_below_ms": self.quantile_below_ms(0.50),
             "p99_below_ms": self.quantile_below_ms(0.99),
             "p999_below_ms": self.quantile_below_ms(0.999),
-            "histogram_ms": DELAY_BUCKET_BOUNDS_MS.iter().map(|b| format!("<{b}")).chain(
-                std::iter::once(format!(">={}", DELAY_BUCKET_BOUNDS_MS[DELAY_BUCKETS - 2]))
-            ).zip(self.histogram).collect::<BTreeMap<String, u64>>(),
+            // In bucket order; `below_ms: null` is the open last bucket (at or above 1 s).
+            "histogram": DELAY_BUCKET_BOUNDS_MS.iter().map(|&b| Some(b)).chain([None])
+                .zip(self.histogram)
+                .map(|(b, n)| json!({"below_ms": b, "packets": n}))
+                .collect::<Vec<_>>(),
             "method": "the SFU workers' pacer counters (enqueue to leaving the pacer, every paced \
                        packet of every subscriber session) differenced between the snapshot before \
                        the generator started and the last one (warm-up, window and drain; \

@@ -373,8 +373,8 @@ fn print_fanout(f: &Value, lim: Option<&LimitReport>) {
     let q = &f["pacer_queueing"];
     if q["exposed_by_dataplane"].as_bool() == Some(true) {
         println!(
-            "  pacer queueing: {} packets, mean {} us, max {} us (since start); p50 < {} ms, p99 < {} ms",
-            q["packets"], q["mean_us"], q["max_us"], q["p50_below_ms"], q["p99_below_ms"]
+            "  pacer queueing: {} packets, mean {} us, max {} us (since start); p50 < {} ms, p99 < {} ms, p99.9 < {} ms",
+            q["packets"], q["mean_us"], q["max_us"], q["p50_below_ms"], q["p99_below_ms"], q["p999_below_ms"]
         );
     } else {
         println!("  pacer queueing: not exported by the dataplane (video latency includes it)");
