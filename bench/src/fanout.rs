@@ -714,6 +714,9 @@ mod tests {
         assert_eq!((g.foreign, g.tag_errors, g.pattern_errors), (0, 0, 0));
         assert!(g.received > 0, "nothing delivered: {}", r.to_json(None));
         assert!(r.loss() < 0.05, "loss {}", r.loss());
+        // Every forwarded copy leaves a subscriber's pacer; snapshots come every 200 ms.
+        let q = r.pacer_queueing();
+        assert!(q.exposed && q.packets > 0, "{}", r.to_json(None));
     }
 
     /// The same with the subscribers split over three generator threads: every copy is
