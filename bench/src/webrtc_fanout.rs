@@ -63,7 +63,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
                 let _ = affinity::pin_current_thread(cfg2.generator_core);
                 body(&target, &cfg2)
             })?;
-        let (gen, worker_stats, setup_s, profile, wait) = t
+        let (gen, (worker_stats_before, worker_stats), setup_s, profile, wait) = t
             .join()
             .map_err(|_| BenchError::Other("WebRTC generator panicked".into()))??;
         if disturbed(wait, gen.window_s) && attempt < DISTURBED_RETRIES {
@@ -83,6 +83,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
             workers: sfu.workers,
             io_mode: sfu.io_mode.clone(),
             worker_stats,
+            worker_stats_before,
             setup_s,
             srtp_profile: profile,
         });
@@ -100,7 +101,8 @@ pub fn disturbed(runqueue_wait_s: Option<f64>, window_s: f64) -> bool {
 
 type Outcome = (
     GenReport,
-    BTreeMap<u16, WorkerStats>,
+    // Workers' snapshots before and after the run.
+    (BTreeMap<u16, WorkerStats>, BTreeMap<u16, WorkerStats>),
     f64,
     Option<&'static str>,
     Option<f64>,
@@ -131,11 +133,13 @@ fn body(t: &Target, cfg: &FanoutConfig) -> Result<Outcome, BenchError> {
     let mut created = Vec::new();
     let res = setup(&mut ctl, &mut g, t, cfg, &plan, &server_fp, &mut created);
     let setup_s = setup_start.elapsed().as_secs_f64();
-    let outcome = res.and_then(|()| g.run(&plan, t.pid.as_deref()));
-    let stats = match ctl.request(Command::Stats {}) {
+    let mut stats = || match ctl.request(Command::Stats {}) {
         Ok(ReplyOk::Stats { workers }) => workers.into_iter().map(|w| (w.worker, w)).collect(),
         _ => BTreeMap::new(),
     };
+    let before = stats();
+    let outcome = res.and_then(|()| g.run(&plan, t.pid.as_deref()));
+    let stats = (before, stats());
     for &s in &created {
         let _ = ctl.request(Command::CloseSession { session: s });
     }

@@ -370,7 +370,15 @@ fn print_fanout(f: &Value, lim: Option<&LimitReport>) {
             w["thread"], w["cpu_s"], w["busy"]
         );
     }
-    println!("  pacer queueing: not exported by the dataplane (video latency includes it)");
+    let q = &f["pacer_queueing"];
+    if q["exposed_by_dataplane"].as_bool() == Some(true) {
+        println!(
+            "  pacer queueing: {} packets, mean {} us, max {} us (since start); p50 < {} ms, p99 < {} ms, p99.9 < {} ms",
+            q["packets"], q["mean_us"], q["max_us"], q["p50_below_ms"], q["p99_below_ms"], q["p999_below_ms"]
+        );
+    } else {
+        println!("  pacer queueing: not exported by the dataplane (video latency includes it)");
+    }
     println!(
         "  generator: {}",
         f["generator"]["verdict"].as_str().unwrap_or("")

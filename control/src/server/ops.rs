@@ -79,12 +79,39 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
         let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per worker and reason.\n# TYPE sluice_worker_dropped_total counter");
         for (w, c) in &stats {
-            for (reason, v) in &c.dropped {
+            // `pacer_*` entries ride in the same map but are not drops (exported below).
+            for (reason, v) in c.dropped.iter().filter(|(r, _)| !r.starts_with("pacer_")) {
                 let _ = writeln!(
                     out,
                     "sluice_worker_dropped_total{{worker=\"{w}\",reason=\"{reason}\"}} {v}"
                 );
             }
+        }
+        let pacer =
+            |c: &sluice_dataplane::proto::Counters, k: &str| c.dropped.get(k).copied().unwrap_or(0);
+        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_seconds_total Time paced packets waited in the pacers, per worker.\n# TYPE sluice_pacer_queue_delay_seconds_total counter");
+        for (w, c) in &stats {
+            let s = pacer(c, "pacer_delay_us_sum") as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "sluice_pacer_queue_delay_seconds_total{{worker=\"{w}\"}} {s}"
+            );
+        }
+        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_packets_total Packets that left the pacers, per worker.\n# TYPE sluice_pacer_queue_delay_packets_total counter");
+        for (w, c) in &stats {
+            let n = pacer(c, "pacer_packets");
+            let _ = writeln!(
+                out,
+                "sluice_pacer_queue_delay_packets_total{{worker=\"{w}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_max_seconds Largest pacer queueing delay since the worker started.\n# TYPE sluice_pacer_queue_delay_max_seconds gauge");
+        for (w, c) in &stats {
+            let s = pacer(c, "pacer_delay_us_max") as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "sluice_pacer_queue_delay_max_seconds{{worker=\"{w}\"}} {s}"
+            );
         }
         let _ = writeln!(out, "# HELP sluice_worker_sessions Sessions per worker.\n# TYPE sluice_worker_sessions gauge");
         for (w, c) in &stats {

@@ -417,6 +417,9 @@ impl Shard {
         for track in touched {
             self.forget_track_if_unused(track);
         }
+        // Keep its pacer counters in the worker's totals; before the drain below, whose far-future
+        // instant would read as an hour of queueing.
+        self.counters.pacer_retired.add(entry.session.pacer_stats());
         // Buffers still queued in the pacer belong to our pool: take them all back. Bounded by
         // the pool size (each handle is a distinct buffer).
         let far = now + std::time::Duration::from_secs(3600);

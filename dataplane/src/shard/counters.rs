@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use rtp_core::pacer::{PacerStats, DELAY_BUCKETS, DELAY_BUCKET_BOUNDS_MS};
 use rtp_core::session::SessionError;
 use rtp_core::srtp::SrtpError;
 
@@ -134,6 +135,63 @@ impl Drop {
     }
 }
 
+/// Pacer queueing delay (enqueue → leaves the pacer) summed over sessions and classes.
+/// Plain integers so summing over a shard's sessions never allocates.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PacerTotals {
+    /// Packets that left a pacer (`poll_paced`).
+    pub packets: u64,
+    /// Sum of their queueing delays, µs.
+    pub delay_us_sum: u64,
+    /// Largest single queueing delay, µs.
+    pub delay_us_max: u64,
+    /// Packets by delay; bucket `i` is below `DELAY_BUCKET_BOUNDS_MS[i]` ms, the last is the rest.
+    pub histogram: [u64; DELAY_BUCKETS],
+}
+
+impl PacerTotals {
+    /// Adds one session's pacer counters (all classes).
+    pub fn add(&mut self, stats: &PacerStats) {
+        for c in &stats.classes {
+            self.packets += c.sent;
+            let sum = u64::try_from(c.delay_sum.as_micros()).unwrap_or(u64::MAX);
+            self.delay_us_sum = self.delay_us_sum.saturating_add(sum);
+            let max = u64::try_from(c.delay_max.as_micros()).unwrap_or(u64::MAX);
+            self.delay_us_max = self.delay_us_max.max(max);
+            for (total, n) in self.histogram.iter_mut().zip(c.delay_histogram) {
+                *total += n;
+            }
+        }
+    }
+
+    /// Adds another total (retired sessions to live ones).
+    pub fn merge(&mut self, other: &PacerTotals) {
+        self.packets += other.packets;
+        self.delay_us_sum = self.delay_us_sum.saturating_add(other.delay_us_sum);
+        self.delay_us_max = self.delay_us_max.max(other.delay_us_max);
+        for (total, n) in self.histogram.iter_mut().zip(other.histogram) {
+            *total += n;
+        }
+    }
+
+    /// `(name, value)` entries for the `dropped` map; see docs/control-socket.md.
+    fn entries(&self) -> impl Iterator<Item = (String, u64)> + '_ {
+        let fixed = [
+            ("pacer_packets".to_string(), self.packets),
+            ("pacer_delay_us_sum".to_string(), self.delay_us_sum),
+            ("pacer_delay_us_max".to_string(), self.delay_us_max),
+        ];
+        let buckets = self.histogram.iter().enumerate().map(|(i, &n)| {
+            let name = match DELAY_BUCKET_BOUNDS_MS.get(i) {
+                Some(bound) => format!("pacer_delay_lt_{bound}ms"),
+                None => format!("pacer_delay_ge_{}ms", DELAY_BUCKET_BOUNDS_MS[i - 1]),
+            };
+            (name, n)
+        });
+        fixed.into_iter().chain(buckets)
+    }
+}
+
 /// Totals since the shard started.
 #[derive(Debug, Default, Clone)]
 pub struct ShardCounters {
@@ -153,6 +211,8 @@ pub struct ShardCounters {
     pub send_stalls: u64,
     /// Times the receive loop drained the pacers early because the pool ran low.
     pub early_drains: u64,
+    /// Pacer counters of sessions already closed (live sessions are summed at snapshot time).
+    pub pacer_retired: PacerTotals,
     dropped: [u64; Drop::ALL.len()],
 }
 
@@ -165,8 +225,15 @@ impl ShardCounters {
         self.dropped[why as usize]
     }
 
-    /// The wire snapshot (allocates; once per stats interval).
-    pub fn snapshot(&self, worker: u16, sessions: u32, io: &IoStats) -> WorkerStats {
+    /// The wire snapshot (allocates; once per stats interval). `pacer`: the live sessions'
+    /// pacer counters (closed sessions' are added here).
+    pub fn snapshot(
+        &self,
+        worker: u16,
+        sessions: u32,
+        io: &IoStats,
+        pacer: &PacerTotals,
+    ) -> WorkerStats {
         let mut dropped = BTreeMap::new();
         for why in Drop::ALL {
             let n = self.dropped(why);
@@ -195,6 +262,11 @@ impl ShardCounters {
                 dropped.insert(name.to_string(), n);
             }
         }
+        // Pacer queueing delay, also through the map (same protocol rule). Always present, so a
+        // reader can tell "no packet waited" from "this dataplane does not export it".
+        let mut pacer_total = self.pacer_retired;
+        pacer_total.merge(pacer);
+        dropped.extend(pacer_total.entries());
         WorkerStats {
             worker,
             counters: Counters {
@@ -207,5 +279,50 @@ impl ShardCounters {
                 loop_overruns: self.loop_overruns,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rtp_core::pacer::ClassStats;
+
+    use super::*;
+
+    fn class(sent: u64, sum_ms: u64, max_ms: u64, bucket: usize) -> ClassStats {
+        let mut c = ClassStats {
+            sent,
+            delay_sum: Duration::from_millis(sum_ms),
+            delay_max: Duration::from_millis(max_ms),
+            ..ClassStats::default()
+        };
+        c.delay_histogram[bucket] = sent;
+        c
+    }
+
+    #[test]
+    fn pacer_totals_sum_sessions_and_retired_ones() {
+        let mut live = PacerStats::default();
+        live.classes[0] = class(2, 0, 0, 0);
+        live.classes[2] = class(3, 30, 25, 3);
+        let mut closed = PacerStats::default();
+        closed.classes[2] = class(1, 1500, 1500, DELAY_BUCKETS - 1);
+
+        let mut counters = ShardCounters::default();
+        counters.pacer_retired.add(&closed);
+        let mut sum = PacerTotals::default();
+        sum.add(&live);
+        let snap = counters.snapshot(3, 1, &IoStats::default(), &sum);
+        let d = &snap.counters.dropped;
+        assert_eq!(d["pacer_packets"], 6);
+        assert_eq!(d["pacer_delay_us_sum"], 1_530_000);
+        assert_eq!(d["pacer_delay_us_max"], 1_500_000);
+        assert_eq!(d["pacer_delay_lt_1ms"], 2);
+        assert_eq!(d["pacer_delay_lt_20ms"], 3);
+        assert_eq!(d["pacer_delay_ge_1000ms"], 1);
+        assert_eq!(d["pacer_delay_lt_5ms"], 0);
+        // Nothing else: the map holds only the pacer entries (3 + one per bucket).
+        assert_eq!(d.len(), 3 + DELAY_BUCKETS);
     }
 }

@@ -43,7 +43,7 @@ use rtp_core::RtpView;
 use crate::pool::{BufId, BufPool, BUF_SIZE};
 use crate::proto::{CloseReason, Notification, SessionId, SubscriptionId, TrackId};
 use crate::sys::{Backend, RecvMeta, Transmit};
-use counters::{Drop, ShardCounters};
+use counters::{Drop, PacerTotals, ShardCounters};
 use mesh::{Mesh, RingDatagram, RingItem, RingPacket, MAX_RING_PACKET};
 use msg::{ShardCmd, ShardMsg, SharedRegistry};
 
@@ -878,10 +878,15 @@ impl Shard {
     }
 
     fn send_stats(&mut self) {
+        let mut pacer = PacerTotals::default();
+        for entry in self.sessions.iter().flatten() {
+            pacer.add(entry.session.pacer_stats());
+        }
         let snap = self.counters.snapshot(
             self.index as u16,
             self.by_id.len() as u32,
             self.backend.stats(),
+            &pacer,
         );
         if self.to_control.try_send(ShardMsg::Stats(snap)).is_err() {
             self.counters.drop(Drop::ControlBacklog);

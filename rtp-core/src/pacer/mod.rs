@@ -407,6 +407,30 @@ mod tests {
     }
 
     #[test]
+    fn queue_delay_totals_are_exact() {
+        let t = t0();
+        // Budget large enough that only the poll instants decide when items leave.
+        let mut p = Pacer::new(config(100_000_000), t);
+        for id in 0..3 {
+            p.enqueue(t, PacketClass::Video, 100, id).unwrap();
+        }
+        p.enqueue(t + ms(2), PacketClass::Audio, 100, 9).unwrap();
+        assert_eq!(p.poll_transmit(t + ms(2)), Some((9, PacketClass::Audio)));
+        assert_eq!(p.poll_transmit(t + ms(3)), Some((0, PacketClass::Video)));
+        assert_eq!(p.poll_transmit(t + ms(7)), Some((1, PacketClass::Video)));
+        assert_eq!(p.poll_transmit(t + ms(10)), Some((2, PacketClass::Video)));
+        let video = p.stats().class(PacketClass::Video);
+        assert_eq!(video.sent, 3);
+        assert_eq!(video.delay_sum, ms(20));
+        assert_eq!(video.delay_max, ms(10));
+        // 3 and 7 ms fall in [1, 5) and [5, 10); 10 ms in [10, 20).
+        assert_eq!(video.delay_histogram[..4], [0, 1, 1, 1]);
+        let audio = p.stats().class(PacketClass::Audio);
+        assert_eq!((audio.sent, audio.delay_sum), (1, Duration::ZERO));
+        assert_eq!(audio.delay_histogram[0], 1);
+    }
+
+    #[test]
     fn audio_bypasses_budget_unless_configured_not_to() {
         let t = t0();
         for bypass in [true, false] {
