@@ -453,6 +453,10 @@ async fn dataplane_loop(app: Arc<App>) {
     let link = app.link.clone().expect("spawned only with a link");
     let mut events = link.events();
     let mut connected = link.connected();
+    // The link may have connected before this task subscribed: a fresh receiver counts the
+    // current value as seen, and waiting for the next change would skip the first resync (no
+    // adoption after a control restart). Look at the current value first.
+    connected.mark_changed();
     let mut first = true;
     loop {
         tokio::select! {
