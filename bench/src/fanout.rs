@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::proto::{
-    AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams,
-    Layer, MediaKind, Notification, Quality, ReplyOk, SessionId, Source, Subscribe, SubscriptionId,
-    TrackId, TransportMode, WorkerStats,
+    pacer_delay_key, AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds,
+    Hello, IceParams, Layer, MediaKind, Notification, Quality, ReplyOk, SessionId, Source,
+    Subscribe, SubscriptionId, TrackId, TransportMode, WorkerStats,
 };
 use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 
@@ -386,7 +386,7 @@ impl PacerQueueing {
                 .max_us
                 .max(a.get("pacer_delay_us_max").copied().unwrap_or(0));
             for (i, slot) in q.histogram.iter_mut().enumerate() {
-                *slot += delta(&bucket_name(i));
+                *slot += delta(&pacer_delay_key(i));
             }
         }
         q
@@ -435,14 +435,6 @@ impl PacerQueueing {
                        started; percentiles are histogram bucket upper bounds. Audio bypasses \
                        the pacer budget, so most of this is video",
         })
-    }
-}
-
-/// The worker's `dropped`-map name of pacer delay bucket `i`.
-fn bucket_name(i: usize) -> String {
-    match DELAY_BUCKET_BOUNDS_MS.get(i) {
-        Some(bound) => format!("pacer_delay_lt_{bound}ms"),
-        None => format!("pacer_delay_ge_{}ms", DELAY_BUCKET_BOUNDS_MS[i - 1]),
     }
 }
 

@@ -27,7 +27,7 @@ pub use conn::{ControlConn, MAX_OUTPUT_BUFFERED};
 pub use frame::{decode_message, encode_frame, FrameDecoder, ProtoError};
 pub use ids::{SessionId, SubscriptionId, TrackId};
 pub use message::{ErrorBody, ErrorCode, Event, Hello, Message, Reply, ReplyResult, Request, Role};
-pub use notification::{CloseReason, Counters, Notification, WorkerStats};
+pub use notification::{pacer_delay_key, CloseReason, Counters, Notification, WorkerStats};
 pub use validate::{Invalid, MAX_LAYERS, MAX_LAYER_INDEX};
 
 /// The protocol version this build speaks (the frame's version byte and `Hello.version`).

@@ -86,6 +86,16 @@ pub struct WorkerStats {
     pub counters: Counters,
 }
 
+/// The `Counters::dropped` key of pacer queue-delay bucket `i` (bucket `i` holds packets that
+/// waited less than `rtp_core::pacer::DELAY_BUCKET_BOUNDS_MS[i]`; the last, the rest).
+pub fn pacer_delay_key(i: usize) -> String {
+    use rtp_core::pacer::DELAY_BUCKET_BOUNDS_MS;
+    match DELAY_BUCKET_BOUNDS_MS.get(i) {
+        Some(bound) => format!("pacer_delay_lt_{bound}ms"),
+        None => format!("pacer_delay_ge_{}ms", DELAY_BUCKET_BOUNDS_MS[i - 1]),
+    }
+}
+
 /// Worker totals. New counters may be added to `dropped` without a version change.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use rtp_core::pacer::{PacerStats, DELAY_BUCKETS, DELAY_BUCKET_BOUNDS_MS};
+use rtp_core::pacer::{PacerStats, DELAY_BUCKETS};
 use rtp_core::session::SessionError;
 use rtp_core::srtp::SrtpError;
 
-use crate::proto::{Counters, WorkerStats};
+use crate::proto::{pacer_delay_key, Counters, WorkerStats};
 use crate::sys::IoStats;
 
 /// Why a shard dropped a datagram or a forwarded copy.
@@ -181,13 +181,11 @@ impl PacerTotals {
             ("pacer_delay_us_sum".to_string(), self.delay_us_sum),
             ("pacer_delay_us_max".to_string(), self.delay_us_max),
         ];
-        let buckets = self.histogram.iter().enumerate().map(|(i, &n)| {
-            let name = match DELAY_BUCKET_BOUNDS_MS.get(i) {
-                Some(bound) => format!("pacer_delay_lt_{bound}ms"),
-                None => format!("pacer_delay_ge_{}ms", DELAY_BUCKET_BOUNDS_MS[i - 1]),
-            };
-            (name, n)
-        });
+        let buckets = self
+            .histogram
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (pacer_delay_key(i), n));
         fixed.into_iter().chain(buckets)
     }
 }
