@@ -19,17 +19,12 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use api_support::*;
-use futures_util::{SinkExt, StreamExt};
 use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
 use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::Dataplane;
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const OFFER: &str = include_str!("fixtures/sdp/chromium_cam_mic.sdp");
 /// The fixture's audio SSRC and Opus payload type: what alice sends.
@@ -87,28 +82,6 @@ impl Drop for Control {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
-}
-
-async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
-    for _ in 0..30 {
-        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {ty} within 15 s"))
-            .unwrap()
-            .unwrap();
-        if let Message::Text(t) = m {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == ty {
-                return v;
-            }
-            assert_ne!(v["type"], "error", "while waiting for {ty}: {v}");
-        }
-    }
-    panic!("no {ty} message");
 }
 
 async fn join(addr: SocketAddr, identity: &str, role: Role) -> (Ws, Value) {

@@ -11,7 +11,7 @@ mod api_support;
 use std::time::{Duration, SystemTime};
 
 use api_support::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
 use sluice_control::hybrid::turn::{credential, TurnConfig};
@@ -21,15 +21,8 @@ use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 use tokio_tungstenite::tungstenite::Message;
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 const OFFER: &str = include_str!("fixtures/sdp/chromium_cam_mic.sdp");
 const TURN_SECRET: &str = "north-wind-shared-secret";
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
-}
 
 async fn next_json(ws: &mut Ws) -> Value {
     loop {

@@ -8,49 +8,12 @@ mod api_support;
 use std::time::Duration;
 
 use api_support::*;
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 use sluice_control::auth::Role;
 use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::Dataplane;
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const OFFER: &str = include_str!("fixtures/sdp/chromium_cam_mic.sdp");
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
-}
-
-async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
-    for _ in 0..30 {
-        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {ty} within 15 s"))
-            .unwrap()
-            .unwrap();
-        if let Message::Text(t) = m {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == ty {
-                return v;
-            }
-            assert_ne!(v["type"], "error", "while waiting for {ty}: {v}");
-        }
-    }
-    panic!("no {ty} message");
-}
-
-async fn join(addr: std::net::SocketAddr, identity: &str, role: Role) -> Ws {
-    let t = token("m", identity, role);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
-        .await
-        .unwrap();
-    send(&mut ws, json!({"type": "join"})).await;
-    recv_type(&mut ws, "joined").await;
-    ws
-}
 
 /// A client's answer to our subscriber offer: full ICE, recvonly, DTLS client.
 fn client_answer(offer: &str) -> String {

@@ -7,23 +7,16 @@ mod api_support;
 use std::time::Duration;
 
 use api_support::*;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(addr: std::net::SocketAddr, query: &str) -> Ws {
     tokio_tungstenite::connect_async(format!("ws://{addr}/rtc{query}"))
         .await
         .unwrap()
         .0
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::text(v.to_string())).await.unwrap();
 }
 
 /// The next JSON message (5 s at most).

@@ -1,16 +1,18 @@
 //! Shared helpers for the API and signaling tests: an in-process server on 127.0.0.1:0,
-//! token minting, and a minimal HTTP/1.1 client.
+//! token minting, a minimal HTTP/1.1 client, and signaling WebSocket helpers.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
 use sluice_control::auth::{self, AdminClaims, Claims, Grants, Role};
 use sluice_control::room::RoomsConfig;
 use sluice_control::server::{Server, ServerOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
 
 pub const KEY: &str = "testkey";
 pub const SECRET: &str = "test-secret-0123456789abcdef";
@@ -153,4 +155,43 @@ pub fn assert_error(resp: &(u16, Value), status: u16, code: &str, field: Option<
     if let Some(f) = field {
         assert_eq!(resp.1["error"]["field"], f, "{resp:?}");
     }
+}
+
+/// A signaling WebSocket to the test server.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Sends one JSON message.
+pub async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// The next message of type `ty` (skipping others; an `error` fails the test), within 15 s each.
+pub async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
+    for _ in 0..30 {
+        let m = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {ty} within 15 s"))
+            .unwrap()
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == ty {
+                return v;
+            }
+            assert_ne!(v["type"], "error", "while waiting for {ty}: {v}");
+        }
+    }
+    panic!("no {ty} message");
+}
+
+/// Joins room `m` as `identity` and waits for `joined`.
+pub async fn join(addr: std::net::SocketAddr, identity: &str, role: Role) -> Ws {
+    let t = token("m", identity, role);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "join"})).await;
+    recv_type(&mut ws, "joined").await;
+    ws
 }
