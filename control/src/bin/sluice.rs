@@ -175,6 +175,10 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             },
             state_file: Some(cfg.state_file.clone()),
             webhooks: cfg.webhooks.clone(),
+            webhook_secret: cfg.webhook_secret.clone(),
+            webhook_ca_file: cfg.webhook_ca_file.clone(),
+            webhook: Default::default(),
+            sse: Default::default(),
             static_dir,
             dataplane_socket: Some(socket),
             drain_deadline: Duration::from_secs(cfg.drain_deadline_s),
@@ -184,7 +188,7 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
         };
         let server = match Server::start(opts).await {
             Ok(s) => s,
-            Err(e) => return fail(&format!("control.http: {e}")),
+            Err(e) => return fail(&e.to_string()),
         };
         eprintln!("sluice is up: http://{}/", server.addr);
         let mut term =

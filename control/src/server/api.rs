@@ -1,14 +1,12 @@
 //! The HTTP room API (docs/api.md): rooms, participants, tracks, roles, host transfer, the
 //! SSE event stream and drain. Every route needs `Authorization: Bearer <admin JWT>`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -18,6 +16,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::{departed, participant_info, App};
 use crate::auth::{self, Grants, Role};
+use crate::events::SseError;
 use crate::room::{Actor, RoomConfig};
 
 pub(super) fn routes() -> Router<Arc<App>> {
@@ -435,58 +434,33 @@ struct EventsQuery {
     room: Option<String>,
 }
 
+/// `GET /api/events[?room=R]`: the event stream (docs/api.md "Events"). A room stream's ids are
+/// the room's `seq`, the all-rooms stream's the node-wide event number; a lagging reader is
+/// closed and resumes with `Last-Event-ID`.
 async fn events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     admin(&app, &headers)?;
-    let after = match headers.get("last-event-id") {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| ApiError::invalid("Last-Event-ID", "expected an integer"))?,
-        None => u64::MAX,
+    let last = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::invalid("Last-Event-ID", "expected an integer"))?,
+        ),
+        None => None,
     };
-    // Subscribe before replaying so nothing falls in between; duplicates are skipped by `n`.
-    let live = app.hub.sse.subscribe();
-    let backlog = if after == u64::MAX {
-        Vec::new()
-    } else {
-        app.hub.replay(after)
-    };
-    let last = after;
-    let room = q.room;
-    let state = (backlog.into_iter(), live, last, room);
-    let stream = futures_util::stream::unfold(
-        state,
-        |(mut backlog, mut live, mut last, room)| async move {
-            loop {
-                let next = match backlog.next() {
-                    Some(l) => l,
-                    None => match live.recv().await {
-                        Ok(l) => l,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(_) => return None,
-                    },
-                };
-                if last != u64::MAX && next.n <= last {
-                    continue;
-                }
-                last = next.n;
-                if room.as_ref().is_some_and(|r| *r != next.room) {
-                    continue;
-                }
-                let event = Event::default()
-                    .id(next.n.to_string())
-                    .event(next.body["event"].as_str().unwrap_or("event"))
-                    .data(next.body.to_string());
-                return Some((Ok::<_, Infallible>(event), (backlog, live, last, room)));
-            }
-        },
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    let stream = app.events.subscribe(q.room, last).map_err(|e| match e {
+        SseError::InvalidLastEventId => ApiError::invalid("Last-Event-ID", e.to_string()),
+        other => ApiError::new("unavailable", other.to_string()),
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(stream),
+    ))
 }
 
 async fn drain(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

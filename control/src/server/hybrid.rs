@@ -310,7 +310,7 @@ impl App {
                     reason = change.reason.as_str(),
                     "migration started"
                 );
-                self.hub.log(
+                self.events.emit(
                     room,
                     "room_migration_started",
                     event_json(room, &change, None),
@@ -336,7 +336,7 @@ impl App {
                         .or_default() += 1;
                     h.metrics.seconds.observe(duration_ms as f64 / 1000.0);
                 }
-                self.hub.log(
+                self.events.emit(
                     room,
                     "room_mode_changed",
                     event_json(room, &change, Some(duration_ms)),
@@ -369,7 +369,7 @@ impl App {
                     .or_default() += 1;
                 let mut body = event_json(room, &change, Some(duration_ms));
                 body["reason"] = json!(reason.as_str());
-                self.hub.log(room, "room_migration_failed", body, now);
+                self.events.emit(room, "room_migration_failed", body, now);
             }
             Action::Settled { id, mode } => {
                 self.hub.broadcast(
@@ -397,8 +397,8 @@ impl App {
                 if matches!(ping, Ok(Ok(_))) {
                     self.hub
                         .broadcast(room, None, &json!({"type": "mode_prewarm"}));
-                    self.hub
-                        .log(room, "room_prewarm", json!({"room": room}), now);
+                    self.events
+                        .emit(room, "room_prewarm", json!({"room": room}), now);
                 } else {
                     tracing::warn!(room, "pre-warm: the dataplane did not answer a ping");
                     let message = "pre-warm: the SFU did not answer a ping";
@@ -407,7 +407,7 @@ impl App {
                         None,
                         &json!({"type": "notice", "code": "sfu_unavailable", "message": message}),
                     );
-                    self.hub.log(
+                    self.events.emit(
                         room,
                         "room_notice",
                         json!({"room": room, "code": "sfu_unavailable", "message": message}),
@@ -421,7 +421,7 @@ impl App {
                     None,
                     &json!({"type": "notice", "code": code, "message": message}),
                 );
-                self.hub.log(
+                self.events.emit(
                     room,
                     "room_notice",
                     json!({"room": room, "code": code, "message": message}),

@@ -1,7 +1,8 @@
 //! The control daemon's servers: HTTP API (`api`), WebSocket signaling at `/rtc` (`signal`),
 //! WHIP/WHEP and sidecar sessions (`whip`), metrics/health/drain/static files (`ops`), dev-mode
-//! tokens for the demo page (`dev`), all on one axum router; plus the glue that feeds room events to clients, SSE and webhooks
-//! (`hub`), drives the dataplane (`media`) and persists state.
+//! tokens for the demo page (`dev`), all on one axum router; plus the WebSocket client registry
+//! (`hub`), the event pipeline to SSE and webhooks (`events`, `webhooks`), the dataplane driver
+//! (`media`) and persistence.
 //!
 //! Locks: `rooms` is a std mutex held only for synchronous `Rooms` calls; `media` is an async
 //! mutex held across dataplane requests. Order: media, then rooms; never the reverse.
@@ -10,6 +11,7 @@ mod adopt;
 mod api;
 mod dev;
 mod error;
+mod events;
 mod hub;
 mod hybrid;
 mod media;
@@ -17,7 +19,7 @@ mod ops;
 mod p2p;
 mod signal;
 mod translate;
-mod webhook;
+mod webhooks;
 mod whip;
 
 use std::collections::BTreeMap;
@@ -29,30 +31,45 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 use sluice_proto::{Counters, Notification};
+
 use tokio::sync::Notify;
+pub use webhooks::WebhookSetupError;
 
 pub use error::ApiError;
 
 use crate::auth::Keyring;
+use crate::events::{EventLog, SseConfig, WebhookConfig};
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::HybridConfig;
 use crate::link::Link;
 use crate::room::{
     LeaveReason, Participant, RoomEvent, RoomEventKind, Rooms, RoomsConfig, RoomsState, Track,
 };
+use events::Events;
 use hub::{ClientMsg, Hub};
 use media::Media;
+use webhooks::Webhooks;
 
 /// How to run the server.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub http: SocketAddr,
-    /// API key → secret (tokens and webhook signatures; the first key signs webhooks).
+    /// API key → secret (access and admin tokens).
     pub api_keys: BTreeMap<String, String>,
     pub rooms: RoomsConfig,
     /// Persist rooms here (and load them at start).
     pub state_file: Option<PathBuf>,
+    /// Webhook receivers (`http://` or `https://`).
     pub webhooks: Vec<String>,
+    /// Signs webhooks (`Sluice-Signature`); required when `webhooks` is not empty. Never an API
+    /// secret: a receiver must not be able to mint tokens.
+    pub webhook_secret: Option<String>,
+    /// Extra trust roots (PEM) for https receivers, beside the system's.
+    pub webhook_ca_file: Option<PathBuf>,
+    /// Webhook lane limits and retry timings (per URL).
+    pub webhook: WebhookConfig,
+    /// SSE backlogs, per-subscriber buffer and subscriber cap.
+    pub sse: SseConfig,
     /// Served at `/`.
     pub static_dir: Option<PathBuf>,
     /// The dataplane's control socket; `None`: no media (room endpoints only).
@@ -77,7 +94,6 @@ pub struct Server {
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) keyring: Keyring,
-    pub(crate) webhook_key: Option<(String, Vec<u8>)>,
     /// Signs `/dev/token` answers; `None`: dev tokens are off.
     pub(crate) dev_key: Option<(String, Vec<u8>)>,
     /// The HTTP listen IP: announced for a wildcard-bound dataplane (`sdp::announce_ip`).
@@ -86,6 +102,7 @@ pub(crate) struct App {
     pub(crate) media: tokio::sync::Mutex<Media>,
     pub(crate) link: Option<Link>,
     pub(crate) hub: Hub,
+    pub(crate) events: Arc<Events>,
     pub(crate) draining: AtomicBool,
     pub(crate) drained: Notify,
     pub(crate) worker_stats: Mutex<BTreeMap<u16, Counters>>,
@@ -117,12 +134,23 @@ impl Server {
             .as_deref()
             .map(|p| adopt::load(&adopt::index_path(p)))
             .unwrap_or_default();
-        let (webhook_tx, webhook_rx) = if opts.webhooks.is_empty() {
-            (None, None)
-        } else {
-            let (tx, rx) = tokio::sync::mpsc::channel(webhook::QUEUE);
-            (Some(tx), Some(rx))
+        let secret = match (&opts.webhook_secret, opts.webhooks.is_empty()) {
+            (Some(s), _) => s.as_bytes().to_vec(),
+            (None, true) => Vec::new(),
+            (None, false) => {
+                return Err(std::io::Error::other(
+                    "control.webhook_secret: required when webhooks are configured",
+                ))
+            }
         };
+        let webhooks = Webhooks::start(
+            &opts.webhooks,
+            &secret,
+            &opts.webhook,
+            opts.webhook_ca_file.as_deref(),
+        )
+        .map_err(std::io::Error::other)?;
+        let events = Arc::new(Events::new(EventLog::new(), opts.sse.clone(), webhooks));
         let link = opts
             .dataplane_socket
             .clone()
@@ -138,11 +166,11 @@ impl Server {
             keyring,
             dev_key: first_key.clone().filter(|_| opts.dev_tokens),
             http_ip: opts.http.ip(),
-            webhook_key: first_key,
             rooms: Mutex::new(Rooms::from_state(rooms_config, state)),
             media: tokio::sync::Mutex::new(Media::default()),
             link,
-            hub: Hub::new(webhook_tx),
+            hub: Hub::default(),
+            events,
             draining: AtomicBool::new(false),
             drained: Notify::new(),
             worker_stats: Mutex::new(BTreeMap::new()),
@@ -154,13 +182,6 @@ impl Server {
             static_dir: opts.static_dir.clone(),
             drain_deadline: opts.drain_deadline,
         });
-        if let Some(rx) = webhook_rx {
-            tokio::spawn(webhook::deliver(
-                Arc::clone(&app),
-                opts.webhooks.clone(),
-                rx,
-            ));
-        }
         if app.state_file.is_some() {
             tokio::spawn(persist_loop(Arc::clone(&app)));
         }
@@ -169,7 +190,11 @@ impl Server {
         }
         tokio::spawn(timer_loop(Arc::clone(&app)));
         tokio::spawn(hybrid::hybrid_loop(Arc::clone(&app)));
-        let listener = tokio::net::TcpListener::bind(opts.http).await?;
+        let listener = tokio::net::TcpListener::bind(opts.http)
+            .await
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("control.http {}: {e}", opts.http))
+            })?;
         let addr = listener.local_addr()?;
         let router = router(Arc::clone(&app));
         let task = tokio::spawn(async move {
@@ -279,10 +304,8 @@ impl App {
             return;
         }
         self.mark_dirty();
-        let now = self.now_ms();
+        self.events.emit_room(&events, self.now_ms());
         for ev in events {
-            let payload = serde_json::to_value(&ev.kind).unwrap_or(Value::Null);
-            self.hub.log(&ev.room, ev.kind.name(), payload, now);
             self.to_clients(&ev);
         }
     }

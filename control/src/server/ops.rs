@@ -56,6 +56,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let _ = writeln!(out, "# HELP sluice_dataplane_up Control socket connected.\n# TYPE sluice_dataplane_up gauge\nsluice_dataplane_up {}", u8::from(up));
     let _ = writeln!(out, "# HELP sluice_draining Node is draining.\n# TYPE sluice_draining gauge\nsluice_draining {}", u8::from(app.draining.load(Ordering::SeqCst)));
     app.hybrid_metrics(&mut out);
+    app.events.metrics(&mut out);
     let stats = app.worker_stats.lock().expect("stats lock").clone();
     if !stats.is_empty() {
         for (name, help) in [
