@@ -1,5 +1,5 @@
 //! Webhooks through a real server: each receiver URL is its own lane, so one that never answers
-//! delays only itself — the other receives every event, in order, at once; deliveries are
+//! delays only itself — the other receives every event, in each room's order, at once; deliveries are
 //! signed with `webhook_secret` (not an API secret); https receivers work with a CA given in
 //! `webhook_ca_file`; `/metrics` counts per URL.
 
@@ -112,6 +112,18 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Room → seqs in arrival order.
+fn seqs_by_room(got: &[Got]) -> std::collections::BTreeMap<String, Vec<u64>> {
+    let mut out: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for g in got {
+        let v: Value = serde_json::from_str(&g.body).unwrap();
+        out.entry(v["room"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(v["seq"].as_u64().unwrap());
+    }
+    out
+}
+
 fn rooms_created(got: &[Got]) -> Vec<String> {
     got.iter()
         .filter_map(|g| {
@@ -138,8 +150,11 @@ async fn a_receiver_that_never_answers_delays_only_itself() {
         ("Authorization", a.as_str()),
         ("Content-Type", "application/json"),
     ];
-    const ROOMS: usize = 20;
+    // Five rooms, each created and joined by three participants: 4 events a room.
+    const ROOMS: usize = 5;
+    const PER_ROOM: usize = 4;
     let mut sent = Vec::new();
+    let mut clients = Vec::new();
     for i in 0..ROOMS {
         let name = format!("r{i:02}");
         let t = Instant::now();
@@ -152,31 +167,53 @@ async fn a_receiver_that_never_answers_delays_only_itself() {
         )
         .await;
         assert_eq!(resp.0, 201, "{resp:?}");
-        sent.push((name, t));
+        sent.push((name.clone(), 1u64, t));
+        for p in 0..PER_ROOM - 1 {
+            let token = token(&name, &format!("p{p}"), sluice_control::auth::Role::Viewer);
+            let t = Instant::now();
+            let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+                "ws://{}/rtc?access_token={token}",
+                s.addr
+            ))
+            .await
+            .unwrap();
+            send(&mut ws, serde_json::json!({"type": "join"})).await;
+            recv_type(&mut ws, "joined").await;
+            sent.push((name.clone(), 2 + p as u64, t));
+            clients.push(ws);
+        }
     }
-    // Every event reaches the answering receiver, in order, promptly.
+    // Every event reaches the answering receiver, each room's in order, promptly.
+    let total = ROOMS * PER_ROOM;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while rooms_created(&good_got.lock().unwrap()).len() < ROOMS && Instant::now() < deadline {
+    while good_got.lock().unwrap().len() < total && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let got = good_got.lock().unwrap().clone();
-    let names = rooms_created(&got);
-    let expected: Vec<String> = sent.iter().map(|(n, _)| n.clone()).collect();
-    assert_eq!(names, expected, "every event, in order");
+    let by_room = seqs_by_room(&got);
+    assert_eq!(by_room.len(), ROOMS);
+    for (room, seqs) in &by_room {
+        let expected: Vec<u64> = (1..=PER_ROOM as u64).collect();
+        assert_eq!(*seqs, expected, "{room}: every event, in seq order");
+    }
     let delays: Vec<Duration> = sent
         .iter()
-        .map(|(name, t)| {
+        .map(|(name, seq, t)| {
             let g = got
                 .iter()
-                .find(|g| g.body.contains(&format!("\"room\":\"{name}\"")))
+                .find(|g| {
+                    g.body.contains(&format!("\"room\":\"{name}\""))
+                        && g.body.contains(&format!("\"seq\":{seq},"))
+                })
                 .unwrap();
             g.at.saturating_duration_since(*t)
         })
         .collect();
     let worst = delays.iter().max().unwrap();
     println!(
-        "answering receiver: {} events, worst delay after the API call {:?}, mean {:?}; hung receiver got {} requests",
-        names.len(),
+        "answering receiver: {} events in {} rooms, worst delay after the API call or join {:?}, mean {:?}; hung receiver got {} requests",
+        got.len(),
+        by_room.len(),
         worst,
         delays.iter().sum::<Duration>() / delays.len() as u32,
         hung_got.lock().unwrap().len()
@@ -212,10 +249,11 @@ async fn a_receiver_that_never_answers_delays_only_itself() {
     // Per-URL metrics.
     let (_, metrics) = http(s.addr, "GET", "/metrics", &[], "").await;
     let metrics = metrics.as_str().unwrap().to_owned();
-    let line = format!("sluice_webhook_delivered_total{{url=\"{good_url}\"}} {ROOMS}");
+    let line = format!("sluice_webhook_delivered_total{{url=\"{good_url}\"}} {total}");
     assert!(metrics.contains(&line), "{metrics}");
-    let hung_line = format!("sluice_webhook_queued{{url=\"{hung_url}\"}} {ROOMS}");
+    let hung_line = format!("sluice_webhook_queued{{url=\"{hung_url}\"}} {total}");
     assert!(metrics.contains(&hung_line), "{metrics}");
+    drop(clients);
     s.stop();
 }
 

@@ -489,7 +489,7 @@ impl App {
             (old, dead)
         };
         for (sid, dp) in dead {
-            self.track_index.lock().expect("index lock").remove(&sid);
+            self.forget_saved_track(room, &sid);
             if let Err(e) = self.dp(Command::RemoveTrack { track: dp }).await {
                 tracing::debug!(track = %dp, error = %e, "remove_track");
             }

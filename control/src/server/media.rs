@@ -20,7 +20,6 @@ use sluice_proto::{
     TransportMode,
 };
 
-use super::adopt::SavedTrack;
 use super::error::ApiError;
 use super::hub::ClientMsg;
 use super::translate::{sdp_candidates, track_kind};
@@ -442,7 +441,9 @@ impl App {
             self.track_index
                 .lock()
                 .expect("index lock")
-                .insert(sid.clone(), SavedTrack::of(&track));
+                .entry(key.0.clone())
+                .or_default()
+                .insert(sid.clone(), super::adopt::saved(&track));
             media.tracks.insert(sid.clone(), track);
             added.push((acc.mid.clone(), sid));
             if let Some(events) = events {
@@ -1035,7 +1036,7 @@ impl App {
             .collect();
         for sid in dead {
             let t = media.tracks.remove(&sid).expect("listed above");
-            self.track_index.lock().expect("index lock").remove(&sid);
+            self.forget_saved_track(&t.room, &sid);
             media.dp_tracks.remove(&t.dp);
             media.subs.retain(|_, s| s.track != t.dp);
             for p in media.peers.values_mut() {
@@ -1216,32 +1217,44 @@ impl App {
         let mut index = self.track_index.lock().expect("index lock");
         let mut adopted = 0usize;
         let mut rooms = BTreeSet::new();
-        index.retain(|sid, saved| {
-            let Some(track) = saved.to_track() else {
-                return false;
-            };
-            let Some(spec) = have_tracks.get(&track.dp) else {
-                return false;
-            };
-            let Some(session) = have_sessions.get(&spec.session) else {
-                return false;
-            };
-            if !live.contains(&(track.room.clone(), sid.clone())) {
-                return false;
-            }
-            if !media.tracks.contains_key(sid) {
-                media.sessions.insert(spec.session, session.clone());
-                media.dp_tracks.insert(track.dp, spec.clone());
-                rooms.insert(track.room.clone());
-                media.tracks.insert(sid.clone(), track);
-                adopted += 1;
-            }
-            true
-        });
+        for (room, saved) in index.iter_mut() {
+            saved.retain(|sid, saved| {
+                let track = super::adopt::media_track(room, saved);
+                let Some(spec) = have_tracks.get(&track.dp) else {
+                    return false;
+                };
+                let Some(session) = have_sessions.get(&spec.session) else {
+                    return false;
+                };
+                if !live.contains(&(room.clone(), sid.clone())) {
+                    return false;
+                }
+                if !media.tracks.contains_key(sid) {
+                    media.sessions.insert(spec.session, session.clone());
+                    media.dp_tracks.insert(track.dp, spec.clone());
+                    rooms.insert(room.clone());
+                    media.tracks.insert(sid.clone(), track);
+                    adopted += 1;
+                }
+                true
+            });
+        }
+        index.retain(|_, saved| !saved.is_empty());
         drop(index);
         tracing::info!(adopted, "published tracks adopted from the dataplane");
         self.mark_dirty();
         rooms
+    }
+
+    /// Drops a track from the stored index.
+    pub(crate) fn forget_saved_track(&self, room: &str, sid: &str) {
+        let mut index = self.track_index.lock().expect("index lock");
+        if let Some(tracks) = index.get_mut(room) {
+            tracks.remove(sid);
+            if tracks.is_empty() {
+                index.remove(room);
+            }
+        }
     }
 
     /// A dataplane session ended on its own (ICE timeout, DTLS failure): forget it.

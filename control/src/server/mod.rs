@@ -17,6 +17,7 @@ mod hybrid;
 mod media;
 mod ops;
 mod p2p;
+mod persist;
 mod signal;
 mod translate;
 mod webhooks;
@@ -38,13 +39,14 @@ pub use webhooks::WebhookSetupError;
 pub use error::ApiError;
 
 use crate::auth::Keyring;
-use crate::events::{EventLog, SseConfig, WebhookConfig};
+use crate::events::{SseConfig, WebhookConfig};
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::HybridConfig;
 use crate::link::Link;
 use crate::room::{
     LeaveReason, Participant, RoomEvent, RoomEventKind, Rooms, RoomsConfig, RoomsState, Track,
 };
+use crate::store::{FileStore, MemoryStore, Store};
 use events::Events;
 use hub::{ClientMsg, Hub};
 use media::Media;
@@ -110,8 +112,10 @@ pub(crate) struct App {
     pub(crate) hybrid: Mutex<hybrid::Hybrid>,
     /// Wakes the hybrid timer loop early (a policy armed a sooner deadline).
     pub(crate) hybrid_wake: Notify,
-    state_file: Option<PathBuf>,
-    /// Published tracks as persisted next to the state file (see [`adopt`]).
+    /// Durable state (see [`crate::store`]); what was last handed to it, to diff against.
+    store: Arc<dyn Store>,
+    persisted: tokio::sync::Mutex<persist::Persisted>,
+    /// Published tracks as stored (see [`adopt`]).
     pub(crate) track_index: Mutex<adopt::TrackIndex>,
     dirty: Notify,
     static_dir: Option<PathBuf>,
@@ -125,15 +129,17 @@ impl Server {
         for (k, s) in &opts.api_keys {
             keyring.insert(k.clone(), s.as_bytes());
         }
-        let state = match &opts.state_file {
-            Some(p) => load_state(p)?,
-            None => RoomsState::default(),
+        let store: Arc<dyn Store> = match &opts.state_file {
+            Some(p) => Arc::new(FileStore::open(p).map_err(std::io::Error::other)?),
+            None => Arc::new(MemoryStore::default()),
         };
-        let track_index = opts
-            .state_file
-            .as_deref()
-            .map(|p| adopt::load(&adopt::index_path(p)))
-            .unwrap_or_default();
+        let snapshot = store.load().map_err(std::io::Error::other)?;
+        let persisted = persist::Persisted::from_snapshot(&snapshot);
+        let state = RoomsState {
+            rooms: persisted.rooms.clone(),
+            next_id: snapshot.next_id,
+        };
+        let track_index = persisted.tracks.clone();
         let secret = match (&opts.webhook_secret, opts.webhooks.is_empty()) {
             (Some(s), _) => s.as_bytes().to_vec(),
             (None, true) => Vec::new(),
@@ -150,7 +156,13 @@ impl Server {
             opts.webhook_ca_file.as_deref(),
         )
         .map_err(std::io::Error::other)?;
-        let events = Arc::new(Events::new(EventLog::new(), opts.sse.clone(), webhooks));
+        let events = Events::start(
+            snapshot.event_log(),
+            snapshot.outbox.clone(),
+            opts.sse.clone(),
+            webhooks,
+            Arc::clone(&store),
+        );
         let link = opts
             .dataplane_socket
             .clone()
@@ -176,15 +188,14 @@ impl Server {
             worker_stats: Mutex::new(BTreeMap::new()),
             hybrid: Mutex::new(hybrid::Hybrid::new(opts.hybrid.clone(), opts.turn.clone())),
             hybrid_wake: Notify::new(),
-            state_file: opts.state_file.clone(),
+            store,
+            persisted: tokio::sync::Mutex::new(persisted),
             track_index: Mutex::new(track_index),
             dirty: Notify::new(),
             static_dir: opts.static_dir.clone(),
             drain_deadline: opts.drain_deadline,
         });
-        if app.state_file.is_some() {
-            tokio::spawn(persist_loop(Arc::clone(&app)));
-        }
+        tokio::spawn(persist::persist_loop(Arc::clone(&app)));
         if app.link.is_some() {
             tokio::spawn(dataplane_loop(Arc::clone(&app)));
         }
@@ -216,9 +227,9 @@ impl Server {
         self.app.drained.notified().await;
     }
 
-    /// Writes the state file now.
-    pub fn persist(&self) {
-        self.app.persist_now();
+    /// Hands every change to the store now and waits until it is durable.
+    pub async fn persist(&self) {
+        self.app.persist().await;
     }
 
     /// Asks the dataplane to stop (the `shutdown` command); for a dataplane this daemon spawned.
@@ -233,9 +244,18 @@ impl Server {
             .map(drop)
     }
 
-    /// Stops serving.
+    /// Stops serving (what is not persisted yet is handed to the store in the background; see
+    /// [`Server::shutdown`] to wait for it).
     pub fn stop(self) {
-        self.app.persist_now();
+        let app = Arc::clone(&self.app);
+        tokio::spawn(async move { app.persist().await });
+        self.task.abort();
+    }
+
+    /// Stops serving once every change is durable.
+    pub async fn shutdown(self) {
+        self.app.persist().await;
+        self.app.events.flush(self.app.store.as_ref()).await;
         self.task.abort();
     }
 }
@@ -258,19 +278,6 @@ impl App {
 
     pub(crate) fn mark_dirty(&self) {
         self.dirty.notify_one();
-    }
-
-    fn persist_now(&self) {
-        let Some(path) = &self.state_file else { return };
-        let state = self.rooms.lock().expect("rooms lock").state().clone();
-        if let Err(e) = save_state(path, &state) {
-            tracing::error!(path = %path.display(), error = %e, "could not persist state");
-        }
-        let index = self.track_index.lock().expect("index lock").clone();
-        let index_path = adopt::index_path(path);
-        if let Err(e) = adopt::save(&index_path, &index) {
-            tracing::error!(path = %index_path.display(), error = %e, "could not persist tracks");
-        }
     }
 
     pub(crate) fn start_drain(self: &Arc<Self>) {
@@ -465,15 +472,6 @@ pub(crate) fn track_info(t: &Track, participant_sid: &str) -> Value {
     })
 }
 
-async fn persist_loop(app: Arc<App>) {
-    loop {
-        app.dirty.notified().await;
-        // Coalesce bursts: one write per 100 ms at most.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        app.persist_now();
-    }
-}
-
 async fn timer_loop(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -523,26 +521,4 @@ async fn dataplane_loop(app: Arc<App>) {
             }
         }
     }
-}
-
-fn load_state(path: &std::path::Path) -> std::io::Result<RoomsState> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| std::io::Error::other(format!("state file {}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RoomsState::default()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Write to a temp file, then rename, so a crash never leaves half a file.
-fn save_state(path: &std::path::Path, state: &RoomsState) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(tmp, path)
 }
