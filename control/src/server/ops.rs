@@ -87,8 +87,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 );
             }
         }
-        let pacer =
-            |c: &sluice_dataplane::proto::Counters, k: &str| c.dropped.get(k).copied().unwrap_or(0);
+        let pacer = |c: &sluice_proto::Counters, k: &str| c.dropped.get(k).copied().unwrap_or(0);
         let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_seconds_total Time paced packets waited in the pacers, per worker.\n# TYPE sluice_pacer_queue_delay_seconds_total counter");
         for (w, c) in &stats {
             let s = pacer(c, "pacer_delay_us_sum") as f64 / 1e6;
