@@ -6,16 +6,11 @@
 //! a start the entries whose `TrackId` the dataplane still holds are adopted back into the media
 //! state, with their publisher sessions. This file converts between the two forms.
 
-use std::collections::BTreeMap;
-
 use sluice_proto::TrackId;
 
 use super::media::MTrack;
 use crate::sdp::{Fmtp, NegotiatedCodec};
 use crate::store::{SavedCodec, SavedTrack};
-
-/// Room → track sid → saved track.
-pub(crate) type TrackIndex = BTreeMap<String, BTreeMap<String, SavedTrack>>;
 
 /// The stored form of a media track.
 pub(crate) fn saved(t: &MTrack) -> SavedTrack {
@@ -38,10 +33,9 @@ pub(crate) fn saved(t: &MTrack) -> SavedTrack {
 }
 
 /// Back to the media state's form.
-pub(crate) fn media_track(room: &str, s: &SavedTrack) -> MTrack {
+pub(crate) fn media_track(s: &SavedTrack) -> MTrack {
     let c = &s.codec;
     MTrack {
-        room: room.to_owned(),
         owner: s.owner.clone(),
         owner_sid: s.owner_sid.clone(),
         dp: TrackId(s.dp),
@@ -66,7 +60,6 @@ mod tests {
     #[test]
     fn round_trips_through_json() {
         let t = MTrack {
-            room: "r".into(),
             owner: "alice".into(),
             owner_sid: "PA_1".into(),
             dp: TrackId(7),
@@ -83,7 +76,7 @@ mod tests {
         };
         let text = serde_json::to_string(&saved(&t)).unwrap();
         let back: SavedTrack = serde_json::from_str(&text).unwrap();
-        let again = media_track("r", &back);
+        let again = media_track(&back);
         assert_eq!(again.codec, t.codec);
         assert_eq!((again.dp, again.kind, again.owner), (t.dp, t.kind, t.owner));
     }

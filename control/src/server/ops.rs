@@ -23,7 +23,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.draining.load(Ordering::SeqCst) {
+    if app.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
     let media_ok = app.link.as_ref().is_none_or(|l| l.current().is_some());
@@ -36,16 +36,11 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut out = String::new();
     {
-        let rooms = app.rooms.lock().expect("rooms lock");
         let (mut n_rooms, mut n_parts, mut n_tracks) = (0, 0, 0);
-        for r in rooms.list() {
+        for r in app.registry.summaries().into_iter().filter_map(|s| s.room) {
             n_rooms += 1;
-            n_parts += r.participants.len();
-            n_tracks += r
-                .participants
-                .values()
-                .map(|p| p.tracks.len())
-                .sum::<usize>();
+            n_parts += r.participants;
+            n_tracks += r.tracks;
         }
         let _ = writeln!(out, "# HELP sluice_rooms Rooms on this node.\n# TYPE sluice_rooms gauge\nsluice_rooms {n_rooms}");
         let _ = writeln!(out, "# HELP sluice_participants Participants on this node.\n# TYPE sluice_participants gauge\nsluice_participants {n_parts}");

@@ -1,7 +1,7 @@
 //! WebSocket signaling at `/rtc` (docs/protocol.md): authenticate, join, then one task per
-//! connection reads client messages and writes server messages queued by the hub.
+//! connection reads client messages and writes server messages queued by the hub. This is an
+//! adapter: every message becomes an operation of the room's actor.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,14 +14,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::actor::{ControlOp, JoinTicket, ModeReply};
 use super::error::ApiError;
 use super::hub::ClientMsg;
-use super::hybrid::JoinTicket;
-use super::media::{OneShot, PeerKey};
-use super::{departed, participant_info, App};
+use super::media::{LayerCap, OneShot, PendingTrack};
+use super::App;
 use crate::auth::{self, AuthError, Claims, Source};
 use crate::hybrid::Action;
-use crate::room::{Join, MediaKind, PublishTrack, RoomEventKind, SimulcastLayer};
+use crate::room::{Actor, Join, MediaKind, PublishTrack, RoomEventKind, SimulcastLayer};
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new().route("/rtc", get(upgrade))
@@ -56,9 +56,18 @@ pub(crate) fn verify_token(app: &App, token: &str, room: Option<&str>) -> Result
     }
 }
 
+/// Who a connection speaks for, once joined.
+#[derive(Debug, Clone)]
+struct Peer {
+    room: String,
+    identity: String,
+    /// This session's participant sid (a resume gets a new one).
+    sid: String,
+}
+
 async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
     // Wait for `join` (bounded: 10 s), authenticate, join the room.
-    let first = tokio::time::timeout(std::time::Duration::from_secs(10), socket.recv()).await;
+    let first = tokio::time::timeout(Duration::from_secs(10), socket.recv()).await;
     let Ok(Some(Ok(Message::Text(text)))) = first else {
         return;
     };
@@ -89,7 +98,7 @@ async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
         Ok(None) => return,
         Err(e) => Err(e),
     };
-    let (key, reply, actions) = match joined {
+    let (peer, mut reply, actions) = match joined {
         Ok(v) => v,
         Err(e) => {
             let _ = send_err(&mut socket, &e, req.as_ref()).await;
@@ -98,26 +107,28 @@ async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
         }
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    if let Some(old) = app.hub.register(&key.0, &key.1, tx.clone()) {
+    if let Some(old) = app.hub.register(&peer.room, &peer.identity, tx.clone()) {
         let _ = old.send(ClientMsg::Close("replaced".into()));
     }
-    let mut reply = reply;
     if let Some(r) = &req {
         reply["req"] = r.clone();
     }
     if socket.send(Message::text(reply.to_string())).await.is_err() {
-        app.hub.unregister(&key.0, &key.1, &tx);
+        app.hub.unregister(&peer.room, &peer.identity, &tx);
+        closed(&app, &peer).await;
         return;
     }
-    // Policy actions of this join (e.g. the migration it started) now that it can hear them.
-    app.run_actions(&key.0, actions).await;
-    // Tracks already in the room: offer them.
-    {
-        let mut media = app.media.lock().await;
-        app.refresh_room(&mut media, &key.0).await;
-    }
+    // Policy actions of this join (e.g. the migration it started) now that it can hear them,
+    // then offers of the tracks already in the room.
+    let _ = app
+        .in_room(&peer.room, move |ctx| {
+            Box::pin(async move {
+                ctx.client_ready(actions).await;
+                Ok(())
+            })
+        })
+        .await;
 
-    let mut replaced = false;
     loop {
         tokio::select! {
             out = rx.recv() => match out {
@@ -127,14 +138,13 @@ async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
                 Some(ClientMsg::Close(reason)) => {
                     let _ = socket.send(Message::text(json!({"type": "leave", "reason": reason}).to_string())).await;
                     let _ = socket.send(Message::Close(None)).await;
-                    replaced = reason == "replaced";
                     break;
                 }
                 None => break,
             },
             inc = socket.recv() => match inc {
                 Some(Ok(Message::Text(text))) => {
-                    let (reply, done) = handle(&app, &key, &text).await;
+                    let (reply, done) = handle(&app, &peer, &text).await;
                     if let Some(r) = reply {
                         if socket.send(Message::text(r.to_string())).await.is_err() { break; }
                     }
@@ -147,17 +157,22 @@ async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
             }
         }
     }
-    app.hub.unregister(&key.0, &key.1, &tx);
-    // A dropped socket without `leave` also leaves: the client resumes by joining again.
-    let still_ours = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .participant(&key.0, &key.1)
-        .is_some();
-    if !replaced && still_ours {
-        leave(&app, &key).await;
-    }
+    app.hub.unregister(&peer.room, &peer.identity, &tx);
+    closed(&app, &peer).await;
+}
+
+/// A dropped socket without `leave` also leaves (unless a newer session of the identity
+/// replaced it): the client resumes by joining again.
+async fn closed(app: &Arc<App>, peer: &Peer) {
+    let (identity, sid) = (peer.identity.clone(), peer.sid.clone());
+    let _ = app
+        .in_existing_room(&peer.room, move |ctx| {
+            Box::pin(async move {
+                ctx.connection_closed(&identity, &sid).await;
+                Ok(())
+            })
+        })
+        .await;
 }
 
 /// Authenticates the first message and gets the room's policy to admit it, waiting in the
@@ -169,7 +184,7 @@ async fn admit(
     q: &RtcQuery,
     req: Option<&Value>,
 ) -> Result<Option<(Claims, Vec<Action>)>, ApiError> {
-    if app.draining.load(Ordering::SeqCst) {
+    if app.is_draining() {
         return Err(ApiError::rejected("node is draining; join another node"));
     }
     let token = msg
@@ -195,14 +210,33 @@ async fn admit(
             ))
         }
     };
-    let key = (claims.room.clone(), claims.sub.clone());
-    let (position, estimated_wait_ms, mut admitted) = match app.hybrid_join(&key, capable)? {
+    let (room, identity) = (claims.room.clone(), claims.sub.clone());
+    let who = identity.clone();
+    let ticket = app
+        .in_room(&room, move |ctx| {
+            Box::pin(async move { ctx.request_join(&who, capable) })
+        })
+        .await?;
+    let (position, estimated_wait_ms, mut admitted) = match ticket {
         JoinTicket::Admitted(actions) => return Ok(Some((claims, actions))),
         JoinTicket::Queued {
             position,
             estimated_wait_ms,
             admitted,
         } => (position, estimated_wait_ms, admitted),
+    };
+    let cancel = || {
+        let (app, room, identity) = (Arc::clone(app), room.clone(), identity.clone());
+        async move {
+            let _ = app
+                .in_room(&room, move |ctx| {
+                    Box::pin(async move {
+                        ctx.cancel_join(&identity);
+                        Ok(())
+                    })
+                })
+                .await;
+        }
     };
     let mut queued = json!({
         "type": "join_queued",
@@ -217,7 +251,7 @@ async fn admit(
         .await
         .is_err()
     {
-        app.hybrid_cancel_join(&key);
+        cancel().await;
         return Ok(None);
     }
     // Bounded: the migration resets itself after its timeout, which admits the queue.
@@ -228,25 +262,25 @@ async fn admit(
         tokio::select! {
             r = &mut admitted => {
                 if r.is_err() {
-                    app.hybrid_cancel_join(&key);
+                    cancel().await;
                     return Err(ApiError::rejected("join queue dropped"));
                 }
                 return Ok(Some((claims, Vec::new())));
             }
             _ = &mut deadline => {
-                app.hybrid_cancel_join(&key);
+                cancel().await;
                 return Err(ApiError::rejected("still migrating; join again later").with_field("room"));
             }
             inc = socket.recv() => match inc {
                 Some(Ok(Message::Text(_))) => {
                     let e = ApiError::rejected("join queued: wait for joined");
                     if send_err(socket, &e, None).await.is_err() {
-                        app.hybrid_cancel_join(&key);
+                        cancel().await;
                         return Ok(None);
                     }
                 }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                    app.hybrid_cancel_join(&key);
+                    cancel().await;
                     return Ok(None);
                 }
                 Some(Ok(_)) => {}
@@ -255,31 +289,15 @@ async fn admit(
     }
 }
 
-/// Joins an admitted client to the room; the `joined` reply and the policy actions to run
-/// once the client is registered.
+/// Joins an admitted client to the room; the peer, the `joined` reply and the policy actions
+/// to run once the client is registered.
 async fn join(
     app: &Arc<App>,
     msg: &Value,
     claims: Claims,
     actions: Vec<Action>,
-) -> Result<(PeerKey, Value, Vec<Action>), ApiError> {
-    let key = (claims.room.clone(), claims.sub.clone());
-    match join_room(app, msg, &claims).await {
-        Ok(reply) => Ok((key, reply, actions)),
-        Err(e) => {
-            app.run_actions(&key.0, actions).await;
-            // Admitted by the policy but not into the room: stop counting it.
-            app.hybrid_leave(&key).await;
-            if app.rooms.lock().expect("rooms lock").room(&key.0).is_none() {
-                app.forget_policy(&key.0);
-            }
-            Err(e)
-        }
-    }
-}
-
-async fn join_room(app: &Arc<App>, msg: &Value, claims: &Claims) -> Result<Value, ApiError> {
-    let mut j = Join::from_claims(claims);
+) -> Result<(Peer, Value, Vec<Action>), ApiError> {
+    let mut j = Join::from_claims(&claims);
     if let Some(name) = msg.get("name") {
         j.name = Some(
             name.as_str()
@@ -287,57 +305,30 @@ async fn join_room(app: &Arc<App>, msg: &Value, claims: &Claims) -> Result<Value
                 .to_owned(),
         );
     }
-    let now = app.now_ms();
-    let events = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .join(&claims.room, j, now)?;
-    let key = (claims.room.clone(), claims.sub.clone());
-    let (room_info, me, others) = {
-        let rooms = app.rooms.lock().expect("rooms lock");
-        let r = rooms.room(&claims.room).expect("just joined");
-        let me = r.participants.get(&claims.sub).expect("just joined");
-        let others: Vec<Value> = r
-            .participants
-            .values()
-            .filter(|p| p.identity != claims.sub)
-            .map(participant_info)
-            .collect();
-        (
-            json!({"name": r.name, "sid": format!("RM_{}", r.name)}),
-            participant_info(me),
-            others,
-        )
-    };
-    let sid = me["sid"].as_str().unwrap_or_default().to_owned();
-    app.media_join(&key, &sid, true).await;
-    app.emit(events);
-    Ok(json!({
-        "type": "joined",
-        "room": room_info,
-        "participant": me,
-        "participants": others,
-        "mode": app.mode_info(&key.0),
-        "ice_servers": app.ice_servers(&key.1),
-    }))
-}
-
-async fn leave(app: &Arc<App>, key: &PeerKey) {
-    let now = app.now_ms();
-    let events = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .leave(&key.0, &key.1, now);
-    app.media_leave(key).await;
-    if let Ok(events) = events {
-        app.emit(events);
-    }
+    let (room, identity) = (claims.room.clone(), claims.sub.clone());
+    let on_refusal = actions.clone();
+    let who = identity.clone();
+    let (sid, reply) = app
+        .in_room(&room, move |ctx| {
+            Box::pin(async move {
+                let sid = ctx.join(j, true, on_refusal).await?;
+                Ok((sid, ctx.joined_reply(&who)?))
+            })
+        })
+        .await?;
+    Ok((
+        Peer {
+            room,
+            identity,
+            sid,
+        },
+        reply,
+        actions,
+    ))
 }
 
 /// Handles one client message: the reply (if any) and whether the client left.
-async fn handle(app: &Arc<App>, key: &PeerKey, text: &str) -> (Option<Value>, bool) {
+async fn handle(app: &Arc<App>, peer: &Peer, text: &str) -> (Option<Value>, bool) {
     let msg: Value = match serde_json::from_str(text) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
@@ -351,8 +342,12 @@ async fn handle(app: &Arc<App>, key: &PeerKey, text: &str) -> (Option<Value>, bo
         }
     };
     let req = msg.get("req").cloned();
-    let ty = msg.get("type").and_then(Value::as_str).unwrap_or("");
-    let result = dispatch(app, key, ty, &msg).await;
+    let ty = msg
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let result = dispatch(app, peer, &ty, msg).await;
     match result {
         Ok(Some(mut v)) => {
             if let Some(r) = req {
@@ -365,9 +360,9 @@ async fn handle(app: &Arc<App>, key: &PeerKey, text: &str) -> (Option<Value>, bo
     }
 }
 
-fn str_field<'a>(msg: &'a Value, field: &'static str) -> Result<&'a str, ApiError> {
+fn str_field(msg: &Value, field: &'static str) -> Result<String, ApiError> {
     match msg.get(field) {
-        Some(Value::String(s)) => Ok(s),
+        Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(ApiError::invalid(
             field,
             format!("{field} must be a string"),
@@ -398,48 +393,71 @@ fn pc_field(msg: &Value, expected: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Runs `f` on the peer's room with its identity.
+async fn on_room<T, F>(app: &Arc<App>, peer: &Peer, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: for<'a> FnOnce(
+            &'a mut super::actor::RoomCtx,
+            String,
+        ) -> super::actor::BoxFuture<'a, Result<T, ApiError>>
+        + Send
+        + 'static,
+{
+    let identity = peer.identity.clone();
+    app.in_existing_room(&peer.room, move |ctx| f(ctx, identity))
+        .await
+}
+
 async fn dispatch(
     app: &Arc<App>,
-    key: &PeerKey,
+    peer: &Peer,
     ty: &str,
-    msg: &Value,
+    msg: Value,
 ) -> Result<Option<Value>, ApiError> {
-    let (room, identity) = (key.0.as_str(), key.1.as_str());
     match ty {
         "ping" => Ok(Some(
             json!({"type": "pong", "t": msg.get("t").cloned().unwrap_or(Value::Null)}),
         )),
         "offer" => {
-            pc_field(msg, "publisher")?;
-            let sdp = str_field(msg, "sdp")?;
-            // A publisher offer to the SFU while the room is P2P: this client needs the SFU.
-            app.hybrid_require_sfu(room, Some(identity)).await?;
-            let (_, answer) = app.answer_offer(key, sdp, OneShot::Publisher).await?;
+            pc_field(&msg, "publisher")?;
+            let sdp = str_field(&msg, "sdp")?;
+            let answer = on_room(app, peer, move |ctx, me| {
+                Box::pin(async move {
+                    // A publisher offer to the SFU while the room is P2P: this client needs it.
+                    ctx.require_sfu(Some(&me)).await?;
+                    Ok(ctx.answer_offer(&me, &sdp, OneShot::Publisher).await?.1)
+                })
+            })
+            .await?;
             Ok(Some(
                 json!({"type": "answer", "pc": "publisher", "sdp": answer}),
             ))
         }
         "answer" => {
-            pc_field(msg, "subscriber")?;
-            let sdp = str_field(msg, "sdp")?;
-            app.subscriber_answer(key, sdp).await?;
+            pc_field(&msg, "subscriber")?;
+            let sdp = str_field(&msg, "sdp")?;
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move { ctx.subscriber_answer(&me, &sdp).await })
+            })
+            .await?;
             Ok(None)
         }
         "trickle" => {
-            let pc = str_field(msg, "pc")?;
+            let pc = str_field(&msg, "pc")?;
             if pc != "publisher" && pc != "subscriber" {
                 return Err(ApiError::invalid("pc", "expected publisher or subscriber"));
             }
             Ok(None)
         }
         "publish" => {
-            let cid = str_field(msg, "cid")?;
-            let kind = match str_field(msg, "kind")? {
+            let cid = str_field(&msg, "cid")?;
+            let kind = match str_field(&msg, "kind")?.as_str() {
                 "audio" => MediaKind::Audio,
                 "video" => MediaKind::Video,
                 other => return Err(ApiError::invalid("kind", format!("unknown kind {other:?}"))),
             };
-            let source = match str_field(msg, "source")? {
+            let source = match str_field(&msg, "source")?.as_str() {
                 "camera" => Source::Camera,
                 "microphone" => Source::Microphone,
                 "screen" => Source::Screen,
@@ -452,7 +470,7 @@ async fn dispatch(
             };
             let muted = match msg.get("muted") {
                 None | Some(Value::Null) => false,
-                Some(_) => bool_field(msg, "muted")?,
+                Some(_) => bool_field(&msg, "muted")?,
             };
             let mut layers = Vec::new();
             if let Some(sim) = msg.get("simulcast").filter(|v| !v.is_null()) {
@@ -469,70 +487,79 @@ async fn dispatch(
                     });
                 }
             }
-            let events = app.rooms.lock().expect("rooms lock").publish(
-                room,
-                identity,
-                PublishTrack {
-                    kind,
-                    source,
-                    layers,
-                    muted,
-                },
-            )?;
-            let (sid, track) = events
-                .iter()
-                .find_map(|e| match &e.kind {
-                    RoomEventKind::TrackPublished { track, .. } => {
-                        Some((track.id.clone(), track.clone()))
-                    }
-                    _ => None,
+            let track = PublishTrack {
+                kind,
+                source,
+                layers,
+                muted,
+            };
+            let reply = on_room(app, peer, move |ctx, me| {
+                Box::pin(async move {
+                    let name = ctx.name.clone();
+                    let events = ctx.rooms.publish(&name, &me, track)?;
+                    let (sid, track) = events
+                        .iter()
+                        .find_map(|e| match &e.kind {
+                            RoomEventKind::TrackPublished { track, .. } => {
+                                Some((track.id.clone(), track.clone()))
+                            }
+                            _ => None,
+                        })
+                        .expect("publish emits TrackPublished");
+                    ctx.media_pending(
+                        &me,
+                        PendingTrack {
+                            cid: cid.clone(),
+                            sid,
+                            kind,
+                        },
+                    );
+                    let psid = ctx
+                        .rooms
+                        .participant(&name, &me)
+                        .map(|p| p.sid.clone())
+                        .unwrap_or_default();
+                    ctx.emit(events);
+                    Ok(json!({"type": "track_published", "cid": cid, "track": super::actor::track_info(&track, &psid)}))
                 })
-                .expect("publish emits TrackPublished");
-            app.media_pending(key, cid, &sid, kind).await;
-            let psid = app
-                .rooms
-                .lock()
-                .expect("rooms lock")
-                .participant(room, identity)
-                .map(|p| p.sid.clone())
-                .unwrap_or_default();
-            app.emit(events);
-            Ok(Some(
-                json!({"type": "track_published", "cid": cid, "track": super::track_info(&track, &psid)}),
-            ))
+            })
+            .await?;
+            Ok(Some(reply))
         }
         "unpublish" => {
-            let sid = str_field(msg, "track_sid")?;
-            let events = app
-                .rooms
-                .lock()
-                .expect("rooms lock")
-                .unpublish(room, identity, sid)?;
-            app.emit(events);
-            app.sync_room_tracks(room).await;
+            let sid = str_field(&msg, "track_sid")?;
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move {
+                    let name = ctx.name.clone();
+                    let events = ctx.rooms.unpublish(&name, &me, &sid)?;
+                    ctx.emit(events);
+                    ctx.sync_room_tracks().await;
+                    Ok(())
+                })
+            })
+            .await?;
             Ok(None)
         }
         "subscribe" => {
-            let sid = str_field(msg, "track_sid")?;
-            let on = bool_field(msg, "subscribe")?;
-            app.set_subscribed(key, sid, on).await?;
+            let sid = str_field(&msg, "track_sid")?;
+            let on = bool_field(&msg, "subscribe")?;
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move { ctx.set_subscribed(&me, &sid, on).await })
+            })
+            .await?;
             Ok(None)
         }
         "mute" => {
-            let sid = str_field(msg, "track_sid")?;
-            let muted = bool_field(msg, "muted")?;
-            let events = app.rooms.lock().expect("rooms lock").mute_track(
-                room,
-                crate::room::Actor::Participant(identity),
-                sid,
-                muted,
-            )?;
-            app.emit(events);
-            app.set_muted(sid, muted).await;
+            let sid = str_field(&msg, "track_sid")?;
+            let muted = bool_field(&msg, "muted")?;
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move { ctx.mute(Actor::Participant(&me), &sid, muted).await })
+            })
+            .await?;
             Ok(None)
         }
         "layer" => {
-            let sid = str_field(msg, "track_sid")?;
+            let sid = str_field(&msg, "track_sid")?;
             let spatial = msg
                 .get("max_spatial")
                 .and_then(Value::as_u64)
@@ -545,32 +572,38 @@ async fn dispatch(
                     .filter(|v| *v <= 2)
                     .ok_or_else(|| ApiError::invalid("max_temporal", "expected 0..2"))?,
             };
-            app.set_layer(key, sid, spatial as u8, temporal as u8)
-                .await?;
+            let cap = LayerCap {
+                max_spatial: spatial as u8,
+                max_temporal: temporal as u8,
+            };
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move { ctx.set_layer(&me, &sid, cap).await })
+            })
+            .await?;
             Ok(None)
         }
-        "request_control" => {
-            let events = app
-                .rooms
-                .lock()
-                .expect("rooms lock")
-                .request_control(room, identity)?;
-            app.emit(events);
+        "request_control" | "grant_control" | "revoke_control" => {
+            let op = match ty {
+                "request_control" => ControlOp::Request,
+                "grant_control" => ControlOp::Grant,
+                _ => ControlOp::Revoke,
+            };
+            let target = match op {
+                ControlOp::Request => String::new(),
+                _ => str_field(&msg, "identity")?,
+            };
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move { ctx.control(&me, op, &target) })
+            })
+            .await?;
             Ok(None)
         }
-        "grant_control" | "revoke_control" | "transfer_host" => {
-            let target = str_field(msg, "identity")?;
-            let events = {
-                let mut rooms = app.rooms.lock().expect("rooms lock");
-                match ty {
-                    "grant_control" => rooms.grant_control(room, identity, target),
-                    "revoke_control" => rooms.revoke_control(room, identity, target),
-                    _ => {
-                        rooms.transfer_host(room, crate::room::Actor::Participant(identity), target)
-                    }
-                }
-            }?;
-            app.emit(events);
+        "transfer_host" => {
+            let target = str_field(&msg, "identity")?;
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move { ctx.transfer_host(Actor::Participant(&me), &target) })
+            })
+            .await?;
             Ok(None)
         }
         "input" => {
@@ -578,16 +611,10 @@ async fn dispatch(
                 .get("event")
                 .cloned()
                 .ok_or_else(|| ApiError::invalid("event", "missing event"))?;
-            let relay = app
-                .rooms
-                .lock()
-                .expect("rooms lock")
-                .relay_input(room, identity, event)?;
-            app.hub.send_to(
-                room,
-                &relay.to,
-                ClientMsg::Json(json!({"type": "input", "from": relay.from, "event": relay.event})),
-            );
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move { ctx.relay_input(&me, event) })
+            })
+            .await?;
             Ok(None)
         }
         "update_metadata" => {
@@ -596,35 +623,31 @@ async fn dispatch(
                 Some(Value::Null) | None => None,
                 Some(_) => return Err(ApiError::invalid("metadata", "expected a string or null")),
             };
-            let events = app.rooms.lock().expect("rooms lock").set_metadata(
-                room,
-                crate::room::Actor::Participant(identity),
-                identity,
-                metadata,
-            )?;
-            app.emit(events);
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move { ctx.update_metadata(&me, metadata) })
+            })
+            .await?;
             Ok(None)
         }
         "resume" => {
-            app.resume(key).await?;
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move { ctx.resume(&me).await })
+            })
+            .await?;
             Ok(None)
         }
         "leave" => {
-            let now = app.now_ms();
-            let events = app
-                .rooms
-                .lock()
-                .expect("rooms lock")
-                .leave(room, identity, now)?;
-            let gone = departed(&events);
-            app.emit(events);
-            for (r, i) in gone {
-                app.media_leave(&(r, i)).await;
-            }
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move { ctx.leave(&me).await })
+            })
+            .await?;
             Ok(None)
         }
         "p2p_signal" => {
-            app.relay_p2p(key, msg)?;
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move { ctx.relay_p2p(&me, &msg) })
+            })
+            .await?;
             Ok(None)
         }
         "mode_ack" | "mode_ready" | "mode_failed" => {
@@ -640,27 +663,36 @@ async fn dispatch(
                 ),
                 Some(_) => None,
             };
-            if ty == "mode_failed" {
-                let reason = msg.get("reason").and_then(Value::as_str).unwrap_or("");
-                tracing::info!(room, identity, id, reason, "client could not switch");
-            }
-            app.hybrid_client(key, ty, id, gap).await;
+            let reply = match ty {
+                "mode_ack" => ModeReply::Ack,
+                "mode_ready" => ModeReply::Ready,
+                _ => {
+                    let reason = msg.get("reason").and_then(Value::as_str).unwrap_or("");
+                    tracing::info!(room = %peer.room, identity = %peer.identity, id, reason, "client could not switch");
+                    ModeReply::Failed
+                }
+            };
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move {
+                    ctx.mode_reply(&me, reply, id, gap).await;
+                    Ok(())
+                })
+            })
+            .await?;
             Ok(None)
         }
         "set_mode" => {
-            let mode = parse_mode(msg)?;
-            let is_host = app
-                .rooms
-                .lock()
-                .expect("rooms lock")
-                .participant(room, identity)
-                .is_some_and(|p| p.role == crate::auth::Role::Host);
-            if !is_host {
-                return Err(
-                    ApiError::new("forbidden", "only the host may set the mode").with_field("mode")
-                );
-            }
-            app.hybrid_set_mode(room, mode).await?;
+            let mode = parse_mode(&msg)?;
+            on_room(app, peer, move |ctx, me| {
+                Box::pin(async move {
+                    if !ctx.is_host(&me) {
+                        return Err(ApiError::new("forbidden", "only the host may set the mode")
+                            .with_field("mode"));
+                    }
+                    ctx.set_mode(mode).await
+                })
+            })
+            .await?;
             Ok(None)
         }
         "join" => Err(ApiError::rejected("already joined")),

@@ -102,6 +102,11 @@ impl Store for FileStore {
         Ok(self.shared.image.lock().expect("store lock").state.clone())
     }
 
+    fn load_room(&self, name: &str) -> Result<Option<PersistedRoom>, StoreError> {
+        let image = self.shared.image.lock().expect("store lock");
+        Ok(image.state.rooms.get(name).cloned())
+    }
+
     fn apply(&self, ops: Vec<StoreOp>) -> StoreFuture<'_, Result<(), StoreError>> {
         let version = {
             let mut image = self.shared.image.lock().expect("store lock");

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use super::{PersistedState, Store, StoreError, StoreFuture, StoreOp};
+use super::{PersistedRoom, PersistedState, Store, StoreError, StoreFuture, StoreOp};
 
 /// See the module docs.
 #[derive(Debug)]
@@ -28,6 +28,16 @@ impl Default for MemoryStore {
 impl Store for MemoryStore {
     fn load(&self) -> Result<PersistedState, StoreError> {
         Ok(self.image.lock().expect("store lock").clone())
+    }
+
+    fn load_room(&self, name: &str) -> Result<Option<PersistedRoom>, StoreError> {
+        Ok(self
+            .image
+            .lock()
+            .expect("store lock")
+            .rooms
+            .get(name)
+            .cloned())
     }
 
     fn apply(&self, ops: Vec<StoreOp>) -> StoreFuture<'_, Result<(), StoreError>> {

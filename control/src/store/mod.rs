@@ -57,6 +57,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Everything persisted (at start-up).
     fn load(&self) -> Result<PersistedState, StoreError>;
 
+    /// One room with its tracks, as persisted (a room actor starting).
+    fn load_room(&self, name: &str) -> Result<Option<PersistedRoom>, StoreError>;
+
     /// Applies `ops` in order; once it resolves `Ok`, a crash keeps them.
     fn apply(&self, ops: Vec<StoreOp>) -> StoreFuture<'_, Result<(), StoreError>>;
 }

@@ -4,19 +4,19 @@
 
 use serde_json::{json, Value};
 
-use super::error::ApiError;
-use super::hub::ClientMsg;
-use super::media::PeerKey;
-use super::App;
+use super::RoomCtx;
+use crate::server::error::ApiError;
+use crate::server::hub::ClientMsg;
 
 /// Largest SDP relayed.
 const MAX_SDP: usize = 64 * 1024;
 /// Largest candidate object relayed (a candidate line is ~200 bytes).
 const MAX_CANDIDATE: usize = 4 * 1024;
 
-impl App {
-    /// Relays `msg` (`p2p_signal {to, signal}`) from `key` to the participant whose sid is `to`.
-    pub(crate) fn relay_p2p(&self, key: &PeerKey, msg: &Value) -> Result<(), ApiError> {
+impl RoomCtx {
+    /// Relays `msg` (`p2p_signal {to, signal}`) from `identity` to the participant whose sid is
+    /// `to`.
+    pub(crate) fn relay_p2p(&mut self, identity: &str, msg: &Value) -> Result<(), ApiError> {
         let to = match msg.get("to") {
             Some(Value::String(s)) => s.as_str(),
             _ => return Err(ApiError::invalid("to", "expected a participant sid")),
@@ -27,13 +27,12 @@ impl App {
             .ok_or_else(|| ApiError::invalid("signal", "expected an object"))?;
         let sdp = check_signal(signal)?;
         let (from_sid, target) = {
-            let rooms = self.rooms.lock().expect("rooms lock");
-            let room = rooms
-                .room(&key.0)
+            let room = self
+                .room()
                 .ok_or_else(|| ApiError::not_found("room not found").with_field("room"))?;
             let me = room
                 .participants
-                .get(&key.1)
+                .get(identity)
                 .ok_or_else(|| ApiError::not_found("not joined"))?;
             if let Some(sdp) = sdp {
                 if !me.grants.can_publish && sends_media(sdp) {
@@ -47,7 +46,7 @@ impl App {
             let target = room
                 .participants
                 .values()
-                .find(|p| p.sid == to && p.identity != key.1)
+                .find(|p| p.sid == to && p.identity != identity)
                 .map(|p| p.identity.clone())
                 .ok_or_else(|| {
                     ApiError::not_found(format!("no participant {to:?} in this room"))
@@ -56,20 +55,22 @@ impl App {
             (me.sid.clone(), target)
         };
         let allowed = self
-            .policy_view(&key.0, |p| p.relay_allowed())
-            .unwrap_or(false);
+            .hybrid
+            .policy
+            .as_ref()
+            .is_some_and(|p| p.relay_allowed());
         if !allowed {
             return Err(
                 ApiError::rejected("the room is in sfu mode: no p2p relay").with_field("mode")
             );
         }
-        self.hub.send_to(
-            &key.0,
+        self.app.hub.send_to(
+            &self.name,
             &target,
             ClientMsg::Json(json!({
                 "type": "p2p_signal",
                 "from": from_sid,
-                "from_identity": key.1,
+                "from_identity": identity,
                 "signal": signal,
             })),
         );
