@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::actor::{participant_info, ParticipantPatch};
+use super::actor::ParticipantPatch;
 use super::error::ApiError;
 use super::App;
 use crate::auth::{self, Grants, Role};
@@ -249,7 +249,7 @@ async fn list_participants(
                 let r = ctx.room().expect("checked by in_existing_room");
                 Ok(r.participants
                     .values()
-                    .map(participant_info)
+                    .map(crate::signal::ParticipantInfo::of)
                     .collect::<Vec<_>>())
             })
         })
@@ -320,7 +320,9 @@ async fn update_participant(
             Box::pin(async move { ctx.update_participant(&identity, patch).await })
         })
         .await?;
-    Ok(Json(out))
+    Ok(Json(
+        serde_json::to_value(out).expect("participant info serializes"),
+    ))
 }
 
 async fn mute(

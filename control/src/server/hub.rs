@@ -5,15 +5,16 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde_json::Value;
 use tokio::sync::mpsc;
+
+use crate::signal::{LeaveReason, ServerMessage};
 
 /// Something for one WebSocket client.
 #[derive(Debug, Clone)]
 pub(crate) enum ClientMsg {
-    Json(Value),
+    Msg(ServerMessage),
     /// Send `leave {reason}` and close.
-    Close(String),
+    Close(LeaveReason),
 }
 
 #[derive(Debug, Default)]
@@ -67,11 +68,11 @@ impl Hub {
     }
 
     /// To everyone in `room` except `except`.
-    pub(crate) fn broadcast(&self, room: &str, except: Option<&str>, msg: &Value) {
+    pub(crate) fn broadcast(&self, room: &str, except: Option<&str>, msg: &ServerMessage) {
         if let Some(r) = self.clients.lock().expect("hub lock").get(room) {
             for (identity, tx) in r {
                 if Some(identity.as_str()) != except {
-                    let _ = tx.send(ClientMsg::Json(msg.clone()));
+                    let _ = tx.send(ClientMsg::Msg(msg.clone()));
                 }
             }
         }

@@ -12,11 +12,13 @@ use sluice_proto::Command;
 use tokio::sync::oneshot;
 
 use super::RoomCtx;
+use crate::hybrid::turn::IceServer;
 use crate::hybrid::{Action, Admission, ModeChange, ModePolicy, Reason, Topology};
 use crate::room::RoomMode;
 use crate::server::error::ApiError;
 use crate::server::hub::ClientMsg;
 use crate::server::App;
+use crate::signal::{Migrating, ModeInfo, ServerMessage};
 
 /// A room's hybrid state.
 #[derive(Debug, Default)]
@@ -199,18 +201,16 @@ impl RoomCtx {
     }
 
     /// `ModeInfo` for `joined` and the API.
-    pub(crate) fn mode_info(&mut self) -> Value {
-        self.with_policy(|p| {
-            json!({
-                "mode": p.mode().as_str(),
-                "setting": p.setting().as_str(),
-                "migrating": p.migrating().map(|m| json!({
-                    "id": m.id,
-                    "from": m.from.as_str(),
-                    "to": m.to.as_str(),
-                    "strategy": m.strategy.as_str(),
-                })),
-            })
+    pub(crate) fn mode_info(&mut self) -> ModeInfo {
+        self.with_policy(|p| ModeInfo {
+            mode: p.mode(),
+            setting: p.setting(),
+            migrating: p.migrating().map(|m| Migrating {
+                id: m.id,
+                from: m.from,
+                to: m.to,
+                strategy: m.strategy,
+            }),
         })
     }
 
@@ -259,10 +259,10 @@ impl RoomCtx {
         let app = std::sync::Arc::clone(&self.app);
         match action {
             Action::SendModeChange { to, change } => {
-                let msg = mode_change_json(&change);
+                let msg = mode_change(&change);
                 for identity in to {
                     app.hub
-                        .send_to(&room, &identity, ClientMsg::Json(msg.clone()));
+                        .send_to(&room, &identity, ClientMsg::Msg(msg.clone()));
                 }
             }
             Action::MigrationStarted { change } => {
@@ -331,11 +331,8 @@ impl RoomCtx {
                 app.events.emit(&room, "room_migration_failed", body, now);
             }
             Action::Settled { id, mode } => {
-                app.hub.broadcast(
-                    &room,
-                    None,
-                    &json!({"type": "mode_changed", "id": id, "mode": mode.as_str()}),
-                );
+                app.hub
+                    .broadcast(&room, None, &ServerMessage::ModeChanged { id, mode });
             }
             Action::CloseSessions => self.close_room_sessions().await,
             Action::Admit { identity } => {
@@ -349,7 +346,7 @@ impl RoomCtx {
                     tokio::time::timeout(Duration::from_secs(2), app.dp(Command::Ping {})).await;
                 if matches!(ping, Ok(Ok(_))) {
                     app.hub
-                        .broadcast(&room, None, &json!({"type": "mode_prewarm"}));
+                        .broadcast(&room, None, &ServerMessage::ModePrewarm {});
                     app.events
                         .emit(&room, "room_prewarm", json!({"room": room}), now);
                 } else {
@@ -359,11 +356,8 @@ impl RoomCtx {
             }
             Action::Notice { code, message } => self.notice(code, &message),
             Action::SettingChanged { setting } => {
-                app.hub.broadcast(
-                    &room,
-                    None,
-                    &json!({"type": "mode_setting", "setting": setting.as_str()}),
-                );
+                app.hub
+                    .broadcast(&room, None, &ServerMessage::ModeSetting { setting });
             }
         }
     }
@@ -373,7 +367,10 @@ impl RoomCtx {
         self.app.hub.broadcast(
             &self.name,
             None,
-            &json!({"type": "notice", "code": code, "message": message}),
+            &ServerMessage::Notice {
+                code: code.to_owned(),
+                message: message.to_owned(),
+            },
         );
         self.app.events.emit(
             &self.name,
@@ -386,12 +383,12 @@ impl RoomCtx {
 
 impl App {
     /// `joined.ice_servers`: TURN REST credentials for `identity`, or `[]`.
-    pub(crate) fn ice_servers(&self, identity: &str) -> Value {
+    pub(crate) fn ice_servers(&self, identity: &str) -> Vec<IceServer> {
         let now_s = self.now_ms() / 1000;
-        match &self.turn {
-            Some(t) => json!([t.credentials(identity, now_s)]),
-            None => json!([]),
-        }
+        self.turn
+            .iter()
+            .map(|t| t.credentials(identity, now_s))
+            .collect()
     }
 
     /// Hybrid metrics text for `/metrics`.
@@ -433,16 +430,15 @@ impl App {
     }
 }
 
-pub(crate) fn mode_change_json(c: &ModeChange) -> Value {
-    json!({
-        "type": "mode_change",
-        "id": c.id,
-        "from": c.from.as_str(),
-        "to": c.to.as_str(),
-        "strategy": c.strategy.as_str(),
-        "reason": c.reason.as_str(),
-        "grace_ms": c.grace_ms,
-    })
+fn mode_change(c: &ModeChange) -> ServerMessage {
+    ServerMessage::ModeChange {
+        id: c.id,
+        from: c.from,
+        to: c.to,
+        strategy: c.strategy,
+        reason: c.reason,
+        grace_ms: c.grace_ms,
+    }
 }
 
 fn event_json(room: &str, c: &ModeChange, duration_ms: Option<u64>) -> Value {

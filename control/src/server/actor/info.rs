@@ -1,24 +1,25 @@
-//! What a room tells its signaling clients when something changes (docs/protocol.md), and the
-//! `ParticipantInfo` / `TrackInfo` shapes the protocol and the API share.
-
-use serde_json::{json, Value};
+//! What a room tells its signaling clients when something changes (docs/protocol.md), as
+//! [`ServerMessage`]s — the adapters decide how they look on the wire.
 
 use super::RoomCtx;
-use crate::room::{LeaveReason, Participant, RoomEvent, RoomEventKind, Track};
+use crate::room::{LeaveReason, RoomEvent, RoomEventKind};
 use crate::server::hub::ClientMsg;
+use crate::signal::{self, ParticipantInfo, ServerMessage, TrackInfo};
 
 impl RoomCtx {
     /// The signaling side of a room event: who in the room hears what.
     pub(crate) fn tell_clients(&mut self, ev: &RoomEvent) {
         let room = self.name.as_str();
         let hub = &self.app.hub;
+        let all = |msg: ServerMessage| hub.broadcast(room, None, &msg);
         match &ev.kind {
             RoomEventKind::ParticipantJoined { identity, .. } => {
-                if let Some(info) = self.rooms.participant(room, identity).map(participant_info) {
+                if let Some(p) = self.rooms.participant(room, identity) {
+                    let participant = ParticipantInfo::of(p);
                     hub.broadcast(
                         room,
                         Some(identity),
-                        &json!({"type": "participant_joined", "participant": info}),
+                        &ServerMessage::ParticipantJoined { participant },
                     );
                 }
             }
@@ -27,10 +28,17 @@ impl RoomCtx {
                 sid,
                 reason,
             } => {
-                let msg = json!({"type": "participant_left", "sid": sid, "identity": identity});
+                let msg = ServerMessage::ParticipantLeft {
+                    sid: sid.clone(),
+                    identity: identity.clone(),
+                };
                 hub.broadcast(room, Some(identity), &msg);
                 if *reason == LeaveReason::Kicked {
-                    hub.send_to(room, identity, ClientMsg::Close("kicked".into()));
+                    hub.send_to(
+                        room,
+                        identity,
+                        ClientMsg::Close(signal::LeaveReason::Kicked),
+                    );
                 }
             }
             RoomEventKind::TrackPublished { identity, track } => {
@@ -42,32 +50,28 @@ impl RoomCtx {
                 hub.broadcast(
                     room,
                     Some(identity),
-                    &json!({"type": "track_published", "participant_sid": psid, "track": track_info(track, &psid)}),
+                    &ServerMessage::TrackPublished {
+                        cid: None,
+                        track: TrackInfo::of(track, &psid),
+                        participant_sid: Some(psid),
+                    },
                 );
             }
             RoomEventKind::TrackUnpublished { track_id, .. } => {
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "track_unpublished", "track_sid": track_id}),
-                );
+                all(ServerMessage::TrackUnpublished {
+                    track_sid: track_id.clone(),
+                });
             }
             RoomEventKind::TrackMuted {
                 track_id, muted, ..
-            } => {
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "track_muted", "track_sid": track_id, "muted": muted}),
-                );
-            }
-            RoomEventKind::RoleChanged { identity, to, .. } => {
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "role_changed", "identity": identity, "role": to}),
-                );
-            }
+            } => all(ServerMessage::TrackMuted {
+                track_sid: track_id.clone(),
+                muted: *muted,
+            }),
+            RoomEventKind::RoleChanged { identity, to, .. } => all(ServerMessage::RoleChanged {
+                identity: identity.clone(),
+                role: *to,
+            }),
             RoomEventKind::ControlRequested { identity } => {
                 let host = self
                     .rooms
@@ -77,66 +81,28 @@ impl RoomCtx {
                     hub.send_to(
                         room,
                         &host,
-                        ClientMsg::Json(json!({"type": "control_requested", "identity": identity})),
+                        ClientMsg::Msg(ServerMessage::ControlRequested {
+                            identity: identity.clone(),
+                        }),
                     );
                 }
             }
-            RoomEventKind::ControlGranted { identity, .. } => {
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "control_granted", "identity": identity}),
-                );
-            }
-            RoomEventKind::ControlRevoked { identity, .. } => {
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "control_revoked", "identity": identity}),
-                );
-            }
-            RoomEventKind::HostTransferred { to, .. } => {
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "host_transferred", "identity": to}),
-                );
-            }
+            RoomEventKind::ControlGranted { identity, .. } => all(ServerMessage::ControlGranted {
+                identity: identity.clone(),
+            }),
+            RoomEventKind::ControlRevoked { identity, .. } => all(ServerMessage::ControlRevoked {
+                identity: identity.clone(),
+            }),
+            RoomEventKind::HostTransferred { to, .. } => all(ServerMessage::HostTransferred {
+                identity: to.clone(),
+            }),
             RoomEventKind::RoomDeleted { .. } => {
                 self.hybrid.policy = None;
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "leave", "reason": "room_deleted"}),
-                );
+                all(ServerMessage::Leave {
+                    reason: signal::LeaveReason::RoomDeleted,
+                });
             }
             _ => {}
         }
     }
-}
-
-/// ParticipantInfo (docs/protocol.md).
-pub(crate) fn participant_info(p: &Participant) -> Value {
-    json!({
-        "sid": p.sid,
-        "identity": p.identity,
-        "name": p.name,
-        "role": p.role,
-        "grants": p.grants,
-        "metadata": p.metadata,
-        "tracks": p.tracks.values().map(|t| track_info(t, &p.sid)).collect::<Vec<_>>(),
-    })
-}
-
-/// TrackInfo (docs/protocol.md).
-pub(crate) fn track_info(t: &Track, participant_sid: &str) -> Value {
-    json!({
-        "sid": t.id,
-        "kind": t.kind,
-        "source": t.source,
-        "name": "",
-        "muted": t.muted,
-        "simulcast": t.layers.iter().map(|l| json!({"rid": l.rid, "width": 0, "height": 0})).collect::<Vec<_>>(),
-        "participant_sid": participant_sid,
-    })
 }

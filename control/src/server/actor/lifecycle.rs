@@ -5,12 +5,13 @@
 
 use serde_json::{json, Value};
 
-use super::{participant_info, RoomCtx};
+use super::RoomCtx;
 use crate::auth::{Grants, Role};
 use crate::hybrid::Action;
 use crate::room::{Actor, Join, LeaveReason, RoomConfig, RoomEvent, RoomEventKind};
 use crate::server::error::ApiError;
 use crate::server::hub::ClientMsg;
+use crate::signal::{self, Joined, Json, ParticipantInfo, RoomInfo, ServerMessage};
 
 /// An admin's change to a participant (`PATCH .../participants/{identity}`).
 #[derive(Debug, Default)]
@@ -41,7 +42,7 @@ impl RoomCtx {
             "created_at_ms": r.created_at_ms,
             "num_participants": r.participants.len(),
         });
-        let info = self.mode_info();
+        let info = serde_json::to_value(self.mode_info()).expect("mode info serializes");
         for k in ["mode", "setting", "migrating"] {
             out[k] = info[k].clone();
         }
@@ -80,7 +81,7 @@ impl RoomCtx {
     }
 
     /// The `joined` reply (docs/protocol.md) for `identity`.
-    pub(crate) fn joined_reply(&mut self, identity: &str) -> Result<Value, ApiError> {
+    pub(crate) fn joined_reply(&mut self, identity: &str) -> Result<ServerMessage, ApiError> {
         let r = self
             .room()
             .ok_or_else(|| ApiError::not_found("room gone"))?;
@@ -88,22 +89,24 @@ impl RoomCtx {
             .participants
             .get(identity)
             .ok_or_else(|| ApiError::not_found("participant gone"))?;
-        let others: Vec<Value> = r
+        let participants = r
             .participants
             .values()
             .filter(|p| p.identity != identity)
-            .map(participant_info)
+            .map(ParticipantInfo::of)
             .collect();
-        let room = json!({"name": r.name, "sid": format!("RM_{}", r.name)});
-        let me = participant_info(me);
-        Ok(json!({
-            "type": "joined",
-            "room": room,
-            "participant": me,
-            "participants": others,
-            "mode": self.mode_info(),
-            "ice_servers": self.app.ice_servers(identity),
-        }))
+        let room = RoomInfo {
+            name: r.name.clone(),
+            sid: format!("RM_{}", r.name),
+        };
+        let participant = ParticipantInfo::of(me);
+        Ok(ServerMessage::Joined(Box::new(Joined {
+            room,
+            participant,
+            participants,
+            mode: self.mode_info(),
+            ice_servers: self.app.ice_servers(identity),
+        })))
     }
 
     /// A joined WebSocket client can hear now: the policy actions of its join, then offers of
@@ -154,7 +157,7 @@ impl RoomCtx {
             self.app.hub.send_to(
                 &self.name,
                 &identity,
-                ClientMsg::Close("room_deleted".into()),
+                ClientMsg::Close(signal::LeaveReason::RoomDeleted),
             );
         }
         self.depart(events).await;
@@ -176,7 +179,7 @@ impl RoomCtx {
         &mut self,
         identity: &str,
         patch: ParticipantPatch,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<ParticipantInfo, ApiError> {
         let name = self.name.clone();
         if self.rooms.participant(&name, identity).is_none() {
             return Err(ApiError::not_found(format!(
@@ -203,7 +206,7 @@ impl RoomCtx {
             .rooms
             .participant(&name, identity)
             .expect("checked above");
-        Ok(participant_info(p))
+        Ok(ParticipantInfo::of(p))
     }
 
     /// Mutes or unmutes a track, by its publisher or an admin; the dataplane follows.
@@ -270,12 +273,18 @@ impl RoomCtx {
     }
 
     /// An input event from a controller holding control, to the host only.
-    pub(crate) fn relay_input(&mut self, from: &str, event: Value) -> Result<(), ApiError> {
-        let relay = self.rooms.relay_input(&self.name.clone(), from, event)?;
+    pub(crate) fn relay_input(&mut self, from: &str, event: Json<4096>) -> Result<(), ApiError> {
+        let relay = self
+            .rooms
+            .relay_input(&self.name.clone(), from, event.into_value())?;
+        let event = Json::new(relay.event).expect("the same bounded event");
         self.app.hub.send_to(
             &self.name,
             &relay.to,
-            ClientMsg::Json(json!({"type": "input", "from": relay.from, "event": relay.event})),
+            ClientMsg::Msg(ServerMessage::Input {
+                from: relay.from,
+                event,
+            }),
         );
         Ok(())
     }

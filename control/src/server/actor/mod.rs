@@ -35,7 +35,6 @@ use crate::room::{Room, RoomConfig, RoomEvent, Rooms, RoomsState};
 use crate::store::{diff_room, diff_tracks, SavedTrack, StoreOp};
 
 pub(crate) use hybrid::{HybridMetrics, JoinTicket, ModeReply};
-pub(crate) use info::{participant_info, track_info};
 pub(crate) use lifecycle::{ControlOp, ParticipantPatch};
 
 /// A boxed future borrowing the room.

@@ -2,30 +2,28 @@
 //! and ICE candidates between two participants of the same room, with the same auth and
 //! grants as the SFU path. The server reads only enough of an SDP to enforce `can_publish`.
 
-use serde_json::{json, Value};
-
 use super::RoomCtx;
 use crate::server::error::ApiError;
 use crate::server::hub::ClientMsg;
-
-/// Largest SDP relayed.
-const MAX_SDP: usize = 64 * 1024;
-/// Largest candidate object relayed (a candidate line is ~200 bytes).
-const MAX_CANDIDATE: usize = 4 * 1024;
+use crate::signal::{P2pSignal, P2pSignalRequest, ServerMessage};
 
 impl RoomCtx {
-    /// Relays `msg` (`p2p_signal {to, signal}`) from `identity` to the participant whose sid is
-    /// `to`.
-    pub(crate) fn relay_p2p(&mut self, identity: &str, msg: &Value) -> Result<(), ApiError> {
-        let to = match msg.get("to") {
-            Some(Value::String(s)) => s.as_str(),
-            _ => return Err(ApiError::invalid("to", "expected a participant sid")),
+    /// Relays `p2p_signal {to, signal}` from `identity` to the participant whose sid is `to`.
+    /// Sizes are bounded by the message's types (an SDP 64 KiB, a candidate 4 KiB).
+    pub(crate) fn relay_p2p(
+        &mut self,
+        identity: &str,
+        req: P2pSignalRequest,
+    ) -> Result<(), ApiError> {
+        let sdp = match &req.signal {
+            P2pSignal::Offer { sdp } | P2pSignal::Answer { sdp } => {
+                if !sdp.starts_with("v=0") {
+                    return Err(ApiError::invalid("sdp", "not an SDP (must start with v=0)"));
+                }
+                Some(sdp.as_str())
+            }
+            P2pSignal::Candidate { .. } => None,
         };
-        let signal = msg
-            .get("signal")
-            .filter(|s| s.is_object())
-            .ok_or_else(|| ApiError::invalid("signal", "expected an object"))?;
-        let sdp = check_signal(signal)?;
         let (from_sid, target) = {
             let room = self
                 .room()
@@ -43,6 +41,7 @@ impl RoomCtx {
                     .with_field("sdp"));
                 }
             }
+            let to = req.to.as_str();
             let target = room
                 .participants
                 .values()
@@ -67,48 +66,13 @@ impl RoomCtx {
         self.app.hub.send_to(
             &self.name,
             &target,
-            ClientMsg::Json(json!({
-                "type": "p2p_signal",
-                "from": from_sid,
-                "from_identity": identity,
-                "signal": signal,
-            })),
+            ClientMsg::Msg(ServerMessage::P2pSignal {
+                from: from_sid,
+                from_identity: identity.to_owned(),
+                signal: req.signal,
+            }),
         );
         Ok(())
-    }
-}
-
-/// Checks the signal's shape; the SDP of an offer/answer.
-fn check_signal(signal: &Value) -> Result<Option<&str>, ApiError> {
-    match signal.get("type").and_then(Value::as_str) {
-        Some("offer" | "answer") => {
-            let sdp = signal
-                .get("sdp")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::invalid("sdp", "expected a string"))?;
-            if sdp.len() > MAX_SDP {
-                return Err(ApiError::invalid(
-                    "sdp",
-                    format!("longer than {MAX_SDP} bytes"),
-                ));
-            }
-            if !sdp.starts_with("v=0") {
-                return Err(ApiError::invalid("sdp", "not an SDP (must start with v=0)"));
-            }
-            Ok(Some(sdp))
-        }
-        Some("candidate") => match signal.get("candidate") {
-            Some(Value::Null) => Ok(None),
-            Some(c @ Value::Object(_)) if c.to_string().len() <= MAX_CANDIDATE => Ok(None),
-            _ => Err(ApiError::invalid(
-                "signal",
-                "candidate must be an RTCIceCandidateInit object or null",
-            )),
-        },
-        _ => Err(ApiError::invalid(
-            "signal",
-            "signal.type must be offer, answer or candidate",
-        )),
     }
 }
 
@@ -144,23 +108,5 @@ mod tests {
         assert!(!sends_media(
             "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\n"
         ));
-    }
-
-    #[test]
-    fn signal_shapes() {
-        assert!(check_signal(&json!({"type": "offer", "sdp": SENDING})).is_ok());
-        assert!(check_signal(&json!({"type": "candidate", "candidate": null})).is_ok());
-        assert!(
-            check_signal(&json!({"type": "candidate", "candidate": {"candidate": "x"}})).is_ok()
-        );
-        let e = check_signal(&json!({"type": "offer"})).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("sdp"));
-        let e =
-            check_signal(&json!({"type": "offer", "sdp": "x".repeat(MAX_SDP + 1)})).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("sdp"));
-        let e = check_signal(&json!({"type": "bye"})).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("signal"));
-        let e = check_signal(&json!({"type": "candidate", "candidate": 5})).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("signal"));
     }
 }

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::json;
 use sluice_proto::{
     Candidate, Command, CreateSession, DtlsRole, IceParams, MediaKind, SessionId, Subscribe,
     SubscriptionId, TransportMode,
@@ -23,6 +22,7 @@ use crate::sdp::{
 use crate::server::actor::RoomCtx;
 use crate::server::error::ApiError;
 use crate::server::hub::ClientMsg;
+use crate::signal::{PcName, ServerMessage};
 
 /// The server-offered PeerConnection.
 #[derive(Debug, Default)]
@@ -209,7 +209,10 @@ impl RoomCtx {
         self.app.hub.send_to(
             &self.name,
             identity,
-            ClientMsg::Json(json!({"type": "offer", "pc": "subscriber", "sdp": text})),
+            ClientMsg::Msg(ServerMessage::Offer {
+                pc: PcName::Subscriber,
+                sdp: text,
+            }),
         );
         Ok(())
     }
