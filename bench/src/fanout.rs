@@ -19,8 +19,8 @@ use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 use sluice_proto::{
     pacer_delay_key, AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds,
-    Hello, IceParams, Layer, MediaKind, Notification, Quality, ReplyOk, SessionId, Source,
-    Subscribe, SubscriptionId, TrackId, TransportMode, WorkerStats,
+    Hello, IceParams, Layer, MediaKind, Notification, Quality, ReplyOk, SessionId, ShardStats,
+    Source, Subscribe, SubscriptionId, TrackId, TransportMode,
 };
 
 use crate::gen::{self, pub_ssrc, sub_ssrc, GenReport, Go, Plan};
@@ -173,7 +173,7 @@ impl Sfu {
         let hello = ctl
             .hello(Hello::control("sluice-bench"))
             .map_err(|e| BenchError::Control(e.to_string()))?;
-        self.workers = hello.workers;
+        self.workers = hello.shards;
         self.media_addrs = hello.media_addrs;
         if self.pid.is_none() {
             self.pid = hello
@@ -221,9 +221,9 @@ pub struct FanoutReport {
     pub workers: u16,
     pub io_mode: String,
     /// Last stats snapshot of each worker.
-    pub worker_stats: BTreeMap<u16, WorkerStats>,
+    pub worker_stats: BTreeMap<u16, ShardStats>,
     /// Each worker's snapshot just before the generator started (for deltas over the run).
-    pub worker_stats_before: BTreeMap<u16, WorkerStats>,
+    pub worker_stats_before: BTreeMap<u16, ShardStats>,
     pub setup_s: f64,
     /// The SRTP profile DTLS negotiated (`--cipher gcm|cm`); `None` for plain RTP.
     pub srtp_profile: Option<&'static str>,
@@ -266,7 +266,7 @@ impl FanoutReport {
             .values()
             .map(|w| {
                 json!({
-                    "worker": w.worker,
+                    "worker": w.shard,
                     "rx_packets": w.counters.rx_packets,
                     "tx_packets": w.counters.tx_packets,
                     "sessions": w.counters.sessions,
@@ -367,10 +367,7 @@ pub struct PacerQueueing {
 
 impl PacerQueueing {
     /// Sums `after − before` over the workers in `after`.
-    pub fn between(
-        before: &BTreeMap<u16, WorkerStats>,
-        after: &BTreeMap<u16, WorkerStats>,
-    ) -> Self {
+    pub fn between(before: &BTreeMap<u16, ShardStats>, after: &BTreeMap<u16, ShardStats>) -> Self {
         let mut q = PacerQueueing::default();
         for (w, a) in after {
             let a = &a.counters.dropped;
@@ -516,7 +513,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
         .collect();
     // Baseline for the run's deltas: the workers' latest snapshots (totals since they started).
     let worker_stats_before = match ctl.request(Command::Stats {}) {
-        Ok(ReplyOk::Stats { workers }) => workers.into_iter().map(|w| (w.worker, w)).collect(),
+        Ok(ReplyOk::Stats { shards }) => shards.into_iter().map(|w| (w.shard, w)).collect(),
         _ => BTreeMap::new(),
     };
     let _ = h.go.send(Go {
@@ -529,7 +526,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
     while !h.join.is_finished() && Instant::now() < deadline {
         if let Ok(Some(ev)) = ctl.next_event(Duration::from_millis(200)) {
             if let Notification::StatsSnapshot(s) = ev.event {
-                worker_stats.insert(s.worker, s);
+                worker_stats.insert(s.shard, s);
             }
         }
     }
@@ -625,7 +622,7 @@ fn plain_session(id: SessionId, remote: SocketAddr, worker: u16) -> Command {
         },
         remote_fingerprint: None,
         dtls_role: DtlsRole::Server,
-        worker_hint: Some(worker),
+        shard_hint: Some(worker),
         mode: TransportMode::PlainRtp {
             remote,
             local_port: None,
@@ -732,8 +729,8 @@ mod tests {
         assert!(r.loss() < 0.05, "loss {}: {}", r.loss(), r.to_json(None));
     }
 
-    fn worker(entries: &[(&str, u64)]) -> WorkerStats {
-        let mut w = WorkerStats::default();
+    fn worker(entries: &[(&str, u64)]) -> ShardStats {
+        let mut w = ShardStats::default();
         for &(k, v) in entries {
             w.counters.dropped.insert(k.to_string(), v);
         }

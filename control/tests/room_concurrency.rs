@@ -62,7 +62,7 @@ async fn held_dataplane(listener: UnixListener) -> HeldDataplane {
             version: PROTOCOL_VERSION,
             role: ProtoRole::Dataplane,
             instance: "held-dataplane".into(),
-            workers: 1,
+            shards: 1,
             media_addrs: vec!["127.0.0.1:9".parse().unwrap()],
             fingerprint: Some(format!("sha-256 {}", vec!["AB"; 32].join(":"))),
         }));
@@ -73,7 +73,7 @@ async fn held_dataplane(listener: UnixListener) -> HeldDataplane {
                 let Message::Request(req) = msg else { continue };
                 let ok = match &req.command {
                     Command::CreateSession(_) => ReplyOk::SessionCreated {
-                        worker: 0,
+                        shard: 0,
                         local_candidates: vec![Candidate {
                             foundation: "1".into(),
                             addr: "127.0.0.1:9".parse().unwrap(),

@@ -164,7 +164,7 @@ fn plain_session(id: u64, remote: SocketAddr, worker: u16) -> Command {
         },
         remote_fingerprint: None,
         dtls_role: DtlsRole::Server,
-        worker_hint: Some(worker),
+        shard_hint: Some(worker),
         mode: TransportMode::PlainRtp {
             remote,
             local_port: None,

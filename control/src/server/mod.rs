@@ -115,7 +115,8 @@ pub(crate) struct App {
     pub(crate) hybrid_metrics: Mutex<HybridMetrics>,
     pub(crate) draining: AtomicBool,
     pub(crate) drained: Notify,
-    pub(crate) worker_stats: Mutex<BTreeMap<u16, Counters>>,
+    /// The latest counters of each dataplane shard.
+    pub(crate) shard_stats: Mutex<BTreeMap<u16, Counters>>,
     static_dir: Option<PathBuf>,
     drain_deadline: Duration,
 }
@@ -186,7 +187,7 @@ impl Server {
             hybrid_metrics: Mutex::new(HybridMetrics::default()),
             draining: AtomicBool::new(false),
             drained: Notify::new(),
-            worker_stats: Mutex::new(BTreeMap::new()),
+            shard_stats: Mutex::new(BTreeMap::new()),
             static_dir: opts.static_dir.clone(),
             drain_deadline: opts.drain_deadline,
         });
@@ -338,7 +339,7 @@ async fn dataplane_loop(app: Arc<App>) {
             }
             ev = events.recv() => match ev {
                 Ok(Notification::StatsSnapshot(ws)) => {
-                    app.worker_stats.lock().expect("stats lock").insert(ws.worker, ws.counters);
+                    app.shard_stats.lock().expect("stats lock").insert(ws.shard, ws.counters);
                 }
                 Ok(Notification::SessionClosed { session, reason }) => {
                     tracing::debug!(%session, ?reason, "session closed by the dataplane");

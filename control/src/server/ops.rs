@@ -52,7 +52,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let _ = writeln!(out, "# HELP sluice_draining Node is draining.\n# TYPE sluice_draining gauge\nsluice_draining {}", u8::from(app.draining.load(Ordering::SeqCst)));
     app.hybrid_metrics(&mut out);
     app.events.metrics(&mut out);
-    let stats = app.worker_stats.lock().expect("stats lock").clone();
+    let stats = app.shard_stats.lock().expect("stats lock").clone();
     if !stats.is_empty() {
         for (name, help) in [
             ("rx_packets", "Packets received"),
@@ -61,7 +61,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             ("tx_bytes", "Bytes sent"),
             ("loop_overruns", "Event-loop phase overruns"),
         ] {
-            let _ = writeln!(out, "# HELP sluice_worker_{name}_total {help} per worker.\n# TYPE sluice_worker_{name}_total counter");
+            let _ = writeln!(out, "# HELP sluice_worker_{name}_total {help} per shard (label worker).\n# TYPE sluice_worker_{name}_total counter");
             for (w, c) in &stats {
                 let v = match name {
                     "rx_packets" => c.rx_packets,
@@ -73,7 +73,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 let _ = writeln!(out, "sluice_worker_{name}_total{{worker=\"{w}\"}} {v}");
             }
         }
-        let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per worker and reason.\n# TYPE sluice_worker_dropped_total counter");
+        let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per shard (label worker) and reason.\n# TYPE sluice_worker_dropped_total counter");
         for (w, c) in &stats {
             // `pacer_*` entries ride in the same map but are not drops (exported below).
             for (reason, v) in c.dropped.iter().filter(|(r, _)| !r.starts_with("pacer_")) {
@@ -84,7 +84,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             }
         }
         let pacer = |c: &sluice_proto::Counters, k: &str| c.dropped.get(k).copied().unwrap_or(0);
-        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_seconds_total Time paced packets waited in the pacers, per worker.\n# TYPE sluice_pacer_queue_delay_seconds_total counter");
+        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_seconds_total Time paced packets waited in the pacers, per shard (label worker).\n# TYPE sluice_pacer_queue_delay_seconds_total counter");
         for (w, c) in &stats {
             let s = pacer(c, "pacer_delay_us_sum") as f64 / 1e6;
             let _ = writeln!(
@@ -92,7 +92,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 "sluice_pacer_queue_delay_seconds_total{{worker=\"{w}\"}} {s}"
             );
         }
-        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_packets_total Packets that left the pacers, per worker.\n# TYPE sluice_pacer_queue_delay_packets_total counter");
+        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_packets_total Packets that left the pacers, per shard (label worker).\n# TYPE sluice_pacer_queue_delay_packets_total counter");
         for (w, c) in &stats {
             let n = pacer(c, "pacer_packets");
             let _ = writeln!(
@@ -100,7 +100,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 "sluice_pacer_queue_delay_packets_total{{worker=\"{w}\"}} {n}"
             );
         }
-        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_max_seconds Largest pacer queueing delay since the worker started.\n# TYPE sluice_pacer_queue_delay_max_seconds gauge");
+        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_max_seconds Largest pacer queueing delay since the shard started.\n# TYPE sluice_pacer_queue_delay_max_seconds gauge");
         for (w, c) in &stats {
             let s = pacer(c, "pacer_delay_us_max") as f64 / 1e6;
             let _ = writeln!(
@@ -108,7 +108,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 "sluice_pacer_queue_delay_max_seconds{{worker=\"{w}\"}} {s}"
             );
         }
-        let _ = writeln!(out, "# HELP sluice_worker_sessions Sessions per worker.\n# TYPE sluice_worker_sessions gauge");
+        let _ = writeln!(out, "# HELP sluice_worker_sessions Sessions per shard (label worker).\n# TYPE sluice_worker_sessions gauge");
         for (w, c) in &stats {
             let _ = writeln!(
                 out,

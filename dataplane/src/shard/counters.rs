@@ -8,7 +8,7 @@ use rtp_core::pacer::{PacerStats, DELAY_BUCKETS};
 use rtp_core::session::SessionError;
 use rtp_core::srtp::SrtpError;
 
-use crate::proto::{pacer_delay_key, Counters, WorkerStats};
+use crate::proto::{pacer_delay_key, Counters, ShardStats};
 use crate::sys::IoStats;
 
 /// Why a shard dropped a datagram or a forwarded copy.
@@ -231,7 +231,7 @@ impl ShardCounters {
         sessions: u32,
         io: &IoStats,
         pacer: &PacerTotals,
-    ) -> WorkerStats {
+    ) -> ShardStats {
         let mut dropped = BTreeMap::new();
         for why in Drop::ALL {
             let n = self.dropped(why);
@@ -265,8 +265,8 @@ impl ShardCounters {
         let mut pacer_total = self.pacer_retired;
         pacer_total.merge(pacer);
         dropped.extend(pacer_total.entries());
-        WorkerStats {
-            worker,
+        ShardStats {
+            shard: worker,
             counters: Counters {
                 rx_packets: self.rx_packets,
                 tx_packets: self.tx_packets,

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use crate::proto::{
-    AddTrack, Command, CreateSession, ErrorBody, Notification, ReplyOk, SessionId, Subscribe,
-    TrackId, WorkerStats,
+    AddTrack, Command, CreateSession, ErrorBody, Notification, ReplyOk, SessionId, ShardStats,
+    Subscribe, TrackId,
 };
 
 /// Control thread → shard (bounded channel + the shard's `Waker`).
@@ -62,7 +62,7 @@ pub enum ShardMsg {
         shard: u16,
     },
     Event(Notification),
-    Stats(WorkerStats),
+    Stats(ShardStats),
 }
 
 /// A session waiting for its first packet.

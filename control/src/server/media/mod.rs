@@ -10,6 +10,7 @@
 //! calls that outlived a control restart and cleans up after leaves; [`translate`] is where SDP
 //! and auth types meet the control-socket vocabulary.
 
+mod layers;
 mod oneshot;
 mod publish;
 pub(crate) mod resync;
@@ -29,8 +30,8 @@ use super::App;
 use crate::link::LinkError;
 use crate::sdp::{Fingerprint, LocalParams, NegotiatedCodec};
 
+pub(crate) use layers::LayerCap;
 pub(crate) use publish::OneShot;
-pub(crate) use subscribe::LayerCap;
 
 /// All media state of one room.
 #[derive(Debug, Default)]
@@ -171,11 +172,11 @@ impl RoomCtx {
         let id = spec.session;
         match self.app.dp(Command::CreateSession(spec.clone())).await? {
             ReplyOk::SessionCreated {
-                worker,
+                shard,
                 local_candidates,
             } => {
                 self.track_session(id, spec);
-                Ok((worker, local_candidates))
+                Ok((shard, local_candidates))
             }
             other => Err(ApiError::new(
                 "internal",

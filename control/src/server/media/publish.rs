@@ -167,7 +167,7 @@ impl RoomCtx {
                 },
                 remote_fingerprint: answer.remote.fingerprints.first().map(|f| f.to_string()),
                 dtls_role: answer.remote.dtls_role.into(),
-                worker_hint: None,
+                shard_hint: None,
                 mode: TransportMode::Webrtc {},
                 quality: self.participant_tier(identity),
             }),
@@ -402,9 +402,9 @@ impl RoomCtx {
     ) -> Result<(u16, Vec<Candidate>), ApiError> {
         match self.app.dp(Command::CreateSession(spec)).await? {
             sluice_proto::ReplyOk::SessionCreated {
-                worker,
+                shard,
                 local_candidates,
-            } => Ok((worker, local_candidates)),
+            } => Ok((shard, local_candidates)),
             other => Err(ApiError::new(
                 "internal",
                 format!("dataplane answered create_session with {other:?}"),

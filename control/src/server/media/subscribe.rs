@@ -52,13 +52,6 @@ struct Slot {
     track: Option<String>,
 }
 
-/// A `layer` request: the highest spatial and temporal layer a subscription may receive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct LayerCap {
-    pub(crate) max_spatial: u8,
-    pub(crate) max_temporal: u8,
-}
-
 impl RoomCtx {
     /// Re-offers to every signaling subscriber of the room whose wanted tracks changed.
     pub(crate) async fn refresh_room(&mut self) {
@@ -247,7 +240,7 @@ impl RoomCtx {
             },
             remote_fingerprint: None,
             dtls_role: DtlsRole::Server,
-            worker_hint: None,
+            shard_hint: None,
             mode: TransportMode::Webrtc {},
             quality: self.participant_tier(identity),
         };
@@ -482,7 +475,7 @@ impl RoomCtx {
                     remote_fingerprint: remote.fingerprints.first().map(|f| f.to_string()),
                     dtls_role: role,
                     // The shard the offered candidates name.
-                    worker_hint: shard,
+                    shard_hint: shard,
                     mode: TransportMode::Webrtc {},
                     quality: self.participant_tier(identity),
                 };
@@ -541,50 +534,6 @@ impl RoomCtx {
             peer.unsubscribed.insert(track_sid.to_owned());
         }
         self.offer_subscriber(identity, false).await
-    }
-
-    /// Layer preference for `identity`'s subscription to `track_sid`.
-    pub(crate) async fn set_layer(
-        &mut self,
-        identity: &str,
-        track_sid: &str,
-        cap: LayerCap,
-    ) -> Result<(), ApiError> {
-        let known = self
-            .media
-            .tracks
-            .get(track_sid)
-            .is_some_and(|t| t.owner != identity);
-        let Some(peer) = self.media.peers.get_mut(identity).filter(|_| known) else {
-            return Err(
-                ApiError::not_found(format!("no track {track_sid:?}")).with_field("track_sid")
-            );
-        };
-        peer.layer_caps.insert(track_sid.to_owned(), cap);
-        let sub = peer
-            .subscriber
-            .as_ref()
-            .and_then(|s| s.subscribed.get(track_sid).copied());
-        // Not subscribed yet (the answer is still on its way): applied when it is.
-        match sub {
-            Some(subscription) => self.apply_layer_cap(subscription, cap).await,
-            None => Ok(()),
-        }
-    }
-
-    async fn apply_layer_cap(
-        &self,
-        subscription: SubscriptionId,
-        cap: LayerCap,
-    ) -> Result<(), ApiError> {
-        self.app
-            .dp(Command::SetLayerCap {
-                subscription,
-                max_spatial: cap.max_spatial,
-                max_temporal: cap.max_temporal,
-            })
-            .await
-            .map(drop)
     }
 }
 
