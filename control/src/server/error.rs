@@ -64,6 +64,7 @@ impl ApiError {
             "not_found" => StatusCode::NOT_FOUND,
             "rejected" => StatusCode::CONFLICT,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

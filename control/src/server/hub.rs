@@ -3,6 +3,7 @@
 //! take the event pipeline (`events.rs`).
 
 use std::collections::HashMap;
+use crate::lock::Locked;
 use std::sync::Mutex;
 
 use tokio::sync::mpsc;
@@ -23,6 +24,10 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
+    pub(crate) fn is_held(&self) -> bool {
+        super::held(&self.clients)
+    }
+
     pub(crate) fn register(
         &self,
         room: &str,
@@ -30,8 +35,7 @@ impl Hub {
         tx: mpsc::UnboundedSender<ClientMsg>,
     ) -> Option<mpsc::UnboundedSender<ClientMsg>> {
         self.clients
-            .lock()
-            .expect("hub lock")
+            .locked()
             .entry(room.to_owned())
             .or_default()
             .insert(identity.to_owned(), tx)
@@ -44,7 +48,7 @@ impl Hub {
         identity: &str,
         tx: &mpsc::UnboundedSender<ClientMsg>,
     ) {
-        let mut clients = self.clients.lock().expect("hub lock");
+        let mut clients = self.clients.locked();
         if let Some(r) = clients.get_mut(room) {
             if r.get(identity).is_some_and(|t| t.same_channel(tx)) {
                 r.remove(identity);
@@ -58,8 +62,7 @@ impl Hub {
     pub(crate) fn send_to(&self, room: &str, identity: &str, msg: ClientMsg) {
         if let Some(tx) = self
             .clients
-            .lock()
-            .expect("hub lock")
+            .locked()
             .get(room)
             .and_then(|r| r.get(identity))
         {
@@ -69,7 +72,7 @@ impl Hub {
 
     /// To everyone in `room` except `except`.
     pub(crate) fn broadcast(&self, room: &str, except: Option<&str>, msg: &ServerMessage) {
-        if let Some(r) = self.clients.lock().expect("hub lock").get(room) {
+        if let Some(r) = self.clients.locked().get(room) {
             for (identity, tx) in r {
                 if Some(identity.as_str()) != except {
                     let _ = tx.send(ClientMsg::Msg(msg.clone()));
@@ -80,8 +83,7 @@ impl Hub {
 
     pub(crate) fn client_count(&self) -> usize {
         self.clients
-            .lock()
-            .expect("hub lock")
+            .locked()
             .values()
             .map(HashMap::len)
             .sum()

@@ -2,6 +2,7 @@
 //! nodes): the same image and ops as [`super::FileStore`], never written anywhere.
 
 use std::sync::Mutex;
+use crate::lock::Locked;
 
 use super::{PersistedRoom, PersistedState, Store, StoreError, StoreFuture, StoreOp};
 
@@ -27,21 +28,20 @@ impl Default for MemoryStore {
 
 impl Store for MemoryStore {
     fn load(&self) -> Result<PersistedState, StoreError> {
-        Ok(self.image.lock().expect("store lock").clone())
+        Ok(self.image.locked().clone())
     }
 
     fn load_room(&self, name: &str) -> Result<Option<PersistedRoom>, StoreError> {
         Ok(self
             .image
-            .lock()
-            .expect("store lock")
+            .locked()
             .rooms
             .get(name)
             .cloned())
     }
 
     fn apply(&self, ops: Vec<StoreOp>) -> StoreFuture<'_, Result<(), StoreError>> {
-        let mut image = self.image.lock().expect("store lock");
+        let mut image = self.image.locked();
         for op in ops {
             image.apply(op);
         }

@@ -4,6 +4,7 @@
 //! sessions, admitting queued joins). The policy decides; this file only does.
 
 use std::collections::{BTreeMap, HashMap};
+use crate::lock::Locked;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -166,8 +167,7 @@ impl RoomCtx {
         if let Some(gap) = audio_gap_ms.filter(|g| g.is_finite() && *g >= 0.0) {
             self.app
                 .hybrid_metrics
-                .lock()
-                .expect("metrics lock")
+                .locked()
                 .audio_gap_ms
                 .observe(gap);
         }
@@ -293,7 +293,7 @@ impl RoomCtx {
                     "migration done"
                 );
                 {
-                    let mut m = app.hybrid_metrics.lock().expect("metrics lock");
+                    let mut m = app.hybrid_metrics.locked();
                     *m.migrations.entry((direction(&change), "ok")).or_default() += 1;
                     m.seconds.observe(duration_ms as f64 / 1000.0);
                 }
@@ -321,8 +321,7 @@ impl RoomCtx {
                     "failed"
                 };
                 *app.hybrid_metrics
-                    .lock()
-                    .expect("metrics lock")
+                    .locked()
                     .migrations
                     .entry((direction(&change), result))
                     .or_default() += 1;
@@ -405,7 +404,7 @@ impl App {
                 Topology::Sfu => sfu += 1,
             }
         }
-        let m = self.hybrid_metrics.lock().expect("metrics lock");
+        let m = self.hybrid_metrics.locked();
         let _ = writeln!(out, "# HELP sluice_rooms_by_mode Rooms by current topology.\n# TYPE sluice_rooms_by_mode gauge\nsluice_rooms_by_mode{{mode=\"p2p\"}} {p2p}\nsluice_rooms_by_mode{{mode=\"sfu\"}} {sfu}");
         let _ = writeln!(out, "# HELP sluice_migrations_total Topology migrations by direction and result.\n# TYPE sluice_migrations_total counter");
         for dir in ["p2p_to_sfu", "sfu_to_p2p"] {

@@ -311,16 +311,6 @@ impl RoomCtx {
             .participant(&self.name, identity)
             .is_some_and(|p| p.role == Role::Host)
     }
-
-    /// The identity of the participant with `sid` (WHIP/WHEP/sidecar resources).
-    pub(crate) fn identity_of(&self, sid: &str) -> Result<String, ApiError> {
-        self.room()
-            .and_then(|r| r.participants.values().find(|p| p.sid == sid))
-            .map(|p| p.identity.clone())
-            .ok_or_else(|| {
-                ApiError::not_found(format!("session {sid:?} not found")).with_field("id")
-            })
-    }
 }
 
 /// Remote-control operations.

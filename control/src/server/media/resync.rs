@@ -10,6 +10,7 @@
 //! a previous control process left running, adopted where the store remembers their tracks.
 
 use std::collections::{BTreeMap, BTreeSet};
+use crate::lock::Locked;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -137,8 +138,7 @@ impl App {
     pub(crate) async fn session_closed(self: &Arc<Self>, session: SessionId) {
         let room = self
             .session_rooms
-            .lock()
-            .expect("session map lock")
+            .locked()
             .get(&session)
             .cloned();
         if let Some(room) = room {
