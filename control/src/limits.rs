@@ -213,6 +213,38 @@ impl Refusals {
     }
 }
 
+/// A token bucket: `rate` per second, bursts of `2 × rate` (per connection, so no map).
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    rate: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl Bucket {
+    pub fn new(rate: u32) -> Self {
+        let rate = f64::from(rate);
+        Self {
+            rate,
+            tokens: 2.0 * rate,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, now: std::time::Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(2.0 * self.rate);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +261,15 @@ mod tests {
         assert!(l.set("ws_queue", 0).is_err());
         assert!(l.set("ws_max_message_bytes", 1000).is_err());
         assert!(l.set("nope", 1).is_err());
+    }
+
+    #[test]
+    fn bucket_allows_a_burst_then_the_rate() {
+        let t0 = std::time::Instant::now();
+        let mut b = Bucket::new(10);
+        b.last = t0;
+        assert_eq!((0..100).filter(|_| b.take(t0)).count(), 20);
+        let t1 = t0 + std::time::Duration::from_millis(500);
+        assert_eq!((0..100).filter(|_| b.take(t1)).count(), 5);
     }
 }

@@ -127,7 +127,7 @@ pub(crate) struct App {
     drain_deadline: Duration,
     pub(crate) limits: Limits,
     /// What the limits refused, by reason (`sluice_refused_total`).
-    pub(crate) refusals: Refusals,
+    pub(crate) refusals: Arc<Refusals>,
     /// Open HTTP connections (the caps of `limits`).
     pub(crate) connections: listen::Connections,
 }
@@ -179,6 +179,7 @@ impl Server {
             .iter()
             .next()
             .map(|(k, s)| (k.clone(), s.as_bytes().to_vec()));
+        let refusals = Arc::new(Refusals::default());
         let app = Arc::new(App {
             keyring,
             dev_key: first_key.filter(|_| opts.dev_tokens),
@@ -192,7 +193,7 @@ impl Server {
             dp_ids: AtomicU64::new(0),
             session_rooms: Mutex::new(HashMap::new()),
             link,
-            hub: Hub::default(),
+            hub: Hub::new(Arc::clone(&refusals)),
             events,
             store,
             hybrid_metrics: Mutex::new(HybridMetrics::default()),
@@ -202,7 +203,7 @@ impl Server {
             static_dir: opts.static_dir.clone(),
             drain_deadline: opts.drain_deadline,
             limits: opts.limits.clone(),
-            refusals: Refusals::default(),
+            refusals,
             connections: listen::Connections::default(),
         });
         // Every stored room gets its actor now: its empty-room timeout runs, and the first
@@ -300,6 +301,11 @@ impl App {
     /// a poisoned one is taken over, see `crate::lock`).
     pub(crate) fn state_locks_free(&self) -> bool {
         !(self.registry.is_held() || self.hub.is_held() || held(&self.session_rooms))
+    }
+
+    /// Whether `claims` were signed with the dev key (`/dev/token`).
+    pub(crate) fn is_dev_token(&self, claims: &crate::auth::Claims) -> bool {
+        self.dev_key.as_ref().is_some_and(|(k, _)| *k == claims.iss)
     }
 
     pub(crate) fn is_draining(&self) -> bool {

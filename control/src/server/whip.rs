@@ -107,6 +107,7 @@ async fn oneshot_post(
         Join::from_claims(&claims),
         offer,
         Some(resource),
+        app.is_dev_token(&claims),
     )
     .await?;
     Ok((
@@ -166,13 +167,19 @@ async fn join_and_answer(
     join: Join,
     offer: &str,
     resource: Option<Resource>,
+    dev: bool,
 ) -> Result<(String, String), ApiError> {
     if app.is_draining() {
         return Err(ApiError::rejected("node is draining; join another node"));
     }
     let offer = offer.to_owned();
     app.in_room(room, move |ctx| {
-        Box::pin(async move { ctx.join_and_answer(join, &offer, resource).await })
+        Box::pin(async move {
+            if dev {
+                ctx.refuse_dev_takeover(&join.identity)?;
+            }
+            ctx.join_and_answer(join, &offer, resource).await
+        })
     })
     .await
 }
@@ -324,7 +331,7 @@ async fn sidecar_post(
         role,
         grants: b.grants.unwrap_or_else(|| Grants::for_role(role)),
     };
-    let (sid, answer) = join_and_answer(&app, &room, join, &b.sdp, None).await?;
+    let (sid, answer) = join_and_answer(&app, &room, join, &b.sdp, None, false).await?;
     Ok((
         StatusCode::CREATED,
         [(

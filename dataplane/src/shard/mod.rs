@@ -829,7 +829,9 @@ impl Shard {
                 SessionEvent::IceDisconnected => Some(Notification::IceDisconnected { session }),
                 SessionEvent::SelectedPairChanged { remote } => {
                     let local = self.backend.local_addr().unwrap_or(remote);
-                    tracing::info!(%session, remote = %remote, "selected pair changed");
+                    // Debug, not info: a client alternating between two addresses re-nominates
+                    // on every check, one line each (finding #24).
+                    tracing::debug!(%session, remote = %remote, "selected pair changed");
                     Some(Notification::SelectedPairChanged {
                         session,
                         local,

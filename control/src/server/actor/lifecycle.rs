@@ -124,6 +124,24 @@ impl RoomCtx {
         Ok(())
     }
 
+    /// A dev token never takes over an identity that is here now: one with a live signaling
+    /// connection or a one-shot session (finding #5). A participant restored after a restart
+    /// that has not resumed yet can be joined again.
+    pub(crate) fn refuse_dev_takeover(&self, identity: &str) -> Result<(), ApiError> {
+        let live = self.app.hub.is_connected(&self.name, identity)
+            || self.media.peers.get(identity).is_some_and(|p| !p.signaling);
+        if live {
+            self.app
+                .refusals
+                .count(crate::limits::Refusal::DevIdentityTaken);
+            return Err(ApiError::rejected(format!(
+                "{identity:?} is in the room: a dev token cannot take over a connected participant"
+            ))
+            .with_field("identity"));
+        }
+        Ok(())
+    }
+
     /// A signaling connection of `identity` as `sid` ended: it leaves, unless it was replaced
     /// by a newer session of the same identity (a resume).
     pub(crate) async fn connection_closed(&mut self, identity: &str, sid: &str) {
