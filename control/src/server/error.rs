@@ -101,6 +101,11 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let message = e.to_string();
         match e {
+            // One answer for an unknown key and a wrong signature, without the key id: a caller
+            // cannot probe which API keys exist (finding #31).
+            AuthError::UnknownKey { .. } | AuthError::BadSignature => {
+                Self::unauthorized("token signature does not verify").with_field("token")
+            }
             AuthError::WrongRoom { .. } | AuthError::NotAdmin => Self::forbidden(message),
             _ => Self::unauthorized(message).with_field("token"),
         }
