@@ -472,7 +472,9 @@ impl ControlConfig {
     /// A node reachable from other hosts needs API keys: without them it would run on the
     /// generated dev key, which nobody else can mint tokens with, unless dev mode is asked for.
     fn check_exposure(&self) -> Result<(), ConfigError> {
-        if self.api_keys.is_empty() && !self.http.ip().is_loopback() && self.dev_tokens != Some(true)
+        if self.api_keys.is_empty()
+            && !self.http.ip().is_loopback()
+            && self.dev_tokens != Some(true)
         {
             return Err(ConfigError::new(
                 "control.api_keys",
@@ -631,9 +633,12 @@ mod tests {
         assert_eq!(e.key, "control.api_keys", "{e}");
         let c = load("[control]\nhttp = \"0.0.0.0:7880\"\ndev_tokens = true", &[]).unwrap();
         assert!(c.dev_tokens_enabled());
-        let keyed = "[control]\nhttp = \"0.0.0.0:7880\"\n[control.api_keys]\nk = \"0123456789abcdef\"\n";
+        let keyed =
+            "[control]\nhttp = \"0.0.0.0:7880\"\n[control.api_keys]\nk = \"0123456789abcdef\"\n";
         assert!(!load(keyed, &[]).unwrap().dev_tokens_enabled());
-        assert!(load("", &["--http", "[::1]:7880"]).unwrap().dev_tokens_enabled());
+        assert!(load("", &["--http", "[::1]:7880"])
+            .unwrap()
+            .dev_tokens_enabled());
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! means the dataplane restarted and holds nothing). A gap in event `seq` is reported the same
 //! way, because the dataplane dropped events and only a resync can tell what they were.
 
-use std::collections::HashMap;
 use crate::lock::Locked;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -117,15 +117,9 @@ impl Link {
             let Some(out) = out.as_ref() else {
                 return Err(LinkError::Unavailable);
             };
-            self.inner
-                .pending
-                .locked()
-                .insert(id, tx);
+            self.inner.pending.locked().insert(id, tx);
             if out.send(Outgoing { id, command }).is_err() {
-                self.inner
-                    .pending
-                    .locked()
-                    .remove(&id);
+                self.inner.pending.locked().remove(&id);
                 return Err(LinkError::Unavailable);
             }
         }
@@ -133,10 +127,7 @@ impl Link {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(LinkError::Lost),
             Err(_) => {
-                self.inner
-                    .pending
-                    .locked()
-                    .remove(&id);
+                self.inner.pending.locked().remove(&id);
                 Err(LinkError::Timeout(Self::REQUEST_TIMEOUT))
             }
         }
@@ -216,10 +207,7 @@ async fn serve(inner: &Inner, stream: UnixStream, generation: &mut u64) -> std::
         while let Some(msg) = decoder.next_frame().map_err(std::io::Error::other)? {
             match msg {
                 Message::Reply(reply) => {
-                    let waiter = inner
-                        .pending
-                        .locked()
-                        .remove(&reply.id);
+                    let waiter = inner.pending.locked().remove(&reply.id);
                     if let Some(tx) = waiter {
                         let _ = tx.send(reply.result.into_result().map_err(LinkError::Failed));
                     }

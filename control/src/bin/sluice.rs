@@ -149,8 +149,11 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
     }
     // The demo page from where it was built, never from the working directory (finding #34:
     // files someone placed there would be served in the daemon's origin).
-    let static_dir = Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")))
-        .filter(|p| p.is_dir());
+    let static_dir = Some(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/static"
+    )))
+    .filter(|p| p.is_dir());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -387,6 +387,10 @@ async fn events(
     };
     let stream = app.events.subscribe(q.room, last).map_err(|e| match e {
         SseError::InvalidLastEventId => ApiError::invalid("Last-Event-ID", e.to_string()),
+        SseError::TooManySubscribers => {
+            app.refusals.count(crate::limits::Refusal::SseSubscribers);
+            ApiError::new("unavailable", e.to_string())
+        }
         other => ApiError::new("unavailable", other.to_string()),
     })?;
     Ok((

@@ -17,8 +17,8 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::App;
-use crate::limits::Refusal;
 use crate::auth::{self, Claims, Grants, Role};
+use crate::limits::Refusal;
 use crate::room::{validate_identity, validate_name, MAX_ROOM_NAME};
 
 /// Dev tokens are for trying things out: long enough for a session, short enough that a leaked

@@ -10,8 +10,8 @@
 //! numbered batches go through one channel to the committing task, so events of one room reach
 //! SSE and webhooks in `seq` order; concurrent batches share one store write.
 
-use std::collections::HashMap;
 use crate::lock::Locked;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 

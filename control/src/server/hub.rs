@@ -28,6 +28,8 @@ pub(crate) enum ClientMsg {
 pub(crate) struct ClientTx {
     tx: mpsc::Sender<ClientMsg>,
     pub(crate) overflow: Arc<Notify>,
+    /// Set once the queue overflowed (counted once per client).
+    overflowed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ClientTx {
@@ -35,7 +37,15 @@ impl ClientTx {
     pub(crate) fn new(capacity: usize) -> (Self, mpsc::Receiver<ClientMsg>) {
         let (tx, rx) = mpsc::channel(capacity);
         let overflow = Arc::new(Notify::new());
-        (Self { tx, overflow }, rx)
+        let overflowed = Arc::default();
+        (
+            Self {
+                tx,
+                overflow,
+                overflowed,
+            },
+            rx,
+        )
     }
 
     fn same(&self, other: &Self) -> bool {
@@ -45,8 +55,13 @@ impl ClientTx {
     /// Queues `msg`; a full queue ends the connection instead.
     fn push(&self, msg: ClientMsg, refusals: &Refusals) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(msg) {
-            refusals.count(Refusal::WsSlowReader);
-            self.overflow.notify_one();
+            if !self
+                .overflowed
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                refusals.count(Refusal::WsSlowReader);
+                self.overflow.notify_one();
+            }
         }
     }
 }

@@ -23,8 +23,8 @@ mod signal;
 mod webhooks;
 mod whip;
 
-use std::collections::{BTreeMap, HashMap};
 use crate::lock::Locked;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -276,7 +276,7 @@ fn router(app: Arc<App>) -> axum::Router {
             (Arc::clone(&app), max),
             guard::admin_first,
         ))
-            .layer(DefaultBodyLimit::max(max))
+        .layer(DefaultBodyLimit::max(max))
     };
     let mut router = admin(api::routes(), app.limits.api_body_max_bytes)
         .merge(admin(whip::sidecar_routes(), app.limits.sdp_body_max_bytes))

@@ -1,8 +1,8 @@
 //! Operations endpoints: Prometheus `/metrics`, `/healthz`, `/readyz`, and the static demo
 //! files at `/` (written by the browser client's author; served as they are).
 
-use std::fmt::Write as _;
 use crate::lock::Locked;
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -32,7 +32,11 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
             return "ok\n".into_response();
         }
         if tokio::time::Instant::now() >= deadline {
-            return (StatusCode::SERVICE_UNAVAILABLE, "state lock not available\n").into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state lock not available\n",
+            )
+                .into_response();
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }

@@ -5,8 +5,8 @@
 //! connect and a 5 s response timeout. A full lane drops its oldest event and says so in the
 //! log at most once per [`OVERFLOW_WARN_EVERY`] per URL, with the count.
 
-use std::fmt::Write as _;
 use crate::lock::Locked;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -80,9 +80,7 @@ impl Webhooks {
     /// Queues `envelope` on every URL's lane.
     pub(crate) fn enqueue(&self, envelope: &EventEnvelope, now_ms: u64) {
         for lane in &self.lanes {
-            lane.queue
-                .locked()
-                .enqueue(envelope, now_ms);
+            lane.queue.locked().enqueue(envelope, now_ms);
             lane.wake.notify_one();
         }
     }

@@ -18,8 +18,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::api::{body, typed, unknown_room};
-use super::media::Resource;
 use super::error::ApiError;
+use super::media::Resource;
 use super::signal::verify_token;
 use super::App;
 use crate::auth::{Grants, Role};
@@ -30,14 +30,8 @@ pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/whip/{room}", post(whip_post))
         .route("/whep/{room}", post(whep_post))
-        .route(
-            "/whip/{room}/{id}",
-            delete(whip_delete).patch(whip_patch),
-        )
-        .route(
-            "/whep/{room}/{id}",
-            delete(whep_delete).patch(whep_patch),
-        )
+        .route("/whip/{room}/{id}", delete(whip_delete).patch(whip_patch))
+        .route("/whep/{room}/{id}", delete(whep_delete).patch(whep_patch))
 }
 
 /// The sidecar routes (admin only: the server's router checks the admin token first).
@@ -128,8 +122,7 @@ async fn oneshot_post(
 /// 128 random bits as 32 hex digits.
 fn random_id() -> Result<String, ApiError> {
     let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b)
-        .map_err(|_| ApiError::new("unavailable", "system RNG failed"))?;
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| ApiError::new("unavailable", "system RNG failed"))?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 

@@ -5,8 +5,8 @@
 //! calls that arrive while a write runs share the next one (group commit), so a burst of joins
 //! costs a few writes, not one each.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
 use crate::lock::Locked;
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! [`MemoryStore`]: the [`Store`] of a daemon run without a state file (tests, throw-away
 //! nodes): the same image and ops as [`super::FileStore`], never written anywhere.
 
-use std::sync::Mutex;
 use crate::lock::Locked;
+use std::sync::Mutex;
 
 use super::{PersistedRoom, PersistedState, Store, StoreError, StoreFuture, StoreOp};
 
@@ -32,12 +32,7 @@ impl Store for MemoryStore {
     }
 
     fn load_room(&self, name: &str) -> Result<Option<PersistedRoom>, StoreError> {
-        Ok(self
-            .image
-            .locked()
-            .rooms
-            .get(name)
-            .cloned())
+        Ok(self.image.locked().rooms.get(name).cloned())
     }
 
     fn apply(&self, ops: Vec<StoreOp>) -> StoreFuture<'_, Result<(), StoreError>> {

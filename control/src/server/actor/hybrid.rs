@@ -3,8 +3,8 @@
 //! and its [`Action`]s carried out here (messages, events, metrics, closing the room's dataplane
 //! sessions, admitting queued joins). The policy decides; this file only does.
 
-use std::collections::{BTreeMap, HashMap};
 use crate::lock::Locked;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -165,11 +165,7 @@ impl RoomCtx {
     ) {
         let now = self.app.now_ms();
         if let Some(gap) = audio_gap_ms.filter(|g| g.is_finite() && *g >= 0.0) {
-            self.app
-                .hybrid_metrics
-                .locked()
-                .audio_gap_ms
-                .observe(gap);
+            self.app.hybrid_metrics.locked().audio_gap_ms.observe(gap);
         }
         let actions = match self.hybrid.policy.as_mut() {
             Some(p) => match reply {

@@ -18,8 +18,8 @@ mod info;
 mod lifecycle;
 mod p2p;
 
-use std::collections::{BTreeMap, HashMap};
 use crate::lock::Locked;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,16 +109,8 @@ impl Registry {
 
     /// Every room's summary, in name order.
     pub(crate) fn summaries(&self) -> Vec<Summary> {
-        let handles: Vec<RoomHandle> = self
-            .rooms
-            .locked()
-            .values()
-            .cloned()
-            .collect();
-        let mut out: Vec<Summary> = handles
-            .iter()
-            .map(|h| h.summary.locked().clone())
-            .collect();
+        let handles: Vec<RoomHandle> = self.rooms.locked().values().cloned().collect();
+        let mut out: Vec<Summary> = handles.iter().map(|h| h.summary.locked().clone()).collect();
         out.sort_by(|a, b| {
             let name = |s: &Summary| s.room.as_ref().map(|r| r.name.clone());
             name(a).cmp(&name(b))
@@ -128,11 +120,7 @@ impl Registry {
 
     /// The names of every room actor.
     pub(crate) fn names(&self) -> Vec<String> {
-        self.rooms
-            .locked()
-            .keys()
-            .cloned()
-            .collect()
+        self.rooms.locked().keys().cloned().collect()
     }
 
     fn remove_if(&self, name: &str, id: u64) {

@@ -17,8 +17,8 @@ pub(crate) mod resync;
 mod subscribe;
 mod translate;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::lock::Locked;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sluice_proto::{
     AddTrack, Candidate, Command, CreateSession, MediaKind, Quality, ReplyOk, SessionId, Subscribe,
@@ -209,10 +209,7 @@ impl RoomCtx {
 
     /// Forgets a session of this room (closed, or gone from the dataplane).
     pub(crate) fn forget_session(&mut self, id: SessionId) -> Option<CreateSession> {
-        self.app
-            .session_rooms
-            .locked()
-            .remove(&id);
+        self.app.session_rooms.locked().remove(&id);
         self.media.sessions.remove(&id)
     }
 

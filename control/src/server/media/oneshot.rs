@@ -74,14 +74,20 @@ impl RoomCtx {
             .media
             .peers
             .iter()
-            .find(|(_, p)| p.resource.as_ref().is_some_and(|r| r.kind == kind && r.id == id))
+            .find(|(_, p)| {
+                p.resource
+                    .as_ref()
+                    .is_some_and(|r| r.kind == kind && r.id == id)
+            })
             .map(|(identity, _)| identity.clone())
             .ok_or_else(|| {
                 ApiError::not_found(format!("no {kind} resource {id:?} in this room"))
                     .with_field("id")
             })?;
         if owner.is_some_and(|o| o != identity) {
-            self.app.refusals.count(crate::limits::Refusal::ForeignResource);
+            self.app
+                .refusals
+                .count(crate::limits::Refusal::ForeignResource);
             return Err(ApiError::forbidden(
                 "this resource belongs to another participant: its own token or an admin token",
             )

@@ -211,9 +211,7 @@ async fn dispatch(
         ClientMessage::ModeReady(m) => {
             mode_reply(app, peer, ModeReply::Ready, m.id, m.audio_gap_ms).await
         }
-        ClientMessage::ModeFailed(m) => {
-            mode_reply(app, peer, ModeReply::Failed, m.id, None).await
-        }
+        ClientMessage::ModeFailed(m) => mode_reply(app, peer, ModeReply::Failed, m.id, None).await,
         ClientMessage::SetMode(m) => none(
             on_room(app, peer, move |ctx, me| {
                 Box::pin(async move {
