@@ -140,6 +140,19 @@ impl Hub {
         }
     }
 
+    /// Poisons the lock: a thread panics while holding it (the test of finding #8).
+    #[cfg(test)]
+    pub(crate) fn poison(&self) {
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _held = self.clients.lock();
+                    panic!("poisoning the hub lock on purpose");
+                })
+                .join();
+        });
+    }
+
     pub(crate) fn client_count(&self) -> usize {
         self.clients.locked().values().map(HashMap::len).sum()
     }

@@ -17,6 +17,8 @@ mod events;
 mod guard;
 mod hub;
 mod listen;
+#[cfg(test)]
+mod lock_tests;
 mod media;
 mod ops;
 mod signal;

@@ -103,6 +103,13 @@ impl Registry {
         crate::server::held(&self.rooms)
     }
 
+    /// Holds the lock for `d` on this thread (the test of finding #8).
+    #[cfg(test)]
+    pub(crate) fn hold_for(&self, d: std::time::Duration) {
+        let _held = self.rooms.lock();
+        std::thread::sleep(d);
+    }
+
     fn get(&self, name: &str) -> Option<RoomHandle> {
         self.rooms.locked().get(name).cloned()
     }
