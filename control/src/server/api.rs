@@ -246,7 +246,7 @@ async fn list_participants(
     let list = app
         .in_existing_room(&room, |ctx| {
             Box::pin(async move {
-                let r = ctx.room().expect("checked by in_existing_room");
+                let r = ctx.room().ok_or_else(|| unknown_room(&ctx.name))?;
                 Ok(r.participants
                     .values()
                     .map(crate::signal::ParticipantInfo::of)

@@ -164,7 +164,8 @@ impl RoomCtx {
         audio_gap_ms: Option<f64>,
     ) {
         let now = self.app.now_ms();
-        if let Some(gap) = audio_gap_ms.filter(|g| g.is_finite() && *g >= 0.0) {
+        // A client-reported figure: only plausible values reach the histogram (finding #27).
+        if let Some(gap) = audio_gap_ms.filter(|g| g.is_finite() && (0.0..=60_000.0).contains(g)) {
             self.app.hybrid_metrics.locked().audio_gap_ms.observe(gap);
         }
         let actions = match self.hybrid.policy.as_mut() {

@@ -74,7 +74,7 @@ impl RoomCtx {
             .rooms
             .participant(&self.name, &identity)
             .map(|p| p.sid.clone())
-            .expect("just joined");
+            .ok_or_else(|| ApiError::rejected("the participant left while joining"))?;
         self.media_join(&identity, &sid, signaling).await;
         self.emit(events);
         Ok(sid)
@@ -220,10 +220,9 @@ impl RoomCtx {
         }
         self.emit(events);
         self.sync_room_tracks().await;
-        let p = self
-            .rooms
-            .participant(&name, identity)
-            .expect("checked above");
+        let p = self.rooms.participant(&name, identity).ok_or_else(|| {
+            ApiError::not_found(format!("participant {identity:?} left")).with_field("identity")
+        })?;
         Ok(ParticipantInfo::of(p))
     }
 
