@@ -117,11 +117,6 @@ async fn whip_resources_are_random_and_owned() {
     let (st, view_loc) = post(s.addr, "whep", "m", &token("m", "viewer", Role::Viewer)).await;
     assert_eq!(st, 201, "{view_loc}");
     println!("WHIP resource {pub_loc}, WHEP resource {view_loc}");
-    let id = pub_loc.rsplit('/').next().unwrap();
-    assert!(
-        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
-        "a 128-bit random id, not a sid: {pub_loc}"
-    );
 
     // Mallory: a valid viewer token for the room, never joined.
     let mallory = token("m", "mallory", Role::Viewer);
@@ -147,6 +142,11 @@ async fn whip_resources_are_random_and_owned() {
     for (path, status) in &tried {
         assert!(matches!(status, 403 | 404), "{path}: {status}");
     }
+    let id = pub_loc.rsplit('/').next().unwrap();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a 128-bit random id, not a sid: {pub_loc}"
+    );
     let foreign = refused_foreign(s.addr).await;
     println!("refused foreign_resource {foreign}");
     assert_eq!(foreign, 3.0);

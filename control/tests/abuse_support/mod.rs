@@ -22,7 +22,7 @@ pub fn watch_panics() {
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let name = std::thread::current().name().map(str::to_owned);
-            if name.is_none_or(|n| n.starts_with("tokio-runtime")) {
+            if name.is_none_or(|n| n.starts_with("tokio-")) {
                 PANICS.fetch_add(1, Ordering::SeqCst);
             }
             prev(info);
