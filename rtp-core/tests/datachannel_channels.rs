@@ -318,3 +318,50 @@ fn a_stream_id_past_max_streams_ends_the_association() {
         Err(DataError::Closed)
     );
 }
+
+#[test]
+fn the_association_comes_up_through_lost_handshake_packets() {
+    // 30% loss each way from the first INIT on; INIT and COOKIE are
+    // retransmitted until they get through (ICE, not SCTP, gives up).
+    let mut p = Pair::init_over(
+        "handshake",
+        DataConfig::default(),
+        DataConfig::default(),
+        link(61, 0.3, DELAY),
+        link(62, 0.3, DELAY),
+    );
+    let start = p.now;
+    p.wait_sctp();
+    println!(
+        "up after {:?}; links up {:?} down {:?}",
+        p.now - start,
+        p.up.stats(),
+        p.down.stats()
+    );
+}
+
+#[test]
+fn sctp_to_a_session_without_data_channels_is_dropped_and_counted() {
+    let mut now = common::t0();
+    let c_addr = session_harness::addr(CLIENT);
+    let (mut server, mut client) = session_harness::webrtc_pair(now, "nodata", c_addr);
+    session_harness::connect(&mut now, &mut server, &mut client, c_addr);
+    client.enable_data_channels(DataConfig::default()).unwrap();
+    session_harness::run_for(
+        &mut now,
+        Duration::from_secs(3),
+        &mut server,
+        session_harness::addr(session_harness::SERVER),
+        &mut client,
+        c_addr,
+    );
+    let dropped = server.stats().drop_sctp;
+    println!("server dropped {dropped} SCTP packets (INIT and its retransmissions)");
+    assert!(dropped >= 2);
+    assert!(!client.is_data_connected());
+    assert_eq!(
+        server.open_channel(ChannelConfig::reliable("x")),
+        Err(DataError::NotEnabled)
+    );
+    assert!(server.is_connected(), "media is not disturbed");
+}

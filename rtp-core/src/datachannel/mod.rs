@@ -30,6 +30,8 @@ mod channels;
 mod dcep;
 mod opening;
 mod sctp;
+#[cfg(test)]
+mod tests;
 
 pub use dcep::{DcepError, DcepMessage, DcepOpen, MAX_LABEL_LEN};
 
