@@ -93,7 +93,9 @@ fn an_open_with_the_servers_parity_is_refused() {
     p.raw(4, Ppi::Dcep, &open_bytes("even"));
     p.run(Duration::from_secs(1));
     let opened: Vec<DataEvent> = events(&mut p.server);
-    assert!(matches!(&opened[..], [DataEvent::ChannelOpen { id: ChannelId(4), label, .. }] if label == "even"));
+    assert!(
+        matches!(&opened[..], [DataEvent::ChannelOpen { id: ChannelId(4), label, .. }] if label == "even")
+    );
     let st = p.server.stats();
     assert_eq!((st.drop_dcep, st.channels_refused), (1, 1));
 }
@@ -111,7 +113,10 @@ fn malformed_dcep_and_unknown_ppids_are_dropped_and_counted() {
     p.run(Duration::from_secs(1));
     let mut buf = [0u8; 64];
     let m = p.server.poll_data(&mut buf).expect("the good message");
-    assert_eq!((m.channel, m.binary, &buf[..m.len]), (ChannelId(8), false, &b"fine"[..]));
+    assert_eq!(
+        (m.channel, m.binary, &buf[..m.len]),
+        (ChannelId(8), false, &b"fine"[..])
+    );
     assert!(p.server.poll_data(&mut buf).is_none());
     let st = p.server.stats();
     println!("{st:?}");
@@ -136,7 +141,10 @@ fn user_data_before_the_ack_opens_the_channel() {
         p.server.handle_input(now, pkt.to_vec());
     }
     let mut buf = [0u8; 64];
-    let m = p.server.poll_data(&mut buf).expect("the message is the ACK");
+    let m = p
+        .server
+        .poll_data(&mut buf)
+        .expect("the message is the ACK");
     assert_eq!((m.channel, &buf[..m.len]), (id, &b"before the ack"[..]));
     // The retransmitted ACK then arrives on an open channel and is ignored.
     p.run(Duration::from_secs(3));
