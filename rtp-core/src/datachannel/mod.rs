@@ -28,6 +28,9 @@
 
 mod channels;
 mod dcep;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod opening;
 mod sctp;
 #[cfg(test)]
