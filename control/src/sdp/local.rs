@@ -8,6 +8,7 @@
 
 use super::candidate::Candidate;
 use super::model::{Codec, Fingerprint, Fmtp, MediaKind};
+use super::negotiated::NegotiatedCodec;
 
 /// The server side of every negotiation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,16 +167,20 @@ impl LocalCodec {
     /// Video: the offer's parameters unchanged. H264 answers keep the offered
     /// profile-level-id: an answerer may always echo the offered level (RFC 6184
     /// §8.2.2), and as an SFU we forward what the publisher sends. Other
-    /// codecs: the offer's parameters with ours set on top (Opus useinbandfec).
+    /// codecs: the offer's parameters with ours set on top (Opus useinbandfec),
+    /// less the offerer's sender-only ones: `sprop-*` describe what the
+    /// *offerer* sends (RFC 7587 §6.1: `sprop-stereo`, `sprop-maxcapturerate`)
+    /// and mean nothing, or something false, in our answer.
     pub fn answer_fmtp(&self, offered: &Codec) -> Option<Fmtp> {
         if self.kind == MediaKind::Video {
             return offered.fmtp.clone();
         }
-        let mut params = offered
+        let mut params: Vec<(String, String)> = offered
             .fmtp
             .as_ref()
             .map(|f| f.params.clone())
             .unwrap_or_default();
+        params.retain(|(k, _)| !is_sender_only(k));
         for (k, v) in &self.params {
             match params.iter_mut().find(|(pk, _)| pk.eq_ignore_ascii_case(k)) {
                 Some(slot) => slot.1.clone_from(v),
@@ -193,6 +198,48 @@ impl LocalCodec {
 
 /// H.264 profiles distinguished by profile_idc and profile-iop (RFC 6184 §8.1,
 /// table 5); the level (third byte) is not part of the match.
+/// An fmtp parameter that describes the sender of the description it is in
+/// (RFC 7587 §6.1 `sprop-*`; RFC 3551's convention for "sprop" parameters).
+fn is_sender_only(key: &str) -> bool {
+    key.len() > 6 && key[..6].eq_ignore_ascii_case("sprop-")
+}
+
+/// Whether a stream sent as `sent` can be received by a peer that accepted
+/// `accepted`: same encoding and clock rate, and for codecs with variants the
+/// same variant (RFC 6184 §8.2.2: H264 packetization-mode and profile, level
+/// free; VP9 `profile-id`; AV1 `profile`; Opus channel count). Payload types
+/// may differ: the dataplane rewrites them per subscriber.
+pub fn codec_carries(sent: &NegotiatedCodec, accepted: &NegotiatedCodec) -> bool {
+    if !sent.name.eq_ignore_ascii_case(&accepted.name) || sent.clock_rate != accepted.clock_rate {
+        return false;
+    }
+    let p = |c: &NegotiatedCodec, k: &str| -> Option<String> {
+        c.fmtp.as_ref()?.param(k).map(str::to_owned)
+    };
+    let eq = |k: &str, default: &str| {
+        p(sent, k).unwrap_or_else(|| default.into())
+            == p(accepted, k).unwrap_or_else(|| default.into())
+    };
+    match sent.name.to_ascii_lowercase().as_str() {
+        "opus" => sent.channels.unwrap_or(1) == accepted.channels.unwrap_or(1),
+        "vp9" => eq("profile-id", "0"),
+        "av1" => eq("profile", "0"),
+        "h264" => {
+            let profile = |c: &NegotiatedCodec| {
+                h264_profile(&p(c, "profile-level-id").unwrap_or_else(|| "42001f".into()))
+            };
+            // A Constrained Baseline stream is a Baseline stream too (RFC 6184 §8.1).
+            let compatible = match (profile(sent), profile(accepted)) {
+                (Some(H264Profile::ConstrainedBaseline), Some(H264Profile::Baseline)) => true,
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            };
+            eq("packetization-mode", "0") && compatible
+        }
+        _ => true,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum H264Profile {
     ConstrainedBaseline,
