@@ -425,6 +425,7 @@ impl App {
                     Source::Microphone => DpSource::Microphone,
                     Source::Screen => DpSource::Screen,
                 },
+                mid: Some(acc.mid.clone()),
             };
             self.dp(Command::AddTrack(spec.clone())).await?;
             media.dp_tracks.insert(dp, spec);

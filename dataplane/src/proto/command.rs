@@ -185,6 +185,10 @@ pub struct AddTrack {
     #[serde(default)]
     pub e2ee: bool,
     pub source: Source,
+    /// The track's `a=mid`: packets from an SSRC the offer did not name are bound to this track
+    /// when their MID header extension says it (RFC 8843 §9.2). 1-32 token characters.
+    #[serde(default)]
+    pub mid: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -108,6 +108,7 @@ pub fn up_track(spec: &AddTrack) -> UpTrackConfig {
             .collect(),
         ext: ext_ids(&spec.ext_ids),
         e2ee: spec.e2ee,
+        mid: spec.mid.clone(),
     }
 }
 
