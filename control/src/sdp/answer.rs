@@ -14,7 +14,9 @@
 use std::net::IpAddr;
 
 use super::error::NegotiationError;
-use super::local::{codec_carries, HeaderExtension, LocalParams, SUPPORTED_RTCP_FB};
+use super::local::{
+    codec_carries, without_sender_only, HeaderExtension, LocalParams, SUPPORTED_RTCP_FB,
+};
 use super::model::{
     Codec, Direction, Extmap, Fingerprint, Formats, Group, MediaKind, MediaSection,
     SessionDescription, Setup,
@@ -285,7 +287,7 @@ fn answer_section(
             name: c.name.clone(),
             clock_rate: c.clock_rate,
             channels: c.channels,
-            fmtp: c.fmtp.clone(),
+            fmtp: c.fmtp.as_ref().and_then(without_sender_only),
             rtcp_fb: c.rtcp_fb.clone(),
         });
         if let (Some(rtx_pt), Some(offered_rtx)) = (c.rtx_pt, c.rtx_pt.and_then(|p| m.codec(p))) {
@@ -595,9 +597,28 @@ mod tests {
         let ans = answer(&o, &local()).expect("answer");
         let text = ans.sdp.to_string();
         assert!(!text.contains("sprop-"), "{text}");
+        assert!(
+            text.contains("a=fmtp:96 stereo=0;useinbandfec=1\r\n"),
+            "{text}"
+        );
+        // What the publisher sends is kept for the sections we offer its subscribers.
         let fmtp = ans.accepted[0].codec.fmtp.as_ref().expect("fmtp");
-        assert_eq!(fmtp.param("useinbandfec"), Some("1"));
-        assert_eq!(fmtp.param("stereo"), Some("0"), "receiver parameters stay");
-        assert_eq!(fmtp.param("sprop-stereo"), None);
+        assert_eq!(fmtp.param("sprop-stereo"), Some("0"));
+    }
+
+    #[test]
+    fn h264_parameter_sets_are_not_echoed() {
+        let o = offer(
+            "video",
+            "sendonly",
+            "102",
+            "a=rtpmap:102 H264/90000\r\n\
+             a=fmtp:102 packetization-mode=1;profile-level-id=42c01f;sprop-parameter-sets=Z0LAH9kA,aM4yyA==\r\n",
+        );
+        let text = answer(&o, &local()).expect("answer").sdp.to_string();
+        assert!(
+            text.contains("a=fmtp:102 packetization-mode=1;profile-level-id=42c01f\r\n"),
+            "{text}"
+        );
     }
 }

@@ -167,10 +167,9 @@ impl LocalCodec {
     /// Video: the offer's parameters unchanged. H264 answers keep the offered
     /// profile-level-id: an answerer may always echo the offered level (RFC 6184
     /// §8.2.2), and as an SFU we forward what the publisher sends. Other
-    /// codecs: the offer's parameters with ours set on top (Opus useinbandfec),
-    /// less the offerer's sender-only ones: `sprop-*` describe what the
-    /// *offerer* sends (RFC 7587 §6.1: `sprop-stereo`, `sprop-maxcapturerate`)
-    /// and mean nothing, or something false, in our answer.
+    /// codecs: the offer's parameters with ours set on top (Opus useinbandfec).
+    /// The offerer's sender-only parameters stay here (they describe the stream
+    /// we forward) and are left out of the answer's SDP (`without_sender_only`).
     pub fn answer_fmtp(&self, offered: &Codec) -> Option<Fmtp> {
         if self.kind == MediaKind::Video {
             return offered.fmtp.clone();
@@ -180,7 +179,6 @@ impl LocalCodec {
             .as_ref()
             .map(|f| f.params.clone())
             .unwrap_or_default();
-        params.retain(|(k, _)| !is_sender_only(k));
         for (k, v) in &self.params {
             match params.iter_mut().find(|(pk, _)| pk.eq_ignore_ascii_case(k)) {
                 Some(slot) => slot.1.clone_from(v),
@@ -198,10 +196,22 @@ impl LocalCodec {
 
 /// H.264 profiles distinguished by profile_idc and profile-iop (RFC 6184 §8.1,
 /// table 5); the level (third byte) is not part of the match.
-/// An fmtp parameter that describes the sender of the description it is in
-/// (RFC 7587 §6.1 `sprop-*`; RFC 3551's convention for "sprop" parameters).
-fn is_sender_only(key: &str) -> bool {
-    key.len() > 6 && key[..6].eq_ignore_ascii_case("sprop-")
+/// `fmtp` less the parameters that describe the sender of the description they are in: `sprop-*`
+/// (RFC 7587 §6.1 `sprop-stereo`, `sprop-maxcapturerate`; RFC 6184 §8.1
+/// `sprop-parameter-sets`). Echoed in an answer they would claim the offerer's stream as ours.
+/// `None` when nothing is left.
+pub fn without_sender_only(fmtp: &Fmtp) -> Option<Fmtp> {
+    let sender_only = |k: &str| k.len() > 6 && k[..6].eq_ignore_ascii_case("sprop-");
+    if !fmtp.params.iter().any(|(k, _)| sender_only(k)) {
+        return Some(fmtp.clone());
+    }
+    let params: Vec<(String, String)> = fmtp
+        .params
+        .iter()
+        .filter(|(k, _)| !sender_only(k))
+        .cloned()
+        .collect();
+    (!params.is_empty()).then(|| Fmtp::from_params(params))
 }
 
 /// Whether a stream sent as `sent` can be received by a peer that accepted
