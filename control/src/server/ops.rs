@@ -91,8 +91,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 );
             }
         }
-        let pacer =
-            |c: &sluice_dataplane::proto::Counters, k: &str| c.dropped.get(k).copied().unwrap_or(0);
+        let pacer = |c: &sluice_proto::Counters, k: &str| c.dropped.get(k).copied().unwrap_or(0);
         let _ = writeln!(out, "# HELP sluice_dtls_handshakes_failed_total DTLS handshakes that failed (alert sent where DTLS allows, reason logged), per worker.\n# TYPE sluice_dtls_handshakes_failed_total counter");
         for (w, c) in &stats {
             let n = pacer(c, "dtls_failed");

@@ -10,10 +10,9 @@
 
 use std::collections::HashSet;
 
-use super::command::{
-    AddTrack, Command, CreateSession, ExtIds, MediaKind, Subscribe, TransportMode,
-};
-use super::message::{ErrorBody, ErrorCode};
+use crate::command::{AddTrack, Command, CreateSession, Subscribe, TransportMode};
+use crate::message::{ErrorBody, ErrorCode};
+use crate::vocab::{ExtIds, MediaKind};
 
 /// A command field with a bad value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -105,7 +104,8 @@ impl Command {
             | Self::ListTracks { .. }
             | Self::ListSubscriptions { .. }
             | Self::Ping {}
-            | Self::Stats {} => Ok(()),
+            | Self::Stats {}
+            | Self::Shutdown {} => Ok(()),
         }
     }
 }
@@ -332,8 +332,9 @@ fn fingerprint(field: &str, value: &str) -> Result<(), Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::command::{Codec, IceParams, Layer, Quality, Source};
-    use crate::proto::{DtlsRole, SessionId, SubscriptionId, TrackId};
+    use crate::command::{IceParams, Layer, Quality};
+    use crate::vocab::{Codec, Source};
+    use crate::{DtlsRole, SessionId, SubscriptionId, TrackId};
 
     fn session() -> CreateSession {
         CreateSession {
