@@ -269,18 +269,31 @@ impl App {
                         format!("publisher offer section mid={} must be sendonly", acc.mid),
                     ));
                 }
-                let pick = media
+                // A track the receiver accepts the codec of, whatever its order (issue 20).
+                let candidates: Vec<(&String, &MTrack)> = media
                     .tracks
                     .iter()
-                    .find(|(sid, t)| {
+                    .filter(|(sid, t)| {
                         t.room == key.0
                             && t.owner != key.1
                             && track_kind(&acc.kind) == Some(t.kind)
                             && !taken.contains(*sid)
-                            && t.codec.name.eq_ignore_ascii_case(&acc.codec.name)
                     })
-                    .map(|(sid, _)| sid.clone());
-                if let Some(sid) = &pick {
+                    .collect();
+                let pick = candidates
+                    .iter()
+                    .find(|(_, t)| acc.codecs.iter().any(|c| sdp::codec_carries(&t.codec, c)))
+                    .map(|(sid, t)| ((*sid).clone(), t.codec.clone()));
+                if pick.is_none() && !candidates.is_empty() {
+                    return Err(sdp::NegotiationError::NoTrackInAcceptedCodec {
+                        mid: acc.mid.clone(),
+                        kind: acc.kind.to_string(),
+                        accepted: sdp::codec_names(&acc.codecs),
+                        available: sdp::codec_names(candidates.iter().map(|(_, t)| &t.codec)),
+                    }
+                    .into());
+                }
+                if let Some((sid, _)) = &pick {
                     taken.insert(sid.clone());
                 }
                 send_slots.push((i, pick));
@@ -428,6 +441,7 @@ impl App {
                 ext_ids: (&acc.ext_ids).into(),
                 e2ee: false,
                 source: source.into(),
+                mid: Some(acc.mid.clone()),
             };
             self.dp(Command::AddTrack(spec.clone())).await?;
             media.dp_tracks.insert(dp, spec);
@@ -453,7 +467,10 @@ impl App {
         // Sections the client receives on (WHEP/sidecar): our SSRCs into the answer.
         let mut new_subs = Vec::new();
         for (i, pick) in send_slots {
-            let Some(track_sid) = pick else { continue };
+            let Some((track_sid, track_codec)) = pick else {
+                continue;
+            };
+            answer.send_track_codec(i, &track_codec);
             let acc = &answer.accepted[i];
             let t = &media.tracks[&track_sid];
             let ssrc = random_u32();
