@@ -41,7 +41,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use config::{DownTrackConfig, ExtIds, LayerSsrc, SessionConfig, SessionMode, UpTrackConfig};
-pub use output::{DownId, SessionError, SessionEvent, SessionOutput, UpId};
+pub use output::{DownId, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
 pub use stats::SessionStats;
 
 use crate::bwe::{
