@@ -330,7 +330,7 @@ async fn token_errors_do_not_reveal_key_ids() {
 /// Finding #35: SSE subscribers are capped (4 here); the fifth stream is refused and counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_subscribers_are_capped() {
-    let server = start_limited(|_| {}, |o| o.sse.max_subscribers = 4).await;
+    let server = start_limited(|l| l.max_sse_subscribers = 4, |_| {}).await;
     let addr = server.addr;
     let a = admin();
     let mut streams = Vec::new();

@@ -202,10 +202,7 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             webhook_secret: cfg.webhook_secret.clone(),
             webhook_ca_file: cfg.webhook_ca_file.clone(),
             webhook: Default::default(),
-            sse: sluice_control::events::SseConfig {
-                max_subscribers: cfg.limits.max_sse_subscribers,
-                ..Default::default()
-            },
+            sse: Default::default(),
             static_dir,
             dataplane_socket: Some(socket),
             drain_deadline: Duration::from_secs(cfg.drain_deadline_s),

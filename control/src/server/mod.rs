@@ -70,7 +70,8 @@ pub struct ServerOptions {
     pub webhook_ca_file: Option<PathBuf>,
     /// Webhook lane limits and retry timings (per URL).
     pub webhook: WebhookConfig,
-    /// SSE backlogs, per-subscriber buffer and subscriber cap.
+    /// SSE backlogs and per-subscriber buffer (the subscriber cap is
+    /// `limits.max_sse_subscribers`).
     pub sse: SseConfig,
     /// Served at `/`.
     pub static_dir: Option<PathBuf>,
@@ -166,7 +167,10 @@ impl Server {
         let events = Events::start(
             snapshot.event_log(),
             snapshot.outbox.clone(),
-            opts.sse.clone(),
+            SseConfig {
+                max_subscribers: opts.limits.max_sse_subscribers,
+                ..opts.sse.clone()
+            },
             webhooks,
             Arc::clone(&store),
         );
