@@ -33,7 +33,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtp_core::dtls::DtlsCert;
+use rtp_core::dtls::{DtlsCert, DtlsSettings};
 use rtp_core::nack::{HistoryConfig, PacketHistory};
 use rtp_core::packet::{demux, Demuxed};
 use rtp_core::session::{DownId, Session, SessionEvent, SessionOutput, UpId};
@@ -81,6 +81,8 @@ pub struct ShardContext {
     pub inbox: Receiver<ShardCmd>,
     pub to_control: SyncSender<ShardMsg>,
     pub cert: Arc<DtlsCert>,
+    /// DTLS settings of every session (the SRTP profile preference).
+    pub dtls: DtlsSettings,
     pub stop: Arc<AtomicBool>,
     pub stats_interval: Duration,
 }
@@ -151,6 +153,7 @@ pub struct Shard {
     inbox: Receiver<ShardCmd>,
     to_control: SyncSender<ShardMsg>,
     cert: Arc<DtlsCert>,
+    dtls: DtlsSettings,
     stop: Arc<AtomicBool>,
 
     sessions: Vec<Option<Entry>>,
@@ -193,6 +196,7 @@ impl Shard {
             inbox: ctx.inbox,
             to_control: ctx.to_control,
             cert: ctx.cert,
+            dtls: ctx.dtls,
             stop: ctx.stop,
             sessions: Vec::new(),
             free_slots: Vec::new(),
