@@ -23,6 +23,8 @@ mod der;
 mod dimpl_engine;
 mod endpoint;
 mod fingerprint;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod keying;
 mod route;
 mod settings;

@@ -38,7 +38,19 @@ use handshake::{Inserted, Item, WriteSeq};
 use keys::{RecordKeys, Signer};
 use record::{ReplayWindow, ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE};
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use handshake::MAX_MESSAGE;
 pub(crate) use handshake::{fragments, Inserted as FragmentInserted, Reassembler, CLIENT_HELLO};
+
+/// The client-message parsers on raw bytes (fuzzing only).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_client_messages(body: &[u8]) {
+    if let Ok(Some(leaf)) = messages::client_certificate(body) {
+        assert!(!leaf.is_empty() && leaf.len() <= body.len());
+    }
+    let _ = messages::client_key_exchange(body);
+    let _ = messages::certificate_verify(body);
+}
 
 /// Whether `key_der` is an ECDSA P-256/P-384 key of `cert_der`, one the
 /// server can sign its ServerKeyExchange with.
