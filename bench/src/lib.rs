@@ -8,6 +8,7 @@
 //! - [`ramp`]: raises subscribers until loss or latency breaks; [`plot`] draws it as SVG.
 //! - [`webrtc_gen`], [`webrtc_rx`], [`webrtc_fanout`]: WebRTC (ICE, DTLS, SRTP) load peers, `--cipher gcm|cm`.
 //! - [`janus`]: the Janus VideoRoom peer for `compare --peer janus`.
+//! - [`sfu_stats`]: what the dataplane's workers report about a run (pacer queueing, SFU latency).
 //! - [`media`], [`tag`], [`hist`], [`cpu`], [`report`]: media shapes, payload tags, latency
 //!   histograms, /proc CPU accounting, report plumbing.
 //!
@@ -27,6 +28,7 @@ pub mod plot;
 pub mod ramp;
 pub mod report;
 pub mod sample;
+pub mod sfu_stats;
 pub mod tag;
 pub mod webrtc_fanout;
 pub mod webrtc_gen;

@@ -379,6 +379,27 @@ fn print_fanout(f: &Value, lim: Option<&LimitReport>) {
     } else {
         println!("  pacer queueing: not exported by the dataplane (video latency includes it)");
     }
+    let l = &f["sfu_latency"];
+    if l["exposed_by_dataplane"].as_bool() == Some(true) {
+        for (set, name) in [
+            ("receive_to_kernel", "in the SFU"),
+            ("without_pacer", "without pacer"),
+        ] {
+            for c in ["audio", "video", "rtx"] {
+                let h = &l[set][c];
+                println!(
+                    "  {name:<13} {c:<5} {} packets, mean {} us, p50 < {} us, p99 < {} us, p99.9 < {} us",
+                    h["packets"], h["mean_us"], h["p50_below_us"], h["p99_below_us"], h["p999_below_us"]
+                );
+            }
+        }
+        println!(
+            "  keyframe floor {} ms ({}); video without pacer p99 / floor = {}",
+            l["keyframe_floor_ms"],
+            l["keyframe_floor_method"],
+            l["video_without_pacer_p99_over_floor"]
+        );
+    }
     println!(
         "  generator: {}",
         f["generator"]["verdict"].as_str().unwrap_or("")

@@ -68,6 +68,13 @@ impl Shard {
                 self.counters.drop(Drop::UnknownUfrag);
                 return Found::Gone;
             }
+            // Only a Binding request with MESSAGE-INTEGRITY (and a right FINGERPRINT) can claim
+            // a session or be answered elsewhere: the rest never reaches the registry's lock.
+            let request = msg.class() == StunClass::Request && msg.method() == StunMethod::Binding;
+            if !request || msg.message_integrity().is_none() || !msg.verify_fingerprint() {
+                self.counters.drop(Drop::StunUnauthenticated);
+                return Found::Gone;
+            }
             if !self.slow_path.allow(now) {
                 self.counters.drop(Drop::SlowPathLimited);
                 return Found::Gone;

@@ -14,9 +14,9 @@ use std::time::Instant;
 use crate::pool::BufId;
 
 /// Bucket upper bounds, µs; the last bucket is everything at or above the last bound.
-pub const BOUNDS_US: [u64; 15] = [
-    25, 50, 100, 250, 500, 750, 1_000, 1_500, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
-    250_000,
+pub const BOUNDS_US: [u64; 24] = [
+    25, 50, 100, 250, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 15_000, 20_000,
+    25_000, 30_000, 40_000, 50_000, 75_000, 100_000, 150_000, 250_000, 500_000,
 ];
 const BUCKETS: usize = BOUNDS_US.len() + 1;
 
@@ -130,7 +130,7 @@ impl Latency {
     }
 
     /// `(name, value)` entries for the stats map: `lat_{class}_…` (receive → kernel) and
-    /// `lat_sfu_{class}_…` (without pacer queueing): `_lt_{bound}us` buckets, `_ge_250000us`,
+    /// `lat_sfu_{class}_…` (without pacer queueing): `_lt_{bound}us` buckets, `_ge_500000us`,
     /// `_packets`, `_us_sum`, `_us_max`.
     pub fn entries(&self) -> impl Iterator<Item = (String, u64)> + '_ {
         let sets = [("lat", &self.total), ("lat_sfu", &self.sfu)];
@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(m["lat_sfu_audio_lt_500us"], 1);
         assert_eq!(m["lat_audio_packets"], 1);
         assert_eq!(m["lat_video_lt_25000us"], 1);
-        assert_eq!(m["lat_sfu_video_lt_2500us"], 1);
+        assert_eq!(m["lat_sfu_video_lt_2000us"], 1);
         assert_eq!(m["lat_video_us_max"], 21_500);
         assert_eq!(m["lat_rtx_packets"], 0);
         assert_eq!(m.len(), 2 * 3 * (BUCKETS + 3));

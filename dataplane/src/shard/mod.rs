@@ -36,6 +36,8 @@ mod route;
 mod router;
 mod table;
 
+pub use latency::BOUNDS_US as LATENCY_BOUNDS_US;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
