@@ -78,6 +78,10 @@ pub struct FanoutConfig {
     pub io: IoChoice,
     /// Pool buffers per SFU worker.
     pub buffers_per_worker: usize,
+    /// `Quality.max_bitrate_bps` of every session: the SFU's estimate (and so its pacing rate)
+    /// never exceeds it. 10 Mbit/s by default; a low cap makes subscribers whose pacer backs
+    /// up (the overload-recovery test).
+    pub max_bitrate_bps: u64,
 }
 
 impl FanoutConfig {
@@ -99,6 +103,7 @@ impl FanoutConfig {
             generator_rx_cores: Vec::new(),
             io: IoChoice::Auto,
             buffers_per_worker: 32_768,
+            max_bitrate_bps: 10_000_000,
         }
     }
 }
@@ -441,7 +446,15 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
     ctl.set_timeout(Duration::from_secs(10));
     let workers = u32::from(sfu.workers.max(1));
     let mut created = Vec::new();
-    let result = setup(&mut ctl, base, workers, &plan, &endpoints, &mut created);
+    let result = setup(
+        &mut ctl,
+        base,
+        workers,
+        &plan,
+        &endpoints,
+        cfg.max_bitrate_bps,
+        &mut created,
+    );
     let setup_s = setup_start.elapsed().as_secs_f64();
     if let Err(e) = result {
         drop(h.go);
@@ -494,6 +507,7 @@ fn setup(
     workers: u32,
     plan: &Plan,
     ep: &gen::Endpoints,
+    max_bitrate_bps: u64,
     created: &mut Vec<SessionId>,
 ) -> Result<(), BenchError> {
     let req = |ctl: &mut ControlClient, c: Command| {
@@ -502,7 +516,8 @@ fn setup(
     };
     for (p, &addr) in ep.publishers.iter().enumerate() {
         let id = SessionId(base + p as u64);
-        req(ctl, plain_session(id, addr, (p as u32 % workers) as u16))?;
+        let worker = (p as u32 % workers) as u16;
+        req(ctl, plain_session(id, addr, worker, max_bitrate_bps))?;
         created.push(id);
     }
     for (p, id, kind) in plan.streams() {
@@ -518,7 +533,8 @@ fn setup(
     }
     for (j, &addr) in ep.subscribers.iter().enumerate() {
         let id = SessionId(base + 0x1000 + j as u64);
-        let reply = req(ctl, plain_session(id, addr, (j as u32 % workers) as u16))?;
+        let worker = (j as u32 % workers) as u16;
+        let reply = req(ctl, plain_session(id, addr, worker, max_bitrate_bps))?;
         if !matches!(reply, ReplyOk::SessionCreated { .. }) {
             return Err(BenchError::Control(format!("unexpected reply {reply:?}")));
         }
@@ -552,7 +568,7 @@ fn close_all(ctl: &mut ControlClient, sessions: &[SessionId]) {
     }
 }
 
-fn plain_session(id: SessionId, remote: SocketAddr, worker: u16) -> Command {
+fn plain_session(id: SessionId, remote: SocketAddr, worker: u16, max_bitrate_bps: u64) -> Command {
     Command::CreateSession(CreateSession {
         session: id,
         ice: IceParams {
@@ -569,7 +585,7 @@ fn plain_session(id: SessionId, remote: SocketAddr, worker: u16) -> Command {
             local_port: None,
         },
         quality: Quality {
-            max_bitrate_bps: 10_000_000,
+            max_bitrate_bps,
             priority: 1,
         },
     })

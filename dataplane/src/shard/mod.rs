@@ -272,6 +272,9 @@ impl Shard {
             ("map_tracks", self.router.tracks.len()),
             ("map_route_cache", self.routes.len()),
             ("map_fanout_queue", self.router.pending()),
+            // Buffers neither held nor lent: back to its idle value once a load is gone.
+            ("map_pool_free", self.io.pool.free_count()),
+            ("map_pool_lent", self.io.pool.lent_count()),
             ("registry_pending", pending),
             ("registry_placed", placed),
             ("registry_ufrag_routes", routes),
