@@ -228,15 +228,14 @@ impl Shard {
             if let Some(remote) = validated {
                 self.register_remote(slot, Remote::Udp(remote));
             }
-            match note {
-                Some(n) if reliable => self.to_control.reliable(ShardMsg::Event(n)),
-                // Bounded and preallocated: never allocates on the packet path, never blocks it.
-                Some(n) => {
-                    if !self.to_control.lossy(ShardMsg::Event(n)) {
-                        self.counters.drop(Drop::ControlBacklog);
-                    }
+            if let Some(n) = note {
+                if reliable {
+                    self.to_control.reliable(ShardMsg::Event(n));
+                } else if !self.to_control.lossy(ShardMsg::Event(n)) {
+                    // Bounded and preallocated: never allocates on the packet path, never
+                    // blocks it.
+                    self.counters.drop(Drop::ControlBacklog);
                 }
-                None => {}
             }
         }
         if let Some(reason) = close {
