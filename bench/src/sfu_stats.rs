@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use rtp_core::pacer::{DELAY_BUCKETS, DELAY_BUCKET_BOUNDS_MS};
 use serde_json::{json, Value};
-use sluice_dataplane::proto::{pacer_delay_key, WorkerStats};
 use sluice_dataplane::shard::LATENCY_BOUNDS_US;
+use sluice_proto::{pacer_delay_key, WorkerStats};
 
 use crate::report::round;
 

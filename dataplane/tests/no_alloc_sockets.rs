@@ -16,12 +16,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_dataplane::proto::{
+use sluice_dataplane::runtime::Dataplane;
+use sluice_dataplane::shard::LoopHook;
+use sluice_proto::{
     Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams, MediaKind, Quality,
     SessionId, Subscribe, SubscriptionId, TrackId, TransportMode,
 };
-use sluice_dataplane::runtime::Dataplane;
-use sluice_dataplane::shard::LoopHook;
 
 mod webrtc_harness;
 use sluice_dataplane::sys::affinity;

@@ -12,9 +12,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use rtp_core::stun::{BindingRequest, IceRole, StunClass, StunMessage, StunMethod, StunWriter};
-use sluice_dataplane::proto::{ReplyOk, SessionId};
 use sluice_dataplane::sys::affinity;
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
+use sluice_proto::{ReplyOk, SessionId};
 use webrtc_harness::*;
 
 /// Spoofed indications sent in all (issue 14 reproduced the capture with 30,000).
@@ -350,7 +350,7 @@ fn connect_existing(
     let cert = generate_cert().expect("cert");
     let fp = cert.fingerprint().to_sdp();
     rig.ctl
-        .request(sluice_dataplane::proto::Command::SetRemote {
+        .request(sluice_proto::Command::SetRemote {
             session: id,
             remote_ufrag: format!("cli{}", id.0),
             remote_pwd: "clientpassword0123456789ab".into(),

@@ -12,12 +12,12 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use sluice_dataplane::config::Config;
-use sluice_dataplane::proto::{
+use sluice_dataplane::runtime::Dataplane;
+use sluice_dataplane::sys::affinity;
+use sluice_proto::{
     Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams, MediaKind, Quality,
     ReplyOk, SessionId, Subscribe, SubscriptionId, TrackId, TransportMode,
 };
-use sluice_dataplane::runtime::Dataplane;
-use sluice_dataplane::sys::affinity;
 use webrtc_harness::*;
 
 const PACKETS: u16 = 150;

@@ -79,8 +79,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
         let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per worker and reason.\n# TYPE sluice_worker_dropped_total counter");
         for (w, c) in &stats {
-            // `pacer_*`, `lat_*`, `map_*` and `registry_*` entries ride in the same map but are
-            // not drops (exported below).
+            // `pacer_*`, `lat_*`, `map_*`, `registry_*`, `dtls_failed` and `unsignaled_ssrc_*`
+            // entries ride in the same map but are not drops (exported below).
             for (reason, v) in c.dropped.iter().filter(|(r, _)| !not_a_drop(r)) {
                 let _ = writeln!(
                     out,
@@ -88,8 +88,25 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 );
             }
         }
-        let pacer =
-            |c: &sluice_dataplane::proto::Counters, k: &str| c.dropped.get(k).copied().unwrap_or(0);
+        let pacer = |c: &sluice_proto::Counters, k: &str| c.dropped.get(k).copied().unwrap_or(0);
+        let _ = writeln!(out, "# HELP sluice_dtls_handshakes_failed_total DTLS handshakes that failed (alert sent where DTLS allows, reason logged), per worker.\n# TYPE sluice_dtls_handshakes_failed_total counter");
+        for (w, c) in &stats {
+            let n = pacer(c, "dtls_failed");
+            let _ = writeln!(
+                out,
+                "sluice_dtls_handshakes_failed_total{{worker=\"{w}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP sluice_unsignaled_ssrc_bound_total SSRCs the offer did not name, bound to a track by rid, mid or payload type (RFC 8843 9.2), per worker.\n# TYPE sluice_unsignaled_ssrc_bound_total counter");
+        for (w, c) in &stats {
+            for by in ["rid", "mid", "payload_type"] {
+                let n = pacer(c, &format!("unsignaled_ssrc_{by}"));
+                let _ = writeln!(
+                    out,
+                    "sluice_unsignaled_ssrc_bound_total{{worker=\"{w}\",by=\"{by}\"}} {n}"
+                );
+            }
+        }
         let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_seconds_total Time paced packets waited in the pacers, per worker.\n# TYPE sluice_pacer_queue_delay_seconds_total counter");
         for (w, c) in &stats {
             let s = pacer(c, "pacer_delay_us_sum") as f64 / 1e6;
@@ -149,9 +166,10 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 
 /// Entries of a worker's stats map that are not drop reasons.
 fn not_a_drop(key: &str) -> bool {
-    ["pacer_", "lat_", "map_", "registry_"]
-        .iter()
-        .any(|p| key.starts_with(p))
+    key == "dtls_failed"
+        || ["pacer_", "lat_", "map_", "registry_", "unsignaled_ssrc_"]
+            .iter()
+            .any(|p| key.starts_with(p))
 }
 
 /// The workers' SFU-added latency (`lat_{class}_lt_{bound}us` …, docs/control-socket.md) as
@@ -159,7 +177,7 @@ fn not_a_drop(key: &str) -> bool {
 /// queueing, per worker and class. Bucket bounds come from the entry names.
 fn forward_latency<'a, W: std::fmt::Display + 'a>(
     out: &mut String,
-    stats: impl IntoIterator<Item = (&'a W, &'a sluice_dataplane::proto::Counters)> + Clone,
+    stats: impl IntoIterator<Item = (&'a W, &'a sluice_proto::Counters)> + Clone,
 ) {
     for (prefix, name, help) in [
         (

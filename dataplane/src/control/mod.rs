@@ -57,6 +57,8 @@ pub struct ControlContext {
     pub from_shards_lossy: Receiver<ShardMsg>,
     pub registry: Arc<SharedRegistry>,
     pub stop: Arc<AtomicBool>,
+    /// Told when the control daemon asks the process to stop (`Command::Shutdown`).
+    pub shutdown: std::sync::mpsc::Sender<()>,
 }
 
 #[derive(Debug)]

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{SessionId, TrackId};
+use crate::ids::{SessionId, TrackId};
 
 /// Something that happened in the dataplane. The `type` field selects the variant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
