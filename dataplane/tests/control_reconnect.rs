@@ -54,6 +54,8 @@ fn control_reconnect_while_media_flows_loses_nothing() {
                 .collect::<HashMap<u32, u32>>()
         });
         let sender = std::thread::spawn(move || {
+            // The publisher's packets all reach its own worker (no reordering hand-over).
+            pin_to(0);
             for seq in 0..PACKETS {
                 publish_pair(&mut publisher, seq);
                 publisher

@@ -76,6 +76,36 @@ impl Shard {
             // this, `DtlsConnected` would wait for the session's next packet or timer.
             self.drain_events(now, slot);
         }
+        // Sessions that only got audio copies: their audio, nothing else to poll.
+        self.table.take_audio(&mut list);
+        for (i, &slot) in list.iter().enumerate() {
+            let Some(entry) = self.table.get_mut(slot) else {
+                continue;
+            };
+            let mut full = false;
+            loop {
+                if self.io.room() == 0 {
+                    full = true;
+                    break;
+                }
+                let Some((buf, len, dst)) = entry.session.poll_paced_upto(now, PacketClass::Audio)
+                else {
+                    break;
+                };
+                self.io.latency.dequeued(buf, now);
+                self.io.push(buf, len, dst);
+            }
+            entry.deadline = entry.session.poll_timeout();
+            self.next_timer = min_opt(self.next_timer, entry.deadline);
+            self.table.mark_ready(slot);
+            if full {
+                self.counters.send_stalls += 1;
+                for &s in &list[i..] {
+                    self.table.mark_audio(s);
+                }
+                break;
+            }
+        }
         self.draining = list;
     }
 

@@ -65,7 +65,8 @@ const RECV_ROUNDS: usize = 4;
 const RING_BUDGET: usize = 256;
 /// Control commands handled per iteration.
 const INBOX_BUDGET: usize = 64;
-/// Video copies one iteration forwards (one slice): what a new audio packet waits at most.
+/// Copies one iteration makes (one slice): what a new audio packet waits at most. Audio fanned
+/// out during the feed phase counts against it; video gets the rest, and at least an eighth.
 const SLICE: usize = 256;
 /// Longest sleep when no timer is due (the inbox and rings wake us anyway).
 const MAX_WAIT: Duration = Duration::from_millis(100);
@@ -185,6 +186,7 @@ impl Shard {
     pub fn iteration(&mut self) -> Instant {
         // 1. Reap.
         self.io.requeue();
+        let forwarded_before = self.counters.forwarded;
         let mut now = None;
         for round in 0..RECV_ROUNDS {
             let n = self.io.recv(self.index);
@@ -216,8 +218,10 @@ impl Shard {
         // then paced media round-robin.
         self.drain_urgent(now);
         if self.router.pending() > 0 {
+            let fed = (self.counters.forwarded - forwarded_before) as usize;
+            let budget = SLICE.saturating_sub(fed).max(SLICE / 8);
             let (table, io, counters) = (&mut self.table, &mut self.io, &mut self.counters);
-            self.router.run_slice(now, SLICE, table, io, counters);
+            self.router.run_slice(now, budget, table, io, counters);
             self.drain_urgent(now);
         }
         self.drain_paced(now);

@@ -312,7 +312,11 @@ fn forward_one(
         Ok(Some(_)) => {
             counters.forwarded += 1;
             io.latency.copied(buf, class, rx, now);
-            table.mark_dirty(slot);
+            // Only its pacer changed: audio to the priority pass, video to the round-robin.
+            match class {
+                LatClass::Audio => table.mark_audio(slot),
+                _ => table.mark_ready(slot),
+            }
         }
         Ok(None) => {
             io.pool.give(buf);

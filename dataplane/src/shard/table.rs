@@ -53,6 +53,8 @@ pub(super) struct Entry {
     dirty: bool,
     /// In `ready`: its pacer may have media to send now.
     ready: bool,
+    /// In `audio`: an audio copy was queued in its pacer since the last drain.
+    audio: bool,
     /// `session.poll_timeout()` as of the last time the session was drained (or a command
     /// ran): the timer scan compares these instead of asking every session each time.
     pub deadline: Option<Instant>,
@@ -70,6 +72,7 @@ impl Entry {
             priority,
             dirty: false,
             ready: false,
+            audio: false,
             deadline: None,
         }
     }
@@ -87,6 +90,9 @@ pub(super) struct SessionTable {
     dirty: Vec<Slot>,
     /// Sessions whose pacer may hold sendable media, served round-robin.
     ready: VecDeque<Slot>,
+    /// Sessions that got an audio copy (and nothing else to drain): their audio goes before
+    /// anyone's video, without polling their control queues.
+    audio: Vec<Slot>,
 }
 
 impl SessionTable {
@@ -94,6 +100,7 @@ impl SessionTable {
         Self {
             dirty: Vec::with_capacity(sessions),
             ready: VecDeque::with_capacity(sessions),
+            audio: Vec::with_capacity(sessions),
             ..Self::default()
         }
     }
@@ -177,6 +184,7 @@ impl SessionTable {
         }
         self.dirty.retain(|&s| s != slot);
         self.ready.retain(|&s| s != slot);
+        self.audio.retain(|&s| s != slot);
         Some(entry)
     }
 
@@ -272,7 +280,28 @@ impl SessionTable {
 
     /// Whether any session waits for its drain.
     pub fn has_dirty(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.dirty.is_empty() || !self.audio.is_empty()
+    }
+
+    /// The session got an audio copy: drain its audio before anyone's video.
+    pub fn mark_audio(&mut self, slot: Slot) {
+        if let Some(e) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) {
+            if !e.audio {
+                e.audio = true;
+                self.audio.push(slot);
+            }
+        }
+    }
+
+    /// The audio list, taken.
+    pub fn take_audio(&mut self, into: &mut Vec<Slot>) {
+        into.clear();
+        std::mem::swap(into, &mut self.audio);
+        for &s in into.iter() {
+            if let Some(e) = self.slots.get_mut(s as usize).and_then(Option::as_mut) {
+                e.audio = false;
+            }
+        }
     }
 
     /// Puts the session at the back of the round-robin queue of sessions with media to send.
