@@ -24,6 +24,7 @@
 //! - Bad transmits and receive errors are counted in [`IoStats`], never logged per packet.
 
 pub mod affinity;
+mod buf_ring;
 mod net;
 mod plain;
 mod probe;
