@@ -161,6 +161,8 @@ pub struct IoStats {
     /// io_uring: submits that found both message sets still in flight (the transmits waited for
     /// the next iteration).
     pub tx_slots_busy: u64,
+    /// Messages sent as a GSO run (`UDP_SEGMENT`: several datagrams in one send).
+    pub tx_gso_messages: u64,
     pub tx_errors: u64,
     /// The kernel refused GSO (EIO) once; GSO is now off for this socket.
     pub gso_disabled: bool,

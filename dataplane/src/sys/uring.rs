@@ -471,6 +471,7 @@ impl UringIo {
         let refuse = res == -libc::EAGAIN || (res == -libc::EIO && set.slots.seg[j] != 0);
         if res >= 0 {
             self.stats.tx_datagrams += segments(&set.slots, j);
+            self.stats.tx_gso_messages += u64::from(set.slots.seg[j] != 0);
         } else if refuse && done > 0 {
             if res == -libc::EIO {
                 // GSO refused by the device: off for this socket; the caller's retry goes out
