@@ -5,13 +5,14 @@
 //! here, to find the dataplane; the file is passed through to `sluice-dataplane`, which
 //! checks the rest.
 //! `[hybrid]` (P2P/SFU policy, docs/api.md "Hybrid") and `[turn]` (TURN REST credentials)
-//! are read the same way: `SLUICE_HYBRID_<KEY>` / `SLUICE_TURN_<KEY>` and
+//! (and `[cluster]`, `crate::cluster`) are read the same way: `SLUICE_HYBRID_<KEY>` / `SLUICE_TURN_<KEY>` and
 //! `--hybrid-<key>` / `--turn-<key>` override the file.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::cluster::{ClusterConfig, ClusterDraft, CLUSTER_KEYS};
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::{HybridConfig, Strategy};
 use crate::room::{QualityTier, RoomMode, TierTable};
@@ -54,6 +55,8 @@ pub struct ControlConfig {
     pub hybrid: HybridConfig,
     /// `[turn]`: `None` unless a secret and URLs are configured.
     pub turn: Option<TurnConfig>,
+    /// `[cluster]`: `None` (the default) is a single node without Redis.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// A configuration error naming its key.
@@ -108,6 +111,7 @@ impl Default for ControlConfig {
             dev_tokens: None,
             hybrid: HybridConfig::default(),
             turn: None,
+            cluster: None,
         }
     }
 }
@@ -145,16 +149,21 @@ impl ControlConfig {
     ) -> Result<Self, ConfigError> {
         let mut cfg = Self::default();
         let mut turn = TurnDraft::default();
+        let mut cluster = ClusterDraft::default();
         if let Some(text) = toml_text {
             let doc: toml::Table = text
                 .parse()
                 .map_err(|e: toml::de::Error| ConfigError::new("config file", e.message()))?;
             for key in doc.keys() {
-                if !["control", "dataplane", "hybrid", "turn"].contains(&key.as_str()) {
+                if !["control", "dataplane", "hybrid", "turn", "cluster"].contains(&key.as_str()) {
                     return Err(ConfigError::new(key.clone(), "unknown table"));
                 }
             }
-            for (name, keys) in [("hybrid", HYBRID_KEYS), ("turn", TURN_KEYS)] {
+            for (name, keys) in [
+                ("hybrid", HYBRID_KEYS),
+                ("turn", TURN_KEYS),
+                ("cluster", CLUSTER_KEYS),
+            ] {
                 let Some(section) = doc.get(name) else {
                     continue;
                 };
@@ -181,6 +190,12 @@ impl ControlConfig {
                         }
                         _ => return Err(ConfigError::new(full, "expected a string or an integer")),
                     };
+                    if name == "cluster" {
+                        cluster
+                            .set(k, &text)
+                            .map_err(|m| ConfigError::new(&full, m))?;
+                        continue;
+                    }
                     cfg.apply_section(name, k, &text, &full, &mut turn)?;
                 }
             }
@@ -208,6 +223,13 @@ impl ControlConfig {
                 cfg.dataplane_socket = PathBuf::from(value);
                 continue;
             }
+            if let Some(key) = name.strip_prefix("SLUICE_CLUSTER_") {
+                let key = key.to_ascii_lowercase();
+                cluster
+                    .set(&key, &value)
+                    .map_err(|m| ConfigError::new(&name, m))?;
+                continue;
+            }
             if let Some((section, key)) = name
                 .strip_prefix("SLUICE_HYBRID_")
                 .map(|k| ("hybrid", k))
@@ -231,6 +253,23 @@ impl ControlConfig {
                 Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
                 None => (flags[i].clone(), None),
             };
+            if let Some(key) = name.strip_prefix("--cluster-") {
+                let value = match inline {
+                    Some(v) => v,
+                    None => {
+                        i += 1;
+                        flags
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| ConfigError::new(&name, "expects a value"))?
+                    }
+                };
+                cluster
+                    .set(&key.replace('-', "_"), &value)
+                    .map_err(|m| ConfigError::new(&name, m))?;
+                i += 1;
+                continue;
+            }
             let section = name
                 .strip_prefix("--hybrid-")
                 .map(|k| ("hybrid", k))
@@ -277,6 +316,9 @@ impl ControlConfig {
             .validate()
             .map_err(|(key, m)| ConfigError::new(format!("hybrid.{key}"), m))?;
         cfg.turn = turn.finish()?;
+        cfg.cluster = cluster
+            .finish()
+            .map_err(|(key, m)| ConfigError::new(key, m))?;
         cfg.check_webhooks()?;
         Ok(cfg)
     }

@@ -198,6 +198,7 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             dev_tokens,
             hybrid: cfg.hybrid.clone(),
             turn: cfg.turn.clone(),
+            cluster: cfg.cluster.clone(),
         };
         let server = match Server::start(opts).await {
             Ok(s) => s,

@@ -78,6 +78,15 @@ impl Hub {
         }
     }
 
+    /// Tells every client `leave {reason}` and closes it.
+    pub(crate) fn close_all(&self, reason: LeaveReason) {
+        for r in self.clients.lock().expect("hub lock").values() {
+            for tx in r.values() {
+                let _ = tx.send(ClientMsg::Close(reason));
+            }
+        }
+    }
+
     pub(crate) fn client_count(&self) -> usize {
         self.clients
             .lock()

@@ -11,6 +11,7 @@
 mod actor;
 mod adopt;
 mod api;
+mod cluster;
 mod dev;
 mod error;
 mod events;
@@ -77,6 +78,8 @@ pub struct ServerOptions {
     pub hybrid: HybridConfig,
     /// `[turn]`: TURN REST credentials in `joined.ice_servers`.
     pub turn: Option<TurnConfig>,
+    /// `[cluster]`: one of several nodes on Redis; `None`: a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// A running server.
@@ -117,6 +120,8 @@ pub(crate) struct App {
     pub(crate) drained: Notify,
     /// The latest counters of each dataplane shard.
     pub(crate) shard_stats: Mutex<BTreeMap<u16, Counters>>,
+    /// `[cluster]` membership; `None` on a single node.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     static_dir: Option<PathBuf>,
     drain_deadline: Duration,
 }
@@ -161,6 +166,12 @@ impl Server {
             .dataplane_socket
             .clone()
             .map(|p| Link::spawn(p, format!("sluice-control-{}", std::process::id())));
+        let cluster = match &opts.cluster {
+            Some(c) => {
+                Some(crate::cluster::Cluster::new(c.clone()).map_err(std::io::Error::other)?)
+            }
+            None => None,
+        };
         let mut rooms_config = opts.rooms.clone();
         rooms_config.default_room.mode = opts.hybrid.default_mode;
         let first_key = opts
@@ -188,6 +199,7 @@ impl Server {
             draining: AtomicBool::new(false),
             drained: Notify::new(),
             shard_stats: Mutex::new(BTreeMap::new()),
+            cluster,
             static_dir: opts.static_dir.clone(),
             drain_deadline: opts.drain_deadline,
         });
@@ -196,6 +208,7 @@ impl Server {
         for name in snapshot.rooms.keys() {
             app.room_handle(name);
         }
+        cluster::start(&app);
         if app.link.is_some() {
             tokio::spawn(dataplane_loop(Arc::clone(&app)));
         }
@@ -260,7 +273,12 @@ fn router(app: Arc<App>) -> axum::Router {
         .merge(whip::routes())
         .merge(signal::routes())
         .merge(dev::routes())
+        .merge(cluster::routes())
         .merge(ops::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            cluster::route,
+        ))
         .with_state(app)
 }
 

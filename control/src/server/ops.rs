@@ -52,6 +52,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let _ = writeln!(out, "# HELP sluice_draining Node is draining.\n# TYPE sluice_draining gauge\nsluice_draining {}", u8::from(app.draining.load(Ordering::SeqCst)));
     app.hybrid_metrics(&mut out);
     app.events.metrics(&mut out);
+    if let Some(c) = &app.cluster {
+        c.render_metrics(&mut out);
+    }
     let stats = app.shard_stats.lock().expect("stats lock").clone();
     if !stats.is_empty() {
         for (name, help) in [

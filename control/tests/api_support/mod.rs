@@ -38,6 +38,7 @@ pub async fn start_with(f: impl FnOnce(&mut ServerOptions)) -> Server {
         dev_tokens: false,
         hybrid: Default::default(),
         turn: None,
+        cluster: None,
     };
     f(&mut opts);
     Server::start(opts).await.expect("server starts")

@@ -192,6 +192,12 @@ async fn admit(
         })?;
     let room = msg.room.as_deref().or(q.room.as_deref());
     let claims = verify_token(app, token, room)?;
+    // `[cluster]`: a room homed on another node is joined there.
+    if let Some(url) = app.ws_redirect(&claims.room).await? {
+        let _ = send(socket, &ServerMessage::Redirect { url }, req).await;
+        let _ = socket.send(Message::Close(None)).await;
+        return Ok(None);
+    }
     let capable = msg
         .capabilities
         .as_ref()
