@@ -122,6 +122,8 @@ pub struct Cluster {
     /// Participants on this node (the server updates it), published as `load`.
     pub load: AtomicU64,
     pub draining: AtomicBool,
+    /// A failed renewal was logged (once per outage).
+    renew_warned: AtomicBool,
     pub metrics: Metrics,
     scripts: Scripts,
 }
@@ -159,6 +161,7 @@ impl Cluster {
             serving: AtomicBool::new(false),
             load: AtomicU64::new(0),
             draining: AtomicBool::new(false),
+            renew_warned: AtomicBool::new(false),
             metrics: Metrics::default(),
             scripts: Scripts {
                 heartbeat: Script::new(&scripts::heartbeat()),

@@ -73,47 +73,55 @@ impl Cluster {
     pub async fn run(self: Arc<Self>, on_fence: impl Fn() + Send + Sync + 'static) {
         let period = Duration::from_millis(self.config.lease_ms / 3);
         let mut registered = false;
-        let mut warned = false;
         loop {
             let started = Instant::now();
-            match self.heartbeat(registered).await {
-                Ok(1) => {
-                    if !registered {
-                        tracing::info!(node = %self.config.node_id, boot = %self.boot(), "cluster: registered");
-                    }
-                    registered = true;
-                    warned = false;
-                    self.serving.store(true, Ordering::SeqCst);
-                    self.fenced.store(false, Ordering::SeqCst);
-                    self.metrics
-                        .lease_renew_us
-                        .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                }
-                Ok(-1) => {
-                    tracing::error!(node = %self.config.node_id, "cluster: lease lost; fencing: forgetting homes, clients told to reconnect");
-                    self.fence();
-                    on_fence();
-                    registered = false;
-                    continue;
-                }
-                Ok(_) => {
-                    tracing::error!(node = %self.config.node_id, "cluster: node id held by a live node of another boot; waiting for its lease to end");
-                }
-                Err(e) => {
-                    self.metrics
-                        .lease_renew_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    if !warned {
-                        tracing::warn!(error = %e, "cluster: lease renewal failed (calls continue; placement answers 503)");
-                        warned = true;
-                    }
-                }
-            }
-            if registered {
-                self.sweep().await;
+            let was = registered;
+            registered = self.beat(registered, &on_fence).await;
+            if was && !registered {
+                continue; // fenced: register again now
             }
             tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
         }
+    }
+
+    /// One step of [`Cluster::run`]: register (`registered == false`) or renew, then sweep.
+    /// Returns whether the node is registered afterwards (`false` after fencing).
+    pub async fn beat(&self, registered: bool, on_fence: &(dyn Fn() + Send + Sync)) -> bool {
+        let started = Instant::now();
+        match self.heartbeat(registered).await {
+            Ok(1) => {
+                if !registered {
+                    tracing::info!(node = %self.config.node_id, boot = %self.boot(), "cluster: registered");
+                }
+                self.serving.store(true, Ordering::SeqCst);
+                self.fenced.store(false, Ordering::SeqCst);
+                self.renew_warned.store(false, Ordering::Relaxed);
+                self.metrics
+                    .lease_renew_us
+                    .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+            Ok(-1) => {
+                tracing::error!(node = %self.config.node_id, "cluster: lease lost; fencing: forgetting homes, clients told to reconnect");
+                self.fence();
+                on_fence();
+                return false;
+            }
+            Ok(_) => {
+                tracing::error!(node = %self.config.node_id, "cluster: node id held by a live node of another boot; waiting for its lease to end");
+                return false;
+            }
+            Err(e) => {
+                self.metrics
+                    .lease_renew_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if !self.renew_warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "cluster: lease renewal failed (calls continue; placement answers 503)");
+                }
+                return registered;
+            }
+        }
+        self.sweep().await;
+        true
     }
 
     fn fence(&self) {
