@@ -2,6 +2,7 @@
 // what the receiver DECODED (getStats framesDecoded / packetsReceived / frameWidth, aiortc
 // frames), and is bounded in time by the runner.
 
+import { clusterScenarios } from './scenarios-cluster.mjs';
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
 import { startNetem, sleep } from './lib/sluice.mjs';
 import { inboundTotals, outboundTotals } from './lib/stats.mjs';
@@ -228,4 +229,6 @@ export const scenarios = {
   async hybrid_sfu_failure(ctx) {
     await hybridSfuFailure(ctx);
   },
+
+  ...clusterScenarios,
 };

@@ -43,7 +43,7 @@ export function freeUdpPort() {
  * Starts `sluice up` with its own config and state directory. Resolves once `/healthz` answers.
  * Returns `{origin, mediaAddr, token(room, identity, role), stop(), logs}`.
  */
-export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS ?? '0' } = {}) {
+export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS ?? '0', cluster = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
   const http = await freeTcpPort();
   const media = await freeUdpPort();
@@ -54,6 +54,8 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS ?? 
       '[control]',
       `http = "127.0.0.1:${http}"`,
       `state_file = "${join(dir, 'state.json')}"`,
+      // A cluster's nodes share API keys: a token minted for one verifies on every node.
+      ...(cluster?.apiSecret ? [`api_keys = { cluster = "${cluster.apiSecret}" }`] : []),
       '',
       '[dataplane]',
       `workers = "${workers}"`,
@@ -62,6 +64,17 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS ?? 
       `control_socket = "${join(dir, 'dataplane.sock')}"`,
       'stats_interval_ms = 1000',
       '',
+      // `cluster`: {redis, nodeId, leaseMs?}: one node of a cluster (lib/cluster.mjs).
+      ...(cluster
+        ? [
+            '[cluster]',
+            `redis = "${cluster.redis}"`,
+            `node_id = "${cluster.nodeId}"`,
+            `advertise = "http://127.0.0.1:${http}"`,
+            `lease_ms = ${cluster.leaseMs ?? 3000}`,
+            '',
+          ]
+        : []),
     ].join('\n'),
   );
   const logs = [];
@@ -156,6 +169,14 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS ?? 
       const q = new URLSearchParams({ token: await this.token(room, identity, role), auto: '1', name: identity });
       for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null) q.set(k, String(v));
       return `${origin}/?${q}`;
+    },
+    /** `kill -9` the node: the control daemon and its dataplane (a node dying). */
+    killNode() {
+      if (!exited) child.kill('SIGKILL');
+      spawnSync('pkill', ['-KILL', '-f', `sluice-dataplane --config ${config}`]);
+    },
+    get exited() {
+      return exited;
     },
     async stop() {
       if (!exited) {
