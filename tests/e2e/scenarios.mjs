@@ -4,6 +4,7 @@
 
 import { clusterScenarios } from './scenarios-cluster.mjs';
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
+import { interopScenarios } from './scenarios-interop.mjs';
 import { startNetem, sleep } from './lib/sluice.mjs';
 import { inboundTotals, outboundTotals } from './lib/stats.mjs';
 
@@ -230,5 +231,9 @@ export const scenarios = {
     await hybridSfuFailure(ctx);
   },
 
+  // Issue 20: GStreamer as the fourth stack, H.264, ssrc-less offers, repeated connects.
+  ...interopScenarios,
+
+  // Issue 15: several nodes on one Redis.
   ...clusterScenarios,
 };
