@@ -245,3 +245,101 @@ async fn redis_down_gives_503_and_hosted_rooms_keep_working() {
     );
     a.stop();
 }
+
+#[tokio::test]
+async fn a_room_taken_over_from_a_dead_node_keeps_its_settings() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    wait_nodes(a.addr, 2).await;
+    let adm = auth_header(&admin());
+    let h = [
+        ("Authorization", adm.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let r = http(
+        a.addr,
+        "POST",
+        "/api/rooms",
+        &h,
+        r#"{"name":"k","config":{"max_participants":7}}"#,
+    )
+    .await;
+    assert_eq!(r.0, 201, "{r:?}");
+    assert_eq!(redis.cli(&["HGET", "sl:room:k", "home"]), "a");
+    // A stops renewing (its HTTP side is gone too): B takes the room at the next join once
+    // the lease ran out.
+    let stopped = Instant::now();
+    a.stop();
+    let t = token("k", "bob", Role::Host);
+    let joined_at = loop {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/rtc?access_token={t}", b.addr))
+                .await
+                .unwrap();
+        send(&mut ws, json!({"type": "join"})).await;
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Message::Text(m) = m else { panic!("{m:?}") };
+        let v: Value = serde_json::from_str(&m).unwrap();
+        if v["type"] == "joined" {
+            break stopped.elapsed();
+        }
+        assert_eq!(v["type"], "redirect", "{v}");
+        assert!(stopped.elapsed() < Duration::from_secs(10), "no takeover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("takeover: b hosts k {joined_at:?} after a stopped (lease 1500 ms)");
+    assert_eq!(redis.cli(&["HGET", "sl:room:k", "home"]), "b");
+    assert_eq!(redis.cli(&["HGET", "sl:room:k", "epoch"]), "2");
+    let (s, v) = http(b.addr, "GET", "/api/rooms/k", &h, "").await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["config"]["max_participants"], 7, "{v}");
+    b.stop();
+}
+
+#[tokio::test]
+async fn a_clean_shutdown_hands_rooms_over_at_once() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    wait_nodes(a.addr, 2).await;
+    let adm = auth_header(&admin());
+    let h = [
+        ("Authorization", adm.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    assert_eq!(
+        http(a.addr, "POST", "/api/rooms", &h, r#"{"name":"s"}"#)
+            .await
+            .0,
+        201
+    );
+    a.shutdown().await;
+    // No lease to wait for: the next join through B is joined there at once, and the room
+    // kept its settings (it was not deleted, its node left).
+    let left = Instant::now();
+    let _ws = join_room(b.addr, "s", "bob").await;
+    assert!(
+        left.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        left.elapsed()
+    );
+    assert_eq!(redis.cli(&["HGET", "sl:room:s", "home"]), "b");
+    let r = http(b.addr, "POST", "/api/rooms", &h, r#"{"name":"s"}"#).await;
+    assert_eq!(r.0, 409, "{r:?}");
+    b.stop();
+}
+
+async fn join_room(addr: SocketAddr, room: &str, identity: &str) -> Ws {
+    let t = token(room, identity, Role::Host);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "join"})).await;
+    recv_type(&mut ws, "joined").await;
+    ws
+}

@@ -22,6 +22,7 @@ mod config;
 pub mod events;
 mod registry;
 mod scripts;
+mod store;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +34,7 @@ use redis::Script;
 
 pub use config::{ClusterConfig, ClusterDraft, CLUSTER_KEYS};
 pub use registry::NodeInfo;
+pub use store::ClusterStore;
 
 /// Nodes read from Redis at most (placement, `GET /api/cluster`, list fan-out).
 pub const MAX_NODES: usize = 64;
@@ -122,6 +124,10 @@ pub struct Cluster {
     /// Participants on this node (the server updates it), published as `load`.
     pub load: AtomicU64,
     pub draining: AtomicBool,
+    /// Settings of rooms taken over from a dead node, for their actors (`store.rs`).
+    adopted: store::Adopted,
+    /// [`Cluster::stop`] was called: the loops end, the lease runs out.
+    stopped: AtomicBool,
     /// A failed renewal was logged (once per outage).
     renew_warned: AtomicBool,
     pub metrics: Metrics,
@@ -162,6 +168,8 @@ impl Cluster {
             load: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             renew_warned: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            adopted: Default::default(),
             metrics: Metrics::default(),
             scripts: Scripts {
                 heartbeat: Script::new(&scripts::heartbeat()),
@@ -172,6 +180,35 @@ impl Cluster {
                 sweep: Script::new(&scripts::sweep()),
             },
         }))
+    }
+
+    /// Stops renewing (the server stopped): the lease runs out and the other nodes take the
+    /// rooms over, as after a crash.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.serving.store(false, Ordering::SeqCst);
+    }
+
+    /// Stops and gives the lease up now (a clean shutdown): the rooms it hosted are placed
+    /// again at their next join, without waiting for the lease to run out.
+    pub async fn leave(&self) {
+        self.stop();
+        let mut con = self.redis.clone();
+        let r: Result<i64, _> = Script::new(LEAVE)
+            .key("sl:nodes")
+            .key(format!("sl:node:{}", self.config.node_id))
+            .arg(&self.config.node_id)
+            .arg(self.boot())
+            .invoke_async(&mut con)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %self.err(e), "cluster: could not give the lease up; it runs out");
+        }
+        self.homes.lock().expect("homes lock").clear();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
     }
 
     pub fn node_id(&self) -> &str {
@@ -232,6 +269,12 @@ impl Cluster {
         let candidate = choose(&nodes, &self.config.node_id, &self.config.region)
             .ok_or_else(|| ClusterError::NoNode(room.to_owned()))?;
         let (result, home) = self.claim(room, &candidate).await?;
+        let taken_over = home
+            .as_ref()
+            .is_some_and(|(h, _)| h.node == self.config.node_id && h.epoch > 1);
+        if taken_over && result != "existing" {
+            self.fetch_adopted(room).await;
+        }
         match result.as_str() {
             "new" => self.metrics.placements_new.fetch_add(1, Ordering::Relaxed),
             "failover" => self
@@ -440,6 +483,12 @@ impl Cluster {
         let _ = writeln!(out, "# HELP sluice_cluster_lease_renew_seconds Latency of the last lease renewal.\n# TYPE sluice_cluster_lease_renew_seconds gauge\nsluice_cluster_lease_renew_seconds {:.6}", g(&m.lease_renew_us) as f64 / 1e6);
     }
 }
+
+/// Gives a lease up if it is still this boot's. KEYS: `sl:nodes`, `sl:node:<id>`. ARGV: id, boot.
+const LEAVE: &str = "if redis.call('HGET', KEYS[2], 'boot') ~= ARGV[2] then return 0 end\n\
+redis.call('ZREM', KEYS[1], ARGV[1])\n\
+redis.call('DEL', KEYS[2], KEYS[2] .. ':rooms', 'sl:resv:' .. ARGV[1])\n\
+return 1\n";
 
 fn room_key(room: &str) -> String {
     format!("sl:room:{room}")

@@ -73,7 +73,7 @@ impl Cluster {
     pub async fn run(self: Arc<Self>, on_fence: impl Fn() + Send + Sync + 'static) {
         let period = Duration::from_millis(self.config.lease_ms / 3);
         let mut registered = false;
-        loop {
+        while !self.is_stopped() {
             let started = Instant::now();
             let was = registered;
             registered = self.beat(registered, &on_fence).await;

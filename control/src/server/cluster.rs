@@ -77,7 +77,7 @@ pub(super) fn start(app: &Arc<App>) {
     }));
     let app = Arc::clone(app);
     tokio::spawn(async move {
-        loop {
+        while !cluster.is_stopped() {
             let participants: usize = app
                 .registry
                 .summaries()

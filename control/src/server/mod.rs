@@ -134,10 +134,19 @@ impl Server {
         for (k, s) in &opts.api_keys {
             keyring.insert(k.clone(), s.as_bytes());
         }
-        let store: Arc<dyn Store> = match &opts.state_file {
+        let cluster = match &opts.cluster {
+            Some(c) => {
+                Some(crate::cluster::Cluster::new(c.clone()).map_err(std::io::Error::other)?)
+            }
+            None => None,
+        };
+        let mut store: Arc<dyn Store> = match &opts.state_file {
             Some(p) => Arc::new(FileStore::open(p).map_err(std::io::Error::other)?),
             None => Arc::new(MemoryStore::default()),
         };
+        if let Some(c) = &cluster {
+            store = Arc::new(crate::cluster::ClusterStore::new(store, Arc::clone(c)));
+        }
         let snapshot = store.load().map_err(std::io::Error::other)?;
         let secret = match (&opts.webhook_secret, opts.webhooks.is_empty()) {
             (Some(s), _) => s.as_bytes().to_vec(),
@@ -166,12 +175,6 @@ impl Server {
             .dataplane_socket
             .clone()
             .map(|p| Link::spawn(p, format!("sluice-control-{}", std::process::id())));
-        let cluster = match &opts.cluster {
-            Some(c) => {
-                Some(crate::cluster::Cluster::new(c.clone()).map_err(std::io::Error::other)?)
-            }
-            None => None,
-        };
         let mut rooms_config = opts.rooms.clone();
         rooms_config.default_room.mode = opts.hybrid.default_mode;
         let first_key = opts
@@ -257,6 +260,9 @@ impl Server {
 
     /// Stops serving (room actors persist after every operation, so nothing is pending).
     pub fn stop(self) {
+        if let Some(c) = &self.app.cluster {
+            c.stop();
+        }
         self.task.abort();
     }
 
@@ -264,6 +270,9 @@ impl Server {
     pub async fn shutdown(self) {
         self.app.settle_rooms().await;
         self.app.events.flush(self.app.store.as_ref()).await;
+        if let Some(c) = &self.app.cluster {
+            c.leave().await;
+        }
         self.task.abort();
     }
 }
