@@ -228,7 +228,7 @@ async fn released_rooms_and_swept_nodes_leave_nothing_behind() {
     );
     ta.abort();
     let started = Instant::now();
-    while redis.cli(&["ZSCORE", "sl:nodes", "a"]) != "" {
+    while !redis.cli(&["ZSCORE", "sl:nodes", "a"]).is_empty() {
         assert!(started.elapsed() < Duration::from_secs(5), "a not swept");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
