@@ -343,3 +343,52 @@ async fn join_room(addr: SocketAddr, room: &str, identity: &str) -> Ws {
     recv_type(&mut ws, "joined").await;
     ws
 }
+
+#[tokio::test]
+async fn a_draining_node_hands_its_rooms_and_clients_to_another() {
+    let redis = Redis::start();
+    let a = node(&redis, "a").await;
+    let b = node(&redis, "b").await;
+    wait_nodes(a.addr, 2).await;
+    let mut alice = join_room(a.addr, "dr", "alice").await;
+    assert_eq!(redis.cli(&["HGET", "sl:room:dr", "home"]), "a");
+    let started = Instant::now();
+    a.drain();
+    // Alice is told to reconnect; joining again through a lands on b.
+    let leave = recv_type(&mut alice, "leave").await;
+    assert_eq!(leave["reason"], "reconnect", "{leave}");
+    let t = token("dr", "alice", Role::Host);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/rtc?access_token={t}", a.addr))
+            .await
+            .unwrap();
+    send(&mut ws, json!({"type": "join"})).await;
+    let r = recv_type(&mut ws, "redirect").await;
+    assert_eq!(r["url"], format!("ws://{}/rtc", b.addr));
+    let _alice = join_room(b.addr, "dr", "alice").await;
+    assert_eq!(redis.cli(&["HGET", "sl:room:dr", "home"]), "b");
+    tokio::time::timeout(Duration::from_secs(10), a.drained())
+        .await
+        .expect("a drained: its room emptied");
+    println!(
+        "drain: alice moved to b and a drained {:?} after the drain began",
+        started.elapsed()
+    );
+    let (_, v) = http(
+        b.addr,
+        "GET",
+        "/api/cluster",
+        &[("Authorization", &auth_header(&admin()))],
+        "",
+    )
+    .await;
+    let a_state = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "a")
+        .map(|n| n["state"].clone());
+    assert_eq!(a_state, Some(json!("draining")), "{v}");
+    a.stop();
+    b.stop();
+}

@@ -168,6 +168,34 @@ impl Cluster {
         self.serving.store(false, Ordering::SeqCst);
     }
 
+    /// Drain: publishes `state = draining` now (placement skips this node from here on) and
+    /// gives up every home this node holds, returning their names: the next join of each,
+    /// through any node, places it on another node.
+    pub async fn drain(&self) -> Vec<String> {
+        self.draining.store(true, Ordering::SeqCst);
+        let mut con = self.redis.clone();
+        let r: Result<i64, _> = redis::cmd("HSET")
+            .arg(format!("sl:node:{}", self.config.node_id))
+            .arg("state")
+            .arg("draining")
+            .query_async(&mut con)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %self.err(e), "cluster: draining state not published; the next renewal publishes it");
+        }
+        let rooms: Vec<String> = self
+            .homes
+            .lock()
+            .expect("homes lock")
+            .keys()
+            .cloned()
+            .collect();
+        for room in &rooms {
+            self.release(room).await;
+        }
+        rooms
+    }
+
     /// Stops and gives the lease up now (a clean shutdown): the rooms it hosted are placed
     /// again at their next join, without waiting for the lease to run out.
     pub async fn leave(&self) {

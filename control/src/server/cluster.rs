@@ -103,6 +103,33 @@ fn unavailable_response(e: &ClusterError) -> Response {
     r
 }
 
+/// Drain in a cluster: leave placement, give the homes up, then tell each room's clients to
+/// reconnect — one room at a time (a room moves whole), 100–300 ms apart — so they join again
+/// through any node and land on another one. The server's drain loop waits until the rooms
+/// are empty.
+pub(super) fn drain(app: &Arc<App>) {
+    let Some(cluster) = app.cluster.clone() else {
+        return;
+    };
+    let app = Arc::clone(app);
+    tokio::spawn(async move {
+        let rooms = cluster.drain().await;
+        tracing::info!(
+            rooms = rooms.len(),
+            "cluster drain: homes given up; clients told to reconnect"
+        );
+        for room in rooms {
+            app.hub.close_room(&room, LeaveReason::Reconnect);
+            let mut jitter = [0u8; 1];
+            let _ = aws_lc_rs::rand::fill(&mut jitter);
+            tokio::time::sleep(Duration::from_millis(
+                100 + u64::from(jitter[0]) * 200 / 255,
+            ))
+            .await;
+        }
+    });
+}
+
 impl App {
     /// Refuses an operation on a room this node is not the home of (claiming it when it has
     /// no home). Every room actor job goes through here, so no participant can join a room on

@@ -78,6 +78,15 @@ impl Hub {
         }
     }
 
+    /// Tells every client of `room` `leave {reason}` and closes it.
+    pub(crate) fn close_room(&self, room: &str, reason: LeaveReason) {
+        if let Some(r) = self.clients.lock().expect("hub lock").get(room) {
+            for tx in r.values() {
+                let _ = tx.send(ClientMsg::Close(reason));
+            }
+        }
+    }
+
     /// Tells every client `leave {reason}` and closes it.
     pub(crate) fn close_all(&self, reason: LeaveReason) {
         for r in self.clients.lock().expect("hub lock").values() {

@@ -321,6 +321,7 @@ impl App {
             return;
         }
         tracing::info!("draining: new joins refused");
+        cluster::drain(self);
         let app = Arc::clone(self);
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + app.drain_deadline;

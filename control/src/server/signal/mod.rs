@@ -179,7 +179,8 @@ async fn admit(
     q: &RtcQuery,
     req: Option<&Req>,
 ) -> Result<Option<(Claims, Vec<Action>)>, ApiError> {
-    if app.is_draining() {
+    // A cluster node that drains still redirects (below) to the room's new node.
+    if app.is_draining() && app.cluster.is_none() {
         return Err(ApiError::rejected("node is draining; join another node"));
     }
     let token = msg
@@ -197,6 +198,9 @@ async fn admit(
         let _ = send(socket, &ServerMessage::Redirect { url }, req).await;
         let _ = socket.send(Message::Close(None)).await;
         return Ok(None);
+    }
+    if app.is_draining() {
+        return Err(ApiError::rejected("node is draining; join another node"));
     }
     let capable = msg
         .capabilities
