@@ -29,8 +29,13 @@ fn config(redis: &Redis, id: &str, port: u16) -> ClusterConfig {
 }
 
 async fn node(redis: &Redis, id: &str) -> Server {
+    node_in(redis, id, "default").await
+}
+
+async fn node_in(redis: &Redis, id: &str, region: &str) -> Server {
     let port = free_port();
-    let c = config(redis, id, port);
+    let mut c = config(redis, id, port);
+    c.region = region.to_owned();
     start_with(move |o| {
         o.http = SocketAddr::from(([127, 0, 0, 1], port));
         o.cluster = Some(c);
@@ -391,4 +396,62 @@ async fn a_draining_node_hands_its_rooms_and_clients_to_another() {
     assert_eq!(a_state, Some(json!("draining")), "{v}");
     a.stop();
     b.stop();
+}
+
+#[tokio::test]
+async fn every_node_names_the_same_node_in_the_placement_api() {
+    let redis = Redis::start();
+    let a = node_in(&redis, "a", "eu").await;
+    let b = node_in(&redis, "b", "eu").await;
+    let c = node_in(&redis, "c", "us").await;
+    for n in [&a, &b, &c] {
+        wait_nodes(n.addr, 3).await;
+    }
+    let adm = auth_header(&admin());
+    let h = [
+        ("Authorization", adm.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    // A participant in "us" asks node a: the room goes to c, the only node in "us".
+    let mut answers = Vec::new();
+    for n in [&a, &b, &c] {
+        let (s, v) = http(
+            n.addr,
+            "POST",
+            "/api/rooms/p1/placement",
+            &h,
+            r#"{"identity":"zoe","region":"us"}"#,
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        answers.push(v);
+    }
+    for v in &answers {
+        assert_eq!(v["node"], "c", "{v}");
+        assert_eq!(v["region"], "us", "{v}");
+        assert_eq!(v["whip"], format!("http://{}/whip/p1", c.addr), "{v}");
+    }
+    assert_eq!(redis.cli(&["HGET", "sl:room:p1", "epoch"]), "1");
+    // Fields are checked.
+    let r = http(
+        a.addr,
+        "POST",
+        "/api/rooms/p1/placement",
+        &h,
+        r#"{"region":"us"}"#,
+    )
+    .await;
+    assert_error(&r, 400, "invalid", Some("identity"));
+    let r = http(
+        a.addr,
+        "POST",
+        "/api/rooms/p1/placement",
+        &h,
+        r#"{"identity":"z","region":7}"#,
+    )
+    .await;
+    assert_error(&r, 400, "invalid", Some("region"));
+    for n in [a, b, c] {
+        n.stop();
+    }
 }

@@ -249,13 +249,23 @@ impl Cluster {
     /// Where `room` lives, claiming it (for the best node, see the module docs) when it has
     /// no live home. The one place a room gets a home.
     pub async fn place(&self, room: &str) -> Result<Placement, ClusterError> {
+        self.place_in(room, None).await
+    }
+
+    /// [`Cluster::place`] preferring `region` (the participant's) over this node's for a room
+    /// that has no home yet.
+    pub async fn place_in(
+        &self,
+        room: &str,
+        region: Option<&str>,
+    ) -> Result<Placement, ClusterError> {
         if self.is_home(room) {
             self.metrics
                 .placements_local
                 .fetch_add(1, Ordering::Relaxed);
             return Ok(Placement::Local);
         }
-        let r = self.place_uncached(room).await;
+        let r = self.place_uncached(room, region).await;
         if r.is_err() {
             self.metrics
                 .placements_unavailable
@@ -264,7 +274,11 @@ impl Cluster {
         r
     }
 
-    async fn place_uncached(&self, room: &str) -> Result<Placement, ClusterError> {
+    async fn place_uncached(
+        &self,
+        room: &str,
+        region: Option<&str>,
+    ) -> Result<Placement, ClusterError> {
         if !self.is_serving() {
             return Err(ClusterError::Fenced);
         }
@@ -273,7 +287,8 @@ impl Cluster {
             return Ok(self.placement_of(room, home));
         }
         let nodes = self.live_nodes().await?;
-        let candidate = choose(&nodes, &self.config.node_id, &self.config.region)
+        let region = region.unwrap_or(&self.config.region);
+        let candidate = choose(&nodes, &self.config.node_id, region)
             .ok_or_else(|| ClusterError::NoNode(room.to_owned()))?;
         let (result, home) = self.claim(room, &candidate).await?;
         let taken_over = home

@@ -60,7 +60,73 @@ fn http() -> &'static HttpClient {
 }
 
 pub(super) fn routes() -> Router<Arc<App>> {
-    Router::new().route("/api/cluster", get(cluster_info))
+    Router::new()
+        .route("/api/cluster", get(cluster_info))
+        .route(
+            "/api/rooms/{room}/placement",
+            axum::routing::post(placement),
+        )
+}
+
+/// `POST /api/rooms/{room}/placement {identity, region?}` (admin): the node the participant
+/// should use — the room's home, placed now (preferring `region`) if it has none. For products
+/// with their own signaling (seed 000's `assignSFU`): then use that node's sidecar session API
+/// or WHIP/WHEP as on a single node.
+async fn placement(
+    State(app): State<Arc<App>>,
+    axum::extract::Path(room): axum::extract::Path<String>,
+    headers: HeaderMap,
+    json: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    admin(&app, &headers)?;
+    let v = super::api::body(json)?;
+    let identity = v
+        .get("identity")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+        .ok_or_else(|| {
+            ApiError::invalid("identity", "expected a non-empty string (<= 256 bytes)")
+        })?;
+    let region = match v.get("region") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) if !r.is_empty() && r.len() <= 64 => Some(r.as_str()),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "region",
+                "expected a string of 1..=64 bytes",
+            ))
+        }
+    };
+    let Some(c) = &app.cluster else {
+        return Err(ApiError::not_found("not a cluster node (no [cluster])"));
+    };
+    let (node, base) = match c
+        .place_in(&room, region)
+        .await
+        .map_err(|e| unavailable(&e))?
+    {
+        Placement::Local => (c.node_id().to_owned(), c.config.advertise.clone()),
+        Placement::Remote(h) => (h.node, h.advertise),
+    };
+    let node_region = c
+        .live_nodes()
+        .await
+        .ok()
+        .and_then(|n| n.into_iter().find(|n| n.id == node).map(|n| n.region));
+    let ws = base
+        .replacen("https://", "wss://", 1)
+        .replacen("http://", "ws://", 1);
+    Ok(Json(json!({
+        "room": room,
+        "identity": identity,
+        "node": node,
+        "region": node_region,
+        "url": base,
+        "rtc": format!("{ws}/rtc"),
+        "whip": format!("{base}/whip/{room}"),
+        "whep": format!("{base}/whep/{room}"),
+        "sessions": format!("{base}/api/rooms/{room}/sessions"),
+    })))
 }
 
 /// Starts the registry loop, the event bus and the load reporter.
@@ -196,6 +262,8 @@ fn route_of(method: &Method, path: &str) -> Route {
         ["whip" | "whep", r, _] => room(r)
             .map(|room| Route::Redirect { room, claim: false })
             .unwrap_or(Route::Pass),
+        // Any node answers the placement API itself.
+        ["api", "rooms", _, "placement"] => Route::Pass,
         ["api", "rooms", r, "sessions"] if method == Method::POST => room(r)
             .map(|room| Route::Forward { room, claim: true })
             .unwrap_or(Route::Pass),
