@@ -28,6 +28,8 @@ install_prerequisites() {
     # Debian packages: a C toolchain for aws-lc-sys (the SRTP crypto); python3, iproute2 and
     # ethtool for the tuning tool's tests (its namespace test makes veth pairs); coturn for the
     # TURN REST credential test (control/tests/hybrid_coturn.rs allocates through a real coturn);
+    # openssl for the DTLS 1.2 server's test against a real OpenSSL client
+    # (rtp-core/tests/dtls12_openssl.rs).
     # redis-server (and redis-cli) for the cluster tests (control/tests/cluster_*.rs and the
     # cluster_* e2e scenarios start their own instance on a Unix socket).
     local missing=()
@@ -36,6 +38,7 @@ install_prerequisites() {
     command -v ip >/dev/null 2>&1 || missing+=(iproute2)
     command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)
     command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
     if [ ${#missing[@]} -gt 0 ]; then
