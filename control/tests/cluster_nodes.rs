@@ -200,6 +200,19 @@ async fn sse_on_any_node_sees_each_event_once() {
         "{text}"
     );
     assert!(text.contains("\"room\":\"m\""), "{text}");
+    // Redis content is input: a malformed and an oversized message are dropped and counted.
+    redis.cli(&["PUBLISH", "sl:events", "not json"]);
+    let big = format!("{{\"node\":\"x\",\"pad\":\"{}\"}}", "x".repeat(300 * 1024));
+    redis.cli_stdin(&["PUBLISH", "sl:events"], big.as_bytes());
+    let started = Instant::now();
+    loop {
+        let (_, _, m) = http_raw(a.addr, "GET", "/metrics", &[], "").await;
+        if m.contains("sluice_cluster_events_dropped_total 2") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     a.stop();
     b.stop();
 }

@@ -1,6 +1,8 @@
 // Multi-node scenarios (issue 15): two real `sluice up` nodes sharing a real `redis-server`, real
 // Chromium pages. The runner's own single node (ctx.server) is not used by these.
 
+import { execFileSync } from 'node:child_process';
+
 import { startNodes, startRedis } from './lib/cluster.mjs';
 import { assertContinuity, fromSamples, samplePage } from './lib/continuity.mjs';
 import { sleep } from './lib/sluice.mjs';
@@ -51,12 +53,24 @@ async function withCluster(ctx, ids, body) {
   try {
     nodes = await startNodes(redis, ids);
     ctx.server = nodes[ids[0]]; // pages and tokens of ctx go to the first node
-    return await body(nodes);
+    return await body(nodes, redis);
   } finally {
     for (const n of Object.values(nodes)) if (n !== ctx.server) await n.stop();
     // ctx.close() stops ctx.server (node a) after the pages.
     ctx.afterClose = () => redis.stop();
   }
+}
+
+/** `redis-cli` against the scenario's Redis. */
+function cli(redis, ...args) {
+  return execFileSync('redis-cli', ['-s', redis.socket, ...args]).toString().trim();
+}
+
+/** A metric's value from a node's /metrics. */
+async function metric(node, name) {
+  const text = await fetch(`${node.origin}/metrics`).then((r) => r.text());
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ').pop()) : null;
 }
 
 export const clusterScenarios = {
@@ -90,6 +104,52 @@ export const clusterScenarios = {
    * kill -9 the node hosting a room: its participants (who entered through node b) join again
    * through b, the room is placed on b, media flows again. Prints detection and rejoin times.
    */
+  async cluster_frozen_node(ctx) {
+    await withCluster(ctx, ['a', 'b'], async ({ a, b }, redis) => {
+      check((await a.api('POST', '/api/rooms', { name: 'f1' })).status === 201, 'create on a');
+      const alice = await ctx.openPage('chromium', await b.pageUrl('f1', 'alice'), 'alice');
+      const bob = await ctx.openPage('chromium', await b.pageUrl('f1', 'bob', { role: 'controller' }), 'bob');
+      await Promise.all([decodes(alice, 'bob'), decodes(bob, 'alice')]);
+      ctx.server = b;
+      // Freeze a's control daemon past its lease (2 s): b sweeps it; carol's join through b
+      // places the room on b (epoch 2) while a still believes it is home.
+      a.signal('SIGSTOP');
+      const frozen = Date.now();
+      const homes = new Set();
+      const poll = setInterval(() => homes.add(cli(redis, 'HGET', 'sl:room:f1', 'home')), 100);
+      try {
+        const until = Date.now() + 15_000;
+        while (cli(redis, 'ZSCORE', 'sl:nodes', 'a') !== '') {
+          check(Date.now() < until, 'a not swept');
+          await sleep(100);
+        }
+        const carol = await ctx.openPage('chromium', await b.pageUrl('f1', 'carol', { role: 'viewer', publish: 'none' }), 'carol');
+        check(cli(redis, 'HGET', 'sl:room:f1', 'home') === 'b' && cli(redis, 'HGET', 'sl:room:f1', 'epoch') === '2', 'f1 not on b at epoch 2');
+        await sleep(1000);
+        a.signal('SIGCONT');
+        const resumed = Date.now();
+        // a's renewal is refused: it fences itself and tells alice and bob to reconnect.
+        const fenceBy = Date.now() + 10_000;
+        while ((await metric(a, 'sluice_cluster_fenced_total')) !== 1) {
+          check(Date.now() < fenceBy, 'a did not fence itself');
+          await sleep(100);
+        }
+        const fencedMs = Date.now() - resumed;
+        check((await metric(a, 'sluice_cluster_home_rooms')) === 0, 'a still home of a room');
+        await Promise.all([decodes(alice, 'bob', { frames: 10, ms: 30_000 }), decodes(bob, 'alice', { frames: 10, ms: 30_000 }), decodes(carol, 'alice', { frames: 10, ms: 30_000 })]);
+        const rejoins = await Promise.all([alice, bob].map((p) => p.evaluate(() => window.sluice.rejoins.filter((r) => r.ok).length)));
+        check(rejoins.every((n) => n >= 1), `rejoins ${rejoins}`);
+        clearInterval(poll);
+        check([...homes].every((h) => ['a', 'b', ''].includes(h)) && cli(redis, 'HGET', 'sl:room:f1', 'home') === 'b', `homes seen ${[...homes]}`);
+        ctx.details = { frozenMs: resumed - frozen, fencedAfterResumeMs: fencedMs, homesSeen: [...homes], rejoins };
+        console.log(`cluster_frozen_node: a frozen ${resumed - frozen} ms (lease 2000 ms), room re-placed on b (epoch 2), a fenced itself ${fencedMs} ms after SIGCONT, alice and bob rejoined on b`);
+      } finally {
+        clearInterval(poll);
+        a.signal('SIGCONT');
+      }
+    });
+  },
+
   async cluster_node_death(ctx) {
     await withCluster(ctx, ['a', 'b'], async ({ a, b }) => {
       const created = await a.api('POST', '/api/rooms', { name: 'd1' });

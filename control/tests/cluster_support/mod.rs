@@ -68,6 +68,25 @@ impl Redis {
     }
 }
 
+impl Redis {
+    /// `redis-cli -x args…` with `last` as the final argument (read from stdin: no argv limit).
+    pub fn cli_stdin(&self, args: &[&str], last: &[u8]) -> String {
+        use std::io::Write as _;
+        let mut child = Command::new("redis-cli")
+            .arg("-s")
+            .arg(&self.socket)
+            .arg("-x")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-cli");
+        child.stdin.take().unwrap().write_all(last).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();

@@ -179,7 +179,11 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
       if (!exited) child.kill('SIGKILL');
       spawnSync('pkill', ['-KILL', '-f', `sluice-dataplane --config ${config}`]);
     },
-    get exited() {
+    /** Sends `sig` to the control daemon only (`SIGSTOP`/`SIGCONT`: a frozen node). */
+    signal(sig) {
+      if (!exited) child.kill(sig);
+    },
+        get exited() {
       return exited;
     },
     async stop() {
