@@ -152,7 +152,11 @@ impl App {
     }
 
     /// [`App::in_room`] without the cluster's home check: for a room whose actor runs here.
-    async fn in_local_room<T, F>(self: &Arc<Self>, name: &str, f: F) -> Result<T, ApiError>
+    pub(crate) async fn in_local_room<T, F>(
+        self: &Arc<Self>,
+        name: &str,
+        f: F,
+    ) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: for<'a> FnOnce(&'a mut RoomCtx) -> BoxFuture<'a, Result<T, ApiError>> + Send + 'static,
