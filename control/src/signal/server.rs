@@ -98,6 +98,10 @@ pub enum ServerMessage {
         code: String,
         message: String,
     },
+    /// `[cluster]`: the room is served by another node; join again at `url`.
+    Redirect {
+        url: String,
+    },
     Leave {
         reason: LeaveReason,
     },
@@ -174,6 +178,9 @@ pub enum LeaveReason {
     Kicked,
     RoomDeleted,
     Replaced,
+    /// `[cluster]`: this node gave the room up (it lost its lease); join again, through any
+    /// node.
+    Reconnect,
 }
 
 /// `error {code, message, field?}` (the `req` of the refused request is added by the adapter).
