@@ -159,7 +159,16 @@ impl ControlConfig {
                 .parse()
                 .map_err(|e: toml::de::Error| ConfigError::new("config file", e.message()))?;
             for key in doc.keys() {
-                if !["control", "dataplane", "hybrid", "turn", "limits", "cluster"].contains(&key.as_str()) {
+                if ![
+                    "control",
+                    "dataplane",
+                    "hybrid",
+                    "turn",
+                    "limits",
+                    "cluster",
+                ]
+                .contains(&key.as_str())
+                {
                     return Err(ConfigError::new(key.clone(), "unknown table"));
                 }
             }
