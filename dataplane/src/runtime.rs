@@ -23,6 +23,7 @@ use crate::pool::BufPool;
 use crate::shard::mesh::Mesh;
 use crate::shard::msg::ControlTx;
 use crate::shard::registry::SharedRegistry;
+use crate::shard::tcp::{self, Handoffs, TcpConfig, TcpSide};
 use crate::shard::{LoopHook, Shard, ShardContext};
 use crate::sys::{affinity, Backend, IoMode, SocketConfig, Waker};
 
@@ -95,6 +96,15 @@ impl Dataplane {
         };
         let mut inboxes = Vec::new();
         let mut mesh_senders = Vec::new();
+        let mut tcp_addrs = Vec::new();
+        let handoffs = Arc::new(Handoffs::new(config.workers.len()));
+        let tcp_cfg = TcpConfig {
+            max_conns: config.tcp_max_connections,
+            send_queue_bytes: config.tcp_send_queue_bytes,
+            stun_timeout: Duration::from_millis(config.tcp_stun_timeout_ms),
+            idle_timeout: Duration::from_millis(config.tcp_idle_timeout_ms),
+        };
+        let (ice_tcp, tcp_port, bind) = (config.ice_tcp, config.tcp_port, config.bind);
         let mut shared_port = config.port;
         for (i, &core) in config.workers.iter().enumerate() {
             let port = if config.port_per_worker {
@@ -112,6 +122,7 @@ impl Dataplane {
             let buffers = config.buffers_per_worker;
             let stats_interval = Duration::from_millis(config.stats_interval_ms.max(1));
             let hook = hook.clone();
+            let handoffs = Arc::clone(&handoffs);
             let (registry, to_control, cert, stop) = (
                 Arc::clone(&registry),
                 to_control.clone(),
@@ -134,9 +145,15 @@ impl Dataplane {
                         }
                     };
                     let _ = backend.set_incoming_cpu(core);
-                    let info = backend
-                        .local_addr()
-                        .map(|a| (a, backend.waker(), backend.mode()));
+                    let mut tcp_side = None;
+                    let info = backend.local_addr().and_then(|a| {
+                        if ice_tcp {
+                            let side = open_tcp(bind, tcp_port.unwrap_or(a.port()), tcp_cfg)?;
+                            tcp_side = Some(side);
+                        }
+                        let tcp_addr = tcp_side.as_ref().map(TcpSide::local_addr);
+                        Ok((a, backend.waker(), backend.mode(), tcp_addr))
+                    });
                     let failed = info.is_err();
                     let _ = ready_tx.send(info);
                     let Ok(mesh) = mesh_rx.recv() else {
@@ -159,6 +176,8 @@ impl Dataplane {
                         cert,
                         stop,
                         stats_interval,
+                        tcp: tcp_side,
+                        handoffs,
                     })
                     .run_with(hook);
                 })
@@ -170,10 +189,11 @@ impl Dataplane {
                 .recv()
                 .unwrap_or_else(|_| Err(std::io::Error::other("worker exited during start-up")));
             match ready {
-                Ok((addr, waker, m)) => {
+                Ok((addr, waker, m, tcp_addr)) => {
                     if i == 0 && !config.port_per_worker {
                         shared_port = addr.port();
                     }
+                    tcp_addrs.extend(tcp_addr);
                     handle.local_addrs.push(addr);
                     handle.wakers.push(waker);
                     handle.io_mode = m;
@@ -205,12 +225,19 @@ impl Dataplane {
             .iter()
             .enumerate()
             .map(|(i, &bound)| announced(&config, i, bound))
+            .collect::<Vec<_>>();
+        // The TCP candidate: the announced address's IP with the TCP port.
+        let tcp_addrs = tcp_addrs
+            .iter()
+            .zip(&worker_addrs)
+            .map(|(t, u): (&SocketAddr, &SocketAddr)| SocketAddr::new(u.ip(), t.port()))
             .collect();
         let control = ControlThread::new(ControlContext {
             listener,
             instance: format!("sluice-dataplane-{}", std::process::id()),
             fingerprint,
             worker_addrs,
+            tcp_addrs,
             port_per_worker: config.port_per_worker,
             inboxes,
             wakers: handle.wakers.clone(),
@@ -235,6 +262,19 @@ impl Dataplane {
 
 /// The address worker `i` announces: `announce[i]` when one per worker is configured, the only
 /// one when a single address is, else what it bound.
+/// This worker's ICE-TCP listener (shared by the workers with `SO_REUSEPORT`); an error names
+/// the key.
+fn open_tcp(bind: std::net::IpAddr, port: u16, cfg: TcpConfig) -> std::io::Result<TcpSide> {
+    let addr = SocketAddr::new(bind, port);
+    let named = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("dataplane.tcp_port: TCP {addr}: {e}"))
+    };
+    let listener = tcp::listen(addr).map_err(named)?;
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::Instant::now();
+    TcpSide::new(listener, cfg, now).map_err(named)
+}
+
 fn announced(config: &Config, i: usize, bound: SocketAddr) -> SocketAddr {
     match config.announce.len() {
         0 => bound,
