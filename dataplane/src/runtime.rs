@@ -231,7 +231,8 @@ impl Dataplane {
             .iter()
             .zip(&worker_addrs)
             .map(|(t, u): (&SocketAddr, &SocketAddr)| SocketAddr::new(u.ip(), t.port()))
-            .collect();
+            .collect::<Vec<_>>();
+        log_candidates(&config, &worker_addrs, &tcp_addrs);
         let control = ControlThread::new(ControlContext {
             listener,
             instance: format!("sluice-dataplane-{}", std::process::id()),
@@ -262,6 +263,35 @@ impl Dataplane {
 
 /// The address worker `i` announces: `announce[i]` when one per worker is configured, the only
 /// one when a single address is, else what it bound.
+/// Logs the candidates sessions will be given and warns when clients elsewhere cannot reach
+/// them (issue 18: connectivity that explains itself).
+fn log_candidates(config: &Config, udp: &[SocketAddr], tcp: &[SocketAddr]) {
+    let mut seen = Vec::new();
+    for (proto, a) in udp
+        .iter()
+        .map(|a| ("udp", a))
+        .chain(tcp.iter().map(|a| ("tcp passive", a)))
+    {
+        if seen.contains(&(proto, a)) {
+            continue;
+        }
+        seen.push((proto, a));
+        tracing::info!(candidate = %format!("{proto} {a}"), "advertised candidate");
+    }
+    if config.bind.is_unspecified() && config.announce.is_empty() {
+        tracing::warn!(
+            "dataplane.bind is a wildcard address and dataplane.announce is empty: candidates carry \
+             the wildcard, which the control daemon replaces with its HTTP listen IP; set \
+             dataplane.announce to the address clients reach (docs/connectivity.md)"
+        );
+    } else if udp.iter().all(|a| a.ip().is_loopback()) {
+        tracing::warn!(
+            "every candidate is on a loopback address: only clients on this host can connect; set \
+             dataplane.bind or dataplane.announce (docs/connectivity.md)"
+        );
+    }
+}
+
 /// This worker's ICE-TCP listener (shared by the workers with `SO_REUSEPORT`); an error names
 /// the key.
 fn open_tcp(bind: std::net::IpAddr, port: u16, cfg: TcpConfig) -> std::io::Result<TcpSide> {

@@ -4,6 +4,7 @@
 
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
 import { interopScenarios } from './scenarios-interop.mjs';
+import { tcpScenarios } from './scenarios-tcp.mjs';
 import { startNetem, sleep } from './lib/sluice.mjs';
 import { inboundTotals, outboundTotals } from './lib/stats.mjs';
 
@@ -232,4 +233,5 @@ export const scenarios = {
 
   // Issue 20: GStreamer as the fourth stack, H.264, ssrc-less offers, repeated connects.
   ...interopScenarios,
+  ...tcpScenarios,
 };

@@ -280,11 +280,23 @@ async fn list_participants(
     Path(room): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&app, &headers)?;
+    let connectivity = app.room_connectivity(&room).await;
     let rooms = app.rooms.lock().expect("rooms lock");
     let r = rooms.room(&room).ok_or_else(|| unknown_room(&room))?;
-    Ok(Json(json!({
-        "participants": r.participants.values().map(participant_info).collect::<Vec<_>>()
-    })))
+    // Each participant's selected pairs (issue 18): transport, addresses, candidate types.
+    let list = r
+        .participants
+        .values()
+        .map(|p| {
+            let mut info = participant_info(p);
+            info["connectivity"] = connectivity
+                .get(&p.identity)
+                .cloned()
+                .unwrap_or(Value::Null);
+            info
+        })
+        .collect::<Vec<_>>();
+    Ok(Json(json!({ "participants": list })))
 }
 
 async fn kick(

@@ -8,6 +8,7 @@
 
 mod adopt;
 mod api;
+mod connectivity;
 mod dev;
 mod error;
 mod hub;
@@ -89,6 +90,8 @@ pub(crate) struct App {
     pub(crate) draining: AtomicBool,
     pub(crate) drained: Notify,
     pub(crate) worker_stats: Mutex<BTreeMap<u16, Counters>>,
+    /// Each dataplane session's selected pair (issue 18).
+    pub(crate) connectivity: Mutex<connectivity::Connectivity>,
     /// Per-room P2P/SFU policies (see [`hybrid`]).
     pub(crate) hybrid: Mutex<hybrid::Hybrid>,
     /// Wakes the hybrid timer loop early (a policy armed a sooner deadline).
@@ -146,6 +149,12 @@ impl Server {
             draining: AtomicBool::new(false),
             drained: Notify::new(),
             worker_stats: Mutex::new(BTreeMap::new()),
+            connectivity: Mutex::new(connectivity::Connectivity::new(
+                opts.turn
+                    .as_ref()
+                    .map(|t| connectivity::relay_ips(&t.urls, &t.relay_ips))
+                    .unwrap_or_default(),
+            )),
             hybrid: Mutex::new(hybrid::Hybrid::new(opts.hybrid.clone(), opts.turn.clone())),
             hybrid_wake: Notify::new(),
             state_file: opts.state_file.clone(),
@@ -485,10 +494,17 @@ async fn dataplane_loop(app: Arc<App>) {
                 }
             }
             ev = events.recv() => match ev {
+                Ok(n @ (Notification::IceConnected { .. } | Notification::SelectedPairChanged { .. })) => {
+                    let changed = app.connectivity.lock().expect("connectivity lock").on_notification(&n);
+                    if let Some((session, selected)) = changed {
+                        app.connectivity_changed(session, selected).await;
+                    }
+                }
                 Ok(Notification::StatsSnapshot(ws)) => {
                     app.worker_stats.lock().expect("stats lock").insert(ws.worker, ws.counters);
                 }
-                Ok(Notification::SessionClosed { session, reason }) => {
+                Ok(n @ Notification::SessionClosed { session, reason }) => {
+                    app.connectivity.lock().expect("connectivity lock").on_notification(&n);
                     tracing::debug!(%session, ?reason, "session closed by the dataplane");
                     app.session_closed(session).await;
                 }

@@ -56,6 +56,10 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let _ = writeln!(out, "# HELP sluice_dataplane_up Control socket connected.\n# TYPE sluice_dataplane_up gauge\nsluice_dataplane_up {}", u8::from(up));
     let _ = writeln!(out, "# HELP sluice_draining Node is draining.\n# TYPE sluice_draining gauge\nsluice_draining {}", u8::from(app.draining.load(Ordering::SeqCst)));
     app.hybrid_metrics(&mut out);
+    app.connectivity
+        .lock()
+        .expect("connectivity lock")
+        .metrics(&mut out);
     let stats = app.worker_stats.lock().expect("stats lock").clone();
     if !stats.is_empty() {
         for (name, help) in [
@@ -142,6 +146,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 );
             }
         }
+        tcp_metrics(&mut out, &stats);
         if let Some((_, c)) = stats.iter().next() {
             let _ = writeln!(out, "# HELP sluice_dataplane_registry_entries Entries in the dataplane's shared registry (pending sessions, placed sessions, ufrag routes, remote addresses).\n# TYPE sluice_dataplane_registry_entries gauge");
             for (k, v) in c.dropped.iter().filter(|(k, _)| k.starts_with("registry_")) {
@@ -164,12 +169,53 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
+/// The workers' ICE-TCP entries (`tcp_*`, docs/control-socket.md): two gauges (open and bound
+/// connections) and the rest as counters by event (accepted, refused, closed by reason,
+/// handed over, frames, send-queue drops).
+fn tcp_metrics(out: &mut String, stats: &std::collections::BTreeMap<u16, sluice_proto::Counters>) {
+    let gauges = ["tcp_connections", "tcp_bound"];
+    let _ = writeln!(out, "# HELP sluice_worker_tcp_connections ICE-TCP connections per worker (state: open, bound to a session).
+# TYPE sluice_worker_tcp_connections gauge");
+    for (w, c) in stats {
+        for (g, state) in gauges.iter().zip(["open", "bound"]) {
+            if let Some(v) = c.dropped.get(*g) {
+                let _ = writeln!(
+                    out,
+                    "sluice_worker_tcp_connections{{worker=\"{w}\",state=\"{state}\"}} {v}"
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP sluice_worker_tcp_events_total ICE-TCP connection events per worker (accepted, refused_full, closed_garbage, closed_no_stun, closed_idle, …, tx_media_dropped).
+# TYPE sluice_worker_tcp_events_total counter");
+    for (w, c) in stats {
+        for (k, v) in c
+            .dropped
+            .iter()
+            .filter(|(k, _)| k.starts_with("tcp_") && !gauges.contains(&k.as_str()))
+        {
+            let event = &k["tcp_".len()..];
+            let _ = writeln!(
+                out,
+                "sluice_worker_tcp_events_total{{worker=\"{w}\",event=\"{event}\"}} {v}"
+            );
+        }
+    }
+}
+
 /// Entries of a worker's stats map that are not drop reasons.
 fn not_a_drop(key: &str) -> bool {
     key == "dtls_failed"
-        || ["pacer_", "lat_", "map_", "registry_", "unsignaled_ssrc_"]
-            .iter()
-            .any(|p| key.starts_with(p))
+        || [
+            "pacer_",
+            "lat_",
+            "map_",
+            "registry_",
+            "unsignaled_ssrc_",
+            "tcp_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
 }
 
 /// The workers' SFU-added latency (`lat_{class}_lt_{bound}us` …, docs/control-socket.md) as
