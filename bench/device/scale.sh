@@ -121,7 +121,7 @@ print(f"{'run':<12} {'workers':>7} {'gen':>4} {'subs':>6} {'delivered pps':>14} 
       f"{'eff vs 1w':>9} {'loss %':>8} {'p99 ms':>8} {'gen busy':>8} {'sfu busy':>8} "
       f"{'setup s':>7} {'sfu drops':>9} {'retries':>7}  note")
 # Not drops: counters the workers report in the same map (see shard/counters.rs).
-DELAYS = {"send_retry", "send_stalls", "early_drains", "tx_slots_busy", "slow_path",
+DELAYS = {"send_retry", "send_stalls", "early_drains", "tx_slots_busy", "gso_messages", "slow_path",
           "dtls_failed"}
 NOT_DROPS = ("pacer_", "lat_", "map_", "registry_", "unsignaled_ssrc_")
 for r in rows:

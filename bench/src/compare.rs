@@ -9,6 +9,9 @@ use crate::janus::JanusRamp;
 use crate::ramp::{self, RampReport};
 use crate::report::{round, BenchError};
 
+/// One round's CPU-bound estimate: `(µs per delivered packet, subscribers per busy core)`.
+pub type CpuEstimate = (f64, f64);
+
 /// Median, range and every value of one measure across rounds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spread {
@@ -123,8 +126,8 @@ impl CompareReport {
         })
     }
 
-    /// CPU-bound estimates per round: `(µs per delivered packet, subscribers per busy core)`.
-    pub fn cpu_estimates(&self) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+    /// CPU-bound estimates per round, Sluice's then Janus's.
+    pub fn cpu_estimates(&self) -> (Vec<CpuEstimate>, Vec<CpuEstimate>) {
         let s = self
             .rounds
             .iter()

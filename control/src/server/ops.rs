@@ -83,12 +83,22 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
         let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per worker and reason.\n# TYPE sluice_worker_dropped_total counter");
         for (w, c) in &stats {
-            // `pacer_*`, `lat_*`, `map_*`, `registry_*`, `dtls_failed` and `unsignaled_ssrc_*`
-            // entries ride in the same map but are not drops (exported below).
+            // `pacer_*`, `lat_*`, `map_*`, `registry_*`, `dtls_failed`, `unsignaled_ssrc_*` and
+            // the send events ride in the same map but are not drops (exported below).
             for (reason, v) in c.dropped.iter().filter(|(r, _)| !not_a_drop(r)) {
                 let _ = writeln!(
                     out,
                     "sluice_worker_dropped_total{{worker=\"{w}\",reason=\"{reason}\"}} {v}"
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP sluice_worker_send_events_total Sends delayed (send_retry, send_stalls, tx_slots_busy) or batched (gso_messages: one send carried several datagrams) and registry lookups (slow_path), per worker; not drops.\n# TYPE sluice_worker_send_events_total counter");
+        for (w, c) in &stats {
+            for kind in SEND_EVENTS {
+                let v = c.dropped.get(kind).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "sluice_worker_send_events_total{{worker=\"{w}\",kind=\"{kind}\"}} {v}"
                 );
             }
         }
@@ -202,6 +212,15 @@ fn tcp_metrics(out: &mut String, stats: &std::collections::BTreeMap<u16, sluice_
         }
     }
 }
+/// Delayed or batched sends and slow-path lookups (shard/counters.rs `delays`): in the stats
+/// map beside the drops, exported as `sluice_worker_send_events_total`.
+const SEND_EVENTS: [&str; 5] = [
+    "send_retry",
+    "send_stalls",
+    "tx_slots_busy",
+    "gso_messages",
+    "slow_path",
+];
 
 /// Entries of a worker's stats map that are not drop reasons.
 fn not_a_drop(key: &str) -> bool {
@@ -216,6 +235,7 @@ fn not_a_drop(key: &str) -> bool {
         ]
         .iter()
         .any(|p| key.starts_with(p))
+        || SEND_EVENTS.contains(&key)
 }
 
 /// The workers' SFU-added latency (`lat_{class}_lt_{bound}us` …, docs/control-socket.md) as

@@ -21,9 +21,17 @@ impl ControlThread {
                 let _ = self.ctx.shutdown.send(());
                 Ok(Some(ReplyOk::Done {}))
             }
-            Command::Stats {} => Ok(Some(ReplyOk::Stats {
-                workers: self.latest_stats.clone(),
-            })),
+            Command::Stats {} => {
+                // The latest snapshots now; each worker also sends a fresh one, so the next
+                // `stats` (or the next `stats_snapshot` event) is current even with a long
+                // stats interval.
+                for w in 0..self.ctx.inboxes.len() {
+                    self.send_to(w as u16, ShardCmd::Stats);
+                }
+                Ok(Some(ReplyOk::Stats {
+                    workers: self.latest_stats.clone(),
+                }))
+            }
             Command::ListSessions { after } => Ok(Some(self.list_sessions(after))),
             Command::ListTracks { after } => Ok(Some(self.list_tracks(after))),
             Command::ListSubscriptions { after } => Ok(Some(self.list_subs(after))),

@@ -300,6 +300,7 @@ impl ShardCounters {
             ("send_retry", self.send_retry),
             ("send_stalls", self.send_stalls),
             ("tx_slots_busy", io.tx_slots_busy),
+            ("gso_messages", io.tx_gso_messages),
             ("slow_path", self.slow_path),
             // Not drops either: handshakes refused, streams bound without a=ssrc (issue 20).
             ("dtls_failed", self.dtls_failed),

@@ -24,6 +24,7 @@
 //! - Bad transmits and receive errors are counted in [`IoStats`], never logged per packet.
 
 pub mod affinity;
+mod buf_ring;
 pub mod epoll;
 mod net;
 mod plain;
@@ -174,6 +175,8 @@ pub struct IoStats {
     /// io_uring: submits that found both message sets still in flight (the transmits waited for
     /// the next iteration).
     pub tx_slots_busy: u64,
+    /// Messages sent as a GSO run (`UDP_SEGMENT`: several datagrams in one send).
+    pub tx_gso_messages: u64,
     pub tx_errors: u64,
     /// The kernel refused GSO (EIO) once; GSO is now off for this socket.
     pub gso_disabled: bool,

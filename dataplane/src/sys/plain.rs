@@ -275,6 +275,7 @@ impl SocketIo {
                 for j in at..at + rc as usize {
                     sent += usize::from(tx.done[j]);
                     self.stats.tx_datagrams += segments(tx, j);
+                    self.stats.tx_gso_messages += u64::from(tx.seg[j] != 0);
                 }
                 at += rc as usize;
                 continue;

@@ -24,17 +24,16 @@
 //! DEFER_TASKRUN + TASKRUN_FLAG when the kernel has them (6.1+): receive work then runs only
 //! when we enter the kernel, in batches, and `IORING_SQ_TASKRUN` tells `recv` when to.
 
-use std::alloc::{self, Layout};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::ptr;
 use std::time::Duration;
 
 use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, IoUring};
 use socket2::Socket;
 
+use super::buf_ring::{build_ring, BufRing};
 use super::net::{decode_addr, parse_cmsgs, ADDR_LEN, RX_CTRL_LEN};
 use super::plain::segments;
 use super::socket::{open_udp, Opened};
@@ -66,10 +65,8 @@ const URING_TX_IOVS: usize = 2048;
 const DRY_WAIT: Duration = Duration::from_millis(1);
 /// Buffer group id of our provided-buffer ring (one ring per io_uring instance).
 const BGID: u16 = 0;
-/// Kernel limit on provided-buffer ring entries.
-const MAX_RING_ENTRIES: usize = 32_768;
 /// SQ size: a full set of send messages plus the receive, waker, writable and cancel requests.
-const SQ_ENTRIES: u32 = (URING_TX_MSGS as u32 + 8).next_power_of_two();
+pub(super) const SQ_ENTRIES: u32 = (URING_TX_MSGS as u32 + 8).next_power_of_two();
 /// Completions pulled from the CQ per batch while reaping (stack array).
 const REAP_BATCH: usize = 64;
 
@@ -88,93 +85,6 @@ impl From<&cqueue::Entry> for Cqe {
             res: e.result(),
             flags: e.flags(),
         }
-    }
-}
-
-/// `struct io_uring_buf`; entry 0's `resv` is the ring's tail, which the kernel reads.
-#[repr(C)]
-struct RawBuf {
-    addr: u64,
-    len: u32,
-    bid: u16,
-    resv: u16,
-}
-
-/// The provided-buffer ring: page-aligned memory shared with the kernel, plus our mirror of
-/// which buffer sits in which entry (the kernel consumes entries in order from its head).
-struct BufRing {
-    base: NonNull<RawBuf>,
-    entries: usize,
-    layout: Layout,
-    /// Our tail (entries published so far, wrapping).
-    tail: u16,
-    /// Entries published and not yet returned by a completion.
-    posted: usize,
-    /// How many to keep posted.
-    depth: usize,
-    ids: Box<[u16]>,
-}
-
-impl BufRing {
-    fn new(depth: usize) -> Self {
-        let depth = depth.clamp(1, MAX_RING_ENTRIES);
-        let entries = depth.next_power_of_two();
-        let layout = Layout::from_size_align(entries * std::mem::size_of::<RawBuf>(), 4096)
-            .expect("ring layout is valid");
-        // SAFETY: non-zero size (entries >= 1).
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(base) = NonNull::new(raw.cast::<RawBuf>()) else {
-            alloc::handle_alloc_error(layout)
-        };
-        Self {
-            base,
-            entries,
-            layout,
-            tail: 0,
-            posted: 0,
-            depth,
-            ids: vec![0; entries].into_boxed_slice(),
-        }
-    }
-
-    fn mask(&self) -> usize {
-        self.entries - 1
-    }
-
-    /// Writes entry `tail` (not yet visible to the kernel); `publish` makes it visible.
-    fn push(&mut self, id: BufId, addr: *mut u8) {
-        let idx = usize::from(self.tail) & self.mask();
-        let e = self.base.as_ptr().wrapping_add(idx);
-        // SAFETY: `idx` < entries, so `e` is inside our allocation. The kernel only reads entries
-        // between its head and the published tail; `posted < entries` means this slot is outside
-        // that window. We write the three fields by raw pointer and never `resv`, which for entry
-        // 0 is the tail the kernel may be reading.
-        unsafe {
-            ptr::addr_of_mut!((*e).addr).write(addr as u64);
-            ptr::addr_of_mut!((*e).len).write(BUF_SIZE as u32);
-            ptr::addr_of_mut!((*e).bid).write(id.0);
-        }
-        self.ids[idx] = id.0;
-        self.tail = self.tail.wrapping_add(1);
-        self.posted += 1;
-    }
-
-    fn publish(&self) {
-        // SAFETY: entry 0 is inside our allocation; this only computes the field's address.
-        let tail = unsafe { ptr::addr_of_mut!((*self.base.as_ptr()).resv) };
-        // SAFETY: `tail` is entry 0's `resv` field, inside our allocation, 2-aligned (the ring is
-        // page-aligned), and shared with the kernel only through atomic accesses; Release orders
-        // the entry writes above before it, as io_uring requires.
-        unsafe { AtomicU16::from_ptr(tail) }.store(self.tail, Ordering::Release);
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout. The kernel pinned these pages when the
-        // ring was registered and keeps its own reference until the io_uring instance goes
-        // away, so freeing our mapping cannot make it write freed memory.
-        unsafe { alloc::dealloc(self.base.as_ptr().cast(), self.layout) }
     }
 }
 
@@ -596,6 +506,7 @@ impl UringIo {
         let refuse = res == -libc::EAGAIN || (res == -libc::EIO && set.slots.seg[j] != 0);
         if res >= 0 {
             self.stats.tx_datagrams += segments(&set.slots, j);
+            self.stats.tx_gso_messages += u64::from(set.slots.seg[j] != 0);
         } else if refuse && done > 0 {
             if res == -libc::EIO {
                 // GSO refused by the device: off for this socket; the caller's retry goes out
@@ -721,26 +632,4 @@ impl UringIo {
         self.recv_armed = false;
         Ok(())
     }
-}
-
-/// Builds a ring with the best task-run mode the kernel accepts.
-fn build_ring(cq: u32) -> io::Result<IoUring> {
-    let best = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_taskrun_flag()
-        .setup_cqsize(cq)
-        .build(SQ_ENTRIES);
-    if let Ok(r) = best {
-        return Ok(r);
-    }
-    let coop = IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_taskrun_flag()
-        .setup_cqsize(cq)
-        .build(SQ_ENTRIES);
-    if let Ok(r) = coop {
-        return Ok(r);
-    }
-    IoUring::builder().setup_cqsize(cq).build(SQ_ENTRIES)
 }
