@@ -30,6 +30,16 @@ use std::time::{Duration, Instant};
 use rtp_core::net::Protocol;
 use socket2::{Domain, Socket, Type};
 
+mod handoff;
+mod ring;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use handoff::{Handoff, Handoffs};
+use ring::TxRing;
+pub use stats::TcpStats;
+
 use crate::pool::{BufPool, BUF_SIZE};
 use crate::sys::epoll::{Epoll, Ready, READ, READ_WRITE};
 use crate::sys::RecvMeta;
@@ -63,123 +73,6 @@ impl Default for TcpConfig {
             send_queue_bytes: 256 << 10,
             stun_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Counters, exported in the worker's snapshot as `tcp_*`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TcpStats {
-    pub accepted: u64,
-    /// Accepted and closed at once: the worker had `max_conns` connections.
-    pub refused_full: u64,
-    pub accept_errors: u64,
-    /// First frame not a STUN check for a known session.
-    pub closed_garbage: u64,
-    /// A frame longer than a pool buffer, or empty.
-    pub closed_bad_frame: u64,
-    /// No validated check within `stun_timeout`.
-    pub closed_no_stun: u64,
-    /// Bound, then silent for `idle_timeout`.
-    pub closed_idle: u64,
-    /// The peer closed it, or a read/write failed.
-    pub closed_peer: u64,
-    /// Its session went away.
-    pub closed_session: u64,
-    pub handed_over: u64,
-    pub adopted: u64,
-    /// A hand-over whose target's queue was full (the connection was closed).
-    pub handoff_full: u64,
-    pub rx_frames: u64,
-    pub tx_frames: u64,
-    /// Frames that did not fit in a connection's send queue.
-    pub tx_media_dropped: u64,
-    pub tx_control_dropped: u64,
-    /// Frames for a peer with no connection (closed meanwhile).
-    pub tx_no_conn: u64,
-}
-
-/// A connection moving to the worker that owns its session: the stream and every byte read from
-/// it and not yet handled (starting with the frame that named the session).
-#[derive(Debug)]
-pub struct Handoff {
-    pub stream: TcpStream,
-    pub peer: SocketAddr,
-    pub bytes: Vec<u8>,
-    pub deadline: Instant,
-}
-
-/// Connections in flight to each worker: one bounded queue per worker (a full one closes the
-/// connection, counted).
-#[derive(Debug)]
-pub struct Handoffs {
-    queues: Vec<crossbeam_queue::ArrayQueue<Handoff>>,
-}
-
-/// Hand-overs a worker may have waiting.
-const HANDOFF_CAPACITY: usize = 64;
-
-impl Handoffs {
-    pub fn new(workers: usize) -> Self {
-        Self {
-            queues: (0..workers)
-                .map(|_| crossbeam_queue::ArrayQueue::new(HANDOFF_CAPACITY))
-                .collect(),
-        }
-    }
-
-    /// False (the connection is dropped, closing it) when `to`'s queue is full.
-    pub fn push(&self, to: usize, h: Handoff) -> bool {
-        self.queues.get(to).is_some_and(|q| q.push(h).is_ok())
-    }
-
-    pub fn pop(&self, me: usize) -> Option<Handoff> {
-        self.queues.get(me)?.pop()
-    }
-}
-
-/// A fixed ring of bytes to send.
-#[derive(Debug)]
-struct TxRing {
-    buf: Box<[u8]>,
-    head: usize,
-    len: usize,
-}
-
-impl TxRing {
-    fn new(cap: usize) -> Self {
-        Self {
-            buf: vec![0; cap].into_boxed_slice(),
-            head: 0,
-            len: 0,
-        }
-    }
-
-    /// Appends `bytes` (the caller checked the room).
-    fn put(&mut self, bytes: &[u8]) {
-        let cap = self.buf.len();
-        let at = (self.head + self.len) % cap;
-        let first = bytes.len().min(cap - at);
-        self.buf[at..at + first].copy_from_slice(&bytes[..first]);
-        self.buf[..bytes.len() - first].copy_from_slice(&bytes[first..]);
-        self.len += bytes.len();
-    }
-
-    fn slices(&self) -> [&[u8]; 2] {
-        let cap = self.buf.len();
-        let end = self.head + self.len;
-        if end <= cap {
-            [&self.buf[self.head..end], &[]]
-        } else {
-            [&self.buf[self.head..], &self.buf[..end - cap]]
-        }
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.head = (self.head + n) % self.buf.len();
-        self.len -= n;
-        if self.len == 0 {
-            self.head = 0;
         }
     }
 }
@@ -691,22 +584,5 @@ impl TcpSide {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ring_wraps() {
-        let mut r = TxRing::new(8);
-        r.put(&[1, 2, 3, 4, 5, 6]);
-        r.consume(5);
-        r.put(&[7, 8, 9, 10]);
-        let [a, b] = r.slices();
-        assert_eq!([a, b].concat(), vec![6, 7, 8, 9, 10]);
-        r.consume(5);
-        assert_eq!(r.len, 0);
     }
 }
