@@ -130,7 +130,7 @@ impl Shard {
                 format!("{} exists", spec.session),
             ));
         }
-        let session = build::session(now, &spec, &self.cert)?;
+        let session = build::session(now, &spec, &self.cert, &self.dtls)?;
         let entry = Entry::new(spec.session, session, spec.quality.priority);
         let slot = match spec.mode {
             TransportMode::Webrtc {} => {

@@ -20,7 +20,7 @@ use super::counters::Drop;
 use super::msg::ShardMsg;
 use super::router::WINDOW;
 use super::table::Slot;
-use super::{min_opt, Shard};
+use super::{min_opt, Shard, FAREWELL_DATAGRAMS};
 
 impl Shard {
     /// Runs the timers of the sessions whose cached deadline passed. A session it runs is
@@ -290,7 +290,40 @@ impl Shard {
             }
         }
         if let Some(reason) = close {
+            if reason == CloseReason::DtlsFailed {
+                self.send_farewell(now, slot);
+            }
             self.close_slot(now, slot, reason, true);
+        }
+    }
+
+    /// The fatal alert a failed DTLS handshake queued (RFC 6347 §4.1.2.7: the peer must learn
+    /// the handshake is over, not retransmit into silence), queued for sending before the
+    /// session is closed. Bounded: an alert is one datagram, [`FAREWELL_DATAGRAMS`] at most,
+    /// and only while the transmit queue has room.
+    fn send_farewell(&mut self, now: Instant, slot: Slot) {
+        let Some(entry) = self.table.get_mut(slot) else {
+            return;
+        };
+        let io = &mut self.io;
+        for _ in 0..FAREWELL_DATAGRAMS {
+            if io.room() == 0 {
+                return;
+            }
+            let Some(buf) = io.pool.take() else {
+                self.counters.drop(Drop::PoolEmpty);
+                return;
+            };
+            match entry
+                .session
+                .poll_transmit(now, &mut io.pool.get_mut(buf)[..])
+            {
+                Some((len, dst)) => io.push_control(buf, len, dst),
+                None => {
+                    io.pool.give(buf);
+                    return;
+                }
+            }
         }
     }
 }

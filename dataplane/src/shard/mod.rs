@@ -45,7 +45,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtp_core::dtls::DtlsCert;
+use rtp_core::dtls::{DtlsCert, DtlsSettings};
 
 use crate::pool::BufPool;
 use crate::proto::CloseReason;
@@ -80,6 +80,8 @@ const STALL_WAIT: Duration = Duration::from_millis(1);
 /// Registry lookups per second a shard may make for datagrams it cannot place (and its burst).
 const SLOW_PATH_RATE: u32 = 5_000;
 const SLOW_PATH_BURST: u32 = 500;
+/// Datagrams a session that failed its DTLS handshake may still send (its fatal alert).
+const FAREWELL_DATAGRAMS: usize = 4;
 
 /// Wraps each shard loop iteration: called with the worker index and the iteration to run.
 pub type LoopHook = Arc<dyn Fn(usize, &mut dyn FnMut()) + Send + Sync>;
@@ -95,6 +97,8 @@ pub struct ShardContext {
     pub inbox: Receiver<ShardCmd>,
     pub to_control: ControlTx,
     pub cert: Arc<DtlsCert>,
+    /// DTLS settings of every session (the SRTP profile preference).
+    pub dtls: DtlsSettings,
     pub stop: Arc<AtomicBool>,
     pub stats_interval: Duration,
     /// ICE-TCP: this worker's listener side (None: off).
@@ -115,6 +119,7 @@ pub struct Shard {
     inbox: Receiver<ShardCmd>,
     to_control: ControlTx,
     cert: Arc<DtlsCert>,
+    dtls: DtlsSettings,
     stop: Arc<AtomicBool>,
     routes: RouteCache,
     slow_path: RateLimit,
@@ -152,6 +157,7 @@ impl Shard {
             inbox: ctx.inbox,
             to_control: ctx.to_control,
             cert: ctx.cert,
+            dtls: ctx.dtls,
             stop: ctx.stop,
             routes: RouteCache::new(),
             slow_path: RateLimit::new(SLOW_PATH_RATE, SLOW_PATH_BURST),
