@@ -14,9 +14,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::{json, Value};
 use sluice_proto::{CandidateProtocol, CloseReason, Notification, SessionId};
+
+use super::media::Media;
 
 /// One session's selected pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -169,54 +173,60 @@ pub(crate) fn relay_ips(urls: &[String], configured: &[IpAddr]) -> Vec<IpAddr> {
 }
 
 impl super::App {
-    /// Which participant and PC a session belongs to: (room, identity, `publisher`/`subscriber`).
-    async fn owner_of(&self, session: SessionId) -> Option<(String, String, &'static str)> {
-        let media = self.media.lock().await;
-        media.peers.iter().find_map(|((room, identity), p)| {
-            let pc = if p.publisher.as_ref().is_some_and(|pc| pc.session == session) {
-                "publisher"
-            } else if p
-                .subscriber
-                .as_ref()
-                .is_some_and(|s| s.session == Some(session))
-            {
-                "subscriber"
-            } else {
-                return None;
-            };
-            Some((room.clone(), identity.clone(), pc))
-        })
-    }
-
-    /// A session's selected pair changed: logged, and a `connectivity` event in its room's log
-    /// (the SSE stream and webhooks read it).
-    pub(crate) async fn connectivity_changed(&self, session: SessionId, s: Selected) {
-        let owner = self.owner_of(session).await;
-        tracing::info!(%session, transport = s.transport, remote = %s.remote, remote_type = s.remote_type, participant = ?owner.as_ref().map(|o| &o.1), "selected pair");
-        if let Some((room, identity, pc)) = owner {
+    /// A session's selected pair changed: logged, and a `connectivity` event in its room's
+    /// stream (SSE, webhooks) with the participant and PC when the room still holds it.
+    pub(crate) async fn connectivity_changed(self: &Arc<Self>, session: SessionId, s: Selected) {
+        let room = self
+            .session_rooms
+            .lock()
+            .expect("session rooms lock")
+            .get(&session)
+            .cloned();
+        tracing::info!(%session, transport = s.transport, remote = %s.remote, remote_type = s.remote_type, room = ?room, "selected pair");
+        let Some(room) = room else {
+            return;
+        };
+        let owner = self
+            .in_existing_room(&room, move |ctx| {
+                Box::pin(async move { Ok(owner_in(&ctx.media, session)) })
+            })
+            .await
+            .ok()
+            .flatten();
+        if let Some((identity, pc)) = owner {
             let payload = json!({"identity": identity, "pc": pc, "selected": s});
-            self.hub.log(&room, "connectivity", payload, self.now_ms());
+            self.events
+                .emit(&room, "connectivity", payload, self.now_ms());
         }
     }
+}
 
-    /// `{identity: {publisher: pair|null, subscriber: pair|null}}` for a room's participants
-    /// with media on this node.
-    pub(crate) async fn room_connectivity(&self, room: &str) -> BTreeMap<String, Value> {
-        let media = self.media.lock().await;
-        let c = self.connectivity.lock().expect("connectivity lock");
-        media
-            .peers
-            .iter()
-            .filter(|((r, _), _)| r == room)
-            .map(|((_, identity), p)| {
-                let publisher = c.info(p.publisher.as_ref().map(|pc| pc.session));
-                let subscriber = c.info(p.subscriber.as_ref().and_then(|s| s.session));
-                (
-                    identity.clone(),
-                    json!({"publisher": publisher, "subscriber": subscriber}),
-                )
-            })
-            .collect()
+/// Which participant and PC of a room hold `session`: (identity, `publisher`/`subscriber`).
+fn owner_in(media: &Media, session: SessionId) -> Option<(String, &'static str)> {
+    media.peers.iter().find_map(|(identity, p)| {
+        let pc = if p.publisher.as_ref().is_some_and(|pc| pc.session == session) {
+            "publisher"
+        } else if p
+            .subscriber
+            .as_ref()
+            .is_some_and(|s| s.session == Some(session))
+        {
+            "subscriber"
+        } else {
+            return None;
+        };
+        Some((identity.clone(), pc))
+    })
+}
+
+/// `{publisher: pair|null, subscriber: pair|null}` for a participant's media (`null`: none).
+pub(crate) fn of_peer(c: &Connectivity, media: &Media, identity: &str) -> Value {
+    match media.peers.get(identity) {
+        Some(p) => json!({
+            "publisher": c.info(p.publisher.as_ref().map(|pc| pc.session)),
+            "subscriber": c.info(p.subscriber.as_ref().and_then(|s| s.session)),
+        }),
+        None => Value::Null,
     }
 }
 
