@@ -247,7 +247,7 @@ async fn list_participants(
     let list = app
         .in_existing_room(&room, move |ctx| {
             Box::pin(async move {
-                let r = ctx.room().expect("checked by in_existing_room");
+                let r = ctx.room().ok_or_else(|| unknown_room(&ctx.name))?;
                 let c = app2.connectivity.lock().expect("connectivity lock");
                 // Each participant's selected pairs (issue 18): transport, addresses, types.
                 Ok(r.participants
@@ -396,6 +396,10 @@ async fn events(
     };
     let stream = app.events.subscribe(q.room, last).map_err(|e| match e {
         SseError::InvalidLastEventId => ApiError::invalid("Last-Event-ID", e.to_string()),
+        SseError::TooManySubscribers => {
+            app.refusals.count(crate::limits::Refusal::SseSubscribers);
+            ApiError::new("unavailable", e.to_string())
+        }
         other => ApiError::new("unavailable", other.to_string()),
     })?;
     Ok((
