@@ -535,7 +535,7 @@ impl WebRtcGen {
                         buf: id,
                         offset: 0,
                         len,
-                        dst,
+                        dst: dst.addr,
                         segment_size: None,
                     });
                     n += 1;

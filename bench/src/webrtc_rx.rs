@@ -184,7 +184,7 @@ pub(crate) fn after_input(
                 buf: id,
                 offset: 0,
                 len: n,
-                dst,
+                dst: dst.addr,
                 segment_size: None,
             }];
             peer.backend.send(pool, &t)?;

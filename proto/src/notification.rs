@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{SessionId, TrackId};
+use crate::vocab::CandidateProtocol;
 
 /// Something that happened in the dataplane. The `type` field selects the variant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,6 +18,10 @@ pub enum Notification {
     IceConnected {
         session: SessionId,
         remote: SocketAddr,
+        /// The transport of the pair: UDP, or a TCP connection to our passive candidate
+        /// (ICE-TCP). Absent in older dataplanes' messages: UDP.
+        #[serde(default)]
+        transport: CandidateProtocol,
     },
     /// No consent refresh (RFC 7675) for the disconnect timeout; media towards the peer stops.
     IceDisconnected { session: SessionId },
@@ -25,6 +30,9 @@ pub enum Notification {
         session: SessionId,
         local: SocketAddr,
         remote: SocketAddr,
+        /// As in `IceConnected`.
+        #[serde(default)]
+        transport: CandidateProtocol,
     },
     /// DTLS finished and SRTP keys are installed. `profile` is the RFC 5764/7714 name, e.g.
     /// `"SRTP_AEAD_AES_128_GCM"`; `version` e.g. `"DTLS 1.2"`.

@@ -172,12 +172,14 @@ fn notifications() -> Vec<Notification> {
         Notification::IceConnected {
             session: sid,
             remote,
+            transport: CandidateProtocol::Tcp,
         },
         Notification::IceDisconnected { session: sid },
         Notification::SelectedPairChanged {
             session: sid,
             local: "127.0.0.1:3478".parse().unwrap(),
             remote,
+            transport: CandidateProtocol::Udp,
         },
         Notification::DtlsConnected {
             session: sid,

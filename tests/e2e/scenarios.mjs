@@ -5,6 +5,7 @@
 import { clusterScenarios } from './scenarios-cluster.mjs';
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
 import { interopScenarios } from './scenarios-interop.mjs';
+import { tcpScenarios } from './scenarios-tcp.mjs';
 import { startNetem, sleep } from './lib/sluice.mjs';
 import { inboundTotals, outboundTotals } from './lib/stats.mjs';
 
@@ -236,4 +237,5 @@ export const scenarios = {
 
   // Issue 15: several nodes on one Redis.
   ...clusterScenarios,
+  ...tcpScenarios,
 };

@@ -139,7 +139,7 @@ impl Shard {
                 self.table.insert(entry, Some(ufrag), None)
             }
             TransportMode::PlainRtp { remote, .. } => {
-                self.table.insert(entry, None, Some(Remote::Udp(remote)))
+                self.table.insert(entry, None, Some(Remote::udp(remote)))
             }
         };
         self.next_timer = Some(now);
@@ -370,9 +370,8 @@ impl Shard {
         {
             let mut reg = self.registry.lock();
             if entry.ufrag.is_some() {
-                for r in &entry.remotes {
-                    let Remote::Udp(addr) = *r;
-                    reg.remove_remote(addr, Some(shard));
+                for r in entry.remotes.iter().filter(|r| !r.is_tcp()) {
+                    reg.remove_remote(r.addr, Some(shard));
                 }
             }
             if let Some(u) = &entry.ufrag {
@@ -380,6 +379,7 @@ impl Shard {
             }
             reg.unplace(entry.id);
         }
+        self.close_tcp_of(&entry.remotes);
         for track in entry.ups.iter().flatten() {
             if let Some(ts) = self.router.tracks.get_mut(track) {
                 ts.publisher = None;

@@ -19,7 +19,7 @@ use crate::proto::{CloseReason, Notification};
 use super::counters::Drop;
 use super::msg::ShardMsg;
 use super::router::WINDOW;
-use super::table::{Remote, Slot};
+use super::table::Slot;
 use super::{min_opt, Shard, FAREWELL_DATAGRAMS};
 
 impl Shard {
@@ -218,18 +218,24 @@ impl Shard {
                 SessionEvent::IceConnected { remote } => {
                     validated = Some(remote);
                     tracing::info!(%session, "ICE connected");
-                    (Some(Notification::IceConnected { session, remote }), true)
+                    let n = Notification::IceConnected {
+                        session,
+                        remote: remote.addr,
+                        transport: remote.proto.into(),
+                    };
+                    (Some(n), true)
                 }
                 SessionEvent::IceDisconnected => {
                     (Some(Notification::IceDisconnected { session }), true)
                 }
                 SessionEvent::SelectedPairChanged { remote } => {
-                    let local = self.io.backend.local_addr().unwrap_or(remote);
+                    let local = self.io.local_addr(remote.proto).unwrap_or(remote.addr);
                     tracing::debug!(%session, "selected pair changed");
                     let n = Notification::SelectedPairChanged {
                         session,
                         local,
-                        remote,
+                        remote: remote.addr,
+                        transport: remote.proto.into(),
                     };
                     (Some(n), false)
                 }
@@ -271,7 +277,7 @@ impl Shard {
                 _ => (None, false),
             };
             if let Some(remote) = validated {
-                self.register_remote(slot, Remote::Udp(remote));
+                self.register_remote(slot, remote);
             }
             if let Some(n) = note {
                 if reliable {

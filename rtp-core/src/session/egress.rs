@@ -3,7 +3,6 @@
 //! `retransmit` (RTX, RFC 4588 §4, or a plain resend), `poll_paced`, and
 //! the client-side helpers that protect locally produced RTP/RTCP.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::forward::{
@@ -11,6 +10,7 @@ use crate::forward::{
     PacketIn, Rewrite,
 };
 use crate::nack::{rtx_encapsulate, SentEntry};
+use crate::net::Remote;
 use crate::pacer::{PacerError, PacketClass};
 use crate::packet::{RtpView, RtpViewMut};
 
@@ -184,7 +184,7 @@ impl<H: Copy> Session<H> {
     /// Paced media ready to send now: the handle given to
     /// forward/retransmit, its length and destination (the ICE-selected
     /// address). Buffers stay owned by the caller.
-    pub fn poll_paced(&mut self, now: Instant) -> Option<(H, usize, SocketAddr)> {
+    pub fn poll_paced(&mut self, now: Instant) -> Option<(H, usize, Remote)> {
         self.poll_paced_upto(now, PacketClass::Padding)
     }
 
@@ -195,7 +195,7 @@ impl<H: Copy> Session<H> {
         &mut self,
         now: Instant,
         lowest: PacketClass,
-    ) -> Option<(H, usize, SocketAddr)> {
+    ) -> Option<(H, usize, Remote)> {
         let dest = self.transport.remote_addr()?;
         let (p, _class) = self.pacer.poll_transmit_upto(now, lowest)?;
         if let Some(seq) = p.twcc {
@@ -226,7 +226,7 @@ impl<H: Copy> Session<H> {
         _now: Instant,
         buf: &mut [u8],
         len: usize,
-    ) -> Result<(usize, SocketAddr), SessionError> {
+    ) -> Result<(usize, Remote), SessionError> {
         let dest = self
             .transport
             .remote_addr()
@@ -245,7 +245,7 @@ impl<H: Copy> Session<H> {
         _now: Instant,
         rtcp: &[u8],
         out: &mut [u8],
-    ) -> Result<(usize, SocketAddr), SessionError> {
+    ) -> Result<(usize, Remote), SessionError> {
         let dest = self
             .transport
             .remote_addr()

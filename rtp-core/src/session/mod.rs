@@ -37,7 +37,6 @@ mod stats;
 mod transport;
 mod up;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use config::{DownTrackConfig, ExtIds, LayerSsrc, SessionConfig, SessionMode, UpTrackConfig};
@@ -50,6 +49,7 @@ use crate::bwe::{
 };
 use crate::datachannel::DataChannels;
 use crate::dtls::{DtlsCert, DtlsEvent, Fingerprint};
+use crate::net::Remote;
 use crate::pacer::Pacer;
 use crate::srtp::{SrtpConfig, SrtpContext};
 use crate::time::{earliest, ntp_from_unix};
@@ -116,7 +116,7 @@ pub struct Session<H: Copy = u32> {
     outputs: Ring<SessionOutput>,
     events: Ring<SessionEvent>,
     stun_out: Vec<[u8; STUN_SLOT_LEN]>,
-    stun_pending: Ring<(usize, usize, SocketAddr)>,
+    stun_pending: Ring<(usize, usize, Remote)>,
     stun_next_slot: usize,
     /// Scratch for RTX unpacking and retransmission rewrites.
     scratch: Vec<u8>,
@@ -292,12 +292,20 @@ impl<H: Copy> Session<H> {
     /// ICE check and is still in the agent's candidate table (always true for plain RTP, whose
     /// remote is configured). The shard enters an address in its demux maps only when this
     /// holds, and forgets the ones it no longer holds for (the candidate table evicted them).
-    pub fn is_validated(&self, src: SocketAddr) -> bool {
+    pub fn is_validated(&self, src: Remote) -> bool {
         self.transport.accepts(src)
     }
 
+    /// The caller's transport to `remote` is gone (its TCP connection closed): it is no longer
+    /// a valid pair, and if media went there the session is disconnected at once
+    /// ([`SessionEvent::IceDisconnected`]) until the peer nominates another pair.
+    pub fn remote_closed(&mut self, remote: Remote) {
+        self.transport.forget(remote);
+        self.pump();
+    }
+
     /// Where media goes: the ICE-selected address, or the plain remote.
-    pub fn remote_addr(&self) -> Option<SocketAddr> {
+    pub fn remote_addr(&self) -> Option<Remote> {
         self.transport.remote_addr()
     }
 

@@ -2,8 +2,6 @@
 //! ([`SessionOutput`]), life-cycle events ([`SessionEvent`]), track ids and
 //! the error of every call ([`SessionError`]).
 
-use std::net::SocketAddr;
-
 use thiserror::Error;
 
 use crate::datachannel::{ChannelId, DataError, Reliability};
@@ -11,6 +9,7 @@ use crate::dtls::{DtlsError, DtlsVersion};
 use crate::forward::ForwardError;
 use crate::ice::IceError;
 use crate::nack::RtxError;
+use crate::net::Remote;
 use crate::packet::rtcp::RtcpError;
 use crate::packet::ParseError;
 use crate::srtp::{ProtectionProfile, SrtpError};
@@ -102,15 +101,16 @@ impl SsrcBinding {
 pub enum SessionEvent {
     /// ICE found a working address.
     IceConnected {
-        /// Where media goes.
-        remote: SocketAddr,
+        /// Where media goes (UDP, or a TCP connection).
+        remote: Remote,
     },
     /// Consent expired (or, for a client, the checks failed).
     IceDisconnected,
-    /// The peer nominated another address.
+    /// The peer nominated another address (another network, or the other
+    /// transport: UDP ↔ TCP).
     SelectedPairChanged {
         /// Where media now goes.
-        remote: SocketAddr,
+        remote: Remote,
     },
     /// DTLS done, SRTP keyed: media may flow.
     DtlsConnected {
