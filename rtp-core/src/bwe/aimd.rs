@@ -68,6 +68,10 @@ impl Aimd {
         };
         match self.state {
             State::Hold => {}
+            // Application-limited (an SFU sends what publishers send): the estimate does not
+            // climb past what the path was seen to carry (libwebrtc's 1.5 × acked + 10 kbit/s);
+            // probes, not media, raise it further.
+            State::Increase if acked_bps.is_some_and(|a| self.rate_bps > 1.5 * a + 10_000.0) => {}
             State::Increase => {
                 let near = self
                     .congestion_bps

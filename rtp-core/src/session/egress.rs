@@ -7,16 +7,38 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::forward::{
-    apply_rewrite, Decision, DependencyDescriptor, DropReason, MediaKind, PacketIn, Rewrite,
+    apply_rewrite, apply_rewrite_adding, Decision, DependencyDescriptor, DropReason, MediaKind,
+    PacketIn, Rewrite,
 };
 use crate::nack::{rtx_encapsulate, SentEntry};
 use crate::pacer::{PacerError, PacketClass};
 use crate::packet::{RtpView, RtpViewMut};
 
+use super::config::ExtIds;
 use super::down::DownTrack;
 use super::{
     DownId, Paced, Session, SessionError, SessionOutput, KEYFRAME_ASK_INTERVAL, SRTCP_OVERHEAD,
 };
+
+/// Copy + rewrite `pkt` into `out`. For a subscriber that negotiated transport-cc, a packet
+/// whose publisher put no transport-wide sequence number in it gets an element for ours
+/// (filled in by `finish_copy`): every packet we send it must be acknowledgeable.
+fn copy_for(
+    d: &DownTrack,
+    pkt: &RtpView<'_>,
+    rw: &Rewrite,
+    out: &mut [u8],
+) -> Result<usize, SessionError> {
+    let fwd = ExtIds::FORWARDED.transport_cc;
+    if let (Some(_), Some(id)) = (d.cfg.ext.transport_cc, fwd) {
+        if pkt.extension(id).is_none() {
+            if let Some(n) = apply_rewrite_adding(pkt, rw, id, &[0, 0], out)? {
+                return Ok(n);
+            }
+        }
+    }
+    Ok(apply_rewrite(pkt, rw, out)?)
+}
 
 impl<H: Copy> Session<H> {
     /// Forward one published packet (decrypted RTP `pkt`, from any
@@ -59,6 +81,7 @@ impl<H: Copy> Session<H> {
             Decision::Forward(rw) => rw,
             Decision::Drop(reason) => {
                 self.stats.forward_skipped += 1;
+                self.stats.forward_drops.count(reason);
                 let waiting = matches!(
                     reason,
                     DropReason::WaitingForKeyframe | DropReason::NotCurrentLayer
@@ -72,7 +95,7 @@ impl<H: Copy> Session<H> {
             }
         };
         let tag_room = out.len().saturating_sub(SRTCP_OVERHEAD);
-        let n = apply_rewrite(pkt, &rw, &mut out[..tag_room])?;
+        let n = copy_for(d, pkt, &rw, &mut out[..tag_room])?;
         let twcc = self.finish_copy(di, &mut out[..n])?;
         let Some(d) = self.downs[di].as_mut() else {
             return Err(SessionError::NoSuchTrack);
@@ -128,6 +151,20 @@ impl<H: Copy> Session<H> {
                 return Ok(None);
             }
         };
+        // Repair must not crowd out fresh media: on a congested path every loss is NACKed and
+        // retransmissions (served first) would take the whole pacing rate, the video behind
+        // them would expire in the pacer, and those gaps would be NACKed in turn. A
+        // retransmission that would wait more than RTX_QUEUE_LIMIT is refused.
+        let rtx = self
+            .pacer
+            .stats()
+            .class(PacketClass::Retransmission)
+            .queued_bytes;
+        let rate = self.pacer.rate_bps().max(1);
+        if rtx.saturating_mul(8_000) / rate > RTX_QUEUE_LIMIT.as_millis() as u64 {
+            self.stats.retransmit_suppressed += 1;
+            return Ok(None);
+        }
         let rw = Rewrite {
             ssrc: d.cfg.ssrc,
             seq,
@@ -138,7 +175,7 @@ impl<H: Copy> Session<H> {
         let tag_room = out.len().saturating_sub(SRTCP_OVERHEAD);
         let n = match (d.cfg.rtx_ssrc, d.cfg.rtx_payload_type) {
             (Some(rtx_ssrc), Some(rtx_pt)) => {
-                let m = apply_rewrite(orig, &rw, &mut self.scratch)?;
+                let m = copy_for(d, orig, &rw, &mut self.scratch)?;
                 set_pt(&mut self.scratch[..m], d.cfg.payload_type)?;
                 let rtx_seq = d.rtx_seq;
                 d.rtx_seq = d.rtx_seq.wrapping_add(1);
@@ -150,7 +187,7 @@ impl<H: Copy> Session<H> {
                     &mut out[..tag_room],
                 )?
             }
-            _ => apply_rewrite(orig, &rw, &mut out[..tag_room])?,
+            _ => copy_for(d, orig, &rw, &mut out[..tag_room])?,
         };
         let twcc = self.finish_copy(di, &mut out[..n])?;
         let len = self.protect(out, n)?;
@@ -164,10 +201,9 @@ impl<H: Copy> Session<H> {
     /// address). Buffers stay owned by the caller.
     pub fn poll_paced(&mut self, now: Instant) -> Option<(H, usize, SocketAddr)> {
         let dest = self.transport.remote_addr()?;
-        let (p, _class) = self.pacer.poll_transmit(now)?;
-        if let Some(seq) = p.twcc {
-            self.bwe.on_packet_sent(now, seq, p.len);
-        }
+        let (p, class) = self.pacer.poll_transmit(now)?;
+        self.bwe
+            .on_sent(now, p.twcc, p.len, class == PacketClass::Audio);
         self.stats.packets_out += 1;
         self.stats.bytes_out += p.len as u64;
         Some((p.handle, p.len, dest))
@@ -252,7 +288,7 @@ impl<H: Copy> Session<H> {
         }
     }
 
-    fn protect(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SessionError> {
+    pub(super) fn protect(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SessionError> {
         match self.tx_srtp.as_mut() {
             Some(ctx) => ctx.protect_rtp(buf, len).map_err(SessionError::from),
             None => Ok(len),
@@ -273,6 +309,9 @@ impl<H: Copy> Session<H> {
             .map_err(|_: PacerError| SessionError::PacerFull)
     }
 }
+
+/// Most retransmission queueing (at the pacing rate) before further retransmissions are refused.
+const RTX_QUEUE_LIMIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn ask_due(d: &DownTrack, now: Instant) -> bool {
     d.last_keyframe_ask

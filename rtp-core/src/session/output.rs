@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use thiserror::Error;
 
+use crate::bwe::{Layer, MAX_LAYERS};
 use crate::dtls::{DtlsError, DtlsVersion};
 use crate::forward::ForwardError;
 use crate::ice::IceError;
@@ -107,6 +108,23 @@ pub enum SessionEvent {
     },
     /// An ICE restart completed.
     Restarted,
+    /// What an UpTrack's publisher really sends per layer (a windowed rate measured on
+    /// ingress; `available`: packets within the window), every 500 ms while it sends: the
+    /// shard hands it to every subscriber's `set_down_layer_rates`.
+    LayerRates {
+        /// The UpTrack.
+        up: UpId,
+        /// Per layer, lowest first (layers the track does not have: unavailable).
+        layers: [Layer; MAX_LAYERS],
+    },
+    /// The allocator paused (`paused`) or resumed a DownTrack for bandwidth (only with
+    /// pausing allowed): the subscriber should be told (`stream_state`).
+    StreamState {
+        /// The DownTrack.
+        down: DownId,
+        /// Paused now.
+        paused: bool,
+    },
 }
 
 /// Why a Session call failed. Every datagram error is also counted in
