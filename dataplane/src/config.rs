@@ -50,6 +50,11 @@ pub struct Config {
     pub key: Option<PathBuf>,
     /// How often each worker reports a stats snapshot to the control daemon.
     pub stats_interval_ms: u64,
+    /// The allocator may pause a simulcast subscription when even the lowest layers exceed the
+    /// estimate (announced as `stream_state`, resumed after a probe finds room). Off by
+    /// default: every subscription keeps flowing at its lowest layer; single-layer tracks are
+    /// never paused either way (docs/congestion.md).
+    pub congestion_pause: bool,
 }
 
 /// A configuration error, naming the key.
@@ -111,6 +116,11 @@ const KEYS: &[(&str, &str, &str)] = &[
         "SLUICE_DATAPLANE_STATS_INTERVAL_MS",
         "--stats-interval-ms",
     ),
+    (
+        "congestion_pause",
+        "SLUICE_DATAPLANE_CONGESTION_PAUSE",
+        "--congestion-pause",
+    ),
 ];
 
 impl Config {
@@ -133,6 +143,7 @@ impl Config {
             cert: None,
             key: None,
             stats_interval_ms: 1000,
+            congestion_pause: false,
         }
     }
 
@@ -236,6 +247,7 @@ impl Config {
             "port" => self.port = raw.uint(name, 1, u64::from(u16::MAX))? as u16,
             "port_per_worker" => self.port_per_worker = raw.boolean(name)?,
             "gso" => self.gso = raw.boolean(name)?,
+            "congestion_pause" => self.congestion_pause = raw.boolean(name)?,
             "announce" => {
                 let items = raw.list(name)?;
                 self.announce = items

@@ -105,6 +105,7 @@ impl Dataplane {
             let (ready_tx, ready_rx) = mpsc::channel();
             let buffers = config.buffers_per_worker;
             let stats_interval = Duration::from_millis(config.stats_interval_ms.max(1));
+            let congestion_pause = config.congestion_pause;
             let hook = hook.clone();
             let (registry, to_control, cert, stop) = (
                 Arc::clone(&registry),
@@ -153,6 +154,7 @@ impl Dataplane {
                         cert,
                         stop,
                         stats_interval,
+                        congestion_pause,
                     })
                     .run_with(hook);
                 })

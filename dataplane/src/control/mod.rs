@@ -21,8 +21,8 @@ use std::time::Duration;
 use crate::proto::{
     AddTrack, Candidate, CandidateProtocol, Command, ControlConn, CreateSession, ErrorBody,
     ErrorCode, Hello, Message, Notification, PriorityTarget, ReplyOk, Role, SessionId, SessionInfo,
-    SessionState, Subscribe, SubscriptionId, SubscriptionInfo, TrackId, TrackInfo, TransportMode,
-    WorkerStats, MAX_LAYER_INDEX, PROTOCOL_VERSION,
+    SessionState, SessionStatsReport, Subscribe, SubscriptionId, SubscriptionInfo, TrackId,
+    TrackInfo, TransportMode, WorkerStats, MAX_LAYER_INDEX, PROTOCOL_VERSION,
 };
 use crate::shard::msg::{PendingSession, ShardCmd, ShardMsg, SharedRegistry};
 use crate::sys::Waker;

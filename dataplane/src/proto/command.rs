@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::congestion::SessionStatsReport;
 use super::ids::{SessionId, SubscriptionId, TrackId};
 use super::notification::WorkerStats;
 
@@ -77,6 +78,8 @@ pub enum Command {
     Ping {},
     /// Counters of every worker now → `ReplyOk::Stats`.
     Stats {},
+    /// One session's estimate, allocations and forwarder drops → `ReplyOk::SessionStats`.
+    SessionStats { session: SessionId },
 }
 
 impl Command {
@@ -98,6 +101,7 @@ impl Command {
         "list_subscriptions",
         "ping",
         "stats",
+        "session_stats",
     ];
 }
 
@@ -325,6 +329,8 @@ pub enum ReplyOk {
     Pong {},
     /// Answer to `Stats`: one entry per worker.
     Stats { workers: Vec<WorkerStats> },
+    /// Answer to `SessionStats`.
+    SessionStats(SessionStatsReport),
 }
 
 /// A local ICE candidate for the SDP (ICE-lite: host candidates only, RFC 8445 §5.2).

@@ -10,6 +10,7 @@
 
 mod client;
 mod command;
+mod congestion;
 mod conn;
 mod frame;
 mod ids;
@@ -23,6 +24,7 @@ pub use command::{
     IceParams, Layer, MediaKind, PriorityTarget, Quality, ReplyOk, SessionInfo, SessionState,
     Source, Subscribe, SubscriptionInfo, TrackInfo, TransportMode,
 };
+pub use congestion::{PublishedTrackStats, SessionStatsReport, StreamState, SubscriptionStats};
 pub use conn::{ControlConn, MAX_OUTPUT_BUFFERED};
 pub use frame::{decode_message, encode_frame, FrameDecoder, ProtoError};
 pub use ids::{SessionId, SubscriptionId, TrackId};
@@ -31,6 +33,7 @@ pub use notification::{pacer_delay_key, CloseReason, Counters, Notification, Wor
 pub use validate::{Invalid, MAX_LAYERS, MAX_LAYER_INDEX};
 
 /// The protocol version this build speaks (the frame's version byte and `Hello.version`).
-pub const PROTOCOL_VERSION: u8 = 1;
+/// 2: `session_stats` and the `stream_state` notification (congestion control, issue 12).
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest frame length N (version byte + JSON), 1 MiB.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::ids::{SessionId, TrackId};
+use super::congestion::StreamState;
+use super::ids::{SessionId, SubscriptionId, TrackId};
 
 /// Something that happened in the dataplane. The `type` field selects the variant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,6 +47,13 @@ pub enum Notification {
     },
     /// Periodic per-worker counters.
     StatsSnapshot(WorkerStats),
+    /// The allocator paused a subscription for bandwidth, or resumed it (only with pausing
+    /// enabled: `dataplane.congestion_pause`).
+    StreamState {
+        session: SessionId,
+        subscription: SubscriptionId,
+        state: StreamState,
+    },
 }
 
 impl Notification {
@@ -60,6 +68,7 @@ impl Notification {
         "keyframe",
         "session_closed",
         "stats_snapshot",
+        "stream_state",
     ];
 }
 

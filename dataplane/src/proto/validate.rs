@@ -105,7 +105,8 @@ impl Command {
             | Self::ListTracks { .. }
             | Self::ListSubscriptions { .. }
             | Self::Ping {}
-            | Self::Stats {} => Ok(()),
+            | Self::Stats {}
+            | Self::SessionStats { .. } => Ok(()),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use rtp_core::bwe::SendSideBweConfig;
+use rtp_core::bwe::{AllocatorConfig, SendSideBweConfig};
 use rtp_core::dtls::{DtlsCert, Fingerprint};
 use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
 use rtp_core::ice::IceConfig;
@@ -24,11 +24,13 @@ pub const MAX_UP_TRACKS: usize = 8;
 /// Preallocated DownTracks per session.
 pub const MAX_DOWN_TRACKS: usize = 64;
 
-/// Builds the `Session` for `spec`.
+/// Builds the `Session` for `spec`; `pause`: the allocator may pause simulcast subscriptions
+/// (`dataplane.congestion_pause`).
 pub fn session(
     now: Instant,
     spec: &CreateSession,
     cert: &DtlsCert,
+    pause: bool,
 ) -> Result<Session<BufId>, ErrorBody> {
     let mode = match &spec.mode {
         TransportMode::Webrtc {} => {
@@ -52,6 +54,10 @@ pub fn session(
         nack: Default::default(),
         pacer: Default::default(),
         bwe: bwe_config(spec),
+        allocator: AllocatorConfig {
+            allow_pause: pause,
+            ..AllocatorConfig::default()
+        },
         max_up_tracks: MAX_UP_TRACKS,
         max_down_tracks: MAX_DOWN_TRACKS,
     };
@@ -200,7 +206,7 @@ mod tests {
         // The session's estimate (and so its pacing rate) starts there too.
         let now = Instant::now();
         let cert = DtlsCert::generate(std::time::SystemTime::now()).expect("cert");
-        let s = session(now, &spec(plain(), 10_000_000), &cert).expect("session");
+        let s = session(now, &spec(plain(), 10_000_000), &cert, false).expect("session");
         assert_eq!(s.stats().estimate_bps, 10_000_000);
     }
 

@@ -79,6 +79,9 @@ impl Shard {
                         .entry(spec.track)
                         .or_insert_with(TrackState::new);
                     ts.subs.push((slot, down));
+                    if let Some(rates) = ts.rates {
+                        entry.session.set_down_layer_rates(down, rates);
+                    }
                     if ts.publisher.is_none() {
                         ts.source = source;
                     }
@@ -124,7 +127,7 @@ impl Shard {
                 format!("{} exists", spec.session),
             ));
         }
-        let session = build::session(now, &spec, &self.cert)?;
+        let session = build::session(now, &spec, &self.cert, self.congestion_pause)?;
         let slot = match self.free_slots.pop() {
             Some(s) => s,
             None => {
@@ -202,6 +205,7 @@ impl Shard {
 
     fn apply(&mut self, now: Instant, cmd: Command) -> Reply {
         match cmd {
+            Command::SessionStats { session } => self.session_stats(now, session),
             Command::CloseSession { session } => {
                 let Some(&slot) = self.by_id.get(&session) else {
                     return not_found(session);
@@ -420,6 +424,7 @@ impl Shard {
         // Keep its pacer counters in the worker's totals; before the drain below, whose far-future
         // instant would read as an hour of queueing.
         self.counters.pacer_retired.add(entry.session.pacer_stats());
+        self.counters.congestion_retired.add(entry.session.stats());
         // Buffers still queued in the pacer belong to our pool: take them all back. Bounded by
         // the pool size (each handle is a distinct buffer).
         let far = now + std::time::Duration::from_secs(3600);

@@ -21,6 +21,7 @@
 //! 7. `backend.wait` until the next deadline or a wake-up.
 
 mod build;
+mod bwe;
 mod commands;
 pub mod counters;
 pub mod mesh;
@@ -41,7 +42,7 @@ use rtp_core::stun::StunMessage;
 use rtp_core::RtpView;
 
 use crate::pool::{BufId, BufPool, BUF_SIZE};
-use crate::proto::{CloseReason, Notification, SessionId, SubscriptionId, TrackId};
+use crate::proto::{CloseReason, Notification, SessionId, StreamState, SubscriptionId, TrackId};
 use crate::sys::{Backend, RecvMeta, Transmit};
 use counters::{Drop, PacerTotals, ShardCounters};
 use mesh::{Mesh, RingDatagram, RingItem, RingPacket, MAX_RING_PACKET};
@@ -83,6 +84,8 @@ pub struct ShardContext {
     pub cert: Arc<DtlsCert>,
     pub stop: Arc<AtomicBool>,
     pub stats_interval: Duration,
+    /// `dataplane.congestion_pause`: the allocator may pause simulcast subscriptions.
+    pub congestion_pause: bool,
 }
 
 /// One session on this shard.
@@ -117,6 +120,8 @@ struct TrackState {
     /// Other shards with subscribers (only meaningful on the publisher's shard).
     remote: Vec<u16>,
     muted: bool,
+    /// The publisher's latest measured layer rates (for new subscribers).
+    rates: Option<[rtp_core::bwe::Layer; rtp_core::bwe::MAX_LAYERS]>,
 }
 
 impl TrackState {
@@ -132,6 +137,7 @@ impl TrackState {
             subs: Vec::new(),
             remote: Vec::new(),
             muted: false,
+            rates: None,
         }
     }
 
@@ -178,6 +184,7 @@ pub struct Shard {
     counters: ShardCounters,
     stats_interval: Duration,
     next_stats: Instant,
+    congestion_pause: bool,
 }
 
 impl Shard {
@@ -212,6 +219,7 @@ impl Shard {
             forward_reserve: FORWARD_RESERVE.min(pool_len / 8),
             counters: ShardCounters::default(),
             stats_interval: ctx.stats_interval,
+            congestion_pause: ctx.congestion_pause,
             #[allow(clippy::disallowed_methods)]
             next_stats: Instant::now() + ctx.stats_interval,
         }
@@ -671,6 +679,7 @@ impl Shard {
                 self.fan_out(now, p.track, p.layer, p.ext_seq, p.keyframe, len, false);
             }
             RingItem::KeyframeWanted { track, layer } => self.keyframe_wanted(now, track, layer),
+            RingItem::LayerRates { track, layers } => self.on_layer_rates(track, layers, false),
             RingItem::Datagram(d) => {
                 let Some(buf) = self.pool.take() else {
                     self.counters.drop(Drop::PoolEmpty);
@@ -787,6 +796,12 @@ impl Shard {
                 };
                 self.tx.push(transmit(buf, len, dst));
             }
+            if !stalled {
+                stalled = self.drain_probes(now, slot);
+            }
+            let Some(entry) = self.sessions[slot as usize].as_mut() else {
+                continue;
+            };
             entry.deadline = entry.session.poll_timeout();
             self.next_timer = min_opt(self.next_timer, entry.deadline);
             if stalled {
@@ -805,6 +820,7 @@ impl Shard {
 
     fn drain_events(&mut self, now: Instant, slot: u32) {
         let mut close = None;
+        let mut rates = None;
         // Bounded by the session's event queue.
         while let Some(ev) = self.sessions[slot as usize]
             .as_mut()
@@ -853,6 +869,23 @@ impl Shard {
                 SessionEvent::Keyframe { up, layer } => {
                     track_of(up).map(|track| Notification::Keyframe { track, layer })
                 }
+                SessionEvent::LayerRates { up, layers } => {
+                    rates = track_of(up).map(|track| (track, layers));
+                    None
+                }
+                SessionEvent::StreamState { down, paused } => {
+                    entry.downs.get(usize::from(down.0)).copied().flatten().map(
+                        |(_, subscription)| Notification::StreamState {
+                            session,
+                            subscription,
+                            state: if paused {
+                                StreamState::Paused
+                            } else {
+                                StreamState::Active
+                            },
+                        },
+                    )
+                }
                 #[allow(unreachable_patterns)]
                 _ => None,
             };
@@ -861,6 +894,9 @@ impl Shard {
                 if self.to_control.try_send(ShardMsg::Event(note)).is_err() {
                     self.counters.drop(Drop::ControlBacklog);
                 }
+            }
+            if let Some((track, layers)) = rates.take() {
+                self.on_layer_rates(track, layers, true);
             }
         }
         if let Some(reason) = close {
@@ -882,11 +918,13 @@ impl Shard {
         for entry in self.sessions.iter().flatten() {
             pacer.add(entry.session.pacer_stats());
         }
+        let (congestion, paused) = self.congestion_live();
         let snap = self.counters.snapshot(
             self.index as u16,
             self.by_id.len() as u32,
             self.backend.stats(),
             &pacer,
+            (&congestion, paused),
         );
         if self.to_control.try_send(ShardMsg::Stats(snap)).is_err() {
             self.counters.drop(Drop::ControlBacklog);

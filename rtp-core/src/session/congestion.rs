@@ -161,6 +161,11 @@ impl<H: Copy> Session<H> {
         })
     }
 
+    /// Whether a probe packet is due at `now` (then call [`Session::poll_probe`] with a buffer).
+    pub fn wants_probe(&self, now: Instant) -> bool {
+        self.bwe.probe_due().is_some_and(|t| t <= now) && self.probe_down.is_some()
+    }
+
     /// A probe packet due at `now`, written into `out` (a fresh buffer of at least 300 bytes):
     /// padding-only RTP on a video DownTrack's RTX SSRC carrying our transport-wide sequence
     /// number, SRTP-protected; returns its length and destination. Call after `poll_paced`
