@@ -8,6 +8,7 @@
 
 mod adopt;
 mod api;
+mod congestion;
 mod dev;
 mod error;
 mod hub;
@@ -208,6 +209,7 @@ fn router(app: Arc<App>) -> axum::Router {
         .merge(signal::routes())
         .merge(dev::routes())
         .merge(ops::routes())
+        .merge(congestion::routes())
         .with_state(app)
 }
 
@@ -474,6 +476,9 @@ async fn dataplane_loop(app: Arc<App>) {
             ev = events.recv() => match ev {
                 Ok(Notification::StatsSnapshot(ws)) => {
                     app.worker_stats.lock().expect("stats lock").insert(ws.worker, ws.counters);
+                }
+                Ok(Notification::StreamState { session, subscription, state }) => {
+                    app.stream_state(session, subscription, state).await;
                 }
                 Ok(Notification::SessionClosed { session, reason }) => {
                     tracing::debug!(%session, ?reason, "session closed by the dataplane");

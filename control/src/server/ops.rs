@@ -79,8 +79,11 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
         let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per worker and reason.\n# TYPE sluice_worker_dropped_total counter");
         for (w, c) in &stats {
-            // `pacer_*` entries ride in the same map but are not drops (exported below).
-            for (reason, v) in c.dropped.iter().filter(|(r, _)| !r.starts_with("pacer_")) {
+            // `pacer_*` and congestion entries ride in the same map but are not drops of the
+            // worker (exported below and by `congestion::write_metrics`).
+            for (reason, v) in c.dropped.iter().filter(|(r, _)| {
+                !r.starts_with("pacer_") && !super::congestion::is_congestion_counter(r)
+            }) {
                 let _ = writeln!(
                     out,
                     "sluice_worker_dropped_total{{worker=\"{w}\",reason=\"{reason}\"}} {v}"
@@ -113,6 +116,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 "sluice_pacer_queue_delay_max_seconds{{worker=\"{w}\"}} {s}"
             );
         }
+        super::congestion::write_metrics(&mut out, &stats);
         let _ = writeln!(out, "# HELP sluice_worker_sessions Sessions per worker.\n# TYPE sluice_worker_sessions gauge");
         for (w, c) in &stats {
             let _ = writeln!(
