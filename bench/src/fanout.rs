@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluice_dataplane::config::{Config, IoChoice};
-use sluice_dataplane::proto::{
+use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
+use sluice_proto::{
     pacer_delay_key, AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds,
     Hello, IceParams, Layer, MediaKind, Notification, Quality, ReplyOk, SessionId, Source,
     Subscribe, SubscriptionId, TrackId, TransportMode, WorkerStats,
 };
-use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 
 use crate::gen::{self, pub_ssrc, sub_ssrc, GenReport, Go, Plan};
 use rtp_core::pacer::{DELAY_BUCKETS, DELAY_BUCKET_BOUNDS_MS};
@@ -666,6 +666,7 @@ pub(crate) fn track(session: SessionId, track: TrackId, kind: Kind, stream: u32)
         ext_ids: ExtIds::default(),
         e2ee: false,
         source,
+        mid: None,
     })
 }
 

@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use sluice_dataplane::proto::{
+use sluice_dataplane::sys::affinity;
+use sluice_proto::{
     Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams, Quality, ReplyOk,
     SessionId, Subscribe, SubscriptionId, TrackId, TransportMode, WorkerStats,
 };
-use sluice_dataplane::sys::affinity;
 
 use crate::fanout::{self, Cipher, FanoutConfig, FanoutReport, Sfu};
 use crate::gen::{sub_ssrc, GenReport, Plan};
@@ -122,7 +122,7 @@ fn body(t: &Target, cfg: &FanoutConfig) -> Result<Outcome, BenchError> {
         rx_cores: Vec::new(),
     };
     let setup_start = Instant::now();
-    let ctl_err = |e: sluice_dataplane::proto::ControlError| BenchError::Control(e.to_string());
+    let ctl_err = |e: sluice_proto::ControlError| BenchError::Control(e.to_string());
     let mut ctl = ControlClient::connect(&t.control_socket).map_err(ctl_err)?;
     ctl.set_timeout(Duration::from_secs(10));
     let hello = ctl.hello(Hello::control("sluice-bench")).map_err(ctl_err)?;

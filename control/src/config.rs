@@ -1,7 +1,9 @@
 //! The control daemon's configuration: the `[control]` table of `sluice.toml`, then
 //! `SLUICE_CONTROL_*` environment variables, then `sluice up` flags (each overrides the one
-//! before). Every error names the key (`control.http: expected ip:port, got "x"`). The
-//! `[dataplane]` table is not read here: the file is passed through to `sluice-dataplane`.
+//! before). Every error names the key (`control.http: expected ip:port, got "x"`). Of the
+//! `[dataplane]` table only `control_socket` (and `SLUICE_DATAPLANE_CONTROL_SOCKET`) is read
+//! here, to find the dataplane; the file is passed through to `sluice-dataplane`, which
+//! checks the rest.
 //! `[hybrid]` (P2P/SFU policy, docs/api.md "Hybrid") and `[turn]` (TURN REST credentials)
 //! are read the same way: `SLUICE_HYBRID_<KEY>` / `SLUICE_TURN_<KEY>` and
 //! `--hybrid-<key>` / `--turn-<key>` override the file.
@@ -35,6 +37,9 @@ pub struct ControlConfig {
     pub dataplane_bin: Option<PathBuf>,
     /// Don't spawn a dataplane (one is run separately); still connect to its socket.
     pub external_dataplane: bool,
+    /// The dataplane's control socket: `dataplane.control_socket`, else
+    /// `SLUICE_DATAPLANE_CONTROL_SOCKET`, else [`sluice_proto::default_control_socket`].
+    pub dataplane_socket: PathBuf,
     /// Seconds a drain waits for rooms to empty before the daemon stops anyway.
     pub drain_deadline_s: u64,
     /// Serve `GET /dev/token` (tokens for anyone who asks). `None`: only while running on the
@@ -89,6 +94,7 @@ impl Default for ControlConfig {
             tiers: TierTable::default(),
             dataplane_bin: None,
             external_dataplane: false,
+            dataplane_socket: sluice_proto::default_control_socket(),
             drain_deadline_s: 3600,
             dev_tokens: None,
             hybrid: HybridConfig::default(),
@@ -169,6 +175,16 @@ impl ControlConfig {
                     cfg.apply_section(name, k, &text, &full, &mut turn)?;
                 }
             }
+            if let Some(socket) = doc
+                .get("dataplane")
+                .and_then(|d| d.as_table())
+                .and_then(|t| t.get("control_socket"))
+            {
+                let path = socket.as_str().ok_or_else(|| {
+                    ConfigError::new("dataplane.control_socket", "expected a string")
+                })?;
+                cfg.dataplane_socket = PathBuf::from(path);
+            }
             if let Some(section) = doc.get("control") {
                 let table = section
                     .as_table()
@@ -179,6 +195,10 @@ impl ControlConfig {
             }
         }
         for (name, value) in env {
+            if name == "SLUICE_DATAPLANE_CONTROL_SOCKET" {
+                cfg.dataplane_socket = PathBuf::from(value);
+                continue;
+            }
             if let Some((section, key)) = name
                 .strip_prefix("SLUICE_HYBRID_")
                 .map(|k| ("hybrid", k))

@@ -1,5 +1,5 @@
 //! The control daemon's link to the dataplane over its control socket (`docs/control-socket.md`):
-//! an async twin of `sluice_dataplane::proto::ControlClient` on tokio's `UnixStream`, using the
+//! an async twin of `sluice_proto::ControlClient` on tokio's `UnixStream`, using the
 //! same `encode_frame` / `FrameDecoder`.
 //!
 //! One background task owns the socket. It connects (retrying with backoff while the dataplane
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sluice_dataplane::proto::{
+use sluice_proto::{
     encode_frame, Command, ErrorBody, FrameDecoder, Hello, Message, Notification, ReplyOk, Request,
     Role,
 };

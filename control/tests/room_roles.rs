@@ -4,8 +4,8 @@
 use serde_json::json;
 use sluice_control::auth::{Grants, Role, Source};
 use sluice_control::room::{
-    Actor, ControlState, DeleteReason, Join, LeaveReason, PublishTrack, RoomConfig, RoomError,
-    RoomEvent, RoomEventKind, Rooms, RoomsConfig, SimulcastLayer, TrackKind,
+    Actor, ControlState, DeleteReason, Join, LeaveReason, MediaKind, PublishTrack, RoomConfig,
+    RoomError, RoomEvent, RoomEventKind, Rooms, RoomsConfig, SimulcastLayer,
 };
 
 const R: &str = "pairing";
@@ -30,7 +30,7 @@ fn rooms_with(members: &[(&str, Role)]) -> Rooms {
 
 fn camera() -> PublishTrack {
     PublishTrack {
-        kind: TrackKind::Video,
+        kind: MediaKind::Video,
         source: Source::Camera,
         layers: vec![],
         muted: false,
@@ -39,7 +39,7 @@ fn camera() -> PublishTrack {
 
 fn screen() -> PublishTrack {
     PublishTrack {
-        kind: TrackKind::Video,
+        kind: MediaKind::Video,
         source: Source::Screen,
         layers: vec![
             SimulcastLayer {
@@ -136,7 +136,7 @@ fn publish_needs_grant_and_source() {
     // Wrong kind for the source is a bad request.
     let mut rooms = rooms_with(&[("h", Role::Host)]);
     let mut bad = camera();
-    bad.kind = TrackKind::Audio;
+    bad.kind = MediaKind::Audio;
     assert!(matches!(
         rooms.publish(R, "h", bad),
         Err(RoomError::Invalid { field: "kind", .. })

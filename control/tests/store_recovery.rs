@@ -3,7 +3,7 @@
 
 use sluice_control::auth::{Grants, Role, Source};
 use sluice_control::events::EventLog;
-use sluice_control::room::{Join, PublishTrack, Rooms, RoomsConfig, TrackKind};
+use sluice_control::room::{Join, MediaKind, PublishTrack, Rooms, RoomsConfig};
 use sluice_control::store::{PersistedState, Store, StoreError};
 
 fn join(identity: &str, role: Role) -> Join {
@@ -35,7 +35,7 @@ fn populated(store: &Store) -> (Rooms, EventLog) {
     let ev = rooms.join("r", join("view", Role::Viewer), 3).unwrap();
     apply(&mut rooms, ev, 3);
     let track = PublishTrack {
-        kind: TrackKind::Video,
+        kind: MediaKind::Video,
         source: Source::Screen,
         layers: vec![],
         muted: false,

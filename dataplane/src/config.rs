@@ -454,10 +454,7 @@ pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
 }
 
 fn default_control_socket() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) => PathBuf::from(dir).join("sluice/dataplane.sock"),
-        None => PathBuf::from("/tmp/sluice/dataplane.sock"),
-    }
+    crate::proto::default_control_socket()
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Sluice dataplane: the thread-per-core forwarder.
 //!
 //! - [`config`]: the `[dataplane]` configuration (file, env, flags; errors name the key).
-//! - [`proto`]: the control-socket protocol (frames, messages, client and server helpers).
+//! - `proto`: the control-socket protocol, which lives in the `sluice-proto` crate (shared with
+//!   the control daemon and the bench); re-exported under this name for the crate's own use.
 //! - [`pool`]: each worker's fixed slab of packet buffers.
 //! - [`shard`]: the pinned per-core workers, their session tables and the cross-shard mesh.
 //! - [`control`]: the control thread serving the control socket.
@@ -16,8 +17,9 @@
 pub mod config;
 pub mod control;
 pub mod pool;
-pub mod proto;
 pub mod runtime;
 pub mod shard;
 pub mod sys;
 pub mod testpeer;
+
+pub(crate) use sluice_proto as proto;

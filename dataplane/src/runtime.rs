@@ -78,8 +78,10 @@ impl Dataplane {
             IoChoice::Socket => IoMode::Socket,
         };
 
+        let (shutdown_tx, shutdown_rx) = mpsc::channel();
         let mut handle = DataplaneHandle {
             threads: Vec::new(),
+            shutdown_requests: Some(shutdown_rx),
             stop: Arc::clone(&stop),
             wakers: Vec::new(),
             local_addrs: Vec::new(),
@@ -213,6 +215,7 @@ impl Dataplane {
             from_shards,
             registry,
             stop: Arc::clone(&stop),
+            shutdown: shutdown_tx,
         })
         .map_err(|source| StartError::ControlSocket {
             path: config.control_socket.clone(),
@@ -254,6 +257,7 @@ fn load_cert(config: &Config) -> Result<DtlsCert, StartError> {
 #[derive(Debug)]
 pub struct DataplaneHandle {
     threads: Vec<JoinHandle<()>>,
+    shutdown_requests: Option<mpsc::Receiver<()>>,
     stop: Arc<AtomicBool>,
     wakers: Vec<Waker>,
     local_addrs: Vec<SocketAddr>,
@@ -280,6 +284,12 @@ impl DataplaneHandle {
     /// The backend the workers run on.
     pub fn io_mode(&self) -> IoMode {
         self.io_mode
+    }
+
+    /// Receives one message per `shutdown` command from the control daemon; the caller decides
+    /// what it means (the `sluice-dataplane` binary stops). `None` after the first call.
+    pub fn take_shutdown_requests(&mut self) -> Option<mpsc::Receiver<()>> {
+        self.shutdown_requests.take()
     }
 
     /// Signals every thread and joins them.

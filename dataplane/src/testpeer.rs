@@ -286,6 +286,7 @@ impl TestPeer {
             }],
             ext: ExtIds::default(),
             e2ee: false,
+            mid: None,
         })?;
         Ok(())
     }

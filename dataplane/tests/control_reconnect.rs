@@ -8,7 +8,7 @@ mod webrtc_harness;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sluice_dataplane::proto::{Command, ControlClient, Hello, ReplyOk, SessionState};
+use sluice_proto::{Command, ControlClient, Hello, ReplyOk, SessionState};
 use webrtc_harness::*;
 
 const PACKETS: u16 = 200;

@@ -24,12 +24,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rtp_core::packet::rtcp::{write_rr, ReportBlock};
-use sluice_dataplane::proto::{
+use sluice_dataplane::runtime::Dataplane;
+use sluice_dataplane::shard::LoopHook;
+use sluice_proto::{
     Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams, MediaKind, Quality,
     ReplyOk, SessionId, Subscribe, SubscriptionId, TrackId, TransportMode,
 };
-use sluice_dataplane::runtime::Dataplane;
-use sluice_dataplane::shard::LoopHook;
 
 mod webrtc_harness;
 use sluice_dataplane::sys::affinity;

@@ -8,13 +8,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use sluice_dataplane::config::{Config, IoChoice};
-use sluice_dataplane::proto::{
+use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
+use sluice_dataplane::sys::{affinity, capabilities};
+use sluice_proto::{
     AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams,
     Layer, MediaKind, Notification, Quality, ReplyOk, SessionId, Source, Subscribe, SubscriptionId,
     TrackId, TransportMode,
 };
-use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
-use sluice_dataplane::sys::{affinity, capabilities};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const AUDIO_SSRC: u32 = 0x1111;
@@ -97,6 +97,7 @@ fn track(id: u64, kind: MediaKind, ssrc: u32) -> Command {
         } else {
             Source::Camera
         },
+        mid: None,
     })
 }
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_dataplane::proto::{encode_frame, FrameDecoder};
+use sluice_proto::{encode_frame, FrameDecoder};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&split, rest)) = data.split_first() else {

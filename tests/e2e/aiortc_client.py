@@ -5,7 +5,7 @@
 
 Prints one JSON line: what was sent or decoded (frames, sizes, codecs), the resource URL from
 Location and the DELETE status. A player also reports the arrival time of every decoded video
-frame (`video_frame_times_ms`, ms on one monotonic clock) and the end of its window
+frame (`video_times_ms`, ms on one monotonic clock) and the end of its window
 (`window_end_ms`), so the harness can check continuity (tests/e2e/lib/continuity.mjs
 `fromFrameTimes`); a publisher states its frame rate (`video_fps`: aiortc's VideoStreamTrack
 produces 30 frames a second). Exits non-zero on error. SLUICE_E2E_AIORTC_LOG=FILE writes
@@ -129,7 +129,8 @@ async def whep(args):
     pc.addTransceiver("audio", direction="recvonly")
     counts = {"video": 0, "audio": 0}
     size = {}
-    frame_times = []
+    # Arrival time (ms, monotonic) of every decoded video frame, for continuity.mjs.
+    times = []
 
     async def consume(track):
         while True:
@@ -139,7 +140,7 @@ async def whep(args):
                 return
             counts[track.kind] += 1
             if track.kind == "video":
-                frame_times.append(round(time.monotonic() * 1000, 1))
+                times.append(round(time.monotonic() * 1000, 1))
                 size["width"], size["height"] = frame.width, frame.height
 
     tasks = []
@@ -159,7 +160,7 @@ async def whep(args):
         "delete_status": deleted,
         "video_frames": counts["video"],
         "audio_frames": counts["audio"],
-        "video_frame_times_ms": frame_times,
+        "video_times_ms": times,
         "window_end_ms": window_end,
         "codecs": codecs,
         **size,

@@ -4,6 +4,7 @@
 
 import { assertContinuity, fromFrameTimes, fromSamples, samplePage } from './lib/continuity.mjs';
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
+import { interopScenarios } from './scenarios-interop.mjs';
 import { startNetem, sleep } from './lib/sluice.mjs';
 import { inboundTotals, outboundTotals } from './lib/stats.mjs';
 
@@ -32,7 +33,7 @@ async function pageContinuity(ctx, page, label, senderFps, seconds, opts = {}) {
 
 /** The same from an aiortc player's per-frame arrival times. */
 function aiortcContinuity(ctx, play, label, senderFps, seconds, opts = {}) {
-  const c = fromFrameTimes(play.video_frame_times_ms ?? [], play.window_end_ms);
+  const c = fromFrameTimes(play.video_times_ms ?? [], play.window_end_ms);
   return keep(ctx, () => assertContinuity(label, c, { senderFps, minWindowS: seconds * 0.8, ...opts }), label, c, senderFps);
 }
 
@@ -113,7 +114,7 @@ export const scenarios = {
     const play = await ctx.aiortc(['whep', '--url', `${ctx.server.origin}/whep/r1`, '--token', token, '--seconds', String(QUALITY_WINDOW_S + 2)], 60_000);
     ctx.recordInterop(pub, 'chromium publishes (to aiortc WHEP)', await ctx.stats(pub), 'publisher');
     ctx.interop.push({ engine: `aiortc ${play.version}`, direction: 'aiortc subscribes (WHEP)', codecs: play.codecs, tlsVersion: play.tls ?? null, dtlsCipher: play.cipher ?? null, srtpCipher: play.srtp ?? null });
-    const { video_frame_times_ms: _times, ...rest } = play;
+    const { video_times_ms: _times, ...rest } = play;
     ctx.details = rest;
     aiortcContinuity(ctx, play, 'chromium → aiortc (WHEP)', FPS.chromium, QUALITY_WINDOW_S);
   },
@@ -127,7 +128,7 @@ export const scenarios = {
     const subToken = await ctx.server.token('r1', 'whep', 'viewer');
     const play = await ctx.aiortc(['whep', '--url', `${ctx.server.origin}/whep/r1`, '--token', subToken, '--seconds', String(QUALITY_WINDOW_S + 1)], 60_000);
     const published = await publishing;
-    const { video_frame_times_ms: _times, ...rest } = play;
+    const { video_times_ms: _times, ...rest } = play;
     ctx.details = { ...rest, published: published.packets_sent };
     // RFC 9725 §4.1/§4.2: 201 with a Location the session is ended with (DELETE).
     for (const [r, kind] of [[published, 'whip'], [play, 'whep']]) {
@@ -329,4 +330,7 @@ export const scenarios = {
   async hybrid_sfu_failure(ctx) {
     await hybridSfuFailure(ctx);
   },
+
+  // Issue 20: GStreamer as the fourth stack, H.264, ssrc-less offers, repeated connects.
+  ...interopScenarios,
 };

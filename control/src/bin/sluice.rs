@@ -12,9 +12,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use tokio::sync::{oneshot, watch};
 
 use sluice_control::auth::{self, AdminClaims, Claims, Grants, Role, Source};
 use sluice_control::config::ControlConfig;
@@ -114,16 +114,6 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
         Ok(c) => c,
         Err(e) => return fail(&e.to_string()),
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let dp_cfg = match sluice_dataplane::config::Config::load(
-        cores,
-        toml_text.as_deref(),
-        std::env::vars(),
-        &[],
-    ) {
-        Ok(c) => c,
-        Err(e) => return fail(&format!("{}: {}", e.key, e.message)),
-    };
     let keys = match api_keys(&cfg) {
         Ok(k) => k,
         Err(e) => return fail(&e),
@@ -148,9 +138,10 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
         Err(e) => return fail(&format!("tokio runtime: {e}")),
     };
     rt.block_on(async move {
-        let socket = dp_cfg.control_socket.clone();
-        // The pid of the dataplane this process spawned (0: none, or attached to one).
-        let dataplane_pid = Arc::new(AtomicU32::new(0));
+        let socket = cfg.dataplane_socket.clone();
+        // The dataplane this process spawned and supervises, if any.
+        let mut supervisor = None;
+        let (fatal_tx, fatal_rx) = oneshot::channel::<String>();
         if cfg.external_dataplane {
             tracing::info!(socket = %socket.display(), "using an external dataplane");
         } else if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
@@ -161,12 +152,15 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
                     .map(|p| p.with_file_name("sluice-dataplane"))
                     .unwrap_or_else(|_| PathBuf::from("sluice-dataplane"))
             });
-            tokio::spawn(supervise(
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(supervise(
                 bin,
                 config_path.clone(),
                 socket.clone(),
-                Arc::clone(&dataplane_pid),
+                stop_rx,
+                fatal_tx,
             ));
+            supervisor = Some((stop_tx, task));
         }
         let opts = ServerOptions {
             http: cfg.http,
@@ -198,6 +192,7 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
                 Ok(s) => s,
                 Err(e) => return fail(&format!("signal handler: {e}")),
             };
+        let mut code = ExitCode::SUCCESS;
         tokio::select! {
             _ = term.recv() => {
                 tracing::info!("SIGTERM: draining");
@@ -205,24 +200,44 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
                 server.drained().await;
             }
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
-        }
-        server.stop();
-        // A clean stop takes the dataplane we spawned with us (a crash or SIGKILL of this
-        // process leaves it running, so calls survive a control restart).
-        let pid = dataplane_pid.swap(0, Ordering::SeqCst);
-        if pid != 0 {
-            if let Err(e) = sluice_dataplane::sys::process::terminate(pid) {
-                tracing::warn!(pid, error = %e, "could not stop the dataplane");
+            Ok(why) = fatal_rx => {
+                eprintln!("error: {why}");
+                code = ExitCode::from(2);
             }
         }
-        ExitCode::SUCCESS
+        // A clean stop takes the dataplane we spawned with us (a crash or SIGKILL of this
+        // process leaves it running, so calls survive a control restart): the `shutdown`
+        // command first, a signal if it does not go.
+        if let Some((stop, task)) = supervisor {
+            let _ = stop.send(true);
+            if let Err(e) = server.shutdown_dataplane().await {
+                tracing::info!(error = %e, "no shutdown command: the dataplane gets a signal");
+            }
+            let _ = task.await;
+        }
+        server.stop();
+        code
     })
 }
 
+/// How long a dataplane gets to exit after the `shutdown` command, then after SIGTERM.
+const DATAPLANE_STOP_GRACE: Duration = Duration::from_secs(3);
+
 /// Runs the dataplane and restarts it with backoff when it exits. The link reconnects on its
 /// own and resyncs, which re-creates sessions, tracks and subscriptions in the new process.
-async fn supervise(bin: PathBuf, config: Option<PathBuf>, socket: PathBuf, pid: Arc<AtomicU32>) {
+/// A first start that exits at once with status 2 (a configuration error, which the dataplane
+/// names) is reported on `fatal` instead: restarting cannot fix it. Once `stop` turns true it
+/// restarts nothing and returns when the child is gone: it exits on the `shutdown` command
+/// the server sends, else on SIGTERM, else it is killed.
+async fn supervise(
+    bin: PathBuf,
+    config: Option<PathBuf>,
+    socket: PathBuf,
+    mut stop: watch::Receiver<bool>,
+    fatal: oneshot::Sender<String>,
+) {
     let mut backoff = Duration::from_millis(500);
+    let mut fatal = Some(fatal);
     loop {
         let mut cmd = tokio::process::Command::new(&bin);
         if let Some(c) = &config {
@@ -233,9 +248,27 @@ async fn supervise(bin: PathBuf, config: Option<PathBuf>, socket: PathBuf, pid: 
         match cmd.spawn() {
             Ok(mut child) => {
                 tracing::info!(bin = %bin.display(), pid = child.id(), "dataplane started");
-                pid.store(child.id().unwrap_or(0), Ordering::SeqCst);
-                match child.wait().await {
-                    Ok(status) => tracing::warn!(%status, "dataplane exited"),
+                let status = tokio::select! {
+                    status = child.wait() => status,
+                    _ = stopped(&mut stop) => {
+                        stop_child(&mut child).await;
+                        return;
+                    }
+                };
+                match status {
+                    Ok(status) => {
+                        tracing::warn!(%status, "dataplane exited");
+                        let quick = started.elapsed() < Duration::from_secs(5);
+                        if status.code() == Some(2) && quick {
+                            if let Some(fatal) = fatal.take() {
+                                let _ = fatal.send(format!(
+                                    "{} refused its configuration (see its error above)",
+                                    bin.display()
+                                ));
+                                return;
+                            }
+                        }
+                    }
                     Err(e) => tracing::warn!(error = %e, "dataplane wait failed"),
                 }
             }
@@ -243,13 +276,52 @@ async fn supervise(bin: PathBuf, config: Option<PathBuf>, socket: PathBuf, pid: 
                 tracing::error!(bin = %bin.display(), error = %e, "cannot start the dataplane")
             }
         }
+        fatal = None;
         if started.elapsed() > Duration::from_secs(60) {
             backoff = Duration::from_millis(500);
         }
         tracing::info!(?backoff, "restarting the dataplane");
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped(&mut stop) => return,
+        }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Waits for a dataplane asked to stop; SIGTERM (through `kill(1)`: this crate has no
+/// `unsafe`), then SIGKILL if it lingers.
+async fn stop_child(child: &mut tokio::process::Child) {
+    if tokio::time::timeout(DATAPLANE_STOP_GRACE, child.wait())
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    if let Some(pid) = child.id() {
+        tracing::warn!(
+            pid,
+            "dataplane still running after the shutdown command: SIGTERM"
+        );
+        let _ = tokio::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .await;
+        if tokio::time::timeout(DATAPLANE_STOP_GRACE, child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    tracing::warn!("dataplane did not stop: SIGKILL");
+    let _ = child.kill().await;
 }
 
 fn parse_ttl(s: &str) -> Result<u64, String> {

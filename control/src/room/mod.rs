@@ -23,8 +23,8 @@ mod tracks;
 pub use error::RoomError;
 pub use event::{DeleteReason, LeaveReason, RoomEvent, RoomEventKind};
 pub use model::{
-    Actor, ControlState, Join, Participant, PublishTrack, QualityTier, Room, RoomConfig, RoomMode,
-    RoomsConfig, SimulcastLayer, TierTable, Track, TrackKind,
+    Actor, ControlState, Join, MediaKind, Participant, PublishTrack, QualityTier, Room, RoomConfig,
+    RoomMode, RoomsConfig, SimulcastLayer, TierTable, Track,
 };
 pub use roles::InputRelay;
 pub(crate) use rooms::{validate_name, MAX_IDENTITY, MAX_ROOM_NAME};

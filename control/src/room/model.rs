@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+pub use sluice_proto::MediaKind;
+
 use crate::auth::{Grants, Role, Source};
 
 /// Per-room settings, given at creation.
@@ -94,18 +96,11 @@ pub enum ControlState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Track {
     pub id: String,
-    pub kind: TrackKind,
+    pub kind: MediaKind,
     pub source: Source,
     /// Simulcast layers, lowest first; empty for a single-encoding track.
     pub layers: Vec<SimulcastLayer>,
     pub muted: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TrackKind {
-    Audio,
-    Video,
 }
 
 /// One simulcast encoding, named by its RID (RFC 8851).
@@ -119,7 +114,7 @@ pub struct SimulcastLayer {
 /// What a publish request asks for; the server assigns the track id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishTrack {
-    pub kind: TrackKind,
+    pub kind: MediaKind,
     pub source: Source,
     pub layers: Vec<SimulcastLayer>,
     pub muted: bool,

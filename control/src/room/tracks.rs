@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use super::error::RoomError;
 use super::event::{RoomEvent, RoomEventKind};
-use super::model::{Actor, PublishTrack, Track, TrackKind};
+use super::model::{Actor, MediaKind, PublishTrack, Track};
 use super::roles::{event, participant_mut};
 use super::rooms::{unpublish_track, Rooms};
 use crate::auth::{Role, Source};
@@ -176,8 +176,8 @@ impl Rooms {
 
 fn validate_track(track: &PublishTrack) -> Result<(), RoomError> {
     let kind_ok = match track.source {
-        Source::Camera => track.kind == TrackKind::Video,
-        Source::Microphone => track.kind == TrackKind::Audio,
+        Source::Camera => track.kind == MediaKind::Video,
+        Source::Microphone => track.kind == MediaKind::Audio,
         // Screen capture may carry tab/system audio.
         Source::Screen => true,
     };
@@ -187,7 +187,7 @@ fn validate_track(track: &PublishTrack) -> Result<(), RoomError> {
             format!("{} cannot be {:?}", source_name(track.source), track.kind),
         ));
     }
-    if track.kind == TrackKind::Audio && !track.layers.is_empty() {
+    if track.kind == MediaKind::Audio && !track.layers.is_empty() {
         return Err(RoomError::invalid(
             "layers",
             "audio tracks have no simulcast layers",

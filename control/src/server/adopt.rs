@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::media::MTrack;
-use crate::sdp::{Fmtp, MediaKind, NegotiatedCodec};
-use sluice_dataplane::proto::TrackId;
+use crate::sdp::{Fmtp, NegotiatedCodec};
+use sluice_proto::{MediaKind, TrackId};
 
 /// One published track as persisted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,20 +46,14 @@ pub(crate) struct SavedCodec {
 pub(crate) type TrackIndex = BTreeMap<String, SavedTrack>;
 
 impl SavedTrack {
-    /// `None` for a kind we never publish (the index only holds audio and video).
-    pub(crate) fn of(t: &MTrack) -> Option<Self> {
-        let kind = match t.kind {
-            MediaKind::Audio => "audio",
-            MediaKind::Video => "video",
-            _ => return None,
-        };
+    pub(crate) fn of(t: &MTrack) -> Self {
         let c = &t.codec;
-        Some(Self {
+        Self {
             room: t.room.clone(),
             owner: t.owner.clone(),
             owner_sid: t.owner_sid.clone(),
             dp: t.dp.0,
-            kind: kind.to_owned(),
+            kind: t.kind.as_str().to_owned(),
             codec: SavedCodec {
                 pt: c.pt,
                 name: c.name.clone(),
@@ -69,7 +63,7 @@ impl SavedTrack {
                 rtx_pt: c.rtx_pt,
                 rtcp_fb: c.rtcp_fb.clone(),
             },
-        })
+        }
     }
 
     /// Back to the media state's form; `None` for an unknown kind (a hand-edited file).
@@ -160,7 +154,7 @@ mod tests {
     #[test]
     fn round_trips_through_json() {
         let t = track(MediaKind::Video, Some("max-fs=12288;max-fr=60"));
-        let saved = SavedTrack::of(&t).unwrap();
+        let saved = SavedTrack::of(&t);
         let text = serde_json::to_string(&saved).unwrap();
         let back: SavedTrack = serde_json::from_str(&text).unwrap();
         let again = back.to_track().unwrap();
@@ -169,9 +163,8 @@ mod tests {
     }
 
     #[test]
-    fn other_kinds_are_not_indexed() {
-        assert!(SavedTrack::of(&track(MediaKind::Application, None)).is_none());
-        let mut s = SavedTrack::of(&track(MediaKind::Audio, None)).unwrap();
+    fn other_kinds_are_not_read_back() {
+        let mut s = SavedTrack::of(&track(MediaKind::Audio, None));
         s.kind = "text".into();
         assert!(s.to_track().is_none());
     }
@@ -184,7 +177,7 @@ mod tests {
         assert!(load(&path).is_empty());
         let idx = TrackIndex::from([(
             "TR_1".to_owned(),
-            SavedTrack::of(&track(MediaKind::Audio, None)).unwrap(),
+            SavedTrack::of(&track(MediaKind::Audio, None)),
         )]);
         save(&path, &idx).unwrap();
         assert_eq!(load(&path), idx);

@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use sluice_dataplane::proto::{
+use sluice_proto::{
     Command, Counters, ReplyOk, SessionId, SessionStatsReport, StreamState, SubscriptionId, TrackId,
 };
 
@@ -94,8 +94,7 @@ async fn room_stats(
                     ))
                 }
                 // Closed meanwhile: leave it out.
-                Err(LinkError::Failed(b))
-                    if b.code == sluice_dataplane::proto::ErrorCode::NotFound => {}
+                Err(LinkError::Failed(b)) if b.code == sluice_proto::ErrorCode::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
         }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice_dataplane::proto::{Command, TrackId};
+use sluice_proto::{Command, TrackId};
 use tokio::sync::oneshot;
 
 use super::error::ApiError;
@@ -21,7 +21,7 @@ use super::media::{Peer, PeerKey};
 use super::App;
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::{Action, Admission, HybridConfig, ModeChange, ModePolicy, Reason, Topology};
-use crate::room::{RoomMode, TrackKind};
+use crate::room::{MediaKind, RoomMode};
 
 /// Hybrid state of the node.
 #[derive(Debug)]
@@ -453,7 +453,7 @@ impl App {
                 .collect();
             let mut old = Vec::new();
             for key in keys {
-                let own: Vec<(String, String, TrackKind)> = self
+                let own: Vec<(String, String, MediaKind)> = self
                     .rooms
                     .lock()
                     .expect("rooms lock")

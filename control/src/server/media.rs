@@ -14,23 +14,23 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::json;
-use sluice_dataplane::proto::{
-    AddTrack, Codec as DpCodec, Command, CreateSession, DtlsRole as DpRole, ExtIds as DpExt,
-    IceParams, Layer, MediaKind as DpKind, Quality, ReplyOk, SessionId, Source as DpSource,
-    Subscribe, SubscriptionId, TrackId, TransportMode,
+use sluice_proto::{
+    AddTrack, Candidate as DpCandidate, Codec as DpCodec, Command, CreateSession, DtlsRole,
+    IceParams, Layer, MediaKind, Quality, ReplyOk, SessionId, Subscribe, SubscriptionId, TrackId,
+    TransportMode,
 };
 
 use super::adopt::SavedTrack;
 use super::error::ApiError;
 use super::hub::ClientMsg;
+use super::translate::{sdp_candidates, track_kind};
 use super::App;
 use crate::auth::Source;
 use crate::link::LinkError;
-use crate::room::{PublishTrack, RoomEventKind, SimulcastLayer, TrackKind};
+use crate::room::{PublishTrack, RoomEventKind, SimulcastLayer};
 use crate::sdp::{
-    self, accept_answer, announce_ip, offer_for_subscriber, Candidate, Direction, ExtIds,
-    Fingerprint, LocalParams, MediaKind, Msid, NegotiatedCodec, OutgoingTrack, SessionDescription,
-    SsrcAttr,
+    self, accept_answer, offer_for_subscriber, Direction, ExtIds, Fingerprint, LocalParams, Msid,
+    NegotiatedCodec, OutgoingTrack, SessionDescription, SsrcAttr,
 };
 
 /// (room, identity)
@@ -58,7 +58,7 @@ pub(crate) struct Peer {
     pub(crate) publisher: Option<Pc>,
     pub(crate) subscriber: Option<SubPc>,
     /// `publish` requests waiting for the offer that carries them: (cid, track sid, kind).
-    pub(crate) pending: Vec<(String, String, TrackKind)>,
+    pub(crate) pending: Vec<(String, String, MediaKind)>,
     /// Publisher mid → track sid.
     pub(crate) pub_mids: BTreeMap<String, String>,
     /// Tracks the client turned off with `subscribe {subscribe: false}`.
@@ -73,6 +73,8 @@ pub(crate) struct Peer {
 #[derive(Debug, Clone)]
 pub(crate) struct Pc {
     pub(crate) session: SessionId,
+    /// What the dataplane answered `CreateSession` with: the session's own host candidates.
+    pub(crate) candidates: Vec<DpCandidate>,
     pub(crate) ufrag: String,
     pub(crate) pwd: String,
     pub(crate) remote_ufrag: String,
@@ -82,6 +84,9 @@ pub(crate) struct Pc {
 #[derive(Debug, Default)]
 pub(crate) struct SubPc {
     pub(crate) session: Option<SessionId>,
+    /// The session's candidates and shard, from `SessionCreated`.
+    candidates: Vec<DpCandidate>,
+    worker: Option<u16>,
     pub(crate) ufrag: String,
     pub(crate) pwd: String,
     pub(crate) remote_ufrag: Option<String>,
@@ -125,8 +130,14 @@ pub(crate) enum OneShot {
 }
 
 impl App {
-    /// The dataplane's identity for our SDP, or `rejected: dataplane unavailable`.
-    fn local_params(&self, ufrag: &str, pwd: &str) -> Result<LocalParams, ApiError> {
+    /// Our side of a session's SDP: the dataplane's DTLS fingerprint and the candidates it gave
+    /// the session, or `rejected: dataplane unavailable`.
+    fn local_params(
+        &self,
+        ufrag: &str,
+        pwd: &str,
+        candidates: &[DpCandidate],
+    ) -> Result<LocalParams, ApiError> {
         let conn = self
             .link
             .as_ref()
@@ -148,17 +159,7 @@ impl App {
                 })
             })
             .ok_or_else(|| ApiError::rejected("dataplane announced no DTLS fingerprint"))?;
-        let candidates = conn
-            .hello
-            .media_addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| {
-                let prio = 2_130_706_431u32.saturating_sub(i as u32);
-                let ip = announce_ip(a.ip(), self.http_ip);
-                Candidate::host_udp(&(i + 1).to_string(), ip, a.port(), prio)
-            })
-            .collect();
+        let candidates = sdp_candidates(candidates, self.http_ip);
         Ok(LocalParams::new(
             ufrag,
             pwd,
@@ -166,6 +167,23 @@ impl App {
             candidates,
             u64::from(random_u32()),
         ))
+    }
+
+    /// `CreateSession`: the shard it landed on and its candidates.
+    async fn create_session(
+        &self,
+        spec: CreateSession,
+    ) -> Result<(u16, Vec<DpCandidate>), ApiError> {
+        match self.dp(Command::CreateSession(spec)).await? {
+            ReplyOk::SessionCreated {
+                worker,
+                local_candidates,
+            } => Ok((worker, local_candidates)),
+            other => Err(ApiError::new(
+                "internal",
+                format!("dataplane answered create_session with {other:?}"),
+            )),
+        }
     }
 
     pub(crate) async fn dp(&self, command: Command) -> Result<ReplyOk, ApiError> {
@@ -195,7 +213,7 @@ impl App {
     }
 
     /// A `publish` request was accepted: remember it for the next publisher offer.
-    pub(crate) async fn media_pending(&self, key: &PeerKey, cid: &str, sid: &str, kind: TrackKind) {
+    pub(crate) async fn media_pending(&self, key: &PeerKey, cid: &str, sid: &str, kind: MediaKind) {
         let mut media = self.media.lock().await;
         if let Some(p) = media.peers.get_mut(key) {
             p.pending.push((cid.to_owned(), sid.to_owned(), kind));
@@ -230,7 +248,10 @@ impl App {
             Some(pc) if !restart => (pc.ufrag.clone(), pc.pwd.clone()),
             _ => ice_creds(),
         };
-        let local = self.local_params(&ufrag, &pwd)?;
+        // A new session's candidates are known once the dataplane created it: decide on an
+        // answer without them, and write the final one after `CreateSession`.
+        let known: &[DpCandidate] = existing.as_ref().map_or(&[], |pc| &pc.candidates);
+        let local = self.local_params(&ufrag, &pwd, known)?;
         let mut answer = sdp::answer(&offer, &local)?;
 
         // Decide every section before touching the dataplane, so a refusal changes nothing.
@@ -248,18 +269,31 @@ impl App {
                         format!("publisher offer section mid={} must be sendonly", acc.mid),
                     ));
                 }
-                let pick = media
+                // A track the receiver accepts the codec of, whatever its order (issue 20).
+                let candidates: Vec<(&String, &MTrack)> = media
                     .tracks
                     .iter()
-                    .find(|(sid, t)| {
+                    .filter(|(sid, t)| {
                         t.room == key.0
                             && t.owner != key.1
-                            && t.kind == acc.kind
+                            && track_kind(&acc.kind) == Some(t.kind)
                             && !taken.contains(*sid)
-                            && t.codec.name.eq_ignore_ascii_case(&acc.codec.name)
                     })
-                    .map(|(sid, _)| sid.clone());
-                if let Some(sid) = &pick {
+                    .collect();
+                let pick = candidates
+                    .iter()
+                    .find(|(_, t)| acc.codecs.iter().any(|c| sdp::codec_carries(&t.codec, c)))
+                    .map(|(sid, t)| ((*sid).clone(), t.codec.clone()));
+                if pick.is_none() && !candidates.is_empty() {
+                    return Err(sdp::NegotiationError::NoTrackInAcceptedCodec {
+                        mid: acc.mid.clone(),
+                        kind: acc.kind.to_string(),
+                        accepted: sdp::codec_names(&acc.codecs),
+                        available: sdp::codec_names(candidates.iter().map(|(_, t)| &t.codec)),
+                    }
+                    .into());
+                }
+                if let Some((sid, _)) = &pick {
                     taken.insert(sid.clone());
                 }
                 send_slots.push((i, pick));
@@ -270,15 +304,15 @@ impl App {
         let mut assigned = Vec::new();
         for &i in &new_pub {
             let acc = &answer.accepted[i];
-            let kind = track_kind(&acc.kind)?;
+            let kind = publishable(&acc.kind)?;
             if let Some(pos) = pending.iter().position(|(_, _, k)| *k == kind) {
                 let (_, sid, _) = pending.remove(pos);
                 assigned.push((i, sid, None));
                 continue;
             }
             let source = match kind {
-                TrackKind::Audio => Source::Microphone,
-                TrackKind::Video => Source::Camera,
+                MediaKind::Audio => Source::Microphone,
+                MediaKind::Video => Source::Camera,
             };
             let layers = acc
                 .rids
@@ -309,8 +343,8 @@ impl App {
         }
 
         // Session.
-        let session = match &existing {
-            Some(pc) => pc.session,
+        let (session, candidates) = match &existing {
+            Some(pc) => (pc.session, pc.candidates.clone()),
             None => {
                 let id = SessionId(next_id(&mut media.next_id));
                 let role = self.participant_tier(key);
@@ -323,14 +357,16 @@ impl App {
                         remote_pwd: Some(answer.remote.ice_pwd.clone()),
                     },
                     remote_fingerprint: answer.remote.fingerprints.first().map(|f| f.to_string()),
-                    dtls_role: dp_role(answer.remote.dtls_role),
+                    dtls_role: answer.remote.dtls_role.into(),
                     worker_hint: None,
                     mode: TransportMode::Webrtc {},
                     quality: role,
                 };
-                self.dp(Command::CreateSession(spec.clone())).await?;
+                let (_, candidates) = self.create_session(spec.clone()).await?;
                 media.sessions.insert(id, spec);
-                id
+                let local = self.local_params(&ufrag, &pwd, &candidates)?;
+                answer = sdp::answer(&offer, &local)?;
+                (id, candidates)
             }
         };
         if restart {
@@ -365,7 +401,7 @@ impl App {
                         ..Layer::default()
                     })
                     .collect()
-            } else if acc.kind == MediaKind::Audio || acc.ssrcs.len() <= 1 {
+            } else if acc.kind == sdp::MediaKind::Audio || acc.ssrcs.len() <= 1 {
                 vec![acc
                     .ssrcs
                     .first()
@@ -378,7 +414,7 @@ impl App {
             } else {
                 acc.ssrcs
                     .iter()
-                    .take(sluice_dataplane::proto::MAX_LAYERS)
+                    .take(sluice_proto::MAX_LAYERS)
                     .map(|p| Layer {
                         rid: None,
                         ssrc: Some(p.ssrc),
@@ -386,18 +422,15 @@ impl App {
                     })
                     .collect()
             };
-            let kind = track_kind(&acc.kind)?;
+            let kind = publishable(&acc.kind)?;
             let source = self.track_source(key, &sid).unwrap_or(match kind {
-                TrackKind::Audio => Source::Microphone,
-                TrackKind::Video => Source::Camera,
+                MediaKind::Audio => Source::Microphone,
+                MediaKind::Video => Source::Camera,
             });
             let spec = AddTrack {
                 session,
                 track: dp,
-                kind: match kind {
-                    TrackKind::Audio => DpKind::Audio,
-                    TrackKind::Video => DpKind::Video,
-                },
+                kind,
                 codec: DpCodec {
                     name: acc.codec.name.clone(),
                     payload_type: acc.codec.pt,
@@ -405,13 +438,10 @@ impl App {
                     rtx_payload_type: acc.codec.rtx_pt,
                 },
                 layers,
-                ext_ids: dp_ext(&acc.ext_ids),
+                ext_ids: (&acc.ext_ids).into(),
                 e2ee: false,
-                source: match source {
-                    Source::Camera => DpSource::Camera,
-                    Source::Microphone => DpSource::Microphone,
-                    Source::Screen => DpSource::Screen,
-                },
+                source: source.into(),
+                mid: Some(acc.mid.clone()),
             };
             self.dp(Command::AddTrack(spec.clone())).await?;
             media.dp_tracks.insert(dp, spec);
@@ -420,15 +450,13 @@ impl App {
                 owner: key.1.clone(),
                 owner_sid: owner_sid.clone(),
                 dp,
-                kind: acc.kind.clone(),
+                kind,
                 codec: acc.codec.clone(),
             };
-            if let Some(saved) = SavedTrack::of(&track) {
-                self.track_index
-                    .lock()
-                    .expect("index lock")
-                    .insert(sid.clone(), saved);
-            }
+            self.track_index
+                .lock()
+                .expect("index lock")
+                .insert(sid.clone(), SavedTrack::of(&track));
             media.tracks.insert(sid.clone(), track);
             added.push((acc.mid.clone(), sid));
             if let Some(events) = events {
@@ -439,7 +467,10 @@ impl App {
         // Sections the client receives on (WHEP/sidecar): our SSRCs into the answer.
         let mut new_subs = Vec::new();
         for (i, pick) in send_slots {
-            let Some(track_sid) = pick else { continue };
+            let Some((track_sid, track_codec)) = pick else {
+                continue;
+            };
+            answer.send_track_codec(i, &track_codec);
             let acc = &answer.accepted[i];
             let t = &media.tracks[&track_sid];
             let ssrc = random_u32();
@@ -477,7 +508,7 @@ impl App {
                 rtx_ssrc: rtx_ssrc.filter(|_| acc.codec.rtx_pt.is_some()),
                 payload_type: acc.codec.pt,
                 rtx_payload_type: acc.codec.rtx_pt.filter(|_| rtx_ssrc.is_some()),
-                ext_ids: dp_ext(&acc.ext_ids),
+                ext_ids: (&acc.ext_ids).into(),
             });
         }
         for spec in new_subs {
@@ -496,6 +527,7 @@ impl App {
         }
         peer.publisher = Some(Pc {
             session,
+            candidates,
             ufrag,
             pwd,
             remote_ufrag: offered_ufrag,
@@ -595,6 +627,16 @@ impl App {
         if current.is_empty() && wanted.is_empty() && sub.slots.is_empty() {
             return Ok(());
         }
+        if sub.session.is_none() {
+            // The offer carries the session's candidates: create it first, before anything
+            // here changes, so a refusal leaves the next refresh to try again.
+            self.create_subscriber_session(media, key).await?;
+        }
+        let sub = media
+            .peers
+            .get_mut(key)
+            .and_then(|p| p.subscriber.as_mut())
+            .expect("created above");
         // Deactivate slots whose track is gone; fill new tracks into free slots of their kind.
         for slot in &mut sub.slots {
             if slot.track.as_ref().is_some_and(|t| !wanted.contains(t)) {
@@ -605,7 +647,7 @@ impl App {
             let t = &media.tracks[sid];
             let out = OutgoingTrack {
                 mid: String::new(),
-                kind: t.kind.clone(),
+                kind: t.kind.into(),
                 codec: t.codec.clone(),
                 ssrc: random_u32(),
                 rtx_ssrc: t.codec.rtx_pt.map(|_| random_u32()),
@@ -613,12 +655,12 @@ impl App {
                     stream_id: t.owner_sid.clone(),
                     track_id: Some(sid.clone()),
                 },
-                ext_ids: subscriber_ext_ids(&t.kind),
+                ext_ids: subscriber_ext_ids(t.kind),
             };
             if let Some(slot) = sub
                 .slots
                 .iter_mut()
-                .find(|s| s.track.is_none() && s.out.kind == t.kind)
+                .find(|s| s.track.is_none() && s.out.kind == sdp::MediaKind::from(t.kind))
             {
                 let mid = slot.out.mid.clone();
                 slot.out = OutgoingTrack { mid, ..out };
@@ -638,7 +680,7 @@ impl App {
             sub.ice_restart = sub.session.is_some();
         }
         sub.version += 1;
-        let mut local = self.local_params(&sub.ufrag, &sub.pwd)?;
+        let mut local = self.local_params(&sub.ufrag, &sub.pwd, &sub.candidates)?;
         local.session_version = sub.version;
         let outs: Vec<OutgoingTrack> = sub.slots.iter().map(|s| s.out.clone()).collect();
         let mut offer = offer_for_subscriber(&local, &outs);
@@ -652,9 +694,6 @@ impl App {
         }
         let text = offer.to_string();
         sub.pending_offer = Some(offer);
-        if sub.session.is_none() {
-            self.create_subscriber_session(media, key).await;
-        }
         self.hub.send_to(
             &key.0,
             &key.1,
@@ -670,11 +709,16 @@ impl App {
     /// nomination came ~1 s late. The remote credentials and fingerprint follow with the
     /// answer (`SetRemote`); until then the ICE-lite agent accepts any remote ufrag and DTLS
     /// waits for the fingerprint. We offer `actpass` and assume the answerer takes `active`
-    /// (RFC 8842 §5.3); an answer choosing `passive` recreates the session as DTLS client. A
-    /// failure here only costs that head start: the answer creates the session then.
-    async fn create_subscriber_session(&self, media: &mut Media, key: &PeerKey) {
+    /// (RFC 8842 §5.3); an answer choosing `passive` recreates the session as DTLS client, on
+    /// the same shard so that the offered candidates stay right. The offer carries the
+    /// candidates the dataplane answers with, so there is no offer without a session.
+    async fn create_subscriber_session(
+        &self,
+        media: &mut Media,
+        key: &PeerKey,
+    ) -> Result<(), ApiError> {
         let Some(sub) = media.peers.get(key).and_then(|p| p.subscriber.as_ref()) else {
-            return;
+            return Err(ApiError::not_found("peer"));
         };
         let id = SessionId(next_id(&mut media.next_id));
         let spec = CreateSession {
@@ -686,20 +730,20 @@ impl App {
                 remote_pwd: None,
             },
             remote_fingerprint: None,
-            dtls_role: DpRole::Server,
+            dtls_role: DtlsRole::Server,
             worker_hint: None,
             mode: TransportMode::Webrtc {},
             quality: self.participant_tier(key),
         };
-        if let Err(e) = self.dp(Command::CreateSession(spec.clone())).await {
-            tracing::debug!(identity = %key.1, error = %e, "subscriber session not created before the offer");
-            return;
-        }
+        let (worker, candidates) = self.create_session(spec.clone()).await?;
         media.sessions.insert(id, spec);
         if let Some(sub) = media.peers.get_mut(key).and_then(|p| p.subscriber.as_mut()) {
             sub.session = Some(id);
             sub.remote_ufrag = None;
+            sub.candidates = candidates;
+            sub.worker = Some(worker);
         }
+        Ok(())
     }
 
     /// The client's answer to our subscriber offer.
@@ -728,7 +772,7 @@ impl App {
             }
         };
         let remote = accepted.remote.clone();
-        let role = dp_role(remote.dtls_role);
+        let role = DtlsRole::from(remote.dtls_role);
         if let Some(s) = sub.session {
             if media
                 .sessions
@@ -803,12 +847,21 @@ impl App {
                     },
                     remote_fingerprint: remote.fingerprints.first().map(|f| f.to_string()),
                     dtls_role: role,
-                    worker_hint: None,
+                    // The shard the offered candidates name.
+                    worker_hint: sub.worker,
                     mode: TransportMode::Webrtc {},
                     quality: self.participant_tier(key),
                 };
-                self.dp(Command::CreateSession(spec.clone())).await?;
+                let offered = sub.candidates.clone();
+                let (worker, candidates) = self.create_session(spec.clone()).await?;
+                if !offered.is_empty() && candidates != offered {
+                    tracing::warn!(identity = %key.1, "subscriber session moved shards: the offered candidates no longer match");
+                }
                 media.sessions.insert(id, spec);
+                if let Some(sub) = media.peers.get_mut(key).and_then(|p| p.subscriber.as_mut()) {
+                    sub.candidates = candidates;
+                    sub.worker = Some(worker);
+                }
                 id
             }
         };
@@ -842,7 +895,7 @@ impl App {
                     rtx_ssrc: rtx.map(|r| r.0),
                     payload_type: acc.codec.pt,
                     rtx_payload_type: rtx.map(|r| r.1),
-                    ext_ids: dp_ext(&acc.ext_ids),
+                    ext_ids: (&acc.ext_ids).into(),
                 },
             );
         }
@@ -1234,41 +1287,16 @@ fn next_id(counter: &mut u64) -> u64 {
     *counter
 }
 
-fn track_kind(kind: &MediaKind) -> Result<TrackKind, ApiError> {
-    match kind {
-        MediaKind::Audio => Ok(TrackKind::Audio),
-        MediaKind::Video => Ok(TrackKind::Video),
-        other => Err(ApiError::invalid(
-            "sdp",
-            format!("cannot publish {other} media"),
-        )),
-    }
-}
-
-fn dp_role(role: sdp::DtlsRole) -> DpRole {
-    match role {
-        sdp::DtlsRole::Server => DpRole::Server,
-        sdp::DtlsRole::Client => DpRole::Client,
-    }
-}
-
-fn dp_ext(e: &ExtIds) -> DpExt {
-    DpExt {
-        transport_cc: e.transport_cc,
-        abs_send_time: e.abs_send_time,
-        audio_level: e.audio_level,
-        mid: e.mid,
-        rid: e.rid,
-        repaired_rid: e.repaired_rid,
-        dependency_descriptor: e.dependency_descriptor,
-    }
+/// The kind of a section a client publishes on: audio or video.
+fn publishable(kind: &sdp::MediaKind) -> Result<MediaKind, ApiError> {
+    track_kind(kind).ok_or_else(|| ApiError::invalid("sdp", format!("cannot publish {kind} media")))
 }
 
 /// Header extensions we offer subscribers (ids fixed per offer; the answer confirms them).
 /// They must be the ids the dataplane renumbers every forwarded packet to
 /// (`rtp_core::session::ExtIds::FORWARDED`); `mid` is offered for BUNDLE but never sent, so
 /// subscribers demultiplex forwarded media by the SSRCs in this offer.
-fn subscriber_ext_ids(kind: &MediaKind) -> ExtIds {
+fn subscriber_ext_ids(kind: MediaKind) -> ExtIds {
     let fwd = rtp_core::session::ExtIds::FORWARDED;
     let mut e = ExtIds {
         mid: Some(1),
@@ -1276,7 +1304,7 @@ fn subscriber_ext_ids(kind: &MediaKind) -> ExtIds {
         transport_cc: fwd.transport_cc,
         ..ExtIds::default()
     };
-    if *kind == MediaKind::Audio {
+    if kind == MediaKind::Audio {
         e.audio_level = fwd.audio_level;
     }
     e

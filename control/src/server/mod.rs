@@ -17,6 +17,7 @@ mod media;
 mod ops;
 mod p2p;
 mod signal;
+mod translate;
 mod webhook;
 mod whip;
 
@@ -28,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
-use sluice_dataplane::proto::{Counters, Notification};
+use sluice_proto::{Counters, Notification};
 use tokio::sync::Notify;
 
 pub use error::ApiError;
@@ -194,6 +195,18 @@ impl Server {
     /// Writes the state file now.
     pub fn persist(&self) {
         self.app.persist_now();
+    }
+
+    /// Asks the dataplane to stop (the `shutdown` command); for a dataplane this daemon spawned.
+    pub async fn shutdown_dataplane(&self) -> Result<(), crate::link::LinkError> {
+        let link = self
+            .app
+            .link
+            .as_ref()
+            .ok_or(crate::link::LinkError::Unavailable)?;
+        link.request(sluice_proto::Command::Shutdown {})
+            .await
+            .map(drop)
     }
 
     /// Stops serving.

@@ -21,7 +21,7 @@ use super::media::{OneShot, PeerKey};
 use super::{departed, participant_info, App};
 use crate::auth::{self, AuthError, Claims, Source};
 use crate::hybrid::Action;
-use crate::room::{Join, PublishTrack, RoomEventKind, SimulcastLayer, TrackKind};
+use crate::room::{Join, MediaKind, PublishTrack, RoomEventKind, SimulcastLayer};
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new().route("/rtc", get(upgrade))
@@ -435,8 +435,8 @@ async fn dispatch(
         "publish" => {
             let cid = str_field(msg, "cid")?;
             let kind = match str_field(msg, "kind")? {
-                "audio" => TrackKind::Audio,
-                "video" => TrackKind::Video,
+                "audio" => MediaKind::Audio,
+                "video" => MediaKind::Video,
                 other => return Err(ApiError::invalid("kind", format!("unknown kind {other:?}"))),
             };
             let source = match str_field(msg, "source")? {

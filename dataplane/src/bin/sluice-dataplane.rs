@@ -1,6 +1,7 @@
 //! `sluice-dataplane`: reads the `[dataplane]` configuration (`--config FILE`, then
 //! `SLUICE_DATAPLANE_*` env, then flags), logs the capability probe, starts the shards and the
-//! control thread, and runs until SIGTERM or SIGINT, then stops cleanly.
+//! control thread, and runs until SIGTERM or SIGINT or a `shutdown` command from the control
+//! daemon, then stops cleanly.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -69,7 +70,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let handle = match Dataplane::start(config) {
+    let mut handle = match Dataplane::start(config) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
@@ -83,8 +84,23 @@ fn main() -> ExitCode {
         fingerprint = handle.fingerprint(),
         "dataplane running"
     );
-    if let Some(sig) = signals.forever().next() {
-        tracing::info!(signal = sig, "stopping");
+    // A `shutdown` command ends the wait on signals as a signal would.
+    if let Some(requests) = handle.take_shutdown_requests() {
+        let signals = signals.handle();
+        let spawned = std::thread::Builder::new()
+            .name("sluice-shutdown".into())
+            .spawn(move || {
+                if requests.recv().is_ok() {
+                    signals.close();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no shutdown-command thread; signals only");
+        }
+    }
+    match signals.forever().next() {
+        Some(sig) => tracing::info!(signal = sig, "stopping"),
+        None => tracing::info!("stopping on the control daemon's shutdown command"),
     }
     handle.stop();
     tracing::info!("stopped");

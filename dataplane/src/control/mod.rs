@@ -53,6 +53,8 @@ pub struct ControlContext {
     pub from_shards: Receiver<ShardMsg>,
     pub registry: Arc<SharedRegistry>,
     pub stop: Arc<AtomicBool>,
+    /// Told when the control daemon asks the process to stop (`Command::Shutdown`).
+    pub shutdown: std::sync::mpsc::Sender<()>,
 }
 
 #[derive(Debug)]

@@ -14,6 +14,13 @@ impl ControlThread {
         }
         let result = match command {
             Command::Ping {} => Ok(Some(ReplyOk::Pong {})),
+            Command::Shutdown {} => {
+                tracing::info!("shutdown requested by the control daemon");
+                // The receiver is the process that embeds us (the binary stops; a test may
+                // not listen at all).
+                let _ = self.ctx.shutdown.send(());
+                Ok(Some(ReplyOk::Done {}))
+            }
             Command::Stats {} => Ok(Some(ReplyOk::Stats {
                 workers: self.latest_stats.clone(),
             })),

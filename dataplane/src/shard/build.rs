@@ -6,18 +6,13 @@ use std::time::Instant;
 
 use rtp_core::bwe::{AllocatorConfig, SendSideBweConfig};
 use rtp_core::dtls::{DtlsCert, Fingerprint};
-use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
 use rtp_core::ice::IceConfig;
 use rtp_core::session::{
-    DownTrackConfig, ExtIds as CoreExtIds, LayerSsrc, Session, SessionConfig, SessionMode,
-    UpTrackConfig,
+    DownTrackConfig, LayerSsrc, Session, SessionConfig, SessionMode, UpTrackConfig,
 };
 
 use crate::pool::BufId;
-use crate::proto::{
-    AddTrack, CreateSession, DtlsRole, ErrorBody, ErrorCode, ExtIds, MediaKind, Subscribe,
-    TransportMode,
-};
+use crate::proto::{AddTrack, CreateSession, ErrorBody, ErrorCode, Subscribe, TransportMode};
 
 /// Preallocated UpTracks per session (a publisher with camera, screen and microphone fits).
 pub const MAX_UP_TRACKS: usize = 8;
@@ -38,7 +33,7 @@ pub fn session(
             ice.remote_ufrag = spec.ice.remote_ufrag.clone();
             SessionMode::WebRtc {
                 ice,
-                dtls_role: dtls_role(spec.dtls_role),
+                dtls_role: spec.dtls_role.into(),
                 remote_fingerprint: spec
                     .remote_fingerprint
                     .as_deref()
@@ -89,17 +84,10 @@ pub fn fingerprint(sdp: &str) -> Result<Fingerprint, ErrorBody> {
     })
 }
 
-pub fn dtls_role(role: DtlsRole) -> rtp_core::dtls::DtlsRole {
-    match role {
-        DtlsRole::Server => rtp_core::dtls::DtlsRole::Server,
-        DtlsRole::Client => rtp_core::dtls::DtlsRole::Client,
-    }
-}
-
 pub fn up_track(spec: &AddTrack) -> UpTrackConfig {
     UpTrackConfig {
-        kind: kind(spec.kind),
-        codec: codec(&spec.codec.name),
+        kind: spec.kind.into(),
+        codec: (&spec.codec).into(),
         clock_rate: spec.codec.clock_rate,
         payload_type: spec.codec.payload_type,
         rtx_payload_type: spec.codec.rtx_payload_type,
@@ -112,21 +100,22 @@ pub fn up_track(spec: &AddTrack) -> UpTrackConfig {
                 rid: l.rid.clone(),
             })
             .collect(),
-        ext: ext_ids(&spec.ext_ids),
+        ext: spec.ext_ids.into(),
         e2ee: spec.e2ee,
+        mid: spec.mid.clone(),
     }
 }
 
 pub fn down_track(spec: &Subscribe, track: &AddTrack, priority: u8) -> DownTrackConfig {
     DownTrackConfig {
-        kind: kind(track.kind),
-        codec: codec(&track.codec.name),
+        kind: track.kind.into(),
+        codec: (&track.codec).into(),
         clock_rate: track.codec.clock_rate,
         payload_type: spec.payload_type,
         rtx_payload_type: spec.rtx_payload_type,
         ssrc: spec.ssrc,
         rtx_ssrc: spec.rtx_ssrc,
-        ext: ext_ids(&spec.ext_ids),
+        ext: spec.ext_ids.into(),
         e2ee: track.e2ee,
         priority,
         // The top simulcast layer the publisher sends: the forwarder targets it until the
@@ -135,41 +124,10 @@ pub fn down_track(spec: &Subscribe, track: &AddTrack, priority: u8) -> DownTrack
     }
 }
 
-fn kind(k: MediaKind) -> CoreKind {
-    match k {
-        MediaKind::Audio => CoreKind::Audio,
-        MediaKind::Video => CoreKind::Video,
-    }
-}
-
-/// SDP encoding names are case-insensitive (RFC 4855 §3).
-pub fn codec(name: &str) -> CoreCodec {
-    match name.to_ascii_lowercase().as_str() {
-        "opus" => CoreCodec::Opus,
-        "vp8" => CoreCodec::Vp8,
-        "vp9" => CoreCodec::Vp9,
-        "h264" => CoreCodec::H264,
-        "av1" => CoreCodec::Av1,
-        _ => CoreCodec::Other,
-    }
-}
-
-fn ext_ids(e: &ExtIds) -> CoreExtIds {
-    CoreExtIds {
-        transport_cc: e.transport_cc,
-        abs_send_time: e.abs_send_time,
-        audio_level: e.audio_level,
-        mid: e.mid,
-        rid: e.rid,
-        repaired_rid: e.repaired_rid,
-        dependency_descriptor: e.dependency_descriptor,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{IceParams, Quality, SessionId};
+    use crate::proto::{DtlsRole, IceParams, Quality, SessionId};
 
     fn spec(mode: TransportMode, max_bitrate_bps: u64) -> CreateSession {
         CreateSession {

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
 use sluice_dataplane::config::{Config, IoChoice};
-use sluice_dataplane::proto::{
+use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
+use sluice_dataplane::sys::{affinity, capabilities};
+use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
+use sluice_proto::{
     AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams,
     Layer, MediaKind, Quality, ReplyOk, SessionId, SessionState, Source, Subscribe, SubscriptionId,
     TrackId, TransportMode, WorkerStats,
 };
-use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
-use sluice_dataplane::sys::{affinity, capabilities};
-use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
 
 pub const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const AUDIO_SSRC: u32 = 0x1111;
@@ -291,6 +291,7 @@ pub fn track(session: SessionId, id: TrackId, kind: MediaKind, ssrc: u32) -> Com
         } else {
             Source::Camera
         },
+        mid: None,
     })
 }
 

@@ -93,6 +93,10 @@ pub struct DtlsEndpoint {
     events: VecDeque<DtlsEvent>,
     /// Size dimpl asked for when `poll_transmit`'s buffer was too small.
     needed: usize,
+    /// After a failure: dimpl may still hold the alert it queued (drain it once).
+    farewell_dimpl: bool,
+    /// After a failure dimpl sent no alert for: the fatal alert we send ourselves.
+    farewell_alert: Option<u8>,
 }
 
 impl DtlsEndpoint {
@@ -166,6 +170,8 @@ impl DtlsEndpoint {
             last_now: now,
             events: VecDeque::with_capacity(4),
             needed: 0,
+            farewell_dimpl: false,
+            farewell_alert: None,
         })
     }
 
@@ -233,12 +239,12 @@ impl DtlsEndpoint {
     /// `None` when there is nothing to send now. `out` should be at least
     /// [`DtlsSettings::mtu`] bytes (see [`needed_buffer`](Self::needed_buffer)).
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
-        // A locally closed endpoint still drains its close_notify.
+        // A locally closed endpoint still drains its close_notify; a failed one its alert.
         if self.state == DtlsState::Failed {
-            return None;
+            return self.poll_farewell(out);
         }
         if self.advance(now).is_err() {
-            return None;
+            return self.poll_farewell(out);
         }
         // Bounded: each iteration consumes one queued output of dimpl, and
         // dimpl ends every poll cycle with `Timeout`.
@@ -272,10 +278,39 @@ impl DtlsEndpoint {
                 _ => {}
             }
             if self.state == DtlsState::Failed {
-                return None;
+                return self.poll_farewell(out);
             }
         }
         None
+    }
+
+    /// The fatal alert of a failed handshake (RFC 6347 §4.1.2.7, RFC 5246 §7.2.2), so the peer
+    /// stops instead of retransmitting into silence: the one dimpl queued when it detected the
+    /// failure, else, in DTLS 1.2, one of ours in epoch 0 (the checks that fail here — the SDP
+    /// fingerprint, a missing certificate or SRTP profile — run before we send
+    /// ChangeCipherSpec). Nothing for DTLS 1.3, where the peer only reads alerts under the
+    /// handshake keys dimpl does not lend out.
+    fn poll_farewell(&mut self, out: &mut [u8]) -> Option<usize> {
+        for _ in 0..MAX_OUTPUTS_PER_POLL {
+            if !self.farewell_dimpl {
+                break;
+            }
+            match self.dtls.poll_output(out) {
+                // Only an alert record: never a handshake flight dimpl still had queued.
+                Output::Packet(p) if p.first() == Some(&21) => {
+                    self.farewell_alert = None;
+                    return Some(p.len());
+                }
+                Output::Timeout(_) | Output::BufferTooSmall { .. } => self.farewell_dimpl = false,
+                _ => {}
+            }
+        }
+        self.farewell_dimpl = false;
+        let desc = self.farewell_alert.take()?;
+        let record = alert_record(desc);
+        let dst = out.get_mut(..record.len())?;
+        dst.copy_from_slice(&record);
+        Some(record.len())
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
@@ -374,11 +409,23 @@ impl DtlsEndpoint {
     fn fatal(&mut self, e: &dimpl::Error) -> DtlsError {
         let f = failure_from(e);
         self.fail(f);
+        // dimpl found it: it may have queued its own alert (an empty client Certificate does).
+        self.farewell_dimpl = self.state == DtlsState::Failed;
         DtlsError::Failed(f)
     }
 
     fn fail(&mut self, f: DtlsFailure) {
         if self.is_active() {
+            self.farewell_alert = match (self.version(), f) {
+                (Some(DtlsVersion::Dtls12), DtlsFailure::Timeout) => None,
+                (Some(DtlsVersion::Dtls12), DtlsFailure::FingerprintMismatch)
+                | (Some(DtlsVersion::Dtls12), DtlsFailure::NoPeerCertificate)
+                | (Some(DtlsVersion::Dtls12), DtlsFailure::PeerCertificate) => {
+                    Some(ALERT_BAD_CERTIFICATE)
+                }
+                (Some(DtlsVersion::Dtls12), _) => Some(ALERT_HANDSHAKE_FAILURE),
+                _ => None,
+            };
             self.state = DtlsState::Failed;
             self.keying = None;
             self.timeout = None;
@@ -409,12 +456,34 @@ fn version_from(v: Option<ProtocolVersion>) -> Option<DtlsVersion> {
 fn failure_from(e: &dimpl::Error) -> DtlsFailure {
     match e {
         dimpl::Error::Timeout(_) => DtlsFailure::Timeout,
+        dimpl::Error::CertificateError(dimpl::CertificateError::NoClientCertificateReceived)
+        | dimpl::Error::CertificateError(dimpl::CertificateError::NoServerCertificateReceived) => {
+            DtlsFailure::NoPeerCertificate
+        }
         dimpl::Error::CertificateError(_) => DtlsFailure::PeerCertificate,
         dimpl::Error::SecurityError(_) => DtlsFailure::Security,
         dimpl::Error::CryptoError(_) => DtlsFailure::Crypto,
         _ => DtlsFailure::Protocol,
     }
 }
+
+/// A plaintext (epoch 0) fatal alert record of DTLS 1.2 (RFC 6347 §4.1). Its sequence number is
+/// far above any a handshake uses, so the peer's replay window takes it.
+fn alert_record(description: u8) -> [u8; 15] {
+    let mut r = [0u8; 15];
+    r[0] = 21; // alert
+    r[1..3].copy_from_slice(&[0xfe, 0xfd]); // DTLS 1.2
+                                            // epoch 0 (bytes 3..5), 48-bit sequence number (bytes 5..11)
+    r[5..11].copy_from_slice(&[0x00, 0x00, 0x7f, 0xff, 0xff, 0xf0]);
+    r[11..13].copy_from_slice(&2u16.to_be_bytes());
+    r[13] = 2; // fatal
+    r[14] = description;
+    r
+}
+
+/// RFC 5246 §7.2.2 alert descriptions we send.
+const ALERT_HANDSHAKE_FAILURE: u8 = 40;
+const ALERT_BAD_CERTIFICATE: u8 = 42;
 
 /// Smallest MTU we accept: a ClientHello fragment plus headers must fit.
 const MIN_MTU: usize = 576;

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 pub use config::{DownTrackConfig, ExtIds, LayerSsrc, SessionConfig, SessionMode, UpTrackConfig};
 pub use congestion::DownReport;
-pub use output::{DownId, SessionError, SessionEvent, SessionOutput, UpId};
+pub use output::{DownId, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
 pub use stats::{ForwardDrops, SessionStats};
 
 use crate::bwe::{

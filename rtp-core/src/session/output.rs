@@ -64,6 +64,28 @@ pub enum SessionOutput {
     },
 }
 
+/// How an SSRC the offer did not signal was bound to a track (RFC 8843 §9.2, RFC 8852).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SsrcBinding {
+    /// The `rtp-stream-id` / `repaired-rtp-stream-id` extension named a simulcast layer.
+    Rid,
+    /// The MID extension named the track's m= section.
+    Mid,
+    /// The payload type belongs to exactly one of the session's published tracks.
+    PayloadType,
+}
+
+impl SsrcBinding {
+    /// A metric label: `rid`, `mid`, `payload_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rid => "rid",
+            Self::Mid => "mid",
+            Self::PayloadType => "payload_type",
+        }
+    }
+}
+
 /// Life-cycle events, drained with `Session::poll_event`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -105,6 +127,20 @@ pub enum SessionEvent {
         up: UpId,
         /// The layer.
         layer: u8,
+    },
+    /// A packet from an SSRC the offer did not name was bound to an UpTrack layer (RFC 8843
+    /// §9.2): the SSRC carries that layer's media (or its RTX) from now on.
+    SsrcBound {
+        /// The UpTrack.
+        up: UpId,
+        /// The layer.
+        layer: u8,
+        /// The SSRC now bound.
+        ssrc: u32,
+        /// Whether it is the layer's RTX stream.
+        rtx: bool,
+        /// What identified the track.
+        by: SsrcBinding,
     },
     /// An ICE restart completed.
     Restarted,

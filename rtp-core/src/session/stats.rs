@@ -76,6 +76,8 @@ pub struct SessionStats {
     pub rtp_in: u64,
     /// RTX packets recovered into their original stream.
     pub rtx_in: u64,
+    /// SSRCs the offer did not name, bound to a track by RID, MID extension or payload type.
+    pub unsignaled_bound: u64,
     /// Padding-only RTX packets (no OSN): bandwidth probes libwebrtc sends on the RTX SSRC.
     pub rtx_probes_in: u64,
     /// RTCP compounds accepted.

@@ -232,6 +232,7 @@ impl World {
                         layers,
                         ext: twcc_ext,
                         e2ee: false,
+                        mid: None,
                     })
                     .expect("up track"),
             );
@@ -265,6 +266,7 @@ impl World {
                 }],
                 ext: sub_ext,
                 e2ee: false,
+                mid: None,
             })
             .expect("subscriber track");
             pubs.push(PubTrack {

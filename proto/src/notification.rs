@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::congestion::StreamState;
-use super::ids::{SessionId, SubscriptionId, TrackId};
+use crate::congestion::StreamState;
+use crate::ids::{SessionId, SubscriptionId, TrackId};
 
 /// Something that happened in the dataplane. The `type` field selects the variant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

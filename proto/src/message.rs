@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::command::{Command, ReplyOk};
-use super::notification::Notification;
-use super::PROTOCOL_VERSION;
+use crate::command::{Command, ReplyOk};
+use crate::notification::Notification;
+use crate::PROTOCOL_VERSION;
 
 /// One frame's JSON object. The `type` field selects the variant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@
 //! one, so killing it leaves the dataplane (and the calls) running. The two clients are
 //! `TestPeer`s (ICE, DTLS, SRTP) negotiated through our WebSocket signaling.
 
+#[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
 
 use std::io::{BufRead, BufReader};
@@ -26,10 +27,29 @@ use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::Dataplane;
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
 
-const OFFER: &str = include_str!("fixtures/sdp/chromium_cam_mic.sdp");
+const OFFER: &str = include_str!("../../control/tests/fixtures/sdp/chromium_cam_mic.sdp");
 /// The fixture's audio SSRC and Opus payload type: what alice sends.
 const ALICE_AUDIO_SSRC: u32 = 2_838_154_093;
 const OPUS_PT: u8 = 111;
+
+/// The `sluice` binary of this build: `target/<profile>/sluice`, next to this test's `deps/`.
+/// It belongs to another package (`sluice-control`), so cargo builds it for `cargo test
+/// --workspace` (what `tests/run.sh` runs) or `cargo test -p sluice-control -p sluice-tests`,
+/// not for this package alone.
+fn sluice_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .join("sluice");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p sluice-control` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
 
 /// A running `sluice up` and the address it printed.
 struct Control {
@@ -40,7 +60,7 @@ struct Control {
 impl Control {
     /// Starts `sluice up --config <dir>/sluice.toml` and waits (bounded) for its address.
     fn start(config: &Path) -> Control {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        let mut child = Command::new(sluice_bin())
             .arg("up")
             .arg("--config")
             .arg(config)

@@ -3,6 +3,7 @@
 //! (CreateSession + AddTrack), the other participant gets a subscriber offer, answers it
 //! (CreateSession + Subscribe); WHEP plays the room's tracks; leave closes the sessions.
 
+#[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
 
 use std::time::Duration;
@@ -13,7 +14,7 @@ use sluice_control::auth::Role;
 use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::Dataplane;
 
-const OFFER: &str = include_str!("fixtures/sdp/chromium_cam_mic.sdp");
+const OFFER: &str = include_str!("../../control/tests/fixtures/sdp/chromium_cam_mic.sdp");
 
 /// A client's answer to our subscriber offer: full ICE, recvonly, DTLS client.
 fn client_answer(offer: &str) -> String {

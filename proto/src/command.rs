@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::congestion::SessionStatsReport;
-use super::ids::{SessionId, SubscriptionId, TrackId};
-use super::notification::WorkerStats;
+use crate::congestion::SessionStatsReport;
+use crate::ids::{SessionId, SubscriptionId, TrackId};
+use crate::notification::WorkerStats;
+use crate::vocab::{Candidate, Codec, DtlsRole, ExtIds, MediaKind, Source};
 
 /// What the control daemon asks of the dataplane. The `type` field selects the variant.
 ///
@@ -78,6 +79,10 @@ pub enum Command {
     Ping {},
     /// Counters of every worker now → `ReplyOk::Stats`.
     Stats {},
+    /// Stop the dataplane process: it answers `Done`, then closes every session and exits, as
+    /// on SIGTERM. How the control daemon stops a dataplane it spawned; an embedding process
+    /// (tests) decides itself what a request means for it.
+    Shutdown {},
     /// One session's estimate, allocations and forwarder drops → `ReplyOk::SessionStats`.
     SessionStats { session: SessionId },
 }
@@ -101,6 +106,7 @@ impl Command {
         "list_subscriptions",
         "ping",
         "stats",
+        "shutdown",
         "session_stats",
     ];
 }
@@ -135,14 +141,6 @@ pub struct IceParams {
     pub remote_ufrag: Option<String>,
     #[serde(default)]
     pub remote_pwd: Option<String>,
-}
-
-/// Our DTLS role (RFC 5763 §5: the answerer with `a=setup:active` is the client).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DtlsRole {
-    Server,
-    Client,
 }
 
 /// How the session's media is carried.
@@ -189,38 +187,10 @@ pub struct AddTrack {
     #[serde(default)]
     pub e2ee: bool,
     pub source: Source,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MediaKind {
-    Audio,
-    Video,
-}
-
-/// What a track shows, for allocation priority (screen share beats camera).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    Camera,
-    Microphone,
-    Screen,
-    Other,
-}
-
-/// The negotiated codec of a published track.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Codec {
-    /// SDP encoding name, e.g. `"VP8"`, `"H264"`, `"AV1"`, `"opus"` (case-insensitive).
-    pub name: String,
-    /// 0–127 (RFC 3550 §5.1: 7 bits).
-    pub payload_type: u8,
-    /// RTP clock rate in Hz (> 0).
-    pub clock_rate: u32,
-    /// The RTX payload type (RFC 4588) if retransmissions come in a separate stream.
+    /// The track's `a=mid`: packets from an SSRC the offer did not name are bound to this track
+    /// when their MID header extension says it (RFC 8843 §9.2). 1-32 token characters.
     #[serde(default)]
-    pub rtx_payload_type: Option<u8>,
+    pub mid: Option<String>,
 }
 
 /// One simulcast layer (or the only stream). A layer is identified by `rid` (RFC 8851) when the
@@ -234,42 +204,6 @@ pub struct Layer {
     pub ssrc: Option<u32>,
     #[serde(default)]
     pub rtx_ssrc: Option<u32>,
-}
-
-/// Negotiated RTP header-extension ids (RFC 8285: 1–14 in the one-byte form, up to 255 in the
-/// two-byte form); `null` = not negotiated.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExtIds {
-    #[serde(default)]
-    pub transport_cc: Option<u8>,
-    #[serde(default)]
-    pub abs_send_time: Option<u8>,
-    #[serde(default)]
-    pub audio_level: Option<u8>,
-    #[serde(default)]
-    pub mid: Option<u8>,
-    #[serde(default)]
-    pub rid: Option<u8>,
-    #[serde(default)]
-    pub repaired_rid: Option<u8>,
-    #[serde(default)]
-    pub dependency_descriptor: Option<u8>,
-}
-
-impl ExtIds {
-    /// `(field name, id)` for each negotiated extension.
-    pub fn entries(&self) -> [(&'static str, Option<u8>); 7] {
-        [
-            ("transport_cc", self.transport_cc),
-            ("abs_send_time", self.abs_send_time),
-            ("audio_level", self.audio_level),
-            ("mid", self.mid),
-            ("rid", self.rid),
-            ("repaired_rid", self.repaired_rid),
-            ("dependency_descriptor", self.dependency_descriptor),
-        ]
-    }
 }
 
 /// `Command::Subscribe`'s fields; also echoed back by `ListSubscriptions`. The SSRCs and payload
@@ -331,23 +265,6 @@ pub enum ReplyOk {
     Stats { workers: Vec<WorkerStats> },
     /// Answer to `SessionStats`.
     SessionStats(SessionStatsReport),
-}
-
-/// A local ICE candidate for the SDP (ICE-lite: host candidates only, RFC 8445 §5.2).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Candidate {
-    pub foundation: String,
-    pub addr: SocketAddr,
-    pub protocol: CandidateProtocol,
-    pub priority: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CandidateProtocol {
-    Udp,
-    Tcp,
 }
 
 /// A session as the dataplane holds it.

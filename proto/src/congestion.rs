@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::command::MediaKind;
 use super::ids::{SessionId, SubscriptionId, TrackId};
+use super::vocab::MediaKind;
 
 /// `ReplyOk::SessionStats`: a session as its worker sees it now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

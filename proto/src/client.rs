@@ -11,9 +11,9 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::command::{Command, ReplyOk};
-use super::frame::{encode_frame, FrameDecoder, ProtoError};
-use super::message::{ErrorBody, Event, Hello, Message, Request};
+use crate::command::{Command, ReplyOk};
+use crate::frame::{encode_frame, FrameDecoder, ProtoError};
+use crate::message::{ErrorBody, Event, Hello, Message, Request};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]

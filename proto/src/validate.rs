@@ -10,10 +10,9 @@
 
 use std::collections::HashSet;
 
-use super::command::{
-    AddTrack, Command, CreateSession, ExtIds, MediaKind, Subscribe, TransportMode,
-};
-use super::message::{ErrorBody, ErrorCode};
+use crate::command::{AddTrack, Command, CreateSession, Subscribe, TransportMode};
+use crate::message::{ErrorBody, ErrorCode};
+use crate::vocab::{ExtIds, MediaKind};
 
 /// A command field with a bad value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +105,7 @@ impl Command {
             | Self::ListSubscriptions { .. }
             | Self::Ping {}
             | Self::Stats {}
+            | Self::Shutdown {}
             | Self::SessionStats { .. } => Ok(()),
         }
     }
@@ -196,6 +196,13 @@ fn add_track(t: &AddTrack) -> Result<(), Invalid> {
         }
     }
     ext_ids("ext_ids", &t.ext_ids)?;
+    if let Some(mid) = &t.mid {
+        // RFC 8843 §16.2 / RFC 5888: a token; bounded so it fits the MID extension.
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`{|}~".contains(c);
+        if mid.is_empty() || mid.len() > 32 || !mid.chars().all(token) {
+            return Err(Invalid::new("mid", "must be 1-32 token characters"));
+        }
+    }
     let ssrc_less = t.layers.iter().any(|l| l.ssrc.is_none());
     if ssrc_less && t.layers.len() > 1 && t.ext_ids.rid.is_none() && t.ext_ids.mid.is_none() {
         return Err(Invalid::new(
@@ -326,8 +333,9 @@ fn fingerprint(field: &str, value: &str) -> Result<(), Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::command::{Codec, IceParams, Layer, Quality, Source};
-    use crate::proto::{DtlsRole, SessionId, SubscriptionId, TrackId};
+    use crate::command::{IceParams, Layer, Quality};
+    use crate::vocab::{Codec, Source};
+    use crate::{DtlsRole, SessionId, SubscriptionId, TrackId};
 
     fn session() -> CreateSession {
         CreateSession {
@@ -379,6 +387,7 @@ mod tests {
             },
             e2ee: false,
             source: Source::Screen,
+            mid: None,
         }
     }
 

@@ -19,10 +19,10 @@ use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use super::frame::{encode_frame, FrameDecoder, ProtoError};
-use super::message::{ErrorBody, ErrorCode, Event, Hello, Message, Reply, ReplyResult, Role};
-use super::notification::Notification;
-use super::PROTOCOL_VERSION;
+use crate::frame::{encode_frame, FrameDecoder, ProtoError};
+use crate::message::{ErrorBody, ErrorCode, Event, Hello, Message, Reply, ReplyResult, Role};
+use crate::notification::Notification;
+use crate::PROTOCOL_VERSION;
 
 /// Output bytes a `ControlConn` holds before it drops events.
 pub const MAX_OUTPUT_BUFFERED: usize = 8 << 20;

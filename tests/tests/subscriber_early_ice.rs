@@ -3,6 +3,7 @@
 //! the dataplane does not know yet were dropped (Chromium, having sent three unanswered pings
 //! of a pair, then paces it at ~900 ms, so the subscriber PC connected ~1 s late).
 
+#[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
 
 use std::time::Duration;
@@ -14,7 +15,7 @@ use sluice_control::auth::Role;
 use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::Dataplane;
 
-const OFFER: &str = include_str!("fixtures/sdp/chromium_cam_mic.sdp");
+const OFFER: &str = include_str!("../../control/tests/fixtures/sdp/chromium_cam_mic.sdp");
 
 fn attr<'a>(sdp: &'a str, prefix: &str) -> &'a str {
     sdp.lines()

@@ -9,10 +9,10 @@
 
 use serde_json::Value;
 
-use super::command::Command;
-use super::message::{ErrorBody, ErrorCode, Message};
-use super::notification::Notification;
-use super::{MAX_FRAME_LEN, PROTOCOL_VERSION};
+use crate::command::Command;
+use crate::message::{ErrorBody, ErrorCode, Message};
+use crate::notification::Notification;
+use crate::{MAX_FRAME_LEN, PROTOCOL_VERSION};
 
 /// Why bytes from the peer did not yield a message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -217,7 +217,7 @@ fn clip(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::message::Hello;
+    use crate::message::Hello;
 
     fn frame(version: u8, json: &str) -> Vec<u8> {
         let mut out = ((json.len() + 1) as u32).to_be_bytes().to_vec();

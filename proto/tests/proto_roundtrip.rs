@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use sluice_dataplane::proto::*;
+use sluice_proto::*;
 
 fn ice() -> IceParams {
     IceParams {
@@ -66,6 +66,7 @@ fn add_track() -> AddTrack {
         },
         e2ee: false,
         source: Source::Camera,
+        mid: Some("1".into()),
     }
 }
 
@@ -160,6 +161,7 @@ fn commands() -> Vec<Command> {
         Command::ListSubscriptions { after: None },
         Command::Ping {},
         Command::Stats {},
+        Command::Shutdown {},
         Command::SessionStats { session: sid },
     ]
 }

@@ -6,6 +6,7 @@
 //! after it; back down to 1 participant the room returns to P2P and its sessions close.
 //! Also: TURN REST credentials in `joined.ice_servers` against a known HMAC vector.
 
+#[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
 
 use std::time::{Duration, SystemTime};
@@ -21,7 +22,7 @@ use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 use tokio_tungstenite::tungstenite::Message;
 
-const OFFER: &str = include_str!("fixtures/sdp/chromium_cam_mic.sdp");
+const OFFER: &str = include_str!("../../control/tests/fixtures/sdp/chromium_cam_mic.sdp");
 const TURN_SECRET: &str = "north-wind-shared-secret";
 
 async fn next_json(ws: &mut Ws) -> Value {

@@ -1,0 +1,57 @@
+//! `sluice-proto`: the control-socket protocol between the control daemon and the dataplane —
+//! typed messages (`Command`, `ReplyOk`/`ErrorBody`, `Notification`), the length-prefixed JSON
+//! framing, ids and field validation, a blocking client for tests and tools, the dataplane's
+//! connection helper — plus the vocabulary both sides share (media kind, source, codec,
+//! header-extension ids, DTLS role, candidate) with the one set of conversions to rtp-core's
+//! types (`vocab`).
+//!
+//! It is its own crate so that the control daemon links only this, not the dataplane (io_uring,
+//! sockets, shards), as mediasoup keeps its FlatBuffers schema apart from the worker.
+//!
+//! The same message types travel over an in-process channel or a Unix socket (style.md §1).
+//! The wire format is specified in `docs/control-socket.md`, which is enough to write a client
+//! in another language; this module is its reference implementation. Ids are allocated by the
+//! control daemon; the dataplane has no notion of rooms.
+#![forbid(unsafe_code)]
+
+mod client;
+mod command;
+mod congestion;
+mod conn;
+mod frame;
+mod ids;
+mod message;
+mod notification;
+mod validate;
+mod vocab;
+
+pub use client::{ControlClient, ControlError};
+pub use command::{
+    AddTrack, Command, CreateSession, IceParams, Layer, PriorityTarget, Quality, ReplyOk,
+    SessionInfo, SessionState, Subscribe, SubscriptionInfo, TrackInfo, TransportMode,
+};
+pub use congestion::{PublishedTrackStats, SessionStatsReport, StreamState, SubscriptionStats};
+pub use conn::{ControlConn, MAX_OUTPUT_BUFFERED};
+pub use frame::{decode_message, encode_frame, FrameDecoder, ProtoError};
+pub use ids::{SessionId, SubscriptionId, TrackId};
+pub use message::{ErrorBody, ErrorCode, Event, Hello, Message, Reply, ReplyResult, Request, Role};
+pub use notification::{pacer_delay_key, CloseReason, Counters, Notification, WorkerStats};
+pub use validate::{Invalid, MAX_LAYERS, MAX_LAYER_INDEX};
+pub use vocab::{
+    codec_family, Candidate, CandidateProtocol, Codec, DtlsRole, ExtIds, MediaKind, Source,
+};
+
+/// The protocol version this build speaks (the frame's version byte and `Hello.version`).
+/// 2: `session_stats` and the `stream_state` notification (congestion control, issue 12).
+pub const PROTOCOL_VERSION: u8 = 2;
+/// Largest frame length N (version byte + JSON), 1 MiB.
+pub const MAX_FRAME_LEN: u32 = 1 << 20;
+
+/// Where the control socket is unless configured (`dataplane.control_socket`): under
+/// `$XDG_RUNTIME_DIR/sluice/`, else `/tmp/sluice/`. Both programs read the same default.
+pub fn default_control_socket() -> std::path::PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir).join("sluice/dataplane.sock"),
+        None => std::path::PathBuf::from("/tmp/sluice/dataplane.sock"),
+    }
+}
