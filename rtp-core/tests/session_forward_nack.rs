@@ -154,6 +154,7 @@ fn scenario(
             down: d,
             seq,
             src_ext_seq,
+            ..
         } = o
         else {
             continue;

@@ -214,6 +214,107 @@ export const scenarios = {
     }
   },
 
+  /**
+   * Issue 12: a 3-layer simulcast Chromium publisher; the subscriber's downlink (through
+   * sluice-netem) is capped at 400 kbit/s for 10 s, then freed. The SFU's estimate (transport-cc
+   * from Chromium) must take the subscriber to the low layer within 2 s of the cap, the video
+   * must never freeze for more than 1 s, and the high layer must be back within 5 s of the
+   * release. Prints the timeline: what the page decodes (width, frames) and what the SFU says
+   * (GET /api/rooms/r1/stats: estimate, its source, the allocated and forwarded layer).
+   */
+  async downlink_cap(ctx) {
+    // 300 ms of queue at 400 kbit/s (the relay's default 64 KiB would be 1.3 s of bufferbloat).
+    const relay = await startNetem(ctx.server.mediaAddr, ['--down-queue', '15000']);
+    try {
+      await ctx.page('chromium', 'r1', 'alice', { role: 'host', simulcast: 1, publish: 'camera' });
+      const sub = await ctx.page('chromium', 'r1', 'bob', { role: 'viewer', publish: 'none', relay: relay.addr });
+      const high = await ctx.waitStats(sub, (_, v) => v.frameWidth >= 1280, 30_000, 'the high layer before the cap');
+      ctx.details = { highWidth: inboundTotals(high, 'video').frameWidth };
+      const CAP_AT_S = 3;
+      const CAP_S = 10;
+      const AFTER_S = 8;
+      // The page samples what it decodes every 100 ms (Date.now() on the same machine as ours).
+      const sampling = sub.evaluate(async (ms) => {
+        const out = [];
+        const end = Date.now() + ms;
+        while (Date.now() < end) {
+          const s = await window.sluice.room.stats();
+          let frames = 0;
+          let width = 0;
+          let freezeMs = 0;
+          for (const r of s.subscriber ?? []) {
+            if (r.type !== 'inbound-rtp' || r.kind !== 'video') continue;
+            frames += r.framesDecoded ?? 0;
+            width = Math.max(width, r.frameWidth ?? 0);
+            freezeMs += Math.round((r.totalFreezesDuration ?? 0) * 1000);
+          }
+          out.push({ t: Date.now(), frames, width, freezeMs });
+          await new Promise((ok) => setTimeout(ok, 100));
+        }
+        return out;
+      }, (CAP_AT_S + CAP_S + AFTER_S) * 1000);
+      const sfu = [];
+      const poll = async (until) => {
+        while (Date.now() < until) {
+          const r = await ctx.server.api('GET', '/api/rooms/r1/stats?identity=bob');
+          const sess = r.body?.participants?.[0]?.sessions?.find((x) => x.pc === 'subscriber');
+          const video = sess?.subscriptions?.find((x) => x.kind === 'video');
+          if (sess) sfu.push({ t: Date.now(), estimate: sess.estimate_bps, source: sess.estimate_source, allocated: video?.allocated_layer, current: video?.current_layer, probes: sess.probe_packets });
+          await sleep(250);
+        }
+      };
+      const t0 = Date.now();
+      const capAt = t0 + CAP_AT_S * 1000;
+      const releaseAt = capAt + CAP_S * 1000;
+      const polling = poll(releaseAt + AFTER_S * 1000);
+      await sleep(capAt - Date.now());
+      relay.send('set down rate 400k');
+      await sleep(releaseAt - Date.now());
+      relay.send('set down rate off');
+      const samples = await sampling;
+      await polling;
+
+      // The timeline, one line per half second.
+      const rel = (t, from) => ((t - from) / 1000).toFixed(1);
+      const lines = [];
+      for (let t = t0; t <= releaseAt + AFTER_S * 1000; t += 500) {
+        const p = [...samples].reverse().find((x) => x.t <= t);
+        const prev = [...samples].reverse().find((x) => x.t <= t - 500);
+        const q = [...sfu].reverse().find((x) => x.t <= t);
+        const phase = t < capAt ? 'free' : t < releaseAt ? 'CAP ' : 'free';
+        lines.push(`${rel(t, capAt).padStart(6)} s ${phase} width ${String(p?.width ?? '-').padStart(4)} fps ${String(p && prev ? (p.frames - prev.frames) * 2 : '-').padStart(3)} | SFU estimate ${q ? `${Math.round(q.estimate / 1000)}k`.padStart(6) : '     -'} ${q?.source ?? '-'} allocated ${q?.allocated ?? '-'} forwarded ${q?.current ?? '-'} probes ${q?.probes ?? '-'}`);
+      }
+      console.log(`downlink_cap timeline (t = 0: downlink capped at 400 kbit/s; freed at ${CAP_S} s):\n${lines.join('\n')}`);
+
+      // Low layer within 2 s of the cap; high layer within 5 s of the release.
+      const lowAt = samples.find((x) => x.t >= capAt && x.width > 0 && x.width <= 320)?.t;
+      const highAt = samples.find((x) => x.t >= releaseAt && x.width >= 1280)?.t;
+      // Longest time without a new decoded frame, over the whole window.
+      let longest = 0;
+      let last = samples[0];
+      for (const x of samples) {
+        if (x.frames > last.frames) {
+          longest = Math.max(longest, x.t - last.t);
+          last = x;
+        }
+      }
+      longest = Math.max(longest, samples[samples.length - 1].t - last.t);
+      const chromeFreezeMs = samples[samples.length - 1].freezeMs - samples[0].freezeMs;
+      Object.assign(ctx.details, {
+        lowLayerAfterCapS: lowAt ? Number(rel(lowAt, capAt)) : null,
+        highLayerAfterReleaseS: highAt ? Number(rel(highAt, releaseAt)) : null,
+        longestFreezeMs: longest,
+        chromeFreezeMs,
+        probes: sfu.at(-1)?.probes,
+      });
+      check(lowAt !== undefined && lowAt - capAt <= 2000, `low layer (width <= 320) ${lowAt ? `${rel(lowAt, capAt)} s` : 'never'} after the cap (want <= 2 s)`);
+      check(longest <= 1000, `video froze for ${longest} ms (want <= 1000)`);
+      check(highAt !== undefined && highAt - releaseAt <= 5000, `high layer ${highAt ? `${rel(highAt, releaseAt)} s` : 'never'} after the release (want <= 5 s)`);
+    } finally {
+      ctx.details.relay = (await relay.stop()).trim().split('\n').pop();
+    }
+  },
+
   /** The subscriber's path pauses for 5 s: ICE restart, media resumes. */
   async ice_restart(ctx) {
     const relay = await startNetem(ctx.server.mediaAddr);

@@ -79,6 +79,7 @@ impl Shard {
                         .entry(spec.track)
                         .or_insert_with(TrackState::new);
                     ts.subs.push((slot, down));
+                    ts.layers = u8::try_from(track.layers.len()).unwrap_or(1);
                     if let Some(rates) = ts.rates {
                         entry.session.set_down_layer_rates(down, rates);
                     }
@@ -286,6 +287,7 @@ impl Shard {
                     .entry(spec.track)
                     .or_insert_with(TrackState::new);
                 ts.publisher = Some((slot, up));
+                ts.layers = u8::try_from(spec.layers.len()).unwrap_or(1);
                 ts.source = Some(self.index as u16);
                 done()
             }
@@ -425,13 +427,17 @@ impl Shard {
         // instant would read as an hour of queueing.
         self.counters.pacer_retired.add(entry.session.pacer_stats());
         self.counters.congestion_retired.add(entry.session.stats());
-        // Buffers still queued in the pacer belong to our pool: take them all back. Bounded by
-        // the pool size (each handle is a distinct buffer).
+        // Buffers still queued in the pacer belong to our pool: take them all back (at a
+        // far-future instant the pacer expires what it has not sent and hands those back).
+        // Bounded by the pool size (each handle is a distinct buffer).
         let far = now + std::time::Duration::from_secs(3600);
         for _ in 0..self.pool.len() {
-            match entry.session.poll_paced(far) {
-                Some((buf, _, _)) => self.pool.give(buf),
-                None => break,
+            if let Some((buf, _, _)) = entry.session.poll_paced(far) {
+                self.pool.give(buf);
+            } else if let Some(buf) = entry.session.poll_released() {
+                self.pool.give(buf);
+            } else {
+                break;
             }
         }
         self.registry.lock().placed.remove(&entry.id);

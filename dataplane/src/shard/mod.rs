@@ -65,8 +65,20 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 const FORWARD_RESERVE: usize = RECV_BATCH * RECV_ROUNDS;
 /// Longest sleep while transmits wait for room in the socket's send buffer.
 const STALL_WAIT: Duration = Duration::from_millis(1);
-/// Packets in each (track, shard) NACK cache: ~1 s of 1 Mbit/s video.
-const HISTORY_PACKETS: usize = 512;
+/// Packets in each (track, shard) NACK cache: ~1 s of 1 Mbit/s video. A multiple of 1, 2 and 3:
+/// a simulcast track's layers each get their own share of the slots ([`history_key`]).
+const HISTORY_PACKETS: usize = 510;
+
+/// Where a packet of `layer` goes in its track's NACK cache. Each simulcast layer numbers its
+/// packets on its own, so the cache keys them `ext_seq × layers + layer`: with a capacity that
+/// is a multiple of `layers`, a slot only ever holds one layer's packets. Keyed by `ext_seq`
+/// alone, the layers overwrote each other's slots (and a layer whose sequence numbers happen
+/// to be lower was refused as stale), so NACKs for the layer a subscriber was switched to
+/// (its keyframe, on a congested path) went unanswered.
+fn history_key(ext_seq: u64, layer: u8, layers: u8) -> u64 {
+    let n = u64::from(layers.clamp(1, 3));
+    ext_seq.saturating_mul(n) + u64::from(layer).min(n - 1)
+}
 
 /// Wraps each shard loop iteration: called with the worker index and the iteration to run.
 pub type LoopHook = Arc<dyn Fn(usize, &mut dyn FnMut()) + Send + Sync>;
@@ -120,6 +132,8 @@ struct TrackState {
     /// Other shards with subscribers (only meaningful on the publisher's shard).
     remote: Vec<u16>,
     muted: bool,
+    /// Simulcast layers the track has (the NACK cache's key, [`history_key`]).
+    layers: u8,
     /// The publisher's latest measured layer rates (for new subscribers).
     rates: Option<[rtp_core::bwe::Layer; rtp_core::bwe::MAX_LAYERS]>,
 }
@@ -137,6 +151,7 @@ impl TrackState {
             subs: Vec::new(),
             remote: Vec::new(),
             muted: false,
+            layers: 1,
             rates: None,
         }
     }
@@ -467,7 +482,8 @@ impl Shard {
                 down,
                 seq,
                 src_ext_seq,
-            } => self.retransmit(now, slot, down, seq, src_ext_seq),
+                layer,
+            } => self.retransmit(now, slot, down, seq, (src_ext_seq, layer)),
             SessionOutput::KeyframeWanted { down, layer } => {
                 let Some(track) = self.down_track(slot, down) else {
                     return;
@@ -521,7 +537,9 @@ impl Shard {
         }
         let pkt = &scratch[..len];
         // Stale/too long only costs a NACK answer later; counted by the history itself.
-        let _ = ts.history.insert(now, ext_seq, pkt);
+        let _ = ts
+            .history
+            .insert(now, history_key(ext_seq, layer, ts.layers), pkt);
         let Ok(view) = RtpView::parse(pkt) else {
             counters.drop(Drop::Parse);
             return;
@@ -584,7 +602,15 @@ impl Shard {
         }
     }
 
-    fn retransmit(&mut self, now: Instant, slot: u32, down: DownId, seq: u16, src_ext_seq: u64) {
+    /// Answers a subscriber's NACK; `src_ext_seq`: the source packet's (ext_seq, layer).
+    fn retransmit(
+        &mut self,
+        now: Instant,
+        slot: u32,
+        down: DownId,
+        seq: u16,
+        src_ext_seq: (u64, u8),
+    ) {
         let Some(track) = self.down_track(slot, down) else {
             return;
         };
@@ -599,7 +625,10 @@ impl Shard {
         let Some(ts) = tracks.get_mut(&track) else {
             return;
         };
-        let Some(orig) = ts.history.get(now, src_ext_seq) else {
+        let Some(orig) = ts
+            .history
+            .get(now, history_key(src_ext_seq.0, src_ext_seq.1, ts.layers))
+        else {
             counters.drop(Drop::HistoryMiss);
             return;
         };
@@ -795,6 +824,10 @@ impl Shard {
                     break;
                 };
                 self.tx.push(transmit(buf, len, dst));
+            }
+            // Packets the pacer dropped for waiting too long: their buffers come back.
+            while let Some(buf) = entry.session.poll_released() {
+                self.pool.give(buf);
             }
             if !stalled {
                 stalled = self.drain_probes(now, slot);
@@ -1016,5 +1049,56 @@ fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
         (None, b) => b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three simulcast layers whose sequence numbers lie far apart (the low layer's lowest, as
+    /// Chromium's random starts often make them) interleaved into one NACK cache: every
+    /// packet of every layer is still there half a second later. Keyed by ext_seq alone the
+    /// top layer overwrote the low layer's slots, and the low layer's (numerically older)
+    /// packets were refused as stale: NACKs for the layer a congested subscriber was switched
+    /// to went unanswered (`history_miss`).
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a test needs some base instant
+    fn simulcast_layers_keep_their_own_history_slots() {
+        let t = Instant::now();
+        let mut ts = TrackState::new();
+        ts.layers = 3;
+        // Starts 70 and 110 cache-widths apart: the same slots, were the layers not kept apart.
+        let starts = [1_000u64, 1_000 + 510 * 70, 1_000 + 510 * 110];
+        let mut last = [0u64; 3];
+        // 200 ms of 130 packets/s top, 60 mid, 30 low.
+        for ms in 0..200u64 {
+            let now = t + Duration::from_millis(ms);
+            for (layer, every) in [(0u8, 33u64), (1, 16), (2, 7)] {
+                if ms % every == 0 {
+                    let l = usize::from(layer);
+                    let seq = starts[l] + ms / every;
+                    last[l] = seq;
+                    let pkt = [layer, seq as u8, 0, 0];
+                    let _ = ts
+                        .history
+                        .insert(now, history_key(seq, layer, ts.layers), &pkt);
+                }
+            }
+        }
+        let now = t + Duration::from_millis(500);
+        for layer in 0..3u8 {
+            let l = usize::from(layer);
+            for seq in starts[l]..=last[l] {
+                let got = ts.history.get(now, history_key(seq, layer, ts.layers));
+                assert_eq!(
+                    got.map(|p| (p[0], p[1])),
+                    Some((layer, seq as u8)),
+                    "layer {layer} seq {seq}"
+                );
+            }
+        }
+        // A single-layer track keys by ext_seq itself.
+        assert_eq!(history_key(77, 0, 1), 77);
     }
 }

@@ -90,7 +90,11 @@ impl Default for SendSideBweConfig {
 /// Packets sent within this span of a group's first packet form one group.
 const BURST_US: i64 = 5_000;
 /// Acked-rate measurement window (on the receiver's clock).
-const ACKED_WINDOW_US: i64 = 500_000;
+/// 250 ms (libwebrtc's acknowledged-bitrate window is 150 ms once running): at the onset of
+/// congestion the rate an over-use decrease starts from must already be the path's, not what
+/// was sent before the path narrowed (half a second at the old rate meant two or three
+/// decreases, each costing a layer switch).
+const ACKED_WINDOW_US: i64 = 250_000;
 /// Feedback-derived loss is evaluated over at least this many packets...
 const LOSS_MIN_PACKETS: u32 = 20;
 /// ...and at least this much time.

@@ -11,6 +11,8 @@
 //! Sans-IO: items are opaque `Copy` handles (buffer indices in the dataplane,
 //! plain ids in tests); the pacer never touches packet bytes. Every queue is a
 //! ring preallocated from [`PacerConfig`], so enqueue/dequeue never allocate.
+//! An item that waited too long is not sent, but its handle is given back by
+//! [`Pacer::poll_released`] (the owner's buffer must not leak).
 
 mod budget;
 mod config;
@@ -23,6 +25,9 @@ use budget::Budget;
 pub use config::{PacerConfig, PacketClass, MIN_RATE_BPS};
 use queue::{ClassQueue, Queued};
 pub use stats::{ClassStats, PacerStats, DELAY_BUCKETS, DELAY_BUCKET_BOUNDS_MS};
+
+/// Expired items held for [`Pacer::poll_released`] at most.
+const RELEASED_CAPACITY: usize = 256;
 
 /// Why [`Pacer::enqueue`] refused an item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +45,8 @@ pub enum PacerError {
 #[derive(Debug)]
 pub struct Pacer<T: Copy> {
     queues: [ClassQueue<T>; 4],
+    /// Expired items whose handles the owner has not taken back yet.
+    released: ClassQueue<T>,
     budget: Budget,
     // Padding is additionally held to its own target rate once one is set.
     padding_budget: Budget,
@@ -61,6 +68,7 @@ impl<T: Copy> Pacer<T> {
                 ClassQueue::new(caps[2]),
                 ClassQueue::new(if config.padding { caps[3] } else { 0 }),
             ],
+            released: ClassQueue::new(RELEASED_CAPACITY),
             budget: Budget::new(rate, config.burst, now),
             padding_budget: Budget::new(0, config.burst, now),
             padding_limited: false,
@@ -161,6 +169,12 @@ impl<T: Copy> Pacer<T> {
         Some(main)
     }
 
+    /// The handle of an item dropped for waiting longer than `max_queue_delay` (never sent):
+    /// call until `None` after `poll_transmit`/`handle_timeout` and free what it names.
+    pub fn poll_released(&mut self) -> Option<T> {
+        self.released.pop().map(|q| q.item)
+    }
+
     /// Items waiting across all classes.
     pub fn queued(&self) -> usize {
         self.queues.iter().map(ClassQueue::len).sum()
@@ -211,9 +225,16 @@ impl<T: Copy> Pacer<T> {
                 if now.saturating_duration_since(head.enqueued_at) <= max {
                     break;
                 }
-                let size = head.size_bytes;
-                self.queues[idx].pop();
-                self.stats.classes[idx].record_expired(size);
+                // Only as many as the owner can be handed back; the rest wait in the queue
+                // (and may still be sent) until it has taken those.
+                let Some(entry) = self.queues[idx].pop() else {
+                    break;
+                };
+                if let Err(entry) = self.released.push(entry) {
+                    let _ = self.queues[idx].push_front(entry);
+                    return;
+                }
+                self.stats.classes[idx].record_expired(entry.size_bytes);
             }
         }
     }
@@ -468,6 +489,9 @@ mod tests {
         assert_eq!((video.dropped_expired, video.queued), (1, 1));
         assert_eq!(p.stats().class(PacketClass::Audio).queued, 1);
         assert_eq!(p.queued(), 2);
+        // The expired item's handle comes back (its owner's buffer must not leak).
+        assert_eq!(p.poll_released(), Some(2));
+        assert_eq!(p.poll_released(), None);
     }
 
     #[test]

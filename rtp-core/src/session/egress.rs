@@ -209,6 +209,13 @@ impl<H: Copy> Session<H> {
         Some((p.handle, p.len, dest))
     }
 
+    /// A handle given to `forward`/`retransmit` whose packet the pacer dropped unsent (it
+    /// waited longer than the pacer's `max_queue_delay`): the caller frees its buffer. Call
+    /// after `poll_paced` until `None`.
+    pub fn poll_released(&mut self) -> Option<H> {
+        self.pacer.poll_released().map(|p| p.handle)
+    }
+
     /// Client side (test peer / load generator publishing to the SFU):
     /// `buf[..len]` plain RTP → SRTP in place (plain RTP mode: unchanged);
     /// returns the protected length and destination.

@@ -63,6 +63,7 @@ impl<H: Copy> Session<H> {
                                     down: DownId(d as u16),
                                     seq,
                                     src_ext_seq: e.src_ext_seq,
+                                    layer: e.layer,
                                 });
                             }
                             None => self.stats.retransmit_suppressed += 1,

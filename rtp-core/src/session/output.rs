@@ -52,6 +52,8 @@ pub enum SessionOutput {
         seq: u16,
         /// The source packet's extended sequence number.
         src_ext_seq: u64,
+        /// The simulcast layer it came from (sequence numbers are per layer).
+        layer: u8,
     },
     /// A subscriber wants a keyframe of the track `down` forwards (PLI/FIR,
     /// or the Forwarder waiting for a layer switch): route it to the

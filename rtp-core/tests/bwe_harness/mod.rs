@@ -154,8 +154,8 @@ pub struct World {
     pub sub: Session<u32>,
     ups: Vec<UpId>,
     downs: Vec<DownId>,
-    /// Per track, as the dataplane keeps it: 512 packets, 1 s.
-    history: Vec<PacketHistory>,
+    /// Per track and layer (sequence numbers are per layer): 512 packets, 1 s.
+    history: Vec<Vec<PacketHistory>>,
     slots: HashMap<u32, Vec<u8>>,
     next_handle: u32,
     /// Per track: frame timestamps completed (marker seen) at the subscriber, and when.
@@ -302,11 +302,15 @@ impl World {
             downs,
             history: (0..n)
                 .map(|_| {
-                    PacketHistory::new(HistoryConfig {
-                        capacity: 512,
-                        max_age: Duration::from_secs(1),
-                        max_packet_len: 1500,
-                    })
+                    (0..3)
+                        .map(|_| {
+                            PacketHistory::new(HistoryConfig {
+                                capacity: 512,
+                                max_age: Duration::from_secs(1),
+                                max_packet_len: 1500,
+                            })
+                        })
+                        .collect()
                 })
                 .collect(),
             slots: HashMap::new(),
@@ -388,9 +392,10 @@ impl World {
                     down,
                     seq,
                     src_ext_seq,
+                    layer,
                 } => {
                     let k = usize::from(down.0);
-                    let Some(orig) = self.history[k]
+                    let Some(orig) = self.history[k][usize::from(layer)]
                         .get(self.now, src_ext_seq)
                         .map(<[u8]>::to_vec)
                     else {
@@ -441,7 +446,7 @@ impl World {
         }
         // NACKs name the source packet by its extended seq (one track, one layer at a time
         // here in the history the dataplane keeps per track).
-        let _ = self.history[k].insert(self.now, ext_seq, &pkt);
+        let _ = self.history[k][usize::from(layer)].insert(self.now, ext_seq, &pkt);
         self.drain_sub_outputs();
     }
 
