@@ -14,7 +14,8 @@ use rtp_core::bwe::EstimateSource;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 
-/// Asserts that track `k` delivered at least `min_fps` frames in every second of `[from, to)`.
+/// Asserts that track `k` delivered at least `min_fps` frames in every second of `[from, to)`
+/// (the scenarios use 24: 80 % of the publisher's 30, as the e2e continuity check does).
 fn assert_flowing(w: &World, k: usize, from: Duration, to: Duration, min_fps: usize, what: &str) {
     let fps = w.frames_per_second(k, from, to);
     assert!(
@@ -41,7 +42,7 @@ fn remb_only_receiver_reporting_1_5x_keeps_the_track_flowing() {
     });
     w.run_until(S(20), |_| {});
     w.print_timeline("REMB-only receiver (1.5 × received), aiortc-like 60 kbit/s publisher");
-    assert_flowing(&w, 0, S(1), S(20), 27, "REMB-only");
+    assert_flowing(&w, 0, S(1), S(20), 24, "REMB-only");
     assert!(w.samples.iter().all(|s| !s.paused[0]), "never paused");
     let last = w.samples.last().expect("samples");
     assert_ne!(
@@ -85,9 +86,9 @@ fn rr_only_receiver_loss_drives_the_estimate_and_the_track_keeps_flowing() {
         "the estimate fell below the track's cost ({low})"
     );
     assert!(w.samples.iter().all(|s| !s.paused[0]), "never paused");
-    assert_flowing(&w, 0, S(1), S(5), 27, "before the loss");
+    assert_flowing(&w, 0, S(1), S(5), 24, "before the loss");
     assert_flowing(&w, 0, S(5), S(15), 15, "under 25 % loss");
-    assert_flowing(&w, 0, S(16), S(20), 27, "after the loss");
+    assert_flowing(&w, 0, S(16), S(20), 24, "after the loss");
 }
 
 /// Transport-cc on a clean 20 Mbit/s path (20 ms each way): probing takes the estimate from
@@ -124,7 +125,7 @@ fn twcc_receiver_on_a_clean_20_mbit_path_reaches_10_mbit_within_3_s() {
             .all(|s| s.layers[0] == Some(2)),
         "top layer"
     );
-    assert_flowing(&w, 0, S(1), S(10), 27, "clean path");
+    assert_flowing(&w, 0, S(1), S(10), 24, "clean path");
     let st = w.sfu_sub.stats();
     println!(
         "probe packets {} ({} bytes)",
@@ -171,13 +172,13 @@ fn path_capped_at_300k_then_lifted() {
         w.samples.iter().all(|s| !s.paused.iter().any(|&p| p)),
         "nothing paused"
     );
-    // The camera keeps flowing through the cap: the SFU's reaction to a 20× drop and the
-    // path's 300 ms queue cost at most a second at the onset; after it, the camera's 150
-    // kbit/s and the screen share's lowest layer fit.
+    // The camera keeps flowing through the cap, no freeze over 500 ms even at the onset of a
+    // 20× drop (the old layer's retransmissions are not sent after the switch); the camera's
+    // 150 kbit/s and the screen share's lowest layer fit the capped path.
     let gap = w.longest_gap(0, S(1), S(25));
     println!("camera: longest freeze {gap:?}");
     assert!(
-        gap <= Duration::from_millis(1200),
+        gap <= Duration::from_millis(500),
         "camera froze for {gap:?}"
     );
     assert_flowing(
@@ -185,7 +186,7 @@ fn path_capped_at_300k_then_lifted() {
         0,
         S(7),
         S(25),
-        27,
+        24,
         "single-layer camera after the onset",
     );
     let capped: Vec<_> = w
@@ -211,5 +212,5 @@ fn path_capped_at_300k_then_lifted() {
         .find(|s| s.at >= S(15) && s.layers[1] == Some(2))
         .map(|s| s.at - S(15));
     println!("screen share back on its top layer {top:?} after the lift");
-    assert!(top.is_some_and(|t| t <= S(7)), "top layer again: {top:?}");
+    assert!(top.is_some_and(|t| t <= S(5)), "top layer again: {top:?}");
 }

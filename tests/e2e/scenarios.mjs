@@ -259,7 +259,7 @@ export const scenarios = {
           const r = await ctx.server.api('GET', '/api/rooms/r1/stats?identity=bob');
           const sess = r.body?.participants?.[0]?.sessions?.find((x) => x.pc === 'subscriber');
           const video = sess?.subscriptions?.find((x) => x.kind === 'video');
-          if (sess) sfu.push({ t: Date.now(), estimate: sess.estimate_bps, source: sess.estimate_source, allocated: video?.allocated_layer, current: video?.current_layer, probes: sess.probe_packets });
+          if (sess) sfu.push({ t: Date.now(), estimate: sess.estimate_bps, source: sess.estimate_source, allocated: video?.allocated_layer, current: video?.current_layer, probes: sess.probe_packets, layerBps: video?.layer_bps });
           await sleep(250);
         }
       };
@@ -284,7 +284,9 @@ export const scenarios = {
         const phase = t < capAt ? 'free' : t < releaseAt ? 'CAP ' : 'free';
         lines.push(`${rel(t, capAt).padStart(6)} s ${phase} width ${String(p?.width ?? '-').padStart(4)} fps ${String(p && prev ? (p.frames - prev.frames) * 2 : '-').padStart(3)} | SFU estimate ${q ? `${Math.round(q.estimate / 1000)}k`.padStart(6) : '     -'} ${q?.source ?? '-'} allocated ${q?.allocated ?? '-'} forwarded ${q?.current ?? '-'} probes ${q?.probes ?? '-'}`);
       }
-      console.log(`downlink_cap timeline (t = 0: downlink capped at 400 kbit/s; freed at ${CAP_S} s):\n${lines.join('\n')}`);
+      const layerKbps = (sfu.find((x) => x.t >= capAt - 1000)?.layerBps ?? []).map((b) => Math.round(b / 1000));
+      console.log(`downlink_cap timeline (t = 0: downlink capped at 400 kbit/s; freed at ${CAP_S} s; the publisher's layers measured by the SFU just before the cap: ${layerKbps.join(' / ')} kbit/s):\n${lines.join('\n')}`);
+      ctx.details.layerKbps = layerKbps;
 
       // Low layer within 2 s of the cap; high layer within 5 s of the release.
       const lowAt = samples.find((x) => x.t >= capAt && x.width > 0 && x.width <= 320)?.t;

@@ -99,6 +99,8 @@ const ACKED_WINDOW_US: i64 = 250_000;
 const LOSS_MIN_PACKETS: u32 = 20;
 /// ...and at least this much time.
 const LOSS_MIN_INTERVAL: Duration = Duration::from_millis(250);
+/// No periodic probe this long after the estimate fell.
+const PROBE_HOLDOFF: Duration = Duration::from_millis(1500);
 /// Growth per second of the loss-based rate under low loss.
 const LOSS_INCREASE_PER_S: f64 = 1.08;
 
@@ -114,13 +116,31 @@ struct Group {
 #[derive(Debug, Default)]
 struct AckedRate {
     start_us: Option<i64>,
+    last_us: i64,
     bytes: u64,
     rate_bps: Option<f64>,
 }
 
+/// A window in progress this long already says what the path carries now.
+const ACKED_RECENT_MIN_US: i64 = 100_000;
+
 impl AckedRate {
+    /// What an over-use decrease starts from: the last full window's rate, or the window in
+    /// progress when that is lower and already 100 ms long (the path just narrowed).
+    fn for_decrease(&self) -> Option<f64> {
+        let recent = self.start_us.and_then(|s| {
+            let span = self.last_us - s;
+            (span >= ACKED_RECENT_MIN_US).then(|| self.bytes as f64 * 8.0 * 1e6 / span as f64)
+        });
+        match (self.rate_bps, recent) {
+            (Some(r), Some(n)) => Some(r.min(n)),
+            (r, n) => r.or(n),
+        }
+    }
+
     fn on_acked(&mut self, arrival_us: i64, size: u32) {
         let start = *self.start_us.get_or_insert(arrival_us);
+        self.last_us = self.last_us.max(arrival_us);
         self.bytes += u64::from(size);
         let span = arrival_us - start;
         if span >= ACKED_WINDOW_US {
@@ -163,6 +183,8 @@ pub struct SendSideBwe {
     /// The delay-based rate was last raised by a probe (and not decreased since).
     probe_raised: bool,
     desired_bps: u64,
+    /// When the estimate last fell by 10 % or more (no periodic probe for a while after).
+    last_drop: Option<Instant>,
     source: EstimateSource,
     loss_received: u32,
     loss_lost: u32,
@@ -194,6 +216,7 @@ impl SendSideBwe {
             loss_seen: false,
             probe_raised: false,
             desired_bps: 0,
+            last_drop: None,
             source: EstimateSource::Initial,
             loss_received: 0,
             loss_lost: 0,
@@ -307,13 +330,19 @@ impl SendSideBwe {
         self.prober.next_send()
     }
 
-    /// Probe scheduling: the start clusters, periodic probes, timeouts.
+    /// Probe scheduling: the start clusters, periodic probes, timeouts. No periodic probe
+    /// within [`PROBE_HOLDOFF`] of a drop of the estimate: the path just said it is full, and
+    /// a probe into the queue it built reads as room that is not there.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.prober.enabled() {
             self.prober.start(now, self.estimate_bps, self.cfg.max_bps);
         }
+        let settled = self
+            .last_drop
+            .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_HOLDOFF);
+        let desired = if settled { self.desired_bps } else { 0 };
         self.prober
-            .tick(now, self.estimate_bps, self.desired_bps, self.cfg.max_bps);
+            .tick(now, self.estimate_bps, desired, self.cfg.max_bps);
     }
 
     /// Processes the FCI of a transport-cc feedback packet.
@@ -350,7 +379,20 @@ impl SendSideBwe {
         }
         self.twcc_seen = true;
         let before = self.aimd.rate_bps();
-        self.aimd.update(now, self.usage, self.acked.rate_bps);
+        // GCC decreases to β × the acked rate: right when the path carries less than we send
+        // (a bottleneck), wrong when we are application-limited (an SFU sends what publishers
+        // send): then the acked rate is only our media, and an over-use signal (a probe's
+        // queue, a burst) would throw away the capacity a probe just found. Application-
+        // limited means the path delivered about all we sent; then the decrease is β × the
+        // current rate.
+        let acked = self.acked.for_decrease();
+        let sent = self.sent_all.rate_bps(now).unwrap_or(0) as f64;
+        let decrease_from = match acked {
+            Some(a) if a >= 0.9 * sent => Some(self.aimd.rate_bps().max(a)),
+            other => other,
+        };
+        self.aimd
+            .update(now, self.usage, self.acked.rate_bps, decrease_from);
         if self.aimd.rate_bps() < before {
             self.probe_raised = false;
         }
@@ -484,6 +526,9 @@ impl SendSideBwe {
             }
         }
         let e = (e.max(0.0) as u64).clamp(self.cfg.min_bps, self.cfg.max_bps);
+        if (e as f64) < 0.9 * self.estimate_bps as f64 {
+            self.last_drop = self.latest_now;
+        }
         self.estimate_bps = e;
         self.source = source;
         // Keep the controllers inside the bounds so they don't wind up.

@@ -11,12 +11,14 @@
 //! What: the owner sends padding (or anything) when [`Prober::next_send`] says so and reports
 //! every packet that leaves while a cluster is active ([`Prober::on_sent`]); media sent
 //! meanwhile counts towards the cluster, padding fills the rest. The cluster ends after
-//! `target × cluster_duration` bytes and `min_packets` packets.
+//! `target × cluster_duration` bytes (at least `min_bytes`) and `min_packets` packets.
 //!
 //! Result: from the acknowledged packets of a cluster, the send rate (bytes but the last over
-//! the send span) and the receive rate (bytes but the first over the arrival span); when the
-//! path received noticeably slower than we sent, 95 % of the receive rate, else the smaller of
-//! the two. Fixed storage; time is passed in.
+//! the send span) and the receive rate (bytes but the first over the arrival span of the later
+//! two thirds of the cluster, in send order: a shaper's burst allowance lets the first few
+//! kilobytes through at line rate, and a short cluster measured from its first packet reads as
+//! a path 50 % faster than it is); when the path received noticeably slower than we sent, 95 %
+//! of the receive rate, else the smaller of the two. Fixed storage; time is passed in.
 
 use std::time::{Duration, Instant};
 
@@ -31,8 +33,10 @@ pub struct ProbeConfig {
     pub step: f64,
     /// A cluster carries `target × cluster_duration` bytes...
     pub cluster_duration: Duration,
-    /// ...and at least this many packets.
+    /// ...and at least this many packets...
     pub min_packets: u32,
+    /// ...and bytes: a cluster a shaper's burst allowance can swallow whole shows nothing.
+    pub min_bytes: usize,
     /// Acknowledged packets a result needs.
     pub min_acked: u32,
     /// Wait between probes while more is wanted than estimated (doubles after a failure)...
@@ -51,6 +55,7 @@ impl Default for ProbeConfig {
             step: 2.0,
             cluster_duration: Duration::from_millis(30),
             min_packets: 8,
+            min_bytes: 10_000,
             min_acked: 5,
             interval_min: Duration::from_secs(1),
             interval_max: Duration::from_secs(2),
@@ -89,9 +94,15 @@ struct Active {
     min_bytes: usize,
 }
 
+/// Acknowledged packets of a cluster kept for its receive rate (the rest count in the send rate).
+const KEPT: usize = 64;
+
 /// What feedback said about one cluster so far.
 #[derive(Debug, Clone, Copy)]
 struct Measure {
+    /// (send µs, arrival µs, size) of acknowledged packets, the first `KEPT`.
+    kept: [(i64, i64, u32); KEPT],
+    n_kept: usize,
     cluster: Cluster,
     /// Packets sent in it, once sending ended.
     sent: Option<u32>,
@@ -111,6 +122,8 @@ struct Measure {
 impl Measure {
     fn new(cluster: Cluster) -> Self {
         Self {
+            kept: [(0, 0, 0); KEPT],
+            n_kept: 0,
             cluster,
             sent: None,
             ended: None,
@@ -136,14 +149,41 @@ impl Measure {
             return None;
         }
         let send = (self.bytes - u64::from(self.last_send_size)) as f64 * 8e6 / send_span as f64;
-        let recv =
-            (self.bytes - u64::from(self.first_arrival_size)) as f64 * 8e6 / recv_span as f64;
+        let recv = self.later_recv_rate().unwrap_or(
+            (self.bytes - u64::from(self.first_arrival_size)) as f64 * 8e6 / recv_span as f64,
+        );
         let r = if recv < 0.9 * send {
             0.95 * recv
         } else {
             send.min(recv)
         };
         Some(r as u64)
+    }
+}
+
+impl Measure {
+    /// The receive rate of the later two thirds of the kept packets (in send order).
+    fn later_recv_rate(&self) -> Option<f64> {
+        let mut k = self.kept;
+        let n = self.n_kept;
+        if n < 6 {
+            return None;
+        }
+        // Insertion sort by send time: at most 64 entries, no allocation.
+        for i in 1..n {
+            let mut j = i;
+            while j > 0 && k[j - 1].0 > k[j].0 {
+                k.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        let later = &k[n / 3..n];
+        let (first, last) = later
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(f, l), p| (f.min(p.1), l.max(p.1)));
+        let first_size = later.iter().find(|p| p.1 == first).map_or(0, |p| p.2);
+        let bytes: u64 = later.iter().map(|p| u64::from(p.2)).sum::<u64>() - u64::from(first_size);
+        (last > first).then(|| bytes as f64 * 8e6 / (last - first) as f64)
     }
 }
 
@@ -313,8 +353,9 @@ impl Prober {
                 .position(Option::is_none)
                 .unwrap_or_default();
             self.measures[slot] = Some(Measure::new(c));
-            let min_bytes = (c.target_bps as f64 * self.cfg.cluster_duration.as_secs_f64() / 8.0)
-                .ceil() as usize;
+            let min_bytes = ((c.target_bps as f64 * self.cfg.cluster_duration.as_secs_f64() / 8.0)
+                .ceil() as usize)
+                .max(self.cfg.min_bytes);
             self.active = Some(Active {
                 cluster: c,
                 started: now,
@@ -368,6 +409,10 @@ impl Prober {
         };
         m.acked += 1;
         m.bytes += u64::from(size);
+        if m.n_kept < KEPT {
+            m.kept[m.n_kept] = (send_us, at, size);
+            m.n_kept += 1;
+        }
         if send_us < m.first_send_us {
             m.first_send_us = send_us;
         }
@@ -498,6 +543,49 @@ mod tests {
             assert!((1_700_000..=2_100_000).contains(&r), "{results:?}");
         }
         assert!(results.len() <= 2, "no further probing: {results:?}");
+    }
+
+    /// A 400 kbit/s shaper that lets 3,000 bytes through at line rate (sluice-netem's bucket,
+    /// like any token-bucket shaper): a cluster at 670 kbit/s must not read as a faster path.
+    #[test]
+    fn a_shapers_burst_allowance_does_not_inflate_the_result() {
+        let t = t0();
+        let mut p = Prober::new(ProbeConfig {
+            initial: [0.0, 0.0],
+            ..ProbeConfig::default()
+        });
+        p.set_enabled(true);
+        p.start(t, 335_000, 20_000_000);
+        let (rate, depth) = (400_000.0f64, 3_000.0f64);
+        let mut tokens = depth;
+        let mut last_us = 0i64;
+        let mut link_free = 0.0f64;
+        let mut now = t;
+        let mut result = None;
+        while now < t + Duration::from_secs(3) && result.is_none() {
+            while p.next_send().is_some_and(|d| d <= now) {
+                let id = p.on_sent(now, 275, true).expect("cluster");
+                let send_us = (now - t).as_micros() as i64;
+                tokens = (tokens + (send_us - last_us) as f64 * rate / 8e6).min(depth);
+                last_us = send_us;
+                let at = if tokens >= 275.0 && link_free <= send_us as f64 {
+                    tokens -= 275.0;
+                    send_us as f64
+                } else {
+                    link_free = link_free.max(send_us as f64) + 275.0 * 8e6 / rate;
+                    link_free
+                };
+                p.on_feedback(id, send_us, Some(at as i64 + 20_000), 275);
+            }
+            result = p.poll_result();
+            // Wants more than its estimate: a cluster at 670k once the interval passed.
+            p.tick(now, 335_000, 2_000_000, 20_000_000);
+            now += Duration::from_micros(250);
+        }
+        let (target, r) = result.expect("a result");
+        let r = r.expect("enough acknowledged");
+        assert_eq!(target, 670_000);
+        assert!(r < 480_000, "a 400 kbit/s shaper read as {r}");
     }
 
     #[test]

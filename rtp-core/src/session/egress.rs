@@ -151,6 +151,16 @@ impl<H: Copy> Session<H> {
                 return Ok(None);
             }
         };
+        // A packet of a layer the subscriber was switched away from is not worth repairing:
+        // its decoder restarts at the new layer's keyframe, which the old layer's
+        // retransmissions would only delay on a path that just narrowed.
+        if d.forwarder
+            .current_layer()
+            .is_some_and(|c| c != entry.layer)
+        {
+            self.stats.retransmit_suppressed += 1;
+            return Ok(None);
+        }
         // Repair must not crowd out fresh media: on a congested path every loss is NACKed and
         // retransmissions (served first) would take the whole pacing rate, the video behind
         // them would expire in the pacer, and those gaps would be NACKed in turn. A
