@@ -214,3 +214,81 @@ fn path_capped_at_300k_then_lifted() {
     println!("screen share back on its top layer {top:?} after the lift");
     assert!(top.is_some_and(|t| t <= S(5)), "top layer again: {top:?}");
 }
+
+/// With pausing enabled (`allow_pause`, off by default): two 3-layer tracks on a path capped at
+/// 150 kbit/s, where both lowest layers (100k + 100k) do not fit. Pausing goes lowest priority
+/// first and is announced (`StreamState { paused: true }`); when the loss-based estimate dips
+/// under even one lowest layer the other is paused too, and resumed (announced) once probing
+/// finds room again; after the cap is lifted every track resumes, the lower-priority one within
+/// 5 s, and both reach their top layer.
+#[test]
+fn pausing_when_enabled_is_announced_and_ends_by_probing() {
+    let mut w = World::new(Config {
+        tracks: vec![
+            TrackSpec {
+                layers: vec![100_000, 400_000, 1_200_000],
+                priority: 1,
+            },
+            TrackSpec {
+                layers: vec![100_000, 400_000, 1_200_000],
+                priority: 5,
+            },
+        ],
+        allow_pause: true,
+        down: NetemConfig {
+            delay: Duration::from_millis(20),
+            rate_bps: Some(5_000_000),
+            queue_limit: Duration::from_millis(300),
+            ..NetemConfig::default()
+        },
+        ..Config::default()
+    });
+    w.run_until(S(20), |w| {
+        let t = w.sample_at;
+        if t == S(4) {
+            w.down.set_rate(Some(150_000));
+        } else if t == S(12) {
+            w.down.set_rate(Some(5_000_000));
+        }
+    });
+    w.print_timeline("pausing enabled: capped at 150 kbit/s from 4 s to 12 s");
+    println!(
+        "stream_state events (time, track, paused): {:?}",
+        w.stream_states
+    );
+    assert_eq!(
+        w.stream_states.first().map(|e| (e.1, e.2)),
+        Some((0, true)),
+        "the lower-priority track is paused first, and it is announced"
+    );
+    for k in 0..2 {
+        let last = w.stream_states.iter().rev().find(|e| e.1 == k);
+        assert_eq!(
+            last.map(|e| e.2),
+            Some(false),
+            "track {k} ends resumed (announced)"
+        );
+    }
+    let resumed = w
+        .stream_states
+        .iter()
+        .rev()
+        .find(|e| e.1 == 0)
+        .map(|e| e.0)
+        .expect("events");
+    println!(
+        "lower-priority track resumed {:?} after the lift",
+        resumed - S(12)
+    );
+    assert!(
+        resumed >= S(12) && resumed <= S(17),
+        "resumed at {resumed:?}"
+    );
+    let last = w.samples.last().expect("samples");
+    assert_eq!(
+        last.layers,
+        vec![Some(2), Some(2)],
+        "both on top layers at the end"
+    );
+    assert_eq!(w.sfu_sub.stats().bwe_paused_tracks, 0);
+}

@@ -167,6 +167,8 @@ pub struct World {
     /// The scheduled time of the current 100 ms sample (what `run_until`'s callback sees).
     pub sample_at: Duration,
     pub samples: Vec<Sample>,
+    /// `SessionEvent::StreamState` of the subscriber session: (when, track, paused).
+    pub stream_states: Vec<(Duration, usize, bool)>,
 }
 
 fn layer_ssrc(track: usize, layer: usize) -> u32 {
@@ -322,6 +324,7 @@ impl World {
             next_sample: start,
             sample_at: Duration::ZERO,
             samples: Vec::new(),
+            stream_states: Vec::new(),
         }
     }
 
@@ -486,7 +489,12 @@ impl World {
         while let Some((n, _)) = self.sfu_sub.poll_probe(self.now, &mut buf) {
             self.down.send(self.now, &buf[..n]);
         }
-        while self.sfu_sub.poll_event().is_some() {}
+        while let Some(ev) = self.sfu_sub.poll_event() {
+            if let SessionEvent::StreamState { down, paused } = ev {
+                let k = usize::from(down.0);
+                self.stream_states.push((self.now - self.start, k, paused));
+            }
+        }
     }
 
     fn on_subscriber_datagram(&mut self, mut pkt: Vec<u8>) {
