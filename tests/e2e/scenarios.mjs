@@ -309,6 +309,16 @@ export const scenarios = {
         chromeFreezeMs,
         probes: sfu.at(-1)?.probes,
       });
+      // The aggregates in /metrics (low cardinality: no per-session labels).
+      const metrics = await fetch(`${ctx.server.origin}/metrics`).then((r) => r.text());
+      const metric = (name) => Number(metrics.split('\n').find((l) => l.startsWith(`${name} `))?.split(' ').pop() ?? NaN);
+      ctx.details.metrics = {
+        probePackets: metric('sluice_probe_packets_total'),
+        notCurrentLayerDrops: metric('sluice_forwarder_dropped_total{reason="not_current_layer"}'),
+        pausedSubscriptions: metric('sluice_bwe_paused_subscriptions'),
+      };
+      check(ctx.details.metrics.probePackets > 0, `sluice_probe_packets_total ${ctx.details.metrics.probePackets}`);
+      check(ctx.details.metrics.pausedSubscriptions === 0, `sluice_bwe_paused_subscriptions ${ctx.details.metrics.pausedSubscriptions} (pausing is off by default)`);
       check(lowAt !== undefined && lowAt - capAt <= 2000, `low layer (width <= 320) ${lowAt ? `${rel(lowAt, capAt)} s` : 'never'} after the cap (want <= 2 s)`);
       check(longest <= 1000, `video froze for ${longest} ms (want <= 1000)`);
       check(highAt !== undefined && highAt - releaseAt <= 5000, `high layer ${highAt ? `${rel(highAt, releaseAt)} s` : 'never'} after the release (want <= 5 s)`);
