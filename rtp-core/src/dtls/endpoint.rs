@@ -91,6 +91,10 @@ pub struct DtlsEndpoint {
     timeout: Option<Instant>,
     last_now: Instant,
     events: VecDeque<DtlsEvent>,
+    /// Application data (SCTP packets, RFC 8261) received, oldest first.
+    app_in: VecDeque<Vec<u8>>,
+    /// Records dropped because `app_in` was full.
+    app_dropped: u64,
     /// Size dimpl asked for when `poll_transmit`'s buffer was too small.
     needed: usize,
     /// After a failure: dimpl may still hold the alert it queued (drain it once).
@@ -169,6 +173,8 @@ impl DtlsEndpoint {
             timeout: None,
             last_now: now,
             events: VecDeque::with_capacity(4),
+            app_in: VecDeque::new(),
+            app_dropped: 0,
             needed: 0,
             farewell_dimpl: false,
             farewell_alert: None,
@@ -273,8 +279,13 @@ impl DtlsEndpoint {
                     self.state = DtlsState::Closed;
                     self.events.push_back(DtlsEvent::Closed);
                 }
-                // Application data (a data channel's SCTP) has no consumer
-                // in the SFU yet; dropped.
+                Output::ApplicationData(data) if self.state == DtlsState::Connected => {
+                    if self.app_in.len() < MAX_APP_RECORDS {
+                        self.app_in.push_back(data.to_vec());
+                    } else {
+                        self.app_dropped += 1;
+                    }
+                }
                 _ => {}
             }
             if self.state == DtlsState::Failed {
@@ -324,6 +335,34 @@ impl DtlsEndpoint {
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<DtlsEvent> {
         self.events.pop_front()
+    }
+
+    /// The next application-data record the peer sent (an SCTP packet for
+    /// data channels, RFC 8261), oldest first. Records surface while
+    /// [`poll_transmit`](Self::poll_transmit) drains dimpl, so drain this
+    /// after it. At most [`MAX_APP_RECORDS`] wait; more are dropped and counted
+    /// ([`app_records_dropped`](Self::app_records_dropped)).
+    pub fn poll_application_data(&mut self) -> Option<Vec<u8>> {
+        self.app_in.pop_front()
+    }
+
+    /// Application records dropped because nobody drained them.
+    pub fn app_records_dropped(&self) -> u64 {
+        self.app_dropped
+    }
+
+    /// Encrypts `data` as one application-data record; the datagram comes
+    /// out of the next [`poll_transmit`](Self::poll_transmit). Only once
+    /// `Connected`. Send one record per `poll_transmit` (dimpl queues at most
+    /// ten datagrams).
+    pub fn send_application_data(&mut self, data: &[u8]) -> Result<(), DtlsError> {
+        if self.state != DtlsState::Connected {
+            return Err(DtlsError::Inactive);
+        }
+        match self.dtls.send_application_data(data) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(DtlsError::Inactive),
+        }
     }
 
     /// Outbound and inbound SRTP contexts (each protects SRTP and SRTCP),
@@ -487,6 +526,11 @@ const ALERT_BAD_CERTIFICATE: u8 = 42;
 
 /// Smallest MTU we accept: a ClientHello fragment plus headers must fit.
 const MIN_MTU: usize = 576;
+
+/// Application-data records kept until the session drains them: a datagram
+/// of at most 1500 bytes holds fewer than 50 records, and the session drains
+/// after every datagram.
+pub const MAX_APP_RECORDS: usize = 64;
 
 /// Upper bound on dimpl outputs handled in one `poll_transmit` call; a
 /// handshake cycle yields a handful of events before its packet or timeout.

@@ -20,7 +20,7 @@ mod fingerprint;
 mod keying;
 
 pub use cert::{DtlsCert, CERT_LIFETIME};
-pub use endpoint::{ClientVersion, DtlsEndpoint, DtlsSettings};
+pub use endpoint::{ClientVersion, DtlsEndpoint, DtlsSettings, MAX_APP_RECORDS};
 pub use fingerprint::{Fingerprint, FingerprintError, FINGERPRINT_LEN};
 
 use thiserror::Error;

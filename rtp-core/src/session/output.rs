@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use thiserror::Error;
 
 use crate::bwe::{Layer, MAX_LAYERS};
+use crate::datachannel::{ChannelId, DataError, Reliability};
 use crate::dtls::{DtlsError, DtlsVersion};
 use crate::forward::ForwardError;
 use crate::ice::IceError;
@@ -163,6 +164,34 @@ pub enum SessionEvent {
         /// Paused now.
         paused: bool,
     },
+    /// The data channels' SCTP association is established.
+    SctpConnected,
+    /// The SCTP association ended (lost, aborted, or DTLS closed); every
+    /// channel was reported closed before this.
+    SctpClosed,
+    /// A data channel may carry messages: one we opened (in band: sent
+    /// `DATA_CHANNEL_OPEN`; negotiated: the association is up) or one the
+    /// peer opened and we acknowledged. Drain events before `poll_data`.
+    ChannelOpen {
+        /// The channel (its SCTP stream id).
+        id: ChannelId,
+        /// Its label.
+        label: String,
+        /// Its sub-protocol (usually empty).
+        protocol: String,
+        /// Ordered delivery.
+        ordered: bool,
+        /// Retransmission policy.
+        reliability: Reliability,
+        /// Opened on a pre-agreed id, without DCEP.
+        negotiated: bool,
+    },
+    /// A data channel ended: closed by either side (stream reset), refused
+    /// by the peer, or its association ended. Its id may be reused later.
+    ChannelClosed {
+        /// The channel.
+        id: ChannelId,
+    },
 }
 
 /// Why a Session call failed. Every datagram error is also counted in
@@ -224,6 +253,9 @@ pub enum SessionError {
     /// The configuration is out of range.
     #[error("invalid session configuration")]
     InvalidConfig,
+    /// A data-channel call failed.
+    #[error("data channel: {0}")]
+    Data(#[from] DataError),
 }
 
 impl From<ForwardError> for SessionError {

@@ -132,6 +132,8 @@ pub struct SessionStats {
     pub drop_unknown_pt: u64,
     /// Dropped: RTX that could not be unpacked (or padding-only probes).
     pub drop_rtx: u64,
+    /// Dropped: DTLS application data (SCTP) on a session without data channels.
+    pub drop_sctp: u64,
     /// Outputs or events dropped because nobody drained them.
     pub queue_overflow: u64,
     /// Latest round-trip time from RTCP reports.
