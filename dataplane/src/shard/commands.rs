@@ -128,7 +128,7 @@ impl Shard {
                 format!("{} exists", spec.session),
             ));
         }
-        let session = build::session(now, &spec, &self.cert, self.congestion_pause)?;
+        let session = build::session(now, &spec, &self.cert, &self.dtls, self.congestion_pause)?;
         let slot = match self.free_slots.pop() {
             Some(s) => s,
             None => {
