@@ -13,7 +13,8 @@ use rtp_core::session::{ForwardDrops, SessionStats};
 
 use super::counters::Drop;
 use super::mesh::RingItem;
-use super::{transmit, Entry, Shard};
+use super::table::{Entry, Slot};
+use super::Shard;
 use crate::proto::{
     ErrorBody, ErrorCode, MediaKind, PublishedTrackStats, ReplyOk, SessionId, SessionStatsReport,
     SubscriptionStats, TrackId,
@@ -87,13 +88,15 @@ impl Shard {
         layers: [Layer; MAX_LAYERS],
         local_publisher: bool,
     ) {
-        let Some(ts) = self.tracks.get_mut(&track) else {
+        let Some(ts) = self.router.tracks.get_mut(&track) else {
             return;
         };
         ts.rates = Some(layers);
         for &(slot, down) in &ts.subs {
-            if let Some(entry) = self.sessions[slot as usize].as_mut() {
+            if let Some(entry) = self.table.get_mut(slot) {
                 entry.session.set_down_layer_rates(down, layers);
+                // Its allocation may have changed, and with it its probe timer.
+                self.table.mark_dirty(slot);
             }
         }
         if !local_publisher {
@@ -113,51 +116,38 @@ impl Shard {
     }
 
     /// Probe padding the session's estimator asks for now, each in a fresh buffer (never out
-    /// of the receive path's reserve); bounded by the estimator's cluster. Returns whether the
-    /// socket's send batch filled up (`flush` could not make room).
-    pub(super) fn drain_probes(&mut self, now: Instant, slot: u32) -> bool {
-        let Some(entry) = self.sessions[slot as usize].as_mut() else {
-            return false;
+    /// of the receive path's reserve), queued as control packets (outside the latency
+    /// histograms); bounded by the estimator's cluster and the transmit queue's room.
+    pub(super) fn drain_probes(&mut self, now: Instant, slot: Slot) {
+        let reserve = self.router.reserve();
+        let Some(entry) = self.table.get_mut(slot) else {
+            return;
         };
-        while entry.session.wants_probe(now) {
-            if self.tx.len() == super::TX_BATCH
-                && !super::flush(
-                    &mut self.backend,
-                    &mut self.pool,
-                    &mut self.tx,
-                    &mut self.counters,
-                )
-                && self.tx.len() == super::TX_BATCH
-            {
-                return true;
-            }
-            if self.pool.free_count() <= self.forward_reserve {
+        let io = &mut self.io;
+        while io.room() > 0 && entry.session.wants_probe(now) {
+            if io.pool.free_count() <= reserve {
                 self.counters.drop(Drop::PoolEmpty);
-                return false;
+                return;
             }
-            let Some(buf) = self.pool.take() else {
+            let Some(buf) = io.pool.take() else {
                 self.counters.drop(Drop::PoolEmpty);
-                return false;
+                return;
             };
-            match entry
-                .session
-                .poll_probe(now, &mut self.pool.get_mut(buf)[..])
-            {
-                Some((len, dst)) => self.tx.push(transmit(buf, len, dst)),
+            match entry.session.poll_probe(now, &mut io.pool.get_mut(buf)[..]) {
+                Some((len, dst)) => io.push_control(buf, len, dst),
                 None => {
-                    self.pool.give(buf);
-                    return false;
+                    io.pool.give(buf);
+                    return;
                 }
             }
         }
-        false
     }
 
     /// The congestion totals of live sessions and the subscriptions paused now.
     pub(super) fn congestion_live(&self) -> (CongestionTotals, u64) {
         let mut t = CongestionTotals::default();
         let mut paused = 0u64;
-        for entry in self.sessions.iter().flatten() {
+        for entry in self.table.iter() {
             let s = entry.session.stats();
             t.add(s);
             paused += u64::from(s.bwe_paused_tracks);
@@ -171,13 +161,13 @@ impl Shard {
         now: Instant,
         session: SessionId,
     ) -> Result<ReplyOk, ErrorBody> {
-        let Some(&slot) = self.by_id.get(&session) else {
+        let Some(slot) = self.table.slot_of(session) else {
             return Err(ErrorBody::new(
                 ErrorCode::NotFound,
                 format!("{session} is not on this worker"),
             ));
         };
-        let Some(entry) = self.sessions[slot as usize].as_mut() else {
+        let Some(entry) = self.table.get_mut(slot) else {
             return Err(ErrorBody::new(
                 ErrorCode::NotFound,
                 format!("{session} is closed"),
@@ -199,6 +189,7 @@ impl Shard {
             .map(|t| PublishedTrackStats {
                 track: *t,
                 layer_bps: self
+                    .router
                     .tracks
                     .get(t)
                     .and_then(|ts| ts.rates)

@@ -52,18 +52,6 @@ impl<T: Copy> ClassQueue<T> {
         Ok(())
     }
 
-    /// Puts an entry back at the head (undoing a `pop`); gives it back when full.
-    pub(crate) fn push_front(&mut self, entry: Queued<T>) -> Result<(), Queued<T>> {
-        let cap = self.slots.len();
-        if self.len >= cap {
-            return Err(entry);
-        }
-        self.head = (self.head + cap - 1) % cap;
-        self.slots[self.head] = Some(entry);
-        self.len += 1;
-        Ok(())
-    }
-
     /// The oldest entry, if any.
     pub(crate) fn front(&self) -> Option<&Queued<T>> {
         if self.len == 0 {

@@ -426,30 +426,23 @@ impl World {
     /// One published packet arrived at the SFU: bookkeeping, fan-out to the subscriber.
     fn on_published(&mut self, mut pkt: Vec<u8>) {
         let out = self.sfu_pub.handle_datagram(self.now, addr(PUB), &mut pkt);
-        let Ok(SessionOutput::Media {
-            up,
-            layer,
-            ext_seq,
-            len,
-            ..
-        }) = out
-        else {
+        let Ok(SessionOutput::Media { up, meta }) = out else {
             return;
         };
-        pkt.truncate(len);
+        pkt.truncate(meta.len);
         let k = self.ups.iter().position(|&u| u == up).expect("known up");
         let view = RtpView::parse(&pkt).expect("parses");
         let (h, mut b) = self.handle();
-        let queued =
-            self.sfu_sub
-                .forward(self.now, self.downs[k], &view, ext_seq, layer, &mut b, h);
+        let queued = self
+            .sfu_sub
+            .forward(self.now, self.downs[k], &view, meta, &mut b, h);
         if let Ok(Some(n)) = queued {
             b.truncate(n);
             self.slots.insert(h, b);
         }
         // NACKs name the source packet by its extended seq (one track, one layer at a time
         // here in the history the dataplane keeps per track).
-        let _ = self.history[k][usize::from(layer)].insert(self.now, ext_seq, &pkt);
+        let _ = self.history[k][usize::from(meta.layer)].insert(self.now, meta.ext_seq, &pkt);
         self.drain_sub_outputs();
     }
 
@@ -508,9 +501,10 @@ impl World {
             outs.push(o);
         }
         for o in outs {
-            let SessionOutput::Media { len, .. } = o else {
+            let SessionOutput::Media { meta, .. } = o else {
                 continue;
             };
+            let len = meta.len;
             let v = RtpView::parse(&pkt[..len]).expect("parses");
             let Some(k) = (0..self.pubs.len()).find(|&k| down_ssrc(k) == v.ssrc()) else {
                 continue;
