@@ -26,8 +26,13 @@ pub struct ControlConfig {
     pub api_keys: BTreeMap<String, String>,
     /// Where rooms, participants and media state are persisted.
     pub state_file: PathBuf,
-    /// Webhook receivers (`http://host:port/path`).
+    /// Webhook receivers (`http://` or `https://host:port/path`).
     pub webhooks: Vec<String>,
+    /// Signs webhooks; required when `webhooks` is set, at least 16 characters, and not an API
+    /// secret (a receiver must not be able to mint tokens).
+    pub webhook_secret: Option<String>,
+    /// Extra PEM trust roots for https receivers, beside the system's.
+    pub webhook_ca_file: Option<PathBuf>,
     /// Controllers admitted per room.
     pub max_controllers: u32,
     /// Rooms are created on first join.
@@ -73,6 +78,8 @@ const KEYS: &[&str] = &[
     "api_keys",
     "state_file",
     "webhooks",
+    "webhook_secret",
+    "webhook_ca_file",
     "max_controllers",
     "auto_create",
     "tiers",
@@ -89,6 +96,8 @@ impl Default for ControlConfig {
             api_keys: BTreeMap::new(),
             state_file: PathBuf::from("./.sluice/state.json"),
             webhooks: Vec::new(),
+            webhook_secret: None,
+            webhook_ca_file: None,
             max_controllers: 3,
             auto_create: true,
             tiers: TierTable::default(),
@@ -268,6 +277,7 @@ impl ControlConfig {
             .validate()
             .map_err(|(key, m)| ConfigError::new(format!("hybrid.{key}"), m))?;
         cfg.turn = turn.finish()?;
+        cfg.check_webhooks()?;
         Ok(cfg)
     }
 
@@ -404,13 +414,30 @@ impl ControlConfig {
                 let b = v.as_bool().ok_or_else(|| err("expected true or false"))?;
                 self.apply_str(key, &b.to_string(), &full)?;
             }
-            "http" | "state_file" | "dataplane_bin" => {
+            "http" | "state_file" | "dataplane_bin" | "webhook_secret" | "webhook_ca_file" => {
                 let s = v.as_str().ok_or_else(|| err("expected a string"))?;
                 self.apply_str(key, s, &full)?;
             }
             _ => return Err(err("unknown key")),
         }
         Ok(())
+    }
+
+    /// `webhook_secret`: set when webhooks are, long enough, and no API key's secret.
+    fn check_webhooks(&self) -> Result<(), ConfigError> {
+        let key = "control.webhook_secret";
+        match &self.webhook_secret {
+            None if !self.webhooks.is_empty() => Err(ConfigError::new(
+                key,
+                "required when control.webhooks is set (it signs them; API secrets do not)",
+            )),
+            Some(s) if s.len() < 16 => Err(ConfigError::new(key, "must be at least 16 characters")),
+            Some(s) if self.api_keys.values().any(|k| k == s) => Err(ConfigError::new(
+                key,
+                "must differ from every API secret (a webhook receiver could mint tokens)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Whether `GET /dev/token` is served: as set, else only on the generated dev key.
@@ -428,6 +455,8 @@ impl ControlConfig {
                     .map_err(|_| err(format!("expected ip:port, got {value:?}")))?
             }
             "state_file" => self.state_file = PathBuf::from(value),
+            "webhook_secret" => self.webhook_secret = Some(value.to_owned()),
+            "webhook_ca_file" => self.webhook_ca_file = Some(PathBuf::from(value)),
             "dataplane_bin" => self.dataplane_bin = Some(PathBuf::from(value)),
             "max_controllers" => {
                 self.max_controllers = value
@@ -516,12 +545,13 @@ fn parse_tier(key: &str, v: &toml::Value, base: QualityTier) -> Result<QualityTi
 }
 
 fn check_url(u: &str) -> Result<(), &'static str> {
-    if u.strip_prefix("http://")
-        .is_some_and(|rest| !rest.is_empty())
-    {
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"));
+    if rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/')) {
         Ok(())
     } else {
-        Err("expected an http:// URL (webhooks are delivered over plain HTTP/1.1)")
+        Err("expected an http:// or https:// URL")
     }
 }
 
@@ -600,6 +630,58 @@ mod tests {
         assert_eq!(
             ControlConfig::load(None, env, &[]).unwrap_err().key,
             "SLUICE_CONTROL_MAX_CONTROLLERS"
+        );
+    }
+
+    #[test]
+    fn webhooks_need_their_own_secret() {
+        let hooks = "[control]\nwebhooks = [\"https://hooks.example/in\"]\n";
+        assert_eq!(load(hooks, &[]).unwrap_err().key, "control.webhook_secret");
+        let short = format!("{hooks}webhook_secret = \"short\"\n");
+        assert_eq!(load(&short, &[]).unwrap_err().key, "control.webhook_secret");
+        let reused = format!(
+            "{hooks}webhook_secret = \"0123456789abcdef\"\n[control.api_keys]\nk = \"0123456789abcdef\"\n"
+        );
+        assert_eq!(
+            load(&reused, &[]).unwrap_err().key,
+            "control.webhook_secret"
+        );
+        let ok = format!("{hooks}webhook_secret = \"fedcba9876543210\"\n");
+        let c = load(&ok, &[]).unwrap();
+        assert_eq!(c.webhooks, vec!["https://hooks.example/in".to_owned()]);
+        assert_eq!(c.webhook_secret.as_deref(), Some("fedcba9876543210"));
+        let env = vec![(
+            "SLUICE_CONTROL_WEBHOOK_SECRET".to_string(),
+            "env-secret-0123456789".to_string(),
+        )];
+        let c = ControlConfig::load(Some(&ok), env, &[]).unwrap();
+        assert_eq!(c.webhook_secret.as_deref(), Some("env-secret-0123456789"));
+    }
+
+    #[test]
+    fn the_dataplane_socket_is_read_from_its_table() {
+        let c = load(
+            "[dataplane]\ncontrol_socket = \"/run/x.sock\"\nport = 1\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.dataplane_socket, PathBuf::from("/run/x.sock"));
+        let env = vec![(
+            "SLUICE_DATAPLANE_CONTROL_SOCKET".to_string(),
+            "/run/y.sock".to_string(),
+        )];
+        let c = ControlConfig::load(
+            Some("[dataplane]\ncontrol_socket = \"/run/x.sock\""),
+            env,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.dataplane_socket, PathBuf::from("/run/y.sock"));
+        assert_eq!(
+            load("[dataplane]\ncontrol_socket = 5", &[])
+                .unwrap_err()
+                .key,
+            "dataplane.control_socket"
         );
     }
 

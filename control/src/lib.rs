@@ -1,11 +1,11 @@
 //! Sluice control daemon (see issue: control).
 //!
-//! Its logic core is synchronous and passes time in, so the HTTP/WebSocket
-//! layer can wrap it in a `Mutex` or an actor:
+//! Its logic core is synchronous and passes time in; the server runs it in one actor per room:
 //! - [`auth`] — JWT access tokens and admin tokens.
 //! - [`room`] — rooms, participants, tracks, roles and grants.
 //! - [`events`] — event log, webhook queue, SSE hub.
 //! - [`sdp`] — offer/answer.
+//! - [`signal`] — the typed signaling messages of `/rtc`.
 //! - [`store`] — the state file that survives a restart.
 //! - [`config`] — the `[control]` configuration.
 //! - [`hybrid`] — the P2P/SFU topology policy and TURN credentials.
@@ -21,4 +21,5 @@ pub mod link;
 pub mod room;
 pub mod sdp;
 pub mod server;
+pub mod signal;
 pub mod store;

@@ -46,7 +46,7 @@ pub struct Connected {
     /// Increases on every handshake and on every event-sequence gap: each value calls for a
     /// resync.
     pub generation: u64,
-    /// The dataplane's hello: media addresses, fingerprint, workers, instance.
+    /// The dataplane's hello: media addresses, fingerprint, shards, instance.
     pub hello: Arc<Hello>,
 }
 
@@ -202,7 +202,7 @@ async fn serve(inner: &Inner, stream: UnixStream, generation: &mut u64) -> std::
         }
         decoder.push(&read_buf[..n]);
     };
-    tracing::info!(instance = %hello.instance, workers = hello.workers, media = ?hello.media_addrs, "dataplane connected");
+    tracing::info!(instance = %hello.instance, shards = hello.shards, media = ?hello.media_addrs, "dataplane connected");
     let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
     *inner.out.lock().expect("link lock poisoned") = Some(tx);
     let hello = Arc::new(hello);

@@ -96,12 +96,25 @@ fn api_keys(cfg: &ControlConfig) -> Result<BTreeMap<String, String>, String> {
     aws_lc_rs::rand::fill(&mut secret).map_err(|_| "system RNG failed".to_owned())?;
     let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     let keys = BTreeMap::from([("devkey".to_owned(), secret.clone())]);
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    std::fs::write(
-        &path,
-        serde_json::to_vec_pretty(&keys).expect("map serializes"),
-    )
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        // A secret: readable by this user only.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(&serde_json::to_vec_pretty(&keys).expect("map serializes"))
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     eprintln!(
         "generated a development API key (saved in {}):\n  api key: devkey\n  secret:  {secret}",
         path.display()
@@ -175,6 +188,10 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             },
             state_file: Some(cfg.state_file.clone()),
             webhooks: cfg.webhooks.clone(),
+            webhook_secret: cfg.webhook_secret.clone(),
+            webhook_ca_file: cfg.webhook_ca_file.clone(),
+            webhook: Default::default(),
+            sse: Default::default(),
             static_dir,
             dataplane_socket: Some(socket),
             drain_deadline: Duration::from_secs(cfg.drain_deadline_s),
@@ -184,7 +201,7 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
         };
         let server = match Server::start(opts).await {
             Ok(s) => s,
-            Err(e) => return fail(&format!("control.http: {e}")),
+            Err(e) => return fail(&e.to_string()),
         };
         eprintln!("sluice is up: http://{}/", server.addr);
         let mut term =
@@ -215,7 +232,7 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             }
             let _ = task.await;
         }
-        server.stop();
+        server.shutdown().await;
         code
     })
 }

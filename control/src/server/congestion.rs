@@ -18,11 +18,12 @@ use sluice_proto::{
     Command, Counters, ReplyOk, SessionId, SessionStatsReport, StreamState, SubscriptionId, TrackId,
 };
 
-use super::api::{admin, unknown_room};
+use super::api::admin;
 use super::error::ApiError;
 use super::hub::ClientMsg;
 use super::App;
 use crate::link::LinkError;
+use crate::signal::ServerMessage;
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new().route("/api/rooms/{room}/stats", get(room_stats))
@@ -44,34 +45,38 @@ async fn room_stats(
             "unknown query parameter (only identity)",
         ));
     }
-    let identity = q.get("identity");
-    if app.rooms.lock().expect("rooms lock").room(&room).is_none() {
-        return Err(unknown_room(&room));
-    }
-    let (peers, sids) = {
-        let media = app.media.lock().await;
-        let mut peers: Vec<PeerSessions> = Vec::new();
-        for ((r, who), peer) in &media.peers {
-            if r != &room || identity.is_some_and(|i| i != who) {
-                continue;
-            }
-            let mut sessions = Vec::new();
-            if let Some(p) = &peer.publisher {
-                sessions.push(("publisher", p.session));
-            }
-            if let Some(s) = peer.subscriber.as_ref().and_then(|s| s.session) {
-                sessions.push(("subscriber", s));
-            }
-            peers.push((who.clone(), peer.participant_sid.clone(), sessions));
-        }
-        let sids: HashMap<TrackId, String> = media
-            .tracks
-            .iter()
-            .map(|(sid, t)| (t.dp, sid.clone()))
-            .collect();
-        (peers, sids)
-    };
-    if let Some(i) = identity {
+    let identity = q.get("identity").cloned();
+    // The room's actor lists its sessions; the dataplane round trips happen outside it, so a
+    // stats request never holds the room.
+    let want = identity.clone();
+    let (peers, sids) = app
+        .in_existing_room(&room, move |ctx| {
+            Box::pin(async move {
+                let media = &ctx.media;
+                let mut peers: Vec<PeerSessions> = Vec::new();
+                for (who, peer) in &media.peers {
+                    if want.as_ref().is_some_and(|i| i != who) {
+                        continue;
+                    }
+                    let mut sessions = Vec::new();
+                    if let Some(p) = &peer.publisher {
+                        sessions.push(("publisher", p.session));
+                    }
+                    if let Some(s) = peer.subscriber.as_ref().and_then(|s| s.session) {
+                        sessions.push(("subscriber", s));
+                    }
+                    peers.push((who.clone(), peer.participant_sid.clone(), sessions));
+                }
+                let sids: HashMap<TrackId, String> = media
+                    .tracks
+                    .iter()
+                    .map(|(sid, t)| (t.dp, sid.clone()))
+                    .collect();
+                Ok((peers, sids))
+            })
+        })
+        .await?;
+    if let Some(i) = &identity {
         if peers.is_empty() {
             return Err(
                 ApiError::not_found(format!("participant {i:?} has no media in {room:?}"))
@@ -141,40 +146,56 @@ fn session_json(pc: &str, r: &SessionStatsReport, sids: &HashMap<TrackId, String
 }
 
 impl App {
-    /// The dataplane paused or resumed `subscription` of `session`: tell the participant
-    /// (`stream_state`, docs/protocol.md) over its WebSocket, when it has one.
+    /// The dataplane paused or resumed `subscription` of `session`: its room's actor tells the
+    /// participant (`stream_state`, docs/protocol.md) over its WebSocket, when it has one.
     pub(super) async fn stream_state(
-        &self,
+        self: &Arc<Self>,
         session: SessionId,
         subscription: SubscriptionId,
         state: StreamState,
     ) {
-        let target = {
-            let media = self.media.lock().await;
-            let track = media.subs.get(&subscription).map(|s| s.track);
-            let sid = track.and_then(|t| {
-                media
-                    .tracks
-                    .iter()
-                    .find(|(_, m)| m.dp == t)
-                    .map(|(sid, _)| sid.clone())
-            });
-            let peer = media.peers.iter().find(|(_, p)| {
-                p.signaling && p.subscriber.as_ref().and_then(|s| s.session) == Some(session)
-            });
-            peer.zip(sid)
-                .map(|((key, _), sid)| (key.0.clone(), key.1.clone(), sid))
-        };
-        let Some((room, identity, track)) = target else {
+        let room = self
+            .session_rooms
+            .lock()
+            .expect("session map lock")
+            .get(&session)
+            .cloned();
+        let Some(room) = room else {
             return;
         };
         let state = match state {
             StreamState::Paused => "paused",
             StreamState::Active => "active",
         };
-        tracing::info!(%room, %identity, %track, state, "stream state");
-        let msg = json!({ "type": "stream_state", "track_sid": track, "state": state, "reason": "bandwidth" });
-        self.hub.send_to(&room, &identity, ClientMsg::Json(msg));
+        let _ = self
+            .in_existing_room(&room, move |ctx| {
+                Box::pin(async move {
+                    let media = &ctx.media;
+                    let track = media.subs.get(&subscription).map(|s| s.track);
+                    let sid = track.and_then(|t| {
+                        media
+                            .tracks
+                            .iter()
+                            .find(|(_, m)| m.dp == t)
+                            .map(|(sid, _)| sid.clone())
+                    });
+                    let peer = media.peers.iter().find(|(_, p)| {
+                        p.signaling
+                            && p.subscriber.as_ref().and_then(|s| s.session) == Some(session)
+                    });
+                    if let (Some((identity, _)), Some(track_sid)) = (peer, sid) {
+                        tracing::info!(room = %ctx.name, %identity, track = %track_sid, state, "stream state");
+                        let msg = ServerMessage::StreamState {
+                            track_sid,
+                            state,
+                            reason: "bandwidth",
+                        };
+                        ctx.app.hub.send_to(&ctx.name, identity, ClientMsg::Msg(msg));
+                    }
+                    Ok(())
+                })
+            })
+            .await;
     }
 }
 

@@ -1,10 +1,10 @@
 //! One-shot media sessions without our WebSocket protocol: **WHIP** ingest (RFC 9725) at
 //! `/whip/{room}`, **WHEP** playback at `/whep/{room}`, and **sidecar** sessions at
 //! `/api/rooms/{room}/sessions` for an existing signaling server. Each joins a participant
-//! and answers its offer in one step ([`super::media::OneShot::Both`]); the resource id is
-//! the participant sid.
+//! and answers its offer in one step, planned and applied by the room's actor so that a
+//! refused offer leaves nothing behind (`media/oneshot.rs`); the resource id is the participant
+//! sid.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -18,8 +18,6 @@ use serde_json::{json, Value};
 
 use super::api::{admin, body, typed, unknown_room};
 use super::error::ApiError;
-use super::hybrid::JoinTicket;
-use super::media::OneShot;
 use super::signal::verify_token;
 use super::App;
 use crate::auth::{Grants, Role};
@@ -101,96 +99,34 @@ async fn oneshot_post(
         .into_response())
 }
 
-/// Joins `join` to `room` and answers `offer`; on a refused offer the join is undone.
+/// Joins `join` to `room` and answers `offer`, in the room's actor; a refused offer leaves no
+/// trace.
 async fn join_and_answer(
     app: &Arc<App>,
     room: &str,
     join: Join,
     offer: &str,
 ) -> Result<(String, String), ApiError> {
-    if app.draining.load(Ordering::SeqCst) {
+    if app.is_draining() {
         return Err(ApiError::rejected("node is draining; join another node"));
     }
-    // WHIP/WHEP/sidecar clients cannot do P2P: they count as P2P-incapable participants, so an
-    // auto room moves to SFU for them (and a P2P-pinned room refuses them). A migration in
-    // progress cannot hold an HTTP request: retry.
-    let identity = join.identity.clone();
-    let key = (room.to_owned(), identity.clone());
-    match app.hybrid_join(&key, false)? {
-        JoinTicket::Admitted(actions) => app.run_actions(room, actions).await,
-        JoinTicket::Queued { .. } => {
-            app.hybrid_cancel_join(&key);
-            return Err(ApiError::rejected(
-                "the room is switching between p2p and sfu; retry in a few seconds",
-            )
-            .with_field("room"));
-        }
-    }
-    let now = app.now_ms();
-    let joined = app.rooms.lock().expect("rooms lock").join(room, join, now);
-    let events = match joined {
-        Ok(events) => events,
-        Err(e) => {
-            app.hybrid_leave(&key).await;
-            if app.rooms.lock().expect("rooms lock").room(room).is_none() {
-                app.forget_policy(room);
-            }
-            return Err(e.into());
-        }
-    };
-    let sid = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .participant(room, &identity)
-        .map(|p| p.sid.clone())
-        .expect("just joined");
-    app.media_join(&key, &sid, false).await;
-    app.emit(events);
-    let answered = match app.hybrid_require_sfu(room, Some(&identity)).await {
-        Ok(()) => app.answer_offer(&key, offer, OneShot::Both).await,
-        Err(e) => Err(e),
-    };
-    match answered {
-        Ok((_, answer)) => Ok((sid, answer)),
-        Err(e) => {
-            let now = app.now_ms();
-            if let Ok(events) = app
-                .rooms
-                .lock()
-                .expect("rooms lock")
-                .leave(room, &identity, now)
-            {
-                app.emit(events);
-            }
-            app.media_leave(&key).await;
-            Err(e)
-        }
-    }
+    let offer = offer.to_owned();
+    app.in_room(room, move |ctx| {
+        Box::pin(async move { ctx.join_and_answer(join, &offer).await })
+    })
+    .await
 }
 
-/// The identity whose participant sid is `sid` in `room`.
-fn identity_of(app: &App, room: &str, sid: &str) -> Result<String, ApiError> {
-    let rooms = app.rooms.lock().expect("rooms lock");
-    let r = rooms.room(room).ok_or_else(|| unknown_room(room))?;
-    r.participants
-        .values()
-        .find(|p| p.sid == sid)
-        .map(|p| p.identity.clone())
-        .ok_or_else(|| ApiError::not_found(format!("session {sid:?} not found")).with_field("id"))
-}
-
+/// Ends the session whose participant sid is `sid` in `room`.
 async fn end(app: &Arc<App>, room: &str, sid: &str) -> Result<(), ApiError> {
-    let identity = identity_of(app, room, sid)?;
-    let now = app.now_ms();
-    let events = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .leave(room, &identity, now)?;
-    app.emit(events);
-    app.media_leave(&(room.to_owned(), identity)).await;
-    Ok(())
+    let sid = sid.to_owned();
+    app.in_existing_room(room, move |ctx| {
+        Box::pin(async move {
+            let identity = ctx.identity_of(&sid)?;
+            ctx.leave(&identity).await
+        })
+    })
+    .await
 }
 
 async fn resource_delete(
@@ -221,7 +157,10 @@ async fn resource_patch(
             "expected application/trickle-ice-sdpfrag",
         ));
     }
-    identity_of(&app, &room, &id)?;
+    app.in_existing_room(&room, move |ctx| {
+        Box::pin(async move { ctx.identity_of(&id).map(drop) })
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -287,8 +226,12 @@ async fn sidecar_post(
             e
         }
     })?;
-    if app.rooms.lock().expect("rooms lock").room(&room).is_none()
-        && !app.rooms.lock().expect("rooms lock").config().auto_create
+    if !app.rooms_config.auto_create
+        && app
+            .registry
+            .summaries()
+            .iter()
+            .all(|s| s.room.as_ref().is_none_or(|r| r.name != room))
     {
         return Err(unknown_room(&room));
     }

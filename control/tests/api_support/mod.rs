@@ -28,6 +28,10 @@ pub async fn start_with(f: impl FnOnce(&mut ServerOptions)) -> Server {
         rooms: RoomsConfig::default(),
         state_file: None,
         webhooks: Vec::new(),
+        webhook_secret: None,
+        webhook_ca_file: None,
+        webhook: Default::default(),
+        sse: Default::default(),
         static_dir: None,
         dataplane_socket: None,
         drain_deadline: Duration::from_secs(60),
@@ -57,6 +61,11 @@ pub fn admin() -> String {
             iat: n,
         },
     )
+}
+
+/// `Authorization` header value for `t`.
+pub fn auth_header(t: &str) -> String {
+    format!("Bearer {t}")
 }
 
 pub fn token(room: &str, identity: &str, role: Role) -> String {

@@ -142,7 +142,7 @@ mod tests {
             },
             remote_fingerprint: None,
             dtls_role: DtlsRole::Server,
-            worker_hint: None,
+            shard_hint: None,
             mode,
             quality: Quality {
                 max_bitrate_bps,
