@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::{HybridConfig, Strategy};
+use crate::limits::{self, Limits};
 use crate::room::{QualityTier, RoomMode, TierTable};
 
 /// The validated `[control]` configuration.
@@ -54,6 +55,8 @@ pub struct ControlConfig {
     pub hybrid: HybridConfig,
     /// `[turn]`: `None` unless a secret and URLs are configured.
     pub turn: Option<TurnConfig>,
+    /// `[limits]`: bounds on what clients can make the daemon hold (docs/security.md).
+    pub limits: Limits,
 }
 
 /// A configuration error naming its key.
@@ -108,6 +111,7 @@ impl Default for ControlConfig {
             dev_tokens: None,
             hybrid: HybridConfig::default(),
             turn: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -150,11 +154,15 @@ impl ControlConfig {
                 .parse()
                 .map_err(|e: toml::de::Error| ConfigError::new("config file", e.message()))?;
             for key in doc.keys() {
-                if !["control", "dataplane", "hybrid", "turn"].contains(&key.as_str()) {
+                if !["control", "dataplane", "hybrid", "turn", "limits"].contains(&key.as_str()) {
                     return Err(ConfigError::new(key.clone(), "unknown table"));
                 }
             }
-            for (name, keys) in [("hybrid", HYBRID_KEYS), ("turn", TURN_KEYS)] {
+            for (name, keys) in [
+                ("hybrid", HYBRID_KEYS),
+                ("turn", TURN_KEYS),
+                ("limits", limits::KEYS),
+            ] {
                 let Some(section) = doc.get(name) else {
                     continue;
                 };
@@ -212,6 +220,7 @@ impl ControlConfig {
                 .strip_prefix("SLUICE_HYBRID_")
                 .map(|k| ("hybrid", k))
                 .or_else(|| name.strip_prefix("SLUICE_TURN_").map(|k| ("turn", k)))
+                .or_else(|| name.strip_prefix("SLUICE_LIMITS_").map(|k| ("limits", k)))
             {
                 let key = key.to_ascii_lowercase();
                 cfg.apply_section(section, &key, &value, &name, &mut turn)?;
@@ -234,7 +243,8 @@ impl ControlConfig {
             let section = name
                 .strip_prefix("--hybrid-")
                 .map(|k| ("hybrid", k))
-                .or_else(|| name.strip_prefix("--turn-").map(|k| ("turn", k)));
+                .or_else(|| name.strip_prefix("--turn-").map(|k| ("turn", k)))
+                .or_else(|| name.strip_prefix("--limits-").map(|k| ("limits", k)));
             if let Some((section, key)) = section {
                 let value = match inline {
                     Some(v) => v,
@@ -255,6 +265,13 @@ impl ControlConfig {
                 .map(|k| k.replace('-', "_"))
                 .filter(|k| KEYS.contains(&k.as_str()))
                 .ok_or_else(|| ConfigError::new(&name, "unknown flag"))?;
+            if key == "api_keys" {
+                // A flag's value is in /proc/*/cmdline for every local user to read.
+                return Err(ConfigError::new(
+                    &name,
+                    "secrets on the command line are readable by every local user; use the config file or SLUICE_CONTROL_API_KEYS",
+                ));
+            }
             if key == "external_dataplane" && inline.is_none() {
                 cfg.external_dataplane = true;
                 i += 1;
@@ -278,6 +295,7 @@ impl ControlConfig {
             .map_err(|(key, m)| ConfigError::new(format!("hybrid.{key}"), m))?;
         cfg.turn = turn.finish()?;
         cfg.check_webhooks()?;
+        cfg.check_exposure()?;
         Ok(cfg)
     }
 
@@ -299,6 +317,9 @@ impl ControlConfig {
             v.parse::<u32>()
                 .map_err(|_| err(format!("expected a non-negative integer, got {v:?}")))
         };
+        if section == "limits" {
+            return self.limits.set(key, int(value)?).map_err(err);
+        }
         let h = &mut self.hybrid;
         match (section, key) {
             ("hybrid", "default_mode") => {
@@ -441,8 +462,29 @@ impl ControlConfig {
     }
 
     /// Whether `GET /dev/token` is served: as set, else only on the generated dev key.
+    /// Automatic only on a loopback bind (finding #5): a node others can reach never hands out
+    /// tokens unless `dev_tokens = true` says so.
     pub fn dev_tokens_enabled(&self) -> bool {
-        self.dev_tokens.unwrap_or(self.api_keys.is_empty())
+        self.dev_tokens
+            .unwrap_or(self.api_keys.is_empty() && self.http.ip().is_loopback())
+    }
+
+    /// A node reachable from other hosts needs API keys: without them it would run on the
+    /// generated dev key, which nobody else can mint tokens with, unless dev mode is asked for.
+    fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.api_keys.is_empty()
+            && !self.http.ip().is_loopback()
+            && self.dev_tokens != Some(true)
+        {
+            return Err(ConfigError::new(
+                "control.api_keys",
+                format!(
+                    "required when control.http ({}) is not a loopback address; set control.dev_tokens = true to run a development node there anyway (anyone who reaches it gets tokens)",
+                    self.http
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Sets `key` from text (env or flag); `name` is how the user spelled it.
@@ -493,6 +535,12 @@ impl ControlConfig {
                     let (k, s) = pair
                         .split_once(':')
                         .ok_or_else(|| err("expected key:secret[,key:secret]".into()))?;
+                    // The same rule as the file's (finding #25): no short or empty HMAC keys.
+                    if k.is_empty() || s.len() < 16 {
+                        return Err(err(format!(
+                            "key {k:?}: secret must be at least 16 characters"
+                        )));
+                    }
                     self.api_keys.insert(k.to_owned(), s.to_owned());
                 }
             }
@@ -577,6 +625,42 @@ mod tests {
         assert_eq!(c.http.port(), 9001);
         assert_eq!(c.max_controllers, 5);
         assert_eq!(c.tiers.viewer.priority, 9);
+    }
+
+    #[test]
+    fn dev_mode_is_automatic_only_on_loopback() {
+        let e = load("[control]\nhttp = \"0.0.0.0:7880\"", &[]).unwrap_err();
+        assert_eq!(e.key, "control.api_keys", "{e}");
+        let c = load("[control]\nhttp = \"0.0.0.0:7880\"\ndev_tokens = true", &[]).unwrap();
+        assert!(c.dev_tokens_enabled());
+        let keyed =
+            "[control]\nhttp = \"0.0.0.0:7880\"\n[control.api_keys]\nk = \"0123456789abcdef\"\n";
+        assert!(!load(keyed, &[]).unwrap().dev_tokens_enabled());
+        assert!(load("", &["--http", "[::1]:7880"])
+            .unwrap()
+            .dev_tokens_enabled());
+    }
+
+    #[test]
+    fn api_keys_from_env_or_flags_follow_the_file_rules() {
+        let env = |v: &str| vec![("SLUICE_CONTROL_API_KEYS".to_owned(), v.to_owned())];
+        for bad in ["k:", "k:short", ":0123456789abcdef"] {
+            let e = ControlConfig::load(None, env(bad), &[]).unwrap_err();
+            assert_eq!(e.key, "SLUICE_CONTROL_API_KEYS", "{bad}: {e}");
+        }
+        assert!(ControlConfig::load(None, env("k:0123456789abcdef"), &[]).is_ok());
+        let e = load("", &["--api-keys", "k:0123456789abcdef"]).unwrap_err();
+        assert_eq!(e.key, "--api-keys", "{e}");
+    }
+
+    #[test]
+    fn limits_are_read_from_file_env_and_flags() {
+        let c = load("[limits]\nws_queue = 9", &["--limits-max-connections", "7"]).unwrap();
+        assert_eq!((c.limits.ws_queue, c.limits.max_connections), (9, 7));
+        let e = load("[limits]\nws_queue = 0", &[]).unwrap_err();
+        assert_eq!(e.key, "limits.ws_queue");
+        let e = load("[limits]\nnope = 1", &[]).unwrap_err();
+        assert_eq!(e.key, "limits.nope");
     }
 
     #[test]

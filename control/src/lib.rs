@@ -9,6 +9,7 @@
 //! - [`store`] — the state file that survives a restart.
 //! - [`config`] — the `[control]` configuration.
 //! - [`hybrid`] — the P2P/SFU topology policy and TURN credentials.
+//! - [`limits`] — the `[limits]` on what clients can make the daemon hold, and refusal counts.
 //! - [`link`] — the async control-socket client to the dataplane.
 //! - [`server`] — HTTP API, WebSocket signaling, WHIP/WHEP, metrics.
 #![forbid(unsafe_code)]
@@ -17,7 +18,9 @@ pub mod auth;
 pub mod config;
 pub mod events;
 pub mod hybrid;
+pub mod limits;
 pub mod link;
+mod lock;
 pub mod room;
 pub mod sdp;
 pub mod server;

@@ -246,7 +246,7 @@ async fn list_participants(
     let list = app
         .in_existing_room(&room, |ctx| {
             Box::pin(async move {
-                let r = ctx.room().expect("checked by in_existing_room");
+                let r = ctx.room().ok_or_else(|| unknown_room(&ctx.name))?;
                 Ok(r.participants
                     .values()
                     .map(crate::signal::ParticipantInfo::of)
@@ -387,6 +387,10 @@ async fn events(
     };
     let stream = app.events.subscribe(q.room, last).map_err(|e| match e {
         SseError::InvalidLastEventId => ApiError::invalid("Last-Event-ID", e.to_string()),
+        SseError::TooManySubscribers => {
+            app.refusals.count(crate::limits::Refusal::SseSubscribers);
+            ApiError::new("unavailable", e.to_string())
+        }
         other => ApiError::new("unavailable", other.to_string()),
     })?;
     Ok((

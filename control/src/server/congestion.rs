@@ -23,6 +23,7 @@ use super::error::ApiError;
 use super::hub::ClientMsg;
 use super::App;
 use crate::link::LinkError;
+use crate::lock::Locked;
 use crate::signal::ServerMessage;
 
 pub(super) fn routes() -> Router<Arc<App>> {
@@ -154,12 +155,7 @@ impl App {
         subscription: SubscriptionId,
         state: StreamState,
     ) {
-        let room = self
-            .session_rooms
-            .lock()
-            .expect("session map lock")
-            .get(&session)
-            .cloned();
+        let room = self.session_rooms.locked().get(&session).cloned();
         let Some(room) = room else {
             return;
         };

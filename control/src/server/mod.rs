@@ -15,13 +15,18 @@ mod congestion;
 mod dev;
 mod error;
 mod events;
+mod guard;
 mod hub;
+mod listen;
+#[cfg(test)]
+mod lock_tests;
 mod media;
 mod ops;
 mod signal;
 mod webhooks;
 mod whip;
 
+use crate::lock::Locked;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +44,7 @@ use crate::auth::Keyring;
 use crate::events::{SseConfig, WebhookConfig};
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::HybridConfig;
+use crate::limits::{Limits, Refusals};
 use crate::link::Link;
 use crate::room::RoomsConfig;
 use crate::store::{FileStore, MemoryStore, Store};
@@ -65,7 +71,8 @@ pub struct ServerOptions {
     pub webhook_ca_file: Option<PathBuf>,
     /// Webhook lane limits and retry timings (per URL).
     pub webhook: WebhookConfig,
-    /// SSE backlogs, per-subscriber buffer and subscriber cap.
+    /// SSE backlogs and per-subscriber buffer (the subscriber cap is
+    /// `limits.max_sse_subscribers`).
     pub sse: SseConfig,
     /// Served at `/`.
     pub static_dir: Option<PathBuf>,
@@ -78,6 +85,8 @@ pub struct ServerOptions {
     pub hybrid: HybridConfig,
     /// `[turn]`: TURN REST credentials in `joined.ice_servers`.
     pub turn: Option<TurnConfig>,
+    /// `[limits]`: what clients can make this server hold (docs/security.md).
+    pub limits: Limits,
 }
 
 /// A running server.
@@ -120,6 +129,11 @@ pub(crate) struct App {
     pub(crate) shard_stats: Mutex<BTreeMap<u16, Counters>>,
     static_dir: Option<PathBuf>,
     drain_deadline: Duration,
+    pub(crate) limits: Limits,
+    /// What the limits refused, by reason (`sluice_refused_total`).
+    pub(crate) refusals: Arc<Refusals>,
+    /// Open HTTP connections (the caps of `limits`).
+    pub(crate) connections: listen::Connections,
 }
 
 impl Server {
@@ -154,7 +168,10 @@ impl Server {
         let events = Events::start(
             snapshot.event_log(),
             snapshot.outbox.clone(),
-            opts.sse.clone(),
+            SseConfig {
+                max_subscribers: opts.limits.max_sse_subscribers,
+                ..opts.sse.clone()
+            },
             webhooks,
             Arc::clone(&store),
         );
@@ -169,6 +186,7 @@ impl Server {
             .iter()
             .next()
             .map(|(k, s)| (k.clone(), s.as_bytes().to_vec()));
+        let refusals = Arc::new(Refusals::default());
         let app = Arc::new(App {
             keyring,
             dev_key: first_key.filter(|_| opts.dev_tokens),
@@ -182,7 +200,7 @@ impl Server {
             dp_ids: AtomicU64::new(0),
             session_rooms: Mutex::new(HashMap::new()),
             link,
-            hub: Hub::default(),
+            hub: Hub::new(Arc::clone(&refusals)),
             events,
             store,
             hybrid_metrics: Mutex::new(HybridMetrics::default()),
@@ -191,6 +209,9 @@ impl Server {
             shard_stats: Mutex::new(BTreeMap::new()),
             static_dir: opts.static_dir.clone(),
             drain_deadline: opts.drain_deadline,
+            limits: opts.limits.clone(),
+            refusals,
+            connections: listen::Connections::default(),
         });
         // Every stored room gets its actor now: its empty-room timeout runs, and the first
         // resync adopts its calls.
@@ -207,11 +228,7 @@ impl Server {
             })?;
         let addr = listener.local_addr()?;
         let router = router(Arc::clone(&app));
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "http server stopped");
-            }
-        });
+        let task = tokio::spawn(listen::serve(Arc::clone(&app), listener, router));
         tracing::info!(%addr, "control listening");
         Ok(Self { addr, app, task })
     }
@@ -256,14 +273,29 @@ impl Server {
     }
 }
 
+/// The routes, with the guards of docs/security.md: the admin token checked before an `/api`
+/// body is read, body sizes, and in dev mode the `Host`/`Origin` checks.
 fn router(app: Arc<App>) -> axum::Router {
-    api::routes()
-        .merge(whip::routes())
+    use axum::extract::DefaultBodyLimit;
+    use axum::middleware::from_fn_with_state;
+    let admin = |r: axum::Router<Arc<App>>, max: usize| {
+        r.route_layer(from_fn_with_state(
+            (Arc::clone(&app), max),
+            guard::admin_first,
+        ))
+        .layer(DefaultBodyLimit::max(max))
+    };
+    let mut router = admin(api::routes(), app.limits.api_body_max_bytes)
+        .merge(admin(whip::sidecar_routes(), app.limits.sdp_body_max_bytes))
+        .merge(whip::routes().layer(DefaultBodyLimit::max(app.limits.sdp_body_max_bytes)))
         .merge(signal::routes())
         .merge(dev::routes())
         .merge(ops::routes())
-        .merge(congestion::routes())
-        .with_state(app)
+        .merge(admin(congestion::routes(), app.limits.api_body_max_bytes));
+    if app.dev_key.is_some() {
+        router = router.layer(from_fn_with_state(Arc::clone(&app), guard::dev_origin));
+    }
+    router.with_state(app)
 }
 
 impl App {
@@ -271,6 +303,17 @@ impl App {
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// Whether every lock of the shared state can be taken now (none is held by a stuck task;
+    /// a poisoned one is taken over, see `crate::lock`).
+    pub(crate) fn state_locks_free(&self) -> bool {
+        !(self.registry.is_held() || self.hub.is_held() || held(&self.session_rooms))
+    }
+
+    /// Whether `claims` were signed with the dev key (`/dev/token`).
+    pub(crate) fn is_dev_token(&self, claims: &crate::auth::Claims) -> bool {
+        self.dev_key.as_ref().is_some_and(|(k, _)| *k == claims.iss)
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -316,6 +359,11 @@ impl App {
     }
 }
 
+/// Whether another thread holds `m` now.
+pub(crate) fn held<T>(m: &Mutex<T>) -> bool {
+    matches!(m.try_lock(), Err(std::sync::TryLockError::WouldBlock))
+}
+
 /// Resync on every (re)connection; dataplane events into stats and session bookkeeping.
 async fn dataplane_loop(app: Arc<App>) {
     let link = app.link.clone().expect("spawned only with a link");
@@ -341,7 +389,7 @@ async fn dataplane_loop(app: Arc<App>) {
             }
             ev = events.recv() => match ev {
                 Ok(Notification::StatsSnapshot(ws)) => {
-                    app.shard_stats.lock().expect("stats lock").insert(ws.shard, ws.counters);
+                    app.shard_stats.locked().insert(ws.shard, ws.counters);
                 }
                 Ok(Notification::StreamState { session, subscription, state }) => {
                     app.stream_state(session, subscription, state).await;

@@ -1,6 +1,7 @@
 //! Operations endpoints: Prometheus `/metrics`, `/healthz`, `/readyz`, and the static demo
 //! files at `/` (written by the browser client's author; served as they are).
 
+use crate::lock::Locked;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,10 +17,29 @@ use super::App;
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/", get(index))
         .route("/{*path}", get(static_file))
+}
+
+/// Fails when this daemon cannot take its own state locks within a second (finding #8): a
+/// wedged control plane is restarted by its supervisor instead of answering `ok`.
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        if app.state_locks_free() {
+            return "ok\n".into_response();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state lock not available\n",
+            )
+                .into_response();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
@@ -50,9 +70,13 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let up = app.link.as_ref().is_some_and(|l| l.current().is_some());
     let _ = writeln!(out, "# HELP sluice_dataplane_up Control socket connected.\n# TYPE sluice_dataplane_up gauge\nsluice_dataplane_up {}", u8::from(up));
     let _ = writeln!(out, "# HELP sluice_draining Node is draining.\n# TYPE sluice_draining gauge\nsluice_draining {}", u8::from(app.draining.load(Ordering::SeqCst)));
+    let (conns, sources) = app.connections.sizes();
+    let _ = writeln!(out, "# HELP sluice_http_connections Open HTTP/WebSocket connections.\n# TYPE sluice_http_connections gauge\nsluice_http_connections {conns}");
+    let _ = writeln!(out, "# HELP sluice_http_connection_sources Source IPs with an open connection.\n# TYPE sluice_http_connection_sources gauge\nsluice_http_connection_sources {sources}");
+    app.refusals.write_metrics(&mut out);
     app.hybrid_metrics(&mut out);
     app.events.metrics(&mut out);
-    let stats = app.shard_stats.lock().expect("stats lock").clone();
+    let stats = app.shard_stats.locked().clone();
     if !stats.is_empty() {
         for (name, help) in [
             ("rx_packets", "Packets received"),

@@ -74,7 +74,7 @@ impl RoomCtx {
             .rooms
             .participant(&self.name, &identity)
             .map(|p| p.sid.clone())
-            .expect("just joined");
+            .ok_or_else(|| ApiError::rejected("the participant left while joining"))?;
         self.media_join(&identity, &sid, signaling).await;
         self.emit(events);
         Ok(sid)
@@ -121,6 +121,24 @@ impl RoomCtx {
         let now = self.app.now_ms();
         let events = self.rooms.leave(&self.name.clone(), identity, now)?;
         self.depart(events).await;
+        Ok(())
+    }
+
+    /// A dev token never takes over an identity that is here now: one with a live signaling
+    /// connection or a one-shot session (finding #5). A participant restored after a restart
+    /// that has not resumed yet can be joined again.
+    pub(crate) fn refuse_dev_takeover(&self, identity: &str) -> Result<(), ApiError> {
+        let live = self.app.hub.is_connected(&self.name, identity)
+            || self.media.peers.get(identity).is_some_and(|p| !p.signaling);
+        if live {
+            self.app
+                .refusals
+                .count(crate::limits::Refusal::DevIdentityTaken);
+            return Err(ApiError::rejected(format!(
+                "{identity:?} is in the room: a dev token cannot take over a connected participant"
+            ))
+            .with_field("identity"));
+        }
         Ok(())
     }
 
@@ -202,10 +220,9 @@ impl RoomCtx {
         }
         self.emit(events);
         self.sync_room_tracks().await;
-        let p = self
-            .rooms
-            .participant(&name, identity)
-            .expect("checked above");
+        let p = self.rooms.participant(&name, identity).ok_or_else(|| {
+            ApiError::not_found(format!("participant {identity:?} left")).with_field("identity")
+        })?;
         Ok(ParticipantInfo::of(p))
     }
 
@@ -310,16 +327,6 @@ impl RoomCtx {
         self.rooms
             .participant(&self.name, identity)
             .is_some_and(|p| p.role == Role::Host)
-    }
-
-    /// The identity of the participant with `sid` (WHIP/WHEP/sidecar resources).
-    pub(crate) fn identity_of(&self, sid: &str) -> Result<String, ApiError> {
-        self.room()
-            .and_then(|r| r.participants.values().find(|p| p.sid == sid))
-            .map(|p| p.identity.clone())
-            .ok_or_else(|| {
-                ApiError::not_found(format!("session {sid:?} not found")).with_field("id")
-            })
     }
 }
 

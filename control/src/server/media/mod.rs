@@ -17,6 +17,7 @@ pub(crate) mod resync;
 mod subscribe;
 mod translate;
 
+use crate::lock::Locked;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sluice_proto::{
@@ -72,6 +73,18 @@ pub(crate) struct Peer {
     pub(crate) layer_caps: BTreeMap<String, LayerCap>,
     /// One-shot sessions (WHEP/sidecar) own their subscriptions directly.
     pub(crate) oneshot_subs: Vec<SubscriptionId>,
+    /// A WHIP/WHEP session's resource: its random id (the URL's last segment) and which
+    /// endpoint made it. Only such a participant can be ended through `/whip|whep/{room}/{id}`.
+    pub(crate) resource: Option<Resource>,
+}
+
+/// A WHIP or WHEP resource (docs/security.md, finding #3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resource {
+    /// 128 random bits, hex.
+    pub(crate) id: String,
+    /// `whip` or `whep`.
+    pub(crate) kind: &'static str,
 }
 
 /// A `publish` request waiting for the publisher offer that carries its track.
@@ -190,18 +203,13 @@ impl RoomCtx {
         self.media.sessions.insert(id, spec);
         self.app
             .session_rooms
-            .lock()
-            .expect("session map lock")
+            .locked()
             .insert(id, self.name.clone());
     }
 
     /// Forgets a session of this room (closed, or gone from the dataplane).
     pub(crate) fn forget_session(&mut self, id: SessionId) -> Option<CreateSession> {
-        self.app
-            .session_rooms
-            .lock()
-            .expect("session map lock")
-            .remove(&id);
+        self.app.session_rooms.locked().remove(&id);
         self.media.sessions.remove(&id)
     }
 

@@ -9,6 +9,7 @@
 //! are orphans and are closed — except on the first resync after a start, when they are calls
 //! a previous control process left running, adopted where the store remembers their tracks.
 
+use crate::lock::Locked;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -135,12 +136,7 @@ impl App {
     /// The dataplane closed a session on its own (ICE timeout, DTLS failure): its room forgets
     /// it.
     pub(crate) async fn session_closed(self: &Arc<Self>, session: SessionId) {
-        let room = self
-            .session_rooms
-            .lock()
-            .expect("session map lock")
-            .get(&session)
-            .cloned();
+        let room = self.session_rooms.locked().get(&session).cloned();
         if let Some(room) = room {
             let _ = self
                 .in_existing_room(&room, move |ctx| {
