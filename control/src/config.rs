@@ -5,13 +5,14 @@
 //! here, to find the dataplane; the file is passed through to `sluice-dataplane`, which
 //! checks the rest.
 //! `[hybrid]` (P2P/SFU policy, docs/api.md "Hybrid") and `[turn]` (TURN REST credentials)
-//! are read the same way: `SLUICE_HYBRID_<KEY>` / `SLUICE_TURN_<KEY>` and
+//! (and `[cluster]`, `crate::cluster`) are read the same way: `SLUICE_HYBRID_<KEY>` / `SLUICE_TURN_<KEY>` and
 //! `--hybrid-<key>` / `--turn-<key>` override the file.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::cluster::{ClusterConfig, ClusterDraft, CLUSTER_KEYS};
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::{HybridConfig, Strategy};
 use crate::limits::{self, Limits};
@@ -57,6 +58,8 @@ pub struct ControlConfig {
     pub turn: Option<TurnConfig>,
     /// `[limits]`: bounds on what clients can make the daemon hold (docs/security.md).
     pub limits: Limits,
+    /// `[cluster]`: `None` (the default) is a single node without Redis.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// A configuration error naming its key.
@@ -112,6 +115,7 @@ impl Default for ControlConfig {
             hybrid: HybridConfig::default(),
             turn: None,
             limits: Limits::default(),
+            cluster: None,
         }
     }
 }
@@ -149,12 +153,22 @@ impl ControlConfig {
     ) -> Result<Self, ConfigError> {
         let mut cfg = Self::default();
         let mut turn = TurnDraft::default();
+        let mut cluster = ClusterDraft::default();
         if let Some(text) = toml_text {
             let doc: toml::Table = text
                 .parse()
                 .map_err(|e: toml::de::Error| ConfigError::new("config file", e.message()))?;
             for key in doc.keys() {
-                if !["control", "dataplane", "hybrid", "turn", "limits"].contains(&key.as_str()) {
+                if ![
+                    "control",
+                    "dataplane",
+                    "hybrid",
+                    "turn",
+                    "limits",
+                    "cluster",
+                ]
+                .contains(&key.as_str())
+                {
                     return Err(ConfigError::new(key.clone(), "unknown table"));
                 }
             }
@@ -162,6 +176,7 @@ impl ControlConfig {
                 ("hybrid", HYBRID_KEYS),
                 ("turn", TURN_KEYS),
                 ("limits", limits::KEYS),
+                ("cluster", CLUSTER_KEYS),
             ] {
                 let Some(section) = doc.get(name) else {
                     continue;
@@ -189,6 +204,12 @@ impl ControlConfig {
                         }
                         _ => return Err(ConfigError::new(full, "expected a string or an integer")),
                     };
+                    if name == "cluster" {
+                        cluster
+                            .set(k, &text)
+                            .map_err(|m| ConfigError::new(&full, m))?;
+                        continue;
+                    }
                     cfg.apply_section(name, k, &text, &full, &mut turn)?;
                 }
             }
@@ -216,6 +237,13 @@ impl ControlConfig {
                 cfg.dataplane_socket = PathBuf::from(value);
                 continue;
             }
+            if let Some(key) = name.strip_prefix("SLUICE_CLUSTER_") {
+                let key = key.to_ascii_lowercase();
+                cluster
+                    .set(&key, &value)
+                    .map_err(|m| ConfigError::new(&name, m))?;
+                continue;
+            }
             if let Some((section, key)) = name
                 .strip_prefix("SLUICE_HYBRID_")
                 .map(|k| ("hybrid", k))
@@ -240,6 +268,23 @@ impl ControlConfig {
                 Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
                 None => (flags[i].clone(), None),
             };
+            if let Some(key) = name.strip_prefix("--cluster-") {
+                let value = match inline {
+                    Some(v) => v,
+                    None => {
+                        i += 1;
+                        flags
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| ConfigError::new(&name, "expects a value"))?
+                    }
+                };
+                cluster
+                    .set(&key.replace('-', "_"), &value)
+                    .map_err(|m| ConfigError::new(&name, m))?;
+                i += 1;
+                continue;
+            }
             let section = name
                 .strip_prefix("--hybrid-")
                 .map(|k| ("hybrid", k))
@@ -294,6 +339,9 @@ impl ControlConfig {
             .validate()
             .map_err(|(key, m)| ConfigError::new(format!("hybrid.{key}"), m))?;
         cfg.turn = turn.finish()?;
+        cfg.cluster = cluster
+            .finish()
+            .map_err(|(key, m)| ConfigError::new(key, m))?;
         cfg.check_webhooks()?;
         cfg.check_exposure()?;
         Ok(cfg)

@@ -3,6 +3,7 @@
 // frames), and is bounded in time by the runner.
 
 import { assertContinuity, fromFrameTimes, fromSamples, samplePage } from './lib/continuity.mjs';
+import { clusterScenarios } from './scenarios-cluster.mjs';
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
 import { interopScenarios } from './scenarios-interop.mjs';
 import { startNetem, sleep } from './lib/sluice.mjs';
@@ -446,4 +447,7 @@ export const scenarios = {
 
   // Issue 20: GStreamer as the fourth stack, H.264, ssrc-less offers, repeated connects.
   ...interopScenarios,
+
+  // Issue 15: several nodes on one Redis.
+  ...clusterScenarios,
 };

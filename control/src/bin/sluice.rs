@@ -210,6 +210,7 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             hybrid: cfg.hybrid.clone(),
             turn: cfg.turn.clone(),
             limits: cfg.limits.clone(),
+            cluster: cfg.cluster.clone(),
         };
         let server = match Server::start(opts).await {
             Ok(s) => s,

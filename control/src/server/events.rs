@@ -39,6 +39,8 @@ pub(crate) struct Events {
     commit: mpsc::UnboundedSender<Vec<EventEnvelope>>,
     sse: Mutex<Sse>,
     webhooks: Webhooks,
+    /// `[cluster]`: this node's events to the other nodes (`cluster/events.rs`).
+    pub(crate) bus: std::sync::OnceLock<crate::cluster::events::EventBus>,
 }
 
 #[derive(Debug)]
@@ -68,6 +70,7 @@ impl Events {
                 wakers: HashMap::new(),
             }),
             webhooks,
+            bus: std::sync::OnceLock::new(),
         });
         if !outbox.is_empty() {
             tracing::info!(
@@ -125,6 +128,22 @@ impl Events {
         }
         for e in envelopes {
             self.webhooks.enqueue(e, at_ms);
+        }
+        if let Some(bus) = self.bus.get() {
+            for e in envelopes {
+                bus.publish(e);
+            }
+        }
+    }
+
+    /// Another node's event (its room's home produced it): to SSE only — webhooks are the
+    /// home's. Renumbered in this node's stream.
+    pub(crate) fn publish_remote(&self, mut envelope: EventEnvelope) {
+        envelope.n = self.log.locked().next_n();
+        let mut sse = self.sse.locked();
+        sse.hub.publish(&envelope);
+        for w in sse.wakers.values() {
+            w.notify_one();
         }
     }
 

@@ -140,6 +140,24 @@ impl Hub {
         }
     }
 
+    /// Tells every client of `room` `leave {reason}` and closes it.
+    pub(crate) fn close_room(&self, room: &str, reason: LeaveReason) {
+        if let Some(r) = self.clients.locked().get(room) {
+            for tx in r.values() {
+                tx.push(ClientMsg::Close(reason), &self.refusals);
+            }
+        }
+    }
+
+    /// Tells every client `leave {reason}` and closes it.
+    pub(crate) fn close_all(&self, reason: LeaveReason) {
+        for r in self.clients.locked().values() {
+            for tx in r.values() {
+                tx.push(ClientMsg::Close(reason), &self.refusals);
+            }
+        }
+    }
+
     /// Poisons the lock: a thread panics while holding it (the test of finding #8).
     #[cfg(test)]
     pub(crate) fn poison(&self) {

@@ -32,6 +32,7 @@ fn options() -> ServerOptions {
         hybrid: Default::default(),
         turn: None,
         limits: Default::default(),
+        cluster: None,
     }
 }
 

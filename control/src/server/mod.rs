@@ -11,6 +11,7 @@
 mod actor;
 mod adopt;
 mod api;
+mod cluster;
 mod congestion;
 mod dev;
 mod error;
@@ -87,6 +88,8 @@ pub struct ServerOptions {
     pub turn: Option<TurnConfig>,
     /// `[limits]`: what clients can make this server hold (docs/security.md).
     pub limits: Limits,
+    /// `[cluster]`: one of several nodes on Redis; `None`: a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// A running server.
@@ -127,6 +130,8 @@ pub(crate) struct App {
     pub(crate) drained: Notify,
     /// The latest counters of each dataplane shard.
     pub(crate) shard_stats: Mutex<BTreeMap<u16, Counters>>,
+    /// `[cluster]` membership; `None` on a single node.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     static_dir: Option<PathBuf>,
     drain_deadline: Duration,
     pub(crate) limits: Limits,
@@ -144,10 +149,19 @@ impl Server {
         for (k, s) in &opts.api_keys {
             keyring.insert(k.clone(), s.as_bytes());
         }
-        let store: Arc<dyn Store> = match &opts.state_file {
+        let cluster = match &opts.cluster {
+            Some(c) => {
+                Some(crate::cluster::Cluster::new(c.clone()).map_err(std::io::Error::other)?)
+            }
+            None => None,
+        };
+        let mut store: Arc<dyn Store> = match &opts.state_file {
             Some(p) => Arc::new(FileStore::open(p).map_err(std::io::Error::other)?),
             None => Arc::new(MemoryStore::default()),
         };
+        if let Some(c) = &cluster {
+            store = Arc::new(crate::cluster::ClusterStore::new(store, Arc::clone(c)));
+        }
         let snapshot = store.load().map_err(std::io::Error::other)?;
         let secret = match (&opts.webhook_secret, opts.webhooks.is_empty()) {
             (Some(s), _) => s.as_bytes().to_vec(),
@@ -207,6 +221,7 @@ impl Server {
             draining: AtomicBool::new(false),
             drained: Notify::new(),
             shard_stats: Mutex::new(BTreeMap::new()),
+            cluster,
             static_dir: opts.static_dir.clone(),
             drain_deadline: opts.drain_deadline,
             limits: opts.limits.clone(),
@@ -218,6 +233,7 @@ impl Server {
         for name in snapshot.rooms.keys() {
             app.room_handle(name);
         }
+        cluster::start(&app);
         if app.link.is_some() {
             tokio::spawn(dataplane_loop(Arc::clone(&app)));
         }
@@ -262,6 +278,9 @@ impl Server {
 
     /// Stops serving (room actors persist after every operation, so nothing is pending).
     pub fn stop(self) {
+        if let Some(c) = &self.app.cluster {
+            c.stop();
+        }
         self.task.abort();
     }
 
@@ -269,6 +288,9 @@ impl Server {
     pub async fn shutdown(self) {
         self.app.settle_rooms().await;
         self.app.events.flush(self.app.store.as_ref()).await;
+        if let Some(c) = &self.app.cluster {
+            c.leave().await;
+        }
         self.task.abort();
     }
 }
@@ -290,8 +312,10 @@ fn router(app: Arc<App>) -> axum::Router {
         .merge(whip::routes().layer(DefaultBodyLimit::max(app.limits.sdp_body_max_bytes)))
         .merge(signal::routes())
         .merge(dev::routes())
+        .merge(cluster::routes())
         .merge(ops::routes())
-        .merge(admin(congestion::routes(), app.limits.api_body_max_bytes));
+        .merge(admin(congestion::routes(), app.limits.api_body_max_bytes))
+        .layer(from_fn_with_state(Arc::clone(&app), cluster::route));
     if app.dev_key.is_some() {
         router = router.layer(from_fn_with_state(Arc::clone(&app), guard::dev_origin));
     }
@@ -339,6 +363,7 @@ impl App {
             return;
         }
         tracing::info!("draining: new joins refused");
+        cluster::drain(self);
         let app = Arc::clone(self);
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + app.drain_deadline;

@@ -76,6 +76,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     app.refusals.write_metrics(&mut out);
     app.hybrid_metrics(&mut out);
     app.events.metrics(&mut out);
+    if let Some(c) = &app.cluster {
+        c.render_metrics(&mut out);
+    }
     let stats = app.shard_stats.locked().clone();
     if !stats.is_empty() {
         for (name, help) in [

@@ -106,6 +106,10 @@ pub enum ServerMessage {
         state: &'static str,
         reason: &'static str,
     },
+    /// `[cluster]`: the room is served by another node; join again at `url`.
+    Redirect {
+        url: String,
+    },
     Leave {
         reason: LeaveReason,
     },
@@ -182,6 +186,9 @@ pub enum LeaveReason {
     Kicked,
     RoomDeleted,
     Replaced,
+    /// `[cluster]`: this node gave the room up (it lost its lease); join again, through any
+    /// node.
+    Reconnect,
 }
 
 /// `error {code, message, field?}` (the `req` of the refused request is added by the adapter).

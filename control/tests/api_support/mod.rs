@@ -39,6 +39,7 @@ pub async fn start_with(f: impl FnOnce(&mut ServerOptions)) -> Server {
         hybrid: Default::default(),
         turn: None,
         limits: Default::default(),
+        cluster: None,
     };
     f(&mut opts);
     Server::start(opts).await.expect("server starts")

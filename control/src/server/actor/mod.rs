@@ -145,6 +145,20 @@ impl App {
         T: Send + 'static,
         F: for<'a> FnOnce(&'a mut RoomCtx) -> BoxFuture<'a, Result<T, ApiError>> + Send + 'static,
     {
+        self.ensure_home(name).await?;
+        self.in_local_room(name, f).await
+    }
+
+    /// [`App::in_room`] without the cluster's home check: for a room whose actor runs here.
+    pub(crate) async fn in_local_room<T, F>(
+        self: &Arc<Self>,
+        name: &str,
+        f: F,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a mut RoomCtx) -> BoxFuture<'a, Result<T, ApiError>> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |ctx| {
             Box::pin(async move {
@@ -170,7 +184,7 @@ impl App {
         if self.registry.get(name).is_none() {
             return Err(super::api::unknown_room(name));
         }
-        self.in_room(name, move |ctx| {
+        self.in_local_room(name, move |ctx| {
             Box::pin(async move {
                 if ctx.room().is_none() {
                     return Err(super::api::unknown_room(&ctx.name));
@@ -246,6 +260,7 @@ async fn run(mut ctx: RoomCtx, mut rx: mpsc::Receiver<Job>, id: u64) {
         }
         ctx.settle().await;
         if ctx.finished() && retire(&ctx, &mut rx, id) {
+            ctx.app.release_home(&ctx.name);
             break;
         }
     }

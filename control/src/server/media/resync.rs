@@ -43,7 +43,7 @@ impl App {
         for name in self.registry.names() {
             let h = Arc::clone(&held);
             let result = self
-                .in_room(&name, move |ctx| {
+                .in_local_room(&name, move |ctx| {
                     Box::pin(async move { Ok(ctx.resync_room(&h, adopt).await) })
                 })
                 .await;

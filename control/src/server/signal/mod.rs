@@ -269,7 +269,8 @@ async fn admit(
     q: &RtcQuery,
     req: Option<&Req>,
 ) -> Result<Option<(Claims, Vec<Action>)>, ApiError> {
-    if app.is_draining() {
+    // A cluster node that drains still redirects (below) to the room's new node.
+    if app.is_draining() && app.cluster.is_none() {
         return Err(ApiError::rejected("node is draining; join another node"));
     }
     let token = msg
@@ -282,6 +283,15 @@ async fn admit(
         })?;
     let room = msg.room.as_deref().or(q.room.as_deref());
     let claims = verify_token(app, token, room)?;
+    // `[cluster]`: a room homed on another node is joined there.
+    if let Some(url) = app.ws_redirect(&claims.room).await? {
+        let _ = send(socket, &ServerMessage::Redirect { url }, req).await;
+        let _ = socket.send(Message::Close(None)).await;
+        return Ok(None);
+    }
+    if app.is_draining() {
+        return Err(ApiError::rejected("node is draining; join another node"));
+    }
     let capable = msg
         .capabilities
         .as_ref()
