@@ -288,6 +288,7 @@ mod tests {
             stream: 0,
             kind: Kind::Audio,
             pt: 111,
+            rtx: None,
         }];
         let acct = Accounting {
             win_start: 0,

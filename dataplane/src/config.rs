@@ -64,6 +64,11 @@ pub struct Config {
     pub tcp_send_queue_bytes: usize,
     pub tcp_stun_timeout_ms: u64,
     pub tcp_idle_timeout_ms: u64,
+    /// The allocator may pause a simulcast subscription when even the lowest layers exceed the
+    /// estimate (announced as `stream_state`, resumed after a probe finds room). Off by
+    /// default: every subscription keeps flowing at its lowest layer; single-layer tracks are
+    /// never paused either way (docs/congestion.md).
+    pub congestion_pause: bool,
     /// The SRTP profiles the DTLS 1.2 server accepts, most preferred first (DTLS 1.3 clients
     /// get dimpl's fixed order).
     pub srtp_profiles: SrtpProfiles,
@@ -151,6 +156,11 @@ const KEYS: &[(&str, &str, &str)] = &[
         "--tcp-idle-timeout-ms",
     ),
     (
+        "congestion_pause",
+        "SLUICE_DATAPLANE_CONGESTION_PAUSE",
+        "--congestion-pause",
+    ),
+    (
         "srtp_profiles",
         "SLUICE_DATAPLANE_SRTP_PROFILES",
         "--srtp-profiles",
@@ -183,6 +193,7 @@ impl Config {
             tcp_send_queue_bytes: 256 << 10,
             tcp_stun_timeout_ms: 5_000,
             tcp_idle_timeout_ms: 30_000,
+            congestion_pause: false,
             srtp_profiles: SrtpProfiles::default(),
         }
     }
@@ -287,6 +298,7 @@ impl Config {
             "port" => self.port = raw.uint(name, 1, u64::from(u16::MAX))? as u16,
             "port_per_worker" => self.port_per_worker = raw.boolean(name)?,
             "gso" => self.gso = raw.boolean(name)?,
+            "congestion_pause" => self.congestion_pause = raw.boolean(name)?,
             "announce" => {
                 let items = raw.list(name)?;
                 self.announce = items

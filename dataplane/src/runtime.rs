@@ -121,6 +121,7 @@ impl Dataplane {
             let (ready_tx, ready_rx) = mpsc::channel();
             let buffers = config.buffers_per_worker;
             let stats_interval = Duration::from_millis(config.stats_interval_ms.max(1));
+            let congestion_pause = config.congestion_pause;
             let dtls = DtlsSettings {
                 srtp_profiles: config.srtp_profiles,
                 ..DtlsSettings::default()
@@ -183,6 +184,7 @@ impl Dataplane {
                         stats_interval,
                         tcp: tcp_side,
                         handoffs,
+                        congestion_pause,
                     })
                     .run_with(hook);
                 })

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{SessionId, TrackId};
+use crate::congestion::StreamState;
+use crate::ids::{SessionId, SubscriptionId, TrackId};
 use crate::vocab::CandidateProtocol;
 
 /// Something that happened in the dataplane. The `type` field selects the variant.
@@ -54,6 +55,13 @@ pub enum Notification {
     },
     /// Periodic per-shard counters.
     StatsSnapshot(ShardStats),
+    /// The allocator paused a subscription for bandwidth, or resumed it (only with pausing
+    /// enabled: `dataplane.congestion_pause`).
+    StreamState {
+        session: SessionId,
+        subscription: SubscriptionId,
+        state: StreamState,
+    },
 }
 
 impl Notification {
@@ -68,6 +76,7 @@ impl Notification {
         "keyframe",
         "session_closed",
         "stats_snapshot",
+        "stream_state",
     ];
 }
 

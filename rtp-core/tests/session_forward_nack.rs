@@ -145,6 +145,7 @@ fn scenario(
             down: d,
             seq,
             src_ext_seq,
+            ..
         } = o
         else {
             continue;

@@ -3,6 +3,8 @@
 // out/results.json (every scenario's details and the interop rows), exits 1 on any failure.
 //   node run.mjs                     all scenarios
 //   node run.mjs simulcast fanout    only these
+//   node run.mjs table               the four publisher → player combinations of issue 12
+//                                    (then `node continuity-table.mjs` prints their table)
 
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,9 +17,11 @@ import { scenarios } from './scenarios.mjs';
 const LIMIT_MS = Number(process.env.SLUICE_E2E_SCENARIO_TIMEOUT ?? 90) * 1000;
 // SLUICE_E2E_SKIP="a,b" leaves scenarios out of a full run (the summary lists them as skipped).
 const skipped = (process.env.SLUICE_E2E_SKIP ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-const names = (process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(scenarios)).filter(
-  (n) => !skipped.includes(n),
-);
+// Named groups of scenarios.
+const GROUPS = { table: ['whip_whep', 'aiortc_to_chromium', 'chromium_to_aiortc', 'chromium_to_chromium'] };
+const names = (process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(scenarios))
+  .flatMap((n) => GROUPS[n] ?? [n])
+  .filter((n) => !skipped.includes(n));
 for (const n of [...names, ...skipped]) {
   if (!scenarios[n]) {
     console.error(`unknown scenario ${n}; known: ${Object.keys(scenarios).join(' ')}`);

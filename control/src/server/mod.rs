@@ -12,6 +12,7 @@ mod actor;
 mod adopt;
 mod api;
 mod cluster;
+mod congestion;
 mod connectivity;
 mod dev;
 mod error;
@@ -322,6 +323,7 @@ fn router(app: Arc<App>) -> axum::Router {
         .merge(dev::routes())
         .merge(cluster::routes())
         .merge(ops::routes())
+        .merge(admin(congestion::routes(), app.limits.api_body_max_bytes))
         .layer(from_fn_with_state(Arc::clone(&app), cluster::route));
     if app.dev_key.is_some() {
         router = router.layer(from_fn_with_state(Arc::clone(&app), guard::dev_origin));
@@ -428,6 +430,9 @@ async fn dataplane_loop(app: Arc<App>) {
                 }
                 Ok(Notification::StatsSnapshot(ws)) => {
                     app.shard_stats.locked().insert(ws.shard, ws.counters);
+                }
+                Ok(Notification::StreamState { session, subscription, state }) => {
+                    app.stream_state(session, subscription, state).await;
                 }
                 Ok(n @ Notification::SessionClosed { session, reason }) => {
                     app.connectivity.locked().on_notification(&n);

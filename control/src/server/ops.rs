@@ -106,8 +106,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
         let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per shard (label worker) and reason.\n# TYPE sluice_worker_dropped_total counter");
         for (w, c) in &stats {
-            // `pacer_*`, `lat_*`, `map_*`, `registry_*`, `dtls_failed`, `unsignaled_ssrc_*` and
-            // the send events ride in the same map but are not drops (exported below).
+            // `pacer_*`, `lat_*`, `map_*`, `registry_*`, `dtls_failed`, `unsignaled_ssrc_*`, the
+            // send events and the congestion entries ride in the same map but are not drops
+            // (exported below and by `congestion::write_metrics`).
             for (reason, v) in c.dropped.iter().filter(|(r, _)| !not_a_drop(r)) {
                 let _ = writeln!(
                     out,
@@ -190,6 +191,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 );
             }
         }
+        super::congestion::write_metrics(&mut out, &stats);
         let _ = writeln!(out, "# HELP sluice_worker_sessions Sessions per shard (label worker).\n# TYPE sluice_worker_sessions gauge");
         for (w, c) in &stats {
             let _ = writeln!(
@@ -259,6 +261,7 @@ fn not_a_drop(key: &str) -> bool {
         .iter()
         .any(|p| key.starts_with(p))
         || SEND_EVENTS.contains(&key)
+        || super::congestion::is_congestion_counter(key)
 }
 
 /// The workers' SFU-added latency (`lat_{class}_lt_{bound}us` …, docs/control-socket.md) as

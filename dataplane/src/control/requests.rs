@@ -37,6 +37,17 @@ impl ControlThread {
             Command::ListSubscriptions { after } => Ok(Some(self.list_subs(after))),
             Command::CreateSession(spec) => self.create_session(id, spec),
             Command::CloseSession { session } => self.close_session(id, session),
+            Command::SessionStats { session } => {
+                if !self.sessions.contains_key(&session) {
+                    Err(not_found(session))
+                } else if self.ctx.registry.lock().placed(session).is_none() {
+                    Ok(Some(ReplyOk::SessionStats(SessionStatsReport::unplaced(
+                        session,
+                    ))))
+                } else {
+                    self.route_apply(id, session, Command::SessionStats { session })
+                }
+            }
             Command::SetRemote {
                 session,
                 remote_ufrag,

@@ -264,6 +264,7 @@ impl Shard {
                 down,
                 seq,
                 src_ext_seq,
+                layer,
             } => {
                 let Some(track) = self.down_track(slot, down) else {
                     return;
@@ -277,7 +278,7 @@ impl Shard {
                     slot,
                     down,
                     seq,
-                    src_ext_seq,
+                    (src_ext_seq, layer),
                     &mut self.table,
                     &mut self.io,
                     &mut self.counters,
@@ -411,6 +412,7 @@ impl Shard {
                 }
             }
             RingItem::KeyframeWanted { track, layer } => self.keyframe_wanted(now, track, layer),
+            RingItem::LayerRates { track, layers } => self.on_layer_rates(track, layers, false),
             RingItem::Datagram(d) => {
                 let Some(buf) = self.io.pool.take() else {
                     self.counters.drop(Drop::PoolEmpty);

@@ -23,6 +23,7 @@
 //!    at all while fan-out or sendable media is left.
 
 mod build;
+mod bwe;
 mod commands;
 pub mod counters;
 mod egress;
@@ -105,6 +106,8 @@ pub struct ShardContext {
     pub tcp: Option<tcp::TcpSide>,
     /// Connections handed between workers.
     pub handoffs: Arc<tcp::Handoffs>,
+    /// `dataplane.congestion_pause`: the allocator may pause simulcast subscriptions.
+    pub congestion_pause: bool,
 }
 
 /// See the module docs.
@@ -134,6 +137,7 @@ pub struct Shard {
     /// Scratch: the TCP frames of an iteration, and peers whose connection closed.
     tcp_frames: Vec<crate::sys::RecvMeta>,
     tcp_closed: Vec<std::net::SocketAddr>,
+    congestion_pause: bool,
 }
 
 impl Shard {
@@ -170,6 +174,7 @@ impl Shard {
             handoffs: ctx.handoffs,
             tcp_frames: Vec::with_capacity(tcp::FRAME_BATCH),
             tcp_closed: Vec::with_capacity(64),
+            congestion_pause: ctx.congestion_pause,
         }
     }
 
@@ -314,11 +319,13 @@ impl Shard {
         ]
         .map(|(k, v)| (k.to_string(), v as u64));
         let tcp = self.io.tcp.as_ref().map(tcp::TcpSide::entries);
+        let (congestion, paused) = self.congestion_live();
         let snap = self.counters.snapshot(
             self.index as u16,
             self.table.len() as u32,
             self.io.backend.stats(),
             &pacer,
+            (&congestion, paused),
             maps.into_iter()
                 .chain(tcp.into_iter().flatten())
                 .chain(self.io.latency.entries()),

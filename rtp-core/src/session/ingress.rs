@@ -394,6 +394,9 @@ impl<H: Copy> Session<H> {
         };
         let clock_rate = t.cfg.clock_rate;
         let l = &mut t.layers[layer];
+        if !view.is_padding_only() {
+            l.rate.add(now, len);
+        }
         let ext_seq = l.unwrap.unwrap(view.seq());
         l.nack.on_packet(now, ext_seq);
         l.rx.on_packet(now, ext_seq, view.ts(), len, clock_rate);
