@@ -7,8 +7,8 @@
 //! video, and the session paces at 1.5 x its allocation), but it keeps their pacers at about
 //! 2.25 Mbit/s, so each subscriber holds the copies of a keyframe (25 x 1,200 B, every 2 s) for
 //! a while: one keyframe is 6,000 copies waiting at once, six times the pool. Every keyframe of
-//! the overload runs the pool dry (`pool_empty`, ~15,000 refused copies per run) with copies
-//! queued in every pacer (up to ~150 ms; none reaches the pacer's 2 s expiry). The old
+//! the overload runs the pool dry (`pool_empty`, 13,000–32,000 refused copies per run) with
+//! copies queued in every pacer (up to ~0.4 s; none reaches the pacer's 2 s expiry). The old
 //! dataplane lost every expired copy's buffer (the pacer dropped the handle): each overload
 //! shrank the pool for good and the loads after it failed with `pool_empty` — the mechanism
 //! that left an overshooting ramp degraded (docs/performance.md, "Recovery after overload":
