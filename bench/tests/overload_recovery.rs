@@ -2,15 +2,23 @@
 //! in-process dataplane, then the normal load again — which must pass as before it: no loss,
 //! latency like the first time, the worker's buffer pool back to its idle size.
 //!
-//! The overload is subscribers whose sessions are capped at 300 kbit/s: the allocator still
-//! forwards their single-layer video (its nominal rate fits), but their pacers drain at
-//! 750 kbit/s while 1.5 Mbit/s arrives, so copies pile up until the pool runs dry and the oldest
-//! wait past the pacer's 2 s limit and expire. The old dataplane lost every expired copy's
-//! buffer (the pacer dropped the handle): each overload shrank the pool for good and the loads
-//! after it failed with `pool_empty` — the mechanism that left an overshooting ramp degraded
-//! (docs/performance.md, "Recovery after overload": 16,127 expired copies, the pool stuck at
-//! 257 free buffers, 100 % loss at a quarter of the load). Both I/O backends; about 10 s each in
-//! a debug build.
+//! The overload is 240 subscribers on a worker with 1,024 buffers, their sessions capped at
+//! 300 kbit/s. The cap does not starve them (the allocator still forwards the single-layer
+//! video, and the session paces at 1.5 x its allocation), but it keeps their pacers at about
+//! 2.25 Mbit/s, so each subscriber holds the copies of a keyframe (25 x 1,200 B, every 2 s) for
+//! a while: one keyframe is 6,000 copies waiting at once, six times the pool. Every keyframe of
+//! the overload runs the pool dry (`pool_empty`, ~15,000 refused copies per run) with copies
+//! queued in every pacer (up to ~150 ms; none reaches the pacer's 2 s expiry). The old
+//! dataplane lost every expired copy's buffer (the pacer dropped the handle): each overload
+//! shrank the pool for good and the loads after it failed with `pool_empty` — the mechanism
+//! that left an overshooting ramp degraded (docs/performance.md, "Recovery after overload":
+//! 16,127 expired copies, the pool stuck at 257 free buffers, 100 % loss at a quarter of the
+//! load). This overload catches that class of bug — a held copy whose buffer never comes
+//! home — because the pool runs dry with copies held in 240 pacers and the sessions close with
+//! copies still queued: any path that drops a held handle instead of giving its buffer back
+//! (a refused enqueue, a closed session's pacer, an expiry) leaves `map_pool_free` short
+//! afterwards and the loads after it hit `pool_empty`.
+//! Both I/O backends; about 10 s each in a debug build.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,6 +26,9 @@ use std::time::Duration;
 use bench::fanout::{self, FanoutConfig, FanoutReport, Sfu};
 use sluice_dataplane::config::IoChoice;
 use sluice_dataplane::sys::{affinity, capabilities};
+
+/// Far more than one worker with 1,024 buffers can carry (see the module doc).
+const OVERLOAD_SUBSCRIBERS: u32 = 240;
 
 #[test]
 fn the_same_load_passes_after_an_overload() {
@@ -34,9 +45,9 @@ fn the_same_load_passes_after_an_overload() {
         normal.buffers_per_worker = 1024;
         normal.io = io;
         let mut over = normal.clone();
-        over.subscribers = 4;
+        over.subscribers = OVERLOAD_SUBSCRIBERS;
         over.max_bitrate_bps = 300_000;
-        over.duration = Duration::from_millis(5000);
+        over.duration = Duration::from_millis(4000);
         let mut sfu = Sfu::start(&normal).expect("dataplane starts");
         let before = fanout::run(&mut sfu, &normal).expect("normal load");
         let overload = fanout::run(&mut sfu, &over).expect("overload");
