@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::{HybridConfig, Strategy};
-use crate::room::{QualityTier, RoomMode, TierTable};
+use crate::room::{Lifetimes, QualityTier, RoomMode, TierTable};
 
 /// The validated `[control]` configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,8 @@ pub struct ControlConfig {
     pub hybrid: HybridConfig,
     /// `[turn]`: `None` unless a secret and URLs are configured.
     pub turn: Option<TurnConfig>,
+    /// `kick_ban_s`, `oneshot_grace_s`, `resume_grace_s` (seconds).
+    pub lifetimes: Lifetimes,
 }
 
 /// A configuration error naming its key.
@@ -87,6 +89,9 @@ const KEYS: &[&str] = &[
     "external_dataplane",
     "drain_deadline_s",
     "dev_tokens",
+    "kick_ban_s",
+    "oneshot_grace_s",
+    "resume_grace_s",
 ];
 
 impl Default for ControlConfig {
@@ -108,6 +113,7 @@ impl Default for ControlConfig {
             dev_tokens: None,
             hybrid: HybridConfig::default(),
             turn: None,
+            lifetimes: Lifetimes::default(),
         }
     }
 }
@@ -403,7 +409,8 @@ impl ControlConfig {
                     *slot = parse_tier(&format!("{full}.{role}"), tier, *slot)?;
                 }
             }
-            "max_controllers" | "drain_deadline_s" => {
+            "max_controllers" | "drain_deadline_s" | "kick_ban_s" | "oneshot_grace_s"
+            | "resume_grace_s" => {
                 let n = v
                     .as_integer()
                     .filter(|n| *n >= 0)
@@ -467,6 +474,17 @@ impl ControlConfig {
                 self.drain_deadline_s = value
                     .parse()
                     .map_err(|_| err(format!("expected seconds, got {value:?}")))?
+            }
+            "kick_ban_s" | "oneshot_grace_s" | "resume_grace_s" => {
+                let n: u64 = value
+                    .parse()
+                    .map_err(|_| err(format!("expected seconds, got {value:?}")))?;
+                let l = &mut self.lifetimes;
+                match key {
+                    "kick_ban_s" => l.kick_ban_s = n,
+                    "oneshot_grace_s" => l.oneshot_grace_s = n.max(1),
+                    _ => l.resume_grace_s = n.max(1),
+                }
             }
             "auto_create" | "external_dataplane" | "dev_tokens" => {
                 let b = match value {

@@ -185,6 +185,7 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
                     ..RoomConfig::default()
                 },
                 tiers: cfg.tiers,
+                lifetimes: cfg.lifetimes,
             },
             state_file: Some(cfg.state_file.clone()),
             webhooks: cfg.webhooks.clone(),

@@ -14,6 +14,7 @@ mod api;
 mod dev;
 mod error;
 mod events;
+mod guard;
 mod hub;
 mod media;
 mod ops;
@@ -117,6 +118,10 @@ pub(crate) struct App {
     pub(crate) drained: Notify,
     /// The latest counters of each dataplane shard.
     pub(crate) shard_stats: Mutex<BTreeMap<u16, Counters>>,
+    /// Refusals the room actors made (`sluice_control_refused_total`).
+    pub(crate) refusals: guard::Refusals,
+    /// Kicks still in force (D38).
+    pub(crate) kicks: guard::Kicks,
     static_dir: Option<PathBuf>,
     drain_deadline: Duration,
 }
@@ -188,6 +193,8 @@ impl Server {
             draining: AtomicBool::new(false),
             drained: Notify::new(),
             shard_stats: Mutex::new(BTreeMap::new()),
+            refusals: guard::Refusals::default(),
+            kicks: guard::Kicks::default(),
             static_dir: opts.static_dir.clone(),
             drain_deadline: opts.drain_deadline,
         });

@@ -46,6 +46,8 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         let _ = writeln!(out, "# HELP sluice_participants Participants on this node.\n# TYPE sluice_participants gauge\nsluice_participants {n_parts}");
         let _ = writeln!(out, "# HELP sluice_tracks Published tracks.\n# TYPE sluice_tracks gauge\nsluice_tracks {n_tracks}");
     }
+    map_sizes(&app, &mut out);
+    app.refusals.metrics(&mut out);
     let _ = writeln!(out, "# HELP sluice_signaling_clients Connected WebSocket clients.\n# TYPE sluice_signaling_clients gauge\nsluice_signaling_clients {}", app.hub.client_count());
     let up = app.link.as_ref().is_some_and(|l| l.current().is_some());
     let _ = writeln!(out, "# HELP sluice_dataplane_up Control socket connected.\n# TYPE sluice_dataplane_up gauge\nsluice_dataplane_up {}", u8::from(up));
@@ -118,6 +120,27 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// `sluice_control_map_entries{map}`: every map of the control daemon that clients can grow,
+/// summed over rooms (the churn test checks they return to their idle sizes).
+fn map_sizes(app: &App, out: &mut String) {
+    let summaries = app.registry.summaries();
+    let mut sizes = super::guard::MapSizes::default();
+    for s in &summaries {
+        sizes.add(&s.sizes);
+    }
+    let _ = writeln!(out, "# HELP sluice_control_map_entries Entries in the control daemon's maps, by map.\n# TYPE sluice_control_map_entries gauge");
+    let session_rooms = app.session_rooms.lock().expect("session map lock").len();
+    let rows = [
+        ("room_actors", summaries.len()),
+        ("session_rooms", session_rooms),
+        ("signaling_clients", app.hub.client_count()),
+        ("kick_bans", app.kicks.len()),
+    ];
+    for (map, n) in rows.into_iter().chain(sizes.rows()) {
+        let _ = writeln!(out, "sluice_control_map_entries{{map=\"{map}\"}} {n}");
+    }
 }
 
 async fn index(State(app): State<Arc<App>>) -> Response {

@@ -86,7 +86,14 @@ async fn oneshot_post(
         })?;
     let claims = verify_token(app, token, Some(&room))?;
     let offer = std::str::from_utf8(&offer).map_err(|_| ApiError::invalid("sdp", "not UTF-8"))?;
-    let (sid, answer) = join_and_answer(app, &room, Join::from_claims(&claims), offer).await?;
+    let (sid, answer) = join_and_answer(
+        app,
+        &room,
+        Join::from_claims(&claims),
+        Some(claims.iat),
+        offer,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         [
@@ -105,6 +112,7 @@ async fn join_and_answer(
     app: &Arc<App>,
     room: &str,
     join: Join,
+    iat_s: Option<u64>,
     offer: &str,
 ) -> Result<(String, String), ApiError> {
     if app.is_draining() {
@@ -112,7 +120,7 @@ async fn join_and_answer(
     }
     let offer = offer.to_owned();
     app.in_room(room, move |ctx| {
-        Box::pin(async move { ctx.join_and_answer(join, &offer).await })
+        Box::pin(async move { ctx.join_and_answer(join, iat_s, &offer).await })
     })
     .await
 }
@@ -243,7 +251,7 @@ async fn sidecar_post(
         role,
         grants: b.grants.unwrap_or_else(|| Grants::for_role(role)),
     };
-    let (sid, answer) = join_and_answer(&app, &room, join, &b.sdp).await?;
+    let (sid, answer) = join_and_answer(&app, &room, join, None, &b.sdp).await?;
     Ok((
         StatusCode::CREATED,
         [(

@@ -28,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::ApiError;
+use super::guard::MapSizes;
 use super::media::Media;
 use super::App;
 use crate::hybrid::Topology;
@@ -61,6 +62,8 @@ pub(crate) struct Summary {
     pub(crate) room: Option<Brief>,
     /// The topology now, once a policy exists.
     pub(crate) mode: Option<Topology>,
+    /// Entries in the room's media maps.
+    pub(crate) sizes: MapSizes,
 }
 
 /// A room in a few fields.
@@ -342,9 +345,11 @@ impl RoomCtx {
             tracks: r.participants.values().map(|p| p.tracks.len()).sum(),
         });
         let mode = self.hybrid.policy.as_ref().map(|p| p.mode());
+        let sizes = self.media.sizes();
         let mut s = self.summary.lock().expect("summary lock");
         s.room = brief;
         s.mode = mode;
+        s.sizes = sizes;
     }
 
     /// Nothing left for this actor: no room, no media, nobody admitted or waiting to join.

@@ -26,6 +26,7 @@ use sluice_proto::{
 
 use super::actor::RoomCtx;
 use super::error::ApiError;
+use super::guard::MapSizes;
 use super::App;
 use crate::link::LinkError;
 use crate::sdp::{Fingerprint, LocalParams, NegotiatedCodec};
@@ -50,6 +51,19 @@ impl Media {
     /// No participant media and nothing in the dataplane.
     pub(crate) fn is_empty(&self) -> bool {
         self.peers.is_empty() && self.sessions.is_empty() && self.tracks.is_empty()
+    }
+
+    /// Entries in each map (for `/metrics`).
+    pub(crate) fn sizes(&self) -> MapSizes {
+        MapSizes {
+            peers: self.peers.len(),
+            pending: self.peers.values().map(|p| p.pending.len()).sum(),
+            tracks: self.tracks.len(),
+            sessions: self.sessions.len(),
+            dp_tracks: self.dp_tracks.len(),
+            subs: self.subs.len(),
+            oneshot_subs: self.peers.values().map(|p| p.oneshot_subs.len()).sum(),
+        }
     }
 }
 
@@ -241,6 +255,14 @@ impl RoomCtx {
     /// A `publish` request was accepted: remember it for the next publisher offer.
     pub(crate) fn media_pending(&mut self, identity: &str, pending: PendingTrack) {
         if let Some(p) = self.media.peers.get_mut(identity) {
+            // The room caps a participant's tracks, and a pending entry never outlives its
+            // track (`drop_stale_pending`); this cap holds whatever the room allows.
+            if p.pending.len() >= crate::room::MAX_TRACKS_PER_PARTICIPANT {
+                p.pending.remove(0);
+                self.app
+                    .refusals
+                    .count(super::guard::Refusal::PendingPublishDropped, 1);
+            }
             p.pending.push(pending);
         }
     }

@@ -26,6 +26,7 @@ use crate::sdp::{self, Answer, Msid, SessionDescription, SsrcAttr};
 use crate::server::actor::RoomCtx;
 use crate::server::adopt;
 use crate::server::error::ApiError;
+use crate::server::guard::Refusal;
 
 /// Which side of an answer a caller wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +184,27 @@ impl RoomCtx {
             .participant(&self.name, identity)
             .map(|p| p.sid.clone())
             .ok_or_else(|| ApiError::not_found(format!("participant {identity:?} not joined")))?;
+        // A one-shot participant receives the room's tracks only with `can_subscribe` (#10).
+        let may_subscribe = rooms
+            .participant(&self.name, identity)
+            .is_some_and(|p| p.grants.can_subscribe);
+        let mut refused_sends = 0u64;
+        // A saved `publish` request is used only while the room still holds its track for this
+        // participant and the role and grants allow its source (#11); otherwise the section is
+        // published anew, under the rules as they are now.
+        let before = pending.len();
+        pending.retain(|p| {
+            rooms
+                .participant(&self.name, identity)
+                .and_then(|o| o.tracks.get(&p.sid).map(|t| (o, t)))
+                .is_some_and(|(o, t)| {
+                    o.role.may_publish(t.source) && o.grants.allows_source(t.source)
+                })
+        });
+        self.app.refusals.count(
+            Refusal::PendingPublishRechecked,
+            (before - pending.len()) as u64,
+        );
         let mut tracks = Vec::new();
         let mut sends = Vec::new();
         let mut taken = BTreeSet::new();
@@ -215,6 +237,10 @@ impl RoomCtx {
                         format!("publisher offer section mid={} must be sendonly", acc.mid),
                     ));
                 }
+                if !may_subscribe {
+                    refused_sends += 1;
+                    continue;
+                }
                 let pick = self.media.tracks.iter().find(|(sid, t)| {
                     t.owner != identity
                         && track_kind(&acc.kind) == Some(t.kind)
@@ -242,6 +268,9 @@ impl RoomCtx {
                 });
             }
         }
+        self.app
+            .refusals
+            .count(Refusal::SubscribeNotGranted, refused_sends);
         Ok(OfferPlan {
             identity: identity.to_owned(),
             offer,

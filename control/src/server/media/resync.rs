@@ -19,6 +19,7 @@ use super::{Peer, PendingTrack};
 use crate::server::actor::RoomCtx;
 use crate::server::adopt;
 use crate::server::error::ApiError;
+use crate::server::guard::Refusal;
 use crate::server::App;
 
 /// What the dataplane holds, by id.
@@ -277,6 +278,8 @@ impl RoomCtx {
                     .collect()
             })
             .unwrap_or_default();
+        self.drop_stale_pending();
+        self.revoke_subscriptions().await;
         let dead: Vec<String> = self
             .media
             .tracks
@@ -301,6 +304,24 @@ impl RoomCtx {
             }
         }
         self.refresh_room().await;
+    }
+
+    /// `publish` requests whose track is no longer the participant's in the room state
+    /// (unpublished, or taken away by a role or grant change) are dropped: a saved request never
+    /// outlives its track (findings #7, #11).
+    fn drop_stale_pending(&mut self) {
+        let room = self.rooms.room(&self.name);
+        let mut dropped = 0;
+        for (identity, peer) in &mut self.media.peers {
+            let own = room.and_then(|r| r.participants.get(identity));
+            let before = peer.pending.len();
+            peer.pending
+                .retain(|p| own.is_some_and(|o| o.tracks.contains_key(&p.sid)));
+            dropped += before - peer.pending.len();
+        }
+        self.app
+            .refusals
+            .count(Refusal::PendingPublishDropped, dropped as u64);
     }
 
     /// The participant is gone: close its sessions, stop counting it, drop its tracks.

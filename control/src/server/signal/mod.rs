@@ -282,10 +282,11 @@ async fn join(
     let (room, identity) = (claims.room.clone(), claims.sub.clone());
     let on_refusal = actions.clone();
     let who = identity.clone();
+    let iat = claims.iat;
     let (sid, reply) = app
         .in_room(&room, move |ctx| {
             Box::pin(async move {
-                let sid = ctx.join(j, true, on_refusal).await?;
+                let sid = ctx.join(j, iat, true, on_refusal).await?;
                 Ok((sid, ctx.joined_reply(&who)?))
             })
         })
