@@ -348,6 +348,12 @@ async fn dataplane_loop(app: Arc<App>) {
                 Ok(Notification::StatsSnapshot(ws)) => {
                     app.shard_stats.lock().expect("stats lock").insert(ws.shard, ws.counters);
                 }
+                Ok(Notification::IceConnected { session, .. }) => {
+                    app.session_liveness(session, true).await;
+                }
+                Ok(Notification::IceDisconnected { session }) => {
+                    app.session_liveness(session, false).await;
+                }
                 Ok(Notification::SessionClosed { session, reason }) => {
                     tracing::debug!(%session, ?reason, "session closed by the dataplane");
                     app.session_closed(session).await;

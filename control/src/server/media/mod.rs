@@ -45,6 +45,9 @@ pub(crate) struct Media {
     pub(crate) sessions: BTreeMap<SessionId, CreateSession>,
     pub(crate) dp_tracks: BTreeMap<TrackId, AddTrack>,
     pub(crate) subs: BTreeMap<SubscriptionId, Subscribe>,
+    /// Sessions whose ICE is down (not connected yet, or consent lost): since when (unix ms).
+    /// An entry goes with its session.
+    pub(crate) dead_since: BTreeMap<SessionId, u64>,
 }
 
 impl Media {
@@ -216,6 +219,7 @@ impl RoomCtx {
             .lock()
             .expect("session map lock")
             .remove(&id);
+        self.media.dead_since.remove(&id);
         self.media.sessions.remove(&id)
     }
 

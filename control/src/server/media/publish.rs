@@ -491,7 +491,14 @@ impl RoomCtx {
             self.media_join(&identity, sid, false).await;
         }
         match session_plan {
-            SessionPlan::New(spec) => self.track_session(session, spec),
+            SessionPlan::New(spec) => {
+                self.track_session(session, spec);
+                if join.is_some() {
+                    // A one-shot session is dead until its ICE comes up (actor/ghosts.rs).
+                    let now = self.app.now_ms();
+                    self.media.dead_since.insert(session, now);
+                }
+            }
             SessionPlan::Existing {
                 restart: Some(_), ..
             } => {

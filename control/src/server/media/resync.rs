@@ -133,6 +133,27 @@ impl App {
         Ok(held)
     }
 
+    /// ICE of a session came up or went down: its room notes it (one-shot participants whose
+    /// media stays dead leave, `actor/ghosts.rs`).
+    pub(crate) async fn session_liveness(self: &Arc<Self>, session: SessionId, alive: bool) {
+        let room = self
+            .session_rooms
+            .lock()
+            .expect("session map lock")
+            .get(&session)
+            .cloned();
+        if let Some(room) = room {
+            let _ = self
+                .in_existing_room(&room, move |ctx| {
+                    Box::pin(async move {
+                        ctx.session_liveness(session, alive);
+                        Ok(())
+                    })
+                })
+                .await;
+        }
+    }
+
     /// The dataplane closed a session on its own (ICE timeout, DTLS failure): its room forgets
     /// it.
     pub(crate) async fn session_closed(self: &Arc<Self>, session: SessionId) {
