@@ -151,6 +151,8 @@ impl ControlConfig {
     ) -> Result<Self, ConfigError> {
         let mut cfg = Self::default();
         let mut turn = TurnDraft::default();
+        // The socket's default lives in the state directory, known only once everything is read.
+        let mut socket_set = false;
         if let Some(text) = toml_text {
             let doc: toml::Table = text
                 .parse()
@@ -199,6 +201,7 @@ impl ControlConfig {
                     ConfigError::new("dataplane.control_socket", "expected a string")
                 })?;
                 cfg.dataplane_socket = PathBuf::from(path);
+                socket_set = true;
             }
             if let Some(section) = doc.get("control") {
                 let table = section
@@ -212,6 +215,7 @@ impl ControlConfig {
         for (name, value) in env {
             if name == "SLUICE_DATAPLANE_CONTROL_SOCKET" {
                 cfg.dataplane_socket = PathBuf::from(value);
+                socket_set = true;
                 continue;
             }
             if let Some((section, key)) = name
@@ -284,6 +288,9 @@ impl ControlConfig {
             .map_err(|(key, m)| ConfigError::new(format!("hybrid.{key}"), m))?;
         cfg.turn = turn.finish()?;
         cfg.check_webhooks()?;
+        if !socket_set {
+            cfg.dataplane_socket = sluice_proto::default_control_socket_in(cfg.state_file.parent());
+        }
         Ok(cfg)
     }
 

@@ -397,6 +397,7 @@ async fn p2p_relay_refuses_a_viewer_sending_media() {
         json!({"type": "p2p_signal", "to": to, "signal": {"type": "offer", "sdp": sdp}, "req": 4}),
     )
     .await;
+    send(&mut viewer, json!({"type": "ping", "t": 2})).await;
     let reply = next_of(&mut viewer, &["error", "pong"]).await;
     println!("viewer's sending p2p offer: {reply}");
     assert_eq!(reply["type"], "error", "relayed: {reply}");

@@ -158,6 +158,14 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
         if cfg.external_dataplane {
             tracing::info!(socket = %socket.display(), "using an external dataplane");
         } else if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            // Attach only to a socket of our own user, in a directory no one else may write
+            // (finding #9): otherwise another user's listener gets every ICE password.
+            if let Err(why) = own_socket(&socket) {
+                return fail(&format!(
+                    "dataplane.control_socket {}: {why}; not attaching",
+                    socket.display()
+                ));
+            }
             tracing::info!(socket = %socket.display(), "dataplane already running: attaching");
         } else {
             let bin = cfg.dataplane_bin.clone().unwrap_or_else(|| {
@@ -236,6 +244,35 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
         server.shutdown().await;
         code
     })
+}
+
+/// Whether `socket` (something listens there) is ours to attach to: the socket file and its
+/// directory belong to our user, and the directory is not writable by others (no one else can
+/// swap the socket).
+fn own_socket(socket: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| format!("our uid: {e}"))?;
+    let meta = std::fs::symlink_metadata(socket).map_err(|e| e.to_string())?;
+    if meta.uid() != ours {
+        return Err(format!(
+            "the socket belongs to uid {}, not to us ({ours})",
+            meta.uid()
+        ));
+    }
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let d = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
+        if d.uid() != ours || d.mode() & 0o022 != 0 {
+            return Err(format!(
+                "its directory {} belongs to uid {} with mode {:o}: it must be ours and closed to others",
+                dir.display(),
+                d.uid(),
+                d.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// How long a dataplane gets to exit after the `shutdown` command, then after SIGTERM.

@@ -141,6 +141,9 @@ fn map_sizes(app: &App, out: &mut String) {
     for (map, n) in rows.into_iter().chain(sizes.rows()) {
         let _ = writeln!(out, "sluice_control_map_entries{{map=\"{map}\"}} {n}");
     }
+    if let Some(link) = &app.link {
+        let _ = writeln!(out, "# HELP sluice_dataplane_link_refused_total Control-socket connections not used: the listener ran as another user.\n# TYPE sluice_dataplane_link_refused_total counter\nsluice_dataplane_link_refused_total {}", link.refused_peers());
+    }
 }
 
 async fn index(State(app): State<Arc<App>>) -> Response {

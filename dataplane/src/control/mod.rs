@@ -122,6 +122,8 @@ pub struct ControlThread {
     next_token: u64,
     latest_stats: Vec<ShardStats>,
     next_worker: usize,
+    /// Control connections refused: another user, no hello in time, replies never read.
+    refused_peers: u64,
 }
 
 impl ControlThread {
@@ -144,6 +146,7 @@ impl ControlThread {
                 })
                 .collect(),
             next_worker: 0,
+            refused_peers: 0,
         })
     }
 
@@ -166,6 +169,13 @@ impl ControlThread {
             let wait = if awaiting_shards { None } else { Some(TICK) };
             if let Err(e) = conn.fill(wait) {
                 tracing::info!(error = %e, "control connection failed");
+                self.conn = None;
+            } else if conn.hello_overdue(crate::proto::HELLO_DEADLINE) {
+                self.refused_peers += 1;
+                tracing::warn!(
+                    refused = self.refused_peers,
+                    "control peer sent no hello in time: dropped"
+                );
                 self.conn = None;
             }
         }
@@ -207,7 +217,15 @@ impl ControlThread {
                 tracing::info!(error = %e, "control connection lost");
                 self.conn = None;
             } else if conn.is_done() {
-                tracing::info!("control connection closed");
+                if conn.abandoned() {
+                    self.refused_peers += 1;
+                    tracing::warn!(
+                        refused = self.refused_peers,
+                        "control peer does not read its replies: dropped"
+                    );
+                } else {
+                    tracing::info!("control connection closed");
+                }
                 self.conn = None;
             }
         }
@@ -216,6 +234,21 @@ impl ControlThread {
     fn accept(&mut self) {
         match self.ctx.listener.accept() {
             Ok((stream, _)) => {
+                // Only our own user may drive the dataplane (finding #9).
+                let ours = crate::sys::cred::effective_uid();
+                match crate::sys::cred::peer_uid(&stream) {
+                    Ok(uid) if uid == ours => {}
+                    peer => {
+                        self.refused_peers += 1;
+                        tracing::warn!(
+                            ?peer,
+                            ours,
+                            refused = self.refused_peers,
+                            "control connection from another user refused"
+                        );
+                        return;
+                    }
+                }
                 let hello = Hello {
                     version: PROTOCOL_VERSION,
                     role: Role::Dataplane,
@@ -558,15 +591,63 @@ fn rejected(msg: impl Into<String>) -> ErrorBody {
     ErrorBody::new(ErrorCode::Rejected, msg)
 }
 
-/// Creates the parent directory, removes a stale socket file and binds.
+/// Binds the control socket safely (finding #9): the parent directory is created 0700 and
+/// must be ours and closed to others (a directory another user created or can write is
+/// refused, never reused); a leftover socket file is removed only if it is ours; the socket is
+/// 0600. Errors name the path.
 pub fn bind_listener(path: &Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let named = |e: io::Error, what: &str| {
+        io::Error::new(
+            e.kind(),
+            format!("control socket {}: {what}: {e}", path.display()),
+        )
+    };
+    let refuse = |what: String| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("control socket {}: {what}", path.display()),
+        )
+    };
+    let ours = crate::sys::cred::effective_uid();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| named(e, "creating its directory"))?;
+        let meta = std::fs::symlink_metadata(dir).map_err(|e| named(e, "its directory"))?;
+        if !meta.is_dir() {
+            return Err(refuse(format!("{} is not a directory", dir.display())));
+        }
+        if meta.uid() != ours {
+            return Err(refuse(format!(
+                "directory {} belongs to uid {}, not to us ({ours})",
+                dir.display(),
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(refuse(format!(
+                "directory {} is writable by others (mode {:o}); make it 0700",
+                dir.display(),
+                meta.mode() & 0o7777
+            )));
+        }
     }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.uid() != ours => {
+            return Err(refuse(format!(
+                "a file of uid {} is in the way; not ours to remove",
+                meta.uid()
+            )))
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(|e| named(e, "removing the old socket"))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+        Err(e) => return Err(named(e, "checking for an old socket")),
     }
-    UnixListener::bind(path)
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| named(e, "chmod 0600"))?;
+    Ok(listener)
 }

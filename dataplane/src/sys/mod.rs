@@ -21,6 +21,7 @@
 //! - Bad transmits and receive errors are counted in [`IoStats`], never logged per packet.
 
 pub mod affinity;
+pub mod cred;
 mod net;
 mod plain;
 mod probe;
