@@ -594,21 +594,11 @@ fn rejected(msg: impl Into<String>) -> ErrorBody {
 /// Binds the control socket safely (finding #9): the parent directory is created 0700 and
 /// must be ours and closed to others (a directory another user created or can write is
 /// refused, never reused); a leftover socket file is removed only if it is ours; the socket is
-/// 0600. Errors name the path.
+/// 0600. The caller names the path in its error.
 pub fn bind_listener(path: &Path) -> io::Result<UnixListener> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let named = |e: io::Error, what: &str| {
-        io::Error::new(
-            e.kind(),
-            format!("control socket {}: {what}: {e}", path.display()),
-        )
-    };
-    let refuse = |what: String| {
-        io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("control socket {}: {what}", path.display()),
-        )
-    };
+    let named = |e: io::Error, what: &str| io::Error::new(e.kind(), format!("{what}: {e}"));
+    let refuse = |what: String| io::Error::new(io::ErrorKind::PermissionDenied, what);
     let ours = crate::sys::cred::effective_uid();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new()
