@@ -291,7 +291,8 @@ async fn supervise(
     mut stop: watch::Receiver<bool>,
     fatal: oneshot::Sender<String>,
 ) {
-    let mut backoff = Duration::from_millis(500);
+    // A crash after a while is restarted at once (calls are waiting); a crash loop backs off.
+    let mut backoff = Duration::from_millis(50);
     let mut fatal = Some(fatal);
     loop {
         let mut cmd = tokio::process::Command::new(&bin);
@@ -333,7 +334,7 @@ async fn supervise(
         }
         fatal = None;
         if started.elapsed() > Duration::from_secs(60) {
-            backoff = Duration::from_millis(500);
+            backoff = Duration::from_millis(50);
         }
         tracing::info!(?backoff, "restarting the dataplane");
         tokio::select! {

@@ -331,14 +331,21 @@ async fn dataplane_loop(app: Arc<App>) {
     // adoption after a control restart). Look at the current value first.
     connected.mark_changed();
     let mut first = true;
+    // The dataplane process we last spoke to: a new one holds nothing.
+    let mut instance: Option<String> = None;
     loop {
         tokio::select! {
             changed = connected.changed() => {
                 if changed.is_err() { return; }
-                let is_up = connected.borrow_and_update().is_some();
+                let now = connected.borrow_and_update().as_ref().map(|c| c.hello.instance.clone());
+                let is_up = now.is_some();
                 if is_up {
                     let adopt = first;
                     first = false;
+                    if instance.is_some() && instance != now {
+                        app.dataplane_restarted().await;
+                    }
+                    instance = now;
                     if let Err(e) = app.resync(adopt).await {
                         tracing::warn!(error = %e, "resync failed");
                     }

@@ -20,7 +20,9 @@ use crate::server::actor::RoomCtx;
 use crate::server::adopt;
 use crate::server::error::ApiError;
 use crate::server::guard::Refusal;
+use crate::server::hub::ClientMsg;
 use crate::server::App;
+use crate::signal::{ReconnectReason, ServerMessage};
 
 /// What the dataplane holds, by id.
 #[derive(Debug, Default)]
@@ -131,6 +133,28 @@ impl App {
         self.dp_ids.fetch_max(highest, Ordering::Relaxed);
         held.listed_upto = held.listed_upto.max(highest);
         Ok(held)
+    }
+
+    /// The dataplane restarted (a new `instance` in its hello): it holds nothing, and the
+    /// clients' DTLS associations died with the old process. Every room drops its media
+    /// records and asks its WebSocket clients to `reconnect` (docs/protocol.md); one-shot
+    /// participants, who cannot be asked, leave as ghosts. How many clients were asked.
+    pub(crate) async fn dataplane_restarted(self: &Arc<Self>) -> usize {
+        let mut asked = 0;
+        for name in self.registry.names() {
+            let n = self
+                .in_room(&name, |ctx| {
+                    Box::pin(async move { Ok(ctx.media_reset().await) })
+                })
+                .await
+                .unwrap_or(0);
+            asked += n;
+        }
+        tracing::warn!(
+            clients = asked,
+            "dataplane restarted: clients asked to reconnect"
+        );
+        asked
     }
 
     /// ICE of a session came up or went down: its room notes it (one-shot participants whose
@@ -343,6 +367,76 @@ impl RoomCtx {
         self.app
             .refusals
             .count(Refusal::PendingPublishDropped, dropped as u64);
+    }
+
+    /// See [`App::dataplane_restarted`]: forget every dataplane object of the room (they died
+    /// with the process); signaling clients that had a session get `reconnect`, with their
+    /// published tracks pending again (the next publisher offer reuses their sids) and a fresh
+    /// subscriber offer; one-shot peers lose their session and leave as ghosts. How many
+    /// clients were asked.
+    pub(crate) async fn media_reset(&mut self) -> usize {
+        let sessions: Vec<SessionId> = self.media.sessions.keys().copied().collect();
+        for id in sessions {
+            self.forget_session(id);
+        }
+        self.media.dp_tracks.clear();
+        self.media.subs.clear();
+        self.media.tracks.clear();
+        self.saved.clear();
+        let mut asked = Vec::new();
+        let identities: Vec<String> = self.media.peers.keys().cloned().collect();
+        for identity in identities {
+            let own: Vec<PendingTrack> = self
+                .rooms
+                .participant(&self.name, &identity)
+                .map(|p| {
+                    p.tracks
+                        .values()
+                        .map(|t| PendingTrack {
+                            cid: String::new(),
+                            sid: t.id.clone(),
+                            kind: t.kind,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Some(peer) = self.media.peers.get_mut(&identity) else {
+                continue;
+            };
+            let had_media = peer.publisher.is_some()
+                || peer
+                    .subscriber
+                    .as_ref()
+                    .is_some_and(|s| s.session.is_some());
+            if !peer.signaling {
+                peer.publisher = None;
+                peer.oneshot_subs.clear();
+                continue;
+            }
+            if !had_media {
+                continue;
+            }
+            *peer = Peer {
+                participant_sid: peer.participant_sid.clone(),
+                signaling: true,
+                pending: own,
+                unsubscribed: std::mem::take(&mut peer.unsubscribed),
+                layer_caps: std::mem::take(&mut peer.layer_caps),
+                ..Peer::default()
+            };
+            asked.push(identity);
+        }
+        for identity in &asked {
+            self.app.hub.send_to(
+                &self.name,
+                identity,
+                ClientMsg::Msg(ServerMessage::Reconnect {
+                    reason: ReconnectReason::DataplaneRestarted,
+                }),
+            );
+        }
+        self.refresh_room().await;
+        asked.len()
     }
 
     /// The participant is gone: close its sessions, stop counting it, drop its tracks.
