@@ -56,6 +56,9 @@ pub struct ControlConfig {
     pub turn: Option<TurnConfig>,
     /// `kick_ban_s`, `oneshot_grace_s`, `resume_grace_s` (seconds).
     pub lifetimes: Lifetimes,
+    /// Events each room keeps for SSE replay (`Last-Event-ID`); memory is at most this many
+    /// events times 4,096 room backlogs.
+    pub sse_backlog_per_room: usize,
 }
 
 /// A configuration error naming its key.
@@ -92,6 +95,7 @@ const KEYS: &[&str] = &[
     "kick_ban_s",
     "oneshot_grace_s",
     "resume_grace_s",
+    "sse_backlog_per_room",
 ];
 
 impl Default for ControlConfig {
@@ -114,6 +118,7 @@ impl Default for ControlConfig {
             hybrid: HybridConfig::default(),
             turn: None,
             lifetimes: Lifetimes::default(),
+            sse_backlog_per_room: 256,
         }
     }
 }
@@ -416,8 +421,12 @@ impl ControlConfig {
                     *slot = parse_tier(&format!("{full}.{role}"), tier, *slot)?;
                 }
             }
-            "max_controllers" | "drain_deadline_s" | "kick_ban_s" | "oneshot_grace_s"
-            | "resume_grace_s" => {
+            "max_controllers"
+            | "drain_deadline_s"
+            | "kick_ban_s"
+            | "oneshot_grace_s"
+            | "resume_grace_s"
+            | "sse_backlog_per_room" => {
                 let n = v
                     .as_integer()
                     .filter(|n| *n >= 0)
@@ -481,6 +490,13 @@ impl ControlConfig {
                 self.drain_deadline_s = value
                     .parse()
                     .map_err(|_| err(format!("expected seconds, got {value:?}")))?
+            }
+            "sse_backlog_per_room" => {
+                self.sse_backlog_per_room = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=65_536).contains(n))
+                    .ok_or_else(|| err(format!("expected 1 to 65536 events, got {value:?}")))?
             }
             "kick_ban_s" | "oneshot_grace_s" | "resume_grace_s" => {
                 let n: u64 = value

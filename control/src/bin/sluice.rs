@@ -200,7 +200,10 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             webhook_secret: cfg.webhook_secret.clone(),
             webhook_ca_file: cfg.webhook_ca_file.clone(),
             webhook: Default::default(),
-            sse: Default::default(),
+            sse: sluice_control::events::SseConfig {
+                backlog_per_room: cfg.sse_backlog_per_room,
+                ..Default::default()
+            },
             static_dir,
             dataplane_socket: Some(socket),
             drain_deadline: Duration::from_secs(cfg.drain_deadline_s),
