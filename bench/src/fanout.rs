@@ -663,6 +663,7 @@ pub(crate) fn track(session: SessionId, track: TrackId, kind: Kind, stream: u32)
         ext_ids: ExtIds::default(),
         e2ee: false,
         source,
+        mid: None,
     })
 }
 

@@ -257,6 +257,7 @@ impl WebRtcGen {
                         ..ExtIds::default()
                     },
                     e2ee: false,
+                    mid: None,
                 })
                 .map_err(|e| BenchError::Other(format!("receive track: {e}")))?;
         }

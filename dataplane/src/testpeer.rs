@@ -10,21 +10,30 @@
 //! its own NACKs). To receive a forwarded stream the peer must know its SSRC:
 //! [`TestPeer::expect_stream`] adds it as a track of the client session.
 //!
+//! Data channels (SCTP over DTLS, DCEP; rtp-core's `datachannel`): with
+//! [`TestPeer::enable_data_channels`] before the handshake the peer is the DTLS client's side of
+//! the association (it sends INIT; its in-band channels get even ids), opens channels with
+//! [`TestPeer::open_channel`], sends with [`TestPeer::send_data`] and receives with
+//! [`TestPeer::recv_data`]; the server's channel events are kept for
+//! [`TestPeer::wait_channel_open`].
+//!
 //! Only for loopback tests and load generation: it allocates freely and reads the clock.
 #![allow(clippy::disallowed_methods)] // a blocking driver reads the clock by design
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
+use rtp_core::datachannel::{ChannelConfig, ChannelId, DataConfig, DataError};
 use rtp_core::dtls::{DtlsCert, DtlsRole, Fingerprint};
 use rtp_core::forward::{Codec, MediaKind};
 use rtp_core::ice::IceClientConfig;
 use rtp_core::packet::rtcp;
 use rtp_core::packet::{write_rtp_header, RtpHeader};
 use rtp_core::session::{
-    ExtIds, LayerSsrc, Session, SessionConfig, SessionError, SessionMode, SessionOutput,
-    SessionStats, UpTrackConfig,
+    ExtIds, LayerSsrc, Session, SessionConfig, SessionError, SessionEvent, SessionMode,
+    SessionOutput, SessionStats, UpTrackConfig,
 };
 use rtp_core::RtpView;
 
@@ -32,6 +41,8 @@ use rtp_core::RtpView;
 const DATAGRAM: usize = 2048;
 /// Shortest socket read timeout (`set_read_timeout` refuses zero).
 const MIN_WAIT: Duration = Duration::from_millis(1);
+/// Data-channel events kept for the caller (older ones are dropped).
+const MAX_EVENTS: usize = 1024;
 
 /// Why a peer could not be built, connect, or send.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +60,8 @@ pub enum PeerError {
     Timeout(Duration),
     #[error("RTCP: {0}")]
     Rtcp(String),
+    #[error("data channel: {0}")]
+    Data(#[from] DataError),
 }
 
 /// ICE username fragment and password of one side.
@@ -120,6 +133,14 @@ pub struct ReceivedRtp {
     pub recovered: bool,
 }
 
+/// One data-channel message the peer received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedData {
+    pub channel: ChannelId,
+    pub binary: bool,
+    pub data: Vec<u8>,
+}
+
 /// What a [`TestPeer`] counted itself (the session's own counters are in
 /// [`TestPeer::session_stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -142,6 +163,10 @@ pub struct TestPeer {
     rx: Vec<u8>,
     tx: Vec<u8>,
     stats: PeerStats,
+    /// Data-channel events (`ChannelOpen`, `ChannelClosed`, `Sctp*`), oldest first.
+    data_events: VecDeque<SessionEvent>,
+    /// Receive buffer for data-channel messages (our max-message-size).
+    data_rx: Vec<u8>,
 }
 
 impl TestPeer {
@@ -212,6 +237,8 @@ impl TestPeer {
             rx: vec![0; DATAGRAM],
             tx: vec![0; DATAGRAM],
             stats: PeerStats::default(),
+            data_events: VecDeque::new(),
+            data_rx: Vec::new(),
         })
     }
 
@@ -286,8 +313,90 @@ impl TestPeer {
             }],
             ext: ExtIds::default(),
             e2ee: false,
+            mid: None,
         })?;
         Ok(())
+    }
+
+    /// Turns data channels on (the server's session must have them on too); call before
+    /// [`TestPeer::handshake`] so the association starts with DTLS, or after it to start now.
+    pub fn enable_data_channels(&mut self, cfg: DataConfig) -> Result<(), PeerError> {
+        self.session.enable_data_channels(cfg)?;
+        self.data_rx = vec![0; cfg.max_message_size as usize];
+        self.flush()
+    }
+
+    /// Opens a channel (in band with DCEP on the next even id, or on `cfg.negotiated`).
+    pub fn open_channel(&mut self, cfg: ChannelConfig) -> Result<ChannelId, PeerError> {
+        let id = self.session.open_channel(cfg)?;
+        self.flush()?;
+        Ok(id)
+    }
+
+    /// Closes a channel (stream reset).
+    pub fn close_channel(&mut self, ch: ChannelId) -> Result<(), PeerError> {
+        self.session.close_channel(ch)?;
+        self.flush()
+    }
+
+    /// Sends one message on an open channel (`Full`/`TooBig` come back as `PeerError::Data`).
+    pub fn send_data(&mut self, ch: ChannelId, binary: bool, data: &[u8]) -> Result<(), PeerError> {
+        self.session.send_data(Instant::now(), ch, binary, data)?;
+        self.flush()
+    }
+
+    /// Bytes of `ch` not yet acknowledged by the server.
+    pub fn buffered_amount(&mut self, ch: ChannelId) -> usize {
+        self.session.buffered_amount(ch)
+    }
+
+    /// The next data-channel message, or `None` when `timeout` passes first. Media that
+    /// arrives meanwhile is handled and discarded.
+    pub fn recv_data(&mut self, timeout: Duration) -> Result<Option<ReceivedData>, PeerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(m) = self.session.poll_data(&mut self.data_rx) {
+                let data = self.data_rx[..m.len].to_vec();
+                self.flush()?;
+                return Ok(Some(ReceivedData {
+                    channel: m.channel,
+                    binary: m.binary,
+                    data,
+                }));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            self.step(deadline, None)?;
+        }
+    }
+
+    /// Waits until a channel called `label` is open (ours or the server's) and returns its id.
+    pub fn wait_channel_open(
+        &mut self,
+        label: &str,
+        timeout: Duration,
+    ) -> Result<ChannelId, PeerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self.data_events.iter().rev().find_map(|e| match e {
+                SessionEvent::ChannelOpen { id, label: l, .. } if l == label => Some(*id),
+                _ => None,
+            });
+            if let Some(id) = found {
+                return Ok(id);
+            }
+            if Instant::now() >= deadline {
+                return Err(PeerError::Timeout(timeout));
+            }
+            self.step(deadline, None)?;
+        }
+    }
+
+    /// Data-channel events so far (`ChannelOpen`, `ChannelClosed`, `SctpConnected`,
+    /// `SctpClosed`), oldest first; taking them empties the list.
+    pub fn take_data_events(&mut self) -> Vec<SessionEvent> {
+        self.data_events.drain(..).collect()
     }
 
     /// Builds one RTP packet and sends it SRTP-protected (plain in plain mode).
@@ -447,7 +556,27 @@ impl TestPeer {
             self.session.handle_timeout(now);
         }
         self.flush()?;
+        self.keep_data_events();
         Ok(media)
+    }
+
+    /// Keeps the session's data-channel events (the rest has no reader here).
+    fn keep_data_events(&mut self) {
+        // Bounded by the session's event queues.
+        while let Some(e) = self.session.poll_event() {
+            if matches!(
+                e,
+                SessionEvent::ChannelOpen { .. }
+                    | SessionEvent::ChannelClosed { .. }
+                    | SessionEvent::SctpConnected
+                    | SessionEvent::SctpClosed
+            ) {
+                if self.data_events.len() == MAX_EVENTS {
+                    self.data_events.pop_front();
+                }
+                self.data_events.push_back(e);
+            }
+        }
     }
 
     fn on_datagram(
@@ -521,6 +650,122 @@ fn seed_of(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use rtp_core::ice::IceConfig;
+
+    /// An rtp-core server session (ICE-lite, DTLS server, data channels) on its own loopback
+    /// socket and thread: it opens a channel called "hello" and echoes every message back on
+    /// the channel it came on, until `stop` is set.
+    fn echo_server(
+        peer_fp: Fingerprint,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> (SocketAddr, String, std::thread::JoinHandle<()>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        let cert = generate_cert().expect("cert");
+        let fp = cert.fingerprint().to_sdp();
+        let mode = SessionMode::WebRtc {
+            ice: IceConfig::new("srvu", "server-password-0123456789"),
+            dtls_role: DtlsRole::Server,
+            remote_fingerprint: Some(peer_fp),
+        };
+        let mut s: Session<u32> =
+            Session::new(Instant::now(), SessionConfig::new(mode), &cert).expect("server");
+        s.enable_data_channels(DataConfig::default()).expect("data");
+        let t = std::thread::spawn(move || {
+            let (mut buf, mut msg) = (vec![0u8; DATAGRAM], vec![0u8; 65_536]);
+            socket
+                .set_read_timeout(Some(Duration::from_millis(5)))
+                .expect("timeout");
+            let mut opened = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((n, src)) = socket.recv_from(&mut buf) {
+                    let _ = s.handle_datagram(Instant::now(), src, &mut buf[..n]);
+                    while s.poll_output().is_some() {}
+                }
+                s.handle_timeout(Instant::now());
+                while let Some(e) = s.poll_event() {
+                    if matches!(e, SessionEvent::SctpConnected) && !opened {
+                        s.open_channel(ChannelConfig::reliable("hello"))
+                            .expect("open");
+                        opened = true;
+                    }
+                }
+                while let Some(m) = s.poll_data(&mut msg) {
+                    s.send_data(Instant::now(), m.channel, m.binary, &msg[..m.len])
+                        .expect("echo");
+                }
+                while let Some((n, dst)) = s.poll_transmit(Instant::now(), &mut buf) {
+                    let _ = socket.send_to(&buf[..n], dst);
+                }
+            }
+        });
+        (addr, fp, t)
+    }
+
+    #[test]
+    fn a_webrtc_peer_opens_data_channels_as_the_dtls_client() {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cert = generate_cert().expect("cert");
+        let (server, server_fp, t) = echo_server(cert.fingerprint(), stop.clone());
+        let mut cfg = WebRtcPeerConfig::new(
+            IceCreds::new("peeru", "peer-password-0123456789"),
+            IceCreds::new("srvu", "server-password-0123456789"),
+            &server_fp,
+        )
+        .expect("config");
+        cfg.cert = cert;
+        let mut peer = TestPeer::webrtc(server, &cfg).expect("peer");
+        peer.enable_data_channels(DataConfig::default())
+            .expect("data");
+        peer.handshake(Duration::from_secs(5)).expect("connected");
+        let reliable = peer
+            .open_channel(ChannelConfig::reliable("_reliable"))
+            .expect("open");
+        let lossy = peer
+            .open_channel(ChannelConfig::lossy("_lossy"))
+            .expect("open");
+        assert_eq!(
+            (reliable.0, lossy.0),
+            (0, 2),
+            "the DTLS client's ids are even"
+        );
+        let hello = peer
+            .wait_channel_open("hello", Duration::from_secs(5))
+            .expect("the server's channel");
+        assert_eq!(hello.0 % 2, 1, "the DTLS server's ids are odd");
+        for i in 0..20u8 {
+            peer.send_data(reliable, false, format!("r{i}").as_bytes())
+                .expect("send");
+            peer.send_data(lossy, true, &[i; 300]).expect("send");
+        }
+        let mut echoed = Vec::new();
+        while echoed.len() < 40 {
+            match peer.recv_data(Duration::from_secs(5)).expect("recv") {
+                Some(m) => echoed.push(m),
+                None => break,
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        t.join().expect("server thread");
+        let texts: Vec<Vec<u8>> = echoed
+            .iter()
+            .filter(|m| m.channel == reliable)
+            .map(|m| m.data.clone())
+            .collect();
+        let want: Vec<Vec<u8>> = (0..20).map(|i| format!("r{i}").into_bytes()).collect();
+        assert_eq!(texts, want, "reliable echo, in order");
+        assert_eq!(
+            echoed
+                .iter()
+                .filter(|m| m.channel == lossy && m.binary)
+                .count(),
+            20,
+            "loopback loses nothing"
+        );
+        let events = peer.take_data_events();
+        assert!(events.contains(&SessionEvent::SctpConnected));
+    }
 
     #[test]
     fn plain_peers_exchange_media_over_loopback() {

@@ -97,6 +97,7 @@ fn track(id: u64, kind: MediaKind, ssrc: u32) -> Command {
         } else {
             Source::Camera
         },
+        mid: None,
     })
 }
 

@@ -183,6 +183,10 @@ pub struct AddTrack {
     #[serde(default)]
     pub e2ee: bool,
     pub source: Source,
+    /// The track's `a=mid`: packets from an SSRC the offer did not name are bound to this track
+    /// when their MID header extension says it (RFC 8843 §9.2). 1-32 token characters.
+    #[serde(default)]
+    pub mid: Option<String>,
 }
 
 /// One simulcast layer (or the only stream). A layer is identified by `rid` (RFC 8851) when the

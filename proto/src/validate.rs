@@ -195,6 +195,13 @@ fn add_track(t: &AddTrack) -> Result<(), Invalid> {
         }
     }
     ext_ids("ext_ids", &t.ext_ids)?;
+    if let Some(mid) = &t.mid {
+        // RFC 8843 §16.2 / RFC 5888: a token; bounded so it fits the MID extension.
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`{|}~".contains(c);
+        if mid.is_empty() || mid.len() > 32 || !mid.chars().all(token) {
+            return Err(Invalid::new("mid", "must be 1-32 token characters"));
+        }
+    }
     let ssrc_less = t.layers.iter().any(|l| l.ssrc.is_none());
     if ssrc_less && t.layers.len() > 1 && t.ext_ids.rid.is_none() && t.ext_ids.mid.is_none() {
         return Err(Invalid::new(
@@ -379,6 +386,7 @@ mod tests {
             },
             e2ee: false,
             source: Source::Screen,
+            mid: None,
         }
     }
 

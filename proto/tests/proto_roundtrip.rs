@@ -66,6 +66,7 @@ fn add_track() -> AddTrack {
         },
         e2ee: false,
         source: Source::Camera,
+        mid: Some("1".into()),
     }
 }
 

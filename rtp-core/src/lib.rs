@@ -12,9 +12,11 @@
 //! - [`pacer`]: per-egress leaky-bucket pacer with priority classes.
 //! - [`bwe`]: transport-cc feedback, delay- and loss-based estimation, the layer allocator.
 //! - [`stats`]: per-stream counters, loss, jitter, RTT, SR/RR generation.
+//! - [`datachannel`]: SCTP over DTLS and DCEP for WebRTC data channels.
 #![forbid(unsafe_code)]
 
 pub mod bwe;
+pub mod datachannel;
 pub mod dtls;
 pub mod forward;
 pub mod ice;

@@ -327,6 +327,44 @@ fn wrong_fingerprint_fails_the_checking_server() {
     }
 }
 
+/// Issue 20: a handshake the server refuses ends with a fatal alert the peer reads, not silence
+/// (OpenSSL clients retransmitted for ever and stayed `connecting`). DTLS 1.2: the server's own
+/// check fails in epoch 0, so its alert is plaintext `bad_certificate` and the client stops.
+#[test]
+fn refused_dtls12_handshake_ends_with_a_fatal_alert() {
+    let (c, s, other) = (cert(), cert(), cert());
+    let mut p = Pair::with(
+        ClientVersion::Dtls12,
+        &c,
+        &s,
+        Some(s.fingerprint()),
+        Some(other.fingerprint()),
+    );
+    let mut last_to_client = Vec::new();
+    p.run(
+        &mut |dir, _, d| {
+            if dir == Dir::ToClient {
+                last_to_client = d.to_vec();
+            }
+            true
+        },
+        Duration::from_secs(2),
+    );
+    assert_eq!(p.server.state(), DtlsState::Failed);
+    // content type alert, DTLS 1.2, epoch 0, length 2, fatal, bad_certificate.
+    assert_eq!(
+        &last_to_client[..5],
+        &[21, 0xfe, 0xfd, 0, 0],
+        "{last_to_client:02x?}"
+    );
+    assert_eq!(&last_to_client[11..], &[0, 2, 2, 42]);
+    // The client read it and gave up at once instead of retransmitting.
+    assert_eq!(p.client.state(), DtlsState::Failed, "{:?}", p.client_events);
+    // Exactly one alert: a failed endpoint has nothing more to send.
+    let mut buf = [0u8; 2048];
+    assert_eq!(p.server.poll_transmit(p.now, &mut buf), None);
+}
+
 #[test]
 fn connected_waits_for_a_late_remote_fingerprint() {
     let (c, s) = (cert(), cert());

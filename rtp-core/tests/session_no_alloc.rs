@@ -10,6 +10,7 @@ mod session_harness;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rtp_core::datachannel::DataConfig;
 use rtp_core::packet::rtcp;
 use rtp_core::session::{DownId, Session, SessionOutput};
 use rtp_core::RtpView;
@@ -186,10 +187,35 @@ fn control(
 
 #[test]
 fn no_alloc_on_session_media_paths() {
+    assert_eq!(
+        media_path_allocations(false),
+        0,
+        "allocations on the media paths"
+    );
+}
+
+/// The same with data channels on every session and their SCTP
+/// associations up but idle: their timers and `poll_transmit`'s turn for
+/// SCTP must not allocate on the media paths either.
+#[test]
+fn no_alloc_on_session_media_paths_beside_idle_data_channels() {
+    assert_eq!(
+        media_path_allocations(true),
+        0,
+        "allocations on the media paths with data channels on"
+    );
+}
+
+fn media_path_allocations(data: bool) -> u64 {
     let mut now = t0();
     let (c1, c2) = (addr("127.0.0.1:6001"), addr("127.0.0.1:6002"));
     let (mut s1, mut cl1) = webrtc_pair(now, "one", c1);
     let (mut s2, mut cl2) = webrtc_pair(now, "two", c2);
+    if data {
+        for s in [&mut s1, &mut cl1, &mut s2, &mut cl2] {
+            s.enable_data_channels(DataConfig::default()).unwrap();
+        }
+    }
     connect(&mut now, &mut s1, &mut cl1, c1);
     connect(&mut now, &mut s2, &mut cl2, c2);
     s1.add_up_track(up_track(PT_VP8, PT_RTX, PUB_SSRC, PUB_RTX_SSRC))
@@ -238,5 +264,10 @@ fn no_alloc_on_session_media_paths() {
     );
     assert!(delivered > u64::from(MEASURED) * 9 / 10);
     assert!(recovered > 0);
-    assert_eq!(info.count_total, 0, "allocations on the media paths");
+    if data {
+        for s in [&w.s1, &w.cl1, &w.s2, &w.cl2] {
+            assert!(s.is_data_connected(), "associations up");
+        }
+    }
+    info.count_total
 }

@@ -124,6 +124,8 @@ async def whep(args):
     pc.addTransceiver("audio", direction="recvonly")
     counts = {"video": 0, "audio": 0}
     size = {}
+    # Arrival time (ms, monotonic) of every decoded video frame, for continuity.mjs.
+    times = []
 
     async def consume(track):
         while True:
@@ -132,6 +134,8 @@ async def whep(args):
             except MediaStreamError:
                 return
             counts[track.kind] += 1
+            if track.kind == "video":
+                times.append(round(time.monotonic() * 1000, 1))
             if track.kind == "video":
                 size["width"], size["height"] = frame.width, frame.height
 
@@ -151,6 +155,7 @@ async def whep(args):
         "delete_status": deleted,
         "video_frames": counts["video"],
         "audio_frames": counts["audio"],
+        "video_times_ms": times,
         "codecs": codecs,
         **size,
         **facts,

@@ -10,6 +10,16 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v firefox-esr >/dev/null 2>&1 || missing+=(firefox-esr)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v patch >/dev/null 2>&1 || missing+=(patch)
+# GStreamer webrtcbin driven from Debian's python3 through GObject introspection (gst_client.py):
+# webrtcbin + libnice (bad, nice), VP8/Opus (good, base), x264enc (ugly), avdec_h264 (libav).
+gst_pkgs=(python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0
+    gir1.2-nice-0.1 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+    gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-libav)
+for p in "${gst_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

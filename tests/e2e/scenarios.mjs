@@ -3,6 +3,7 @@
 // frames), and is bounded in time by the runner.
 
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
+import { interopScenarios } from './scenarios-interop.mjs';
 import { startNetem, sleep } from './lib/sluice.mjs';
 import { inboundTotals, outboundTotals } from './lib/stats.mjs';
 
@@ -228,4 +229,7 @@ export const scenarios = {
   async hybrid_sfu_failure(ctx) {
     await hybridSfuFailure(ctx);
   },
+
+  // Issue 20: GStreamer as the fourth stack, H.264, ssrc-less offers, repeated connects.
+  ...interopScenarios,
 };

@@ -14,7 +14,9 @@
 use std::net::IpAddr;
 
 use super::error::NegotiationError;
-use super::local::{HeaderExtension, LocalParams, SUPPORTED_RTCP_FB};
+use super::local::{
+    codec_carries, without_sender_only, HeaderExtension, LocalParams, SUPPORTED_RTCP_FB,
+};
 use super::model::{
     Codec, Direction, Extmap, Fingerprint, Formats, Group, MediaKind, MediaSection,
     SessionDescription, Setup,
@@ -24,6 +26,56 @@ use super::negotiated::{
     RejectReason, RejectedMedia, RemoteTransport,
 };
 use super::simulcast::{Rid, RidDirection, Simulcast};
+
+impl Answer {
+    /// Narrows accepted section `i`, one Sluice sends on (WHEP, a sidecar's receive section),
+    /// to the one codec that carries a track sent as `track` (`codec_carries`): the section's
+    /// `codec`, `codecs` and `rtx_pt` and its m= line list only that codec and its RTX, so the
+    /// receiver is never told to expect a format it will not get. Which codecs the receiver
+    /// accepted counts, not their order. Returns `false`, changing nothing, when it accepted
+    /// none that carries `track`.
+    pub fn send_track_codec(&mut self, i: usize, track: &NegotiatedCodec) -> bool {
+        let Some(acc) = self.accepted.get_mut(i) else {
+            return false;
+        };
+        let Some(c) = acc.codecs.iter().find(|c| codec_carries(track, c)).cloned() else {
+            return false;
+        };
+        let keep: Vec<u8> = std::iter::once(c.pt).chain(c.rtx_pt).collect();
+        acc.rtx_pt = c.rtx_pt;
+        acc.codec = c.clone();
+        acc.codecs = vec![c];
+        let mid = acc.mid.as_str();
+        if let Some(s) = self
+            .sdp
+            .media
+            .iter_mut()
+            .find(|m| m.mid.as_deref() == Some(mid))
+        {
+            s.codecs.retain(|x| keep.contains(&x.pt));
+            s.formats = Formats::Rtp(keep);
+        }
+        true
+    }
+}
+
+/// `VP8/90000 H264/90000 …`, for error messages naming what a section accepts or a room has.
+pub fn codec_names<'a>(codecs: impl IntoIterator<Item = &'a NegotiatedCodec>) -> String {
+    let names: Vec<String> = codecs
+        .into_iter()
+        .map(|c| format!("{}/{}", c.name, c.clock_rate))
+        .fold(Vec::new(), |mut acc, n| {
+            if !acc.contains(&n) {
+                acc.push(n);
+            }
+            acc
+        });
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(" ")
+    }
+}
 
 /// Answers `offer` with our `local` parameters.
 pub fn answer(offer: &SessionDescription, local: &LocalParams) -> Result<Answer, NegotiationError> {
@@ -235,7 +287,7 @@ fn answer_section(
             name: c.name.clone(),
             clock_rate: c.clock_rate,
             channels: c.channels,
-            fmtp: c.fmtp.clone(),
+            fmtp: c.fmtp.as_ref().and_then(without_sender_only),
             rtcp_fb: c.rtcp_fb.clone(),
         });
         if let (Some(rtx_pt), Some(offered_rtx)) = (c.rtx_pt, c.rtx_pt.and_then(|p| m.codec(p))) {
@@ -401,4 +453,172 @@ fn rejected_section(m: &MediaSection) -> MediaSection {
     s.mid = m.mid.clone();
     s.direction = Direction::Inactive;
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sdp::{Candidate, LocalParams};
+
+    const FP: &str = "sha-256 11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00";
+
+    fn local() -> LocalParams {
+        let cand = Candidate::host_udp("1", "192.0.2.10".parse().unwrap(), 40000, 2_130_706_431);
+        LocalParams::new(
+            "sluiceufrag",
+            "sluicepassword0123456789",
+            Fingerprint::parse(FP).unwrap(),
+            vec![cand],
+            7,
+        )
+    }
+
+    /// A one-section offer: `m=` of `kind` with the given rtpmap/fmtp lines.
+    fn offer(kind: &str, direction: &str, pts: &str, codec_lines: &str) -> SessionDescription {
+        let text = format!(
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+             m={kind} 9 UDP/TLS/RTP/SAVPF {pts}\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na={direction}\r\n\
+             a=rtcp-mux\r\na=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+             a=fingerprint:{FP}\r\na=setup:actpass\r\n{codec_lines}"
+        );
+        text.parse().expect("offer parses")
+    }
+
+    /// aiortc's receive-only video section: VP8 first, then two H264 profiles, each with RTX.
+    fn vp8_first_viewer() -> SessionDescription {
+        offer(
+            "video",
+            "recvonly",
+            "97 98 99 100 101 102",
+            "a=rtpmap:97 VP8/90000\r\na=rtpmap:98 rtx/90000\r\na=fmtp:98 apt=97\r\n\
+             a=rtpmap:99 H264/90000\r\n\
+             a=fmtp:99 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
+             a=rtpmap:100 rtx/90000\r\na=fmtp:100 apt=99\r\n\
+             a=rtpmap:101 H264/90000\r\n\
+             a=fmtp:101 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n\
+             a=rtpmap:102 rtx/90000\r\na=fmtp:102 apt=101\r\n",
+        )
+    }
+
+    fn h264_track(profile_level_id: &str) -> NegotiatedCodec {
+        NegotiatedCodec {
+            pt: 96,
+            name: "H264".into(),
+            clock_rate: 90_000,
+            channels: None,
+            fmtp: Some(crate::sdp::Fmtp::parse(&format!(
+                "packetization-mode=1;profile-level-id={profile_level_id}"
+            ))),
+            rtx_pt: Some(97),
+            rtcp_fb: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn viewer_listing_vp8_first_gets_the_h264_track_and_only_h264() {
+        let mut ans = answer(&vp8_first_viewer(), &local()).expect("answer");
+        // Our preference puts VP8 first: without narrowing the viewer would expect VP8.
+        assert_eq!(ans.accepted[0].codec.name, "VP8");
+        // GStreamer x264enc's constrained baseline (42c01f) is carried by 42e01f, which our
+        // preference puts before 42001f (Baseline, which would carry it too).
+        assert!(ans.send_track_codec(0, &h264_track("42c01f")));
+        let acc = &ans.accepted[0];
+        assert_eq!((acc.codec.name.as_str(), acc.codec.pt), ("H264", 101));
+        assert_eq!(acc.rtx_pt, Some(102));
+        assert_eq!(acc.codecs.len(), 1);
+        let text = ans.sdp.to_string();
+        assert!(
+            text.contains("m=video 40000 UDP/TLS/RTP/SAVPF 101 102\r\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("VP8") && !text.contains("a=rtpmap:99"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_codec_the_viewer_lacks_is_refused_and_changes_nothing() {
+        let mut ans = answer(&vp8_first_viewer(), &local()).expect("answer");
+        let before = ans.clone();
+        let mut av1 = h264_track("42e01f");
+        av1.name = "AV1".into();
+        assert!(!ans.send_track_codec(0, &av1));
+        // High profile is not Baseline: refused too.
+        assert!(!ans.send_track_codec(0, &h264_track("64001f")));
+        assert_eq!(ans, before);
+        assert_eq!(
+            codec_names(&ans.accepted[0].codecs),
+            "VP8/90000 H264/90000",
+            "names are listed once each"
+        );
+    }
+
+    #[test]
+    fn codecs_are_matched_by_set_not_order() {
+        // The same codecs in the opposite order negotiate the same set.
+        let h264_first = offer(
+            "video",
+            "sendonly",
+            "102 97",
+            "a=rtpmap:102 H264/90000\r\n\
+             a=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\na=rtpmap:97 VP8/90000\r\n",
+        );
+        let vp8_first = offer(
+            "video",
+            "sendonly",
+            "97 102",
+            "a=rtpmap:97 VP8/90000\r\na=rtpmap:102 H264/90000\r\n\
+             a=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n",
+        );
+        let pts = |o: &SessionDescription| {
+            let mut v: Vec<u8> = answer(o, &local()).unwrap().accepted[0]
+                .codecs
+                .iter()
+                .map(|c| c.pt)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(pts(&h264_first), vec![97, 102]);
+        assert_eq!(pts(&h264_first), pts(&vp8_first));
+    }
+
+    #[test]
+    fn sender_only_opus_parameters_are_not_echoed() {
+        // GStreamer's opus section declares what it sends.
+        let o = offer(
+            "audio",
+            "sendonly",
+            "96",
+            "a=rtpmap:96 OPUS/48000/2\r\n\
+             a=fmtp:96 sprop-maxcapturerate=48000;sprop-stereo=0;stereo=0;useinbandfec=1\r\n",
+        );
+        let ans = answer(&o, &local()).expect("answer");
+        let text = ans.sdp.to_string();
+        assert!(!text.contains("sprop-"), "{text}");
+        assert!(
+            text.contains("a=fmtp:96 stereo=0;useinbandfec=1\r\n"),
+            "{text}"
+        );
+        // What the publisher sends is kept for the sections we offer its subscribers.
+        let fmtp = ans.accepted[0].codec.fmtp.as_ref().expect("fmtp");
+        assert_eq!(fmtp.param("sprop-stereo"), Some("0"));
+    }
+
+    #[test]
+    fn h264_parameter_sets_are_not_echoed() {
+        let o = offer(
+            "video",
+            "sendonly",
+            "102",
+            "a=rtpmap:102 H264/90000\r\n\
+             a=fmtp:102 packetization-mode=1;profile-level-id=42c01f;sprop-parameter-sets=Z0LAH9kA,aM4yyA==\r\n",
+        );
+        let text = answer(&o, &local()).expect("answer").sdp.to_string();
+        assert!(
+            text.contains("a=fmtp:102 packetization-mode=1;profile-level-id=42c01f\r\n"),
+            "{text}"
+        );
+    }
 }

@@ -70,6 +70,13 @@ pub enum NegotiationError {
         kind: String,
         offered: String,
     },
+    #[error("m= section mid={mid} ({kind}) accepts {accepted}; the room's {kind} is sent as {available}: nothing to play in this section")]
+    NoTrackInAcceptedCodec {
+        mid: String,
+        kind: String,
+        accepted: String,
+        available: String,
+    },
     #[error("no m= section could be accepted: {0}")]
     NothingAccepted(String),
     #[error("answer has {answer} m= sections, the offer had {offer} (RFC 3264 §6)")]

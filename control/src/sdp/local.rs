@@ -8,6 +8,7 @@
 
 use super::candidate::Candidate;
 use super::model::{Codec, Fingerprint, Fmtp, MediaKind};
+use super::negotiated::NegotiatedCodec;
 
 /// The server side of every negotiation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,11 +168,13 @@ impl LocalCodec {
     /// profile-level-id: an answerer may always echo the offered level (RFC 6184
     /// §8.2.2), and as an SFU we forward what the publisher sends. Other
     /// codecs: the offer's parameters with ours set on top (Opus useinbandfec).
+    /// The offerer's sender-only parameters stay here (they describe the stream
+    /// we forward) and are left out of the answer's SDP (`without_sender_only`).
     pub fn answer_fmtp(&self, offered: &Codec) -> Option<Fmtp> {
         if self.kind == MediaKind::Video {
             return offered.fmtp.clone();
         }
-        let mut params = offered
+        let mut params: Vec<(String, String)> = offered
             .fmtp
             .as_ref()
             .map(|f| f.params.clone())
@@ -193,6 +196,60 @@ impl LocalCodec {
 
 /// H.264 profiles distinguished by profile_idc and profile-iop (RFC 6184 §8.1,
 /// table 5); the level (third byte) is not part of the match.
+/// `fmtp` less the parameters that describe the sender of the description they are in: `sprop-*`
+/// (RFC 7587 §6.1 `sprop-stereo`, `sprop-maxcapturerate`; RFC 6184 §8.1
+/// `sprop-parameter-sets`). Echoed in an answer they would claim the offerer's stream as ours.
+/// `None` when nothing is left.
+pub fn without_sender_only(fmtp: &Fmtp) -> Option<Fmtp> {
+    let sender_only = |k: &str| k.len() > 6 && k[..6].eq_ignore_ascii_case("sprop-");
+    if !fmtp.params.iter().any(|(k, _)| sender_only(k)) {
+        return Some(fmtp.clone());
+    }
+    let params: Vec<(String, String)> = fmtp
+        .params
+        .iter()
+        .filter(|(k, _)| !sender_only(k))
+        .cloned()
+        .collect();
+    (!params.is_empty()).then(|| Fmtp::from_params(params))
+}
+
+/// Whether a stream sent as `sent` can be received by a peer that accepted
+/// `accepted`: same encoding and clock rate, and for codecs with variants the
+/// same variant (RFC 6184 §8.2.2: H264 packetization-mode and profile, level
+/// free; VP9 `profile-id`; AV1 `profile`; Opus channel count). Payload types
+/// may differ: the dataplane rewrites them per subscriber.
+pub fn codec_carries(sent: &NegotiatedCodec, accepted: &NegotiatedCodec) -> bool {
+    if !sent.name.eq_ignore_ascii_case(&accepted.name) || sent.clock_rate != accepted.clock_rate {
+        return false;
+    }
+    let p = |c: &NegotiatedCodec, k: &str| -> Option<String> {
+        c.fmtp.as_ref()?.param(k).map(str::to_owned)
+    };
+    let eq = |k: &str, default: &str| {
+        p(sent, k).unwrap_or_else(|| default.into())
+            == p(accepted, k).unwrap_or_else(|| default.into())
+    };
+    match sent.name.to_ascii_lowercase().as_str() {
+        "opus" => sent.channels.unwrap_or(1) == accepted.channels.unwrap_or(1),
+        "vp9" => eq("profile-id", "0"),
+        "av1" => eq("profile", "0"),
+        "h264" => {
+            let profile = |c: &NegotiatedCodec| {
+                h264_profile(&p(c, "profile-level-id").unwrap_or_else(|| "42001f".into()))
+            };
+            // A Constrained Baseline stream is a Baseline stream too (RFC 6184 §8.1).
+            let compatible = match (profile(sent), profile(accepted)) {
+                (Some(H264Profile::ConstrainedBaseline), Some(H264Profile::Baseline)) => true,
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            };
+            eq("packetization-mode", "0") && compatible
+        }
+        _ => true,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum H264Profile {
     ConstrainedBaseline,

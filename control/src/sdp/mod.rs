@@ -22,10 +22,10 @@ mod simulcast;
 mod subscriber;
 mod write;
 
-pub use answer::answer;
+pub use answer::{answer, codec_names};
 pub use candidate::{announce_ip, Candidate, CandidateType};
 pub use error::{NegotiationError, ParseError, ParseErrorKind};
-pub use local::{HeaderExtension, LocalCodec, LocalParams, SUPPORTED_RTCP_FB};
+pub use local::{codec_carries, HeaderExtension, LocalCodec, LocalParams, SUPPORTED_RTCP_FB};
 pub use model::{
     Attribute, Codec, Direction, Extmap, Fingerprint, Fmtp, Formats, Group, MediaKind,
     MediaSection, Msid, Origin, SessionDescription, Setup, SsrcAttr, SsrcGroup,

@@ -77,8 +77,12 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
         let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per shard (label worker) and reason.\n# TYPE sluice_worker_dropped_total counter");
         for (w, c) in &stats {
-            // `pacer_*` entries ride in the same map but are not drops (exported below).
-            for (reason, v) in c.dropped.iter().filter(|(r, _)| !r.starts_with("pacer_")) {
+            // `pacer_*`, `dtls_failed` and `unsignaled_ssrc_*` entries ride in the same map but
+            // are not drops (exported below).
+            let not_drop = |r: &str| {
+                r.starts_with("pacer_") || r.starts_with("unsignaled_ssrc_") || r == "dtls_failed"
+            };
+            for (reason, v) in c.dropped.iter().filter(|(r, _)| !not_drop(r)) {
                 let _ = writeln!(
                     out,
                     "sluice_worker_dropped_total{{worker=\"{w}\",reason=\"{reason}\"}} {v}"
@@ -86,6 +90,24 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             }
         }
         let pacer = |c: &sluice_proto::Counters, k: &str| c.dropped.get(k).copied().unwrap_or(0);
+        let _ = writeln!(out, "# HELP sluice_dtls_handshakes_failed_total DTLS handshakes that failed (alert sent where DTLS allows, reason logged), per shard (label worker).\n# TYPE sluice_dtls_handshakes_failed_total counter");
+        for (w, c) in &stats {
+            let n = pacer(c, "dtls_failed");
+            let _ = writeln!(
+                out,
+                "sluice_dtls_handshakes_failed_total{{worker=\"{w}\"}} {n}"
+            );
+        }
+        let _ = writeln!(out, "# HELP sluice_unsignaled_ssrc_bound_total SSRCs the offer did not name, bound to a track by rid, mid or payload type (RFC 8843 9.2), per shard (label worker).\n# TYPE sluice_unsignaled_ssrc_bound_total counter");
+        for (w, c) in &stats {
+            for by in ["rid", "mid", "payload_type"] {
+                let n = pacer(c, &format!("unsignaled_ssrc_{by}"));
+                let _ = writeln!(
+                    out,
+                    "sluice_unsignaled_ssrc_bound_total{{worker=\"{w}\",by=\"{by}\"}} {n}"
+                );
+            }
+        }
         let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_seconds_total Time paced packets waited in the pacers, per shard (label worker).\n# TYPE sluice_pacer_queue_delay_seconds_total counter");
         for (w, c) in &stats {
             let s = pacer(c, "pacer_delay_us_sum") as f64 / 1e6;

@@ -96,6 +96,7 @@ pub fn up_track(spec: &AddTrack) -> UpTrackConfig {
             .collect(),
         ext: spec.ext_ids.into(),
         e2ee: spec.e2ee,
+        mid: spec.mid.clone(),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use rtp_core::pacer::{PacerStats, DELAY_BUCKETS};
-use rtp_core::session::SessionError;
+use rtp_core::session::{SessionError, SsrcBinding};
 use rtp_core::srtp::SrtpError;
 
 use crate::proto::{pacer_delay_key, Counters, ShardStats};
@@ -211,6 +211,10 @@ pub struct ShardCounters {
     pub early_drains: u64,
     /// Pacer counters of sessions already closed (live sessions are summed at snapshot time).
     pub pacer_retired: PacerTotals,
+    /// DTLS handshakes that failed (each logged once with its reason).
+    pub dtls_failed: u64,
+    /// SSRCs the offer did not name, bound to a track, by how (rid, mid, payload type).
+    unsignaled: [u64; 3],
     dropped: [u64; Drop::ALL.len()],
 }
 
@@ -221,6 +225,15 @@ impl ShardCounters {
 
     pub fn dropped(&self, why: Drop) -> u64 {
         self.dropped[why as usize]
+    }
+
+    pub fn unsignaled_bound(&mut self, by: SsrcBinding) {
+        let i = match by {
+            SsrcBinding::Rid => 0,
+            SsrcBinding::Mid => 1,
+            SsrcBinding::PayloadType => 2,
+        };
+        self.unsignaled[i] += 1;
     }
 
     /// The wire snapshot (allocates; once per stats interval). `pacer`: the live sessions'
@@ -254,6 +267,11 @@ impl ShardCounters {
             ("send_retry", self.send_retry),
             ("send_stalls", self.send_stalls),
             ("early_drains", self.early_drains),
+            // Not drops either: handshakes refused, streams bound without a=ssrc (issue 20).
+            ("dtls_failed", self.dtls_failed),
+            ("unsignaled_ssrc_rid", self.unsignaled[0]),
+            ("unsignaled_ssrc_mid", self.unsignaled[1]),
+            ("unsignaled_ssrc_payload_type", self.unsignaled[2]),
         ];
         for (name, n) in io_drops.into_iter().chain(delays) {
             if n > 0 {

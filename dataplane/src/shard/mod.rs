@@ -844,8 +844,23 @@ impl Shard {
                     })
                 }
                 SessionEvent::DtlsFailed { reason } => {
+                    // Once per session: it is closed right after.
+                    tracing::warn!(%session, %reason, "DTLS handshake failed");
+                    self.counters.dtls_failed += 1;
                     close = Some(CloseReason::DtlsFailed);
                     Some(Notification::DtlsFailed { session, reason })
+                }
+                SessionEvent::SsrcBound {
+                    up,
+                    layer,
+                    ssrc,
+                    rtx,
+                    by,
+                } => {
+                    // At most once per stream slot of a track: bounded.
+                    tracing::info!(%session, up = up.0, layer, ssrc, rtx, by = by.as_str(), "unsignaled SSRC bound");
+                    self.counters.unsignaled_bound(by);
+                    None
                 }
                 SessionEvent::FirstPacket { up, layer } => {
                     track_of(up).map(|track| Notification::FirstPacket { track, layer })

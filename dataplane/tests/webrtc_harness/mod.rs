@@ -291,6 +291,7 @@ pub fn track(session: SessionId, id: TrackId, kind: MediaKind, ssrc: u32) -> Com
         } else {
             Source::Camera
         },
+        mid: None,
     })
 }
 

@@ -91,8 +91,16 @@ pub struct DtlsEndpoint {
     timeout: Option<Instant>,
     last_now: Instant,
     events: VecDeque<DtlsEvent>,
+    /// Application data (SCTP packets, RFC 8261) received, oldest first.
+    app_in: VecDeque<Vec<u8>>,
+    /// Records dropped because `app_in` was full.
+    app_dropped: u64,
     /// Size dimpl asked for when `poll_transmit`'s buffer was too small.
     needed: usize,
+    /// After a failure: dimpl may still hold the alert it queued (drain it once).
+    farewell_dimpl: bool,
+    /// After a failure dimpl sent no alert for: the fatal alert we send ourselves.
+    farewell_alert: Option<u8>,
 }
 
 impl DtlsEndpoint {
@@ -165,7 +173,11 @@ impl DtlsEndpoint {
             timeout: None,
             last_now: now,
             events: VecDeque::with_capacity(4),
+            app_in: VecDeque::new(),
+            app_dropped: 0,
             needed: 0,
+            farewell_dimpl: false,
+            farewell_alert: None,
         })
     }
 
@@ -233,12 +245,12 @@ impl DtlsEndpoint {
     /// `None` when there is nothing to send now. `out` should be at least
     /// [`DtlsSettings::mtu`] bytes (see [`needed_buffer`](Self::needed_buffer)).
     pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<usize> {
-        // A locally closed endpoint still drains its close_notify.
+        // A locally closed endpoint still drains its close_notify; a failed one its alert.
         if self.state == DtlsState::Failed {
-            return None;
+            return self.poll_farewell(out);
         }
         if self.advance(now).is_err() {
-            return None;
+            return self.poll_farewell(out);
         }
         // Bounded: each iteration consumes one queued output of dimpl, and
         // dimpl ends every poll cycle with `Timeout`.
@@ -267,15 +279,49 @@ impl DtlsEndpoint {
                     self.state = DtlsState::Closed;
                     self.events.push_back(DtlsEvent::Closed);
                 }
-                // Application data (a data channel's SCTP) has no consumer
-                // in the SFU yet; dropped.
+                Output::ApplicationData(data) if self.state == DtlsState::Connected => {
+                    if self.app_in.len() < MAX_APP_RECORDS {
+                        self.app_in.push_back(data.to_vec());
+                    } else {
+                        self.app_dropped += 1;
+                    }
+                }
                 _ => {}
             }
             if self.state == DtlsState::Failed {
-                return None;
+                return self.poll_farewell(out);
             }
         }
         None
+    }
+
+    /// The fatal alert of a failed handshake (RFC 6347 §4.1.2.7, RFC 5246 §7.2.2), so the peer
+    /// stops instead of retransmitting into silence: the one dimpl queued when it detected the
+    /// failure, else, in DTLS 1.2, one of ours in epoch 0 (the checks that fail here — the SDP
+    /// fingerprint, a missing certificate or SRTP profile — run before we send
+    /// ChangeCipherSpec). Nothing for DTLS 1.3, where the peer only reads alerts under the
+    /// handshake keys dimpl does not lend out.
+    fn poll_farewell(&mut self, out: &mut [u8]) -> Option<usize> {
+        for _ in 0..MAX_OUTPUTS_PER_POLL {
+            if !self.farewell_dimpl {
+                break;
+            }
+            match self.dtls.poll_output(out) {
+                // Only an alert record: never a handshake flight dimpl still had queued.
+                Output::Packet(p) if p.first() == Some(&21) => {
+                    self.farewell_alert = None;
+                    return Some(p.len());
+                }
+                Output::Timeout(_) | Output::BufferTooSmall { .. } => self.farewell_dimpl = false,
+                _ => {}
+            }
+        }
+        self.farewell_dimpl = false;
+        let desc = self.farewell_alert.take()?;
+        let record = alert_record(desc);
+        let dst = out.get_mut(..record.len())?;
+        dst.copy_from_slice(&record);
+        Some(record.len())
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
@@ -289,6 +335,34 @@ impl DtlsEndpoint {
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<DtlsEvent> {
         self.events.pop_front()
+    }
+
+    /// The next application-data record the peer sent (an SCTP packet for
+    /// data channels, RFC 8261), oldest first. Records surface while
+    /// [`poll_transmit`](Self::poll_transmit) drains dimpl, so drain this
+    /// after it. At most [`MAX_APP_RECORDS`] wait; more are dropped and counted
+    /// ([`app_records_dropped`](Self::app_records_dropped)).
+    pub fn poll_application_data(&mut self) -> Option<Vec<u8>> {
+        self.app_in.pop_front()
+    }
+
+    /// Application records dropped because nobody drained them.
+    pub fn app_records_dropped(&self) -> u64 {
+        self.app_dropped
+    }
+
+    /// Encrypts `data` as one application-data record; the datagram comes
+    /// out of the next [`poll_transmit`](Self::poll_transmit). Only once
+    /// `Connected`. Send one record per `poll_transmit` (dimpl queues at most
+    /// ten datagrams).
+    pub fn send_application_data(&mut self, data: &[u8]) -> Result<(), DtlsError> {
+        if self.state != DtlsState::Connected {
+            return Err(DtlsError::Inactive);
+        }
+        match self.dtls.send_application_data(data) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(DtlsError::Inactive),
+        }
     }
 
     /// Outbound and inbound SRTP contexts (each protects SRTP and SRTCP),
@@ -374,11 +448,23 @@ impl DtlsEndpoint {
     fn fatal(&mut self, e: &dimpl::Error) -> DtlsError {
         let f = failure_from(e);
         self.fail(f);
+        // dimpl found it: it may have queued its own alert (an empty client Certificate does).
+        self.farewell_dimpl = self.state == DtlsState::Failed;
         DtlsError::Failed(f)
     }
 
     fn fail(&mut self, f: DtlsFailure) {
         if self.is_active() {
+            self.farewell_alert = match (self.version(), f) {
+                (Some(DtlsVersion::Dtls12), DtlsFailure::Timeout) => None,
+                (Some(DtlsVersion::Dtls12), DtlsFailure::FingerprintMismatch)
+                | (Some(DtlsVersion::Dtls12), DtlsFailure::NoPeerCertificate)
+                | (Some(DtlsVersion::Dtls12), DtlsFailure::PeerCertificate) => {
+                    Some(ALERT_BAD_CERTIFICATE)
+                }
+                (Some(DtlsVersion::Dtls12), _) => Some(ALERT_HANDSHAKE_FAILURE),
+                _ => None,
+            };
             self.state = DtlsState::Failed;
             self.keying = None;
             self.timeout = None;
@@ -409,6 +495,10 @@ fn version_from(v: Option<ProtocolVersion>) -> Option<DtlsVersion> {
 fn failure_from(e: &dimpl::Error) -> DtlsFailure {
     match e {
         dimpl::Error::Timeout(_) => DtlsFailure::Timeout,
+        dimpl::Error::CertificateError(dimpl::CertificateError::NoClientCertificateReceived)
+        | dimpl::Error::CertificateError(dimpl::CertificateError::NoServerCertificateReceived) => {
+            DtlsFailure::NoPeerCertificate
+        }
         dimpl::Error::CertificateError(_) => DtlsFailure::PeerCertificate,
         dimpl::Error::SecurityError(_) => DtlsFailure::Security,
         dimpl::Error::CryptoError(_) => DtlsFailure::Crypto,
@@ -416,8 +506,31 @@ fn failure_from(e: &dimpl::Error) -> DtlsFailure {
     }
 }
 
+/// A plaintext (epoch 0) fatal alert record of DTLS 1.2 (RFC 6347 §4.1). Its sequence number is
+/// far above any a handshake uses, so the peer's replay window takes it.
+fn alert_record(description: u8) -> [u8; 15] {
+    let mut r = [0u8; 15];
+    r[0] = 21; // alert
+    r[1..3].copy_from_slice(&[0xfe, 0xfd]); // DTLS 1.2
+                                            // epoch 0 (bytes 3..5), 48-bit sequence number (bytes 5..11)
+    r[5..11].copy_from_slice(&[0x00, 0x00, 0x7f, 0xff, 0xff, 0xf0]);
+    r[11..13].copy_from_slice(&2u16.to_be_bytes());
+    r[13] = 2; // fatal
+    r[14] = description;
+    r
+}
+
+/// RFC 5246 §7.2.2 alert descriptions we send.
+const ALERT_HANDSHAKE_FAILURE: u8 = 40;
+const ALERT_BAD_CERTIFICATE: u8 = 42;
+
 /// Smallest MTU we accept: a ClientHello fragment plus headers must fit.
 const MIN_MTU: usize = 576;
+
+/// Application-data records kept until the session drains them: a datagram
+/// of at most 1500 bytes holds fewer than 50 records, and the session drains
+/// after every datagram.
+pub const MAX_APP_RECORDS: usize = 64;
 
 /// Upper bound on dimpl outputs handled in one `poll_transmit` call; a
 /// handshake cycle yields a handful of events before its packet or timeout.

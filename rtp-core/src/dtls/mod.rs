@@ -20,7 +20,7 @@ mod fingerprint;
 mod keying;
 
 pub use cert::{DtlsCert, CERT_LIFETIME};
-pub use endpoint::{ClientVersion, DtlsEndpoint, DtlsSettings};
+pub use endpoint::{ClientVersion, DtlsEndpoint, DtlsSettings, MAX_APP_RECORDS};
 pub use fingerprint::{Fingerprint, FingerprintError, FINGERPRINT_LEN};
 
 use thiserror::Error;
@@ -82,8 +82,9 @@ pub enum DtlsFailure {
     /// The peer's certificate does not hash to the fingerprint in its SDP.
     #[error("peer certificate does not match the SDP fingerprint")]
     FingerprintMismatch,
-    /// The handshake completed without a peer certificate.
-    #[error("peer sent no certificate")]
+    /// The peer sent no certificate (or an empty one): it has none of the types our
+    /// CertificateRequest allows.
+    #[error("peer sent no certificate of a type we accept")]
     NoPeerCertificate,
     /// No SRTP profile was negotiated (peer did not offer `use_srtp`, or
     /// only profiles we cannot run).

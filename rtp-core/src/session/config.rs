@@ -178,6 +178,9 @@ pub struct UpTrackConfig {
     pub ext: ExtIds,
     /// End-to-end encrypted: the payload is never inspected.
     pub e2ee: bool,
+    /// The `a=mid` of the track's m= section: binds an SSRC the offer did not name to this
+    /// track when its packets carry the MID header extension (RFC 8843 §9.2).
+    pub mid: Option<String>,
 }
 
 /// A track this session receives from the SFU.

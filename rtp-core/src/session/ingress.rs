@@ -1,6 +1,8 @@
 //! `handle_datagram`: RFC 7983 demux, then STUN → ICE, DTLS → the endpoint
 //! (only from ICE-validated addresses), SRTP → unprotect in place → the
-//! UpTrack layer by SSRC (or learnt from the RID extension, RFC 8852),
+//! UpTrack layer by SSRC (or learnt from the RID extension, RFC 8852, or for
+//! an SSRC the offer did not name from the MID extension or a payload type
+//! unique in the BUNDLE, RFC 8843 §9.2),
 //! RTX → decapsulated into the original stream (RFC 4588 §4), SRTCP →
 //! `feedback`. Every drop is counted by reason.
 
@@ -16,7 +18,7 @@ use crate::{demux, Demuxed};
 
 use super::transport::Transport;
 use super::up::StreamKind;
-use super::{Session, SessionError, SessionEvent, SessionOutput, UpId};
+use super::{Session, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
 
 impl<H: Copy> Session<H> {
     /// Feed one received datagram (STUN, DTLS, SRTP, SRTCP or plain RTP/RTCP
@@ -245,21 +247,84 @@ impl<H: Copy> Session<H> {
             }
         }
         // Simulcast without signalled SSRCs: learn from rid / repaired-rid.
+        let mut learnt = None;
         for (i, up) in self.ups.iter_mut().enumerate() {
             let Some(up) = up.as_mut() else { continue };
             let ext = up.cfg.ext;
             if let Some(rid) = ext.rid.and_then(|id| view.extension(id)) {
                 if let Some(l) = up.learn(ssrc, rid, StreamKind::Media) {
-                    return Some((i, l, StreamKind::Media));
+                    learnt = Some((i, l, StreamKind::Media));
+                    break;
                 }
             }
             if let Some(rid) = ext.repaired_rid.and_then(|id| view.extension(id)) {
                 if let Some(l) = up.learn(ssrc, rid, StreamKind::Rtx) {
-                    return Some((i, l, StreamKind::Rtx));
+                    learnt = Some((i, l, StreamKind::Rtx));
+                    break;
                 }
             }
         }
-        None
+        match learnt {
+            Some((i, l, kind)) => {
+                self.note_bound(i, l, ssrc, kind, SsrcBinding::Rid);
+                learnt
+            }
+            None => self.bind_unsignaled(view),
+        }
+    }
+
+    fn note_bound(
+        &mut self,
+        up: usize,
+        layer: usize,
+        ssrc: u32,
+        kind: StreamKind,
+        by: SsrcBinding,
+    ) {
+        self.stats.unsignaled_bound += 1;
+        self.push_event(SessionEvent::SsrcBound {
+            up: UpId(up as u16),
+            layer: layer as u8,
+            ssrc,
+            rtx: kind == StreamKind::Rtx,
+            by,
+        });
+    }
+
+    /// An SSRC neither signalled nor named by a RID (RFC 8843 §9.2, the JSEP rules for
+    /// unsignaled streams): the MID extension, when the packet carries one, names the track's
+    /// m= section and decides alone; without it, the payload type binds when exactly one
+    /// published track of the session uses it (media or RTX PT). Only the session's published
+    /// sections can carry RTP from the client, so uniqueness among them is uniqueness in the
+    /// BUNDLE for this purpose. Bounded: a binding fills an empty slot of a fixed layer table.
+    fn bind_unsignaled(&mut self, view: &RtpView<'_>) -> Option<(usize, usize, StreamKind)> {
+        let (ssrc, pt) = (view.ssrc(), view.payload_type());
+        let mid_id = self.ups.iter().flatten().find_map(|u| u.cfg.ext.mid);
+        let (i, by) = match mid_id.and_then(|id| view.extension(id)) {
+            Some(mid) => {
+                let i = self.ups.iter().position(|u| {
+                    u.as_ref()
+                        .and_then(|u| u.cfg.mid.as_deref())
+                        .is_some_and(|m| m.as_bytes() == mid)
+                })?;
+                (i, SsrcBinding::Mid)
+            }
+            None => {
+                let mut owners = self
+                    .ups
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, u)| u.as_ref().is_some_and(|u| u.carries_pt(pt)));
+                let (i, _) = owners.next()?;
+                if owners.next().is_some() {
+                    return None; // ambiguous: two sections share the payload type
+                }
+                (i, SsrcBinding::PayloadType)
+            }
+        };
+        let kind = self.ups[i].as_mut()?.bind(ssrc, pt)?;
+        self.note_bound(i, 0, ssrc, kind, by);
+        Some((i, 0, kind))
     }
 
     /// Replace the RTX packet in `pkt` by the original it carries; returns its length.

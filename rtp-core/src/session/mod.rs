@@ -25,6 +25,7 @@
 //! poll_transmit for RTCP): `tests/session_no_alloc.rs` checks it.
 
 mod config;
+mod data;
 mod down;
 mod egress;
 mod feedback;
@@ -40,13 +41,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use config::{DownTrackConfig, ExtIds, LayerSsrc, SessionConfig, SessionMode, UpTrackConfig};
-pub use output::{DownId, SessionError, SessionEvent, SessionOutput, UpId};
+pub use output::{DownId, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
 pub use stats::SessionStats;
 
 use crate::bwe::{
     Allocator, AllocatorConfig, Layer, SendSideBwe, TrackDemand, TwccReceiver, TwccReceiverConfig,
     MAX_LAYERS,
 };
+use crate::datachannel::DataChannels;
 use crate::dtls::{DtlsCert, DtlsEvent, Fingerprint};
 use crate::pacer::Pacer;
 use crate::srtp::{SrtpConfig, SrtpContext};
@@ -130,6 +132,8 @@ pub struct Session<H: Copy = u32> {
     wall_base: (Instant, Duration),
     last_now: Instant,
     stats: SessionStats,
+    /// Data channels, when negotiated (boxed: most sessions have none).
+    data: Option<Box<DataChannels>>,
 }
 
 impl<H: Copy> Session<H> {
@@ -180,6 +184,7 @@ impl<H: Copy> Session<H> {
             wall_base: (now, Duration::ZERO),
             last_now: now,
             stats: SessionStats::default(),
+            data: None,
         };
         s.stats.estimate_bps = s.bwe.estimate_bps();
         s.next_report = now + s.report_interval();
@@ -317,7 +322,7 @@ impl<H: Copy> Session<H> {
 
     /// The next event, oldest first.
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
-        self.events.pop()
+        self.events.pop().or_else(|| self.poll_data_event())
     }
 
     /// More outputs produced by the last `handle_datagram` (an RTCP
@@ -327,9 +332,12 @@ impl<H: Copy> Session<H> {
         self.outputs.pop()
     }
 
-    /// Earliest of ICE, DTLS, RTCP report, NACK, feedback, pacer and allocation timers.
+    /// Earliest of ICE, DTLS, SCTP, RTCP report, NACK, feedback, pacer and allocation timers.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.transport.poll_timeout();
+        if let Some(d) = &self.data {
+            t = earliest(t, d.poll_timeout());
+        }
         if self.is_connected() {
             t = earliest(t, Some(self.next_report));
             t = earliest(t, self.twcc_rx.poll_timeout());
@@ -353,6 +361,9 @@ impl<H: Copy> Session<H> {
         self.last_now = self.last_now.max(now);
         self.transport.handle_timeout(now);
         self.pump();
+        if let Some(d) = self.data.as_mut() {
+            d.handle_timeout(now);
+        }
         for up in self.ups.iter_mut().flatten() {
             for l in &mut up.layers {
                 l.nack.handle_timeout(now);
@@ -368,7 +379,8 @@ impl<H: Copy> Session<H> {
         self.downs.get_mut(usize::from(down.0))?.as_mut()
     }
 
-    /// Drain ICE and DTLS happenings into events and state (SRTP keying).
+    /// Drain ICE and DTLS happenings into events and state (SRTP keying),
+    /// and DTLS application data into SCTP.
     fn pump(&mut self) {
         while let Some(h) = self.transport.poll_happened() {
             match h {
@@ -376,18 +388,28 @@ impl<H: Copy> Session<H> {
                 Happened::Dtls(DtlsEvent::Connected { profile, version }) => {
                     self.key_srtp();
                     self.push_event(SessionEvent::DtlsConnected { profile, version });
+                    if let Some(d) = self.data.as_mut() {
+                        d.on_dtls_connected();
+                    }
                 }
                 Happened::Dtls(DtlsEvent::Failed(f)) => {
                     self.push_event(SessionEvent::DtlsFailed {
                         reason: f.to_string(),
                     });
+                    if let Some(d) = self.data.as_mut() {
+                        d.on_dtls_closed();
+                    }
                 }
                 Happened::Dtls(_) => {
                     self.tx_srtp = None;
                     self.rx_srtp = None;
+                    if let Some(d) = self.data.as_mut() {
+                        d.on_dtls_closed();
+                    }
                 }
             }
         }
+        self.pump_sctp_in();
     }
 
     fn key_srtp(&mut self) {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use thiserror::Error;
 
+use crate::datachannel::{ChannelId, DataError, Reliability};
 use crate::dtls::{DtlsError, DtlsVersion};
 use crate::forward::ForwardError;
 use crate::ice::IceError;
@@ -63,6 +64,28 @@ pub enum SessionOutput {
     },
 }
 
+/// How an SSRC the offer did not signal was bound to a track (RFC 8843 §9.2, RFC 8852).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SsrcBinding {
+    /// The `rtp-stream-id` / `repaired-rtp-stream-id` extension named a simulcast layer.
+    Rid,
+    /// The MID extension named the track's m= section.
+    Mid,
+    /// The payload type belongs to exactly one of the session's published tracks.
+    PayloadType,
+}
+
+impl SsrcBinding {
+    /// A metric label: `rid`, `mid`, `payload_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rid => "rid",
+            Self::Mid => "mid",
+            Self::PayloadType => "payload_type",
+        }
+    }
+}
+
 /// Life-cycle events, drained with `Session::poll_event`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -105,8 +128,50 @@ pub enum SessionEvent {
         /// The layer.
         layer: u8,
     },
+    /// A packet from an SSRC the offer did not name was bound to an UpTrack layer (RFC 8843
+    /// §9.2): the SSRC carries that layer's media (or its RTX) from now on.
+    SsrcBound {
+        /// The UpTrack.
+        up: UpId,
+        /// The layer.
+        layer: u8,
+        /// The SSRC now bound.
+        ssrc: u32,
+        /// Whether it is the layer's RTX stream.
+        rtx: bool,
+        /// What identified the track.
+        by: SsrcBinding,
+    },
     /// An ICE restart completed.
     Restarted,
+    /// The data channels' SCTP association is established.
+    SctpConnected,
+    /// The SCTP association ended (lost, aborted, or DTLS closed); every
+    /// channel was reported closed before this.
+    SctpClosed,
+    /// A data channel may carry messages: one we opened (in band: sent
+    /// `DATA_CHANNEL_OPEN`; negotiated: the association is up) or one the
+    /// peer opened and we acknowledged. Drain events before `poll_data`.
+    ChannelOpen {
+        /// The channel (its SCTP stream id).
+        id: ChannelId,
+        /// Its label.
+        label: String,
+        /// Its sub-protocol (usually empty).
+        protocol: String,
+        /// Ordered delivery.
+        ordered: bool,
+        /// Retransmission policy.
+        reliability: Reliability,
+        /// Opened on a pre-agreed id, without DCEP.
+        negotiated: bool,
+    },
+    /// A data channel ended: closed by either side (stream reset), refused
+    /// by the peer, or its association ended. Its id may be reused later.
+    ChannelClosed {
+        /// The channel.
+        id: ChannelId,
+    },
 }
 
 /// Why a Session call failed. Every datagram error is also counted in
@@ -168,6 +233,9 @@ pub enum SessionError {
     /// The configuration is out of range.
     #[error("invalid session configuration")]
     InvalidConfig,
+    /// A data-channel call failed.
+    #[error("data channel: {0}")]
+    Data(#[from] DataError),
 }
 
 impl From<ForwardError> for SessionError {

@@ -5,7 +5,8 @@
 //! (RFC 3550 §6.4: an SR per sending DownTrack, report blocks for every
 //! received layer). Feedback goes out alone (reduced-size RTCP, RFC 5506,
 //! which WebRTC negotiates); reports as a compound. All SRTCP-protected
-//! when the session is secure.
+//! when the session is secure. Last, data channels' SCTP packets
+//! (`data.rs`), one DTLS record each.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -40,6 +41,19 @@ impl<H: Copy> Session<H> {
             return None;
         }
         let dest = self.transport.remote_addr()?;
+        if let Some(t) = self.poll_rtcp(now, out, dest) {
+            return Some(t);
+        }
+        // Data channels last: media feedback never waits behind a burst of messages.
+        self.poll_sctp(now, out, dest)
+    }
+
+    fn poll_rtcp(
+        &mut self,
+        now: Instant,
+        out: &mut [u8],
+        dest: SocketAddr,
+    ) -> Option<(usize, SocketAddr)> {
         let room = out.len().checked_sub(SRTCP_OVERHEAD)?;
         let n = self.write_rtcp(now, &mut out[..room])?;
         let len = match self.tx_srtp.as_mut() {

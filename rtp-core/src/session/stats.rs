@@ -21,6 +21,8 @@ pub struct SessionStats {
     pub rtp_in: u64,
     /// RTX packets recovered into their original stream.
     pub rtx_in: u64,
+    /// SSRCs the offer did not name, bound to a track by RID, MID extension or payload type.
+    pub unsignaled_bound: u64,
     /// Padding-only RTX packets (no OSN): bandwidth probes libwebrtc sends on the RTX SSRC.
     pub rtx_probes_in: u64,
     /// RTCP compounds accepted.
@@ -73,6 +75,8 @@ pub struct SessionStats {
     pub drop_unknown_pt: u64,
     /// Dropped: RTX that could not be unpacked (or padding-only probes).
     pub drop_rtx: u64,
+    /// Dropped: DTLS application data (SCTP) on a session without data channels.
+    pub drop_sctp: u64,
     /// Outputs or events dropped because nobody drained them.
     pub queue_overflow: u64,
     /// Latest round-trip time from RTCP reports.

@@ -1,6 +1,7 @@
 //! UpTrack: a published track's ingress on the publisher's Session. Owns
-//! per-layer receive state: SSRC binding (signalled, or learnt from the
-//! RFC 8852 RID extensions), the extended-sequence unwrapper (RFC 3550 §A.1),
+//! per-layer receive state: SSRC binding (signalled, learnt from the
+//! RFC 8852 RID extensions, or for an SSRC the offer did not name, from the
+//! MID extension or a payload type unique in the BUNDLE, RFC 8843 §9.2), the extended-sequence unwrapper (RFC 3550 §A.1),
 //! the NACK generator (RFC 4585 §6.2.1), RTCP receive statistics
 //! (RFC 3550 §6.4) and the keyframe-request throttle (RFC 4585 §6.3.1,
 //! RFC 5104 §4.3.1). The packet cache is NOT here: the shard keeps it.
@@ -77,6 +78,31 @@ impl UpTrack {
                 None
             }
         })
+    }
+
+    /// Bind an SSRC the offer did not name to this track's only layer by payload type: the
+    /// media PT binds the media stream, the RTX PT its RTX stream (RFC 4588 §8.6), each only
+    /// while unbound. A simulcast track is never bound this way: its layers are told apart by
+    /// RID or signalled SSRCs only (RFC 8853 §5.1).
+    pub(super) fn bind(&mut self, ssrc: u32, pt: u8) -> Option<StreamKind> {
+        let [l] = self.layers.as_mut_slice() else {
+            return None;
+        };
+        if pt == self.cfg.payload_type && l.ssrc.is_none() {
+            l.ssrc = Some(ssrc);
+            l.rx = RxStreamStats::new(ssrc);
+            Some(StreamKind::Media)
+        } else if Some(pt) == self.cfg.rtx_payload_type && l.rtx_ssrc.is_none() {
+            l.rtx_ssrc = Some(ssrc);
+            Some(StreamKind::Rtx)
+        } else {
+            None
+        }
+    }
+
+    /// Whether packets of payload type `pt` belong to this track (media or RTX).
+    pub(super) fn carries_pt(&self, pt: u8) -> bool {
+        pt == self.cfg.payload_type || Some(pt) == self.cfg.rtx_payload_type
     }
 
     /// Bind `ssrc` to the layer whose RID is `rid` (RFC 8852 §3), if that

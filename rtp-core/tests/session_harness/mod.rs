@@ -203,6 +203,7 @@ pub fn up_track(pt: u8, rtx_pt: u8, ssrc: u32, rtx_ssrc: u32) -> UpTrackConfig {
             ..ExtIds::default()
         },
         e2ee: false,
+        mid: None,
     }
 }
 

@@ -82,6 +82,9 @@ struct TrackPlan {
 /// One section the client receives on (WHEP/sidecar): the room track sent there.
 #[derive(Debug)]
 struct SendPlan {
+    /// The section's index in the answer, and the track's codec it is answered with.
+    index: usize,
+    codec: sdp::NegotiatedCodec,
     mid: String,
     track_sid: String,
     owner_sid: String,
@@ -144,7 +147,7 @@ impl RoomCtx {
         // A new session's candidates are known once the dataplane created it: the plan works
         // on an answer without them; the apply writes the final one.
         let known: &[Candidate] = existing.as_ref().map_or(&[], |pc| &pc.candidates);
-        let answer = sdp::answer(&offer, &self.local_params(&ufrag, &pwd, known)?)?;
+        let mut answer = sdp::answer(&offer, &self.local_params(&ufrag, &pwd, known)?)?;
 
         let session = match &existing {
             Some(pc) => SessionPlan::Existing {
@@ -208,7 +211,8 @@ impl RoomCtx {
         let mut tracks = Vec::new();
         let mut sends = Vec::new();
         let mut taken = BTreeSet::new();
-        for acc in &answer.accepted {
+        for index in 0..answer.accepted.len() {
+            let acc = &answer.accepted[index];
             let receives =
                 acc.direction.receives() && !known_mids.is_some_and(|m| m.contains_key(&acc.mid));
             if receives {
@@ -241,19 +245,43 @@ impl RoomCtx {
                     refused_sends += 1;
                     continue;
                 }
-                let pick = self.media.tracks.iter().find(|(sid, t)| {
-                    t.owner != identity
-                        && track_kind(&acc.kind) == Some(t.kind)
-                        && !taken.contains(*sid)
-                        && t.codec.name.eq_ignore_ascii_case(&acc.codec.name)
-                });
-                let Some((track_sid, t)) = pick else { continue };
+                // A track whose codec the receiver accepts, whatever its order (issue 20).
+                let candidates: Vec<(&String, &MTrack)> = self
+                    .media
+                    .tracks
+                    .iter()
+                    .filter(|(sid, t)| {
+                        t.owner != identity
+                            && track_kind(&acc.kind) == Some(t.kind)
+                            && !taken.contains(*sid)
+                    })
+                    .collect();
+                let pick = candidates
+                    .iter()
+                    .find(|(_, t)| acc.codecs.iter().any(|c| sdp::codec_carries(&t.codec, c)));
+                let Some((track_sid, t)) = pick else {
+                    if candidates.is_empty() {
+                        continue;
+                    }
+                    return Err(sdp::NegotiationError::NoTrackInAcceptedCodec {
+                        mid: acc.mid.clone(),
+                        kind: acc.kind.to_string(),
+                        accepted: sdp::codec_names(&acc.codecs),
+                        available: sdp::codec_names(candidates.iter().map(|(_, t)| &t.codec)),
+                    }
+                    .into());
+                };
+                let (track_sid, t) = ((*track_sid).clone(), (*t).clone());
                 taken.insert(track_sid.clone());
+                answer.send_track_codec(index, &t.codec);
+                let acc = &answer.accepted[index];
                 let ssrc = random_u32();
                 let rtx_ssrc = acc.rtx_pt.map(|_| random_u32());
                 sends.push(SendPlan {
+                    index,
+                    codec: t.codec.clone(),
                     mid: acc.mid.clone(),
-                    track_sid: track_sid.clone(),
+                    track_sid,
                     owner_sid: t.owner_sid.clone(),
                     spec: Subscribe {
                         subscription: SubscriptionId(self.app.next_dp_id()),
@@ -364,6 +392,7 @@ impl RoomCtx {
                 ext_ids: (&acc.ext_ids).into(),
                 e2ee: false,
                 source: source.into(),
+                mid: Some(acc.mid.clone()),
             },
             track: MTrack {
                 owner: identity.to_owned(),
@@ -484,6 +513,7 @@ impl RoomCtx {
         } = plan;
         let mut answer = sdp::answer(&offer, &self.local_params(&ufrag, &pwd, &candidates)?)?;
         for s in &sends {
+            answer.send_track_codec(s.index, &s.codec);
             add_send_ssrcs(&mut answer, s);
         }
         self.rooms = rooms;
