@@ -202,7 +202,7 @@ async fn negotiate_and_run(
     stop: Arc<AtomicBool>,
     got: Arc<AtomicU64>,
 ) -> JoinHandle<()> {
-    let alice_creds = IceCreds::new(&format!("Alic{tag}"), "alicepassword0123456789");
+    let alice_creds = IceCreds::new(format!("Alic{tag}"), "alicepassword0123456789");
     let alice_cert = generate_cert().unwrap();
     let offer = rewrite(
         OFFER,
@@ -221,7 +221,7 @@ async fn negotiate_and_run(
         .as_str()
         .unwrap()
         .to_owned();
-    let bob_creds = IceCreds::new(&format!("Bobb{tag}"), "bobpassword0123456789xx");
+    let bob_creds = IceCreds::new(format!("Bobb{tag}"), "bobpassword0123456789xx");
     let bob_cert = generate_cert().unwrap();
     let bob_fp = bob_cert.fingerprint().to_sdp();
     let mut sub_offer;

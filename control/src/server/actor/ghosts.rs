@@ -59,11 +59,10 @@ impl RoomCtx {
             .peers
             .values()
             .filter(|p| !p.signaling)
-            .map(|p| match &p.publisher {
+            .filter_map(|p| match &p.publisher {
                 Some(pc) => self.media.dead_since.get(&pc.session).map(|t| t + grace),
                 None => Some(0),
-            })
-            .flatten();
+            });
         let restored = self.unresumed.values().map(|(_, at)| *at);
         oneshot.chain(restored).min()
     }
