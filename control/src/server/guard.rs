@@ -179,3 +179,34 @@ impl Kicks {
             .len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kicks_are_bounded_expire_and_spare_later_tokens() {
+        let k = Kicks::default();
+        let ban_s = 60;
+        for i in 0..=MAX_KICKS {
+            k.record("r", &format!("id{i}"), 1_000_000 + i as u64, ban_s);
+        }
+        assert_eq!(k.len(), MAX_KICKS, "the oldest kick made room");
+        assert!(!k.refuses("r", "id0", 0, 1_000_100, ban_s), "evicted");
+        let last = format!("id{MAX_KICKS}");
+        let at = 1_000_000 + MAX_KICKS as u64;
+        // A token issued before the kick is refused; one issued after it is not.
+        assert!(k.refuses("r", &last, at / 1000 - 1, at + 1, ban_s));
+        assert!(!k.refuses("r", &last, at / 1000 + 1, at + 1, ban_s));
+        // Another room, or after the ban: no refusal.
+        assert!(!k.refuses("q", &last, 0, at + 1, ban_s));
+        assert!(!k.refuses("r", &last, 0, at + ban_s * 1000 + 1, ban_s));
+        // A new kick after the ban forgets the expired ones.
+        k.record("r", "late", at + ban_s * 1000 * 2, ban_s);
+        assert_eq!(k.len(), 1);
+        // `kick_ban_s = 0` turns kicks off.
+        let off = Kicks::default();
+        off.record("r", "x", 5, 0);
+        assert_eq!(off.len(), 0);
+    }
+}
