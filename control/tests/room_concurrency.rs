@@ -123,11 +123,16 @@ async fn held_dataplane(listener: UnixListener) -> HeldDataplane {
     dp
 }
 
-async fn join_room(addr: std::net::SocketAddr, room: &str, identity: &str) -> Ws {
+async fn connect(addr: std::net::SocketAddr, room: &str, identity: &str) -> Ws {
     let t = token(room, identity, Role::Host);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
         .await
         .unwrap();
+    ws
+}
+
+async fn join_room(addr: std::net::SocketAddr, room: &str, identity: &str) -> Ws {
+    let mut ws = connect(addr, room, identity).await;
     send(&mut ws, json!({"type": "join"})).await;
     recv_type(&mut ws, "joined").await;
     ws
@@ -159,9 +164,12 @@ async fn a_held_dataplane_call_in_one_room_does_not_hold_another() {
         .await
         .expect("room a's create_session reaches the dataplane");
 
-    // Room b meanwhile: a join, then a publish, both done while room a waits.
+    // Room b meanwhile: a join, then a publish, both done while room a waits. The join is
+    // timed from its message to `joined` (the WebSocket connect before it is not room work).
+    let mut bob = connect(s.addr, "b", "bob").await;
     let t0 = Instant::now();
-    let mut bob = join_room(s.addr, "b", "bob").await;
+    send(&mut bob, json!({"type": "join"})).await;
+    recv_type(&mut bob, "joined").await;
     let join_took = t0.elapsed();
     send(
         &mut bob,
