@@ -1,6 +1,5 @@
-//! Issue 14: the dataplane dies mid-call (SIGKILL of the real `sluice-dataplane` process that
-//! a real `sluice up` supervises — what a shard panic does too, since a panic ends the
-//! process); the supervisor starts a new one, the control daemon sees the new `instance`,
+//! Issue 14: the dataplane dies mid-call — SIGKILL of the real `sluice-dataplane` process that
+//! a real `sluice up` supervises, or a panic injected into shard 0 (a panic ends the process); the supervisor starts a new one, the control daemon sees the new `instance`,
 //! tells its WebSocket clients to `reconnect`, and they negotiate anew. The test prints the
 //! time from the kill to media flowing again (target < 3 s) and its parts.
 //!
@@ -50,13 +49,14 @@ struct Sluice {
 }
 
 impl Sluice {
-    fn start(config: &Path) -> Self {
+    fn start(config: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(target_bin("sluice"))
             .args(["up", "--config"])
             .arg(config)
             .arg("--dataplane-bin")
             .arg(target_bin("sluice-dataplane"))
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -68,7 +68,7 @@ impl Sluice {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.strip_prefix("sluice is up: http://") {
                     let _ = tx.send(rest.trim_end_matches('/').to_owned());
-                } else {
+                } else if !line.contains("injected fault") && !line.contains("panicked") {
                     eprintln!("[sluice] {line}");
                 }
             }
@@ -333,8 +333,37 @@ async fn next(ws: &mut Ws, ty: &str) -> Value {
     recv_type(ws, ty).await
 }
 
+/// How the dataplane dies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crash {
+    /// SIGKILL from outside.
+    Kill,
+    /// Shard 0 panics `PANIC_AFTER` after the process started (`SLUICE_DATAPLANE_FAULT`, debug
+    /// builds): the panic ends the process. Every restarted dataplane panics again that long
+    /// after its start, so the recovery is measured well inside that window.
+    ShardPanic,
+}
+
+const PANIC_AFTER: Duration = Duration::from_secs(6);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dataplane_crash_is_recovered_and_media_flows_again() {
+    crash_and_recover(Crash::Kill).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_panic_is_recovered_and_media_flows_again() {
+    // Fault injection is a debug-build feature of `sluice-dataplane` (h/dp); a binary without
+    // it cannot run this case.
+    let bin = std::fs::read(target_bin("sluice-dataplane")).unwrap_or_default();
+    if !bin.windows(22).any(|w| w == b"SLUICE_DATAPLANE_FAULT") {
+        eprintln!("skipping: this sluice-dataplane has no SLUICE_DATAPLANE_FAULT injection");
+        return;
+    }
+    crash_and_recover(Crash::ShardPanic).await;
+}
+
+async fn crash_and_recover(crash: Crash) {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
@@ -354,7 +383,12 @@ async fn a_dataplane_crash_is_recovered_and_media_flows_again() {
         ),
     )
     .unwrap();
-    let sluice = Sluice::start(&config);
+    let fault = format!("panic-shard:0:{}", PANIC_AFTER.as_millis());
+    let env: Vec<(&str, &str)> = match crash {
+        Crash::Kill => Vec::new(),
+        Crash::ShardPanic => vec![("SLUICE_DATAPLANE_FAULT", fault.as_str())],
+    };
+    let sluice = Sluice::start(&config, &env);
     let addr = sluice.addr;
     let ready = Instant::now();
     while http(addr, "GET", "/readyz", &[], "").await.0 != 200 {
@@ -381,16 +415,37 @@ async fn a_dataplane_crash_is_recovered_and_media_flows_again() {
     let media1 = negotiate_and_run(&mut alice, &mut bob, "A", stop1.clone(), got1.clone()).await;
     wait_above(&got1, 50, Duration::from_secs(15), "media before the crash").await;
 
-    // The crash: SIGKILL of the dataplane process (a shard panic ends it the same way).
+    // The crash: SIGKILL of the dataplane process, or the injected panic of shard 0 (which ends
+    // the process); the clock starts when the process is gone.
     let pid = sluice
         .dataplane_pid()
         .expect("the dataplane sluice up spawned");
-    let t_kill = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let t_kill = match crash {
+        Crash::Kill => {
+            let t = Instant::now();
+            let killed = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+            t
+        }
+        Crash::ShardPanic => {
+            let end = Instant::now() + PANIC_AFTER + Duration::from_secs(5);
+            while Path::new(&format!("/proc/{pid}/stat"))
+                .exists()
+                .then(|| std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+                .is_some_and(|st| !st.contains(") Z "))
+            {
+                assert!(
+                    Instant::now() < end,
+                    "the injected panic did not end the dataplane"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Instant::now()
+        }
+    };
     let before = got1.load(Ordering::Relaxed);
 
     // Both clients are told to reconnect, and do.
@@ -416,7 +471,7 @@ async fn a_dataplane_crash_is_recovered_and_media_flows_again() {
     .await;
     let new_pid = sluice.dataplane_pid();
     println!(
-        "dataplane crash (pid {pid} SIGKILLed, {before} packets before; new pid {new_pid:?}): \
+        "dataplane crash ({crash:?}: pid {pid} gone, {before} packets before; new pid {new_pid:?}): \
          reconnect told after {:.0} ms, renegotiated after {:.0} ms, media flowing again after \
          {:.0} ms (target < 3000 ms)",
         t_told.as_secs_f64() * 1e3,
