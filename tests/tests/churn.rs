@@ -296,7 +296,13 @@ async fn churn_of_5000_participants_leaves_no_growth() {
     let t_warm = t0.elapsed();
 
     let t1 = Instant::now();
-    churn(addr, "churn", CYCLES).await;
+    // In five parts, with the control daemon's memory after each: a plateau is the allocator
+    // settling, a steady climb would be a leak.
+    let mut steps = Vec::new();
+    for part in 0..5 {
+        churn(addr, &format!("churn{part}"), CYCLES / 5).await;
+        steps.push(rss_kib(control_pid));
+    }
     let t_churn = t1.elapsed();
     let after = settle(addr).await;
     let after_rss = (rss_kib(control_pid), rss_kib(dp_pid));
@@ -305,6 +311,7 @@ async fn churn_of_5000_participants_leaves_no_growth() {
         t_warm.as_secs_f64(),
         t_churn.as_secs_f64()
     );
+    println!("control RSS after each 1,000 cycles (KiB): {steps:?}");
     println!("map sizes at start:        {start_sizes:?}");
     println!("map sizes after warm-up:   {warm:?}");
     println!("map sizes after the churn: {after:?}");
