@@ -271,6 +271,30 @@ impl RoomCtx {
         }
     }
 
+    /// Keeps the saved `publish` requests `identity` may still use on `rooms` (the room as the
+    /// offer will leave it): its track is still the participant's and the role and grants allow
+    /// its source (#11). The others are dropped and counted; their sections are published anew,
+    /// under the rules as they are now.
+    pub(crate) fn recheck_pending(
+        &self,
+        rooms: &crate::room::Rooms,
+        identity: &str,
+        pending: &mut Vec<PendingTrack>,
+    ) {
+        let before = pending.len();
+        let me = rooms.participant(&self.name, identity);
+        pending.retain(|p| {
+            me.and_then(|o| o.tracks.get(&p.sid).map(|t| (o, t)))
+                .is_some_and(|(o, t)| {
+                    o.role.may_publish(t.source) && o.grants.allows_source(t.source)
+                })
+        });
+        self.app.refusals.count(
+            super::guard::Refusal::PendingPublishRechecked,
+            (before - pending.len()) as u64,
+        );
+    }
+
     /// Mute or unmute a published track in the dataplane.
     pub(crate) async fn set_track_muted(&mut self, track_sid: &str, muted: bool) {
         if let Some(track) = self.media.tracks.get(track_sid).map(|t| t.dp) {

@@ -18,7 +18,7 @@ use sluice_proto::{
     Subscribe, SubscriptionId, TrackId, TransportMode,
 };
 
-use super::translate::track_kind;
+use super::translate::{default_source, publishable, track_kind};
 use super::{ice_creds, random_u32, MTrack, Pc, PendingTrack};
 use crate::auth::Source;
 use crate::room::{PublishTrack, RoomEvent, RoomEventKind, Rooms, SimulcastLayer};
@@ -192,22 +192,7 @@ impl RoomCtx {
             .participant(&self.name, identity)
             .is_some_and(|p| p.grants.can_subscribe);
         let mut refused_sends = 0u64;
-        // A saved `publish` request is used only while the room still holds its track for this
-        // participant and the role and grants allow its source (#11); otherwise the section is
-        // published anew, under the rules as they are now.
-        let before = pending.len();
-        pending.retain(|p| {
-            rooms
-                .participant(&self.name, identity)
-                .and_then(|o| o.tracks.get(&p.sid).map(|t| (o, t)))
-                .is_some_and(|(o, t)| {
-                    o.role.may_publish(t.source) && o.grants.allows_source(t.source)
-                })
-        });
-        self.app.refusals.count(
-            Refusal::PendingPublishRechecked,
-            (before - pending.len()) as u64,
-        );
+        self.recheck_pending(&rooms, identity, &mut pending);
         let mut tracks = Vec::new();
         let mut sends = Vec::new();
         let mut taken = BTreeSet::new();
@@ -608,16 +593,4 @@ fn published_sid(events: &[RoomEvent]) -> String {
             _ => None,
         })
         .expect("publish emits TrackPublished")
-}
-
-/// The kind of a section a client publishes on: audio or video.
-fn publishable(kind: &sdp::MediaKind) -> Result<MediaKind, ApiError> {
-    track_kind(kind).ok_or_else(|| ApiError::invalid("sdp", format!("cannot publish {kind} media")))
-}
-
-fn default_source(kind: MediaKind) -> Source {
-    match kind {
-        MediaKind::Audio => Source::Microphone,
-        MediaKind::Video => Source::Camera,
-    }
 }
