@@ -27,13 +27,16 @@ install_prerequisites() {
     done
     # Debian packages: a C toolchain for aws-lc-sys (the SRTP crypto); python3, iproute2 and
     # ethtool for the tuning tool's tests (its namespace test makes veth pairs); coturn for the
-    # TURN REST credential test (control/tests/hybrid_coturn.rs allocates through a real coturn).
+    # TURN REST credential test (control/tests/hybrid_coturn.rs allocates through a real coturn);
+    # openssl for the DTLS 1.2 server's test against a real OpenSSL client
+    # (rtp-core/tests/dtls12_openssl.rs).
     local missing=()
     command -v cc >/dev/null 2>&1 || missing+=(build-essential)
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
     command -v ip >/dev/null 2>&1 || missing+=(iproute2)
     command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)
     command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     if [ ${#missing[@]} -gt 0 ]; then
         if command -v apt-get >/dev/null 2>&1; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

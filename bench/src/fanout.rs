@@ -24,7 +24,9 @@ use sluice_proto::{
 };
 
 use crate::gen::{self, pub_ssrc, sub_ssrc, GenReport, Go, Plan};
+use rtp_core::dtls::SrtpProfiles;
 use rtp_core::pacer::{DELAY_BUCKETS, DELAY_BUCKET_BOUNDS_MS};
+use rtp_core::srtp::ProtectionProfile;
 
 use crate::hist::Histogram;
 use crate::limit::LimitReport;
@@ -135,6 +137,11 @@ impl Sfu {
         dc.stats_interval_ms = 200;
         dc.recv_buffer_bytes = 8 << 20;
         dc.send_buffer_bytes = 8 << 20;
+        if cfg.cipher == Cipher::Cm {
+            // The DTLS 1.2 server picks by its own preference: AES-CM alone (webrtc_fanout).
+            dc.srtp_profiles = SrtpProfiles::new(&[ProtectionProfile::Aes128CmHmacSha1_80])
+                .map_err(|e| BenchError::Start(e.to_string()))?;
+        }
         let _ = std::fs::remove_file(&dc.control_socket);
         let handle = Dataplane::start(dc).map_err(|e| BenchError::Start(e.to_string()))?;
         let mut sfu = Sfu {

@@ -4,10 +4,13 @@
 //! (`CreateSession` with our fingerprint, the dataplane as ICE-lite DTLS server), ICE + DTLS
 //! through the dataplane, then tracks and subscriptions, then SRTP media.
 //!
-//! The SRTP profile is whatever the DTLS handshake negotiates: rtp-core's DTLS stack offers its
-//! profiles in a fixed order (AEAD GCM first; against the dataplane that is AES-256-GCM) and has no setting to offer only one, so
-//! `--cipher` checks the negotiated profile against the one asked for and refuses the run when
-//! they differ, rather than report a different cipher's figures.
+//! The SRTP profile is what the DTLS server picks from the peers' fixed offer (dimpl's client:
+//! AES-256-GCM, AES-128-GCM, AES-CM). `--cipher gcm` peers offer DTLS 1.3 and dimpl's server
+//! picks AES-256-GCM; `--cipher cm` peers offer DTLS 1.2 only, which Sluice's own DTLS 1.2
+//! server answers with its `srtp_profiles` preference — the in-process dataplane is started
+//! with AES-CM alone. `--cipher` still checks the negotiated profile against the one asked for
+//! (an attached dataplane has its own preference) and refuses the run when they differ, rather
+//! than report a different cipher's figures.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -24,6 +27,7 @@ use crate::gen::{sub_ssrc, GenReport, Plan};
 use crate::media::{Kind, AUDIO_PT, VIDEO_PT};
 use crate::report::BenchError;
 use crate::webrtc_gen::{cipher_name, profile_name, RecvStream, Remote, Side, WebRtcGen};
+use rtp_core::dtls::ClientVersion;
 
 /// ICE password of every SFU session (the ufrag tells them apart).
 const SERVER_PWD: &str = "sluicebenchserverpwd0123";
@@ -221,6 +225,10 @@ fn setup(
                     tie_breaker: None,
                     receive,
                     transport_cc: Some(TRANSPORT_CC_ID),
+                    dtls_version: match cfg.cipher {
+                        Cipher::Cm => ClientVersion::Dtls12,
+                        _ => ClientVersion::Auto,
+                    },
                 },
             )?;
         }
@@ -230,9 +238,8 @@ fn setup(
     let got = profile.map(cipher_name).unwrap_or("none");
     if got != cfg.cipher.name() {
         return Err(BenchError::Unsupported(format!(
-            "--cipher {} asked, but the DTLS handshake negotiated {got}: rtp-core's DTLS stack \
-             offers its SRTP profiles in a fixed order (AEAD GCM first) with no setting to \
-             offer one alone",
+            "--cipher {} asked, but the DTLS handshake negotiated {got}: the dataplane's \
+             dataplane.srtp_profiles prefers another profile",
             cfg.cipher.name()
         )));
     }
@@ -313,8 +320,10 @@ mod tests {
         assert!(disturbed(Some(0.41), 2.0));
     }
 
+    /// `--cipher cm`: the peers offer DTLS 1.2 only, the in-process dataplane prefers AES-CM
+    /// (`srtp_profiles`), and the run measures AES-CM.
     #[test]
-    fn cm_is_refused_when_gcm_is_negotiated() {
+    fn cm_is_negotiated_through_the_dtls12_server() {
         let cores = affinity::online_cores().expect("affinity");
         let mut cfg = FanoutConfig::default_for(&cores, 1, Duration::from_millis(200));
         cfg.warmup = Duration::from_millis(100);
@@ -324,10 +333,8 @@ mod tests {
         let mut sfu = Sfu::start(&cfg).expect("dataplane starts");
         let r = fanout::run(&mut sfu, &cfg);
         sfu.stop();
-        match r {
-            Err(BenchError::Unsupported(m)) => assert!(m.contains("negotiated gcm"), "{m}"),
-            Ok(r) => assert_eq!(r.config.cipher, Cipher::Cm),
-            Err(e) => panic!("{e}"),
-        }
+        let r = r.expect("a cm run");
+        assert_eq!(r.config.cipher, Cipher::Cm);
+        assert_eq!(r.srtp_profile, Some("SRTP_AES128_CM_HMAC_SHA1_80"));
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use rtp_core::dtls::{DtlsCert, DtlsRole, Fingerprint};
+use rtp_core::dtls::{ClientVersion, DtlsCert, DtlsRole, Fingerprint};
 use rtp_core::forward::{Codec, MediaKind};
 use rtp_core::ice::IceClientConfig;
 use rtp_core::session::{ExtIds, LayerSsrc, Session, SessionConfig, SessionMode, UpTrackConfig};
@@ -87,6 +87,10 @@ pub struct Remote {
     /// (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3) for the packets that carry it.
     /// `None`: neither (the peer then looks like a stack without send-side estimation).
     pub transport_cc: Option<u8>,
+    /// The DTLS version the peer offers. Against Sluice, `Dtls12` reaches its own DTLS 1.2
+    /// server, whose SRTP preference the dataplane's `srtp_profiles` sets (how `--cipher cm`
+    /// gets AES-CM); `Auto` offers DTLS 1.3 too, which dimpl answers with AES-256-GCM.
+    pub dtls_version: ClientVersion,
 }
 
 /// The `--cipher` family of a negotiated SRTP profile (`gcm` covers both AEAD key sizes).
@@ -231,7 +235,9 @@ impl WebRtcGen {
             dtls_role: DtlsRole::Client,
             remote_fingerprint: Some(fp),
         };
-        let mut session = Session::new(Instant::now(), SessionConfig::new(mode), &peer.cert)
+        let mut config = SessionConfig::new(mode);
+        config.dtls.client_version = remote.dtls_version;
+        let mut session = Session::new(Instant::now(), config, &peer.cert)
             .map_err(|e| BenchError::Other(format!("session: {e}")))?;
         for r in &remote.receive {
             let (kind, codec, rate) = match r.kind {

@@ -8,6 +8,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+use rtp_core::dtls::SrtpProfiles;
+use rtp_core::srtp::ProtectionProfile;
 use thiserror::Error;
 
 /// How the workers do their socket I/O.
@@ -50,6 +52,9 @@ pub struct Config {
     pub key: Option<PathBuf>,
     /// How often each worker reports a stats snapshot to the control daemon.
     pub stats_interval_ms: u64,
+    /// The SRTP profiles the DTLS 1.2 server accepts, most preferred first (DTLS 1.3 clients
+    /// get dimpl's fixed order).
+    pub srtp_profiles: SrtpProfiles,
 }
 
 /// A configuration error, naming the key.
@@ -111,6 +116,11 @@ const KEYS: &[(&str, &str, &str)] = &[
         "SLUICE_DATAPLANE_STATS_INTERVAL_MS",
         "--stats-interval-ms",
     ),
+    (
+        "srtp_profiles",
+        "SLUICE_DATAPLANE_SRTP_PROFILES",
+        "--srtp-profiles",
+    ),
 ];
 
 impl Config {
@@ -133,6 +143,7 @@ impl Config {
             cert: None,
             key: None,
             stats_interval_ms: 1000,
+            srtp_profiles: SrtpProfiles::default(),
         }
     }
 
@@ -276,6 +287,27 @@ impl Config {
             "cert" => self.cert = Some(PathBuf::from(raw.string(name)?)),
             "key" => self.key = Some(PathBuf::from(raw.string(name)?)),
             "stats_interval_ms" => self.stats_interval_ms = raw.uint(name, 100, 3_600_000)?,
+            "srtp_profiles" => {
+                let names = raw.list(name)?;
+                let profiles = names
+                    .iter()
+                    .map(|n| {
+                        ProtectionProfile::from_name(n).ok_or_else(|| {
+                            ConfigError::new(
+                                name,
+                                format!(
+                                    "unknown SRTP profile {n:?}; expected SRTP_AEAD_AES_128_GCM, \
+                                     SRTP_AEAD_AES_256_GCM, SRTP_AES128_CM_HMAC_SHA1_80 or \
+                                     SRTP_AES128_CM_HMAC_SHA1_32"
+                                ),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.srtp_profiles = SrtpProfiles::new(&profiles).map_err(|_| {
+                    ConfigError::new(name, "expected 1 to 4 distinct SRTP profiles")
+                })?;
+            }
             _ => return Err(ConfigError::new(name, "unknown key")),
         }
         Ok(())
@@ -499,6 +531,33 @@ mod tests {
         .unwrap();
         assert_eq!(c.announce.len(), 2);
         assert_eq!(c.announce[1].port(), 2);
+    }
+
+    #[test]
+    fn srtp_profiles_from_file_env_and_flags() {
+        use rtp_core::srtp::ProtectionProfile::*;
+        let c = load(None, &[], &[]).unwrap();
+        assert_eq!(c.srtp_profiles.as_slice()[0], AeadAes128Gcm);
+        let toml = "[dataplane]\nsrtp_profiles = [\"SRTP_AES128_CM_HMAC_SHA1_80\", \"aead_aes_128_gcm\"]\n";
+        let c = load(Some(toml), &[], &[]).unwrap();
+        assert_eq!(
+            c.srtp_profiles.as_slice(),
+            &[Aes128CmHmacSha1_80, AeadAes128Gcm]
+        );
+        let c = load(
+            None,
+            &[("SLUICE_DATAPLANE_SRTP_PROFILES", "aead_aes_256_gcm")],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.srtp_profiles.as_slice(), &[AeadAes256Gcm]);
+        let c = load(None, &[], &["--srtp-profiles", "aes128_cm_hmac_sha1_80"]).unwrap();
+        assert_eq!(c.srtp_profiles.as_slice(), &[Aes128CmHmacSha1_80]);
+        let e = load(Some("[dataplane]\nsrtp_profiles = [\"rot13\"]\n"), &[], &[]).unwrap_err();
+        assert_eq!(e.key, "dataplane.srtp_profiles");
+        assert!(e.message.contains("rot13"), "{}", e.message);
+        let e = load(Some("[dataplane]\nsrtp_profiles = []\n"), &[], &[]).unwrap_err();
+        assert_eq!(e.key, "dataplane.srtp_profiles");
     }
 
     #[test]

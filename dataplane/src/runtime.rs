@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use rtp_core::dtls::DtlsCert;
+use rtp_core::dtls::{DtlsCert, DtlsSettings};
 
 use crate::config::{Config, IoChoice};
 use crate::control::{bind_listener, ControlContext, ControlThread};
@@ -107,6 +107,10 @@ impl Dataplane {
             let (ready_tx, ready_rx) = mpsc::channel();
             let buffers = config.buffers_per_worker;
             let stats_interval = Duration::from_millis(config.stats_interval_ms.max(1));
+            let dtls = DtlsSettings {
+                srtp_profiles: config.srtp_profiles,
+                ..DtlsSettings::default()
+            };
             let hook = hook.clone();
             let (registry, to_control, cert, stop) = (
                 Arc::clone(&registry),
@@ -153,6 +157,7 @@ impl Dataplane {
                         inbox: inbox_rx,
                         to_control,
                         cert,
+                        dtls,
                         stop,
                         stats_interval,
                     })

@@ -26,7 +26,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
 use rtp_core::datachannel::{ChannelConfig, ChannelId, DataConfig, DataError};
-use rtp_core::dtls::{DtlsCert, DtlsRole, Fingerprint};
+use rtp_core::dtls::{ClientVersion, DtlsCert, DtlsRole, Fingerprint};
 use rtp_core::forward::{Codec, MediaKind};
 use rtp_core::ice::IceClientConfig;
 use rtp_core::packet::rtcp;
@@ -58,6 +58,9 @@ pub enum PeerError {
     Cert(String),
     #[error("not connected after {0:?}")]
     Timeout(Duration),
+    /// The handshake failed (e.g. the server's fatal alert arrived).
+    #[error("DTLS failed: {0}")]
+    DtlsFailed(String),
     #[error("RTCP: {0}")]
     Rtcp(String),
     #[error("data channel: {0}")]
@@ -95,6 +98,9 @@ pub struct WebRtcPeerConfig {
     pub cert: DtlsCert,
     /// Where the socket binds; `127.0.0.1:0` unless a test wants otherwise.
     pub bind: SocketAddr,
+    /// The DTLS version a client offers: `Auto` (1.2 and 1.3, like a browser: the dataplane's
+    /// dimpl answers) or `Dtls12` (like OpenSSL-based tools: its own DTLS 1.2 server answers).
+    pub dtls_version: ClientVersion,
 }
 
 impl WebRtcPeerConfig {
@@ -111,6 +117,7 @@ impl WebRtcPeerConfig {
             dtls_role: DtlsRole::Client,
             cert: generate_cert()?,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dtls_version: ClientVersion::Auto,
         })
     }
 }
@@ -165,6 +172,8 @@ pub struct TestPeer {
     stats: PeerStats,
     /// Data-channel events (`ChannelOpen`, `ChannelClosed`, `Sctp*`), oldest first.
     data_events: VecDeque<SessionEvent>,
+    /// Why the DTLS handshake failed, until `handshake` reports it.
+    dtls_failed: Option<String>,
     /// Receive buffer for data-channel messages (our max-message-size).
     data_rx: Vec<u8>,
 }
@@ -189,7 +198,7 @@ impl TestPeer {
             dtls_role: cfg.dtls_role,
             remote_fingerprint: Some(fp),
         };
-        Self::build(socket, server, mode, &cfg.cert)
+        Self::build(socket, server, mode, &cfg.cert, cfg.dtls_version)
     }
 
     /// `webrtc` then [`TestPeer::handshake`]: the brief's one-call connect.
@@ -220,6 +229,7 @@ impl TestPeer {
             server,
             SessionMode::PlainRtp { remote: server },
             &cert,
+            ClientVersion::Auto,
         )
     }
 
@@ -228,8 +238,11 @@ impl TestPeer {
         server: SocketAddr,
         mode: SessionMode,
         cert: &DtlsCert,
+        dtls_version: ClientVersion,
     ) -> Result<Self, PeerError> {
-        let session = Session::new(Instant::now(), SessionConfig::new(mode), cert)?;
+        let mut config = SessionConfig::new(mode);
+        config.dtls.client_version = dtls_version;
+        let session = Session::new(Instant::now(), config, cert)?;
         Ok(Self {
             socket,
             session,
@@ -238,6 +251,7 @@ impl TestPeer {
             tx: vec![0; DATAGRAM],
             stats: PeerStats::default(),
             data_events: VecDeque::new(),
+            dtls_failed: None,
             data_rx: Vec::new(),
         })
     }
@@ -248,6 +262,9 @@ impl TestPeer {
         let deadline = Instant::now() + timeout;
         self.flush()?;
         while !self.session.is_connected() {
+            if let Some(reason) = self.dtls_failed.take() {
+                return Err(PeerError::DtlsFailed(reason));
+            }
             if Instant::now() >= deadline {
                 return Err(PeerError::Timeout(timeout));
             }
@@ -560,10 +577,13 @@ impl TestPeer {
         Ok(media)
     }
 
-    /// Keeps the session's data-channel events (the rest has no reader here).
+    /// Keeps the session's data-channel events and a DTLS failure (the rest has no reader here).
     fn keep_data_events(&mut self) {
         // Bounded by the session's event queues.
         while let Some(e) = self.session.poll_event() {
+            if let SessionEvent::DtlsFailed { reason } = &e {
+                self.dtls_failed = Some(reason.clone());
+            }
             if matches!(
                 e,
                 SessionEvent::ChannelOpen { .. }

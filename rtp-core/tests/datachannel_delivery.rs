@@ -18,6 +18,7 @@ mod session_harness;
 use std::time::{Duration, Instant};
 
 use rtp_core::datachannel::{ChannelConfig, ChannelId, DataConfig};
+use rtp_core::dtls::ClientVersion;
 
 use common::NetemConfig;
 use datachannel_harness::*;
@@ -87,7 +88,24 @@ fn message(seq: u64) -> Vec<u8> {
 
 /// `reliable_too`: messages on all four channels; otherwise on the lossy ones only.
 fn run(name: &str, up: NetemConfig, down: NetemConfig, reliable_too: bool) -> Flows {
-    let mut p = Pair::new(name, DataConfig::default(), DataConfig::default(), up, down);
+    run_offering(name, ClientVersion::Auto, up, down, reliable_too)
+}
+
+fn run_offering(
+    name: &str,
+    version: ClientVersion,
+    up: NetemConfig,
+    down: NetemConfig,
+    reliable_too: bool,
+) -> Flows {
+    let mut p = Pair::new_offering(
+        name,
+        version,
+        DataConfig::default(),
+        DataConfig::default(),
+        up,
+        down,
+    );
     let c_rel = p
         .client
         .open_channel(ChannelConfig::reliable("c-reliable"))
@@ -237,6 +255,18 @@ fn assert_shared(flows: &Flows) {
             "lossy waits less than reliable"
         );
     }
+}
+
+/// The same over the server's DTLS 1.2 engine (a client that does not offer DTLS 1.3, as
+/// GStreamer and aiortc): its application records carry the SCTP packets both ways.
+#[test]
+fn over_the_dtls12_server_ten_percent_loss_reliable_complete() {
+    let (up, down) = (link(41, 0.10, DELAY), link(42, 0.10, DELAY));
+    let f = run_offering("dtls 1.2, 10% loss", ClientVersion::Dtls12, up, down, true);
+    assert_reliable(&f[0]);
+    assert_reliable(&f[2]);
+    assert_lossy(&f[1], 0.80, Duration::from_secs(1));
+    assert_lossy(&f[3], 0.80, Duration::from_secs(1));
 }
 
 #[test]

@@ -3,7 +3,8 @@
 
     /usr/bin/python3 gst_client.py whip --url http://127.0.0.1:P/whip/ROOM --token T \
         --video vp8|h264 [--ssrc] --seconds 25
-    /usr/bin/python3 gst_client.py whep --url http://127.0.0.1:P/whep/ROOM --token T --seconds 25
+    /usr/bin/python3 gst_client.py whep --url http://127.0.0.1:P/whep/ROOM --token T --seconds 25 \
+        [--frames N] [--repeat N]
 
 Debian's GStreamer 1.22 (webrtcbin from plugins-bad, libnice, x264enc from plugins-ugly, avdec_h264
 from libav) driven through GObject introspection: run it with Debian's /usr/bin/python3, where
@@ -14,6 +15,12 @@ Prints one JSON line: what was sent or decoded, the arrival time (ms, monotonic)
 decoded video frame (`video_times_ms`, for tests/e2e/lib/continuity.mjs), the offer's and the
 answer's facts, the DTLS and SRTP parameters read from webrtcbin's own elements, Location and the
 DELETE status. Exits non-zero on error, still printing a JSON line with "error".
+
+`--frames N` ends a WHEP player as soon as it decoded N video frames (instead of waiting out
+`--seconds`); `--repeat N` plays N times in a row in this one process, each a new webrtcbin (new
+ICE agent and sockets, so a new source port), and reports each run under "runs".
+`--bad-fingerprint` (WHIP) changes one byte of the offer's a=fingerprint: the server must refuse
+the DTLS handshake.
 
 Loopback only: libnice gathers no 127.0.0.1 candidate by itself, so the agent gets
 add_local_address(127.0.0.1) and nothing else; UPnP (multicast discovery on the real interface)
@@ -228,6 +235,12 @@ class Peer:
         self.webrtc.emit("create-offer", None, promise)
 
     def post(self):
+        if getattr(self.args, "bad_fingerprint", False):
+            # The last hex byte of every a=fingerprint, flipped.
+            self.offer_text = re.sub(
+                r"(a=fingerprint:\S+ [0-9A-Fa-f:]+:)([0-9A-Fa-f]{2})",
+                lambda m: m.group(1) + f"{int(m.group(2), 16) ^ 0xFF:02X}",
+                self.offer_text)
         if getattr(self.args, "ssrc", True) is False:
             # The unsignalled case (a client that names no SSRC): webrtcbin sometimes writes the
             # payloader's SSRC, sometimes not; take it out so the run is always the case tested.
@@ -352,6 +365,8 @@ def whep(args):
         def probe(_pad, _info):
             if kind == "video":
                 times.append(now_ms())
+                if args.frames and len(times) == args.frames:
+                    GLib.idle_add(peer.loop.quit)
             else:
                 audio["frames"] += 1
             return Gst.PadProbeReturn.OK
@@ -393,10 +408,16 @@ def main():
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--video", choices=["vp8", "h264"], default="vp8")
     parser.add_argument("--ssrc", action="store_true", help="signal a=ssrc (fixed payloader SSRCs)")
+    parser.add_argument("--bad-fingerprint", action="store_true", help="WHIP: spoil the offer's fingerprint")
+    parser.add_argument("--frames", type=int, default=0, help="WHEP: stop once this many frames decoded")
+    parser.add_argument("--repeat", type=int, default=1, help="WHEP: this many players in a row")
     args = parser.parse_args()
     host = urllib.parse.urlparse(args.url).hostname
     if host not in ("127.0.0.1", "::1", "localhost"):
         sys.exit("refusing a non-loopback URL (tests stay on 127.0.0.1)")
+    if args.repeat > 1:
+        repeat(args)
+        return
     peer = None
     try:
         peer = (whip if args.mode == "whip" else whep)(args)
@@ -408,6 +429,35 @@ def main():
         print(json.dumps(peer.result))
         sys.exit(1)
     print(json.dumps(peer.result))
+
+
+def repeat(args):
+    """`args.repeat` WHEP players one after another; stops at the first that fails."""
+    if args.mode != "whep":
+        sys.exit("--repeat is for whep")
+    runs = []
+    t0 = now_ms()
+    for i in range(args.repeat):
+        start = now_ms()
+        try:
+            peer = whep(args)
+        except Exception as e:
+            runs.append({"error": f"{type(e).__name__}: {e}"})
+            break
+        r = {k: peer.result.get(k) for k in ("video_frames", "audio_frames", "connect_ms", "codecs", "delete_status", "srtp", "cert")}
+        r["ms"] = round(now_ms() - start)
+        if peer.error:
+            r["error"] = peer.error
+        runs.append(r)
+        if peer.error:
+            break
+    out = {"mode": "whep", "repeat": args.repeat, "runs": runs, "ms": round(now_ms() - t0),
+           "gstreamer": Gst.version_string()}
+    failed = [r for r in runs if r.get("error")]
+    if failed:
+        out["error"] = f"player {len(runs)}/{args.repeat}: {failed[0]['error']}"
+    print(json.dumps(out))
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

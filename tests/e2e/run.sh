@@ -24,12 +24,5 @@ if [ -z "${SLUICE_BIN:-}" ]; then
         && cargo build --locked -q -p sluice-tests --bin sluice-netem)
 fi
 
-# GStreamer's default RSA certificate needs the dimpl patch (docs/decisions.md D24): the scenarios
-# that publish or play with GStreamer run against that build (scenarios-interop.mjs).
-if [ -z "${SLUICE_E2E_RSA_BIN:-}" ]; then
-    SLUICE_E2E_RSA_BIN="$("$here/build-dimpl-rsa.sh" | tail -1)"
-    export SLUICE_E2E_RSA_BIN
-fi
-
 cd "$here"
 exec node run.mjs "$@"

@@ -14,6 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use rtp_core::dtls::ClientVersion;
 use serde_json::{json, Value};
 
 use super::api::Api;
@@ -172,6 +173,7 @@ fn remote_of(l: &Local, d: &sdp::Remote, janus_ip: IpAddr) -> Result<Remote, Ben
         server_fingerprint: d.fingerprint.clone(),
         tie_breaker: Some(WINNING_TIE_BREAKER),
         receive: Vec::new(),
+        dtls_version: ClientVersion::Auto,
         // Our offer and answer to Janus negotiate no transport-wide-cc: Janus 1.1.2 paces
         // nothing and estimates no bandwidth towards subscribers, so feedback would only add
         // RTCP for it to parse.

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use rtp_core::bwe::SendSideBweConfig;
-use rtp_core::dtls::{DtlsCert, Fingerprint};
+use rtp_core::dtls::{DtlsCert, DtlsSettings, Fingerprint};
 use rtp_core::ice::IceConfig;
 use rtp_core::session::{
     DownTrackConfig, LayerSsrc, Session, SessionConfig, SessionMode, UpTrackConfig,
@@ -24,6 +24,7 @@ pub fn session(
     now: Instant,
     spec: &CreateSession,
     cert: &DtlsCert,
+    dtls: &DtlsSettings,
 ) -> Result<Session<BufId>, ErrorBody> {
     let mode = match &spec.mode {
         TransportMode::Webrtc {} => {
@@ -43,6 +44,7 @@ pub fn session(
     };
     let config = SessionConfig {
         mode,
+        dtls: *dtls,
         srtp: Default::default(),
         nack: Default::default(),
         pacer: Default::default(),
@@ -158,7 +160,13 @@ mod tests {
         // The session's estimate (and so its pacing rate) starts there too.
         let now = Instant::now();
         let cert = DtlsCert::generate(std::time::SystemTime::now()).expect("cert");
-        let s = session(now, &spec(plain(), 10_000_000), &cert).expect("session");
+        let s = session(
+            now,
+            &spec(plain(), 10_000_000),
+            &cert,
+            &DtlsSettings::default(),
+        )
+        .expect("session");
         assert_eq!(s.stats().estimate_bps, 10_000_000);
     }
 

@@ -124,7 +124,7 @@ impl Shard {
                 format!("{} exists", spec.session),
             ));
         }
-        let session = build::session(now, &spec, &self.cert)?;
+        let session = build::session(now, &spec, &self.cert, &self.dtls)?;
         let slot = match self.free_slots.pop() {
             Some(s) => s,
             None => {

@@ -33,7 +33,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtp_core::dtls::DtlsCert;
+use rtp_core::dtls::{DtlsCert, DtlsSettings};
 use rtp_core::nack::{HistoryConfig, PacketHistory};
 use rtp_core::packet::{demux, Demuxed};
 use rtp_core::session::{DownId, Session, SessionEvent, SessionOutput, UpId};
@@ -66,6 +66,8 @@ const FORWARD_RESERVE: usize = RECV_BATCH * RECV_ROUNDS;
 const STALL_WAIT: Duration = Duration::from_millis(1);
 /// Packets in each (track, shard) NACK cache: ~1 s of 1 Mbit/s video.
 const HISTORY_PACKETS: usize = 512;
+/// Datagrams a session that failed its DTLS handshake may still send (its fatal alert).
+const FAREWELL_DATAGRAMS: usize = 4;
 
 /// Wraps each shard loop iteration: called with the worker index and the iteration to run.
 pub type LoopHook = Arc<dyn Fn(usize, &mut dyn FnMut()) + Send + Sync>;
@@ -81,6 +83,8 @@ pub struct ShardContext {
     pub inbox: Receiver<ShardCmd>,
     pub to_control: SyncSender<ShardMsg>,
     pub cert: Arc<DtlsCert>,
+    /// DTLS settings of every session (the SRTP profile preference).
+    pub dtls: DtlsSettings,
     pub stop: Arc<AtomicBool>,
     pub stats_interval: Duration,
 }
@@ -151,6 +155,7 @@ pub struct Shard {
     inbox: Receiver<ShardCmd>,
     to_control: SyncSender<ShardMsg>,
     cert: Arc<DtlsCert>,
+    dtls: DtlsSettings,
     stop: Arc<AtomicBool>,
 
     sessions: Vec<Option<Entry>>,
@@ -193,6 +198,7 @@ impl Shard {
             inbox: ctx.inbox,
             to_control: ctx.to_control,
             cert: ctx.cert,
+            dtls: ctx.dtls,
             stop: ctx.stop,
             sessions: Vec::new(),
             free_slots: Vec::new(),
@@ -879,7 +885,38 @@ impl Shard {
             }
         }
         if let Some(reason) = close {
+            if reason == CloseReason::DtlsFailed {
+                self.send_farewell(now, slot);
+            }
             self.close_slot(now, slot, reason, true);
+        }
+    }
+
+    /// The fatal alert a failed DTLS handshake queued (RFC 6347 §4.1.2.7: the peer must learn
+    /// the handshake is over, not retransmit into silence): queued for sending before the
+    /// session is closed. Bounded: an alert is one datagram, a few at most.
+    fn send_farewell(&mut self, now: Instant, slot: u32) {
+        for _ in 0..FAREWELL_DATAGRAMS {
+            let Some(entry) = self.sessions[slot as usize].as_mut() else {
+                return;
+            };
+            let Some(buf) = self.pool.take() else {
+                self.counters.drop(Drop::PoolEmpty);
+                return;
+            };
+            match entry
+                .session
+                .poll_transmit(now, &mut self.pool.get_mut(buf)[..])
+            {
+                Some((len, dst)) => self.tx.push(transmit(buf, len, dst)),
+                None => {
+                    self.pool.give(buf);
+                    return;
+                }
+            }
+            if self.tx.len() >= TX_BATCH {
+                self.flush_tx();
+            }
         }
     }
 

@@ -49,10 +49,13 @@ impl DtlsCert {
     }
 
     /// Load a DER certificate and its private key (PKCS#8 or SEC1 DER, ECDSA
-    /// P-256 or P-384). Checked here because dimpl panics on a key it cannot
-    /// parse when the endpoint is built.
+    /// P-256 or P-384, the certificate's own). Checked here because dimpl
+    /// panics on a key it cannot parse when the endpoint is built, and our
+    /// DTLS 1.2 server signs with it.
     pub fn from_der(cert_der: Vec<u8>, key_der: Vec<u8>) -> Result<Self, DtlsError> {
-        if dimpl::crypto::cert_named_group(&cert_der).is_err() {
+        if dimpl::crypto::cert_named_group(&cert_der).is_err()
+            || !super::v12::can_sign(&cert_der, &key_der)
+        {
             return Err(DtlsError::Certificate);
         }
         let provider = dimpl::crypto::aws_lc_rs::default_provider();
@@ -77,6 +80,11 @@ impl DtlsCert {
     /// The certificate, DER.
     pub fn cert_der(&self) -> &[u8] {
         &self.inner.certificate
+    }
+
+    /// The private key, DER (never leaves rtp-core's DTLS).
+    pub(super) fn key_der(&self) -> &[u8] {
+        &self.inner.private_key
     }
 
     pub(super) fn to_dimpl(&self) -> dimpl::DtlsCertificate {

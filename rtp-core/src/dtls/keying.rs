@@ -14,10 +14,18 @@ pub(super) struct Keying {
 }
 
 impl Keying {
-    /// Keep `material` for `profile` (dimpl's profile). Fails when the profile
-    /// is one we cannot run or the length is not what RFC 5764 §4.2 gives.
-    pub(super) fn new(profile: dimpl::SrtpProfile, material: &[u8]) -> Result<Self, DtlsFailure> {
+    /// Keep `material` for dimpl's `profile`. Fails when the profile is one we
+    /// cannot run or the length is not what RFC 5764 §4.2 gives.
+    pub(super) fn from_dimpl(
+        profile: dimpl::SrtpProfile,
+        material: &[u8],
+    ) -> Result<Self, DtlsFailure> {
         let profile = profile_from_dimpl(profile).ok_or(DtlsFailure::NoSrtpProfile)?;
+        Self::new(profile, material)
+    }
+
+    /// Keep `material` exported for `profile`.
+    pub(super) fn new(profile: ProtectionProfile, material: &[u8]) -> Result<Self, DtlsFailure> {
         if material.len() != profile.keying_material_len() {
             return Err(DtlsFailure::Crypto);
         }
@@ -54,6 +62,15 @@ impl Keying {
             DtlsRole::Client => (client, server),
             DtlsRole::Server => (server, client),
         })
+    }
+}
+
+impl std::fmt::Debug for Keying {
+    /// Never prints the keys.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keying")
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
     }
 }
 
@@ -94,7 +111,7 @@ mod tests {
     fn wrong_length_is_rejected() {
         let m = [7u8; 40];
         assert_eq!(
-            Keying::new(dimpl::SrtpProfile::AEAD_AES_128_GCM, &m).err(),
+            Keying::from_dimpl(dimpl::SrtpProfile::AEAD_AES_128_GCM, &m).err(),
             Some(DtlsFailure::Crypto)
         );
     }
@@ -107,7 +124,7 @@ mod tests {
         for (i, b) in m.iter_mut().enumerate() {
             *b = i as u8;
         }
-        let k = Keying::new(dimpl::SrtpProfile::AEAD_AES_128_GCM, &m).expect("keying");
+        let k = Keying::from_dimpl(dimpl::SrtpProfile::AEAD_AES_128_GCM, &m).expect("keying");
         let (mut c_out, mut c_in) = k.contexts(DtlsRole::Client, SrtpConfig::default()).unwrap();
         let (mut s_out, mut s_in) = k.contexts(DtlsRole::Server, SrtpConfig::default()).unwrap();
         let plain = [0x80u8, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 42, 1, 2, 3, 4];

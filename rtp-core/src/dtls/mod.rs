@@ -1,31 +1,90 @@
-//! DTLS-SRTP: the handshake that keys SRTP (RFC 5763, RFC 5764), on the
-//! sans-IO [`dimpl`] engine (DTLS 1.2, RFC 6347, and DTLS 1.3, RFC 9147).
+//! DTLS-SRTP: the handshake that keys SRTP (RFC 5763, RFC 5764) on two
+//! sans-IO engines: the [`dimpl`] crate for DTLS 1.3 (RFC 9147) servers and
+//! for the client role, and our own DTLS 1.2 server (RFC 6347, `v12`) for
+//! clients that do not offer DTLS 1.3 — OpenSSL-based tools whose
+//! certificates may be RSA, which dimpl 0.9's 1.2 server does not accept
+//! (`docs/decisions.md` D24).
 //!
 //! Owns our certificate and its SDP fingerprint ([`DtlsCert`],
 //! [`Fingerprint`], RFC 8122 §5), the per-session endpoint
-//! ([`DtlsEndpoint`]) that drives dimpl, checks the peer's leaf certificate
-//! against the fingerprint from the remote SDP (RFC 5763 §5, RFC 8842 §5),
-//! and turns the exported keying material into SRTP contexts
-//! (RFC 5764 §4.2). The server auto-detects DTLS 1.2 or 1.3 from the
-//! ClientHello; a client can be pinned to either.
+//! ([`DtlsEndpoint`]) that routes a server on the first ClientHello
+//! (`route.rs`), checks the peer's leaf certificate against the fingerprint
+//! from the remote SDP (RFC 5763 §5, RFC 8842 §5), and turns the exported
+//! keying material into SRTP contexts (RFC 5764 §4.2). A client can be
+//! pinned to either version.
 //!
-//! DTLS is not on the per-packet path: dimpl allocates during the handshake
-//! (`tests/dtls_srtp.rs` measures how much). After `Connected`, media never
-//! touches this module again; only a `close_notify` or a retransmitted final
-//! flight does.
+//! DTLS is not on the per-packet path: both engines allocate during the
+//! handshake (`tests/dtls_srtp.rs` measures how much). After `Connected`,
+//! media never touches this module again; only data-channel records, a
+//! `close_notify` or a retransmitted final flight do.
 
 mod cert;
+mod der;
+mod dimpl_engine;
 mod endpoint;
 mod fingerprint;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod keying;
+mod route;
+mod settings;
+mod v12;
 
 pub use cert::{DtlsCert, CERT_LIFETIME};
-pub use endpoint::{ClientVersion, DtlsEndpoint, DtlsSettings, MAX_APP_RECORDS};
+pub use endpoint::{DtlsEndpoint, MAX_APP_RECORDS};
 pub use fingerprint::{Fingerprint, FingerprintError, FINGERPRINT_LEN};
+pub use settings::{ClientVersion, DtlsSettings};
 
 use thiserror::Error;
 
 use crate::srtp::ProtectionProfile;
+
+/// The SRTP protection profiles a DTLS 1.2 server accepts, most preferred
+/// first (at most four, no repeats). The default is AEAD_AES_128_GCM,
+/// AEAD_AES_256_GCM, then AES128_CM_HMAC_SHA1_80 (RFC 8827 §6.5 requires
+/// the last; the AEAD ones cost less per packet, `docs/performance.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrtpProfiles {
+    list: [ProtectionProfile; 4],
+    len: usize,
+}
+
+impl SrtpProfiles {
+    /// `profiles` in order of preference; `Err(Settings)` when empty, longer
+    /// than four or repeating one.
+    pub fn new(profiles: &[ProtectionProfile]) -> Result<Self, DtlsError> {
+        if profiles.is_empty() || profiles.len() > 4 {
+            return Err(DtlsError::Settings);
+        }
+        let mut list = [profiles[0]; 4];
+        for (i, p) in profiles.iter().enumerate() {
+            if profiles[..i].contains(p) {
+                return Err(DtlsError::Settings);
+            }
+            list[i] = *p;
+        }
+        Ok(Self {
+            list,
+            len: profiles.len(),
+        })
+    }
+
+    /// The profiles, most preferred first.
+    pub fn as_slice(&self) -> &[ProtectionProfile] {
+        &self.list[..self.len]
+    }
+}
+
+impl Default for SrtpProfiles {
+    fn default() -> Self {
+        Self::new(&[
+            ProtectionProfile::AeadAes128Gcm,
+            ProtectionProfile::AeadAes256Gcm,
+            ProtectionProfile::Aes128CmHmacSha1_80,
+        ])
+        .expect("three distinct profiles")
+    }
+}
 
 /// Which side of the DTLS handshake we are (RFC 5763 §5: `a=setup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -33,4 +33,4 @@ pub use config::{ForwarderConfig, MediaKind};
 pub use decision::{Decision, DropReason, PacketIn};
 pub use forwarder::Forwarder;
 pub use keyframe::{KeyframeRequester, PliThrottle, PliThrottleConfig};
-pub use rewrite::{apply_rewrite, ForwardError, Rewrite, Vp8Rewrite};
+pub use rewrite::{apply_rewrite, apply_rewrite_adding, ForwardError, Rewrite, Vp8Rewrite};

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use crate::bwe::SendSideBweConfig;
-use crate::dtls::{DtlsRole, Fingerprint};
+use crate::dtls::{DtlsRole, DtlsSettings, Fingerprint};
 use crate::forward::{Codec, MediaKind};
 use crate::ice::{IceClientConfig, IceConfig};
 use crate::nack::NackConfig;
@@ -18,6 +18,9 @@ use crate::srtp::SrtpConfig;
 pub struct SessionConfig {
     /// Transport: WebRTC server, WebRTC client, or plain RTP.
     pub mode: SessionMode,
+    /// DTLS timers, MTU, the version a client offers and the SRTP profiles a
+    /// DTLS 1.2 server prefers.
+    pub dtls: DtlsSettings,
     /// SRTP replay window and SSRC table size (raised to what the track
     /// limits below need).
     pub srtp: SrtpConfig,
@@ -38,6 +41,7 @@ impl SessionConfig {
     pub fn new(mode: SessionMode) -> Self {
         Self {
             mode,
+            dtls: DtlsSettings::default(),
             srtp: SrtpConfig::default(),
             nack: NackConfig::default(),
             pacer: PacerConfig::default(),

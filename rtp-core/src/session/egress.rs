@@ -7,16 +7,38 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::forward::{
-    apply_rewrite, Decision, DependencyDescriptor, DropReason, MediaKind, PacketIn, Rewrite,
+    apply_rewrite, apply_rewrite_adding, Decision, DependencyDescriptor, DropReason, MediaKind,
+    PacketIn, Rewrite,
 };
 use crate::nack::{rtx_encapsulate, SentEntry};
 use crate::pacer::{PacerError, PacketClass};
 use crate::packet::{RtpView, RtpViewMut};
 
+use super::config::ExtIds;
 use super::down::DownTrack;
 use super::{
     DownId, Paced, Session, SessionError, SessionOutput, KEYFRAME_ASK_INTERVAL, SRTCP_OVERHEAD,
 };
+
+/// Copy + rewrite `pkt` into `out`. For a subscriber that negotiated transport-cc, a packet
+/// whose publisher put no transport-wide sequence number in it gets an element for ours
+/// (filled in by `finish_copy`): every packet we send it must be acknowledgeable.
+fn copy_for(
+    d: &DownTrack,
+    pkt: &RtpView<'_>,
+    rw: &Rewrite,
+    out: &mut [u8],
+) -> Result<usize, SessionError> {
+    let fwd = ExtIds::FORWARDED.transport_cc;
+    if let (Some(_), Some(id)) = (d.cfg.ext.transport_cc, fwd) {
+        if pkt.extension(id).is_none() {
+            if let Some(n) = apply_rewrite_adding(pkt, rw, id, &[0, 0], out)? {
+                return Ok(n);
+            }
+        }
+    }
+    Ok(apply_rewrite(pkt, rw, out)?)
+}
 
 impl<H: Copy> Session<H> {
     /// Forward one published packet (decrypted RTP `pkt`, from any
@@ -72,7 +94,7 @@ impl<H: Copy> Session<H> {
             }
         };
         let tag_room = out.len().saturating_sub(SRTCP_OVERHEAD);
-        let n = apply_rewrite(pkt, &rw, &mut out[..tag_room])?;
+        let n = copy_for(d, pkt, &rw, &mut out[..tag_room])?;
         let twcc = self.finish_copy(di, &mut out[..n])?;
         let Some(d) = self.downs[di].as_mut() else {
             return Err(SessionError::NoSuchTrack);
@@ -138,7 +160,7 @@ impl<H: Copy> Session<H> {
         let tag_room = out.len().saturating_sub(SRTCP_OVERHEAD);
         let n = match (d.cfg.rtx_ssrc, d.cfg.rtx_payload_type) {
             (Some(rtx_ssrc), Some(rtx_pt)) => {
-                let m = apply_rewrite(orig, &rw, &mut self.scratch)?;
+                let m = copy_for(d, orig, &rw, &mut self.scratch)?;
                 set_pt(&mut self.scratch[..m], d.cfg.payload_type)?;
                 let rtx_seq = d.rtx_seq;
                 d.rtx_seq = d.rtx_seq.wrapping_add(1);
@@ -150,7 +172,7 @@ impl<H: Copy> Session<H> {
                     &mut out[..tag_room],
                 )?
             }
-            _ => apply_rewrite(orig, &rw, &mut out[..tag_room])?,
+            _ => copy_for(d, orig, &rw, &mut out[..tag_room])?,
         };
         let twcc = self.finish_copy(di, &mut out[..n])?;
         let len = self.protect(out, n)?;

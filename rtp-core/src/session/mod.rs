@@ -147,7 +147,8 @@ impl<H: Copy> Session<H> {
             return Err(SessionError::InvalidConfig);
         }
         let seed = seed_of(&config.mode);
-        let transport = Transport::new(now, config.mode, cert);
+        let transport = Transport::new(now, config.mode, cert, &config.dtls)
+            .map_err(|_| SessionError::InvalidConfig)?;
         let max_down = config.max_down_tracks;
         let mut rng = seed | 1;
         let local_ssrc = (xorshift(&mut rng) as u32).max(1);

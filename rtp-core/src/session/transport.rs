@@ -8,7 +8,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::dtls::{DtlsCert, DtlsEndpoint, DtlsEvent, DtlsRole, Fingerprint};
+use crate::dtls::{
+    DtlsCert, DtlsEndpoint, DtlsError, DtlsEvent, DtlsRole, DtlsSettings, Fingerprint,
+};
 use crate::ice::{IceClient, IceClientEvent, IceEvent, IceLite};
 use crate::time::earliest;
 
@@ -44,16 +46,23 @@ pub(super) enum Happened {
 }
 
 impl Transport {
-    pub(super) fn new(now: Instant, mode: SessionMode, cert: &DtlsCert) -> Self {
-        let dtls = |role: DtlsRole, fp: Option<Fingerprint>| DtlsEndpoint::new(role, cert, fp, now);
-        match mode {
+    pub(super) fn new(
+        now: Instant,
+        mode: SessionMode,
+        cert: &DtlsCert,
+        settings: &DtlsSettings,
+    ) -> Result<Self, DtlsError> {
+        let dtls = |role: DtlsRole, fp: Option<Fingerprint>| {
+            DtlsEndpoint::with_settings(role, cert, fp, settings, now)
+        };
+        Ok(match mode {
             SessionMode::WebRtc {
                 ice,
                 dtls_role,
                 remote_fingerprint,
             } => Self::Lite {
                 ice: IceLite::new(ice),
-                dtls: dtls(dtls_role, remote_fingerprint),
+                dtls: dtls(dtls_role, remote_fingerprint)?,
             },
             SessionMode::WebRtcClient {
                 ice,
@@ -62,11 +71,11 @@ impl Transport {
             } => Self::Client {
                 remote_creds: (ice.remote_ufrag.clone(), ice.remote_pwd.clone()),
                 ice: IceClient::new(ice),
-                dtls: dtls(dtls_role, remote_fingerprint),
+                dtls: dtls(dtls_role, remote_fingerprint)?,
                 connected: false,
             },
             SessionMode::PlainRtp { remote } => Self::Plain { remote },
-        }
+        })
     }
 
     pub(super) fn is_secure(&self) -> bool {

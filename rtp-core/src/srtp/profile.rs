@@ -75,6 +75,33 @@ impl ProtectionProfile {
         }
     }
 
+    /// The registered name (RFC 5764 §4.1.2, RFC 7714 §14.2), e.g. `SRTP_AEAD_AES_128_GCM`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Aes128CmHmacSha1_80 => "SRTP_AES128_CM_HMAC_SHA1_80",
+            Self::Aes128CmHmacSha1_32 => "SRTP_AES128_CM_HMAC_SHA1_32",
+            Self::AeadAes128Gcm => "SRTP_AEAD_AES_128_GCM",
+            Self::AeadAes256Gcm => "SRTP_AEAD_AES_256_GCM",
+        }
+    }
+
+    /// The profile a registered name means, in any case, with or without the
+    /// `SRTP_` prefix (`aead_aes_128_gcm`, `SRTP_AES128_CM_HMAC_SHA1_80`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        let n = name.trim();
+        [
+            Self::AeadAes128Gcm,
+            Self::AeadAes256Gcm,
+            Self::Aes128CmHmacSha1_80,
+            Self::Aes128CmHmacSha1_32,
+        ]
+        .into_iter()
+        .find(|p| {
+            let full = p.name();
+            full.eq_ignore_ascii_case(n) || full["SRTP_".len()..].eq_ignore_ascii_case(n)
+        })
+    }
+
     /// Bytes to take from the DTLS exporter: client key, server key, client
     /// salt, server salt (RFC 5764 §4.2).
     pub const fn keying_material_len(self) -> usize {
@@ -100,6 +127,18 @@ mod tests {
         }
         assert_eq!(ProtectionProfile::from_dtls_id(0x0003), None);
         assert_eq!(ProtectionProfile::from_dtls_id(0xffff), None);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for p in ALL {
+            assert_eq!(ProtectionProfile::from_name(p.name()), Some(p));
+            assert_eq!(
+                ProtectionProfile::from_name(&p.name()[5..].to_lowercase()),
+                Some(p)
+            );
+        }
+        assert_eq!(ProtectionProfile::from_name("aes128gcm"), None);
     }
 
     #[test]

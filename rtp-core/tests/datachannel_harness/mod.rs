@@ -12,7 +12,9 @@ use rtp_core::datachannel::{ChannelId, DataConfig, DataMeta};
 use rtp_core::session::{Session, SessionEvent};
 
 use crate::common::{Netem, NetemConfig};
-use crate::session_harness::{addr, connect, webrtc_pair, SERVER};
+use rtp_core::dtls::ClientVersion;
+
+use crate::session_harness::{addr, connect, webrtc_pair_offering, SERVER};
 
 pub const CLIENT: &str = "127.0.0.1:6000";
 
@@ -70,8 +72,22 @@ impl Pair {
         up: NetemConfig,
         down: NetemConfig,
     ) -> Self {
-        let mut p = Self::init_over(
+        Self::new_offering(tag, ClientVersion::Auto, server_cfg, client_cfg, up, down)
+    }
+
+    /// [`new`](Self::new) with a client that offers DTLS `version` (`Dtls12`: the
+    /// server's own DTLS 1.2 engine carries the SCTP packets).
+    pub fn new_offering(
+        tag: &str,
+        version: ClientVersion,
+        server_cfg: DataConfig,
+        client_cfg: DataConfig,
+        up: NetemConfig,
+        down: NetemConfig,
+    ) -> Self {
+        let mut p = Self::init_offering(
             tag,
+            version,
             server_cfg,
             client_cfg,
             NetemConfig::default(),
@@ -92,8 +108,19 @@ impl Pair {
         up: NetemConfig,
         down: NetemConfig,
     ) -> Self {
+        Self::init_offering(tag, ClientVersion::Auto, server_cfg, client_cfg, up, down)
+    }
+
+    fn init_offering(
+        tag: &str,
+        version: ClientVersion,
+        server_cfg: DataConfig,
+        client_cfg: DataConfig,
+        up: NetemConfig,
+        down: NetemConfig,
+    ) -> Self {
         let mut now = crate::common::t0();
-        let (mut server, mut client) = webrtc_pair(now, tag, addr(CLIENT));
+        let (mut server, mut client) = webrtc_pair_offering(now, tag, addr(CLIENT), version);
         connect(&mut now, &mut server, &mut client, addr(CLIENT));
         server
             .enable_data_channels(server_cfg)

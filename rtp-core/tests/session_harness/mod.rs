@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use rtp_core::dtls::{DtlsCert, DtlsRole};
+use rtp_core::dtls::{ClientVersion, DtlsCert, DtlsRole};
 use rtp_core::forward::{Codec, MediaKind};
 use rtp_core::ice::{IceClientConfig, IceConfig};
 use rtp_core::packet::{write_rtp_header, RtpHeader};
@@ -44,6 +44,17 @@ pub fn cert() -> DtlsCert {
 
 /// A WebRTC server session and the client that connects to it from `client_addr`.
 pub fn webrtc_pair(now: Instant, tag: &str, client_addr: SocketAddr) -> (Session, Session) {
+    webrtc_pair_offering(now, tag, client_addr, ClientVersion::Auto)
+}
+
+/// [`webrtc_pair`] with a client that offers `version` (`Dtls12` reaches the server's own
+/// DTLS 1.2 engine, `Auto` and `Dtls13` dimpl's).
+pub fn webrtc_pair_offering(
+    now: Instant,
+    tag: &str,
+    client_addr: SocketAddr,
+    version: ClientVersion,
+) -> (Session, Session) {
     let (sc, cc) = (cert(), cert());
     let srv_ufrag = format!("s{tag}");
     let srv_pwd = format!("server-password-{tag}-0123456789");
@@ -62,16 +73,13 @@ pub fn webrtc_pair(now: Instant, tag: &str, client_addr: SocketAddr) -> (Session
     let mut ice =
         IceClientConfig::new((&cli_ufrag, &cli_pwd), (&srv_ufrag, &srv_pwd), addr(SERVER));
     ice.seed = tag.len() as u64 + 7;
-    let client = Session::new(
-        now,
-        SessionConfig::new(SessionMode::WebRtcClient {
-            ice,
-            dtls_role: DtlsRole::Client,
-            remote_fingerprint: Some(sc.fingerprint()),
-        }),
-        &cc,
-    )
-    .expect("client session");
+    let mut config = SessionConfig::new(SessionMode::WebRtcClient {
+        ice,
+        dtls_role: DtlsRole::Client,
+        remote_fingerprint: Some(sc.fingerprint()),
+    });
+    config.dtls.client_version = version;
+    let client = Session::new(now, config, &cc).expect("client session");
     let _ = client_addr;
     (server, client)
 }
