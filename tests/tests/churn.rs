@@ -2,8 +2,10 @@
 //! through a real `sluice up` that supervises a real `sluice-dataplane` — WebSocket clients
 //! that publish (publish request + publisher offer: a dataplane session and track), unpublish
 //! and leave; and one in five as WHIP ingest (POST, then DELETE of its resource). Afterwards
-//! the control daemon's maps (`sluice_control_map_entries`) and the dataplane's sessions
-//! (`sluice_worker_sessions`) are back at their idle sizes (as after the warm-up round, when
+//! the control daemon's maps (`sluice_control_map_entries`) and the dataplane's sessions, shard
+//! tables and registry (`sluice_worker_sessions`, `sluice_worker_map_entries`,
+//! `sluice_dataplane_registry_entries`, where the dataplane exports them) are back at their idle
+//! sizes (as after the warm-up round, when
 //! everyone had left), and both processes' resident memory is within 10 % of its post-warm-up
 //! value. Prints sizes and memory before and after, and how long it took.
 //!
@@ -137,6 +139,18 @@ async fn sizes(addr: SocketAddr) -> BTreeMap<String, u64> {
             .and_then(|m| m.strip_suffix("\"}"))
         {
             out.insert(m.to_owned(), v as u64);
+        } else if let Some(m) = series
+            .strip_prefix("sluice_worker_map_entries{")
+            .and_then(|l| l.split("map=\"").nth(1))
+            .and_then(|m| m.strip_suffix("\"}"))
+        {
+            // Per-shard demux and routing tables, summed over shards.
+            *out.entry(format!("dataplane_map_{m}")).or_default() += v as u64;
+        } else if let Some(m) = series
+            .strip_prefix("sluice_dataplane_registry_entries{map=\"")
+            .and_then(|m| m.strip_suffix("\"}"))
+        {
+            out.insert(format!("dataplane_registry_{m}"), v as u64);
         } else if series.starts_with("sluice_worker_sessions{") {
             *out.entry("dataplane_sessions".to_owned()).or_default() += v as u64;
         } else if ["sluice_rooms", "sluice_participants", "sluice_tracks"].contains(&series) {
@@ -324,8 +338,19 @@ async fn churn_of_5000_participants_leaves_no_growth() {
         after_rss.1,
         (after_rss.1 as f64 / warm_rss.1 as f64 - 1.0) * 100.0
     );
-    assert_eq!(after, warm, "maps are not back to their idle sizes");
-    for (name, n) in &after {
+    // Free packet buffers are a level, not a map: printed, not compared.
+    let maps = |m: &BTreeMap<String, u64>| -> BTreeMap<String, u64> {
+        m.iter()
+            .filter(|(k, _)| !k.contains("pool_free"))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    };
+    assert_eq!(
+        maps(&after),
+        maps(&warm),
+        "maps are not back to their idle sizes"
+    );
+    for (name, n) in maps(&after).iter() {
         let room_scoped = ["room_actors", "sluice_rooms"].contains(&name.as_str());
         if !room_scoped {
             assert_eq!(*n, 0, "{name} is not empty when everyone has left");
@@ -357,7 +382,7 @@ async fn churn_of_5000_participants_leaves_no_growth() {
     let empty = settle(addr).await;
     println!("map sizes after deleting the rooms: {empty:?}");
     assert!(
-        empty.values().all(|n| *n == 0),
+        maps(&empty).values().all(|n| *n == 0),
         "something is left: {empty:?}"
     );
 }
