@@ -121,7 +121,9 @@ print(f"{'run':<12} {'workers':>7} {'gen':>4} {'subs':>6} {'delivered pps':>14} 
       f"{'eff vs 1w':>9} {'loss %':>8} {'p99 ms':>8} {'gen busy':>8} {'sfu busy':>8} "
       f"{'setup s':>7} {'sfu drops':>9} {'retries':>7}  note")
 # Not drops: counters the workers report in the same map (see shard/counters.rs).
-DELAYS = {"send_retry", "send_stalls", "early_drains"}
+DELAYS = {"send_retry", "send_stalls", "early_drains", "tx_slots_busy", "gso_messages", "slow_path",
+          "dtls_failed"}
+NOT_DROPS = ("pacer_", "lat_", "map_", "registry_", "unsignaled_ssrc_")
 for r in rows:
     res = r.get("result") or {}
     if r["run"] == "limit":
@@ -146,7 +148,7 @@ for r in rows:
     gen = f["generator"]
     note = "" if gen["verdict"].startswith("not") else "GENERATOR-LIMITED"
     drops = sum(v for w in f["sfu_worker_stats"] for k, v in (w.get("dropped") or {}).items()
-                if k not in DELAYS)
+                if k not in DELAYS and not k.startswith(NOT_DROPS))
     retries = sum((w.get("dropped") or {}).get("send_retry", 0) for w in f["sfu_worker_stats"])
     print(f"{r['run']:<12} {r['workers']:>7} {r['gen_threads']:>4} {f['config']['subscribers']:>6} "
           f"{pps:>14,.0f} {per:>11,.0f} {eff:>9} {f['loss'] * 100:>8.3f} {p99:>8.2f} "

@@ -18,14 +18,14 @@ use serde_json::{json, Value};
 use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 use sluice_proto::{
-    pacer_delay_key, AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds,
-    Hello, IceParams, Layer, MediaKind, Notification, Quality, ReplyOk, SessionId, ShardStats,
-    Source, Subscribe, SubscriptionId, TrackId, TransportMode,
+    AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams,
+    Layer, MediaKind, Notification, Quality, ReplyOk, SessionId, ShardStats, Source, Subscribe,
+    SubscriptionId, TrackId, TransportMode,
 };
 
 use crate::gen::{self, pub_ssrc, sub_ssrc, GenReport, Go, Plan};
+pub use crate::sfu_stats::{PacerQueueing, SfuLatency};
 use rtp_core::dtls::SrtpProfiles;
-use rtp_core::pacer::{DELAY_BUCKETS, DELAY_BUCKET_BOUNDS_MS};
 use rtp_core::srtp::ProtectionProfile;
 
 use crate::hist::Histogram;
@@ -80,6 +80,10 @@ pub struct FanoutConfig {
     pub io: IoChoice,
     /// Pool buffers per SFU worker.
     pub buffers_per_worker: usize,
+    /// `Quality.max_bitrate_bps` of every session: the SFU's estimate (and so its pacing rate)
+    /// never exceeds it. 10 Mbit/s by default; a low cap makes subscribers whose pacer backs
+    /// up (the overload-recovery test).
+    pub max_bitrate_bps: u64,
 }
 
 impl FanoutConfig {
@@ -101,6 +105,7 @@ impl FanoutConfig {
             generator_rx_cores: Vec::new(),
             io: IoChoice::Auto,
             buffers_per_worker: 32_768,
+            max_bitrate_bps: 10_000_000,
         }
     }
 }
@@ -250,6 +255,27 @@ impl FanoutReport {
         PacerQueueing::between(&self.worker_stats_before, &self.worker_stats)
     }
 
+    /// What the SFU added inside itself over the run (see [`SfuLatency`]).
+    pub fn sfu_latency(&self) -> SfuLatency {
+        SfuLatency::between(&self.worker_stats_before, &self.worker_stats)
+    }
+
+    /// SFU worker CPU seconds per delivered packet over the window.
+    pub fn cpu_per_packet_s(&self) -> f64 {
+        let cpu: f64 = self.worker_cpu().iter().map(|(_, s)| s).sum();
+        cpu / (self.gen.received.max(1) as f64)
+    }
+
+    /// The keyframe fan-out floor (issue 19): a keyframe burst of `KEYFRAME_PACKETS` packets to
+    /// every subscriber, at the measured CPU cost per delivered packet, spread over the workers:
+    /// the last copy cannot leave earlier than this.
+    pub fn keyframe_floor_ms(&self) -> f64 {
+        let subs = f64::from(self.config.subscribers) * f64::from(self.config.publishers);
+        f64::from(crate::media::Profile::VIDEO.key_packets) * subs * self.cpu_per_packet_s()
+            / f64::from(self.workers.max(1))
+            * 1e3
+    }
+
     /// SFU worker threads' CPU seconds in the window (`sluice-shard-*`).
     pub fn worker_cpu(&self) -> Vec<(String, f64)> {
         self.gen
@@ -321,6 +347,10 @@ impl FanoutReport {
                            loopback hops",
             },
             "pacer_queueing": self.pacer_queueing().to_json(),
+            "sfu_latency": self.sfu_latency().to_json(
+                self.keyframe_floor_ms(),
+                self.cpu_per_packet_s() * 1e6,
+            ),
             "sfu_worker_cpu": workers,
             "sfu_worker_stats": stats,
             "generator": {
@@ -354,90 +384,6 @@ impl FanoutReport {
             },
             "ratio_to_limit": ratio.map(|r| round(r, 3)),
             "target_ratio_to_limit": 0.70,
-        })
-    }
-}
-
-/// Pacer queueing delay over a run, summed over workers: the difference of the workers'
-/// `pacer_*` counters between the snapshot before the generator started and the last one.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PacerQueueing {
-    /// Whether the workers' snapshots carried the counters at all.
-    pub exposed: bool,
-    pub packets: u64,
-    pub delay_us_sum: u64,
-    /// Largest delay since the workers started (a maximum cannot be differenced).
-    pub max_us: u64,
-    /// Packets per delay bucket (`rtp_core::pacer::DELAY_BUCKET_BOUNDS_MS`).
-    pub histogram: [u64; DELAY_BUCKETS],
-}
-
-impl PacerQueueing {
-    /// Sums `after − before` over the workers in `after`.
-    pub fn between(before: &BTreeMap<u16, ShardStats>, after: &BTreeMap<u16, ShardStats>) -> Self {
-        let mut q = PacerQueueing::default();
-        for (w, a) in after {
-            let a = &a.counters.dropped;
-            let b = before.get(w).map(|b| &b.counters.dropped);
-            let delta = |k: &str| {
-                let old = b.and_then(|b| b.get(k)).copied().unwrap_or(0);
-                a.get(k).copied().unwrap_or(0).saturating_sub(old)
-            };
-            q.exposed |= a.contains_key("pacer_packets");
-            q.packets += delta("pacer_packets");
-            q.delay_us_sum += delta("pacer_delay_us_sum");
-            q.max_us = q
-                .max_us
-                .max(a.get("pacer_delay_us_max").copied().unwrap_or(0));
-            for (i, slot) in q.histogram.iter_mut().enumerate() {
-                *slot += delta(&pacer_delay_key(i));
-            }
-        }
-        q
-    }
-
-    pub fn mean_us(&self) -> f64 {
-        self.delay_us_sum as f64 / self.packets.max(1) as f64
-    }
-
-    /// Upper bound (ms) of the bucket holding quantile `q`; `None` for no packets or when it
-    /// falls in the open last bucket (≥ 1 s).
-    pub fn quantile_below_ms(&self, q: f64) -> Option<u64> {
-        if self.packets == 0 {
-            return None;
-        }
-        let total: u64 = self.histogram.iter().sum();
-        let rank = (q * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (i, n) in self.histogram.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return DELAY_BUCKET_BOUNDS_MS.get(i).copied();
-            }
-        }
-        None
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({
-            "exposed_by_dataplane": self.exposed,
-            "packets": self.packets,
-            "mean_us": round(self.mean_us(), 1),
-            "max_us": self.max_us,
-            "p50_below_ms": self.quantile_below_ms(0.50),
-            "p99_below_ms": self.quantile_below_ms(0.99),
-            "p999_below_ms": self.quantile_below_ms(0.999),
-            // In bucket order; `below_ms: null` is the open last bucket (at or above 1 s).
-            "histogram": DELAY_BUCKET_BOUNDS_MS.iter().map(|&b| Some(b)).chain([None])
-                .zip(self.histogram)
-                .map(|(b, n)| json!({"below_ms": b, "packets": n}))
-                .collect::<Vec<_>>(),
-            "method": "the SFU workers' pacer counters (enqueue to leaving the pacer, every paced \
-                       packet of every subscriber session) differenced between the snapshot before \
-                       the generator started and the last one (warm-up, window and drain; \
-                       snapshots are up to one stats interval old); max_us is since the workers \
-                       started; percentiles are histogram bucket upper bounds. Audio bypasses \
-                       the pacer budget, so most of this is video",
         })
     }
 }
@@ -507,7 +453,15 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
     ctl.set_timeout(Duration::from_secs(10));
     let workers = u32::from(sfu.workers.max(1));
     let mut created = Vec::new();
-    let result = setup(&mut ctl, base, workers, &plan, &endpoints, &mut created);
+    let result = setup(
+        &mut ctl,
+        base,
+        workers,
+        &plan,
+        &endpoints,
+        cfg.max_bitrate_bps,
+        &mut created,
+    );
     let setup_s = setup_start.elapsed().as_secs_f64();
     if let Err(e) = result {
         drop(h.go);
@@ -560,6 +514,7 @@ fn setup(
     workers: u32,
     plan: &Plan,
     ep: &gen::Endpoints,
+    max_bitrate_bps: u64,
     created: &mut Vec<SessionId>,
 ) -> Result<(), BenchError> {
     let req = |ctl: &mut ControlClient, c: Command| {
@@ -568,7 +523,8 @@ fn setup(
     };
     for (p, &addr) in ep.publishers.iter().enumerate() {
         let id = SessionId(base + p as u64);
-        req(ctl, plain_session(id, addr, (p as u32 % workers) as u16))?;
+        let worker = (p as u32 % workers) as u16;
+        req(ctl, plain_session(id, addr, worker, max_bitrate_bps))?;
         created.push(id);
     }
     for (p, id, kind) in plan.streams() {
@@ -584,7 +540,8 @@ fn setup(
     }
     for (j, &addr) in ep.subscribers.iter().enumerate() {
         let id = SessionId(base + 0x1000 + j as u64);
-        let reply = req(ctl, plain_session(id, addr, (j as u32 % workers) as u16))?;
+        let worker = (j as u32 % workers) as u16;
+        let reply = req(ctl, plain_session(id, addr, worker, max_bitrate_bps))?;
         if !matches!(reply, ReplyOk::SessionCreated { .. }) {
             return Err(BenchError::Control(format!("unexpected reply {reply:?}")));
         }
@@ -618,7 +575,7 @@ fn close_all(ctl: &mut ControlClient, sessions: &[SessionId]) {
     }
 }
 
-fn plain_session(id: SessionId, remote: SocketAddr, worker: u16) -> Command {
+fn plain_session(id: SessionId, remote: SocketAddr, worker: u16, max_bitrate_bps: u64) -> Command {
     Command::CreateSession(CreateSession {
         session: id,
         ice: IceParams {
@@ -635,7 +592,7 @@ fn plain_session(id: SessionId, remote: SocketAddr, worker: u16) -> Command {
             local_port: None,
         },
         quality: Quality {
-            max_bitrate_bps: 10_000_000,
+            max_bitrate_bps,
             priority: 1,
         },
     })
@@ -735,60 +692,5 @@ mod tests {
         assert_eq!(g.expected, g.sent_in_window * 5);
         assert_eq!((g.foreign, g.tag_errors, g.pattern_errors), (0, 0, 0));
         assert!(r.loss() < 0.05, "loss {}: {}", r.loss(), r.to_json(None));
-    }
-
-    fn worker(entries: &[(&str, u64)]) -> ShardStats {
-        let mut w = ShardStats::default();
-        for &(k, v) in entries {
-            w.counters.dropped.insert(k.to_string(), v);
-        }
-        w
-    }
-
-    #[test]
-    fn pacer_queueing_is_the_difference_over_workers() {
-        let before = BTreeMap::from([(
-            0,
-            worker(&[
-                ("pacer_packets", 10),
-                ("pacer_delay_us_sum", 5_000),
-                ("pacer_delay_lt_1ms", 10),
-            ]),
-        )]);
-        let after = BTreeMap::from([
-            (
-                0,
-                worker(&[
-                    ("pacer_packets", 110),
-                    ("pacer_delay_us_sum", 105_000),
-                    ("pacer_delay_us_max", 9_000),
-                    ("pacer_delay_lt_1ms", 60),
-                    ("pacer_delay_lt_10ms", 50),
-                ]),
-            ),
-            (
-                1,
-                worker(&[
-                    ("pacer_packets", 100),
-                    ("pacer_delay_us_sum", 100_000),
-                    ("pacer_delay_us_max", 30_000),
-                    ("pacer_delay_lt_50ms", 100),
-                ]),
-            ),
-        ]);
-        let q = PacerQueueing::between(&before, &after);
-        assert!(q.exposed);
-        assert_eq!(
-            (q.packets, q.delay_us_sum, q.max_us),
-            (200, 200_000, 30_000)
-        );
-        assert_eq!(q.mean_us(), 1000.0);
-        assert_eq!(q.histogram[..5], [50, 0, 50, 0, 100]);
-        assert_eq!(q.quantile_below_ms(0.25), Some(1));
-        assert_eq!(q.quantile_below_ms(0.5), Some(10));
-        assert_eq!(q.quantile_below_ms(0.99), Some(50));
-        let none = PacerQueueing::between(&BTreeMap::new(), &BTreeMap::from([(0, worker(&[]))]));
-        assert!(!none.exposed);
-        assert_eq!(none.quantile_below_ms(0.5), None);
     }
 }

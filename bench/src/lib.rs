@@ -7,13 +7,16 @@
 //! - [`fanout`]: the SFU under real-shaped media load; [`gen`] is its load generator.
 //! - [`ramp`]: raises subscribers until loss or latency breaks; [`plot`] draws it as SVG.
 //! - [`webrtc_gen`], [`webrtc_rx`], [`webrtc_fanout`]: WebRTC (ICE, DTLS, SRTP) load peers, `--cipher gcm|cm`.
-//! - [`janus`]: the Janus VideoRoom peer for `compare --peer janus`.
+//! - [`janus`]: the Janus VideoRoom peer for `compare --peer janus`; [`compare`] interleaves
+//!   the two ramps over several rounds and reports medians and spreads.
+//! - [`sfu_stats`]: what the dataplane's workers report about a run (pacer queueing, SFU latency).
 //! - [`media`], [`tag`], [`hist`], [`cpu`], [`report`]: media shapes, payload tags, latency
 //!   histograms, /proc CPU accounting, report plumbing.
 //!
 //! Criterion benches for the same paths live in `benches/rtp_core.rs`.
 #![forbid(unsafe_code)]
 
+pub mod compare;
 pub mod cpu;
 pub mod fanout;
 pub mod gen;
@@ -27,6 +30,7 @@ pub mod plot;
 pub mod ramp;
 pub mod report;
 pub mod sample;
+pub mod sfu_stats;
 pub mod tag;
 pub mod webrtc_fanout;
 pub mod webrtc_gen;

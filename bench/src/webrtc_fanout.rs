@@ -195,7 +195,7 @@ fn setup(
                 shard_hint: None,
                 mode: TransportMode::Webrtc {},
                 quality: Quality {
-                    max_bitrate_bps: 10_000_000,
+                    max_bitrate_bps: cfg.max_bitrate_bps,
                     priority: 1,
                 },
             }))?;

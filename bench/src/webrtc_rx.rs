@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use rtp_core::dtls::DtlsCert;
-use rtp_core::session::{Session, SessionEvent, SessionOutput};
+use rtp_core::session::{MediaMeta, Session, SessionEvent, SessionOutput};
 use rtp_core::srtp::ProtectionProfile;
 use rtp_core::stun::{write_binding_success, StunClass, StunMessage, StunMethod};
 use rtp_core::RtpView;
@@ -137,7 +137,11 @@ fn on_datagram(
             return Ok(());
         }
     };
-    let SessionOutput::Media { len, .. } = out else {
+    let SessionOutput::Media {
+        meta: MediaMeta { len, .. },
+        ..
+    } = out
+    else {
         if data.len() >= 2 && (200..=206).contains(&data[1]) {
             r.rtcp += 1;
         }

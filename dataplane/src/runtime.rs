@@ -21,13 +21,15 @@ use crate::config::{Config, IoChoice};
 use crate::control::{bind_listener, ControlContext, ControlThread};
 use crate::pool::BufPool;
 use crate::shard::mesh::Mesh;
-use crate::shard::msg::SharedRegistry;
+use crate::shard::msg::ControlTx;
+use crate::shard::registry::SharedRegistry;
 use crate::shard::{LoopHook, Shard, ShardContext};
 use crate::sys::{affinity, Backend, IoMode, SocketConfig, Waker};
 
 /// Commands a shard's inbox holds before the control thread answers `rejected` (busy).
 const INBOX_CAPACITY: usize = 1024;
-/// Messages from all shards to the control thread (events, stats, replies) in flight at once.
+/// Lossy messages (keyframe notices, pair changes, stats) from all shards to the control thread
+/// in flight at once; replies and life-cycle events go on an unbounded channel of their own.
 const TO_CONTROL_CAPACITY: usize = 8192;
 
 /// Why the dataplane did not start.
@@ -69,9 +71,11 @@ impl Dataplane {
         let fingerprint = cert.fingerprint().to_sdp();
         let stop = Arc::new(AtomicBool::new(false));
         let registry = Arc::new(SharedRegistry::default());
-        // Bounded (its buffer is allocated here, once): a shard's events and stats never
-        // allocate on the packet path; replies and claims block briefly if it is ever full.
-        let (to_control, from_shards) = mpsc::sync_channel(TO_CONTROL_CAPACITY);
+        // Lossy: bounded, its buffer allocated here once, so per-keyframe notices and stats never
+        // allocate on the packet path. Reliable: unbounded, so a shard never blocks on it.
+        let (lossy_tx, from_shards_lossy) = mpsc::sync_channel(TO_CONTROL_CAPACITY);
+        let (reliable_tx, from_shards) = mpsc::channel();
+        let to_control = ControlTx::new(reliable_tx, lossy_tx);
         let mode = match config.io {
             IoChoice::Auto => IoMode::Auto,
             IoChoice::Uring => IoMode::Uring,
@@ -224,6 +228,7 @@ impl Dataplane {
             inboxes,
             wakers: handle.wakers.clone(),
             from_shards,
+            from_shards_lossy,
             registry,
             stop: Arc::clone(&stop),
             shutdown: shutdown_tx,

@@ -32,7 +32,7 @@ use rtp_core::ice::IceClientConfig;
 use rtp_core::packet::rtcp;
 use rtp_core::packet::{write_rtp_header, RtpHeader};
 use rtp_core::session::{
-    ExtIds, LayerSsrc, Session, SessionConfig, SessionError, SessionEvent, SessionMode,
+    ExtIds, LayerSsrc, MediaMeta, Session, SessionConfig, SessionError, SessionEvent, SessionMode,
     SessionOutput, SessionStats, UpTrackConfig,
 };
 use rtp_core::RtpView;
@@ -627,7 +627,11 @@ impl TestPeer {
         let recovered = self.session.stats().rtx_in > rtx_before;
         // The client has no DownTracks: nothing else it outputs needs an answer here.
         while self.session.poll_output().is_some() {}
-        let SessionOutput::Media { len, .. } = out else {
+        let SessionOutput::Media {
+            meta: MediaMeta { len, .. },
+            ..
+        } = out
+        else {
             return None;
         };
         let v = RtpView::parse(&self.rx[..len]).ok()?;

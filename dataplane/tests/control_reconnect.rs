@@ -54,6 +54,8 @@ fn control_reconnect_while_media_flows_loses_nothing() {
                 .collect::<HashMap<u32, u32>>()
         });
         let sender = std::thread::spawn(move || {
+            // The publisher's packets all reach its own worker (no reordering hand-over).
+            pin_to(0);
             for seq in 0..PACKETS {
                 publish_pair(&mut publisher, seq);
                 publisher
@@ -120,6 +122,21 @@ fn control_reconnect_while_media_flows_loses_nothing() {
         sender.join().expect("sender");
         let count = reader.join().expect("reader");
         println!("received on {:?}: {count:x?}", rig.dp().io_mode());
+        for w in rig.worker_stats() {
+            println!(
+                "worker {} rx {} tx {} dropped {:?}",
+                w.shard,
+                w.counters.rx_packets,
+                w.counters.tx_packets,
+                w.counters
+                    .dropped
+                    .iter()
+                    .filter(|(k, v)| **v > 0
+                        && !k.starts_with("lat_")
+                        && !k.starts_with("pacer_delay_lt"))
+                    .collect::<Vec<_>>()
+            );
+        }
         assert_eq!(count.get(&audio), Some(&u32::from(PACKETS)), "{count:x?}");
         assert_eq!(count.get(&video), Some(&u32::from(PACKETS)), "{count:x?}");
         rig.stop();

@@ -63,6 +63,43 @@ fn recv_some(
     }
 }
 
+/// Hands `tx` to the kernel the way a worker does (`submit`, then the wait's enter); the backend
+/// gives each buffer back to `pool` itself (socket: at once; io_uring: when `recv` reaps the
+/// send's completion). Returns how many transmits went.
+fn submit_all(b: &mut Backend, pool: &mut BufPool, tx: &[Transmit]) -> usize {
+    let mut at = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while at < tx.len() && Instant::now() < deadline {
+        let o = b.submit(pool, &tx[at..]).expect("submit");
+        at += o.consumed;
+        b.wait_for(Some(Duration::ZERO), false).expect("enter");
+        if at < tx.len() {
+            // Slots in flight: reaping frees them (and receives nothing we need here).
+            let mut sink = [RecvMeta::default(); 8];
+            let n = b.recv(pool, &mut sink).expect("recv");
+            for m in &sink[..n] {
+                pool.give(m.buf);
+            }
+        }
+    }
+    at
+}
+
+/// Reaps every outstanding send completion (io_uring), so the pool holds all its buffers.
+fn reap_sends(b: &mut Backend, pool: &mut BufPool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut sink = [RecvMeta::default(); 8];
+    while b.in_flight() > 0 && Instant::now() < deadline {
+        b.wait_for(Some(Duration::from_millis(1)), false)
+            .expect("wait");
+        let n = b.recv(pool, &mut sink).expect("recv");
+        for m in &sink[..n] {
+            pool.give(m.buf);
+        }
+    }
+    assert_eq!(b.in_flight(), 0, "send completions never came");
+}
+
 #[test]
 fn echo_10k_mixed_sizes_with_metadata_and_no_leak() {
     const TOTAL: u32 = 10_000;
@@ -101,10 +138,7 @@ fn echo_10k_mixed_sizes_with_metadata_and_no_leak() {
                 next += 1;
             }
             if !tx.is_empty() {
-                assert_eq!(a.send(&pa, &tx).expect("send A"), tx.len());
-                for t in &tx {
-                    pa.give(t.buf);
-                }
+                assert_eq!(submit_all(&mut a, &mut pa, &tx), tx.len());
             }
             // B: echo whatever arrived, from the very buffers it arrived in.
             let n = recv_some(
@@ -126,10 +160,7 @@ fn echo_10k_mixed_sizes_with_metadata_and_no_leak() {
                     segment_size: None,
                 });
             }
-            assert_eq!(b.send(&pb, &echo).expect("send B"), echo.len());
-            for t in &echo {
-                pb.give(t.buf);
-            }
+            assert_eq!(submit_all(&mut b, &mut pb, &echo), echo.len());
             // A: check the echoes.
             let n = recv_some(
                 &mut a,
@@ -154,6 +185,8 @@ fn echo_10k_mixed_sizes_with_metadata_and_no_leak() {
             "{mode:?}: echoed {TOTAL} datagrams in {secs:.3}s = {:.0} round trips/s (debug build, informational)",
             f64::from(TOTAL) / secs
         );
+        reap_sends(&mut a, &mut pa);
+        reap_sends(&mut b, &mut pb);
         a.shutdown(&mut pa).expect("shutdown A");
         b.shutdown(&mut pb).expect("shutdown B");
         assert_eq!(pa.free_count(), pa.len(), "{mode:?}: pool A leaked");
@@ -162,10 +195,10 @@ fn echo_10k_mixed_sizes_with_metadata_and_no_leak() {
     }
 }
 
-/// `try_send` with room in the socket: the whole batch is consumed and arrives in order, once
-/// (the io_uring variant links its SQEs; a full buffer would cut the chain, not reorder it).
+/// `submit` with room in the socket: the whole batch is consumed in one call and arrives in
+/// order, once; the socket backend's `try_send` too.
 #[test]
-fn try_send_consumes_the_batch_in_order() {
+fn submit_consumes_the_batch_in_order() {
     for mode in modes() {
         let mut a = open(mode, 0);
         let mut b = open(mode, 0);
@@ -183,12 +216,22 @@ fn try_send_consumes_the_batch_in_order() {
                 segment_size: None,
             });
         }
-        let o = a.try_send(&pa, &tx).expect("try_send");
-        assert_eq!((o.sent, o.consumed), (150, 150), "{mode:?}");
-        assert_eq!(a.stats().tx_retry, 0);
-        for t in &tx {
-            pa.give(t.buf);
+        if mode == IoMode::Socket {
+            let o = a.try_send(&pa, &tx).expect("try_send");
+            assert_eq!((o.sent, o.consumed), (150, 150), "{mode:?}");
+            for t in &tx {
+                pa.give(t.buf);
+            }
+        } else {
+            assert!(
+                a.try_send(&pa, &tx).is_err(),
+                "io_uring sends only by submit"
+            );
+            let o = a.submit(&mut pa, &tx).expect("submit");
+            assert_eq!(o.consumed, 150, "{mode:?}");
+            a.wait_for(Some(Duration::ZERO), false).expect("enter");
         }
+        assert_eq!(a.stats().tx_retry, 0);
         let mut out = [RecvMeta::default(); 64];
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -212,8 +255,14 @@ fn try_send_consumes_the_batch_in_order() {
             t0.elapsed() < Duration::from_secs(1),
             "{mode:?}: writable wait"
         );
+        reap_sends(&mut a, &mut pa);
         a.shutdown(&mut pa).expect("shutdown");
         b.shutdown(&mut pb).expect("shutdown");
+        assert_eq!(
+            pa.free_count(),
+            pa.len(),
+            "{mode:?}: every send buffer came back"
+        );
     }
 }
 
@@ -237,10 +286,7 @@ fn gso_batch_of_10_arrives_as_10_datagrams() {
                 segment_size: Some(1200),
             });
         }
-        assert_eq!(a.send(&pa, &tx).expect("send"), 10);
-        for t in &tx {
-            pa.give(t.buf);
-        }
+        assert_eq!(submit_all(&mut a, &mut pa, &tx), 10);
         let mut out = [RecvMeta::default(); 16];
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -268,8 +314,10 @@ fn gso_batch_of_10_arrives_as_10_datagrams() {
             },
             a.stats().tx_datagrams
         );
+        reap_sends(&mut a, &mut pa);
         a.shutdown(&mut pa).expect("shutdown");
         b.shutdown(&mut pb).expect("shutdown");
+        assert_eq!(pa.free_count(), pa.len());
         assert_eq!(pb.free_count(), pb.len());
     }
 }
@@ -359,6 +407,7 @@ fn waker_wakes_a_waiting_backend_from_another_thread() {
             "{mode:?}: wake-up not drained"
         );
         println!("{mode:?}: woken after {woke:?}");
+        reap_sends(&mut b, &mut pool);
         b.shutdown(&mut pool).expect("shutdown");
         assert_eq!(pool.free_count(), pool.len());
     }
@@ -394,10 +443,7 @@ fn recv_and_send_do_not_allocate() {
                     segment_size: None,
                 };
             }
-            let sent = b.send(pool, &tx).expect("send");
-            for t in &tx {
-                pool.give(t.buf);
-            }
+            let sent = submit_all(b, pool, &tx);
             let mut got = 0;
             let deadline = Instant::now() + Duration::from_secs(5);
             while got < sent {
@@ -428,6 +474,7 @@ fn recv_and_send_do_not_allocate() {
             info.count_total, 0,
             "{mode:?}: allocated on the packet path"
         );
+        reap_sends(&mut b, &mut pool);
         b.shutdown(&mut pool).expect("shutdown");
         assert_eq!(pool.free_count(), pool.len());
     }

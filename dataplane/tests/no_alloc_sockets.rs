@@ -146,8 +146,27 @@ fn no_alloc_forwarding_through_real_sockets() {
             dp.io_mode(),
             tally.iterations.load(Ordering::Relaxed)
         );
+        // The window is closed: fresh stats snapshots (they allocate) may run now. Each
+        // subscriber's share of the publisher's equal-size packets left as GSO runs; every
+        // `stats` request asks the workers for a new snapshot, so poll until one shows them.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let gso = loop {
+            let gso: u64 = match ctl.request(Command::Stats {}).expect("stats") {
+                sluice_proto::ReplyOk::Stats { shards } => shards
+                    .iter()
+                    .filter_map(|w| w.counters.dropped.get("gso_messages"))
+                    .sum(),
+                other => panic!("unexpected {other:?}"),
+            };
+            if gso > 0 || Instant::now() > deadline {
+                break gso;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        println!("no_alloc on {:?}: {gso} GSO messages", dp.io_mode());
         assert!(forwarded >= 100_000, "forwarded {forwarded}: {counts:?}");
         assert_eq!(allocations, 0, "heap allocations on the shard threads");
+        assert!(gso > 0, "no GSO run was sent");
         drop(ctl);
         dp.stop();
     }

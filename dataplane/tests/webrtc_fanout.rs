@@ -37,6 +37,8 @@ fn webrtc_fan_out_across_two_workers() {
 
         // Small bursts, the publisher answering its RTCP in between, so the pacers
         // (1 Mbit/s initial estimate) keep up.
+        // The publisher's packets all reach its own worker (no reordering hand-over).
+        pin_to(0);
         for seq in 0..PACKETS {
             publish_pair(&mut publisher, seq);
             if seq % 20 == 19 {
@@ -132,6 +134,11 @@ fn webrtc_nack_recovers_with_rtx_across_workers() {
             (dropped, got, sub.session_stats().rtx_in)
         });
 
+        // As in the fan-out case: the publisher's packets all reach its own worker. Unpinned,
+        // this thread moves between the cores while the other test runs, its bursts land on
+        // both workers, and the hand-over reorders them: whole bursts then arrive too late to
+        // be forwarded, are never sent to the subscriber, and cannot be NACKed back.
+        pin_to(0);
         for seq in 0..PACKETS {
             publish_pair(&mut publisher, seq);
             if seq % 20 == 19 {

@@ -74,20 +74,14 @@ fn forwarded(
         let n = packet(i, pub_ext, &mut buf);
         let (len, _) = cl1.protect_outgoing(now, &mut buf, n).unwrap();
         let out = s1.handle_datagram(now, c1, &mut buf[..len]).unwrap();
-        let SessionOutput::Media {
-            layer,
-            ext_seq,
-            len,
-            ..
-        } = out
-        else {
+        let SessionOutput::Media { meta, .. } = out else {
             panic!("expected media, got {out:?}");
         };
-        buf.truncate(len);
+        buf.truncate(meta.len);
         let view = RtpView::parse(&buf).unwrap();
         let mut slot = vec![0u8; 1500];
         let n = s2
-            .forward(now, down, &view, ext_seq, layer, &mut slot, 0u32)
+            .forward(now, down, &view, meta, &mut slot, 0u32)
             .unwrap()
             .expect("keyframe forwarded");
         while s2.poll_paced(now).is_some() {}

@@ -67,19 +67,14 @@ fn forwarded_copy(sub_ext: ExtIds) -> Vec<u8> {
     let n = keyframe_packet(0, &mut buf);
     let (len, _) = cl1.protect_outgoing(now, &mut buf, n).unwrap();
     let out = s1.handle_datagram(now, c1, &mut buf[..len]).unwrap();
-    let SessionOutput::Media {
-        layer,
-        ext_seq,
-        len,
-        ..
-    } = out
-    else {
+    let SessionOutput::Media { meta, .. } = out else {
         panic!("expected media, got {out:?}");
     };
+    let len = meta.len;
     let view = RtpView::parse(&buf[..len]).unwrap();
     let mut slot = vec![0u8; 1500];
     let n = s2
-        .forward(now, down, &view, ext_seq, layer, &mut slot, 0u32)
+        .forward(now, down, &view, meta, &mut slot, 0u32)
         .unwrap()
         .expect("keyframe forwarded");
     let (h, sent, dest) = s2.poll_paced(now).expect("paced");

@@ -76,24 +76,15 @@ fn scenario(
         let (len, dest) = cl1.protect_outgoing(*now, &mut buf, n).unwrap();
         assert_eq!(dest, server);
         let out = s1.handle_datagram(*now, c1, &mut buf[..len]).unwrap();
-        let SessionOutput::Media {
-            layer,
-            ext_seq,
-            len,
-            keyframe,
-            ..
-        } = out
-        else {
+        let SessionOutput::Media { meta, .. } = out else {
             panic!("expected media, got {out:?}");
         };
-        assert_eq!(keyframe, i % 90 == 0, "packet {i}");
+        let (ext_seq, len) = (meta.ext_seq, meta.len);
+        assert_eq!(meta.keyframe, i % 90 == 0, "packet {i}");
         shard.history.insert(ext_seq, buf[..len].to_vec());
         let view = RtpView::parse(&buf[..len]).unwrap();
         let (h, mut slot) = shard.slot();
-        if let Some(n) = s2
-            .forward(*now, down, &view, ext_seq, layer, &mut slot, h)
-            .unwrap()
-        {
+        if let Some(n) = s2.forward(*now, down, &view, meta, &mut slot, h).unwrap() {
             slot.truncate(n);
             shard.slots.insert(h, slot);
             expected.push(view.payload().to_vec());

@@ -54,15 +54,10 @@ impl World {
             .s1
             .handle_datagram(now, self.c1, &mut self.buf[..len])
             .unwrap();
-        let SessionOutput::Media {
-            layer,
-            ext_seq,
-            len,
-            ..
-        } = out
-        else {
+        let SessionOutput::Media { meta, .. } = out else {
             panic!("expected media");
         };
+        let (ext_seq, len) = (meta.ext_seq, meta.len);
         let h = &mut self.history[ext_seq as usize % HISTORY];
         h.0 = ext_seq;
         h.1 = len;
@@ -72,7 +67,7 @@ impl World {
         self.next_slot = self.next_slot.wrapping_add(1);
         let slot = &mut self.slots[handle as usize % SLOTS];
         self.s2
-            .forward(now, self.down, &view, ext_seq, layer, slot, handle)
+            .forward(now, self.down, &view, meta, slot, handle)
             .unwrap();
         while self.s2.poll_output().is_some() {}
         self.deliver(now, server);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rtp_core::bwe::SendSideBweConfig;
 use rtp_core::packet::{write_rtp_header, RtpHeader};
-use rtp_core::session::{Session, SessionConfig, SessionMode};
+use rtp_core::session::{MediaMeta, Session, SessionConfig, SessionMode};
 use rtp_core::RtpView;
 
 use session_harness::*;
@@ -104,7 +104,19 @@ fn estimate_climbs_with_transport_cc_feedback() {
                 let h = next_handle;
                 next_handle += 1;
                 let queued = server
-                    .forward(now, down, &view, u64::from(rtp_seq), 0, &mut out, h)
+                    .forward(
+                        now,
+                        down,
+                        &view,
+                        MediaMeta {
+                            layer: 0,
+                            ext_seq: u64::from(rtp_seq),
+                            len: n,
+                            keyframe: false,
+                        },
+                        &mut out,
+                        h,
+                    )
                     .expect("forward");
                 if let Some(len) = queued {
                     out.truncate(len);

@@ -181,6 +181,27 @@ async fn publish_subscribe_round_trip() {
     recv_type(&mut bob, "participant_left").await;
     let (_, _, metrics) = http_raw(s.addr, "GET", "/metrics", &[], "").await;
     assert!(metrics.contains("sluice_dataplane_up 1"), "{metrics}");
+    // The workers' SFU latency histograms and table sizes (a stats snapshot a second).
+    let mut metrics = metrics;
+    for _ in 0..50 {
+        if metrics.contains("sluice_worker_forward_latency_seconds_bucket") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        metrics = http_raw(s.addr, "GET", "/metrics", &[], "").await.2;
+    }
+    for name in [
+        "sluice_worker_forward_latency_seconds_bucket",
+        "sluice_worker_forward_latency_excl_pacer_seconds_count",
+        "sluice_worker_map_entries",
+        "sluice_dataplane_registry_entries",
+    ] {
+        assert!(metrics.contains(name), "{name} missing: {metrics}");
+    }
+    assert!(
+        !metrics.contains("reason=\"lat_"),
+        "latency entries exported as drops"
+    );
     s.stop();
     dp.stop();
 }

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bench::compare::{self, CompareReport};
 use bench::fanout::{self, Cipher, FanoutConfig, Sfu};
 use bench::limit::{self, LimitConfig, LimitReport};
 use bench::measure::Budget;
@@ -33,8 +34,9 @@ commands:
   fanout    Sluice under real-shaped media load (P publishers, S subscribers), with `limit`
             measured in the same run; headline = fanout egress pps / limit pps (target >= 0.70)
   ramp      raise subscribers until loss > 0.5% or p99 latency > 50 ms
-  compare   --peer janus: the same ramp against Janus VideoRoom, in the same run (Janus's
-            peers are always WebRTC/SRTP; --cipher picks Sluice's side; needs root)
+  compare   --peer janus: the same ramp against Janus VideoRoom, --rounds times interleaved
+            (Sluice, Janus, Sluice, …), median and spread of each (Janus's peers are always
+            WebRTC/SRTP; --cipher picks Sluice's side; needs root; bench/install.sh installs Janus)
 
 options:
   --json                one JSON object on stdout instead of a summary
@@ -57,7 +59,8 @@ options:
   --start N --max N --refine N   ramp: first step, ceiling, bisection steps (50, 5000, 3)
   --no-limit            fanout/ramp: skip the `limit` run
   --plot FILE.svg       ramp/compare: write the chart
-  --peer janus          compare: the peer SFU";
+  --peer janus          compare: the peer SFU
+  --rounds N            compare: interleaved rounds per SFU (default 3)";
 
 #[derive(Debug, Default)]
 struct Opts {
@@ -80,6 +83,7 @@ struct Opts {
     no_limit: bool,
     plot: Option<PathBuf>,
     peer: Option<String>,
+    rounds: Option<u32>,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -122,6 +126,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--attach" => o.attach = Some(PathBuf::from(value()?)),
             "--plot" => o.plot = Some(PathBuf::from(value()?)),
             "--peer" => o.peer = Some(value()?),
+            "--rounds" => o.rounds = Some(num(value()?)?.max(1.0) as u32),
             other => return Err(format!("unknown option `{other}`")),
         }
     }
@@ -379,6 +384,27 @@ fn print_fanout(f: &Value, lim: Option<&LimitReport>) {
     } else {
         println!("  pacer queueing: not exported by the dataplane (video latency includes it)");
     }
+    let l = &f["sfu_latency"];
+    if l["exposed_by_dataplane"].as_bool() == Some(true) {
+        for (set, name) in [
+            ("receive_to_kernel", "in the SFU"),
+            ("without_pacer", "without pacer"),
+        ] {
+            for c in ["audio", "video", "rtx"] {
+                let h = &l[set][c];
+                println!(
+                    "  {name:<13} {c:<5} {} packets, mean {} us, p50 < {} us, p99 < {} us, p99.9 < {} us",
+                    h["packets"], h["mean_us"], h["p50_below_us"], h["p99_below_us"], h["p999_below_us"]
+                );
+            }
+        }
+        println!(
+            "  keyframe floor {} ms ({}); video without pacer p99 / floor = {}",
+            l["keyframe_floor_ms"],
+            l["keyframe_floor_method"],
+            l["video_without_pacer_p99_over_floor"]
+        );
+    }
     println!(
         "  generator: {}",
         f["generator"]["verdict"].as_str().unwrap_or("")
@@ -504,20 +530,6 @@ fn cmd_ramp(o: &Opts) -> Result<ExitCode, BenchError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `(SFU µs per delivered packet, subscribers per fully busy core)` at the largest step that
-/// lost ≤ 0.5 % and kept the SFU at least 5 % busy (less is too coarse to divide by).
-fn cpu_bound_estimate(r: &RampReport) -> Option<(f64, f64)> {
-    let p = r
-        .points
-        .iter()
-        .filter(|p| p.loss <= ramp::MAX_LOSS && p.sfu_busy >= 0.05 && p.delivered_pps > 0.0)
-        .max_by_key(|p| p.subscribers)?;
-    Some((
-        p.sfu_busy / p.delivered_pps * 1e6,
-        f64::from(p.subscribers) / p.sfu_busy,
-    ))
-}
-
 fn print_ramp(name: &str, r: &RampReport) {
     println!(
         "ramp {name}: {:>6} {:>10} {:>9} {:>9} {:>8}",
@@ -567,82 +579,70 @@ fn cmd_compare(o: &Opts) -> Result<ExitCode, BenchError> {
     };
     let cores = cores()?;
     let cfg = ramp_config(o, &cores)?;
-    let sluice = run_sluice_ramp(o, &cfg)?;
-    eprintln!("sluice-bench compare: Janus side ({})", janus_bin.display());
-    let janus = janus::run_ramp(&janus_bin, &cfg, |p| print_step("janus", p));
-    let (janus_json, janus_points) = match &janus {
-        Ok(r) => (r.to_json(), r.ramp.sorted()),
-        Err(e) => (json!({"error": e.to_string()}), Vec::new()),
-    };
-    if let Some(path) = &o.plot {
+    let rounds = o.rounds.unwrap_or(3) as usize;
+    let report = CompareReport::run(
+        rounds,
+        |_| run_sluice_ramp(o, &cfg),
+        |_| {
+            eprintln!("sluice-bench compare: Janus side ({})", janus_bin.display());
+            janus::run_ramp(&janus_bin, &cfg, |p| print_step("janus", p))
+        },
+    )?;
+    if let (Some(path), Some(r)) = (&o.plot, report.median_round()) {
         let mut series = vec![Series {
             name: "Sluice".into(),
-            points: sluice.sorted(),
+            points: r.sluice.sorted(),
         }];
-        if !janus_points.is_empty() {
+        if let Ok(j) = &r.janus {
             series.push(Series {
                 name: "Janus VideoRoom".into(),
-                points: janus_points,
+                points: j.ramp.sorted(),
             });
         }
-        write_plot(path, "sluice-bench compare --peer janus", &series)?;
+        write_plot(
+            path,
+            "sluice-bench compare --peer janus (median round)",
+            &series,
+        )?;
     }
-    let ratio = janus
-        .as_ref()
-        .ok()
-        .filter(|j| j.ramp.max_ok > 0)
-        .map(|j| sluice.per_worker_core() / j.ramp.per_worker_core().max(1e-9));
-    let cpu_sluice = cpu_bound_estimate(&sluice);
-    let cpu_janus = janus
-        .as_ref()
-        .ok()
-        .and_then(|j| cpu_bound_estimate(&j.ramp));
-    let cpu_ratio = match (&cpu_sluice, &cpu_janus) {
-        (Some(s), Some(j)) => Some(round(s.1 / j.1.max(1e-9), 2)),
-        _ => None,
-    };
+    let any_janus = report.janus_max().is_some();
     if o.json {
-        println!(
-            "{}",
-            json!({
-                "command": "compare",
-                "cpu_bound_estimate": {
-                    "method": "at the largest step without loss (> 0.5 %), whatever its latency: \
-                               SFU CPU microseconds per delivered packet, and subscribers one \
-                               fully busy core would carry at that cost (subscribers / SFU busy); \
-                               insensitive to scheduling noise in p99 latency, blind to pacing",
-                    "sluice": cpu_sluice.map(|(us, subs)| json!({"us_per_packet": round(us, 2), "subscribers_per_core": round(subs, 0)})),
-                    "janus": cpu_janus.map(|(us, subs)| json!({"us_per_packet": round(us, 2), "subscribers_per_core": round(subs, 0)})),
-                    "ratio": cpu_ratio,
-                },
-                "peer": "janus",
-                "step_warmup_s": cfg.step.warmup.as_secs_f64(),
-                "step_warmup_note": warmup_note(&cfg.step),
-                "provenance": provenance(),
-                "sluice": sluice.to_json(),
-                "sluice_cipher": cfg.step.cipher.name(),
-                "janus": janus_json,
-                "ratio_subscribers_per_core": ratio.map(|r| round(r, 2)),
-                "target_ratio": 2.0,
-            })
-        );
+        let mut body = report.to_json();
+        body["command"] = json!("compare");
+        body["peer"] = json!("janus");
+        body["step_warmup_s"] = json!(cfg.step.warmup.as_secs_f64());
+        body["step_warmup_note"] = json!(warmup_note(&cfg.step));
+        body["provenance"] = provenance();
+        body["sluice_cipher"] = json!(cfg.step.cipher.name());
+        body["target_ratio"] = json!(4.0);
+        println!("{body}");
     } else {
-        print_ramp("Sluice", &sluice);
-        match &janus {
-            Ok(j) => print_ramp("Janus", &j.ramp),
-            Err(e) => println!("ramp Janus: not measured: {e}"),
+        for (i, r) in report.rounds.iter().enumerate() {
+            println!("round {}:", i + 1);
+            print_ramp("Sluice", &r.sluice);
+            match &r.janus {
+                Ok(j) => print_ramp("Janus", &j.ramp),
+                Err(e) => println!("ramp Janus: not measured: {e}"),
+            }
         }
-        match ratio {
-            Some(r) => println!("Sluice / Janus subscribers per core = {r:.2} (target >= 2)"),
+        let show = |name: &str, s: Option<compare::Spread>| match s {
+            Some(s) => println!(
+                "{name}: median {:.0} subscribers per core, {:.0}..{:.0} over {} rounds",
+                s.median,
+                s.min,
+                s.max,
+                s.values.len()
+            ),
+            None => println!("{name}: not measured"),
+        };
+        show("Sluice", report.sluice_max());
+        show("Janus", report.janus_max());
+        match report.ratio() {
+            Some(r) => println!("Sluice / Janus (medians) = {r:.2} (target >= 4)"),
             None => println!("Sluice / Janus ratio: not available"),
         }
-        if let Some(r) = cpu_ratio {
-            println!(
-                "CPU-bound estimate (subscribers per fully busy core, Sluice / Janus) = {r:.2}"
-            );
-        }
     }
-    Ok(if janus.is_ok() {
+    Ok(if any_janus {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

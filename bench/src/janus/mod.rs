@@ -35,8 +35,8 @@ pub const RAMP_BUDGET: Duration = Duration::from_secs(180);
 
 /// What to tell a user without Janus.
 pub const INSTALL_HINT: &str =
-    "install it with:  apt-get install -y janus   (Debian 12: Janus 1.1.2; the package \
-     does not start a service)";
+    "install it with:  bench/install.sh   (apt-get install -y janus; Debian 12: Janus 1.1.2; \
+     the package does not start a service)";
 
 /// Addresses inside the namespace.
 pub const JANUS_IP: &str = "10.88.0.1";

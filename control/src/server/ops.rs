@@ -77,15 +77,22 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
         let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per shard (label worker) and reason.\n# TYPE sluice_worker_dropped_total counter");
         for (w, c) in &stats {
-            // `pacer_*`, `dtls_failed` and `unsignaled_ssrc_*` entries ride in the same map but
-            // are not drops (exported below).
-            let not_drop = |r: &str| {
-                r.starts_with("pacer_") || r.starts_with("unsignaled_ssrc_") || r == "dtls_failed"
-            };
-            for (reason, v) in c.dropped.iter().filter(|(r, _)| !not_drop(r)) {
+            // `pacer_*`, `lat_*`, `map_*`, `registry_*`, `dtls_failed`, `unsignaled_ssrc_*` and
+            // the send events ride in the same map but are not drops (exported below).
+            for (reason, v) in c.dropped.iter().filter(|(r, _)| !not_a_drop(r)) {
                 let _ = writeln!(
                     out,
                     "sluice_worker_dropped_total{{worker=\"{w}\",reason=\"{reason}\"}} {v}"
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP sluice_worker_send_events_total Sends delayed (send_retry, send_stalls, tx_slots_busy) or batched (gso_messages: one send carried several datagrams) and registry lookups (slow_path), per worker; not drops.\n# TYPE sluice_worker_send_events_total counter");
+        for (w, c) in &stats {
+            for kind in SEND_EVENTS {
+                let v = c.dropped.get(kind).copied().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "sluice_worker_send_events_total{{worker=\"{w}\",kind=\"{kind}\"}} {v}"
                 );
             }
         }
@@ -132,6 +139,27 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 "sluice_pacer_queue_delay_max_seconds{{worker=\"{w}\"}} {s}"
             );
         }
+        forward_latency(&mut out, &stats);
+        let _ = writeln!(out, "# HELP sluice_worker_map_entries Entries in a worker's demux and routing tables (map_pool_free: free packet buffers).\n# TYPE sluice_worker_map_entries gauge");
+        for (w, c) in &stats {
+            for (k, v) in c.dropped.iter().filter(|(k, _)| k.starts_with("map_")) {
+                let map = &k["map_".len()..];
+                let _ = writeln!(
+                    out,
+                    "sluice_worker_map_entries{{worker=\"{w}\",map=\"{map}\"}} {v}"
+                );
+            }
+        }
+        if let Some((_, c)) = stats.iter().next() {
+            let _ = writeln!(out, "# HELP sluice_dataplane_registry_entries Entries in the dataplane's shared registry (pending sessions, placed sessions, ufrag routes, remote addresses).\n# TYPE sluice_dataplane_registry_entries gauge");
+            for (k, v) in c.dropped.iter().filter(|(k, _)| k.starts_with("registry_")) {
+                let map = &k["registry_".len()..];
+                let _ = writeln!(
+                    out,
+                    "sluice_dataplane_registry_entries{{map=\"{map}\"}} {v}"
+                );
+            }
+        }
         let _ = writeln!(out, "# HELP sluice_worker_sessions Sessions per shard (label worker).\n# TYPE sluice_worker_sessions gauge");
         for (w, c) in &stats {
             let _ = writeln!(
@@ -165,6 +193,86 @@ fn map_sizes(app: &App, out: &mut String) {
     }
     if let Some(link) = &app.link {
         let _ = writeln!(out, "# HELP sluice_dataplane_link_refused_total Control-socket connections not used: the listener ran as another user.\n# TYPE sluice_dataplane_link_refused_total counter\nsluice_dataplane_link_refused_total {}", link.refused_peers());
+    }
+}
+
+/// Delayed or batched sends and slow-path lookups (shard/counters.rs `delays`): in the stats
+/// map beside the drops, exported as `sluice_worker_send_events_total`.
+const SEND_EVENTS: [&str; 5] = [
+    "send_retry",
+    "send_stalls",
+    "tx_slots_busy",
+    "gso_messages",
+    "slow_path",
+];
+
+/// Entries of a worker's stats map that are not drop reasons.
+fn not_a_drop(key: &str) -> bool {
+    key == "dtls_failed"
+        || SEND_EVENTS.contains(&key)
+        || ["pacer_", "lat_", "map_", "registry_", "unsignaled_ssrc_"]
+            .iter()
+            .any(|p| key.starts_with(p))
+}
+
+/// The workers' SFU-added latency (`lat_{class}_lt_{bound}us` …, docs/control-socket.md) as
+/// Prometheus histograms: receive → send handed to the kernel, and the same without pacer
+/// queueing, per worker and class. Bucket bounds come from the entry names.
+fn forward_latency<'a, W: std::fmt::Display + 'a>(
+    out: &mut String,
+    stats: impl IntoIterator<Item = (&'a W, &'a sluice_proto::Counters)> + Clone,
+) {
+    for (prefix, name, help) in [
+        (
+            "lat_",
+            "sluice_worker_forward_latency_seconds",
+            "Receive to send handed to the kernel, per forwarded copy, per worker and class.",
+        ),
+        (
+            "lat_sfu_",
+            "sluice_worker_forward_latency_excl_pacer_seconds",
+            "The same without the time the copy waited in its pacer.",
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (w, c) in stats.clone() {
+            for class in ["audio", "video", "rtx"] {
+                let head = format!("{prefix}{class}_");
+                let mut buckets: Vec<(u64, u64)> = c
+                    .dropped
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        let bound = k.strip_prefix(&head)?.strip_prefix("lt_")?;
+                        Some((bound.strip_suffix("us")?.parse().ok()?, *v))
+                    })
+                    .collect();
+                if buckets.is_empty() {
+                    continue;
+                }
+                buckets.sort_unstable();
+                let mut cum = 0;
+                for (bound, n) in &buckets {
+                    cum += n;
+                    let le = *bound as f64 / 1e6;
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{worker=\"{w}\",class=\"{class}\",le=\"{le}\"}} {cum}"
+                    );
+                }
+                let get = |k: &str| c.dropped.get(&format!("{head}{k}")).copied().unwrap_or(0);
+                let count = get("packets");
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{worker=\"{w}\",class=\"{class}\",le=\"+Inf\"}} {count}"
+                );
+                let sum = get("us_sum") as f64 / 1e6;
+                let _ = writeln!(out, "{name}_sum{{worker=\"{w}\",class=\"{class}\"}} {sum}");
+                let _ = writeln!(
+                    out,
+                    "{name}_count{{worker=\"{w}\",class=\"{class}\"}} {count}"
+                );
+            }
+        }
     }
 }
 

@@ -2,16 +2,27 @@
 //! `SLUICE_DATAPLANE_*` env, then flags), logs the capability probe, starts the shards and the
 //! control thread, and runs until SIGTERM or SIGINT or a `shutdown` command from the control
 //! daemon, then stops cleanly.
+//!
+//! A panic on any thread ends the process (exit status 70) once the message is logged: a shard
+//! or the control thread that died would otherwise leave a half-working dataplane that answers
+//! its socket but forwards nothing, and the supervisor (`sluice up`, systemd) would never
+//! restart it (security review #22).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use sluice_dataplane::config::Config;
 use sluice_dataplane::runtime::Dataplane;
+use sluice_dataplane::shard::LoopHook;
 use sluice_dataplane::sys::{affinity, capabilities};
 use tracing_subscriber::EnvFilter;
+
+/// Exit status after a thread panicked (EX_SOFTWARE).
+const PANIC_EXIT: i32 = 70;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -19,6 +30,16 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("?"),
+            "a dataplane thread panicked: exiting so the supervisor restarts the dataplane"
+        );
+        std::process::exit(PANIC_EXIT);
+    }));
 
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut toml_text = None;
@@ -70,7 +91,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut handle = match Dataplane::start(config) {
+    let mut handle = match Dataplane::start_with_hook(config, fault_hook()) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
@@ -105,4 +126,25 @@ fn main() -> ExitCode {
     handle.stop();
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Debug builds only: `SLUICE_DATAPLANE_FAULT=panic-shard:<worker>:<ms>` makes that worker panic
+/// that long after start, so the crash path (the panic hook above, the supervisor's restart) can
+/// be tested on the real binary.
+fn fault_hook() -> Option<LoopHook> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    let spec = std::env::var("SLUICE_DATAPLANE_FAULT").ok()?;
+    let mut parts = spec.strip_prefix("panic-shard:")?.split(':');
+    let worker: usize = parts.next()?.parse().ok()?;
+    let after = Duration::from_millis(parts.next()?.parse().ok()?);
+    let start = Instant::now();
+    tracing::warn!(worker, ?after, "fault injection armed");
+    Some(Arc::new(move |w, turn: &mut dyn FnMut()| {
+        if w == worker && start.elapsed() >= after {
+            panic!("injected fault: worker {w} panics (SLUICE_DATAPLANE_FAULT)");
+        }
+        turn();
+    }))
 }

@@ -23,7 +23,8 @@ use crate::proto::{
     SessionState, ShardStats, Subscribe, SubscriptionId, SubscriptionInfo, TrackId, TrackInfo,
     TransportMode, MAX_LAYER_INDEX, PROTOCOL_VERSION,
 };
-use crate::shard::msg::{PendingSession, ShardCmd, ShardMsg, SharedRegistry};
+use crate::shard::msg::{ShardCmd, ShardMsg};
+use crate::shard::registry::SharedRegistry;
 use crate::sys::Waker;
 
 mod requests;
@@ -52,7 +53,10 @@ pub struct ControlContext {
     pub port_per_worker: bool,
     pub inboxes: Vec<SyncSender<ShardCmd>>,
     pub wakers: Vec<Waker>,
+    /// Replies, claims and life-cycle events (unbounded: shards never block on it).
     pub from_shards: Receiver<ShardMsg>,
+    /// Keyframe notices, pair changes and stats snapshots (bounded: shards drop when full).
+    pub from_shards_lossy: Receiver<ShardMsg>,
     pub registry: Arc<SharedRegistry>,
     pub stop: Arc<AtomicBool>,
     /// Told when the control daemon asks the process to stop (`Command::Shutdown`).
@@ -183,12 +187,7 @@ impl ControlThread {
         }
         // What the shards already reported goes first, so a `List*` answer reflects it (a
         // session's claim, say, reported before the request arrived).
-        for _ in 0..SHARD_MSG_BUDGET {
-            match self.ctx.from_shards.try_recv() {
-                Ok(m) => self.shard_msg(m),
-                Err(_) => break,
-            }
-        }
+        self.shard_msgs();
         while let Some(msg) = self.conn.as_mut().and_then(ControlConn::next_message) {
             match msg {
                 Message::Request(req) => self.request(req.id, req.command),
@@ -207,13 +206,8 @@ impl ControlThread {
         };
         if let Some(m) = first {
             self.shard_msg(m);
-            for _ in 0..SHARD_MSG_BUDGET {
-                match self.ctx.from_shards.try_recv() {
-                    Ok(m) => self.shard_msg(m),
-                    Err(_) => break,
-                }
-            }
         }
+        self.shard_msgs();
         if let Some(conn) = self.conn.as_mut() {
             if let Err(e) = conn.flush() {
                 tracing::info!(error = %e, "control connection lost");
@@ -354,7 +348,7 @@ impl ControlThread {
     fn route(&mut self, session: SessionId, mut cmd: ShardCmd) -> Result<Routed, ErrorBody> {
         let shard = {
             let mut reg = self.ctx.registry.lock();
-            if let Some(p) = reg.pending.get_mut(&session) {
+            if let Some(p) = reg.pending_mut(session) {
                 // Queued commands are answered now; the claimer applies them silently.
                 match &mut cmd {
                     ShardCmd::Create { req, .. }
@@ -365,8 +359,8 @@ impl ControlThread {
                 p.queued.push(cmd);
                 return Ok(Routed::Queued);
             }
-            match reg.placed.get(&session) {
-                Some(&s) => s,
+            match reg.placed(session) {
+                Some(s) => s,
                 None => return Err(not_found(session)),
             }
         };
@@ -390,6 +384,22 @@ impl ControlThread {
     }
 
     // ---- shard messages -----------------------------------------------------------------
+
+    /// What the shards sent, both channels, within the turn's budget.
+    fn shard_msgs(&mut self) {
+        for _ in 0..SHARD_MSG_BUDGET {
+            match self.ctx.from_shards.try_recv() {
+                Ok(m) => self.shard_msg(m),
+                Err(_) => break,
+            }
+        }
+        for _ in 0..SHARD_MSG_BUDGET {
+            match self.ctx.from_shards_lossy.try_recv() {
+                Ok(m) => self.shard_msg(m),
+                Err(_) => break,
+            }
+        }
+    }
 
     fn shard_msg(&mut self, msg: ShardMsg) {
         match msg {

@@ -21,9 +21,17 @@ impl ControlThread {
                 let _ = self.ctx.shutdown.send(());
                 Ok(Some(ReplyOk::Done {}))
             }
-            Command::Stats {} => Ok(Some(ReplyOk::Stats {
-                shards: self.latest_stats.clone(),
-            })),
+            Command::Stats {} => {
+                // The latest snapshots now; each worker also sends a fresh one, so the next
+                // `stats` (or the next `stats_snapshot` event) is current even with a long
+                // stats interval.
+                for w in 0..self.ctx.inboxes.len() {
+                    self.send_to(w as u16, ShardCmd::Stats);
+                }
+                Ok(Some(ReplyOk::Stats {
+                    shards: self.latest_stats.clone(),
+                }))
+            }
             Command::ListSessions { after } => Ok(Some(self.list_sessions(after))),
             Command::ListTracks { after } => Ok(Some(self.list_tracks(after))),
             Command::ListSubscriptions { after } => Ok(Some(self.list_subs(after))),
@@ -137,17 +145,7 @@ impl ControlThread {
         if webrtc && !self.ctx.port_per_worker {
             // Shared port: the session lives where its first STUN binding lands.
             let worker = spec.shard_hint.unwrap_or(0);
-            {
-                let mut reg = self.ctx.registry.lock();
-                reg.by_ufrag.insert(spec.ice.ufrag.clone(), session);
-                reg.pending.insert(
-                    session,
-                    PendingSession {
-                        spec: spec.clone(),
-                        queued: Vec::new(),
-                    },
-                );
-            }
+            self.ctx.registry.lock().add_pending(spec.clone());
             self.sessions.insert(
                 session,
                 SessionRec {
@@ -172,9 +170,9 @@ impl ControlThread {
         };
         {
             let mut reg = self.ctx.registry.lock();
-            reg.placed.insert(session, worker);
+            reg.place(session, worker);
             if let TransportMode::PlainRtp { remote, .. } = spec.mode {
-                reg.remotes.insert(remote, worker);
+                reg.set_remote(remote, worker);
             }
         }
         let token = self.token(
@@ -233,16 +231,7 @@ impl ControlThread {
             return Err(not_found(session));
         }
         self.cascade_session(session);
-        let pending = {
-            let mut reg = self.ctx.registry.lock();
-            match reg.pending.remove(&session) {
-                Some(p) => {
-                    reg.by_ufrag.remove(&p.spec.ice.ufrag);
-                    true
-                }
-                None => false,
-            }
-        };
+        let pending = self.ctx.registry.lock().remove_pending(session).is_some();
         if pending {
             self.forget_session(session);
             self.notify(Notification::SessionClosed {
@@ -305,13 +294,11 @@ impl ControlThread {
     pub(super) fn forget_session(&mut self, session: SessionId) {
         if let Some(rec) = self.sessions.remove(&session) {
             let mut reg = self.ctx.registry.lock();
-            reg.placed.remove(&session);
+            reg.unplace(session);
             if let TransportMode::PlainRtp { remote, .. } = rec.spec.mode {
-                reg.remotes.remove(&remote);
+                reg.remove_remote(remote, None);
             }
-            if let Some(p) = reg.pending.remove(&session) {
-                reg.by_ufrag.remove(&p.spec.ice.ufrag);
-            }
+            reg.remove_pending(session);
         }
     }
 
@@ -382,15 +369,7 @@ impl ControlThread {
 
     /// Replaces a pending session's spec (re-keying its ufrag); false if it is placed.
     pub(super) fn amend_pending(&mut self, session: SessionId, spec: CreateSession) -> bool {
-        let mut reg = self.ctx.registry.lock();
-        let Some(p) = reg.pending.get_mut(&session) else {
-            return false;
-        };
-        let old = std::mem::replace(&mut p.spec, spec);
-        let new_ufrag = p.spec.ice.ufrag.clone();
-        reg.by_ufrag.remove(&old.ice.ufrag);
-        reg.by_ufrag.insert(new_ufrag, session);
-        true
+        self.ctx.registry.lock().amend_pending(session, spec)
     }
 
     pub(super) fn add_track(
@@ -511,9 +490,11 @@ impl ControlThread {
     /// Tells the publisher's shard whether the shard of `subscriber` (still) has subscribers
     /// of `track`.
     pub(super) fn update_interest(&mut self, track: TrackId, subscriber: SessionId) {
-        let (Some(sub_shard), Some(pub_session)) = (
+        let (Some(sub_shard), Some((pub_session, kind))) = (
             self.worker_of(subscriber),
-            self.tracks.get(&track).map(|t| t.spec.session),
+            self.tracks
+                .get(&track)
+                .map(|t| (t.spec.session, t.spec.kind)),
         ) else {
             return;
         };
@@ -531,6 +512,7 @@ impl ControlThread {
             pub_shard,
             ShardCmd::Interest {
                 track,
+                kind,
                 shard: sub_shard,
                 on,
             },

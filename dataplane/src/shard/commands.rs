@@ -1,12 +1,17 @@
-//! The shard's slow path: control commands from its inbox, claiming a pending session from the
-//! shared registry, building and closing sessions. Allocation is fine here.
+//! The shard's slow path: control commands from its inbox, claiming a pending session, building
+//! and closing sessions. Allocation is fine here.
 
 use std::time::Instant;
 
+use rtp_core::session::DownId;
+
 use super::msg::{ShardCmd, ShardMsg};
-use super::{build, mark_dirty, Entry, Shard, TrackState, INBOX_BUDGET};
+use super::registry::PendingSession;
+use super::table::{Entry, Remote, Slot};
+use super::{build, Shard, INBOX_BUDGET};
 use crate::proto::{
-    CloseReason, Command, CreateSession, ErrorBody, ErrorCode, Notification, ReplyOk, TransportMode,
+    CloseReason, Command, CreateSession, ErrorBody, ErrorCode, Notification, ReplyOk, TrackId,
+    TransportMode,
 };
 
 type Reply = Result<ReplyOk, ErrorBody>;
@@ -51,18 +56,16 @@ impl Shard {
                 source,
             } => {
                 let r = (|| {
-                    let Some(&slot) = self.by_id.get(&spec.session) else {
+                    let Some(slot) = self.table.slot_of(spec.session) else {
                         return not_found(spec.session);
                     };
-                    if self.subs.contains_key(&spec.subscription) {
+                    if self.router.subs.contains_key(&spec.subscription) {
                         return Err(ErrorBody::new(
                             ErrorCode::Rejected,
                             format!("{} exists", spec.subscription),
                         ));
                     }
-                    let entry = self.sessions[slot as usize]
-                        .as_mut()
-                        .expect("slot in by_id");
+                    let entry = self.table.get_mut(slot).expect("slot in by_id");
                     let cfg = build::down_track(&spec, &track, entry.priority);
                     let down = entry.session.add_down_track(cfg).map_err(|e| {
                         ErrorBody::new(ErrorCode::Rejected, format!("subscribe: {e}"))
@@ -73,33 +76,35 @@ impl Shard {
                     }
                     entry.downs[i] = Some((spec.track, spec.subscription));
                     // Drained this iteration: its timers (the new stream's reports) are re-read.
-                    mark_dirty(&mut self.dirty, entry, slot);
-                    let ts = self
-                        .tracks
-                        .entry(spec.track)
-                        .or_insert_with(TrackState::new);
+                    self.table.mark_dirty(slot);
+                    let ts = self.router.track_mut(spec.track, track.kind);
                     ts.subs.push((slot, down));
                     if ts.publisher.is_none() {
                         ts.source = source;
                     }
-                    self.subs.insert(spec.subscription, (slot, down));
+                    self.router.subs.insert(spec.subscription, (slot, down));
                     done()
                 })();
                 (req, r)
             }
-            ShardCmd::Interest { track, shard, on } => {
+            ShardCmd::Interest {
+                track,
+                kind,
+                shard,
+                on,
+            } => {
                 if usize::from(shard) != self.index {
-                    let ts = self.tracks.entry(track).or_insert_with(TrackState::new);
+                    let ts = self.router.track_mut(track, kind);
                     ts.remote.retain(|&s| s != shard);
                     if on {
                         ts.remote.push(shard);
                     }
-                    self.forget_track_if_unused(track);
+                    self.router.forget_if_unused(track);
                 }
                 (None, done())
             }
             ShardCmd::Source { track, shard } => {
-                if let Some(ts) = self.tracks.get_mut(&track) {
+                if let Some(ts) = self.router.tracks.get_mut(&track) {
                     ts.source = shard;
                 }
                 (None, done())
@@ -110,66 +115,42 @@ impl Shard {
             }
         };
         if let Some(req) = req {
-            let _ = self.to_control.send(ShardMsg::Reply { req, result });
+            self.to_control.reliable(ShardMsg::Reply { req, result });
         } else if let Err(e) = result {
             tracing::warn!(shard = self.index, error = %e, "queued command failed");
         }
     }
 
-    /// Builds a session here and enters it in the demux maps.
-    fn create(&mut self, now: Instant, spec: CreateSession) -> Result<u32, ErrorBody> {
-        if self.by_id.contains_key(&spec.session) {
+    /// Builds a session here and enters it in the demux maps (and its ufrag in the registry's
+    /// routes, so a check that lands on another shard is handed over).
+    fn create(&mut self, now: Instant, spec: CreateSession) -> Result<Slot, ErrorBody> {
+        if self.table.contains(spec.session) {
             return Err(ErrorBody::new(
                 ErrorCode::Rejected,
                 format!("{} exists", spec.session),
             ));
         }
         let session = build::session(now, &spec, &self.cert, &self.dtls)?;
-        let slot = match self.free_slots.pop() {
-            Some(s) => s,
-            None => {
-                self.sessions.push(None);
-                (self.sessions.len() - 1) as u32
-            }
-        };
-        let mut entry = Entry {
-            id: spec.session,
-            session,
-            ups: Vec::new(),
-            downs: Vec::new(),
-            addrs: Vec::new(),
-            ufrag: None,
-            priority: spec.quality.priority,
-            dirty: false,
-            deadline: None,
-        };
-        match spec.mode {
+        let entry = Entry::new(spec.session, session, spec.quality.priority);
+        let slot = match spec.mode {
             TransportMode::Webrtc {} => {
-                self.by_ufrag.insert(spec.ice.ufrag.clone(), slot);
-                entry.ufrag = Some(spec.ice.ufrag.clone());
+                let ufrag = spec.ice.ufrag.clone();
+                self.registry.lock().route_ufrag(&ufrag, self.index as u16);
+                self.table.insert(entry, Some(ufrag), None)
             }
             TransportMode::PlainRtp { remote, .. } => {
-                self.by_addr.insert(remote, slot);
-                entry.addrs.push(remote);
+                self.table.insert(entry, None, Some(Remote::Udp(remote)))
             }
-        }
-        self.by_id.insert(spec.session, slot);
-        mark_dirty(&mut self.dirty, &mut entry, slot);
-        self.sessions[slot as usize] = Some(entry);
+        };
         self.next_timer = Some(now);
         Ok(slot)
     }
 
-    /// Claims the pending session with local ufrag `ufrag` (its first STUN binding landed here).
-    pub(super) fn claim(&mut self, now: Instant, ufrag: &str) -> Option<u32> {
-        let pending = {
-            let mut reg = self.registry.lock();
-            let id = reg.by_ufrag.remove(ufrag)?;
-            let pending = reg.pending.remove(&id)?;
-            reg.placed.insert(id, self.index as u16);
-            pending
-        };
+    /// Builds the pending session this shard claimed (its first authenticated check landed
+    /// here), then applies the commands queued for it.
+    pub(super) fn claim(&mut self, now: Instant, pending: PendingSession) -> Option<Slot> {
         let id = pending.spec.session;
+        let ufrag = pending.spec.ice.ufrag.clone();
         #[allow(clippy::disallowed_methods)]
         let t0 = Instant::now();
         let created = self.create(now, pending.spec);
@@ -179,10 +160,12 @@ impl Shard {
             Ok(slot) => slot,
             Err(e) => {
                 tracing::warn!(shard = self.index, session = %id, error = %e, "claim failed");
-                self.registry.lock().placed.remove(&id);
-                let _ = self
-                    .to_control
-                    .send(ShardMsg::Event(Notification::SessionClosed {
+                let mut reg = self.registry.lock();
+                reg.unplace(id);
+                reg.unroute_ufrag(&ufrag, self.index as u16);
+                drop(reg);
+                self.to_control
+                    .reliable(ShardMsg::Event(Notification::SessionClosed {
                         session: id,
                         reason: CloseReason::Internal,
                     }));
@@ -192,7 +175,7 @@ impl Shard {
         for cmd in pending.queued {
             self.command(now, cmd);
         }
-        let _ = self.to_control.send(ShardMsg::Claimed {
+        self.to_control.reliable(ShardMsg::Claimed {
             session: id,
             shard: self.index as u16,
         });
@@ -203,7 +186,7 @@ impl Shard {
     fn apply(&mut self, now: Instant, cmd: Command) -> Reply {
         match cmd {
             Command::CloseSession { session } => {
-                let Some(&slot) = self.by_id.get(&session) else {
+                let Some(slot) = self.table.slot_of(session) else {
                     return not_found(session);
                 };
                 self.close_slot(now, slot, CloseReason::Requested, true);
@@ -214,16 +197,16 @@ impl Shard {
                 remote_fingerprint,
                 ..
             } => {
-                let Some(&slot) = self.by_id.get(&session) else {
+                let Some(slot) = self.table.slot_of(session) else {
                     return not_found(session);
                 };
-                let Some(entry) = self.sessions[slot as usize].as_mut() else {
+                let Some(entry) = self.table.get_mut(slot) else {
                     return not_found(session);
                 };
                 if let Some(fp) = remote_fingerprint {
                     let fp = build::fingerprint(&fp)?;
                     entry.session.set_remote_fingerprint(fp);
-                    mark_dirty(&mut self.dirty, entry, slot);
+                    self.table.mark_dirty(slot);
                 }
                 done()
             }
@@ -234,27 +217,29 @@ impl Shard {
                 remote_ufrag,
                 ..
             } => {
-                let Some(&slot) = self.by_id.get(&session) else {
+                let Some(slot) = self.table.slot_of(session) else {
                     return not_found(session);
                 };
-                let entry = self.sessions[slot as usize]
-                    .as_mut()
-                    .expect("slot in by_id");
+                let entry = self.table.get_mut(slot).expect("slot in by_id");
                 entry
                     .session
                     .ice_restart(&ufrag, &pwd, remote_ufrag.as_deref());
-                if let Some(old) = entry.ufrag.replace(ufrag.clone()) {
-                    self.by_ufrag.remove(&old);
+                let old = self.table.set_ufrag(slot, ufrag.clone());
+                let mut reg = self.registry.lock();
+                if let Some(old) = old {
+                    reg.unroute_ufrag(&old, self.index as u16);
                 }
-                self.by_ufrag.insert(ufrag, slot);
-                mark_dirty(&mut self.dirty, entry, slot);
+                reg.route_ufrag(&ufrag, self.index as u16);
+                drop(reg);
+                self.table.mark_dirty(slot);
                 done()
             }
             Command::AddTrack(spec) => {
-                let Some(&slot) = self.by_id.get(&spec.session) else {
+                let Some(slot) = self.table.slot_of(spec.session) else {
                     return not_found(spec.session);
                 };
                 if self
+                    .router
                     .tracks
                     .get(&spec.track)
                     .is_some_and(|t| t.publisher.is_some())
@@ -264,9 +249,7 @@ impl Shard {
                         format!("{} exists", spec.track),
                     ));
                 }
-                let entry = self.sessions[slot as usize]
-                    .as_mut()
-                    .expect("slot in by_id");
+                let entry = self.table.get_mut(slot).expect("slot in by_id");
                 let up = entry
                     .session
                     .add_up_track(build::up_track(&spec))
@@ -276,42 +259,40 @@ impl Shard {
                     entry.ups.resize(i + 1, None);
                 }
                 entry.ups[i] = Some(spec.track);
-                mark_dirty(&mut self.dirty, entry, slot);
-                let ts = self
-                    .tracks
-                    .entry(spec.track)
-                    .or_insert_with(TrackState::new);
+                self.table.mark_dirty(slot);
+                let ts = self.router.track_mut(spec.track, spec.kind);
+                ts.kind = spec.kind;
                 ts.publisher = Some((slot, up));
                 ts.source = Some(self.index as u16);
                 done()
             }
             Command::RemoveTrack { track } => {
-                let Some(ts) = self.tracks.get_mut(&track) else {
+                let Some(ts) = self.router.tracks.get_mut(&track) else {
                     return not_found(track);
                 };
                 let Some((slot, up)) = ts.publisher.take() else {
                     return not_found(track);
                 };
                 ts.remote.clear();
-                if let Some(entry) = self.sessions[slot as usize].as_mut() {
+                if let Some(entry) = self.table.get_mut(slot) {
                     entry.session.remove_up_track(up);
-                    mark_dirty(&mut self.dirty, entry, slot);
                     if let Some(t) = entry.ups.get_mut(usize::from(up.0)) {
                         *t = None;
                     }
+                    self.table.mark_dirty(slot);
                 }
                 self.forget_track_if_unused(track);
                 done()
             }
             Command::Unsubscribe { subscription } => {
-                let Some((slot, down)) = self.subs.remove(&subscription) else {
+                let Some((slot, down)) = self.router.subs.remove(&subscription) else {
                     return not_found(subscription);
                 };
                 self.remove_down(slot, down);
                 done()
             }
             Command::SetMuted { track, muted } => {
-                let Some(ts) = self.tracks.get_mut(&track) else {
+                let Some(ts) = self.router.tracks.get_mut(&track) else {
                     return not_found(track);
                 };
                 ts.muted = muted;
@@ -322,12 +303,12 @@ impl Shard {
                 max_spatial,
                 max_temporal,
             } => {
-                let Some(&(slot, down)) = self.subs.get(&subscription) else {
+                let Some(&(slot, down)) = self.router.subs.get(&subscription) else {
                     return not_found(subscription);
                 };
-                if let Some(entry) = self.sessions[slot as usize].as_mut() {
+                if let Some(entry) = self.table.get_mut(slot) {
                     entry.session.set_layer_cap(down, max_spatial, max_temporal);
-                    mark_dirty(&mut self.dirty, entry, slot);
+                    self.table.mark_dirty(slot);
                 }
                 done()
             }
@@ -341,28 +322,35 @@ impl Shard {
         }
     }
 
-    fn remove_down(&mut self, slot: u32, down: rtp_core::session::DownId) {
-        let Some(entry) = self.sessions[slot as usize].as_mut() else {
+    fn remove_down(&mut self, slot: Slot, down: DownId) {
+        let Some(entry) = self.table.get_mut(slot) else {
             return;
         };
         entry.session.remove_down_track(down);
-        mark_dirty(&mut self.dirty, entry, slot);
-        let Some((track, _)) = entry
+        let track = entry
             .downs
             .get_mut(usize::from(down.0))
             .and_then(Option::take)
-        else {
+            .map(|(t, _)| t);
+        self.table.mark_dirty(slot);
+        let Some(track) = track else {
             return;
         };
-        if let Some(ts) = self.tracks.get_mut(&track) {
+        if let Some(ts) = self.router.tracks.get_mut(&track) {
             ts.subs.retain(|&(s, d)| !(s == slot && d == down));
         }
         self.forget_track_if_unused(track);
     }
 
-    fn forget_track_if_unused(&mut self, track: crate::proto::TrackId) {
-        if self.tracks.get(&track).is_some_and(TrackState::unused) {
-            self.tracks.remove(&track);
+    fn forget_track_if_unused(&mut self, track: TrackId) {
+        if self
+            .router
+            .tracks
+            .get(&track)
+            .is_some_and(super::router::TrackState::unused)
+        {
+            self.router.tracks.remove(&track);
+            self.router.forget_jobs(track);
         }
     }
 
@@ -371,43 +359,40 @@ impl Shard {
     pub(super) fn close_slot(
         &mut self,
         now: Instant,
-        slot: u32,
+        slot: Slot,
         reason: CloseReason,
         notify: bool,
     ) {
-        let Some(mut entry) = self.sessions[slot as usize].take() else {
+        let Some(mut entry) = self.table.remove(slot) else {
             return;
         };
-        self.free_slots.push(slot);
-        self.by_id.remove(&entry.id);
-        let webrtc = entry.ufrag.is_some();
-        for addr in entry.addrs.drain(..) {
-            if self.by_addr.get(&addr) == Some(&slot) {
-                self.by_addr.remove(&addr);
-            }
-            if webrtc {
-                let mut reg = self.registry.lock();
-                if reg.remotes.get(&addr) == Some(&(self.index as u16)) {
-                    reg.remotes.remove(&addr);
+        let shard = self.index as u16;
+        {
+            let mut reg = self.registry.lock();
+            if entry.ufrag.is_some() {
+                for r in &entry.remotes {
+                    let Remote::Udp(addr) = *r;
+                    reg.remove_remote(addr, Some(shard));
                 }
             }
-        }
-        if let Some(u) = entry.ufrag.take() {
-            self.by_ufrag.remove(&u);
+            if let Some(u) = &entry.ufrag {
+                reg.unroute_ufrag(u, shard);
+            }
+            reg.unplace(entry.id);
         }
         for track in entry.ups.iter().flatten() {
-            if let Some(ts) = self.tracks.get_mut(track) {
+            if let Some(ts) = self.router.tracks.get_mut(track) {
                 ts.publisher = None;
                 ts.remote.clear();
             }
         }
         for (track, sub) in entry.downs.iter().flatten() {
-            self.subs.remove(sub);
-            if let Some(ts) = self.tracks.get_mut(track) {
+            self.router.subs.remove(sub);
+            if let Some(ts) = self.router.tracks.get_mut(track) {
                 ts.subs.retain(|&(s, _)| s != slot);
             }
         }
-        let touched: Vec<_> = entry
+        let touched: Vec<TrackId> = entry
             .ups
             .iter()
             .flatten()
@@ -420,20 +405,19 @@ impl Shard {
         // Keep its pacer counters in the worker's totals; before the drain below, whose far-future
         // instant would read as an hour of queueing.
         self.counters.pacer_retired.add(entry.session.pacer_stats());
-        // Buffers still queued in the pacer belong to our pool: take them all back. Bounded by
-        // the pool size (each handle is a distinct buffer).
-        let far = now + std::time::Duration::from_secs(3600);
-        for _ in 0..self.pool.len() {
-            match entry.session.poll_paced(far) {
-                Some((buf, _, _)) => self.pool.give(buf),
+        // Buffers still queued in the pacer belong to our pool: take them all back, whether or
+        // not the session still has a destination (a disconnected session's queue used to leak
+        // here). Bounded by the pool size (each handle is a distinct buffer).
+        for _ in 0..self.io.pool.len() {
+            match entry.session.take_queued() {
+                Some(buf) => self.io.pool.give(buf),
                 None => break,
             }
         }
-        self.registry.lock().placed.remove(&entry.id);
+        let _ = now;
         if notify {
-            let _ = self
-                .to_control
-                .send(ShardMsg::Event(Notification::SessionClosed {
+            self.to_control
+                .reliable(ShardMsg::Event(Notification::SessionClosed {
                     session: entry.id,
                     reason,
                 }));

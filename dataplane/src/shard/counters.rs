@@ -61,10 +61,27 @@ pub enum Drop {
     UnknownSsrc,
     /// An event or stats snapshot for the control thread found its bounded queue full.
     ControlBacklog,
+    /// A video packet found the fan-out queue full.
+    FanoutBacklog,
+    /// A queued packet left the history before its fan-out reached it.
+    FanoutStale,
+    /// STUN naming a ufrag no session here, pending or placed, has (the lock-free filter, or the
+    /// registry, said so).
+    UnknownUfrag,
+    /// A check for a pending session whose MESSAGE-INTEGRITY did not verify with its password:
+    /// the session was not claimed.
+    ClaimRefused,
+    /// A datagram whose lookup would have taken the registry lock beyond the shard's rate limit.
+    SlowPathLimited,
+    /// STUN a session accepted without validating its source: an indication, a response or a
+    /// refused check (answered or ignored; the address was not registered).
+    StunUnauthenticated,
+    /// A forwarded copy that waited longer than the pacer's limit (2 s) and was not sent.
+    PacerExpired,
 }
 
 impl Drop {
-    const ALL: [Drop; 22] = [
+    const ALL: [Drop; 29] = [
         Drop::UnknownSource,
         Drop::SessionRejected,
         Drop::UnknownTrack,
@@ -87,6 +104,13 @@ impl Drop {
         Drop::Unsupported,
         Drop::UnknownSsrc,
         Drop::ControlBacklog,
+        Drop::FanoutBacklog,
+        Drop::FanoutStale,
+        Drop::UnknownUfrag,
+        Drop::ClaimRefused,
+        Drop::SlowPathLimited,
+        Drop::StunUnauthenticated,
+        Drop::PacerExpired,
     ];
 
     /// The reason for a datagram its session refused.
@@ -131,6 +155,13 @@ impl Drop {
             Drop::Unsupported => "unsupported",
             Drop::UnknownSsrc => "unknown_ssrc",
             Drop::ControlBacklog => "control_backlog",
+            Drop::FanoutBacklog => "fanout_backlog",
+            Drop::FanoutStale => "fanout_stale",
+            Drop::UnknownUfrag => "unknown_ufrag",
+            Drop::ClaimRefused => "claim_unauthenticated",
+            Drop::SlowPathLimited => "slow_path_limited",
+            Drop::StunUnauthenticated => "stun_unauthenticated",
+            Drop::PacerExpired => "expired_in_pacer",
         }
     }
 }
@@ -207,8 +238,8 @@ pub struct ShardCounters {
     pub send_retry: u64,
     /// Times draining the sessions stopped on a full socket buffer (media stayed paced).
     pub send_stalls: u64,
-    /// Times the receive loop drained the pacers early because the pool ran low.
-    pub early_drains: u64,
+    /// Registry lookups (the lock) this shard made for datagrams it could not place itself.
+    pub slow_path: u64,
     /// Pacer counters of sessions already closed (live sessions are summed at snapshot time).
     pub pacer_retired: PacerTotals,
     /// DTLS handshakes that failed (each logged once with its reason).
@@ -237,13 +268,15 @@ impl ShardCounters {
     }
 
     /// The wire snapshot (allocates; once per stats interval). `pacer`: the live sessions'
-    /// pacer counters (closed sessions' are added here).
+    /// pacer counters (closed sessions' are added here); `extra`: entries that are not drops
+    /// (latency histograms `lat_*`, map sizes `map_*`), see docs/control-socket.md.
     pub fn snapshot(
         &self,
         worker: u16,
         sessions: u32,
         io: &IoStats,
         pacer: &PacerTotals,
+        extra: impl Iterator<Item = (String, u64)>,
     ) -> ShardStats {
         let mut dropped = BTreeMap::new();
         for why in Drop::ALL {
@@ -266,7 +299,9 @@ impl ShardCounters {
         let delays = [
             ("send_retry", self.send_retry),
             ("send_stalls", self.send_stalls),
-            ("early_drains", self.early_drains),
+            ("tx_slots_busy", io.tx_slots_busy),
+            ("gso_messages", io.tx_gso_messages),
+            ("slow_path", self.slow_path),
             // Not drops either: handshakes refused, streams bound without a=ssrc (issue 20).
             ("dtls_failed", self.dtls_failed),
             ("unsignaled_ssrc_rid", self.unsignaled[0]),
@@ -283,6 +318,7 @@ impl ShardCounters {
         let mut pacer_total = self.pacer_retired;
         pacer_total.merge(pacer);
         dropped.extend(pacer_total.entries());
+        dropped.extend(extra);
         ShardStats {
             shard: worker,
             counters: Counters {
@@ -329,7 +365,7 @@ mod tests {
         counters.pacer_retired.add(&closed);
         let mut sum = PacerTotals::default();
         sum.add(&live);
-        let snap = counters.snapshot(3, 1, &IoStats::default(), &sum);
+        let snap = counters.snapshot(3, 1, &IoStats::default(), &sum, std::iter::empty());
         let d = &snap.counters.dropped;
         assert_eq!(d["pacer_packets"], 6);
         assert_eq!(d["pacer_delay_us_sum"], 1_530_000);

@@ -10,8 +10,15 @@
 //! less than the per-subscriber SRTP protect that follows, so the copy was chosen.
 //! `crossbeam_queue::ArrayQueue` stores items inline in one allocation made at construction:
 //! push and pop never allocate. A full ring drops the item (counted by the producer).
+//!
+//! The slots are fixed-size and `Copy`, which suits media. Data-channel messages (issue 17, up to
+//! 64 KiB) will not travel here: they get their own bounded ring of boxed messages per pair, so
+//! media slots stay small and a chatty channel never displaces media.
+
+use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
+use rtp_core::session::MediaMeta;
 
 use crate::proto::TrackId;
 use crate::sys::Waker;
@@ -35,13 +42,13 @@ pub enum RingItem {
     Datagram(RingDatagram),
 }
 
+/// A published packet for another shard: its track, the facts the session reported with it,
+/// when its datagram was received (for the SFU latency histograms), and its bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct RingPacket {
     pub track: TrackId,
-    pub layer: u8,
-    pub ext_seq: u64,
-    pub keyframe: bool,
-    pub len: u16,
+    pub meta: MediaMeta,
+    pub rx: Instant,
     pub data: [u8; MAX_RING_PACKET],
 }
 

@@ -1,20 +1,12 @@
 //! Messages between the control thread and the shards (in-process; the control socket's
-//! `Command`s travel inside them, already validated), and the shared registry of sessions not
-//! yet placed on a shard.
-//!
-//! Placement: with one shared media port the kernel's SO_REUSEPORT hash decides which shard
-//! sees a peer's packets, so a WebRTC session is registered here by its local ICE ufrag and the
-//! shard that receives its first STUN binding claims it. The registry is a `Mutex` touched only
-//! on slow paths: by the control thread per command, by a shard per datagram from an unknown
-//! address (its own maps answer every later one).
+//! `Command`s travel inside them, already validated). The shared registry of sessions not yet
+//! placed is in `registry.rs`.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::mpsc::{Sender, SyncSender};
 
 use crate::proto::{
-    AddTrack, Command, CreateSession, ErrorBody, Notification, ReplyOk, SessionId, ShardStats,
-    Subscribe, TrackId,
+    AddTrack, Command, CreateSession, ErrorBody, MediaKind, Notification, ReplyOk, SessionId,
+    ShardStats, Subscribe, TrackId,
 };
 
 /// Control thread → shard (bounded channel + the shard's `Waker`).
@@ -40,6 +32,7 @@ pub enum ShardCmd {
     /// Shard `shard` has (`on`) or no longer has subscribers of `track`, published here.
     Interest {
         track: TrackId,
+        kind: MediaKind,
         shard: u16,
         on: bool,
     },
@@ -65,38 +58,32 @@ pub enum ShardMsg {
     Stats(ShardStats),
 }
 
-/// A session waiting for its first packet.
-#[derive(Debug)]
-pub struct PendingSession {
-    pub spec: CreateSession,
-    /// Commands for it that arrived before it was placed, applied in order by the claimer.
-    pub queued: Vec<ShardCmd>,
+/// A shard's two ways to the control thread. Replies, claims and a session's life-cycle events
+/// (`SessionClosed`, ICE/DTLS connected or failed, first packet) go on the **reliable** channel:
+/// unbounded, so the shard never blocks on it, and bounded in practice by what causes them (one
+/// reply per command from a bounded inbox, a few events per session). Keyframe notices, pair
+/// changes and stats snapshots go on the **lossy** one: bounded and preallocated, `try_send`, a
+/// full queue drops the message and counts it (`control_backlog`). Neither ever stalls forwarding
+/// (aesthetics review, redesign 5).
+#[derive(Debug, Clone)]
+pub struct ControlTx {
+    reliable: Sender<ShardMsg>,
+    lossy: SyncSender<ShardMsg>,
 }
 
-/// Shared between the control thread and every shard. See the module docs.
-#[derive(Debug, Default)]
-pub struct Registry {
-    /// Local ICE ufrag → pending session.
-    pub by_ufrag: HashMap<String, SessionId>,
-    pub pending: HashMap<SessionId, PendingSession>,
-    /// Where each placed session lives.
-    pub placed: HashMap<SessionId, u16>,
-    /// Remote addresses and the shard their session lives on, so a shard that receives such a
-    /// datagram (by the kernel's SO_REUSEPORT choice) hands it over. Plain-RTP remotes are
-    /// entered by the control thread when it places the session; WebRTC remotes by the owning
-    /// shard when the first valid packet (an ICE check) arrives from them. The kernel's choice
-    /// is not stable per remote: with `SO_INCOMING_CPU` set it follows the CPU the packet was
-    /// processed on, which on loopback is the sender's current CPU.
-    pub remotes: HashMap<SocketAddr, u16>,
-}
+impl ControlTx {
+    pub fn new(reliable: Sender<ShardMsg>, lossy: SyncSender<ShardMsg>) -> Self {
+        Self { reliable, lossy }
+    }
 
-/// The registry behind its lock. A poisoned lock means a thread panicked while holding it;
-/// the data (plain maps) is still consistent at every await-free step, so keep going.
-#[derive(Debug, Default)]
-pub struct SharedRegistry(Mutex<Registry>);
+    /// Never blocks; only fails when the control thread is gone (the process is stopping).
+    pub fn reliable(&self, msg: ShardMsg) {
+        let _ = self.reliable.send(msg);
+    }
 
-impl SharedRegistry {
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    /// Never blocks or allocates; false when the queue was full (the message is dropped).
+    #[must_use]
+    pub fn lossy(&self, msg: ShardMsg) -> bool {
+        self.lossy.try_send(msg).is_ok()
     }
 }

@@ -4,8 +4,9 @@
 //! `recvmmsg`/`sendmmsg` + `poll(2)` ([`SocketIo`]). Both have the same API and the same
 //! semantics; [`IoMode`] picks one, [`probe`] says what the kernel offers.
 //!
-//! Loop shape (per worker): `recv` (reap), read the clock, feed rtp-core, `send` the batch
-//! (one submit / one `sendmmsg` per 64 messages), `wait` with the next timer as timeout.
+//! Loop shape (per worker): `recv` (reap: datagrams, and on io_uring the completions of the
+//! previous submit's sends), read the clock, feed rtp-core, `submit` the iteration's transmits,
+//! `wait` with the next timer as timeout (on io_uring the submit and the wait are one enter).
 //!
 //! Contracts common to both backends:
 //! - `recv` never blocks; it returns datagrams in buffers of the caller's [`BufPool`] which the
@@ -13,14 +14,17 @@
 //!   at `RecvMeta::offset` inside the buffer (0 for the socket backend, a fixed header size for
 //!   io_uring: the kernel writes the `io_uring_recvmsg_out` header, address and control
 //!   messages in front of it; we do not move it, to keep receive copy-free).
-//! - `send` is complete when it returns: every transmit has been copied into a kernel skb or
-//!   dropped and counted (would-block, error), so all its buffers may be reused at once. UDP
-//!   copies on the sending path, so waiting costs nothing; `MSG_DONTWAIT` keeps io_uring from
-//!   parking a send on a full socket buffer.
+//! - `submit` takes ownership of the transmits it consumed: the backend gives each buffer back
+//!   to the pool when the kernel is done with it (socket: before returning; io_uring: when the
+//!   send's completion is reaped). Transmits a full socket buffer refused stay with the caller
+//!   (socket) or come back through `requeue` (io_uring), to be sent again first: never dropped
+//!   for backpressure. `send`/`try_send` (socket backend only: the load generators and tests)
+//!   are complete on return and leave the buffers with the caller.
 //! - No allocation after `open`.
 //! - Bad transmits and receive errors are counted in [`IoStats`], never logged per packet.
 
 pub mod affinity;
+mod buf_ring;
 pub mod cred;
 mod net;
 mod plain;
@@ -155,6 +159,11 @@ pub struct IoStats {
     /// Messages [`Backend::try_send`] left unsent because the socket send buffer was full: the
     /// caller keeps them and sends them again, so these are delays, not losses.
     pub tx_retry: u64,
+    /// io_uring: submits that found both message sets still in flight (the transmits waited for
+    /// the next iteration).
+    pub tx_slots_busy: u64,
+    /// Messages sent as a GSO run (`UDP_SEGMENT`: several datagrams in one send).
+    pub tx_gso_messages: u64,
     pub tx_errors: u64,
     /// The kernel refused GSO (EIO) once; GSO is now off for this socket.
     pub gso_disabled: bool,
@@ -241,11 +250,43 @@ impl Backend {
         }
     }
 
-    /// Sends `batch`; returns how many transmits reached the kernel. Complete on return.
-    /// Transmits a full socket buffer refuses are dropped (counted in `tx_would_block`).
+    /// Hands `batch` to the kernel in order and says how far it got: `batch[..consumed]` now
+    /// belongs to the backend, which gives each buffer back to `pool` once the kernel is done
+    /// with it (socket: before returning; io_uring: when the send's completion is reaped by a
+    /// later [`Backend::recv`]; the SQEs go in with the next [`Backend::wait_for`], so one
+    /// iteration enters the kernel once). `batch[consumed..]` stays with the caller: the socket's
+    /// buffer is full (socket) or the messages in flight fill the ring's slots (io_uring).
+    pub fn submit(&mut self, pool: &mut BufPool, batch: &[Transmit]) -> io::Result<SendOutcome> {
+        match self {
+            Backend::Uring(b) => b.submit(pool, batch),
+            Backend::Socket(b) => b.submit(pool, batch),
+        }
+    }
+
+    /// io_uring: puts the transmits whose send the kernel refused (full send buffer, GSO refused)
+    /// back at the front of `tx`, in order, to be submitted again first. Socket: nothing (its
+    /// refusals never left the caller's batch).
+    pub fn requeue(&mut self, tx: &mut Vec<Transmit>) {
+        if let Backend::Uring(b) = self {
+            b.requeue(tx);
+        }
+    }
+
+    /// Send messages submitted whose completion was not reaped yet (io_uring; 0 for sockets).
+    pub fn in_flight(&self) -> usize {
+        match self {
+            Backend::Uring(b) => b.in_flight(),
+            Backend::Socket(_) => 0,
+        }
+    }
+
+    /// Sends `batch`; returns how many transmits reached the kernel. Complete on return, the
+    /// buffers stay with the caller. Transmits a full socket buffer refuses are dropped (counted
+    /// in `tx_would_block`). Socket backend only (the load generators); io_uring sends go
+    /// through [`Backend::submit`].
     pub fn send(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<usize> {
         match self {
-            Backend::Uring(b) => b.send(pool, batch),
+            Backend::Uring(_) => Err(uring_sends_submit()),
             Backend::Socket(b) => b.send(pool, batch),
         }
     }
@@ -253,9 +294,10 @@ impl Backend {
     /// Sends `batch` in order until the socket's send buffer is full, and says how far it got:
     /// the caller keeps `batch[consumed..]` (and its buffers) and tries again when the socket
     /// is writable. Nothing is dropped for a full buffer. Complete on return.
+    /// Socket backend only, like [`Backend::send`].
     pub fn try_send(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<SendOutcome> {
         match self {
-            Backend::Uring(b) => b.try_send(pool, batch),
+            Backend::Uring(_) => Err(uring_sends_submit()),
             Backend::Socket(b) => b.try_send(pool, batch),
         }
     }
@@ -319,6 +361,13 @@ impl Backend {
             Backend::Socket(_) => Ok(()),
         }
     }
+}
+
+fn uring_sends_submit() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "the io_uring backend sends through Backend::submit",
+    )
 }
 
 impl AsFd for Backend {

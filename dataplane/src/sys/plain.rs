@@ -11,7 +11,7 @@ use socket2::Socket;
 
 use super::net::{decode_addr, parse_cmsgs, AddrBuf, CtrlBuf, ADDR_LEN, RX_CTRL_LEN};
 use super::socket::{open_udp, Opened};
-use super::tx::{TxCursor, TxSlots};
+use super::tx::{TxCursor, TxSlots, TX_IOVS, TX_SLOTS};
 use super::waker::{WakeFd, Waker};
 use super::{IoStats, RecvMeta, SendOutcome, SocketConfig, Transmit};
 use crate::pool::{BufId, BufPool, BUF_SIZE};
@@ -73,7 +73,7 @@ impl SocketIo {
                 None
             },
             rx,
-            tx: TxSlots::new(),
+            tx: TxSlots::new(TX_SLOTS, TX_IOVS),
             stats: IoStats::default(),
         })
     }
@@ -200,6 +200,17 @@ impl SocketIo {
         self.send_batch(pool, batch, true)
     }
 
+    /// [`Backend::submit`](super::Backend::submit): sends in order until the socket's buffer is
+    /// full and gives the buffers of what it dealt with back to `pool` at once (the kernel
+    /// copied them).
+    pub fn submit(&mut self, pool: &mut BufPool, batch: &[Transmit]) -> io::Result<SendOutcome> {
+        let o = self.send_batch(pool, batch, true)?;
+        for t in &batch[..o.consumed] {
+            pool.give(t.buf);
+        }
+        Ok(o)
+    }
+
     /// Sends `batch`; with `stop_when_full`, stops at the first message a full socket buffer
     /// refuses and says where (otherwise such messages are dropped and counted).
     fn send_batch(
@@ -255,6 +266,7 @@ impl SocketIo {
                 for j in at..at + rc as usize {
                     sent += usize::from(tx.done[j]);
                     self.stats.tx_datagrams += segments(tx, j);
+                    self.stats.tx_gso_messages += u64::from(tx.seg[j] != 0);
                 }
                 at += rc as usize;
                 continue;

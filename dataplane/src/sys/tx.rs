@@ -19,10 +19,11 @@ use super::net::{encode_addr, encode_segment, AddrBuf, CtrlBuf, ADDR_LEN, TX_CTR
 use super::{IoStats, Transmit};
 use crate::pool::{BufPool, BUF_SIZE};
 
-/// Messages per flush (one `sendmmsg`, or one io_uring submit).
-pub(crate) const TX_SLOTS: usize = 64;
-/// iovecs shared by the messages of one flush.
-const TX_IOVS: usize = 256;
+/// Messages per `sendmmsg` batch of the socket backend (the kernel takes at most UIO_MAXIOV =
+/// 1024 per call).
+pub(crate) const TX_SLOTS: usize = 256;
+/// iovecs shared by the messages of one socket-backend batch.
+pub(crate) const TX_IOVS: usize = 1024;
 /// Linux's UDP_MAX_SEGMENTS is 64 on older kernels (128 since 6.x); stay under both.
 const MAX_GSO_SEGS: usize = 64;
 /// Largest UDP payload over IPv4 (65535 − 20 − 8); a GSO message may not exceed it.
@@ -37,19 +38,22 @@ pub(crate) struct TxCursor {
 }
 
 pub(crate) struct TxSlots {
-    pub(crate) hdrs: [libc::mmsghdr; TX_SLOTS],
-    iovs: [libc::iovec; TX_IOVS],
-    names: [AddrBuf; TX_SLOTS],
-    ctrl: [CtrlBuf<TX_CTRL_LEN>; TX_SLOTS],
+    pub(crate) hdrs: Box<[libc::mmsghdr]>,
+    iovs: Box<[libc::iovec]>,
+    names: Box<[AddrBuf]>,
+    ctrl: Box<[CtrlBuf<TX_CTRL_LEN>]>,
     /// GSO segment size of each message, 0 when none.
-    pub(crate) seg: [u16; TX_SLOTS],
+    pub(crate) seg: Box<[u16]>,
     /// How many transmits of the batch each message completes (0 for a non-final cut piece).
-    pub(crate) done: [u16; TX_SLOTS],
+    pub(crate) done: Box<[u16]>,
+    /// The batch index of the first transmit message `j` completes (with `done`: the range
+    /// whose buffers may be released, or sent again, when `j` completes).
+    pub(crate) first: Box<[u32]>,
     /// Where to resume in the batch when message `j` and every later one were not sent (a
     /// full socket buffer): the first transmit `j` carries, or the one after it when `j` is a
     /// later piece of a transmit cut by hand (its earlier pieces went out; resending them
     /// would duplicate datagrams, so the rest of that one transmit is given up).
-    pub(crate) resume: [u32; TX_SLOTS],
+    pub(crate) resume: Box<[u32]>,
     /// Messages filled.
     pub(crate) len: usize,
 }
@@ -61,18 +65,22 @@ impl std::fmt::Debug for TxSlots {
 }
 
 impl TxSlots {
-    pub(crate) fn new() -> Box<Self> {
+    /// Slots for `msgs` messages gathering at most `iovs` buffers between them.
+    pub(crate) fn new(msgs: usize, iovs: usize) -> Box<Self> {
+        // SAFETY: mmsghdr and iovec are plain C structs for which all-zero bytes are valid
+        // (null pointers, zero lengths).
+        let hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let iov: libc::iovec = unsafe { std::mem::zeroed() };
         Box::new(Self {
-            // SAFETY: mmsghdr and iovec are plain C structs for which all-zero bytes are valid
-            // (null pointers, zero lengths).
-            hdrs: unsafe { std::mem::zeroed() },
-            // SAFETY: as above.
-            iovs: unsafe { std::mem::zeroed() },
-            names: [AddrBuf([0; ADDR_LEN]); TX_SLOTS],
-            ctrl: [CtrlBuf([0; TX_CTRL_LEN]); TX_SLOTS],
-            seg: [0; TX_SLOTS],
-            done: [0; TX_SLOTS],
-            resume: [0; TX_SLOTS],
+            hdrs: vec![hdr; msgs].into_boxed_slice(),
+            iovs: vec![iov; iovs].into_boxed_slice(),
+            names: vec![AddrBuf([0; ADDR_LEN]); msgs].into_boxed_slice(),
+            ctrl: vec![CtrlBuf([0; TX_CTRL_LEN]); msgs].into_boxed_slice(),
+            seg: vec![0; msgs].into_boxed_slice(),
+            done: vec![0; msgs].into_boxed_slice(),
+            first: vec![0; msgs].into_boxed_slice(),
+            resume: vec![0; msgs].into_boxed_slice(),
             len: 0,
         })
     }
@@ -88,8 +96,9 @@ impl TxSlots {
         stats: &mut IoStats,
     ) {
         self.len = 0;
+        let (max_msgs, max_iovs) = (self.hdrs.len(), self.iovs.len());
         let mut iov_used = 0usize;
-        while self.len < TX_SLOTS && cur.tx < batch.len() {
+        while self.len < max_msgs && cur.tx < batch.len() {
             let t = &batch[cur.tx];
             if !valid(t, pool) {
                 stats.bad_transmits += 1;
@@ -102,16 +111,25 @@ impl TxSlots {
             let seg = t.segment_size.map_or(0, usize::from);
             if seg == 0 || (t.len <= seg && !gso) {
                 // Plain datagram.
-                if iov_used == TX_IOVS {
+                if iov_used == max_iovs {
                     break;
                 }
                 self.iovs[iov_used] = iovec(pool, t, 0, t.len);
-                self.push(t.dst, v6_socket, iov_used, 1, 0, 1, cur.tx);
+                self.push(t.dst, v6_socket, iov_used, 1, 0, 1, cur.tx, cur.tx);
                 iov_used += 1;
                 cur.tx += 1;
             } else if !gso {
-                // Longer than one segment, no GSO: cut it here, one piece per message.
-                if iov_used == TX_IOVS {
+                // Longer than one segment, no GSO: cut it here, one piece per message. A transmit
+                // is cut within one fill (never split across two), so a caller that hands the
+                // filled messages to the kernel whole never owns half a transmit.
+                let pieces = (t.len - cur.off).div_ceil(seg);
+                if cur.off == 0
+                    && (self.len + pieces > max_msgs || iov_used + pieces > max_iovs)
+                    && self.len > 0
+                {
+                    break;
+                }
+                if iov_used == max_iovs {
                     break;
                 }
                 let piece = seg.min(t.len - cur.off);
@@ -126,6 +144,7 @@ impl TxSlots {
                     1,
                     0,
                     u16::from(finished),
+                    cur.tx,
                     resume,
                 );
                 iov_used += 1;
@@ -142,7 +161,7 @@ impl TxSlots {
                 let mut bytes = 0usize;
                 let mut segs = 0usize;
                 let mut n_tx = 0u16;
-                while cur.tx < batch.len() && iov_used < TX_IOVS {
+                while cur.tx < batch.len() && iov_used < max_iovs {
                     let u = &batch[cur.tx];
                     let same = u.dst == t.dst && u.segment_size == t.segment_size;
                     let u_segs = u.len.div_ceil(seg);
@@ -179,6 +198,7 @@ impl TxSlots {
                     seg16,
                     n_tx,
                     resume,
+                    resume,
                 );
             }
         }
@@ -193,6 +213,7 @@ impl TxSlots {
         n_iov: usize,
         seg: u16,
         done: u16,
+        first: usize,
         resume: usize,
     ) {
         let j = self.len;
@@ -217,6 +238,7 @@ impl TxSlots {
         self.hdrs[j].msg_len = 0;
         self.seg[j] = seg;
         self.done[j] = done;
+        self.first[j] = first as u32;
         self.resume[j] = resume as u32;
         self.len += 1;
     }
@@ -286,7 +308,7 @@ mod tests {
             t(&mut pool, 1800, Some(700), 2), // messages 2, 3, 4 (cut: no GSO)
             t(&mut pool, 100, None, 1),       // message 5
         ];
-        let mut slots = TxSlots::new();
+        let mut slots = TxSlots::new(TX_SLOTS, TX_IOVS);
         let mut cur = TxCursor::default();
         let mut stats = IoStats::default();
         slots.fill(&pool, &batch, &mut cur, false, false, &mut stats);

@@ -7,34 +7,37 @@
 //! at the fixed offset [`URING_PAYLOAD_OFFSET`]. The request is re-armed when a completion lacks
 //! `IORING_CQE_F_MORE` (the ring ran dry, or the kernel ended it).
 //!
-//! Send: one `IORING_OP_SENDMSG` per message from the shared [`TxSlots`], all submitted with one
-//! `io_uring_enter`. `MSG_DONTWAIT` makes each send complete inline (UDP copies the payload into
-//! an skb, or fails with EAGAIN instead of being parked on a full socket buffer), so `send`
-//! reaps its completions before returning and the buffers are free again on return.
-//! `try_send` links the batch's SQEs (`IOSQE_IO_LINK`): a send refused with EAGAIN cancels the
-//! ones after it, so "sent up to here, nothing after" holds and the caller can keep the rest
-//! for a retry instead of losing it; a writable poll (`POLLOUT`, one-shot) then ends the wait.
+//! Send ([`UringIo::submit`]): one `IORING_OP_SENDMSG` per message (a GSO run of one
+//! destination's equal-size packets is one message) from one of two [`TxSlots`] sets; the SQEs
+//! go in with the worker's next `io_uring_enter`, which is also its wait, so one iteration enters
+//! the kernel once. `MSG_DONTWAIT` makes each send complete inline (UDP copies the payload into an
+//! skb, or fails with EAGAIN instead of being parked on a full socket buffer). Completions are
+//! reaped by the next `recv`, with the receive completions: only then does each buffer go back to
+//! the pool (monoio's "rent": the ring owns a buffer while its op is in flight). A message refused
+//! with EAGAIN keeps its transmits, which the caller takes back with [`UringIo::requeue`] and sends
+//! again first; a writable poll (`POLLOUT`, one-shot) then ends the wait. Sends are not linked: a
+//! link under DEFER_TASKRUN runs each follower as deferred task work, so a refused message may be
+//! sent again after later ones (a reorder, counted in `tx_retry`), never lost.
 //!
 //! Wait: `io_uring_enter` with GETEVENTS and an `EXT_ARG` timeout; a multishot poll on the
 //! waker's eventfd makes a wake-up a completion too. The ring is set up SINGLE_ISSUER +
 //! DEFER_TASKRUN + TASKRUN_FLAG when the kernel has them (6.1+): receive work then runs only
 //! when we enter the kernel, in batches, and `IORING_SQ_TASKRUN` tells `recv` when to.
 
-use std::alloc::{self, Layout};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::ptr;
 use std::time::Duration;
 
 use io_uring::types::{Fd, RecvMsgOut, SubmitArgs, Timespec};
-use io_uring::{cqueue, opcode, squeue, IoUring};
+use io_uring::{cqueue, opcode, IoUring};
 use socket2::Socket;
 
+use super::buf_ring::{build_ring, BufRing};
 use super::net::{decode_addr, parse_cmsgs, ADDR_LEN, RX_CTRL_LEN};
-use super::plain::{segments, send_segmented};
+use super::plain::segments;
 use super::socket::{open_udp, Opened};
-use super::tx::{TxCursor, TxSlots, TX_SLOTS};
+use super::tx::{TxCursor, TxSlots};
 use super::waker::{WakeFd, Waker};
 use super::{IoStats, RecvMeta, SendOutcome, SocketConfig, Transmit};
 use crate::pool::{BufId, BufPool, BUF_SIZE};
@@ -47,30 +50,25 @@ const UD_RECV: u64 = 1;
 const UD_WAKE: u64 = 2;
 const UD_CANCEL: u64 = 3;
 const UD_WRITABLE: u64 = 4;
+/// Send completions: `UD_SEND | set << 16 | message`.
 const UD_SEND: u64 = 1 << 32;
+
+/// Messages one submit may hold (one set of [`TxSlots`]); two sets alternate, so the worker can
+/// submit while the previous submit's completions wait to be reaped.
+pub(crate) const URING_TX_MSGS: usize = 1024;
+/// Buffers the messages of one set may gather (GSO runs read several).
+const URING_TX_IOVS: usize = 2048;
 
 /// Longest wait while the receive is disarmed for want of pool buffers.
 const DRY_WAIT: Duration = Duration::from_millis(1);
 /// Buffer group id of our provided-buffer ring (one ring per io_uring instance).
 const BGID: u16 = 0;
-/// Kernel limit on provided-buffer ring entries.
-const MAX_RING_ENTRIES: usize = 32_768;
-/// SQ size: a full tx flush plus the receive, waker and cancel requests.
-const SQ_ENTRIES: u32 = (TX_SLOTS as u32 + 8).next_power_of_two();
+/// SQ size: a full set of send messages plus the receive, waker, writable and cancel requests.
+pub(super) const SQ_ENTRIES: u32 = (URING_TX_MSGS as u32 + 8).next_power_of_two();
 /// Completions pulled from the CQ per batch while reaping (stack array).
 const REAP_BATCH: usize = 64;
 
-/// How a linked flush ended.
-#[derive(Debug, Clone, Copy)]
-enum FlushEnd {
-    Done,
-    /// Message `j` found the send buffer full; it and every later one were not sent.
-    Full(usize),
-    /// Message `j` failed for another reason (counted); the later ones were cancelled.
-    Broken(usize),
-}
-
-/// The parts of a completion we keep (a copy, so it can wait in the stash).
+/// The parts of a completion we keep.
 #[derive(Debug, Clone, Copy, Default)]
 struct Cqe {
     ud: u64,
@@ -85,93 +83,6 @@ impl From<&cqueue::Entry> for Cqe {
             res: e.result(),
             flags: e.flags(),
         }
-    }
-}
-
-/// `struct io_uring_buf`; entry 0's `resv` is the ring's tail, which the kernel reads.
-#[repr(C)]
-struct RawBuf {
-    addr: u64,
-    len: u32,
-    bid: u16,
-    resv: u16,
-}
-
-/// The provided-buffer ring: page-aligned memory shared with the kernel, plus our mirror of
-/// which buffer sits in which entry (the kernel consumes entries in order from its head).
-struct BufRing {
-    base: NonNull<RawBuf>,
-    entries: usize,
-    layout: Layout,
-    /// Our tail (entries published so far, wrapping).
-    tail: u16,
-    /// Entries published and not yet returned by a completion.
-    posted: usize,
-    /// How many to keep posted.
-    depth: usize,
-    ids: Box<[u16]>,
-}
-
-impl BufRing {
-    fn new(depth: usize) -> Self {
-        let depth = depth.clamp(1, MAX_RING_ENTRIES);
-        let entries = depth.next_power_of_two();
-        let layout = Layout::from_size_align(entries * std::mem::size_of::<RawBuf>(), 4096)
-            .expect("ring layout is valid");
-        // SAFETY: non-zero size (entries >= 1).
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(base) = NonNull::new(raw.cast::<RawBuf>()) else {
-            alloc::handle_alloc_error(layout)
-        };
-        Self {
-            base,
-            entries,
-            layout,
-            tail: 0,
-            posted: 0,
-            depth,
-            ids: vec![0; entries].into_boxed_slice(),
-        }
-    }
-
-    fn mask(&self) -> usize {
-        self.entries - 1
-    }
-
-    /// Writes entry `tail` (not yet visible to the kernel); `publish` makes it visible.
-    fn push(&mut self, id: BufId, addr: *mut u8) {
-        let idx = usize::from(self.tail) & self.mask();
-        let e = self.base.as_ptr().wrapping_add(idx);
-        // SAFETY: `idx` < entries, so `e` is inside our allocation. The kernel only reads entries
-        // between its head and the published tail; `posted < entries` means this slot is outside
-        // that window. We write the three fields by raw pointer and never `resv`, which for entry
-        // 0 is the tail the kernel may be reading.
-        unsafe {
-            ptr::addr_of_mut!((*e).addr).write(addr as u64);
-            ptr::addr_of_mut!((*e).len).write(BUF_SIZE as u32);
-            ptr::addr_of_mut!((*e).bid).write(id.0);
-        }
-        self.ids[idx] = id.0;
-        self.tail = self.tail.wrapping_add(1);
-        self.posted += 1;
-    }
-
-    fn publish(&self) {
-        // SAFETY: entry 0 is inside our allocation; this only computes the field's address.
-        let tail = unsafe { ptr::addr_of_mut!((*self.base.as_ptr()).resv) };
-        // SAFETY: `tail` is entry 0's `resv` field, inside our allocation, 2-aligned (the ring is
-        // page-aligned), and shared with the kernel only through atomic accesses; Release orders
-        // the entry writes above before it, as io_uring requires.
-        unsafe { AtomicU16::from_ptr(tail) }.store(self.tail, Ordering::Release);
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout. The kernel pinned these pages when the
-        // ring was registered and keeps its own reference until the io_uring instance goes
-        // away, so freeing our mapping cannot make it write freed memory.
-        unsafe { alloc::dealloc(self.base.as_ptr().cast(), self.layout) }
     }
 }
 
@@ -192,12 +103,34 @@ pub struct UringIo {
     recv_hdr: Box<libc::msghdr>,
     recv_armed: bool,
     shut: bool,
-    tx: Box<TxSlots>,
-    /// Receive completions reaped by `send` (which cannot hand buffers out), for `recv`.
-    stash: Box<[Cqe]>,
-    stash_len: usize,
-    stash_head: usize,
+    /// Two message sets: one may wait for its completions while the next submit fills the other.
+    sends: [SendSet; 2],
+    /// Transmits whose message the kernel refused (send buffer full, or GSO refused), oldest
+    /// first, until the caller takes them back ([`UringIo::requeue`]).
+    refused: Vec<Transmit>,
+    /// A refusal asked for a writable poll.
+    want_out: bool,
     stats: IoStats,
+}
+
+/// One set of send messages and the transmits they carry, owned by the ring until every
+/// message's completion was reaped.
+struct SendSet {
+    slots: Box<TxSlots>,
+    /// The transmits of the last submit from this set, indexed like the batch `fill` saw.
+    carried: Vec<Transmit>,
+    /// Messages submitted whose completion has not been reaped.
+    pending: usize,
+}
+
+impl SendSet {
+    fn new() -> Self {
+        Self {
+            slots: TxSlots::new(URING_TX_MSGS, URING_TX_IOVS),
+            carried: Vec::with_capacity(URING_TX_IOVS),
+            pending: 0,
+        }
+    }
 }
 
 impl std::fmt::Debug for UringIo {
@@ -205,6 +138,10 @@ impl std::fmt::Debug for UringIo {
         f.debug_struct("UringIo")
             .field("sock", &self.sock)
             .field("posted", &self.br.posted)
+            .field(
+                "in_flight",
+                &(self.sends[0].pending + self.sends[1].pending),
+            )
             .field("gso", &self.gso)
             .field("stats", &self.stats)
             .finish()
@@ -215,7 +152,7 @@ impl UringIo {
     pub fn open(cfg: &SocketConfig, recv_depth: usize) -> io::Result<Self> {
         let Opened { sock, v6, gso, .. } = open_udp(cfg)?;
         let br = BufRing::new(recv_depth);
-        let cq = (br.entries * 2 + 2 * TX_SLOTS).next_power_of_two() as u32;
+        let cq = (br.entries * 2 + 2 * URING_TX_MSGS).next_power_of_two() as u32;
         let ring = build_ring(cq)?;
         if !ring.params().is_feature_ext_arg() {
             return Err(io::Error::new(
@@ -237,7 +174,6 @@ impl UringIo {
         let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
         hdr.msg_namelen = ADDR_LEN as libc::socklen_t;
         hdr.msg_controllen = RX_CTRL_LEN as _;
-        let stash_cap = br.entries + 16;
         Ok(Self {
             ring,
             br,
@@ -250,10 +186,9 @@ impl UringIo {
             recv_hdr: Box::new(hdr),
             recv_armed: false,
             shut: false,
-            tx: TxSlots::new(),
-            stash: vec![Cqe::default(); stash_cap].into_boxed_slice(),
-            stash_len: 0,
-            stash_head: 0,
+            sends: [SendSet::new(), SendSet::new()],
+            refused: Vec::with_capacity(2 * URING_TX_IOVS),
+            want_out: false,
             stats: IoStats::default(),
         })
     }
@@ -280,13 +215,6 @@ impl UringIo {
         }
         self.arm(pool)?;
         let mut filled = 0;
-        // Completions `send` set aside come first: they are older.
-        while filled < out.len() && self.stash_len > 0 {
-            let e = self.stash[self.stash_head];
-            self.stash_head = (self.stash_head + 1) % self.stash.len();
-            self.stash_len -= 1;
-            filled += self.on_cqe(e, pool, &mut out[filled..]);
-        }
         // Run deferred receive work only when the kernel says there is some (TASKRUN flag), so
         // an idle poll costs no syscall.
         let pending = {
@@ -361,8 +289,9 @@ impl UringIo {
         for _ in 0..2 {
             // SAFETY: every SQE we build points only at memory owned by `self` that outlives the
             // request: `recv_hdr` (boxed, lives until the ring closes), the eventfd (owned by
-            // `self.wake`), the socket, and the tx slots (held until the send CQEs are reaped in
-            // `flush`).
+            // `self.wake`), the socket, and a send set's slots and the pool buffers they point at
+            // (the set is not refilled, and its buffers not released, until every one of its
+            // completions was reaped in `on_send`).
             if unsafe { self.ring.submission().push(sqe) }.is_ok() {
                 return Ok(());
             }
@@ -381,6 +310,10 @@ impl UringIo {
 
     /// Handles one completion; returns 1 if it produced a datagram in `out[0]`.
     fn on_cqe(&mut self, e: Cqe, pool: &mut BufPool, out: &mut [RecvMeta]) -> usize {
+        if e.ud & UD_SEND != 0 {
+            self.on_send(e, pool);
+            return 0;
+        }
         match e.ud {
             UD_RECV => self.on_recv(e.res, e.flags, pool, out),
             UD_WAKE => {
@@ -394,7 +327,7 @@ impl UringIo {
                 self.out_armed = false;
                 0
             }
-            // Cancel results, late send completions: nothing to do.
+            // Cancel results: nothing to do.
             _ => 0,
         }
     }
@@ -464,167 +397,107 @@ impl UringIo {
         }
     }
 
-    pub fn send(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<usize> {
-        Ok(self.send_batch(pool, batch, false)?.sent)
-    }
-
-    /// [`Backend::try_send`](super::Backend::try_send).
-    pub fn try_send(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<SendOutcome> {
-        self.send_batch(pool, batch, true)
-    }
-
-    fn send_batch(
-        &mut self,
-        pool: &BufPool,
-        batch: &[Transmit],
-        stop_when_full: bool,
-    ) -> io::Result<SendOutcome> {
+    /// Hands `batch` to the kernel as send SQEs, submitted with the next enter (the worker's
+    /// wait). `batch[..consumed]` then belongs to the ring: each buffer goes back to `pool` when
+    /// its completion is reaped (`recv`), or comes back through [`UringIo::requeue`] when the
+    /// kernel refused it. `batch[consumed..]` stays with the caller: both sets of messages are
+    /// still in flight, or the batch is larger than a set.
+    pub fn submit(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<SendOutcome> {
+        if batch.is_empty() {
+            return Ok(SendOutcome::default());
+        }
+        let Some(k) = (0..2).find(|&k| self.sends[k].pending == 0) else {
+            self.stats.tx_slots_busy += 1;
+            return Ok(SendOutcome::default());
+        };
         let mut cur = TxCursor::default();
-        let mut sent = 0usize;
-        // Each round consumes at least one transmit, so the batch length bounds the loop.
-        for _ in 0..=batch.len() {
-            if cur.tx >= batch.len() {
-                break;
-            }
-            self.tx
-                .fill(pool, batch, &mut cur, self.gso, self.v6, &mut self.stats);
-            let (n, end) = self.flush(stop_when_full)?;
-            sent += n;
-            match end {
-                FlushEnd::Done => {}
-                FlushEnd::Full(j) => {
-                    return Ok(SendOutcome {
-                        sent,
-                        consumed: self.tx.resume[j] as usize,
-                    })
-                }
-                // The link was cut by an error at `j` (counted): go on after it.
-                FlushEnd::Broken(j) => {
-                    if j + 1 < self.tx.len {
-                        cur = TxCursor {
-                            tx: self.tx.resume[j + 1] as usize,
-                            off: 0,
-                        };
-                    }
-                }
-            }
+        let set = &mut self.sends[k];
+        set.slots
+            .fill(pool, batch, &mut cur, self.gso, self.v6, &mut self.stats);
+        set.carried.clear();
+        set.carried.extend_from_slice(&batch[..cur.tx]);
+        let n = set.slots.len;
+        let fd = Fd(self.sock.as_raw_fd());
+        for j in 0..n {
+            let hdr = ptr::addr_of!(self.sends[k].slots.hdrs[j].msg_hdr);
+            let sqe = opcode::SendMsg::new(fd, hdr)
+                .flags(libc::MSG_DONTWAIT as u32)
+                .build()
+                .user_data(UD_SEND | (k as u64) << 16 | j as u64);
+            self.push_sqe(&sqe)?;
+            self.sends[k].pending += 1;
         }
         Ok(SendOutcome {
-            sent,
-            consumed: batch.len(),
+            sent: cur.tx,
+            consumed: cur.tx,
         })
     }
 
-    /// Submits the filled tx slots as SENDMSG SQEs with one enter and reaps their completions.
-    /// With `linked`, the SQEs form one chain and the first failure ends it (the rest complete
-    /// with ECANCELED); the result then says where.
-    fn flush(&mut self, linked: bool) -> io::Result<(usize, FlushEnd)> {
-        let n = self.tx.len;
+    /// Puts the transmits the kernel refused since the last call at the front of `tx`, oldest
+    /// first, so the caller sends them again before anything newer.
+    pub fn requeue(&mut self, tx: &mut Vec<Transmit>) {
+        let n = self.refused.len();
         if n == 0 {
-            return Ok((0, FlushEnd::Done));
+            return;
         }
-        let fd = Fd(self.sock.as_raw_fd());
-        for j in 0..n {
-            let flags = if linked && j + 1 < n {
-                squeue::Flags::IO_LINK
+        let old = tx.len();
+        tx.extend_from_slice(&self.refused);
+        tx.copy_within(..old, n);
+        tx[..n].copy_from_slice(&self.refused);
+        self.refused.clear();
+    }
+
+    /// Messages submitted whose completion has not been reaped yet.
+    pub fn in_flight(&self) -> usize {
+        self.sends[0].pending + self.sends[1].pending
+    }
+
+    /// A send completion: the buffers of the transmits its message finished go back to the pool,
+    /// or, when the kernel refused the message for want of room (or GSO), back to the caller.
+    fn on_send(&mut self, e: Cqe, pool: &mut BufPool) {
+        let k = ((e.ud >> 16) & 1) as usize;
+        let j = (e.ud & 0xffff) as usize;
+        let set = &mut self.sends[k];
+        if set.pending == 0 || j >= set.slots.len {
+            // Not ours (cannot happen: every SQE we push is counted).
+            self.stats.tx_errors += 1;
+            return;
+        }
+        set.pending -= 1;
+        let first = set.slots.first[j] as usize;
+        let done = usize::from(set.slots.done[j]);
+        let carried = &set.carried[first..(first + done).min(set.carried.len())];
+        let res = e.res;
+        let refuse = res == -libc::EAGAIN || (res == -libc::EIO && set.slots.seg[j] != 0);
+        if res >= 0 {
+            self.stats.tx_datagrams += segments(&set.slots, j);
+            self.stats.tx_gso_messages += u64::from(set.slots.seg[j] != 0);
+        } else if refuse && done > 0 {
+            if res == -libc::EIO {
+                // GSO refused by the device: off for this socket; the caller's retry goes out
+                // one datagram per message (quinn-udp documents the same fallback).
+                self.gso = false;
+                self.stats.gso_disabled = true;
             } else {
-                squeue::Flags::empty()
-            };
-            let sqe = opcode::SendMsg::new(fd, ptr::addr_of!(self.tx.hdrs[j].msg_hdr))
-                .flags(libc::MSG_DONTWAIT as u32)
-                .build()
-                .flags(flags)
-                .user_data(UD_SEND | j as u64);
-            self.push_sqe(&sqe)?;
-        }
-        self.enter_nowait()?;
-        let mut seen = 0usize;
-        let mut sent = 0usize;
-        let mut full: Option<usize> = None;
-        let mut broken: Option<usize> = None;
-        // MSG_DONTWAIT sends complete inline, so normally all CQEs are there after the enter;
-        // the bounded waits only cover an interrupted enter.
-        for _ in 0..100 {
-            loop {
-                let e = {
-                    let mut cq = self.ring.completion();
-                    cq.next()
-                };
-                let Some(e) = e else { break };
-                let ud = e.user_data();
-                if ud & UD_SEND == 0 {
-                    self.stash_cqe(Cqe::from(&e));
-                    continue;
-                }
-                let j = (ud & 0xffff) as usize;
-                seen += 1;
-                let res = e.result();
-                if res >= 0 {
-                    sent += usize::from(self.tx.done[j]);
-                    self.stats.tx_datagrams += segments(&self.tx, j);
-                } else if linked && res == -libc::ECANCELED {
-                    // After the link's failure: not sent, resumed by the caller.
-                } else if res == -libc::EAGAIN && linked {
-                    full = Some(full.map_or(j, |f| f.min(j)));
-                } else if res == -libc::EAGAIN {
-                    self.stats.tx_would_block += segments(&self.tx, j);
-                } else if res == -libc::EIO && self.tx.seg[j] != 0 {
-                    // GSO refused by the device: off for this socket, resend split (quinn-udp
-                    // documents the same fallback).
-                    self.gso = false;
-                    self.stats.gso_disabled = true;
-                    if send_segmented(&self.sock, &self.tx, j, &mut self.stats) {
-                        sent += usize::from(self.tx.done[j]);
-                    }
-                    broken = Some(broken.map_or(j, |b| b.min(j)));
-                } else {
-                    self.stats.tx_errors += 1;
-                    broken = Some(broken.map_or(j, |b| b.min(j)));
-                }
+                self.want_out = true;
             }
-            if seen >= n {
-                let end = match (full, broken) {
-                    (Some(f), Some(b)) if b < f => FlushEnd::Broken(b),
-                    (Some(f), _) => {
-                        self.stats.tx_retry += (n - f) as u64;
-                        FlushEnd::Full(f)
-                    }
-                    (None, Some(b)) if linked => FlushEnd::Broken(b),
-                    _ => FlushEnd::Done,
-                };
-                return Ok((sent, end));
-            }
-            self.wait_cqe(Some(Duration::from_millis(10)))?;
+            self.stats.tx_retry += carried.len() as u64;
+            self.refused.extend_from_slice(carried);
+            return;
+        } else if res == -libc::EAGAIN {
+            self.stats.tx_would_block += 1;
+        } else {
+            self.stats.tx_errors += 1;
         }
-        self.stats.tx_errors += (n - seen) as u64;
-        Ok((sent, FlushEnd::Done))
+        for t in carried {
+            pool.give(t.buf);
+        }
     }
 
-    fn stash_cqe(&mut self, e: Cqe) {
-        if e.ud == UD_WRITABLE {
-            self.out_armed = false;
-            return;
-        }
-        if e.ud == UD_WAKE {
-            // Needs no pool: handle here so wake-ups never fill the stash.
-            self.wake.drain();
-            if !cqueue::more(e.flags) {
-                self.wake_armed = false;
-            }
-            return;
-        }
-        if self.stash_len == self.stash.len() {
-            // Cannot happen: at most one completion per posted buffer plus one terminal
-            // completion per arming can be pending, and the stash holds more than that.
-            self.stats.rx_errors += 1;
-            return;
-        }
-        let at = (self.stash_head + self.stash_len) % self.stash.len();
-        self.stash[at] = e;
-        self.stash_len += 1;
-    }
-
+    /// Submits what [`UringIo::submit`] queued and sleeps until a completion, a wake-up or the
+    /// timeout (`Some(ZERO)`: no sleep) — one `io_uring_enter`.
     pub fn wait(&mut self, timeout: Option<Duration>, writable: bool) -> io::Result<()> {
+        let writable = writable || std::mem::take(&mut self.want_out);
         if writable && !self.out_armed {
             let sqe = opcode::PollAdd::new(Fd(self.sock.as_raw_fd()), libc::POLLOUT as u32)
                 .build()
@@ -632,8 +505,8 @@ impl UringIo {
             self.push_sqe(&sqe)?;
             self.out_armed = true;
         }
-        if self.stash_len > 0 || !self.ring.completion().is_empty() {
-            return Ok(());
+        if timeout == Some(Duration::ZERO) || !self.ring.completion().is_empty() {
+            return self.enter_nowait();
         }
         // No buffers were free to post, so nothing is receiving: datagrams wait in the socket
         // and no completion would end this wait. Come back soon to post what the pool regained.
@@ -694,22 +567,18 @@ impl UringIo {
                     break;
                 }
                 self.wait_cqe(Some(Duration::from_millis(10)))?;
-                while self.stash_len > 0 || !self.ring.completion().is_empty() {
-                    let e = if self.stash_len > 0 {
-                        let e = self.stash[self.stash_head];
-                        self.stash_head = (self.stash_head + 1) % self.stash.len();
-                        self.stash_len -= 1;
-                        e
-                    } else {
-                        let e = self.ring.completion().next();
-                        let Some(e) = e else { break };
-                        Cqe::from(&e)
-                    };
-                    if self.on_cqe(e, pool, &mut sink) == 1 {
+                loop {
+                    let e = self.ring.completion().next();
+                    let Some(e) = e else { break };
+                    if self.on_cqe(Cqe::from(&e), pool, &mut sink) == 1 {
                         pool.give(sink[0].buf);
                     }
                 }
             }
+        }
+        // Transmits the kernel refused are ours again: give their buffers back.
+        for t in self.refused.drain(..) {
+            pool.give(t.buf);
         }
         self.ring.submitter().unregister_buf_ring(BGID)?;
         // The ring is gone from the kernel: whatever it still held was never handed out.
@@ -727,26 +596,4 @@ impl UringIo {
         self.recv_armed = false;
         Ok(())
     }
-}
-
-/// Builds a ring with the best task-run mode the kernel accepts.
-fn build_ring(cq: u32) -> io::Result<IoUring> {
-    let best = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_taskrun_flag()
-        .setup_cqsize(cq)
-        .build(SQ_ENTRIES);
-    if let Ok(r) = best {
-        return Ok(r);
-    }
-    let coop = IoUring::builder()
-        .setup_coop_taskrun()
-        .setup_taskrun_flag()
-        .setup_cqsize(cq)
-        .build(SQ_ENTRIES);
-    if let Ok(r) = coop {
-        return Ok(r);
-    }
-    IoUring::builder().setup_cqsize(cq).build(SQ_ENTRIES)
 }

@@ -46,6 +46,13 @@ pub fn worker_cores() -> [usize; 2] {
     [cores[0], *cores.get(1).unwrap_or(&cores[0])]
 }
 
+/// Pins the calling thread to `worker`'s core, so the datagrams it sends land on that worker
+/// (`SO_INCOMING_CPU`): a publisher whose packets reach two workers gets them reordered by the
+/// hand-over between them.
+pub fn pin_to(worker: usize) {
+    let _ = affinity::pin_current_thread(worker_cores()[worker]);
+}
+
 pub fn config(io: IoChoice, dir: &tempfile::TempDir) -> Config {
     let cores = worker_cores();
     let mut cfg = Config::defaults(2);

@@ -36,10 +36,17 @@ pub enum PacerError {
     PaddingDisabled,
 }
 
+/// Expired items held until the caller takes them back ([`Pacer::poll_expired`]); expiry
+/// pauses while it is full.
+const EXPIRED_SLOTS: usize = 32;
+
 /// Leaky-bucket pacer with strict-priority class queues; see the module docs.
 #[derive(Debug)]
 pub struct Pacer<T: Copy> {
     queues: [ClassQueue<T>; 4],
+    /// Items that waited longer than `max_queue_delay`: their handles go back to the caller,
+    /// who owns what they stand for (the dataplane's buffers).
+    expired: ClassQueue<T>,
     budget: Budget,
     // Padding is additionally held to its own target rate once one is set.
     padding_budget: Budget,
@@ -61,6 +68,7 @@ impl<T: Copy> Pacer<T> {
                 ClassQueue::new(caps[2]),
                 ClassQueue::new(if config.padding { caps[3] } else { 0 }),
             ],
+            expired: ClassQueue::new(EXPIRED_SLOTS),
             budget: Budget::new(rate, config.burst, now),
             padding_budget: Budget::new(0, config.burst, now),
             padding_limited: false,
@@ -129,9 +137,20 @@ impl<T: Copy> Pacer<T> {
     /// budget allows it. Call repeatedly until `None`, then wait for
     /// [`poll_timeout`](Self::poll_timeout).
     pub fn poll_transmit(&mut self, now: Instant) -> Option<(T, PacketClass)> {
+        self.poll_transmit_upto(now, PacketClass::Padding)
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit), but only when the head item's class comes no
+    /// later than `lowest` in service order (e.g. `Audio`: audio only). Strict priority still
+    /// holds: a lower class is never served while a higher one waits.
+    pub fn poll_transmit_upto(
+        &mut self,
+        now: Instant,
+        lowest: PacketClass,
+    ) -> Option<(T, PacketClass)> {
         self.handle_timeout(now);
         let class = self.head_class()?;
-        if !self.class_allowed(class) {
+        if class as usize > lowest as usize || !self.class_allowed(class) {
             return None;
         }
         let idx = class as usize;
@@ -159,6 +178,26 @@ impl<T: Copy> Pacer<T> {
             return Some(main.max(pad));
         }
         Some(main)
+    }
+
+    /// An item that expired (waited longer than `max_queue_delay`), never to be sent: its
+    /// handle is the caller's again (a dataplane buffer goes back to its pool). Poll until
+    /// `None` whenever items may have expired (after `poll_transmit`/`handle_timeout`); expiry
+    /// waits while [`EXPIRED_SLOTS`] are unclaimed.
+    pub fn poll_expired(&mut self) -> Option<T> {
+        self.expired.pop().map(|q| q.item)
+    }
+
+    /// Takes any queued item regardless of budget, class or age (an expired one first): for
+    /// a caller closing the egress that must get every handle back.
+    pub fn pop_any(&mut self) -> Option<T> {
+        if let Some(q) = self.expired.pop() {
+            return Some(q.item);
+        }
+        self.queues
+            .iter_mut()
+            .find_map(ClassQueue::pop)
+            .map(|q| q.item)
     }
 
     /// Items waiting across all classes.
@@ -197,8 +236,8 @@ impl<T: Copy> Pacer<T> {
         }
     }
 
-    /// Drops non-audio items older than `max_queue_delay`. Queues are FIFO in
-    /// enqueue time, so only the heads need checking.
+    /// Moves non-audio items older than `max_queue_delay` to the expired queue (while it has
+    /// room). Queues are FIFO in enqueue time, so only the heads need checking.
     fn expire(&mut self, now: Instant) {
         let max = self.config.max_queue_delay;
         for class in [
@@ -211,8 +250,13 @@ impl<T: Copy> Pacer<T> {
                 if now.saturating_duration_since(head.enqueued_at) <= max {
                     break;
                 }
+                if self.expired.len() == EXPIRED_SLOTS {
+                    return;
+                }
                 let size = head.size_bytes;
-                self.queues[idx].pop();
+                if let Some(q) = self.queues[idx].pop() {
+                    let _ = self.expired.push(q);
+                }
                 self.stats.classes[idx].record_expired(size);
             }
         }
@@ -259,6 +303,21 @@ mod tests {
         assert_eq!(order, [1, 2, 3, 5, 4]);
         assert!(p.is_empty());
         assert_eq!(p.poll_timeout(), None);
+    }
+
+    #[test]
+    fn upto_serves_only_the_classes_asked_for() {
+        let t = t0();
+        let mut p = Pacer::new(config(100_000_000), t);
+        p.enqueue(t, PacketClass::Video, 100, 3).unwrap();
+        p.enqueue(t, PacketClass::Audio, 100, 1).unwrap();
+        assert_eq!(
+            p.poll_transmit_upto(t, PacketClass::Audio),
+            Some((1, PacketClass::Audio))
+        );
+        assert_eq!(p.poll_transmit_upto(t, PacketClass::Audio), None);
+        assert_eq!(p.queued(), 1);
+        assert_eq!(p.poll_transmit(t), Some((3, PacketClass::Video)));
     }
 
     #[test]
@@ -466,6 +525,9 @@ mod tests {
         p.handle_timeout(t + Duration::from_millis(2500));
         let video = p.stats().class(PacketClass::Video);
         assert_eq!((video.dropped_expired, video.queued), (1, 1));
+        // The expired item's handle comes back to the caller, once.
+        assert_eq!(p.poll_expired(), Some(2));
+        assert_eq!(p.poll_expired(), None);
         assert_eq!(p.stats().class(PacketClass::Audio).queued, 1);
         assert_eq!(p.queued(), 2);
     }

@@ -17,7 +17,8 @@ use crate::packet::{RtpView, RtpViewMut};
 use super::config::ExtIds;
 use super::down::DownTrack;
 use super::{
-    DownId, Paced, Session, SessionError, SessionOutput, KEYFRAME_ASK_INTERVAL, SRTCP_OVERHEAD,
+    DownId, MediaMeta, Paced, Session, SessionError, SessionOutput, KEYFRAME_ASK_INTERVAL,
+    SRTCP_OVERHEAD,
 };
 
 /// Copy + rewrite `pkt` into `out`. For a subscriber that negotiated transport-cc, a packet
@@ -47,17 +48,16 @@ impl<H: Copy> Session<H> {
     /// `handle` in the pacer. `Ok(Some(len))` when queued, `Ok(None)` when
     /// the Forwarder dropped it (a `KeyframeWanted` may then be in
     /// `poll_output`).
-    #[allow(clippy::too_many_arguments)] // the brief's signature: one packet's whole context
     pub fn forward(
         &mut self,
         now: Instant,
         down: DownId,
         pkt: &RtpView<'_>,
-        ext_seq: u64,
-        layer: u8,
+        meta: MediaMeta,
         out: &mut [u8],
         handle: H,
     ) -> Result<Option<usize>, SessionError> {
+        let (ext_seq, layer) = (meta.ext_seq, meta.layer);
         if !self.is_connected() {
             return Err(SessionError::NotConnected);
         }
@@ -185,14 +185,37 @@ impl<H: Copy> Session<H> {
     /// forward/retransmit, its length and destination (the ICE-selected
     /// address). Buffers stay owned by the caller.
     pub fn poll_paced(&mut self, now: Instant) -> Option<(H, usize, SocketAddr)> {
+        self.poll_paced_upto(now, PacketClass::Padding)
+    }
+
+    /// [`poll_paced`](Self::poll_paced) limited to the classes up to `lowest` in service
+    /// order: `PacketClass::Audio` takes only audio, so a shard can send every session's audio
+    /// before any session's queued video.
+    pub fn poll_paced_upto(
+        &mut self,
+        now: Instant,
+        lowest: PacketClass,
+    ) -> Option<(H, usize, SocketAddr)> {
         let dest = self.transport.remote_addr()?;
-        let (p, _class) = self.pacer.poll_transmit(now)?;
+        let (p, _class) = self.pacer.poll_transmit_upto(now, lowest)?;
         if let Some(seq) = p.twcc {
             self.bwe.on_packet_sent(now, seq, p.len);
         }
         self.stats.packets_out += 1;
         self.stats.bytes_out += p.len as u64;
         Some((p.handle, p.len, dest))
+    }
+
+    /// A paced item that expired in the pacer (queued too long) and will not be sent: its
+    /// handle is the caller's again. Poll until `None` after `poll_paced`/`handle_timeout`.
+    pub fn poll_expired(&mut self) -> Option<H> {
+        self.pacer.poll_expired().map(|p| p.handle)
+    }
+
+    /// Every handle still queued in the pacer, whatever its budget, age or destination: for a
+    /// caller closing the session (which must get its buffers back).
+    pub fn take_queued(&mut self) -> Option<H> {
+        self.pacer.pop_any().map(|p| p.handle)
     }
 
     /// Client side (test peer / load generator publishing to the SFU):

@@ -18,7 +18,7 @@ use crate::{demux, Demuxed};
 
 use super::transport::Transport;
 use super::up::StreamKind;
-use super::{Session, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
+use super::{MediaMeta, Session, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
 
 impl<H: Copy> Session<H> {
     /// Feed one received datagram (STUN, DTLS, SRTP, SRTCP or plain RTP/RTCP
@@ -411,10 +411,12 @@ impl<H: Copy> Session<H> {
         }
         Ok(SessionOutput::Media {
             up: up_id,
-            layer,
-            ext_seq,
-            len,
-            keyframe,
+            meta: MediaMeta {
+                layer,
+                ext_seq,
+                len,
+                keyframe,
+            },
         })
     }
 }

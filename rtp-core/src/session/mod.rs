@@ -41,7 +41,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use config::{DownTrackConfig, ExtIds, LayerSsrc, SessionConfig, SessionMode, UpTrackConfig};
-pub use output::{DownId, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
+pub use output::{DownId, MediaMeta, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
 pub use stats::SessionStats;
 
 use crate::bwe::{
@@ -286,6 +286,14 @@ impl<H: Copy> Session<H> {
     /// server's password is kept.
     pub fn ice_restart(&mut self, ufrag: &str, pwd: &str, remote_ufrag: Option<&str>) {
         self.transport.ice_restart(ufrag, pwd, remote_ufrag);
+    }
+
+    /// Whether DTLS and media from `src` are accepted: an address that passed an authenticated
+    /// ICE check and is still in the agent's candidate table (always true for plain RTP, whose
+    /// remote is configured). The shard enters an address in its demux maps only when this
+    /// holds, and forgets the ones it no longer holds for (the candidate table evicted them).
+    pub fn is_validated(&self, src: SocketAddr) -> bool {
+        self.transport.accepts(src)
     }
 
     /// Where media goes: the ICE-selected address, or the plain remote.

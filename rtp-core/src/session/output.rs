@@ -24,6 +24,22 @@ pub struct UpId(pub u16);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DownId(pub u16);
 
+/// One published packet's forwarding facts: what `SessionOutput::Media` reports, what
+/// [`Session::forward`](super::Session::forward) takes, and what the dataplane carries beside
+/// the bytes in its cross-shard ring header and fan-out queue — one small `Copy` value instead
+/// of four loose arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaMeta {
+    /// Simulcast layer index.
+    pub layer: u8,
+    /// Extended sequence number within the layer.
+    pub ext_seq: u64,
+    /// Plain RTP length.
+    pub len: usize,
+    /// The packet starts a keyframe.
+    pub keyframe: bool,
+}
+
 /// What `handle_datagram` / `poll_output` found, for the shard to act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionOutput {
@@ -33,14 +49,8 @@ pub enum SessionOutput {
     Media {
         /// The UpTrack it belongs to.
         up: UpId,
-        /// Simulcast layer index.
-        layer: u8,
-        /// Extended sequence number within the layer.
-        ext_seq: u64,
-        /// Plain RTP length in the caller's buffer.
-        len: usize,
-        /// The packet starts a keyframe.
-        keyframe: bool,
+        /// Layer, extended seq, plain RTP length in the caller's buffer, keyframe.
+        meta: MediaMeta,
     },
     /// A subscriber asked for a retransmission of OUR seq `seq` on `down`;
     /// look up `src_ext_seq` in the shard's history for that track and call

@@ -291,9 +291,10 @@ pub struct Received {
 }
 
 pub fn media_of(out: SessionOutput, buf: &[u8]) -> Option<Received> {
-    let SessionOutput::Media { len, .. } = out else {
+    let SessionOutput::Media { meta, .. } = out else {
         return None;
     };
+    let len = meta.len;
     let v = rtp_core::RtpView::parse(&buf[..len]).expect("media parses");
     Some(Received {
         seq: v.seq(),

@@ -1,0 +1,376 @@
+//! `TrackRouter`: per track this shard has an interest in, its NACK cache (one `PacketHistory`
+//! per (track, shard): the only copy of each published packet here), its publisher (when local)
+//! or source shard, its local subscribers and the shards it feeds; and the fan-out queue.
+//!
+//! Fan-out reads the packet from its history slot — the copy the receive path made — and writes
+//! each subscriber's copy straight into a fresh pool buffer (rewrite + SRTP), so a published
+//! packet is copied once per subscriber and once into the history, never through a scratch
+//! buffer. Audio fans out at once. Video is queued as [`Job`]s and forwarded in bounded slices
+//! ([`TrackRouter::run_slice`]), so a keyframe to hundreds of subscribers never holds up the
+//! audio, RTCP or STUN that arrives meanwhile by more than one slice. A slice takes a window of
+//! up to [`WINDOW`] queued packets of one track and gives each subscriber in turn the whole
+//! window: subscribers are served round-robin across the burst, and each gets a run of
+//! equal-size packets the I/O half can send as one GSO message.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use rtp_core::nack::{HistoryConfig, PacketHistory};
+use rtp_core::session::{DownId, MediaMeta, UpId};
+use rtp_core::RtpView;
+
+use crate::proto::{MediaKind, SubscriptionId, TrackId};
+
+use super::counters::{Drop, ShardCounters};
+use super::io::Io;
+use super::latency::LatClass;
+use super::mesh::MAX_RING_PACKET;
+use super::table::{SessionTable, Slot};
+
+/// Packets in each (track, shard) NACK cache: ~1 s of 1 Mbit/s video.
+const HISTORY_PACKETS: usize = 512;
+/// Queued video packets awaiting fan-out; beyond, new ones are dropped (counted).
+const MAX_JOBS: usize = 4096;
+/// Packets of one track given to each subscriber in turn (the GSO run and round-robin quantum).
+pub(super) const WINDOW: usize = 8;
+
+/// A track this shard has interest in.
+#[derive(Debug)]
+pub(super) struct TrackState {
+    pub history: PacketHistory,
+    pub kind: MediaKind,
+    /// The publisher session, when it lives here.
+    pub publisher: Option<(Slot, UpId)>,
+    /// The publisher's shard, when it lives elsewhere.
+    pub source: Option<u16>,
+    /// Local subscribers.
+    pub subs: Vec<(Slot, DownId)>,
+    /// Other shards with subscribers (only meaningful on the publisher's shard).
+    pub remote: Vec<u16>,
+    pub muted: bool,
+}
+
+impl TrackState {
+    pub fn new(kind: MediaKind) -> Self {
+        Self {
+            history: PacketHistory::new(HistoryConfig {
+                capacity: HISTORY_PACKETS,
+                max_age: Duration::from_secs(1),
+                max_packet_len: MAX_RING_PACKET,
+            }),
+            kind,
+            publisher: None,
+            source: None,
+            subs: Vec::new(),
+            remote: Vec::new(),
+            muted: false,
+        }
+    }
+
+    pub fn unused(&self) -> bool {
+        self.publisher.is_none() && self.subs.is_empty() && self.remote.is_empty()
+    }
+}
+
+/// A video packet waiting for (the rest of) its fan-out.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Job {
+    pub track: TrackId,
+    pub meta: MediaMeta,
+    /// When its source datagram was received (on whichever shard).
+    pub rx: Instant,
+}
+
+/// The window being fanned out: the first `len` jobs, up to subscriber `cursor`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Window {
+    len: usize,
+    cursor: usize,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(super) struct TrackRouter {
+    pub tracks: HashMap<TrackId, TrackState>,
+    pub subs: HashMap<SubscriptionId, (Slot, DownId)>,
+    jobs: VecDeque<Job>,
+    window: Window,
+    /// Free buffers fan-out leaves to the receive path.
+    reserve: usize,
+}
+
+impl TrackRouter {
+    pub fn new(reserve: usize) -> Self {
+        Self {
+            tracks: HashMap::new(),
+            subs: HashMap::new(),
+            jobs: VecDeque::with_capacity(MAX_JOBS),
+            window: Window::default(),
+            reserve,
+        }
+    }
+
+    pub fn track_mut(&mut self, track: TrackId, kind: MediaKind) -> &mut TrackState {
+        self.tracks
+            .entry(track)
+            .or_insert_with(|| TrackState::new(kind))
+    }
+
+    pub fn forget_if_unused(&mut self, track: TrackId) {
+        if self.tracks.get(&track).is_some_and(TrackState::unused) {
+            self.tracks.remove(&track);
+        }
+    }
+
+    /// Video packets waiting for fan-out.
+    pub fn pending(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Stores published packet `pkt` of `track` in its history (the one copy on this shard);
+    /// false when there is nothing to fan out (unknown or muted track).
+    pub fn store(
+        &mut self,
+        now: Instant,
+        track: TrackId,
+        meta: MediaMeta,
+        pkt: &[u8],
+        counters: &mut ShardCounters,
+    ) -> bool {
+        let Some(ts) = self.tracks.get_mut(&track) else {
+            counters.drop(Drop::UnknownTrack);
+            return false;
+        };
+        if ts.muted {
+            return false;
+        }
+        // Stale/too long only costs a NACK answer later; counted by the history itself.
+        let _ = ts.history.insert(now, meta.ext_seq, pkt);
+        true
+    }
+
+    /// Fans the stored packet out to the local subscribers: audio now, video through the queue.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fan_out(
+        &mut self,
+        now: Instant,
+        rx: Instant,
+        track: TrackId,
+        meta: MediaMeta,
+        table: &mut SessionTable,
+        io: &mut Io,
+        counters: &mut ShardCounters,
+    ) {
+        let Some(ts) = self.tracks.get_mut(&track) else {
+            return;
+        };
+        if ts.subs.is_empty() {
+            return;
+        }
+        if ts.kind == MediaKind::Audio {
+            let TrackState { history, subs, .. } = ts;
+            let Some(bytes) = history.get(now, meta.ext_seq) else {
+                counters.drop(Drop::FanoutStale);
+                return;
+            };
+            let Ok(view) = RtpView::parse(bytes) else {
+                counters.drop(Drop::Parse);
+                return;
+            };
+            for &sub in subs.iter() {
+                forward_one(
+                    now,
+                    rx,
+                    &view,
+                    meta,
+                    LatClass::Audio,
+                    sub,
+                    self.reserve,
+                    table,
+                    io,
+                    counters,
+                );
+            }
+            return;
+        }
+        if self.jobs.len() == MAX_JOBS {
+            counters.drop(Drop::FanoutBacklog);
+            return;
+        }
+        self.jobs.push_back(Job { track, meta, rx });
+    }
+
+    /// Forwards up to `budget` queued copies; returns how many it made (or skipped).
+    pub fn run_slice(
+        &mut self,
+        now: Instant,
+        budget: usize,
+        table: &mut SessionTable,
+        io: &mut Io,
+        counters: &mut ShardCounters,
+    ) -> usize {
+        let mut done = 0;
+        // Bounded: every pass forwards at least one copy or retires at least one job.
+        while done < budget {
+            let Some(front) = self.jobs.front().copied() else {
+                break;
+            };
+            if self.window.len == 0 {
+                let mut w = 1;
+                while w < WINDOW && self.jobs.get(w).is_some_and(|j| j.track == front.track) {
+                    w += 1;
+                }
+                self.window = Window { len: w, cursor: 0 };
+            }
+            let Window { len, mut cursor } = self.window;
+            let finished = match self.tracks.get_mut(&front.track) {
+                None => true,
+                Some(ts) => {
+                    let TrackState { history, subs, .. } = ts;
+                    while cursor < subs.len() && done < budget {
+                        let sub = subs[cursor];
+                        for job in self.jobs.range(..len) {
+                            let Some(bytes) = history.get(now, job.meta.ext_seq) else {
+                                counters.drop(Drop::FanoutStale);
+                                continue;
+                            };
+                            let Ok(view) = RtpView::parse(bytes) else {
+                                counters.drop(Drop::Parse);
+                                continue;
+                            };
+                            forward_one(
+                                now,
+                                job.rx,
+                                &view,
+                                job.meta,
+                                LatClass::Video,
+                                sub,
+                                self.reserve,
+                                table,
+                                io,
+                                counters,
+                            );
+                        }
+                        done += len;
+                        cursor += 1;
+                    }
+                    cursor >= subs.len()
+                }
+            };
+            if finished {
+                self.jobs.drain(..len);
+                self.window = Window::default();
+                done += 1;
+            } else {
+                self.window.cursor = cursor;
+            }
+        }
+        done
+    }
+
+    /// Drops every queued packet of `track` (it went away).
+    pub fn forget_jobs(&mut self, track: TrackId) {
+        if self.jobs.iter().any(|j| j.track == track) {
+            self.jobs.retain(|j| j.track != track);
+            self.window = Window::default();
+        }
+    }
+}
+
+/// One subscriber's copy: decide, rewrite into a fresh buffer, protect, queue in its pacer.
+#[allow(clippy::too_many_arguments)]
+fn forward_one(
+    now: Instant,
+    rx: Instant,
+    view: &RtpView<'_>,
+    meta: MediaMeta,
+    class: LatClass,
+    (slot, down): (Slot, DownId),
+    reserve: usize,
+    table: &mut SessionTable,
+    io: &mut Io,
+    counters: &mut ShardCounters,
+) {
+    let Some(entry) = table.get_mut(slot) else {
+        return;
+    };
+    // The last buffers stay with the receive path: if queued copies took them all, the worker
+    // could not receive (io_uring's buffer ring runs dry and its receive disarms) and would fall
+    // further behind; dropping a copy here is the cheaper loss.
+    if io.pool.free_count() <= reserve {
+        counters.drop(Drop::PoolEmpty);
+        return;
+    }
+    let Some(buf) = io.pool.take() else {
+        counters.drop(Drop::PoolEmpty);
+        return;
+    };
+    match entry
+        .session
+        .forward(now, down, view, meta, &mut io.pool.get_mut(buf)[..], buf)
+    {
+        Ok(Some(_)) => {
+            counters.forwarded += 1;
+            io.latency.copied(buf, class, rx, now);
+            // Only its pacer changed: audio to the priority pass, video to the round-robin.
+            match class {
+                LatClass::Audio => table.mark_audio(slot),
+                _ => table.mark_ready(slot),
+            }
+        }
+        Ok(None) => {
+            io.pool.give(buf);
+            // The Forwarder may have asked for a keyframe (drained with the session).
+            table.mark_dirty(slot);
+        }
+        Err(_) => {
+            io.pool.give(buf);
+            counters.drop(Drop::ForwardError);
+        }
+    }
+}
+
+/// A retransmission for subscriber `slot`'s `down` of source packet `src_ext_seq`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn retransmit(
+    now: Instant,
+    ts: &mut TrackState,
+    slot: Slot,
+    down: DownId,
+    seq: u16,
+    src_ext_seq: u64,
+    table: &mut SessionTable,
+    io: &mut Io,
+    counters: &mut ShardCounters,
+) {
+    let Some(orig) = ts.history.get(now, src_ext_seq) else {
+        counters.drop(Drop::HistoryMiss);
+        return;
+    };
+    let Ok(view) = RtpView::parse(orig) else {
+        counters.drop(Drop::Parse);
+        return;
+    };
+    let Some(entry) = table.get_mut(slot) else {
+        return;
+    };
+    let Some(buf) = io.pool.take() else {
+        counters.drop(Drop::PoolEmpty);
+        return;
+    };
+    match entry
+        .session
+        .retransmit(now, down, seq, &view, &mut io.pool.get_mut(buf)[..], buf)
+    {
+        Ok(Some(_)) => {
+            // A NACK answer's SFU latency runs from the NACK's arrival.
+            io.latency.copied(buf, LatClass::Rtx, now, now);
+            table.mark_dirty(slot);
+        }
+        Ok(None) => io.pool.give(buf),
+        Err(_) => {
+            io.pool.give(buf);
+            counters.drop(Drop::ForwardError);
+        }
+    }
+}
