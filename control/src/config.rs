@@ -5,15 +5,17 @@
 //! here, to find the dataplane; the file is passed through to `sluice-dataplane`, which
 //! checks the rest.
 //! `[hybrid]` (P2P/SFU policy, docs/api.md "Hybrid") and `[turn]` (TURN REST credentials)
-//! are read the same way: `SLUICE_HYBRID_<KEY>` / `SLUICE_TURN_<KEY>` and
+//! (and `[cluster]`, `crate::cluster`) are read the same way: `SLUICE_HYBRID_<KEY>` / `SLUICE_TURN_<KEY>` and
 //! `--hybrid-<key>` / `--turn-<key>` override the file.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::cluster::{ClusterConfig, ClusterDraft, CLUSTER_KEYS};
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::{HybridConfig, Strategy};
+use crate::limits::{self, Limits};
 use crate::room::{Lifetimes, QualityTier, RoomMode, TierTable};
 
 /// The validated `[control]` configuration.
@@ -59,6 +61,10 @@ pub struct ControlConfig {
     /// Events each room keeps for SSE replay (`Last-Event-ID`); memory is at most this many
     /// events times 4,096 room backlogs.
     pub sse_backlog_per_room: usize,
+    /// `[limits]`: bounds on what clients can make the daemon hold (docs/security.md).
+    pub limits: Limits,
+    /// `[cluster]`: `None` (the default) is a single node without Redis.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// A configuration error naming its key.
@@ -119,6 +125,8 @@ impl Default for ControlConfig {
             turn: None,
             lifetimes: Lifetimes::default(),
             sse_backlog_per_room: 256,
+            limits: Limits::default(),
+            cluster: None,
         }
     }
 }
@@ -136,7 +144,7 @@ const HYBRID_KEYS: &[&str] = &[
     "grace_ms",
 ];
 
-const TURN_KEYS: &[&str] = &["urls", "secret", "ttl_s"];
+const TURN_KEYS: &[&str] = &["urls", "secret", "ttl_s", "relay_ips"];
 
 /// `[turn]` as read, before the check that it is complete.
 #[derive(Debug, Default)]
@@ -144,6 +152,7 @@ struct TurnDraft {
     urls: Option<Vec<String>>,
     secret: Option<String>,
     ttl_s: Option<u64>,
+    relay_ips: Vec<std::net::IpAddr>,
 }
 
 impl ControlConfig {
@@ -158,16 +167,31 @@ impl ControlConfig {
         let mut turn = TurnDraft::default();
         // The socket's default lives in the state directory, known only once everything is read.
         let mut socket_set = false;
+        let mut cluster = ClusterDraft::default();
         if let Some(text) = toml_text {
             let doc: toml::Table = text
                 .parse()
                 .map_err(|e: toml::de::Error| ConfigError::new("config file", e.message()))?;
             for key in doc.keys() {
-                if !["control", "dataplane", "hybrid", "turn"].contains(&key.as_str()) {
+                if ![
+                    "control",
+                    "dataplane",
+                    "hybrid",
+                    "turn",
+                    "limits",
+                    "cluster",
+                ]
+                .contains(&key.as_str())
+                {
                     return Err(ConfigError::new(key.clone(), "unknown table"));
                 }
             }
-            for (name, keys) in [("hybrid", HYBRID_KEYS), ("turn", TURN_KEYS)] {
+            for (name, keys) in [
+                ("hybrid", HYBRID_KEYS),
+                ("turn", TURN_KEYS),
+                ("limits", limits::KEYS),
+                ("cluster", CLUSTER_KEYS),
+            ] {
                 let Some(section) = doc.get(name) else {
                     continue;
                 };
@@ -182,7 +206,9 @@ impl ControlConfig {
                     let text = match v {
                         toml::Value::String(s) => s.clone(),
                         toml::Value::Integer(n) => n.to_string(),
-                        toml::Value::Array(a) if full == "turn.urls" => {
+                        toml::Value::Array(a)
+                            if full == "turn.urls" || full == "turn.relay_ips" =>
+                        {
                             let mut urls = Vec::new();
                             for (i, u) in a.iter().enumerate() {
                                 let u = u.as_str().ok_or_else(|| {
@@ -194,6 +220,12 @@ impl ControlConfig {
                         }
                         _ => return Err(ConfigError::new(full, "expected a string or an integer")),
                     };
+                    if name == "cluster" {
+                        cluster
+                            .set(k, &text)
+                            .map_err(|m| ConfigError::new(&full, m))?;
+                        continue;
+                    }
                     cfg.apply_section(name, k, &text, &full, &mut turn)?;
                 }
             }
@@ -223,10 +255,18 @@ impl ControlConfig {
                 socket_set = true;
                 continue;
             }
+            if let Some(key) = name.strip_prefix("SLUICE_CLUSTER_") {
+                let key = key.to_ascii_lowercase();
+                cluster
+                    .set(&key, &value)
+                    .map_err(|m| ConfigError::new(&name, m))?;
+                continue;
+            }
             if let Some((section, key)) = name
                 .strip_prefix("SLUICE_HYBRID_")
                 .map(|k| ("hybrid", k))
                 .or_else(|| name.strip_prefix("SLUICE_TURN_").map(|k| ("turn", k)))
+                .or_else(|| name.strip_prefix("SLUICE_LIMITS_").map(|k| ("limits", k)))
             {
                 let key = key.to_ascii_lowercase();
                 cfg.apply_section(section, &key, &value, &name, &mut turn)?;
@@ -246,10 +286,28 @@ impl ControlConfig {
                 Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
                 None => (flags[i].clone(), None),
             };
+            if let Some(key) = name.strip_prefix("--cluster-") {
+                let value = match inline {
+                    Some(v) => v,
+                    None => {
+                        i += 1;
+                        flags
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| ConfigError::new(&name, "expects a value"))?
+                    }
+                };
+                cluster
+                    .set(&key.replace('-', "_"), &value)
+                    .map_err(|m| ConfigError::new(&name, m))?;
+                i += 1;
+                continue;
+            }
             let section = name
                 .strip_prefix("--hybrid-")
                 .map(|k| ("hybrid", k))
-                .or_else(|| name.strip_prefix("--turn-").map(|k| ("turn", k)));
+                .or_else(|| name.strip_prefix("--turn-").map(|k| ("turn", k)))
+                .or_else(|| name.strip_prefix("--limits-").map(|k| ("limits", k)));
             if let Some((section, key)) = section {
                 let value = match inline {
                     Some(v) => v,
@@ -270,6 +328,13 @@ impl ControlConfig {
                 .map(|k| k.replace('-', "_"))
                 .filter(|k| KEYS.contains(&k.as_str()))
                 .ok_or_else(|| ConfigError::new(&name, "unknown flag"))?;
+            if key == "api_keys" {
+                // A flag's value is in /proc/*/cmdline for every local user to read.
+                return Err(ConfigError::new(
+                    &name,
+                    "secrets on the command line are readable by every local user; use the config file or SLUICE_CONTROL_API_KEYS",
+                ));
+            }
             if key == "external_dataplane" && inline.is_none() {
                 cfg.external_dataplane = true;
                 i += 1;
@@ -292,10 +357,14 @@ impl ControlConfig {
             .validate()
             .map_err(|(key, m)| ConfigError::new(format!("hybrid.{key}"), m))?;
         cfg.turn = turn.finish()?;
+        cfg.cluster = cluster
+            .finish()
+            .map_err(|(key, m)| ConfigError::new(key, m))?;
         cfg.check_webhooks()?;
         if !socket_set {
             cfg.dataplane_socket = sluice_proto::default_control_socket_in(cfg.state_file.parent());
         }
+        cfg.check_exposure()?;
         Ok(cfg)
     }
 
@@ -317,6 +386,9 @@ impl ControlConfig {
             v.parse::<u32>()
                 .map_err(|_| err(format!("expected a non-negative integer, got {v:?}")))
         };
+        if section == "limits" {
+            return self.limits.set(key, int(value)?).map_err(err);
+        }
         let h = &mut self.hybrid;
         match (section, key) {
             ("hybrid", "default_mode") => {
@@ -357,6 +429,17 @@ impl ControlConfig {
                 turn.urls = Some(urls);
             }
             ("turn", "secret") => turn.secret = Some(value.to_owned()),
+            ("turn", "relay_ips") => {
+                turn.relay_ips = value
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(|v| {
+                        v.trim()
+                            .parse()
+                            .map_err(|_| err(format!("expected IP addresses, got {v:?}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             ("turn", "ttl_s") => {
                 let ttl = int(value)?;
                 if ttl == 0 {
@@ -464,8 +547,29 @@ impl ControlConfig {
     }
 
     /// Whether `GET /dev/token` is served: as set, else only on the generated dev key.
+    /// Automatic only on a loopback bind (finding #5): a node others can reach never hands out
+    /// tokens unless `dev_tokens = true` says so.
     pub fn dev_tokens_enabled(&self) -> bool {
-        self.dev_tokens.unwrap_or(self.api_keys.is_empty())
+        self.dev_tokens
+            .unwrap_or(self.api_keys.is_empty() && self.http.ip().is_loopback())
+    }
+
+    /// A node reachable from other hosts needs API keys: without them it would run on the
+    /// generated dev key, which nobody else can mint tokens with, unless dev mode is asked for.
+    fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.api_keys.is_empty()
+            && !self.http.ip().is_loopback()
+            && self.dev_tokens != Some(true)
+        {
+            return Err(ConfigError::new(
+                "control.api_keys",
+                format!(
+                    "required when control.http ({}) is not a loopback address; set control.dev_tokens = true to run a development node there anyway (anyone who reaches it gets tokens)",
+                    self.http
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Sets `key` from text (env or flag); `name` is how the user spelled it.
@@ -534,6 +638,12 @@ impl ControlConfig {
                     let (k, s) = pair
                         .split_once(':')
                         .ok_or_else(|| err("expected key:secret[,key:secret]".into()))?;
+                    // The same rule as the file's (finding #25): no short or empty HMAC keys.
+                    if k.is_empty() || s.len() < 16 {
+                        return Err(err(format!(
+                            "key {k:?}: secret must be at least 16 characters"
+                        )));
+                    }
                     self.api_keys.insert(k.to_owned(), s.to_owned());
                 }
             }
@@ -561,6 +671,7 @@ impl TurnDraft {
             urls,
             secret,
             ttl_s: self.ttl_s.unwrap_or(86_400),
+            relay_ips: self.relay_ips,
         }))
     }
 }
@@ -618,6 +729,42 @@ mod tests {
         assert_eq!(c.http.port(), 9001);
         assert_eq!(c.max_controllers, 5);
         assert_eq!(c.tiers.viewer.priority, 9);
+    }
+
+    #[test]
+    fn dev_mode_is_automatic_only_on_loopback() {
+        let e = load("[control]\nhttp = \"0.0.0.0:7880\"", &[]).unwrap_err();
+        assert_eq!(e.key, "control.api_keys", "{e}");
+        let c = load("[control]\nhttp = \"0.0.0.0:7880\"\ndev_tokens = true", &[]).unwrap();
+        assert!(c.dev_tokens_enabled());
+        let keyed =
+            "[control]\nhttp = \"0.0.0.0:7880\"\n[control.api_keys]\nk = \"0123456789abcdef\"\n";
+        assert!(!load(keyed, &[]).unwrap().dev_tokens_enabled());
+        assert!(load("", &["--http", "[::1]:7880"])
+            .unwrap()
+            .dev_tokens_enabled());
+    }
+
+    #[test]
+    fn api_keys_from_env_or_flags_follow_the_file_rules() {
+        let env = |v: &str| vec![("SLUICE_CONTROL_API_KEYS".to_owned(), v.to_owned())];
+        for bad in ["k:", "k:short", ":0123456789abcdef"] {
+            let e = ControlConfig::load(None, env(bad), &[]).unwrap_err();
+            assert_eq!(e.key, "SLUICE_CONTROL_API_KEYS", "{bad}: {e}");
+        }
+        assert!(ControlConfig::load(None, env("k:0123456789abcdef"), &[]).is_ok());
+        let e = load("", &["--api-keys", "k:0123456789abcdef"]).unwrap_err();
+        assert_eq!(e.key, "--api-keys", "{e}");
+    }
+
+    #[test]
+    fn limits_are_read_from_file_env_and_flags() {
+        let c = load("[limits]\nws_queue = 9", &["--limits-max-connections", "7"]).unwrap();
+        assert_eq!((c.limits.ws_queue, c.limits.max_connections), (9, 7));
+        let e = load("[limits]\nws_queue = 0", &[]).unwrap_err();
+        assert_eq!(e.key, "limits.ws_queue");
+        let e = load("[limits]\nnope = 1", &[]).unwrap_err();
+        assert_eq!(e.key, "limits.nope");
     }
 
     #[test]

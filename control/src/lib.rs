@@ -9,15 +9,19 @@
 //! - [`store`] — the state file that survives a restart.
 //! - [`config`] — the `[control]` configuration.
 //! - [`hybrid`] — the P2P/SFU topology policy and TURN credentials.
+//! - [`limits`] — the `[limits]` on what clients can make the daemon hold, and refusal counts.
 //! - [`link`] — the async control-socket client to the dataplane.
 //! - [`server`] — HTTP API, WebSocket signaling, WHIP/WHEP, metrics.
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod hybrid;
+pub mod limits;
 pub mod link;
+mod lock;
 pub mod room;
 pub mod sdp;
 pub mod server;

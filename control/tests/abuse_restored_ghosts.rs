@@ -1,7 +1,7 @@
 //! Issue 14, finding #14 (ghost participants), the restart half: a WebSocket participant
 //! restored from the state file after `kill -9` of a real `sluice up` that never comes back
 //! leaves after `control.resume_grace_s`, with `participant_left` on the event stream, and is
-//! counted (`sluice_control_refused_total{reason="restored_expired"}`). One that does come back
+//! counted (`sluice_refused_total{reason="restored_expired"}`). One that does come back
 //! in time stays. No dataplane is needed: joins work without one.
 
 mod api_support;
@@ -139,7 +139,7 @@ async fn restored_participants_that_do_not_resume_leave() {
     let (_, _, metrics) = http_raw(second.addr, "GET", "/metrics", &[], "").await;
     let counted = metrics
         .lines()
-        .find(|l| l.starts_with("sluice_control_refused_total{reason=\"restored_expired\"}"))
+        .find(|l| l.starts_with("sluice_refused_total{reason=\"restored_expired\"}"))
         .map(str::to_owned);
     let left: Vec<Value> = events
         .lines()
@@ -162,6 +162,6 @@ async fn restored_participants_that_do_not_resume_leave() {
     );
     assert_eq!(
         counted.as_deref(),
-        Some("sluice_control_refused_total{reason=\"restored_expired\"} 1")
+        Some("sluice_refused_total{reason=\"restored_expired\"} 1")
     );
 }

@@ -122,13 +122,7 @@ async fn lagging_subscriber_is_closed_and_resumes_exactly() {
 
 #[tokio::test]
 async fn subscribers_are_capped() {
-    let s = start_with(|o| {
-        o.sse = SseConfig {
-            max_subscribers: 1,
-            ..SseConfig::default()
-        }
-    })
-    .await;
+    let s = start_with(|o| o.limits.max_sse_subscribers = 1).await;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let first = tokio::spawn(read_stream(s.addr, None, tx, Duration::from_secs(2)));
     rx.await.unwrap();

@@ -457,7 +457,7 @@ impl TestPeer {
     /// Sends `rtcp` (any bytes, well-formed or not) SRTCP-protected with the session's keys.
     pub fn send_rtcp_raw(&mut self, rtcp: &[u8]) -> Result<(), PeerError> {
         let (len, dst) = self.session.send_rtcp(Instant::now(), rtcp, &mut self.tx)?;
-        self.socket.send_to(&self.tx[..len], dst)?;
+        self.socket.send_to(&self.tx[..len], dst.addr)?;
         self.stats.datagrams_sent += 1;
         Ok(())
     }
@@ -490,9 +490,10 @@ impl TestPeer {
             return Err(SessionError::BufferTooSmall.into());
         }
         self.tx[n..end].copy_from_slice(payload);
-        Ok(self
+        let (len, dst) = self
             .session
-            .protect_outgoing(Instant::now(), &mut self.tx, end)?)
+            .protect_outgoing(Instant::now(), &mut self.tx, end)?;
+        Ok((len, dst.addr))
     }
 
     /// Sends a Generic NACK (RFC 4585 §6.2.1) for `seqs` of the forwarded stream `media_ssrc`.
@@ -503,7 +504,7 @@ impl TestPeer {
         let (len, dst) = self
             .session
             .send_rtcp(Instant::now(), &plain[..n], &mut self.tx)?;
-        self.socket.send_to(&self.tx[..len], dst)?;
+        self.socket.send_to(&self.tx[..len], dst.addr)?;
         self.stats.datagrams_sent += 1;
         Ok(())
     }
@@ -651,7 +652,7 @@ impl TestPeer {
     fn flush(&mut self) -> Result<(), PeerError> {
         // Bounded by the session's queues.
         while let Some((n, dst)) = self.session.poll_transmit(Instant::now(), &mut self.tx) {
-            match self.socket.send_to(&self.tx[..n], dst) {
+            match self.socket.send_to(&self.tx[..n], dst.addr) {
                 Ok(_) => self.stats.datagrams_sent += 1,
                 // A full loopback buffer loses the datagram, as a network would.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -720,7 +721,7 @@ mod tests {
                         .expect("echo");
                 }
                 while let Some((n, dst)) = s.poll_transmit(Instant::now(), &mut buf) {
-                    let _ = socket.send_to(&buf[..n], dst);
+                    let _ = socket.send_to(&buf[..n], dst.addr);
                 }
             }
         });

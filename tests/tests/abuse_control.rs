@@ -1,7 +1,7 @@
 //! Issue 14 (hostile clients), control-daemon part B: each test is one attack by a real
 //! WebSocket or HTTP client against the control daemon's real server, driving a real
 //! in-process dataplane (`Dataplane::start` on 127.0.0.1), and asserts that the attack is
-//! refused or bounded, that the refusal is counted (`sluice_control_refused_total{reason}`),
+//! refused or bounded, that the refusal is counted (`sluice_refused_total{reason}`),
 //! and, where state could grow, that the map sizes (`sluice_control_map_entries{map}`) stay
 //! bounded. Findings of `../shared/review/security.md`: #7, #10, #11, #12, #14, #26.
 
@@ -127,7 +127,7 @@ async fn metric(addr: SocketAddr, series: &str) -> Option<u64> {
 async fn refused(addr: SocketAddr, reason: &str) -> u64 {
     metric(
         addr,
-        &format!("sluice_control_refused_total{{reason=\"{reason}\"}}"),
+        &format!("sluice_refused_total{{reason=\"{reason}\"}}"),
     )
     .await
     .unwrap_or(0)

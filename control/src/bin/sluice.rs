@@ -90,6 +90,15 @@ fn api_keys(cfg: &ControlConfig) -> Result<BTreeMap<String, String>, String> {
         .unwrap_or(Path::new("."));
     let path = dir.join("dev-keys.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
+        use std::os::unix::fs::PermissionsExt;
+        // An older file others can read: this user's only, from now on (finding #15).
+        if let Ok(meta) = std::fs::metadata(&path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), "dev key file was readable by others: now 0600");
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
         return serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()));
     }
     let mut secret = [0u8; 24];
@@ -115,8 +124,9 @@ fn api_keys(cfg: &ControlConfig) -> Result<BTreeMap<String, String>, String> {
             })
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    // The secret itself stays in the file (0600): printed, it would land in the journal.
     eprintln!(
-        "generated a development API key (saved in {}):\n  api key: devkey\n  secret:  {secret}",
+        "generated a development API key \"devkey\"; its secret is in {} (mode 0600)",
         path.display()
     );
     Ok(keys)
@@ -137,12 +147,13 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             "dev mode: GET /dev/token hands out tokens to anyone who can reach the HTTP port"
         );
     }
-    let static_dir = [
-        PathBuf::from("control/static"),
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")),
-    ]
-    .into_iter()
-    .find(|p| p.is_dir());
+    // The demo page from where it was built, never from the working directory (finding #34:
+    // files someone placed there would be served in the daemon's origin).
+    let static_dir = Some(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/static"
+    )))
+    .filter(|p| p.is_dir());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -210,6 +221,8 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             dev_tokens,
             hybrid: cfg.hybrid.clone(),
             turn: cfg.turn.clone(),
+            limits: cfg.limits.clone(),
+            cluster: cfg.cluster.clone(),
         };
         let server = match Server::start(opts).await {
             Ok(s) => s,

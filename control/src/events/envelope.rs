@@ -53,6 +53,13 @@ impl EventLog {
         Self::default()
     }
 
+    /// The next node-wide number, for an event another node numbered (its `seq` and id are
+    /// the room's; `n` is this node's stream position).
+    pub fn next_n(&mut self) -> u64 {
+        self.n += 1;
+        self.n
+    }
+
     /// Wraps `event` in the next envelope of its room.
     pub fn append(&mut self, event: &RoomEvent, at_ms: u64) -> EventEnvelope {
         let payload = serde_json::to_value(&event.kind)

@@ -27,6 +27,8 @@ pub use model::{
     RoomConfig, RoomMode, RoomsConfig, SimulcastLayer, TierTable, Track,
 };
 pub use roles::InputRelay;
-pub(crate) use rooms::{validate_name, MAX_IDENTITY, MAX_METADATA, MAX_ROOM_NAME};
+pub(crate) use rooms::{
+    validate_identity, validate_name, MAX_IDENTITY, MAX_METADATA, MAX_ROOM_NAME,
+};
 pub use rooms::{Rooms, RoomsState};
 pub(crate) use tracks::MAX_TRACKS_PER_PARTICIPANT;

@@ -115,7 +115,7 @@ impl Rooms {
         join: Join,
         now_ms: u64,
     ) -> Result<Vec<RoomEvent>, RoomError> {
-        validate_name("identity", &join.identity, MAX_IDENTITY)?;
+        validate_identity(&join.identity)?;
         if let Some(name) = &join.name {
             validate_len("name", name, MAX_IDENTITY)?;
         }
@@ -404,6 +404,24 @@ pub(crate) fn validate_name(field: &'static str, value: &str, max: usize) -> Res
         ));
     }
     validate_len(field, value, max)
+}
+
+/// Identities use a safe character set (finding #6): ASCII letters, digits and `_ . @ -`. They
+/// are shown by every client in the room, used as keys and put into URLs; no markup, quotes,
+/// spaces or look-alike characters can pass (docs/protocol.md "Identities").
+pub(crate) fn validate_identity(value: &str) -> Result<(), RoomError> {
+    validate_name("identity", value, MAX_IDENTITY)?;
+    if let Some(c) = value.chars().find(|c| !is_identity_char(*c)) {
+        return Err(RoomError::invalid(
+            "identity",
+            format!("{c:?} is not allowed (letters, digits and _ . @ - only)"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn is_identity_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-')
 }
 
 pub(crate) fn validate_len(field: &'static str, value: &str, max: usize) -> Result<(), RoomError> {

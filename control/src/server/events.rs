@@ -10,6 +10,7 @@
 //! numbered batches go through one channel to the committing task, so events of one room reach
 //! SSE and webhooks in `seq` order; concurrent batches share one store write.
 
+use crate::lock::Locked;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,8 @@ pub(crate) struct Events {
     commit: mpsc::UnboundedSender<Vec<EventEnvelope>>,
     sse: Mutex<Sse>,
     webhooks: Webhooks,
+    /// `[cluster]`: this node's events to the other nodes (`cluster/events.rs`).
+    pub(crate) bus: std::sync::OnceLock<crate::cluster::events::EventBus>,
 }
 
 #[derive(Debug)]
@@ -67,6 +70,7 @@ impl Events {
                 wakers: HashMap::new(),
             }),
             webhooks,
+            bus: std::sync::OnceLock::new(),
         });
         if !outbox.is_empty() {
             tracing::info!(
@@ -89,7 +93,7 @@ impl Events {
         if events.is_empty() {
             return;
         }
-        let mut log = self.log.lock().expect("event log lock");
+        let mut log = self.log.locked();
         let envelopes: Vec<EventEnvelope> = events.iter().map(|e| log.append(e, at_ms)).collect();
         // Sent under the log lock: the channel's order is the numbering order.
         let _ = self.commit.send(envelopes);
@@ -97,7 +101,7 @@ impl Events {
 
     /// Numbers one event that is not a [`RoomEvent`] (hybrid migrations) and sends it on.
     pub(crate) fn emit(&self, room: &str, kind: &str, payload: Value, at_ms: u64) {
-        let mut log = self.log.lock().expect("event log lock");
+        let mut log = self.log.locked();
         let envelope = log.append_named(room, kind, payload, at_ms);
         let _ = self.commit.send(vec![envelope]);
     }
@@ -114,7 +118,7 @@ impl Events {
     /// and to every webhook lane.
     fn publish(&self, envelopes: &[EventEnvelope], at_ms: u64) {
         {
-            let mut sse = self.sse.lock().expect("sse lock");
+            let mut sse = self.sse.locked();
             for e in envelopes {
                 sse.hub.publish(e);
             }
@@ -124,6 +128,22 @@ impl Events {
         }
         for e in envelopes {
             self.webhooks.enqueue(e, at_ms);
+        }
+        if let Some(bus) = self.bus.get() {
+            for e in envelopes {
+                bus.publish(e);
+            }
+        }
+    }
+
+    /// Another node's event (its room's home produced it): to SSE only — webhooks are the
+    /// home's. Renumbered in this node's stream.
+    pub(crate) fn publish_remote(&self, mut envelope: EventEnvelope) {
+        envelope.n = self.log.locked().next_n();
+        let mut sse = self.sse.locked();
+        sse.hub.publish(&envelope);
+        for w in sse.wakers.values() {
+            w.notify_one();
         }
     }
 
@@ -137,7 +157,7 @@ impl Events {
     ) -> Result<impl Stream<Item = Result<String, Infallible>> + Send + 'static, SseError> {
         let waker = Arc::new(Notify::new());
         let sub = {
-            let mut sse = self.sse.lock().expect("sse lock");
+            let mut sse = self.sse.locked();
             let sub = sse.hub.subscribe(room.as_deref(), last_event_id)?;
             sse.wakers.insert(sub.id, Arc::clone(&waker));
             sub
@@ -160,7 +180,7 @@ impl Events {
                 }
                 loop {
                     let next = {
-                        let mut sse = guard.events.sse.lock().expect("sse lock");
+                        let mut sse = guard.events.sse.locked();
                         sse.hub
                             .poll(guard.id)
                             .map(|e| e.map(|e| format_event(sse.hub.event_id(guard.id, &e), &e)))
@@ -187,7 +207,7 @@ impl Events {
     /// Event-stream and webhook metrics.
     pub(crate) fn metrics(&self, out: &mut String) {
         use std::fmt::Write as _;
-        let subscribers = self.sse.lock().expect("sse lock").hub.subscriber_count();
+        let subscribers = self.sse.locked().hub.subscriber_count();
         let _ = writeln!(out, "# HELP sluice_sse_subscribers Open event streams.\n# TYPE sluice_sse_subscribers gauge\nsluice_sse_subscribers {subscribers}");
         self.webhooks.metrics(out);
     }

@@ -11,17 +11,25 @@
 mod actor;
 mod adopt;
 mod api;
+mod bounds;
+mod cluster;
+mod congestion;
+mod connectivity;
 mod dev;
 mod error;
 mod events;
 mod guard;
 mod hub;
+mod listen;
+#[cfg(test)]
+mod lock_tests;
 mod media;
 mod ops;
 mod signal;
 mod webhooks;
 mod whip;
 
+use crate::lock::Locked;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +47,7 @@ use crate::auth::Keyring;
 use crate::events::{SseConfig, WebhookConfig};
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::HybridConfig;
+use crate::limits::{Limits, Refusals};
 use crate::link::Link;
 use crate::room::RoomsConfig;
 use crate::store::{FileStore, MemoryStore, Store};
@@ -65,7 +74,8 @@ pub struct ServerOptions {
     pub webhook_ca_file: Option<PathBuf>,
     /// Webhook lane limits and retry timings (per URL).
     pub webhook: WebhookConfig,
-    /// SSE backlogs, per-subscriber buffer and subscriber cap.
+    /// SSE backlogs and per-subscriber buffer (the subscriber cap is
+    /// `limits.max_sse_subscribers`).
     pub sse: SseConfig,
     /// Served at `/`.
     pub static_dir: Option<PathBuf>,
@@ -78,6 +88,10 @@ pub struct ServerOptions {
     pub hybrid: HybridConfig,
     /// `[turn]`: TURN REST credentials in `joined.ice_servers`.
     pub turn: Option<TurnConfig>,
+    /// `[limits]`: what clients can make this server hold (docs/security.md).
+    pub limits: Limits,
+    /// `[cluster]`: one of several nodes on Redis; `None`: a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// A running server.
@@ -118,12 +132,19 @@ pub(crate) struct App {
     pub(crate) drained: Notify,
     /// The latest counters of each dataplane shard.
     pub(crate) shard_stats: Mutex<BTreeMap<u16, Counters>>,
-    /// Refusals the room actors made (`sluice_control_refused_total`).
-    pub(crate) refusals: guard::Refusals,
     /// Kicks still in force (D38).
-    pub(crate) kicks: guard::Kicks,
+    pub(crate) kicks: bounds::Kicks,
+    /// `[cluster]` membership; `None` on a single node.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Each dataplane session's selected pair (issue 18).
+    pub(crate) connectivity: Mutex<connectivity::Connectivity>,
     static_dir: Option<PathBuf>,
     drain_deadline: Duration,
+    pub(crate) limits: Limits,
+    /// What the limits refused, by reason (`sluice_refused_total`).
+    pub(crate) refusals: Arc<Refusals>,
+    /// Open HTTP connections (the caps of `limits`).
+    pub(crate) connections: listen::Connections,
 }
 
 impl Server {
@@ -134,10 +155,19 @@ impl Server {
         for (k, s) in &opts.api_keys {
             keyring.insert(k.clone(), s.as_bytes());
         }
-        let store: Arc<dyn Store> = match &opts.state_file {
+        let cluster = match &opts.cluster {
+            Some(c) => {
+                Some(crate::cluster::Cluster::new(c.clone()).map_err(std::io::Error::other)?)
+            }
+            None => None,
+        };
+        let mut store: Arc<dyn Store> = match &opts.state_file {
             Some(p) => Arc::new(FileStore::open(p).map_err(std::io::Error::other)?),
             None => Arc::new(MemoryStore::default()),
         };
+        if let Some(c) = &cluster {
+            store = Arc::new(crate::cluster::ClusterStore::new(store, Arc::clone(c)));
+        }
         let snapshot = store.load().map_err(std::io::Error::other)?;
         let secret = match (&opts.webhook_secret, opts.webhooks.is_empty()) {
             (Some(s), _) => s.as_bytes().to_vec(),
@@ -158,7 +188,10 @@ impl Server {
         let events = Events::start(
             snapshot.event_log(),
             snapshot.outbox.clone(),
-            opts.sse.clone(),
+            SseConfig {
+                max_subscribers: opts.limits.max_sse_subscribers,
+                ..opts.sse.clone()
+            },
             webhooks,
             Arc::clone(&store),
         );
@@ -173,6 +206,7 @@ impl Server {
             .iter()
             .next()
             .map(|(k, s)| (k.clone(), s.as_bytes().to_vec()));
+        let refusals = Arc::new(Refusals::default());
         let app = Arc::new(App {
             keyring,
             dev_key: first_key.filter(|_| opts.dev_tokens),
@@ -186,23 +220,33 @@ impl Server {
             dp_ids: AtomicU64::new(0),
             session_rooms: Mutex::new(HashMap::new()),
             link,
-            hub: Hub::default(),
+            hub: Hub::new(Arc::clone(&refusals)),
             events,
             store,
             hybrid_metrics: Mutex::new(HybridMetrics::default()),
             draining: AtomicBool::new(false),
             drained: Notify::new(),
             shard_stats: Mutex::new(BTreeMap::new()),
-            refusals: guard::Refusals::default(),
-            kicks: guard::Kicks::default(),
+            kicks: bounds::Kicks::default(),
+            cluster,
+            connectivity: Mutex::new(connectivity::Connectivity::new(
+                opts.turn
+                    .as_ref()
+                    .map(|t| connectivity::relay_ips(&t.urls, &t.relay_ips))
+                    .unwrap_or_default(),
+            )),
             static_dir: opts.static_dir.clone(),
             drain_deadline: opts.drain_deadline,
+            limits: opts.limits.clone(),
+            refusals,
+            connections: listen::Connections::default(),
         });
         // Every stored room gets its actor now: its empty-room timeout runs, and the first
         // resync adopts its calls.
         for name in snapshot.rooms.keys() {
             app.room_handle(name);
         }
+        cluster::start(&app);
         if app.link.is_some() {
             tokio::spawn(dataplane_loop(Arc::clone(&app)));
         }
@@ -213,11 +257,7 @@ impl Server {
             })?;
         let addr = listener.local_addr()?;
         let router = router(Arc::clone(&app));
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "http server stopped");
-            }
-        });
+        let task = tokio::spawn(listen::serve(Arc::clone(&app), listener, router));
         tracing::info!(%addr, "control listening");
         Ok(Self { addr, app, task })
     }
@@ -251,6 +291,9 @@ impl Server {
 
     /// Stops serving (room actors persist after every operation, so nothing is pending).
     pub fn stop(self) {
+        if let Some(c) = &self.app.cluster {
+            c.stop();
+        }
         self.task.abort();
     }
 
@@ -258,17 +301,38 @@ impl Server {
     pub async fn shutdown(self) {
         self.app.settle_rooms().await;
         self.app.events.flush(self.app.store.as_ref()).await;
+        if let Some(c) = &self.app.cluster {
+            c.leave().await;
+        }
         self.task.abort();
     }
 }
 
+/// The routes, with the guards of docs/security.md: the admin token checked before an `/api`
+/// body is read, body sizes, and in dev mode the `Host`/`Origin` checks.
 fn router(app: Arc<App>) -> axum::Router {
-    api::routes()
-        .merge(whip::routes())
+    use axum::extract::DefaultBodyLimit;
+    use axum::middleware::from_fn_with_state;
+    let admin = |r: axum::Router<Arc<App>>, max: usize| {
+        r.route_layer(from_fn_with_state(
+            (Arc::clone(&app), max),
+            guard::admin_first,
+        ))
+        .layer(DefaultBodyLimit::max(max))
+    };
+    let mut router = admin(api::routes(), app.limits.api_body_max_bytes)
+        .merge(admin(whip::sidecar_routes(), app.limits.sdp_body_max_bytes))
+        .merge(whip::routes().layer(DefaultBodyLimit::max(app.limits.sdp_body_max_bytes)))
         .merge(signal::routes())
         .merge(dev::routes())
+        .merge(cluster::routes())
         .merge(ops::routes())
-        .with_state(app)
+        .merge(admin(congestion::routes(), app.limits.api_body_max_bytes))
+        .layer(from_fn_with_state(Arc::clone(&app), cluster::route));
+    if app.dev_key.is_some() {
+        router = router.layer(from_fn_with_state(Arc::clone(&app), guard::dev_origin));
+    }
+    router.with_state(app)
 }
 
 impl App {
@@ -276,6 +340,17 @@ impl App {
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// Whether every lock of the shared state can be taken now (none is held by a stuck task;
+    /// a poisoned one is taken over, see `crate::lock`).
+    pub(crate) fn state_locks_free(&self) -> bool {
+        !(self.registry.is_held() || self.hub.is_held() || held(&self.session_rooms))
+    }
+
+    /// Whether `claims` were signed with the dev key (`/dev/token`).
+    pub(crate) fn is_dev_token(&self, claims: &crate::auth::Claims) -> bool {
+        self.dev_key.as_ref().is_some_and(|(k, _)| *k == claims.iss)
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -301,6 +376,7 @@ impl App {
             return;
         }
         tracing::info!("draining: new joins refused");
+        cluster::drain(self);
         let app = Arc::clone(self);
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + app.drain_deadline;
@@ -319,6 +395,11 @@ impl App {
             app.drained.notify_one();
         });
     }
+}
+
+/// Whether another thread holds `m` now.
+pub(crate) fn held<T>(m: &Mutex<T>) -> bool {
+    matches!(m.try_lock(), Err(std::sync::TryLockError::WouldBlock))
 }
 
 /// Resync on every (re)connection; dataplane events into stats and session bookkeeping.
@@ -343,6 +424,7 @@ async fn dataplane_loop(app: Arc<App>) {
                     let adopt = first;
                     first = false;
                     if instance.is_some() && instance != now {
+                        app.connectivity.locked().dataplane_restarted();
                         app.dataplane_restarted().await;
                     }
                     instance = now;
@@ -352,16 +434,26 @@ async fn dataplane_loop(app: Arc<App>) {
                 }
             }
             ev = events.recv() => match ev {
-                Ok(Notification::StatsSnapshot(ws)) => {
-                    app.shard_stats.lock().expect("stats lock").insert(ws.shard, ws.counters);
+                Ok(n @ (Notification::IceConnected { .. } | Notification::SelectedPairChanged { .. })) => {
+                    if let Notification::IceConnected { session, .. } = n {
+                        app.session_liveness(session, true).await;
+                    }
+                    let changed = app.connectivity.locked().on_notification(&n);
+                    if let Some((session, selected)) = changed {
+                        app.connectivity_changed(session, selected).await;
+                    }
                 }
-                Ok(Notification::IceConnected { session, .. }) => {
-                    app.session_liveness(session, true).await;
+                Ok(Notification::StatsSnapshot(ws)) => {
+                    app.shard_stats.locked().insert(ws.shard, ws.counters);
+                }
+                Ok(Notification::StreamState { session, subscription, state }) => {
+                    app.stream_state(session, subscription, state).await;
                 }
                 Ok(Notification::IceDisconnected { session }) => {
                     app.session_liveness(session, false).await;
                 }
-                Ok(Notification::SessionClosed { session, reason }) => {
+                Ok(n @ Notification::SessionClosed { session, reason }) => {
+                    app.connectivity.locked().on_notification(&n);
                     tracing::debug!(%session, ?reason, "session closed by the dataplane");
                     app.session_closed(session).await;
                 }

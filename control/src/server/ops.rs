@@ -1,6 +1,7 @@
 //! Operations endpoints: Prometheus `/metrics`, `/healthz`, `/readyz`, and the static demo
 //! files at `/` (written by the browser client's author; served as they are).
 
+use crate::lock::Locked;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,10 +17,29 @@ use super::App;
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/", get(index))
         .route("/{*path}", get(static_file))
+}
+
+/// Fails when this daemon cannot take its own state locks within a second (finding #8): a
+/// wedged control plane is restarted by its supervisor instead of answering `ok`.
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        if app.state_locks_free() {
+            return "ok\n".into_response();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state lock not available\n",
+            )
+                .into_response();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 async fn readyz(State(app): State<Arc<App>>) -> Response {
@@ -47,14 +67,21 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         let _ = writeln!(out, "# HELP sluice_tracks Published tracks.\n# TYPE sluice_tracks gauge\nsluice_tracks {n_tracks}");
     }
     map_sizes(&app, &mut out);
-    app.refusals.metrics(&mut out);
     let _ = writeln!(out, "# HELP sluice_signaling_clients Connected WebSocket clients.\n# TYPE sluice_signaling_clients gauge\nsluice_signaling_clients {}", app.hub.client_count());
     let up = app.link.as_ref().is_some_and(|l| l.current().is_some());
     let _ = writeln!(out, "# HELP sluice_dataplane_up Control socket connected.\n# TYPE sluice_dataplane_up gauge\nsluice_dataplane_up {}", u8::from(up));
     let _ = writeln!(out, "# HELP sluice_draining Node is draining.\n# TYPE sluice_draining gauge\nsluice_draining {}", u8::from(app.draining.load(Ordering::SeqCst)));
+    let (conns, sources) = app.connections.sizes();
+    let _ = writeln!(out, "# HELP sluice_http_connections Open HTTP/WebSocket connections.\n# TYPE sluice_http_connections gauge\nsluice_http_connections {conns}");
+    let _ = writeln!(out, "# HELP sluice_http_connection_sources Source IPs with an open connection.\n# TYPE sluice_http_connection_sources gauge\nsluice_http_connection_sources {sources}");
+    app.refusals.write_metrics(&mut out);
     app.hybrid_metrics(&mut out);
+    app.connectivity.locked().metrics(&mut out);
     app.events.metrics(&mut out);
-    let stats = app.shard_stats.lock().expect("stats lock").clone();
+    if let Some(c) = &app.cluster {
+        c.render_metrics(&mut out);
+    }
+    let stats = app.shard_stats.locked().clone();
     if !stats.is_empty() {
         for (name, help) in [
             ("rx_packets", "Packets received"),
@@ -77,8 +104,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
         let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per shard (label worker) and reason.\n# TYPE sluice_worker_dropped_total counter");
         for (w, c) in &stats {
-            // `pacer_*`, `lat_*`, `map_*`, `registry_*`, `dtls_failed`, `unsignaled_ssrc_*` and
-            // the send events ride in the same map but are not drops (exported below).
+            // `pacer_*`, `lat_*`, `map_*`, `registry_*`, `dtls_failed`, `unsignaled_ssrc_*`, the
+            // send events and the congestion entries ride in the same map but are not drops
+            // (exported below and by `congestion::write_metrics`).
             for (reason, v) in c.dropped.iter().filter(|(r, _)| !not_a_drop(r)) {
                 let _ = writeln!(
                     out,
@@ -150,6 +178,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 );
             }
         }
+        tcp_metrics(&mut out, &stats);
         if let Some((_, c)) = stats.iter().next() {
             let _ = writeln!(out, "# HELP sluice_dataplane_registry_entries Entries in the dataplane's shared registry (pending sessions, placed sessions, ufrag routes, remote addresses).\n# TYPE sluice_dataplane_registry_entries gauge");
             for (k, v) in c.dropped.iter().filter(|(k, _)| k.starts_with("registry_")) {
@@ -160,6 +189,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 );
             }
         }
+        super::congestion::write_metrics(&mut out, &stats);
         let _ = writeln!(out, "# HELP sluice_worker_sessions Sessions per shard (label worker).\n# TYPE sluice_worker_sessions gauge");
         for (w, c) in &stats {
             let _ = writeln!(
@@ -176,12 +206,12 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
 /// summed over rooms (the churn test checks they return to their idle sizes).
 fn map_sizes(app: &App, out: &mut String) {
     let summaries = app.registry.summaries();
-    let mut sizes = super::guard::MapSizes::default();
+    let mut sizes = super::bounds::MapSizes::default();
     for s in &summaries {
         sizes.add(&s.sizes);
     }
     let _ = writeln!(out, "# HELP sluice_control_map_entries Entries in the control daemon's maps, by map.\n# TYPE sluice_control_map_entries gauge");
-    let session_rooms = app.session_rooms.lock().expect("session map lock").len();
+    let session_rooms = app.session_rooms.locked().len();
     let rows = [
         ("room_actors", summaries.len()),
         ("session_rooms", session_rooms),
@@ -196,6 +226,39 @@ fn map_sizes(app: &App, out: &mut String) {
     }
 }
 
+/// The workers' ICE-TCP entries (`tcp_*`, docs/control-socket.md): two gauges (open and bound
+/// connections) and the rest as counters by event (accepted, refused, closed by reason,
+/// handed over, frames, send-queue drops).
+fn tcp_metrics(out: &mut String, stats: &std::collections::BTreeMap<u16, sluice_proto::Counters>) {
+    let gauges = ["tcp_connections", "tcp_bound"];
+    let _ = writeln!(out, "# HELP sluice_worker_tcp_connections ICE-TCP connections per worker (state: open, bound to a session).
+# TYPE sluice_worker_tcp_connections gauge");
+    for (w, c) in stats {
+        for (g, state) in gauges.iter().zip(["open", "bound"]) {
+            if let Some(v) = c.dropped.get(*g) {
+                let _ = writeln!(
+                    out,
+                    "sluice_worker_tcp_connections{{worker=\"{w}\",state=\"{state}\"}} {v}"
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP sluice_worker_tcp_events_total ICE-TCP connection events per worker (accepted, refused_full, closed_garbage, closed_no_stun, closed_idle, …, tx_media_dropped).
+# TYPE sluice_worker_tcp_events_total counter");
+    for (w, c) in stats {
+        for (k, v) in c
+            .dropped
+            .iter()
+            .filter(|(k, _)| k.starts_with("tcp_") && !gauges.contains(&k.as_str()))
+        {
+            let event = &k["tcp_".len()..];
+            let _ = writeln!(
+                out,
+                "sluice_worker_tcp_events_total{{worker=\"{w}\",event=\"{event}\"}} {v}"
+            );
+        }
+    }
+}
 /// Delayed or batched sends and slow-path lookups (shard/counters.rs `delays`): in the stats
 /// map beside the drops, exported as `sluice_worker_send_events_total`.
 const SEND_EVENTS: [&str; 5] = [
@@ -209,10 +272,18 @@ const SEND_EVENTS: [&str; 5] = [
 /// Entries of a worker's stats map that are not drop reasons.
 fn not_a_drop(key: &str) -> bool {
     key == "dtls_failed"
+        || [
+            "pacer_",
+            "lat_",
+            "map_",
+            "registry_",
+            "unsignaled_ssrc_",
+            "tcp_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
         || SEND_EVENTS.contains(&key)
-        || ["pacer_", "lat_", "map_", "registry_", "unsignaled_ssrc_"]
-            .iter()
-            .any(|p| key.starts_with(p))
+        || super::congestion::is_congestion_counter(key)
 }
 
 /// The workers' SFU-added latency (`lat_{class}_lt_{bound}us` …, docs/control-socket.md) as

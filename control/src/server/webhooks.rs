@@ -5,6 +5,7 @@
 //! connect and a 5 s response timeout. A full lane drops its oldest event and says so in the
 //! log at most once per [`OVERFLOW_WARN_EVERY`] per URL, with the count.
 
+use crate::lock::Locked;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -79,10 +80,7 @@ impl Webhooks {
     /// Queues `envelope` on every URL's lane.
     pub(crate) fn enqueue(&self, envelope: &EventEnvelope, now_ms: u64) {
         for lane in &self.lanes {
-            lane.queue
-                .lock()
-                .expect("webhook lane lock")
-                .enqueue(envelope, now_ms);
+            lane.queue.locked().enqueue(envelope, now_ms);
             lane.wake.notify_one();
         }
     }
@@ -96,7 +94,7 @@ impl Webhooks {
             .lanes
             .iter()
             .map(|l| {
-                let q = l.queue.lock().expect("webhook lane lock");
+                let q = l.queue.locked();
                 (l.label.clone(), q.stats(), q.len())
             })
             .collect();
@@ -145,7 +143,7 @@ async fn drive(lane: Arc<Lane>, client: HttpClient) {
     loop {
         let now = now_ms();
         let (due, next, dropped) = {
-            let mut q = lane.queue.lock().expect("webhook lane lock");
+            let mut q = lane.queue.locked();
             let due: Vec<Delivery> = std::iter::from_fn(|| q.poll_due(now)).collect();
             (due, q.poll_timeout(), q.stats().dropped_overflow)
         };
@@ -171,7 +169,7 @@ async fn drive(lane: Arc<Lane>, client: HttpClient) {
         tokio::select! {
             Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
                 if let Ok((id, ok)) = done {
-                    lane.queue.lock().expect("webhook lane lock").on_result(id, ok, now_ms());
+                    lane.queue.locked().on_result(id, ok, now_ms());
                 }
             }
             _ = lane.wake.notified() => {}

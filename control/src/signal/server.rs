@@ -98,6 +98,18 @@ pub enum ServerMessage {
         code: String,
         message: String,
     },
+    /// The SFU paused (or resumed) a subscription for bandwidth (docs/congestion.md; only with
+    /// `dataplane.congestion_pause`).
+    StreamState {
+        track_sid: String,
+        /// `paused` or `active`.
+        state: &'static str,
+        reason: &'static str,
+    },
+    /// `[cluster]`: the room is served by another node; join again at `url`.
+    Redirect {
+        url: String,
+    },
     Leave {
         reason: LeaveReason,
     },
@@ -187,6 +199,9 @@ pub enum LeaveReason {
     Kicked,
     RoomDeleted,
     Replaced,
+    /// `[cluster]`: this node gave the room up (it lost its lease); join again, through any
+    /// node.
+    Reconnect,
 }
 
 /// `error {code, message, field?}` (the `req` of the refused request is added by the adapter).

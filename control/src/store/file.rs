@@ -5,6 +5,7 @@
 //! calls that arrive while a write runs share the next one (group commit), so a burst of joins
 //! costs a few writes, not one each.
 
+use crate::lock::Locked;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -99,17 +100,17 @@ impl FileStore {
 
 impl Store for FileStore {
     fn load(&self) -> Result<PersistedState, StoreError> {
-        Ok(self.shared.image.lock().expect("store lock").state.clone())
+        Ok(self.shared.image.locked().state.clone())
     }
 
     fn load_room(&self, name: &str) -> Result<Option<PersistedRoom>, StoreError> {
-        let image = self.shared.image.lock().expect("store lock");
+        let image = self.shared.image.locked();
         Ok(image.state.rooms.get(name).cloned())
     }
 
     fn apply(&self, ops: Vec<StoreOp>) -> StoreFuture<'_, Result<(), StoreError>> {
         let version = {
-            let mut image = self.shared.image.lock().expect("store lock");
+            let mut image = self.shared.image.locked();
             if image.closed {
                 return Box::pin(async { Err(StoreError::Closed) });
             }
@@ -153,7 +154,7 @@ fn writer(shared: &Shared, path: &Path, tx: &watch::Sender<Written>) {
     let mut written = 0u64;
     loop {
         let (bytes, version, closed) = {
-            let mut image = shared.image.lock().expect("store lock");
+            let mut image = shared.image.locked();
             while image.version == written && !image.closed {
                 image = shared.changed.wait(image).expect("store lock");
             }

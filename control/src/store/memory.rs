@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: the [`Store`] of a daemon run without a state file (tests, throw-away
 //! nodes): the same image and ops as [`super::FileStore`], never written anywhere.
 
+use crate::lock::Locked;
 use std::sync::Mutex;
 
 use super::{PersistedRoom, PersistedState, Store, StoreError, StoreFuture, StoreOp};
@@ -27,21 +28,15 @@ impl Default for MemoryStore {
 
 impl Store for MemoryStore {
     fn load(&self) -> Result<PersistedState, StoreError> {
-        Ok(self.image.lock().expect("store lock").clone())
+        Ok(self.image.locked().clone())
     }
 
     fn load_room(&self, name: &str) -> Result<Option<PersistedRoom>, StoreError> {
-        Ok(self
-            .image
-            .lock()
-            .expect("store lock")
-            .rooms
-            .get(name)
-            .cloned())
+        Ok(self.image.locked().rooms.get(name).cloned())
     }
 
     fn apply(&self, ops: Vec<StoreOp>) -> StoreFuture<'_, Result<(), StoreError>> {
-        let mut image = self.image.lock().expect("store lock");
+        let mut image = self.image.locked();
         for op in ops {
             image.apply(op);
         }

@@ -38,6 +38,8 @@ pub async fn start_with(f: impl FnOnce(&mut ServerOptions)) -> Server {
         dev_tokens: false,
         hybrid: Default::default(),
         turn: None,
+        limits: Default::default(),
+        cluster: None,
     };
     f(&mut opts);
     Server::start(opts).await.expect("server starts")
@@ -116,7 +118,7 @@ pub async fn http_raw(
 ) -> (u16, String, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {

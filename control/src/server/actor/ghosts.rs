@@ -15,7 +15,7 @@
 use sluice_proto::SessionId;
 
 use super::RoomCtx;
-use crate::server::guard::Refusal;
+use crate::limits::Refusal;
 
 impl RoomCtx {
     /// Restored participants get until `now + resume_grace_s` to resume (at actor start).
@@ -87,7 +87,7 @@ impl RoomCtx {
             .collect();
         for identity in dead {
             tracing::info!(room = %self.name, identity, "one-shot participant's media dead: it leaves");
-            self.app.refusals.count(Refusal::GhostLeft, 1);
+            self.app.refusals.count(Refusal::GhostLeft);
             if self.leave(&identity).await.is_err() {
                 // Not in the room any more: only its media record was left.
                 self.media_leave(&identity).await;
@@ -122,7 +122,7 @@ impl RoomCtx {
                 continue;
             }
             tracing::info!(room = %self.name, identity, "restored participant did not resume: it leaves");
-            self.app.refusals.count(Refusal::RestoredExpired, 1);
+            self.app.refusals.count(Refusal::RestoredExpired);
             let _ = self.leave(&identity).await;
         }
     }

@@ -3,6 +3,7 @@
 //! and its [`Action`]s carried out here (messages, events, metrics, closing the room's dataplane
 //! sessions, admitting queued joins). The policy decides; this file only does.
 
+use crate::lock::Locked;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -163,13 +164,9 @@ impl RoomCtx {
         audio_gap_ms: Option<f64>,
     ) {
         let now = self.app.now_ms();
-        if let Some(gap) = audio_gap_ms.filter(|g| g.is_finite() && *g >= 0.0) {
-            self.app
-                .hybrid_metrics
-                .lock()
-                .expect("metrics lock")
-                .audio_gap_ms
-                .observe(gap);
+        // A client-reported figure: only plausible values reach the histogram (finding #27).
+        if let Some(gap) = audio_gap_ms.filter(|g| g.is_finite() && (0.0..=60_000.0).contains(g)) {
+            self.app.hybrid_metrics.locked().audio_gap_ms.observe(gap);
         }
         let actions = match self.hybrid.policy.as_mut() {
             Some(p) => match reply {
@@ -293,7 +290,7 @@ impl RoomCtx {
                     "migration done"
                 );
                 {
-                    let mut m = app.hybrid_metrics.lock().expect("metrics lock");
+                    let mut m = app.hybrid_metrics.locked();
                     *m.migrations.entry((direction(&change), "ok")).or_default() += 1;
                     m.seconds.observe(duration_ms as f64 / 1000.0);
                 }
@@ -321,8 +318,7 @@ impl RoomCtx {
                     "failed"
                 };
                 *app.hybrid_metrics
-                    .lock()
-                    .expect("metrics lock")
+                    .locked()
                     .migrations
                     .entry((direction(&change), result))
                     .or_default() += 1;
@@ -405,7 +401,7 @@ impl App {
                 Topology::Sfu => sfu += 1,
             }
         }
-        let m = self.hybrid_metrics.lock().expect("metrics lock");
+        let m = self.hybrid_metrics.locked();
         let _ = writeln!(out, "# HELP sluice_rooms_by_mode Rooms by current topology.\n# TYPE sluice_rooms_by_mode gauge\nsluice_rooms_by_mode{{mode=\"p2p\"}} {p2p}\nsluice_rooms_by_mode{{mode=\"sfu\"}} {sfu}");
         let _ = writeln!(out, "# HELP sluice_migrations_total Topology migrations by direction and result.\n# TYPE sluice_migrations_total counter");
         for dir in ["p2p_to_sfu", "sfu_to_p2p"] {

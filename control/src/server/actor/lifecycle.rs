@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 use super::RoomCtx;
 use crate::auth::{Grants, Role};
 use crate::hybrid::Action;
+use crate::limits::Refusal;
 use crate::room::{Actor, Join, LeaveReason, RoomConfig, RoomEvent, RoomEventKind};
 use crate::server::error::ApiError;
-use crate::server::guard::Refusal;
 use crate::server::hub::ClientMsg;
 use crate::signal::{self, Joined, Json, ParticipantInfo, RoomInfo, ServerMessage};
 
@@ -78,7 +78,7 @@ impl RoomCtx {
             .rooms
             .participant(&self.name, &identity)
             .map(|p| p.sid.clone())
-            .expect("just joined");
+            .ok_or_else(|| ApiError::rejected("the participant left while joining"))?;
         self.media_join(&identity, &sid, signaling).await;
         self.emit(events);
         Ok(sid)
@@ -128,6 +128,24 @@ impl RoomCtx {
         Ok(())
     }
 
+    /// A dev token never takes over an identity that is here now: one with a live signaling
+    /// connection or a one-shot session (finding #5). A participant restored after a restart
+    /// that has not resumed yet can be joined again.
+    pub(crate) fn refuse_dev_takeover(&self, identity: &str) -> Result<(), ApiError> {
+        let live = self.app.hub.is_connected(&self.name, identity)
+            || self.media.peers.get(identity).is_some_and(|p| !p.signaling);
+        if live {
+            self.app
+                .refusals
+                .count(crate::limits::Refusal::DevIdentityTaken);
+            return Err(ApiError::rejected(format!(
+                "{identity:?} is in the room: a dev token cannot take over a connected participant"
+            ))
+            .with_field("identity"));
+        }
+        Ok(())
+    }
+
     /// A signaling connection of `identity` as `sid` ended: it leaves, unless it was replaced
     /// by a newer session of the same identity (a resume).
     pub(crate) async fn connection_closed(&mut self, identity: &str, sid: &str) {
@@ -149,7 +167,7 @@ impl RoomCtx {
             .kicks
             .refuses(&self.name, identity, iat_s, self.app.now_ms(), ban_s)
         {
-            self.app.refusals.count(Refusal::KickedRejoin, 1);
+            self.app.refusals.count(Refusal::KickedRejoin);
             return Err(ApiError::forbidden(format!(
                 "{identity:?} was kicked from this room: a token issued after the kick is needed"
             ))
@@ -226,10 +244,9 @@ impl RoomCtx {
         }
         self.emit(events);
         self.sync_room_tracks().await;
-        let p = self
-            .rooms
-            .participant(&name, identity)
-            .expect("checked above");
+        let p = self.rooms.participant(&name, identity).ok_or_else(|| {
+            ApiError::not_found(format!("participant {identity:?} left")).with_field("identity")
+        })?;
         Ok(ParticipantInfo::of(p))
     }
 
@@ -334,16 +351,6 @@ impl RoomCtx {
         self.rooms
             .participant(&self.name, identity)
             .is_some_and(|p| p.role == Role::Host)
-    }
-
-    /// The identity of the participant with `sid` (WHIP/WHEP/sidecar resources).
-    pub(crate) fn identity_of(&self, sid: &str) -> Result<String, ApiError> {
-        self.room()
-            .and_then(|r| r.participants.values().find(|p| p.sid == sid))
-            .map(|p| p.identity.clone())
-            .ok_or_else(|| {
-                ApiError::not_found(format!("session {sid:?} not found")).with_field("id")
-            })
     }
 }
 

@@ -19,6 +19,7 @@ mod info;
 mod lifecycle;
 mod p2p;
 
+use crate::lock::Locked;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -28,8 +29,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::bounds::MapSizes;
 use super::error::ApiError;
-use super::guard::MapSizes;
 use super::media::Media;
 use super::App;
 use crate::hybrid::Topology;
@@ -105,23 +106,25 @@ pub(crate) struct RoomCtx {
 }
 
 impl Registry {
+    pub(crate) fn is_held(&self) -> bool {
+        crate::server::held(&self.rooms)
+    }
+
+    /// Holds the lock for `d` on this thread (the test of finding #8).
+    #[cfg(test)]
+    pub(crate) fn hold_for(&self, d: std::time::Duration) {
+        let _held = self.rooms.lock();
+        std::thread::sleep(d);
+    }
+
     fn get(&self, name: &str) -> Option<RoomHandle> {
-        self.rooms.lock().expect("registry lock").get(name).cloned()
+        self.rooms.locked().get(name).cloned()
     }
 
     /// Every room's summary, in name order.
     pub(crate) fn summaries(&self) -> Vec<Summary> {
-        let handles: Vec<RoomHandle> = self
-            .rooms
-            .lock()
-            .expect("registry lock")
-            .values()
-            .cloned()
-            .collect();
-        let mut out: Vec<Summary> = handles
-            .iter()
-            .map(|h| h.summary.lock().expect("summary lock").clone())
-            .collect();
+        let handles: Vec<RoomHandle> = self.rooms.locked().values().cloned().collect();
+        let mut out: Vec<Summary> = handles.iter().map(|h| h.summary.locked().clone()).collect();
         out.sort_by(|a, b| {
             let name = |s: &Summary| s.room.as_ref().map(|r| r.name.clone());
             name(a).cmp(&name(b))
@@ -131,16 +134,11 @@ impl Registry {
 
     /// The names of every room actor.
     pub(crate) fn names(&self) -> Vec<String> {
-        self.rooms
-            .lock()
-            .expect("registry lock")
-            .keys()
-            .cloned()
-            .collect()
+        self.rooms.locked().keys().cloned().collect()
     }
 
     fn remove_if(&self, name: &str, id: u64) {
-        let mut rooms = self.rooms.lock().expect("registry lock");
+        let mut rooms = self.rooms.locked();
         if rooms.get(name).is_some_and(|h| h.id == id) {
             rooms.remove(name);
         }
@@ -150,6 +148,20 @@ impl Registry {
 impl App {
     /// Runs `f` on room `name` (starting its actor if there is none) and returns its result.
     pub(crate) async fn in_room<T, F>(self: &Arc<Self>, name: &str, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a mut RoomCtx) -> BoxFuture<'a, Result<T, ApiError>> + Send + 'static,
+    {
+        self.ensure_home(name).await?;
+        self.in_local_room(name, f).await
+    }
+
+    /// [`App::in_room`] without the cluster's home check: for a room whose actor runs here.
+    pub(crate) async fn in_local_room<T, F>(
+        self: &Arc<Self>,
+        name: &str,
+        f: F,
+    ) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: for<'a> FnOnce(&'a mut RoomCtx) -> BoxFuture<'a, Result<T, ApiError>> + Send + 'static,
@@ -179,7 +191,7 @@ impl App {
         if self.registry.get(name).is_none() {
             return Err(super::api::unknown_room(name));
         }
-        self.in_room(name, move |ctx| {
+        self.in_local_room(name, move |ctx| {
             Box::pin(async move {
                 if ctx.room().is_none() {
                     return Err(super::api::unknown_room(&ctx.name));
@@ -207,7 +219,7 @@ impl App {
 
     /// The actor of room `name`, started (with what the store holds of the room) if needed.
     pub(crate) fn room_handle(self: &Arc<Self>, name: &str) -> RoomHandle {
-        let mut rooms = self.registry.rooms.lock().expect("registry lock");
+        let mut rooms = self.registry.rooms.locked();
         if let Some(h) = rooms.get(name) {
             return h.clone();
         }
@@ -255,6 +267,7 @@ async fn run(mut ctx: RoomCtx, mut rx: mpsc::Receiver<Job>, id: u64) {
         }
         ctx.settle().await;
         if ctx.finished() && retire(&ctx, &mut rx, id) {
+            ctx.app.release_home(&ctx.name);
             break;
         }
     }
@@ -268,7 +281,7 @@ async fn run(mut ctx: RoomCtx, mut rx: mpsc::Receiver<Job>, id: u64) {
 
 /// Leaves the registry if no job is waiting; `false`: keep going.
 fn retire(ctx: &RoomCtx, rx: &mut mpsc::Receiver<Job>, id: u64) -> bool {
-    let mut rooms = ctx.app.registry.rooms.lock().expect("registry lock");
+    let mut rooms = ctx.app.registry.rooms.locked();
     if !rx.is_empty() {
         return false;
     }
@@ -352,7 +365,7 @@ impl RoomCtx {
         });
         let mode = self.hybrid.policy.as_ref().map(|p| p.mode());
         let sizes = self.media.sizes();
-        let mut s = self.summary.lock().expect("summary lock");
+        let mut s = self.summary.locked();
         s.room = brief;
         s.mode = mode;
         s.sizes = sizes;

@@ -5,8 +5,8 @@
 
 use super::RoomCtx;
 use crate::auth::Source;
+use crate::limits::Refusal;
 use crate::server::error::ApiError;
-use crate::server::guard::Refusal;
 use crate::server::hub::ClientMsg;
 use crate::signal::{P2pSignal, P2pSignalRequest, ServerMessage};
 
@@ -53,7 +53,7 @@ impl RoomCtx {
                     None
                 };
                 if let Some(kind) = refused {
-                    self.app.refusals.count(Refusal::P2pForbidden, 1);
+                    self.app.refusals.count(Refusal::P2pForbidden);
                     return Err(ApiError::new(
                         "forbidden",
                         format!(

@@ -17,6 +17,7 @@ pub(crate) mod resync;
 mod subscribe;
 mod translate;
 
+use crate::lock::Locked;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sluice_proto::{
@@ -25,8 +26,8 @@ use sluice_proto::{
 };
 
 use super::actor::RoomCtx;
+use super::bounds::MapSizes;
 use super::error::ApiError;
-use super::guard::MapSizes;
 use super::App;
 use crate::link::LinkError;
 use crate::sdp::{Fingerprint, LocalParams, NegotiatedCodec};
@@ -89,6 +90,18 @@ pub(crate) struct Peer {
     pub(crate) layer_caps: BTreeMap<String, LayerCap>,
     /// One-shot sessions (WHEP/sidecar) own their subscriptions directly.
     pub(crate) oneshot_subs: Vec<SubscriptionId>,
+    /// A WHIP/WHEP session's resource: its random id (the URL's last segment) and which
+    /// endpoint made it. Only such a participant can be ended through `/whip|whep/{room}/{id}`.
+    pub(crate) resource: Option<Resource>,
+}
+
+/// A WHIP or WHEP resource (docs/security.md, finding #3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resource {
+    /// 128 random bits, hex.
+    pub(crate) id: String,
+    /// `whip` or `whep`.
+    pub(crate) kind: &'static str,
 }
 
 /// A `publish` request waiting for the publisher offer that carries its track.
@@ -207,18 +220,13 @@ impl RoomCtx {
         self.media.sessions.insert(id, spec);
         self.app
             .session_rooms
-            .lock()
-            .expect("session map lock")
+            .locked()
             .insert(id, self.name.clone());
     }
 
     /// Forgets a session of this room (closed, or gone from the dataplane).
     pub(crate) fn forget_session(&mut self, id: SessionId) -> Option<CreateSession> {
-        self.app
-            .session_rooms
-            .lock()
-            .expect("session map lock")
-            .remove(&id);
+        self.app.session_rooms.locked().remove(&id);
         self.media.dead_since.remove(&id);
         self.media.sessions.remove(&id)
     }
@@ -265,7 +273,7 @@ impl RoomCtx {
                 p.pending.remove(0);
                 self.app
                     .refusals
-                    .count(super::guard::Refusal::PendingPublishDropped, 1);
+                    .count(crate::limits::Refusal::PendingPublishDropped);
             }
             p.pending.push(pending);
         }
@@ -289,8 +297,8 @@ impl RoomCtx {
                     o.role.may_publish(t.source) && o.grants.allows_source(t.source)
                 })
         });
-        self.app.refusals.count(
-            super::guard::Refusal::PendingPublishRechecked,
+        self.app.refusals.add(
+            crate::limits::Refusal::PendingPublishRechecked,
             (before - pending.len()) as u64,
         );
     }

@@ -8,16 +8,18 @@ use crate::sdp;
 use crate::server::actor::{JoinTicket, RoomCtx};
 use crate::server::error::ApiError;
 
-use super::OneShot;
+use super::{OneShot, Resource};
 
 impl RoomCtx {
     /// Admits `join` and answers `offer_text`: the participant sid and the answer SDP. `iat_s`:
     /// when the participant's token was issued (`None`: an admin's sidecar session).
+    /// `resource`: the WHIP/WHEP resource this session is (none for a sidecar session).
     pub(crate) async fn join_and_answer(
         &mut self,
         join: Join,
         iat_s: Option<u64>,
         offer_text: &str,
+        resource: Option<Resource>,
     ) -> Result<(String, String), ApiError> {
         if let Some(iat) = iat_s {
             self.refuse_if_kicked(&join.identity, iat)?;
@@ -40,12 +42,77 @@ impl RoomCtx {
             }
         }
         let result = self.plan_and_apply_join(join, offer_text).await;
+        if result.is_ok() {
+            if let Some(peer) = self.media.peers.get_mut(&identity) {
+                peer.resource = resource;
+            }
+        }
         if result.is_err() {
             // Admitted by the policy, not into the room: it stops counting the participant.
             self.hybrid_leave(&identity).await;
             self.forget_policy_if_roomless();
         }
         result
+    }
+
+    /// Ends the WHIP/WHEP resource `id` of endpoint `kind`: for its own participant (`owner`,
+    /// the token's identity) or an admin (`None`). Never a WebSocket participant: only a
+    /// session created as such a resource has an id.
+    pub(crate) async fn end_resource(
+        &mut self,
+        kind: &str,
+        id: &str,
+        owner: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let identity = self.resource_owner(kind, id, owner)?;
+        self.leave(&identity).await
+    }
+
+    /// The identity holding resource `id`, if `owner` (or an admin, `None`) may act on it.
+    pub(crate) fn resource_owner(
+        &self,
+        kind: &str,
+        id: &str,
+        owner: Option<&str>,
+    ) -> Result<String, ApiError> {
+        let identity = self
+            .media
+            .peers
+            .iter()
+            .find(|(_, p)| {
+                p.resource
+                    .as_ref()
+                    .is_some_and(|r| r.kind == kind && r.id == id)
+            })
+            .map(|(identity, _)| identity.clone())
+            .ok_or_else(|| {
+                ApiError::not_found(format!("no {kind} resource {id:?} in this room"))
+                    .with_field("id")
+            })?;
+        if owner.is_some_and(|o| o != identity) {
+            self.app
+                .refusals
+                .count(crate::limits::Refusal::ForeignResource);
+            return Err(ApiError::forbidden(
+                "this resource belongs to another participant: its own token or an admin token",
+            )
+            .with_field("Authorization"));
+        }
+        Ok(identity)
+    }
+
+    /// Ends sidecar session `sid`: a one-shot participant, never a WebSocket client.
+    pub(crate) async fn end_oneshot(&mut self, sid: &str) -> Result<(), ApiError> {
+        let identity = self
+            .media
+            .peers
+            .iter()
+            .find(|(_, p)| p.participant_sid == sid && !p.signaling && p.resource.is_none())
+            .map(|(identity, _)| identity.clone())
+            .ok_or_else(|| {
+                ApiError::not_found(format!("session {sid:?} not found")).with_field("id")
+            })?;
+        self.leave(&identity).await
     }
 
     async fn plan_and_apply_join(
@@ -62,7 +129,7 @@ impl RoomCtx {
         let sid = rooms
             .participant(&self.name, &identity)
             .map(|p| p.sid.clone())
-            .expect("just joined");
+            .ok_or_else(|| ApiError::rejected("the participant left while joining"))?;
         let plan = self.plan_offer(
             rooms,
             events,

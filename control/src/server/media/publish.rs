@@ -21,12 +21,12 @@ use sluice_proto::{
 use super::translate::{default_source, publishable, track_kind};
 use super::{ice_creds, random_u32, MTrack, Pc, PendingTrack};
 use crate::auth::Source;
+use crate::limits::Refusal;
 use crate::room::{PublishTrack, RoomEvent, RoomEventKind, Rooms, SimulcastLayer};
 use crate::sdp::{self, Answer, Msid, SessionDescription, SsrcAttr};
 use crate::server::actor::RoomCtx;
 use crate::server::adopt;
 use crate::server::error::ApiError;
-use crate::server::guard::Refusal;
 
 /// Which side of an answer a caller wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,7 +283,7 @@ impl RoomCtx {
         }
         self.app
             .refusals
-            .count(Refusal::SubscribeNotGranted, refused_sends);
+            .add(Refusal::SubscribeNotGranted, refused_sends);
         Ok(OfferPlan {
             identity: identity.to_owned(),
             offer,

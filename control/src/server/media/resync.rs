@@ -9,6 +9,7 @@
 //! are orphans and are closed — except on the first resync after a start, when they are calls
 //! a previous control process left running, adopted where the store remembers their tracks.
 
+use crate::lock::Locked;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,10 +17,10 @@ use std::sync::Arc;
 use sluice_proto::{AddTrack, Command, CreateSession, ReplyOk, SessionId, SubscriptionId, TrackId};
 
 use super::{Peer, PendingTrack};
+use crate::limits::Refusal;
 use crate::server::actor::RoomCtx;
 use crate::server::adopt;
 use crate::server::error::ApiError;
-use crate::server::guard::Refusal;
 use crate::server::hub::ClientMsg;
 use crate::server::App;
 use crate::signal::{ReconnectReason, ServerMessage};
@@ -45,7 +46,7 @@ impl App {
         for name in self.registry.names() {
             let h = Arc::clone(&held);
             let result = self
-                .in_room(&name, move |ctx| {
+                .in_local_room(&name, move |ctx| {
                     Box::pin(async move { Ok(ctx.resync_room(&h, adopt).await) })
                 })
                 .await;
@@ -160,12 +161,7 @@ impl App {
     /// ICE of a session came up or went down: its room notes it (one-shot participants whose
     /// media stays dead leave, `actor/ghosts.rs`).
     pub(crate) async fn session_liveness(self: &Arc<Self>, session: SessionId, alive: bool) {
-        let room = self
-            .session_rooms
-            .lock()
-            .expect("session map lock")
-            .get(&session)
-            .cloned();
+        let room = self.session_rooms.locked().get(&session).cloned();
         if let Some(room) = room {
             let _ = self
                 .in_existing_room(&room, move |ctx| {
@@ -181,12 +177,7 @@ impl App {
     /// The dataplane closed a session on its own (ICE timeout, DTLS failure): its room forgets
     /// it.
     pub(crate) async fn session_closed(self: &Arc<Self>, session: SessionId) {
-        let room = self
-            .session_rooms
-            .lock()
-            .expect("session map lock")
-            .get(&session)
-            .cloned();
+        let room = self.session_rooms.locked().get(&session).cloned();
         if let Some(room) = room {
             let _ = self
                 .in_existing_room(&room, move |ctx| {
@@ -366,7 +357,7 @@ impl RoomCtx {
         }
         self.app
             .refusals
-            .count(Refusal::PendingPublishDropped, dropped as u64);
+            .add(Refusal::PendingPublishDropped, dropped as u64);
     }
 
     /// See [`App::dataplane_restarted`]: forget every dataplane object of the room (they died

@@ -15,13 +15,13 @@ use sluice_proto::{
 };
 
 use super::{ice_creds, random_u32};
+use crate::limits::Refusal;
 use crate::sdp::{
     self, accept_answer, offer_for_subscriber, Direction, ExtIds, Msid, OutgoingTrack,
     SessionDescription,
 };
 use crate::server::actor::RoomCtx;
 use crate::server::error::ApiError;
-use crate::server::guard::Refusal;
 use crate::server::hub::ClientMsg;
 use crate::signal::{PcName, ServerMessage};
 
@@ -88,7 +88,7 @@ impl RoomCtx {
             }
             self.app
                 .refusals
-                .count(Refusal::SubscriptionRevoked, ids.len() as u64);
+                .add(Refusal::SubscriptionRevoked, ids.len() as u64);
             for subscription in ids {
                 self.media.subs.remove(&subscription);
                 if let Err(e) = self.app.dp(Command::Unsubscribe { subscription }).await {

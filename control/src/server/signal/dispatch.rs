@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::{error, Peer};
+use crate::limits::{Bucket, Refusal};
 use crate::room::{Actor, PublishTrack, RoomEventKind, SimulcastLayer};
 use crate::server::actor::{BoxFuture, ControlOp, ModeReply, RoomCtx};
 use crate::server::error::ApiError;
@@ -12,10 +13,29 @@ use crate::signal::{ClientMessage, PcName, Publish, Req, ServerMessage, TrackInf
 
 /// Handles one client message: the reply (if any, with the request's `req`) and whether the
 /// client left.
+/// A connection's rate budgets.
+#[derive(Debug)]
+pub(super) struct Budget {
+    /// `input` events (`limits.input_per_s`).
+    pub(super) input: Bucket,
+    /// Lines logged on the client's behalf.
+    pub(super) log: Bucket,
+}
+
+impl Budget {
+    pub(super) fn new(app: &App) -> Self {
+        Self {
+            input: Bucket::new(app.limits.input_per_s),
+            log: Bucket::new(2),
+        }
+    }
+}
+
 pub(super) async fn handle(
     app: &Arc<App>,
     peer: &Peer,
     text: &str,
+    budget: &mut Budget,
 ) -> (Option<(ServerMessage, Option<Req>)>, bool) {
     let request = match ClientMessage::parse(text) {
         Ok(r) => r,
@@ -25,6 +45,24 @@ pub(super) async fn handle(
         }
     };
     let leaving = matches!(request.message, ClientMessage::Leave(_));
+    if matches!(request.message, ClientMessage::Input(_))
+        && !budget.input.take(std::time::Instant::now())
+    {
+        app.refusals.count(Refusal::InputRate);
+        let e = ApiError::rejected(format!(
+            "more than {} input events per second",
+            app.limits.input_per_s
+        ))
+        .with_field("event");
+        return (Some((error(&e), request.req)), false);
+    }
+    if let ClientMessage::ModeFailed(m) = &request.message {
+        // Logged clipped and at most a few times a second: the reason is the client's text.
+        if budget.log.take(std::time::Instant::now()) {
+            let reason: String = m.reason.chars().take(128).collect();
+            tracing::info!(room = %peer.room, identity = %peer.identity, id = m.id, reason, "client could not switch");
+        }
+    }
     match dispatch(app, peer, request.message).await {
         Ok(Some(m)) => (Some((m, request.req)), leaving),
         Ok(None) => (None, leaving),
@@ -173,12 +211,7 @@ async fn dispatch(
         ClientMessage::ModeReady(m) => {
             mode_reply(app, peer, ModeReply::Ready, m.id, m.audio_gap_ms).await
         }
-        ClientMessage::ModeFailed(m) => {
-            // Logged clipped: the reason is the client's text.
-            let reason: String = m.reason.chars().take(128).collect();
-            tracing::info!(room = %peer.room, identity = %peer.identity, id = m.id, reason, "client could not switch");
-            mode_reply(app, peer, ModeReply::Failed, m.id, None).await
-        }
+        ClientMessage::ModeFailed(m) => mode_reply(app, peer, ModeReply::Failed, m.id, None).await,
         ClientMessage::SetMode(m) => none(
             on_room(app, peer, move |ctx, me| {
                 Box::pin(async move {

@@ -12,21 +12,23 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 mod dispatch;
 
 use super::actor::JoinTicket;
 use super::error::ApiError;
-use super::hub::ClientMsg;
+use super::hub::{ClientMsg, ClientTx};
+use super::listen::ConnSlot;
 use super::App;
 use crate::auth::{self, AuthError, Claims};
 use crate::hybrid::Action;
+use crate::limits::Refusal;
 use crate::room::Join;
-use crate::signal::{ClientMessage, ErrorInfo, JoinRequest, LeaveReason, Req, ServerMessage};
-use dispatch::handle;
+use crate::signal::{ClientMessage, ErrorInfo, JoinRequest, Req, ServerMessage};
+use dispatch::{handle, Budget};
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new().route("/rtc", get(upgrade))
@@ -41,9 +43,25 @@ struct RtcQuery {
 async fn upgrade(
     State(app): State<Arc<App>>,
     Query(q): Query<RtcQuery>,
+    slot: Option<Extension<Arc<ConnSlot>>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    ws.on_upgrade(move |socket| connection(app, socket, q))
+    // No message or frame larger than the largest legitimate one (an SDP of 256 KiB) is read
+    // into memory at all (finding #1); the first one is held to less below.
+    let max = app.limits.ws_max_message_bytes;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| async move {
+            // The connection keeps its place under the connection caps while it is open.
+            let _slot = slot;
+            connection(app, socket, q).await;
+        })
+}
+
+/// Whether a receive error is a message or frame over the size limit.
+fn too_large(e: &axum::Error) -> bool {
+    let s = e.to_string();
+    s.contains("Space limit exceeded") || s.contains("too long") || s.contains("too big")
 }
 
 /// Verifies `token` for `room` (the token's own room when the client named none).
@@ -71,11 +89,29 @@ pub(super) struct Peer {
 }
 
 async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
-    // Wait for `join` (bounded: 10 s), authenticate, join the room.
+    // Wait for `join` (bounded: 10 s and `limits.ws_join_max_bytes`), authenticate, join.
     let first = tokio::time::timeout(Duration::from_secs(10), socket.recv()).await;
-    let Ok(Some(Ok(Message::Text(text)))) = first else {
-        return;
+    let text = match first {
+        Ok(Some(Ok(Message::Text(text)))) => text,
+        Ok(Some(Err(e))) if too_large(&e) => {
+            app.refusals.count(Refusal::WsMessageTooLarge);
+            return;
+        }
+        _ => return,
     };
+    if text.len() > app.limits.ws_join_max_bytes {
+        app.refusals.count(Refusal::WsJoinTooLarge);
+        let e = ApiError::invalid(
+            "join",
+            format!(
+                "the first message is over {} bytes",
+                app.limits.ws_join_max_bytes
+            ),
+        );
+        let _ = send(&mut socket, &error(&e), None).await;
+        let _ = socket.send(Message::Close(None)).await;
+        return;
+    }
     let (req, join_msg) = match ClientMessage::parse(&text) {
         Ok(r) => match r.message {
             ClientMessage::Join(j) => (r.req, j),
@@ -91,6 +127,7 @@ async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
             return;
         }
     };
+    drop(text);
     let joined = match admit(&app, &mut socket, &join_msg, &q, req.as_ref()).await {
         Ok(Some((claims, actions))) => join(&app, join_msg, claims, actions).await,
         Ok(None) => return,
@@ -104,11 +141,13 @@ async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
             return;
         }
     };
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    if let Some(old) = app.hub.register(&peer.room, &peer.identity, tx.clone()) {
-        let _ = old.send(ClientMsg::Close(LeaveReason::Replaced));
-    }
-    if send(&mut socket, &reply, req.as_ref()).await.is_err() {
+    let (tx, mut rx) = ClientTx::new(app.limits.ws_queue);
+    app.hub.register(&peer.room, &peer.identity, tx.clone());
+    let send_timeout = Duration::from_millis(app.limits.ws_send_timeout_ms);
+    if bounded_send(&app, &mut socket, &reply, req.as_ref(), send_timeout)
+        .await
+        .is_err()
+    {
         app.hub.unregister(&peer.room, &peer.identity, &tx);
         closed(&app, &peer).await;
         return;
@@ -124,36 +163,87 @@ async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
         })
         .await;
 
+    let mut budget = Budget::new(&app);
+    let idle = Duration::from_secs(app.limits.ws_idle_timeout_s);
+    let mut ping = tokio::time::interval(Duration::from_secs(app.limits.ws_ping_interval_s));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = tx.overflow.notified() => {
+                // Counted by the hub: this client stopped reading.
+                tracing::info!(room = %peer.room, identity = %peer.identity, "client queue full: disconnected");
+                break;
+            }
+            _ = ping.tick() => {
+                if heard.elapsed() >= idle {
+                    app.refusals.count(Refusal::WsIdle);
+                    tracing::info!(room = %peer.room, identity = %peer.identity, "client silent: disconnected");
+                    break;
+                }
+                let ping = socket.send(Message::Ping(Default::default()));
+                if !matches!(tokio::time::timeout(send_timeout, ping).await, Ok(Ok(()))) {
+                    app.refusals.count(Refusal::WsSlowReader);
+                    break;
+                }
+            }
             out = rx.recv() => match out {
                 Some(ClientMsg::Msg(m)) => {
-                    if send(&mut socket, &m, None).await.is_err() { break; }
+                    if bounded_send(&app, &mut socket, &m, None, send_timeout).await.is_err() { break; }
                 }
                 Some(ClientMsg::Close(reason)) => {
-                    let _ = send(&mut socket, &ServerMessage::Leave { reason }, None).await;
-                    let _ = socket.send(Message::Close(None)).await;
+                    let leave = ServerMessage::Leave { reason };
+                    let _ = bounded_send(&app, &mut socket, &leave, None, send_timeout).await;
+                    let _ = tokio::time::timeout(send_timeout, socket.send(Message::Close(None))).await;
                     break;
                 }
                 None => break,
             },
-            inc = socket.recv() => match inc {
-                Some(Ok(Message::Text(text))) => {
-                    let (reply, done) = handle(&app, &peer, &text).await;
-                    if let Some((m, req)) = reply {
-                        if send(&mut socket, &m, req.as_ref()).await.is_err() { break; }
+            inc = socket.recv() => {
+                heard = tokio::time::Instant::now();
+                match inc {
+                    Some(Ok(Message::Text(text))) => {
+                        let (reply, done) = handle(&app, &peer, &text, &mut budget).await;
+                        if let Some((m, req)) = reply {
+                            if bounded_send(&app, &mut socket, &m, req.as_ref(), send_timeout).await.is_err() { break; }
+                        }
+                        if done {
+                            break;
+                        }
                     }
-                    if done {
+                    Some(Err(e)) => {
+                        if too_large(&e) {
+                            app.refusals.count(Refusal::WsMessageTooLarge);
+                        }
                         break;
                     }
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => {}
                 }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
             }
         }
     }
     app.hub.unregister(&peer.room, &peer.identity, &tx);
     closed(&app, &peer).await;
+}
+
+/// [`send`], given up after `timeout` (a client that does not read: counted, then closed).
+async fn bounded_send(
+    app: &App,
+    socket: &mut WebSocket,
+    msg: &ServerMessage,
+    req: Option<&Req>,
+    timeout: Duration,
+) -> Result<(), ()> {
+    match tokio::time::timeout(timeout, send(socket, msg, req)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(()),
+        Err(_) => {
+            app.refusals.count(Refusal::WsSlowReader);
+            Err(())
+        }
+    }
 }
 
 /// A dropped socket without `leave` also leaves (unless a newer session of the identity
@@ -179,7 +269,8 @@ async fn admit(
     q: &RtcQuery,
     req: Option<&Req>,
 ) -> Result<Option<(Claims, Vec<Action>)>, ApiError> {
-    if app.is_draining() {
+    // A cluster node that drains still redirects (below) to the room's new node.
+    if app.is_draining() && app.cluster.is_none() {
         return Err(ApiError::rejected("node is draining; join another node"));
     }
     let token = msg
@@ -192,6 +283,15 @@ async fn admit(
         })?;
     let room = msg.room.as_deref().or(q.room.as_deref());
     let claims = verify_token(app, token, room)?;
+    // `[cluster]`: a room homed on another node is joined there.
+    if let Some(url) = app.ws_redirect(&claims.room).await? {
+        let _ = send(socket, &ServerMessage::Redirect { url }, req).await;
+        let _ = socket.send(Message::Close(None)).await;
+        return Ok(None);
+    }
+    if app.is_draining() {
+        return Err(ApiError::rejected("node is draining; join another node"));
+    }
     let capable = msg
         .capabilities
         .as_ref()
@@ -276,21 +376,31 @@ async fn join(
     actions: Vec<Action>,
 ) -> Result<(Peer, ServerMessage, Vec<Action>), ApiError> {
     let mut j = Join::from_claims(&claims);
-    if let Some(name) = msg.name {
+    // The client's `name` only where the token names nobody (finding #36).
+    if let (None, Some(name)) = (&j.name, msg.name) {
         j.name = Some(name.into_string());
     }
     let (room, identity) = (claims.room.clone(), claims.sub.clone());
     let on_refusal = actions.clone();
     let who = identity.clone();
     let iat = claims.iat;
+    let dev = app.is_dev_token(&claims);
     let (sid, reply) = app
         .in_room(&room, move |ctx| {
             Box::pin(async move {
+                if dev {
+                    ctx.refuse_dev_takeover(&who)?;
+                }
                 let sid = ctx.join(j, iat, true, on_refusal).await?;
                 Ok((sid, ctx.joined_reply(&who)?))
             })
         })
-        .await?;
+        .await
+        .inspect_err(|e| {
+            if e.field.as_deref() == Some("identity") && e.code == "invalid" {
+                app.refusals.count(Refusal::Identity);
+            }
+        })?;
     Ok((
         Peer {
             room,
