@@ -24,9 +24,9 @@ use sluice_proto::{
 };
 
 use crate::gen::{self, pub_ssrc, sub_ssrc, GenReport, Go, Plan};
+pub use crate::sfu_stats::{PacerQueueing, SfuLatency};
 use rtp_core::dtls::SrtpProfiles;
 use rtp_core::srtp::ProtectionProfile;
-pub use crate::sfu_stats::{PacerQueueing, SfuLatency};
 
 use crate::hist::Histogram;
 use crate::limit::LimitReport;
@@ -591,6 +591,7 @@ fn plain_session(id: SessionId, remote: SocketAddr, worker: u16, max_bitrate_bps
             remote,
             local_port: None,
         },
+        data: None,
         quality: Quality {
             max_bitrate_bps,
             priority: 1,

@@ -27,6 +27,7 @@ fn create_session() -> CreateSession {
         dtls_role: DtlsRole::Server,
         worker_hint: Some(2),
         mode: TransportMode::Webrtc {},
+        data: None,
         quality: Quality {
             max_bitrate_bps: 2_500_000,
             priority: 3,

@@ -360,6 +360,7 @@ impl App {
                     dtls_role: answer.remote.dtls_role.into(),
                     worker_hint: None,
                     mode: TransportMode::Webrtc {},
+                    data: None,
                     quality: role,
                 };
                 let (_, candidates) = self.create_session(spec.clone()).await?;
@@ -733,6 +734,7 @@ impl App {
             dtls_role: DtlsRole::Server,
             worker_hint: None,
             mode: TransportMode::Webrtc {},
+            data: None,
             quality: self.participant_tier(key),
         };
         let (worker, candidates) = self.create_session(spec.clone()).await?;
@@ -850,6 +852,7 @@ impl App {
                     // The shard the offered candidates name.
                     worker_hint: sub.worker,
                     mode: TransportMode::Webrtc {},
+                    data: None,
                     quality: self.participant_tier(key),
                 };
                 let offered = sub.candidates.clone();

@@ -138,6 +138,7 @@ mod tests {
             dtls_role: DtlsRole::Server,
             worker_hint: None,
             mode,
+            data: None,
             quality: Quality {
                 max_bitrate_bps,
                 priority: 1,

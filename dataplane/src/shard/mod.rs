@@ -25,6 +25,7 @@
 mod build;
 mod commands;
 pub mod counters;
+pub mod data;
 mod egress;
 mod ingress;
 mod io;
@@ -32,6 +33,7 @@ mod latency;
 pub mod mesh;
 pub mod msg;
 pub mod registry;
+mod relay;
 mod route;
 mod router;
 mod table;
@@ -124,6 +126,11 @@ pub struct Shard {
     counters: ShardCounters,
     stats_interval: Duration,
     next_stats: Instant,
+    /// Data-channel relay (`relay.rs`): each room's data sessions here, the counters, and the
+    /// buffer messages are read into.
+    data_rooms: data::DataRooms,
+    data_counters: data::DataCounters,
+    data_buf: Vec<u8>,
 }
 
 impl Shard {
@@ -152,6 +159,9 @@ impl Shard {
             counters: ShardCounters::default(),
             stats_interval: ctx.stats_interval,
             next_stats: now + ctx.stats_interval,
+            data_rooms: data::DataRooms::default(),
+            data_counters: data::DataCounters::default(),
+            data_buf: vec![0; data::MAX_MESSAGE],
         }
     }
 
@@ -216,6 +226,7 @@ impl Shard {
         #[allow(clippy::disallowed_methods)]
         let now = now.unwrap_or_else(Instant::now);
         self.drain_rings(now);
+        self.drain_data_rings(now);
         if self.next_timer.is_some_and(|t| t <= now) {
             self.run_timers(now);
         }
@@ -289,6 +300,7 @@ impl Shard {
             ("registry_placed", placed),
             ("registry_ufrag_routes", routes),
             ("registry_remotes", reg_remotes),
+            ("map_data_rooms", self.data_rooms.len()),
         ]
         .map(|(k, v)| (k.to_string(), v as u64));
         let snap = self.counters.snapshot(
@@ -296,11 +308,18 @@ impl Shard {
             self.table.len() as u32,
             self.io.backend.stats(),
             &pacer,
-            maps.into_iter().chain(self.io.latency.entries()),
+            maps.into_iter()
+                .chain(self.io.latency.entries())
+                .chain(self.data_counters.entries()),
         );
         if !self.to_control.lossy(ShardMsg::Stats(snap)) {
             self.counters.drop(counters::Drop::ControlBacklog);
         }
+    }
+
+    /// The data-channel relay's counters so far (tests).
+    pub fn data_counters(&self) -> &data::DataCounters {
+        &self.data_counters
     }
 
     /// The counters so far (tests).
