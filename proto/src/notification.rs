@@ -67,6 +67,7 @@ impl Notification {
         "dtls_failed",
         "first_packet",
         "keyframe",
+        "data_behind",
         "session_closed",
         "stats_snapshot",
     ];
