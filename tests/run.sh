@@ -30,6 +30,8 @@ install_prerequisites() {
     # TURN REST credential test (control/tests/hybrid_coturn.rs allocates through a real coturn);
     # openssl for the DTLS 1.2 server's test against a real OpenSSL client
     # (rtp-core/tests/dtls12_openssl.rs).
+    # redis-server (and redis-cli) for the cluster tests (control/tests/cluster_*.rs and the
+    # cluster_* e2e scenarios start their own instance on a Unix socket).
     local missing=()
     command -v cc >/dev/null 2>&1 || missing+=(build-essential)
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
@@ -37,6 +39,8 @@ install_prerequisites() {
     command -v ethtool >/dev/null 2>&1 || missing+=(ethtool)
     command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
     if [ ${#missing[@]} -gt 0 ]; then
         if command -v apt-get >/dev/null 2>&1; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

@@ -19,8 +19,8 @@ use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 use sluice_proto::{
     AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams,
-    Layer, MediaKind, Notification, Quality, ReplyOk, SessionId, Source, Subscribe, SubscriptionId,
-    TrackId, TransportMode, WorkerStats,
+    Layer, MediaKind, Notification, Quality, ReplyOk, SessionId, ShardStats, Source, Subscribe,
+    SubscriptionId, TrackId, TransportMode,
 };
 
 use crate::gen::{self, pub_ssrc, sub_ssrc, GenReport, Go, Plan};
@@ -185,7 +185,7 @@ impl Sfu {
         let hello = ctl
             .hello(Hello::control("sluice-bench"))
             .map_err(|e| BenchError::Control(e.to_string()))?;
-        self.workers = hello.workers;
+        self.workers = hello.shards;
         self.media_addrs = hello.media_addrs;
         if self.pid.is_none() {
             self.pid = hello
@@ -233,9 +233,9 @@ pub struct FanoutReport {
     pub workers: u16,
     pub io_mode: String,
     /// Last stats snapshot of each worker.
-    pub worker_stats: BTreeMap<u16, WorkerStats>,
+    pub worker_stats: BTreeMap<u16, ShardStats>,
     /// Each worker's snapshot just before the generator started (for deltas over the run).
-    pub worker_stats_before: BTreeMap<u16, WorkerStats>,
+    pub worker_stats_before: BTreeMap<u16, ShardStats>,
     pub setup_s: f64,
     /// The SRTP profile DTLS negotiated (`--cipher gcm|cm`); `None` for plain RTP.
     pub srtp_profile: Option<&'static str>,
@@ -299,7 +299,7 @@ impl FanoutReport {
             .values()
             .map(|w| {
                 json!({
-                    "worker": w.worker,
+                    "worker": w.shard,
                     "rx_packets": w.counters.rx_packets,
                     "tx_packets": w.counters.tx_packets,
                     "sessions": w.counters.sessions,
@@ -474,7 +474,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
         .collect();
     // Baseline for the run's deltas: the workers' latest snapshots (totals since they started).
     let worker_stats_before = match ctl.request(Command::Stats {}) {
-        Ok(ReplyOk::Stats { workers }) => workers.into_iter().map(|w| (w.worker, w)).collect(),
+        Ok(ReplyOk::Stats { shards }) => shards.into_iter().map(|w| (w.shard, w)).collect(),
         _ => BTreeMap::new(),
     };
     let _ = h.go.send(Go {
@@ -487,7 +487,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
     while !h.join.is_finished() && Instant::now() < deadline {
         if let Ok(Some(ev)) = ctl.next_event(Duration::from_millis(200)) {
             if let Notification::StatsSnapshot(s) = ev.event {
-                worker_stats.insert(s.worker, s);
+                worker_stats.insert(s.shard, s);
             }
         }
     }
@@ -586,7 +586,7 @@ fn plain_session(id: SessionId, remote: SocketAddr, worker: u16, max_bitrate_bps
         },
         remote_fingerprint: None,
         dtls_role: DtlsRole::Server,
-        worker_hint: Some(worker),
+        shard_hint: Some(worker),
         mode: TransportMode::PlainRtp {
             remote,
             local_port: None,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rtp_core::pacer::{DELAY_BUCKETS, DELAY_BUCKET_BOUNDS_MS};
 use serde_json::{json, Value};
 use sluice_dataplane::shard::LATENCY_BOUNDS_US;
-use sluice_proto::{pacer_delay_key, WorkerStats};
+use sluice_proto::{pacer_delay_key, ShardStats};
 
 use crate::report::round;
 
@@ -28,10 +28,7 @@ pub struct PacerQueueing {
 
 impl PacerQueueing {
     /// Sums `after − before` over the workers in `after`.
-    pub fn between(
-        before: &BTreeMap<u16, WorkerStats>,
-        after: &BTreeMap<u16, WorkerStats>,
-    ) -> Self {
+    pub fn between(before: &BTreeMap<u16, ShardStats>, after: &BTreeMap<u16, ShardStats>) -> Self {
         let mut q = PacerQueueing::default();
         for (w, a) in after {
             let a = &a.counters.dropped;
@@ -112,8 +109,8 @@ pub struct LatencyHist {
 
 impl LatencyHist {
     fn between(
-        before: &BTreeMap<u16, WorkerStats>,
-        after: &BTreeMap<u16, WorkerStats>,
+        before: &BTreeMap<u16, ShardStats>,
+        after: &BTreeMap<u16, ShardStats>,
         prefix: &str,
     ) -> Self {
         let n = LATENCY_BOUNDS_US.len() + 1;
@@ -195,10 +192,7 @@ pub struct SfuLatency {
 impl SfuLatency {
     pub const CLASSES: [&'static str; 3] = ["audio", "video", "rtx"];
 
-    pub fn between(
-        before: &BTreeMap<u16, WorkerStats>,
-        after: &BTreeMap<u16, WorkerStats>,
-    ) -> Self {
+    pub fn between(before: &BTreeMap<u16, ShardStats>, after: &BTreeMap<u16, ShardStats>) -> Self {
         let hist = |p: &str| LatencyHist::between(before, after, p);
         let exposed = after
             .values()
@@ -246,8 +240,8 @@ impl SfuLatency {
 mod tests {
     use super::*;
 
-    fn worker(entries: &[(&str, u64)]) -> WorkerStats {
-        let mut w = WorkerStats::default();
+    fn worker(entries: &[(&str, u64)]) -> ShardStats {
+        let mut w = ShardStats::default();
         for &(k, v) in entries {
             w.counters.dropped.insert(k.to_string(), v);
         }

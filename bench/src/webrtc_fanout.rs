@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use sluice_dataplane::sys::affinity;
 use sluice_proto::{
     Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams, Quality, ReplyOk,
-    SessionId, Subscribe, SubscriptionId, TrackId, TransportMode, WorkerStats,
+    SessionId, ShardStats, Subscribe, SubscriptionId, TrackId, TransportMode,
 };
 
 use crate::fanout::{self, Cipher, FanoutConfig, FanoutReport, Sfu};
@@ -106,7 +106,7 @@ pub fn disturbed(runqueue_wait_s: Option<f64>, window_s: f64) -> bool {
 type Outcome = (
     GenReport,
     // Workers' snapshots before and after the run.
-    (BTreeMap<u16, WorkerStats>, BTreeMap<u16, WorkerStats>),
+    (BTreeMap<u16, ShardStats>, BTreeMap<u16, ShardStats>),
     f64,
     Option<&'static str>,
     Option<f64>,
@@ -138,7 +138,7 @@ fn body(t: &Target, cfg: &FanoutConfig) -> Result<Outcome, BenchError> {
     let res = setup(&mut ctl, &mut g, t, cfg, &plan, &server_fp, &mut created);
     let setup_s = setup_start.elapsed().as_secs_f64();
     let mut stats = || match ctl.request(Command::Stats {}) {
-        Ok(ReplyOk::Stats { workers }) => workers.into_iter().map(|w| (w.worker, w)).collect(),
+        Ok(ReplyOk::Stats { shards }) => shards.into_iter().map(|w| (w.shard, w)).collect(),
         _ => BTreeMap::new(),
     };
     let before = stats();
@@ -192,7 +192,7 @@ fn setup(
                 },
                 remote_fingerprint: Some(ep.fingerprint.clone()),
                 dtls_role: DtlsRole::Server,
-                worker_hint: None,
+                shard_hint: None,
                 mode: TransportMode::Webrtc {},
                 data: None,
                 quality: Quality {

@@ -5,15 +5,17 @@
 //! here, to find the dataplane; the file is passed through to `sluice-dataplane`, which
 //! checks the rest.
 //! `[hybrid]` (P2P/SFU policy, docs/api.md "Hybrid") and `[turn]` (TURN REST credentials)
-//! are read the same way: `SLUICE_HYBRID_<KEY>` / `SLUICE_TURN_<KEY>` and
+//! (and `[cluster]`, `crate::cluster`) are read the same way: `SLUICE_HYBRID_<KEY>` / `SLUICE_TURN_<KEY>` and
 //! `--hybrid-<key>` / `--turn-<key>` override the file.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::cluster::{ClusterConfig, ClusterDraft, CLUSTER_KEYS};
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::{HybridConfig, Strategy};
+use crate::limits::{self, Limits};
 use crate::room::{QualityTier, RoomMode, TierTable};
 
 /// The validated `[control]` configuration.
@@ -26,8 +28,13 @@ pub struct ControlConfig {
     pub api_keys: BTreeMap<String, String>,
     /// Where rooms, participants and media state are persisted.
     pub state_file: PathBuf,
-    /// Webhook receivers (`http://host:port/path`).
+    /// Webhook receivers (`http://` or `https://host:port/path`).
     pub webhooks: Vec<String>,
+    /// Signs webhooks; required when `webhooks` is set, at least 16 characters, and not an API
+    /// secret (a receiver must not be able to mint tokens).
+    pub webhook_secret: Option<String>,
+    /// Extra PEM trust roots for https receivers, beside the system's.
+    pub webhook_ca_file: Option<PathBuf>,
     /// Controllers admitted per room.
     pub max_controllers: u32,
     /// Rooms are created on first join.
@@ -49,6 +56,10 @@ pub struct ControlConfig {
     pub hybrid: HybridConfig,
     /// `[turn]`: `None` unless a secret and URLs are configured.
     pub turn: Option<TurnConfig>,
+    /// `[limits]`: bounds on what clients can make the daemon hold (docs/security.md).
+    pub limits: Limits,
+    /// `[cluster]`: `None` (the default) is a single node without Redis.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// A configuration error naming its key.
@@ -73,6 +84,8 @@ const KEYS: &[&str] = &[
     "api_keys",
     "state_file",
     "webhooks",
+    "webhook_secret",
+    "webhook_ca_file",
     "max_controllers",
     "auto_create",
     "tiers",
@@ -89,6 +102,8 @@ impl Default for ControlConfig {
             api_keys: BTreeMap::new(),
             state_file: PathBuf::from("./.sluice/state.json"),
             webhooks: Vec::new(),
+            webhook_secret: None,
+            webhook_ca_file: None,
             max_controllers: 3,
             auto_create: true,
             tiers: TierTable::default(),
@@ -99,6 +114,8 @@ impl Default for ControlConfig {
             dev_tokens: None,
             hybrid: HybridConfig::default(),
             turn: None,
+            limits: Limits::default(),
+            cluster: None,
         }
     }
 }
@@ -136,16 +153,31 @@ impl ControlConfig {
     ) -> Result<Self, ConfigError> {
         let mut cfg = Self::default();
         let mut turn = TurnDraft::default();
+        let mut cluster = ClusterDraft::default();
         if let Some(text) = toml_text {
             let doc: toml::Table = text
                 .parse()
                 .map_err(|e: toml::de::Error| ConfigError::new("config file", e.message()))?;
             for key in doc.keys() {
-                if !["control", "dataplane", "hybrid", "turn"].contains(&key.as_str()) {
+                if ![
+                    "control",
+                    "dataplane",
+                    "hybrid",
+                    "turn",
+                    "limits",
+                    "cluster",
+                ]
+                .contains(&key.as_str())
+                {
                     return Err(ConfigError::new(key.clone(), "unknown table"));
                 }
             }
-            for (name, keys) in [("hybrid", HYBRID_KEYS), ("turn", TURN_KEYS)] {
+            for (name, keys) in [
+                ("hybrid", HYBRID_KEYS),
+                ("turn", TURN_KEYS),
+                ("limits", limits::KEYS),
+                ("cluster", CLUSTER_KEYS),
+            ] {
                 let Some(section) = doc.get(name) else {
                     continue;
                 };
@@ -172,6 +204,12 @@ impl ControlConfig {
                         }
                         _ => return Err(ConfigError::new(full, "expected a string or an integer")),
                     };
+                    if name == "cluster" {
+                        cluster
+                            .set(k, &text)
+                            .map_err(|m| ConfigError::new(&full, m))?;
+                        continue;
+                    }
                     cfg.apply_section(name, k, &text, &full, &mut turn)?;
                 }
             }
@@ -199,10 +237,18 @@ impl ControlConfig {
                 cfg.dataplane_socket = PathBuf::from(value);
                 continue;
             }
+            if let Some(key) = name.strip_prefix("SLUICE_CLUSTER_") {
+                let key = key.to_ascii_lowercase();
+                cluster
+                    .set(&key, &value)
+                    .map_err(|m| ConfigError::new(&name, m))?;
+                continue;
+            }
             if let Some((section, key)) = name
                 .strip_prefix("SLUICE_HYBRID_")
                 .map(|k| ("hybrid", k))
                 .or_else(|| name.strip_prefix("SLUICE_TURN_").map(|k| ("turn", k)))
+                .or_else(|| name.strip_prefix("SLUICE_LIMITS_").map(|k| ("limits", k)))
             {
                 let key = key.to_ascii_lowercase();
                 cfg.apply_section(section, &key, &value, &name, &mut turn)?;
@@ -222,10 +268,28 @@ impl ControlConfig {
                 Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
                 None => (flags[i].clone(), None),
             };
+            if let Some(key) = name.strip_prefix("--cluster-") {
+                let value = match inline {
+                    Some(v) => v,
+                    None => {
+                        i += 1;
+                        flags
+                            .get(i)
+                            .cloned()
+                            .ok_or_else(|| ConfigError::new(&name, "expects a value"))?
+                    }
+                };
+                cluster
+                    .set(&key.replace('-', "_"), &value)
+                    .map_err(|m| ConfigError::new(&name, m))?;
+                i += 1;
+                continue;
+            }
             let section = name
                 .strip_prefix("--hybrid-")
                 .map(|k| ("hybrid", k))
-                .or_else(|| name.strip_prefix("--turn-").map(|k| ("turn", k)));
+                .or_else(|| name.strip_prefix("--turn-").map(|k| ("turn", k)))
+                .or_else(|| name.strip_prefix("--limits-").map(|k| ("limits", k)));
             if let Some((section, key)) = section {
                 let value = match inline {
                     Some(v) => v,
@@ -246,6 +310,13 @@ impl ControlConfig {
                 .map(|k| k.replace('-', "_"))
                 .filter(|k| KEYS.contains(&k.as_str()))
                 .ok_or_else(|| ConfigError::new(&name, "unknown flag"))?;
+            if key == "api_keys" {
+                // A flag's value is in /proc/*/cmdline for every local user to read.
+                return Err(ConfigError::new(
+                    &name,
+                    "secrets on the command line are readable by every local user; use the config file or SLUICE_CONTROL_API_KEYS",
+                ));
+            }
             if key == "external_dataplane" && inline.is_none() {
                 cfg.external_dataplane = true;
                 i += 1;
@@ -268,6 +339,11 @@ impl ControlConfig {
             .validate()
             .map_err(|(key, m)| ConfigError::new(format!("hybrid.{key}"), m))?;
         cfg.turn = turn.finish()?;
+        cfg.cluster = cluster
+            .finish()
+            .map_err(|(key, m)| ConfigError::new(key, m))?;
+        cfg.check_webhooks()?;
+        cfg.check_exposure()?;
         Ok(cfg)
     }
 
@@ -289,6 +365,9 @@ impl ControlConfig {
             v.parse::<u32>()
                 .map_err(|_| err(format!("expected a non-negative integer, got {v:?}")))
         };
+        if section == "limits" {
+            return self.limits.set(key, int(value)?).map_err(err);
+        }
         let h = &mut self.hybrid;
         match (section, key) {
             ("hybrid", "default_mode") => {
@@ -404,7 +483,7 @@ impl ControlConfig {
                 let b = v.as_bool().ok_or_else(|| err("expected true or false"))?;
                 self.apply_str(key, &b.to_string(), &full)?;
             }
-            "http" | "state_file" | "dataplane_bin" => {
+            "http" | "state_file" | "dataplane_bin" | "webhook_secret" | "webhook_ca_file" => {
                 let s = v.as_str().ok_or_else(|| err("expected a string"))?;
                 self.apply_str(key, s, &full)?;
             }
@@ -413,9 +492,47 @@ impl ControlConfig {
         Ok(())
     }
 
+    /// `webhook_secret`: set when webhooks are, long enough, and no API key's secret.
+    fn check_webhooks(&self) -> Result<(), ConfigError> {
+        let key = "control.webhook_secret";
+        match &self.webhook_secret {
+            None if !self.webhooks.is_empty() => Err(ConfigError::new(
+                key,
+                "required when control.webhooks is set (it signs them; API secrets do not)",
+            )),
+            Some(s) if s.len() < 16 => Err(ConfigError::new(key, "must be at least 16 characters")),
+            Some(s) if self.api_keys.values().any(|k| k == s) => Err(ConfigError::new(
+                key,
+                "must differ from every API secret (a webhook receiver could mint tokens)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `GET /dev/token` is served: as set, else only on the generated dev key.
+    /// Automatic only on a loopback bind (finding #5): a node others can reach never hands out
+    /// tokens unless `dev_tokens = true` says so.
     pub fn dev_tokens_enabled(&self) -> bool {
-        self.dev_tokens.unwrap_or(self.api_keys.is_empty())
+        self.dev_tokens
+            .unwrap_or(self.api_keys.is_empty() && self.http.ip().is_loopback())
+    }
+
+    /// A node reachable from other hosts needs API keys: without them it would run on the
+    /// generated dev key, which nobody else can mint tokens with, unless dev mode is asked for.
+    fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.api_keys.is_empty()
+            && !self.http.ip().is_loopback()
+            && self.dev_tokens != Some(true)
+        {
+            return Err(ConfigError::new(
+                "control.api_keys",
+                format!(
+                    "required when control.http ({}) is not a loopback address; set control.dev_tokens = true to run a development node there anyway (anyone who reaches it gets tokens)",
+                    self.http
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Sets `key` from text (env or flag); `name` is how the user spelled it.
@@ -428,6 +545,8 @@ impl ControlConfig {
                     .map_err(|_| err(format!("expected ip:port, got {value:?}")))?
             }
             "state_file" => self.state_file = PathBuf::from(value),
+            "webhook_secret" => self.webhook_secret = Some(value.to_owned()),
+            "webhook_ca_file" => self.webhook_ca_file = Some(PathBuf::from(value)),
             "dataplane_bin" => self.dataplane_bin = Some(PathBuf::from(value)),
             "max_controllers" => {
                 self.max_controllers = value
@@ -464,6 +583,12 @@ impl ControlConfig {
                     let (k, s) = pair
                         .split_once(':')
                         .ok_or_else(|| err("expected key:secret[,key:secret]".into()))?;
+                    // The same rule as the file's (finding #25): no short or empty HMAC keys.
+                    if k.is_empty() || s.len() < 16 {
+                        return Err(err(format!(
+                            "key {k:?}: secret must be at least 16 characters"
+                        )));
+                    }
                     self.api_keys.insert(k.to_owned(), s.to_owned());
                 }
             }
@@ -516,12 +641,13 @@ fn parse_tier(key: &str, v: &toml::Value, base: QualityTier) -> Result<QualityTi
 }
 
 fn check_url(u: &str) -> Result<(), &'static str> {
-    if u.strip_prefix("http://")
-        .is_some_and(|rest| !rest.is_empty())
-    {
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"));
+    if rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/')) {
         Ok(())
     } else {
-        Err("expected an http:// URL (webhooks are delivered over plain HTTP/1.1)")
+        Err("expected an http:// or https:// URL")
     }
 }
 
@@ -547,6 +673,42 @@ mod tests {
         assert_eq!(c.http.port(), 9001);
         assert_eq!(c.max_controllers, 5);
         assert_eq!(c.tiers.viewer.priority, 9);
+    }
+
+    #[test]
+    fn dev_mode_is_automatic_only_on_loopback() {
+        let e = load("[control]\nhttp = \"0.0.0.0:7880\"", &[]).unwrap_err();
+        assert_eq!(e.key, "control.api_keys", "{e}");
+        let c = load("[control]\nhttp = \"0.0.0.0:7880\"\ndev_tokens = true", &[]).unwrap();
+        assert!(c.dev_tokens_enabled());
+        let keyed =
+            "[control]\nhttp = \"0.0.0.0:7880\"\n[control.api_keys]\nk = \"0123456789abcdef\"\n";
+        assert!(!load(keyed, &[]).unwrap().dev_tokens_enabled());
+        assert!(load("", &["--http", "[::1]:7880"])
+            .unwrap()
+            .dev_tokens_enabled());
+    }
+
+    #[test]
+    fn api_keys_from_env_or_flags_follow_the_file_rules() {
+        let env = |v: &str| vec![("SLUICE_CONTROL_API_KEYS".to_owned(), v.to_owned())];
+        for bad in ["k:", "k:short", ":0123456789abcdef"] {
+            let e = ControlConfig::load(None, env(bad), &[]).unwrap_err();
+            assert_eq!(e.key, "SLUICE_CONTROL_API_KEYS", "{bad}: {e}");
+        }
+        assert!(ControlConfig::load(None, env("k:0123456789abcdef"), &[]).is_ok());
+        let e = load("", &["--api-keys", "k:0123456789abcdef"]).unwrap_err();
+        assert_eq!(e.key, "--api-keys", "{e}");
+    }
+
+    #[test]
+    fn limits_are_read_from_file_env_and_flags() {
+        let c = load("[limits]\nws_queue = 9", &["--limits-max-connections", "7"]).unwrap();
+        assert_eq!((c.limits.ws_queue, c.limits.max_connections), (9, 7));
+        let e = load("[limits]\nws_queue = 0", &[]).unwrap_err();
+        assert_eq!(e.key, "limits.ws_queue");
+        let e = load("[limits]\nnope = 1", &[]).unwrap_err();
+        assert_eq!(e.key, "limits.nope");
     }
 
     #[test]
@@ -600,6 +762,58 @@ mod tests {
         assert_eq!(
             ControlConfig::load(None, env, &[]).unwrap_err().key,
             "SLUICE_CONTROL_MAX_CONTROLLERS"
+        );
+    }
+
+    #[test]
+    fn webhooks_need_their_own_secret() {
+        let hooks = "[control]\nwebhooks = [\"https://hooks.example/in\"]\n";
+        assert_eq!(load(hooks, &[]).unwrap_err().key, "control.webhook_secret");
+        let short = format!("{hooks}webhook_secret = \"short\"\n");
+        assert_eq!(load(&short, &[]).unwrap_err().key, "control.webhook_secret");
+        let reused = format!(
+            "{hooks}webhook_secret = \"0123456789abcdef\"\n[control.api_keys]\nk = \"0123456789abcdef\"\n"
+        );
+        assert_eq!(
+            load(&reused, &[]).unwrap_err().key,
+            "control.webhook_secret"
+        );
+        let ok = format!("{hooks}webhook_secret = \"fedcba9876543210\"\n");
+        let c = load(&ok, &[]).unwrap();
+        assert_eq!(c.webhooks, vec!["https://hooks.example/in".to_owned()]);
+        assert_eq!(c.webhook_secret.as_deref(), Some("fedcba9876543210"));
+        let env = vec![(
+            "SLUICE_CONTROL_WEBHOOK_SECRET".to_string(),
+            "env-secret-0123456789".to_string(),
+        )];
+        let c = ControlConfig::load(Some(&ok), env, &[]).unwrap();
+        assert_eq!(c.webhook_secret.as_deref(), Some("env-secret-0123456789"));
+    }
+
+    #[test]
+    fn the_dataplane_socket_is_read_from_its_table() {
+        let c = load(
+            "[dataplane]\ncontrol_socket = \"/run/x.sock\"\nport = 1\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.dataplane_socket, PathBuf::from("/run/x.sock"));
+        let env = vec![(
+            "SLUICE_DATAPLANE_CONTROL_SOCKET".to_string(),
+            "/run/y.sock".to_string(),
+        )];
+        let c = ControlConfig::load(
+            Some("[dataplane]\ncontrol_socket = \"/run/x.sock\""),
+            env,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.dataplane_socket, PathBuf::from("/run/y.sock"));
+        assert_eq!(
+            load("[dataplane]\ncontrol_socket = 5", &[])
+                .unwrap_err()
+                .key,
+            "dataplane.control_socket"
         );
     }
 

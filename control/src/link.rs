@@ -9,6 +9,7 @@
 //! means the dataplane restarted and holds nothing). A gap in event `seq` is reported the same
 //! way, because the dataplane dropped events and only a resync can tell what they were.
 
+use crate::lock::Locked;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,7 +47,7 @@ pub struct Connected {
     /// Increases on every handshake and on every event-sequence gap: each value calls for a
     /// resync.
     pub generation: u64,
-    /// The dataplane's hello: media addresses, fingerprint, workers, instance.
+    /// The dataplane's hello: media addresses, fingerprint, shards, instance.
     pub hello: Arc<Hello>,
 }
 
@@ -112,21 +113,13 @@ impl Link {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {
-            let out = self.inner.out.lock().expect("link lock poisoned");
+            let out = self.inner.out.locked();
             let Some(out) = out.as_ref() else {
                 return Err(LinkError::Unavailable);
             };
-            self.inner
-                .pending
-                .lock()
-                .expect("link lock poisoned")
-                .insert(id, tx);
+            self.inner.pending.locked().insert(id, tx);
             if out.send(Outgoing { id, command }).is_err() {
-                self.inner
-                    .pending
-                    .lock()
-                    .expect("link lock poisoned")
-                    .remove(&id);
+                self.inner.pending.locked().remove(&id);
                 return Err(LinkError::Unavailable);
             }
         }
@@ -134,11 +127,7 @@ impl Link {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(LinkError::Lost),
             Err(_) => {
-                self.inner
-                    .pending
-                    .lock()
-                    .expect("link lock poisoned")
-                    .remove(&id);
+                self.inner.pending.locked().remove(&id);
                 Err(LinkError::Timeout(Self::REQUEST_TIMEOUT))
             }
         }
@@ -156,9 +145,9 @@ async fn run(inner: Arc<Inner>, path: PathBuf) {
                 if let Err(e) = serve(&inner, stream, &mut generation).await {
                     tracing::warn!(error = %e, "dataplane link closed");
                 }
-                inner.out.lock().expect("link lock poisoned").take();
+                inner.out.locked().take();
                 inner.connected.send_replace(None);
-                for (_, tx) in inner.pending.lock().expect("link lock poisoned").drain() {
+                for (_, tx) in inner.pending.locked().drain() {
                     let _ = tx.send(Err(LinkError::Lost));
                 }
             }
@@ -202,9 +191,9 @@ async fn serve(inner: &Inner, stream: UnixStream, generation: &mut u64) -> std::
         }
         decoder.push(&read_buf[..n]);
     };
-    tracing::info!(instance = %hello.instance, workers = hello.workers, media = ?hello.media_addrs, "dataplane connected");
+    tracing::info!(instance = %hello.instance, shards = hello.shards, media = ?hello.media_addrs, "dataplane connected");
     let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
-    *inner.out.lock().expect("link lock poisoned") = Some(tx);
+    *inner.out.locked() = Some(tx);
     let hello = Arc::new(hello);
     *generation += 1;
     inner.connected.send_replace(Some(Connected {
@@ -218,11 +207,7 @@ async fn serve(inner: &Inner, stream: UnixStream, generation: &mut u64) -> std::
         while let Some(msg) = decoder.next_frame().map_err(std::io::Error::other)? {
             match msg {
                 Message::Reply(reply) => {
-                    let waiter = inner
-                        .pending
-                        .lock()
-                        .expect("link lock poisoned")
-                        .remove(&reply.id);
+                    let waiter = inner.pending.locked().remove(&reply.id);
                     if let Some(tx) = waiter {
                         let _ = tx.send(reply.result.into_result().map_err(LinkError::Failed));
                     }
@@ -262,7 +247,7 @@ async fn serve(inner: &Inner, stream: UnixStream, generation: &mut u64) -> std::
                 buf.clear();
                 let msg = Message::Request(Request { id, command });
                 if let Err(e) = encode_frame(&msg, &mut buf) {
-                    if let Some(tx) = inner.pending.lock().expect("link lock poisoned").remove(&id) {
+                    if let Some(tx) = inner.pending.locked().remove(&id) {
                         let _ = tx.send(Err(LinkError::Failed(e.to_error_body())));
                     }
                     continue;

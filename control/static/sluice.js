@@ -380,7 +380,7 @@ export class Room extends Emitter {
       if (transceiver) await Promise.race([this.#negotiatePublisher(), refused.promise]);
       const reply = await Promise.race([published.promise, refused.promise, timeout('track_published')]);
       const info = reply.track;
-      const pubn = { trackSid: info.sid, cid, track, stream, layers, codec: opts.codec, sender: transceiver?.sender ?? null, transceiver, info };
+      const pubn = { trackSid: info.sid, cid, track, stream, layers, codec: opts.codec, opts, sender: transceiver?.sender ?? null, transceiver, info };
       this.publications.set(info.sid, pubn);
       if (this.#mesh?.peers.size) this.#mesh.addTrack(track, stream);
       // A migration to SFU began while we waited: the track joins the SFU publisher too.
@@ -1112,10 +1112,31 @@ function timeout(what) {
  * the room also emits `queued` then, before `connect` resolves).
  */
 export async function connect(url, token, opts = {}) {
+  // A cluster node answers a join for a room homed elsewhere with `redirect {url}`: follow it,
+  // at most MAX_REDIRECTS times (a loop between nodes is an error, not a hang).
+  const redirects = [];
+  for (;;) {
+    const r = await connectOnce(url, token, opts);
+    if (r.room) {
+      r.room.redirects = redirects;
+      r.room.url = url;
+      return r.room;
+    }
+    if (redirects.length >= MAX_REDIRECTS) throw new Error(`too many redirects: ${[url, ...redirects].join(' -> ')}`);
+    redirects.push(r.redirect);
+    url = r.redirect;
+  }
+}
+
+/** Redirect hops `connect` follows. */
+const MAX_REDIRECTS = 2;
+
+async function connectOnce(url, token, opts) {
   const ws = new WebSocket(signalUrl(url, token));
   const room = new Room(ws, { autoSubscribe: true, ...opts });
   const early = [];
   let joined = null;
+  let redirect = null;
   await new Promise((resolve, reject) => {
     let timer = setTimeout(() => reject(new Error('timeout joining')), REPLY_TIMEOUT_MS);
     ws.onopen = () => ws.send(JSON.stringify({
@@ -1138,6 +1159,12 @@ export async function connect(url, token, opts = {}) {
         clearTimeout(timer);
         joined = msg;
         resolve();
+      } else if (msg.type === 'redirect' && typeof msg.url === 'string' && !joined) {
+        clearTimeout(timer);
+        redirect = msg.url;
+        ws.onclose = null;
+        ws.close();
+        resolve();
       } else if (msg.type === 'join_queued') {
         // A migration is running: the server admits us when it ends (bounded wait).
         clearTimeout(timer);
@@ -1153,6 +1180,7 @@ export async function connect(url, token, opts = {}) {
       }
     };
   });
+  if (redirect) return { redirect };
   // Until both PCs exist, messages (a subscriber offer right after `joined`, say) wait in `early`.
   await room._start(joined);
   if (opts.autoSubscribe === false) {
@@ -1172,7 +1200,53 @@ export async function connect(url, token, opts = {}) {
   };
   ws.onclose = () => room._close('socket closed');
   ws.onerror = () => {};
-  return room;
+  return { room };
+}
+
+/** Backoff between rejoin attempts: doubles from the first, jittered, capped. */
+const REJOIN_FIRST_MS = 250;
+const REJOIN_MAX_MS = 2000;
+const REJOIN_ATTEMPTS = 40;
+
+/**
+ * Joins like `connect`, and stays joined: when the connection is lost without the client or the
+ * server ending it on purpose (the node died: the socket closed; the node gave the room up:
+ * `leave {reason: "reconnect"}`), it joins again through `url` — any node of a cluster; the
+ * room is placed again there if its node is gone — with jittered backoff (at most
+ * REJOIN_ATTEMPTS tries), republishes every track that was published, and calls
+ * `onRoom(room, {attempt, ms})` with each new Room (the first one too). Resolves with the first
+ * Room. New peer connections each time: DTLS state does not move between nodes.
+ */
+export async function stayJoined(url, token, opts = {}, onRoom = () => {}) {
+  const watch = (room) => {
+    room.on('disconnected', async ({ reason }) => {
+      if (reason !== 'socket closed' && reason !== 'reconnect') return;
+      const lostAt = Date.now();
+      const tracks = [...room.publications.values()].map((p) => ({ track: p.track, opts: p.opts ?? {} }));
+      let wait = REJOIN_FIRST_MS;
+      for (let attempt = 1; attempt <= REJOIN_ATTEMPTS; attempt++) {
+        await new Promise((r) => setTimeout(r, wait / 2 + Math.random() * wait / 2));
+        wait = Math.min(wait * 2, REJOIN_MAX_MS);
+        let next;
+        try {
+          next = await connect(url, token, opts);
+        } catch {
+          continue;
+        }
+        watch(next);
+        for (const t of tracks) {
+          if (t.track.readyState === 'live') await next.publish(t.track, t.opts).catch(() => {});
+        }
+        onRoom(next, { attempt, ms: Date.now() - lostAt });
+        return;
+      }
+      onRoom(null, { attempt: REJOIN_ATTEMPTS, ms: Date.now() - lostAt });
+    });
+  };
+  const first = await connect(url, token, opts);
+  watch(first);
+  onRoom(first, { attempt: 0, ms: 0 });
+  return first;
 }
 
 /** Asks a dev-mode server for a token (`GET /dev/token`); accepts JSON `{token}` or plain text. */
@@ -1199,5 +1273,5 @@ export async function devToken(base, room, identity, role = 'host') {
   }
 }
 
-export const Sluice = { connect, devToken, signalUrl, parseSections, rewriteCandidates, Room, SluiceError, DEFAULT_SIMULCAST };
+export const Sluice = { connect, stayJoined, devToken, signalUrl, parseSections, rewriteCandidates, Room, SluiceError, DEFAULT_SIMULCAST };
 export default Sluice;

@@ -45,7 +45,7 @@ async fn dev_token_in_dev_mode() {
     let r = http(
         s.addr,
         "GET",
-        "/dev/token?room=r%201&identity=b%C3%B6b",
+        "/dev/token?room=r%201&identity=b.o-b%40x_1",
         &[],
         "",
     )
@@ -53,7 +53,17 @@ async fn dev_token_in_dev_mode() {
     assert_eq!(r.0, 200, "{r:?}");
     assert_eq!(r.1["role"], "viewer");
     assert_eq!(r.1["room"], "r 1");
-    assert_eq!(r.1["identity"], "böb");
+    assert_eq!(r.1["identity"], "b.o-b@x_1");
+    // Identities outside the safe set (docs/protocol.md "Identities") are refused.
+    let r = http(
+        s.addr,
+        "GET",
+        "/dev/token?room=r&identity=b%C3%B6b",
+        &[],
+        "",
+    )
+    .await;
+    assert_error(&r, 400, "invalid", Some("identity"));
 
     // Bad input names the field.
     for (query, field) in [

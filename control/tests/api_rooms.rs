@@ -7,10 +7,6 @@ use api_support::*;
 use serde_json::json;
 use sluice_control::auth::Role;
 
-fn auth_header(t: &str) -> String {
-    format!("Bearer {t}")
-}
-
 #[tokio::test]
 async fn rooms_crud_and_bad_input() {
     let s = start().await;

@@ -26,7 +26,7 @@ fn envelope(log: &mut EventLog, room: &str, identity: &str, at_ms: u64) -> Event
 }
 
 fn queue(config: WebhookConfig) -> WebhookQueue {
-    WebhookQueue::new(config, vec![URL.into()], SECRET)
+    WebhookQueue::new(config, URL.into(), SECRET)
 }
 
 /// HMAC-SHA256 written out from RFC 2104 over a plain SHA-256, so the
@@ -72,13 +72,19 @@ fn signature_matches_independent_hmac() {
     );
     let headers = d.headers();
     assert!(headers.contains(&(SIGNATURE_HEADER, d.signature.as_str())));
-    // The body is the envelope, with its idempotency id and seq.
+    // The body is the envelope, with its idempotency id and seq (the node-wide `n` is not in it).
     let body: EventEnvelope = serde_json::from_str(&d.body).unwrap();
-    assert_eq!(body, env);
+    assert_eq!(
+        body,
+        EventEnvelope {
+            n: 0,
+            ..env.clone()
+        }
+    );
     assert!(body.id.starts_with("evt_") && d.event_id == body.id);
     // The key longer than a block takes the hashed-key path of RFC 2104.
     let long = [7u8; 100];
-    let q2 = WebhookQueue::new(WebhookConfig::default(), vec![URL.into()], &long);
+    let q2 = WebhookQueue::new(WebhookConfig::default(), URL.into(), &long);
     let mut q2 = q2;
     q2.enqueue(&env, T0);
     let d2 = q2.poll_due(T0).unwrap();
@@ -187,22 +193,35 @@ fn full_queue_drops_oldest_waiting_and_counts() {
 }
 
 #[test]
-fn every_url_gets_every_event() {
+fn each_url_has_its_own_bound_and_in_flight_limit() {
     let mut log = EventLog::new();
-    let urls = vec![
-        "http://127.0.0.1:9/a".to_string(),
-        "http://127.0.0.1:9/b".to_string(),
-    ];
-    let mut q = WebhookQueue::new(WebhookConfig::default(), urls, SECRET);
-    q.enqueue(&envelope(&mut log, "r", "x", T0), T0);
-    let d1 = q.poll_due(T0).unwrap();
-    let d2 = q.poll_due(T0).unwrap();
-    assert_ne!(d1.url, d2.url);
-    assert_eq!(d1.event_id, d2.event_id);
-    // One URL failing does not hold the other back.
-    q.on_result(d1.id, false, T0);
-    q.on_result(d2.id, true, T0);
-    assert_eq!(q.len(), 1);
+    let config = WebhookConfig {
+        max_queued: 2,
+        max_in_flight: 2,
+        ..WebhookConfig::default()
+    };
+    let mut dead = WebhookQueue::new(config.clone(), "http://127.0.0.1:9/dead".into(), SECRET);
+    let mut live = WebhookQueue::new(config, "http://127.0.0.1:9/live".into(), SECRET);
+    let envs: Vec<_> = (0..6)
+        .map(|i| envelope(&mut log, &format!("room{i}"), "x", T0))
+        .collect();
+    for e in &envs {
+        dead.enqueue(e, T0);
+        live.enqueue(e, T0);
+        let d = live
+            .poll_due(T0)
+            .expect("the live URL delivers each at once");
+        live.on_result(d.id, true, T0);
+    }
+    // Two rooms in flight, the rest dropped to the dead URL's bound; the live one lost none.
+    let a = dead.poll_due(T0).unwrap();
+    let b = dead.poll_due(T0).unwrap();
+    assert_ne!(a.room, b.room);
+    assert!(dead.poll_due(T0).is_none(), "max_in_flight");
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead.stats().dropped_overflow, 4);
+    assert_eq!(live.stats().delivered, 6);
+    assert_eq!(live.stats().dropped_overflow, 0);
 }
 
 #[test]
@@ -212,8 +231,9 @@ fn sse_replays_after_last_event_id() {
         backlog_per_room: 4,
         subscriber_buffer: 8,
         max_subscribers: 4,
+        ..SseConfig::default()
     });
-    let live = hub.subscribe("r", None).unwrap();
+    let live = hub.subscribe(Some("r"), None).unwrap();
     for i in 0..6 {
         hub.publish(&envelope(&mut log, "r", &format!("p{i}"), T0 + i));
     }
@@ -224,21 +244,21 @@ fn sse_replays_after_last_event_id() {
     assert_eq!(got, [1, 2, 3, 4, 5, 6]);
 
     // The backlog holds seq 3..=6; resuming after 4 replays 5 and 6.
-    let resumed = hub.subscribe("r", Some("4")).unwrap();
+    let resumed = hub.subscribe(Some("r"), Some("4")).unwrap();
     assert_eq!(resumed.missed, None);
     let replay: Vec<u64> = std::iter::from_fn(|| hub.poll(resumed.id).unwrap())
         .map(|e| e.seq)
         .collect();
     assert_eq!(replay, [5, 6]);
     // Resuming after 1: 2 aged out and is reported as missed.
-    let old = hub.subscribe("r", Some("1")).unwrap();
+    let old = hub.subscribe(Some("r"), Some("1")).unwrap();
     assert_eq!(old.missed, Some((2, 2)));
     assert_eq!(hub.poll(old.id).unwrap().unwrap().seq, 3);
     assert_eq!(
-        hub.subscribe("r", Some("abc")),
+        hub.subscribe(Some("r"), Some("abc")),
         Err(SseError::InvalidLastEventId)
     );
-    let text = format_event(&envelope(&mut log, "r", "z", T0));
+    let text = format_event(7, &envelope(&mut log, "r", "z", T0));
     assert!(text.starts_with("id: 7\nevent: participant_left\ndata: {"));
     assert!(text.ends_with("}\n\n"));
 }
@@ -250,20 +270,50 @@ fn slow_sse_subscriber_lags_instead_of_skipping() {
         backlog_per_room: 16,
         subscriber_buffer: 2,
         max_subscribers: 1,
+        ..SseConfig::default()
     });
-    let sub = hub.subscribe("r", None).unwrap();
-    assert_eq!(hub.subscribe("r", None), Err(SseError::TooManySubscribers));
+    let sub = hub.subscribe(Some("r"), None).unwrap();
+    assert_eq!(
+        hub.subscribe(Some("r"), None),
+        Err(SseError::TooManySubscribers)
+    );
     for i in 0..4 {
         hub.publish(&envelope(&mut log, "r", &format!("p{i}"), T0));
     }
     assert_eq!(hub.poll(sub.id).unwrap().unwrap().seq, 1);
     assert_eq!(hub.poll(sub.id).unwrap().unwrap().seq, 2);
-    assert_eq!(hub.poll(sub.id), Err(SseError::Lagged { last_seq: 2 }));
+    assert_eq!(hub.poll(sub.id), Err(SseError::Lagged { last_id: 2 }));
     // The client reconnects with Last-Event-ID: 2 and gets the rest.
     hub.unsubscribe(sub.id);
-    let again = hub.subscribe("r", Some("2")).unwrap();
+    let again = hub.subscribe(Some("r"), Some("2")).unwrap();
     let rest: Vec<u64> = std::iter::from_fn(|| hub.poll(again.id).unwrap())
         .map(|e| e.seq)
         .collect();
     assert_eq!(rest, [3, 4]);
+}
+
+#[test]
+fn all_rooms_stream_resumes_by_node_wide_number() {
+    let mut log = EventLog::new();
+    let mut hub = SseHub::new(SseConfig::default());
+    let envs: Vec<_> = ["a", "b", "a", "c"]
+        .iter()
+        .map(|r| envelope(&mut log, r, "x", T0))
+        .collect();
+    for e in &envs {
+        hub.publish(e);
+    }
+    // After n = 2 (b's first): a's second and c's first, in node order.
+    let sub = hub.subscribe(None, Some("2")).unwrap();
+    let got: Vec<(String, u64)> = std::iter::from_fn(|| hub.poll(sub.id).unwrap())
+        .map(|e| (e.room.clone(), e.seq))
+        .collect();
+    assert_eq!(got, [("a".to_owned(), 2), ("c".to_owned(), 1)]);
+    assert_eq!(hub.event_id(sub.id, &envs[3]), 4);
+    let room = hub.subscribe(Some("a"), None).unwrap();
+    assert_eq!(
+        hub.event_id(room.id, &envs[2]),
+        2,
+        "a room stream's id is the seq"
+    );
 }

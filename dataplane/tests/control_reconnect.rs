@@ -76,7 +76,7 @@ fn control_reconnect_while_media_flows_loses_nothing() {
         drop(old);
         std::thread::sleep(Duration::from_millis(50));
         let hello = rig.ctl.hello(Hello::control("test-again")).expect("hello");
-        assert_eq!(hello.workers, 2);
+        assert_eq!(hello.shards, 2);
         assert_eq!(hello.fingerprint.as_deref(), Some(rig.fingerprint.as_str()));
 
         // Resync shows what exists.
@@ -89,7 +89,7 @@ fn control_reconnect_while_media_flows_loses_nothing() {
         };
         let mut placed: Vec<_> = sessions
             .iter()
-            .map(|s| (s.spec.session, s.worker, s.state))
+            .map(|s| (s.spec.session, s.shard, s.state))
             .collect();
         placed.sort_by_key(|p| p.0);
         assert_eq!(
@@ -125,7 +125,7 @@ fn control_reconnect_while_media_flows_loses_nothing() {
         for w in rig.worker_stats() {
             println!(
                 "worker {} rx {} tx {} dropped {:?}",
-                w.worker,
+                w.shard,
                 w.counters.rx_packets,
                 w.counters.tx_packets,
                 w.counters

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rtp_core::datachannel::{ChannelConfig, ChannelId, DataConfig};
 use sluice_dataplane::config::IoChoice;
 use sluice_dataplane::testpeer::TestPeer;
-use sluice_proto::{DataSpec, Notification, WorkerStats};
+use sluice_proto::{DataSpec, Notification, ShardStats};
 use webrtc_harness::{pin_to, Rig, CONNECT_TIMEOUT};
 
 const N: u32 = 1000;
@@ -161,7 +161,7 @@ fn exchange(
 
 /// A relay counter summed over the workers (the counters travel in the snapshot's map of named
 /// counters, `Counters.dropped`).
-fn data_stat(stats: &[WorkerStats], key: &str) -> u64 {
+fn data_stat(stats: &[ShardStats], key: &str) -> u64 {
     stats
         .iter()
         .filter_map(|w| w.counters.dropped.get(key))
@@ -225,7 +225,7 @@ fn two_way(loss: Option<u64>) {
             .collect();
         println!(
             "worker {} sessions {}: {nz:?}",
-            w.worker, w.counters.sessions
+            w.shard, w.counters.sessions
         );
     }
     assert!(carol.is_none(), "another room's session got {carol:?}");
@@ -362,7 +362,7 @@ fn data_relay_rate_limit_and_destinations() {
             .iter()
             .filter(|(k, v)| k.starts_with("data_") && **v > 0)
             .collect();
-        println!("worker {}: {nz:?}", w.worker);
+        println!("worker {}: {nz:?}", w.shard);
     }
     let through = gb.reliable.len() + gb.lossy.len();
     println!("rate limit: bob got {through} of 600 in {secs:.1} s, {limited} rate-limited");

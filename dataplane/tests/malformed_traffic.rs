@@ -97,7 +97,7 @@ fn malformed_traffic_is_dropped_by_reason_and_media_continues() {
 
         let mut dropped: BTreeMap<String, u64> = BTreeMap::new();
         for w in rig.worker_stats() {
-            println!("worker {} dropped {:?}", w.worker, w.counters.dropped);
+            println!("shard {} dropped {:?}", w.shard, w.counters.dropped);
             for (k, v) in w.counters.dropped {
                 *dropped.entry(k).or_default() += v;
             }

@@ -152,7 +152,7 @@ fn no_alloc_forwarding_through_real_sockets() {
         let deadline = Instant::now() + Duration::from_secs(5);
         let gso = loop {
             let gso: u64 = match ctl.request(Command::Stats {}).expect("stats") {
-                sluice_proto::ReplyOk::Stats { workers } => workers
+                sluice_proto::ReplyOk::Stats { shards } => shards
                     .iter()
                     .filter_map(|w| w.counters.dropped.get("gso_messages"))
                     .sum(),
@@ -183,7 +183,7 @@ fn plain_session(id: u64, remote: SocketAddr, worker: u16) -> Command {
         },
         remote_fingerprint: None,
         dtls_role: DtlsRole::Server,
-        worker_hint: Some(worker),
+        shard_hint: Some(worker),
         mode: TransportMode::PlainRtp {
             remote,
             local_port: None,

@@ -58,7 +58,7 @@ fn plain_session(id: u64, remote: SocketAddr, worker: u16) -> Command {
         },
         remote_fingerprint: None,
         dtls_role: DtlsRole::Server,
-        worker_hint: Some(worker),
+        shard_hint: Some(worker),
         mode: TransportMode::PlainRtp {
             remote,
             local_port: None,
@@ -131,7 +131,7 @@ fn plain_rtp_fan_out_across_two_workers() {
 
         let mut ctl = ControlClient::connect(dp.control_socket()).expect("connect");
         let hello = ctl.hello(Hello::control("test")).expect("hello");
-        assert_eq!(hello.workers, 2);
+        assert_eq!(hello.shards, 2);
 
         let publisher = UdpSocket::bind((LOCAL, 0)).expect("bind");
         let subs: Vec<UdpSocket> = (0..3)
@@ -142,7 +142,7 @@ fn plain_rtp_fan_out_across_two_workers() {
             .request(plain_session(1, pub_addr, 0))
             .expect("create publisher")
         {
-            ReplyOk::SessionCreated { worker, .. } => assert_eq!(worker, 0),
+            ReplyOk::SessionCreated { shard, .. } => assert_eq!(shard, 0),
             other => panic!("unexpected {other:?}"),
         }
         for (i, s) in subs.iter().enumerate() {
@@ -215,7 +215,7 @@ fn plain_rtp_fan_out_across_two_workers() {
         {
             if let Some(ev) = ctl.next_event(Duration::from_millis(200)).expect("event") {
                 if let Notification::StatsSnapshot(s) = ev.event {
-                    tx[usize::from(s.worker)] = s.counters.tx_packets;
+                    tx[usize::from(s.shard)] = s.counters.tx_packets;
                 }
             }
         }

@@ -201,7 +201,7 @@ fn redirect_follows_a_session_that_moved() {
             );
         }
         let stats = match ctl.request(Command::Stats {}).expect("stats") {
-            ReplyOk::Stats { workers } => workers,
+            ReplyOk::Stats { shards } => shards,
             other => panic!("unexpected {other:?}"),
         };
         for w in &stats {
@@ -211,7 +211,7 @@ fn redirect_follows_a_session_that_moved() {
                 .iter()
                 .filter(|(k, v)| **v > 0 && !k.starts_with("lat_") && !k.starts_with("pacer_"))
                 .collect();
-            println!("worker {}: {d:?}", w.worker);
+            println!("shard {}: {d:?}", w.shard);
         }
         assert!(delivered[0] >= 45, "first session: {delivered:?}");
         assert!(
@@ -249,7 +249,7 @@ fn plain(id: u64, remote: SocketAddr, worker: u16) -> Command {
         },
         remote_fingerprint: None,
         dtls_role: DtlsRole::Server,
-        worker_hint: Some(worker),
+        shard_hint: Some(worker),
         mode: TransportMode::PlainRtp {
             remote,
             local_port: None,

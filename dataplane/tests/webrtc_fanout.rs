@@ -62,7 +62,7 @@ fn webrtc_fan_out_across_two_workers() {
         let tx: Vec<u64> = stats.iter().map(|s| s.counters.tx_packets).collect();
         println!("tx_packets per worker on {:?}: {tx:?}", rig.dp().io_mode());
         for s in &stats {
-            println!("worker {} dropped {:?}", s.worker, s.counters.dropped);
+            println!("shard {} dropped {:?}", s.shard, s.counters.dropped);
         }
         assert!(tx[0] >= 2 * u64::from(PACKETS), "worker 0 sent {}", tx[0]);
         assert!(tx[1] >= 4 * u64::from(PACKETS), "worker 1 sent {}", tx[1]);

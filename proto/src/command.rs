@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{SessionId, SubscriptionId, TrackId};
-use crate::notification::WorkerStats;
+use crate::notification::ShardStats;
 use crate::vocab::{Candidate, Codec, DtlsRole, ExtIds, MediaKind, Source};
 
 /// What the control daemon asks of the dataplane. The `type` field selects the variant.
@@ -17,7 +17,7 @@ use crate::vocab::{Candidate, Codec, DtlsRole, ExtIds, MediaKind, Source};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
-    /// Create a session on a worker → `ReplyOk::SessionCreated`.
+    /// Create a session on a shard → `ReplyOk::SessionCreated`.
     CreateSession(CreateSession),
     /// Close a session and everything on it (its tracks and subscriptions) → `Done`.
     CloseSession { session: SessionId },
@@ -76,7 +76,7 @@ pub enum Command {
     },
     /// Liveness check → `ReplyOk::Pong`.
     Ping {},
-    /// Counters of every worker now → `ReplyOk::Stats`.
+    /// Counters of every shard now → `ReplyOk::Stats`.
     Stats {},
     /// Stop the dataplane process: it answers `Done`, then closes every session and exits, as
     /// on SIGTERM. How the control daemon stops a dataplane it spawned; an embedding process
@@ -118,10 +118,10 @@ pub struct CreateSession {
     #[serde(default)]
     pub remote_fingerprint: Option<String>,
     pub dtls_role: DtlsRole,
-    /// Preferred worker (e.g. the one holding the session's room peers); the dataplane may pick
-    /// another and says which in the reply.
-    #[serde(default)]
-    pub worker_hint: Option<u16>,
+    /// Preferred shard (e.g. the one holding the session's room peers); the dataplane may pick
+    /// another and says which in the reply. On the wire `worker_hint`.
+    #[serde(default, rename = "worker_hint")]
+    pub shard_hint: Option<u16>,
     pub mode: TransportMode,
     pub quality: Quality,
     /// Data channels (SDP `m=application … webrtc-datachannel`) and the relay they join;
@@ -195,7 +195,7 @@ pub enum TransportMode {
 pub struct Quality {
     /// Upper bound for the bandwidth estimate towards this peer, bits per second (> 0).
     pub max_bitrate_bps: u64,
-    /// Share of a worker's capacity when it is short: higher wins (0–255).
+    /// Share of a shard's capacity when it is short: higher wins (0–255).
     pub priority: u8,
 }
 
@@ -271,7 +271,9 @@ pub enum ReplyOk {
     Done {},
     /// Answer to `CreateSession`.
     SessionCreated {
-        worker: u16,
+        /// On the wire `worker`.
+        #[serde(rename = "worker")]
+        shard: u16,
         local_candidates: Vec<Candidate>,
     },
     /// Answer to `ListSessions`; `next` is the `after` for the next page, `null` on the last.
@@ -291,8 +293,11 @@ pub enum ReplyOk {
     },
     /// Answer to `Ping`.
     Pong {},
-    /// Answer to `Stats`: one entry per worker.
-    Stats { workers: Vec<WorkerStats> },
+    /// Answer to `Stats`: one entry per shard (on the wire `workers`).
+    Stats {
+        #[serde(rename = "workers")]
+        shards: Vec<ShardStats>,
+    },
 }
 
 /// A session as the dataplane holds it.
@@ -301,7 +306,9 @@ pub enum ReplyOk {
 pub struct SessionInfo {
     /// The creating command as last amended (`SetRemote`, `IceRestart`, `SetPriority`).
     pub spec: CreateSession,
-    pub worker: u16,
+    /// On the wire `worker`.
+    #[serde(rename = "worker")]
+    pub shard: u16,
     pub state: SessionState,
 }
 

@@ -6,7 +6,7 @@
 //!
 //! 1. `fill(Some(tick))`: wait up to `tick` for bytes (the only place it blocks);
 //! 2. `next_message()` until `None`: execute each `Request`, `reply(id, result)`;
-//! 3. drain worker notifications into `notify`;
+//! 3. drain shard notifications into `notify`;
 //! 4. `flush()`; drop the connection once `is_done()`.
 //!
 //! Protocol rules it enforces (`docs/control-socket.md`): the peer's first message is a

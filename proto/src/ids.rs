@@ -24,7 +24,7 @@ macro_rules! id_type {
 }
 
 id_type!(
-    /// One ICE/DTLS/SRTP peer (or one plain-RTP endpoint), owned by one worker.
+    /// One ICE/DTLS/SRTP peer (or one plain-RTP endpoint), owned by one shard.
     SessionId,
     "session#"
 );

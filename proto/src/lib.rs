@@ -33,7 +33,7 @@ pub use conn::{ControlConn, MAX_OUTPUT_BUFFERED};
 pub use frame::{decode_message, encode_frame, FrameDecoder, ProtoError};
 pub use ids::{SessionId, SubscriptionId, TrackId};
 pub use message::{ErrorBody, ErrorCode, Event, Hello, Message, Reply, ReplyResult, Request, Role};
-pub use notification::{pacer_delay_key, CloseReason, Counters, Notification, WorkerStats};
+pub use notification::{pacer_delay_key, CloseReason, Counters, Notification, ShardStats};
 pub use validate::{Invalid, MAX_LAYERS, MAX_LAYER_INDEX};
 pub use vocab::{
     codec_family, Candidate, CandidateProtocol, Codec, DtlsRole, ExtIds, MediaKind, Source,
@@ -50,5 +50,29 @@ pub fn default_control_socket() -> std::path::PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(dir) => std::path::PathBuf::from(dir).join("sluice/dataplane.sock"),
         None => std::path::PathBuf::from("/tmp/sluice/dataplane.sock"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The code says shard; the wire keeps the protocol's first word, `worker`, so a control
+    /// daemon and a dataplane of different builds still understand each other.
+    #[test]
+    fn wire_names_keep_worker() {
+        let created = serde_json::to_value(ReplyOk::SessionCreated {
+            shard: 1,
+            local_candidates: Vec::new(),
+        })
+        .unwrap();
+        assert_eq!(created["worker"], 1);
+        let stats = serde_json::to_value(ReplyOk::Stats {
+            shards: vec![ShardStats::default()],
+        })
+        .unwrap();
+        assert_eq!(stats["workers"][0]["worker"], 0);
+        let hello = serde_json::to_value(Hello::control("c")).unwrap();
+        assert_eq!(hello["workers"], 0);
     }
 }

@@ -37,9 +37,9 @@ pub struct Hello {
     pub role: Role,
     /// Node or process instance name, for logs and for telling restarts apart.
     pub instance: String,
-    /// Number of dataplane workers (`0` from the control daemon).
-    #[serde(default)]
-    pub workers: u16,
+    /// Number of dataplane shards (`0` from the control daemon); on the wire `workers`.
+    #[serde(default, rename = "workers")]
+    pub shards: u16,
     /// Media addresses the dataplane announces in ICE candidates (`ip:port`); empty from control.
     #[serde(default)]
     pub media_addrs: Vec<SocketAddr>,
@@ -56,7 +56,7 @@ impl Hello {
             version: PROTOCOL_VERSION,
             role: Role::Control,
             instance: instance.into(),
-            workers: 0,
+            shards: 0,
             media_addrs: Vec::new(),
             fingerprint: None,
         }
@@ -159,7 +159,7 @@ impl ErrorBody {
 pub enum ErrorCode {
     /// The request is malformed or a value is out of range; retrying it unchanged cannot work.
     Invalid,
-    /// Well-formed but not possible now (duplicate id, worker full, wrong state).
+    /// Well-formed but not possible now (duplicate id, shard full, wrong state).
     Rejected,
     /// The id it names does not exist (any more).
     NotFound,

@@ -1,5 +1,5 @@
 //! Notifications the dataplane sends unprompted (`Event.event`): connection progress of
-//! sessions, media milestones of tracks, and periodic per-worker counters.
+//! sessions, media milestones of tracks, and periodic per-shard counters.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -53,8 +53,8 @@ pub enum Notification {
         session: SessionId,
         reason: CloseReason,
     },
-    /// Periodic per-worker counters.
-    StatsSnapshot(WorkerStats),
+    /// Periodic per-shard counters.
+    StatsSnapshot(ShardStats),
 }
 
 impl Notification {
@@ -84,15 +84,17 @@ pub enum CloseReason {
     DtlsFailed,
     /// The peer sent a DTLS close_notify.
     DtlsClosed,
-    /// The worker dropped the session after an internal error (counted, see `dropped`).
+    /// The shard dropped the session after an internal error (counted, see `dropped`).
     Internal,
 }
 
-/// One worker's counters, totals since the worker started (subtract snapshots for rates).
+/// One shard's counters, totals since the shard started (subtract snapshots for rates).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WorkerStats {
-    pub worker: u16,
+pub struct ShardStats {
+    /// On the wire `worker` (the protocol's word before shards were called shards).
+    #[serde(rename = "worker")]
+    pub shard: u16,
     pub counters: Counters,
 }
 
@@ -106,7 +108,7 @@ pub fn pacer_delay_key(i: usize) -> String {
     }
 }
 
-/// Worker totals. New counters may be added to `dropped` without a version change.
+/// Shard totals. New counters may be added to `dropped` without a version change.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Counters {
@@ -117,7 +119,7 @@ pub struct Counters {
     /// Dropped packets by reason (`"srtp_auth"`, `"unknown_ssrc"`, `"parse"`, …).
     #[serde(default)]
     pub dropped: BTreeMap<String, u64>,
-    /// Sessions on this worker now.
+    /// Sessions on this shard now.
     pub sessions: u32,
     /// Event-loop iterations that hit a phase bound (style.md §4).
     pub loop_overruns: u64,

@@ -363,7 +363,7 @@ mod tests {
             },
             remote_fingerprint: None,
             dtls_role: DtlsRole::Server,
-            worker_hint: None,
+            shard_hint: None,
             mode: TransportMode::Webrtc {},
             data: None,
             quality: Quality {

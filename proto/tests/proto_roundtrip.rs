@@ -25,7 +25,7 @@ fn create_session() -> CreateSession {
         ice: ice(),
         remote_fingerprint: Some(format!("sha-256 {}", ["AB"; 32].join(":"))),
         dtls_role: DtlsRole::Server,
-        worker_hint: Some(2),
+        shard_hint: Some(2),
         mode: TransportMode::Webrtc {},
         data: None,
         quality: Quality {
@@ -87,13 +87,13 @@ fn subscribe() -> Subscribe {
     }
 }
 
-fn stats() -> WorkerStats {
+fn stats() -> ShardStats {
     let dropped = BTreeMap::from([
         ("srtp_auth".to_string(), 4),
         ("unknown_ssrc".to_string(), 1),
     ]);
-    WorkerStats {
-        worker: 1,
+    ShardStats {
+        shard: 1,
         counters: Counters {
             rx_packets: 10,
             tx_packets: 20,
@@ -215,13 +215,13 @@ fn replies() -> Vec<ReplyResult> {
     let oks = vec![
         ReplyOk::Done {},
         ReplyOk::SessionCreated {
-            worker: 1,
+            shard: 1,
             local_candidates: vec![candidate],
         },
         ReplyOk::Sessions {
             sessions: vec![SessionInfo {
                 spec: create_session(),
-                worker: 1,
+                shard: 1,
                 state: SessionState::Connected,
             }],
             next: Some(SessionId(1)),
@@ -245,7 +245,7 @@ fn replies() -> Vec<ReplyResult> {
         },
         ReplyOk::Pong {},
         ReplyOk::Stats {
-            workers: vec![stats()],
+            shards: vec![stats()],
         },
     ];
     let mut out: Vec<ReplyResult> = oks.into_iter().map(ReplyResult::Ok).collect();
@@ -269,7 +269,7 @@ fn all_messages() -> Vec<Message> {
             version: PROTOCOL_VERSION,
             role: Role::Dataplane,
             instance: "dp-a".into(),
-            workers: 4,
+            shards: 4,
             media_addrs: vec![
                 "127.0.0.1:3478".parse().unwrap(),
                 "[::1]:3478".parse().unwrap(),
@@ -475,7 +475,7 @@ fn serve_one(listener: UnixListener) {
         version: PROTOCOL_VERSION,
         role: Role::Dataplane,
         instance: "test-dp".into(),
-        workers: 2,
+        shards: 2,
         media_addrs: vec!["127.0.0.1:3478".parse().unwrap()],
         fingerprint: None,
     };
@@ -498,7 +498,7 @@ fn serve_one(listener: UnixListener) {
                 }
                 Command::CreateSession(c) => match Command::CreateSession(c).validate() {
                     Ok(()) => Ok(ReplyOk::SessionCreated {
-                        worker: 1,
+                        shard: 1,
                         local_candidates: vec![],
                     }),
                     Err(invalid) => Err(invalid.into()),
@@ -529,7 +529,7 @@ fn client_and_server_exchange_requests_replies_and_interleaved_events() {
 
     let mut client = ControlClient::connect(&path).unwrap();
     let theirs = client.hello(Hello::control("test-ctl")).unwrap();
-    assert_eq!((theirs.role, theirs.workers), (Role::Dataplane, 2));
+    assert_eq!((theirs.role, theirs.shards), (Role::Dataplane, 2));
 
     assert_eq!(client.request(Command::Ping {}).unwrap(), ReplyOk::Pong {});
     // The events arrive before the reply; the client buffers them.

@@ -2,6 +2,7 @@
 // what the receiver DECODED (getStats framesDecoded / packetsReceived / frameWidth, aiortc
 // frames), and is bounded in time by the runner.
 
+import { clusterScenarios } from './scenarios-cluster.mjs';
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
 import { interopScenarios } from './scenarios-interop.mjs';
 import { startNetem, sleep } from './lib/sluice.mjs';
@@ -232,4 +233,7 @@ export const scenarios = {
 
   // Issue 20: GStreamer as the fourth stack, H.264, ssrc-less offers, repeated connects.
   ...interopScenarios,
+
+  // Issue 15: several nodes on one Redis.
+  ...clusterScenarios,
 };

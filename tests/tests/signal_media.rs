@@ -155,8 +155,12 @@ async fn publish_subscribe_round_trip() {
     )
     .await;
     assert_eq!(st, 201, "{head}\n{body}");
+    // The resource id is 128 random bits (docs/security.md, finding #3), not the sid.
     assert!(
-        head.to_ascii_lowercase().contains("location: /whep/m/pa_"),
+        head.lines().any(|l| l
+            .to_ascii_lowercase()
+            .strip_prefix("location: /whep/m/")
+            .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))),
         "{head}"
     );
     assert!(

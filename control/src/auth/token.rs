@@ -177,6 +177,9 @@ fn decode_verified<C: DeserializeOwned>(token: &str, keyring: &Keyring) -> Resul
     if header.alg != "HS256" {
         return Err(malformed("alg must be HS256"));
     }
+    if header.crit.is_some() {
+        return Err(malformed("crit extensions are not supported"));
+    }
     let payload_json =
         base64url::decode(payload_b64).ok_or(malformed("payload is not base64url"))?;
     // Read `iss` before the signature is checked only to choose the key; nothing
@@ -209,6 +212,9 @@ fn check_times(nbf: u64, exp: u64, now: SystemTime) -> Result<(), AuthError> {
 #[derive(Deserialize)]
 struct Header {
     alg: String,
+    /// RFC 7515 §4.1.11: extensions the verifier must understand; we understand none.
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +238,24 @@ mod tests {
 
     use super::*;
     use crate::auth::{Grants, Role};
+
+    #[test]
+    fn crit_headers_are_refused() {
+        let mut ring = Keyring::new();
+        ring.insert("k", b"0123456789abcdef");
+        let header = base64url::encode(br#"{"alg":"HS256","typ":"JWT","crit":["x"]}"#);
+        let payload = base64url::encode(&serde_json::to_vec(&claims("r")).unwrap());
+        let input = format!("{header}.{payload}");
+        let tag = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, b"0123456789abcdef"),
+            input.as_bytes(),
+        );
+        let token = format!("{input}.{}", base64url::encode(tag.as_ref()));
+        assert!(matches!(
+            decode_verified::<Claims>(&token, &ring),
+            Err(AuthError::Malformed { .. })
+        ));
+    }
 
     fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)

@@ -90,20 +90,43 @@ fn api_keys(cfg: &ControlConfig) -> Result<BTreeMap<String, String>, String> {
         .unwrap_or(Path::new("."));
     let path = dir.join("dev-keys.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
+        use std::os::unix::fs::PermissionsExt;
+        // An older file others can read: this user's only, from now on (finding #15).
+        if let Ok(meta) = std::fs::metadata(&path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), "dev key file was readable by others: now 0600");
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
         return serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()));
     }
     let mut secret = [0u8; 24];
     aws_lc_rs::rand::fill(&mut secret).map_err(|_| "system RNG failed".to_owned())?;
     let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
     let keys = BTreeMap::from([("devkey".to_owned(), secret.clone())]);
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    std::fs::write(
-        &path,
-        serde_json::to_vec_pretty(&keys).expect("map serializes"),
-    )
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        // A secret: readable by this user only.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(&serde_json::to_vec_pretty(&keys).expect("map serializes"))
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    // The secret itself stays in the file (0600): printed, it would land in the journal.
     eprintln!(
-        "generated a development API key (saved in {}):\n  api key: devkey\n  secret:  {secret}",
+        "generated a development API key \"devkey\"; its secret is in {} (mode 0600)",
         path.display()
     );
     Ok(keys)
@@ -124,12 +147,13 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             "dev mode: GET /dev/token hands out tokens to anyone who can reach the HTTP port"
         );
     }
-    let static_dir = [
-        PathBuf::from("control/static"),
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")),
-    ]
-    .into_iter()
-    .find(|p| p.is_dir());
+    // The demo page from where it was built, never from the working directory (finding #34:
+    // files someone placed there would be served in the daemon's origin).
+    let static_dir = Some(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/static"
+    )))
+    .filter(|p| p.is_dir());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -175,16 +199,22 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             },
             state_file: Some(cfg.state_file.clone()),
             webhooks: cfg.webhooks.clone(),
+            webhook_secret: cfg.webhook_secret.clone(),
+            webhook_ca_file: cfg.webhook_ca_file.clone(),
+            webhook: Default::default(),
+            sse: Default::default(),
             static_dir,
             dataplane_socket: Some(socket),
             drain_deadline: Duration::from_secs(cfg.drain_deadline_s),
             dev_tokens,
             hybrid: cfg.hybrid.clone(),
             turn: cfg.turn.clone(),
+            limits: cfg.limits.clone(),
+            cluster: cfg.cluster.clone(),
         };
         let server = match Server::start(opts).await {
             Ok(s) => s,
-            Err(e) => return fail(&format!("control.http: {e}")),
+            Err(e) => return fail(&e.to_string()),
         };
         eprintln!("sluice is up: http://{}/", server.addr);
         let mut term =
@@ -215,7 +245,7 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             }
             let _ = task.await;
         }
-        server.stop();
+        server.shutdown().await;
         code
     })
 }

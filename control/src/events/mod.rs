@@ -1,11 +1,13 @@
 //! Room events out of the daemon: the per-room [`EventLog`] (sequence
-//! numbers, idempotency ids), the [`WebhookQueue`] (at-least-once, ordered,
-//! signed; pure state machine, the HTTP layer posts) and the [`SseHub`]
-//! (server-sent events with `Last-Event-ID` replay).
+//! numbers, idempotency ids), the [`WebhookQueue`] of one receiver URL
+//! (at-least-once, ordered per room, signed; pure state machine, the HTTP
+//! layer posts) and the [`SseHub`] (server-sent events with `Last-Event-ID`
+//! replay). All sans-IO, time passed in.
 //!
-//! The daemon's loop: every [`crate::room::RoomEvent`] an operation returns
-//! goes through [`EventLog::append`], then to [`WebhookQueue::enqueue`] and
-//! [`SseHub::publish`].
+//! The daemon's pipeline (`server/events.rs`): every [`crate::room::RoomEvent`]
+//! an operation returns goes through [`EventLog::append`]; its counters are
+//! committed to the store; then the envelope goes to every URL's
+//! [`WebhookQueue::enqueue`] and to [`SseHub::publish`].
 
 mod envelope;
 mod signature;
@@ -17,4 +19,4 @@ pub use signature::{
     sign_webhook, verify_webhook, SignatureError, EVENT_ID_HEADER, SIGNATURE_HEADER,
 };
 pub use sse::{format_event, SseConfig, SseError, SseHub, SubscriberId, Subscription};
-pub use webhook::{Delivery, WebhookConfig, WebhookQueue, WebhookStats};
+pub use webhook::{redact_url, Delivery, WebhookConfig, WebhookQueue, WebhookStats};

@@ -1,5 +1,6 @@
 //! Webhook signatures: header `Sluice-Signature: t=<unix seconds>,v1=<hex>`
-//! where `v1` is HMAC-SHA256 (RFC 2104) keyed with the API secret over the
+//! where `v1` is HMAC-SHA256 (RFC 2104) keyed with `control.webhook_secret`
+//! (never an API secret: a receiver must not be able to mint admin tokens) over the
 //! bytes `"{t}.{body}"`. Signing the timestamp lets a receiver refuse replays
 //! older than a few minutes; each retry is signed afresh with its own `t`.
 

@@ -1,18 +1,21 @@
-//! Webhook delivery as a pure state machine: at-least-once, ordered per room
-//! and URL, retried with exponential backoff, bounded. The HTTP layer does the
-//! POSTs: it calls [`WebhookQueue::poll_due`], sends the [`Delivery`], and
-//! reports back with [`WebhookQueue::on_result`] (`ok` = 2xx; a timeout or
-//! error is `false` — every delivery handed out must be reported, or its
-//! room's lane stays blocked).
+//! Webhook delivery to one receiver URL as a pure state machine: at-least-once,
+//! ordered per room, retried with exponential backoff, bounded. Each URL has
+//! its own queue (and the daemon its own task per URL), so a dead receiver
+//! delays and fills only its own. The HTTP layer does the POSTs: it calls
+//! [`WebhookQueue::poll_due`], sends the [`Delivery`], and reports back with
+//! [`WebhookQueue::on_result`] (`ok` = 2xx; a timeout or error is `false` —
+//! every delivery handed out must be reported, or its room's lane stays
+//! blocked).
 //!
-//! - **Ordering**: one lane per (URL, room). A lane has at most one delivery
-//!   in flight and only its head is sent, so `seq` n+1 never reaches a URL
-//!   before n is acknowledged (or given up on).
+//! - **Ordering**: one lane per room. A lane has at most one delivery in
+//!   flight and only its head is sent, so `seq` n+1 never reaches the URL
+//!   before n is acknowledged (or given up on). Up to `max_in_flight` rooms'
+//!   deliveries run at once.
 //! - **Retries**: after the k-th failure the event waits
 //!   `min(initial_backoff · 2^(k-1), max_backoff)` (1 s, 2 s, 4 s … 5 min);
 //!   after `max_attempts` it is dropped and counted. No jitter: one node
 //!   sends to a handful of URLs, so there is no herd to spread.
-//! - **Bound**: at most `max_queued` events wait over all lanes. When full,
+//! - **Bound**: at most `max_queued` events wait for this URL. When full,
 //!   the OLDEST waiting event is dropped (and counted), not the new one:
 //!   recent events describe the current state, and the receiver sees the gap
 //!   in `seq` and can re-read the room through the API.
@@ -26,10 +29,12 @@ use aws_lc_rs::hmac;
 use super::envelope::EventEnvelope;
 use super::signature::{sign_with, EVENT_ID_HEADER, SIGNATURE_HEADER};
 
-/// Limits and timings.
+/// Limits and timings (per URL).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
     pub max_queued: usize,
+    /// Deliveries (of different rooms) out at once.
+    pub max_in_flight: usize,
     pub max_attempts: u32,
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
@@ -53,7 +58,7 @@ pub struct Delivery {
     pub attempt: u32,
 }
 
-/// Counters for `/metrics`.
+/// Counters for `/metrics` (totals since start).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WebhookStats {
     pub delivered: u64,
@@ -62,13 +67,13 @@ pub struct WebhookStats {
     pub dropped_exhausted: u64,
 }
 
-/// The delivery queue for every configured URL.
+/// The delivery queue of one URL.
 pub struct WebhookQueue {
     config: WebhookConfig,
-    urls: Vec<String>,
+    url: String,
     key: hmac::Key,
-    lanes: BTreeMap<(usize, String), Lane>,
-    in_flight: HashMap<u64, (usize, String)>,
+    lanes: BTreeMap<String, Lane>,
+    in_flight: HashMap<u64, String>,
     queued: usize,
     next_order: u64,
     next_delivery: u64,
@@ -93,11 +98,11 @@ struct Pending {
 }
 
 impl WebhookQueue {
-    /// A queue posting to `urls`, signing with `secret` (the API secret).
-    pub fn new(config: WebhookConfig, urls: Vec<String>, secret: &[u8]) -> Self {
+    /// A queue posting to `url`, signing with `secret` (`control.webhook_secret`).
+    pub fn new(config: WebhookConfig, url: String, secret: &[u8]) -> Self {
         WebhookQueue {
             config,
-            urls,
+            url,
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             lanes: BTreeMap::new(),
             in_flight: HashMap::new(),
@@ -108,38 +113,41 @@ impl WebhookQueue {
         }
     }
 
-    /// Queues `envelope` for every URL, due at once.
+    /// Queues `envelope`, due at once.
     pub fn enqueue(&mut self, envelope: &EventEnvelope, now_ms: u64) {
-        if self.urls.is_empty() {
+        let body = serde_json::to_string(envelope).expect("envelopes always serialize");
+        if self.queued >= self.config.max_queued && !self.drop_oldest() {
+            // Everything queued is in flight: nothing older can go.
+            self.stats.dropped_overflow += 1;
             return;
         }
-        let body = serde_json::to_string(envelope).expect("envelopes always serialize");
-        for url in 0..self.urls.len() {
-            if self.queued >= self.config.max_queued && !self.drop_oldest() {
-                // Everything queued is in flight: nothing older can go.
-                self.stats.dropped_overflow += 1;
-                continue;
-            }
-            self.next_order += 1;
-            self.lanes
-                .entry((url, envelope.room.clone()))
-                .or_default()
-                .pending
-                .push_back(Pending {
-                    order: self.next_order,
-                    event_id: envelope.id.clone(),
-                    seq: envelope.seq,
-                    body: body.clone(),
-                    failures: 0,
-                    next_at_ms: now_ms,
-                });
-            self.queued += 1;
-        }
+        self.next_order += 1;
+        self.lanes
+            .entry(envelope.room.clone())
+            .or_default()
+            .pending
+            .push_back(Pending {
+                order: self.next_order,
+                event_id: envelope.id.clone(),
+                seq: envelope.seq,
+                body,
+                failures: 0,
+                next_at_ms: now_ms,
+            });
+        self.queued += 1;
+    }
+
+    /// The URL this queue posts to.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The next delivery due at `now_ms`, if any: the earliest-due lane head
-    /// not already in flight.
+    /// not already in flight, while fewer than `max_in_flight` are out.
     pub fn poll_due(&mut self, now_ms: u64) -> Option<Delivery> {
+        if self.in_flight.len() >= self.config.max_in_flight {
+            return None;
+        }
         let (key, _) = self
             .lanes
             .iter()
@@ -155,11 +163,11 @@ impl WebhookQueue {
         let head = lane.pending.front().expect("found above");
         let delivery = Delivery {
             id,
-            url: self.urls[key.0].clone(),
+            url: self.url.clone(),
             signature: sign_with(&self.key, now_ms / 1000, &head.body),
             body: head.body.clone(),
             event_id: head.event_id.clone(),
-            room: key.1.clone(),
+            room: key.clone(),
             seq: head.seq,
             attempt: head.failures + 1,
         };
@@ -200,8 +208,12 @@ impl WebhookQueue {
         true
     }
 
-    /// When [`WebhookQueue::poll_due`] next has something (unix millis).
+    /// When [`WebhookQueue::poll_due`] next has something (unix millis); `None` while nothing
+    /// waits or every delivery slot is taken.
     pub fn poll_timeout(&self) -> Option<u64> {
+        if self.in_flight.len() >= self.config.max_in_flight {
+            return None;
+        }
         self.lanes
             .values()
             .filter(|lane| !lane.busy)
@@ -209,7 +221,7 @@ impl WebhookQueue {
             .min()
     }
 
-    /// Events waiting or in flight, over all URLs.
+    /// Events waiting or in flight.
     pub fn len(&self) -> usize {
         self.queued
     }
@@ -267,10 +279,24 @@ impl Delivery {
     }
 }
 
+/// `url` for logs and metric labels: scheme, host, port and path; user info and the query
+/// (where a receiver's token may ride) left out.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    format!("{scheme}://{host}{path}")
+}
+
 impl Default for WebhookConfig {
     fn default() -> Self {
         WebhookConfig {
             max_queued: 10_000,
+            max_in_flight: 8,
             max_attempts: 12,
             initial_backoff_ms: 1_000,
             max_backoff_ms: 300_000,
@@ -281,10 +307,24 @@ impl Default for WebhookConfig {
 impl std::fmt::Debug for WebhookQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookQueue")
-            .field("urls", &self.urls)
+            .field("url", &redact_url(&self.url))
             .field("queued", &self.queued)
             .field("in_flight", &self.in_flight.len())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_urls_keep_no_secrets() {
+        assert_eq!(
+            redact_url("https://user:pw@hooks.example:8443/in?token=abc#x"),
+            "https://hooks.example:8443/in"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:9"), "http://127.0.0.1:9");
     }
 }

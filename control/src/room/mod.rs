@@ -27,5 +27,7 @@ pub use model::{
     RoomMode, RoomsConfig, SimulcastLayer, TierTable, Track,
 };
 pub use roles::InputRelay;
-pub(crate) use rooms::{validate_name, MAX_IDENTITY, MAX_ROOM_NAME};
+pub(crate) use rooms::{
+    validate_identity, validate_name, MAX_IDENTITY, MAX_METADATA, MAX_ROOM_NAME,
+};
 pub use rooms::{Rooms, RoomsState};

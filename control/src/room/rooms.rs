@@ -6,6 +6,8 @@
 //! succeed, so an `Err` leaves the state untouched.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,11 +16,15 @@ use super::event::{DeleteReason, LeaveReason, RoomEvent, RoomEventKind};
 use super::model::{ControlState, Join, Participant, QualityTier, Room, RoomConfig, RoomsConfig};
 use crate::auth::Role;
 
-/// All rooms of this node, plus the daemon's room settings.
+/// A set of rooms, plus the daemon's room settings. The server gives each room actor its own
+/// `Rooms` holding that one room, with the node's shared id counter ([`Rooms::with_ids`]).
 #[derive(Debug, Clone)]
 pub struct Rooms {
     config: RoomsConfig,
     state: RoomsState,
+    /// Shared with other `Rooms` of the node so ids stay unique across rooms; `None`: ids
+    /// come from `state.next_id` alone.
+    ids: Option<Arc<AtomicU64>>,
 }
 
 /// The persisted part of [`Rooms`] (see [`crate::store`]).
@@ -37,7 +43,21 @@ impl Rooms {
 
     /// Rebuilds from a persisted state (after a restart).
     pub fn from_state(config: RoomsConfig, state: RoomsState) -> Self {
-        Rooms { config, state }
+        Rooms {
+            config,
+            state,
+            ids: None,
+        }
+    }
+
+    /// Like [`Rooms::from_state`], taking ids (`PA_n`, `TR_n`) from `ids`, a counter shared by
+    /// every `Rooms` of the node (it holds the last number used).
+    pub fn with_ids(config: RoomsConfig, state: RoomsState, ids: Arc<AtomicU64>) -> Self {
+        Rooms {
+            config,
+            state,
+            ids: Some(ids),
+        }
     }
 
     pub fn state(&self) -> &RoomsState {
@@ -95,7 +115,7 @@ impl Rooms {
         join: Join,
         now_ms: u64,
     ) -> Result<Vec<RoomEvent>, RoomError> {
-        validate_name("identity", &join.identity, MAX_IDENTITY)?;
+        validate_identity(&join.identity)?;
         if let Some(name) = &join.name {
             validate_len("name", name, MAX_IDENTITY)?;
         }
@@ -230,7 +250,10 @@ impl Rooms {
     }
 
     pub(crate) fn next_id(&mut self, prefix: &str) -> String {
-        self.state.next_id += 1;
+        self.state.next_id = match &self.ids {
+            Some(ids) => ids.fetch_add(1, Ordering::Relaxed) + 1,
+            None => self.state.next_id + 1,
+        };
         format!("{prefix}_{}", self.state.next_id)
     }
 
@@ -381,6 +404,24 @@ pub(crate) fn validate_name(field: &'static str, value: &str, max: usize) -> Res
         ));
     }
     validate_len(field, value, max)
+}
+
+/// Identities use a safe character set (finding #6): ASCII letters, digits and `_ . @ -`. They
+/// are shown by every client in the room, used as keys and put into URLs; no markup, quotes,
+/// spaces or look-alike characters can pass (docs/protocol.md "Identities").
+pub(crate) fn validate_identity(value: &str) -> Result<(), RoomError> {
+    validate_name("identity", value, MAX_IDENTITY)?;
+    if let Some(c) = value.chars().find(|c| !is_identity_char(*c)) {
+        return Err(RoomError::invalid(
+            "identity",
+            format!("{c:?} is not allowed (letters, digits and _ . @ - only)"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn is_identity_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '@' | '-')
 }
 
 pub(crate) fn validate_len(field: &'static str, value: &str, max: usize) -> Result<(), RoomError> {

@@ -1,23 +1,23 @@
 //! The HTTP room API (docs/api.md): rooms, participants, tracks, roles, host transfer, the
 //! SSE event stream and drain. Every route needs `Authorization: Bearer <admin JWT>`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::actor::ParticipantPatch;
 use super::error::ApiError;
-use super::{departed, participant_info, App};
+use super::App;
 use crate::auth::{self, Grants, Role};
+use crate::events::SseError;
 use crate::room::{Actor, RoomConfig};
 
 pub(super) fn routes() -> Router<Arc<App>> {
@@ -83,15 +83,6 @@ fn field<'a>(v: &'a Value, name: &'static str) -> Result<&'a Value, ApiError> {
         .ok_or_else(|| ApiError::invalid(name, format!("missing {name}")))
 }
 
-fn room_json(r: &crate::room::Room) -> Value {
-    json!({
-        "name": r.name,
-        "config": r.config,
-        "created_at_ms": r.created_at_ms,
-        "num_participants": r.participants.len(),
-    })
-}
-
 async fn create_room(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -103,16 +94,10 @@ async fn create_room(
         .as_str()
         .ok_or_else(|| ApiError::invalid("name", "name must be a string"))?
         .to_owned();
-    if app.draining.load(std::sync::atomic::Ordering::SeqCst) {
+    if app.is_draining() {
         return Err(ApiError::rejected("node is draining"));
     }
-    let default_room = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .config()
-        .default_room
-        .clone();
+    let default_room = app.rooms_config.default_room.clone();
     let hybrid = room_hybrid(&app, &v)?;
     let mut config = RoomConfig {
         max_controllers: default_room.max_controllers,
@@ -138,18 +123,11 @@ async fn create_room(
             e
         })?;
     }
-    let now = app.now_ms();
-    let events = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .create_room(&name, config, now)?;
-    app.emit(events);
-    let mut out = {
-        let rooms = app.rooms.lock().expect("rooms lock");
-        room_json(rooms.room(&name).expect("just created"))
-    };
-    with_mode(&app, &name, &mut out);
+    let out = app
+        .in_room(&name, move |ctx| {
+            Box::pin(async move { ctx.create_room(config) })
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -161,8 +139,7 @@ fn room_hybrid(app: &App, v: &Value) -> Result<Option<crate::hybrid::HybridConfi
     let overrides = h
         .as_object()
         .ok_or_else(|| ApiError::invalid("hybrid", "expected an object"))?;
-    let base = app.hybrid.lock().expect("hybrid lock").config.clone();
-    let mut merged = serde_json::to_value(&base).expect("config serializes");
+    let mut merged = serde_json::to_value(&app.hybrid_config).expect("config serializes");
     for (k, val) in overrides {
         if merged.get(k).is_none() {
             return Err(ApiError::invalid(format!("hybrid.{k}"), "unknown field"));
@@ -186,32 +163,43 @@ async fn set_mode(
     admin(&app, &headers)?;
     let v = body(json)?;
     let mode = super::signal::parse_mode(&v)?;
-    if app.rooms.lock().expect("rooms lock").room(&room).is_none() {
-        return Err(unknown_room(&room));
-    }
-    app.hybrid_set_mode(&room, mode).await?;
-    let mut out = json!({"name": room});
-    with_mode(&app, &room, &mut out);
+    let out = app
+        .in_existing_room(&room, move |ctx| {
+            Box::pin(async move {
+                ctx.set_mode(mode).await?;
+                let mut out = json!({"name": ctx.name});
+                let full = ctx.room_json();
+                for k in ["mode", "setting", "migrating"] {
+                    out[k] = full[k].clone();
+                }
+                Ok(out)
+            })
+        })
+        .await?;
     Ok(Json(out))
 }
 
-/// `mode` ("p2p"|"sfu", the current topology), `setting` and `migrating` (docs/api.md).
-fn with_mode(app: &App, room: &str, out: &mut Value) {
-    let info = app.mode_info(room);
-    for k in ["mode", "setting", "migrating"] {
-        out[k] = info[k].clone();
-    }
-}
-
+/// `GET /api/rooms`: from the rooms' summaries (a busy room does not hold the list up).
 async fn list_rooms(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     admin(&app, &headers)?;
-    let rooms = app.rooms.lock().expect("rooms lock");
-    Ok(Json(
-        json!({"rooms": rooms.list().map(room_json).collect::<Vec<_>>()}),
-    ))
+    let rooms: Vec<Value> = app
+        .registry
+        .summaries()
+        .into_iter()
+        .filter_map(|s| s.room)
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "config": r.config,
+                "created_at_ms": r.created_at_ms,
+                "num_participants": r.participants,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "rooms": rooms })))
 }
 
 async fn get_room(
@@ -220,13 +208,15 @@ async fn get_room(
     Path(room): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&app, &headers)?;
-    let sessions = app.dataplane_sessions(&room).await;
-    let mut out = {
-        let rooms = app.rooms.lock().expect("rooms lock");
-        room_json(rooms.room(&room).ok_or_else(|| unknown_room(&room))?)
-    };
-    with_mode(&app, &room, &mut out);
-    out["dataplane_sessions"] = json!(sessions);
+    let out = app
+        .in_existing_room(&room, |ctx| {
+            Box::pin(async move {
+                let mut out = ctx.room_json();
+                out["dataplane_sessions"] = json!(ctx.dataplane_sessions());
+                Ok(out)
+            })
+        })
+        .await?;
     Ok(Json(out))
 }
 
@@ -240,38 +230,11 @@ async fn delete_room(
     Path(room): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&app, &headers)?;
-    let events = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .delete_room(&room)
-        .map_err(|e| with_room_field(e.into()))?;
-    let gone = departed(&events);
-    app.emit(events);
-    for key in gone {
-        app.hub.send_to(
-            &key.0,
-            &key.1,
-            super::hub::ClientMsg::Close("room_deleted".into()),
-        );
-        app.media_leave(&key).await;
-    }
+    app.in_existing_room(&room, |ctx| {
+        Box::pin(async move { ctx.delete_room().await })
+    })
+    .await?;
     Ok(Json(json!({"deleted": room})))
-}
-
-fn with_room_field(e: ApiError) -> ApiError {
-    if e.code == "not_found" && e.field.is_none() {
-        let f = if e.message.starts_with("participant") {
-            "identity"
-        } else if e.message.starts_with("track") {
-            "track_sid"
-        } else {
-            "room"
-        };
-        e.with_field(f)
-    } else {
-        e
-    }
 }
 
 async fn list_participants(
@@ -280,11 +243,18 @@ async fn list_participants(
     Path(room): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&app, &headers)?;
-    let rooms = app.rooms.lock().expect("rooms lock");
-    let r = rooms.room(&room).ok_or_else(|| unknown_room(&room))?;
-    Ok(Json(json!({
-        "participants": r.participants.values().map(participant_info).collect::<Vec<_>>()
-    })))
+    let list = app
+        .in_existing_room(&room, |ctx| {
+            Box::pin(async move {
+                let r = ctx.room().ok_or_else(|| unknown_room(&ctx.name))?;
+                Ok(r.participants
+                    .values()
+                    .map(crate::signal::ParticipantInfo::of)
+                    .collect::<Vec<_>>())
+            })
+        })
+        .await?;
+    Ok(Json(json!({ "participants": list })))
 }
 
 async fn kick(
@@ -293,21 +263,17 @@ async fn kick(
     Path((room, identity)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&app, &headers)?;
-    let now = app.now_ms();
-    let events = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .kick(&room, &identity, now)
-        .map_err(|e| with_room_field(e.into()))?;
-    app.emit(events);
-    app.media_leave(&(room, identity.clone())).await;
+    let who = identity.clone();
+    app.in_existing_room(&room, move |ctx| {
+        Box::pin(async move { ctx.kick(&who).await })
+    })
+    .await?;
     Ok(Json(json!({"kicked": identity})))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ParticipantPatch {
+struct PatchBody {
     #[serde(default)]
     role: Option<Role>,
     #[serde(default)]
@@ -332,7 +298,7 @@ async fn update_participant(
             ));
         }
     }
-    let patch: ParticipantPatch = typed(v.clone()).map_err(|e| {
+    let body: PatchBody = typed(v.clone()).map_err(|e| {
         if e.field.as_deref() == Some("body") {
             let f = if v.get("grants").is_some() {
                 "grants"
@@ -344,33 +310,19 @@ async fn update_participant(
             e
         }
     })?;
-    let mut events = Vec::new();
-    {
-        let mut rooms = app.rooms.lock().expect("rooms lock");
-        if rooms.room(&room).is_none() {
-            return Err(unknown_room(&room));
-        }
-        if rooms.participant(&room, &identity).is_none() {
-            return Err(ApiError::not_found(format!(
-                "participant {identity:?} not in room {room:?}"
-            ))
-            .with_field("identity"));
-        }
-        if let Some(role) = patch.role {
-            events.extend(rooms.set_role(&room, &identity, role)?);
-        }
-        if let Some(g) = patch.grants {
-            events.extend(rooms.set_grants(&room, &identity, g)?);
-        }
-        if v.get("metadata").is_some() {
-            events.extend(rooms.set_metadata(&room, Actor::Admin, &identity, patch.metadata)?);
-        }
-    }
-    app.emit(events);
-    app.sync_room_tracks(&room).await;
-    let rooms = app.rooms.lock().expect("rooms lock");
-    let p = rooms.participant(&room, &identity).expect("checked above");
-    Ok(Json(participant_info(p)))
+    let patch = ParticipantPatch {
+        role: body.role,
+        grants: body.grants,
+        metadata: v.get("metadata").map(|_| body.metadata),
+    };
+    let out = app
+        .in_existing_room(&room, move |ctx| {
+            Box::pin(async move { ctx.update_participant(&identity, patch).await })
+        })
+        .await?;
+    Ok(Json(
+        serde_json::to_value(out).expect("participant info serializes"),
+    ))
 }
 
 async fn mute(
@@ -384,27 +336,11 @@ async fn mute(
     let muted = field(&v, "muted")?
         .as_bool()
         .ok_or_else(|| ApiError::invalid("muted", "muted must be true or false"))?;
-    {
-        let rooms = app.rooms.lock().expect("rooms lock");
-        let r = rooms.room(&room).ok_or_else(|| unknown_room(&room))?;
-        let p = r.participants.get(&identity).ok_or_else(|| {
-            ApiError::not_found(format!("participant {identity:?} not in room {room:?}"))
-                .with_field("identity")
-        })?;
-        if !p.tracks.contains_key(&sid) {
-            return Err(
-                ApiError::not_found(format!("track {sid:?} of {identity:?} not found"))
-                    .with_field("track_sid"),
-            );
-        }
-    }
-    let events =
-        app.rooms
-            .lock()
-            .expect("rooms lock")
-            .mute_track(&room, Actor::Admin, &sid, muted)?;
-    app.emit(events);
-    app.set_muted(&sid, muted).await;
+    let track = sid.clone();
+    app.in_existing_room(&room, move |ctx| {
+        Box::pin(async move { ctx.admin_mute(&identity, &track, muted).await })
+    })
+    .await?;
     Ok(Json(json!({"track_sid": sid, "muted": muted})))
 }
 
@@ -420,13 +356,11 @@ async fn transfer_host(
         .as_str()
         .ok_or_else(|| ApiError::invalid("identity", "identity must be a string"))?
         .to_owned();
-    let events = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .transfer_host(&room, Actor::Admin, &to)
-        .map_err(|e| with_room_field(e.into()))?;
-    app.emit(events);
+    let target = to.clone();
+    app.in_existing_room(&room, move |ctx| {
+        Box::pin(async move { ctx.transfer_host(Actor::Admin, &target) })
+    })
+    .await?;
     Ok(Json(json!({"host": to})))
 }
 
@@ -435,58 +369,37 @@ struct EventsQuery {
     room: Option<String>,
 }
 
+/// `GET /api/events[?room=R]`: the event stream (docs/api.md "Events"). A room stream's ids are
+/// the room's `seq`, the all-rooms stream's the node-wide event number; a lagging reader is
+/// closed and resumes with `Last-Event-ID`.
 async fn events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     admin(&app, &headers)?;
-    let after = match headers.get("last-event-id") {
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| ApiError::invalid("Last-Event-ID", "expected an integer"))?,
-        None => u64::MAX,
+    let last = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::invalid("Last-Event-ID", "expected an integer"))?,
+        ),
+        None => None,
     };
-    // Subscribe before replaying so nothing falls in between; duplicates are skipped by `n`.
-    let live = app.hub.sse.subscribe();
-    let backlog = if after == u64::MAX {
-        Vec::new()
-    } else {
-        app.hub.replay(after)
-    };
-    let last = after;
-    let room = q.room;
-    let state = (backlog.into_iter(), live, last, room);
-    let stream = futures_util::stream::unfold(
-        state,
-        |(mut backlog, mut live, mut last, room)| async move {
-            loop {
-                let next = match backlog.next() {
-                    Some(l) => l,
-                    None => match live.recv().await {
-                        Ok(l) => l,
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(_) => return None,
-                    },
-                };
-                if last != u64::MAX && next.n <= last {
-                    continue;
-                }
-                last = next.n;
-                if room.as_ref().is_some_and(|r| *r != next.room) {
-                    continue;
-                }
-                let event = Event::default()
-                    .id(next.n.to_string())
-                    .event(next.body["event"].as_str().unwrap_or("event"))
-                    .data(next.body.to_string());
-                return Some((Ok::<_, Infallible>(event), (backlog, live, last, room)));
-            }
-        },
-    );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    let stream = app.events.subscribe(q.room, last).map_err(|e| match e {
+        SseError::InvalidLastEventId => ApiError::invalid("Last-Event-ID", e.to_string()),
+        SseError::TooManySubscribers => {
+            app.refusals.count(crate::limits::Refusal::SseSubscribers);
+            ApiError::new("unavailable", e.to_string())
+        }
+        other => ApiError::new("unavailable", other.to_string()),
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        axum::body::Body::from_stream(stream),
+    ))
 }
 
 async fn drain(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

@@ -18,7 +18,8 @@ use serde_json::json;
 use super::error::ApiError;
 use super::App;
 use crate::auth::{self, Claims, Grants, Role};
-use crate::room::{validate_name, MAX_IDENTITY, MAX_ROOM_NAME};
+use crate::limits::Refusal;
+use crate::room::{validate_identity, validate_name, MAX_ROOM_NAME};
 
 /// Dev tokens are for trying things out: long enough for a session, short enough that a leaked
 /// one stops working the same day.
@@ -41,7 +42,7 @@ async fn dev_token(
     let room = param(&q, "room")?;
     validate_name("room", room, MAX_ROOM_NAME)?;
     let identity = param(&q, "identity")?;
-    validate_name("identity", identity, MAX_IDENTITY)?;
+    validate_identity(identity).inspect_err(|_| app.refusals.count(Refusal::Identity))?;
     let role = match q.get("role").map(String::as_str).unwrap_or("viewer") {
         "host" => Role::Host,
         "controller" => Role::Controller,

@@ -64,6 +64,7 @@ impl ApiError {
             "not_found" => StatusCode::NOT_FOUND,
             "rejected" => StatusCode::CONFLICT,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,6 +101,11 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let message = e.to_string();
         match e {
+            // One answer for an unknown key and a wrong signature, without the key id: a caller
+            // cannot probe which API keys exist (finding #31).
+            AuthError::UnknownKey { .. } | AuthError::BadSignature => {
+                Self::unauthorized("token signature does not verify").with_field("token")
+            }
             AuthError::WrongRoom { .. } | AuthError::NotAdmin => Self::forbidden(message),
             _ => Self::unauthorized(message).with_field("token"),
         }

@@ -1,83 +1,107 @@
-//! Fan-out of room events: to the room's WebSocket clients (translated into signaling
-//! messages, docs/protocol.md), to SSE listeners and to webhook receivers. Every event gets
-//! a per-room sequence number and a node-unique id (`EV_<n>`) so receivers can order and
-//! de-duplicate (webhooks are delivered at least once).
+//! The WebSocket client registry: which signaling connection speaks for (room, identity), so
+//! room logic can reach a participant or a whole room. SSE and webhooks are not here: they
+//! take the event pipeline (`events.rs`).
+//!
+//! Each client's queue is bounded (`limits.ws_queue`, finding #13): a client that stops
+//! reading fills it, is counted (`ws_slow_reader`) and disconnected, never buffered without
+//! bound; it resumes by joining again.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use serde_json::{json, Value};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, Notify};
+
+use crate::limits::{Refusal, Refusals};
+use crate::lock::Locked;
+use crate::signal::{LeaveReason, ServerMessage};
 
 /// Something for one WebSocket client.
 #[derive(Debug, Clone)]
 pub(crate) enum ClientMsg {
-    Json(Value),
+    Msg(ServerMessage),
     /// Send `leave {reason}` and close.
-    Close(String),
+    Close(LeaveReason),
 }
 
-/// One logged event, as SSE and webhooks carry it.
+/// One client's queue, and the signal that ends its connection when the queue overflows.
 #[derive(Debug, Clone)]
-pub(crate) struct Logged {
-    /// Global order, the SSE `id:`.
-    pub(crate) n: u64,
-    pub(crate) room: String,
-    pub(crate) body: Value,
+pub(crate) struct ClientTx {
+    tx: mpsc::Sender<ClientMsg>,
+    pub(crate) overflow: Arc<Notify>,
+    /// Set once the queue overflowed (counted once per client).
+    overflowed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ClientTx {
+    /// A queue of `capacity` messages and its receiving end.
+    pub(crate) fn new(capacity: usize) -> (Self, mpsc::Receiver<ClientMsg>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let overflow = Arc::new(Notify::new());
+        let overflowed = Arc::default();
+        (
+            Self {
+                tx,
+                overflow,
+                overflowed,
+            },
+            rx,
+        )
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+
+    /// Queues `msg`; a full queue ends the connection instead.
+    fn push(&self, msg: ClientMsg, refusals: &Refusals) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(msg) {
+            if !self
+                .overflowed
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                refusals.count(Refusal::WsSlowReader);
+                self.overflow.notify_one();
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct Hub {
-    clients: Mutex<HashMap<String, HashMap<String, mpsc::UnboundedSender<ClientMsg>>>>,
-    log: Mutex<Log>,
-    pub(crate) sse: broadcast::Sender<Logged>,
-    pub(crate) webhooks: Option<mpsc::Sender<Logged>>,
+    clients: Mutex<HashMap<String, HashMap<String, ClientTx>>>,
+    refusals: Arc<Refusals>,
 }
-
-#[derive(Debug, Default)]
-struct Log {
-    n: u64,
-    room_seq: BTreeMap<String, u64>,
-    recent: VecDeque<Logged>,
-}
-
-/// Events kept for `Last-Event-ID` replay.
-const REPLAY: usize = 1024;
 
 impl Hub {
-    pub(crate) fn new(webhooks: Option<mpsc::Sender<Logged>>) -> Self {
+    pub(crate) fn new(refusals: Arc<Refusals>) -> Self {
         Self {
-            clients: Mutex::new(HashMap::new()),
-            log: Mutex::new(Log::default()),
-            sse: broadcast::channel(1024).0,
-            webhooks,
+            clients: Mutex::default(),
+            refusals,
         }
     }
 
-    pub(crate) fn register(
-        &self,
-        room: &str,
-        identity: &str,
-        tx: mpsc::UnboundedSender<ClientMsg>,
-    ) -> Option<mpsc::UnboundedSender<ClientMsg>> {
-        self.clients
-            .lock()
-            .expect("hub lock")
+    pub(crate) fn is_held(&self) -> bool {
+        super::held(&self.clients)
+    }
+
+    /// Registers `tx` for (room, identity); tells a client it replaced to close.
+    pub(crate) fn register(&self, room: &str, identity: &str, tx: ClientTx) {
+        let old = self
+            .clients
+            .locked()
             .entry(room.to_owned())
             .or_default()
-            .insert(identity.to_owned(), tx)
+            .insert(identity.to_owned(), tx);
+        if let Some(old) = old {
+            old.push(ClientMsg::Close(LeaveReason::Replaced), &self.refusals);
+        }
     }
 
     /// Removes the client if `tx` is still the registered one (a resumed session replaced it).
-    pub(crate) fn unregister(
-        &self,
-        room: &str,
-        identity: &str,
-        tx: &mpsc::UnboundedSender<ClientMsg>,
-    ) {
-        let mut clients = self.clients.lock().expect("hub lock");
+    pub(crate) fn unregister(&self, room: &str, identity: &str, tx: &ClientTx) {
+        let mut clients = self.clients.locked();
         if let Some(r) = clients.get_mut(room) {
-            if r.get(identity).is_some_and(|t| t.same_channel(tx)) {
+            if r.get(identity).is_some_and(|t| t.same(tx)) {
                 r.remove(identity);
             }
             if r.is_empty() {
@@ -86,82 +110,68 @@ impl Hub {
         }
     }
 
+    /// Whether a signaling connection speaks for (room, identity) now.
+    pub(crate) fn is_connected(&self, room: &str, identity: &str) -> bool {
+        self.clients
+            .locked()
+            .get(room)
+            .is_some_and(|r| r.contains_key(identity))
+    }
+
     pub(crate) fn send_to(&self, room: &str, identity: &str, msg: ClientMsg) {
         if let Some(tx) = self
             .clients
-            .lock()
-            .expect("hub lock")
+            .locked()
             .get(room)
             .and_then(|r| r.get(identity))
         {
-            let _ = tx.send(msg);
+            tx.push(msg, &self.refusals);
         }
     }
 
     /// To everyone in `room` except `except`.
-    pub(crate) fn broadcast(&self, room: &str, except: Option<&str>, msg: &Value) {
-        if let Some(r) = self.clients.lock().expect("hub lock").get(room) {
+    pub(crate) fn broadcast(&self, room: &str, except: Option<&str>, msg: &ServerMessage) {
+        if let Some(r) = self.clients.locked().get(room) {
             for (identity, tx) in r {
                 if Some(identity.as_str()) != except {
-                    let _ = tx.send(ClientMsg::Json(msg.clone()));
+                    tx.push(ClientMsg::Msg(msg.clone()), &self.refusals);
                 }
             }
         }
     }
 
-    pub(crate) fn client_count(&self) -> usize {
-        self.clients
-            .lock()
-            .expect("hub lock")
-            .values()
-            .map(HashMap::len)
-            .sum()
-    }
-
-    /// Logs one room event for SSE and webhooks.
-    pub(crate) fn log(&self, room: &str, name: &str, payload: Value, unix_ms: u64) {
-        let logged = {
-            let mut log = self.log.lock().expect("hub lock");
-            log.n += 1;
-            let seq = log.room_seq.entry(room.to_owned()).or_default();
-            *seq += 1;
-            let seq = *seq;
-            let body = json!({
-                "id": format!("EV_{}", log.n),
-                "event": name,
-                "room": room,
-                "seq": seq,
-                "created_at_ms": unix_ms,
-                "payload": payload,
-            });
-            let logged = Logged {
-                n: log.n,
-                room: room.to_owned(),
-                body,
-            };
-            log.recent.push_back(logged.clone());
-            if log.recent.len() > REPLAY {
-                log.recent.pop_front();
-            }
-            logged
-        };
-        let _ = self.sse.send(logged.clone());
-        if let Some(w) = &self.webhooks {
-            if w.try_send(logged).is_err() {
-                tracing::warn!("webhook queue full; event dropped");
+    /// Tells every client of `room` `leave {reason}` and closes it.
+    pub(crate) fn close_room(&self, room: &str, reason: LeaveReason) {
+        if let Some(r) = self.clients.locked().get(room) {
+            for tx in r.values() {
+                tx.push(ClientMsg::Close(reason), &self.refusals);
             }
         }
     }
 
-    /// Logged events after `after` (for `Last-Event-ID`).
-    pub(crate) fn replay(&self, after: u64) -> Vec<Logged> {
-        self.log
-            .lock()
-            .expect("hub lock")
-            .recent
-            .iter()
-            .filter(|l| l.n > after)
-            .cloned()
-            .collect()
+    /// Tells every client `leave {reason}` and closes it.
+    pub(crate) fn close_all(&self, reason: LeaveReason) {
+        for r in self.clients.locked().values() {
+            for tx in r.values() {
+                tx.push(ClientMsg::Close(reason), &self.refusals);
+            }
+        }
+    }
+
+    /// Poisons the lock: a thread panics while holding it (the test of finding #8).
+    #[cfg(test)]
+    pub(crate) fn poison(&self) {
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _held = self.clients.lock();
+                    panic!("poisoning the hub lock on purpose");
+                })
+                .join();
+        });
+    }
+
+    pub(crate) fn client_count(&self) -> usize {
+        self.clients.locked().values().map(HashMap::len).sum()
     }
 }

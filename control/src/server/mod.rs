@@ -1,58 +1,79 @@
 //! The control daemon's servers: HTTP API (`api`), WebSocket signaling at `/rtc` (`signal`),
 //! WHIP/WHEP and sidecar sessions (`whip`), metrics/health/drain/static files (`ops`), dev-mode
-//! tokens for the demo page (`dev`), all on one axum router; plus the glue that feeds room events to clients, SSE and webhooks
-//! (`hub`), drives the dataplane (`media`) and persists state.
+//! tokens for the demo page (`dev`), all on one axum router — adapters of wire formats over
+//! the room actors (`actor`), which own each room's state and media (`media`). Beside them: the
+//! WebSocket client registry (`hub`), the event pipeline to SSE and webhooks (`events`,
+//! `webhooks`) and the store.
 //!
-//! Locks: `rooms` is a std mutex held only for synchronous `Rooms` calls; `media` is an async
-//! mutex held across dataplane requests. Order: media, then rooms; never the reverse.
+//! Locks: only synchronous `std` mutexes remain outside the actors (registry, hub, event log,
+//! session→room map, stats), each held for a lookup or an update, never across an await.
 
+mod actor;
 mod adopt;
 mod api;
+mod cluster;
 mod dev;
 mod error;
+mod events;
+mod guard;
 mod hub;
-mod hybrid;
+mod listen;
+#[cfg(test)]
+mod lock_tests;
 mod media;
 mod ops;
-mod p2p;
 mod signal;
-mod translate;
-mod webhook;
+mod webhooks;
 mod whip;
 
-use std::collections::BTreeMap;
+use crate::lock::Locked;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde_json::{json, Value};
-use sluice_proto::{Counters, Notification};
+use sluice_proto::{Counters, Notification, SessionId};
 use tokio::sync::Notify;
 
 pub use error::ApiError;
+pub use webhooks::WebhookSetupError;
 
 use crate::auth::Keyring;
+use crate::events::{SseConfig, WebhookConfig};
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::HybridConfig;
+use crate::limits::{Limits, Refusals};
 use crate::link::Link;
-use crate::room::{
-    LeaveReason, Participant, RoomEvent, RoomEventKind, Rooms, RoomsConfig, RoomsState, Track,
-};
-use hub::{ClientMsg, Hub};
-use media::Media;
+use crate::room::RoomsConfig;
+use crate::store::{FileStore, MemoryStore, Store};
+use actor::{HybridMetrics, Registry};
+use events::Events;
+use hub::Hub;
+use webhooks::Webhooks;
 
 /// How to run the server.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub http: SocketAddr,
-    /// API key → secret (tokens and webhook signatures; the first key signs webhooks).
+    /// API key → secret (access and admin tokens).
     pub api_keys: BTreeMap<String, String>,
     pub rooms: RoomsConfig,
-    /// Persist rooms here (and load them at start).
+    /// Persist rooms here (and load them at start); `None`: in memory only.
     pub state_file: Option<PathBuf>,
+    /// Webhook receivers (`http://` or `https://`).
     pub webhooks: Vec<String>,
+    /// Signs webhooks (`Sluice-Signature`); required when `webhooks` is not empty. Never an API
+    /// secret: a receiver must not be able to mint tokens.
+    pub webhook_secret: Option<String>,
+    /// Extra trust roots (PEM) for https receivers, beside the system's.
+    pub webhook_ca_file: Option<PathBuf>,
+    /// Webhook lane limits and retry timings (per URL).
+    pub webhook: WebhookConfig,
+    /// SSE backlogs and per-subscriber buffer (the subscriber cap is
+    /// `limits.max_sse_subscribers`).
+    pub sse: SseConfig,
     /// Served at `/`.
     pub static_dir: Option<PathBuf>,
     /// The dataplane's control socket; `None`: no media (room endpoints only).
@@ -64,6 +85,10 @@ pub struct ServerOptions {
     pub hybrid: HybridConfig,
     /// `[turn]`: TURN REST credentials in `joined.ice_servers`.
     pub turn: Option<TurnConfig>,
+    /// `[limits]`: what clients can make this server hold (docs/security.md).
+    pub limits: Limits,
+    /// `[cluster]`: one of several nodes on Redis; `None`: a single node.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// A running server.
@@ -74,55 +99,95 @@ pub struct Server {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// What every room actor and adapter shares.
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) keyring: Keyring,
-    pub(crate) webhook_key: Option<(String, Vec<u8>)>,
     /// Signs `/dev/token` answers; `None`: dev tokens are off.
     pub(crate) dev_key: Option<(String, Vec<u8>)>,
     /// The HTTP listen IP: announced for a wildcard-bound dataplane (`sdp::announce_ip`).
     pub(crate) http_ip: std::net::IpAddr,
-    pub(crate) rooms: Mutex<Rooms>,
-    pub(crate) media: tokio::sync::Mutex<Media>,
+    pub(crate) rooms_config: RoomsConfig,
+    /// The `[hybrid]` configuration (rooms may override it).
+    pub(crate) hybrid_config: HybridConfig,
+    pub(crate) turn: Option<TurnConfig>,
+    pub(crate) registry: Registry,
+    /// Room ids (`PA_n`, `TR_n`): the last number used, shared by every room.
+    pub(crate) ids: Arc<AtomicU64>,
+    /// The highest `ids` value handed to the store.
+    pub(crate) ids_stored: AtomicU64,
+    /// Dataplane ids (sessions, tracks, subscriptions): the last number used.
+    pub(crate) dp_ids: AtomicU64,
+    /// Which room holds each dataplane session (to route `session_closed`).
+    pub(crate) session_rooms: Mutex<HashMap<SessionId, String>>,
     pub(crate) link: Option<Link>,
     pub(crate) hub: Hub,
+    pub(crate) events: Arc<Events>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) hybrid_metrics: Mutex<HybridMetrics>,
     pub(crate) draining: AtomicBool,
     pub(crate) drained: Notify,
-    pub(crate) worker_stats: Mutex<BTreeMap<u16, Counters>>,
-    /// Per-room P2P/SFU policies (see [`hybrid`]).
-    pub(crate) hybrid: Mutex<hybrid::Hybrid>,
-    /// Wakes the hybrid timer loop early (a policy armed a sooner deadline).
-    pub(crate) hybrid_wake: Notify,
-    state_file: Option<PathBuf>,
-    /// Published tracks as persisted next to the state file (see [`adopt`]).
-    pub(crate) track_index: Mutex<adopt::TrackIndex>,
-    dirty: Notify,
+    /// The latest counters of each dataplane shard.
+    pub(crate) shard_stats: Mutex<BTreeMap<u16, Counters>>,
+    /// `[cluster]` membership; `None` on a single node.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     static_dir: Option<PathBuf>,
     drain_deadline: Duration,
+    pub(crate) limits: Limits,
+    /// What the limits refused, by reason (`sluice_refused_total`).
+    pub(crate) refusals: Arc<Refusals>,
+    /// Open HTTP connections (the caps of `limits`).
+    pub(crate) connections: listen::Connections,
 }
 
 impl Server {
-    /// Binds, loads persisted state, connects to the dataplane (lazily) and serves.
+    /// Binds, loads persisted state (a room actor per stored room), connects to the dataplane
+    /// (lazily) and serves.
     pub async fn start(opts: ServerOptions) -> std::io::Result<Self> {
         let mut keyring = Keyring::new();
         for (k, s) in &opts.api_keys {
             keyring.insert(k.clone(), s.as_bytes());
         }
-        let state = match &opts.state_file {
-            Some(p) => load_state(p)?,
-            None => RoomsState::default(),
+        let cluster = match &opts.cluster {
+            Some(c) => {
+                Some(crate::cluster::Cluster::new(c.clone()).map_err(std::io::Error::other)?)
+            }
+            None => None,
         };
-        let track_index = opts
-            .state_file
-            .as_deref()
-            .map(|p| adopt::load(&adopt::index_path(p)))
-            .unwrap_or_default();
-        let (webhook_tx, webhook_rx) = if opts.webhooks.is_empty() {
-            (None, None)
-        } else {
-            let (tx, rx) = tokio::sync::mpsc::channel(webhook::QUEUE);
-            (Some(tx), Some(rx))
+        let mut store: Arc<dyn Store> = match &opts.state_file {
+            Some(p) => Arc::new(FileStore::open(p).map_err(std::io::Error::other)?),
+            None => Arc::new(MemoryStore::default()),
         };
+        if let Some(c) = &cluster {
+            store = Arc::new(crate::cluster::ClusterStore::new(store, Arc::clone(c)));
+        }
+        let snapshot = store.load().map_err(std::io::Error::other)?;
+        let secret = match (&opts.webhook_secret, opts.webhooks.is_empty()) {
+            (Some(s), _) => s.as_bytes().to_vec(),
+            (None, true) => Vec::new(),
+            (None, false) => {
+                return Err(std::io::Error::other(
+                    "control.webhook_secret: required when webhooks are configured",
+                ))
+            }
+        };
+        let webhooks = Webhooks::start(
+            &opts.webhooks,
+            &secret,
+            &opts.webhook,
+            opts.webhook_ca_file.as_deref(),
+        )
+        .map_err(std::io::Error::other)?;
+        let events = Events::start(
+            snapshot.event_log(),
+            snapshot.outbox.clone(),
+            SseConfig {
+                max_subscribers: opts.limits.max_sse_subscribers,
+                ..opts.sse.clone()
+            },
+            webhooks,
+            Arc::clone(&store),
+        );
         let link = opts
             .dataplane_socket
             .clone()
@@ -134,49 +199,51 @@ impl Server {
             .iter()
             .next()
             .map(|(k, s)| (k.clone(), s.as_bytes().to_vec()));
+        let refusals = Arc::new(Refusals::default());
         let app = Arc::new(App {
             keyring,
-            dev_key: first_key.clone().filter(|_| opts.dev_tokens),
+            dev_key: first_key.filter(|_| opts.dev_tokens),
             http_ip: opts.http.ip(),
-            webhook_key: first_key,
-            rooms: Mutex::new(Rooms::from_state(rooms_config, state)),
-            media: tokio::sync::Mutex::new(Media::default()),
+            rooms_config,
+            hybrid_config: opts.hybrid.clone(),
+            turn: opts.turn.clone(),
+            registry: Registry::default(),
+            ids: Arc::new(AtomicU64::new(snapshot.next_id)),
+            ids_stored: AtomicU64::new(snapshot.next_id),
+            dp_ids: AtomicU64::new(0),
+            session_rooms: Mutex::new(HashMap::new()),
             link,
-            hub: Hub::new(webhook_tx),
+            hub: Hub::new(Arc::clone(&refusals)),
+            events,
+            store,
+            hybrid_metrics: Mutex::new(HybridMetrics::default()),
             draining: AtomicBool::new(false),
             drained: Notify::new(),
-            worker_stats: Mutex::new(BTreeMap::new()),
-            hybrid: Mutex::new(hybrid::Hybrid::new(opts.hybrid.clone(), opts.turn.clone())),
-            hybrid_wake: Notify::new(),
-            state_file: opts.state_file.clone(),
-            track_index: Mutex::new(track_index),
-            dirty: Notify::new(),
+            shard_stats: Mutex::new(BTreeMap::new()),
+            cluster,
             static_dir: opts.static_dir.clone(),
             drain_deadline: opts.drain_deadline,
+            limits: opts.limits.clone(),
+            refusals,
+            connections: listen::Connections::default(),
         });
-        if let Some(rx) = webhook_rx {
-            tokio::spawn(webhook::deliver(
-                Arc::clone(&app),
-                opts.webhooks.clone(),
-                rx,
-            ));
+        // Every stored room gets its actor now: its empty-room timeout runs, and the first
+        // resync adopts its calls.
+        for name in snapshot.rooms.keys() {
+            app.room_handle(name);
         }
-        if app.state_file.is_some() {
-            tokio::spawn(persist_loop(Arc::clone(&app)));
-        }
+        cluster::start(&app);
         if app.link.is_some() {
             tokio::spawn(dataplane_loop(Arc::clone(&app)));
         }
-        tokio::spawn(timer_loop(Arc::clone(&app)));
-        tokio::spawn(hybrid::hybrid_loop(Arc::clone(&app)));
-        let listener = tokio::net::TcpListener::bind(opts.http).await?;
+        let listener = tokio::net::TcpListener::bind(opts.http)
+            .await
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("control.http {}: {e}", opts.http))
+            })?;
         let addr = listener.local_addr()?;
         let router = router(Arc::clone(&app));
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "http server stopped");
-            }
-        });
+        let task = tokio::spawn(listen::serve(Arc::clone(&app), listener, router));
         tracing::info!(%addr, "control listening");
         Ok(Self { addr, app, task })
     }
@@ -191,9 +258,9 @@ impl Server {
         self.app.drained.notified().await;
     }
 
-    /// Writes the state file now.
-    pub fn persist(&self) {
-        self.app.persist_now();
+    /// Waits until every room has handed its changes to the store and they are durable.
+    pub async fn persist(&self) {
+        self.app.settle_rooms().await;
     }
 
     /// Asks the dataplane to stop (the `shutdown` command); for a dataplane this daemon spawned.
@@ -208,20 +275,49 @@ impl Server {
             .map(drop)
     }
 
-    /// Stops serving.
+    /// Stops serving (room actors persist after every operation, so nothing is pending).
     pub fn stop(self) {
-        self.app.persist_now();
+        if let Some(c) = &self.app.cluster {
+            c.stop();
+        }
+        self.task.abort();
+    }
+
+    /// Stops serving once every change is durable and the event outbox is empty.
+    pub async fn shutdown(self) {
+        self.app.settle_rooms().await;
+        self.app.events.flush(self.app.store.as_ref()).await;
+        if let Some(c) = &self.app.cluster {
+            c.leave().await;
+        }
         self.task.abort();
     }
 }
 
+/// The routes, with the guards of docs/security.md: the admin token checked before an `/api`
+/// body is read, body sizes, and in dev mode the `Host`/`Origin` checks.
 fn router(app: Arc<App>) -> axum::Router {
-    api::routes()
-        .merge(whip::routes())
+    use axum::extract::DefaultBodyLimit;
+    use axum::middleware::from_fn_with_state;
+    let admin = |r: axum::Router<Arc<App>>, max: usize| {
+        r.route_layer(from_fn_with_state(
+            (Arc::clone(&app), max),
+            guard::admin_first,
+        ))
+        .layer(DefaultBodyLimit::max(max))
+    };
+    let mut router = admin(api::routes(), app.limits.api_body_max_bytes)
+        .merge(admin(whip::sidecar_routes(), app.limits.sdp_body_max_bytes))
+        .merge(whip::routes().layer(DefaultBodyLimit::max(app.limits.sdp_body_max_bytes)))
         .merge(signal::routes())
         .merge(dev::routes())
+        .merge(cluster::routes())
         .merge(ops::routes())
-        .with_state(app)
+        .layer(from_fn_with_state(Arc::clone(&app), cluster::route));
+    if app.dev_key.is_some() {
+        router = router.layer(from_fn_with_state(Arc::clone(&app), guard::dev_origin));
+    }
+    router.with_state(app)
 }
 
 impl App {
@@ -231,20 +327,32 @@ impl App {
             .map_or(0, |d| d.as_millis() as u64)
     }
 
-    pub(crate) fn mark_dirty(&self) {
-        self.dirty.notify_one();
+    /// Whether every lock of the shared state can be taken now (none is held by a stuck task;
+    /// a poisoned one is taken over, see `crate::lock`).
+    pub(crate) fn state_locks_free(&self) -> bool {
+        !(self.registry.is_held() || self.hub.is_held() || held(&self.session_rooms))
     }
 
-    fn persist_now(&self) {
-        let Some(path) = &self.state_file else { return };
-        let state = self.rooms.lock().expect("rooms lock").state().clone();
-        if let Err(e) = save_state(path, &state) {
-            tracing::error!(path = %path.display(), error = %e, "could not persist state");
-        }
-        let index = self.track_index.lock().expect("index lock").clone();
-        let index_path = adopt::index_path(path);
-        if let Err(e) = adopt::save(&index_path, &index) {
-            tracing::error!(path = %index_path.display(), error = %e, "could not persist tracks");
+    /// Whether `claims` were signed with the dev key (`/dev/token`).
+    pub(crate) fn is_dev_token(&self, claims: &crate::auth::Claims) -> bool {
+        self.dev_key.as_ref().is_some_and(|(k, _)| *k == claims.iss)
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Whether the dataplane link is up.
+    pub(crate) fn sfu_healthy(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.current().is_some())
+    }
+
+    /// Runs an empty job on every room: each has persisted what it did before.
+    async fn settle_rooms(self: &Arc<Self>) {
+        for name in self.registry.names() {
+            let _ = self
+                .in_existing_room(&name, |_| Box::pin(async { Ok(()) }))
+                .await;
         }
     }
 
@@ -253,16 +361,16 @@ impl App {
             return;
         }
         tracing::info!("draining: new joins refused");
+        cluster::drain(self);
         let app = Arc::clone(self);
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + app.drain_deadline;
             loop {
                 let occupied = app
-                    .rooms
-                    .lock()
-                    .expect("rooms lock")
-                    .list()
-                    .any(|r| !r.participants.is_empty());
+                    .registry
+                    .summaries()
+                    .iter()
+                    .any(|s| s.room.as_ref().is_some_and(|r| r.participants > 0));
                 if !occupied || tokio::time::Instant::now() >= deadline {
                     break;
                 }
@@ -272,193 +380,11 @@ impl App {
             app.drained.notify_one();
         });
     }
-
-    /// Feeds room events to WS clients, SSE and webhooks.
-    pub(crate) fn emit(&self, events: Vec<RoomEvent>) {
-        if events.is_empty() {
-            return;
-        }
-        self.mark_dirty();
-        let now = self.now_ms();
-        for ev in events {
-            let payload = serde_json::to_value(&ev.kind).unwrap_or(Value::Null);
-            self.hub.log(&ev.room, ev.kind.name(), payload, now);
-            self.to_clients(&ev);
-        }
-    }
-
-    fn to_clients(&self, ev: &RoomEvent) {
-        let room = ev.room.as_str();
-        let hub = &self.hub;
-        match &ev.kind {
-            RoomEventKind::ParticipantJoined { identity, .. } => {
-                let info = self
-                    .rooms
-                    .lock()
-                    .expect("rooms lock")
-                    .participant(room, identity)
-                    .map(participant_info);
-                if let Some(info) = info {
-                    hub.broadcast(
-                        room,
-                        Some(identity),
-                        &json!({"type": "participant_joined", "participant": info}),
-                    );
-                }
-            }
-            RoomEventKind::ParticipantLeft {
-                identity,
-                sid,
-                reason,
-            } => {
-                let msg = json!({"type": "participant_left", "sid": sid, "identity": identity});
-                hub.broadcast(room, Some(identity), &msg);
-                if *reason == LeaveReason::Kicked {
-                    hub.send_to(room, identity, ClientMsg::Close("kicked".into()));
-                }
-            }
-            RoomEventKind::TrackPublished { identity, track } => {
-                let psid = self
-                    .rooms
-                    .lock()
-                    .expect("rooms lock")
-                    .participant(room, identity)
-                    .map(|p| p.sid.clone())
-                    .unwrap_or_default();
-                hub.broadcast(
-                    room,
-                    Some(identity),
-                    &json!({"type": "track_published", "participant_sid": psid, "track": track_info(track, &psid)}),
-                );
-            }
-            RoomEventKind::TrackUnpublished { track_id, .. } => {
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "track_unpublished", "track_sid": track_id}),
-                );
-            }
-            RoomEventKind::TrackMuted {
-                track_id, muted, ..
-            } => {
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "track_muted", "track_sid": track_id, "muted": muted}),
-                );
-            }
-            RoomEventKind::RoleChanged { identity, to, .. } => {
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "role_changed", "identity": identity, "role": to}),
-                );
-            }
-            RoomEventKind::ControlRequested { identity } => {
-                let host = self
-                    .rooms
-                    .lock()
-                    .expect("rooms lock")
-                    .room(room)
-                    .and_then(|r| r.host().map(|h| h.identity.clone()));
-                if let Some(host) = host {
-                    hub.send_to(
-                        room,
-                        &host,
-                        ClientMsg::Json(json!({"type": "control_requested", "identity": identity})),
-                    );
-                }
-            }
-            RoomEventKind::ControlGranted { identity, .. } => {
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "control_granted", "identity": identity}),
-                );
-            }
-            RoomEventKind::ControlRevoked { identity, .. } => {
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "control_revoked", "identity": identity}),
-                );
-            }
-            RoomEventKind::HostTransferred { to, .. } => {
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "host_transferred", "identity": to}),
-                );
-            }
-            RoomEventKind::RoomDeleted { .. } => {
-                self.forget_policy(room);
-                hub.broadcast(
-                    room,
-                    None,
-                    &json!({"type": "leave", "reason": "room_deleted"}),
-                );
-            }
-            _ => {}
-        }
-    }
 }
 
-/// Identities that left in `events`.
-pub(crate) fn departed(events: &[RoomEvent]) -> Vec<(String, String)> {
-    events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            RoomEventKind::ParticipantLeft {
-                identity, reason, ..
-            } if *reason != LeaveReason::Replaced => Some((e.room.clone(), identity.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
-/// ParticipantInfo (docs/protocol.md).
-pub(crate) fn participant_info(p: &Participant) -> Value {
-    json!({
-        "sid": p.sid,
-        "identity": p.identity,
-        "name": p.name,
-        "role": p.role,
-        "grants": p.grants,
-        "metadata": p.metadata,
-        "tracks": p.tracks.values().map(|t| track_info(t, &p.sid)).collect::<Vec<_>>(),
-    })
-}
-
-/// TrackInfo (docs/protocol.md).
-pub(crate) fn track_info(t: &Track, participant_sid: &str) -> Value {
-    json!({
-        "sid": t.id,
-        "kind": t.kind,
-        "source": t.source,
-        "name": "",
-        "muted": t.muted,
-        "simulcast": t.layers.iter().map(|l| json!({"rid": l.rid, "width": 0, "height": 0})).collect::<Vec<_>>(),
-        "participant_sid": participant_sid,
-    })
-}
-
-async fn persist_loop(app: Arc<App>) {
-    loop {
-        app.dirty.notified().await;
-        // Coalesce bursts: one write per 100 ms at most.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        app.persist_now();
-    }
-}
-
-async fn timer_loop(app: Arc<App>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let now = app.now_ms();
-        let events = app.rooms.lock().expect("rooms lock").handle_timeout(now);
-        app.emit(events);
-    }
+/// Whether another thread holds `m` now.
+pub(crate) fn held<T>(m: &Mutex<T>) -> bool {
+    matches!(m.try_lock(), Err(std::sync::TryLockError::WouldBlock))
 }
 
 /// Resync on every (re)connection; dataplane events into stats and session bookkeeping.
@@ -486,7 +412,7 @@ async fn dataplane_loop(app: Arc<App>) {
             }
             ev = events.recv() => match ev {
                 Ok(Notification::StatsSnapshot(ws)) => {
-                    app.worker_stats.lock().expect("stats lock").insert(ws.worker, ws.counters);
+                    app.shard_stats.locked().insert(ws.shard, ws.counters);
                 }
                 Ok(Notification::SessionClosed { session, reason }) => {
                     tracing::debug!(%session, ?reason, "session closed by the dataplane");
@@ -500,26 +426,4 @@ async fn dataplane_loop(app: Arc<App>) {
             }
         }
     }
-}
-
-fn load_state(path: &std::path::Path) -> std::io::Result<RoomsState> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| std::io::Error::other(format!("state file {}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RoomsState::default()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Write to a temp file, then rename, so a crash never leaves half a file.
-fn save_state(path: &std::path::Path, state: &RoomsState) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(tmp, path)
 }

@@ -1,6 +1,7 @@
 //! Operations endpoints: Prometheus `/metrics`, `/healthz`, `/readyz`, and the static demo
 //! files at `/` (written by the browser client's author; served as they are).
 
+use crate::lock::Locked;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,14 +17,33 @@ use super::App;
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/", get(index))
         .route("/{*path}", get(static_file))
 }
 
+/// Fails when this daemon cannot take its own state locks within a second (finding #8): a
+/// wedged control plane is restarted by its supervisor instead of answering `ok`.
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        if app.state_locks_free() {
+            return "ok\n".into_response();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "state lock not available\n",
+            )
+                .into_response();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    if app.draining.load(Ordering::SeqCst) {
+    if app.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
     let media_ok = app.link.as_ref().is_none_or(|l| l.current().is_some());
@@ -36,16 +56,11 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut out = String::new();
     {
-        let rooms = app.rooms.lock().expect("rooms lock");
         let (mut n_rooms, mut n_parts, mut n_tracks) = (0, 0, 0);
-        for r in rooms.list() {
+        for r in app.registry.summaries().into_iter().filter_map(|s| s.room) {
             n_rooms += 1;
-            n_parts += r.participants.len();
-            n_tracks += r
-                .participants
-                .values()
-                .map(|p| p.tracks.len())
-                .sum::<usize>();
+            n_parts += r.participants;
+            n_tracks += r.tracks;
         }
         let _ = writeln!(out, "# HELP sluice_rooms Rooms on this node.\n# TYPE sluice_rooms gauge\nsluice_rooms {n_rooms}");
         let _ = writeln!(out, "# HELP sluice_participants Participants on this node.\n# TYPE sluice_participants gauge\nsluice_participants {n_parts}");
@@ -55,8 +70,16 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let up = app.link.as_ref().is_some_and(|l| l.current().is_some());
     let _ = writeln!(out, "# HELP sluice_dataplane_up Control socket connected.\n# TYPE sluice_dataplane_up gauge\nsluice_dataplane_up {}", u8::from(up));
     let _ = writeln!(out, "# HELP sluice_draining Node is draining.\n# TYPE sluice_draining gauge\nsluice_draining {}", u8::from(app.draining.load(Ordering::SeqCst)));
+    let (conns, sources) = app.connections.sizes();
+    let _ = writeln!(out, "# HELP sluice_http_connections Open HTTP/WebSocket connections.\n# TYPE sluice_http_connections gauge\nsluice_http_connections {conns}");
+    let _ = writeln!(out, "# HELP sluice_http_connection_sources Source IPs with an open connection.\n# TYPE sluice_http_connection_sources gauge\nsluice_http_connection_sources {sources}");
+    app.refusals.write_metrics(&mut out);
     app.hybrid_metrics(&mut out);
-    let stats = app.worker_stats.lock().expect("stats lock").clone();
+    app.events.metrics(&mut out);
+    if let Some(c) = &app.cluster {
+        c.render_metrics(&mut out);
+    }
+    let stats = app.shard_stats.locked().clone();
     if !stats.is_empty() {
         for (name, help) in [
             ("rx_packets", "Packets received"),
@@ -65,7 +88,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             ("tx_bytes", "Bytes sent"),
             ("loop_overruns", "Event-loop phase overruns"),
         ] {
-            let _ = writeln!(out, "# HELP sluice_worker_{name}_total {help} per worker.\n# TYPE sluice_worker_{name}_total counter");
+            let _ = writeln!(out, "# HELP sluice_worker_{name}_total {help} per shard (label worker).\n# TYPE sluice_worker_{name}_total counter");
             for (w, c) in &stats {
                 let v = match name {
                     "rx_packets" => c.rx_packets,
@@ -77,7 +100,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 let _ = writeln!(out, "sluice_worker_{name}_total{{worker=\"{w}\"}} {v}");
             }
         }
-        let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per worker and reason.\n# TYPE sluice_worker_dropped_total counter");
+        let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per shard (label worker) and reason.\n# TYPE sluice_worker_dropped_total counter");
         for (w, c) in &stats {
             // `pacer_*`, `lat_*`, `map_*`, `registry_*`, `dtls_failed`, `unsignaled_ssrc_*` and
             // the send events ride in the same map but are not drops (exported below).
@@ -99,7 +122,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             }
         }
         let pacer = |c: &sluice_proto::Counters, k: &str| c.dropped.get(k).copied().unwrap_or(0);
-        let _ = writeln!(out, "# HELP sluice_dtls_handshakes_failed_total DTLS handshakes that failed (alert sent where DTLS allows, reason logged), per worker.\n# TYPE sluice_dtls_handshakes_failed_total counter");
+        let _ = writeln!(out, "# HELP sluice_dtls_handshakes_failed_total DTLS handshakes that failed (alert sent where DTLS allows, reason logged), per shard (label worker).\n# TYPE sluice_dtls_handshakes_failed_total counter");
         for (w, c) in &stats {
             let n = pacer(c, "dtls_failed");
             let _ = writeln!(
@@ -107,7 +130,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 "sluice_dtls_handshakes_failed_total{{worker=\"{w}\"}} {n}"
             );
         }
-        let _ = writeln!(out, "# HELP sluice_unsignaled_ssrc_bound_total SSRCs the offer did not name, bound to a track by rid, mid or payload type (RFC 8843 9.2), per worker.\n# TYPE sluice_unsignaled_ssrc_bound_total counter");
+        let _ = writeln!(out, "# HELP sluice_unsignaled_ssrc_bound_total SSRCs the offer did not name, bound to a track by rid, mid or payload type (RFC 8843 9.2), per shard (label worker).\n# TYPE sluice_unsignaled_ssrc_bound_total counter");
         for (w, c) in &stats {
             for by in ["rid", "mid", "payload_type"] {
                 let n = pacer(c, &format!("unsignaled_ssrc_{by}"));
@@ -117,7 +140,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 );
             }
         }
-        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_seconds_total Time paced packets waited in the pacers, per worker.\n# TYPE sluice_pacer_queue_delay_seconds_total counter");
+        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_seconds_total Time paced packets waited in the pacers, per shard (label worker).\n# TYPE sluice_pacer_queue_delay_seconds_total counter");
         for (w, c) in &stats {
             let s = pacer(c, "pacer_delay_us_sum") as f64 / 1e6;
             let _ = writeln!(
@@ -125,7 +148,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 "sluice_pacer_queue_delay_seconds_total{{worker=\"{w}\"}} {s}"
             );
         }
-        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_packets_total Packets that left the pacers, per worker.\n# TYPE sluice_pacer_queue_delay_packets_total counter");
+        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_packets_total Packets that left the pacers, per shard (label worker).\n# TYPE sluice_pacer_queue_delay_packets_total counter");
         for (w, c) in &stats {
             let n = pacer(c, "pacer_packets");
             let _ = writeln!(
@@ -133,7 +156,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 "sluice_pacer_queue_delay_packets_total{{worker=\"{w}\"}} {n}"
             );
         }
-        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_max_seconds Largest pacer queueing delay since the worker started.\n# TYPE sluice_pacer_queue_delay_max_seconds gauge");
+        let _ = writeln!(out, "# HELP sluice_pacer_queue_delay_max_seconds Largest pacer queueing delay since the shard started.\n# TYPE sluice_pacer_queue_delay_max_seconds gauge");
         for (w, c) in &stats {
             let s = pacer(c, "pacer_delay_us_max") as f64 / 1e6;
             let _ = writeln!(
@@ -162,7 +185,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 );
             }
         }
-        let _ = writeln!(out, "# HELP sluice_worker_sessions Sessions per worker.\n# TYPE sluice_worker_sessions gauge");
+        let _ = writeln!(out, "# HELP sluice_worker_sessions Sessions per shard (label worker).\n# TYPE sluice_worker_sessions gauge");
         for (w, c) in &stats {
             let _ = writeln!(
                 out,

@@ -1,13 +1,14 @@
 //! One-shot media sessions without our WebSocket protocol: **WHIP** ingest (RFC 9725) at
 //! `/whip/{room}`, **WHEP** playback at `/whep/{room}`, and **sidecar** sessions at
 //! `/api/rooms/{room}/sessions` for an existing signaling server. Each joins a participant
-//! and answers its offer in one step ([`super::media::OneShot::Both`]); the resource id is
-//! the participant sid.
+//! and answers its offer in one step, planned and applied by the room's actor so that a
+//! refused offer leaves nothing behind (`media/oneshot.rs`). A WHIP/WHEP resource id is 128
+//! random bits, not the participant sid: only its own token or an admin token ends it, and no
+//! other participant can be ended through it (docs/security.md, finding #3).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -16,27 +17,26 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::api::{admin, body, typed, unknown_room};
+use super::api::{body, typed, unknown_room};
 use super::error::ApiError;
-use super::hybrid::JoinTicket;
-use super::media::OneShot;
+use super::media::Resource;
 use super::signal::verify_token;
 use super::App;
 use crate::auth::{Grants, Role};
+use crate::limits::Refusal;
 use crate::room::Join;
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/whip/{room}", post(whip_post))
         .route("/whep/{room}", post(whep_post))
-        .route(
-            "/whip/{room}/{id}",
-            delete(resource_delete).patch(resource_patch),
-        )
-        .route(
-            "/whep/{room}/{id}",
-            delete(resource_delete).patch(resource_patch),
-        )
+        .route("/whip/{room}/{id}", delete(whip_delete).patch(whip_patch))
+        .route("/whep/{room}/{id}", delete(whep_delete).patch(whep_patch))
+}
+
+/// The sidecar routes (admin only: the server's router checks the admin token first).
+pub(super) fn sidecar_routes() -> Router<Arc<App>> {
+    Router::new()
         .route("/api/rooms/{room}/sessions", post(sidecar_post))
         .route("/api/rooms/{room}/sessions/{id}", delete(sidecar_delete))
 }
@@ -45,7 +45,7 @@ async fn whip_post(
     State(app): State<Arc<App>>,
     Path(room): Path<String>,
     headers: HeaderMap,
-    offer: Bytes,
+    offer: Body,
 ) -> Result<Response, ApiError> {
     oneshot_post(&app, "whip", room, &headers, offer).await
 }
@@ -54,17 +54,17 @@ async fn whep_post(
     State(app): State<Arc<App>>,
     Path(room): Path<String>,
     headers: HeaderMap,
-    offer: Bytes,
+    offer: Body,
 ) -> Result<Response, ApiError> {
     oneshot_post(&app, "whep", room, &headers, offer).await
 }
 
 async fn oneshot_post(
     app: &Arc<App>,
-    kind: &str,
+    kind: &'static str,
     room: String,
     headers: &HeaderMap,
-    offer: Bytes,
+    offer: Body,
 ) -> Result<Response, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -76,7 +76,71 @@ async fn oneshot_post(
             "expected application/sdp",
         ));
     }
-    let token = headers
+    let token = bearer(headers)?;
+    let claims = verify_token(app, token, Some(&room)).inspect_err(|_| {
+        app.refusals.count(Refusal::Unauthenticated);
+    })?;
+    // The offer is read only now that the token checked out, and only up to the limit.
+    let max = app.limits.sdp_body_max_bytes;
+    if let Some(e) = super::guard::too_large(app, headers, max) {
+        return Err(e);
+    }
+    let offer = axum::body::to_bytes(offer, max).await.map_err(|_| {
+        app.refusals.count(Refusal::BodyTooLarge);
+        ApiError::new("too_large", format!("offer over {max} bytes")).with_field("sdp")
+    })?;
+    let offer = std::str::from_utf8(&offer).map_err(|_| ApiError::invalid("sdp", "not UTF-8"))?;
+    let resource = Resource {
+        id: random_id()?,
+        kind,
+    };
+    let id = resource.id.clone();
+    let (_, answer) = join_and_answer(
+        app,
+        &room,
+        Join::from_claims(&claims),
+        offer,
+        Some(resource),
+        app.is_dev_token(&claims),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        [
+            (
+                header::LOCATION,
+                format!("/{kind}/{}/{id}", percent_encode(&room)),
+            ),
+            (header::CONTENT_TYPE, "application/sdp".to_owned()),
+            (header::ETAG, format!("\"{id}\"")),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// 128 random bits as 32 hex digits.
+fn random_id() -> Result<String, ApiError> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| ApiError::new("unavailable", "system RNG failed"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// A path segment percent-encoded (RFC 3986: all but the unreserved characters).
+pub(crate) fn percent_encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
@@ -85,132 +149,91 @@ async fn oneshot_post(
         })
         .and_then(|v| {
             crate::auth::bearer(v).map_err(|e| ApiError::from(e).with_field("Authorization"))
-        })?;
-    let claims = verify_token(app, token, Some(&room))?;
-    let offer = std::str::from_utf8(&offer).map_err(|_| ApiError::invalid("sdp", "not UTF-8"))?;
-    let (sid, answer) = join_and_answer(app, &room, Join::from_claims(&claims), offer).await?;
-    Ok((
-        StatusCode::CREATED,
-        [
-            (header::CONTENT_TYPE, "application/sdp".to_owned()),
-            (header::LOCATION, format!("/{kind}/{room}/{sid}")),
-            (header::ETAG, format!("\"{sid}\"")),
-        ],
-        answer,
-    )
-        .into_response())
+        })
 }
 
-/// Joins `join` to `room` and answers `offer`; on a refused offer the join is undone.
+/// Joins `join` to `room` and answers `offer`, in the room's actor; a refused offer leaves no
+/// trace.
 async fn join_and_answer(
     app: &Arc<App>,
     room: &str,
     join: Join,
     offer: &str,
+    resource: Option<Resource>,
+    dev: bool,
 ) -> Result<(String, String), ApiError> {
-    if app.draining.load(Ordering::SeqCst) {
+    if app.is_draining() {
         return Err(ApiError::rejected("node is draining; join another node"));
     }
-    // WHIP/WHEP/sidecar clients cannot do P2P: they count as P2P-incapable participants, so an
-    // auto room moves to SFU for them (and a P2P-pinned room refuses them). A migration in
-    // progress cannot hold an HTTP request: retry.
-    let identity = join.identity.clone();
-    let key = (room.to_owned(), identity.clone());
-    match app.hybrid_join(&key, false)? {
-        JoinTicket::Admitted(actions) => app.run_actions(room, actions).await,
-        JoinTicket::Queued { .. } => {
-            app.hybrid_cancel_join(&key);
-            return Err(ApiError::rejected(
-                "the room is switching between p2p and sfu; retry in a few seconds",
-            )
-            .with_field("room"));
-        }
-    }
-    let now = app.now_ms();
-    let joined = app.rooms.lock().expect("rooms lock").join(room, join, now);
-    let events = match joined {
-        Ok(events) => events,
-        Err(e) => {
-            app.hybrid_leave(&key).await;
-            if app.rooms.lock().expect("rooms lock").room(room).is_none() {
-                app.forget_policy(room);
+    let offer = offer.to_owned();
+    app.in_room(room, move |ctx| {
+        Box::pin(async move {
+            if dev {
+                ctx.refuse_dev_takeover(&join.identity)?;
             }
-            return Err(e.into());
-        }
-    };
-    let sid = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .participant(room, &identity)
-        .map(|p| p.sid.clone())
-        .expect("just joined");
-    app.media_join(&key, &sid, false).await;
-    app.emit(events);
-    let answered = match app.hybrid_require_sfu(room, Some(&identity)).await {
-        Ok(()) => app.answer_offer(&key, offer, OneShot::Both).await,
-        Err(e) => Err(e),
-    };
-    match answered {
-        Ok((_, answer)) => Ok((sid, answer)),
-        Err(e) => {
-            let now = app.now_ms();
-            if let Ok(events) = app
-                .rooms
-                .lock()
-                .expect("rooms lock")
-                .leave(room, &identity, now)
-            {
-                app.emit(events);
-            }
-            app.media_leave(&key).await;
-            Err(e)
-        }
-    }
+            ctx.join_and_answer(join, &offer, resource).await
+        })
+    })
+    .await
 }
 
-/// The identity whose participant sid is `sid` in `room`.
-fn identity_of(app: &App, room: &str, sid: &str) -> Result<String, ApiError> {
-    let rooms = app.rooms.lock().expect("rooms lock");
-    let r = rooms.room(room).ok_or_else(|| unknown_room(room))?;
-    r.participants
-        .values()
-        .find(|p| p.sid == sid)
-        .map(|p| p.identity.clone())
-        .ok_or_else(|| ApiError::not_found(format!("session {sid:?} not found")).with_field("id"))
-}
-
-async fn end(app: &Arc<App>, room: &str, sid: &str) -> Result<(), ApiError> {
-    let identity = identity_of(app, room, sid)?;
-    let now = app.now_ms();
-    let events = app
-        .rooms
-        .lock()
-        .expect("rooms lock")
-        .leave(room, &identity, now)?;
-    app.emit(events);
-    app.media_leave(&(room.to_owned(), identity)).await;
-    Ok(())
-}
-
-async fn resource_delete(
+async fn whip_delete(
     State(app): State<Arc<App>>,
     Path((room, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    resource_auth(&app, &room, &headers)?;
-    end(&app, &room, &id).await?;
+    resource_delete(&app, "whip", room, id, &headers).await
+}
+
+async fn whep_delete(
+    State(app): State<Arc<App>>,
+    Path((room, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    resource_delete(&app, "whep", room, id, &headers).await
+}
+
+async fn whip_patch(
+    State(app): State<Arc<App>>,
+    Path((room, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    resource_patch(&app, "whip", room, id, &headers).await
+}
+
+async fn whep_patch(
+    State(app): State<Arc<App>>,
+    Path((room, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    resource_patch(&app, "whep", room, id, &headers).await
+}
+
+async fn resource_delete(
+    app: &Arc<App>,
+    kind: &'static str,
+    room: String,
+    id: String,
+    headers: &HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let owner = resource_auth(app, &room, headers)?;
+    app.in_existing_room(&room, move |ctx| {
+        Box::pin(async move { ctx.end_resource(kind, &id, owner.as_deref()).await })
+    })
+    .await?;
     Ok(StatusCode::OK)
 }
 
 /// Trickle/ICE restart fragments (RFC 9725 §4.3): the ICE-lite server learns addresses from
 /// connectivity checks, so candidates are accepted and not needed.
 async fn resource_patch(
-    State(app): State<Arc<App>>,
-    Path((room, id)): Path<(String, String)>,
-    headers: HeaderMap,
+    app: &Arc<App>,
+    kind: &'static str,
+    room: String,
+    id: String,
+    headers: &HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    resource_auth(&app, &room, &headers)?;
+    let owner = resource_auth(app, &room, headers)?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -221,23 +244,22 @@ async fn resource_patch(
             "expected application/trickle-ice-sdpfrag",
         ));
     }
-    identity_of(&app, &room, &id)?;
+    app.in_existing_room(&room, move |ctx| {
+        Box::pin(async move { ctx.resource_owner(kind, &id, owner.as_deref()).map(drop) })
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn resource_auth(app: &App, room: &str, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::unauthorized("missing Authorization").with_field("Authorization"))
-        .and_then(|v| {
-            crate::auth::bearer(v).map_err(|e| ApiError::from(e).with_field("Authorization"))
-        })?;
-    // The access token of the session or an admin token.
+/// The identity whose resources the token may act on; `None` for an admin token (any).
+fn resource_auth(app: &App, room: &str, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let token = bearer(headers)?;
     if crate::auth::verify_admin(token, &app.keyring, std::time::SystemTime::now()).is_ok() {
-        return Ok(());
+        return Ok(None);
     }
-    verify_token(app, token, Some(room)).map(|_| ())
+    verify_token(app, token, Some(room))
+        .map(|c| Some(c.sub))
+        .inspect_err(|_| app.refusals.count(Refusal::Unauthenticated))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -255,11 +277,9 @@ struct SidecarBody {
 
 async fn sidecar_post(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Path(room): Path<String>,
     json: Result<Json<Value>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    admin(&app, &headers)?;
     let v = body(json)?;
     for (f, want) in [
         ("identity", "string"),
@@ -287,8 +307,12 @@ async fn sidecar_post(
             e
         }
     })?;
-    if app.rooms.lock().expect("rooms lock").room(&room).is_none()
-        && !app.rooms.lock().expect("rooms lock").config().auto_create
+    if !app.rooms_config.auto_create
+        && app
+            .registry
+            .summaries()
+            .iter()
+            .all(|s| s.room.as_ref().is_none_or(|r| r.name != room))
     {
         return Err(unknown_room(&room));
     }
@@ -300,12 +324,12 @@ async fn sidecar_post(
         role,
         grants: b.grants.unwrap_or_else(|| Grants::for_role(role)),
     };
-    let (sid, answer) = join_and_answer(&app, &room, join, &b.sdp).await?;
+    let (sid, answer) = join_and_answer(&app, &room, join, &b.sdp, None, false).await?;
     Ok((
         StatusCode::CREATED,
         [(
             header::LOCATION,
-            format!("/api/rooms/{room}/sessions/{sid}"),
+            format!("/api/rooms/{}/sessions/{sid}", percent_encode(&room)),
         )],
         Json(json!({"session_id": sid, "sdp": answer})),
     ))
@@ -313,10 +337,12 @@ async fn sidecar_post(
 
 async fn sidecar_delete(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Path((room, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    admin(&app, &headers)?;
-    end(&app, &room, &id).await?;
+    let sid = id.clone();
+    app.in_existing_room(&room, move |ctx| {
+        Box::pin(async move { ctx.end_oneshot(&sid).await })
+    })
+    .await?;
     Ok(Json(json!({"ended": id})))
 }

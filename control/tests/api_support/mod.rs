@@ -28,12 +28,18 @@ pub async fn start_with(f: impl FnOnce(&mut ServerOptions)) -> Server {
         rooms: RoomsConfig::default(),
         state_file: None,
         webhooks: Vec::new(),
+        webhook_secret: None,
+        webhook_ca_file: None,
+        webhook: Default::default(),
+        sse: Default::default(),
         static_dir: None,
         dataplane_socket: None,
         drain_deadline: Duration::from_secs(60),
         dev_tokens: false,
         hybrid: Default::default(),
         turn: None,
+        limits: Default::default(),
+        cluster: None,
     };
     f(&mut opts);
     Server::start(opts).await.expect("server starts")
@@ -57,6 +63,11 @@ pub fn admin() -> String {
             iat: n,
         },
     )
+}
+
+/// `Authorization` header value for `t`.
+pub fn auth_header(t: &str) -> String {
+    format!("Bearer {t}")
 }
 
 pub fn token(room: &str, identity: &str, role: Role) -> String {
@@ -107,7 +118,7 @@ pub async fn http_raw(
 ) -> (u16, String, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {

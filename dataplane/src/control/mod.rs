@@ -21,8 +21,8 @@ use std::time::Duration;
 use crate::proto::{
     AddTrack, Candidate, CandidateProtocol, Command, ControlConn, CreateSession, ErrorBody,
     ErrorCode, Hello, Message, Notification, PriorityTarget, ReplyOk, Role, SessionId, SessionInfo,
-    SessionState, Subscribe, SubscriptionId, SubscriptionInfo, TrackId, TrackInfo, TransportMode,
-    WorkerStats, MAX_LAYER_INDEX, PROTOCOL_VERSION,
+    SessionState, ShardStats, Subscribe, SubscriptionId, SubscriptionInfo, TrackId, TrackInfo,
+    TransportMode, MAX_LAYER_INDEX, PROTOCOL_VERSION,
 };
 use crate::shard::msg::{ShardCmd, ShardMsg};
 use crate::shard::registry::SharedRegistry;
@@ -124,7 +124,7 @@ pub struct ControlThread {
     subs: BTreeMap<SubscriptionId, SubRec>,
     outstanding: HashMap<u64, Outstanding>,
     next_token: u64,
-    latest_stats: Vec<WorkerStats>,
+    latest_stats: Vec<ShardStats>,
     next_worker: usize,
 }
 
@@ -142,9 +142,9 @@ impl ControlThread {
             outstanding: HashMap::new(),
             next_token: 1,
             latest_stats: (0..workers)
-                .map(|w| WorkerStats {
-                    worker: w as u16,
-                    ..WorkerStats::default()
+                .map(|w| ShardStats {
+                    shard: w as u16,
+                    ..ShardStats::default()
                 })
                 .collect(),
             next_worker: 0,
@@ -214,7 +214,7 @@ impl ControlThread {
                     version: PROTOCOL_VERSION,
                     role: Role::Dataplane,
                     instance: self.ctx.instance.clone(),
-                    workers: self.ctx.inboxes.len() as u16,
+                    shards: self.ctx.inboxes.len() as u16,
                     media_addrs: self.media_addrs(),
                     fingerprint: Some(self.ctx.fingerprint.clone()),
                 };
@@ -379,7 +379,7 @@ impl ControlThread {
                         },
                         Ok(_),
                     ) => Ok(ReplyOk::SessionCreated {
-                        worker,
+                        shard: worker,
                         local_candidates: candidates,
                     }),
                     (OnReply::Created { session, .. }, Err(e)) => {
@@ -406,7 +406,7 @@ impl ControlThread {
                 self.notify(n);
             }
             ShardMsg::Stats(s) => {
-                if let Some(slot) = self.latest_stats.get_mut(usize::from(s.worker)) {
+                if let Some(slot) = self.latest_stats.get_mut(usize::from(s.shard)) {
                     *slot = s.clone();
                 }
                 self.notify(Notification::StatsSnapshot(s));
@@ -507,7 +507,7 @@ impl ControlThread {
     fn list_sessions(&self, after: Option<SessionId>) -> ReplyOk {
         let (sessions, next) = page(&self.sessions, after, |s| SessionInfo {
             spec: s.spec.clone(),
-            worker: s.worker.unwrap_or(u16::MAX),
+            shard: s.worker.unwrap_or(u16::MAX),
             state: s.state,
         });
         ReplyOk::Sessions { sessions, next }

@@ -29,7 +29,7 @@ impl ControlThread {
                     self.send_to(w as u16, ShardCmd::Stats);
                 }
                 Ok(Some(ReplyOk::Stats {
-                    workers: self.latest_stats.clone(),
+                    shards: self.latest_stats.clone(),
                 }))
             }
             Command::ListSessions { after } => Ok(Some(self.list_sessions(after))),
@@ -116,7 +116,7 @@ impl ControlThread {
             return Err(rejected(format!("{} exists", spec.session)));
         }
         let workers = self.ctx.inboxes.len();
-        if let Some(h) = spec.worker_hint.filter(|&h| usize::from(h) >= workers) {
+        if let Some(h) = spec.shard_hint.filter(|&h| usize::from(h) >= workers) {
             return Err(ErrorBody::new(
                 ErrorCode::Invalid,
                 format!("worker {h} does not exist (0..{workers})"),
@@ -144,7 +144,7 @@ impl ControlThread {
         let session = spec.session;
         if webrtc && !self.ctx.port_per_worker {
             // Shared port: the session lives where its first STUN binding lands.
-            let worker = spec.worker_hint.unwrap_or(0);
+            let worker = spec.shard_hint.unwrap_or(0);
             self.ctx.registry.lock().add_pending(spec.clone());
             self.sessions.insert(
                 session,
@@ -155,12 +155,12 @@ impl ControlThread {
                 },
             );
             return Ok(Some(ReplyOk::SessionCreated {
-                worker,
+                shard: worker,
                 local_candidates: self.candidates(None),
             }));
         }
         // Placed now: a port per worker, or plain RTP (whose peer may never send first).
-        let worker = match spec.worker_hint {
+        let worker = match spec.shard_hint {
             Some(h) => h,
             None => {
                 let w = self.next_worker % workers;

@@ -136,7 +136,7 @@ mod tests {
             },
             remote_fingerprint: None,
             dtls_role: DtlsRole::Server,
-            worker_hint: None,
+            shard_hint: None,
             mode,
             data: None,
             quality: Quality {

@@ -43,7 +43,7 @@ impl Shard {
             ShardCmd::Create { req, spec } => {
                 let worker = self.index as u16;
                 let r = self.create(now, spec).map(|_| ReplyOk::SessionCreated {
-                    worker,
+                    shard: worker,
                     local_candidates: Vec::new(),
                 });
                 (req, r)

@@ -8,7 +8,7 @@ use rtp_core::pacer::{PacerStats, DELAY_BUCKETS};
 use rtp_core::session::{SessionError, SsrcBinding};
 use rtp_core::srtp::SrtpError;
 
-use crate::proto::{pacer_delay_key, Counters, WorkerStats};
+use crate::proto::{pacer_delay_key, Counters, ShardStats};
 use crate::sys::IoStats;
 
 /// Why a shard dropped a datagram or a forwarded copy.
@@ -277,7 +277,7 @@ impl ShardCounters {
         io: &IoStats,
         pacer: &PacerTotals,
         extra: impl Iterator<Item = (String, u64)>,
-    ) -> WorkerStats {
+    ) -> ShardStats {
         let mut dropped = BTreeMap::new();
         for why in Drop::ALL {
             let n = self.dropped(why);
@@ -319,8 +319,8 @@ impl ShardCounters {
         pacer_total.merge(pacer);
         dropped.extend(pacer_total.entries());
         dropped.extend(extra);
-        WorkerStats {
-            worker,
+        ShardStats {
+            shard: worker,
             counters: Counters {
                 rx_packets: self.rx_packets,
                 tx_packets: self.tx_packets,

@@ -6,7 +6,7 @@ use std::sync::mpsc::{Sender, SyncSender};
 
 use crate::proto::{
     AddTrack, Command, CreateSession, ErrorBody, MediaKind, Notification, ReplyOk, SessionId,
-    Subscribe, TrackId, WorkerStats,
+    ShardStats, Subscribe, TrackId,
 };
 
 /// Control thread → shard (bounded channel + the shard's `Waker`).
@@ -55,7 +55,7 @@ pub enum ShardMsg {
         shard: u16,
     },
     Event(Notification),
-    Stats(WorkerStats),
+    Stats(ShardStats),
 }
 
 /// A shard's two ways to the control thread. Replies, claims and a session's life-cycle events

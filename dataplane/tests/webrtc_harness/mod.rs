@@ -13,8 +13,8 @@ use sluice_dataplane::sys::{affinity, capabilities};
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
 use sluice_proto::{
     AddTrack, Codec, Command, ControlClient, CreateSession, DataSpec, DtlsRole, ExtIds, Hello,
-    IceParams, Layer, MediaKind, Quality, ReplyOk, SessionId, SessionState, Source, Subscribe,
-    SubscriptionId, TrackId, TransportMode, WorkerStats,
+    IceParams, Layer, MediaKind, Quality, ReplyOk, SessionId, SessionState, ShardStats, Source,
+    Subscribe, SubscriptionId, TrackId, TransportMode,
 };
 
 pub const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -85,7 +85,7 @@ impl Rig {
         let dp = Dataplane::start(cfg).expect("dataplane starts");
         let mut ctl = ControlClient::connect(dp.control_socket()).expect("connect");
         let hello = ctl.hello(Hello::control("test")).expect("hello");
-        assert_eq!(hello.workers, 2);
+        assert_eq!(hello.shards, 2);
         let fingerprint = hello.fingerprint.expect("dataplane fingerprint");
         Self {
             dp: Some(dp),
@@ -166,7 +166,7 @@ impl Rig {
                 panic!("not a session list");
             };
             if let Some(s) = sessions.iter().find(|s| s.spec.session == id) {
-                return (s.worker, s.state);
+                return (s.shard, s.state);
             }
             match next {
                 Some(n) => after = Some(n),
@@ -237,14 +237,14 @@ impl Rig {
     }
 
     /// The latest counters of every worker (`Stats`), after a fresh snapshot interval.
-    pub fn worker_stats(&mut self) -> Vec<WorkerStats> {
+    pub fn worker_stats(&mut self) -> Vec<ShardStats> {
         // Snapshots arrive every 50 ms; let one pass so the numbers include recent traffic.
         let until = Instant::now() + Duration::from_millis(120);
         while Instant::now() < until {
             let _ = self.ctl.next_event(Duration::from_millis(20));
         }
         match self.ctl.request(Command::Stats {}).expect("stats") {
-            ReplyOk::Stats { workers } => workers,
+            ReplyOk::Stats { shards } => shards,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -267,7 +267,7 @@ pub fn webrtc_session(id: SessionId, server: &IceCreds, peer_fingerprint: &str) 
         },
         remote_fingerprint: Some(peer_fingerprint.to_string()),
         dtls_role: DtlsRole::Server,
-        worker_hint: None,
+        shard_hint: None,
         mode: TransportMode::Webrtc {},
         data: None,
         quality: Quality {

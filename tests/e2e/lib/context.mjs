@@ -126,5 +126,7 @@ export class Context {
     for (const p of this.pages) await p.close().catch(() => {});
     for (const b of this.browsers.values()) await b.close().catch(() => {});
     if (this.server) await this.server.stop();
+    // What a scenario started beside the server (a cluster's redis-server), stopped last.
+    if (this.afterClose) await this.afterClose();
   }
 }

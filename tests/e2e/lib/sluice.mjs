@@ -45,7 +45,7 @@ export function freeUdpPort() {
  * `/healthz` answers.
  * Returns `{origin, mediaAddr, token(room, identity, role), stop(), logs}`.
  */
-export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bin = SLUICE_BIN } = {}) {
+export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bin = SLUICE_BIN, cluster = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
   const http = await freeTcpPort();
   const media = await freeUdpPort();
@@ -56,6 +56,8 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
       '[control]',
       `http = "127.0.0.1:${http}"`,
       `state_file = "${join(dir, 'state.json')}"`,
+      // A cluster's nodes share API keys: a token minted for one verifies on every node.
+      ...(cluster?.apiSecret ? [`api_keys = { cluster = "${cluster.apiSecret}" }`] : []),
       '',
       '[dataplane]',
       // `sluice up`'s default unless SLUICE_E2E_WORKERS says otherwise: one worker per core (issue
@@ -66,6 +68,17 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
       `control_socket = "${join(dir, 'dataplane.sock')}"`,
       'stats_interval_ms = 1000',
       '',
+      // `cluster`: {redis, nodeId, leaseMs?}: one node of a cluster (lib/cluster.mjs).
+      ...(cluster
+        ? [
+            '[cluster]',
+            `redis = "${cluster.redis}"`,
+            `node_id = "${cluster.nodeId}"`,
+            `advertise = "http://127.0.0.1:${http}"`,
+            `lease_ms = ${cluster.leaseMs ?? 3000}`,
+            '',
+          ]
+        : []),
     ].join('\n'),
   );
   const logs = [];
@@ -160,6 +173,18 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
       const q = new URLSearchParams({ token: await this.token(room, identity, role), auto: '1', name: identity });
       for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null) q.set(k, String(v));
       return `${origin}/?${q}`;
+    },
+    /** `kill -9` the node: the control daemon and its dataplane (a node dying). */
+    killNode() {
+      if (!exited) child.kill('SIGKILL');
+      spawnSync('pkill', ['-KILL', '-f', `sluice-dataplane --config ${config}`]);
+    },
+    /** Sends `sig` to the control daemon only (`SIGSTOP`/`SIGCONT`: a frozen node). */
+    signal(sig) {
+      if (!exited) child.kill(sig);
+    },
+        get exited() {
+      return exited;
     },
     async stop() {
       if (!exited) {

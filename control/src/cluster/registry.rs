@@ -1,0 +1,197 @@
+//! The node registry: this node's lease (register, renew every `lease_ms / 3`, fence when it
+//! is lost) and the sweep of other nodes' expired leases. See `scripts.rs` for the keys.
+
+use crate::lock::Locked;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{new_boot_id, Cluster, MAX_FIELD, ROOM_TTL_S};
+
+/// Expired nodes handled per sweep, and rooms un-homed per node per sweep.
+const SWEEP_NODES: usize = 16;
+const SWEEP_ROOMS: usize = 1000;
+
+/// A live node as the registry has it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeInfo {
+    pub id: String,
+    /// Redis-clock ms.
+    pub lease_expires_ms: u64,
+    pub boot: String,
+    pub region: String,
+    pub advertise: String,
+    pub internal: String,
+    pub capacity: u64,
+    /// Participants on the node at its last renewal.
+    pub load: u64,
+    /// `serving` or `draining`.
+    pub state: String,
+    /// Placements of the last few seconds not yet in `load`.
+    pub reservations: u64,
+    /// Rooms homed on the node.
+    pub rooms: u64,
+}
+
+/// The live-nodes script's answer; malformed or oversized entries are skipped.
+pub(super) fn parse_nodes(v: redis::Value) -> Vec<NodeInfo> {
+    let redis::Value::Array(items) = v else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .skip(1)
+        .take(super::MAX_NODES)
+        .filter_map(|item| {
+            let f: Vec<String> = redis::from_redis_value(item).ok()?;
+            if f.len() != 11 || f.iter().any(|s| s.len() > MAX_FIELD) {
+                return None;
+            }
+            let num = |s: &str| s.parse::<f64>().ok().map(|x| x.max(0.0) as u64);
+            Some(NodeInfo {
+                id: f[0].clone(),
+                lease_expires_ms: num(&f[1])?,
+                boot: f[2].clone(),
+                region: f[3].clone(),
+                advertise: f[4].clone(),
+                internal: f[5].clone(),
+                capacity: num(&f[6])?,
+                load: num(&f[7])?,
+                state: f[8].clone(),
+                reservations: num(&f[9])?,
+                rooms: num(&f[10])?,
+            })
+        })
+        .collect()
+}
+
+impl Cluster {
+    /// Registers, then renews and sweeps forever. `on_fence` runs when the lease was lost
+    /// (after the homes are forgotten, before registering again): the server closes what it
+    /// hosts there.
+    pub async fn run(self: Arc<Self>, on_fence: impl Fn() + Send + Sync + 'static) {
+        let period = Duration::from_millis(self.config.lease_ms / 3);
+        let mut registered = false;
+        while !self.is_stopped() {
+            let started = Instant::now();
+            let was = registered;
+            registered = self.beat(registered, &on_fence).await;
+            if was && !registered {
+                continue; // fenced: register again now
+            }
+            tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
+        }
+    }
+
+    /// One step of [`Cluster::run`]: register (`registered == false`) or renew, then sweep.
+    /// Returns whether the node is registered afterwards (`false` after fencing).
+    pub async fn beat(&self, registered: bool, on_fence: &(dyn Fn() + Send + Sync)) -> bool {
+        let started = Instant::now();
+        match self.heartbeat(registered).await {
+            Ok(1) => {
+                if !registered {
+                    tracing::info!(node = %self.config.node_id, boot = %self.boot(), "cluster: registered");
+                }
+                self.serving.store(true, Ordering::SeqCst);
+                self.fenced.store(false, Ordering::SeqCst);
+                self.renew_warned.store(false, Ordering::Relaxed);
+                self.metrics
+                    .lease_renew_us
+                    .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+            Ok(-1) => {
+                tracing::error!(node = %self.config.node_id, "cluster: lease lost; fencing: forgetting homes, clients told to reconnect");
+                self.fence();
+                on_fence();
+                return false;
+            }
+            Ok(_) => {
+                tracing::error!(node = %self.config.node_id, "cluster: node id held by a live node of another boot; waiting for its lease to end");
+                return false;
+            }
+            Err(e) => {
+                self.metrics
+                    .lease_renew_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                if !self.renew_warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "cluster: lease renewal failed (calls continue; placement answers 503)");
+                }
+                return registered;
+            }
+        }
+        self.sweep().await;
+        true
+    }
+
+    fn fence(&self) {
+        self.fenced.store(true, Ordering::SeqCst);
+        self.serving.store(false, Ordering::SeqCst);
+        self.homes.locked().clear();
+        *self.boot.locked() = new_boot_id();
+        self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `1` ok, `-1` lease lost, `-2` id held by another live boot.
+    async fn heartbeat(&self, registered: bool) -> Result<i64, super::ClusterError> {
+        let mut con = self.connection();
+        let c = &self.config;
+        let state = if self.draining.load(Ordering::SeqCst) {
+            "draining"
+        } else {
+            "serving"
+        };
+        let (r, _now): (i64, i64) = self
+            .scripts
+            .heartbeat
+            .key("sl:nodes")
+            .key(format!("sl:node:{}", c.node_id))
+            .arg(&c.node_id)
+            .arg(self.boot())
+            .arg(c.lease_ms)
+            .arg(if registered { "renew" } else { "register" })
+            .arg(&c.region)
+            .arg(&c.advertise)
+            .arg(&c.internal)
+            .arg(c.capacity)
+            .arg(self.load.load(Ordering::Relaxed))
+            .arg(state)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(r)
+    }
+
+    /// Un-homes the rooms of expired nodes; refreshes the node gauge.
+    async fn sweep(&self) {
+        let mut con = self.connection();
+        let swept: Result<(i64, Vec<String>, Vec<String>), _> = self
+            .scripts
+            .sweep
+            .key("sl:nodes")
+            .arg(SWEEP_NODES)
+            .arg(SWEEP_ROOMS)
+            .arg(ROOM_TTL_S)
+            .invoke_async(&mut con)
+            .await;
+        match swept {
+            Ok((_, dead, rooms)) => {
+                if !dead.is_empty() {
+                    tracing::warn!(nodes = ?dead, rooms = rooms.len(), "cluster: expired nodes swept; their rooms are placed again at their next join");
+                }
+                self.metrics
+                    .rooms_unhomed
+                    .fetch_add(rooms.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let _ = self.err(e);
+            }
+        }
+        if let Ok(nodes) = self.live_nodes().await {
+            self.metrics
+                .nodes
+                .store(nodes.len() as u64, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Media orchestration of one room, run by the room's actor: turns offers and answers into
+//! dataplane commands, and keeps the control-side record of every session, track and
+//! subscription (the source of truth for a resync, `docs/control-socket.md` "Disconnect and
+//! resync").
+//!
+//! Each participant has up to two PeerConnections (docs/protocol.md explains why): the
+//! *publisher* (client offers; [`publish`]) and the *subscriber* (we offer, the client answers;
+//! [`subscribe`]). WHIP, WHEP and sidecar sessions answer both directions in one offer
+//! ([`oneshot`]). [`resync`] makes the dataplane hold what we hold after it reconnects, adopts
+//! calls that outlived a control restart and cleans up after leaves; [`translate`] is where SDP
+//! and auth types meet the control-socket vocabulary.
+
+mod layers;
+mod oneshot;
+mod publish;
+pub(crate) mod resync;
+mod subscribe;
+mod translate;
+
+use crate::lock::Locked;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use sluice_proto::{
+    AddTrack, Candidate, Command, CreateSession, MediaKind, Quality, ReplyOk, SessionId, Subscribe,
+    SubscriptionId, TrackId,
+};
+
+use super::actor::RoomCtx;
+use super::error::ApiError;
+use super::App;
+use crate::link::LinkError;
+use crate::sdp::{Fingerprint, LocalParams, NegotiatedCodec};
+
+pub(crate) use layers::LayerCap;
+pub(crate) use publish::OneShot;
+
+/// All media state of one room.
+#[derive(Debug, Default)]
+pub(crate) struct Media {
+    /// Participants' media by identity.
+    pub(crate) peers: HashMap<String, Peer>,
+    /// Published tracks by room track sid (`TR_n`).
+    pub(crate) tracks: BTreeMap<String, MTrack>,
+    /// What the dataplane should hold, by id (for resync).
+    pub(crate) sessions: BTreeMap<SessionId, CreateSession>,
+    pub(crate) dp_tracks: BTreeMap<TrackId, AddTrack>,
+    pub(crate) subs: BTreeMap<SubscriptionId, Subscribe>,
+}
+
+impl Media {
+    /// No participant media and nothing in the dataplane.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.peers.is_empty() && self.sessions.is_empty() && self.tracks.is_empty()
+    }
+}
+
+/// One participant's media.
+#[derive(Debug, Default)]
+pub(crate) struct Peer {
+    pub(crate) participant_sid: String,
+    /// Gets `offer {pc: "subscriber"}` messages (a WebSocket client).
+    pub(crate) signaling: bool,
+    pub(crate) publisher: Option<Pc>,
+    pub(crate) subscriber: Option<subscribe::SubPc>,
+    /// `publish` requests waiting for the offer that carries them.
+    pub(crate) pending: Vec<PendingTrack>,
+    /// Publisher mid → track sid.
+    pub(crate) pub_mids: BTreeMap<String, String>,
+    /// Tracks the client turned off with `subscribe {subscribe: false}`.
+    pub(crate) unsubscribed: BTreeSet<String>,
+    /// `layer` requests by track sid. Kept here because a client asks as soon as its `ontrack`
+    /// fires, before its answer creates the subscription.
+    pub(crate) layer_caps: BTreeMap<String, LayerCap>,
+    /// One-shot sessions (WHEP/sidecar) own their subscriptions directly.
+    pub(crate) oneshot_subs: Vec<SubscriptionId>,
+    /// A WHIP/WHEP session's resource: its random id (the URL's last segment) and which
+    /// endpoint made it. Only such a participant can be ended through `/whip|whep/{room}/{id}`.
+    pub(crate) resource: Option<Resource>,
+}
+
+/// A WHIP or WHEP resource (docs/security.md, finding #3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resource {
+    /// 128 random bits, hex.
+    pub(crate) id: String,
+    /// `whip` or `whep`.
+    pub(crate) kind: &'static str,
+}
+
+/// A `publish` request waiting for the publisher offer that carries its track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PendingTrack {
+    /// The client's id for the track (echoed in `track_published`).
+    pub(crate) cid: String,
+    /// The room track sid it was given.
+    pub(crate) sid: String,
+    pub(crate) kind: MediaKind,
+}
+
+/// A client-offered PeerConnection (the WS publisher, or a one-shot session).
+#[derive(Debug, Clone)]
+pub(crate) struct Pc {
+    pub(crate) session: SessionId,
+    /// What the dataplane answered `CreateSession` with: the session's own host candidates.
+    pub(crate) candidates: Vec<Candidate>,
+    pub(crate) ufrag: String,
+    pub(crate) pwd: String,
+    pub(crate) remote_ufrag: String,
+}
+
+/// A published track.
+#[derive(Debug, Clone)]
+pub(crate) struct MTrack {
+    pub(crate) owner: String,
+    pub(crate) owner_sid: String,
+    pub(crate) dp: TrackId,
+    pub(crate) kind: MediaKind,
+    pub(crate) codec: NegotiatedCodec,
+}
+
+impl App {
+    /// One dataplane request.
+    pub(crate) async fn dp(&self, command: Command) -> Result<ReplyOk, ApiError> {
+        let link = self
+            .link
+            .as_ref()
+            .ok_or_else(|| ApiError::from(LinkError::Unavailable))?;
+        Ok(link.request(command).await?)
+    }
+
+    /// A fresh id for a dataplane object (sessions, tracks, subscriptions share one counter).
+    pub(crate) fn next_dp_id(&self) -> u64 {
+        self.dp_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+}
+
+impl RoomCtx {
+    /// Our side of a session's SDP: the dataplane's DTLS fingerprint and the candidates it gave
+    /// the session, or `rejected: dataplane unavailable`.
+    pub(crate) fn local_params(
+        &self,
+        ufrag: &str,
+        pwd: &str,
+        candidates: &[Candidate],
+    ) -> Result<LocalParams, ApiError> {
+        let conn = self
+            .app
+            .link
+            .as_ref()
+            .and_then(|l| l.current())
+            .ok_or_else(|| ApiError::from(LinkError::Unavailable))?;
+        let fp = conn
+            .hello
+            .fingerprint
+            .as_deref()
+            // "<hash> <hex>"; the last token is the value, so a doubled hash prefix from the
+            // dataplane ("sha-256 sha-256 AB:..") still yields a valid a=fingerprint.
+            .and_then(|f| {
+                let mut tokens = f.split_whitespace();
+                let hash = tokens.next()?;
+                let value = tokens.last()?;
+                Some(Fingerprint {
+                    hash: hash.to_ascii_lowercase(),
+                    value: value.to_owned(),
+                })
+            })
+            .ok_or_else(|| ApiError::rejected("dataplane announced no DTLS fingerprint"))?;
+        let candidates = translate::sdp_candidates(candidates, self.app.http_ip);
+        Ok(LocalParams::new(
+            ufrag,
+            pwd,
+            fp,
+            candidates,
+            u64::from(random_u32()),
+        ))
+    }
+
+    /// `CreateSession`, recorded: the shard it landed on and its candidates.
+    pub(crate) async fn create_session(
+        &mut self,
+        spec: CreateSession,
+    ) -> Result<(u16, Vec<Candidate>), ApiError> {
+        let id = spec.session;
+        match self.app.dp(Command::CreateSession(spec.clone())).await? {
+            ReplyOk::SessionCreated {
+                shard,
+                local_candidates,
+            } => {
+                self.track_session(id, spec);
+                Ok((shard, local_candidates))
+            }
+            other => Err(ApiError::new(
+                "internal",
+                format!("dataplane answered create_session with {other:?}"),
+            )),
+        }
+    }
+
+    /// Records a session as this room's (for resync and for its `session_closed`).
+    pub(crate) fn track_session(&mut self, id: SessionId, spec: CreateSession) {
+        self.media.sessions.insert(id, spec);
+        self.app
+            .session_rooms
+            .locked()
+            .insert(id, self.name.clone());
+    }
+
+    /// Forgets a session of this room (closed, or gone from the dataplane).
+    pub(crate) fn forget_session(&mut self, id: SessionId) -> Option<CreateSession> {
+        self.app.session_rooms.locked().remove(&id);
+        self.media.sessions.remove(&id)
+    }
+
+    /// The quality tier of `identity`'s role.
+    pub(crate) fn participant_tier(&self, identity: &str) -> Quality {
+        let role = self
+            .rooms
+            .participant(&self.name, identity)
+            .map_or(crate::auth::Role::Viewer, |p| p.role);
+        let tier = self.rooms.tier(role);
+        Quality {
+            max_bitrate_bps: tier.max_bitrate_bps,
+            priority: tier.priority,
+        }
+    }
+
+    /// Registers a participant's media record (on join); a replaced one's sessions close.
+    pub(crate) async fn media_join(
+        &mut self,
+        identity: &str,
+        participant_sid: &str,
+        signaling: bool,
+    ) {
+        let old = self.media.peers.insert(
+            identity.to_owned(),
+            Peer {
+                participant_sid: participant_sid.to_owned(),
+                signaling,
+                ..Peer::default()
+            },
+        );
+        if let Some(old) = old {
+            self.close_peer_sessions(old).await;
+        }
+    }
+
+    /// A `publish` request was accepted: remember it for the next publisher offer.
+    pub(crate) fn media_pending(&mut self, identity: &str, pending: PendingTrack) {
+        if let Some(p) = self.media.peers.get_mut(identity) {
+            p.pending.push(pending);
+        }
+    }
+
+    /// Mute or unmute a published track in the dataplane.
+    pub(crate) async fn set_track_muted(&mut self, track_sid: &str, muted: bool) {
+        if let Some(track) = self.media.tracks.get(track_sid).map(|t| t.dp) {
+            if let Err(e) = self.app.dp(Command::SetMuted { track, muted }).await {
+                tracing::warn!(track_sid, error = %e, "set_muted failed");
+            }
+        }
+    }
+
+    /// Dataplane sessions the room's participants hold now.
+    pub(crate) fn dataplane_sessions(&self) -> usize {
+        self.media
+            .peers
+            .values()
+            .map(|p| {
+                usize::from(p.publisher.is_some())
+                    + usize::from(p.subscriber.as_ref().is_some_and(|s| s.session.is_some()))
+            })
+            .sum()
+    }
+}
+
+/// Fresh ICE credentials: 8 and 24 characters from the ice-char alphabet (RFC 8839 §5.4).
+pub(crate) fn ice_creds() -> (String, String) {
+    (random_string(8), random_string(24))
+}
+
+pub(crate) fn random_string(n: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut bytes).expect("system RNG");
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+pub(crate) fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    aws_lc_rs::rand::fill(&mut b).expect("system RNG");
+    u32::from_be_bytes(b).max(1)
+}

@@ -1,0 +1,588 @@
+//! Answering a client's offer — the WebSocket publisher PeerConnection, or a one-shot
+//! WHIP/WHEP/sidecar session — as **plan, then apply**:
+//!
+//! 1. [`RoomCtx::plan_offer`] decides everything from the offer and the room, with no I/O: the
+//!    room after the change (track sids published on a copy of the room's [`Rooms`], so the
+//!    rules run and nothing real changes), the session to create or reuse, one `AddTrack` per
+//!    newly received section, one `Subscribe` per section the client receives on.
+//! 2. [`RoomCtx::apply_offer`] runs the dataplane commands in order and, only when all of them
+//!    succeeded, commits: the room copy replaces the room, the media records are written, the
+//!    events go out. If one fails, what this apply created is removed again (`Unsubscribe`,
+//!    `RemoveTrack`, `CloseSession`, newest first) and the room is as it was: no track, no
+//!    event, no session.
+
+use std::collections::BTreeSet;
+
+use sluice_proto::{
+    AddTrack, Candidate, Codec, Command, CreateSession, IceParams, Layer, MediaKind, SessionId,
+    Subscribe, SubscriptionId, TrackId, TransportMode,
+};
+
+use super::translate::track_kind;
+use super::{ice_creds, random_u32, MTrack, Pc, PendingTrack};
+use crate::auth::Source;
+use crate::room::{PublishTrack, RoomEvent, RoomEventKind, Rooms, SimulcastLayer};
+use crate::sdp::{self, Answer, Msid, SessionDescription, SsrcAttr};
+use crate::server::actor::RoomCtx;
+use crate::server::adopt;
+use crate::server::error::ApiError;
+
+/// Which side of an answer a caller wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OneShot {
+    /// WS publisher PC: only receive; sections we would send on are refused.
+    Publisher,
+    /// WHIP/sidecar/WHEP: receive what the client sends and send the room's tracks to sections
+    /// the client only receives on.
+    Both,
+}
+
+/// Everything answering an offer will do. See the module docs.
+#[derive(Debug)]
+pub(crate) struct OfferPlan {
+    identity: String,
+    offer: SessionDescription,
+    offered_ufrag: String,
+    ufrag: String,
+    pwd: String,
+    session: SessionPlan,
+    /// The room as it will be (with the published tracks), and the events that make it so.
+    rooms: Rooms,
+    events: Vec<RoomEvent>,
+    /// A one-shot session's participant joins with the offer: its sid (the room copy has it).
+    join: Option<String>,
+    tracks: Vec<TrackPlan>,
+    sends: Vec<SendPlan>,
+    /// `publish` requests still waiting after this offer.
+    pending: Vec<PendingTrack>,
+}
+
+#[derive(Debug)]
+enum SessionPlan {
+    /// The participant's publisher session already exists; `restart`: its `IceRestart` (the
+    /// client sent new credentials).
+    Existing {
+        session: SessionId,
+        candidates: Vec<Candidate>,
+        restart: Option<Command>,
+    },
+    New(CreateSession),
+}
+
+/// One newly received section: its track.
+#[derive(Debug)]
+struct TrackPlan {
+    mid: String,
+    sid: String,
+    spec: AddTrack,
+    track: MTrack,
+}
+
+/// One section the client receives on (WHEP/sidecar): the room track sent there.
+#[derive(Debug)]
+struct SendPlan {
+    /// The section's index in the answer, and the track's codec it is answered with.
+    index: usize,
+    codec: sdp::NegotiatedCodec,
+    mid: String,
+    track_sid: String,
+    owner_sid: String,
+    spec: Subscribe,
+}
+
+/// What an apply created so far, to undo.
+#[derive(Debug, Default)]
+struct Created {
+    session: Option<SessionId>,
+    tracks: Vec<TrackId>,
+    subs: Vec<SubscriptionId>,
+}
+
+impl RoomCtx {
+    /// Answers `offer_text` from `identity` (already a participant with a media record): the
+    /// publisher session and the answer SDP. See the module docs.
+    pub(crate) async fn answer_offer(
+        &mut self,
+        identity: &str,
+        offer_text: &str,
+        mode: OneShot,
+    ) -> Result<(SessionId, String), ApiError> {
+        let offer = sdp::parse(offer_text)?;
+        let plan = self.plan_offer(self.rooms.clone(), Vec::new(), identity, offer, mode, None)?;
+        let answered = self.apply_offer(plan).await?;
+        // Subscribers get the new tracks.
+        self.refresh_room().await;
+        Ok(answered)
+    }
+
+    /// Decides what answering `offer` takes; `rooms` is the room as it is to be changed (a copy;
+    /// a one-shot session's participant joined on it first, with `events`, as `join` = its sid).
+    /// No I/O.
+    pub(crate) fn plan_offer(
+        &self,
+        mut rooms: Rooms,
+        mut events: Vec<RoomEvent>,
+        identity: &str,
+        offer: SessionDescription,
+        mode: OneShot,
+        join: Option<String>,
+    ) -> Result<OfferPlan, ApiError> {
+        // A joining participant starts afresh, even if its identity had a session before.
+        let peer = self.media.peers.get(identity).filter(|_| join.is_none());
+        let offered_ufrag = offer
+            .media
+            .iter()
+            .find_map(|m| m.ice_ufrag.clone())
+            .or_else(|| offer.ice_ufrag.clone())
+            .unwrap_or_default();
+        let existing = peer.and_then(|p| p.publisher.clone());
+        let restart = existing
+            .as_ref()
+            .is_some_and(|pc| pc.remote_ufrag != offered_ufrag);
+        let (ufrag, pwd) = match &existing {
+            Some(pc) if !restart => (pc.ufrag.clone(), pc.pwd.clone()),
+            _ => ice_creds(),
+        };
+        // A new session's candidates are known once the dataplane created it: the plan works
+        // on an answer without them; the apply writes the final one.
+        let known: &[Candidate] = existing.as_ref().map_or(&[], |pc| &pc.candidates);
+        let mut answer = sdp::answer(&offer, &self.local_params(&ufrag, &pwd, known)?)?;
+
+        let session = match &existing {
+            Some(pc) => SessionPlan::Existing {
+                session: pc.session,
+                candidates: pc.candidates.clone(),
+                restart: restart.then(|| Command::IceRestart {
+                    session: pc.session,
+                    ufrag: ufrag.clone(),
+                    pwd: pwd.clone(),
+                    remote_ufrag: Some(answer.remote.ice_ufrag.clone()),
+                    remote_pwd: Some(answer.remote.ice_pwd.clone()),
+                }),
+            },
+            None => SessionPlan::New(CreateSession {
+                session: SessionId(self.app.next_dp_id()),
+                ice: IceParams {
+                    ufrag: ufrag.clone(),
+                    pwd: pwd.clone(),
+                    remote_ufrag: Some(answer.remote.ice_ufrag.clone()),
+                    remote_pwd: Some(answer.remote.ice_pwd.clone()),
+                },
+                remote_fingerprint: answer.remote.fingerprints.first().map(|f| f.to_string()),
+                dtls_role: answer.remote.dtls_role.into(),
+                shard_hint: None,
+                mode: TransportMode::Webrtc {},
+                data: None,
+                quality: self.participant_tier(identity),
+            }),
+        };
+        let session_id = match &session {
+            SessionPlan::Existing { session, .. } => *session,
+            SessionPlan::New(spec) => spec.session,
+        };
+
+        let known_mids = peer.map(|p| &p.pub_mids);
+        let mut pending = peer.map(|p| p.pending.clone()).unwrap_or_default();
+        let owner_sid = rooms
+            .participant(&self.name, identity)
+            .map(|p| p.sid.clone())
+            .ok_or_else(|| ApiError::not_found(format!("participant {identity:?} not joined")))?;
+        let mut tracks = Vec::new();
+        let mut sends = Vec::new();
+        let mut taken = BTreeSet::new();
+        for index in 0..answer.accepted.len() {
+            let acc = &answer.accepted[index];
+            let receives =
+                acc.direction.receives() && !known_mids.is_some_and(|m| m.contains_key(&acc.mid));
+            if receives {
+                let kind = publishable(&acc.kind)?;
+                let sid = match pending.iter().position(|p| p.kind == kind) {
+                    Some(i) => pending.remove(i).sid,
+                    None => {
+                        let published = self.publish_on(&mut rooms, identity, kind, &acc.rids)?;
+                        let sid = published_sid(&published);
+                        events.extend(published);
+                        sid
+                    }
+                };
+                let source = rooms
+                    .participant(&self.name, identity)
+                    .and_then(|p| p.tracks.get(&sid))
+                    .map_or(default_source(kind), |t| t.source);
+                tracks.push(
+                    self.plan_track(session_id, acc, kind, source, sid, &owner_sid, identity),
+                );
+            }
+            if acc.direction.sends() && !acc.direction.receives() {
+                if mode == OneShot::Publisher {
+                    return Err(ApiError::invalid(
+                        "sdp",
+                        format!("publisher offer section mid={} must be sendonly", acc.mid),
+                    ));
+                }
+                // A track whose codec the receiver accepts, whatever its order (issue 20).
+                let candidates: Vec<(&String, &MTrack)> = self
+                    .media
+                    .tracks
+                    .iter()
+                    .filter(|(sid, t)| {
+                        t.owner != identity
+                            && track_kind(&acc.kind) == Some(t.kind)
+                            && !taken.contains(*sid)
+                    })
+                    .collect();
+                let pick = candidates
+                    .iter()
+                    .find(|(_, t)| acc.codecs.iter().any(|c| sdp::codec_carries(&t.codec, c)));
+                let Some((track_sid, t)) = pick else {
+                    if candidates.is_empty() {
+                        continue;
+                    }
+                    return Err(sdp::NegotiationError::NoTrackInAcceptedCodec {
+                        mid: acc.mid.clone(),
+                        kind: acc.kind.to_string(),
+                        accepted: sdp::codec_names(&acc.codecs),
+                        available: sdp::codec_names(candidates.iter().map(|(_, t)| &t.codec)),
+                    }
+                    .into());
+                };
+                let (track_sid, t) = ((*track_sid).clone(), (*t).clone());
+                taken.insert(track_sid.clone());
+                answer.send_track_codec(index, &t.codec);
+                let acc = &answer.accepted[index];
+                let ssrc = random_u32();
+                let rtx_ssrc = acc.rtx_pt.map(|_| random_u32());
+                sends.push(SendPlan {
+                    index,
+                    codec: t.codec.clone(),
+                    mid: acc.mid.clone(),
+                    track_sid,
+                    owner_sid: t.owner_sid.clone(),
+                    spec: Subscribe {
+                        subscription: SubscriptionId(self.app.next_dp_id()),
+                        session: session_id,
+                        track: t.dp,
+                        ssrc,
+                        rtx_ssrc: rtx_ssrc.filter(|_| acc.codec.rtx_pt.is_some()),
+                        payload_type: acc.codec.pt,
+                        rtx_payload_type: acc.codec.rtx_pt.filter(|_| rtx_ssrc.is_some()),
+                        ext_ids: (&acc.ext_ids).into(),
+                    },
+                });
+            }
+        }
+        Ok(OfferPlan {
+            identity: identity.to_owned(),
+            offer,
+            offered_ufrag,
+            ufrag,
+            pwd,
+            session,
+            rooms,
+            events,
+            join,
+            tracks,
+            sends,
+            pending,
+        })
+    }
+
+    /// Publishes a section's track on the room copy: its events (with the new sid).
+    fn publish_on(
+        &self,
+        rooms: &mut Rooms,
+        identity: &str,
+        kind: MediaKind,
+        rids: &[String],
+    ) -> Result<Vec<RoomEvent>, ApiError> {
+        let layers = rids
+            .iter()
+            .map(|r| SimulcastLayer {
+                rid: r.clone(),
+                max_bitrate_bps: None,
+            })
+            .collect();
+        Ok(rooms.publish(
+            &self.name,
+            identity,
+            PublishTrack {
+                kind,
+                source: default_source(kind),
+                layers,
+                muted: false,
+            },
+        )?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plan_track(
+        &self,
+        session: SessionId,
+        acc: &sdp::AcceptedMedia,
+        kind: MediaKind,
+        source: Source,
+        sid: String,
+        owner_sid: &str,
+        identity: &str,
+    ) -> TrackPlan {
+        let dp = TrackId(self.app.next_dp_id());
+        let layer = |p: &sdp::SsrcPair| Layer {
+            rid: None,
+            ssrc: Some(p.ssrc),
+            rtx_ssrc: p.rtx_ssrc.filter(|_| acc.rtx_pt.is_some()),
+        };
+        let layers = if !acc.rids.is_empty() {
+            acc.rids
+                .iter()
+                .map(|r| Layer {
+                    rid: Some(r.clone()),
+                    ..Layer::default()
+                })
+                .collect()
+        } else if kind == MediaKind::Audio || acc.ssrcs.len() <= 1 {
+            vec![acc.ssrcs.first().map(layer).unwrap_or_default()]
+        } else {
+            acc.ssrcs
+                .iter()
+                .take(sluice_proto::MAX_LAYERS)
+                .map(layer)
+                .collect()
+        };
+        TrackPlan {
+            mid: acc.mid.clone(),
+            spec: AddTrack {
+                session,
+                track: dp,
+                kind,
+                codec: Codec {
+                    name: acc.codec.name.clone(),
+                    payload_type: acc.codec.pt,
+                    clock_rate: acc.codec.clock_rate,
+                    rtx_payload_type: acc.codec.rtx_pt,
+                },
+                layers,
+                ext_ids: (&acc.ext_ids).into(),
+                e2ee: false,
+                source: source.into(),
+                mid: Some(acc.mid.clone()),
+            },
+            track: MTrack {
+                owner: identity.to_owned(),
+                owner_sid: owner_sid.to_owned(),
+                dp,
+                kind,
+                codec: acc.codec.clone(),
+            },
+            sid,
+        }
+    }
+
+    /// Runs `plan`'s dataplane commands; commits on success, undoes them on failure.
+    pub(crate) async fn apply_offer(
+        &mut self,
+        plan: OfferPlan,
+    ) -> Result<(SessionId, String), ApiError> {
+        let mut created = Created::default();
+        match self.apply_commands(&plan, &mut created).await {
+            Ok((session, candidates)) => self.commit_offer(plan, session, candidates).await,
+            Err(e) => {
+                self.undo(created).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn apply_commands(
+        &mut self,
+        plan: &OfferPlan,
+        created: &mut Created,
+    ) -> Result<(SessionId, Vec<Candidate>), ApiError> {
+        let (session, candidates) = match &plan.session {
+            SessionPlan::Existing {
+                session,
+                candidates,
+                restart,
+            } => {
+                if let Some(cmd) = restart {
+                    self.app.dp(cmd.clone()).await?;
+                }
+                (*session, candidates.clone())
+            }
+            SessionPlan::New(spec) => {
+                let (_, candidates) = self.app_create_session(spec.clone()).await?;
+                created.session = Some(spec.session);
+                (spec.session, candidates)
+            }
+        };
+        for t in &plan.tracks {
+            self.app.dp(Command::AddTrack(t.spec.clone())).await?;
+            created.tracks.push(t.spec.track);
+        }
+        for s in &plan.sends {
+            self.app.dp(Command::Subscribe(s.spec.clone())).await?;
+            created.subs.push(s.spec.subscription);
+        }
+        Ok((session, candidates))
+    }
+
+    /// `CreateSession` without recording it (the commit records).
+    async fn app_create_session(
+        &self,
+        spec: CreateSession,
+    ) -> Result<(u16, Vec<Candidate>), ApiError> {
+        match self.app.dp(Command::CreateSession(spec)).await? {
+            sluice_proto::ReplyOk::SessionCreated {
+                shard,
+                local_candidates,
+            } => Ok((shard, local_candidates)),
+            other => Err(ApiError::new(
+                "internal",
+                format!("dataplane answered create_session with {other:?}"),
+            )),
+        }
+    }
+
+    /// Removes what a failed apply created, newest first.
+    async fn undo(&mut self, created: Created) {
+        for subscription in created.subs.into_iter().rev() {
+            if let Err(e) = self.app.dp(Command::Unsubscribe { subscription }).await {
+                tracing::warn!(%subscription, error = %e, "undo: unsubscribe failed");
+            }
+        }
+        for track in created.tracks.into_iter().rev() {
+            if let Err(e) = self.app.dp(Command::RemoveTrack { track }).await {
+                tracing::warn!(%track, error = %e, "undo: remove_track failed");
+            }
+        }
+        if let Some(session) = created.session {
+            if let Err(e) = self.app.dp(Command::CloseSession { session }).await {
+                tracing::warn!(%session, error = %e, "undo: close_session failed");
+            }
+        }
+    }
+
+    /// The dataplane holds everything: the room copy becomes the room, the media records are
+    /// written, events go out, and the final answer is written with the session's candidates.
+    async fn commit_offer(
+        &mut self,
+        plan: OfferPlan,
+        session: SessionId,
+        candidates: Vec<Candidate>,
+    ) -> Result<(SessionId, String), ApiError> {
+        let OfferPlan {
+            identity,
+            offer,
+            offered_ufrag,
+            ufrag,
+            pwd,
+            session: session_plan,
+            rooms,
+            events,
+            join,
+            tracks,
+            sends,
+            pending,
+        } = plan;
+        let mut answer = sdp::answer(&offer, &self.local_params(&ufrag, &pwd, &candidates)?)?;
+        for s in &sends {
+            answer.send_track_codec(s.index, &s.codec);
+            add_send_ssrcs(&mut answer, s);
+        }
+        self.rooms = rooms;
+        if let Some(sid) = &join {
+            self.media_join(&identity, sid, false).await;
+        }
+        match session_plan {
+            SessionPlan::New(spec) => self.track_session(session, spec),
+            SessionPlan::Existing {
+                restart: Some(_), ..
+            } => {
+                if let Some(spec) = self.media.sessions.get_mut(&session) {
+                    spec.ice.ufrag = ufrag.clone();
+                    spec.ice.pwd = pwd.clone();
+                    spec.ice.remote_ufrag = Some(answer.remote.ice_ufrag.clone());
+                    spec.ice.remote_pwd = Some(answer.remote.ice_pwd.clone());
+                }
+            }
+            SessionPlan::Existing { restart: None, .. } => {}
+        }
+        let mut mids = Vec::new();
+        for t in tracks {
+            self.media.dp_tracks.insert(t.spec.track, t.spec);
+            self.saved.insert(t.sid.clone(), adopt::saved(&t.track));
+            self.media.tracks.insert(t.sid.clone(), t.track);
+            mids.push((t.mid, t.sid));
+        }
+        let mut subs = Vec::new();
+        for s in sends {
+            subs.push(s.spec.subscription);
+            self.media.subs.insert(s.spec.subscription, s.spec);
+        }
+        if let Some(peer) = self.media.peers.get_mut(&identity) {
+            peer.pending = pending;
+            peer.pub_mids.extend(mids);
+            peer.oneshot_subs.extend(subs);
+            peer.publisher = Some(Pc {
+                session,
+                candidates,
+                ufrag,
+                pwd,
+                remote_ufrag: offered_ufrag,
+            });
+        }
+        self.emit(events);
+        Ok((session, answer.sdp.to_string()))
+    }
+}
+
+/// Our SSRCs for a section the client receives on, into the answer.
+fn add_send_ssrcs(answer: &mut Answer, s: &SendPlan) {
+    let Some(section) = answer
+        .sdp
+        .media
+        .iter_mut()
+        .find(|m| m.mid.as_deref() == Some(s.mid.as_str()))
+    else {
+        return;
+    };
+    let msid = format!("{} {}", s.owner_sid, s.track_sid);
+    for ssrc in std::iter::once(s.spec.ssrc).chain(s.spec.rtx_ssrc) {
+        section.ssrcs.push(SsrcAttr {
+            ssrc,
+            attr: "cname".into(),
+            value: Some(format!("sluice-{}", s.owner_sid)),
+        });
+        section.ssrcs.push(SsrcAttr {
+            ssrc,
+            attr: "msid".into(),
+            value: Some(msid.clone()),
+        });
+    }
+    section.msids.push(Msid {
+        stream_id: s.owner_sid.clone(),
+        track_id: Some(s.track_sid.clone()),
+    });
+}
+
+/// The sid a `publish` gave its track.
+fn published_sid(events: &[RoomEvent]) -> String {
+    events
+        .iter()
+        .find_map(|e| match &e.kind {
+            RoomEventKind::TrackPublished { track, .. } => Some(track.id.clone()),
+            _ => None,
+        })
+        .expect("publish emits TrackPublished")
+}
+
+/// The kind of a section a client publishes on: audio or video.
+fn publishable(kind: &sdp::MediaKind) -> Result<MediaKind, ApiError> {
+    track_kind(kind).ok_or_else(|| ApiError::invalid("sdp", format!("cannot publish {kind} media")))
+}
+
+fn default_source(kind: MediaKind) -> Source {
+    match kind {
+        MediaKind::Audio => Source::Microphone,
+        MediaKind::Video => Source::Camera,
+    }
+}

@@ -1,0 +1,384 @@
+//! Keeping the dataplane and our records in line: the resync after every (re)connection of the
+//! link (`docs/control-socket.md` "Disconnect and resync"), the adoption of calls that outlived
+//! a control restart, sessions the dataplane closed on its own, and the clean-up after a
+//! participant leaves or a room goes P2P.
+//!
+//! The resync lists what the dataplane holds once, then asks each room actor in turn to
+//! recreate what it holds and the dataplane lacks (sessions that existed when the listing
+//! started: ids only grow, so later ones are the room's own new work). Sessions no room knows
+//! are orphans and are closed — except on the first resync after a start, when they are calls
+//! a previous control process left running, adopted where the store remembers their tracks.
+
+use crate::lock::Locked;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use sluice_proto::{AddTrack, Command, CreateSession, ReplyOk, SessionId, SubscriptionId, TrackId};
+
+use super::{Peer, PendingTrack};
+use crate::server::actor::RoomCtx;
+use crate::server::adopt;
+use crate::server::error::ApiError;
+use crate::server::App;
+
+/// What the dataplane holds, by id.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    sessions: BTreeMap<SessionId, CreateSession>,
+    tracks: BTreeMap<TrackId, AddTrack>,
+    subs: BTreeSet<SubscriptionId>,
+    /// Ids up to here existed when the listing started.
+    listed_upto: u64,
+}
+
+impl App {
+    /// Dataplane (re)connected: make it hold exactly what the rooms hold. `adopt`: this process
+    /// just started, so sessions no room knows belong to calls that outlived a control restart:
+    /// leave them forwarding instead of closing them as orphans.
+    pub(crate) async fn resync(self: &Arc<Self>, adopt: bool) -> Result<(), ApiError> {
+        let held = Arc::new(self.list_dataplane().await?);
+        let mut known = BTreeSet::new();
+        let mut recreated = 0usize;
+        for name in self.registry.names() {
+            let h = Arc::clone(&held);
+            let result = self
+                .in_local_room(&name, move |ctx| {
+                    Box::pin(async move { Ok(ctx.resync_room(&h, adopt).await) })
+                })
+                .await;
+            match result {
+                Ok((sessions, n)) => {
+                    known.extend(sessions);
+                    recreated += n;
+                }
+                Err(e) => tracing::warn!(room = %name, error = %e, "room resync failed"),
+            }
+        }
+        let mut orphans = 0usize;
+        for id in held.sessions.keys().filter(|id| !known.contains(*id)) {
+            if !adopt {
+                let _ = self.dp(Command::CloseSession { session: *id }).await;
+            }
+            orphans += 1;
+        }
+        tracing::info!(recreated, orphans, adopted = adopt, "dataplane resynced");
+        Ok(())
+    }
+
+    /// Every session, track and subscription the dataplane holds (paged lists); our id counter
+    /// moves above all of them.
+    async fn list_dataplane(&self) -> Result<Held, ApiError> {
+        let mut held = Held {
+            listed_upto: self.dp_ids.load(Ordering::Relaxed),
+            ..Held::default()
+        };
+        let mut after = None;
+        loop {
+            match self.dp(Command::ListSessions { after }).await? {
+                ReplyOk::Sessions { sessions, next } => {
+                    held.sessions
+                        .extend(sessions.into_iter().map(|s| (s.spec.session, s.spec)));
+                    after = next;
+                }
+                _ => return Err(ApiError::new("internal", "unexpected list reply")),
+            }
+            if after.is_none() {
+                break;
+            }
+        }
+        let mut after = None;
+        loop {
+            match self.dp(Command::ListTracks { after }).await? {
+                ReplyOk::Tracks { tracks, next } => {
+                    held.tracks
+                        .extend(tracks.into_iter().map(|t| (t.spec.track, t.spec)));
+                    after = next;
+                }
+                _ => return Err(ApiError::new("internal", "unexpected list reply")),
+            }
+            if after.is_none() {
+                break;
+            }
+        }
+        let mut after = None;
+        loop {
+            match self.dp(Command::ListSubscriptions { after }).await? {
+                ReplyOk::Subscriptions {
+                    subscriptions,
+                    next,
+                } => {
+                    held.subs
+                        .extend(subscriptions.into_iter().map(|s| s.spec.subscription));
+                    after = next;
+                }
+                _ => return Err(ApiError::new("internal", "unexpected list reply")),
+            }
+            if after.is_none() {
+                break;
+            }
+        }
+        // Ids are ours and must never be reused: continue above anything the dataplane holds.
+        let highest = [
+            held.sessions.keys().map(|i| i.0).max(),
+            held.tracks.keys().map(|i| i.0).max(),
+            held.subs.iter().map(|i| i.0).max(),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+        self.dp_ids.fetch_max(highest, Ordering::Relaxed);
+        held.listed_upto = held.listed_upto.max(highest);
+        Ok(held)
+    }
+
+    /// The dataplane closed a session on its own (ICE timeout, DTLS failure): its room forgets
+    /// it.
+    pub(crate) async fn session_closed(self: &Arc<Self>, session: SessionId) {
+        let room = self.session_rooms.locked().get(&session).cloned();
+        if let Some(room) = room {
+            let _ = self
+                .in_existing_room(&room, move |ctx| {
+                    Box::pin(async move {
+                        ctx.session_closed(session);
+                        Ok(())
+                    })
+                })
+                .await;
+        }
+    }
+}
+
+impl RoomCtx {
+    /// This room's part of a resync: adopt (first resync after a start), then recreate what
+    /// the dataplane lacks. The sessions the room holds, and how many objects were recreated.
+    async fn resync_room(&mut self, held: &Held, adopt: bool) -> (Vec<SessionId>, usize) {
+        if adopt && self.adopt_tracks(held) > 0 {
+            // Someone may have joined before the link came back; they were offered nothing.
+            self.refresh_room().await;
+        }
+        let old = |id: u64| id <= held.listed_upto;
+        let mut recreated = 0usize;
+        let missing: Vec<CreateSession> = self
+            .media
+            .sessions
+            .iter()
+            .filter(|(id, _)| old(id.0) && !held.sessions.contains_key(*id))
+            .map(|(_, s)| s.clone())
+            .collect();
+        for spec in missing {
+            if self.app.dp(Command::CreateSession(spec)).await.is_ok() {
+                recreated += 1;
+            }
+        }
+        let missing: Vec<AddTrack> = self
+            .media
+            .dp_tracks
+            .iter()
+            .filter(|(id, _)| old(id.0) && !held.tracks.contains_key(*id))
+            .map(|(_, t)| t.clone())
+            .collect();
+        for spec in missing {
+            if self.app.dp(Command::AddTrack(spec)).await.is_ok() {
+                recreated += 1;
+            }
+        }
+        let missing: Vec<_> = self
+            .media
+            .subs
+            .iter()
+            .filter(|(id, _)| old(id.0) && !held.subs.contains(*id))
+            .map(|(_, s)| s.clone())
+            .collect();
+        for spec in missing {
+            if self.app.dp(Command::Subscribe(spec)).await.is_ok() {
+                recreated += 1;
+            }
+        }
+        (self.media.sessions.keys().copied().collect(), recreated)
+    }
+
+    /// Takes back the published tracks of calls that outlived a control restart: each stored
+    /// track whose `TrackId` the dataplane still holds, and whose room track still exists,
+    /// becomes a media track again with its dataplane spec and its publisher session, so
+    /// participants who join now are offered it (and a later dataplane restart recreates it).
+    /// Stored tracks that match nothing are dropped. How many were adopted.
+    fn adopt_tracks(&mut self, held: &Held) -> usize {
+        let live: BTreeSet<String> = self
+            .room()
+            .map(|r| {
+                r.participants
+                    .values()
+                    .flat_map(|p| p.tracks.keys().cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut adopted = Vec::new();
+        self.saved.retain(|sid, saved| {
+            let track = adopt::media_track(saved);
+            let Some(spec) = held.tracks.get(&track.dp) else {
+                return false;
+            };
+            let Some(session) = held.sessions.get(&spec.session) else {
+                return false;
+            };
+            if !live.contains(sid) {
+                return false;
+            }
+            adopted.push((sid.clone(), track, spec.clone(), session.clone()));
+            true
+        });
+        let n = adopted.len();
+        for (sid, track, spec, session) in adopted {
+            if self.media.tracks.contains_key(&sid) {
+                continue;
+            }
+            self.track_session(spec.session, session);
+            self.media.dp_tracks.insert(track.dp, spec);
+            self.media.tracks.insert(sid, track);
+        }
+        tracing::info!(room = %self.name, adopted = n, "published tracks adopted from the dataplane");
+        n
+    }
+
+    /// A dataplane session ended on its own: forget it.
+    fn session_closed(&mut self, session: SessionId) {
+        if self.forget_session(session).is_none() {
+            return;
+        }
+        self.media.subs.retain(|_, s| s.session != session);
+        self.media.dp_tracks.retain(|_, t| t.session != session);
+        for p in self.media.peers.values_mut() {
+            if p.publisher.as_ref().is_some_and(|pc| pc.session == session) {
+                p.publisher = None;
+            }
+            if let Some(sub) = p.subscriber.as_mut() {
+                if sub.session == Some(session) {
+                    *sub = Default::default();
+                }
+            }
+        }
+    }
+
+    /// Tracks that went away in the room state (unpublish, leave, grants): remove them from
+    /// the dataplane and re-offer.
+    pub(crate) async fn sync_room_tracks(&mut self) {
+        let live: BTreeSet<String> = self
+            .room()
+            .map(|r| {
+                r.participants
+                    .values()
+                    .flat_map(|p| p.tracks.keys().cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let dead: Vec<String> = self
+            .media
+            .tracks
+            .keys()
+            .filter(|sid| !live.contains(*sid))
+            .cloned()
+            .collect();
+        for sid in dead {
+            let t = self.media.tracks.remove(&sid).expect("listed above");
+            self.saved.remove(&sid);
+            self.media.dp_tracks.remove(&t.dp);
+            self.media.subs.retain(|_, s| s.track != t.dp);
+            for p in self.media.peers.values_mut() {
+                p.pub_mids.retain(|_, s| *s != sid);
+                p.layer_caps.remove(&sid);
+                if let Some(sub) = p.subscriber.as_mut() {
+                    sub.subscribed.remove(&sid);
+                }
+            }
+            if let Err(e) = self.app.dp(Command::RemoveTrack { track: t.dp }).await {
+                tracing::debug!(track = %t.dp, error = %e, "remove_track");
+            }
+        }
+        self.refresh_room().await;
+    }
+
+    /// The participant is gone: close its sessions, stop counting it, drop its tracks.
+    pub(crate) async fn media_leave(&mut self, identity: &str) {
+        if let Some(peer) = self.media.peers.remove(identity) {
+            self.close_peer_sessions(peer).await;
+        }
+        self.hybrid_leave(identity).await;
+        self.sync_room_tracks().await;
+    }
+
+    /// Closes a participant's sessions (what was on them goes with them).
+    pub(crate) async fn close_peer_sessions(&mut self, peer: Peer) {
+        let sessions: Vec<SessionId> = peer
+            .publisher
+            .map(|p| p.session)
+            .into_iter()
+            .chain(peer.subscriber.and_then(|s| s.session))
+            .collect();
+        for s in sessions {
+            self.forget_session(s);
+            self.media.subs.retain(|_, sub| sub.session != s);
+            self.media.dp_tracks.retain(|_, t| t.session != s);
+            if let Err(e) = self.app.dp(Command::CloseSession { session: s }).await {
+                tracing::debug!(session = %s, error = %e, "close_session");
+            }
+        }
+    }
+
+    /// The room is P2P now: close every dataplane session of its participants and drop its
+    /// dataplane tracks. Published tracks stay in the room state; each participant's own
+    /// tracks become pending again, so its next publisher offer (after a move back to SFU)
+    /// reuses the same track sids.
+    pub(crate) async fn close_room_sessions(&mut self) {
+        let identities: Vec<String> = self.media.peers.keys().cloned().collect();
+        let mut old = Vec::new();
+        for identity in identities {
+            let own: Vec<PendingTrack> = self
+                .rooms
+                .participant(&self.name, &identity)
+                .map(|p| {
+                    p.tracks
+                        .values()
+                        .map(|t| PendingTrack {
+                            cid: String::new(),
+                            sid: t.id.clone(),
+                            kind: t.kind,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let peer = self.media.peers.get_mut(&identity).expect("listed above");
+            if !peer.signaling {
+                continue;
+            }
+            let fresh = Peer {
+                participant_sid: peer.participant_sid.clone(),
+                signaling: peer.signaling,
+                pending: own,
+                ..Peer::default()
+            };
+            old.push(std::mem::replace(peer, fresh));
+        }
+        let dead: Vec<(String, TrackId)> = self
+            .media
+            .tracks
+            .iter()
+            .map(|(sid, t)| (sid.clone(), t.dp))
+            .collect();
+        for (sid, dp) in dead {
+            self.media.tracks.remove(&sid);
+            self.media.dp_tracks.remove(&dp);
+            self.media.subs.retain(|_, s| s.track != dp);
+            self.saved.remove(&sid);
+            if let Err(e) = self.app.dp(Command::RemoveTrack { track: dp }).await {
+                tracing::debug!(track = %dp, error = %e, "remove_track");
+            }
+        }
+        let n = old.len();
+        for peer in old {
+            self.close_peer_sessions(peer).await;
+        }
+        tracing::info!(room = %self.name, peers = n, "p2p: dataplane sessions closed");
+    }
+}
