@@ -197,6 +197,11 @@ fn notifications() -> Vec<Notification> {
             track: TrackId(10),
             layer: 1,
         },
+        Notification::DataBehind {
+            session: SessionId(1),
+            reliable: true,
+            dropped: 3,
+        },
         Notification::SessionClosed {
             session: sid,
             reason: CloseReason::IceTimeout,
