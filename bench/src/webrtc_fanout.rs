@@ -208,6 +208,7 @@ fn setup(
                         stream: sid,
                         kind,
                         pt: pt_of(kind),
+                        rtx: rtx_of(i as u32, sid, kind),
                     })
                     .collect()
             } else {
@@ -264,15 +265,24 @@ fn setup(
                 session: id,
                 track: TrackId(base + u64::from(sid)),
                 ssrc: sub_ssrc(j, sid),
-                rtx_ssrc: None,
+                rtx_ssrc: rtx_of(j, sid, kind).map(|(ssrc, _)| ssrc),
                 payload_type: pt_of(kind),
-                rtx_payload_type: None,
+                rtx_payload_type: rtx_of(j, sid, kind).map(|(_, pt)| pt),
                 ext_ids: ext_ids(),
             }))?;
         }
     }
     Ok(())
 }
+
+/// Subscribers negotiate RTX for video as browsers do (RFC 4588, `a=ssrc-group:FID`): the SFU
+/// retransmits and probes on it. SSRC: the media SSRC with the top bit flipped.
+fn rtx_of(sub: u32, stream: u32, kind: Kind) -> Option<(u32, u8)> {
+    (kind == Kind::Video).then(|| (sub_ssrc(sub, stream) ^ 0x8000_0000, VIDEO_RTX_PT))
+}
+
+/// The video RTX payload type the generator's subscribers negotiate.
+const VIDEO_RTX_PT: u8 = 97;
 
 fn pt_of(kind: Kind) -> u8 {
     match kind {

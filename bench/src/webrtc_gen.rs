@@ -64,6 +64,8 @@ pub struct RecvStream {
     pub stream: u32,
     pub kind: Kind,
     pub pt: u8,
+    /// RTX (RFC 4588) SSRC and payload type, when negotiated: what the SFU probes on.
+    pub rtx: Option<(u32, u8)>,
 }
 
 /// What signaling told one peer about the other side.
@@ -250,10 +252,10 @@ impl WebRtcGen {
                     codec,
                     clock_rate: rate,
                     payload_type: r.pt,
-                    rtx_payload_type: None,
+                    rtx_payload_type: r.rtx.map(|(_, pt)| pt),
                     layers: vec![LayerSsrc {
                         ssrc: Some(r.ssrc),
-                        rtx_ssrc: None,
+                        rtx_ssrc: r.rtx.map(|(ssrc, _)| ssrc),
                         rid: None,
                     }],
                     // The session records the transport-wide sequence numbers of packets
@@ -535,7 +537,7 @@ impl WebRtcGen {
                         buf: id,
                         offset: 0,
                         len,
-                        dst,
+                        dst: dst.addr,
                         segment_size: None,
                     });
                     n += 1;

@@ -184,7 +184,7 @@ pub(crate) fn after_input(
                 buf: id,
                 offset: 0,
                 len: n,
-                dst,
+                dst: dst.addr,
                 segment_size: None,
             }];
             peer.backend.send(pool, &t)?;
@@ -288,6 +288,7 @@ mod tests {
             stream: 0,
             kind: Kind::Audio,
             pt: 111,
+            rtx: None,
         }];
         let acct = Accounting {
             win_start: 0,

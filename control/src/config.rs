@@ -133,7 +133,7 @@ const HYBRID_KEYS: &[&str] = &[
     "grace_ms",
 ];
 
-const TURN_KEYS: &[&str] = &["urls", "secret", "ttl_s"];
+const TURN_KEYS: &[&str] = &["urls", "secret", "ttl_s", "relay_ips"];
 
 /// `[turn]` as read, before the check that it is complete.
 #[derive(Debug, Default)]
@@ -141,6 +141,7 @@ struct TurnDraft {
     urls: Option<Vec<String>>,
     secret: Option<String>,
     ttl_s: Option<u64>,
+    relay_ips: Vec<std::net::IpAddr>,
 }
 
 impl ControlConfig {
@@ -192,7 +193,9 @@ impl ControlConfig {
                     let text = match v {
                         toml::Value::String(s) => s.clone(),
                         toml::Value::Integer(n) => n.to_string(),
-                        toml::Value::Array(a) if full == "turn.urls" => {
+                        toml::Value::Array(a)
+                            if full == "turn.urls" || full == "turn.relay_ips" =>
+                        {
                             let mut urls = Vec::new();
                             for (i, u) in a.iter().enumerate() {
                                 let u = u.as_str().ok_or_else(|| {
@@ -408,6 +411,17 @@ impl ControlConfig {
                 turn.urls = Some(urls);
             }
             ("turn", "secret") => turn.secret = Some(value.to_owned()),
+            ("turn", "relay_ips") => {
+                turn.relay_ips = value
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(|v| {
+                        v.trim()
+                            .parse()
+                            .map_err(|_| err(format!("expected IP addresses, got {v:?}")))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             ("turn", "ttl_s") => {
                 let ttl = int(value)?;
                 if ttl == 0 {
@@ -616,6 +630,7 @@ impl TurnDraft {
             urls,
             secret,
             ttl_s: self.ttl_s.unwrap_or(86_400),
+            relay_ips: self.relay_ips,
         }))
     }
 }

@@ -180,6 +180,8 @@ export class Room extends Emitter {
   participants = new Map();
   /** Subscribed remote tracks by track sid: `{trackSid, track, participantSid, mid}`. */
   subscriptions = new Map();
+  /** track sid → 'paused' | 'active', as the SFU's `stream_state` said last. */
+  streamStates = new Map();
   /** Local publications by track sid: `{trackSid, cid, track, sender, info}`. */
   publications = new Map();
   /** `{position, estimated_wait_ms}` if our join was queued behind a migration. */
@@ -1029,6 +1031,12 @@ export class Room extends Emitter {
         break;
       case 'input':
         this.emit('input', { from: msg.from, event: msg.event });
+        break;
+      case 'stream_state':
+        // The SFU paused (or resumed) this subscription for bandwidth (docs/congestion.md;
+        // only with dataplane.congestion_pause): the video stops until a probe finds room.
+        this.streamStates.set(msg.track_sid, msg.state);
+        this.emit('stream_state', { trackSid: msg.track_sid, state: msg.state, reason: msg.reason });
         break;
       case 'active_speakers':
         this.emit('active_speakers', { speakers: msg.speakers });

@@ -86,12 +86,14 @@ fn rest_credentials_allocate_against_coturn() {
         urls: vec![format!("turn:127.0.0.1:{port}")],
         secret: SECRET.into(),
         ttl_s: 86_400,
+        relay_ips: Vec::new(),
     }
     .credentials("alice", now_s);
     let bad_secret = TurnConfig {
         urls: Vec::new(),
         secret: "some-other-secret".into(),
         ttl_s: 86_400,
+        relay_ips: Vec::new(),
     }
     .credentials("alice", now_s);
     // Expired an hour ago.
@@ -99,6 +101,7 @@ fn rest_credentials_allocate_against_coturn() {
         urls: Vec::new(),
         secret: SECRET.into(),
         ttl_s: 1,
+        relay_ips: Vec::new(),
     }
     .credentials("alice", now_s - 3_600);
 

@@ -52,6 +52,23 @@ pub struct Config {
     pub key: Option<PathBuf>,
     /// How often each worker reports a stats snapshot to the control daemon.
     pub stats_interval_ms: u64,
+    /// ICE-TCP (RFC 6544 passive candidates): listen on TCP too and advertise it, priced below
+    /// the UDP candidate.
+    pub ice_tcp: bool,
+    /// The TCP media port; `None`: the UDP media port's number (each worker's, with
+    /// `port_per_worker`).
+    pub tcp_port: Option<u16>,
+    /// ICE-TCP bounds: connections per worker, send queue per connection, how long a connection
+    /// may go without a validated check, and how long a bound one may stay silent.
+    pub tcp_max_connections: usize,
+    pub tcp_send_queue_bytes: usize,
+    pub tcp_stun_timeout_ms: u64,
+    pub tcp_idle_timeout_ms: u64,
+    /// The allocator may pause a simulcast subscription when even the lowest layers exceed the
+    /// estimate (announced as `stream_state`, resumed after a probe finds room). Off by
+    /// default: every subscription keeps flowing at its lowest layer; single-layer tracks are
+    /// never paused either way (docs/congestion.md).
+    pub congestion_pause: bool,
     /// The SRTP profiles the DTLS 1.2 server accepts, most preferred first (DTLS 1.3 clients
     /// get dimpl's fixed order).
     pub srtp_profiles: SrtpProfiles,
@@ -116,6 +133,33 @@ const KEYS: &[(&str, &str, &str)] = &[
         "SLUICE_DATAPLANE_STATS_INTERVAL_MS",
         "--stats-interval-ms",
     ),
+    ("ice_tcp", "SLUICE_DATAPLANE_ICE_TCP", "--ice-tcp"),
+    ("tcp_port", "SLUICE_DATAPLANE_TCP_PORT", "--tcp-port"),
+    (
+        "tcp_max_connections",
+        "SLUICE_DATAPLANE_TCP_MAX_CONNECTIONS",
+        "--tcp-max-connections",
+    ),
+    (
+        "tcp_send_queue_bytes",
+        "SLUICE_DATAPLANE_TCP_SEND_QUEUE_BYTES",
+        "--tcp-send-queue-bytes",
+    ),
+    (
+        "tcp_stun_timeout_ms",
+        "SLUICE_DATAPLANE_TCP_STUN_TIMEOUT_MS",
+        "--tcp-stun-timeout-ms",
+    ),
+    (
+        "tcp_idle_timeout_ms",
+        "SLUICE_DATAPLANE_TCP_IDLE_TIMEOUT_MS",
+        "--tcp-idle-timeout-ms",
+    ),
+    (
+        "congestion_pause",
+        "SLUICE_DATAPLANE_CONGESTION_PAUSE",
+        "--congestion-pause",
+    ),
     (
         "srtp_profiles",
         "SLUICE_DATAPLANE_SRTP_PROFILES",
@@ -143,6 +187,13 @@ impl Config {
             cert: None,
             key: None,
             stats_interval_ms: 1000,
+            ice_tcp: true,
+            tcp_port: None,
+            tcp_max_connections: 1024,
+            tcp_send_queue_bytes: 256 << 10,
+            tcp_stun_timeout_ms: 5_000,
+            tcp_idle_timeout_ms: 30_000,
+            congestion_pause: false,
             srtp_profiles: SrtpProfiles::default(),
         }
     }
@@ -247,6 +298,7 @@ impl Config {
             "port" => self.port = raw.uint(name, 1, u64::from(u16::MAX))? as u16,
             "port_per_worker" => self.port_per_worker = raw.boolean(name)?,
             "gso" => self.gso = raw.boolean(name)?,
+            "congestion_pause" => self.congestion_pause = raw.boolean(name)?,
             "announce" => {
                 let items = raw.list(name)?;
                 self.announce = items
@@ -287,6 +339,14 @@ impl Config {
             "cert" => self.cert = Some(PathBuf::from(raw.string(name)?)),
             "key" => self.key = Some(PathBuf::from(raw.string(name)?)),
             "stats_interval_ms" => self.stats_interval_ms = raw.uint(name, 100, 3_600_000)?,
+            "ice_tcp" => self.ice_tcp = raw.boolean(name)?,
+            "tcp_port" => self.tcp_port = Some(raw.uint(name, 1, u64::from(u16::MAX))? as u16),
+            "tcp_max_connections" => self.tcp_max_connections = raw.uint(name, 1, 65_536)? as usize,
+            "tcp_send_queue_bytes" => {
+                self.tcp_send_queue_bytes = raw.uint(name, 16_384, 64 << 20)? as usize
+            }
+            "tcp_stun_timeout_ms" => self.tcp_stun_timeout_ms = raw.uint(name, 100, 60_000)?,
+            "tcp_idle_timeout_ms" => self.tcp_idle_timeout_ms = raw.uint(name, 1_000, 3_600_000)?,
             "srtp_profiles" => {
                 let names = raw.list(name)?;
                 let profiles = names

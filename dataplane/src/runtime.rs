@@ -23,6 +23,7 @@ use crate::pool::BufPool;
 use crate::shard::mesh::Mesh;
 use crate::shard::msg::ControlTx;
 use crate::shard::registry::SharedRegistry;
+use crate::shard::tcp::{self, Handoffs, TcpConfig, TcpSide};
 use crate::shard::{LoopHook, Shard, ShardContext};
 use crate::sys::{affinity, Backend, IoMode, SocketConfig, Waker};
 
@@ -95,6 +96,15 @@ impl Dataplane {
         };
         let mut inboxes = Vec::new();
         let mut mesh_senders = Vec::new();
+        let mut tcp_addrs = Vec::new();
+        let handoffs = Arc::new(Handoffs::new(config.workers.len()));
+        let tcp_cfg = TcpConfig {
+            max_conns: config.tcp_max_connections,
+            send_queue_bytes: config.tcp_send_queue_bytes,
+            stun_timeout: Duration::from_millis(config.tcp_stun_timeout_ms),
+            idle_timeout: Duration::from_millis(config.tcp_idle_timeout_ms),
+        };
+        let (ice_tcp, tcp_port, bind) = (config.ice_tcp, config.tcp_port, config.bind);
         let mut shared_port = config.port;
         for (i, &core) in config.workers.iter().enumerate() {
             let port = if config.port_per_worker {
@@ -111,11 +121,13 @@ impl Dataplane {
             let (ready_tx, ready_rx) = mpsc::channel();
             let buffers = config.buffers_per_worker;
             let stats_interval = Duration::from_millis(config.stats_interval_ms.max(1));
+            let congestion_pause = config.congestion_pause;
             let dtls = DtlsSettings {
                 srtp_profiles: config.srtp_profiles,
                 ..DtlsSettings::default()
             };
             let hook = hook.clone();
+            let handoffs = Arc::clone(&handoffs);
             let (registry, to_control, cert, stop) = (
                 Arc::clone(&registry),
                 to_control.clone(),
@@ -138,9 +150,15 @@ impl Dataplane {
                         }
                     };
                     let _ = backend.set_incoming_cpu(core);
-                    let info = backend
-                        .local_addr()
-                        .map(|a| (a, backend.waker(), backend.mode()));
+                    let mut tcp_side = None;
+                    let info = backend.local_addr().and_then(|a| {
+                        if ice_tcp {
+                            let side = open_tcp(bind, tcp_port.unwrap_or(a.port()), tcp_cfg)?;
+                            tcp_side = Some(side);
+                        }
+                        let tcp_addr = tcp_side.as_ref().map(TcpSide::local_addr);
+                        Ok((a, backend.waker(), backend.mode(), tcp_addr))
+                    });
                     let failed = info.is_err();
                     let _ = ready_tx.send(info);
                     let Ok(mesh) = mesh_rx.recv() else {
@@ -164,6 +182,9 @@ impl Dataplane {
                         dtls,
                         stop,
                         stats_interval,
+                        tcp: tcp_side,
+                        handoffs,
+                        congestion_pause,
                     })
                     .run_with(hook);
                 })
@@ -175,10 +196,11 @@ impl Dataplane {
                 .recv()
                 .unwrap_or_else(|_| Err(std::io::Error::other("worker exited during start-up")));
             match ready {
-                Ok((addr, waker, m)) => {
+                Ok((addr, waker, m, tcp_addr)) => {
                     if i == 0 && !config.port_per_worker {
                         shared_port = addr.port();
                     }
+                    tcp_addrs.extend(tcp_addr);
                     handle.local_addrs.push(addr);
                     handle.wakers.push(waker);
                     handle.io_mode = m;
@@ -210,12 +232,20 @@ impl Dataplane {
             .iter()
             .enumerate()
             .map(|(i, &bound)| announced(&config, i, bound))
-            .collect();
+            .collect::<Vec<_>>();
+        // The TCP candidate: the announced address's IP with the TCP port.
+        let tcp_addrs = tcp_addrs
+            .iter()
+            .zip(&worker_addrs)
+            .map(|(t, u): (&SocketAddr, &SocketAddr)| SocketAddr::new(u.ip(), t.port()))
+            .collect::<Vec<_>>();
+        log_candidates(&config, &worker_addrs, &tcp_addrs);
         let control = ControlThread::new(ControlContext {
             listener,
             instance: format!("sluice-dataplane-{}", std::process::id()),
             fingerprint,
             worker_addrs,
+            tcp_addrs,
             port_per_worker: config.port_per_worker,
             inboxes,
             wakers: handle.wakers.clone(),
@@ -240,6 +270,48 @@ impl Dataplane {
 
 /// The address worker `i` announces: `announce[i]` when one per worker is configured, the only
 /// one when a single address is, else what it bound.
+/// Logs the candidates sessions will be given and warns when clients elsewhere cannot reach
+/// them (issue 18: connectivity that explains itself).
+fn log_candidates(config: &Config, udp: &[SocketAddr], tcp: &[SocketAddr]) {
+    let mut seen = Vec::new();
+    for (proto, a) in udp
+        .iter()
+        .map(|a| ("udp", a))
+        .chain(tcp.iter().map(|a| ("tcp passive", a)))
+    {
+        if seen.contains(&(proto, a)) {
+            continue;
+        }
+        seen.push((proto, a));
+        tracing::info!(candidate = %format!("{proto} {a}"), "advertised candidate");
+    }
+    if config.bind.is_unspecified() && config.announce.is_empty() {
+        tracing::warn!(
+            "dataplane.bind is a wildcard address and dataplane.announce is empty: candidates carry \
+             the wildcard, which the control daemon replaces with its HTTP listen IP; set \
+             dataplane.announce to the address clients reach (docs/connectivity.md)"
+        );
+    } else if udp.iter().all(|a| a.ip().is_loopback()) {
+        tracing::warn!(
+            "every candidate is on a loopback address: only clients on this host can connect; set \
+             dataplane.bind or dataplane.announce (docs/connectivity.md)"
+        );
+    }
+}
+
+/// This worker's ICE-TCP listener (shared by the workers with `SO_REUSEPORT`); an error names
+/// the key.
+fn open_tcp(bind: std::net::IpAddr, port: u16, cfg: TcpConfig) -> std::io::Result<TcpSide> {
+    let addr = SocketAddr::new(bind, port);
+    let named = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("dataplane.tcp_port: TCP {addr}: {e}"))
+    };
+    let listener = tcp::listen(addr).map_err(named)?;
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::Instant::now();
+    TcpSide::new(listener, cfg, now).map_err(named)
+}
+
 fn announced(config: &Config, i: usize, bound: SocketAddr) -> SocketAddr {
     match config.announce.len() {
         0 => bound,

@@ -460,7 +460,7 @@ impl TestPeer {
     /// Sends `rtcp` (any bytes, well-formed or not) SRTCP-protected with the session's keys.
     pub fn send_rtcp_raw(&mut self, rtcp: &[u8]) -> Result<(), PeerError> {
         let (len, dst) = self.session.send_rtcp(Instant::now(), rtcp, &mut self.tx)?;
-        self.socket.send_to(&self.tx[..len], dst)?;
+        self.socket.send_to(&self.tx[..len], dst.addr)?;
         self.stats.datagrams_sent += 1;
         Ok(())
     }
@@ -493,9 +493,10 @@ impl TestPeer {
             return Err(SessionError::BufferTooSmall.into());
         }
         self.tx[n..end].copy_from_slice(payload);
-        Ok(self
+        let (len, dst) = self
             .session
-            .protect_outgoing(Instant::now(), &mut self.tx, end)?)
+            .protect_outgoing(Instant::now(), &mut self.tx, end)?;
+        Ok((len, dst.addr))
     }
 
     /// Sends a Generic NACK (RFC 4585 §6.2.1) for `seqs` of the forwarded stream `media_ssrc`.
@@ -506,7 +507,7 @@ impl TestPeer {
         let (len, dst) = self
             .session
             .send_rtcp(Instant::now(), &plain[..n], &mut self.tx)?;
-        self.socket.send_to(&self.tx[..len], dst)?;
+        self.socket.send_to(&self.tx[..len], dst.addr)?;
         self.stats.datagrams_sent += 1;
         Ok(())
     }
@@ -679,7 +680,7 @@ impl TestPeer {
                 self.stats.dropped_on_purpose += 1;
                 continue;
             }
-            match self.socket.send_to(&self.tx[..n], dst) {
+            match self.socket.send_to(&self.tx[..n], dst.addr) {
                 Ok(_) => self.stats.datagrams_sent += 1,
                 // A full loopback buffer loses the datagram, as a network would.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -748,7 +749,7 @@ mod tests {
                         .expect("echo");
                 }
                 while let Some((n, dst)) = s.poll_transmit(Instant::now(), &mut buf) {
-                    let _ = socket.send_to(&buf[..n], dst);
+                    let _ = socket.send_to(&buf[..n], dst.addr);
                 }
             }
         });

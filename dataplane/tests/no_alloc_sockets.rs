@@ -10,17 +10,25 @@
 //! pushed out of the window with a long interval. Every 50th packet is a keyframe, so the
 //! per-keyframe notification to the control thread (a bounded, preallocated channel) is on the
 //! measured path too.
+//!
+//! Probing is on (issue 12): the subscriptions negotiate transport-cc and RTX, so forwarded
+//! copies get our transport-wide sequence number, and the publisher's measured layer rates
+//! reach every subscriber (over the mesh too) every 500 ms. After the main window each
+//! subscriber reports heavy loss, which pulls its estimate below what the track sends, so its
+//! estimator sends probe clusters (padding on the RTX SSRC, written into pool buffers by the
+//! shard); a second window of 3 s of media measures that path, also with no allocation.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rtp_core::packet::rtcp::{write_rr, ReportBlock};
 use sluice_dataplane::runtime::Dataplane;
 use sluice_dataplane::shard::LoopHook;
 use sluice_proto::{
     Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams, MediaKind, Quality,
-    SessionId, Subscribe, SubscriptionId, TrackId, TransportMode,
+    ReplyOk, SessionId, Subscribe, SubscriptionId, TrackId, TransportMode,
 };
 
 mod webrtc_harness;
@@ -32,6 +40,9 @@ const WARMUP: u32 = 2_000;
 /// Published packets in the window; each reaches every subscriber: 4 × 27,000 = 108,000
 /// forwarded copies (the test asserts ≥ 100,000).
 const MEASURED: u32 = 27_000;
+/// Published packets in the probing window (1,000 a second for 3 s: probes go out every 1-2 s
+/// while a subscriber wants more than its estimate).
+const PROBING: u32 = 3_000;
 const SSRC: u32 = 0x3333;
 
 #[derive(Default)]
@@ -71,6 +82,7 @@ fn no_alloc_forwarding_through_real_sockets() {
         ctl.request(track(SessionId(1), TrackId(1), MediaKind::Video, SSRC))
             .expect("track");
         let mut readers = Vec::new();
+        let mut reporters = Vec::new();
         let progress: Arc<Vec<AtomicU32>> =
             Arc::new((0..SUBSCRIBERS).map(|_| AtomicU32::new(0)).collect());
         for i in 0..SUBSCRIBERS {
@@ -87,15 +99,24 @@ fn no_alloc_forwarding_through_real_sockets() {
                 session: SessionId(id),
                 track: TrackId(1),
                 ssrc: 0x7000 + i as u32,
-                rtx_ssrc: None,
+                rtx_ssrc: Some(0x7100 + i as u32),
                 payload_type: 96,
-                rtx_payload_type: None,
-                ext_ids: ExtIds::default(),
+                rtx_payload_type: Some(97),
+                ext_ids: ExtIds {
+                    transport_cc: Some(3),
+                    ..ExtIds::default()
+                },
             }))
             .expect("subscribe");
+            reporters.push(s.try_clone().expect("clone"));
             let progress = Arc::clone(&progress);
             readers.push(std::thread::spawn(move || {
-                count_media(&s, WARMUP + MEASURED, &progress[i])
+                count_media(
+                    &s,
+                    0x7000 + i as u32,
+                    WARMUP + MEASURED + PROBING,
+                    &progress[i],
+                )
             }));
         }
 
@@ -132,20 +153,25 @@ fn no_alloc_forwarding_through_real_sockets() {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        let counts: Vec<u32> = readers
-            .into_iter()
-            .map(|r| r.join().expect("reader"))
-            .collect();
+        let until = WARMUP + MEASURED;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && progress.iter().any(|c| c.load(Ordering::Relaxed) < until)
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         tally.open.store(false, Ordering::Release);
-
+        let counts: Vec<u32> = progress.iter().map(|c| c.load(Ordering::Relaxed)).collect();
         let forwarded: u32 = counts.iter().map(|c| c.saturating_sub(WARMUP)).sum();
-        let allocations = tally.allocations.load(Ordering::Relaxed);
+        let allocations = tally.allocations.swap(0, Ordering::Relaxed);
         println!(
             "no_alloc on {:?}: {forwarded} packets forwarded in the window over {} shard \
              iterations, {allocations} allocations; per subscriber {counts:?}",
             dp.io_mode(),
-            tally.iterations.load(Ordering::Relaxed)
+            tally.iterations.swap(0, Ordering::Relaxed)
         );
+        assert!(forwarded >= 100_000, "forwarded {forwarded}: {counts:?}");
+        assert_eq!(allocations, 0, "heap allocations on the shard threads");
         // The window is closed: fresh stats snapshots (they allocate) may run now. Each
         // subscriber's share of the publisher's equal-size packets left as GSO runs; every
         // `stats` request asks the workers for a new snapshot, so poll until one shows them.
@@ -164,9 +190,40 @@ fn no_alloc_forwarding_through_real_sockets() {
             std::thread::sleep(Duration::from_millis(20));
         };
         println!("no_alloc on {:?}: {gso} GSO messages", dp.io_mode());
-        assert!(forwarded >= 100_000, "forwarded {forwarded}: {counts:?}");
-        assert_eq!(allocations, 0, "heap allocations on the shard threads");
         assert!(gso > 0, "no GSO run was sent");
+
+        // The probing window: every subscriber reports heavy loss, its estimate falls below
+        // what the track sends, and its estimator probes.
+        for (i, s) in reporters.iter().enumerate() {
+            report_loss(s, media, 0x7000 + i as u32);
+        }
+        let probes_before = probes(&mut ctl);
+        // The iterations that built the stats answers (they allocate) end first: an
+        // iteration is counted when it ends inside the window; an idle one lasts up to 100 ms.
+        std::thread::sleep(Duration::from_millis(300));
+        tally.open.store(true, Ordering::Release);
+        for k in 0..PROBING / 100 {
+            send(&publisher, media, until + k * 100, 100);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let counts: Vec<u32> = readers
+            .into_iter()
+            .map(|r| r.join().expect("reader"))
+            .collect();
+        tally.open.store(false, Ordering::Release);
+        let probes_in_window = probes(&mut ctl) - probes_before;
+        let allocations = tally.allocations.load(Ordering::Relaxed);
+        println!(
+            "probing window on {:?}: {probes_in_window} probe packets over {} shard \
+             iterations, {allocations} allocations; per subscriber {counts:?}",
+            dp.io_mode(),
+            tally.iterations.load(Ordering::Relaxed)
+        );
+        assert_eq!(
+            allocations, 0,
+            "heap allocations on the shard threads while probing"
+        );
+        assert!(probes_in_window > 0, "no probe went out in the window");
         drop(ctl);
         dp.stop();
     }
@@ -226,9 +283,46 @@ fn send(s: &UdpSocket, to: SocketAddr, from: u32, n: u32) {
     }
 }
 
-/// Counts RTP packets until `want` arrived or no media came for 2 s (RTCP reports keep
-/// arriving, so the socket timeout alone would not end it).
-fn count_media(s: &UdpSocket, want: u32, progress: &AtomicU32) -> u32 {
+/// A receiver report from the subscriber at `s` saying it lost nearly everything of `ssrc`
+/// (eight of them: each halves the loss-based estimate, from the 10 Mbit/s cap to its floor).
+fn report_loss(s: &UdpSocket, to: SocketAddr, ssrc: u32) {
+    let block = ReportBlock {
+        ssrc,
+        fraction_lost: 255,
+        cumulative_lost: 1000,
+        ext_highest_seq: 0,
+        jitter: 0,
+        lsr: 0,
+        dlsr: 0,
+    };
+    let mut rr = [0u8; 64];
+    let n = write_rr(&mut rr, 0x5151_0000 + ssrc, &[block]).expect("rr");
+    for _ in 0..8 {
+        s.send_to(&rr[..n], to).expect("send rr");
+    }
+}
+
+/// Probe packets sent so far to the subscribers (sessions 10..).
+fn probes(ctl: &mut ControlClient) -> u64 {
+    (0..SUBSCRIBERS as u64)
+        .map(|i| {
+            match ctl
+                .request(Command::SessionStats {
+                    session: SessionId(10 + i),
+                })
+                .expect("session stats")
+            {
+                ReplyOk::SessionStats(r) => r.probe_packets,
+                other => panic!("not session stats: {other:?}"),
+            }
+        })
+        .sum()
+}
+
+/// Counts RTP packets of `ssrc` until `want` arrived or no media came for 2 s (RTCP reports
+/// and probe padding on the RTX SSRC keep arriving, so the socket timeout alone would not end
+/// it).
+fn count_media(s: &UdpSocket, ssrc: u32, want: u32, progress: &AtomicU32) -> u32 {
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
     let mut buf = [0u8; 2048];
@@ -237,7 +331,11 @@ fn count_media(s: &UdpSocket, want: u32, progress: &AtomicU32) -> u32 {
     let mut last_media = Instant::now();
     while n < want && Instant::now() < deadline && last_media.elapsed() < Duration::from_secs(2) {
         match s.recv(&mut buf) {
-            Ok(len) if len >= 12 && !(200..=206).contains(&buf[1]) => {
+            Ok(len)
+                if len >= 12
+                    && !(200..=206).contains(&buf[1])
+                    && buf[8..12] == ssrc.to_be_bytes() =>
+            {
                 n += 1;
                 progress.store(n, Ordering::Relaxed);
                 last_media = Instant::now();

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::congestion::SessionStatsReport;
 use crate::ids::{SessionId, SubscriptionId, TrackId};
 use crate::notification::ShardStats;
 use crate::vocab::{Candidate, Codec, DtlsRole, ExtIds, MediaKind, Source};
@@ -82,6 +83,8 @@ pub enum Command {
     /// on SIGTERM. How the control daemon stops a dataplane it spawned; an embedding process
     /// (tests) decides itself what a request means for it.
     Shutdown {},
+    /// One session's estimate, allocations and forwarder drops → `ReplyOk::SessionStats`.
+    SessionStats { session: SessionId },
 }
 
 impl Command {
@@ -104,6 +107,7 @@ impl Command {
         "ping",
         "stats",
         "shutdown",
+        "session_stats",
     ];
 }
 
@@ -298,6 +302,8 @@ pub enum ReplyOk {
         #[serde(rename = "workers")]
         shards: Vec<ShardStats>,
     },
+    /// Answer to `SessionStats`.
+    SessionStats(SessionStatsReport),
 }
 
 /// A session as the dataplane holds it.

@@ -239,7 +239,10 @@ mod tests {
 
     #[test]
     fn partial_frames_wait_for_more() {
-        let bytes = frame(1, r#"{"type":"request","id":1,"command":{"type":"ping"}}"#);
+        let bytes = frame(
+            PROTOCOL_VERSION,
+            r#"{"type":"request","id":1,"command":{"type":"ping"}}"#,
+        );
         let mut dec = FrameDecoder::new();
         for (i, b) in bytes.iter().enumerate() {
             assert_eq!(dec.next_frame(), Ok(None), "complete after {i} bytes");
@@ -253,11 +256,11 @@ mod tests {
     #[test]
     fn bad_json_skips_the_frame_and_keeps_sync() {
         let mut bytes = frame(
-            1,
+            PROTOCOL_VERSION,
             r#"{"type":"request","id":9,"command":{"type":"ping","x":1}}"#,
         );
         bytes.extend(frame(
-            1,
+            PROTOCOL_VERSION,
             r#"{"type":"request","id":10,"command":{"type":"ping"}}"#,
         ));
         let mut dec = FrameDecoder::new();
@@ -276,8 +279,9 @@ mod tests {
         assert_eq!(dec.next_frame(), Err(ProtoError::Empty));
         assert_eq!(dec.next_frame(), Err(ProtoError::Empty));
         let mut dec = FrameDecoder::new();
-        dec.push(&[0, 0, 0, 3, 2]);
-        assert_eq!(dec.next_frame(), Err(ProtoError::Version { got: 2 }));
+        let other = PROTOCOL_VERSION.wrapping_add(1);
+        dec.push(&[0, 0, 0, 3, other]);
+        assert_eq!(dec.next_frame(), Err(ProtoError::Version { got: other }));
         assert!(dec.next_frame().unwrap_err().is_fatal());
     }
 

@@ -16,6 +16,7 @@
 
 mod client;
 mod command;
+mod congestion;
 mod conn;
 mod frame;
 mod ids;
@@ -29,6 +30,7 @@ pub use command::{
     AddTrack, Command, CreateSession, DataSpec, IceParams, Layer, PriorityTarget, Quality, ReplyOk,
     SessionInfo, SessionState, Subscribe, SubscriptionInfo, TrackInfo, TransportMode,
 };
+pub use congestion::{PublishedTrackStats, SessionStatsReport, StreamState, SubscriptionStats};
 pub use conn::{ControlConn, MAX_OUTPUT_BUFFERED};
 pub use frame::{decode_message, encode_frame, FrameDecoder, ProtoError};
 pub use ids::{SessionId, SubscriptionId, TrackId};
@@ -40,7 +42,8 @@ pub use vocab::{
 };
 
 /// The protocol version this build speaks (the frame's version byte and `Hello.version`).
-pub const PROTOCOL_VERSION: u8 = 1;
+/// 2: `session_stats` and the `stream_state` notification (congestion control, issue 12).
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest frame length N (version byte + JSON), 1 MiB.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
 

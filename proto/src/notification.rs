@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{SessionId, TrackId};
+use crate::congestion::StreamState;
+use crate::ids::{SessionId, SubscriptionId, TrackId};
+use crate::vocab::CandidateProtocol;
 
 /// Something that happened in the dataplane. The `type` field selects the variant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,6 +19,10 @@ pub enum Notification {
     IceConnected {
         session: SessionId,
         remote: SocketAddr,
+        /// The transport of the pair: UDP, or a TCP connection to our passive candidate
+        /// (ICE-TCP). Absent in older dataplanes' messages: UDP.
+        #[serde(default)]
+        transport: CandidateProtocol,
     },
     /// No consent refresh (RFC 7675) for the disconnect timeout; media towards the peer stops.
     IceDisconnected { session: SessionId },
@@ -25,6 +31,9 @@ pub enum Notification {
         session: SessionId,
         local: SocketAddr,
         remote: SocketAddr,
+        /// As in `IceConnected`.
+        #[serde(default)]
+        transport: CandidateProtocol,
     },
     /// DTLS finished and SRTP keys are installed. `profile` is the RFC 5764/7714 name, e.g.
     /// `"SRTP_AEAD_AES_128_GCM"`; `version` e.g. `"DTLS 1.2"`.
@@ -55,6 +64,13 @@ pub enum Notification {
     },
     /// Periodic per-shard counters.
     StatsSnapshot(ShardStats),
+    /// The allocator paused a subscription for bandwidth, or resumed it (only with pausing
+    /// enabled: `dataplane.congestion_pause`).
+    StreamState {
+        session: SessionId,
+        subscription: SubscriptionId,
+        state: StreamState,
+    },
 }
 
 impl Notification {
@@ -70,6 +86,7 @@ impl Notification {
         "data_behind",
         "session_closed",
         "stats_snapshot",
+        "stream_state",
     ];
 }
 

@@ -105,7 +105,8 @@ impl Command {
             | Self::ListSubscriptions { .. }
             | Self::Ping {}
             | Self::Stats {}
-            | Self::Shutdown {} => Ok(()),
+            | Self::Shutdown {}
+            | Self::SessionStats { .. } => Ok(()),
         }
     }
 }

@@ -103,11 +103,31 @@ pub struct Candidate {
     pub priority: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CandidateProtocol {
+    #[default]
     Udp,
     Tcp,
+}
+
+impl CandidateProtocol {
+    /// `"udp"` or `"tcp"` (SDP, metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+impl From<rtp_core::net::Protocol> for CandidateProtocol {
+    fn from(p: rtp_core::net::Protocol) -> Self {
+        match p {
+            rtp_core::net::Protocol::Udp => Self::Udp,
+            rtp_core::net::Protocol::Tcp => Self::Tcp,
+        }
+    }
 }
 
 // ---- conversions to and from rtp-core ---------------------------------------------------

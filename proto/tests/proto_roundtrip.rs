@@ -163,6 +163,7 @@ fn commands() -> Vec<Command> {
         Command::Ping {},
         Command::Stats {},
         Command::Shutdown {},
+        Command::SessionStats { session: sid },
     ]
 }
 
@@ -173,12 +174,14 @@ fn notifications() -> Vec<Notification> {
         Notification::IceConnected {
             session: sid,
             remote,
+            transport: CandidateProtocol::Tcp,
         },
         Notification::IceDisconnected { session: sid },
         Notification::SelectedPairChanged {
             session: sid,
             local: "127.0.0.1:3478".parse().unwrap(),
             remote,
+            transport: CandidateProtocol::Udp,
         },
         Notification::DtlsConnected {
             session: sid,
@@ -207,6 +210,11 @@ fn notifications() -> Vec<Notification> {
             reason: CloseReason::IceTimeout,
         },
         Notification::StatsSnapshot(stats()),
+        Notification::StreamState {
+            session: sid,
+            subscription: SubscriptionId(30),
+            state: StreamState::Paused,
+        },
     ]
 }
 
@@ -252,6 +260,37 @@ fn replies() -> Vec<ReplyResult> {
         ReplyOk::Stats {
             shards: vec![stats()],
         },
+        ReplyOk::SessionStats(SessionStatsReport {
+            worker: Some(1),
+            connected: true,
+            estimate_bps: 2_400_000,
+            estimate_source: "probe".into(),
+            acked_bps: Some(1_100_000),
+            sent_bps: 1_200_000,
+            pacing_bps: 6_000_000,
+            rtt_ms: Some(40),
+            probe_packets: 120,
+            probe_bytes: 33_000,
+            forwarded: 5000,
+            forward_drops: BTreeMap::from([("not_current_layer".into(), 9000)]),
+            subscriptions: vec![SubscriptionStats {
+                subscription: SubscriptionId(30),
+                track: TrackId(10),
+                kind: MediaKind::Video,
+                allocated_layer: Some(2),
+                current_layer: Some(1),
+                target_layer: 2,
+                paused: false,
+                muted: false,
+                layer_bps: vec![150_000, 480_000, 1_400_000],
+            }],
+            tracks: vec![PublishedTrackStats {
+                track: TrackId(11),
+                layer_bps: vec![Some(40_000)],
+            }],
+            ..SessionStatsReport::unplaced(SessionId(1))
+        }),
+        ReplyOk::SessionStats(SessionStatsReport::unplaced(SessionId(2))),
     ];
     let mut out: Vec<ReplyResult> = oks.into_iter().map(ReplyResult::Ok).collect();
     for code in [
@@ -397,8 +436,9 @@ fn encode_refuses_frames_over_the_limit() {
 
 #[test]
 fn bad_version_is_fatal_and_names_version() {
-    let err = decode_one(&raw_frame(2, r#"{"type":"hello"}"#)).unwrap_err();
-    assert_eq!(err, ProtoError::Version { got: 2 });
+    let other = PROTOCOL_VERSION + 1;
+    let err = decode_one(&raw_frame(other, r#"{"type":"hello"}"#)).unwrap_err();
+    assert_eq!(err, ProtoError::Version { got: other });
     assert!(err.is_fatal());
     assert_eq!(err.to_error_body().field.as_deref(), Some("version"));
 }
@@ -589,7 +629,7 @@ fn server_answers_undecodable_request_and_closes_on_bad_version() {
     let mut wire = Vec::new();
     encode_frame(&Message::Hello(Hello::control("raw")), &mut wire).unwrap();
     wire.extend(raw_frame(
-        1,
+        PROTOCOL_VERSION,
         r#"{"type":"request","id":42,"command":{"type":"pnig"}}"#,
     ));
     wire.extend(raw_frame(9, "{}"));

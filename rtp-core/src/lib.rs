@@ -13,6 +13,7 @@
 //! - [`bwe`]: transport-cc feedback, delay- and loss-based estimation, the layer allocator.
 //! - [`stats`]: per-stream counters, loss, jitter, RTT, SR/RR generation.
 //! - [`datachannel`]: SCTP over DTLS and DCEP for WebRTC data channels.
+//! - [`net`]: transport addresses (UDP, or a TCP connection carrying RFC 4571 frames).
 #![forbid(unsafe_code)]
 
 pub mod bwe;
@@ -21,6 +22,7 @@ pub mod dtls;
 pub mod forward;
 pub mod ice;
 pub mod nack;
+pub mod net;
 pub mod pacer;
 pub mod packet;
 pub mod session;

@@ -1,7 +1,9 @@
 //! End-to-end BWE scenario: a sender forwards one simulcast track over a
 //! simulated bottleneck whose capacity goes 3 Mbit/s → 400 kbit/s → 3 Mbit/s.
 //! The receiver's `TwccReceiver` produces transport-cc feedback, the
-//! sender's `SendSideBwe` estimates, and the `Allocator` picks the layer.
+//! sender's `SendSideBwe` estimates (and probes, with padding of 1200 bytes, as a
+//! Session does: media is application-limited, so only probes show what the path
+//! could carry), and the `Allocator` picks the layer.
 //! Time is advanced by hand in 1 ms steps.
 
 use std::collections::VecDeque;
@@ -70,15 +72,24 @@ fn layers_step_down_and_back_up_with_capacity() {
 
         if ms % 100 == 0 {
             alloc.allocate(now, bwe.estimate_bps(), &demand, &mut layer);
+            bwe.set_probing(true);
+            bwe.set_desired(alloc.desired_bps());
+            bwe.handle_timeout(now);
         }
 
         // Pace the chosen layer's bitrate in 1200-byte packets.
         if let Some(l) = layer[0] {
             credit_bits += LAYERS[usize::from(l)] as f64 / 1000.0;
         }
-        while credit_bits >= (PACKET * 8) as f64 {
-            credit_bits -= (PACKET * 8) as f64;
-            bwe.on_packet_sent(now, seq, PACKET);
+        // Probe padding when the estimator asks (paced by it), then the layer's media.
+        let mut probe = bwe.probe_due().is_some_and(|t| t <= now);
+        while probe || credit_bits >= (PACKET * 8) as f64 {
+            if probe {
+                bwe.on_probe_sent(now, seq, PACKET);
+            } else {
+                credit_bits -= (PACKET * 8) as f64;
+                bwe.on_packet_sent(now, seq, PACKET);
+            }
             sent += 1;
             let backlog_us = (link_free_us - now_us as f64).max(0.0);
             if backlog_us > MAX_QUEUE_US {
@@ -89,6 +100,7 @@ fn layers_step_down_and_back_up_with_capacity() {
                 in_flight.push_back((link_free_us as u64 + PROPAGATION_US, seq));
             }
             seq = seq.wrapping_add(1);
+            probe = bwe.probe_due().is_some_and(|t| t <= now);
         }
 
         // Deliver, then let the receiver send feedback (return path uncongested).

@@ -5,6 +5,8 @@
 //! allocations per check after warm-up.
 
 use std::net::SocketAddr;
+
+use rtp_core::net::Remote;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -24,8 +26,8 @@ fn t0() -> Instant {
     Instant::now()
 }
 
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
+fn addr(port: u16) -> Remote {
+    Remote::udp(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// Client and server joined by a lossy, instantaneous in-memory link.
@@ -33,9 +35,9 @@ struct Pair {
     server: IceLite,
     client: IceClient,
     now: Instant,
-    server_addr: SocketAddr,
+    server_addr: Remote,
     /// Where the client's datagrams appear to come from (a NAT may change it).
-    client_src: SocketAddr,
+    client_src: Remote,
     /// Datagrams client → server to drop, counted down.
     drop_to_server: u32,
     /// Both directions black-holed.
@@ -145,7 +147,7 @@ fn client_connects_to_lite_server() {
             selected: addr(50000)
         }]
     );
-    assert_eq!(p.client.mapped(), Some(addr(50000)));
+    assert_eq!(p.client.mapped(), Some(addr(50000).addr));
     assert_eq!(p.server.selected(), Some(addr(50000)));
     // Consent keeps both sides up for a long while.
     p.run_for(60 * SEC);
@@ -230,7 +232,7 @@ fn address_change_moves_the_selection() {
         ]
     );
     assert_eq!(p.server.selected(), Some(addr(50001)));
-    assert_eq!(p.client.mapped(), Some(addr(50001)));
+    assert_eq!(p.client.mapped(), Some(addr(50001).addr));
     assert!(p.server.is_valid(addr(50000)) && p.server.is_valid(addr(50001)));
     // Consent now follows the new address only.
     p.run_for(10 * SEC);
@@ -296,7 +298,7 @@ fn exchange(
     server: &mut IceLite,
     client: &mut IceClient,
     now: Instant,
-    src: SocketAddr,
+    src: Remote,
 ) -> Option<StunClass> {
     let (mut buf, mut out) = ([0u8; 512], [0u8; 512]);
     let (n, to) = client.poll_transmit(now, &mut buf)?;

@@ -78,7 +78,7 @@ fn forwarded_copy(sub_ext: ExtIds) -> Vec<u8> {
         .unwrap()
         .expect("keyframe forwarded");
     let (h, sent, dest) = s2.poll_paced(now).expect("paced");
-    assert_eq!((h, sent, dest), (0, n, c2));
+    assert_eq!((h, sent, dest), (0, n, c2.into()));
     slot.truncate(n);
     slot
 }

@@ -74,7 +74,7 @@ fn scenario(
         let mut buf = vec![0u8; 1500];
         let n = vp8_packet(i, PUB_SSRC, &mut buf);
         let (len, dest) = cl1.protect_outgoing(*now, &mut buf, n).unwrap();
-        assert_eq!(dest, server);
+        assert_eq!(dest, server.into());
         let out = s1.handle_datagram(*now, c1, &mut buf[..len]).unwrap();
         let SessionOutput::Media { meta, .. } = out else {
             panic!("expected media, got {out:?}");
@@ -97,7 +97,7 @@ fn scenario(
         }
         // Deliver what the pacer releases; every 17th packet is lost on the way.
         while let Some((h, len, dest)) = s2.poll_paced(*now) {
-            assert_eq!(dest, c2);
+            assert_eq!(dest, c2.into());
             let mut pkt = shard.slots.remove(&h).expect("slot of handle");
             assert_eq!(len, pkt.len());
             paced += 1;
@@ -134,7 +134,7 @@ fn scenario(
     let n = rtcp::write_nack(&mut nack, cl2.local_ssrc(), DOWN_SSRC, &lost).unwrap();
     let mut dg = vec![0u8; 1500];
     let (len, dest) = cl2.send_rtcp(*now, &nack[..n], &mut dg).unwrap();
-    assert_eq!(dest, server);
+    assert_eq!(dest, server.into());
     let mut outs = vec![s2.handle_datagram(*now, c2, &mut dg[..len]).unwrap()];
     while let Some(o) = s2.poll_output() {
         outs.push(o);
@@ -145,6 +145,7 @@ fn scenario(
             down: d,
             seq,
             src_ext_seq,
+            ..
         } = o
         else {
             continue;

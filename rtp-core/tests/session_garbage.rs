@@ -105,7 +105,7 @@ fn garbage_is_counted_and_does_not_disturb_media() {
     );
     let mut out = vec![0u8; 1500];
     let (n401, dest) = s1.poll_transmit(now, &mut out).expect("401 response");
-    assert_eq!(dest, c1);
+    assert_eq!(dest, c1.into());
     assert_eq!(
         out[0] & 0x01,
         0x01,

@@ -89,6 +89,7 @@ impl World {
                     down,
                     seq,
                     src_ext_seq,
+                    ..
                 } = out
                 {
                     let h = &self.history[src_ext_seq as usize % HISTORY];

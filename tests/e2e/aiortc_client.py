@@ -4,7 +4,11 @@
     python aiortc_client.py whep --url http://127.0.0.1:P/whep/ROOM --token T --seconds 6
 
 Prints one JSON line: what was sent or decoded (frames, sizes, codecs), the resource URL from
-Location and the DELETE status. Exits non-zero on error. SLUICE_E2E_AIORTC_LOG=FILE writes
+Location and the DELETE status. A player also reports the arrival time of every decoded video
+frame (`video_times_ms`, ms on one monotonic clock) and the end of its window
+(`window_end_ms`), so the harness can check continuity (tests/e2e/lib/continuity.mjs
+`fromFrameTimes`); a publisher states its frame rate (`video_fps`: aiortc's VideoStreamTrack
+produces 30 frames a second). Exits non-zero on error. SLUICE_E2E_AIORTC_LOG=FILE writes
 aiortc's debug log there, with the offer and the answer.
 aioice leaves loopback out of its host candidates, and every test address here is 127.0.0.1, so
 the host address list is patched to loopback only (shared/testing-notes.md).
@@ -29,7 +33,7 @@ from aiortc import (
     RTCSessionDescription,
     VideoStreamTrack,
 )
-from aiortc.mediastreams import MediaStreamError
+from aiortc.mediastreams import VIDEO_PTIME, MediaStreamError
 
 
 def loopback_only(use_ipv4=True, use_ipv6=True):
@@ -112,6 +116,7 @@ async def whip(args):
         "version": aiortc.__version__,
         "resource": resource,
         "delete_status": deleted,
+        "video_fps": round(1 / VIDEO_PTIME),
         "packets_sent": sent,
         "codecs": " + ".join(filter(None, [codecs_of(pc, "video"), codecs_of(pc, "audio")])),
         **facts,
@@ -136,13 +141,13 @@ async def whep(args):
             counts[track.kind] += 1
             if track.kind == "video":
                 times.append(round(time.monotonic() * 1000, 1))
-            if track.kind == "video":
                 size["width"], size["height"] = frame.width, frame.height
 
     tasks = []
     pc.on("track", lambda track: tasks.append(asyncio.ensure_future(consume(track))))
     resource = await negotiate(pc, args.url, args.token)
     await asyncio.sleep(args.seconds)
+    window_end = round(time.monotonic() * 1000, 1)
     facts = transport_facts(pc)
     codecs = " + ".join(filter(None, [codecs_of(pc, "video"), codecs_of(pc, "audio")]))
     deleted = (await asyncio.to_thread(http, "DELETE", resource, args.token))[0] if resource else None
@@ -156,6 +161,7 @@ async def whep(args):
         "video_frames": counts["video"],
         "audio_frames": counts["audio"],
         "video_times_ms": times,
+        "window_end_ms": window_end,
         "codecs": codecs,
         **size,
         **facts,

@@ -12,6 +12,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v patch >/dev/null 2>&1 || missing+=(patch)
+# The ICE-TCP scenarios drop UDP with nftables inside a namespace of their own (unshare -n).
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 # GStreamer webrtcbin driven from Debian's python3 through GObject introspection (gst_client.py):
 # webrtcbin + libnice (bad, nice), VP8/Opus (good, base), x264enc (ugly), avdec_h264 (libav).
 gst_pkgs=(python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0

@@ -3,9 +3,13 @@
 // out/results.json (every scenario's details and the interop rows), exits 1 on any failure.
 //   node run.mjs                     all scenarios
 //   node run.mjs simulcast fanout    only these
+//   node run.mjs table               the four publisher → player combinations of issue 12
+//                                    (then `node continuity-table.mjs` prints their table)
 
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 
 import { Context } from './lib/context.mjs';
 import { scenarios } from './scenarios.mjs';
@@ -13,9 +17,11 @@ import { scenarios } from './scenarios.mjs';
 const LIMIT_MS = Number(process.env.SLUICE_E2E_SCENARIO_TIMEOUT ?? 90) * 1000;
 // SLUICE_E2E_SKIP="a,b" leaves scenarios out of a full run (the summary lists them as skipped).
 const skipped = (process.env.SLUICE_E2E_SKIP ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-const names = (process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(scenarios)).filter(
-  (n) => !skipped.includes(n),
-);
+// Named groups of scenarios.
+const GROUPS = { table: ['whip_whep', 'aiortc_to_chromium', 'chromium_to_aiortc', 'chromium_to_chromium'] };
+const names = (process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(scenarios))
+  .flatMap((n) => GROUPS[n] ?? [n])
+  .filter((n) => !skipped.includes(n));
 for (const n of [...names, ...skipped]) {
   if (!scenarios[n]) {
     console.error(`unknown scenario ${n}; known: ${Object.keys(scenarios).join(' ')}`);
@@ -23,9 +29,35 @@ for (const n of [...names, ...skipped]) {
   }
 }
 
+/**
+ * A scenario marked `netns` runs in a network namespace of its own (`unshare -n`, only `lo` up),
+ * so the firewall rules it adds touch nothing else: this runner starts a second one in there for
+ * it and takes its result.
+ */
+function inNamespace(name) {
+  const out = mkdtempSync(join(tmpdir(), 'sluice-e2e-ns-'));
+  const self = new URL(import.meta.url).pathname;
+  const r = spawnSync('unshare', ['-n', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$1" "$2"', process.execPath, self, name], {
+    stdio: 'inherit',
+    env: { ...process.env, SLUICE_E2E_IN_NETNS: '1', SLUICE_E2E_OUT: out },
+    timeout: LIMIT_MS + 30_000,
+  });
+  try {
+    return JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')).results[0];
+  } catch {
+    return { name, status: 'FAIL', seconds: 0, details: {}, interop: [], error: `namespace run failed (exit ${r.status}, ${r.error?.message ?? 'no error'})` };
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
 const results = [];
 const started = Date.now();
 for (const name of names) {
+  if (scenarios[name].netns && process.env.SLUICE_E2E_IN_NETNS !== '1') {
+    results.push(inNamespace(name));
+    continue;
+  }
   const ctx = new Context(name);
   const t0 = Date.now();
   let status = 'pass';
@@ -58,7 +90,7 @@ for (const name of names) {
   if (error) console.log(error.split('\n').map((l) => `     ${l}`).join('\n'));
 }
 
-const out = resolve(new URL('.', import.meta.url).pathname, 'out');
+const out = process.env.SLUICE_E2E_OUT ?? resolve(new URL('.', import.meta.url).pathname, 'out');
 mkdirSync(out, { recursive: true });
 writeFileSync(resolve(out, 'results.json'), JSON.stringify({ when: new Date().toISOString(), results }, null, 2));
 

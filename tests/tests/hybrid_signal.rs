@@ -173,6 +173,7 @@ async fn auto_room_relays_p2p_then_migrates_with_acks_and_back() {
             urls: vec!["turn:127.0.0.1:3479?transport=udp".into()],
             secret: TURN_SECRET.into(),
             ttl_s: 86_400,
+            relay_ips: Vec::new(),
         });
     })
     .await;

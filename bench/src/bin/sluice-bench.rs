@@ -42,9 +42,9 @@ options:
   --json                one JSON object on stdout instead of a summary
   --quick               micro: a smoke run
   --duration SECS       measured window per run/step (default: limit 3, fanout 5, ramp 3)
-  --warmup SECS         warm-up before each window (default 1; ramp/compare with --cipher
-                        gcm|cm: 6, so the SFU's transport-cc estimate for each new subscriber
-                        has climbed from its 1 Mbit/s start before the window)
+  --warmup SECS         warm-up before each window (default 1: the SFU probes each new
+                        WebRTC subscriber's path, its estimate is past the media's rate
+                        within a few hundred ms)
   --publishers N        publishers, each audio + video (default 1)
   --subscribers N       fanout: subscribers (default 100)
   --audio-only | --video-only
@@ -424,32 +424,20 @@ fn print_fanout(f: &Value, lim: Option<&LimitReport>) {
     );
 }
 
-/// Default warm-up of a WebRTC ramp step. Each step's sessions are new, so the SFU's
-/// send-side estimate towards every subscriber starts at 1 Mbit/s and climbs ≈ 8 % a second on
-/// clean transport-cc feedback (rtp-core `tests/session_twcc_ramp.rs`: 1.53 Mbit/s after 6 s,
-/// 4.5 after 20 s); until then the pacer (2.5 × estimate) holds keyframe bursts. A real call is
-/// past that after its first seconds; 6 s bounds the ramp's length.
-const WEBRTC_RAMP_WARMUP_S: f64 = 6.0;
-
 /// Why a step warms up as long as it does, for the JSON report.
 fn warmup_note(step: &FanoutConfig) -> &'static str {
     if step.cipher == Cipher::None {
         "plain RTP: Sluice starts the estimate at the quality cap; no feedback needed"
     } else {
-        "both SFUs' steps; WebRTC subscribers send transport-cc feedback to Sluice, whose \
-         estimate for each new subscriber starts at 1 Mbit/s and climbs about 8 % a second"
+        "both SFUs' steps; WebRTC subscribers send transport-cc feedback to Sluice and \
+         negotiate RTX, which Sluice probes each new subscriber's path with (its estimate \
+         reaches the media's rate within a few hundred ms; before issue 12 it climbed 8 % a \
+         second and steps warmed up 6 s)"
     }
 }
 
 fn ramp_config(o: &Opts, cores: &[usize]) -> Result<RampConfig, BenchError> {
-    let mut step = fanout_config(o, cores, 3.0)?;
-    if o.warmup.is_none() && step.cipher != Cipher::None {
-        step.warmup = Duration::from_secs_f64(WEBRTC_RAMP_WARMUP_S);
-        eprintln!(
-            "sluice-bench: WebRTC ramp steps warm up {WEBRTC_RAMP_WARMUP_S} s (the SFU's \
-             transport-cc estimate for new subscribers climbs from 1 Mbit/s; --warmup overrides)"
-        );
-    }
+    let step = fanout_config(o, cores, 3.0)?;
     Ok(RampConfig {
         step,
         start: o.start.unwrap_or(50).max(1),

@@ -282,6 +282,7 @@ fn subscribe(
                 stream: stream.0,
                 kind: stream.1,
                 pt: a.pt,
+                rtx: None,
             });
         }
         let stxn = format!("start{j}");

@@ -16,6 +16,9 @@ pub struct TurnConfig {
     pub secret: String,
     /// Lifetime of a credential.
     pub ttl_s: u64,
+    /// The TURN servers' relay addresses (coturn `relay-ip`): a session whose peer address is
+    /// one of them is reported as relayed. Empty: the IP literals of `urls`.
+    pub relay_ips: Vec<std::net::IpAddr>,
 }
 
 /// One entry of `joined.ice_servers` (the shape of WebRTC's `RTCIceServer`).
@@ -96,6 +99,7 @@ mod tests {
             urls: vec!["turn:127.0.0.1:3478?transport=udp".into()],
             secret: "north".into(),
             ttl_s: 86_400,
+            relay_ips: Vec::new(),
         };
         let s = cfg.credentials("alice", 1_700_000_000);
         assert_eq!(s.username, "1700086400:alice");

@@ -18,6 +18,7 @@ use super::error::ApiError;
 use super::App;
 use crate::auth::{self, Grants, Role};
 use crate::events::SseError;
+use crate::lock::Locked;
 use crate::room::{Actor, RoomConfig};
 
 pub(super) fn routes() -> Router<Arc<App>> {
@@ -243,13 +244,22 @@ async fn list_participants(
     Path(room): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&app, &headers)?;
+    let app2 = Arc::clone(&app);
     let list = app
-        .in_existing_room(&room, |ctx| {
+        .in_existing_room(&room, move |ctx| {
             Box::pin(async move {
                 let r = ctx.room().ok_or_else(|| unknown_room(&ctx.name))?;
+                let c = app2.connectivity.locked();
+                // Each participant's selected pairs (issue 18): transport, addresses, types.
                 Ok(r.participants
                     .values()
-                    .map(crate::signal::ParticipantInfo::of)
+                    .map(|p| {
+                        let mut info = serde_json::to_value(crate::signal::ParticipantInfo::of(p))
+                            .unwrap_or(Value::Null);
+                        info["connectivity"] =
+                            super::connectivity::of_peer(&c, &ctx.media, &p.identity);
+                        info
+                    })
                     .collect::<Vec<_>>())
             })
         })

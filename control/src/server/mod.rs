@@ -12,6 +12,8 @@ mod actor;
 mod adopt;
 mod api;
 mod cluster;
+mod congestion;
+mod connectivity;
 mod dev;
 mod error;
 mod events;
@@ -131,6 +133,8 @@ pub(crate) struct App {
     pub(crate) shard_stats: Mutex<BTreeMap<u16, Counters>>,
     /// `[cluster]` membership; `None` on a single node.
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Each dataplane session's selected pair (issue 18).
+    pub(crate) connectivity: Mutex<connectivity::Connectivity>,
     static_dir: Option<PathBuf>,
     drain_deadline: Duration,
     pub(crate) limits: Limits,
@@ -221,6 +225,12 @@ impl Server {
             drained: Notify::new(),
             shard_stats: Mutex::new(BTreeMap::new()),
             cluster,
+            connectivity: Mutex::new(connectivity::Connectivity::new(
+                opts.turn
+                    .as_ref()
+                    .map(|t| connectivity::relay_ips(&t.urls, &t.relay_ips))
+                    .unwrap_or_default(),
+            )),
             static_dir: opts.static_dir.clone(),
             drain_deadline: opts.drain_deadline,
             limits: opts.limits.clone(),
@@ -313,6 +323,7 @@ fn router(app: Arc<App>) -> axum::Router {
         .merge(dev::routes())
         .merge(cluster::routes())
         .merge(ops::routes())
+        .merge(admin(congestion::routes(), app.limits.api_body_max_bytes))
         .layer(from_fn_with_state(Arc::clone(&app), cluster::route));
     if app.dev_key.is_some() {
         router = router.layer(from_fn_with_state(Arc::clone(&app), guard::dev_origin));
@@ -411,10 +422,20 @@ async fn dataplane_loop(app: Arc<App>) {
                 }
             }
             ev = events.recv() => match ev {
+                Ok(n @ (Notification::IceConnected { .. } | Notification::SelectedPairChanged { .. })) => {
+                    let changed = app.connectivity.locked().on_notification(&n);
+                    if let Some((session, selected)) = changed {
+                        app.connectivity_changed(session, selected).await;
+                    }
+                }
                 Ok(Notification::StatsSnapshot(ws)) => {
                     app.shard_stats.locked().insert(ws.shard, ws.counters);
                 }
-                Ok(Notification::SessionClosed { session, reason }) => {
+                Ok(Notification::StreamState { session, subscription, state }) => {
+                    app.stream_state(session, subscription, state).await;
+                }
+                Ok(n @ Notification::SessionClosed { session, reason }) => {
+                    app.connectivity.locked().on_notification(&n);
                     tracing::debug!(%session, ?reason, "session closed by the dataplane");
                     app.session_closed(session).await;
                 }

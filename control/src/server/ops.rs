@@ -75,6 +75,10 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let _ = writeln!(out, "# HELP sluice_http_connection_sources Source IPs with an open connection.\n# TYPE sluice_http_connection_sources gauge\nsluice_http_connection_sources {sources}");
     app.refusals.write_metrics(&mut out);
     app.hybrid_metrics(&mut out);
+    app.connectivity
+        .lock()
+        .expect("connectivity lock")
+        .metrics(&mut out);
     app.events.metrics(&mut out);
     if let Some(c) = &app.cluster {
         c.render_metrics(&mut out);
@@ -102,8 +106,9 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
         let _ = writeln!(out, "# HELP sluice_worker_dropped_total Dropped packets per shard (label worker) and reason.\n# TYPE sluice_worker_dropped_total counter");
         for (w, c) in &stats {
-            // `pacer_*`, `lat_*`, `map_*`, `registry_*`, `dtls_failed`, `unsignaled_ssrc_*` and
-            // the send events ride in the same map but are not drops (exported below).
+            // `pacer_*`, `lat_*`, `map_*`, `registry_*`, `dtls_failed`, `unsignaled_ssrc_*`, the
+            // send events and the congestion entries ride in the same map but are not drops
+            // (exported below and by `congestion::write_metrics`).
             for (reason, v) in c.dropped.iter().filter(|(r, _)| !not_a_drop(r)) {
                 let _ = writeln!(
                     out,
@@ -175,6 +180,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 );
             }
         }
+        tcp_metrics(&mut out, &stats);
         if let Some((_, c)) = stats.iter().next() {
             let _ = writeln!(out, "# HELP sluice_dataplane_registry_entries Entries in the dataplane's shared registry (pending sessions, placed sessions, ufrag routes, remote addresses).\n# TYPE sluice_dataplane_registry_entries gauge");
             for (k, v) in c.dropped.iter().filter(|(k, _)| k.starts_with("registry_")) {
@@ -185,6 +191,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 );
             }
         }
+        super::congestion::write_metrics(&mut out, &stats);
         let _ = writeln!(out, "# HELP sluice_worker_sessions Sessions per shard (label worker).\n# TYPE sluice_worker_sessions gauge");
         for (w, c) in &stats {
             let _ = writeln!(
@@ -197,6 +204,39 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
+/// The workers' ICE-TCP entries (`tcp_*`, docs/control-socket.md): two gauges (open and bound
+/// connections) and the rest as counters by event (accepted, refused, closed by reason,
+/// handed over, frames, send-queue drops).
+fn tcp_metrics(out: &mut String, stats: &std::collections::BTreeMap<u16, sluice_proto::Counters>) {
+    let gauges = ["tcp_connections", "tcp_bound"];
+    let _ = writeln!(out, "# HELP sluice_worker_tcp_connections ICE-TCP connections per worker (state: open, bound to a session).
+# TYPE sluice_worker_tcp_connections gauge");
+    for (w, c) in stats {
+        for (g, state) in gauges.iter().zip(["open", "bound"]) {
+            if let Some(v) = c.dropped.get(*g) {
+                let _ = writeln!(
+                    out,
+                    "sluice_worker_tcp_connections{{worker=\"{w}\",state=\"{state}\"}} {v}"
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP sluice_worker_tcp_events_total ICE-TCP connection events per worker (accepted, refused_full, closed_garbage, closed_no_stun, closed_idle, …, tx_media_dropped).
+# TYPE sluice_worker_tcp_events_total counter");
+    for (w, c) in stats {
+        for (k, v) in c
+            .dropped
+            .iter()
+            .filter(|(k, _)| k.starts_with("tcp_") && !gauges.contains(&k.as_str()))
+        {
+            let event = &k["tcp_".len()..];
+            let _ = writeln!(
+                out,
+                "sluice_worker_tcp_events_total{{worker=\"{w}\",event=\"{event}\"}} {v}"
+            );
+        }
+    }
+}
 /// Delayed or batched sends and slow-path lookups (shard/counters.rs `delays`): in the stats
 /// map beside the drops, exported as `sluice_worker_send_events_total`.
 const SEND_EVENTS: [&str; 5] = [
@@ -210,10 +250,18 @@ const SEND_EVENTS: [&str; 5] = [
 /// Entries of a worker's stats map that are not drop reasons.
 fn not_a_drop(key: &str) -> bool {
     key == "dtls_failed"
+        || [
+            "pacer_",
+            "lat_",
+            "map_",
+            "registry_",
+            "unsignaled_ssrc_",
+            "tcp_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
         || SEND_EVENTS.contains(&key)
-        || ["pacer_", "lat_", "map_", "registry_", "unsignaled_ssrc_"]
-            .iter()
-            .any(|p| key.starts_with(p))
+        || super::congestion::is_congestion_counter(key)
 }
 
 /// The workers' SFU-added latency (`lat_{class}_lt_{bound}us` …, docs/control-socket.md) as

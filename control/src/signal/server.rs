@@ -98,6 +98,14 @@ pub enum ServerMessage {
         code: String,
         message: String,
     },
+    /// The SFU paused (or resumed) a subscription for bandwidth (docs/congestion.md; only with
+    /// `dataplane.congestion_pause`).
+    StreamState {
+        track_sid: String,
+        /// `paused` or `active`.
+        state: &'static str,
+        reason: &'static str,
+    },
     /// `[cluster]`: the room is served by another node; join again at `url`.
     Redirect {
         url: String,

@@ -21,8 +21,8 @@ use std::time::Duration;
 use crate::proto::{
     AddTrack, Candidate, CandidateProtocol, Command, ControlConn, CreateSession, ErrorBody,
     ErrorCode, Hello, Message, Notification, PriorityTarget, ReplyOk, Role, SessionId, SessionInfo,
-    SessionState, ShardStats, Subscribe, SubscriptionId, SubscriptionInfo, TrackId, TrackInfo,
-    TransportMode, MAX_LAYER_INDEX, PROTOCOL_VERSION,
+    SessionState, SessionStatsReport, ShardStats, Subscribe, SubscriptionId, SubscriptionInfo,
+    TrackId, TrackInfo, TransportMode, MAX_LAYER_INDEX, PROTOCOL_VERSION,
 };
 use crate::shard::msg::{ShardCmd, ShardMsg};
 use crate::shard::registry::SharedRegistry;
@@ -38,6 +38,10 @@ const PAGE: usize = 100;
 const SHARD_MSG_BUDGET: usize = 4096;
 /// ICE host-candidate priority (RFC 8445 §5.1.2.1: type pref 126, local pref 65535, comp 1).
 const HOST_PRIORITY: u32 = (126 << 24) | (65535 << 8) | 255;
+/// A passive TCP host candidate (RFC 6544 §4.2): type preference 90, as libwebrtc gives TCP host
+/// candidates, so a working UDP pair always ranks first (a browser checks TCP pairs alongside
+/// UDP, not after it); local preference (direction 4 = passive) << 13 | 8191.
+const TCP_PRIORITY: u32 = (90 << 24) | (((4 << 13) | 8191) << 8) | 255;
 
 /// Everything the control thread needs from the runtime.
 #[derive(Debug)]
@@ -47,6 +51,8 @@ pub struct ControlContext {
     pub fingerprint: String,
     /// Media address of each worker (announced when configured, else bound).
     pub worker_addrs: Vec<SocketAddr>,
+    /// Each worker's ICE-TCP candidate address (empty: ICE-TCP off).
+    pub tcp_addrs: Vec<SocketAddr>,
     /// True: each worker has its own port and sessions are placed by the control thread.
     pub port_per_worker: bool,
     pub inboxes: Vec<SyncSender<ShardCmd>>,
@@ -229,6 +235,16 @@ impl ControlThread {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => tracing::warn!(error = %e, "control accept failed"),
         }
+    }
+
+    fn tcp_media_addrs(&self) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = Vec::new();
+        for a in &self.ctx.tcp_addrs {
+            if !v.contains(a) {
+                v.push(*a);
+            }
+        }
+        v
     }
 
     fn media_addrs(&self) -> Vec<SocketAddr> {

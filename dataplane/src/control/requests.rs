@@ -37,6 +37,17 @@ impl ControlThread {
             Command::ListSubscriptions { after } => Ok(Some(self.list_subs(after))),
             Command::CreateSession(spec) => self.create_session(id, spec),
             Command::CloseSession { session } => self.close_session(id, session),
+            Command::SessionStats { session } => {
+                if !self.sessions.contains_key(&session) {
+                    Err(not_found(session))
+                } else if self.ctx.registry.lock().placed(session).is_none() {
+                    Ok(Some(ReplyOk::SessionStats(SessionStatsReport::unplaced(
+                        session,
+                    ))))
+                } else {
+                    self.route_apply(id, session, Command::SessionStats { session })
+                }
+            }
             Command::SetRemote {
                 session,
                 remote_ufrag,
@@ -210,16 +221,29 @@ impl ControlThread {
             Some(w) if self.ctx.port_per_worker => vec![self.ctx.worker_addrs[usize::from(w)]],
             _ => self.media_addrs(),
         };
-        addrs
-            .into_iter()
-            .enumerate()
-            .map(|(i, addr)| Candidate {
-                foundation: (i + 1).to_string(),
-                addr,
-                protocol: CandidateProtocol::Udp,
-                priority: HOST_PRIORITY - i as u32,
-            })
-            .collect()
+        let tcp = match worker {
+            Some(w) if self.ctx.port_per_worker => self
+                .ctx
+                .tcp_addrs
+                .get(usize::from(w))
+                .copied()
+                .into_iter()
+                .collect(),
+            _ => self.tcp_media_addrs(),
+        };
+        let udp = addrs.into_iter().enumerate().map(|(i, addr)| Candidate {
+            foundation: (i + 1).to_string(),
+            addr,
+            protocol: CandidateProtocol::Udp,
+            priority: HOST_PRIORITY - i as u32,
+        });
+        let tcp = tcp.into_iter().enumerate().map(|(i, addr)| Candidate {
+            foundation: (i + 101).to_string(),
+            addr,
+            protocol: CandidateProtocol::Tcp,
+            priority: TCP_PRIORITY - i as u32,
+        });
+        udp.chain(tcp).collect()
     }
 
     pub(super) fn close_session(

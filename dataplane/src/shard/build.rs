@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use rtp_core::bwe::SendSideBweConfig;
+use rtp_core::bwe::{AllocatorConfig, SendSideBweConfig};
 use rtp_core::dtls::{DtlsCert, DtlsSettings, Fingerprint};
 use rtp_core::ice::IceConfig;
 use rtp_core::session::{
@@ -19,12 +19,14 @@ pub const MAX_UP_TRACKS: usize = 8;
 /// Preallocated DownTracks per session.
 pub const MAX_DOWN_TRACKS: usize = 64;
 
-/// Builds the `Session` for `spec`.
+/// Builds the `Session` for `spec`; `pause`: the allocator may pause simulcast subscriptions
+/// (`dataplane.congestion_pause`).
 pub fn session(
     now: Instant,
     spec: &CreateSession,
     cert: &DtlsCert,
     dtls: &DtlsSettings,
+    pause: bool,
 ) -> Result<Session<BufId>, ErrorBody> {
     let mode = match &spec.mode {
         TransportMode::Webrtc {} => {
@@ -49,6 +51,10 @@ pub fn session(
         nack: Default::default(),
         pacer: Default::default(),
         bwe: bwe_config(spec),
+        allocator: AllocatorConfig {
+            allow_pause: pause,
+            ..AllocatorConfig::default()
+        },
         max_up_tracks: MAX_UP_TRACKS,
         max_down_tracks: MAX_DOWN_TRACKS,
     };
@@ -166,6 +172,7 @@ mod tests {
             &spec(plain(), 10_000_000),
             &cert,
             &DtlsSettings::default(),
+            false,
         )
         .expect("session");
         assert_eq!(s.stats().estimate_bps, 10_000_000);

@@ -79,8 +79,13 @@ impl Shard {
                     self.table.mark_dirty(slot);
                     let ts = self.router.track_mut(spec.track, track.kind);
                     ts.subs.push((slot, down));
+                    ts.layers = u8::try_from(track.layers.len()).unwrap_or(1);
                     if ts.publisher.is_none() {
                         ts.source = source;
+                    }
+                    // What the publisher sends per layer, measured so far (until its next report).
+                    if let (Some(rates), Some(entry)) = (ts.rates, self.table.get_mut(slot)) {
+                        entry.session.set_down_layer_rates(down, rates);
                     }
                     self.router.subs.insert(spec.subscription, (slot, down));
                     done()
@@ -130,7 +135,8 @@ impl Shard {
                 format!("{} exists", spec.session),
             ));
         }
-        let mut session = build::session(now, &spec, &self.cert, &self.dtls)?;
+        let mut session =
+            build::session(now, &spec, &self.cert, &self.dtls, self.congestion_pause)?;
         let data = match &spec.data {
             Some(d) => Some(Box::new(relay::enable(&mut session, d)?)),
             None => None,
@@ -145,7 +151,7 @@ impl Shard {
                 self.table.insert(entry, Some(ufrag), None)
             }
             TransportMode::PlainRtp { remote, .. } => {
-                self.table.insert(entry, None, Some(Remote::Udp(remote)))
+                self.table.insert(entry, None, Some(Remote::udp(remote)))
             }
         };
         if let Some(room) = room {
@@ -194,6 +200,7 @@ impl Shard {
 
     fn apply(&mut self, now: Instant, cmd: Command) -> Reply {
         match cmd {
+            Command::SessionStats { session } => self.session_stats(now, session),
             Command::CloseSession { session } => {
                 let Some(slot) = self.table.slot_of(session) else {
                     return not_found(session);
@@ -272,6 +279,7 @@ impl Shard {
                 let ts = self.router.track_mut(spec.track, spec.kind);
                 ts.kind = spec.kind;
                 ts.publisher = Some((slot, up));
+                ts.layers = u8::try_from(spec.layers.len()).unwrap_or(1);
                 ts.source = Some(self.index as u16);
                 done()
             }
@@ -380,9 +388,8 @@ impl Shard {
         {
             let mut reg = self.registry.lock();
             if entry.ufrag.is_some() {
-                for r in &entry.remotes {
-                    let Remote::Udp(addr) = *r;
-                    reg.remove_remote(addr, Some(shard));
+                for r in entry.remotes.iter().filter(|r| !r.is_tcp()) {
+                    reg.remove_remote(r.addr, Some(shard));
                 }
             }
             if let Some(u) = &entry.ufrag {
@@ -390,6 +397,7 @@ impl Shard {
             }
             reg.unplace(entry.id);
         }
+        self.close_tcp_of(&entry.remotes);
         for track in entry.ups.iter().flatten() {
             if let Some(ts) = self.router.tracks.get_mut(track) {
                 ts.publisher = None;
@@ -415,6 +423,7 @@ impl Shard {
         // Keep its pacer counters in the worker's totals; before the drain below, whose far-future
         // instant would read as an hour of queueing.
         self.counters.pacer_retired.add(entry.session.pacer_stats());
+        self.counters.congestion_retired.add(entry.session.stats());
         // Buffers still queued in the pacer belong to our pool: take them all back, whether or
         // not the session still has a destination (a disconnected session's queue used to leak
         // here). Bounded by the pool size (each handle is a distinct buffer).

@@ -242,6 +242,8 @@ pub struct ShardCounters {
     pub slow_path: u64,
     /// Pacer counters of sessions already closed (live sessions are summed at snapshot time).
     pub pacer_retired: PacerTotals,
+    /// Congestion counters of sessions already closed.
+    pub congestion_retired: super::bwe::CongestionTotals,
     /// DTLS handshakes that failed (each logged once with its reason).
     pub dtls_failed: u64,
     /// SSRCs the offer did not name, bound to a track, by how (rid, mid, payload type).
@@ -267,15 +269,17 @@ impl ShardCounters {
         self.unsignaled[i] += 1;
     }
 
-    /// The wire snapshot (allocates; once per stats interval). `pacer`: the live sessions'
-    /// pacer counters (closed sessions' are added here); `extra`: entries that are not drops
-    /// (latency histograms `lat_*`, map sizes `map_*`), see docs/control-socket.md.
+    /// The wire snapshot (allocates; once per stats interval). `pacer`, `congestion`: the live
+    /// sessions' counters (closed sessions' are added here) and the subscriptions paused now;
+    /// `extra`: entries that are not drops (latency histograms `lat_*`, map sizes `map_*`), see
+    /// docs/control-socket.md.
     pub fn snapshot(
         &self,
         worker: u16,
         sessions: u32,
         io: &IoStats,
         pacer: &PacerTotals,
+        congestion: (&super::bwe::CongestionTotals, u64),
         extra: impl Iterator<Item = (String, u64)>,
     ) -> ShardStats {
         let mut dropped = BTreeMap::new();
@@ -318,6 +322,9 @@ impl ShardCounters {
         let mut pacer_total = self.pacer_retired;
         pacer_total.merge(pacer);
         dropped.extend(pacer_total.entries());
+        let mut cc = self.congestion_retired;
+        cc.merge(congestion.0);
+        dropped.extend(cc.entries(congestion.1));
         dropped.extend(extra);
         ShardStats {
             shard: worker,
@@ -365,7 +372,15 @@ mod tests {
         counters.pacer_retired.add(&closed);
         let mut sum = PacerTotals::default();
         sum.add(&live);
-        let snap = counters.snapshot(3, 1, &IoStats::default(), &sum, std::iter::empty());
+        let cc = super::super::bwe::CongestionTotals::default();
+        let snap = counters.snapshot(
+            3,
+            1,
+            &IoStats::default(),
+            &sum,
+            (&cc, 0),
+            std::iter::empty(),
+        );
         let d = &snap.counters.dropped;
         assert_eq!(d["pacer_packets"], 6);
         assert_eq!(d["pacer_delay_us_sum"], 1_530_000);
@@ -374,7 +389,10 @@ mod tests {
         assert_eq!(d["pacer_delay_lt_20ms"], 3);
         assert_eq!(d["pacer_delay_ge_1000ms"], 1);
         assert_eq!(d["pacer_delay_lt_5ms"], 0);
-        // Nothing else: the map holds only the pacer entries (3 + one per bucket).
-        assert_eq!(d.len(), 3 + DELAY_BUCKETS);
+        // Nothing else: the map holds only the pacer entries (3 + one per bucket) and the
+        // congestion ones (8 forwarder drop reasons, 2 probe totals, paused tracks).
+        assert_eq!(d.len(), 3 + DELAY_BUCKETS + 11);
+        assert_eq!(d["forward_drop_not_current_layer"], 0);
+        assert_eq!(d["bwe_paused_tracks"], 0);
     }
 }

@@ -14,12 +14,12 @@ use std::time::Instant;
 use rtp_core::pacer::PacketClass;
 use rtp_core::session::SessionEvent;
 
-use crate::proto::{CloseReason, Notification};
+use crate::proto::{CloseReason, Notification, StreamState};
 
 use super::counters::Drop;
 use super::msg::ShardMsg;
 use super::router::WINDOW;
-use super::table::{Remote, Slot};
+use super::table::Slot;
 use super::{min_opt, Shard, FAREWELL_DATAGRAMS};
 
 impl Shard {
@@ -189,6 +189,11 @@ impl Shard {
                 self.io.pool.give(buf);
                 self.counters.drop(Drop::PacerExpired);
             }
+            // Probe padding last: the lowest class, after the session's media of this turn.
+            self.drain_probes(now, slot);
+            let Some(entry) = self.table.get_mut(slot) else {
+                continue;
+            };
             entry.deadline = entry.session.poll_timeout();
             self.next_timer = min_opt(self.next_timer, entry.deadline);
             if sent == WINDOW || self.io.room() == 0 {
@@ -201,6 +206,7 @@ impl Shard {
 
     pub(super) fn drain_events(&mut self, now: Instant, slot: Slot) {
         let mut close = None;
+        let mut rates = None;
         // Bounded by the session's event queue.
         while let Some(ev) = self
             .table
@@ -221,18 +227,24 @@ impl Shard {
                 SessionEvent::IceConnected { remote } => {
                     validated = Some(remote);
                     tracing::info!(%session, "ICE connected");
-                    (Some(Notification::IceConnected { session, remote }), true)
+                    let n = Notification::IceConnected {
+                        session,
+                        remote: remote.addr,
+                        transport: remote.proto.into(),
+                    };
+                    (Some(n), true)
                 }
                 SessionEvent::IceDisconnected => {
                     (Some(Notification::IceDisconnected { session }), true)
                 }
                 SessionEvent::SelectedPairChanged { remote } => {
-                    let local = self.io.backend.local_addr().unwrap_or(remote);
+                    let local = self.io.local_addr(remote.proto).unwrap_or(remote.addr);
                     tracing::debug!(%session, "selected pair changed");
                     let n = Notification::SelectedPairChanged {
                         session,
                         local,
-                        remote,
+                        remote: remote.addr,
+                        transport: remote.proto.into(),
                     };
                     (Some(n), false)
                 }
@@ -277,10 +289,28 @@ impl Shard {
                     data_event = Some(ev);
                     (None, false)
                 }
+                SessionEvent::LayerRates { up, layers } => {
+                    rates = track_of(up).map(|track| (track, layers));
+                    (None, false)
+                }
+                SessionEvent::StreamState { down, paused } => {
+                    let note = entry.downs.get(usize::from(down.0)).copied().flatten().map(
+                        |(_, subscription)| Notification::StreamState {
+                            session,
+                            subscription,
+                            state: if paused {
+                                StreamState::Paused
+                            } else {
+                                StreamState::Active
+                            },
+                        },
+                    );
+                    (note, true)
+                }
                 _ => (None, false),
             };
             if let Some(remote) = validated {
-                self.register_remote(slot, Remote::Udp(remote));
+                self.register_remote(slot, remote);
             }
             if let Some(ev) = data_event {
                 self.on_data_event(slot, &ev);
@@ -293,6 +323,9 @@ impl Shard {
                     // blocks it.
                     self.counters.drop(Drop::ControlBacklog);
                 }
+            }
+            if let Some((track, layers)) = rates.take() {
+                self.on_layer_rates(track, layers, true);
             }
         }
         if let Some(reason) = close {

@@ -10,6 +10,7 @@
 
 use std::time::Instant;
 
+use rtp_core::net::Protocol;
 use rtp_core::packet::{demux, Demuxed};
 use rtp_core::session::{MediaMeta, SessionOutput};
 use rtp_core::stun::{StunClass, StunMessage, StunMethod};
@@ -35,11 +36,16 @@ enum Found {
 impl Shard {
     /// One received datagram (`rx`: when it was reaped; for a handed-over datagram, `now`).
     pub(super) fn on_datagram(&mut self, now: Instant, rx: Instant, meta: RecvMeta, local: bool) {
-        let slot = match self.table.slot_of_remote(Remote::Udp(meta.src)) {
+        let slot = match self.table.slot_of_remote(meta.remote()) {
             Some(slot) => slot,
             None => match self.lookup_slow(now, meta, local) {
                 Found::Here(slot) => slot,
-                Found::Gone => return,
+                Found::Gone => {
+                    if meta.proto == Protocol::Tcp {
+                        self.refuse_tcp(meta);
+                    }
+                    return;
+                }
             },
         };
         self.feed(now, rx, slot, meta);
@@ -94,7 +100,12 @@ impl Shard {
                     Found::Gone
                 }
                 Claim::Elsewhere(s) if usize::from(s) != self.index && local => {
-                    self.redirect_datagram(meta, usize::from(s));
+                    if meta.proto == Protocol::Tcp {
+                        // The connection follows its session (not each frame).
+                        self.hand_over_tcp(meta, usize::from(s));
+                    } else {
+                        self.redirect_datagram(meta, usize::from(s));
+                    }
                     Found::Gone
                 }
                 Claim::Elsewhere(_) => {
@@ -106,6 +117,11 @@ impl Shard {
                     Found::Gone
                 }
             };
+        }
+        if meta.proto == Protocol::Tcp {
+            // A TCP connection starts with a check (RFC 6544 §7.1): anything else is refused.
+            self.counters.drop(Drop::UnknownSource);
+            return Found::Gone;
         }
         if !local {
             // Handed over by the shard the registry named, and unknown here too.
@@ -169,7 +185,7 @@ impl Shard {
         };
         let buf = &mut self.io.pool.get_mut(meta.buf)[meta.offset..meta.offset + meta.len];
         let stun = matches!(demux(buf), Demuxed::Stun);
-        let first = entry.session.handle_datagram(now, meta.src, buf);
+        let first = entry.session.handle_datagram(now, meta.remote(), buf);
         self.table.mark_dirty(slot);
         let out = match first {
             Ok(out) => out,
@@ -178,7 +194,7 @@ impl Shard {
                 return;
             }
         };
-        let remote = Remote::Udp(meta.src);
+        let remote = meta.remote();
         if self.table.slot_of_remote(remote) != Some(slot) {
             // Only an authenticated check makes an address this session's (review #4).
             if !self.register_remote(slot, remote) && stun {
@@ -203,10 +219,11 @@ impl Shard {
         let webrtc = self.table.get(slot).is_some_and(|e| e.ufrag.is_some());
         let (registry, shard) = (&self.registry, self.index as u16);
         self.table.register_remote(slot, remote, |r, added| {
-            let Remote::Udp(addr) = r;
-            if !webrtc {
+            // TCP remotes are connections this shard owns: nobody else needs to find them.
+            if !webrtc || r.is_tcp() {
                 return;
             }
+            let addr = r.addr;
             let mut reg = registry.lock();
             if added {
                 reg.set_remote(addr, shard);
@@ -247,6 +264,7 @@ impl Shard {
                 down,
                 seq,
                 src_ext_seq,
+                layer,
             } => {
                 let Some(track) = self.down_track(slot, down) else {
                     return;
@@ -260,7 +278,7 @@ impl Shard {
                     slot,
                     down,
                     seq,
-                    src_ext_seq,
+                    (src_ext_seq, layer),
                     &mut self.table,
                     &mut self.io,
                     &mut self.counters,
@@ -394,6 +412,7 @@ impl Shard {
                 }
             }
             RingItem::KeyframeWanted { track, layer } => self.keyframe_wanted(now, track, layer),
+            RingItem::LayerRates { track, layers } => self.on_layer_rates(track, layers, false),
             RingItem::Datagram(d) => {
                 let Some(buf) = self.io.pool.take() else {
                     self.counters.drop(Drop::PoolEmpty);

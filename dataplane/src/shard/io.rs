@@ -11,11 +11,14 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use rtp_core::net::{Protocol, Remote};
+
 use crate::pool::{BufId, BufPool};
 use crate::sys::{Backend, IoMode, RecvMeta, Transmit};
 
 use super::counters::ShardCounters;
 use super::latency::Latency;
+use super::tcp::TcpSide;
 
 /// Transmits one iteration may queue (the drain phase stops when it is full).
 pub(super) const TX_CAPACITY: usize = 4096;
@@ -41,6 +44,8 @@ pub(super) struct Io {
     backlog: Backlog,
     /// The kernel refused sends since the last submit (io_uring): the socket is full.
     refused: bool,
+    /// ICE-TCP: the listener and connections (None when `ice_tcp` is off).
+    pub tcp: Option<TcpSide>,
 }
 
 impl Io {
@@ -54,6 +59,15 @@ impl Io {
             latency: Latency::new(buffers, now),
             backlog: Backlog::None,
             refused: false,
+            tcp: None,
+        }
+    }
+
+    /// Our address on `proto` (the pair's local side, for reports).
+    pub fn local_addr(&self, proto: Protocol) -> Option<SocketAddr> {
+        match proto {
+            Protocol::Udp => self.backend.local_addr().ok(),
+            Protocol::Tcp => self.tcp.as_ref().map(TcpSide::local_addr),
         }
     }
 
@@ -88,8 +102,14 @@ impl Io {
     }
 
     /// Queues `buf[..len]` for `dst`. A datagram of the same destination and size as the one
-    /// before it joins that one's GSO run.
-    pub fn push(&mut self, buf: BufId, len: usize, dst: SocketAddr) {
+    /// before it joins that one's GSO run. A frame for a TCP connection is copied into that
+    /// connection's send queue (or dropped there, counted) and its buffer given back.
+    pub fn push(&mut self, buf: BufId, len: usize, dst: Remote) {
+        if dst.is_tcp() {
+            self.push_tcp(buf, len, dst.addr, true);
+            return;
+        }
+        let dst = dst.addr;
         let segment_size = match self.tx.last() {
             Some(l)
                 if l.dst == dst
@@ -110,9 +130,25 @@ impl Io {
     }
 
     /// Queues a control packet (STUN, DTLS, RTCP): not counted in the latency histograms.
-    pub fn push_control(&mut self, buf: BufId, len: usize, dst: SocketAddr) {
+    pub fn push_control(&mut self, buf: BufId, len: usize, dst: Remote) {
         self.latency.unmeasured(buf);
-        self.push(buf, len, dst);
+        if dst.is_tcp() {
+            self.push_tcp(buf, len, dst.addr, false);
+        } else {
+            self.push(buf, len, dst);
+        }
+    }
+
+    fn push_tcp(&mut self, buf: BufId, len: usize, peer: SocketAddr, media: bool) {
+        if let Some(tcp) = self.tcp.as_mut() {
+            tcp.send(
+                peer,
+                &self.pool.get(buf)[..len.min(crate::pool::BUF_SIZE)],
+                media,
+            );
+        }
+        self.latency.unmeasured(buf);
+        self.pool.give(buf);
     }
 
     /// Takes back what the kernel refused since the last submit (io_uring), ahead of the rest.
@@ -126,6 +162,9 @@ impl Io {
     /// "handed to the kernel" for the latency histograms; a hard send error drops the batch
     /// (logged once per iteration: the socket is broken, it is not per packet).
     pub fn submit(&mut self, shard: usize, counters: &mut ShardCounters) {
+        if let Some(tcp) = self.tcp.as_mut() {
+            tcp.flush();
+        }
         if self.tx.is_empty() {
             self.backlog = Backlog::None;
             return;

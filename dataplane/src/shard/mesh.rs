@@ -42,6 +42,12 @@ pub enum RingItem {
     Media(RingPacket),
     /// A subscriber on the sending shard wants a keyframe of `track` (routed to its publisher).
     KeyframeWanted { track: TrackId, layer: u8 },
+    /// The layer rates `track`'s publisher measured (published on the sending shard), for the
+    /// receiving shard's subscribers' allocators.
+    LayerRates {
+        track: TrackId,
+        layers: [rtp_core::bwe::Layer; rtp_core::bwe::MAX_LAYERS],
+    },
     /// A datagram that landed on the wrong shard (plain RTP with a shared port: the kernel's
     /// SO_REUSEPORT hash picked another socket than the session's shard).
     Datagram(RingDatagram),

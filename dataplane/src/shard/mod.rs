@@ -23,6 +23,7 @@
 //!    at all while fan-out or sendable media is left.
 
 mod build;
+mod bwe;
 mod commands;
 pub mod counters;
 pub mod data;
@@ -37,6 +38,8 @@ mod relay;
 mod route;
 mod router;
 mod table;
+pub mod tcp;
+mod tcp_feed;
 
 pub use latency::BOUNDS_US as LATENCY_BOUNDS_US;
 
@@ -101,6 +104,12 @@ pub struct ShardContext {
     pub dtls: DtlsSettings,
     pub stop: Arc<AtomicBool>,
     pub stats_interval: Duration,
+    /// ICE-TCP: this worker's listener side (None: off).
+    pub tcp: Option<tcp::TcpSide>,
+    /// Connections handed between workers.
+    pub handoffs: Arc<tcp::Handoffs>,
+    /// `dataplane.congestion_pause`: the allocator may pause simulcast subscriptions.
+    pub congestion_pause: bool,
 }
 
 /// See the module docs.
@@ -131,6 +140,11 @@ pub struct Shard {
     data_rooms: data::DataRooms,
     data_counters: data::DataCounters,
     data_buf: Vec<u8>,
+    handoffs: Arc<tcp::Handoffs>,
+    /// Scratch: the TCP frames of an iteration, and peers whose connection closed.
+    tcp_frames: Vec<crate::sys::RecvMeta>,
+    tcp_closed: Vec<std::net::SocketAddr>,
+    congestion_pause: bool,
 }
 
 impl Shard {
@@ -139,9 +153,14 @@ impl Shard {
         let pool_len = ctx.pool.len();
         #[allow(clippy::disallowed_methods)]
         let now = Instant::now();
+        let mut io = Io::new(ctx.backend, ctx.pool, RECV_BATCH, now);
+        if let Some(t) = ctx.tcp {
+            io.backend.watch(t.epoll_fd());
+            io.tcp = Some(t);
+        }
         Self {
             index: usize::from(ctx.index),
-            io: Io::new(ctx.backend, ctx.pool, RECV_BATCH, now),
+            io,
             table: SessionTable::with_capacity(1024),
             router: TrackRouter::new(FORWARD_RESERVE.min(pool_len / 8)),
             mesh: ctx.mesh,
@@ -162,6 +181,10 @@ impl Shard {
             data_rooms: data::DataRooms::default(),
             data_counters: data::DataCounters::default(),
             data_buf: vec![0; data::MAX_MESSAGE],
+            handoffs: ctx.handoffs,
+            tcp_frames: Vec::with_capacity(tcp::FRAME_BATCH),
+            tcp_closed: Vec::with_capacity(64),
+            congestion_pause: ctx.congestion_pause,
         }
     }
 
@@ -225,6 +248,7 @@ impl Shard {
         }
         #[allow(clippy::disallowed_methods)]
         let now = now.unwrap_or_else(Instant::now);
+        self.tcp_phase(now);
         self.drain_rings(now);
         self.drain_data_rings(now);
         if self.next_timer.is_some_and(|t| t <= now) {
@@ -268,6 +292,9 @@ impl Shard {
             deadline = deadline.min(t);
         }
         deadline = deadline.min(self.next_stats);
+        if let Some(t) = self.io.tcp.as_ref().and_then(tcp::TcpSide::next_deadline) {
+            deadline = deadline.min(t);
+        }
         (deadline.saturating_duration_since(now), false)
     }
 
@@ -303,12 +330,16 @@ impl Shard {
             ("map_data_rooms", self.data_rooms.len()),
         ]
         .map(|(k, v)| (k.to_string(), v as u64));
+        let tcp = self.io.tcp.as_ref().map(tcp::TcpSide::entries);
+        let (congestion, paused) = self.congestion_live();
         let snap = self.counters.snapshot(
             self.index as u16,
             self.table.len() as u32,
             self.io.backend.stats(),
             &pacer,
+            (&congestion, paused),
             maps.into_iter()
+                .chain(tcp.into_iter().flatten())
                 .chain(self.io.latency.entries())
                 .chain(self.data_counters.entries()),
         );

@@ -27,8 +27,9 @@ use super::latency::LatClass;
 use super::mesh::MAX_RING_PACKET;
 use super::table::{SessionTable, Slot};
 
-/// Packets in each (track, shard) NACK cache: ~1 s of 1 Mbit/s video.
-const HISTORY_PACKETS: usize = 512;
+/// Packets in each (track, shard) NACK cache: ~1 s of 1 Mbit/s video. A multiple of 1, 2 and 3:
+/// a simulcast track's layers each get their own share of the slots ([`history_key`]).
+const HISTORY_PACKETS: usize = 510;
 /// Queued video packets awaiting fan-out; beyond, new ones are dropped (counted).
 const MAX_JOBS: usize = 4096;
 /// Packets of one track given to each subscriber in turn (the GSO run and round-robin quantum).
@@ -48,6 +49,10 @@ pub(super) struct TrackState {
     /// Other shards with subscribers (only meaningful on the publisher's shard).
     pub remote: Vec<u16>,
     pub muted: bool,
+    /// Simulcast layers the track has (the NACK cache's key, [`history_key`]).
+    pub layers: u8,
+    /// The publisher's latest measured layer rates (for new subscribers).
+    pub rates: Option<[rtp_core::bwe::Layer; rtp_core::bwe::MAX_LAYERS]>,
 }
 
 impl TrackState {
@@ -64,12 +69,25 @@ impl TrackState {
             subs: Vec::new(),
             remote: Vec::new(),
             muted: false,
+            layers: 1,
+            rates: None,
         }
     }
 
     pub fn unused(&self) -> bool {
         self.publisher.is_none() && self.subs.is_empty() && self.remote.is_empty()
     }
+}
+
+/// Where a packet of `layer` goes in its track's NACK cache. Each simulcast layer numbers its
+/// packets on its own, so the cache keys them `ext_seq × layers + layer`: with a capacity that
+/// is a multiple of `layers`, a slot only ever holds one layer's packets. Keyed by `ext_seq`
+/// alone, the layers overwrote each other's slots (and a layer whose sequence numbers happen
+/// to be lower was refused as stale), so NACKs for the layer a subscriber was switched to
+/// (its keyframe, on a congested path) went unanswered.
+pub(super) fn history_key(ext_seq: u64, layer: u8, layers: u8) -> u64 {
+    let n = u64::from(layers.clamp(1, 3));
+    ext_seq.saturating_mul(n) + u64::from(layer).min(n - 1)
 }
 
 /// A video packet waiting for (the rest of) its fan-out.
@@ -122,6 +140,11 @@ impl TrackRouter {
         }
     }
 
+    /// Free buffers fan-out (and probing) leaves to the receive path.
+    pub fn reserve(&self) -> usize {
+        self.reserve
+    }
+
     /// Video packets waiting for fan-out.
     pub fn pending(&self) -> usize {
         self.jobs.len()
@@ -145,7 +168,9 @@ impl TrackRouter {
             return false;
         }
         // Stale/too long only costs a NACK answer later; counted by the history itself.
-        let _ = ts.history.insert(now, meta.ext_seq, pkt);
+        let _ = ts
+            .history
+            .insert(now, history_key(meta.ext_seq, meta.layer, ts.layers), pkt);
         true
     }
 
@@ -168,8 +193,14 @@ impl TrackRouter {
             return;
         }
         if ts.kind == MediaKind::Audio {
-            let TrackState { history, subs, .. } = ts;
-            let Some(bytes) = history.get(now, meta.ext_seq) else {
+            let TrackState {
+                history,
+                subs,
+                layers,
+                ..
+            } = ts;
+            let Some(bytes) = history.get(now, history_key(meta.ext_seq, meta.layer, *layers))
+            else {
                 counters.drop(Drop::FanoutStale);
                 return;
             };
@@ -226,11 +257,17 @@ impl TrackRouter {
             let finished = match self.tracks.get_mut(&front.track) {
                 None => true,
                 Some(ts) => {
-                    let TrackState { history, subs, .. } = ts;
+                    let TrackState {
+                        history,
+                        subs,
+                        layers,
+                        ..
+                    } = ts;
                     while cursor < subs.len() && done < budget {
                         let sub = subs[cursor];
                         for job in self.jobs.range(..len) {
-                            let Some(bytes) = history.get(now, job.meta.ext_seq) else {
+                            let key = history_key(job.meta.ext_seq, job.meta.layer, *layers);
+                            let Some(bytes) = history.get(now, key) else {
                                 counters.drop(Drop::FanoutStale);
                                 continue;
                             };
@@ -330,7 +367,7 @@ fn forward_one(
     }
 }
 
-/// A retransmission for subscriber `slot`'s `down` of source packet `src_ext_seq`.
+/// A retransmission for subscriber `slot`'s `down` of source packet `src_ext_seq` of `layer`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn retransmit(
     now: Instant,
@@ -338,12 +375,15 @@ pub(super) fn retransmit(
     slot: Slot,
     down: DownId,
     seq: u16,
-    src_ext_seq: u64,
+    (src_ext_seq, layer): (u64, u8),
     table: &mut SessionTable,
     io: &mut Io,
     counters: &mut ShardCounters,
 ) {
-    let Some(orig) = ts.history.get(now, src_ext_seq) else {
+    let Some(orig) = ts
+        .history
+        .get(now, history_key(src_ext_seq, layer, ts.layers))
+    else {
         counters.drop(Drop::HistoryMiss);
         return;
     };
@@ -372,5 +412,56 @@ pub(super) fn retransmit(
             io.pool.give(buf);
             counters.drop(Drop::ForwardError);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three simulcast layers whose sequence numbers lie far apart (the low layer's lowest, as
+    /// Chromium's random starts often make them) interleaved into one NACK cache: every
+    /// packet of every layer is still there half a second later. Keyed by ext_seq alone the
+    /// top layer overwrote the low layer's slots, and the low layer's (numerically older)
+    /// packets were refused as stale: NACKs for the layer a congested subscriber was switched
+    /// to went unanswered (`history_miss`).
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a test needs some base instant
+    fn simulcast_layers_keep_their_own_history_slots() {
+        let t = Instant::now();
+        let mut ts = TrackState::new(MediaKind::Video);
+        ts.layers = 3;
+        // Starts 70 and 110 cache-widths apart: the same slots, were the layers not kept apart.
+        let starts = [1_000u64, 1_000 + 510 * 70, 1_000 + 510 * 110];
+        let mut last = [0u64; 3];
+        // 200 ms of 130 packets/s top, 60 mid, 30 low.
+        for ms in 0..200u64 {
+            let now = t + Duration::from_millis(ms);
+            for (layer, every) in [(0u8, 33u64), (1, 16), (2, 7)] {
+                if ms % every == 0 {
+                    let l = usize::from(layer);
+                    let seq = starts[l] + ms / every;
+                    last[l] = seq;
+                    let pkt = [layer, seq as u8, 0, 0];
+                    let _ = ts
+                        .history
+                        .insert(now, history_key(seq, layer, ts.layers), &pkt);
+                }
+            }
+        }
+        let now = t + Duration::from_millis(500);
+        for layer in 0..3u8 {
+            let l = usize::from(layer);
+            for seq in starts[l]..=last[l] {
+                let got = ts.history.get(now, history_key(seq, layer, ts.layers));
+                assert_eq!(
+                    got.map(|p| (p[0], p[1])),
+                    Some((layer, seq as u8)),
+                    "layer {layer} seq {seq}"
+                );
+            }
+        }
+        // A single-layer track keys by ext_seq itself.
+        assert_eq!(history_key(77, 0, 1), 77);
     }
 }

@@ -15,7 +15,6 @@
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use rtp_core::session::Session;
@@ -30,11 +29,8 @@ pub(super) type Slot = u32;
 /// Remote addresses a session may hold in the demux maps: rtp-core's ICE candidate table size.
 pub(super) const MAX_REMOTES: usize = 8;
 
-/// Where a session's datagrams come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(super) enum Remote {
-    Udp(SocketAddr),
-}
+/// Where a session's datagrams come from: a UDP address or a TCP connection's peer.
+pub(super) use rtp_core::net::Remote;
 
 /// One session on this shard.
 #[derive(Debug)]
@@ -219,8 +215,7 @@ impl SessionTable {
         let Some(entry) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) else {
             return false;
         };
-        let Remote::Udp(addr) = r;
-        if !entry.session.is_validated(addr) {
+        if !entry.session.is_validated(r) {
             return false;
         }
         match self.by_remote.entry(r) {
@@ -245,8 +240,7 @@ impl SessionTable {
         on_change(r, true);
         let mut i = 0;
         while i < entry.remotes.len() {
-            let Remote::Udp(a) = entry.remotes[i];
-            let stale = !entry.session.is_validated(a);
+            let stale = !entry.session.is_validated(entry.remotes[i]);
             let over = entry.remotes.len() > MAX_REMOTES && i == 0;
             if stale || over {
                 let gone = entry.remotes.remove(i);
@@ -259,6 +253,16 @@ impl SessionTable {
             }
         }
         true
+    }
+
+    /// Takes `r` out of the maps of the session in `slot` (a TCP connection that closed).
+    pub fn forget_remote(&mut self, slot: Slot, r: Remote) {
+        if self.by_remote.get(&r) == Some(&slot) {
+            self.by_remote.remove(&r);
+        }
+        if let Some(e) = self.slots.get_mut(slot as usize).and_then(Option::as_mut) {
+            e.remotes.retain(|&x| x != r);
+        }
     }
 
     /// Queues the session for this iteration's drain (once).

@@ -25,6 +25,7 @@
 
 pub mod affinity;
 mod buf_ring;
+pub mod epoll;
 mod net;
 mod plain;
 mod probe;
@@ -95,6 +96,18 @@ pub struct RecvMeta {
     pub dst: Option<IpAddr>,
     /// GRO segment size when several datagrams were coalesced.
     pub segment: Option<u16>,
+    /// UDP, or an RFC 4571 frame read from the TCP connection whose peer is `src` (ICE-TCP).
+    pub proto: rtp_core::net::Protocol,
+}
+
+impl RecvMeta {
+    /// Who sent it, over which transport.
+    pub fn remote(&self) -> rtp_core::net::Remote {
+        rtp_core::net::Remote {
+            proto: self.proto,
+            addr: self.src,
+        }
+    }
 }
 
 impl Default for RecvMeta {
@@ -106,6 +119,7 @@ impl Default for RecvMeta {
             src: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
             dst: None,
             segment: None,
+            proto: rtp_core::net::Protocol::Udp,
         }
     }
 }
@@ -319,6 +333,15 @@ impl Backend {
         match self {
             Backend::Uring(b) => b.waker(),
             Backend::Socket(b) => b.waker(),
+        }
+    }
+
+    /// Makes `fd` becoming readable end [`Backend::wait`] too (a worker's TCP epoll, which
+    /// the caller keeps open while the backend lives).
+    pub fn watch(&mut self, fd: std::os::fd::RawFd) {
+        match self {
+            Backend::Uring(b) => b.watch(fd),
+            Backend::Socket(b) => b.watch(fd),
         }
     }
 

@@ -36,6 +36,8 @@ pub struct SocketIo {
     gso: bool,
     /// `None` when opened with `SocketConfig::waker == false`.
     wake: Option<WakeFd>,
+    /// A descriptor whose readability ends the wait too ([`SocketIo::watch`]).
+    extra: Option<std::os::fd::RawFd>,
     rx: Box<RxSlots>,
     tx: Box<TxSlots>,
     stats: IoStats,
@@ -72,6 +74,7 @@ impl SocketIo {
             } else {
                 None
             },
+            extra: None,
             rx,
             tx: TxSlots::new(TX_SLOTS, TX_IOVS),
             stats: IoStats::default(),
@@ -92,6 +95,11 @@ impl SocketIo {
 
     pub fn waker(&self) -> Waker {
         self.wake.as_ref().map_or_else(Waker::none, WakeFd::waker)
+    }
+
+    /// Ends the wait when `fd` becomes readable too (the worker's TCP epoll).
+    pub fn watch(&mut self, fd: std::os::fd::RawFd) {
+        self.extra = Some(fd);
     }
 
     pub fn recv(&mut self, pool: &mut BufPool, out: &mut [RecvMeta]) -> io::Result<usize> {
@@ -181,6 +189,7 @@ impl SocketIo {
                 src,
                 dst: info.dst,
                 segment: info.segment,
+                proto: rtp_core::net::Protocol::Udp,
             };
             filled += 1;
         }
@@ -320,13 +329,18 @@ impl SocketIo {
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                fd: self.extra.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         let ms = match timeout {
             None => -1,
             // Round up so a sub-millisecond timer does not become a busy loop.
             Some(t) => i32::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
         };
-        // SAFETY: `fds` is a local array of two initialised pollfds and its length is passed.
+        // SAFETY: `fds` is a local array of three initialised pollfds and its length is passed.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
         if rc < 0 {
             let e = io::Error::last_os_error();

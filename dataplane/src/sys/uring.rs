@@ -50,6 +50,8 @@ const UD_RECV: u64 = 1;
 const UD_WAKE: u64 = 2;
 const UD_CANCEL: u64 = 3;
 const UD_WRITABLE: u64 = 4;
+/// The watched descriptor ([`UringIo::watch`]: the worker's TCP epoll) became readable.
+const UD_EXTRA: u64 = 5;
 /// Send completions: `UD_SEND | set << 16 | message`.
 const UD_SEND: u64 = 1 << 32;
 
@@ -96,6 +98,10 @@ pub struct UringIo {
     gso: bool,
     wake: WakeFd,
     wake_armed: bool,
+    /// A descriptor whose readability ends the wait too ([`UringIo::watch`]), and whether its
+    /// multishot poll is live.
+    extra: Option<std::os::fd::RawFd>,
+    extra_armed: bool,
     /// A one-shot POLLOUT on the socket is pending (armed by `wait` with `writable`).
     out_armed: bool,
     /// The template the multishot recvmsg reads `msg_namelen`/`msg_controllen` from; boxed so
@@ -182,6 +188,8 @@ impl UringIo {
             gso,
             wake: WakeFd::new()?,
             wake_armed: false,
+            extra: None,
+            extra_armed: false,
             out_armed: false,
             recv_hdr: Box::new(hdr),
             recv_armed: false,
@@ -207,6 +215,26 @@ impl UringIo {
 
     pub fn waker(&self) -> Waker {
         self.wake.waker()
+    }
+
+    /// Ends the wait when `fd` becomes readable too (a multishot poll, re-armed as needed). The
+    /// caller keeps `fd` open while the backend lives (the kernel holds its own reference to the
+    /// file while the poll is in flight, so an early close is not unsound, only deaf).
+    pub fn watch(&mut self, fd: std::os::fd::RawFd) {
+        self.extra = Some(fd);
+        self.extra_armed = false;
+    }
+
+    fn arm_extra(&mut self) -> io::Result<()> {
+        if let (Some(fd), false) = (self.extra, self.extra_armed) {
+            let sqe = opcode::PollAdd::new(Fd(fd), libc::POLLIN as u32)
+                .multi(true)
+                .build()
+                .user_data(UD_EXTRA);
+            self.push_sqe(&sqe)?;
+            self.extra_armed = true;
+        }
+        Ok(())
     }
 
     pub fn recv(&mut self, pool: &mut BufPool, out: &mut [RecvMeta]) -> io::Result<usize> {
@@ -282,7 +310,7 @@ impl UringIo {
             self.push_sqe(&sqe)?;
             self.wake_armed = true;
         }
-        Ok(())
+        self.arm_extra()
     }
 
     fn push_sqe(&mut self, sqe: &io_uring::squeue::Entry) -> io::Result<()> {
@@ -325,6 +353,12 @@ impl UringIo {
             }
             UD_WRITABLE => {
                 self.out_armed = false;
+                0
+            }
+            UD_EXTRA => {
+                if !cqueue::more(e.flags) {
+                    self.extra_armed = false;
+                }
                 0
             }
             // Cancel results: nothing to do.
@@ -382,6 +416,7 @@ impl UringIo {
                     src,
                     dst: info.dst,
                     segment: info.segment,
+                    proto: rtp_core::net::Protocol::Udp,
                 };
                 1
             }
@@ -523,6 +558,7 @@ impl UringIo {
             self.push_sqe(&sqe)?;
             self.wake_armed = true;
         }
+        self.arm_extra()?;
         self.wait_cqe(timeout)
     }
 

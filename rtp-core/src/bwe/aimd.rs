@@ -53,8 +53,15 @@ impl Aimd {
         self.congestion_bps = None;
     }
 
-    /// One controller step with the detector's signal and the acked rate.
-    pub fn update(&mut self, now: Instant, usage: BandwidthUsage, acked_bps: Option<f64>) {
+    /// One controller step with the detector's signal, the acked rate (the increase stops at
+    /// 1.5 × it) and the rate a decrease starts from (GCC: the acked rate; see the estimator).
+    pub fn update(
+        &mut self,
+        now: Instant,
+        usage: BandwidthUsage,
+        acked_bps: Option<f64>,
+        decrease_from: Option<f64>,
+    ) {
         let dt = self.last_update.map_or(0.0, |t| {
             now.saturating_duration_since(t).as_secs_f64().min(1.0)
         });
@@ -68,6 +75,10 @@ impl Aimd {
         };
         match self.state {
             State::Hold => {}
+            // Application-limited (an SFU sends what publishers send): the estimate does not
+            // climb past what the path was seen to carry (libwebrtc's 1.5 × acked + 10 kbit/s);
+            // probes, not media, raise it further.
+            State::Increase if acked_bps.is_some_and(|a| self.rate_bps > 1.5 * a + 10_000.0) => {}
             State::Increase => {
                 let near = self
                     .congestion_bps
@@ -85,12 +96,12 @@ impl Aimd {
                     .last_decrease
                     .is_some_and(|t| now.saturating_duration_since(t) < MIN_DECREASE_INTERVAL);
                 if !recent {
-                    let target = match acked_bps {
+                    let target = match decrease_from {
                         Some(a) => BETA * a,
                         None => BETA * self.rate_bps,
                     };
                     self.rate_bps = self.rate_bps.min(target);
-                    self.congestion_bps = acked_bps.or(Some(self.rate_bps));
+                    self.congestion_bps = decrease_from.or(Some(self.rate_bps));
                     self.last_decrease = Some(now);
                 }
                 self.state = State::Hold;
@@ -108,12 +119,18 @@ mod tests {
     fn decrease_to_acked_then_grow() {
         let t = Instant::now();
         let mut a = Aimd::new(1_000_000.0);
-        a.update(t, BandwidthUsage::Overusing, Some(500_000.0));
+        a.update(
+            t,
+            BandwidthUsage::Overusing,
+            Some(500_000.0),
+            Some(500_000.0),
+        );
         assert!((a.rate_bps() - 425_000.0).abs() < 1.0);
         for i in 1..=100 {
             a.update(
                 t + Duration::from_millis(i * 100),
                 BandwidthUsage::Normal,
+                None,
                 None,
             );
         }

@@ -1,8 +1,13 @@
 //! Stream allocator: splits a subscriber's bandwidth budget over its video
-//! tracks by choosing one simulcast/spatial layer per track. Lowest layers go
-//! out first in priority order, then tracks are upgraded one step at a time
-//! in priority order. Upgrades need headroom and must hold for a while
-//! (hysteresis); downgrades are immediate.
+//! tracks by choosing one simulcast/spatial layer per track.
+//!
+//! Never starve: every track gets its lowest layer, even over budget — a single-layer track
+//! is never paused, and a simulcast track drops to its lowest layer before anything is paused.
+//! Pausing exists only behind [`AllocatorConfig::allow_pause`] (off by default): then, when even
+//! the lowest layers do not fit, simulcast tracks are paused from the lowest priority up.
+//! Then tracks are upgraded one step at a time in priority order with what is left. Upgrades
+//! (and resuming a paused track) need headroom and must hold for a while (hysteresis), then
+//! go straight to the best layer affordable with headroom; downgrades are immediate.
 
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
@@ -24,7 +29,8 @@ pub struct Layer {
 pub struct TrackDemand {
     /// Weight: higher is served first (e.g. host/controller over viewer).
     pub priority: u8,
-    /// Layers from lowest (0) to highest.
+    /// Layers from lowest (0) to highest; `bitrate_bps` is what the publisher really sends
+    /// on each (measured on ingress).
     pub layers: [Layer; MAX_LAYERS],
     /// Highest layer the subscriber wants.
     pub max_layer: u8,
@@ -45,6 +51,15 @@ impl TrackDemand {
         (l + 1..MAX_LAYERS).find(|&k| self.usable(k))
     }
 
+    fn highest(&self) -> Option<usize> {
+        (0..MAX_LAYERS).rev().find(|&l| self.usable(l))
+    }
+
+    /// A track the allocator may pause (when allowed): more than one usable layer.
+    fn pausable(&self) -> bool {
+        (0..MAX_LAYERS).filter(|&l| self.usable(l)).count() > 1
+    }
+
     fn cost(&self, l: Option<usize>) -> u64 {
         l.map_or(0, |l| self.layers[l].bitrate_bps)
     }
@@ -59,6 +74,10 @@ pub struct AllocatorConfig {
     pub upgrade_margin: f64,
     /// ...continuously for this long.
     pub upgrade_hold: Duration,
+    /// May pause simulcast tracks when even every track's lowest layer exceeds the budget
+    /// (off: everything keeps flowing at its lowest layer, over budget). Single-layer tracks
+    /// are never paused.
+    pub allow_pause: bool,
 }
 
 impl Default for AllocatorConfig {
@@ -66,19 +85,24 @@ impl Default for AllocatorConfig {
         Self {
             max_tracks: 16,
             upgrade_margin: 0.1,
-            upgrade_hold: Duration::from_secs(2),
+            upgrade_hold: Duration::from_secs(1),
+            allow_pause: false,
         }
     }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
 struct TrackState {
+    /// Allocated before (a new track takes what fits at once, without the upgrade hold).
+    seen: bool,
     current: Option<usize>,
     /// Since when an upgrade has been affordable.
     upgrade_since: Option<Instant>,
     /// Scratch: greedy result at the full budget / at budget ÷ (1 + margin).
     full: Option<usize>,
     margin: Option<usize>,
+    /// Not sent because the budget could not carry it (only with `allow_pause`).
+    bwe_paused: bool,
 }
 
 /// Chooses a layer per track for one subscriber. Storage is allocated in
@@ -89,6 +113,7 @@ pub struct Allocator {
     state: Vec<TrackState>,
     order: Vec<usize>,
     started: bool,
+    desired_bps: u64,
 }
 
 impl Allocator {
@@ -98,6 +123,7 @@ impl Allocator {
             state: vec![TrackState::default(); cfg.max_tracks],
             order: Vec::with_capacity(cfg.max_tracks),
             started: false,
+            desired_bps: 0,
             cfg,
         }
     }
@@ -109,23 +135,55 @@ impl Allocator {
         }
     }
 
+    /// Whether the allocator paused track `index` (its lowest layer did not fit and pausing
+    /// is allowed).
+    pub fn bwe_paused(&self, index: usize) -> bool {
+        self.state.get(index).is_some_and(|s| s.bwe_paused)
+    }
+
+    /// What the tracks of the last [`Allocator::allocate`] would take with no budget limit
+    /// (each at its best wanted layer): above the budget, the owner should probe for more.
+    pub fn desired_bps(&self) -> u64 {
+        self.desired_bps
+    }
+
+    fn set_pick(&mut self, i: usize, pick: Option<usize>, into_margin: bool) {
+        let s = &mut self.state[i];
+        if into_margin {
+            s.margin = pick;
+        } else {
+            s.full = pick;
+        }
+    }
+
     /// Greedy allocation of `budget` into `TrackState::full` (or `margin`).
     fn greedy(&mut self, demands: &[TrackDemand], budget: u64, into_margin: bool) {
-        let mut left = budget;
-        for &i in &self.order {
+        // Every track's lowest layer, over budget if need be: nothing starves.
+        let mut need = 0u64;
+        for k in 0..self.order.len() {
+            let i = self.order[k];
             let d = &demands[i];
             let pick = if d.paused { None } else { d.lowest() };
-            let pick = pick.filter(|&l| d.layers[l].bitrate_bps <= left);
-            if let Some(l) = pick {
-                left -= d.layers[l].bitrate_bps;
-            }
-            let s = &mut self.state[i];
-            if into_margin {
-                s.margin = pick;
-            } else {
-                s.full = pick;
+            need = need.saturating_add(d.cost(pick));
+            self.set_pick(i, pick, into_margin);
+        }
+        // Over budget, and pausing allowed: simulcast tracks give way, lowest priority first.
+        if self.cfg.allow_pause {
+            for k in (0..self.order.len()).rev() {
+                if need <= budget {
+                    break;
+                }
+                let i = self.order[k];
+                let d = &demands[i];
+                let s = &self.state[i];
+                let pick = if into_margin { s.margin } else { s.full };
+                if pick.is_some() && d.pausable() {
+                    need -= d.cost(pick);
+                    self.set_pick(i, None, into_margin);
+                }
             }
         }
+        let mut left = budget.saturating_sub(need);
         // Upgrade passes: one step per track per pass, priority order.
         loop {
             let mut upgraded = false;
@@ -175,6 +233,10 @@ impl Allocator {
         self.greedy(demands, budget_bps, false);
         let with_margin = (budget_bps as f64 / (1.0 + self.cfg.upgrade_margin.max(0.0))) as u64;
         self.greedy(demands, with_margin, true);
+        self.desired_bps = (0..n)
+            .filter(|&i| !demands[i].paused)
+            .map(|i| demands[i].cost(demands[i].highest()))
+            .sum();
 
         let first = !self.started;
         self.started = true;
@@ -186,7 +248,9 @@ impl Allocator {
             // The current layer may have vanished or exceed a new preference.
             let cur = s.current.filter(|&l| d.usable(l) && !d.paused);
             let vanished = s.current.is_some() && cur.is_none() && !d.paused;
-            let next = if first || vanished {
+            let fresh = !s.seen && !d.paused && d.lowest().is_some();
+            s.seen |= fresh;
+            let next = if first || fresh || vanished {
                 // No history to protect (or it is void): take what fits with headroom.
                 s.upgrade_since = None;
                 s.margin.min(s.full)
@@ -194,14 +258,11 @@ impl Allocator {
                 s.upgrade_since = None;
                 s.full // downgrade now
             } else if cur < s.margin.min(s.full) {
-                // Affordable with headroom: one step after holding.
+                // Affordable with headroom: after holding, straight to the best such layer.
                 let since = *s.upgrade_since.get_or_insert(now);
                 if now.saturating_duration_since(since) >= hold {
-                    s.upgrade_since = Some(now); // the next step holds again
-                    match cur {
-                        None => d.lowest(),
-                        Some(c) => d.next_above(c),
-                    }
+                    s.upgrade_since = None;
+                    s.margin.min(s.full)
                 } else {
                     cur
                 }
@@ -210,6 +271,7 @@ impl Allocator {
                 cur
             };
             s.current = next;
+            s.bwe_paused = next.is_none() && !d.paused && d.lowest().is_some();
             out[i] = next.map(|l| l as u8);
             total += d.cost(next);
         }
@@ -241,13 +303,50 @@ mod tests {
     const R: [u64; 3] = [100_000, 300_000, 1_200_000];
 
     #[test]
-    fn lowest_layers_first_in_priority_order() {
+    fn nothing_starves_by_default() {
         let t = t0();
         let mut a = Allocator::new(AllocatorConfig::default());
         let d = [track(1, R), track(9, R), track(5, R)];
         let mut out = [None; 3];
+        // 300 kbit/s of lowest layers on a 250 kbit/s budget: all still flow.
+        assert_eq!(a.allocate(t, 250_000, &d, &mut out), 300_000);
+        assert_eq!(out, [Some(0), Some(0), Some(0)]);
+        assert!(!a.bwe_paused(0));
+        // Even on nothing.
+        a.allocate(t, 0, &d, &mut out);
+        assert_eq!(out, [Some(0), Some(0), Some(0)]);
+        assert_eq!(a.desired_bps(), 3 * 1_200_000);
+    }
+
+    #[test]
+    fn pausing_when_allowed_takes_simulcast_lowest_priority_first_never_single_layer() {
+        let t = t0();
+        let mut a = Allocator::new(AllocatorConfig {
+            allow_pause: true,
+            ..AllocatorConfig::default()
+        });
+        let mut single = track(0, [400_000, 0, 0]);
+        single.max_layer = 0;
+        let d = [track(1, R), track(9, R), track(5, R), single];
+        let mut out = [None; 4];
+        a.allocate(t, 250_000, &d, &mut out);
+        // The single-layer track (lowest priority) keeps flowing; simulcast tracks pause from
+        // the lowest priority up until the rest fits (here: none fits next to it).
+        assert_eq!(out, [None, None, None, Some(0)]);
+        assert!(a.bwe_paused(0) && a.bwe_paused(1) && a.bwe_paused(2) && !a.bwe_paused(3));
+        let mut a = Allocator::new(AllocatorConfig {
+            allow_pause: true,
+            ..AllocatorConfig::default()
+        });
+        let d = [track(1, R), track(9, R), track(5, R)];
+        let mut out = [None; 3];
         a.allocate(t, 250_000, &d, &mut out);
         assert_eq!(out, [None, Some(0), Some(0)]);
+        // Resumed once the budget allows it with headroom, after the hold.
+        a.allocate(t + Duration::from_millis(100), 400_000, &d, &mut out);
+        assert_eq!(out, [None, Some(0), Some(0)]);
+        a.allocate(t + Duration::from_millis(1200), 400_000, &d, &mut out);
+        assert_eq!(out, [Some(0), Some(0), Some(0)]);
     }
 
     #[test]
@@ -276,12 +375,19 @@ mod tests {
         // Exactly enough but no margin: stays.
         a.allocate(t + ms(200), 1_200_000, &d, &mut out);
         assert_eq!(out, [Some(1)]);
-        // With margin: must hold 2 s first.
+        // With margin: must hold 1 s first.
         a.allocate(t + ms(300), 1_400_000, &d, &mut out);
         assert_eq!(out, [Some(1)]);
-        a.allocate(t + ms(1300), 1_400_000, &d, &mut out);
+        a.allocate(t + ms(1200), 1_400_000, &d, &mut out);
         assert_eq!(out, [Some(1)]);
-        a.allocate(t + ms(2400), 1_400_000, &d, &mut out);
+        a.allocate(t + ms(1300), 1_400_000, &d, &mut out);
+        assert_eq!(out, [Some(2)]);
+        // Down to the lowest, then a budget for the top: one jump after the hold.
+        a.allocate(t + ms(1400), 50_000, &d, &mut out);
+        assert_eq!(out, [Some(0)]);
+        a.allocate(t + ms(1500), 5_000_000, &d, &mut out);
+        assert_eq!(out, [Some(0)]);
+        a.allocate(t + ms(2500), 5_000_000, &d, &mut out);
         assert_eq!(out, [Some(2)]);
     }
 

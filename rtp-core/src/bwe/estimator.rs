@@ -2,15 +2,54 @@
 //! feedback is matched against the send history, packets are grouped into
 //! 5 ms send bursts, the inter-group delay variation feeds the trendline
 //! detector and the AIMD controller; loss (from feedback and receiver
-//! reports) feeds the loss controller; REMB caps the result.
+//! reports) feeds the loss controller; probe clusters ([`Prober`]) raise the
+//! estimate to what the path was seen to carry.
+//!
+//! A REMB is a receiver's opinion, not a measurement of the path: aiortc reports about 1.5 × its
+//! received rate, Chromium repeats a low figure for streams without transport-cc. So a REMB
+//! caps the estimate only while it is below what we send (non-audio) and falling — a receiver
+//! signalling congestion — and until a REMB at or above what we send, or `remb_timeout`
+//! without one. Without transport-cc feedback the estimate is the loss-based rate (receiver
+//! reports' fraction lost), under that cap.
 
 use std::time::{Duration, Instant};
 
 use super::aimd::Aimd;
 use super::loss::LossController;
+use super::probe::{ProbeConfig, ProbeStats, Prober};
+use super::rate::RateMeter;
 use super::send_history::SendHistory;
 use super::trendline::{BandwidthUsage, Trendline, TrendlineConfig};
 use super::twcc::{decode_fci, TwccError, TwccPacket};
+
+/// What set the current estimate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum EstimateSource {
+    /// No feedback yet: the start value.
+    #[default]
+    Initial,
+    /// The delay-based controller on transport-cc feedback.
+    Twcc,
+    /// A receiver's REMB, trusted as a ceiling (below what we send and falling).
+    Remb,
+    /// The loss-based controller (feedback or receiver-report loss).
+    Loss,
+    /// A probe cluster's result, not contradicted by later feedback yet.
+    Probe,
+}
+
+impl EstimateSource {
+    /// The lower-case name used in stats (`twcc`, `remb`, `loss`, `probe`, `initial`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initial => "initial",
+            Self::Twcc => "twcc",
+            Self::Remb => "remb",
+            Self::Loss => "loss",
+            Self::Probe => "probe",
+        }
+    }
+}
 
 /// Configuration of a [`SendSideBwe`].
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +68,8 @@ pub struct SendSideBweConfig {
     pub remb_timeout: Duration,
     /// Over-use detector tuning.
     pub trendline: TrendlineConfig,
+    /// Probing (runs only once enabled with [`SendSideBwe::set_probing`]).
+    pub probe: ProbeConfig,
 }
 
 impl Default for SendSideBweConfig {
@@ -41,6 +82,7 @@ impl Default for SendSideBweConfig {
             start_bps: 1_000_000,
             remb_timeout: Duration::from_secs(3),
             trendline: TrendlineConfig::default(),
+            probe: ProbeConfig::default(),
         }
     }
 }
@@ -48,11 +90,17 @@ impl Default for SendSideBweConfig {
 /// Packets sent within this span of a group's first packet form one group.
 const BURST_US: i64 = 5_000;
 /// Acked-rate measurement window (on the receiver's clock).
-const ACKED_WINDOW_US: i64 = 500_000;
+/// 250 ms (libwebrtc's acknowledged-bitrate window is 150 ms once running): at the onset of
+/// congestion the rate an over-use decrease starts from must already be the path's, not what
+/// was sent before the path narrowed (half a second at the old rate meant two or three
+/// decreases, each costing a layer switch).
+const ACKED_WINDOW_US: i64 = 250_000;
 /// Feedback-derived loss is evaluated over at least this many packets...
 const LOSS_MIN_PACKETS: u32 = 20;
 /// ...and at least this much time.
 const LOSS_MIN_INTERVAL: Duration = Duration::from_millis(250);
+/// No periodic probe this long after the estimate fell.
+const PROBE_HOLDOFF: Duration = Duration::from_millis(1500);
 /// Growth per second of the loss-based rate under low loss.
 const LOSS_INCREASE_PER_S: f64 = 1.08;
 
@@ -68,13 +116,31 @@ struct Group {
 #[derive(Debug, Default)]
 struct AckedRate {
     start_us: Option<i64>,
+    last_us: i64,
     bytes: u64,
     rate_bps: Option<f64>,
 }
 
+/// A window in progress this long already says what the path carries now.
+const ACKED_RECENT_MIN_US: i64 = 100_000;
+
 impl AckedRate {
+    /// What an over-use decrease starts from: the last full window's rate, or the window in
+    /// progress when that is lower and already 100 ms long (the path just narrowed).
+    fn for_decrease(&self) -> Option<f64> {
+        let recent = self.start_us.and_then(|s| {
+            let span = self.last_us - s;
+            (span >= ACKED_RECENT_MIN_US).then(|| self.bytes as f64 * 8.0 * 1e6 / span as f64)
+        });
+        match (self.rate_bps, recent) {
+            (Some(r), Some(n)) => Some(r.min(n)),
+            (r, n) => r.or(n),
+        }
+    }
+
     fn on_acked(&mut self, arrival_us: i64, size: u32) {
         let start = *self.start_us.get_or_insert(arrival_us);
+        self.last_us = self.last_us.max(arrival_us);
         self.bytes += u64::from(size);
         let span = arrival_us - start;
         if span >= ACKED_WINDOW_US {
@@ -104,7 +170,22 @@ pub struct SendSideBwe {
     current: Option<Group>,
     previous: Option<Group>,
     usage: BandwidthUsage,
-    remb: Option<(u64, Instant)>,
+    /// The latest REMB, and the cap in force (see the module docs).
+    remb_last: Option<u64>,
+    remb_cap: Option<(u64, Instant)>,
+    /// What we send that is not audio (a REMB is compared with it) and everything.
+    sent_media: RateMeter,
+    sent_all: RateMeter,
+    prober: Prober,
+    /// Transport-cc feedback arrived: the delay-based rate counts.
+    twcc_seen: bool,
+    loss_seen: bool,
+    /// The delay-based rate was last raised by a probe (and not decreased since).
+    probe_raised: bool,
+    desired_bps: u64,
+    /// When the estimate last fell by 10 % or more (no periodic probe for a while after).
+    last_drop: Option<Instant>,
+    source: EstimateSource,
     loss_received: u32,
     loss_lost: u32,
     last_loss_eval: Option<Instant>,
@@ -126,7 +207,17 @@ impl SendSideBwe {
             current: None,
             previous: None,
             usage: BandwidthUsage::Normal,
-            remb: None,
+            remb_last: None,
+            remb_cap: None,
+            sent_media: RateMeter::new(Duration::from_secs(1)),
+            sent_all: RateMeter::new(Duration::from_secs(1)),
+            prober: Prober::new(cfg.probe),
+            twcc_seen: false,
+            loss_seen: false,
+            probe_raised: false,
+            desired_bps: 0,
+            last_drop: None,
+            source: EstimateSource::Initial,
             loss_received: 0,
             loss_lost: 0,
             last_loss_eval: None,
@@ -164,11 +255,94 @@ impl SendSideBwe {
         self.acked.rate_bps.map(|r| r as u64)
     }
 
+    /// What set the current estimate.
+    pub fn source(&self) -> EstimateSource {
+        self.source
+    }
+
+    /// The REMB cap in force, if any.
+    pub fn remb_cap_bps(&self) -> Option<u64> {
+        self.remb_cap.map(|(r, _)| r)
+    }
+
+    /// What was sent over the last second, all packets.
+    pub fn sent_bps(&mut self, now: Instant) -> u64 {
+        self.sent_all.rate_bps(now).unwrap_or(0)
+    }
+
+    /// The estimator's upper bound.
+    pub fn max_bps(&self) -> u64 {
+        self.cfg.max_bps
+    }
+
+    /// Probing counters.
+    pub fn probe_stats(&self) -> &ProbeStats {
+        self.prober.stats()
+    }
+
     /// Records a packet carrying transport-wide `twcc_seq` leaving at `now`.
     pub fn on_packet_sent(&mut self, now: Instant, twcc_seq: u16, size: usize) {
+        self.on_sent(now, Some(twcc_seq), size, false);
+    }
+
+    /// Records any packet leaving at `now` (its transport-wide seq when it has one; `audio`
+    /// packets are left out of the rate a REMB is compared with). Media sent while a probe
+    /// cluster runs counts towards it.
+    pub fn on_sent(&mut self, now: Instant, twcc_seq: Option<u16>, size: usize, audio: bool) {
+        self.sent_all.add(now, size);
+        if !audio {
+            self.sent_media.add(now, size);
+        }
+        let Some(seq) = twcc_seq else { return };
+        let cluster = self.prober.on_sent(now, size, false).unwrap_or(0);
+        self.record(now, seq, size, cluster);
+    }
+
+    /// Records a probe (padding) packet leaving at `now`, sent because [`Self::probe_due`] said so.
+    pub fn on_probe_sent(&mut self, now: Instant, twcc_seq: u16, size: usize) {
+        self.sent_all.add(now, size);
+        self.sent_media.add(now, size);
+        let cluster = self.prober.on_sent(now, size, true).unwrap_or(0);
+        self.record(now, twcc_seq, size, cluster);
+    }
+
+    fn record(&mut self, now: Instant, seq: u16, size: usize, cluster: u16) {
         let base = *self.base.get_or_insert(now);
         let send_us = now.saturating_duration_since(base).as_micros() as i64;
-        self.history.insert(twcc_seq, send_us, size);
+        self.history.insert(seq, send_us, size, cluster);
+    }
+
+    /// Probing needs transport-cc feedback and something to pad on; the owner says when it has
+    /// both. The start clusters go out at the first [`Self::handle_timeout`] after enabling.
+    pub fn set_probing(&mut self, enabled: bool) {
+        self.prober.set_enabled(enabled);
+    }
+
+    /// What the owner would send without a budget (every track at its best layer): while it
+    /// exceeds the estimate, a probe goes out every 1–2 s.
+    pub fn set_desired(&mut self, desired_bps: u64) {
+        self.desired_bps = desired_bps;
+    }
+
+    /// When the next probe packet is due (at or before `now`: send one and report it with
+    /// [`Self::on_probe_sent`]).
+    pub fn probe_due(&self) -> Option<Instant> {
+        self.prober.next_send()
+    }
+
+    /// Probe scheduling: the start clusters, periodic probes, timeouts. No periodic probe
+    /// within [`PROBE_HOLDOFF`] of a drop of the estimate: the path just said it is full, and
+    /// a probe into the queue it built reads as room that is not there.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.prober.enabled() {
+            self.prober.start(now, self.estimate_bps, self.cfg.max_bps);
+        }
+        let settled = self
+            .last_drop
+            .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_HOLDOFF);
+        let desired = if settled { self.desired_bps } else { 0 };
+        self.prober
+            .tick(now, self.estimate_bps, desired, self.cfg.max_bps);
     }
 
     /// Processes the FCI of a transport-cc feedback packet.
@@ -183,6 +357,10 @@ impl SendSideBwe {
             let Some(arrival_us) = p.arrival_us else {
                 if !sent.acked {
                     self.loss_lost += 1;
+                    if sent.cluster != 0 {
+                        self.prober
+                            .on_feedback(sent.cluster, sent.send_us, None, sent.size);
+                    }
                 }
                 continue;
             };
@@ -190,15 +368,57 @@ impl SendSideBwe {
                 continue; // reported twice (overlapping feedback)
             }
             sent.acked = true;
-            let (send_us, size) = (sent.send_us, sent.size);
+            let (send_us, size, cluster) = (sent.send_us, sent.size, sent.cluster);
             self.loss_received += 1;
             self.acked.on_acked(arrival_us, size);
             self.on_arrival(send_us, arrival_us);
+            if cluster != 0 {
+                self.prober
+                    .on_feedback(cluster, send_us, Some(arrival_us), size);
+            }
         }
-        self.aimd.update(now, self.usage, self.acked.rate_bps);
+        self.twcc_seen = true;
+        let before = self.aimd.rate_bps();
+        // GCC decreases to β × the acked rate: right when the path carries less than we send
+        // (a bottleneck), wrong when we are application-limited (an SFU sends what publishers
+        // send): then the acked rate is only our media, and an over-use signal (a probe's
+        // queue, a burst) would throw away the capacity a probe just found. Application-
+        // limited means the path delivered about all we sent; then the decrease is β × the
+        // current rate.
+        let acked = self.acked.for_decrease();
+        let sent = self.sent_all.rate_bps(now).unwrap_or(0) as f64;
+        let decrease_from = match acked {
+            Some(a) if a >= 0.9 * sent => Some(self.aimd.rate_bps().max(a)),
+            other => other,
+        };
+        self.aimd
+            .update(now, self.usage, self.acked.rate_bps, decrease_from);
+        if self.aimd.rate_bps() < before {
+            self.probe_raised = false;
+        }
         self.evaluate_feedback_loss(now);
+        while let Some((target, result)) = self.prober.poll_result() {
+            if let Some(r) = result {
+                self.apply_probe(r);
+            }
+            self.recompute();
+            self.prober
+                .on_result(now, target, result, self.estimate_bps, self.cfg.max_bps);
+        }
         self.recompute();
         Ok(())
+    }
+
+    /// A probe saw the path carry `bps`: the estimate rises to it (never falls by it).
+    fn apply_probe(&mut self, bps: u64) {
+        let r = (bps as f64).min(self.cfg.max_bps as f64);
+        if r > self.aimd.rate_bps() {
+            self.aimd.reset(r);
+            self.probe_raised = true;
+        }
+        if r > self.loss.rate_bps() {
+            self.loss.reset(r);
+        }
     }
 
     /// Grouping and the detector for one received packet.
@@ -243,22 +463,35 @@ impl SendSideBwe {
             return;
         }
         let fraction = f64::from(self.loss_lost) / f64::from(total);
+        self.loss_seen = true;
         self.loss.on_loss(now, fraction, self.estimate_bps as f64);
         self.loss_received = 0;
         self.loss_lost = 0;
         self.last_loss_eval = Some(now);
     }
 
-    /// A REMB (draft-alvestrand-rmcat-remb) from the receiver.
+    /// A REMB (draft-alvestrand-rmcat-remb) from the receiver: a ceiling only while below
+    /// what we send and falling (module docs).
     pub fn on_remb(&mut self, now: Instant, bitrate_bps: u64) {
         self.latest_now = Some(now);
-        self.remb = Some((bitrate_bps, now));
+        let sent = self.sent_media.rate_bps(now).unwrap_or(0);
+        let falling = self.remb_last.is_some_and(|prev| bitrate_bps < prev);
+        self.remb_last = Some(bitrate_bps);
+        if bitrate_bps >= sent {
+            // The receiver keeps up with all we send: nothing to cap.
+            self.remb_cap = None;
+        } else if falling || self.remb_cap.is_some() {
+            // Signalling congestion (or still below us since it did): follow it.
+            self.remb_cap = Some((bitrate_bps, now));
+        }
         self.recompute();
     }
 
-    /// The fraction-lost field (×256) of a receiver report block.
+    /// The fraction-lost field (×256) of a receiver report block (or the mean of one report's
+    /// blocks: the caller applies each report once, not once per stream).
     pub fn on_loss_report(&mut self, now: Instant, fraction_lost: u8) {
         self.latest_now = Some(now);
+        self.loss_seen = true;
         self.loss.on_loss(
             now,
             f64::from(fraction_lost) / 256.0,
@@ -268,14 +501,36 @@ impl SendSideBwe {
     }
 
     fn recompute(&mut self) {
-        let mut e = self.aimd.rate_bps().min(self.loss.rate_bps());
-        if let (Some((remb, at)), Some(now)) = (self.remb, self.latest_now) {
-            if now.saturating_duration_since(at) <= self.cfg.remb_timeout {
-                e = e.min(remb as f64);
+        let loss = self.loss.rate_bps();
+        // Without transport-cc feedback the delay-based rate is only its start value.
+        // With transport-cc both controllers run; the delay-based one is named unless the
+        // loss-based one is clearly lower (both grow alike on a clean path).
+        let (mut e, mut source) = if self.twcc_seen && self.aimd.rate_bps() <= loss * 1.02 {
+            let s = if self.probe_raised {
+                EstimateSource::Probe
+            } else {
+                EstimateSource::Twcc
+            };
+            (self.aimd.rate_bps().min(loss), s)
+        } else if self.loss_seen || self.twcc_seen {
+            (loss, EstimateSource::Loss)
+        } else {
+            (loss.min(self.aimd.rate_bps()), EstimateSource::Initial)
+        };
+        if let (Some((remb, at)), Some(now)) = (self.remb_cap, self.latest_now) {
+            if now.saturating_duration_since(at) > self.cfg.remb_timeout {
+                self.remb_cap = None;
+            } else if (remb as f64) < e {
+                e = remb as f64;
+                source = EstimateSource::Remb;
             }
         }
         let e = (e.max(0.0) as u64).clamp(self.cfg.min_bps, self.cfg.max_bps);
+        if (e as f64) < 0.9 * self.estimate_bps as f64 {
+            self.last_drop = self.latest_now;
+        }
         self.estimate_bps = e;
+        self.source = source;
         // Keep the controllers inside the bounds so they don't wind up.
         let (lo, hi) = (self.cfg.min_bps as f64, self.cfg.max_bps as f64);
         if self.aimd.rate_bps() > hi || self.aimd.rate_bps() < lo {
@@ -362,19 +617,63 @@ mod tests {
         assert!(bwe.estimate_bps() >= 1_000_000);
     }
 
+    /// 1250 bytes every 10 ms (1 Mbit/s) for `ms` milliseconds from `t`.
+    fn send_for(bwe: &mut SendSideBwe, t: Instant, ms: u64) {
+        for i in 0..ms / 10 {
+            bwe.on_sent(t + Duration::from_millis(i * 10), None, 1250, false);
+        }
+    }
+
     #[test]
-    fn heavy_loss_cuts_and_remb_caps() {
+    fn heavy_loss_cuts_and_a_falling_remb_caps() {
         let t = t0();
+        let ms = Duration::from_millis;
         let mut bwe = SendSideBwe::new(SendSideBweConfig::default());
         bwe.on_loss_report(t, 64); // 25 %
         assert!(bwe.estimate_bps() <= 875_000 + 1);
-        bwe.on_remb(t + Duration::from_secs(1), 300_000);
+        assert_eq!(bwe.source(), EstimateSource::Loss);
+        send_for(&mut bwe, t, 1000);
+        // Below what we send but the first one: not yet a sign of congestion.
+        bwe.on_remb(t + ms(1000), 500_000);
+        assert!(bwe.estimate_bps() > 500_000);
+        // Below what we send and falling: a ceiling.
+        bwe.on_remb(t + ms(1000), 300_000);
         assert_eq!(bwe.estimate_bps(), 300_000);
+        assert_eq!(bwe.source(), EstimateSource::Remb);
         // Stale REMB no longer caps.
         bwe.on_loss_report(t + Duration::from_secs(10), 0);
         assert!(bwe.estimate_bps() > 300_000);
         bwe.set_bounds(100_000, 200_000, 150_000);
         assert_eq!(bwe.estimate_bps(), 150_000);
+    }
+
+    #[test]
+    fn a_remb_above_what_we_send_is_no_ceiling() {
+        let t = t0();
+        let ms = Duration::from_millis;
+        let mut bwe = SendSideBwe::new(SendSideBweConfig::default());
+        send_for(&mut bwe, t, 1000);
+        // aiortc's habit: 1.5 × what it receives + 10 kbit/s, and it goes up and down.
+        for (i, r) in [1_510_000, 1_400_000, 1_600_000, 1_450_000]
+            .into_iter()
+            .enumerate()
+        {
+            bwe.on_remb(t + ms(1000 + i as u64), r);
+            assert_eq!(bwe.remb_cap_bps(), None);
+            assert_eq!(bwe.estimate_bps(), 1_000_000);
+        }
+        // It falls below what we send: followed; back above: released.
+        bwe.on_remb(t + ms(1010), 600_000);
+        assert_eq!(bwe.estimate_bps(), 600_000);
+        bwe.on_remb(t + ms(1020), 700_000);
+        assert_eq!(
+            bwe.estimate_bps(),
+            700_000,
+            "still below what we send: followed"
+        );
+        bwe.on_remb(t + ms(1030), 1_200_000);
+        assert_eq!(bwe.remb_cap_bps(), None);
+        assert_eq!(bwe.estimate_bps(), 1_000_000);
     }
 
     #[test]

@@ -5,19 +5,28 @@
 //! - `twcc`: FCI decode / RTCP transport-cc encode.
 //! - `twcc_rx`: [`TwccReceiver`], feedback generation towards publishers.
 //! - `send_history`, `trendline`, `aimd`, `loss`, `estimator`: [`SendSideBwe`].
+//! - `probe`: [`Prober`], probe clusters and their results (inside [`SendSideBwe`]).
+//! - `rate`: [`RateMeter`], windowed byte rates (layer costs, what is sent).
 //! - `allocator`: [`Allocator`], budget → layer per track.
+//!
+//! The estimator (with its prober) and the allocator know nothing of sessions: a node-to-node
+//! trunk can drive them the same way a subscriber's session does (docs/congestion.md).
 
 mod aimd;
 mod allocator;
 mod estimator;
 mod loss;
+mod probe;
+mod rate;
 mod send_history;
 mod trendline;
 mod twcc;
 mod twcc_rx;
 
 pub use allocator::{Allocator, AllocatorConfig, Layer, TrackDemand, MAX_LAYERS};
-pub use estimator::{SendSideBwe, SendSideBweConfig};
+pub use estimator::{EstimateSource, SendSideBwe, SendSideBweConfig};
+pub use probe::{ProbeConfig, ProbeStats, Prober};
+pub use rate::RateMeter;
 pub use trendline::{BandwidthUsage, Trendline, TrendlineConfig};
 pub use twcc::{
     decode_fci, encode_feedback, EncodedFeedback, TwccError, TwccPacket, TwccSummary,

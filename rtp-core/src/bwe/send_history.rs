@@ -13,6 +13,8 @@ pub(crate) struct SentPacket {
     pub size: u32,
     /// Whether feedback already reported it received (duplicates are ignored).
     pub acked: bool,
+    /// Probe cluster it was sent in (0: none).
+    pub cluster: u16,
 }
 
 /// Fixed-capacity ring of sent packets, indexed by unwrapped sequence number.
@@ -42,7 +44,7 @@ impl SendHistory {
         }
     }
 
-    pub fn insert(&mut self, seq: u16, send_us: i64, size: usize) {
+    pub fn insert(&mut self, seq: u16, send_us: i64, size: usize, cluster: u16) {
         let seq = self.unwrap(seq);
         if self.highest.is_none_or(|h| seq > h) {
             self.highest = Some(seq);
@@ -53,6 +55,7 @@ impl SendHistory {
             send_us,
             size: size.min(u32::MAX as usize) as u32,
             acked: false,
+            cluster,
         });
     }
 
@@ -73,12 +76,12 @@ mod tests {
     fn lookup_across_wrap_and_eviction() {
         let mut h = SendHistory::new(16);
         for (i, s) in (65_530u16..=65_535).chain(0..10).enumerate() {
-            h.insert(s, i as i64 * 100, 1000 + i);
+            h.insert(s, i as i64 * 100, 1000 + i, 0);
         }
         assert_eq!(h.lookup_mut(65_535).map(|p| p.send_us), Some(500));
         assert_eq!(h.lookup_mut(9).map(|p| p.size), Some(1015));
         for s in 10..20 {
-            h.insert(s, 0, 1);
+            h.insert(s, 0, 1, 0);
         }
         assert!(h.lookup_mut(65_535).is_none(), "evicted");
         assert!(h.lookup_mut(500).is_none(), "never sent");

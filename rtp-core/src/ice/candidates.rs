@@ -4,13 +4,14 @@
 //! candidate). Bounded: when full, the address checked least recently gives
 //! way, except the selected one, which is only replaced by a nomination.
 
-use std::net::SocketAddr;
 use std::time::Instant;
+
+use crate::net::Remote;
 
 /// One remembered remote address.
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
-    addr: SocketAddr,
+    addr: Remote,
     last_check: Instant,
 }
 
@@ -33,12 +34,7 @@ impl CandidateTable {
 
     /// Records a valid check from `addr` at `now`. Returns true when another
     /// address (never `keep`) was evicted to make room.
-    pub(crate) fn refresh(
-        &mut self,
-        now: Instant,
-        addr: SocketAddr,
-        keep: Option<SocketAddr>,
-    ) -> bool {
+    pub(crate) fn refresh(&mut self, now: Instant, addr: Remote, keep: Option<Remote>) -> bool {
         if let Some(c) = self.entries.iter_mut().find(|c| c.addr == addr) {
             c.last_check = now;
             return false;
@@ -67,11 +63,18 @@ impl CandidateTable {
         }
     }
 
-    pub(crate) fn contains(&self, addr: SocketAddr) -> bool {
+    pub(crate) fn contains(&self, addr: Remote) -> bool {
         self.entries.iter().any(|c| c.addr == addr)
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+    /// Forgets `addr` (its TCP connection closed); returns whether it was there.
+    pub(crate) fn remove(&mut self, addr: Remote) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|c| c.addr != addr);
+        self.entries.len() != before
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Remote> + '_ {
         self.entries.iter().map(|c| c.addr)
     }
 }
@@ -82,8 +85,8 @@ mod tests {
 
     use super::*;
 
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
+    fn addr(port: u16) -> Remote {
+        Remote::udp(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     #[test]
@@ -101,7 +104,7 @@ mod tests {
         assert!(t.contains(addr(2)) && t.contains(addr(3)));
         // Without a keep, the least recent (addr 2) goes.
         assert!(t.refresh(ms(4), addr(4), None));
-        let mut now: Vec<u16> = t.iter().map(|a| a.port()).collect();
+        let mut now: Vec<u16> = t.iter().map(|a| a.addr.port()).collect();
         now.sort();
         assert_eq!(now, vec![3, 4]);
     }

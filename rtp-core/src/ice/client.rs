@@ -18,6 +18,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::net::Remote;
+
 use super::queue::EventQueue;
 use super::rng::XorShift;
 use super::IceError;
@@ -37,8 +39,9 @@ pub struct IceClientConfig {
     pub remote_ufrag: String,
     /// The server's password, keying our requests and its responses.
     pub remote_pwd: String,
-    /// The server's one candidate.
-    pub remote: SocketAddr,
+    /// The server's one candidate (UDP, or the TCP connection to its passive
+    /// ICE-TCP candidate).
+    pub remote: Remote,
     /// ICE-CONTROLLING tie-breaker.
     pub tie_breaker: u64,
     /// PRIORITY sent in checks.
@@ -59,13 +62,13 @@ impl IceClientConfig {
     /// Credentials and server address with the defaults: 50 ms RTO, 8 tries,
     /// 5 s consent interval, 30 s consent timeout, seed 1, and the priority
     /// of a peer-reflexive candidate (type preference 110, RFC 8445 §5.1.2.2).
-    pub fn new(local: (&str, &str), remote: (&str, &str), remote_addr: SocketAddr) -> Self {
+    pub fn new(local: (&str, &str), remote: (&str, &str), remote_addr: impl Into<Remote>) -> Self {
         Self {
             local_ufrag: local.0.to_owned(),
             local_pwd: local.1.to_owned(),
             remote_ufrag: remote.0.to_owned(),
             remote_pwd: remote.1.to_owned(),
-            remote: remote_addr,
+            remote: remote_addr.into(),
             tie_breaker: 0x5EED_0000_0000_0001,
             priority: (110 << 24) | (65535 << 8) | 255,
             seed: 1,
@@ -135,7 +138,7 @@ pub struct IceClient {
     /// `remote-ufrag:local-ufrag`, built once so checks don't allocate.
     username: String,
     remote_pwd: String,
-    remote: SocketAddr,
+    remote: Remote,
     tie_breaker: u64,
     priority: u32,
     rto: Duration,
@@ -201,7 +204,7 @@ impl IceClient {
 
     /// Writes the due Binding request into `out`; returns its length and
     /// destination.
-    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(usize, Remote)> {
         if !self.send_due {
             return None;
         }
@@ -237,7 +240,7 @@ impl IceClient {
         &mut self,
         now: Instant,
         msg: &StunMessage<'_>,
-        src: SocketAddr,
+        src: Remote,
     ) -> Result<(), IceError> {
         let is_response = matches!(msg.class(), StunClass::Success | StunClass::Error);
         if !is_response || msg.method() != StunMethod::Binding {
@@ -375,14 +378,14 @@ impl IceClient {
     }
 
     /// The server address checks go to.
-    pub fn remote(&self) -> SocketAddr {
+    pub fn remote(&self) -> Remote {
         self.remote
     }
 
     /// Points further checks at another server address (the server moved,
     /// or a test simulates our own address change by rewriting `src`).
-    pub fn set_remote(&mut self, remote: SocketAddr) {
-        self.remote = remote;
+    pub fn set_remote(&mut self, remote: impl Into<Remote>) {
+        self.remote = remote.into();
     }
 
     /// Counters.
@@ -428,8 +431,8 @@ mod tests {
 
     const SERVER_PWD: &str = "server-password-0123456789";
 
-    fn server() -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], 3478))
+    fn server() -> Remote {
+        Remote::udp(SocketAddr::from(([127, 0, 0, 1], 3478)))
     }
 
     #[allow(clippy::disallowed_methods)] // a test needs some base instant
@@ -496,8 +499,9 @@ mod tests {
             Err(IceError::BadIntegrity)
         );
         let mut buf = [0u8; 128];
-        let n = write_binding_success(&mut buf, &tid, server(), SERVER_PWD.as_bytes()).unwrap();
-        let other = SocketAddr::from(([127, 0, 0, 1], 1));
+        let n =
+            write_binding_success(&mut buf, &tid, server().addr, SERVER_PWD.as_bytes()).unwrap();
+        let other = Remote::udp(SocketAddr::from(([127, 0, 0, 1], 1)));
         let msg = StunMessage::parse(&buf[..n]).unwrap();
         assert_eq!(
             c.handle_stun(t, &msg, other),

@@ -10,6 +10,12 @@
 //! agent reports [`IceEvent::Disconnected`]; the caller must stop sending
 //! media there (RFC 7675 §5.1).
 //!
+//! Addresses are [`Remote`]s: a transport and an address. A check that
+//! arrives over a TCP connection (RFC 6544) validates that connection, not
+//! the same address over UDP, and a nomination on it moves media there; when
+//! the caller reports the connection closed ([`IceLite::forget`]) it is no
+//! longer valid, and if it was selected consent is lost at once.
+//!
 //! Order of request checks, following RFC 8489 §6.3 and §9.1.3 then
 //! RFC 8445 §7.3.1.1: FINGERPRINT (else silently dropped), Binding method
 //! (else 400), USERNAME and MESSAGE-INTEGRITY present (else 400), USERNAME
@@ -18,13 +24,13 @@
 //! (487: both sides would be controlled), then success. Only 420 and 487 carry
 //! MESSAGE-INTEGRITY, because only they follow a successful authentication.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::candidates::CandidateTable;
 use super::credentials::{AuthFailure, CredentialSet, Credentials, Which};
 use super::queue::EventQueue;
 use super::IceError;
+use crate::net::Remote;
 use crate::stun::{
     write_binding_success, ErrorCode, ErrorResponse, StunClass, StunMessage, StunMethod,
     TRANSACTION_ID_LEN,
@@ -76,14 +82,16 @@ pub enum IceEvent {
     /// First nomination (or the first after consent was lost).
     Connected {
         /// Where media now goes.
-        selected: SocketAddr,
+        selected: Remote,
     },
-    /// The peer nominated another address: NAT rebinding or network change.
+    /// The peer nominated another address: NAT rebinding, a network change,
+    /// or a move between UDP and TCP.
     SelectedChanged {
         /// Where media now goes.
-        selected: SocketAddr,
+        selected: Remote,
     },
-    /// No valid check from the selected address within the consent timeout.
+    /// No valid check from the selected address within the consent timeout,
+    /// or its TCP connection closed ([`IceLite::forget`]).
     Disconnected,
     /// A check used the credentials given to [`IceLite::restart`]: the
     /// restart is complete and the old credentials are now rejected (the
@@ -117,6 +125,10 @@ pub struct IceLiteStats {
     pub selected_changes: u64,
     /// Consent expiries of the selected address.
     pub consent_expiries: u64,
+    /// Addresses forgotten because their transport went away (a TCP
+    /// connection closed); of those, the selected one counts in
+    /// `consent_expiries` too.
+    pub forgotten: u64,
     /// Restarts completed (first check with new credentials).
     pub restarts: u64,
     /// Remote addresses forgotten because the table was full.
@@ -134,7 +146,7 @@ pub struct IceLite {
     consent_timeout: Duration,
     candidates: CandidateTable,
     /// Last nominated address; reported by `selected()` only while Connected.
-    selected: Option<SocketAddr>,
+    selected: Option<Remote>,
     consent_deadline: Option<Instant>,
     state: IceState,
     events: EventQueue<IceEvent, EVENT_CAPACITY>,
@@ -168,7 +180,7 @@ impl IceLite {
         &mut self,
         now: Instant,
         msg: &StunMessage<'_>,
-        src: SocketAddr,
+        src: Remote,
         out: &mut [u8],
     ) -> Result<Option<usize>, IceError> {
         if msg.class() != StunClass::Request {
@@ -220,7 +232,7 @@ impl IceLite {
         }
 
         let key = self.credentials.pwd(which);
-        let len = match write_binding_success(out, &tid, src, key) {
+        let len = match write_binding_success(out, &tid, src.addr, key) {
             Ok(len) => len,
             Err(_) => {
                 self.stats.buffer_too_small += 1;
@@ -278,8 +290,25 @@ impl IceLite {
         self.credentials.restart(fresh);
     }
 
+    /// The peer's transport to `remote` is gone (its TCP connection closed):
+    /// it is no longer a valid pair, and if it was the selected one consent
+    /// is lost at once ([`IceEvent::Disconnected`]) instead of after the
+    /// consent timeout. A later nomination over another pair reconnects.
+    pub fn forget(&mut self, remote: Remote) {
+        if !self.candidates.remove(remote) {
+            return;
+        }
+        self.stats.forgotten += 1;
+        if self.state == IceState::Connected && self.selected == Some(remote) {
+            self.state = IceState::Disconnected;
+            self.consent_deadline = None;
+            self.stats.consent_expiries += 1;
+            self.push_event(IceEvent::Disconnected);
+        }
+    }
+
     /// Where media may be sent: the nominated address while it has consent.
-    pub fn selected(&self) -> Option<SocketAddr> {
+    pub fn selected(&self) -> Option<Remote> {
         match self.state {
             IceState::Connected => self.selected,
             IceState::New | IceState::Disconnected => None,
@@ -292,12 +321,12 @@ impl IceLite {
     }
 
     /// Whether `addr` passed a check and is still remembered.
-    pub fn is_valid(&self, addr: SocketAddr) -> bool {
+    pub fn is_valid(&self, addr: Remote) -> bool {
         self.candidates.contains(addr)
     }
 
     /// The remembered remote addresses that passed a check.
-    pub fn valid_addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+    pub fn valid_addresses(&self) -> impl Iterator<Item = Remote> + '_ {
         self.candidates.iter()
     }
 
@@ -312,7 +341,7 @@ impl IceLite {
     }
 
     /// State changes of a check that was answered with success.
-    fn accept_check(&mut self, now: Instant, src: SocketAddr, nominate: bool, which: Which) {
+    fn accept_check(&mut self, now: Instant, src: Remote, nominate: bool, which: Which) {
         if self.credentials.confirm(which) {
             self.stats.restarts += 1;
             self.push_event(IceEvent::Restarted);
@@ -396,8 +425,8 @@ mod tests {
     const PWD: &str = "server-password-0123456789";
     const PEER: &str = "cliU";
 
-    fn addr(port: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], port))
+    fn addr(port: u16) -> Remote {
+        Remote::udp(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     #[allow(clippy::disallowed_methods)] // a test needs some base instant
@@ -436,14 +465,14 @@ mod tests {
 
     /// A response boiled down: class, ERROR-CODE, integrity under our
     /// password, XOR-MAPPED-ADDRESS.
-    type Answer = (StunClass, Option<u16>, bool, Option<SocketAddr>);
+    type Answer = (StunClass, Option<u16>, bool, Option<std::net::SocketAddr>);
 
     /// Feeds `bytes` from `src` and returns the response, if any, boiled down.
     fn feed(
         ice: &mut IceLite,
         now: Instant,
         bytes: &[u8],
-        src: SocketAddr,
+        src: Remote,
     ) -> Result<Option<Answer>, IceError> {
         let msg = StunMessage::parse(bytes).unwrap();
         let mut out = [0u8; 256];
@@ -470,7 +499,10 @@ mod tests {
         let (mut ice, now) = (agent(), t0());
         assert_eq!(ice.state(), IceState::New);
         let r = feed(&mut ice, now, &good(true), addr(5000)).unwrap();
-        assert_eq!(r, Some((StunClass::Success, None, true, Some(addr(5000)))));
+        assert_eq!(
+            r,
+            Some((StunClass::Success, None, true, Some(addr(5000).addr)))
+        );
         assert_eq!(
             events(&mut ice),
             [IceEvent::Connected {
@@ -606,7 +638,7 @@ mod tests {
         );
 
         let mut buf = [0u8; 128];
-        let n = write_binding_success(&mut buf, &[1; 12], addr(1), PWD.as_bytes()).unwrap();
+        let n = write_binding_success(&mut buf, &[1; 12], addr(1).addr, PWD.as_bytes()).unwrap();
         assert_eq!(feed(&mut ice, now, &buf[..n], addr(1)), Ok(None));
         let s = ice.stats();
         assert_eq!((s.bad_fingerprint, s.ignored), (1, 1));
@@ -761,5 +793,55 @@ mod tests {
         assert_eq!(ice.valid_addresses().count(), 8);
         assert!(ice.is_valid(addr(20)));
         assert_eq!(ice.stats().candidates_evicted, 12);
+    }
+
+    #[test]
+    fn tcp_and_udp_pairs_are_distinct_and_nominations_move_between_them() {
+        let (mut ice, t) = (agent(), t0());
+        let udp = addr(7000);
+        let tcp = Remote::tcp(udp.addr);
+        feed(&mut ice, t, &good(false), tcp).unwrap();
+        assert!(ice.is_valid(tcp) && !ice.is_valid(udp));
+        feed(&mut ice, t, &good(true), udp).unwrap();
+        feed(&mut ice, t, &good(true), tcp).unwrap();
+        feed(&mut ice, t, &good(true), udp).unwrap();
+        assert_eq!(
+            events(&mut ice),
+            [
+                IceEvent::Connected { selected: udp },
+                IceEvent::SelectedChanged { selected: tcp },
+                IceEvent::SelectedChanged { selected: udp },
+            ]
+        );
+        // A TCP pair the peer does not use closes: nothing changes for media.
+        ice.forget(tcp);
+        assert!(!ice.is_valid(tcp));
+        assert_eq!(ice.selected(), Some(udp));
+        assert!(events(&mut ice).is_empty());
+    }
+
+    #[test]
+    fn forgetting_the_selected_tcp_pair_loses_consent_at_once() {
+        let (mut ice, t) = (agent(), t0());
+        let tcp = Remote::tcp(addr(7001).addr);
+        feed(&mut ice, t, &good(true), tcp).unwrap();
+        let _ = events(&mut ice);
+        ice.forget(tcp);
+        assert_eq!(ice.state(), IceState::Disconnected);
+        assert_eq!(ice.selected(), None);
+        assert_eq!(ice.poll_timeout(), None);
+        assert_eq!(events(&mut ice), [IceEvent::Disconnected]);
+        // Forgetting what is not there is a no-op.
+        ice.forget(tcp);
+        let s = ice.stats();
+        assert_eq!((s.forgotten, s.consent_expiries), (1, 1));
+        // A nomination over UDP reconnects.
+        feed(&mut ice, t, &good(true), addr(7002)).unwrap();
+        assert_eq!(
+            events(&mut ice),
+            [IceEvent::Connected {
+                selected: addr(7002)
+            }]
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use crate::bwe::SendSideBweConfig;
+use crate::bwe::{AllocatorConfig, SendSideBweConfig};
 use crate::dtls::{DtlsRole, DtlsSettings, Fingerprint};
 use crate::forward::{Codec, MediaKind};
 use crate::ice::{IceClientConfig, IceConfig};
@@ -28,8 +28,11 @@ pub struct SessionConfig {
     pub nack: NackConfig,
     /// The session's egress pacer.
     pub pacer: PacerConfig,
-    /// The send-side bandwidth estimator.
+    /// The send-side bandwidth estimator (and its prober).
     pub bwe: SendSideBweConfig,
+    /// The layer allocator (`max_tracks` is taken from `max_down_tracks`); `allow_pause` is
+    /// the pausing policy (docs/congestion.md), off by default.
+    pub allocator: AllocatorConfig,
     /// Most UpTracks (published tracks arriving here), e.g. 8.
     pub max_up_tracks: usize,
     /// Most DownTracks (tracks this session receives), e.g. 64.
@@ -46,6 +49,7 @@ impl SessionConfig {
             nack: NackConfig::default(),
             pacer: PacerConfig::default(),
             bwe: SendSideBweConfig::default(),
+            allocator: AllocatorConfig::default(),
             max_up_tracks: 8,
             max_down_tracks: 64,
         }

@@ -7,13 +7,13 @@
 //! after STUN, DTLS flights and RTCP, one DTLS record per datagram. None of
 //! this touches the media paths: they stay allocation-free.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::datachannel::{
     ChannelConfig, ChannelId, DataChannels, DataConfig, DataError, DataEvent, DataMeta, DataStats,
 };
 use crate::dtls::{DtlsRole, DtlsState};
+use crate::net::Remote;
 
 use super::{Session, SessionError, SessionEvent};
 
@@ -143,8 +143,8 @@ impl<H: Copy> Session<H> {
         &mut self,
         now: Instant,
         out: &mut [u8],
-        dest: SocketAddr,
-    ) -> Option<(usize, SocketAddr)> {
+        dest: Remote,
+    ) -> Option<(usize, Remote)> {
         for _ in 0..SCTP_TRIES {
             let packet = self.data.as_mut()?.poll_packet(now)?;
             let dtls = self.transport.dtls_mut()?;

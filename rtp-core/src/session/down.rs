@@ -35,6 +35,10 @@ pub(super) struct DownTrack {
     pub(super) bwe_paused: bool,
     pub(super) cap: (u8, u8),
     pub(super) layers: [Layer; MAX_LAYERS],
+    /// `layers` are the publisher's measured rates (not the nominal ladder).
+    pub(super) rates_known: bool,
+    /// The allocator's latest choice (`None`: not sent by it).
+    pub(super) allocated: Option<u8>,
     pub(super) last_keyframe_ask: Option<Instant>,
 }
 
@@ -73,6 +77,8 @@ impl DownTrack {
             bwe_paused: false,
             cap: (top, u8::MAX),
             layers,
+            rates_known: false,
+            allocated: None,
             last_keyframe_ask: None,
         }
     }

@@ -3,7 +3,6 @@
 //! `retransmit` (RTX, RFC 4588 §4, or a plain resend), `poll_paced`, and
 //! the client-side helpers that protect locally produced RTP/RTCP.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::forward::{
@@ -11,6 +10,7 @@ use crate::forward::{
     PacketIn, Rewrite,
 };
 use crate::nack::{rtx_encapsulate, SentEntry};
+use crate::net::Remote;
 use crate::pacer::{PacerError, PacketClass};
 use crate::packet::{RtpView, RtpViewMut};
 
@@ -81,6 +81,7 @@ impl<H: Copy> Session<H> {
             Decision::Forward(rw) => rw,
             Decision::Drop(reason) => {
                 self.stats.forward_skipped += 1;
+                self.stats.forward_drops.count(reason);
                 let waiting = matches!(
                     reason,
                     DropReason::WaitingForKeyframe | DropReason::NotCurrentLayer
@@ -150,6 +151,30 @@ impl<H: Copy> Session<H> {
                 return Ok(None);
             }
         };
+        // A packet of a layer the subscriber was switched away from is not worth repairing:
+        // its decoder restarts at the new layer's keyframe, which the old layer's
+        // retransmissions would only delay on a path that just narrowed.
+        if d.forwarder
+            .current_layer()
+            .is_some_and(|c| c != entry.layer)
+        {
+            self.stats.retransmit_suppressed += 1;
+            return Ok(None);
+        }
+        // Repair must not crowd out fresh media: on a congested path every loss is NACKed and
+        // retransmissions (served first) would take the whole pacing rate, the video behind
+        // them would expire in the pacer, and those gaps would be NACKed in turn. A
+        // retransmission that would wait more than RTX_QUEUE_LIMIT is refused.
+        let rtx = self
+            .pacer
+            .stats()
+            .class(PacketClass::Retransmission)
+            .queued_bytes;
+        let rate = self.pacer.rate_bps().max(1);
+        if rtx.saturating_mul(8_000) / rate > RTX_QUEUE_LIMIT.as_millis() as u64 {
+            self.stats.retransmit_suppressed += 1;
+            return Ok(None);
+        }
         let rw = Rewrite {
             ssrc: d.cfg.ssrc,
             seq,
@@ -184,7 +209,7 @@ impl<H: Copy> Session<H> {
     /// Paced media ready to send now: the handle given to
     /// forward/retransmit, its length and destination (the ICE-selected
     /// address). Buffers stay owned by the caller.
-    pub fn poll_paced(&mut self, now: Instant) -> Option<(H, usize, SocketAddr)> {
+    pub fn poll_paced(&mut self, now: Instant) -> Option<(H, usize, Remote)> {
         self.poll_paced_upto(now, PacketClass::Padding)
     }
 
@@ -195,12 +220,11 @@ impl<H: Copy> Session<H> {
         &mut self,
         now: Instant,
         lowest: PacketClass,
-    ) -> Option<(H, usize, SocketAddr)> {
+    ) -> Option<(H, usize, Remote)> {
         let dest = self.transport.remote_addr()?;
-        let (p, _class) = self.pacer.poll_transmit_upto(now, lowest)?;
-        if let Some(seq) = p.twcc {
-            self.bwe.on_packet_sent(now, seq, p.len);
-        }
+        let (p, class) = self.pacer.poll_transmit_upto(now, lowest)?;
+        self.bwe
+            .on_sent(now, p.twcc, p.len, class == PacketClass::Audio);
         self.stats.packets_out += 1;
         self.stats.bytes_out += p.len as u64;
         Some((p.handle, p.len, dest))
@@ -226,7 +250,7 @@ impl<H: Copy> Session<H> {
         _now: Instant,
         buf: &mut [u8],
         len: usize,
-    ) -> Result<(usize, SocketAddr), SessionError> {
+    ) -> Result<(usize, Remote), SessionError> {
         let dest = self
             .transport
             .remote_addr()
@@ -245,7 +269,7 @@ impl<H: Copy> Session<H> {
         _now: Instant,
         rtcp: &[u8],
         out: &mut [u8],
-    ) -> Result<(usize, SocketAddr), SessionError> {
+    ) -> Result<(usize, Remote), SessionError> {
         let dest = self
             .transport
             .remote_addr()
@@ -297,7 +321,7 @@ impl<H: Copy> Session<H> {
         }
     }
 
-    fn protect(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SessionError> {
+    pub(super) fn protect(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SessionError> {
         match self.tx_srtp.as_mut() {
             Some(ctx) => ctx.protect_rtp(buf, len).map_err(SessionError::from),
             None => Ok(len),
@@ -318,6 +342,9 @@ impl<H: Copy> Session<H> {
             .map_err(|_: PacerError| SessionError::PacerFull)
     }
 }
+
+/// Most retransmission queueing (at the pacing rate) before further retransmissions are refused.
+const RTX_QUEUE_LIMIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn ask_due(d: &DownTrack, now: Instant) -> bool {
     d.last_keyframe_ask

@@ -1,19 +1,15 @@
 //! Incoming RTCP (RFC 3550 §6.4 reports, RFC 4585 §6.2.1 NACK and §6.3.1
 //! PLI, RFC 5104 §4.3.1 FIR, REMB, transport-cc) and what it drives: RTT,
 //! `Retransmit` / `KeyframeWanted` outputs, the bandwidth estimate, the
-//! pacer rate and the per-subscriber layer [`Allocator`](crate::bwe::Allocator).
+//! pacer rate and a new allocation (`congestion.rs`) when the estimate moved.
 
 use std::time::Instant;
 
-use crate::bwe::TrackDemand;
 use crate::forward::MediaKind;
 use crate::packet::rtcp::{ReportBlock, RtcpCompound, RtcpPacket};
 use crate::time::ntp_compact;
 
-use super::{
-    pacing_rate, DownId, Session, SessionError, SessionOutput, ALLOCATE_INTERVAL,
-    MIN_RESEND_INTERVAL,
-};
+use super::{DownId, Session, SessionError, SessionOutput, MIN_RESEND_INTERVAL};
 
 impl<H: Copy> Session<H> {
     /// Act on every packet of a plain (already unprotected) RTCP compound.
@@ -22,6 +18,9 @@ impl<H: Copy> Session<H> {
         self.stats.rtcp_in += 1;
         let estimate_before = self.bwe.estimate_bps();
         let mut result = Ok(());
+        // Receiver-report loss of our streams, averaged over the compound's blocks: one loss
+        // observation per report, not one per stream.
+        let mut loss = (0u32, 0u32);
         for p in RtcpCompound::new(buf) {
             let p = match p {
                 Ok(p) => p,
@@ -40,12 +39,12 @@ impl<H: Copy> Session<H> {
                         }
                     }
                     for b in sr.report_blocks() {
-                        self.on_report_block(now, &b);
+                        self.on_report_block(now, &b, &mut loss);
                     }
                 }
                 RtcpPacket::ReceiverReport(rr) => {
                     for b in rr.report_blocks() {
-                        self.on_report_block(now, &b);
+                        self.on_report_block(now, &b, &mut loss);
                     }
                 }
                 RtcpPacket::Nack(n) => {
@@ -64,6 +63,7 @@ impl<H: Copy> Session<H> {
                                     down: DownId(d as u16),
                                     seq,
                                     src_ext_seq: e.src_ext_seq,
+                                    layer: e.layer,
                                 });
                             }
                             None => self.stats.retransmit_suppressed += 1,
@@ -85,16 +85,20 @@ impl<H: Copy> Session<H> {
                 _ => {}
             }
         }
+        if let Some(mean) = loss.0.checked_div(loss.1) {
+            self.bwe.on_loss_report(now, mean.min(255) as u8);
+        }
         let estimate = self.bwe.estimate_bps();
+        self.stats.estimate_source = self.bwe.source();
         if estimate != estimate_before {
             self.stats.estimate_bps = estimate;
-            self.pacer.set_rate(pacing_rate(estimate));
+            self.update_pacing();
             self.allocate(now);
         }
         result
     }
 
-    fn on_report_block(&mut self, now: Instant, b: &ReportBlock) {
+    fn on_report_block(&mut self, now: Instant, b: &ReportBlock, loss: &mut (u32, u32)) {
         let Some(d) = self.down_by_ssrc(b.ssrc) else {
             return;
         };
@@ -112,7 +116,8 @@ impl<H: Copy> Session<H> {
                 }
             }
         }
-        self.bwe.on_loss_report(now, b.fraction_lost);
+        loss.0 += u32::from(b.fraction_lost);
+        loss.1 += 1;
     }
 
     fn on_keyframe_request(&mut self, media_ssrc: u32) {
@@ -142,55 +147,5 @@ impl<H: Copy> Session<H> {
             d.as_ref()
                 .is_some_and(|d| d.cfg.ssrc == ssrc || d.cfg.rtx_ssrc == Some(ssrc))
         })
-    }
-
-    /// Run the allocator over the video DownTracks with the current
-    /// estimate (audio is never throttled: it is a sliver of the budget and
-    /// the first thing users notice) and apply the layers it picks.
-    pub(super) fn allocate(&mut self, now: Instant) {
-        self.next_allocate = now + ALLOCATE_INTERVAL;
-        self.demands.clear();
-        let mut budget = self.bwe.estimate_bps();
-        let mut any_video = false;
-        // One demand per slot, so the allocator's per-index state (upgrade
-        // hold) stays with its DownTrack; empty and audio slots ask for nothing.
-        for d in &self.downs {
-            let demand = match d {
-                Some(d) if d.cfg.kind == MediaKind::Video => {
-                    any_video = true;
-                    d.demand()
-                }
-                Some(d) => {
-                    budget = budget.saturating_sub(d.layers[0].bitrate_bps);
-                    TrackDemand {
-                        paused: true,
-                        ..TrackDemand::default()
-                    }
-                }
-                None => TrackDemand {
-                    paused: true,
-                    ..TrackDemand::default()
-                },
-            };
-            self.demands.push(demand);
-        }
-        if !any_video {
-            return;
-        }
-        self.allocator
-            .allocate(now, budget, &self.demands, &mut self.alloc_out);
-        for (i, d) in self.downs.iter_mut().enumerate() {
-            let Some(d) = d.as_mut().filter(|d| d.cfg.kind == MediaKind::Video) else {
-                continue;
-            };
-            match self.alloc_out[i] {
-                Some(layer) => {
-                    d.forwarder.set_target_layer(layer.min(d.cap.0), d.cap.1);
-                    d.bwe_paused = false;
-                }
-                None => d.bwe_paused = !d.muted,
-            }
-            d.apply_pause();
-        }
     }
 }

@@ -6,11 +6,11 @@
 //! RTX → decapsulated into the original stream (RFC 4588 §4), SRTCP →
 //! `feedback`. Every drop is counted by reason.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::forward::{parse_payload, DependencyDescriptor, MediaKind};
 use crate::nack::{rtx_decapsulate, RtxError};
+use crate::net::Remote;
 use crate::packet::{transport_cc_seq, RtpView, RtpViewMut};
 use crate::srtp::SrtpError;
 use crate::stun::{StunClass, StunMessage};
@@ -22,15 +22,18 @@ use super::{MediaMeta, Session, SessionError, SessionEvent, SessionOutput, SsrcB
 
 impl<H: Copy> Session<H> {
     /// Feed one received datagram (STUN, DTLS, SRTP, SRTCP or plain RTP/RTCP
-    /// by RFC 7983 demux). SRTP is unprotected IN PLACE in `buf`.
+    /// by RFC 7983 demux) from `src` (a UDP address, or a TCP connection's
+    /// peer for one RFC 4571 frame the caller unwrapped). SRTP is unprotected
+    /// IN PLACE in `buf`.
     /// Malformed or unauthenticated input returns `Err(reason)`, counted in
     /// `stats()`; it never panics and never disturbs the session.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
-        src: SocketAddr,
+        src: impl Into<Remote>,
         buf: &mut [u8],
     ) -> Result<SessionOutput, SessionError> {
+        let src = src.into();
         self.last_now = self.last_now.max(now);
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += buf.len() as u64;
@@ -53,7 +56,7 @@ impl<H: Copy> Session<H> {
     fn on_stun(
         &mut self,
         now: Instant,
-        src: SocketAddr,
+        src: Remote,
         buf: &[u8],
     ) -> Result<SessionOutput, SessionError> {
         let msg = match StunMessage::parse(buf) {
@@ -106,7 +109,7 @@ impl<H: Copy> Session<H> {
     fn on_dtls(
         &mut self,
         now: Instant,
-        src: SocketAddr,
+        src: Remote,
         buf: &[u8],
     ) -> Result<SessionOutput, SessionError> {
         if !self.transport.accepts(src) {
@@ -130,7 +133,7 @@ impl<H: Copy> Session<H> {
     }
 
     /// Source check and SRTP/SRTCP unprotect shared by RTP and RTCP.
-    fn admit(&mut self, src: SocketAddr) -> Result<(), SessionError> {
+    fn admit(&mut self, src: Remote) -> Result<(), SessionError> {
         if !self.transport.accepts(src) {
             self.stats.drop_unvalidated_source += 1;
             return Err(SessionError::UnvalidatedSource);
@@ -154,7 +157,7 @@ impl<H: Copy> Session<H> {
     fn on_rtcp(
         &mut self,
         now: Instant,
-        src: SocketAddr,
+        src: Remote,
         buf: &mut [u8],
     ) -> Result<SessionOutput, SessionError> {
         self.admit(src)?;
@@ -172,7 +175,7 @@ impl<H: Copy> Session<H> {
     fn on_rtp(
         &mut self,
         now: Instant,
-        src: SocketAddr,
+        src: Remote,
         buf: &mut [u8],
     ) -> Result<SessionOutput, SessionError> {
         self.admit(src)?;
@@ -391,6 +394,9 @@ impl<H: Copy> Session<H> {
         };
         let clock_rate = t.cfg.clock_rate;
         let l = &mut t.layers[layer];
+        if !view.is_padding_only() {
+            l.rate.add(now, len);
+        }
         let ext_seq = l.unwrap.unwrap(view.seq());
         l.nack.on_packet(now, ext_seq);
         l.rx.on_packet(now, ext_seq, view.ts(), len, clock_rate);

@@ -15,7 +15,8 @@
 //! Files: `config` (what sessions and tracks are built from), `output`
 //! (outputs, events, ids, errors), `stats`, `transport` (ICE + DTLS, source
 //! validation), `up` / `down` (track state), `ingress` (handle_datagram:
-//! STUN/DTLS/SRTP/RTP), `feedback` (incoming RTCP, the allocator), `egress`
+//! STUN/DTLS/SRTP/RTP), `feedback` (incoming RTCP), `congestion` (the allocator, layer
+//! rates, probe packets, per-DownTrack reports), `egress`
 //! (forward, retransmit, pacing, client-side protect), `rtcp_out`
 //! (poll_transmit: control datagrams and outgoing RTCP), `ring` (the fixed
 //! output/event queues).
@@ -25,6 +26,7 @@
 //! poll_transmit for RTCP): `tests/session_no_alloc.rs` checks it.
 
 mod config;
+mod congestion;
 mod data;
 mod down;
 mod egress;
@@ -37,12 +39,12 @@ mod stats;
 mod transport;
 mod up;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use config::{DownTrackConfig, ExtIds, LayerSsrc, SessionConfig, SessionMode, UpTrackConfig};
+pub use congestion::DownReport;
 pub use output::{DownId, MediaMeta, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
-pub use stats::SessionStats;
+pub use stats::{ForwardDrops, SessionStats};
 
 use crate::bwe::{
     Allocator, AllocatorConfig, Layer, SendSideBwe, TrackDemand, TwccReceiver, TwccReceiverConfig,
@@ -50,6 +52,7 @@ use crate::bwe::{
 };
 use crate::datachannel::DataChannels;
 use crate::dtls::{DtlsCert, DtlsEvent, Fingerprint};
+use crate::net::Remote;
 use crate::pacer::Pacer;
 use crate::srtp::{SrtpConfig, SrtpContext};
 use crate::time::{earliest, ntp_from_unix};
@@ -71,10 +74,16 @@ const STUN_SLOT_LEN: usize = 256;
 /// WebRTC stacks use about a second). Randomised ×[0.5, 1.5].
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the allocator re-runs without new feedback (its upgrade hold
-/// needs time to pass).
+/// needs time to pass; periodic probes are decided then too).
 const ALLOCATE_INTERVAL: Duration = Duration::from_millis(500);
+/// How often each UpTrack's measured layer rates are reported (`SessionEvent::LayerRates`).
+const LAYER_RATES_INTERVAL: Duration = Duration::from_millis(500);
 /// libwebrtc paces at 2.5× the estimate so queues drain after a keyframe burst.
 const PACING_FACTOR_X10: u64 = 25;
+/// The pacer never runs below this share (×10) of what the allocator gave out: tracks kept
+/// at their lowest layer over budget ("never starve") must not be starved by the pacer
+/// instead (its queue would expire them, and the gaps read as loss in receiver reports).
+const ALLOCATED_PACING_X10: u64 = 15;
 /// Least spacing of `KeyframeWanted` raised by one DownTrack's Forwarder.
 const KEYFRAME_ASK_INTERVAL: Duration = Duration::from_millis(250);
 /// A retransmission of the same packet is refused within this (or the RTT,
@@ -110,13 +119,18 @@ pub struct Session<H: Copy = u32> {
     /// Allocator scratch: one demand and one result per DownTrack slot.
     demands: Vec<TrackDemand>,
     alloc_out: Vec<Option<u8>>,
+    /// What the last allocation gave out (video layers and audio), bits per second.
+    allocated_bps: u64,
     next_allocate: Instant,
+    next_layer_rates: Instant,
+    /// The DownTrack probe padding goes on (video, transport-cc, RTX or a flowing forwarder).
+    probe_down: Option<usize>,
     twcc_rx: TwccReceiver,
     twcc_seq: u16,
     outputs: Ring<SessionOutput>,
     events: Ring<SessionEvent>,
     stun_out: Vec<[u8; STUN_SLOT_LEN]>,
-    stun_pending: Ring<(usize, usize, SocketAddr)>,
+    stun_pending: Ring<(usize, usize, Remote)>,
     stun_next_slot: usize,
     /// Scratch for RTX unpacking and retransmission rewrites.
     scratch: Vec<u8>,
@@ -164,11 +178,14 @@ impl<H: Copy> Session<H> {
             bwe: SendSideBwe::new(config.bwe),
             allocator: Allocator::new(AllocatorConfig {
                 max_tracks: max_down.max(1),
-                ..AllocatorConfig::default()
+                ..config.allocator
             }),
             demands: Vec::with_capacity(max_down),
             alloc_out: vec![None; max_down],
+            allocated_bps: 0,
             next_allocate: now,
+            next_layer_rates: now + LAYER_RATES_INTERVAL,
+            probe_down: None,
             twcc_rx: TwccReceiver::new(TwccReceiverConfig::default()),
             twcc_seq: 0,
             outputs: Ring::new(OUTPUT_CAPACITY),
@@ -190,7 +207,7 @@ impl<H: Copy> Session<H> {
         s.stats.estimate_bps = s.bwe.estimate_bps();
         s.next_report = now + s.report_interval();
         if !s.transport.is_secure() {
-            s.pacer.set_rate(pacing_rate(s.bwe.estimate_bps()));
+            s.update_pacing();
         }
         Ok(s)
     }
@@ -256,13 +273,14 @@ impl<H: Copy> Session<H> {
     }
 
     /// The publisher's real layer bitrates and availability for a DownTrack's
-    /// source (the shard learns them from the UpTrack); until called, a
-    /// nominal 150k / 500k / 1.5M ladder up to `max_layer` is assumed.
+    /// source (the shard passes on the UpTrack's `SessionEvent::LayerRates`); until called, a
+    /// nominal 150k / 500k / 1.5M ladder up to `max_layer` (64k for audio) is assumed. The next
+    /// allocation (at most 500 ms away) uses them.
     pub fn set_down_layer_rates(&mut self, down: DownId, layers: [Layer; MAX_LAYERS]) {
         if let Some(d) = self.down_mut(down) {
             d.layers = layers;
+            d.rates_known = true;
         }
-        self.allocate(self.last_now);
     }
 
     /// The peer's DTLS fingerprint arrived (remote description after the offer).
@@ -292,12 +310,20 @@ impl<H: Copy> Session<H> {
     /// ICE check and is still in the agent's candidate table (always true for plain RTP, whose
     /// remote is configured). The shard enters an address in its demux maps only when this
     /// holds, and forgets the ones it no longer holds for (the candidate table evicted them).
-    pub fn is_validated(&self, src: SocketAddr) -> bool {
+    pub fn is_validated(&self, src: Remote) -> bool {
         self.transport.accepts(src)
     }
 
+    /// The caller's transport to `remote` is gone (its TCP connection closed): it is no longer
+    /// a valid pair, and if media went there the session is disconnected at once
+    /// ([`SessionEvent::IceDisconnected`]) until the peer nominates another pair.
+    pub fn remote_closed(&mut self, remote: Remote) {
+        self.transport.forget(remote);
+        self.pump();
+    }
+
     /// Where media goes: the ICE-selected address, or the plain remote.
-    pub fn remote_addr(&self) -> Option<SocketAddr> {
+    pub fn remote_addr(&self) -> Option<Remote> {
         self.transport.remote_addr()
     }
 
@@ -322,6 +348,11 @@ impl<H: Copy> Session<H> {
     /// Pacer counters (queue depth, delay).
     pub fn pacer_stats(&self) -> &crate::pacer::PacerStats {
         self.pacer.stats()
+    }
+
+    /// The pacer's current rate: 2.5 × the estimate, at least 1.5 × what is allocated.
+    pub fn pacing_rate_bps(&self) -> u64 {
+        self.pacer.rate_bps()
     }
 
     /// Our RTCP sender SSRC.
@@ -361,6 +392,10 @@ impl<H: Copy> Session<H> {
             if self.downs.iter().any(Option::is_some) {
                 t = earliest(t, Some(self.next_allocate));
             }
+            if self.ups.iter().any(Option::is_some) {
+                t = earliest(t, Some(self.next_layer_rates));
+            }
+            t = earliest(t, self.bwe.probe_due());
         }
         earliest(t, self.pacer.poll_timeout())
     }
@@ -381,6 +416,13 @@ impl<H: Copy> Session<H> {
         self.pacer.handle_timeout(now);
         if now >= self.next_allocate {
             self.allocate(now);
+            if self.is_connected() {
+                self.bwe.handle_timeout(now);
+            }
+        }
+        if now >= self.next_layer_rates {
+            self.next_layer_rates = now + LAYER_RATES_INTERVAL;
+            self.report_layer_rates(now);
         }
     }
 
@@ -435,7 +477,9 @@ impl<H: Copy> Session<H> {
         if let Some((tx, rx)) = dtls.srtp_contexts(cfg) {
             self.tx_srtp = Some(tx);
             self.rx_srtp = Some(rx);
-            self.pacer.set_rate(pacing_rate(self.bwe.estimate_bps()));
+            self.update_pacing();
+            // Allocate (and start probing) at the next timer.
+            self.next_allocate = self.last_now;
         }
     }
 
@@ -465,8 +509,13 @@ impl<H: Copy> Session<H> {
     }
 }
 
-fn pacing_rate(estimate_bps: u64) -> u64 {
-    estimate_bps.saturating_mul(PACING_FACTOR_X10) / 10
+impl<H: Copy> Session<H> {
+    /// The pacer's rate: 2.5 × the estimate, and never below 1.5 × what is allocated.
+    fn update_pacing(&mut self) {
+        let by_estimate = self.bwe.estimate_bps().saturating_mul(PACING_FACTOR_X10) / 10;
+        let by_allocation = self.allocated_bps.saturating_mul(ALLOCATED_PACING_X10) / 10;
+        self.pacer.set_rate(by_estimate.max(by_allocation));
+    }
 }
 
 /// A deterministic per-session seed (SSRC and report jitter) from the

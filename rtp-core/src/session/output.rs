@@ -2,15 +2,15 @@
 //! ([`SessionOutput`]), life-cycle events ([`SessionEvent`]), track ids and
 //! the error of every call ([`SessionError`]).
 
-use std::net::SocketAddr;
-
 use thiserror::Error;
 
+use crate::bwe::{Layer, MAX_LAYERS};
 use crate::datachannel::{ChannelId, DataError, Reliability};
 use crate::dtls::{DtlsError, DtlsVersion};
 use crate::forward::ForwardError;
 use crate::ice::IceError;
 use crate::nack::RtxError;
+use crate::net::Remote;
 use crate::packet::rtcp::RtcpError;
 use crate::packet::ParseError;
 use crate::srtp::{ProtectionProfile, SrtpError};
@@ -62,6 +62,8 @@ pub enum SessionOutput {
         seq: u16,
         /// The source packet's extended sequence number.
         src_ext_seq: u64,
+        /// The simulcast layer it came from (sequence numbers are per layer).
+        layer: u8,
     },
     /// A subscriber wants a keyframe of the track `down` forwards (PLI/FIR,
     /// or the Forwarder waiting for a layer switch): route it to the
@@ -102,15 +104,16 @@ impl SsrcBinding {
 pub enum SessionEvent {
     /// ICE found a working address.
     IceConnected {
-        /// Where media goes.
-        remote: SocketAddr,
+        /// Where media goes (UDP, or a TCP connection).
+        remote: Remote,
     },
     /// Consent expired (or, for a client, the checks failed).
     IceDisconnected,
-    /// The peer nominated another address.
+    /// The peer nominated another address (another network, or the other
+    /// transport: UDP ↔ TCP).
     SelectedPairChanged {
         /// Where media now goes.
-        remote: SocketAddr,
+        remote: Remote,
     },
     /// DTLS done, SRTP keyed: media may flow.
     DtlsConnected {
@@ -154,6 +157,23 @@ pub enum SessionEvent {
     },
     /// An ICE restart completed.
     Restarted,
+    /// What an UpTrack's publisher really sends per layer (a windowed rate measured on
+    /// ingress; `available`: packets within the window), every 500 ms while it sends: the
+    /// shard hands it to every subscriber's `set_down_layer_rates`.
+    LayerRates {
+        /// The UpTrack.
+        up: UpId,
+        /// Per layer, lowest first (layers the track does not have: unavailable).
+        layers: [Layer; MAX_LAYERS],
+    },
+    /// The allocator paused (`paused`) or resumed a DownTrack for bandwidth (only with
+    /// pausing allowed): the subscriber should be told (`stream_state`).
+    StreamState {
+        /// The DownTrack.
+        down: DownId,
+        /// Paused now.
+        paused: bool,
+    },
     /// The data channels' SCTP association is established.
     SctpConnected,
     /// The SCTP association ended (lost, aborted, or DTLS closed); every

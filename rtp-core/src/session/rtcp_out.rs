@@ -8,9 +8,9 @@
 //! when the session is secure. Last, data channels' SCTP packets
 //! (`data.rs`), one DTLS record each.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::net::Remote;
 use crate::packet::rtcp::{write_nack, write_pli, write_rr, write_sr, ReportBlock};
 
 use super::transport::Transport;
@@ -22,7 +22,7 @@ const MAX_BLOCKS: usize = 31;
 impl<H: Copy> Session<H> {
     /// Control-plane output written into `out` (at least the DTLS MTU,
     /// 1150 bytes): STUN, DTLS, RTCP. Returns its length and destination.
-    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut [u8]) -> Option<(usize, Remote)> {
         self.last_now = self.last_now.max(now);
         if let Some((slot, len, dest)) = self.stun_pending.pop() {
             let n = len.min(out.len());
@@ -48,12 +48,7 @@ impl<H: Copy> Session<H> {
         self.poll_sctp(now, out, dest)
     }
 
-    fn poll_rtcp(
-        &mut self,
-        now: Instant,
-        out: &mut [u8],
-        dest: SocketAddr,
-    ) -> Option<(usize, SocketAddr)> {
+    fn poll_rtcp(&mut self, now: Instant, out: &mut [u8], dest: Remote) -> Option<(usize, Remote)> {
         let room = out.len().checked_sub(SRTCP_OVERHEAD)?;
         let n = self.write_rtcp(now, &mut out[..room])?;
         let len = match self.tx_srtp.as_mut() {
@@ -64,7 +59,7 @@ impl<H: Copy> Session<H> {
         Some((len, dest))
     }
 
-    fn poll_dtls(&mut self, now: Instant, out: &mut [u8]) -> Option<(usize, SocketAddr)> {
+    fn poll_dtls(&mut self, now: Instant, out: &mut [u8]) -> Option<(usize, Remote)> {
         // DTLS waits for ICE: the peer drops DTLS from unvalidated addresses,
         // so an earlier flight would only cost a retransmission timeout.
         let dest = self.transport.remote_addr()?;

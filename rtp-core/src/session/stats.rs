@@ -1,8 +1,63 @@
 //! [`SessionStats`]: a Session's counters, by direction and by drop reason,
-//! plus the latest RTT and bandwidth estimate. Plain integers, updated in
+//! plus the latest RTT and bandwidth estimate (and what set it). Plain integers, updated in
 //! place: reading them never allocates.
 
 use std::time::Duration;
+
+use crate::bwe::EstimateSource;
+use crate::forward::DropReason;
+
+/// Packets the Forwarder did not forward, by reason (what `forward` skipped; not errors).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ForwardDrops {
+    /// The DownTrack is muted or paused (by the subscriber, or by the allocator when allowed).
+    pub paused: u64,
+    /// Waiting for a keyframe (start, resume, layer switch).
+    pub waiting_for_keyframe: u64,
+    /// Another simulcast layer than the one forwarded.
+    pub not_current_layer: u64,
+    /// A temporal layer above the target.
+    pub temporal_layer: u64,
+    /// Padding-only packets of the publisher.
+    pub padding: u64,
+    /// Seen already.
+    pub duplicate: u64,
+    /// Too late for a consistent sequence number.
+    pub too_late: u64,
+    /// Unreadable payload descriptor.
+    pub malformed: u64,
+}
+
+impl ForwardDrops {
+    /// Every reason with its snake_case name, in a fixed order (metrics, stats).
+    pub fn by_reason(&self) -> [(&'static str, u64); 8] {
+        [
+            ("paused", self.paused),
+            ("waiting_for_keyframe", self.waiting_for_keyframe),
+            ("not_current_layer", self.not_current_layer),
+            ("temporal_layer", self.temporal_layer),
+            ("padding", self.padding),
+            ("duplicate", self.duplicate),
+            ("too_late", self.too_late),
+            ("malformed", self.malformed),
+        ]
+    }
+
+    pub(super) fn count(&mut self, r: DropReason) {
+        let c = match r {
+            DropReason::Paused => &mut self.paused,
+            DropReason::WaitingForKeyframe => &mut self.waiting_for_keyframe,
+            DropReason::NotCurrentLayer => &mut self.not_current_layer,
+            DropReason::TemporalLayer => &mut self.temporal_layer,
+            DropReason::Padding => &mut self.padding,
+            DropReason::Duplicate => &mut self.duplicate,
+            DropReason::TooLate => &mut self.too_late,
+            _ => &mut self.malformed,
+        };
+        *c += 1;
+    }
+}
 
 /// Counters of one Session. Every dropped datagram increments exactly one
 /// `drop_*` counter.
@@ -35,6 +90,8 @@ pub struct SessionStats {
     pub forwarded: u64,
     /// Packets `forward` dropped by Forwarder decision (not errors).
     pub forward_skipped: u64,
+    /// The same by reason.
+    pub forward_drops: ForwardDrops,
     /// Retransmissions queued.
     pub retransmitted: u64,
     /// Retransmit requests refused (unknown, stale or resent within the RTT).
@@ -83,4 +140,12 @@ pub struct SessionStats {
     pub rtt: Option<Duration>,
     /// Latest send-side bandwidth estimate, bits per second.
     pub estimate_bps: u64,
+    /// What set it.
+    pub estimate_source: EstimateSource,
+    /// Probe packets sent (padding written by `poll_probe`).
+    pub probe_packets: u64,
+    /// Their bytes.
+    pub probe_bytes: u64,
+    /// DownTracks the allocator has paused now (only with pausing allowed).
+    pub bwe_paused_tracks: u32,
 }

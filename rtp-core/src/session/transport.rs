@@ -8,6 +8,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::net::Remote;
+
 use crate::dtls::{
     DtlsCert, DtlsEndpoint, DtlsError, DtlsEvent, DtlsRole, DtlsSettings, Fingerprint,
 };
@@ -83,20 +85,27 @@ impl Transport {
     }
 
     /// Where everything is sent: the ICE-selected address.
-    pub(super) fn remote_addr(&self) -> Option<SocketAddr> {
+    pub(super) fn remote_addr(&self) -> Option<Remote> {
         match self {
             Self::Lite { ice, .. } => ice.selected(),
             Self::Client { ice, connected, .. } => connected.then(|| ice.remote()),
-            Self::Plain { remote } => Some(*remote),
+            Self::Plain { remote } => Some(Remote::udp(*remote)),
         }
     }
 
     /// Whether DTLS and media from `src` are accepted.
-    pub(super) fn accepts(&self, src: SocketAddr) -> bool {
+    pub(super) fn accepts(&self, src: Remote) -> bool {
         match self {
             Self::Lite { ice, .. } => ice.is_valid(src),
             Self::Client { ice, .. } => src == ice.remote(),
             Self::Plain { .. } => true,
+        }
+    }
+
+    /// The transport to `remote` closed (a TCP connection): ICE forgets it.
+    pub(super) fn forget(&mut self, remote: Remote) {
+        if let Self::Lite { ice, .. } = self {
+            ice.forget(remote);
         }
     }
 

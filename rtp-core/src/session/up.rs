@@ -6,6 +6,9 @@
 //! (RFC 3550 §6.4) and the keyframe-request throttle (RFC 4585 §6.3.1,
 //! RFC 5104 §4.3.1). The packet cache is NOT here: the shard keeps it.
 
+use std::time::Duration;
+
+use crate::bwe::RateMeter;
 use crate::forward::{PliThrottle, PliThrottleConfig};
 use crate::nack::{NackConfig, NackGenerator, SeqUnwrapper};
 use crate::stats::RxStreamStats;
@@ -14,6 +17,8 @@ use super::config::UpTrackConfig;
 
 /// Most simulcast layers per UpTrack (the allocator's limit too).
 pub(super) const MAX_UP_LAYERS: usize = crate::bwe::MAX_LAYERS;
+/// What a layer costs a subscriber is averaged over this (a keyframe every few seconds).
+pub(super) const LAYER_RATE_WINDOW: Duration = Duration::from_secs(2);
 
 /// Receive state of one simulcast layer.
 #[derive(Debug)]
@@ -27,6 +32,8 @@ pub(super) struct UpLayer {
     pub(super) seen: bool,
     /// A PLI passed the throttle and waits for `poll_transmit`.
     pub(super) pli_due: bool,
+    /// What the publisher sends on this layer (media packets, padding-only ones excluded).
+    pub(super) rate: RateMeter,
 }
 
 /// One published track arriving on this session.
@@ -58,6 +65,7 @@ impl UpTrack {
                 rx: RxStreamStats::new(l.ssrc.unwrap_or(0)),
                 seen: false,
                 pli_due: false,
+                rate: RateMeter::new(LAYER_RATE_WINDOW),
             })
             .collect::<Vec<_>>();
         let pli = PliThrottle::new(PliThrottleConfig {

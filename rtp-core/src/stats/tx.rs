@@ -51,6 +51,11 @@ impl TxStreamStats {
         }
     }
 
+    /// The newest RTP timestamp sent (what padding on the stream's RTX SSRC reuses).
+    pub fn last_rtp_ts(&self) -> Option<u32> {
+        self.last_ts.map(|(ts, _)| ts)
+    }
+
     /// Sender-report values at `now`, whose wall-clock time is `wall_ntp`.
     /// The RTP timestamp is the last one sent advanced by the elapsed time at
     /// `clock_rate` Hz. `None` until a packet was sent: then there is nothing

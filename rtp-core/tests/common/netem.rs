@@ -1,6 +1,7 @@
 //! A deterministic in-memory network link, in the spirit of Linux `netem`:
 //! random and bursty loss, fixed delay plus uniform jitter, reordering and
-//! duplication, all driven by a seeded RNG and by the caller's clock.
+//! duplication, and a bottleneck rate with a drop-tail queue (like `tbf`), all
+//! driven by a seeded RNG and by the caller's clock.
 //!
 //! Nothing here sleeps or reads the clock: `send(now, ..)` schedules a packet,
 //! `poll_recv(now)` hands back what has arrived by `now`, and `next_arrival()`
@@ -38,6 +39,11 @@ pub struct NetemConfig {
     pub reorder: f64,
     /// Probability a packet is delivered twice.
     pub duplicate: f64,
+    /// Bottleneck rate (bits per second of packet bytes): packets queue behind each other
+    /// and leave one serialization time apart. `None`: no bottleneck.
+    pub rate_bps: Option<u64>,
+    /// Longest queueing delay at the bottleneck; a packet that would wait longer is dropped.
+    pub queue_limit: Duration,
 }
 
 impl Default for NetemConfig {
@@ -51,6 +57,8 @@ impl Default for NetemConfig {
             jitter: Duration::ZERO,
             reorder: 0.0,
             duplicate: 0.0,
+            rate_bps: None,
+            queue_limit: Duration::from_millis(300),
         }
     }
 }
@@ -70,6 +78,8 @@ pub struct NetemStats {
     pub reordered: u64,
     /// Packets handed out by `poll_recv`.
     pub delivered: u64,
+    /// Packets dropped because the bottleneck queue was full.
+    pub queue_dropped: u64,
 }
 
 /// One direction of a simulated network path.
@@ -81,6 +91,8 @@ pub struct Netem {
     queue: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
     order: u64,
     burst_left: u32,
+    /// When the bottleneck has sent everything queued so far.
+    link_free: Option<Instant>,
     stats: NetemStats,
 }
 
@@ -93,6 +105,7 @@ impl Netem {
             queue: BinaryHeap::new(),
             order: 0,
             burst_left: 0,
+            link_free: None,
             stats: NetemStats::default(),
         }
     }
@@ -119,7 +132,19 @@ impl Netem {
             self.stats.dropped += 1;
             return;
         }
-        let mut at = now + self.cfg.delay + self.jitter();
+        let mut at = now;
+        if let Some(rate) = self.cfg.rate_bps.filter(|&r| r > 0) {
+            let start = self.link_free.map_or(now, |f| f.max(now));
+            if start.saturating_duration_since(now) > self.cfg.queue_limit {
+                self.stats.dropped += 1;
+                self.stats.queue_dropped += 1;
+                return;
+            }
+            let tx = Duration::from_nanos((packet.len() as u64 * 8 * 1_000_000_000) / rate);
+            at = start + tx;
+            self.link_free = Some(at);
+        }
+        let mut at = at + self.cfg.delay + self.jitter();
         if self.rng.gen_bool(self.cfg.reorder) {
             at += REORDER_EXTRA;
             self.stats.reordered += 1;
@@ -149,6 +174,17 @@ impl Netem {
     /// Packets currently in flight.
     pub fn in_flight(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Changes the bottleneck rate from now on (`None`: lifted); packets already queued keep
+    /// their departure times.
+    pub fn set_rate(&mut self, rate_bps: Option<u64>) {
+        self.cfg.rate_bps = rate_bps;
+    }
+
+    /// Changes the random loss probability from now on.
+    pub fn set_loss(&mut self, loss: f64) {
+        self.cfg.loss = loss;
     }
 
     /// Counters so far.

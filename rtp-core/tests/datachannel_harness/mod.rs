@@ -218,7 +218,7 @@ impl Pair {
         for _ in 0..10_000 {
             let mut moved = false;
             while let Some((n, dest)) = self.client.poll_transmit(now, &mut self.buf) {
-                assert_eq!(dest, s_addr);
+                assert_eq!(dest, s_addr.into());
                 if std::env::var("TRACE").is_ok() {
                     eprintln!(
                         "UP {} {} {:02x}",
@@ -231,7 +231,7 @@ impl Pair {
                 moved = true;
             }
             while let Some((n, dest)) = self.server.poll_transmit(now, &mut self.buf) {
-                assert_eq!(dest, c_addr);
+                assert_eq!(dest, c_addr.into());
                 if std::env::var("TRACE").is_ok() {
                     eprintln!(
                         "DN {} {} {:02x}",

@@ -120,14 +120,14 @@ pub fn exchange(
     for _ in 0..1000 {
         let mut any = false;
         while let Some((n, dest)) = a.poll_transmit(now, &mut buf) {
-            assert_eq!(dest, b_addr);
+            assert_eq!(dest, b_addr.into());
             let _ = b.handle_datagram(now, a_addr, &mut buf[..n]);
             while b.poll_output().is_some() {}
             any = true;
             moved += 1;
         }
         while let Some((n, dest)) = b.poll_transmit(now, &mut buf) {
-            assert_eq!(dest, a_addr);
+            assert_eq!(dest, a_addr.into());
             let _ = a.handle_datagram(now, b_addr, &mut buf[..n]);
             while a.poll_output().is_some() {}
             any = true;
