@@ -27,7 +27,7 @@ mod vocab;
 
 pub use client::{ControlClient, ControlError};
 pub use command::{
-    AddTrack, Command, CreateSession, IceParams, Layer, PriorityTarget, Quality, ReplyOk,
+    AddTrack, Command, CreateSession, DataSpec, IceParams, Layer, PriorityTarget, Quality, ReplyOk,
     SessionInfo, SessionState, Subscribe, SubscriptionInfo, TrackInfo, TransportMode,
 };
 pub use congestion::{PublishedTrackStats, SessionStatsReport, StreamState, SubscriptionStats};

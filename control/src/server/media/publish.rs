@@ -173,6 +173,7 @@ impl RoomCtx {
                 dtls_role: answer.remote.dtls_role.into(),
                 shard_hint: None,
                 mode: TransportMode::Webrtc {},
+                data: None,
                 quality: self.participant_tier(identity),
             }),
         };

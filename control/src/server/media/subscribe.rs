@@ -284,6 +284,7 @@ impl RoomCtx {
             dtls_role: DtlsRole::Server,
             shard_hint: None,
             mode: TransportMode::Webrtc {},
+            data: None,
             quality: self.participant_tier(identity),
         };
         let (shard, candidates) = self.create_session(spec).await?;
@@ -521,6 +522,7 @@ impl RoomCtx {
                     // The shard the offered candidates name.
                     shard_hint: shard,
                     mode: TransportMode::Webrtc {},
+                    data: None,
                     quality: self.participant_tier(identity),
                 };
                 let offered = self.sub_mut(identity).map(|s| s.candidates.clone());
