@@ -591,6 +591,7 @@ fn plain_session(id: SessionId, remote: SocketAddr, worker: u16, max_bitrate_bps
             remote,
             local_port: None,
         },
+        data: None,
         quality: Quality {
             max_bitrate_bps,
             priority: 1,

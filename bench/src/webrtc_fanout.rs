@@ -194,6 +194,7 @@ fn setup(
                 dtls_role: DtlsRole::Server,
                 shard_hint: None,
                 mode: TransportMode::Webrtc {},
+                data: None,
                 quality: Quality {
                     max_bitrate_bps: cfg.max_bitrate_bps,
                     priority: 1,

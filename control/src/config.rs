@@ -16,7 +16,7 @@ use crate::cluster::{ClusterConfig, ClusterDraft, CLUSTER_KEYS};
 use crate::hybrid::turn::TurnConfig;
 use crate::hybrid::{HybridConfig, Strategy};
 use crate::limits::{self, Limits};
-use crate::room::{QualityTier, RoomMode, TierTable};
+use crate::room::{Lifetimes, QualityTier, RoomMode, TierTable};
 
 /// The validated `[control]` configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,11 @@ pub struct ControlConfig {
     pub hybrid: HybridConfig,
     /// `[turn]`: `None` unless a secret and URLs are configured.
     pub turn: Option<TurnConfig>,
+    /// `kick_ban_s`, `oneshot_grace_s`, `resume_grace_s` (seconds).
+    pub lifetimes: Lifetimes,
+    /// Events each room keeps for SSE replay (`Last-Event-ID`); memory is at most this many
+    /// events times 4,096 room backlogs.
+    pub sse_backlog_per_room: usize,
     /// `[limits]`: bounds on what clients can make the daemon hold (docs/security.md).
     pub limits: Limits,
     /// `[cluster]`: `None` (the default) is a single node without Redis.
@@ -93,6 +98,10 @@ const KEYS: &[&str] = &[
     "external_dataplane",
     "drain_deadline_s",
     "dev_tokens",
+    "kick_ban_s",
+    "oneshot_grace_s",
+    "resume_grace_s",
+    "sse_backlog_per_room",
 ];
 
 impl Default for ControlConfig {
@@ -114,6 +123,8 @@ impl Default for ControlConfig {
             dev_tokens: None,
             hybrid: HybridConfig::default(),
             turn: None,
+            lifetimes: Lifetimes::default(),
+            sse_backlog_per_room: 256,
             limits: Limits::default(),
             cluster: None,
         }
@@ -154,6 +165,8 @@ impl ControlConfig {
     ) -> Result<Self, ConfigError> {
         let mut cfg = Self::default();
         let mut turn = TurnDraft::default();
+        // The socket's default lives in the state directory, known only once everything is read.
+        let mut socket_set = false;
         let mut cluster = ClusterDraft::default();
         if let Some(text) = toml_text {
             let doc: toml::Table = text
@@ -225,6 +238,7 @@ impl ControlConfig {
                     ConfigError::new("dataplane.control_socket", "expected a string")
                 })?;
                 cfg.dataplane_socket = PathBuf::from(path);
+                socket_set = true;
             }
             if let Some(section) = doc.get("control") {
                 let table = section
@@ -238,6 +252,7 @@ impl ControlConfig {
         for (name, value) in env {
             if name == "SLUICE_DATAPLANE_CONTROL_SOCKET" {
                 cfg.dataplane_socket = PathBuf::from(value);
+                socket_set = true;
                 continue;
             }
             if let Some(key) = name.strip_prefix("SLUICE_CLUSTER_") {
@@ -346,6 +361,9 @@ impl ControlConfig {
             .finish()
             .map_err(|(key, m)| ConfigError::new(key, m))?;
         cfg.check_webhooks()?;
+        if !socket_set {
+            cfg.dataplane_socket = sluice_proto::default_control_socket_in(cfg.state_file.parent());
+        }
         cfg.check_exposure()?;
         Ok(cfg)
     }
@@ -486,7 +504,12 @@ impl ControlConfig {
                     *slot = parse_tier(&format!("{full}.{role}"), tier, *slot)?;
                 }
             }
-            "max_controllers" | "drain_deadline_s" => {
+            "max_controllers"
+            | "drain_deadline_s"
+            | "kick_ban_s"
+            | "oneshot_grace_s"
+            | "resume_grace_s"
+            | "sse_backlog_per_room" => {
                 let n = v
                     .as_integer()
                     .filter(|n| *n >= 0)
@@ -571,6 +594,24 @@ impl ControlConfig {
                 self.drain_deadline_s = value
                     .parse()
                     .map_err(|_| err(format!("expected seconds, got {value:?}")))?
+            }
+            "sse_backlog_per_room" => {
+                self.sse_backlog_per_room = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=65_536).contains(n))
+                    .ok_or_else(|| err(format!("expected 1 to 65536 events, got {value:?}")))?
+            }
+            "kick_ban_s" | "oneshot_grace_s" | "resume_grace_s" => {
+                let n: u64 = value
+                    .parse()
+                    .map_err(|_| err(format!("expected seconds, got {value:?}")))?;
+                let l = &mut self.lifetimes;
+                match key {
+                    "kick_ban_s" => l.kick_ban_s = n,
+                    "oneshot_grace_s" => l.oneshot_grace_s = n.max(1),
+                    _ => l.resume_grace_s = n.max(1),
+                }
             }
             "auto_create" | "external_dataplane" | "dev_tokens" => {
                 let b = match value {

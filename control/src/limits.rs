@@ -141,9 +141,25 @@ pub enum Refusal {
     Identity,
     /// `max_sse_subscribers` reached.
     SseSubscribers,
+    /// A `publish` waiting for its offer dropped because its track went away (finding #7).
+    PendingPublishDropped,
+    /// A publisher offer using a saved `publish` the room's rules no longer allow (#11).
+    PendingPublishRechecked,
+    /// A WHEP/WHIP/sidecar `recvonly` section left without media: no `can_subscribe` (#10).
+    SubscribeNotGranted,
+    /// A dataplane subscription removed at once because `can_subscribe` was revoked (#10).
+    SubscriptionRevoked,
+    /// A `p2p_signal` whose SDP sends media the sender may not publish (#12).
+    P2pForbidden,
+    /// A join by an identity kicked within `rooms.kick_ban_s` (#26, D38).
+    KickedRejoin,
+    /// A one-shot participant removed after its media was dead `rooms.oneshot_grace_s` (#14).
+    GhostLeft,
+    /// A restored participant removed: no resume within `rooms.resume_grace_s` (#14).
+    RestoredExpired,
 }
 
-const ALL: [Refusal; 16] = [
+const ALL: [Refusal; 24] = [
     Refusal::WsMessageTooLarge,
     Refusal::WsJoinTooLarge,
     Refusal::WsSlowReader,
@@ -160,6 +176,14 @@ const ALL: [Refusal; 16] = [
     Refusal::Origin,
     Refusal::Identity,
     Refusal::SseSubscribers,
+    Refusal::PendingPublishDropped,
+    Refusal::PendingPublishRechecked,
+    Refusal::SubscribeNotGranted,
+    Refusal::SubscriptionRevoked,
+    Refusal::P2pForbidden,
+    Refusal::KickedRejoin,
+    Refusal::GhostLeft,
+    Refusal::RestoredExpired,
 ];
 
 impl Refusal {
@@ -182,6 +206,14 @@ impl Refusal {
             Self::Origin => "origin",
             Self::Identity => "identity",
             Self::SseSubscribers => "sse_subscribers",
+            Self::PendingPublishDropped => "pending_publish_dropped",
+            Self::PendingPublishRechecked => "pending_publish_rechecked",
+            Self::SubscribeNotGranted => "subscribe_not_granted",
+            Self::SubscriptionRevoked => "subscription_revoked",
+            Self::P2pForbidden => "p2p_forbidden",
+            Self::KickedRejoin => "kicked_rejoin",
+            Self::GhostLeft => "ghost_left",
+            Self::RestoredExpired => "restored_expired",
         }
     }
 }
@@ -192,7 +224,14 @@ pub struct Refusals([AtomicU64; ALL.len()]);
 
 impl Refusals {
     pub fn count(&self, r: Refusal) {
-        self.0[r as usize].fetch_add(1, Ordering::Relaxed);
+        self.add(r, 1);
+    }
+
+    /// Counts `n` refusals at once (state removed in bulk: several subscriptions, publishes).
+    pub fn add(&self, r: Refusal, n: u64) {
+        if n > 0 {
+            self.0[r as usize].fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     pub fn get(&self, r: Refusal) -> u64 {
@@ -201,7 +240,7 @@ impl Refusals {
 
     /// `sluice_refused_total{reason}` in the Prometheus text format.
     pub fn write_metrics(&self, out: &mut String) {
-        let _ = writeln!(out, "# HELP sluice_refused_total Requests, connections and messages refused by a limit (label reason; docs/security.md).\n# TYPE sluice_refused_total counter");
+        let _ = writeln!(out, "# HELP sluice_refused_total Requests, connections and messages refused by a limit or a room rule, and stale client state removed (label reason; docs/security.md).\n# TYPE sluice_refused_total counter");
         for r in ALL {
             let _ = writeln!(
                 out,

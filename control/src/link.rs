@@ -65,6 +65,8 @@ struct Inner {
     events: broadcast::Sender<Notification>,
     connected: watch::Sender<Option<Connected>>,
     instance: String,
+    /// Connections not used: the listener runs as another user.
+    refused: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -88,9 +90,17 @@ impl Link {
             events,
             connected,
             instance,
+            refused: AtomicU64::new(0),
         });
         tokio::spawn(run(Arc::clone(&inner), path));
         Self { inner }
+    }
+
+    /// Connections refused because the listener runs as another user.
+    pub fn refused_peers(&self) -> u64 {
+        self.inner
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The current connection, if any.
@@ -140,6 +150,15 @@ async fn run(inner: Arc<Inner>, path: PathBuf) {
     let mut generation = 0u64;
     loop {
         match UnixStream::connect(&path).await {
+            Ok(stream) if !same_user(&stream) => {
+                inner
+                    .refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    path = %path.display(),
+                    "the control socket's listener runs as another user: not attaching"
+                );
+            }
             Ok(stream) => {
                 backoff = Duration::from_millis(50);
                 if let Err(e) = serve(&inner, stream, &mut generation).await {
@@ -156,7 +175,21 @@ async fn run(inner: Arc<Inner>, path: PathBuf) {
             }
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        // Connecting to a Unix socket is cheap; a restarted dataplane is found within 200 ms.
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Whether the process listening on `stream`'s other end runs as our user (`SO_PEERCRED`,
+/// finding #9): a socket another user bound — in a directory they control — would otherwise
+/// receive every session's ICE credentials and announce its own media address and DTLS
+/// fingerprint.
+fn same_user(stream: &UnixStream) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ours = std::fs::metadata("/proc/self").map(|m| m.uid());
+    match (stream.peer_cred(), ours) {
+        (Ok(peer), Ok(ours)) => peer.uid() == ours,
+        _ => false,
     }
 }
 

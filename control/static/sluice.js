@@ -1047,6 +1047,16 @@ export class Room extends Emitter {
       case 'leave':
         this._close(msg.reason ?? 'server');
         break;
+      case 'reconnect':
+        // The media server restarted and lost our sessions (DTLS included): fresh SFU PCs,
+        // publications sent again (the server kept their track sids pending); its new
+        // subscriber offer follows on this socket.
+        if (this.mode === 'p2p' && !this.#sfuLive) break;
+        this.#closeSfu();
+        this.#sfuLive = true;
+        this.#sfuPublish().catch((e) => this.emit('error', e));
+        this.emit('reconnect', { reason: msg.reason });
+        break;
       case 'p2p_signal':
         // The server relays only while the room is P2P or migrating; an offer that comes while
         // we move to SFU (a newcomer's) is still answered, so a fallback to P2P finds it up.

@@ -242,7 +242,15 @@ impl Dataplane {
         log_candidates(&config, &worker_addrs, &tcp_addrs);
         let control = ControlThread::new(ControlContext {
             listener,
-            instance: format!("sluice-dataplane-{}", std::process::id()),
+            // Unique per start (a restarted process, or a second dataplane in one test
+            // process): the control daemon tells a restart by a new instance.
+            instance: format!(
+                "sluice-dataplane-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros())
+            ),
             fingerprint,
             worker_addrs,
             tcp_addrs,

@@ -176,6 +176,8 @@ pub struct TestPeer {
     dtls_failed: Option<String>,
     /// Receive buffer for data-channel messages (our max-message-size).
     data_rx: Vec<u8>,
+    /// Simulated loss of every datagram either way: (xorshift state, percent).
+    loss: Option<(u64, u32)>,
 }
 
 impl TestPeer {
@@ -253,6 +255,7 @@ impl TestPeer {
             data_events: VecDeque::new(),
             dtls_failed: None,
             data_rx: Vec::new(),
+            loss: None,
         })
     }
 
@@ -560,7 +563,11 @@ impl TestPeer {
         match self.socket.recv_from(&mut self.rx) {
             Ok((n, src)) => {
                 self.stats.datagrams_received += 1;
-                media = self.on_datagram(n, src, drop);
+                if self.lose() {
+                    self.stats.dropped_on_purpose += 1;
+                } else {
+                    media = self.on_datagram(n, src, drop);
+                }
             }
             Err(e)
                 if matches!(
@@ -649,9 +656,30 @@ impl TestPeer {
     }
 
     /// Sends every control datagram the session has queued (STUN, DTLS, RTCP).
+    /// From now on, `percent` % of the datagrams this peer sends or receives are discarded,
+    /// picked by a generator seeded with `seed` (the same seed loses the same datagrams).
+    pub fn set_loss(&mut self, seed: u64, percent: u32) {
+        self.loss = (percent > 0).then_some((seed | 1, percent.min(100)));
+    }
+
+    /// Whether simulated loss takes the next datagram.
+    fn lose(&mut self) -> bool {
+        let Some((state, percent)) = self.loss.as_mut() else {
+            return false;
+        };
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state % 100) < u64::from(*percent)
+    }
+
     fn flush(&mut self) -> Result<(), PeerError> {
         // Bounded by the session's queues.
         while let Some((n, dst)) = self.session.poll_transmit(Instant::now(), &mut self.tx) {
+            if self.lose() {
+                self.stats.dropped_on_purpose += 1;
+                continue;
+            }
             match self.socket.send_to(&self.tx[..n], dst.addr) {
                 Ok(_) => self.stats.datagrams_sent += 1,
                 // A full loopback buffer loses the datagram, as a network would.

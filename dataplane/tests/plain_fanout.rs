@@ -63,6 +63,7 @@ fn plain_session(id: u64, remote: SocketAddr, worker: u16) -> Command {
             remote,
             local_port: None,
         },
+        data: None,
         quality: Quality {
             max_bitrate_bps: 10_000_000,
             priority: 1,

@@ -128,6 +128,40 @@ pub struct CreateSession {
     pub shard_hint: Option<u16>,
     pub mode: TransportMode,
     pub quality: Quality,
+    /// Data channels (SDP `m=application … webrtc-datachannel`) and the relay they join;
+    /// absent: none (the session's DTLS application data is discarded).
+    #[serde(default)]
+    pub data: Option<DataSpec>,
+}
+
+/// A session's data channels and where its messages go (issue 17). Messages a peer sends on a
+/// channel labelled `_reliable` or `_lossy` are relayed, stamped with `participant`, to the other
+/// data sessions of `room` (or to the participants the message names); each session receives on
+/// its own channel of the same label.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// The relay group (the control daemon's room name), 1–128 bytes.
+    pub room: String,
+    /// The id stamped on this session's messages, 1–128 bytes (never taken from the client).
+    pub participant: String,
+    /// May this session's messages be relayed (the `can_publish_data` grant)?
+    #[serde(default = "yes")]
+    pub can_publish: bool,
+    /// Open `_reliable` and `_lossy` from our side once SCTP is up (subscriber connections,
+    /// whose peer opens none).
+    #[serde(default)]
+    pub open_channels: bool,
+    /// The peer's SDP `a=max-message-size` (absent: 64 KiB; 0: any size).
+    #[serde(default)]
+    pub remote_max_message_size: Option<u32>,
+    /// Messages per second this session may send (burst: one second's worth); absent: 1000.
+    #[serde(default)]
+    pub max_rate: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// ICE credentials (RFC 8839 §5.4: ufrag 4–256, pwd 22–256 ice-chars).

@@ -13,11 +13,15 @@
 //! `Hello` of the same version from the control role; a bad frame that names a request id gets
 //! an `invalid` reply and the connection lives on; any other bad frame gets an `Error` frame and
 //! the connection closes. Output is capped: past `MAX_OUTPUT_BUFFERED`, events are dropped
-//! (their `seq` is still used up, so the control daemon sees the gap and resyncs).
+//! (their `seq` is still used up, so the control daemon sees the gap and resyncs); a reply
+//! that finds the output full ends the connection instead (a peer that asks and never reads is
+//! not served without bound, and replies cannot be skipped the way events can). A peer that
+//! sends no `Hello` within [`HELLO_DEADLINE`] is dropped (`hello_overdue`), so an idle
+//! connection cannot hold the one control slot.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::frame::{encode_frame, FrameDecoder, ProtoError};
 use crate::message::{ErrorBody, ErrorCode, Event, Hello, Message, Reply, ReplyResult, Role};
@@ -26,6 +30,8 @@ use crate::PROTOCOL_VERSION;
 
 /// Output bytes a `ControlConn` holds before it drops events.
 pub const MAX_OUTPUT_BUFFERED: usize = 8 << 20;
+/// How long an accepted peer has to send its `Hello`.
+pub const HELLO_DEADLINE: Duration = Duration::from_secs(5);
 /// Socket reads per `fill`, so one chatty peer cannot hold the control thread.
 const READS_PER_FILL: usize = 16;
 
@@ -43,6 +49,9 @@ pub struct ControlConn {
     peer_hello: Option<Hello>,
     /// EOF from the peer, or we decided to close (after flushing `out`).
     closing: bool,
+    /// Output overflowed with a reply: drop the connection without flushing.
+    abandoned: bool,
+    accepted_at: Instant,
 }
 
 impl ControlConn {
@@ -58,6 +67,8 @@ impl ControlConn {
             next_seq: 0,
             events_dropped: 0,
             peer_hello: None,
+            abandoned: false,
+            accepted_at: Instant::now(),
             closing: false,
         };
         conn.queue(&Message::Hello(ours.clone()));
@@ -190,6 +201,11 @@ impl ControlConn {
     /// Queues the reply to request `id`. A reply too large for one frame becomes an `internal`
     /// error reply (list commands page their results to stay below the limit).
     pub fn reply(&mut self, id: u64, result: impl Into<ReplyResult>) {
+        if self.pending_output() > MAX_OUTPUT_BUFFERED {
+            self.abandoned = true;
+            self.closing = true;
+            return;
+        }
         let msg = Message::Reply(Reply {
             id,
             result: result.into(),
@@ -248,7 +264,17 @@ impl ControlConn {
     /// True once the connection should be dropped: the peer closed, or we are closing and every
     /// queued byte (the `Error` frame included) is written.
     pub fn is_done(&self) -> bool {
-        self.closing && self.pending_output() == 0
+        self.abandoned || (self.closing && self.pending_output() == 0)
+    }
+
+    /// True when the peer has not said `Hello` within `deadline` of the accept.
+    pub fn hello_overdue(&self, deadline: Duration) -> bool {
+        self.peer_hello.is_none() && self.accepted_at.elapsed() >= deadline
+    }
+
+    /// True when output overflowed with a reply (the peer does not read): see the module docs.
+    pub fn abandoned(&self) -> bool {
+        self.abandoned
     }
 
     /// The socket, e.g. for `poll(2)` readiness in a multiplexing control thread.

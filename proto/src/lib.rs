@@ -27,11 +27,11 @@ mod vocab;
 
 pub use client::{ControlClient, ControlError};
 pub use command::{
-    AddTrack, Command, CreateSession, IceParams, Layer, PriorityTarget, Quality, ReplyOk,
+    AddTrack, Command, CreateSession, DataSpec, IceParams, Layer, PriorityTarget, Quality, ReplyOk,
     SessionInfo, SessionState, Subscribe, SubscriptionInfo, TrackInfo, TransportMode,
 };
 pub use congestion::{PublishedTrackStats, SessionStatsReport, StreamState, SubscriptionStats};
-pub use conn::{ControlConn, MAX_OUTPUT_BUFFERED};
+pub use conn::{ControlConn, HELLO_DEADLINE, MAX_OUTPUT_BUFFERED};
 pub use frame::{decode_message, encode_frame, FrameDecoder, ProtoError};
 pub use ids::{SessionId, SubscriptionId, TrackId};
 pub use message::{ErrorBody, ErrorCode, Event, Hello, Message, Reply, ReplyResult, Request, Role};
@@ -47,13 +47,31 @@ pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest frame length N (version byte + JSON), 1 MiB.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
 
-/// Where the control socket is unless configured (`dataplane.control_socket`): under
-/// `$XDG_RUNTIME_DIR/sluice/`, else `/tmp/sluice/`. Both programs read the same default.
+/// Where the control socket is unless configured (`dataplane.control_socket`), for a state
+/// directory of `./.sluice`: see [`default_control_socket_in`].
 pub fn default_control_socket() -> std::path::PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) => std::path::PathBuf::from(dir).join("sluice/dataplane.sock"),
-        None => std::path::PathBuf::from("/tmp/sluice/dataplane.sock"),
+    default_control_socket_in(None)
+}
+
+/// Where the control socket is unless configured: `$XDG_RUNTIME_DIR/sluice/` (a per-user
+/// 0700 directory), else `/run/sluice/` when running as root, else the state directory
+/// (`state_dir`, `./.sluice` when `None`). Never a world-writable directory such as `/tmp`,
+/// where another user could create the directory first (security review #9). The dataplane
+/// creates the directory 0700 and refuses one that is not its own.
+pub fn default_control_socket_in(state_dir: Option<&std::path::Path>) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return std::path::PathBuf::from(dir).join("sluice/dataplane.sock");
     }
+    // The owner of /proc/self is this process's effective user.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if root {
+        return std::path::PathBuf::from("/run/sluice/dataplane.sock");
+    }
+    state_dir
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new(".sluice"))
+        .join("dataplane.sock")
 }
 
 #[cfg(test)]

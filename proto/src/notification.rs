@@ -48,6 +48,15 @@ pub enum Notification {
     FirstPacket { track: TrackId, layer: u8 },
     /// A keyframe of a track layer arrived.
     Keyframe { track: TrackId, layer: u8 },
+    /// A data-channel receiver fell behind: relayed messages for it are being dropped
+    /// (`reliable`: its `_reliable` buffer is over the cap; else its `_lossy` one). Sent once when
+    /// dropping starts; `dropped` counts this session's drops of that kind so far. The control
+    /// daemon tells the receiver (issue 17).
+    DataBehind {
+        session: SessionId,
+        reliable: bool,
+        dropped: u64,
+    },
     /// The session is gone, with everything on it.
     SessionClosed {
         session: SessionId,
@@ -74,6 +83,7 @@ impl Notification {
         "dtls_failed",
         "first_packet",
         "keyframe",
+        "data_behind",
         "session_closed",
         "stats_snapshot",
         "stream_state",

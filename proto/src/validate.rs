@@ -136,6 +136,22 @@ fn create_session(c: &CreateSession) -> Result<(), Invalid> {
     if c.quality.max_bitrate_bps == 0 {
         return Err(Invalid::new("quality.max_bitrate_bps", "must be > 0"));
     }
+    if let Some(d) = &c.data {
+        if !matches!(c.mode, TransportMode::Webrtc {}) {
+            return Err(Invalid::new("data", "data channels need webrtc mode"));
+        }
+        for (field, v) in [("data.room", &d.room), ("data.participant", &d.participant)] {
+            if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
+                return Err(Invalid::new(
+                    field,
+                    "must be 1-128 bytes, no control characters",
+                ));
+            }
+        }
+        if d.max_rate == Some(0) {
+            return Err(Invalid::new("data.max_rate", "must be > 0"));
+        }
+    }
     Ok(())
 }
 
@@ -350,6 +366,7 @@ mod tests {
             dtls_role: DtlsRole::Server,
             shard_hint: None,
             mode: TransportMode::Webrtc {},
+            data: None,
             quality: Quality {
                 max_bitrate_bps: 1_000_000,
                 priority: 0,

@@ -27,6 +27,7 @@ fn create_session() -> CreateSession {
         dtls_role: DtlsRole::Server,
         shard_hint: Some(2),
         mode: TransportMode::Webrtc {},
+        data: None,
         quality: Quality {
             max_bitrate_bps: 2_500_000,
             priority: 3,
@@ -198,6 +199,11 @@ fn notifications() -> Vec<Notification> {
         Notification::Keyframe {
             track: TrackId(10),
             layer: 1,
+        },
+        Notification::DataBehind {
+            session: SessionId(1),
+            reliable: true,
+            dropped: 3,
         },
         Notification::SessionClosed {
             session: sid,

@@ -173,7 +173,13 @@ export const interopScenarios = {
     }
     check(logged.length === 1, `expected one "DTLS handshake failed" line, got ${logged.length}`);
     check(logged[0].includes('peer certificate does not match the SDP fingerprint'), `reason: ${logged[0]}`);
-    const failed = metric(await metrics(ctx), 'sluice_dtls_handshakes_failed_total');
+    // The counter reaches /metrics with the workers' next stats snapshot: poll for it.
+    let failed = 0;
+    for (let i = 0; i < 40; i++) {
+      failed = metric(await metrics(ctx), 'sluice_dtls_handshakes_failed_total');
+      if (failed >= 1) break;
+      await sleep(250);
+    }
     check(failed >= 1, `sluice_dtls_handshakes_failed_total ${failed}`);
     ctx.details = { clientError: r.result.error, clientDtlsState: r.result.dtls_state, seconds: ms / 1000, dtlsFailedTotal: failed, log: logged[0].replace(/\x1b\[[0-9;]*m/g, '').slice(-120) };
   },

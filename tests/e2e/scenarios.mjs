@@ -6,6 +6,8 @@ import { assertContinuity, fromFrameTimes, fromSamples, samplePage } from './lib
 import { clusterScenarios } from './scenarios-cluster.mjs';
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
 import { interopScenarios } from './scenarios-interop.mjs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { tcpScenarios } from './scenarios-tcp.mjs';
 import { startNetem, sleep } from './lib/sluice.mjs';
 import { inboundTotals, outboundTotals } from './lib/stats.mjs';
@@ -351,6 +353,43 @@ export const scenarios = {
     } finally {
       await relay.stop();
     }
+  },
+
+  /**
+   * Issue 14: the dataplane dies mid-call (SIGKILL: what a shard panic amounts to, the process
+   * ends); `sluice up` starts a new one, the control daemon sends `reconnect`, and both pages
+   * open fresh PeerConnections (sluice.js). Prints the time from the kill to bob decoding video
+   * again (target < 3 s), then asserts continuity over the 10 s after that.
+   */
+  async dataplane_crash(ctx) {
+    await ctx.page('chromium', 'r1', 'alice', { role: 'host' });
+    const sub = await ctx.page('chromium', 'r1', 'bob', { role: 'viewer', publish: 'none' });
+    await ctx.waitDecoded(sub, { frames: 30, audio: 0 });
+    await sub.evaluate(() => {
+      window.reconnects = 0;
+      window.sluice.room.on('reconnect', () => { window.reconnects += 1; });
+    });
+    const config = join(ctx.server.dir, 'sluice.toml');
+    const t0 = Date.now();
+    const killed = spawnSync('pkill', ['-KILL', '-f', `sluice-dataplane --config ${config}`]);
+    check(killed.status === 0, `no dataplane process to kill (pkill exit ${killed.status})`);
+    let told = null;
+    let back = null;
+    while (Date.now() - t0 < 15_000) {
+      const n = await sub.evaluate(() => window.reconnects);
+      if (n > 0 && told === null) told = Date.now() - t0;
+      if (n > 0 && inboundTotals(await ctx.stats(sub), 'video').framesDecoded > 0) {
+        back = Date.now() - t0;
+        break;
+      }
+      await sleep(50);
+    }
+    check(told !== null, 'bob was never told to reconnect within 15 s');
+    check(back !== null, `bob decoded no video within 15 s of the kill (told to reconnect after ${told} ms)`);
+    console.log(`dataplane_crash: SIGKILL -> reconnect told after ${told} ms, video decoded again after ${back} ms (target < 3000 ms)`);
+    const c = assertContinuity('bob after the dataplane restart', fromSamples(await samplePage(sub, { seconds: 10 })), { senderFps: 20, minWindowS: 9 });
+    ctx.details = { reconnectMs: told, mediaBackMs: back, continuity: c };
+    check(back < 3000, `video back after ${back} ms (target < 3000 ms)`);
   },
 
   /**

@@ -169,6 +169,14 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
         if cfg.external_dataplane {
             tracing::info!(socket = %socket.display(), "using an external dataplane");
         } else if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            // Attach only to a socket of our own user, in a directory no one else may write
+            // (finding #9): otherwise another user's listener gets every ICE password.
+            if let Err(why) = own_socket(&socket) {
+                return fail(&format!(
+                    "dataplane.control_socket {}: {why}; not attaching",
+                    socket.display()
+                ));
+            }
             tracing::info!(socket = %socket.display(), "dataplane already running: attaching");
         } else {
             let bin = cfg.dataplane_bin.clone().unwrap_or_else(|| {
@@ -196,13 +204,17 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
                     ..RoomConfig::default()
                 },
                 tiers: cfg.tiers,
+                lifetimes: cfg.lifetimes,
             },
             state_file: Some(cfg.state_file.clone()),
             webhooks: cfg.webhooks.clone(),
             webhook_secret: cfg.webhook_secret.clone(),
             webhook_ca_file: cfg.webhook_ca_file.clone(),
             webhook: Default::default(),
-            sse: Default::default(),
+            sse: sluice_control::events::SseConfig {
+                backlog_per_room: cfg.sse_backlog_per_room,
+                ..Default::default()
+            },
             static_dir,
             dataplane_socket: Some(socket),
             drain_deadline: Duration::from_secs(cfg.drain_deadline_s),
@@ -250,6 +262,35 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
     })
 }
 
+/// Whether `socket` (something listens there) is ours to attach to: the socket file and its
+/// directory belong to our user, and the directory is not writable by others (no one else can
+/// swap the socket).
+fn own_socket(socket: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| format!("our uid: {e}"))?;
+    let meta = std::fs::symlink_metadata(socket).map_err(|e| e.to_string())?;
+    if meta.uid() != ours {
+        return Err(format!(
+            "the socket belongs to uid {}, not to us ({ours})",
+            meta.uid()
+        ));
+    }
+    if let Some(dir) = socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let d = std::fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
+        if d.uid() != ours || d.mode() & 0o022 != 0 {
+            return Err(format!(
+                "its directory {} belongs to uid {} with mode {:o}: it must be ours and closed to others",
+                dir.display(),
+                d.uid(),
+                d.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// How long a dataplane gets to exit after the `shutdown` command, then after SIGTERM.
 const DATAPLANE_STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -266,7 +307,8 @@ async fn supervise(
     mut stop: watch::Receiver<bool>,
     fatal: oneshot::Sender<String>,
 ) {
-    let mut backoff = Duration::from_millis(500);
+    // A crash after a while is restarted at once (calls are waiting); a crash loop backs off.
+    let mut backoff = Duration::from_millis(50);
     let mut fatal = Some(fatal);
     loop {
         let mut cmd = tokio::process::Command::new(&bin);
@@ -308,7 +350,7 @@ async fn supervise(
         }
         fatal = None;
         if started.elapsed() > Duration::from_secs(60) {
-            backoff = Duration::from_millis(500);
+            backoff = Duration::from_millis(50);
         }
         tracing::info!(?backoff, "restarting the dataplane");
         tokio::select! {

@@ -23,11 +23,12 @@ mod tracks;
 pub use error::RoomError;
 pub use event::{DeleteReason, LeaveReason, RoomEvent, RoomEventKind};
 pub use model::{
-    Actor, ControlState, Join, MediaKind, Participant, PublishTrack, QualityTier, Room, RoomConfig,
-    RoomMode, RoomsConfig, SimulcastLayer, TierTable, Track,
+    Actor, ControlState, Join, Lifetimes, MediaKind, Participant, PublishTrack, QualityTier, Room,
+    RoomConfig, RoomMode, RoomsConfig, SimulcastLayer, TierTable, Track,
 };
 pub use roles::InputRelay;
 pub(crate) use rooms::{
     validate_identity, validate_name, MAX_IDENTITY, MAX_METADATA, MAX_ROOM_NAME,
 };
 pub use rooms::{Rooms, RoomsState};
+pub(crate) use tracks::MAX_TRACKS_PER_PARTICIPANT;

@@ -163,6 +163,30 @@ pub struct RoomsConfig {
     pub auto_create: bool,
     pub default_room: RoomConfig,
     pub tiers: TierTable,
+    /// Stale participants and kicks (`control.kick_ban_s`, `control.oneshot_grace_s`,
+    /// `control.resume_grace_s`; docs/security.md).
+    pub lifetimes: Lifetimes,
+}
+
+/// How long a kick lasts and how long a participant without a live connection stays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// After a kick, tokens issued at or before it are refused for this long (D38).
+    pub kick_ban_s: u64,
+    /// A WHIP/WHEP/sidecar participant whose media has been dead this long leaves.
+    pub oneshot_grace_s: u64,
+    /// A participant restored from the state file that has not resumed this long leaves.
+    pub resume_grace_s: u64,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Lifetimes {
+            kick_ban_s: 6 * 3600,
+            oneshot_grace_s: 30,
+            resume_grace_s: 60,
+        }
+    }
 }
 
 impl Default for RoomConfig {
@@ -213,6 +237,7 @@ impl Default for RoomsConfig {
             auto_create: true,
             default_room: RoomConfig::default(),
             tiers: TierTable::default(),
+            lifetimes: Lifetimes::default(),
         }
     }
 }

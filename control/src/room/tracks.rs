@@ -232,5 +232,5 @@ fn source_name(source: Source) -> &'static str {
     }
 }
 
-const MAX_TRACKS_PER_PARTICIPANT: usize = 16;
+pub(crate) const MAX_TRACKS_PER_PARTICIPANT: usize = 16;
 const MAX_LAYERS: usize = 3;

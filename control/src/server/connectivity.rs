@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use sluice_proto::{CandidateProtocol, CloseReason, Notification, SessionId};
 
 use super::media::Media;
+use crate::lock::Locked;
 
 /// One session's selected pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -122,6 +123,12 @@ impl Connectivity {
         Some((session, s))
     }
 
+    /// A new dataplane process holds none of the old sessions, and no `session_closed` comes
+    /// for them (D39): every selected pair goes.
+    pub(crate) fn dataplane_restarted(&mut self) {
+        self.selected.clear();
+    }
+
     pub(crate) fn get(&self, session: SessionId) -> Option<&Selected> {
         self.selected.get(&session)
     }
@@ -176,12 +183,7 @@ impl super::App {
     /// A session's selected pair changed: logged, and a `connectivity` event in its room's
     /// stream (SSE, webhooks) with the participant and PC when the room still holds it.
     pub(crate) async fn connectivity_changed(self: &Arc<Self>, session: SessionId, s: Selected) {
-        let room = self
-            .session_rooms
-            .lock()
-            .expect("session rooms lock")
-            .get(&session)
-            .cloned();
+        let room = self.session_rooms.locked().get(&session).cloned();
         tracing::info!(%session, transport = s.transport, remote = %s.remote, remote_type = s.remote_type, room = ?room, "selected pair");
         let Some(room) = room else {
             return;
@@ -284,6 +286,10 @@ mod tests {
             m.contains("sluice_ice_failures_total{reason=\"never_connected\"} 1"),
             "{m}"
         );
+        // A restarted dataplane sends no `session_closed` for what the old one held.
+        assert!(c.get(sid(2)).is_some());
+        c.dataplane_restarted();
+        assert!(c.get(sid(2)).is_none(), "a pair outlived its dataplane");
     }
 
     #[test]

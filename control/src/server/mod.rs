@@ -11,6 +11,7 @@
 mod actor;
 mod adopt;
 mod api;
+mod bounds;
 mod cluster;
 mod congestion;
 mod connectivity;
@@ -131,6 +132,8 @@ pub(crate) struct App {
     pub(crate) drained: Notify,
     /// The latest counters of each dataplane shard.
     pub(crate) shard_stats: Mutex<BTreeMap<u16, Counters>>,
+    /// Kicks still in force (D38).
+    pub(crate) kicks: bounds::Kicks,
     /// `[cluster]` membership; `None` on a single node.
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Each dataplane session's selected pair (issue 18).
@@ -224,6 +227,7 @@ impl Server {
             draining: AtomicBool::new(false),
             drained: Notify::new(),
             shard_stats: Mutex::new(BTreeMap::new()),
+            kicks: bounds::Kicks::default(),
             cluster,
             connectivity: Mutex::new(connectivity::Connectivity::new(
                 opts.turn
@@ -408,14 +412,22 @@ async fn dataplane_loop(app: Arc<App>) {
     // adoption after a control restart). Look at the current value first.
     connected.mark_changed();
     let mut first = true;
+    // The dataplane process we last spoke to: a new one holds nothing.
+    let mut instance: Option<String> = None;
     loop {
         tokio::select! {
             changed = connected.changed() => {
                 if changed.is_err() { return; }
-                let is_up = connected.borrow_and_update().is_some();
+                let now = connected.borrow_and_update().as_ref().map(|c| c.hello.instance.clone());
+                let is_up = now.is_some();
                 if is_up {
                     let adopt = first;
                     first = false;
+                    if instance.is_some() && instance != now {
+                        app.connectivity.locked().dataplane_restarted();
+                        app.dataplane_restarted().await;
+                    }
+                    instance = now;
                     if let Err(e) = app.resync(adopt).await {
                         tracing::warn!(error = %e, "resync failed");
                     }
@@ -423,6 +435,9 @@ async fn dataplane_loop(app: Arc<App>) {
             }
             ev = events.recv() => match ev {
                 Ok(n @ (Notification::IceConnected { .. } | Notification::SelectedPairChanged { .. })) => {
+                    if let Notification::IceConnected { session, .. } = n {
+                        app.session_liveness(session, true).await;
+                    }
                     let changed = app.connectivity.locked().on_notification(&n);
                     if let Some((session, selected)) = changed {
                         app.connectivity_changed(session, selected).await;
@@ -433,6 +448,9 @@ async fn dataplane_loop(app: Arc<App>) {
                 }
                 Ok(Notification::StreamState { session, subscription, state }) => {
                     app.stream_state(session, subscription, state).await;
+                }
+                Ok(Notification::IceDisconnected { session }) => {
+                    app.session_liveness(session, false).await;
                 }
                 Ok(n @ Notification::SessionClosed { session, reason }) => {
                     app.connectivity.locked().on_notification(&n);

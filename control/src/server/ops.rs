@@ -66,6 +66,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         let _ = writeln!(out, "# HELP sluice_participants Participants on this node.\n# TYPE sluice_participants gauge\nsluice_participants {n_parts}");
         let _ = writeln!(out, "# HELP sluice_tracks Published tracks.\n# TYPE sluice_tracks gauge\nsluice_tracks {n_tracks}");
     }
+    map_sizes(&app, &mut out);
     let _ = writeln!(out, "# HELP sluice_signaling_clients Connected WebSocket clients.\n# TYPE sluice_signaling_clients gauge\nsluice_signaling_clients {}", app.hub.client_count());
     let up = app.link.as_ref().is_some_and(|l| l.current().is_some());
     let _ = writeln!(out, "# HELP sluice_dataplane_up Control socket connected.\n# TYPE sluice_dataplane_up gauge\nsluice_dataplane_up {}", u8::from(up));
@@ -75,10 +76,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let _ = writeln!(out, "# HELP sluice_http_connection_sources Source IPs with an open connection.\n# TYPE sluice_http_connection_sources gauge\nsluice_http_connection_sources {sources}");
     app.refusals.write_metrics(&mut out);
     app.hybrid_metrics(&mut out);
-    app.connectivity
-        .lock()
-        .expect("connectivity lock")
-        .metrics(&mut out);
+    app.connectivity.locked().metrics(&mut out);
     app.events.metrics(&mut out);
     if let Some(c) = &app.cluster {
         c.render_metrics(&mut out);
@@ -202,6 +200,30 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// `sluice_control_map_entries{map}`: every map of the control daemon that clients can grow,
+/// summed over rooms (the churn test checks they return to their idle sizes).
+fn map_sizes(app: &App, out: &mut String) {
+    let summaries = app.registry.summaries();
+    let mut sizes = super::bounds::MapSizes::default();
+    for s in &summaries {
+        sizes.add(&s.sizes);
+    }
+    let _ = writeln!(out, "# HELP sluice_control_map_entries Entries in the control daemon's maps, by map.\n# TYPE sluice_control_map_entries gauge");
+    let session_rooms = app.session_rooms.locked().len();
+    let rows = [
+        ("room_actors", summaries.len()),
+        ("session_rooms", session_rooms),
+        ("signaling_clients", app.hub.client_count()),
+        ("kick_bans", app.kicks.len()),
+    ];
+    for (map, n) in rows.into_iter().chain(sizes.rows()) {
+        let _ = writeln!(out, "sluice_control_map_entries{{map=\"{map}\"}} {n}");
+    }
+    if let Some(link) = &app.link {
+        let _ = writeln!(out, "# HELP sluice_dataplane_link_refused_total Control-socket connections not used: the listener ran as another user.\n# TYPE sluice_dataplane_link_refused_total counter\nsluice_dataplane_link_refused_total {}", link.refused_peers());
+    }
 }
 
 /// The workers' ICE-TCP entries (`tcp_*`, docs/control-socket.md): two gauges (open and bound

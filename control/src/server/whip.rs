@@ -99,6 +99,7 @@ async fn oneshot_post(
         app,
         &room,
         Join::from_claims(&claims),
+        Some(claims.iat),
         offer,
         Some(resource),
         app.is_dev_token(&claims),
@@ -158,6 +159,7 @@ async fn join_and_answer(
     app: &Arc<App>,
     room: &str,
     join: Join,
+    iat_s: Option<u64>,
     offer: &str,
     resource: Option<Resource>,
     dev: bool,
@@ -171,7 +173,7 @@ async fn join_and_answer(
             if dev {
                 ctx.refuse_dev_takeover(&join.identity)?;
             }
-            ctx.join_and_answer(join, &offer, resource).await
+            ctx.join_and_answer(join, iat_s, &offer, resource).await
         })
     })
     .await
@@ -324,7 +326,7 @@ async fn sidecar_post(
         role,
         grants: b.grants.unwrap_or_else(|| Grants::for_role(role)),
     };
-    let (sid, answer) = join_and_answer(&app, &room, join, &b.sdp, None, false).await?;
+    let (sid, answer) = join_and_answer(&app, &room, join, None, &b.sdp, None, false).await?;
     Ok((
         StatusCode::CREATED,
         [(

@@ -17,6 +17,6 @@ pub use client::{
 };
 pub use limits::{Json, LayerIndex, List, Text};
 pub use server::{
-    ErrorInfo, Joined, LayerInfo, LeaveReason, Migrating, ModeInfo, ParticipantInfo, RoomInfo,
-    ServerMessage, TrackInfo,
+    ErrorInfo, Joined, LayerInfo, LeaveReason, Migrating, ModeInfo, ParticipantInfo,
+    ReconnectReason, RoomInfo, ServerMessage, TrackInfo,
 };

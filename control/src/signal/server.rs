@@ -113,7 +113,20 @@ pub enum ServerMessage {
     Leave {
         reason: LeaveReason,
     },
+    /// The media server lost this client's sessions (the dataplane restarted): close both
+    /// PeerConnections and negotiate anew — a fresh publisher offer (its tracks keep their
+    /// sids), and an answer to the subscriber offer that follows. The participant stays.
+    Reconnect {
+        reason: ReconnectReason,
+    },
     Error(ErrorInfo),
+}
+
+/// Why `reconnect` was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconnectReason {
+    DataplaneRestarted,
 }
 
 /// `joined` (boxed in [`ServerMessage`]: it is the largest).

@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -29,6 +28,9 @@ use crate::shard::registry::SharedRegistry;
 use crate::sys::Waker;
 
 mod requests;
+mod socket;
+
+pub use socket::bind_listener;
 
 /// How long the control thread waits for socket bytes or shard messages per turn.
 const TICK: Duration = Duration::from_millis(5);
@@ -132,6 +134,8 @@ pub struct ControlThread {
     next_token: u64,
     latest_stats: Vec<ShardStats>,
     next_worker: usize,
+    /// Control connections refused: another user, no hello in time, replies never read.
+    refused_peers: u64,
 }
 
 impl ControlThread {
@@ -154,6 +158,7 @@ impl ControlThread {
                 })
                 .collect(),
             next_worker: 0,
+            refused_peers: 0,
         })
     }
 
@@ -176,6 +181,13 @@ impl ControlThread {
             let wait = if awaiting_shards { None } else { Some(TICK) };
             if let Err(e) = conn.fill(wait) {
                 tracing::info!(error = %e, "control connection failed");
+                self.conn = None;
+            } else if conn.hello_overdue(crate::proto::HELLO_DEADLINE) {
+                self.refused_peers += 1;
+                tracing::warn!(
+                    refused = self.refused_peers,
+                    "control peer sent no hello in time: dropped"
+                );
                 self.conn = None;
             }
         }
@@ -207,7 +219,15 @@ impl ControlThread {
                 tracing::info!(error = %e, "control connection lost");
                 self.conn = None;
             } else if conn.is_done() {
-                tracing::info!("control connection closed");
+                if conn.abandoned() {
+                    self.refused_peers += 1;
+                    tracing::warn!(
+                        refused = self.refused_peers,
+                        "control peer does not read its replies: dropped"
+                    );
+                } else {
+                    tracing::info!("control connection closed");
+                }
                 self.conn = None;
             }
         }
@@ -216,6 +236,21 @@ impl ControlThread {
     fn accept(&mut self) {
         match self.ctx.listener.accept() {
             Ok((stream, _)) => {
+                // Only our own user may drive the dataplane (finding #9).
+                let ours = crate::sys::cred::effective_uid();
+                match crate::sys::cred::peer_uid(&stream) {
+                    Ok(uid) if uid == ours => {}
+                    peer => {
+                        self.refused_peers += 1;
+                        tracing::warn!(
+                            ?peer,
+                            ours,
+                            refused = self.refused_peers,
+                            "control connection from another user refused"
+                        );
+                        return;
+                    }
+                }
                 let hello = Hello {
                     version: PROTOCOL_VERSION,
                     role: Role::Dataplane,
@@ -582,17 +617,4 @@ fn not_found(what: impl std::fmt::Display) -> ErrorBody {
 
 fn rejected(msg: impl Into<String>) -> ErrorBody {
     ErrorBody::new(ErrorCode::Rejected, msg)
-}
-
-/// Creates the parent directory, removes a stale socket file and binds.
-pub fn bind_listener(path: &Path) -> io::Result<UnixListener> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    UnixListener::bind(path)
 }

@@ -144,6 +144,7 @@ mod tests {
             dtls_role: DtlsRole::Server,
             shard_hint: None,
             mode,
+            data: None,
             quality: Quality {
                 max_bitrate_bps,
                 priority: 1,

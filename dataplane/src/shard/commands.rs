@@ -8,7 +8,7 @@ use rtp_core::session::DownId;
 use super::msg::{ShardCmd, ShardMsg};
 use super::registry::PendingSession;
 use super::table::{Entry, Remote, Slot};
-use super::{build, Shard, INBOX_BUDGET};
+use super::{build, relay, Shard, INBOX_BUDGET};
 use crate::proto::{
     CloseReason, Command, CreateSession, ErrorBody, ErrorCode, Notification, ReplyOk, TrackId,
     TransportMode,
@@ -135,8 +135,15 @@ impl Shard {
                 format!("{} exists", spec.session),
             ));
         }
-        let session = build::session(now, &spec, &self.cert, &self.dtls, self.congestion_pause)?;
-        let entry = Entry::new(spec.session, session, spec.quality.priority);
+        let mut session =
+            build::session(now, &spec, &self.cert, &self.dtls, self.congestion_pause)?;
+        let data = match &spec.data {
+            Some(d) => Some(Box::new(relay::enable(&mut session, d)?)),
+            None => None,
+        };
+        let room = data.as_ref().map(|d| d.room.clone());
+        let mut entry = Entry::new(spec.session, session, spec.quality.priority);
+        entry.data = data;
         let slot = match spec.mode {
             TransportMode::Webrtc {} => {
                 let ufrag = spec.ice.ufrag.clone();
@@ -147,6 +154,9 @@ impl Shard {
                 self.table.insert(entry, None, Some(Remote::udp(remote)))
             }
         };
+        if let Some(room) = room {
+            self.data_rooms.join(&room, slot);
+        }
         self.next_timer = Some(now);
         Ok(slot)
     }
@@ -373,6 +383,7 @@ impl Shard {
         let Some(mut entry) = self.table.remove(slot) else {
             return;
         };
+        self.leave_data(slot, entry.data.as_deref());
         let shard = self.index as u16;
         {
             let mut reg = self.registry.lock();

@@ -75,6 +75,8 @@ impl Shard {
             // `poll_transmit` drives DTLS, which reports a finished handshake only then: without
             // this, `DtlsConnected` would wait for the session's next packet or timer.
             self.drain_events(now, slot);
+            // SCTP input surfaced while `poll_transmit` ran: relay its messages.
+            self.pump_data(now, slot);
         }
         // Sessions that only got audio copies: their audio, nothing else to poll.
         self.table.take_audio(&mut list);
@@ -218,6 +220,7 @@ impl Shard {
             let track_of =
                 |up: rtp_core::session::UpId| entry.ups.get(usize::from(up.0)).copied().flatten();
             let mut validated = None;
+            let mut data_event = None;
             // Life-cycle events travel reliably; per-keyframe and pair-change notices may be
             // dropped (and counted) when the control thread lags.
             let (note, reliable) = match ev {
@@ -280,6 +283,12 @@ impl Shard {
                     track_of(up).map(|track| Notification::Keyframe { track, layer }),
                     false,
                 ),
+                ev @ (SessionEvent::ChannelOpen { .. }
+                | SessionEvent::ChannelClosed { .. }
+                | SessionEvent::SctpConnected) => {
+                    data_event = Some(ev);
+                    (None, false)
+                }
                 SessionEvent::LayerRates { up, layers } => {
                     rates = track_of(up).map(|track| (track, layers));
                     (None, false)
@@ -302,6 +311,9 @@ impl Shard {
             };
             if let Some(remote) = validated {
                 self.register_remote(slot, remote);
+            }
+            if let Some(ev) = data_event {
+                self.on_data_event(slot, &ev);
             }
             if let Some(n) = note {
                 if reliable {

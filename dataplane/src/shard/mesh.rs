@@ -12,14 +12,15 @@
 //! push and pop never allocate. A full ring drops the item (counted by the producer).
 //!
 //! The slots are fixed-size and `Copy`, which suits media. Data-channel messages (issue 17, up to
-//! 64 KiB) will not travel here: they get their own bounded ring of boxed messages per pair, so
-//! media slots stay small and a chatty channel never displaces media.
+//! 64 KiB) do not travel here: they have their own bounded ring of boxed messages per pair
+//! ([`DATA_RING_CAPACITY`]), so media slots stay small and a chatty channel never displaces media.
 
 use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 use rtp_core::session::MediaMeta;
 
+use super::data::DataMsg;
 use crate::proto::TrackId;
 use crate::sys::Waker;
 
@@ -29,6 +30,10 @@ pub const MAX_RING_PACKET: usize = 1500;
 /// Items per ring. Each item is ~1.5 kB inline, so a ring costs ~384 kB; n shards make
 /// n·(n−1) rings.
 pub const RING_CAPACITY: usize = 256;
+
+/// Data-channel messages per ring (boxed: a ring costs 8 kB until used). A full ring drops the
+/// message, counted `ring_full` by the sender's shard.
+pub const DATA_RING_CAPACITY: usize = 1024;
 
 /// What travels between shards.
 #[derive(Debug, Clone, Copy)]
@@ -70,6 +75,7 @@ pub struct RingDatagram {
 pub struct Mesh {
     n: usize,
     rings: Vec<ArrayQueue<RingItem>>,
+    data: Vec<ArrayQueue<Box<DataMsg>>>,
     wakers: Vec<Waker>,
 }
 
@@ -81,7 +87,21 @@ impl Mesh {
         let rings = (0..n * n)
             .map(|i| ArrayQueue::new(if i / n == i % n { 1 } else { RING_CAPACITY }))
             .collect();
-        Self { n, rings, wakers }
+        let data = (0..n * n)
+            .map(|i| {
+                ArrayQueue::new(if i / n == i % n {
+                    1
+                } else {
+                    DATA_RING_CAPACITY
+                })
+            })
+            .collect();
+        Self {
+            n,
+            rings,
+            data,
+            wakers,
+        }
     }
 
     pub fn shards(&self) -> usize {
@@ -96,6 +116,15 @@ impl Mesh {
 
     pub fn pop(&self, from: usize, to: usize) -> Option<RingItem> {
         self.rings[from * self.n + to].pop()
+    }
+
+    /// A data-channel message for shard `to`; gives it back when the data ring is full.
+    pub fn push_data(&self, from: usize, to: usize, msg: Box<DataMsg>) -> Result<(), Box<DataMsg>> {
+        self.data[from * self.n + to].push(msg)
+    }
+
+    pub fn pop_data(&self, from: usize, to: usize) -> Option<Box<DataMsg>> {
+        self.data[from * self.n + to].pop()
     }
 
     pub fn wake(&self, shard: usize) {

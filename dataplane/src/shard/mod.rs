@@ -26,6 +26,7 @@ mod build;
 mod bwe;
 mod commands;
 pub mod counters;
+pub mod data;
 mod egress;
 mod ingress;
 mod io;
@@ -33,6 +34,7 @@ mod latency;
 pub mod mesh;
 pub mod msg;
 pub mod registry;
+mod relay;
 mod route;
 mod router;
 mod table;
@@ -133,6 +135,11 @@ pub struct Shard {
     counters: ShardCounters,
     stats_interval: Duration,
     next_stats: Instant,
+    /// Data-channel relay (`relay.rs`): each room's data sessions here, the counters, and the
+    /// buffer messages are read into.
+    data_rooms: data::DataRooms,
+    data_counters: data::DataCounters,
+    data_buf: Vec<u8>,
     handoffs: Arc<tcp::Handoffs>,
     /// Scratch: the TCP frames of an iteration, and peers whose connection closed.
     tcp_frames: Vec<crate::sys::RecvMeta>,
@@ -171,6 +178,9 @@ impl Shard {
             counters: ShardCounters::default(),
             stats_interval: ctx.stats_interval,
             next_stats: now + ctx.stats_interval,
+            data_rooms: data::DataRooms::default(),
+            data_counters: data::DataCounters::default(),
+            data_buf: vec![0; data::MAX_MESSAGE],
             handoffs: ctx.handoffs,
             tcp_frames: Vec::with_capacity(tcp::FRAME_BATCH),
             tcp_closed: Vec::with_capacity(64),
@@ -240,6 +250,7 @@ impl Shard {
         let now = now.unwrap_or_else(Instant::now);
         self.tcp_phase(now);
         self.drain_rings(now);
+        self.drain_data_rings(now);
         if self.next_timer.is_some_and(|t| t <= now) {
             self.run_timers(now);
         }
@@ -316,6 +327,7 @@ impl Shard {
             ("registry_placed", placed),
             ("registry_ufrag_routes", routes),
             ("registry_remotes", reg_remotes),
+            ("map_data_rooms", self.data_rooms.len()),
         ]
         .map(|(k, v)| (k.to_string(), v as u64));
         let tcp = self.io.tcp.as_ref().map(tcp::TcpSide::entries);
@@ -328,11 +340,17 @@ impl Shard {
             (&congestion, paused),
             maps.into_iter()
                 .chain(tcp.into_iter().flatten())
-                .chain(self.io.latency.entries()),
+                .chain(self.io.latency.entries())
+                .chain(self.data_counters.entries()),
         );
         if !self.to_control.lossy(ShardMsg::Stats(snap)) {
             self.counters.drop(counters::Drop::ControlBacklog);
         }
+    }
+
+    /// The data-channel relay's counters so far (tests).
+    pub fn data_counters(&self) -> &data::DataCounters {
+        &self.data_counters
     }
 
     /// The counters so far (tests).

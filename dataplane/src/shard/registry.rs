@@ -367,6 +367,7 @@ mod tests {
             dtls_role: DtlsRole::Server,
             shard_hint: None,
             mode: TransportMode::Webrtc {},
+            data: None,
             quality: Quality {
                 max_bitrate_bps: 1_000_000,
                 priority: 1,

@@ -11,7 +11,7 @@
 //!
 //! Room for what comes next: a [`Remote`] is a UDP address today; ICE-TCP (issue 18) adds
 //! `Remote::Tcp(conn)` for a connection on this shard's TCP listener, found through the same
-//! `by_remote` map. Data channels (issue 17) hang off the `Entry` like tracks do.
+//! `by_remote` map. Data channels (issue 17) hang off the `Entry` (`data`) like tracks do.
 
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, VecDeque};
@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use rtp_core::session::Session;
 
+use super::data::DataState;
 use crate::pool::BufId;
 use crate::proto::{SessionId, SubscriptionId, TrackId};
 
@@ -54,6 +55,8 @@ pub(super) struct Entry {
     /// `session.poll_timeout()` as of the last time the session was drained (or a command
     /// ran): the timer scan compares these instead of asking every session each time.
     pub deadline: Option<Instant>,
+    /// Data-channel relay state (sessions created with `data`).
+    pub data: Option<Box<DataState>>,
 }
 
 impl Entry {
@@ -70,6 +73,7 @@ impl Entry {
             ready: false,
             audio: false,
             deadline: None,
+            data: None,
         }
     }
 }

@@ -25,6 +25,7 @@
 
 pub mod affinity;
 mod buf_ring;
+pub mod cred;
 pub mod epoll;
 mod net;
 mod plain;

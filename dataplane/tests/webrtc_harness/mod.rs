@@ -12,9 +12,9 @@ use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 use sluice_dataplane::sys::{affinity, capabilities};
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
 use sluice_proto::{
-    AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams,
-    Layer, MediaKind, Quality, ReplyOk, SessionId, SessionState, ShardStats, Source, Subscribe,
-    SubscriptionId, TrackId, TransportMode,
+    AddTrack, Codec, Command, ControlClient, CreateSession, DataSpec, DtlsRole, ExtIds, Hello,
+    IceParams, Layer, MediaKind, Quality, ReplyOk, SessionId, SessionState, ShardStats, Source,
+    Subscribe, SubscriptionId, TrackId, TransportMode,
 };
 
 pub const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -107,6 +107,11 @@ impl Rig {
     /// shard: the peer connects from a thread pinned to that worker's core, and a session
     /// claimed elsewhere is closed and tried again). Returns the peer and its session id.
     pub fn connect_on(&mut self, worker: u16) -> (TestPeer, SessionId) {
+        self.connect_with(worker, None)
+    }
+
+    /// [`Rig::connect_on`] for a session created with `data` (data channels and their relay).
+    pub fn connect_with(&mut self, worker: u16, data: Option<DataSpec>) -> (TestPeer, SessionId) {
         let core = worker_cores()[usize::from(worker)];
         for attempt in 0..16 {
             let id = SessionId(self.next_session);
@@ -118,11 +123,11 @@ impl Rig {
                 ..WebRtcPeerConfig::new(client, server.clone(), &self.fingerprint).expect("cfg")
             };
             let peer_fp = cfg.cert.fingerprint().to_sdp();
-            match self
-                .ctl
-                .request(webrtc_session(id, &server, &peer_fp))
-                .expect("create session")
-            {
+            let mut create = webrtc_session(id, &server, &peer_fp);
+            if let Command::CreateSession(c) = &mut create {
+                c.data = data.clone();
+            }
+            match self.ctl.request(create).expect("create session") {
                 ReplyOk::SessionCreated { .. } => {}
                 other => panic!("unexpected {other:?}"),
             }
@@ -264,6 +269,7 @@ pub fn webrtc_session(id: SessionId, server: &IceCreds, peer_fingerprint: &str) 
         dtls_role: DtlsRole::Server,
         shard_hint: None,
         mode: TransportMode::Webrtc {},
+        data: None,
         quality: Quality {
             max_bitrate_bps: 10_000_000,
             priority: 1,

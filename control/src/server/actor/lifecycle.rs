@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::RoomCtx;
 use crate::auth::{Grants, Role};
 use crate::hybrid::Action;
+use crate::limits::Refusal;
 use crate::room::{Actor, Join, LeaveReason, RoomConfig, RoomEvent, RoomEventKind};
 use crate::server::error::ApiError;
 use crate::server::hub::ClientMsg;
@@ -55,19 +56,22 @@ impl RoomCtx {
     pub(crate) async fn join(
         &mut self,
         join: Join,
+        iat_s: u64,
         signaling: bool,
         actions: Vec<Action>,
     ) -> Result<String, ApiError> {
         let identity = join.identity.clone();
         let now = self.app.now_ms();
-        let joined = self.rooms.join(&self.name.clone(), join, now);
+        let joined = self
+            .refuse_if_kicked(&identity, iat_s)
+            .and_then(|()| Ok(self.rooms.join(&self.name.clone(), join, now)?));
         let events = match joined {
             Ok(events) => events,
             Err(e) => {
                 self.run_actions(actions).await;
                 self.hybrid_leave(&identity).await;
                 self.forget_policy_if_roomless();
-                return Err(e.into());
+                return Err(e);
             }
         };
         let sid = self
@@ -154,6 +158,24 @@ impl RoomCtx {
         }
     }
 
+    /// Refuses a join with a token issued at or before `identity` was kicked from this room,
+    /// while the kick lasts (`control.kick_ban_s`, D38).
+    pub(crate) fn refuse_if_kicked(&self, identity: &str, iat_s: u64) -> Result<(), ApiError> {
+        let ban_s = self.rooms.config().lifetimes.kick_ban_s;
+        if self
+            .app
+            .kicks
+            .refuses(&self.name, identity, iat_s, self.app.now_ms(), ban_s)
+        {
+            self.app.refusals.count(Refusal::KickedRejoin);
+            return Err(ApiError::forbidden(format!(
+                "{identity:?} was kicked from this room: a token issued after the kick is needed"
+            ))
+            .with_field("token"));
+        }
+        Ok(())
+    }
+
     /// An admin removes `identity`.
     pub(crate) async fn kick(&mut self, identity: &str) -> Result<(), ApiError> {
         let now = self.app.now_ms();
@@ -161,6 +183,8 @@ impl RoomCtx {
             .rooms
             .kick(&self.name.clone(), identity, now)
             .map_err(|e| with_room_field(e.into()))?;
+        let ban_s = self.rooms.config().lifetimes.kick_ban_s;
+        self.app.kicks.record(&self.name, identity, now, ban_s);
         self.depart(events).await;
         Ok(())
     }

@@ -13,6 +13,7 @@
 //! Wire formats stay outside: the WebSocket adapter (`signal.rs`), the HTTP API, WHIP/WHEP and a
 //! future LiveKit-protocol adapter all call the same room operations here.
 
+mod ghosts;
 mod hybrid;
 mod info;
 mod lifecycle;
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::bounds::MapSizes;
 use super::error::ApiError;
 use super::media::Media;
 use super::App;
@@ -62,6 +64,8 @@ pub(crate) struct Summary {
     pub(crate) room: Option<Brief>,
     /// The topology now, once a policy exists.
     pub(crate) mode: Option<Topology>,
+    /// Entries in the room's media maps.
+    pub(crate) sizes: MapSizes,
 }
 
 /// A room in a few fields.
@@ -93,6 +97,9 @@ pub(crate) struct RoomCtx {
     pub(crate) hybrid: hybrid::RoomHybrid,
     /// Published tracks as stored, for adoption after a control restart.
     pub(crate) saved: BTreeMap<String, SavedTrack>,
+    /// Participants restored from the store that have not resumed: identity → (sid, deadline
+    /// in unix ms). See `ghosts.rs`.
+    pub(crate) unresumed: BTreeMap<String, (String, u64)>,
     /// What the store holds of this room.
     stored: (Option<Room>, BTreeMap<String, SavedTrack>),
     summary: Arc<Mutex<Summary>>,
@@ -301,7 +308,8 @@ impl RoomCtx {
             next_id: 0,
         };
         let rooms = Rooms::with_ids(app.rooms_config.clone(), state, Arc::clone(&app.ids));
-        let ctx = Self {
+        let mut ctx = Self {
+            unresumed: BTreeMap::new(),
             name: name.to_owned(),
             rooms,
             media: Media::default(),
@@ -311,6 +319,7 @@ impl RoomCtx {
             summary,
             app,
         };
+        ctx.await_resumes();
         ctx.update_summary();
         ctx
     }
@@ -355,9 +364,11 @@ impl RoomCtx {
             tracks: r.participants.values().map(|p| p.tracks.len()).sum(),
         });
         let mode = self.hybrid.policy.as_ref().map(|p| p.mode());
+        let sizes = self.media.sizes();
         let mut s = self.summary.locked();
         s.room = brief;
         s.mode = mode;
+        s.sizes = sizes;
     }
 
     /// Nothing left for this actor: no room, no media, nobody admitted or waiting to join.
@@ -376,11 +387,15 @@ impl RoomCtx {
     fn next_deadline(&self) -> Option<u64> {
         let room = self.rooms.poll_timeout();
         let policy = self.hybrid.policy.as_ref().and_then(|p| p.poll_timeout());
-        room.into_iter().chain(policy).min()
+        room.into_iter()
+            .chain(policy)
+            .chain(self.ghost_deadline())
+            .min()
     }
 
     async fn on_timer(&mut self) {
         let now = self.app.now_ms();
+        self.expire_ghosts(now).await;
         let events = self.rooms.handle_timeout(now);
         self.emit(events);
         self.hybrid_timeout(now).await;

@@ -1,8 +1,11 @@
 //! P2P mesh relay (docs/protocol.md "Hybrid P2P/SFU"): `p2p_signal` carries offers, answers
 //! and ICE candidates between two participants of the same room, with the same auth and
-//! grants as the SFU path. The server reads only enough of an SDP to enforce `can_publish`.
+//! rules as the SFU path: the role and grants must allow a source of every kind the SDP sends
+//! (the server reads only enough of an SDP for that; the source itself is advisory).
 
 use super::RoomCtx;
+use crate::auth::Source;
+use crate::limits::Refusal;
 use crate::server::error::ApiError;
 use crate::server::hub::ClientMsg;
 use crate::signal::{P2pSignal, P2pSignalRequest, ServerMessage};
@@ -33,10 +36,30 @@ impl RoomCtx {
                 .get(identity)
                 .ok_or_else(|| ApiError::not_found("not joined"))?;
             if let Some(sdp) = sdp {
-                if !me.grants.can_publish && sends_media(sdp) {
+                // The SFU path's rules: the role must allow a source of each kind sent, and the
+                // grants must allow that source (#12). Which source (camera or screen) a P2P
+                // video is cannot be told from the SDP: the kind is checked, the source is not.
+                let allowed = |sources: &[Source]| {
+                    sources
+                        .iter()
+                        .any(|s| me.role.may_publish(*s) && me.grants.allows_source(*s))
+                };
+                let (audio, video) = sending_kinds(sdp);
+                let refused = if audio && !allowed(&[Source::Microphone, Source::Screen]) {
+                    Some("audio")
+                } else if video && !allowed(&[Source::Camera, Source::Screen]) {
+                    Some("video")
+                } else {
+                    None
+                };
+                if let Some(kind) = refused {
+                    self.app.refusals.count(Refusal::P2pForbidden);
                     return Err(ApiError::new(
                         "forbidden",
-                        "no can_publish grant: the SDP may not send media",
+                        format!(
+                            "a {} with these grants may not send {kind}: the SDP may not send media",
+                            me.role.as_str()
+                        ),
                     )
                     .with_field("sdp"));
                 }
@@ -76,19 +99,29 @@ impl RoomCtx {
     }
 }
 
-/// Whether some m= section of `sdp` sends media: direction sendrecv/sendonly (sendrecv when
-/// none is given, RFC 8866 §6.7) and a source (`a=ssrc` or `a=msid`).
-fn sends_media(sdp: &str) -> bool {
-    let mut sections = sdp.split("\nm=").skip(1).peekable();
-    if sections.peek().is_none() {
-        return false;
-    }
-    sections.any(|section| {
+/// Whether some m= section of `sdp` sends audio, and whether one sends video. A section sends
+/// unless it is rejected (port 0), `recvonly` or `inactive`, and it either names a source
+/// (`a=ssrc` / `a=msid`) or says `sendonly` outright (unsignalled streams name no source). A
+/// `sendrecv` section without a source (a browser's transceiver with no track) sends nothing.
+fn sending_kinds(sdp: &str) -> (bool, bool) {
+    let (mut audio, mut video) = (false, false);
+    for section in sdp.split("\nm=").skip(1) {
+        let mut head = section.split_whitespace();
+        let kind = head.next().unwrap_or("");
+        let rejected = head.next() == Some("0");
         let lines = || section.lines().map(str::trim_end);
         let receive_only = lines().any(|l| l == "a=recvonly" || l == "a=inactive");
         let has_source = lines().any(|l| l.starts_with("a=ssrc:") || l.starts_with("a=msid:"));
-        !receive_only && has_source
-    })
+        let sendonly = lines().any(|l| l == "a=sendonly");
+        if rejected || receive_only || !(has_source || sendonly) {
+            continue;
+        }
+        match kind {
+            "audio" => audio = true,
+            _ => video = true,
+        }
+    }
+    (audio, video)
 }
 
 #[cfg(test)]
@@ -100,13 +133,20 @@ mod tests {
 
     #[test]
     fn detects_sending_sections() {
-        assert!(sends_media(SENDING));
-        assert!(!sends_media(RECEIVING));
+        let sends = |sdp: &str| sending_kinds(sdp) != (false, false);
+        assert_eq!(sending_kinds(SENDING), (true, false));
+        assert!(!sends(RECEIVING));
         // No direction attribute means sendrecv.
-        assert!(sends_media(&SENDING.replace("a=sendrecv\r\n", "")));
-        // Sendonly without any source sends nothing.
-        assert!(!sends_media(
-            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\n"
+        assert!(sends(&SENDING.replace("a=sendrecv\r\n", "")));
+        // Sendonly without any source: an unsignalled stream, still sending.
+        assert_eq!(
+            sending_kinds("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n"),
+            (false, true)
+        );
+        // Sendrecv without a source (a transceiver without a track), or a rejected section.
+        assert!(!sends(
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n"
         ));
+        assert!(!sends(&SENDING.replace("m=audio 9", "m=audio 0")));
     }
 }

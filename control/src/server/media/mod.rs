@@ -26,6 +26,7 @@ use sluice_proto::{
 };
 
 use super::actor::RoomCtx;
+use super::bounds::MapSizes;
 use super::error::ApiError;
 use super::App;
 use crate::link::LinkError;
@@ -45,12 +46,28 @@ pub(crate) struct Media {
     pub(crate) sessions: BTreeMap<SessionId, CreateSession>,
     pub(crate) dp_tracks: BTreeMap<TrackId, AddTrack>,
     pub(crate) subs: BTreeMap<SubscriptionId, Subscribe>,
+    /// Sessions whose ICE is down (not connected yet, or consent lost): since when (unix ms).
+    /// An entry goes with its session.
+    pub(crate) dead_since: BTreeMap<SessionId, u64>,
 }
 
 impl Media {
     /// No participant media and nothing in the dataplane.
     pub(crate) fn is_empty(&self) -> bool {
         self.peers.is_empty() && self.sessions.is_empty() && self.tracks.is_empty()
+    }
+
+    /// Entries in each map (for `/metrics`).
+    pub(crate) fn sizes(&self) -> MapSizes {
+        MapSizes {
+            peers: self.peers.len(),
+            pending: self.peers.values().map(|p| p.pending.len()).sum(),
+            tracks: self.tracks.len(),
+            sessions: self.sessions.len(),
+            dp_tracks: self.dp_tracks.len(),
+            subs: self.subs.len(),
+            oneshot_subs: self.peers.values().map(|p| p.oneshot_subs.len()).sum(),
+        }
     }
 }
 
@@ -210,6 +227,7 @@ impl RoomCtx {
     /// Forgets a session of this room (closed, or gone from the dataplane).
     pub(crate) fn forget_session(&mut self, id: SessionId) -> Option<CreateSession> {
         self.app.session_rooms.locked().remove(&id);
+        self.media.dead_since.remove(&id);
         self.media.sessions.remove(&id)
     }
 
@@ -249,8 +267,40 @@ impl RoomCtx {
     /// A `publish` request was accepted: remember it for the next publisher offer.
     pub(crate) fn media_pending(&mut self, identity: &str, pending: PendingTrack) {
         if let Some(p) = self.media.peers.get_mut(identity) {
+            // The room caps a participant's tracks, and a pending entry never outlives its
+            // track (`drop_stale_pending`); this cap holds whatever the room allows.
+            if p.pending.len() >= crate::room::MAX_TRACKS_PER_PARTICIPANT {
+                p.pending.remove(0);
+                self.app
+                    .refusals
+                    .count(crate::limits::Refusal::PendingPublishDropped);
+            }
             p.pending.push(pending);
         }
+    }
+
+    /// Keeps the saved `publish` requests `identity` may still use on `rooms` (the room as the
+    /// offer will leave it): its track is still the participant's and the role and grants allow
+    /// its source (#11). The others are dropped and counted; their sections are published anew,
+    /// under the rules as they are now.
+    pub(crate) fn recheck_pending(
+        &self,
+        rooms: &crate::room::Rooms,
+        identity: &str,
+        pending: &mut Vec<PendingTrack>,
+    ) {
+        let before = pending.len();
+        let me = rooms.participant(&self.name, identity);
+        pending.retain(|p| {
+            me.and_then(|o| o.tracks.get(&p.sid).map(|t| (o, t)))
+                .is_some_and(|(o, t)| {
+                    o.role.may_publish(t.source) && o.grants.allows_source(t.source)
+                })
+        });
+        self.app.refusals.add(
+            crate::limits::Refusal::PendingPublishRechecked,
+            (before - pending.len()) as u64,
+        );
     }
 
     /// Mute or unmute a published track in the dataplane.

@@ -11,14 +11,19 @@ use crate::server::error::ApiError;
 use super::{OneShot, Resource};
 
 impl RoomCtx {
-    /// Admits `join` and answers `offer_text`: the participant sid and the answer SDP.
+    /// Admits `join` and answers `offer_text`: the participant sid and the answer SDP. `iat_s`:
+    /// when the participant's token was issued (`None`: an admin's sidecar session).
     /// `resource`: the WHIP/WHEP resource this session is (none for a sidecar session).
     pub(crate) async fn join_and_answer(
         &mut self,
         join: Join,
+        iat_s: Option<u64>,
         offer_text: &str,
         resource: Option<Resource>,
     ) -> Result<(String, String), ApiError> {
+        if let Some(iat) = iat_s {
+            self.refuse_if_kicked(&join.identity, iat)?;
+        }
         if self.app.is_draining() {
             return Err(ApiError::rejected("node is draining; join another node"));
         }

@@ -18,9 +18,10 @@ use sluice_proto::{
     Subscribe, SubscriptionId, TrackId, TransportMode,
 };
 
-use super::translate::track_kind;
+use super::translate::{default_source, publishable, track_kind};
 use super::{ice_creds, random_u32, MTrack, Pc, PendingTrack};
 use crate::auth::Source;
+use crate::limits::Refusal;
 use crate::room::{PublishTrack, RoomEvent, RoomEventKind, Rooms, SimulcastLayer};
 use crate::sdp::{self, Answer, Msid, SessionDescription, SsrcAttr};
 use crate::server::actor::RoomCtx;
@@ -172,6 +173,7 @@ impl RoomCtx {
                 dtls_role: answer.remote.dtls_role.into(),
                 shard_hint: None,
                 mode: TransportMode::Webrtc {},
+                data: None,
                 quality: self.participant_tier(identity),
             }),
         };
@@ -186,6 +188,12 @@ impl RoomCtx {
             .participant(&self.name, identity)
             .map(|p| p.sid.clone())
             .ok_or_else(|| ApiError::not_found(format!("participant {identity:?} not joined")))?;
+        // A one-shot participant receives the room's tracks only with `can_subscribe` (#10).
+        let may_subscribe = rooms
+            .participant(&self.name, identity)
+            .is_some_and(|p| p.grants.can_subscribe);
+        let mut refused_sends = 0u64;
+        self.recheck_pending(&rooms, identity, &mut pending);
         let mut tracks = Vec::new();
         let mut sends = Vec::new();
         let mut taken = BTreeSet::new();
@@ -218,6 +226,10 @@ impl RoomCtx {
                         "sdp",
                         format!("publisher offer section mid={} must be sendonly", acc.mid),
                     ));
+                }
+                if !may_subscribe {
+                    refused_sends += 1;
+                    continue;
                 }
                 // A track whose codec the receiver accepts, whatever its order (issue 20).
                 let candidates: Vec<(&String, &MTrack)> = self
@@ -270,6 +282,9 @@ impl RoomCtx {
                 });
             }
         }
+        self.app
+            .refusals
+            .add(Refusal::SubscribeNotGranted, refused_sends);
         Ok(OfferPlan {
             identity: identity.to_owned(),
             offer,
@@ -492,7 +507,14 @@ impl RoomCtx {
             self.media_join(&identity, sid, false).await;
         }
         match session_plan {
-            SessionPlan::New(spec) => self.track_session(session, spec),
+            SessionPlan::New(spec) => {
+                self.track_session(session, spec);
+                if join.is_some() {
+                    // A one-shot session is dead until its ICE comes up (actor/ghosts.rs).
+                    let now = self.app.now_ms();
+                    self.media.dead_since.insert(session, now);
+                }
+            }
             SessionPlan::Existing {
                 restart: Some(_), ..
             } => {
@@ -572,16 +594,4 @@ fn published_sid(events: &[RoomEvent]) -> String {
             _ => None,
         })
         .expect("publish emits TrackPublished")
-}
-
-/// The kind of a section a client publishes on: audio or video.
-fn publishable(kind: &sdp::MediaKind) -> Result<MediaKind, ApiError> {
-    track_kind(kind).ok_or_else(|| ApiError::invalid("sdp", format!("cannot publish {kind} media")))
-}
-
-fn default_source(kind: MediaKind) -> Source {
-    match kind {
-        MediaKind::Audio => Source::Microphone,
-        MediaKind::Video => Source::Camera,
-    }
 }

@@ -17,10 +17,13 @@ use std::sync::Arc;
 use sluice_proto::{AddTrack, Command, CreateSession, ReplyOk, SessionId, SubscriptionId, TrackId};
 
 use super::{Peer, PendingTrack};
+use crate::limits::Refusal;
 use crate::server::actor::RoomCtx;
 use crate::server::adopt;
 use crate::server::error::ApiError;
+use crate::server::hub::ClientMsg;
 use crate::server::App;
+use crate::signal::{ReconnectReason, ServerMessage};
 
 /// What the dataplane holds, by id.
 #[derive(Debug, Default)]
@@ -131,6 +134,44 @@ impl App {
         self.dp_ids.fetch_max(highest, Ordering::Relaxed);
         held.listed_upto = held.listed_upto.max(highest);
         Ok(held)
+    }
+
+    /// The dataplane restarted (a new `instance` in its hello): it holds nothing, and the
+    /// clients' DTLS associations died with the old process. Every room drops its media
+    /// records and asks its WebSocket clients to `reconnect` (docs/protocol.md); one-shot
+    /// participants, who cannot be asked, leave as ghosts. How many clients were asked.
+    pub(crate) async fn dataplane_restarted(self: &Arc<Self>) -> usize {
+        let mut asked = 0;
+        for name in self.registry.names() {
+            let n = self
+                .in_room(&name, |ctx| {
+                    Box::pin(async move { Ok(ctx.media_reset().await) })
+                })
+                .await
+                .unwrap_or(0);
+            asked += n;
+        }
+        tracing::warn!(
+            clients = asked,
+            "dataplane restarted: clients asked to reconnect"
+        );
+        asked
+    }
+
+    /// ICE of a session came up or went down: its room notes it (one-shot participants whose
+    /// media stays dead leave, `actor/ghosts.rs`).
+    pub(crate) async fn session_liveness(self: &Arc<Self>, session: SessionId, alive: bool) {
+        let room = self.session_rooms.locked().get(&session).cloned();
+        if let Some(room) = room {
+            let _ = self
+                .in_existing_room(&room, move |ctx| {
+                    Box::pin(async move {
+                        ctx.session_liveness(session, alive);
+                        Ok(())
+                    })
+                })
+                .await;
+        }
     }
 
     /// The dataplane closed a session on its own (ICE timeout, DTLS failure): its room forgets
@@ -273,6 +314,8 @@ impl RoomCtx {
                     .collect()
             })
             .unwrap_or_default();
+        self.drop_stale_pending();
+        self.revoke_subscriptions().await;
         let dead: Vec<String> = self
             .media
             .tracks
@@ -297,6 +340,94 @@ impl RoomCtx {
             }
         }
         self.refresh_room().await;
+    }
+
+    /// `publish` requests whose track is no longer the participant's in the room state
+    /// (unpublished, or taken away by a role or grant change) are dropped: a saved request never
+    /// outlives its track (findings #7, #11).
+    fn drop_stale_pending(&mut self) {
+        let room = self.rooms.room(&self.name);
+        let mut dropped = 0;
+        for (identity, peer) in &mut self.media.peers {
+            let own = room.and_then(|r| r.participants.get(identity));
+            let before = peer.pending.len();
+            peer.pending
+                .retain(|p| own.is_some_and(|o| o.tracks.contains_key(&p.sid)));
+            dropped += before - peer.pending.len();
+        }
+        self.app
+            .refusals
+            .add(Refusal::PendingPublishDropped, dropped as u64);
+    }
+
+    /// See [`App::dataplane_restarted`]: forget every dataplane object of the room (they died
+    /// with the process); signaling clients that had a session get `reconnect`, with their
+    /// published tracks pending again (the next publisher offer reuses their sids) and a fresh
+    /// subscriber offer; one-shot peers lose their session and leave as ghosts. How many
+    /// clients were asked.
+    pub(crate) async fn media_reset(&mut self) -> usize {
+        let sessions: Vec<SessionId> = self.media.sessions.keys().copied().collect();
+        for id in sessions {
+            self.forget_session(id);
+        }
+        self.media.dp_tracks.clear();
+        self.media.subs.clear();
+        self.media.tracks.clear();
+        self.saved.clear();
+        let mut asked = Vec::new();
+        let identities: Vec<String> = self.media.peers.keys().cloned().collect();
+        for identity in identities {
+            let own: Vec<PendingTrack> = self
+                .rooms
+                .participant(&self.name, &identity)
+                .map(|p| {
+                    p.tracks
+                        .values()
+                        .map(|t| PendingTrack {
+                            cid: String::new(),
+                            sid: t.id.clone(),
+                            kind: t.kind,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Some(peer) = self.media.peers.get_mut(&identity) else {
+                continue;
+            };
+            let had_media = peer.publisher.is_some()
+                || peer
+                    .subscriber
+                    .as_ref()
+                    .is_some_and(|s| s.session.is_some());
+            if !peer.signaling {
+                peer.publisher = None;
+                peer.oneshot_subs.clear();
+                continue;
+            }
+            if !had_media {
+                continue;
+            }
+            *peer = Peer {
+                participant_sid: peer.participant_sid.clone(),
+                signaling: true,
+                pending: own,
+                unsubscribed: std::mem::take(&mut peer.unsubscribed),
+                layer_caps: std::mem::take(&mut peer.layer_caps),
+                ..Peer::default()
+            };
+            asked.push(identity);
+        }
+        for identity in &asked {
+            self.app.hub.send_to(
+                &self.name,
+                identity,
+                ClientMsg::Msg(ServerMessage::Reconnect {
+                    reason: ReconnectReason::DataplaneRestarted,
+                }),
+            );
+        }
+        self.refresh_room().await;
+        asked.len()
     }
 
     /// The participant is gone: close its sessions, stop counting it, drop its tracks.

@@ -15,6 +15,7 @@ use sluice_proto::{
 };
 
 use super::{ice_creds, random_u32};
+use crate::limits::Refusal;
 use crate::sdp::{
     self, accept_answer, offer_for_subscriber, Direction, ExtIds, Msid, OutgoingTrack,
     SessionDescription,
@@ -53,6 +54,50 @@ struct Slot {
 }
 
 impl RoomCtx {
+    /// Whether `identity` is in the room with `can_subscribe`.
+    pub(crate) fn may_subscribe(&self, identity: &str) -> bool {
+        self.rooms
+            .participant(&self.name, identity)
+            .is_some_and(|p| p.grants.can_subscribe)
+    }
+
+    /// Applies a revoked `can_subscribe` to the dataplane at once: every subscription of a
+    /// participant that may not subscribe (its WebSocket subscriber PC's and a one-shot
+    /// session's) is removed now, not when the client answers the re-offer (finding #10).
+    pub(crate) async fn revoke_subscriptions(&mut self) {
+        let revoked: Vec<String> = self
+            .media
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                !p.oneshot_subs.is_empty()
+                    || p.subscriber
+                        .as_ref()
+                        .is_some_and(|s| !s.subscribed.is_empty())
+            })
+            .map(|(i, _)| i.clone())
+            .filter(|i| !self.may_subscribe(i))
+            .collect();
+        for identity in revoked {
+            let Some(peer) = self.media.peers.get_mut(&identity) else {
+                continue;
+            };
+            let mut ids = std::mem::take(&mut peer.oneshot_subs);
+            if let Some(sub) = peer.subscriber.as_mut() {
+                ids.extend(std::mem::take(&mut sub.subscribed).into_values());
+            }
+            self.app
+                .refusals
+                .add(Refusal::SubscriptionRevoked, ids.len() as u64);
+            for subscription in ids {
+                self.media.subs.remove(&subscription);
+                if let Err(e) = self.app.dp(Command::Unsubscribe { subscription }).await {
+                    tracing::debug!(%subscription, error = %e, "revoke: unsubscribe");
+                }
+            }
+        }
+    }
+
     /// Re-offers to every signaling subscriber of the room whose wanted tracks changed.
     pub(crate) async fn refresh_room(&mut self) {
         let identities: Vec<String> = self
@@ -72,10 +117,7 @@ impl RoomCtx {
     /// Builds and sends a subscriber offer if the wanted set changed (or `force`, for an ICE
     /// restart).
     async fn offer_subscriber(&mut self, identity: &str, force: bool) -> Result<(), ApiError> {
-        let can_subscribe = self
-            .rooms
-            .participant(&self.name, identity)
-            .is_some_and(|p| p.grants.can_subscribe);
+        let can_subscribe = self.may_subscribe(identity);
         let peer = self
             .media
             .peers
@@ -242,6 +284,7 @@ impl RoomCtx {
             dtls_role: DtlsRole::Server,
             shard_hint: None,
             mode: TransportMode::Webrtc {},
+            data: None,
             quality: self.participant_tier(identity),
         };
         let (shard, candidates) = self.create_session(spec).await?;
@@ -286,7 +329,9 @@ impl RoomCtx {
         let remote = accepted.remote.clone();
         let session = self.settle_subscriber_session(identity, &remote).await?;
 
-        // Plan: subscribe what the answer accepted, unsubscribe what is gone.
+        // Plan: subscribe what the answer accepted, unsubscribe what is gone. Without
+        // `can_subscribe` (revoked while this offer was out) nothing is subscribed.
+        let can_subscribe = self.may_subscribe(identity);
         let tracks = &self.media.tracks;
         let sub = self
             .media
@@ -295,7 +340,7 @@ impl RoomCtx {
             .and_then(|p| p.subscriber.as_mut())
             .expect("checked above");
         let mut want: BTreeMap<String, Subscribe> = BTreeMap::new();
-        for slot in &sub.slots {
+        for slot in sub.slots.iter().filter(|_| can_subscribe) {
             let Some(track_sid) = &slot.track else {
                 continue;
             };
@@ -477,6 +522,7 @@ impl RoomCtx {
                     // The shard the offered candidates name.
                     shard_hint: shard,
                     mode: TransportMode::Webrtc {},
+                    data: None,
                     quality: self.participant_tier(identity),
                 };
                 let offered = self.sub_mut(identity).map(|s| s.candidates.clone());

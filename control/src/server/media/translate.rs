@@ -8,6 +8,7 @@ use sluice_proto::{Candidate, CandidateProtocol, DtlsRole, ExtIds, MediaKind, So
 
 use crate::auth;
 use crate::sdp;
+use crate::server::error::ApiError;
 
 impl From<&sdp::ExtIds> for ExtIds {
     fn from(e: &sdp::ExtIds) -> Self {
@@ -75,6 +76,19 @@ pub(crate) fn sdp_candidates(candidates: &[Candidate], http_ip: IpAddr) -> Vec<s
             line
         })
         .collect()
+}
+
+/// The kind of a section a client publishes on: audio or video.
+pub(crate) fn publishable(kind: &sdp::MediaKind) -> Result<MediaKind, ApiError> {
+    track_kind(kind).ok_or_else(|| ApiError::invalid("sdp", format!("cannot publish {kind} media")))
+}
+
+/// The source a section's track is published as when no `publish` request named one.
+pub(crate) fn default_source(kind: MediaKind) -> auth::Source {
+    match kind {
+        MediaKind::Audio => auth::Source::Microphone,
+        MediaKind::Video => auth::Source::Camera,
+    }
 }
 
 #[cfg(test)]

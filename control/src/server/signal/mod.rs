@@ -383,6 +383,7 @@ async fn join(
     let (room, identity) = (claims.room.clone(), claims.sub.clone());
     let on_refusal = actions.clone();
     let who = identity.clone();
+    let iat = claims.iat;
     let dev = app.is_dev_token(&claims);
     let (sid, reply) = app
         .in_room(&room, move |ctx| {
@@ -390,7 +391,7 @@ async fn join(
                 if dev {
                     ctx.refuse_dev_takeover(&who)?;
                 }
-                let sid = ctx.join(j, true, on_refusal).await?;
+                let sid = ctx.join(j, iat, true, on_refusal).await?;
                 Ok((sid, ctx.joined_reply(&who)?))
             })
         })
