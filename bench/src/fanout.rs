@@ -23,6 +23,8 @@ use sluice_proto::{
     SubscriptionId, TrackId, TransportMode,
 };
 
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+
 use crate::gen::{self, pub_ssrc, sub_ssrc, GenReport, Go, Plan};
 pub use crate::sfu_stats::{PacerQueueing, SfuLatency};
 use rtp_core::dtls::SrtpProfiles;
@@ -132,11 +134,17 @@ impl Sfu {
         dc.workers = cfg.sfu_cores.clone();
         dc.bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
         dc.port = 0;
-        dc.control_socket = std::env::temp_dir().join(format!(
-            "sluice-bench-{}-{}.sock",
-            std::process::id(),
-            cfg.subscribers
-        ));
+        // The dataplane refuses a control socket in a directory others can write (/tmp):
+        // a private 0700 directory of this process's own.
+        let dir = std::env::temp_dir().join(format!("sluice-bench-{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| BenchError::Start(format!("{}: {e}", dir.display())))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| BenchError::Start(format!("{}: {e}", dir.display())))?;
+        dc.control_socket = dir.join(format!("{}.sock", cfg.subscribers));
         dc.buffers_per_worker = cfg.buffers_per_worker;
         dc.io = cfg.io;
         dc.stats_interval_ms = 200;
