@@ -200,40 +200,31 @@ impl RoomCtx {
             self.refresh_room().await;
         }
         let old = |id: u64| id <= held.listed_upto;
-        let mut recreated = 0usize;
-        let missing: Vec<CreateSession> = self
-            .media
+        // What the dataplane lacks, in creation order: sessions, then tracks, then subscriptions.
+        let media = &self.media;
+        let missing: Vec<Command> = media
             .sessions
             .iter()
             .filter(|(id, _)| old(id.0) && !held.sessions.contains_key(*id))
-            .map(|(_, s)| s.clone())
+            .map(|(_, s)| Command::CreateSession(s.clone()))
+            .chain(
+                media
+                    .dp_tracks
+                    .iter()
+                    .filter(|(id, _)| old(id.0) && !held.tracks.contains_key(*id))
+                    .map(|(_, t)| Command::AddTrack(t.clone())),
+            )
+            .chain(
+                media
+                    .subs
+                    .iter()
+                    .filter(|(id, _)| old(id.0) && !held.subs.contains(*id))
+                    .map(|(_, s)| Command::Subscribe(s.clone())),
+            )
             .collect();
-        for spec in missing {
-            if self.app.dp(Command::CreateSession(spec)).await.is_ok() {
-                recreated += 1;
-            }
-        }
-        let missing: Vec<AddTrack> = self
-            .media
-            .dp_tracks
-            .iter()
-            .filter(|(id, _)| old(id.0) && !held.tracks.contains_key(*id))
-            .map(|(_, t)| t.clone())
-            .collect();
-        for spec in missing {
-            if self.app.dp(Command::AddTrack(spec)).await.is_ok() {
-                recreated += 1;
-            }
-        }
-        let missing: Vec<_> = self
-            .media
-            .subs
-            .iter()
-            .filter(|(id, _)| old(id.0) && !held.subs.contains(*id))
-            .map(|(_, s)| s.clone())
-            .collect();
-        for spec in missing {
-            if self.app.dp(Command::Subscribe(spec)).await.is_ok() {
+        let mut recreated = 0usize;
+        for cmd in missing {
+            if self.app.dp(cmd).await.is_ok() {
                 recreated += 1;
             }
         }
