@@ -24,9 +24,17 @@
 // {mode, id}, migrating {id, from, to, strategy, reason}, mode_setting {setting}, prewarm,
 // notice {code, message}, remote_audio {identity, path}, p2p_state {identity, state};
 // track_subscribed / track_unsubscribed carry `path: 'sfu'|'p2p'`.
+//
+// Data channels (issue 17, sluice-data.js): with `{data: true}` the publisher PC carries
+// `_reliable` and `_lossy`, relayed by the SFU: `room.send(data, {reliable, destinations})`
+// (string or bytes; destinations: identities, none = the whole room) and the `data` event
+// `{from, participant, data, reliable}` (`from`: the sender's identity, stamped by the server).
+// `data_open` fires when both channels are open (`await room.dataReady()`). Data needs the SFU
+// path: in P2P mode the channels open once the room moves to SFU.
 
 import { AudioOutput } from './sluice-audio.js';
 import { Mesh } from './sluice-mesh.js';
+import { DataLink } from './sluice-data.js';
 
 const PING_INTERVAL_MS = 5000;
 const REPLY_TIMEOUT_MS = 10000;
@@ -224,6 +232,8 @@ export class Room extends Emitter {
   #seenModeChanges = new Set();
   // Whether the SFU PCs carry media (SFU mode, or being built during a migration to SFU).
   #sfuLive = true;
+  // The data channels on the current publisher PC (opts.data), created with its first offer.
+  #data = null;
 
   constructor(ws, opts) {
     super();
@@ -272,6 +282,8 @@ export class Room extends Emitter {
       });
     }
     this.#openSfuPcs();
+    // Not awaited: the answer arrives on the socket, whose messages are held until we return.
+    if (this.#opts.data && this.#sfuLive) this.#sfuPublish().catch((e) => this.emit('error', e));
     // P2P: a new member offers to everyone already here (they wait for our offer) — unless the
     // room is already moving to SFU (our join started it): the mode_change follows, and a
     // fallback to P2P rebuilds the mesh on both sides (greater sid offers).
@@ -286,6 +298,7 @@ export class Room extends Emitter {
   }
 
   #openSfuPcs() {
+    this.#data = null;
     this.#pub = this.#newPc('publisher', this.#pcConfig);
     this.#sub = this.#newPc('subscriber', this.#pcConfig);
     this.#sub.ontrack = (ev) => this.#onTrack(ev);
@@ -482,6 +495,45 @@ export class Room extends Emitter {
     return p;
   }
 
+  // ---- data channels ----------------------------------------------------------------------
+
+  /**
+   * Sends `data` (a string, ArrayBuffer or typed array; at most 64 KiB with the envelope) to the
+   * room, or to the identities in `destinations` (alias `to`). `reliable: false` uses `_lossy`:
+   * unordered, never retransmitted, dropped by the server for a receiver that is behind.
+   * Throws when the channels are not open (join with `{data: true}`, SFU mode).
+   */
+  send(data, { reliable = true, destinations, to } = {}) {
+    if (!this.#data?.open) throw new Error('data channels are not open (connect with {data: true}; they need the SFU path)');
+    this.#data.send(data, { reliable, to: destinations ?? to ?? [] });
+  }
+
+  /** Resolves once both data channels are open (rejects after `ms`). */
+  dataReady(ms = REPLY_TIMEOUT_MS) {
+    if (this.#data?.open) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(new Error(`data channels not open within ${ms} ms`));
+      }, ms);
+      const off = this.on('data_open', () => {
+        clearTimeout(timer);
+        off();
+        resolve();
+      });
+    });
+  }
+
+  /** The `_reliable`/`_lossy` RTCDataChannels (null before `data_open`), for flow control. */
+  get dataChannels() {
+    return this.#data?.channels ?? null;
+  }
+
+  #byIdentity(identity) {
+    for (const p of this.participants.values()) if (p.identity === identity) return p;
+    return null;
+  }
+
   // ---- subscribing ------------------------------------------------------------------------
 
   #onSubscriberOffer(sdp) {
@@ -664,6 +716,15 @@ export class Room extends Emitter {
   /** Sends every local publication over the SFU publisher (one offer for all). */
   async #sfuPublish() {
     let added = false;
+    if (this.#opts.data && !this.#data) {
+      this.#data = new DataLink(this.#pub, {
+        onMessage: (m) => this.emit('data', { ...m, participant: this.#byIdentity(m.from) }),
+        onState: () => {
+          if (this.#data?.open) this.emit('data_open', {});
+        },
+      });
+      added = true;
+    }
     for (const pubn of this.publications.values()) {
       if (pubn.transceiver) continue;
       pubn.transceiver = this.#addPubTransceiver(pubn.track, pubn.stream, pubn.layers, pubn.codec);

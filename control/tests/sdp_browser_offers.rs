@@ -259,32 +259,61 @@ fn passive_offer_makes_us_dtls_client() {
 }
 
 #[test]
-fn data_channel_and_unbundled_sections_get_port_zero() {
+fn data_channel_accepted_and_unbundled_sections_get_port_zero() {
+    let dc = format!("m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=fingerprint:{OUR_FP}\r\na=setup:actpass\r\na=mid:2\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n");
     let text = fixture("chromium_cam_mic.sdp").replace("BUNDLE 0 1", "BUNDLE 0 1 2")
-        + "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=mid:2\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n"
+        + &dc
         + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:3\r\na=rtpmap:96 VP8/90000\r\na=rtcp-mux\r\n";
     let offer = parse(&text).unwrap();
     let ans = answer(&offer, &local()).unwrap();
     assert_eq!(ans.accepted.len(), 2);
-    assert_eq!(ans.rejected.len(), 2);
+    assert_eq!(ans.rejected.len(), 1);
+    assert_eq!(ans.rejected[0].reason, RejectReason::NotBundled);
+    let data = ans.data.as_ref().expect("data section accepted");
     assert_eq!(
-        ans.rejected[0].reason,
-        RejectReason::DataChannelsUnsupported
+        (data.mid.as_str(), data.remote_max_message_size),
+        ("2", Some(262_144))
     );
-    assert_eq!(ans.rejected[1].reason, RejectReason::NotBundled);
-    let re = parse(&ans.sdp.to_string()).unwrap();
-    assert_eq!(
-        (re.media[2].port, re.media[2].mid.as_deref()),
-        (0, Some("2"))
+    let printed = ans.sdp.to_string();
+    assert!(
+        printed.contains("m=application 40000 UDP/DTLS/SCTP webrtc-datachannel\r\n"),
+        "{printed}"
     );
+    assert!(
+        printed.contains("a=sctp-port:5000\r\na=max-message-size:65536\r\n"),
+        "{printed}"
+    );
+    let re = parse(&printed).unwrap();
     assert_eq!(re.media[2].kind, MediaKind::Application);
+    assert_eq!(re.media[2].setup, Some(Setup::Passive));
+    assert!(!re.media[2].rtcp_mux, "no rtcp-mux in a data section");
     assert_eq!(re.media[3].port, 0);
-    assert_eq!(re.bundle_mids().unwrap(), ["0", "1"]);
+    assert_eq!(re.bundle_mids().unwrap(), ["0", "1", "2"]);
 
-    let only_dc = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:0\r\n";
+    // A data-only offer (a viewer's publisher connection) is answered with its transport.
+    let only_dc = format!(
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n{}",
+        dc.replace("mid:2", "mid:0")
+    );
+    let ans = answer(&parse(&only_dc).unwrap(), &local()).unwrap();
+    assert!(ans.accepted.is_empty());
+    assert_eq!(ans.data.as_ref().map(|d| d.mid.as_str()), Some("0"));
+    assert_eq!(ans.remote.ice_ufrag, "abcd");
+
+    // A second data section, a session without data channels, a foreign profile: port 0.
+    let two = only_dc.replace("BUNDLE 0", "BUNDLE 0 1") + &dc.replace("mid:2", "mid:1");
+    let ans = answer(&parse(&two).unwrap(), &local()).unwrap();
+    assert_eq!(ans.rejected[0].reason, RejectReason::SecondDataSection);
+    let mut off = local();
+    off.data_channels = false;
     assert!(matches!(
-        answer_err(only_dc),
-        NegotiationError::NothingAccepted(_)
+        answer(&parse(&only_dc).unwrap(), &off),
+        Err(NegotiationError::NothingAccepted(_))
+    ));
+    let sctp_only = only_dc.replace("UDP/DTLS/SCTP webrtc-datachannel", "DTLS/SCTP 5000");
+    assert!(matches!(
+        answer(&parse(&sctp_only).unwrap(), &local()),
+        Err(NegotiationError::NothingAccepted(_))
     ));
 }
 

@@ -4,6 +4,7 @@
 
 import { assertContinuity, fromFrameTimes, fromSamples, samplePage } from './lib/continuity.mjs';
 import { clusterScenarios } from './scenarios-cluster.mjs';
+import { dataScenarios } from './scenarios-data.mjs';
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
 import { interopScenarios } from './scenarios-interop.mjs';
 import { spawnSync } from 'node:child_process';
@@ -491,4 +492,5 @@ export const scenarios = {
   // Issue 15: several nodes on one Redis.
   ...clusterScenarios,
   ...tcpScenarios,
+  ...dataScenarios,
 };

@@ -12,7 +12,8 @@
 //!     "can_publish": true,
 //!     "can_subscribe": true,
 //!     "can_publish_sources": ["camera", "microphone", "screen"],
-//!     "can_update_metadata": false
+//!     "can_update_metadata": false,
+//!     "can_publish_data": true          // optional; absent: true unless the role is viewer
 //!   },
 //!   "name": "Alice",                  // optional display name
 //!   "metadata": "{\"team\":\"a\"}",   // optional opaque string
@@ -95,6 +96,10 @@ pub struct Grants {
     pub can_subscribe: bool,
     pub can_publish_sources: Vec<Source>,
     pub can_update_metadata: bool,
+    /// May send on the data channels (issue 17); absent: the role's default
+    /// ([`Grants::may_publish_data`]), so tokens minted before the grant existed keep working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can_publish_data: Option<bool>,
 }
 
 impl Role {
@@ -134,7 +139,14 @@ impl Grants {
             can_subscribe: true,
             can_publish_sources: sources,
             can_update_metadata: false,
+            can_publish_data: None,
         }
+    }
+
+    /// Whether `role` with these grants may send data-channel messages: the grant when the
+    /// token carries it, else true for host and controller, false for viewer (issue 17).
+    pub fn may_publish_data(&self, role: Role) -> bool {
+        self.can_publish_data.unwrap_or(role != Role::Viewer)
     }
 
     /// Grants allow publishing `source` (the role check is separate).

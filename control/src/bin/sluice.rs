@@ -460,16 +460,18 @@ fn token(toml_text: Option<String>, mut args: Vec<String>) -> ExitCode {
                 can_subscribe: false,
                 can_publish_sources: Vec::new(),
                 can_update_metadata: false,
+                can_publish_data: Some(false),
             };
             for item in list.split(',').filter(|s| !s.is_empty()) {
                 match item {
                     "publish" => g.can_publish = true,
                     "subscribe" => g.can_subscribe = true,
                     "metadata" => g.can_update_metadata = true,
+                    "data" => g.can_publish_data = Some(true),
                     "camera" => g.can_publish_sources.push(Source::Camera),
                     "microphone" => g.can_publish_sources.push(Source::Microphone),
                     "screen" => g.can_publish_sources.push(Source::Screen),
-                    other => return Err(format!("--grants: unknown grant {other:?} (publish, subscribe, metadata, camera, microphone, screen)")),
+                    other => return Err(format!("--grants: unknown grant {other:?} (publish, subscribe, metadata, data, camera, microphone, screen)")),
                 }
             }
         }

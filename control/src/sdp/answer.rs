@@ -3,8 +3,8 @@
 //! Sluice is ICE-lite (RFC 8445 §2.5), BUNDLE-only (RFC 8843 §7.3),
 //! rtcp-mux-only (RFC 5761 §5.1.3) and DTLS-SRTP (RFC 5763 §5, RFC 8842 §5):
 //! an offer missing any of these is refused with a [`NegotiationError`]
-//! rather than answered half-working. Sections Sluice cannot serve (data
-//! channels for now, unknown media, non-SRTP profiles, sections outside the
+//! rather than answered half-working. Sections Sluice cannot serve (a second
+//! data section, unknown media, non-SRTP profiles, sections outside the
 //! BUNDLE group) are answered with port 0 and listed in [`Answer::rejected`].
 //!
 //! The answer keeps the offerer's payload types and extmap ids, orders codecs
@@ -22,8 +22,8 @@ use super::model::{
     SessionDescription, Setup,
 };
 use super::negotiated::{
-    section_msid, ssrc_pairs, AcceptedMedia, Answer, DtlsRole, ExtIds, NegotiatedCodec,
-    RejectReason, RejectedMedia, RemoteTransport,
+    section_msid, ssrc_pairs, AcceptedData, AcceptedMedia, Answer, DtlsRole, ExtIds,
+    NegotiatedCodec, RejectReason, RejectedMedia, RemoteTransport,
 };
 use super::simulcast::{Rid, RidDirection, Simulcast};
 
@@ -82,10 +82,15 @@ pub fn answer(offer: &SessionDescription, local: &LocalParams) -> Result<Answer,
     if offer.ice_lite {
         return Err(NegotiationError::BothIceLite);
     }
+    let mut data_taken = false;
     let reasons: Vec<Option<RejectReason>> = offer
         .media
         .iter()
-        .map(|m| reject_reason(offer, m))
+        .map(|m| {
+            let r = reject_reason(offer, m, local, data_taken);
+            data_taken |= r.is_none() && m.kind == MediaKind::Application;
+            r
+        })
         .collect();
     let live = offer
         .media
@@ -102,6 +107,7 @@ pub fn answer(offer: &SessionDescription, local: &LocalParams) -> Result<Answer,
     let mut accepted = Vec::new();
     let mut rejected = Vec::new();
     let mut remote = None;
+    let mut data = None;
     for (index, (m, reason)) in offer.media.iter().zip(reasons).enumerate() {
         if let Some(reason) = reason {
             sdp.media.push(rejected_section(m));
@@ -115,6 +121,14 @@ pub fn answer(offer: &SessionDescription, local: &LocalParams) -> Result<Answer,
         }
         let mid = m.mid.clone().ok_or(NegotiationError::NoMid { index })?;
         let transport = remote_transport(offer, m, &mid)?;
+        if m.kind == MediaKind::Application {
+            let (section, accepted_data) =
+                super::data::answer_section(m, local, &mid, transport.dtls_role);
+            remote.get_or_insert(transport);
+            sdp.media.push(section);
+            data = Some(accepted_data);
+            continue;
+        }
         let (section, media) = answer_section(offer, m, local, &mid, transport.dtls_role)?;
         remote.get_or_insert(transport);
         sdp.media.push(section);
@@ -131,12 +145,19 @@ pub fn answer(offer: &SessionDescription, local: &LocalParams) -> Result<Answer,
     let order = offer.bundle_mids().unwrap_or_default();
     let mut mids: Vec<String> = order
         .iter()
-        .filter(|mid| accepted.iter().any(|a| &a.mid == *mid))
+        .filter(|mid| {
+            accepted.iter().any(|a| &a.mid == *mid)
+                || data.as_ref().is_some_and(|d: &AcceptedData| &d.mid == *mid)
+        })
         .cloned()
         .collect();
-    for a in &accepted {
-        if !mids.contains(&a.mid) {
-            mids.push(a.mid.clone());
+    for mid in accepted
+        .iter()
+        .map(|a| &a.mid)
+        .chain(data.as_ref().map(|d| &d.mid))
+    {
+        if !mids.contains(mid) {
+            mids.push(mid.clone());
         }
     }
     sdp.groups.push(Group {
@@ -148,21 +169,34 @@ pub fn answer(offer: &SessionDescription, local: &LocalParams) -> Result<Answer,
         accepted,
         rejected,
         remote,
+        data,
     })
 }
 
-fn reject_reason(offer: &SessionDescription, m: &MediaSection) -> Option<RejectReason> {
+fn reject_reason(
+    offer: &SessionDescription,
+    m: &MediaSection,
+    local: &LocalParams,
+    data_taken: bool,
+) -> Option<RejectReason> {
     if m.port == 0 && !m.bundle_only {
         return Some(RejectReason::RejectedByOfferer);
     }
     match &m.kind {
         MediaKind::Audio | MediaKind::Video => {}
-        MediaKind::Application => return Some(RejectReason::DataChannelsUnsupported),
+        MediaKind::Application => {
+            return super::data::reject_reason(m, local, data_taken)
+                .or_else(|| not_bundled(offer, m))
+        }
         MediaKind::Other(k) => return Some(RejectReason::UnsupportedKind(k.clone())),
     }
     if !m.is_rtp() || !(m.proto.ends_with("RTP/SAVPF") || m.proto.ends_with("RTP/SAVP")) {
         return Some(RejectReason::UnsupportedProto(m.proto.clone()));
     }
+    not_bundled(offer, m)
+}
+
+fn not_bundled(offer: &SessionDescription, m: &MediaSection) -> Option<RejectReason> {
     if let (Some(group), Some(mid)) = (offer.bundle_mids(), &m.mid) {
         if !group.contains(mid) {
             return Some(RejectReason::NotBundled);
@@ -177,7 +211,8 @@ pub(super) fn remote_transport(
     m: &MediaSection,
     mid: &str,
 ) -> Result<RemoteTransport, NegotiationError> {
-    if !m.rtcp_mux {
+    // RTCP multiplexing is an RTP matter; a data section has none (RFC 8841).
+    if !m.rtcp_mux && m.kind != MediaKind::Application {
         return Err(NegotiationError::NoRtcpMux { mid: mid.into() });
     }
     let fingerprints = if m.fingerprints.is_empty() {

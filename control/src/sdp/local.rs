@@ -25,6 +25,9 @@ pub struct LocalParams {
     pub extensions: Vec<HeaderExtension>,
     pub session_id: u64,
     pub session_version: u64,
+    /// Whether a data section (`m=application`) may be accepted; `false` for an existing
+    /// session created without data channels (they cannot be added to it later).
+    pub data_channels: bool,
 }
 
 /// One codec we can forward, with the fmtp we ask for.
@@ -77,6 +80,7 @@ impl LocalParams {
             extensions: HeaderExtension::ALL.to_vec(),
             session_id,
             session_version: 1,
+            data_channels: true,
         }
     }
 }

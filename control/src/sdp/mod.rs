@@ -8,11 +8,13 @@
 //! - [`answer`]: a client offer → [`Answer`] (SDP plus what the dataplane needs).
 //! - [`offer_for_subscriber`] / [`accept_answer`]: the server-made direction.
 //!
-//! Data channels (`m=application`) are answered with port 0 for now.
+//! Data channels (`m=application`, [`data`]): one SCTP section per session, answered with
+//! `a=sctp-port` and `a=max-message-size` (issue 17).
 //! This is a control-path module: it allocates freely.
 
 mod answer;
 mod candidate;
+mod data;
 mod error;
 mod local;
 mod model;
@@ -24,6 +26,7 @@ mod write;
 
 pub use answer::{answer, codec_names};
 pub use candidate::{announce_ip, Candidate, CandidateType};
+pub use data::{MAX_MESSAGE_SIZE, SCTP_PORT};
 pub use error::{NegotiationError, ParseError, ParseErrorKind};
 pub use local::{codec_carries, HeaderExtension, LocalCodec, LocalParams, SUPPORTED_RTCP_FB};
 pub use model::{
@@ -31,8 +34,8 @@ pub use model::{
     MediaSection, Msid, Origin, SessionDescription, Setup, SsrcAttr, SsrcGroup,
 };
 pub use negotiated::{
-    AcceptedMedia, Answer, DtlsRole, ExtIds, NegotiatedCodec, RejectReason, RejectedMedia,
-    RemoteTransport, SsrcPair,
+    AcceptedData, AcceptedMedia, Answer, DtlsRole, ExtIds, NegotiatedCodec, RejectReason,
+    RejectedMedia, RemoteTransport, SsrcPair,
 };
 pub use parse::{parse, MAX_SDP_LEN};
 pub use simulcast::{Rid, RidDirection, Simulcast, SimulcastRid};

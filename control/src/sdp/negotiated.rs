@@ -14,6 +14,16 @@ pub struct Answer {
     /// Sections answered with port 0, and why.
     pub rejected: Vec<RejectedMedia>,
     pub remote: RemoteTransport,
+    /// The data-channel section, when one was accepted.
+    pub data: Option<AcceptedData>,
+}
+
+/// The accepted `m=application` data section (SCTP over the bundle's DTLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedData {
+    pub mid: String,
+    /// The peer's `a=max-message-size` for the dataplane (`None`: absent, 64 KiB; 0: any).
+    pub remote_max_message_size: Option<u32>,
 }
 
 /// One m= section both sides agreed on.
@@ -83,8 +93,10 @@ pub struct RejectedMedia {
 pub enum RejectReason {
     /// The offer already had port 0 without `a=bundle-only`.
     RejectedByOfferer,
-    /// Data channels are not served yet.
+    /// Data channels are off for this session (an existing session created without them).
     DataChannelsUnsupported,
+    /// A data section after the one already accepted (one SCTP association per session).
+    SecondDataSection,
     UnsupportedKind(String),
     UnsupportedProto(String),
     /// Outside the offer's BUNDLE group.

@@ -7,7 +7,9 @@
 
 use std::fmt::{self, Write};
 
-use super::model::{Attribute, Extmap, Formats, MediaSection, SessionDescription};
+use super::model::{
+    Attribute, Direction, Extmap, Formats, MediaKind, MediaSection, SessionDescription,
+};
 
 impl fmt::Display for SessionDescription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -125,7 +127,10 @@ fn media(f: &mut fmt::Formatter<'_>, m: &MediaSection) -> fmt::Result {
     for e in &m.extmaps {
         extmap(f, e)?;
     }
-    line(f, format_args!("a={}", m.direction))?;
+    // RFC 8841 gives data sections no direction; sendrecv is what an absent one means.
+    if m.kind != MediaKind::Application || m.direction != Direction::SendRecv {
+        line(f, format_args!("a={}", m.direction))?;
+    }
     for msid in &m.msids {
         match &msid.track_id {
             Some(t) => line(f, format_args!("a=msid:{} {t}", msid.stream_id))?,

@@ -15,6 +15,7 @@ mod bounds;
 mod cluster;
 mod congestion;
 mod connectivity;
+mod data_metrics;
 mod dev;
 mod error;
 mod events;

@@ -190,6 +190,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             }
         }
         super::congestion::write_metrics(&mut out, &stats);
+        super::data_metrics::write_metrics(&mut out, &stats);
         let _ = writeln!(out, "# HELP sluice_worker_sessions Sessions per shard (label worker).\n# TYPE sluice_worker_sessions gauge");
         for (w, c) in &stats {
             let _ = writeln!(
@@ -284,6 +285,7 @@ fn not_a_drop(key: &str) -> bool {
         .any(|p| key.starts_with(p))
         || SEND_EVENTS.contains(&key)
         || super::congestion::is_congestion_counter(key)
+        || super::data_metrics::is_data_counter(key)
 }
 
 /// The workers' SFU-added latency (`lat_{class}_lt_{bound}us` …, docs/control-socket.md) as

@@ -3,6 +3,7 @@
 //! output stream into the endpoint's [`EngineEvent`]s, and after a failure
 //! sends the fatal alert dimpl queued, else one of ours in DTLS 1.2 epoch 0.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +28,11 @@ pub(super) struct DimplEngine {
     farewell_dimpl: bool,
     /// After a failure dimpl sent no alert for: the fatal alert we send ourselves.
     farewell_alert: Option<u8>,
+    /// Datagrams dimpl produced while [`drain_after_input`](Self::drain_after_input) emptied
+    /// its receive queue, sent first by the next `poll_transmit` (at most [`MAX_PENDING_TX`]).
+    pending_tx: VecDeque<Vec<u8>>,
+    /// Where `drain_after_input` lets dimpl write (grown to what it asks for, bounded).
+    scratch: Vec<u8>,
 }
 
 impl DimplEngine {
@@ -70,7 +76,48 @@ impl DimplEngine {
             keyed: false,
             farewell_dimpl: false,
             farewell_alert: None,
+            pending_tx: VecDeque::new(),
+            scratch: Vec::new(),
         })
+    }
+
+    /// After an input of a connected engine: takes what dimpl has to say at once, as its API
+    /// asks ("poll until Timeout after each mutation"). Application records wait in dimpl's
+    /// receive queue until polled, and that queue holds 30 records: a peer whose SCTP sends a
+    /// burst (Firefox does) between two `poll_transmit`s of the shard would otherwise make it
+    /// fail with `ReceiveQueueFull`. Datagrams dimpl writes on the way (ACKs, post-handshake
+    /// messages) wait in `pending_tx`. The handshake keeps its old path: nothing to drain there.
+    pub(super) fn drain_after_input(&mut self) -> Vec<EngineEvent> {
+        let mut events = Vec::new();
+        if !self.done {
+            return events;
+        }
+        let mut buf = std::mem::take(&mut self.scratch);
+        if buf.len() < MIN_SCRATCH {
+            buf.resize(MIN_SCRATCH, 0);
+        }
+        for _ in 0..MAX_OUTPUTS_PER_POLL {
+            match self.poll_transmit(&mut buf, &mut events) {
+                Ok(Some(n)) => {
+                    if self.pending_tx.len() < MAX_PENDING_TX {
+                        self.pending_tx.push_back(buf[..n].to_vec());
+                    }
+                }
+                Ok(None) => break,
+                Err(needed) if needed <= MAX_SCRATCH => buf.resize(needed, 0),
+                Err(_) => break,
+            }
+        }
+        self.scratch = buf;
+        events
+    }
+
+    /// A datagram [`drain_after_input`](Self::drain_after_input) kept, copied into `out`.
+    pub(super) fn poll_pending(&mut self, out: &mut [u8]) -> Option<usize> {
+        let p = self.pending_tx.pop_front()?;
+        let dst = out.get_mut(..p.len())?;
+        dst.copy_from_slice(&p);
+        Some(p.len())
     }
 
     pub(super) fn version(&self) -> Option<DtlsVersion> {
@@ -258,3 +305,9 @@ const ALERT_BAD_CERTIFICATE: u8 = 42;
 /// Upper bound on dimpl outputs handled in one `poll_transmit` call; a
 /// handshake cycle yields a handful of events before its packet or timeout.
 const MAX_OUTPUTS_PER_POLL: usize = 64;
+/// Datagrams `drain_after_input` keeps for the next `poll_transmit`s; more are dropped (dimpl
+/// retransmits what matters, SCTP the rest).
+const MAX_PENDING_TX: usize = 16;
+/// `drain_after_input`'s buffer: an MTU's record to start, at most a record's 16 KiB plus overhead.
+const MIN_SCRATCH: usize = 2048;
+const MAX_SCRATCH: usize = 18 * 1024;

@@ -196,8 +196,17 @@ impl DtlsEndpoint {
                 self.start_engine(now, route, &cert, &settings)?;
             }
             Engine::Dimpl(d) => {
-                if let Err(f) = d.handle_datagram(now, datagram) {
+                let r = d.handle_datagram(now, datagram);
+                let events = if r.is_ok() {
+                    d.drain_after_input()
+                } else {
+                    Vec::new()
+                };
+                if let Err(f) = r {
                     self.fail(f);
+                }
+                for e in events {
+                    self.on_engine_event(e);
                 }
             }
             Engine::Ours(s) => {
@@ -291,6 +300,9 @@ impl DtlsEndpoint {
         };
         if self.state == DtlsState::Failed {
             return d.poll_farewell(out);
+        }
+        if let Some(n) = d.poll_pending(out) {
+            return Some(n);
         }
         let mut evs = std::mem::take(&mut self.scratch);
         let r = match d.advance(now) {

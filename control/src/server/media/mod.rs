@@ -10,6 +10,7 @@
 //! calls that outlived a control restart and cleans up after leaves; [`translate`] is where SDP
 //! and auth types meet the control-socket vocabulary.
 
+mod data;
 mod layers;
 mod oneshot;
 mod publish;

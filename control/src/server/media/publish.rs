@@ -147,7 +147,13 @@ impl RoomCtx {
         // A new session's candidates are known once the dataplane created it: the plan works
         // on an answer without them; the apply writes the final one.
         let known: &[Candidate] = existing.as_ref().map_or(&[], |pc| &pc.candidates);
-        let mut answer = sdp::answer(&offer, &self.local_params(&ufrag, &pwd, known)?)?;
+        let mut local = self.local_params(&ufrag, &pwd, known)?;
+        local.data_channels = self.data_allowed(existing.as_ref(), identity);
+        let mut answer = sdp::answer(&offer, &local)?;
+        let data = answer
+            .data
+            .as_ref()
+            .map(|d| self.data_spec(&rooms, identity, d));
 
         let session = match &existing {
             Some(pc) => SessionPlan::Existing {
@@ -173,7 +179,7 @@ impl RoomCtx {
                 dtls_role: answer.remote.dtls_role.into(),
                 shard_hint: None,
                 mode: TransportMode::Webrtc {},
-                data: None,
+                data,
                 quality: self.participant_tier(identity),
             }),
         };
@@ -497,7 +503,16 @@ impl RoomCtx {
             sends,
             pending,
         } = plan;
-        let mut answer = sdp::answer(&offer, &self.local_params(&ufrag, &pwd, &candidates)?)?;
+        let mut local = self.local_params(&ufrag, &pwd, &candidates)?;
+        local.data_channels = match &session_plan {
+            SessionPlan::New(spec) => spec.data.is_some(),
+            SessionPlan::Existing { session, .. } => self
+                .media
+                .sessions
+                .get(session)
+                .is_some_and(|s| s.data.is_some()),
+        };
+        let mut answer = sdp::answer(&offer, &local)?;
         for s in &sends {
             answer.send_track_codec(s.index, &s.codec);
             add_send_ssrcs(&mut answer, s);

@@ -1,0 +1,123 @@
+// Data channels of the browser client (issue 17, docs/protocol.md "Data channels"): two SCTP
+// channels on the SFU publisher PeerConnection, `_reliable` (ordered, retransmitted) and
+// `_lossy` (unordered, no retransmissions). The dataplane relays what we send on one of them to
+// the room's other participants on their channel of the same label, stamped with our identity
+// by the server.
+//
+// Each message carries a small envelope (the dataplane reads nothing else):
+//   we send      [1][n] + n × ([len] + destination identity) + payload   (n = 0: whole room)
+//   we receive   [1][len] + sender identity + payload
+// A string payload goes out as a text message and arrives as one: identities are ASCII and
+// shorter than 128 bytes, so every envelope byte is a one-byte character. Bytes go out binary.
+
+export const RELIABLE = '_reliable';
+export const LOSSY = '_lossy';
+/** Destinations one message may name (the dataplane refuses more). */
+export const MAX_DESTINATIONS = 64;
+/** Longest identity that has data channels (one ASCII length byte). */
+export const MAX_IDENTITY = 127;
+/** The largest message the server accepts (its SDP a=max-message-size), envelope included. */
+export const MAX_MESSAGE = 65536;
+
+const ENVELOPE_V1 = 1;
+const IDENTITY = /^[A-Za-z0-9_.@-]{1,127}$/;
+const enc = new TextEncoder();
+
+/** The envelope for `payload` (string or bytes) to `to` (identities; empty: the whole room). */
+export function encodeEnvelope(payload, to = []) {
+  if (!Array.isArray(to)) throw new TypeError('destinations must be an array of identities');
+  if (to.length > MAX_DESTINATIONS) throw new RangeError(`at most ${MAX_DESTINATIONS} destinations`);
+  for (const id of to) {
+    if (typeof id !== 'string' || !IDENTITY.test(id)) throw new TypeError(`destination ${JSON.stringify(id)} is not an identity`);
+  }
+  if (typeof payload === 'string') {
+    const head = String.fromCharCode(ENVELOPE_V1, to.length) + to.map((id) => String.fromCharCode(id.length) + id).join('');
+    const msg = head + payload;
+    if (head.length + enc.encode(payload).length > MAX_MESSAGE) throw new RangeError(`message over ${MAX_MESSAGE} bytes`);
+    return msg;
+  }
+  const body = payload instanceof ArrayBuffer ? new Uint8Array(payload) : ArrayBuffer.isView(payload)
+    ? new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength)
+    : null;
+  if (!body) throw new TypeError('data must be a string, an ArrayBuffer or a typed array');
+  const headLen = 2 + to.reduce((n, id) => n + 1 + id.length, 0);
+  if (headLen + body.length > MAX_MESSAGE) throw new RangeError(`message over ${MAX_MESSAGE} bytes`);
+  const out = new Uint8Array(headLen + body.length);
+  out[0] = ENVELOPE_V1;
+  out[1] = to.length;
+  let i = 2;
+  for (const id of to) {
+    out[i++] = id.length;
+    out.set(enc.encode(id), i);
+    i += id.length;
+  }
+  out.set(body, i);
+  return out;
+}
+
+/** `{from, data}` of a received message (`data`: string or Uint8Array), or null when malformed. */
+export function decodeEnvelope(raw) {
+  if (typeof raw === 'string') {
+    if (raw.length < 2 || raw.charCodeAt(0) !== ENVELOPE_V1) return null;
+    const len = raw.charCodeAt(1);
+    if (len === 0 || raw.length < 2 + len) return null;
+    return { from: raw.slice(2, 2 + len), data: raw.slice(2 + len) };
+  }
+  const bytes = new Uint8Array(raw);
+  if (bytes.length < 2 || bytes[0] !== ENVELOPE_V1) return null;
+  const len = bytes[1];
+  if (len === 0 || bytes.length < 2 + len) return null;
+  let from = '';
+  for (let i = 2; i < 2 + len; i++) from += String.fromCharCode(bytes[i]);
+  return { from, data: bytes.subarray(2 + len) };
+}
+
+/** The two channels on one publisher PC. */
+export class DataLink {
+  #channels;
+  #onMessage;
+
+  /**
+   * Creates both channels on `pc` (before its offer, so the offer carries the data section).
+   * `onMessage({from, data, reliable})` for every well-formed message; `onState()` when a
+   * channel opens or closes.
+   */
+  constructor(pc, { onMessage, onState }) {
+    this.#onMessage = onMessage;
+    this.#channels = {
+      reliable: pc.createDataChannel(RELIABLE, { ordered: true }),
+      lossy: pc.createDataChannel(LOSSY, { ordered: false, maxRetransmits: 0 }),
+    };
+    for (const [kind, ch] of Object.entries(this.#channels)) {
+      ch.binaryType = 'arraybuffer';
+      ch.onmessage = (ev) => this.#receive(ev.data, kind === 'reliable');
+      ch.onopen = () => onState?.();
+      ch.onclose = () => onState?.();
+    }
+  }
+
+  /** Whether both channels are open. */
+  get open() {
+    return Object.values(this.#channels).every((c) => c.readyState === 'open');
+  }
+
+  /** The channels, for tests and flow control (`bufferedAmount`). */
+  get channels() {
+    return { ...this.#channels };
+  }
+
+  send(data, { reliable = true, to = [] } = {}) {
+    const ch = reliable ? this.#channels.reliable : this.#channels.lossy;
+    if (ch.readyState !== 'open') throw new Error(`data channel ${ch.label} is ${ch.readyState}`);
+    ch.send(encodeEnvelope(data, to));
+  }
+
+  close() {
+    for (const ch of Object.values(this.#channels)) ch.close();
+  }
+
+  #receive(raw, reliable) {
+    const m = decodeEnvelope(raw);
+    if (m) this.#onMessage({ ...m, reliable });
+  }
+}
