@@ -375,3 +375,59 @@ fn data_relay_rate_limit_and_destinations() {
     assert!(limited >= 300, "rate_limited counted {limited}");
     rig.stop();
 }
+
+/// `Command::SendData` (the admin API's `POST /api/rooms/{room}/data`): the server's message
+/// reaches every data session of the room on both workers, stamped with the server's id, or
+/// only the named participant; other rooms get nothing; a payload over the limit is refused
+/// naming `payload`.
+#[test]
+fn data_relay_server_message_to_room_and_destination() {
+    use sluice_proto::{Command, SendData};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rig = Rig::start(IoChoice::Socket, &dir);
+    let mut a = connect(&mut rig, 0, spec("room", "alice", None));
+    let mut b = connect(&mut rig, 1, spec("room", "bob", None));
+    let mut other = connect(&mut rig, 1, spec("elsewhere", "eve", None));
+    let send = |rig: &mut Rig, to: &[&str], reliable: bool, payload: Vec<u8>| {
+        rig.ctl.request(Command::SendData(SendData {
+            room: "room".into(),
+            from: "$server".into(),
+            to: to.iter().map(|s| s.to_string()).collect(),
+            reliable,
+            binary: true,
+            payload,
+        }))
+    };
+    send(&mut rig, &[], true, b"to all".to_vec()).expect("room-wide");
+    send(&mut rig, &["bob"], false, b"to bob".to_vec()).expect("to bob");
+    let over = send(&mut rig, &[], true, vec![0; 65_536]).expect_err("too big");
+    println!("over the limit: {over}");
+    assert!(over.to_string().contains("payload"), "{over}");
+    let mut got = |p: &mut DataPeer, n: usize| {
+        let mut v = Vec::new();
+        while v.len() < n {
+            let Some(m) = p.peer.recv_data(CONNECT_TIMEOUT).expect("recv") else {
+                break;
+            };
+            v.push((m.channel == p.reliable, m.data));
+        }
+        v
+    };
+    let at_a = got(&mut a, 1);
+    let at_b = got(&mut b, 2);
+    println!("alice got {at_a:?}, bob got {at_b:?}");
+    assert_eq!(at_a, vec![(true, b"\x01\x07$serverto all".to_vec())]);
+    assert!(at_b.contains(&(true, b"\x01\x07$serverto all".to_vec())));
+    assert!(at_b.contains(&(false, b"\x01\x07$serverto bob".to_vec())));
+    assert!(a
+        .peer
+        .recv_data(Duration::from_millis(200))
+        .expect("recv")
+        .is_none());
+    assert!(other
+        .peer
+        .recv_data(Duration::from_millis(200))
+        .expect("recv")
+        .is_none());
+    rig.stop();
+}

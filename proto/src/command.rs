@@ -85,6 +85,31 @@ pub enum Command {
     Shutdown {},
     /// One session's estimate, allocations and forwarder drops → `ReplyOk::SessionStats`.
     SessionStats { session: SessionId },
+    /// A server message into a room's data-channel relay (`POST /api/rooms/{room}/data`,
+    /// issue 17) → `Done` once a worker has it; delivery is counted like a relayed message's.
+    SendData(SendData),
+}
+
+/// `Command::SendData`: `payload` goes to the data sessions of `room` (only those whose
+/// participant is in `to`, when it names any) on their `_reliable` or `_lossy` channel, stamped
+/// `from` (the control daemon's server sender, which no participant id can equal).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendData {
+    /// The relay group (`DataSpec::room`), 1–128 bytes.
+    pub room: String,
+    /// The sender id stamped on the message, 1–128 bytes.
+    pub from: String,
+    /// Destination participant ids (at most 64, 1–128 bytes each); empty: the whole room.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// `_reliable` (true) or `_lossy`.
+    pub reliable: bool,
+    /// Binary (PPID 53/57) or text (51/56) message.
+    #[serde(default)]
+    pub binary: bool,
+    /// The payload; with the envelope at most 65,536 bytes (the relay's message limit).
+    pub payload: Vec<u8>,
 }
 
 impl Command {
@@ -108,6 +133,7 @@ impl Command {
         "stats",
         "shutdown",
         "session_stats",
+        "send_data",
     ];
 }
 

@@ -28,7 +28,7 @@ mod vocab;
 pub use client::{ControlClient, ControlError};
 pub use command::{
     AddTrack, Command, CreateSession, DataSpec, IceParams, Layer, PriorityTarget, Quality, ReplyOk,
-    SessionInfo, SessionState, Subscribe, SubscriptionInfo, TrackInfo, TransportMode,
+    SendData, SessionInfo, SessionState, Subscribe, SubscriptionInfo, TrackInfo, TransportMode,
 };
 pub use congestion::{PublishedTrackStats, SessionStatsReport, StreamState, SubscriptionStats};
 pub use conn::{ControlConn, HELLO_DEADLINE, MAX_OUTPUT_BUFFERED};
@@ -36,7 +36,7 @@ pub use frame::{decode_message, encode_frame, FrameDecoder, ProtoError};
 pub use ids::{SessionId, SubscriptionId, TrackId};
 pub use message::{ErrorBody, ErrorCode, Event, Hello, Message, Reply, ReplyResult, Request, Role};
 pub use notification::{pacer_delay_key, CloseReason, Counters, Notification, ShardStats};
-pub use validate::{Invalid, MAX_LAYERS, MAX_LAYER_INDEX};
+pub use validate::{Invalid, MAX_DATA_DESTINATIONS, MAX_DATA_MESSAGE, MAX_LAYERS, MAX_LAYER_INDEX};
 pub use vocab::{
     codec_family, Candidate, CandidateProtocol, Codec, DtlsRole, ExtIds, MediaKind, Source,
 };

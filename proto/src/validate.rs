@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 
-use crate::command::{AddTrack, Command, CreateSession, Subscribe, TransportMode};
+use crate::command::{AddTrack, Command, CreateSession, SendData, Subscribe, TransportMode};
 use crate::message::{ErrorBody, ErrorCode};
 use crate::vocab::{ExtIds, MediaKind};
 
@@ -107,8 +107,50 @@ impl Command {
             | Self::Stats {}
             | Self::Shutdown {}
             | Self::SessionStats { .. } => Ok(()),
+            Self::SendData(d) => send_data(d),
         }
     }
+}
+
+/// The data relay's message limit (`a=max-message-size`), envelope included.
+pub const MAX_DATA_MESSAGE: usize = 65_536;
+/// Destinations one data message may name.
+pub const MAX_DATA_DESTINATIONS: usize = 64;
+
+fn data_id(field: &str, v: &str) -> Result<(), Invalid> {
+    if v.is_empty() || v.len() > 128 || v.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            field,
+            "must be 1-128 bytes, no control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn send_data(d: &SendData) -> Result<(), Invalid> {
+    data_id("room", &d.room)?;
+    data_id("from", &d.from)?;
+    if d.to.len() > MAX_DATA_DESTINATIONS {
+        return Err(Invalid::new(
+            "to",
+            format!("at most {MAX_DATA_DESTINATIONS} destinations"),
+        ));
+    }
+    for (i, t) in d.to.iter().enumerate() {
+        data_id(&format!("to[{i}]"), t)?;
+    }
+    let envelope = 2 + d.from.len();
+    if envelope + d.payload.len() > MAX_DATA_MESSAGE {
+        return Err(Invalid::new(
+            "payload",
+            format!(
+                "{} bytes; at most {} with this sender id",
+                d.payload.len(),
+                MAX_DATA_MESSAGE - envelope
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn create_session(c: &CreateSession) -> Result<(), Invalid> {

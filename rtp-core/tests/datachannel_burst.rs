@@ -41,7 +41,10 @@ fn a_burst_of_records_arriving_together_is_delivered_and_the_session_survives() 
     for _ in 0..400 {
         while sent < MESSAGES {
             let now = p.now;
-            if p.client.send_data(now, c, true, &[sent as u8; SIZE]).is_err() {
+            if p.client
+                .send_data(now, c, true, &[sent as u8; SIZE])
+                .is_err()
+            {
                 break;
             }
             sent += 1;
@@ -68,9 +71,16 @@ fn a_burst_of_records_arriving_together_is_delivered_and_the_session_survives() 
         p.server_got.len()
     );
     assert!(failed.is_empty(), "server session failed: {failed:?}");
-    assert!(biggest > 30, "the bursts must exceed dimpl's 30-record queue (were {biggest})");
+    assert!(
+        biggest > 30,
+        "the bursts must exceed dimpl's 30-record queue (were {biggest})"
+    );
     assert_eq!(p.server_got.len(), MESSAGES, "every message arrives");
     for (i, g) in p.server_got.iter().enumerate() {
-        assert_eq!(g.data, vec![i as u8; SIZE], "message {i} intact and in order");
+        assert_eq!(
+            g.data,
+            vec![i as u8; SIZE],
+            "message {i} intact and in order"
+        );
     }
 }

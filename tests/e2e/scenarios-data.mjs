@@ -187,6 +187,23 @@ export const dataScenarios = {
     check(atCarol.reliable.length === 0, `carol got ${atCarol.reliable.length} messages addressed to bob`);
     check(atAlice.reliable.length === 0, `a viewer's messages reached alice (${atAlice.reliable.length})`);
     check(refused >= 10, `a viewer's 10 messages: ${refused} counted not_permitted`);
+
+    // The admin API's server message: every page gets it from `$server`; a bad body names the field.
+    const sent = await ctx.server.api('POST', '/api/rooms/d1/data', { text: 'hello from the server' });
+    const bad = await ctx.server.api('POST', '/api/rooms/d1/data', { text: 'x', destinations: ['<b>'] });
+    const fromServer = async (page) => {
+      for (const end = Date.now() + 5_000; Date.now() < end; await sleep(100)) {
+        const n = await page.evaluate(() => window.dc.senders.$server ?? 0);
+        if (n) return n;
+      }
+      return 0;
+    };
+    const server = { alice: await fromServer(alice), bob: await fromServer(bob), carol: await fromServer(carol) };
+    console.log(`data server message: POST -> ${sent.status}, received by ${JSON.stringify(server)}; bad destination -> ${bad.status} ${JSON.stringify(bad.body)}`);
+    ctx.details.serverMessage = { status: sent.status, server, bad: bad.status };
+    check(sent.status === 200, `POST /api/rooms/d1/data: ${sent.status} ${JSON.stringify(sent.body)}`);
+    check(server.alice === 1 && server.bob === 1 && server.carol === 1, `server message received ${JSON.stringify(server)}`);
+    check(bad.status === 400 && bad.body?.error?.field === 'destinations[0]', `bad destination: ${bad.status} ${JSON.stringify(bad.body)}`);
   },
 
   /** Chromium ↔ aiortc (a data-only WHIP session): 1,000 numbered messages each way. */

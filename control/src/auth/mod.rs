@@ -10,6 +10,7 @@ mod base64url;
 mod claims;
 mod token;
 
+pub(crate) use base64url::decode as base64url_decode;
 pub use claims::{AdminClaims, Claims, Grants, Role, Source};
 pub use token::{
     bearer, mint, mint_admin, unix_seconds, verify, verify_admin, AuthError, Keyring, CLOCK_SKEW_S,

@@ -15,6 +15,7 @@ mod bounds;
 mod cluster;
 mod congestion;
 mod connectivity;
+mod data_api;
 mod data_metrics;
 mod dev;
 mod error;
@@ -323,6 +324,8 @@ fn router(app: Arc<App>) -> axum::Router {
     };
     let mut router = admin(api::routes(), app.limits.api_body_max_bytes)
         .merge(admin(whip::sidecar_routes(), app.limits.sdp_body_max_bytes))
+        // A 64 KiB data message in base64 or escaped JSON is larger than an API body.
+        .merge(admin(data_api::routes(), app.limits.sdp_body_max_bytes))
         .merge(whip::routes().layer(DefaultBodyLimit::max(app.limits.sdp_body_max_bytes)))
         .merge(signal::routes())
         .merge(dev::routes())

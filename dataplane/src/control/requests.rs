@@ -37,6 +37,15 @@ impl ControlThread {
             Command::ListSubscriptions { after } => Ok(Some(self.list_subs(after))),
             Command::CreateSession(spec) => self.create_session(id, spec),
             Command::CloseSession { session } => self.close_session(id, session),
+            Command::SendData(d) => {
+                // Any worker will do: it relays to its own members and every other worker.
+                let msg = crate::shard::data::DataMsg::from_server(d, std::time::Instant::now());
+                if self.send_to(0, ShardCmd::Data(Box::new(msg))) {
+                    Ok(Some(ReplyOk::Done {}))
+                } else {
+                    Err(rejected("worker 0's command queue is full; retry"))
+                }
+            }
             Command::SessionStats { session } => {
                 if !self.sessions.contains_key(&session) {
                     Err(not_found(session))

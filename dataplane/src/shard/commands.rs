@@ -118,6 +118,10 @@ impl Shard {
                 self.send_stats();
                 (None, done())
             }
+            ShardCmd::Data(msg) => {
+                self.relay_server_message(now, *msg);
+                (None, done())
+            }
         };
         if let Some(req) = req {
             self.to_control.reliable(ShardMsg::Reply { req, result });

@@ -231,6 +231,29 @@ pub struct DataMsg {
     pub at: Instant,
 }
 
+impl DataMsg {
+    /// A server message (`Command::SendData`): stamped with its `from`, from no session.
+    pub fn from_server(d: crate::proto::SendData, at: Instant) -> Self {
+        Self {
+            kind: if d.reliable {
+                Kind::Reliable
+            } else {
+                Kind::Lossy
+            },
+            binary: d.binary,
+            from: SERVER_SESSION,
+            bytes: stamp(&d.from, &d.payload),
+            room: d.room,
+            to: d.to,
+            at,
+        }
+    }
+}
+
+/// The `from` of server messages: no session has id 0 (the control daemon counts from 1), so
+/// nobody is skipped as the sender.
+pub const SERVER_SESSION: SessionId = SessionId(0);
+
 /// A client envelope, parsed: its destinations and where the payload starts.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Inbound<'a> {

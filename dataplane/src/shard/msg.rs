@@ -40,6 +40,8 @@ pub enum ShardCmd {
     Source { track: TrackId, shard: Option<u16> },
     /// Send a stats snapshot now.
     Stats,
+    /// A server data message (`Command::SendData`): relay it as this shard's own.
+    Data(Box<super::data::DataMsg>),
 }
 
 /// Shard → control thread.

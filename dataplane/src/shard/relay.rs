@@ -130,6 +130,14 @@ impl Shard {
         }
     }
 
+    /// A server message (`Command::SendData`), counted as received and relayed like a peer's.
+    pub(super) fn relay_server_message(&mut self, now: Instant, msg: DataMsg) {
+        let k = msg.kind as usize;
+        self.data_counters.rx[k].0 += 1;
+        self.data_counters.rx[k].1 += msg.bytes.len() as u64;
+        self.relay(now, msg);
+    }
+
     /// To this shard's members and every other shard.
     fn relay(&mut self, now: Instant, msg: DataMsg) {
         self.deliver(now, &msg);
