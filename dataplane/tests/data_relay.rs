@@ -403,7 +403,7 @@ fn data_relay_server_message_to_room_and_destination() {
     let over = send(&mut rig, &[], true, vec![0; 65_536]).expect_err("too big");
     println!("over the limit: {over}");
     assert!(over.to_string().contains("payload"), "{over}");
-    let mut got = |p: &mut DataPeer, n: usize| {
+    let got = |p: &mut DataPeer, n: usize| {
         let mut v = Vec::new();
         while v.len() < n {
             let Some(m) = p.peer.recv_data(CONNECT_TIMEOUT).expect("recv") else {
