@@ -29,7 +29,8 @@
 // `_reliable` and `_lossy`, relayed by the SFU: `room.send(data, {reliable, destinations})`
 // (string or bytes; destinations: identities, none = the whole room) and the `data` event
 // `{from, participant, data, reliable}` (`from`: the sender's identity, stamped by the server).
-// `data_open` fires when both channels are open (`await room.dataReady()`). Data needs the SFU
+// `data_open` fires when both channels are open (`await room.dataReady()`); `data_behind`
+// {reliable, dropped} when the SFU starts dropping relayed data for us (we read too slowly). Data needs the SFU
 // path: in P2P mode the channels open once the room moves to SFU.
 
 import { AudioOutput } from './sluice-audio.js';
@@ -1092,6 +1093,10 @@ export class Room extends Emitter {
         break;
       case 'input':
         this.emit('input', { from: msg.from, event: msg.event });
+        break;
+      case 'data_behind':
+        // The SFU drops relayed data for us: we read too slowly (docs/protocol.md "Data channels").
+        this.emit('data_behind', { reliable: !!msg.reliable, dropped: msg.dropped });
         break;
       case 'stream_state':
         // The SFU paused (or resumed) this subscription for bandwidth (docs/congestion.md;

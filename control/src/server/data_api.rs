@@ -14,10 +14,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_proto::{Command, SendData, MAX_DATA_DESTINATIONS, MAX_DATA_MESSAGE};
 
+use sluice_proto::SessionId;
+
 use super::api::{admin, body, typed};
 use super::error::ApiError;
+use super::hub::ClientMsg;
 use super::App;
+use crate::lock::Locked;
 use crate::room::validate_identity;
+use crate::signal::ServerMessage;
 
 /// The sender id of server messages.
 pub(crate) const SERVER_SENDER: &str = "$server";
@@ -26,6 +31,36 @@ pub(crate) const MAX_PAYLOAD: usize = MAX_DATA_MESSAGE - 2 - SERVER_SENDER.len()
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new().route("/api/rooms/{room}/data", post(send_data))
+}
+
+impl App {
+    /// `data_behind` from the dataplane: the participant whose publisher session (the one that
+    /// carries its data channels, D72) fell behind is told, if it is a WebSocket client.
+    pub(super) async fn data_behind(
+        self: &Arc<Self>,
+        session: SessionId,
+        reliable: bool,
+        dropped: u64,
+    ) {
+        let Some(room) = self.session_rooms.locked().get(&session).cloned() else {
+            return;
+        };
+        let _ = self
+            .in_existing_room(&room, move |ctx| {
+                Box::pin(async move {
+                    let peer = ctx.media.peers.iter().find(|(_, p)| {
+                        p.signaling && p.publisher.as_ref().map(|pc| pc.session) == Some(session)
+                    });
+                    if let Some((identity, _)) = peer {
+                        tracing::info!(room = %ctx.name, %identity, reliable, dropped, "data receiver behind");
+                        let msg = ServerMessage::DataBehind { reliable, dropped };
+                        ctx.app.hub.send_to(&ctx.name, identity, ClientMsg::Msg(msg));
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+    }
 }
 
 /// The request body: exactly one of `text` (a text message) and `base64` (a binary one).

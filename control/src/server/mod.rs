@@ -453,6 +453,9 @@ async fn dataplane_loop(app: Arc<App>) {
                 Ok(Notification::StreamState { session, subscription, state }) => {
                     app.stream_state(session, subscription, state).await;
                 }
+                Ok(Notification::DataBehind { session, reliable, dropped }) => {
+                    app.data_behind(session, reliable, dropped).await;
+                }
                 Ok(Notification::IceDisconnected { session }) => {
                     app.session_liveness(session, false).await;
                 }

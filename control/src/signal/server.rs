@@ -106,6 +106,13 @@ pub enum ServerMessage {
         state: &'static str,
         reason: &'static str,
     },
+    /// Relayed data-channel messages for this client are being dropped: its `_reliable`
+    /// (`reliable`) or `_lossy` buffer at the SFU is over the cap because it reads too slowly;
+    /// `dropped` counts its drops of that kind so far (issue 17, D62). Sent once per episode.
+    DataBehind {
+        reliable: bool,
+        dropped: u64,
+    },
     /// `[cluster]`: the room is served by another node; join again at `url`.
     Redirect {
         url: String,

@@ -147,9 +147,8 @@ impl RoomCtx {
         // A new session's candidates are known once the dataplane created it: the plan works
         // on an answer without them; the apply writes the final one.
         let known: &[Candidate] = existing.as_ref().map_or(&[], |pc| &pc.candidates);
-        let mut local = self.local_params(&ufrag, &pwd, known)?;
-        local.data_channels = self.data_allowed(existing.as_ref(), identity);
-        let mut answer = sdp::answer(&offer, &local)?;
+        let data = self.data_allowed(existing.as_ref(), identity);
+        let mut answer = sdp::answer(&offer, &self.params_with(&ufrag, &pwd, known, data)?)?;
         let data = answer
             .data
             .as_ref()
@@ -503,16 +502,9 @@ impl RoomCtx {
             sends,
             pending,
         } = plan;
-        let mut local = self.local_params(&ufrag, &pwd, &candidates)?;
-        local.data_channels = match &session_plan {
-            SessionPlan::New(spec) => spec.data.is_some(),
-            SessionPlan::Existing { session, .. } => self
-                .media
-                .sessions
-                .get(session)
-                .is_some_and(|s| s.data.is_some()),
-        };
-        let mut answer = sdp::answer(&offer, &local)?;
+        let data = matches!(&session_plan, SessionPlan::New(s) if s.data.is_some())
+            || self.has_data(session);
+        let mut answer = sdp::answer(&offer, &self.params_with(&ufrag, &pwd, &candidates, data)?)?;
         for s in &sends {
             answer.send_track_codec(s.index, &s.codec);
             add_send_ssrcs(&mut answer, s);
