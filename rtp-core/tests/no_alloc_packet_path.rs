@@ -282,6 +282,7 @@ impl Sfu {
                 },
             ],
             max_layer: 2,
+            relay_layer: None,
             paused: false,
         };
         self.allocator
