@@ -9,6 +9,8 @@
 //!   recv(s2) − recv(s1) is printed (p50/p99); a PLI from s2 reaches the publisher.
 //! - `wire`: the trunk runs through a counting UDP wire in this test: each published packet
 //!   crosses it exactly once although B has two subscribers.
+//! - `wire_wrong_epoch`: B keys the trunk with another epoch: A relays every packet, B
+//!   decrypts none (its subscribers get nothing), A's s1 is undisturbed.
 //! - `wire_2pct_loss`: the wire drops 2 % of A→B media (seeded): B's trunk ingress NACKs, A
 //!   answers with RTX from the publisher's packet history; s2's residual loss is printed and
 //!   must stay under 0.5 %.
@@ -16,7 +18,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,9 +26,9 @@ use sluice_dataplane::config::Config;
 use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 use sluice_dataplane::sys::affinity;
 use sluice_proto::{
-    AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams,
-    Layer, MediaKind, Quality, RelayTrack, SessionId, Source, Subscribe, SubscriptionId, TrackId,
-    TransportMode, TrunkCrypto,
+    AddTrack, Codec, Command, ControlClient, ControlError, CreateSession, DtlsRole, ExtIds, Hello,
+    IceParams, Layer, MediaKind, Quality, RelayTrack, SessionId, Source, Subscribe, SubscriptionId,
+    TrackId, TransportMode, TrunkCrypto,
 };
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -44,7 +46,7 @@ struct Node {
     media: SocketAddr,
 }
 
-fn node(dir: &tempfile::TempDir, name: &str) -> Node {
+fn node(dir: &tempfile::TempDir, name: &str, secret: bool) -> Node {
     let cores = affinity::online_cores().expect("cores");
     let mut cfg = Config::defaults(cores.len());
     cfg.workers = vec![cores[0]];
@@ -55,7 +57,7 @@ fn node(dir: &tempfile::TempDir, name: &str) -> Node {
     cfg.stats_interval_ms = 100;
     cfg.recv_buffer_bytes = 1 << 20;
     cfg.send_buffer_bytes = 1 << 20;
-    cfg.trunk_secret_file = Some(dir.path().join("cluster.secret"));
+    cfg.trunk_secret_file = secret.then(|| dir.path().join("cluster.secret"));
     let dp = Dataplane::start(cfg).expect("dataplane starts");
     let media = dp.local_addrs()[0];
     let mut ctl = ControlClient::connect(dp.control_socket()).expect("connect");
@@ -91,14 +93,14 @@ fn plain(remote: SocketAddr) -> TransportMode {
     }
 }
 
-fn trunk(remote: SocketAddr, local: &str, peer: &str) -> TransportMode {
+fn trunk(remote: SocketAddr, local: &str, peer: &str, epoch: u64) -> TransportMode {
     TransportMode::Trunk {
         remote,
         local_port: None,
         crypto: TrunkCrypto::Srtp {
             local_node: local.into(),
             remote_node: peer.into(),
-            epoch: 1,
+            epoch,
         },
     }
 }
@@ -201,6 +203,8 @@ struct Wire {
     media: Arc<AtomicU64>,
     rtx: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
+    /// The sequence numbers of the media packets that crossed A→B, in order.
+    seqs: Arc<Mutex<Vec<u16>>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -219,6 +223,7 @@ impl Wire {
             media,
             rtx,
             dropped,
+            seqs: Arc::default(),
             threads: Vec::new(),
         };
         for (from, to, dest, a2b) in [
@@ -230,11 +235,12 @@ impl Wire {
             ),
             (b_side, a_side, a, false),
         ] {
-            let (stop, media, rtx, dropped) = (
+            let (stop, media, rtx, dropped, seqs) = (
                 Arc::clone(&w.stop),
                 Arc::clone(&w.media),
                 Arc::clone(&w.rtx),
                 Arc::clone(&w.dropped),
+                Arc::clone(&w.seqs),
             );
             w.threads.push(std::thread::spawn(move || {
                 from.set_read_timeout(Some(Duration::from_millis(50)))
@@ -252,8 +258,14 @@ impl Wire {
                             dropped.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
+                        // SRTP: the VP8 payload descriptor and frame tag are not readable.
+                        assert_ne!(&buf[12..19], &rtp(0)[12..19], "plaintext on the trunk");
                         match u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]) {
-                            TRUNK_SSRC => media.fetch_add(1, Ordering::Relaxed),
+                            TRUNK_SSRC => {
+                                let seq = u16::from_be_bytes([buf[2], buf[3]]);
+                                seqs.lock().expect("seqs").push(seq);
+                                media.fetch_add(1, Ordering::Relaxed)
+                            }
                             TRUNK_RTX_SSRC => rtx.fetch_add(1, Ordering::Relaxed),
                             other => panic!("foreign SSRC {other:#x} on the trunk"),
                         };
@@ -265,15 +277,17 @@ impl Wire {
         w
     }
 
-    fn stop(self) -> (u64, u64, u64) {
+    fn stop(self) -> (u64, u64, u64, Vec<u16>) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             t.join().expect("wire thread");
         }
+        let seqs = std::mem::take(&mut *self.seqs.lock().expect("seqs"));
         (
             self.media.load(Ordering::Relaxed),
             self.rtx.load(Ordering::Relaxed),
             self.dropped.load(Ordering::Relaxed),
+            seqs,
         )
     }
 }
@@ -283,11 +297,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// One run; `wire`: the trunk goes through a counting wire dropping that share of A→B RTP.
-fn run(name: &str, wire_loss: Option<u64>) {
+/// `b_epoch`: the trunk epoch B keys with (A uses 1): any other value means B's keys are not
+/// A's, and nothing must get through.
+fn run(name: &str, wire_loss: Option<u64>, b_epoch: u64) {
+    let keyed = b_epoch == 1;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("cluster.secret"), [0x42u8; 32]).expect("secret");
-    let mut a = node(&dir, "a");
-    let mut b = node(&dir, "b");
+    let mut a = node(&dir, "a", true);
+    let mut b = node(&dir, "b", true);
 
     // The trunk's remote on each side: the other dataplane, or the wire's socket facing it.
     let (a_side, b_side) = (
@@ -311,7 +328,7 @@ fn run(name: &str, wire_loss: Option<u64>) {
 
     // B first: the trunk session, the relayed track on it, two local subscribers.
     b.ctl
-        .request(session(700, trunk(b_remote, "node-b", "node-a")))
+        .request(session(700, trunk(b_remote, "node-b", "node-a", b_epoch)))
         .expect("trunk on B");
     b.ctl
         .request(video_track(700, 5100, TRUNK_SSRC, Some(TRUNK_RTX_SSRC)))
@@ -339,7 +356,7 @@ fn run(name: &str, wire_loss: Option<u64>) {
         .request(subscribe(10, 10, 100, 0x5000))
         .expect("subscribe s1");
     a.ctl
-        .request(session(700, trunk(a_remote, "node-a", "node-b")))
+        .request(session(700, trunk(a_remote, "node-a", "node-b", 1)))
         .expect("trunk on A");
     a.ctl
         .request(Command::RelayTrack(RelayTrack {
@@ -370,7 +387,7 @@ fn run(name: &str, wire_loss: Option<u64>) {
             std::thread::sleep(wait);
         }
     }
-    // Late repairs get a second to arrive; readers stop on their own when complete.
+    // Up to 3 s for late repairs; readers stop on their own once complete.
     let deadline = Instant::now() + Duration::from_secs(3);
     while readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -391,6 +408,13 @@ fn run(name: &str, wire_loss: Option<u64>) {
         assert_eq!(r.bad_payload, 0, "{name}: {name_s} payloads");
     }
     match wire_loss {
+        _ if !keyed => {
+            assert_eq!(got[0].at.len(), PACKETS as usize, "{name}: s1");
+            assert!(
+                got[1].at.is_empty() && got[2].at.is_empty(),
+                "{name}: B decrypted"
+            );
+        }
         Some(loss) if loss > 0 => {
             for (name_s, r) in ["s2", "s3"].iter().zip(&got[1..]) {
                 let missing = PACKETS as usize - r.at.len();
@@ -412,7 +436,7 @@ fn run(name: &str, wire_loss: Option<u64>) {
         }
     }
 
-    if wire_loss.is_none() {
+    if wire_loss.is_none() && keyed {
         // recv(s2) − recv(s1) per packet.
         let mut d: Vec<f64> = got[0]
             .at
@@ -439,18 +463,25 @@ fn run(name: &str, wire_loss: Option<u64>) {
     }
 
     if let Some(w) = wire {
-        let (media, rtx, dropped) = w.stop();
+        let (media, rtx, dropped, seqs) = w.stop();
         println!(
             "{name}: A→B on the trunk: {media} media packets for {PACKETS} published \
              (2 subscribers on B), {rtx} RTX, {dropped} dropped by the wire"
         );
-        if wire_loss == Some(0) {
+        if !keyed {
+            assert_eq!(media, u64::from(PACKETS), "A relayed, B refused");
+        } else if wire_loss == Some(0) {
             assert_eq!(
                 media,
                 u64::from(PACKETS),
                 "each packet crosses the trunk once"
             );
             assert_eq!(rtx, 0);
+            // The publisher's own sequence numbers (0, 1, 2, ...), not a rewritten series.
+            assert!(
+                seqs.iter().enumerate().all(|(i, &q)| q == i as u16),
+                "the trunk carries the source's sequence numbers"
+            );
         } else {
             assert!(
                 media <= u64::from(PACKETS),
@@ -505,7 +536,88 @@ fn pli_reaches_the_publisher(name: &str, publisher: &UdpSocket, s2: &UdpSocket, 
 
 #[test]
 fn trunk_relays_a_track_between_two_dataplanes() {
-    run("direct", None);
-    run("wire", Some(0));
-    run("wire_2pct_loss", Some(2));
+    run("direct", None, 1);
+    run("wire", Some(0), 1);
+    run("wire_2pct_loss", Some(2), 1);
+    run("wire_wrong_epoch", Some(0), 2);
+}
+
+/// The field a refused request names.
+fn refused(ctl: &mut ControlClient, cmd: Command) -> String {
+    match ctl.request(cmd) {
+        Err(ControlError::Failed(e)) => {
+            println!("refused: {} ({:?})", e.message, e.field);
+            e.field.unwrap_or_default()
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn relay(session: u64, track: u64, layer: u8) -> Command {
+    Command::RelayTrack(RelayTrack {
+        subscription: SubscriptionId(900 + u64::from(layer)),
+        session: SessionId(session),
+        track: TrackId(track),
+        layer,
+        ssrc: TRUNK_SSRC,
+        rtx_ssrc: None,
+        payload_type: 96,
+        rtx_payload_type: None,
+        ext_ids: ExtIds::default(),
+    })
+}
+
+#[test]
+fn trunk_commands_refuse_what_they_cannot_do_and_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No cluster secret configured: only trusted trunks.
+    let mut n = node(&dir, "n", false);
+    let peer: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let field = refused(&mut n.ctl, session(700, trunk(peer, "a", "b", 1)));
+    assert_eq!(field, "mode.crypto");
+    let field = refused(&mut n.ctl, session(700, trunk(peer, "a", "a", 1)));
+    assert_eq!(field, "mode.crypto.remote_node");
+    let field = refused(&mut n.ctl, session(700, trunk(peer, "a b", "a", 1)));
+    assert_eq!(field, "mode.crypto.local_node");
+    let trusted = TransportMode::Trunk {
+        remote: peer,
+        local_port: None,
+        crypto: TrunkCrypto::Trusted {},
+    };
+    n.ctl.request(session(700, trusted)).expect("trusted trunk");
+    // A second session to the same remote would steal its packets.
+    assert_eq!(
+        refused(&mut n.ctl, session(701, plain(peer))),
+        "mode.remote"
+    );
+
+    let publisher: SocketAddr = "127.0.0.1:10".parse().expect("addr");
+    n.ctl
+        .request(session(1, plain(publisher)))
+        .expect("publisher");
+    n.ctl
+        .request(video_track(1, 100, VIDEO_SSRC, None))
+        .expect("track");
+    // Relays go on trunk sessions only, and name a layer the track has.
+    assert_eq!(refused(&mut n.ctl, relay(1, 100, 0)), "session");
+    assert_eq!(refused(&mut n.ctl, relay(700, 100, 1)), "layer");
+    assert_eq!(refused(&mut n.ctl, relay(700, 100, 9)), "layer");
+    n.ctl.request(relay(700, 100, 0)).expect("relay");
+    n.ctl
+        .request(Command::Unsubscribe {
+            subscription: SubscriptionId(900),
+        })
+        .expect("unrelay");
+
+    // A trunk ingests at most 64 relayed tracks.
+    for t in 0..64u32 {
+        n.ctl
+            .request(video_track(700, 5000 + u64::from(t), 80_000 + 2 * t, None))
+            .expect("relayed track");
+    }
+    let e = n.ctl.request(video_track(700, 6000, 90_000, None));
+    println!("65th relayed track on a trunk: {e:?}");
+    assert!(matches!(e, Err(ControlError::Failed(_))), "{e:?}");
+    drop(n.ctl);
+    n.dp.stop();
 }

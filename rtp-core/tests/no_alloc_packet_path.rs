@@ -282,7 +282,6 @@ impl Sfu {
                 },
             ],
             max_layer: 2,
-            relay_layer: None,
             paused: false,
         };
         self.allocator
