@@ -621,3 +621,26 @@ fn trunk_commands_refuse_what_they_cannot_do_and_are_bounded() {
     drop(n.ctl);
     n.dp.stop();
 }
+
+#[test]
+fn a_short_or_missing_cluster_secret_fails_start_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (what, bytes) in [("short", Some(vec![1u8; 31])), ("missing", None)] {
+        let path = dir.path().join(format!("{what}.secret"));
+        if let Some(b) = bytes {
+            std::fs::write(&path, b).expect("write");
+        }
+        let mut cfg = Config::defaults(1);
+        cfg.workers = vec![affinity::online_cores().expect("cores")[0]];
+        cfg.bind = LOCAL;
+        cfg.port = 0;
+        cfg.control_socket = dir.path().join(format!("{what}.sock"));
+        cfg.trunk_secret_file = Some(path);
+        let e = Dataplane::start(cfg)
+            .err()
+            .expect("start refused")
+            .to_string();
+        println!("{what} secret: {e}");
+        assert!(e.starts_with("dataplane.trunk_secret_file: "), "{e}");
+    }
+}
