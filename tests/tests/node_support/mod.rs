@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use sluice_control::server::{Server, ServerOptions};
+use sluice_dataplane::config::{Config, IoChoice};
+use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 use sluice_dataplane::testpeer::IceCreds;
 
 /// Chromium's camera + microphone offer: what alice publishes.
@@ -182,4 +185,54 @@ pub fn audio_stream(offer: &str) -> (u8, u32) {
         .parse()
         .unwrap();
     (pt, ssrc)
+}
+
+/// The one-worker dataplane of the in-process scenario tests: loopback, any port, the socket
+/// backend, 256 buffers; `tweak` adjusts the rest. `None` (the test skips, the reason printed)
+/// where it cannot start.
+pub fn loopback_dataplane(
+    tweak: impl FnOnce(&mut Config),
+) -> Option<(tempfile::TempDir, DataplaneHandle)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::defaults(1);
+    cfg.workers = vec![0];
+    cfg.bind = "127.0.0.1".parse().unwrap();
+    cfg.port = 0;
+    cfg.io = IoChoice::Socket;
+    cfg.buffers_per_worker = 256;
+    cfg.control_socket = dir.path().join("dp.sock");
+    tweak(&mut cfg);
+    match Dataplane::start(cfg) {
+        Ok(dp) => Some((dir, dp)),
+        Err(e) => {
+            eprintln!("skipping: dataplane did not start: {e}");
+            None
+        }
+    }
+}
+
+/// The in-process control server linked to `dp` (`f` sets the rest of its options), once the
+/// link is up.
+pub async fn linked_server(dp: &DataplaneHandle, f: impl FnOnce(&mut ServerOptions)) -> Server {
+    let socket = dp.control_socket().to_path_buf();
+    let s = crate::api_support::start_with(|o| {
+        o.dataplane_socket = Some(socket);
+        f(o);
+    })
+    .await;
+    wait_linked(s.addr).await;
+    s
+}
+
+/// Waits (bounded: 5 s) until the server at `addr` says its dataplane link is up (`/readyz`).
+pub async fn wait_linked(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while crate::api_support::http(addr, "GET", "/readyz", &[], "")
+        .await
+        .0
+        != 200
+    {
+        assert!(Instant::now() < deadline, "dataplane link not up in 5 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
