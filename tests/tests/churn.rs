@@ -17,17 +17,17 @@
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
+mod node_support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_support::*;
+use node_support::*;
 use serde_json::json;
 use sluice_control::auth::Role;
 
@@ -37,70 +37,6 @@ const CYCLES: usize = 5_000;
 const CONCURRENCY: usize = 16;
 /// Two cycles per room: the allocator and every bounded backlog reach their steady state.
 const WARM_UP: usize = 2 * ROOMS;
-
-fn target_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .join(name);
-    assert!(bin.exists(), "{} is missing", bin.display());
-    bin
-}
-
-struct Sluice {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(config: &Path) -> Sluice {
-    let mut child = Command::new(target_bin("sluice"))
-        .args(["up", "--config"])
-        .arg(config)
-        .arg("--dataplane-bin")
-        .arg(target_bin("sluice-dataplane"))
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice up");
-    let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("sluice is up: http://") {
-                let _ = tx.send(rest.trim_end_matches('/').to_owned());
-            } else {
-                eprintln!("[sluice] {line}");
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("sluice up prints its address")
-        .parse()
-        .unwrap();
-    Sluice { child, addr }
-}
 
 /// Resident memory of `pid` in KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -125,16 +61,6 @@ async fn rss_at_rest(pid: u32) -> u64 {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     least
-}
-
-fn dataplane_pid(parent: u32) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.find_map(|e| {
-        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let (comm, rest) = stat.split_once(") ")?;
-        let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == parent && comm.contains("sluice-datapl")).then_some(pid)
-    })
 }
 
 /// Map sizes from `/metrics`: the control daemon's maps and the dataplane's sessions (summed
@@ -305,7 +231,7 @@ async fn churn_of_5000_participants_leaves_no_growth() {
         ),
     )
     .unwrap();
-    let sluice = start(&config);
+    let sluice = Sluice::start(&config, &[("RUST_LOG", "error")]);
     let addr = sluice.addr;
     let t_ready = Instant::now();
     while http(addr, "GET", "/readyz", &[], "").await.0 != 200 {
@@ -313,7 +239,7 @@ async fn churn_of_5000_participants_leaves_no_growth() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let control_pid = sluice.child.id();
-    let dp_pid = dataplane_pid(control_pid).expect("dataplane pid");
+    let dp_pid = sluice.dataplane_pid().expect("dataplane pid");
     let start_sizes = settle(addr).await;
 
     let t0 = Instant::now();
