@@ -667,4 +667,39 @@ mod tests {
             (ErrorCode::Invalid, Some("ice.pwd"))
         );
     }
+
+    #[test]
+    fn send_data_bounds_name_the_field() {
+        let ok = SendData {
+            room: "r".into(),
+            from: "$server".into(),
+            to: vec![],
+            reliable: true,
+            binary: false,
+            payload: vec![0; MAX_DATA_MESSAGE - 2 - 7],
+        };
+        assert!(Command::SendData(ok.clone()).validate().is_ok());
+        let field = |d: SendData| Command::SendData(d).validate().unwrap_err().field;
+        let mut big = ok.clone();
+        big.payload.push(0);
+        assert_eq!(field(big), "payload");
+        let many = SendData {
+            to: vec!["a".into(); 65],
+            payload: vec![],
+            ..ok.clone()
+        };
+        assert_eq!(field(many), "to");
+        let bad = SendData {
+            to: vec!["a".into(), String::new()],
+            payload: vec![],
+            ..ok.clone()
+        };
+        assert_eq!(field(bad), "to[1]");
+        let room = SendData {
+            room: "a\nb".into(),
+            payload: vec![],
+            ..ok
+        };
+        assert_eq!(field(room), "room");
+    }
 }

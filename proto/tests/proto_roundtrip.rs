@@ -186,6 +186,14 @@ fn commands() -> Vec<Command> {
             remote_fingerprint: None,
             ..create_session()
         }),
+        Command::SendData(SendData {
+            room: "r1".into(),
+            from: "$server".into(),
+            to: vec!["bob".into()],
+            reliable: false,
+            binary: true,
+            payload: vec![0, 1, 255],
+        }),
         Command::RelayTrack(RelayTrack {
             subscription: SubscriptionId(900),
             session: SessionId(700),
