@@ -67,7 +67,7 @@ async function received(page, count, ms) {
 function pct(values, p) {
   if (!values.length) return null;
   const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+  return Math.round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] * 10) / 10;
 }
 
 /** Checks one direction's reception and returns its printed summary. */
