@@ -133,9 +133,8 @@ async fn data_sections_are_answered_and_server_messages_validated() {
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/json"),
     ];
-    let post = |path: &'static str, body: String| {
-        let h = h;
-        async move { http(s.addr, "POST", path, &h, &body).await }
+    let post = |path: &'static str, body: String| async move {
+        http(s.addr, "POST", path, &h, &body).await
     };
     let big = "x".repeat(65_528);
     for (body, status, field) in [
