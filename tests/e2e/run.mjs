@@ -65,7 +65,11 @@ for (const name of names) {
   let timer;
   try {
     await Promise.race([
-      ctx.start().then(() => scenarios[name](ctx)),
+      // A scenario may carry `serverOptions(ctx)` (async): what its Sluice needs (a `[turn]`
+      // section for a coturn it started first, …).
+      Promise.resolve(scenarios[name].serverOptions?.(ctx))
+        .then((options) => ctx.start(options))
+        .then(() => scenarios[name](ctx)),
       new Promise((_, fail) => (timer = setTimeout(() => fail(new Error(`scenario timed out after ${LIMIT_MS / 1000} s`)), LIMIT_MS))),
     ]);
   } catch (e) {

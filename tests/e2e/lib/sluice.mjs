@@ -41,11 +41,12 @@ export function freeUdpPort() {
 
 /**
  * Starts `sluice up` (`bin`, default SLUICE_BIN) with its own config and state directory, in the
- * default worker layout unless `workers` (or SLUICE_E2E_WORKERS) names one. Resolves once
- * `/healthz` answers.
+ * default worker layout unless `workers` (or SLUICE_E2E_WORKERS) names one; `turn`
+ * (`{urls, secret, relayIps}`) writes a `[turn]` section (TURN REST credentials in
+ * `joined.ice_servers`). Resolves once `/healthz` answers.
  * Returns `{origin, mediaAddr, token(room, identity, role), stop(), logs}`.
  */
-export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bin = SLUICE_BIN, cluster = null } = {}) {
+export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bin = SLUICE_BIN, cluster = null, turn = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
   const http = await freeTcpPort();
   const media = await freeUdpPort();
@@ -76,6 +77,15 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
             `node_id = "${cluster.nodeId}"`,
             `advertise = "http://127.0.0.1:${http}"`,
             `lease_ms = ${cluster.leaseMs ?? 3000}`,
+            '',
+          ]
+        : []),
+      ...(turn
+        ? [
+            '[turn]',
+            `urls = ${JSON.stringify(turn.urls)}`,
+            `secret = "${turn.secret}"`,
+            ...(turn.relayIps ? [`relay_ips = ${JSON.stringify(turn.relayIps)}`] : []),
             '',
           ]
         : []),
