@@ -154,6 +154,36 @@ impl Rig {
         panic!("no session landed on worker {worker} in 16 attempts");
     }
 
+    /// A WebRTC session over ICE-TCP: the peer connects to the TCP media port (the UDP port's
+    /// number) with `recv_buffer` as its `SO_RCVBUF`. Whichever worker accepts the connection
+    /// claims the session. Returns the peer, its session id and that worker.
+    pub fn connect_tcp(&mut self, recv_buffer: Option<usize>) -> (TestPeer, SessionId, u16) {
+        let id = SessionId(self.next_session);
+        self.next_session += 1;
+        let server = IceCreds::new(format!("srv{}", id.0), "serverpassword0123456789ab");
+        let client = IceCreds::new(format!("cli{}", id.0), "clientpassword0123456789ab");
+        let cfg = WebRtcPeerConfig {
+            cert: generate_cert().expect("cert"),
+            ..WebRtcPeerConfig::new(client, server.clone(), &self.fingerprint).expect("cfg")
+        };
+        let peer_fp = cfg.cert.fingerprint().to_sdp();
+        match self
+            .ctl
+            .request(webrtc_session(id, &server, &peer_fp))
+            .expect("create session")
+        {
+            ReplyOk::SessionCreated { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        let tcp = std::net::SocketAddr::new(LOCAL, self.media_addr().port());
+        let mut peer = TestPeer::webrtc_tcp(tcp, &cfg, recv_buffer).expect("tcp peer");
+        peer.handshake(CONNECT_TIMEOUT)
+            .expect("peer connects over TCP");
+        self.wait_connected(id);
+        let (worker, _) = self.session_info(id);
+        (peer, id, worker)
+    }
+
     /// Worker and state of `id` from `ListSessions`.
     pub fn session_info(&mut self, id: SessionId) -> (u16, SessionState) {
         let mut after = None;
