@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
 use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
+use sluice_dataplane::shard::LoopHook;
 use sluice_dataplane::sys::{affinity, capabilities};
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
 use sluice_proto::{
@@ -82,7 +83,12 @@ impl Rig {
     }
 
     pub fn start_with(cfg: Config) -> Self {
-        let dp = Dataplane::start(cfg).expect("dataplane starts");
+        Self::start_with_hook(cfg, None)
+    }
+
+    /// [`Rig::start_with`] with each shard iteration run inside `hook` (allocation counting).
+    pub fn start_with_hook(cfg: Config, hook: Option<LoopHook>) -> Self {
+        let dp = Dataplane::start_with_hook(cfg, hook).expect("dataplane starts");
         let mut ctl = ControlClient::connect(dp.control_socket()).expect("connect");
         let hello = ctl.hello(Hello::control("test")).expect("hello");
         assert_eq!(hello.shards, 2);
