@@ -102,6 +102,18 @@ console.log('\nscenario                 result   seconds');
 console.log('------------------------ ------ --------');
 for (const r of results) console.log(`${r.name.padEnd(24)} ${r.status.padEnd(6)} ${r.seconds.toFixed(1).padStart(8)}`);
 for (const n of skipped) console.log(`${n.padEnd(24)} ${'skip'.padEnd(6)} ${'-'.padStart(8)}`);
+// Issue 18's closing note: time from opening a page to a selected pair, per path, from the
+// connectivity scenarios that ran (each measures its UDP baseline in the same run).
+const times = results.filter((r) => r.details?.connectMs?.udp !== undefined);
+if (times.length) {
+  console.log('\nconnection times (page opened -> selected pair, ms; same browser, same run)');
+  console.log('scenario                 UDP      other path: publisher / subscriber');
+  for (const r of times) {
+    const { udp, ...rest } = r.details.connectMs;
+    const path = Object.keys(rest)[0]?.replace(/(Publisher|Subscriber)$/, '') ?? '';
+    console.log(`${r.name.padEnd(24)} ${String(udp).padStart(5)}    ${path}: ${Object.values(rest).join(' / ')}`);
+  }
+}
 const failed = results.filter((r) => r.status !== 'pass').length;
 console.log(`\n${results.length - failed}/${results.length} passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 process.exit(failed ? 1 : 0);
