@@ -73,7 +73,7 @@ export const clusterScenarios = {
       for (const [who, r] of Object.entries(redirects)) check(r.length === 1 && r[0] === wsUrl(b), `${who}'s redirects ${JSON.stringify(r)}`);
       const [atAlice, atBob] = await Promise.all([decodes(alice, 'bob'), decodes(bob, 'alice')]);
       // WHIP through a, WHEP through c: each is sent to b (307) and media flows there.
-      const publishing = ctx.aiortc(['whip', '--url', `${a.origin}/whip/c1`, '--token', await a.token('c1', 'whip'), '--seconds', '7'], 40_000);
+      const publishing = ctx.aiortc(['whip', '--url', `${a.origin}/whip/c1`, '--token', await a.token('c1', 'whip', 'controller'), '--seconds', '7'], 40_000);
       publishing.catch(() => {});
       await sleep(2000);
       const play = await ctx.aiortc(['whep', '--url', `${c.origin}/whep/c1`, '--token', await c.token('c1', 'whep', 'viewer'), '--seconds', '4'], 40_000);
