@@ -20,10 +20,10 @@ const MEDIA_P95_MS = 6000;
 // drain itself moves one room every 100-300 ms. 3 s is that with margin for 2 loaded cores.
 const DRAIN_GAP_MS = 3000;
 
-/** Two publishing pages of `room` entering through `entry`; resolves once each decodes the other. */
+/** Two publishing pages (host, controller) of `room` entering through `entry`; resolves once each decodes the other. */
 async function pair(ctx, entry, room, [x, y]) {
   const px = await ctx.openPage('chromium', await entry.pageUrl(room, x), x);
-  const py = await ctx.openPage('chromium', await entry.pageUrl(room, y), y);
+  const py = await ctx.openPage('chromium', await entry.pageUrl(room, y, { role: 'controller' }), y);
   await Promise.all([decodes(px, y), decodes(py, x)]);
   return [px, py];
 }
@@ -109,7 +109,7 @@ export const clusterFailoverScenarios = {
       ctx.server = b;
       check((await a.api('POST', '/api/rooms', { name: 'd1' })).status === 201, 'create d1 on a');
       const alice = await ctx.openPage('chromium', await a.pageUrl('d1', 'alice'), 'alice');
-      const bob = await ctx.openPage('chromium', await b.pageUrl('d1', 'bob'), 'bob');
+      const bob = await ctx.openPage('chromium', await b.pageUrl('d1', 'bob', { role: 'controller' }), 'bob');
       await Promise.all([decodes(alice, 'bob'), decodes(bob, 'alice')]);
       const fps = await senderFps(alice, 2);
       const sampling = samplePage(bob, { seconds: 20 });
