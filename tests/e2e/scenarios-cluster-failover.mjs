@@ -15,6 +15,8 @@ const RUNS = 10;
 // Issue 15's targets: detection <= 3 s; media again <= 6 s at p95 over 10 runs.
 const DETECT_P95_MS = 3000;
 const MEDIA_P95_MS = 6000;
+// The other room's longest freeze through the kill (see the run).
+const OTHER_ROOM_FREEZE_MS = 1000;
 // Drain: the media gap a moved participant sees. The client waits 125-250 ms before it joins
 // again, then a redirect, new peer connections (ICE, DTLS) and a key frame on the new node; the
 // drain itself moves one room every 100-300 ms. 3 s is that with margin for 2 loaded cores.
@@ -37,26 +39,30 @@ async function closePages(ctx, pages) {
 
 export const clusterFailoverScenarios = {
   /**
-   * Failover, measured over 10 runs. Nodes a, b, c; each run a fresh room homed on a or b (in
-   * turn) with two pages that entered through c. `kill -9` the home (control and dataplane):
-   * detection (c no longer lists it) and media again (both pages rejoined through c and decode
-   * each other) are timed from the kill; then the killed node starts again with the same id and
-   * a new boot. In the first run a second room on the surviving node (its pages entered there)
+   * Failover, measured over 10 runs. Nodes a, b, c; each run a fresh room (created through a
+   * or b in turn) with two pages that entered through another node. `kill -9` the room's home
+   * (control and dataplane): detection (the entry node no longer lists it) and media again
+   * (both pages rejoined through their entry and decode each other) are timed from the kill;
+   * then the killed node starts again with the same id and a new boot. In the first run a second room on the surviving node (its pages entered there)
    * is sampled through the kill: no gap. p50/p95 printed; p95 asserted against issue 15's
    * targets.
    */
   async cluster_failover(ctx) {
     await withCluster(ctx, ['a', 'b', 'c'], async (nodes, redis, cluster) => {
-      ctx.server = nodes.c; // never killed; ctx.close() stops it
       const runs = [];
       let other = null;
       for (let i = 0; i < RUNS; i++) {
-        const victim = i % 2 === 0 ? 'a' : 'b';
-        const survivor = victim === 'a' ? 'b' : 'a';
+        // A fresh room created through a or b in turn; placement (load, reservations) may put
+        // it elsewhere: its home is the victim. The pages enter through another node (c unless
+        // c is the home).
         const room = `f${i}`;
-        const created = await nodes[victim].api('POST', '/api/rooms', { name: room });
-        check(created.status === 201 && cli(redis, 'HGET', `sl:room:${room}`, 'home') === victim, `${room} not on ${victim}: ${JSON.stringify(created)}`);
-        const pages = await pair(ctx, nodes.c, room, [`alice${i}`, `bob${i}`]);
+        const created = await nodes[i % 2 === 0 ? 'a' : 'b'].api('POST', '/api/rooms', { name: room });
+        const victim = cli(redis, 'HGET', `sl:room:${room}`, 'home');
+        check(created.status === 201 && victim, `${room}: ${JSON.stringify(created)}, home ${victim}`);
+        const entry = ['c', 'a', 'b'].find((id) => id !== victim);
+        const survivor = ['a', 'b', 'c'].find((id) => id !== victim && id !== entry);
+        ctx.server = nodes[entry]; // its log and metrics if the run fails
+        const pages = await pair(ctx, nodes[entry], room, [`alice${i}`, `bob${i}`]);
         let sampling = null;
         if (i === 0) {
           // The other room: homed on the survivor, its pages entered there.
@@ -68,17 +74,20 @@ export const clusterFailoverScenarios = {
         }
         const killed = Date.now();
         nodes[victim].killNode();
-        const detectedMs = await detected(nodes.c, victim, killed);
+        const detectedMs = await detected(nodes[entry], victim, killed);
         const [x, y] = await Promise.all([rejoinedAndDecoding(pages[0], `bob${i}`, killed), rejoinedAndDecoding(pages[1], `alice${i}`, killed)]);
-        // Re-homed on a survivor (c, which the pages came through, unless placement preferred
-        // the other one's load), and both pages are there.
+        // Re-homed on a survivor (the entry, unless placement preferred the other one's load),
+        // and both pages are there.
         const home = cli(redis, 'HGET', `sl:room:${room}`, 'home');
         const at = [x.url, y.url].map((u) => nodeAt(nodes, u));
         check(home !== victim && at.every((n) => n === home), `${room} re-homed on ${home}, rejoined at ${at}`);
-        const run = { victim, home, detectedMs, rejoinedMs: Math.max(x.rejoinedMs, y.rejoinedMs), mediaMs: Math.max(x.mediaMs, y.mediaMs), attempts: [x.attempts, y.attempts] };
+        const run = { victim, entry, home, detectedMs, rejoinedMs: Math.max(x.rejoinedMs, y.rejoinedMs), mediaMs: Math.max(x.mediaMs, y.mediaMs), attempts: [x.attempts, y.attempts] };
         if (sampling) {
           const c = fromSamples(await sampling);
-          run.otherRoom = assertContinuity(`carol on ${survivor} (other room) through the kill of ${victim}`, c, { senderFps: other.fps, minWindowS: 19 });
+          // Four Chromium pages on 2 cores, two of them renegotiating after the kill: a stall
+          // of ~0.5 s happens (506 ms seen, at no particular time); a gap from the failover
+          // itself would last at least the lease (2 s). No second without frames either way.
+          run.otherRoom = assertContinuity(`carol on ${survivor} (other room) through the kill of ${victim}`, c, { senderFps: other.fps, minWindowS: 19, maxFreezeMs: OTHER_ROOM_FREEZE_MS });
           const rejoins = await other.carol.evaluate(() => window.sluice.rejoins.length);
           check(rejoins === 0, `carol (other room) rejoined ${rejoins} times`);
           await closePages(ctx, [other.carol, other.dave]);
