@@ -101,7 +101,7 @@ export const clusterFailoverScenarios = {
       const stats = (k) => ({ p50: quantile(runs.map((r) => r[k]), 0.5), p95: quantile(runs.map((r) => r[k]), 0.95), max: Math.max(...runs.map((r) => r[k])) });
       const summary = { leaseMs: LEASE_MS, runs: RUNS, detectedMs: stats('detectedMs'), rejoinedMs: stats('rejoinedMs'), mediaMs: stats('mediaMs') };
       ctx.details = { ...summary, otherRoom: runs[0].otherRoom, perRun: runs.map(({ otherRoom: _o, ...r }) => r) };
-      console.log(`cluster_failover: ${RUNS} runs, lease ${LEASE_MS} ms, 3 nodes: detection p50 ${summary.detectedMs.p50} / p95 ${summary.detectedMs.p95} ms; rejoined p50 ${summary.rejoinedMs.p50} / p95 ${summary.rejoinedMs.p95} ms; media again p50 ${summary.mediaMs.p50} / p95 ${summary.mediaMs.p95} ms; other room longest freeze ${runs[0].otherRoom.longestFreezeMs} ms`);
+      ctx.note = `cluster_failover: ${RUNS} runs, lease ${LEASE_MS} ms, 3 nodes: detection p50 ${summary.detectedMs.p50} / p95 ${summary.detectedMs.p95} ms; rejoined p50 ${summary.rejoinedMs.p50} / p95 ${summary.rejoinedMs.p95} ms; media again p50 ${summary.mediaMs.p50} / p95 ${summary.mediaMs.p95} ms; other room longest freeze ${runs[0].otherRoom.longestFreezeMs} ms`;
       check(summary.detectedMs.p95 <= DETECT_P95_MS, `detection p95 ${summary.detectedMs.p95} ms > ${DETECT_P95_MS} ms`);
       check(summary.mediaMs.p95 <= MEDIA_P95_MS, `media again p95 ${summary.mediaMs.p95} ms > ${MEDIA_P95_MS} ms`);
     }, { leaseMs: LEASE_MS });
@@ -141,7 +141,7 @@ export const clusterFailoverScenarios = {
       const cont = fromSamples(await sampling);
       const continuity = assertContinuity(`bob decodes alice through the drain of a (moved to ${home})`, cont, { senderFps: fps, minWindowS: 19, maxFreezeMs: DRAIN_GAP_MS, maxZeroSeconds: 3, minShare: 0.7 });
       ctx.details = { home, movedMs: moved.map((m) => m.at - started), exitMs, exit: exited, newRoomHome: freshHome, mediaGapMs: cont.longestFreezeMs, continuity };
-      console.log(`cluster_drain: a drained; alice and bob moved to ${home} ${moved.map((m) => m.at - started).join(' / ')} ms after POST /api/drain; media gap at bob ${cont.longestFreezeMs} ms (bound ${DRAIN_GAP_MS}); a exited 0 after ${exitMs} ms; a room created through a went to ${freshHome}`);
+      ctx.note = `cluster_drain: a drained; alice and bob moved to ${home} ${moved.map((m) => m.at - started).join(' / ')} ms after POST /api/drain; media gap at bob ${cont.longestFreezeMs} ms (bound ${DRAIN_GAP_MS}); a exited 0 after ${exitMs} ms; a room created through a went to ${freshHome}`;
     });
   },
 };

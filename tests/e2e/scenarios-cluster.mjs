@@ -176,7 +176,7 @@ export const clusterScenarios = {
       check(ids.every((id) => homes[id] > rounds / 2), `homes per node ${JSON.stringify(homes)}`);
       const fenced = await Promise.all(ids.map((id) => metric(nodes[id], 'sluice_cluster_fenced_total')));
       ctx.details = { joins: rounds * burst, joined, failed: errors, rooms: rounds * 3, homes, fenced, seconds };
-      console.log(`cluster_race: ${rounds * burst} joins in ${rounds} bursts of ${burst} over 3 nodes in ${seconds.toFixed(1)} s: ${joined} joined, every room on one node (its home, epoch 1; homes ${JSON.stringify(homes)}), ${failed} failed across the Redis connection kill ${JSON.stringify(errors)}`);
+      ctx.note = `cluster_race: ${rounds * burst} joins in ${rounds} bursts of ${burst} over 3 nodes in ${seconds.toFixed(1)} s: ${joined} joined, every room on one node (its home, epoch 1; homes ${JSON.stringify(homes)}), ${failed} failed across the Redis connection kill ${JSON.stringify(errors)}`;
     });
   },
 
@@ -217,7 +217,7 @@ export const clusterScenarios = {
         const held = Object.fromEntries(await Promise.all([a, b, c].map(async (n) => [n.id, (await ownRooms(n)).filter((r) => r.name === 'f1' && r.num_participants > 0).length])));
         check(held.a === 0 && held.b === 1 && held.c === 0, `f1 held with participants by ${JSON.stringify(held)}`);
         ctx.details = { frozenMs: resumed - frozen, fencedAfterResumeMs: fencedMs, homesSeen: [...homes], rejoins, held };
-        console.log(`cluster_frozen_node: 3 nodes; a frozen ${resumed - frozen} ms (lease 2000 ms), room re-placed on b (epoch 2), a fenced itself ${fencedMs} ms after SIGCONT, alice (via b) and bob (via c) rejoined on b`);
+        ctx.note = `cluster_frozen_node: 3 nodes; a frozen ${resumed - frozen} ms (lease 2000 ms), room re-placed on b (epoch 2), a fenced itself ${fencedMs} ms after SIGCONT, alice (via b) and bob (via c) rejoined on b`;
       } finally {
         clearInterval(poll);
         a.signal('SIGCONT');
