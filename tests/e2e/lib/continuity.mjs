@@ -13,8 +13,8 @@
  * summed `framesDecoded` of its inbound streams of `kind` (`video` by default), plus Chrome's own
  * freeze counters where it has them. The loop runs inside the page: one evaluate, no polling
  * from the driver. The count goes on across a rejoin (a cluster failover or drain gives the page
- * a new Room with new peer connections whose counters start at 0): a count that went down is a
- * new receiver and is added to what came before, and a read that fails (the old Room's peer
+ * a new `window.sluice.room` with new peer connections whose counters start at 0): the old
+ * Room's last count is added to the new one's, and a read that fails (the old Room's peer
  * connections closed) repeats the last count, so the gap shows as a freeze.
  */
 export async function samplePage(page, { seconds = 20, kind = 'video', sampleMs = 200 } = {}) {
@@ -22,13 +22,25 @@ export async function samplePage(page, { seconds = 20, kind = 'video', sampleMs 
     async ({ seconds, kind, sampleMs }) => {
       let base = 0;
       let lastRaw = 0;
+      let lastRoom = window.sluice.room;
+      let lastFreeze = { count: 0, s: 0 };
+      const freezeBase = { count: 0, s: 0 };
       let lastRead = { frames: 0, freezeCount: 0, freezeS: 0, freezeKnown: false };
       const read = async () => {
+        const room = window.sluice.room;
         let s;
         try {
-          s = await window.sluice.room.stats();
+          s = await room.stats();
         } catch {
           return lastRead;
+        }
+        if (room !== lastRoom) {
+          base += lastRaw;
+          freezeBase.count += lastFreeze.count;
+          freezeBase.s += lastFreeze.s;
+          lastRaw = 0;
+          lastFreeze = { count: 0, s: 0 };
+          lastRoom = room;
         }
         let frames = 0;
         let freezeCount = 0;
@@ -45,9 +57,9 @@ export async function samplePage(page, { seconds = 20, kind = 'video', sampleMs 
             }
           }
         }
-        if (frames < lastRaw) base += lastRaw;
         lastRaw = frames;
-        lastRead = { frames: base + frames, freezeCount, freezeS, freezeKnown };
+        lastFreeze = { count: freezeCount, s: freezeS };
+        lastRead = { frames: base + frames, freezeCount: freezeBase.count + freezeCount, freezeS: freezeBase.s + freezeS, freezeKnown };
         return lastRead;
       };
       const t0 = performance.now();
