@@ -70,6 +70,7 @@ export const clusterFailoverScenarios = {
           const [carol, dave] = await pair(ctx, nodes[survivor], 'other', ['carol', 'dave']);
           other = { carol, dave, fps: await senderFps(dave, 2) };
           sampling = samplePage(carol, { seconds: 20 });
+          sampling.catch(() => {}); // awaited below; a failure before must not go unhandled
           await sleep(3000);
         }
         const killed = Date.now();
@@ -121,7 +122,8 @@ export const clusterFailoverScenarios = {
       const bob = await ctx.openPage('chromium', await b.pageUrl('d1', 'bob', { role: 'controller' }), 'bob');
       await Promise.all([decodes(alice, 'bob'), decodes(bob, 'alice')]);
       const fps = await senderFps(alice, 2);
-      const sampling = samplePage(bob, { seconds: 20 });
+      const sampling = samplePage(bob, { seconds: 20, acrossRejoins: true });
+      sampling.catch(() => {}); // awaited below; a failure before must not go unhandled
       await sleep(5000);
       const started = Date.now();
       const r = await a.api('POST', '/api/drain');
@@ -130,7 +132,8 @@ export const clusterFailoverScenarios = {
       const fresh = await a.api('POST', '/api/rooms', { name: 'after-drain' });
       const freshHome = cli(redis, 'HGET', 'sl:room:after-drain', 'home');
       check(fresh.status === 201 && ['b', 'c'].includes(freshHome), `room created through draining a: ${fresh.status}, home ${freshHome}`);
-      const moved = await Promise.all([alice, bob].map((p) => waitFor(`${p.identity} not moved`, () => p.evaluate((t) => window.sluice.rejoins.find((x) => x.ok && x.at >= t), started), { ms: 10_000 })));
+      const moved = await Promise.all([alice, bob].map((p) => waitFor(async () => `${p.identity} not moved: ${await p.evaluate(() => window.sluice.log.slice(-8).join('\n'))}`,
+        () => p.evaluate((t) => window.sluice.rejoins.find((x) => x.ok && x.at >= t), started), { ms: 10_000 })));
       const exited = await waitFor('a did not exit', () => a.exited, { ms: 15_000 });
       const exitMs = Date.now() - started;
       check(exited.code === 0, `a exited ${JSON.stringify(exited)}`);

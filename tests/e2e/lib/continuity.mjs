@@ -12,35 +12,25 @@
  * Samples `page` (a page with window.sluice.room) for `seconds` and returns a timeline of the
  * summed `framesDecoded` of its inbound streams of `kind` (`video` by default), plus Chrome's own
  * freeze counters where it has them. The loop runs inside the page: one evaluate, no polling
- * from the driver. The count goes on across a rejoin (a cluster failover or drain gives the page
- * a new `window.sluice.room` with new peer connections whose counters start at 0): the old
- * Room's last count is added to the new one's, and a read that fails (the old Room's peer
- * connections closed) repeats the last count, so the gap shows as a freeze.
+ * from the driver.
+ * `acrossRejoins`: the page's call moves during the window (a cluster failover or drain gives it
+ * new peer connections, whose counters start at 0): a count that goes down is a new receiver,
+ * counted on top of what came before, and a read that fails (the old Room's peer connections
+ * closed) repeats the last count, so the move shows as a freeze.
  */
-export async function samplePage(page, { seconds = 20, kind = 'video', sampleMs = 200 } = {}) {
+export async function samplePage(page, { seconds = 20, kind = 'video', sampleMs = 200, acrossRejoins = false } = {}) {
   return page.evaluate(
-    async ({ seconds, kind, sampleMs }) => {
-      let base = 0;
-      let lastRaw = 0;
-      let lastRoom = window.sluice.room;
-      let lastFreeze = { count: 0, s: 0 };
-      const freezeBase = { count: 0, s: 0 };
-      let lastRead = { frames: 0, freezeCount: 0, freezeS: 0, freezeKnown: false };
+    async ({ seconds, kind, sampleMs, acrossRejoins }) => {
+      const base = { frames: 0, freezeCount: 0, freezeS: 0 };
+      let raw = { frames: 0, freezeCount: 0, freezeS: 0 };
+      let lastRead = null;
       const read = async () => {
-        const room = window.sluice.room;
         let s;
         try {
-          s = await room.stats();
-        } catch {
-          return lastRead;
-        }
-        if (room !== lastRoom) {
-          base += lastRaw;
-          freezeBase.count += lastFreeze.count;
-          freezeBase.s += lastFreeze.s;
-          lastRaw = 0;
-          lastFreeze = { count: 0, s: 0 };
-          lastRoom = room;
+          s = await window.sluice.room.stats();
+        } catch (e) {
+          if (acrossRejoins && lastRead) return lastRead;
+          throw e;
         }
         let frames = 0;
         let freezeCount = 0;
@@ -57,9 +47,14 @@ export async function samplePage(page, { seconds = 20, kind = 'video', sampleMs 
             }
           }
         }
-        lastRaw = frames;
-        lastFreeze = { count: freezeCount, s: freezeS };
-        lastRead = { frames: base + frames, freezeCount: freezeBase.count + freezeCount, freezeS: freezeBase.s + freezeS, freezeKnown };
+        if (acrossRejoins) {
+          for (const [k, v] of Object.entries({ frames, freezeCount, freezeS })) if (v < raw[k]) base[k] += raw[k];
+          raw = { frames, freezeCount, freezeS };
+          frames += base.frames;
+          freezeCount += base.freezeCount;
+          freezeS += base.freezeS;
+        }
+        lastRead = { frames, freezeCount, freezeS, freezeKnown };
         return lastRead;
       };
       const t0 = performance.now();
@@ -78,7 +73,7 @@ export async function samplePage(page, { seconds = 20, kind = 'video', sampleMs 
           : null,
       };
     },
-    { seconds, kind, sampleMs },
+    { seconds, kind, sampleMs, acrossRejoins },
   );
 }
 
