@@ -227,3 +227,6 @@ export const clusterScenarios = {
 
   ...clusterFailoverScenarios,
 };
+
+// 6,000 joins take 45-90 s on 2 loaded cores.
+clusterScenarios.cluster_race.timeoutS = 180;
