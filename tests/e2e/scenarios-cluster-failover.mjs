@@ -51,11 +51,12 @@ export const clusterFailoverScenarios = {
     await withCluster(ctx, ['a', 'b', 'c'], async (nodes, redis, cluster) => {
       const runs = [];
       let other = null;
+      let repeated = 0;
       for (let i = 0; i < RUNS; i++) {
         // A fresh room created through a or b in turn; placement (load, reservations) may put
         // it elsewhere: its home is the victim. The pages enter through another node (c unless
         // c is the home).
-        const room = `f${i}`;
+        const room = `f${i}-${repeated}`;
         const created = await nodes[i % 2 === 0 ? 'a' : 'b'].api('POST', '/api/rooms', { name: room });
         const victim = cli(redis, 'HGET', `sl:room:${room}`, 'home');
         check(created.status === 201 && victim, `${room}: ${JSON.stringify(created)}, home ${victim}`);
@@ -66,12 +67,23 @@ export const clusterFailoverScenarios = {
         let sampling = null;
         if (i === 0) {
           // The other room: homed on the survivor, its pages entered there.
-          check((await nodes[survivor].api('POST', '/api/rooms', { name: 'other' })).status === 201, 'create other');
-          const [carol, dave] = await pair(ctx, nodes[survivor], 'other', ['carol', 'dave']);
+          check((await nodes[survivor].api('POST', '/api/rooms', { name: `other-${room}` })).status === 201, 'create other');
+          const [carol, dave] = await pair(ctx, nodes[survivor], `other-${room}`, ['carol', 'dave']);
           other = { carol, dave, fps: await senderFps(dave, 2) };
           sampling = samplePage(carol, { seconds: 20 });
           sampling.catch(() => {}); // awaited below; a failure before must not go unhandled
           await sleep(3000);
+        }
+        if (cli(redis, 'HGET', `sl:room:${room}`, 'home') !== victim) {
+          // The home fenced itself before the kill (a lease renewal missed on an overloaded
+          // machine: correct, but not the failover to measure): this run is made again.
+          check(++repeated <= 3, `${room} moved off ${victim} before the kill ${repeated} times`);
+          console.log(`cluster_failover run ${i + 1}: ${room} left ${victim} before the kill (fenced under load); run again`);
+          await closePages(ctx, [...pages, ...(other ? [other.carol, other.dave] : [])]);
+          other = null;
+          await formed(nodes, 3);
+          i -= 1;
+          continue;
         }
         const killed = Date.now();
         nodes[victim].killNode();
@@ -100,7 +112,7 @@ export const clusterFailoverScenarios = {
         await formed(nodes, 3);
       }
       const stats = (k) => ({ p50: quantile(runs.map((r) => r[k]), 0.5), p95: quantile(runs.map((r) => r[k]), 0.95), max: Math.max(...runs.map((r) => r[k])) });
-      const summary = { leaseMs: LEASE_MS, runs: RUNS, detectedMs: stats('detectedMs'), rejoinedMs: stats('rejoinedMs'), mediaMs: stats('mediaMs') };
+      const summary = { leaseMs: LEASE_MS, runs: RUNS, repeated, detectedMs: stats('detectedMs'), rejoinedMs: stats('rejoinedMs'), mediaMs: stats('mediaMs') };
       ctx.details = { ...summary, otherRoom: runs[0].otherRoom, perRun: runs.map(({ otherRoom: _o, ...r }) => r) };
       ctx.note = `cluster_failover: ${RUNS} runs, lease ${LEASE_MS} ms, 3 nodes: detection p50 ${summary.detectedMs.p50} / p95 ${summary.detectedMs.p95} ms; rejoined p50 ${summary.rejoinedMs.p50} / p95 ${summary.rejoinedMs.p95} ms; media again p50 ${summary.mediaMs.p50} / p95 ${summary.mediaMs.p95} ms; other room longest freeze ${runs[0].otherRoom.longestFreezeMs} ms`;
       check(summary.detectedMs.p95 <= DETECT_P95_MS, `detection p95 ${summary.detectedMs.p95} ms > ${DETECT_P95_MS} ms`);
