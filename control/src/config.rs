@@ -145,6 +145,9 @@ const HYBRID_KEYS: &[&str] = &[
 ];
 
 const TURN_KEYS: &[&str] = &["urls", "secret", "ttl_s", "relay_ips"];
+/// `turn.ttl_s` unless set: an hour (security review #30: a leaked credential is a relay for
+/// that long). Connected clients get fresh ones at half of it (`ice_servers`).
+pub const DEFAULT_TURN_TTL_S: u64 = 3_600;
 
 /// `[turn]` as read, before the check that it is complete.
 #[derive(Debug, Default)]
@@ -670,7 +673,7 @@ impl TurnDraft {
         Ok(Some(TurnConfig {
             urls,
             secret,
-            ttl_s: self.ttl_s.unwrap_or(86_400),
+            ttl_s: self.ttl_s.unwrap_or(DEFAULT_TURN_TTL_S),
             relay_ips: self.relay_ips,
         }))
     }
@@ -893,7 +896,7 @@ mod tests {
         assert_eq!(c.hybrid.strategy, Strategy::HardCut);
         assert_eq!(c.hybrid.cooldown_ms, 500);
         let turn = c.turn.unwrap();
-        assert_eq!(turn.ttl_s, 86_400);
+        assert_eq!(turn.ttl_s, DEFAULT_TURN_TTL_S);
         assert_eq!(turn.urls, vec!["turn:127.0.0.1:3478".to_owned()]);
         let env = vec![
             ("SLUICE_HYBRID_DEFAULT_MODE".to_string(), "p2p".to_string()),

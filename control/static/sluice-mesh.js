@@ -30,6 +30,18 @@ export class Mesh {
     this.#localTracks = localTracks;
   }
 
+  /** Fresh TURN credentials: for PCs opened from now on and the open ones' next ICE restart. */
+  setIceServers(iceServers) {
+    this.#config = { ...this.#config, iceServers };
+    for (const peer of this.peers.values()) {
+      try {
+        peer.pc.setConfiguration({ ...peer.pc.getConfiguration(), iceServers });
+      } catch {
+        // A closed PC refuses it; it is dropped on its own.
+      }
+    }
+  }
+
   /** Opens the PC to `sid` and sends the first offer (we are the offering side of this pair). */
   connect(sid, identity) {
     if (this.peers.has(sid)) return this.peers.get(sid);

@@ -1047,6 +1047,21 @@ export class Room extends Emitter {
       case 'leave':
         this._close(msg.reason ?? 'server');
         break;
+      case 'ice_servers': {
+        // Fresh TURN credentials (they last `turn.ttl_s`; the server sends new ones at half of
+        // that): for PCs made from now on and for the open ones' next gathering (ICE restart).
+        const iceServers = (msg.ice_servers ?? []).map((s) => ({ ...s }));
+        if (this.#pcConfig) this.#pcConfig = { ...this.#pcConfig, iceServers };
+        this.#mesh?.setIceServers(iceServers);
+        for (const pc of [this.#pub, this.#sub]) {
+          try {
+            pc?.setConfiguration({ ...pc.getConfiguration(), iceServers });
+          } catch {
+            // A closed PC refuses it; a new one is made from #pcConfig.
+          }
+        }
+        break;
+      }
       case 'reconnect':
         // The media server restarted and lost our sessions (DTLS included): fresh SFU PCs,
         // publications sent again (the server kept their track sids pending); its new

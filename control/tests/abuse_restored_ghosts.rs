@@ -5,61 +5,16 @@
 //! in time stays. No dataplane is needed: joins work without one.
 
 mod api_support;
+mod sluice_up;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use api_support::*;
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
+use sluice_up::Sluice;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Sluice {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Sluice {
-    fn start(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["up", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sluice up");
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("sluice is up: http://") {
-                    let _ = tx.send(rest.trim_end_matches('/').to_owned());
-                } else if !line.contains("dataplane") {
-                    eprintln!("[sluice] {line}");
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("sluice up prints its address within 20 s")
-            .parse()
-            .expect("address");
-        Sluice { child, addr }
-    }
-}
-
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn participants(addr: SocketAddr) -> Vec<String> {
     let a = auth_header(&admin());

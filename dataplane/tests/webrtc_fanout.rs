@@ -156,6 +156,8 @@ fn webrtc_nack_recovers_with_rtx_across_workers() {
         );
         if got.len() != usize::from(PACKETS) {
             // Which side lost them: the workers' drop counters (kernel drops included).
+            let missing: Vec<u16> = (0..PACKETS).filter(|k| !got.contains_key(k)).collect();
+            println!("never received: {missing:?}");
             let counters: Vec<_> = rig.worker_stats().into_iter().map(|w| w.counters).collect();
             println!("worker counters: {counters:?}");
         }

@@ -42,7 +42,10 @@ pub enum Command {
     AddTrack(AddTrack),
     /// Stop a track; its subscriptions end too → `Done`.
     RemoveTrack { track: TrackId },
-    /// Forward a track to a subscriber session → `Done`.
+    /// Forward a track to a subscriber session → `Done`, once the subscriber's worker has the
+    /// subscription. The publisher's worker (when another) is told right after, in order with
+    /// any later command for it: packets it reads before that are not forwarded (a subscriber
+    /// starts at a keyframe anyway).
     Subscribe(Subscribe),
     /// Stop forwarding → `Done`.
     Unsubscribe { subscription: SubscriptionId },

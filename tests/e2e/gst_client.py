@@ -173,6 +173,22 @@ def sdp_facts(text, prefix):
     }
 
 
+def ecdsa_pem():
+    """A fresh self-signed ECDSA P-256 certificate and its key, PEM, from openssl(1)."""
+    key = subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout"],
+                         capture_output=True, check=True, text=True).stdout
+    cert = subprocess.run(["openssl", "req", "-new", "-x509", "-key", "/dev/stdin", "-subj", "/CN=gst",
+                           "-days", "2"], input=key, capture_output=True, check=True, text=True).stdout
+    return cert + key
+
+
+def pem_fingerprint(pem):
+    """The SDP fingerprint (sha-256) of the certificate in `pem`."""
+    out = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256"], input=pem,
+                         capture_output=True, check=True, text=True).stdout
+    return out.strip().split("=", 1)[1]
+
+
 class Peer:
     def __init__(self, args):
         self.args = args
@@ -182,6 +198,17 @@ class Peer:
         self.webrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
         self.pipe.add(self.webrtc)
         loopback_agent(self.webrtc)
+        # SLUICE_GST_CERT=ecdsa: webrtcbin with an ECDSA P-256 certificate instead of its default
+        # RSA-2048 one, and the offer's a=fingerprint fixed up to match it. Only for runs against
+        # builds from before issue 20, which refused RSA client certificates: with it, the
+        # SSRC-less and codec-order defects can be shown on their own.
+        self.pem = ecdsa_pem() if os.environ.get("SLUICE_GST_CERT") == "ecdsa" else None
+        if self.pem is not None:
+            def added(_bin, _sub, element):
+                factory = element.get_factory()
+                if factory is not None and factory.get_name() in ("dtlssrtpdec", "dtlsdec"):
+                    element.set_property("pem", self.pem)
+            self.pipe.connect("deep-element-added", added)
         self.result = {"gstreamer": Gst.version_string()}
         self.error = None
         self.resource = None
@@ -235,6 +262,9 @@ class Peer:
         self.webrtc.emit("create-offer", None, promise)
 
     def post(self):
+        if self.pem is not None:
+            self.offer_text = re.sub(r"a=fingerprint:\S+ [0-9A-Fa-f:]+",
+                                     "a=fingerprint:sha-256 " + pem_fingerprint(self.pem), self.offer_text)
         if getattr(self.args, "bad_fingerprint", False):
             # The last hex byte of every a=fingerprint, flipped.
             self.offer_text = re.sub(

@@ -200,20 +200,15 @@ export const interopScenarios = {
    * over WHEP with its default offer, VP8 listed first, and must get the H.264 track.
    */
   async gst_h264_nossrc_to_aiortc(ctx) {
-    const publishing = gstPublish(ctx, 'h264', { ssrc: false, seconds: WINDOW_S + 14 });
-    await sleep(3000);
-    const token = await ctx.server.token('r1', 'aio', 'viewer');
-    const play = await ctx.aiortc(['whep', '--url', `${ctx.server.origin}/whep/r1`, '--token', token, '--seconds', String(WINDOW_S + 3)], (WINDOW_S + 40) * 1000);
-    check(/H264/i.test(play.codecs ?? ''), `aiortc negotiated ${play.codecs}`);
-    const c = assertContinuity('aiortc decodes GStreamer H.264 (no a=ssrc)', fromFrameTimes(play.video_times_ms), { senderFps: 30, minWindowS: WINDOW_S });
-    const pub = await publishing;
-    check(pub.offer_ssrc_lines === 0, `the offer had ${pub.offer_ssrc_lines} a=ssrc lines`);
-    const m = await metrics(ctx);
-    const bound = metric(m, 'sluice_unsignaled_ssrc_bound_total{');
-    check(bound >= 2, `sluice_unsignaled_ssrc_bound_total ${bound} (video and audio should bind by payload type)`);
-    ctx.interop.push(gstRow(pub, 'gstreamer publishes h264 (WHIP, no a=ssrc)'));
-    ctx.interop.push({ engine: `aiortc ${play.version}`, direction: 'aiortc subscribes (WHEP, VP8 listed first, from GStreamer H.264)', codecs: play.codecs, tlsVersion: play.tls ?? null, dtlsCipher: play.cipher ?? null, srtpCipher: play.srtp ?? null });
-    ctx.details = { continuity: c, aiortcCodecs: play.codecs, unsignaledBound: bound, gst: summary(pub) };
+    await gstH264ToAiortc(ctx, { ssrc: false });
+  },
+
+  /**
+   * The same with a=ssrc signalled: only the WHEP codec choice is at stake (issue 20's third
+   * defect on its own: the viewer listing VP8 first got no track).
+   */
+  async gst_h264_to_aiortc(ctx) {
+    await gstH264ToAiortc(ctx, { ssrc: true });
   },
 
   /** GStreamer publishes VP8 without a=ssrc; GStreamer plays it over WHEP (20 s continuity). */
@@ -255,6 +250,29 @@ export const interopScenarios = {
     await repeatViewers(ctx, 'gstreamer');
   },
 };
+
+/** GStreamer H.264 + Opus over WHIP (with or without a=ssrc) → aiortc over WHEP, VP8 listed first. */
+async function gstH264ToAiortc(ctx, { ssrc }) {
+  const what = ssrc ? 'with a=ssrc' : 'no a=ssrc';
+  const publishing = gstPublish(ctx, 'h264', { ssrc, seconds: WINDOW_S + 14 });
+  await sleep(3000);
+  const token = await ctx.server.token('r1', 'aio', 'viewer');
+  const play = await ctx.aiortc(['whep', '--url', `${ctx.server.origin}/whep/r1`, '--token', token, '--seconds', String(WINDOW_S + 3)], (WINDOW_S + 40) * 1000);
+  check(/H264/i.test(play.codecs ?? ''), `aiortc negotiated ${play.codecs}`);
+  const c = assertContinuity(`aiortc decodes GStreamer H.264 (${what})`, fromFrameTimes(play.video_times_ms), { senderFps: 30, minWindowS: WINDOW_S });
+  const pub = await publishing;
+  const m = await metrics(ctx);
+  const bound = metric(m, 'sluice_unsignaled_ssrc_bound_total{');
+  if (ssrc) {
+    check(pub.offer_ssrc_lines > 0, 'the offer had no a=ssrc lines');
+  } else {
+    check(pub.offer_ssrc_lines === 0, `the offer had ${pub.offer_ssrc_lines} a=ssrc lines`);
+    check(bound >= 2, `sluice_unsignaled_ssrc_bound_total ${bound} (video and audio should bind by payload type)`);
+  }
+  ctx.interop.push(gstRow(pub, `gstreamer publishes h264 (WHIP, ${what})`));
+  ctx.interop.push({ engine: `aiortc ${play.version}`, direction: 'aiortc subscribes (WHEP, VP8 listed first, from GStreamer H.264)', codecs: play.codecs, tlsVersion: play.tls ?? null, dtlsCipher: play.cipher ?? null, srtpCipher: play.srtp ?? null });
+  ctx.details = { continuity: c, aiortcCodecs: play.codecs, unsignaledBound: bound, gst: summary(pub) };
+}
 
 /**
  * One Chromium publisher; then REPEATS viewers of `stack` in a row, each a fresh connection (new

@@ -3,6 +3,7 @@
 // frames), and is bounded in time by the runner.
 
 import { assertContinuity, fromFrameTimes, fromSamples, samplePage } from './lib/continuity.mjs';
+import { assertFeedback, watchFeedback } from './lib/feedback.mjs';
 import { clusterScenarios } from './scenarios-cluster.mjs';
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
 import { interopScenarios } from './scenarios-interop.mjs';
@@ -67,7 +68,9 @@ async function oneWay(ctx, pubEngine, subEngine, seconds = 10) {
   const sub = await ctx.page(subEngine, 'r1', 'bob', { role: 'viewer', publish: 'none' });
   await firstFrames(ctx, sub);
   ctx.details = {};
+  const feedback = watchFeedback(ctx.server, 'r1', 'bob');
   await pageContinuity(ctx, sub, `${pubEngine} → ${subEngine}`, FPS[pubEngine], seconds);
+  ctx.details.sfuFeedback = assertFeedback(`${subEngine} subscriber`, await feedback.done(), { transportCc: true, minSamples: seconds / 2 });
   const s = await ctx.stats(sub);
   const v = inboundTotals(s, 'video');
   check(v.frameWidth >= 320, `frameWidth ${v.frameWidth}`);
@@ -100,27 +103,33 @@ export const scenarios = {
     await firstFrames(ctx, sub, 15_000);
     ctx.details = {};
     let failure = null;
+    const feedback = watchFeedback(ctx.server, 'r1', 'bob');
     await pageContinuity(ctx, sub, 'aiortc → chromium', FPS.aiortc, QUALITY_WINDOW_S).catch((e) => (failure = e));
+    const sfuFeedback = await feedback.done();
     const s = await ctx.stats(sub);
     const pub = await publishing;
     check(pub.video_fps === FPS.aiortc, `aiortc states ${pub.video_fps} fps, the test assumes ${FPS.aiortc}`);
     ctx.recordInterop(sub, 'chromium subscribes (from aiortc WHIP)', s, 'subscriber');
     ctx.interop.push({ engine: `aiortc ${pub.version}`, direction: 'aiortc publishes (WHIP)', codecs: pub.codecs, tlsVersion: pub.tls ?? null, dtlsCipher: pub.cipher ?? null, srtpCipher: pub.srtp ?? null });
     const v = inboundTotals(s, 'video');
-    Object.assign(ctx.details, { framesDecoded: v.framesDecoded, frameWidth: v.frameWidth, codec: v.codec, packetsReceived: v.packetsReceived, published: pub.packets_sent });
+    Object.assign(ctx.details, { framesDecoded: v.framesDecoded, frameWidth: v.frameWidth, codec: v.codec, packetsReceived: v.packetsReceived, published: pub.packets_sent, sfuFeedback });
     if (failure) throw failure;
+    assertFeedback('chromium subscriber', sfuFeedback, { transportCc: true });
   },
 
   /** A Chromium page publishes; aiortc plays the room over WHEP and decodes frames for 20 s. */
   async chromium_to_aiortc(ctx) {
     const pub = await ctx.page('chromium', 'r1', 'alice', { role: 'host' });
     const token = await ctx.server.token('r1', 'aio', 'viewer');
+    const feedback = watchFeedback(ctx.server, 'r1', 'aio');
     const play = await ctx.aiortc(['whep', '--url', `${ctx.server.origin}/whep/r1`, '--token', token, '--seconds', String(QUALITY_WINDOW_S + 2)], 60_000);
+    const sfuFeedback = await feedback.done();
     ctx.recordInterop(pub, 'chromium publishes (to aiortc WHEP)', await ctx.stats(pub), 'publisher');
     ctx.interop.push({ engine: `aiortc ${play.version}`, direction: 'aiortc subscribes (WHEP)', codecs: play.codecs, tlsVersion: play.tls ?? null, dtlsCipher: play.cipher ?? null, srtpCipher: play.srtp ?? null });
     const { video_times_ms: _times, ...rest } = play;
-    ctx.details = rest;
+    ctx.details = { ...rest, sfuFeedback };
     aiortcContinuity(ctx, play, 'chromium → aiortc (WHEP)', FPS.chromium, QUALITY_WINDOW_S);
+    assertFeedback('aiortc WHEP subscriber', sfuFeedback, { transportCc: false });
   },
 
   /** WHIP publish and WHEP play, both from scripts (aiortc), no browser; 20 s of play. */
@@ -130,10 +139,12 @@ export const scenarios = {
     publishing.catch(() => {});
     await sleep(2500);
     const subToken = await ctx.server.token('r1', 'whep', 'viewer');
+    const feedback = watchFeedback(ctx.server, 'r1', 'whep');
     const play = await ctx.aiortc(['whep', '--url', `${ctx.server.origin}/whep/r1`, '--token', subToken, '--seconds', String(QUALITY_WINDOW_S + 1)], 60_000);
+    const sfuFeedback = await feedback.done();
     const published = await publishing;
     const { video_times_ms: _times, ...rest } = play;
-    ctx.details = { ...rest, published: published.packets_sent };
+    ctx.details = { ...rest, published: published.packets_sent, sfuFeedback };
     // RFC 9725 §4.1/§4.2: 201 with a Location the session is ended with (DELETE).
     for (const [r, kind] of [[published, 'whip'], [play, 'whep']]) {
       check(new RegExp(`/${kind}/r1/[^/]+$`).test(r.resource ?? ''), `${kind} Location ${r.resource}`);
@@ -143,6 +154,7 @@ export const scenarios = {
     aiortcContinuity(ctx, play, 'aiortc → aiortc (WHEP)', FPS.aiortc, QUALITY_WINDOW_S);
     // Opus at 20 ms: 50 frames a second.
     check(play.audio_frames >= 0.8 * 50 * QUALITY_WINDOW_S, `WHEP decoded ${play.audio_frames} audio frames in ${QUALITY_WINDOW_S} s`);
+    assertFeedback('aiortc WHEP subscriber', sfuFeedback, { transportCc: false });
   },
 
   /**

@@ -7,55 +7,18 @@
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
+mod node_support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use api_support::*;
+use node_support::*;
 use serde_json::{json, Value};
 use sluice_control::auth::{self, Claims, Grants, Role, Source};
 use sluice_control::room::RoomMode;
-use sluice_control::server::{Server, ServerOptions};
-use sluice_dataplane::config::{Config, IoChoice};
-use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 
 const OFFER: &str = include_str!("../../control/tests/fixtures/sdp/chromium_cam_mic.sdp");
-
-/// A one-worker dataplane on loopback, or `None` (the test is skipped) where it cannot start.
-fn dataplane() -> Option<(tempfile::TempDir, DataplaneHandle)> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::defaults(1);
-    cfg.workers = vec![0];
-    cfg.bind = "127.0.0.1".parse().unwrap();
-    cfg.port = 0;
-    cfg.io = IoChoice::Socket;
-    cfg.buffers_per_worker = 256;
-    cfg.stats_interval_ms = 100;
-    cfg.control_socket = dir.path().join("dp.sock");
-    match Dataplane::start(cfg) {
-        Ok(dp) => Some((dir, dp)),
-        Err(e) => {
-            eprintln!("skipping: dataplane did not start: {e}");
-            None
-        }
-    }
-}
-
-/// The control server on `dp`, once its link is up.
-async fn control(dp: &DataplaneHandle, f: impl FnOnce(&mut ServerOptions)) -> Server {
-    let socket = dp.control_socket().to_path_buf();
-    let s = start_with(|o| {
-        o.dataplane_socket = Some(socket);
-        f(o);
-    })
-    .await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while http(s.addr, "GET", "/readyz", &[], "").await.0 != 200 {
-        assert!(Instant::now() < deadline, "dataplane link not up in 5 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    s
-}
 
 fn now_s() -> u64 {
     auth::unix_seconds(SystemTime::now())
@@ -209,10 +172,10 @@ async fn list(addr: SocketAddr) -> Vec<String> {
 /// pending request goes with its track: the pending map ends empty, not one entry per round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_unpublish_loop_leaves_no_pending_requests() {
-    let Some((_dir, dp)) = dataplane() else {
+    let Some((_dir, dp)) = loopback_dataplane(|c| c.stats_interval_ms = 100) else {
         return;
     };
-    let s = control(&dp, |_| {}).await;
+    let s = linked_server(&dp, |_| {}).await;
     let mut alice = join(s.addr, "alice", Role::Host).await;
     const ROUNDS: usize = 200;
     let cid = "c".repeat(128);
@@ -248,10 +211,10 @@ async fn publish_unpublish_loop_leaves_no_pending_requests() {
 /// section: the saved request is re-checked and the section refused — no track.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demoted_publishers_saved_request_is_refused() {
-    let Some((_dir, dp)) = dataplane() else {
+    let Some((_dir, dp)) = loopback_dataplane(|c| c.stats_interval_ms = 100) else {
         return;
     };
-    let s = control(&dp, |_| {}).await;
+    let s = linked_server(&dp, |_| {}).await;
     let _host = join(s.addr, "alice", Role::Host).await;
     let mut bob = join(s.addr, "bob", Role::Controller).await;
     send(
@@ -293,10 +256,10 @@ async fn demoted_publishers_saved_request_is_refused() {
 /// nothing; the refusal is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whep_without_can_subscribe_receives_nothing() {
-    let Some((_dir, dp)) = dataplane() else {
+    let Some((_dir, dp)) = loopback_dataplane(|c| c.stats_interval_ms = 100) else {
         return;
     };
-    let s = control(&dp, |_| {}).await;
+    let s = linked_server(&dp, |_| {}).await;
     let mut alice = join(s.addr, "alice", Role::Host).await;
     publish_av(&mut alice).await;
     let grants = Grants {
@@ -321,10 +284,10 @@ async fn whep_without_can_subscribe_receives_nothing() {
 /// gets no re-offer at all).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_can_subscribe_unsubscribes_at_once() {
-    let Some((_dir, dp)) = dataplane() else {
+    let Some((_dir, dp)) = loopback_dataplane(|c| c.stats_interval_ms = 100) else {
         return;
     };
-    let s = control(&dp, |_| {}).await;
+    let s = linked_server(&dp, |_| {}).await;
     let mut alice = join(s.addr, "alice", Role::Host).await;
     let mut bob = join(s.addr, "bob", Role::Viewer).await;
     publish_av(&mut alice).await;
@@ -456,10 +419,10 @@ async fn a_kick_lasts_for_the_tokens_lifetime() {
 /// `participant_left` to the room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whep_participant_that_never_connects_leaves() {
-    let Some((_dir, dp)) = dataplane() else {
+    let Some((_dir, dp)) = loopback_dataplane(|c| c.stats_interval_ms = 100) else {
         return;
     };
-    let s = control(&dp, |o| o.rooms.lifetimes.oneshot_grace_s = 1).await;
+    let s = linked_server(&dp, |o| o.rooms.lifetimes.oneshot_grace_s = 1).await;
     let mut alice = join(s.addr, "alice", Role::Host).await;
     publish_av(&mut alice).await;
     let (st, _, body) = whep(s.addr, &token("m", "ghost", Role::Viewer)).await;

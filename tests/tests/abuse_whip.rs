@@ -6,13 +6,11 @@
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
-
-use std::time::Duration;
+mod node_support;
 
 use api_support::*;
+use node_support::*;
 use sluice_control::auth::Role;
-use sluice_dataplane::config::{Config, IoChoice};
-use sluice_dataplane::runtime::Dataplane;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const OFFER: &str = include_str!("../../control/tests/fixtures/sdp/whip_obs.sdp");
@@ -87,29 +85,10 @@ async fn refused_foreign(addr: std::net::SocketAddr) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whip_resources_are_random_and_owned() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::defaults(1);
-    cfg.workers = vec![0];
-    cfg.bind = "127.0.0.1".parse().unwrap();
-    cfg.port = 0;
-    cfg.io = IoChoice::Socket;
-    cfg.buffers_per_worker = 256;
-    cfg.control_socket = dir.path().join("dp.sock");
-    let dp = match Dataplane::start(cfg) {
-        Ok(dp) => dp,
-        Err(e) => {
-            eprintln!("skipping: dataplane did not start: {e}");
-            return;
-        }
+    let Some((_dir, dp)) = loopback_dataplane(|_| {}) else {
+        return;
     };
-    let socket = dp.control_socket().to_path_buf();
-    let s = start_with(|o| o.dataplane_socket = Some(socket)).await;
-    for _ in 0..200 {
-        if http(s.addr, "GET", "/readyz", &[], "").await.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let s = linked_server(&dp, |_| {}).await;
     // The host on WebSocket (its sid is PA_1), a WHIP publisher and a WHEP viewer.
     let _host = join(s.addr, "host", Role::Host).await;
     let (st, pub_loc) = post(s.addr, "whip", "m", &token("m", "cam", Role::Controller)).await;

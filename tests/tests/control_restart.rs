@@ -10,6 +10,7 @@
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
+mod node_support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -20,36 +21,13 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use api_support::*;
+use node_support::*;
 use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
 use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::Dataplane;
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
-
-const OFFER: &str = include_str!("../../control/tests/fixtures/sdp/chromium_cam_mic.sdp");
-/// The fixture's audio SSRC and Opus payload type: what alice sends.
-const ALICE_AUDIO_SSRC: u32 = 2_838_154_093;
-const OPUS_PT: u8 = 111;
-
-/// The `sluice` binary of this build: `target/<profile>/sluice`, next to this test's `deps/`.
-/// It belongs to another package (`sluice-control`), so cargo builds it for `cargo test
-/// --workspace` (what `tests/run.sh` runs) or `cargo test -p sluice-control -p sluice-tests`,
-/// not for this package alone.
-fn sluice_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .join("sluice");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p sluice-control` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
 
 /// A running `sluice up` and the address it printed.
 struct Control {
@@ -60,7 +38,7 @@ struct Control {
 impl Control {
     /// Starts `sluice up --config <dir>/sluice.toml` and waits (bounded) for its address.
     fn start(config: &Path) -> Control {
-        let mut child = Command::new(sluice_bin())
+        let mut child = Command::new(target_bin("sluice"))
             .arg("up")
             .arg("--config")
             .arg(config)
@@ -112,80 +90,6 @@ async fn join(addr: SocketAddr, identity: &str, role: Role) -> (Ws, Value) {
     send(&mut ws, json!({"type": "join"})).await;
     let joined = recv_type(&mut ws, "joined").await;
     (ws, joined)
-}
-
-/// `a=<name>:` value of the first such line.
-fn attr<'a>(sdp: &'a str, name: &str) -> &'a str {
-    let prefix = format!("a={name}:");
-    sdp.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("no a={name} in\n{sdp}"))
-        .trim()
-}
-
-/// The first UDP host candidate's address.
-fn candidate(sdp: &str) -> SocketAddr {
-    let c = attr(sdp, "candidate");
-    let f: Vec<&str> = c.split_whitespace().collect();
-    assert!(f[2].eq_ignore_ascii_case("udp"), "{c}");
-    format!("{}:{}", f[4], f[5])
-        .parse()
-        .expect("candidate address")
-}
-
-/// `sdp` with our ICE credentials and fingerprint; `dir` replaces `from`; `setup` if given.
-fn rewrite(
-    sdp: &str,
-    creds: &IceCreds,
-    fingerprint: &str,
-    from: &str,
-    dir: &str,
-    setup: Option<&str>,
-) -> String {
-    sdp.lines()
-        .filter(|l| !l.starts_with("a=ice-lite") && !l.starts_with("a=candidate") && !l.is_empty())
-        .filter(|l| setup.is_none() || !l.starts_with("a=ssrc"))
-        .map(|l| {
-            if l.starts_with("a=ice-ufrag:") {
-                format!("a=ice-ufrag:{}", creds.ufrag)
-            } else if l.starts_with("a=ice-pwd:") {
-                format!("a=ice-pwd:{}", creds.pwd)
-            } else if l.starts_with("a=fingerprint:") {
-                format!("a=fingerprint:{fingerprint}")
-            } else if l.starts_with("a=setup:") && setup.is_some() {
-                format!("a=setup:{}", setup.unwrap_or_default())
-            } else if l == format!("a={from}") {
-                format!("a={dir}")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n")
-        + "\r\n"
-}
-
-/// The audio section's first payload type and SSRC in a subscriber offer.
-fn audio_stream(offer: &str) -> (u8, u32) {
-    let start = offer.find("m=audio").expect("audio section");
-    let section = &offer[start..];
-    let section = &section[..section[1..].find("\nm=").map_or(section.len(), |i| i + 1)];
-    let pt = section
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let ssrc = attr(section, "ssrc")
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    (pt, ssrc)
 }
 
 /// Packets bob received on alice's forwarded audio stream.

@@ -8,109 +8,22 @@
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
+mod node_support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use api_support::*;
+use node_support::*;
 use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
-
-const OFFER: &str = include_str!("../../control/tests/fixtures/sdp/chromium_cam_mic.sdp");
-const ALICE_AUDIO_SSRC: u32 = 2_838_154_093;
-const OPUS_PT: u8 = 111;
-
-fn target_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test --workspace` builds it",
-        bin.display()
-    );
-    bin
-}
-
-struct Sluice {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Sluice {
-    fn start(config: &Path, env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(target_bin("sluice"))
-            .args(["up", "--config"])
-            .arg(config)
-            .arg("--dataplane-bin")
-            .arg(target_bin("sluice-dataplane"))
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sluice up");
-        let stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("sluice is up: http://") {
-                    let _ = tx.send(rest.trim_end_matches('/').to_owned());
-                } else if !line.contains("injected fault") && !line.contains("panicked") {
-                    eprintln!("[sluice] {line}");
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("sluice up prints its address within 20 s")
-            .parse()
-            .expect("address");
-        Sluice { child, addr }
-    }
-
-    /// The pid of the `sluice-dataplane` this daemon runs now.
-    fn dataplane_pid(&self) -> Option<u32> {
-        let me = self.child.id();
-        std::fs::read_dir("/proc").ok()?.find_map(|e| {
-            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let (comm, rest) = stat.split_once(") ")?;
-            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-            (ppid == me && comm.contains("sluice-datapl")).then_some(pid)
-        })
-    }
-}
-
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        // SIGTERM first, so the daemon stops the dataplane it spawned.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn join_ws(addr: SocketAddr, identity: &str, role: Role) -> Ws {
     let t = token("m", identity, role);
@@ -120,76 +33,6 @@ async fn join_ws(addr: SocketAddr, identity: &str, role: Role) -> Ws {
     send(&mut ws, json!({"type": "join"})).await;
     recv_type(&mut ws, "joined").await;
     ws
-}
-
-fn attr<'a>(sdp: &'a str, name: &str) -> &'a str {
-    let prefix = format!("a={name}:");
-    sdp.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("no a={name} in\n{sdp}"))
-        .trim()
-}
-
-fn candidate(sdp: &str) -> SocketAddr {
-    let c = attr(sdp, "candidate");
-    let f: Vec<&str> = c.split_whitespace().collect();
-    format!("{}:{}", f[4], f[5])
-        .parse()
-        .expect("candidate address")
-}
-
-/// `sdp` with our ICE credentials and fingerprint; `dir` replaces `from`; `setup` if given.
-fn rewrite(
-    sdp: &str,
-    creds: &IceCreds,
-    fingerprint: &str,
-    from: &str,
-    dir: &str,
-    setup: Option<&str>,
-) -> String {
-    sdp.lines()
-        .filter(|l| !l.starts_with("a=ice-lite") && !l.starts_with("a=candidate") && !l.is_empty())
-        .filter(|l| setup.is_none() || !l.starts_with("a=ssrc"))
-        .map(|l| {
-            if l.starts_with("a=ice-ufrag:") {
-                format!("a=ice-ufrag:{}", creds.ufrag)
-            } else if l.starts_with("a=ice-pwd:") {
-                format!("a=ice-pwd:{}", creds.pwd)
-            } else if l.starts_with("a=fingerprint:") {
-                format!("a=fingerprint:{fingerprint}")
-            } else if l.starts_with("a=setup:") && setup.is_some() {
-                format!("a=setup:{}", setup.unwrap_or_default())
-            } else if l == format!("a={from}") {
-                format!("a={dir}")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n")
-        + "\r\n"
-}
-
-fn audio_stream(offer: &str) -> (u8, u32) {
-    let start = offer.find("m=audio").expect("audio section");
-    let section = &offer[start..];
-    let section = &section[..section[1..].find("\nm=").map_or(section.len(), |i| i + 1)];
-    let pt = section
-        .lines()
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let ssrc = attr(section, "ssrc")
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    (pt, ssrc)
 }
 
 /// One negotiation round: alice's publisher offer and bob's answer to the subscriber offer

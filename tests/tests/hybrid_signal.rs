@@ -8,18 +8,18 @@
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
+mod node_support;
 
 use std::time::{Duration, SystemTime};
 
 use api_support::*;
 use futures_util::StreamExt;
+use node_support::*;
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
 use sluice_control::hybrid::turn::{credential, TurnConfig};
 use sluice_control::hybrid::HybridConfig;
 use sluice_control::room::RoomMode;
-use sluice_dataplane::config::{Config, IoChoice};
-use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 use tokio_tungstenite::tungstenite::Message;
 
 const OFFER: &str = include_str!("../../control/tests/fixtures/sdp/chromium_cam_mic.sdp");
@@ -103,36 +103,6 @@ async fn room_until(addr: std::net::SocketAddr, what: &str, f: impl Fn(&Value) -
     panic!("room never reached: {what}: {}", room(addr).await);
 }
 
-/// An in-process dataplane on 127.0.0.1, or `None` (skipping, with the reason printed).
-fn dataplane() -> Option<(tempfile::TempDir, DataplaneHandle)> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::defaults(1);
-    cfg.workers = vec![0];
-    cfg.bind = "127.0.0.1".parse().unwrap();
-    cfg.port = 0;
-    cfg.io = IoChoice::Socket;
-    cfg.buffers_per_worker = 256;
-    cfg.control_socket = dir.path().join("dp.sock");
-    match Dataplane::start(cfg) {
-        Ok(dp) => Some((dir, dp)),
-        Err(e) => {
-            eprintln!("skipping: dataplane did not start: {e}");
-            None
-        }
-    }
-}
-
-/// Waits (bounded) for the dataplane link.
-async fn wait_ready(addr: std::net::SocketAddr) {
-    for _ in 0..100 {
-        if http(addr, "GET", "/readyz", &[], "").await.0 == 200 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("dataplane link not up within 2 s");
-}
-
 fn low_thresholds() -> HybridConfig {
     HybridConfig {
         default_mode: RoomMode::Auto,
@@ -162,7 +132,7 @@ fn turn_credential_matches_a_known_hmac_sha1_vector() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_room_relays_p2p_then_migrates_with_acks_and_back() {
-    let Some((_dir, dp)) = dataplane() else {
+    let Some((_dir, dp)) = loopback_dataplane(|_| {}) else {
         return;
     };
     let socket = dp.control_socket().to_path_buf();
@@ -177,7 +147,7 @@ async fn auto_room_relays_p2p_then_migrates_with_acks_and_back() {
         });
     })
     .await;
-    wait_ready(s.addr).await;
+    wait_linked(s.addr).await;
 
     // 1. Alice: an auto room starts P2P; TURN credentials come with the join.
     let (mut alice, aj) = join(s.addr, "alice", Role::Host).await;
@@ -507,7 +477,7 @@ async fn pinned_p2p_and_host_only_set_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mode_failed_falls_back_to_p2p_and_whip_forces_sfu() {
-    let Some((_dir, dp)) = dataplane() else {
+    let Some((_dir, dp)) = loopback_dataplane(|_| {}) else {
         return;
     };
     let socket = dp.control_socket().to_path_buf();
@@ -516,7 +486,7 @@ async fn mode_failed_falls_back_to_p2p_and_whip_forces_sfu() {
         o.hybrid = low_thresholds();
     })
     .await;
-    wait_ready(s.addr).await;
+    wait_linked(s.addr).await;
 
     // A failed SFU side: back to P2P with sfu_failed, a new id, mode_changed and a notice.
     let (mut alice, _) = join(s.addr, "alice", Role::Host).await;

@@ -8,14 +8,14 @@
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
+mod node_support;
 
 use std::time::{Duration, Instant};
 
 use api_support::*;
+use node_support::*;
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
-use sluice_dataplane::config::{Config, IoChoice};
-use sluice_dataplane::runtime::Dataplane;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const OFFER: &str = include_str!("../../control/tests/fixtures/sdp/chromium_cam_mic.sdp");
@@ -55,36 +55,18 @@ async fn dataplane_sessions(addr: std::net::SocketAddr) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_last_section_leaves_no_track_event_or_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::defaults(1);
-    cfg.workers = vec![0];
-    cfg.bind = "127.0.0.1".parse().unwrap();
-    cfg.port = 0;
-    cfg.io = IoChoice::Socket;
-    cfg.buffers_per_worker = 256;
-    cfg.port_per_worker = true;
-    cfg.port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    cfg.stats_interval_ms = 50;
-    cfg.control_socket = dir.path().join("dp.sock");
-    let dp = match Dataplane::start(cfg) {
-        Ok(dp) => dp,
-        Err(e) => {
-            eprintln!("skipping: dataplane did not start: {e}");
-            return;
-        }
+    let Some((_dir, dp)) = loopback_dataplane(|cfg| {
+        cfg.port_per_worker = true;
+        cfg.port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        cfg.stats_interval_ms = 50;
+    }) else {
+        return;
     };
-    let socket = dp.control_socket().to_path_buf();
-    let s = start_with(|o| o.dataplane_socket = Some(socket)).await;
-    for _ in 0..200 {
-        if http(s.addr, "GET", "/readyz", &[], "").await.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let s = linked_server(&dp, |_| {}).await;
     let mut alice = join(s.addr, "alice", Role::Host).await;
     let mut bob = join(s.addr, "bob", Role::Controller).await;
 

@@ -5,14 +5,12 @@
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
-
-use std::time::Duration;
+mod node_support;
 
 use api_support::*;
+use node_support::*;
 use serde_json::json;
 use sluice_control::auth::Role;
-use sluice_dataplane::config::{Config, IoChoice};
-use sluice_dataplane::runtime::Dataplane;
 
 const OFFER: &str = include_str!("../../control/tests/fixtures/sdp/chromium_cam_mic.sdp");
 
@@ -43,31 +41,10 @@ fn client_answer(offer: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_subscribe_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config::defaults(1);
-    cfg.workers = vec![0];
-    cfg.bind = "127.0.0.1".parse().unwrap();
-    cfg.port = 0;
-    cfg.io = IoChoice::Socket;
-    cfg.buffers_per_worker = 256;
-    cfg.control_socket = dir.path().join("dp.sock");
-    let dp = match Dataplane::start(cfg) {
-        Ok(dp) => dp,
-        Err(e) => {
-            eprintln!("skipping: dataplane did not start: {e}");
-            return;
-        }
+    let Some((_dir, dp)) = loopback_dataplane(|_| {}) else {
+        return;
     };
-    let socket = dp.control_socket().to_path_buf();
-    let s = start_with(|o| o.dataplane_socket = Some(socket)).await;
-    // Wait (bounded) for the link to come up.
-    for _ in 0..100 {
-        if http(s.addr, "GET", "/readyz", &[], "").await.0 == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(http(s.addr, "GET", "/readyz", &[], "").await.0, 200);
+    let s = linked_server(&dp, |_| {}).await;
 
     let mut alice = join(s.addr, "alice", Role::Host).await;
     let mut bob = join(s.addr, "bob", Role::Controller).await;

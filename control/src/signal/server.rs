@@ -106,6 +106,11 @@ pub enum ServerMessage {
         state: &'static str,
         reason: &'static str,
     },
+    /// `[turn]`: fresh TURN credentials, sent at half the lifetime of the previous ones
+    /// (`turn.ttl_s`): for PeerConnections made from now on and the next ICE restart.
+    IceServers {
+        ice_servers: Vec<IceServer>,
+    },
     /// `[cluster]`: the room is served by another node; join again at `url`.
     Redirect {
         url: String,

@@ -74,6 +74,8 @@ pub struct Rig {
     pub ctl: ControlClient,
     pub fingerprint: String,
     next_session: u64,
+    /// The session [`Rig::publish_tracks`] published on.
+    publisher: Option<SessionId>,
 }
 
 impl Rig {
@@ -92,6 +94,7 @@ impl Rig {
             ctl,
             fingerprint,
             next_session: 1,
+            publisher: None,
         }
     }
 
@@ -190,6 +193,7 @@ impl Rig {
 
     /// Audio (Opus) and video (VP8, no RTX from the publisher) tracks published by `session`.
     pub fn publish_tracks(&mut self, session: SessionId) {
+        self.publisher = Some(session);
         self.ctl
             .request(track(session, AUDIO_TRACK, MediaKind::Audio, AUDIO_SSRC))
             .expect("audio track");
@@ -232,6 +236,15 @@ impl Rig {
             };
             peer.expect_stream(kind, codec, rate, pt, ssrc, rtx)
                 .expect("expect stream");
+        }
+        // `Subscribe` is answered by the subscriber's worker; the publisher's worker learns of the
+        // interest from a command queued right after. A request it answers, queued behind that,
+        // proves it arrived: without it the first burst can go out before, to no one (seen on a
+        // loaded CI machine: 20 of 200 packets never reached the subscriber's worker).
+        if let Some(publisher) = self.publisher {
+            self.ctl
+                .request(Command::SessionStats { session: publisher })
+                .expect("publisher's worker answers");
         }
         (audio, video)
     }

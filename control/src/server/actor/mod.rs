@@ -18,6 +18,8 @@ mod hybrid;
 mod info;
 mod lifecycle;
 mod p2p;
+#[cfg(test)]
+mod shutdown_tests;
 
 use crate::lock::Locked;
 use std::collections::{BTreeMap, HashMap};
@@ -48,6 +50,8 @@ type Job = Box<dyn for<'a> FnOnce(&'a mut RoomCtx) -> BoxFuture<'a, ()> + Send>;
 
 /// Jobs one room queues before its callers wait.
 const QUEUE: usize = 64;
+/// Actors [`App::dispatch`] starts for one job before it gives up (a retire race takes one).
+const DISPATCH_TRIES: usize = 8;
 
 /// A room actor's address, and what it shows without being asked.
 #[derive(Debug, Clone)]
@@ -203,18 +207,23 @@ impl App {
     }
 
     /// Hands `job` to room `name`'s actor, starting one if needed (or if the one found just
-    /// retired).
+    /// retired). An actor that is gone again at once means the runtime is shutting down (its
+    /// tasks are dropped as they are spawned): after a few tries the job is dropped — its caller
+    /// gets an error — instead of retrying without ever yielding, which held a shutting-down
+    /// runtime forever (a test binary hung in `Runtime::drop` with one worker in this loop).
     async fn dispatch(self: &Arc<Self>, name: &str, mut job: Job) {
-        loop {
+        for _ in 0..DISPATCH_TRIES {
             let handle = self.room_handle(name);
             match handle.tx.send(job).await {
                 Ok(()) => return,
                 Err(mpsc::error::SendError(back)) => {
                     self.registry.remove_if(name, handle.id);
                     job = back;
+                    tokio::task::yield_now().await;
                 }
             }
         }
+        tracing::warn!(room = name, "no room actor took a job (shutting down?)");
     }
 
     /// The actor of room `name`, started (with what the store holds of the room) if needed.

@@ -169,8 +169,21 @@ async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut heard = tokio::time::Instant::now();
+    // [turn]: credentials last `ttl_s` (security review #30: an hour by default); fresh ones at
+    // half that, so a client never holds only expired ones.
+    let refresh_every = app
+        .turn
+        .as_ref()
+        .map(|t| Duration::from_secs((t.ttl_s / 2).max(1)));
+    let period = refresh_every.unwrap_or(Duration::from_secs(86_400));
+    let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = refresh.tick(), if refresh_every.is_some() => {
+                let fresh = ServerMessage::IceServers { ice_servers: app.ice_servers(&peer.identity) };
+                if bounded_send(&app, &mut socket, &fresh, None, send_timeout).await.is_err() { break; }
+            }
             _ = tx.overflow.notified() => {
                 // Counted by the hub: this client stopped reading.
                 tracing::info!(room = %peer.room, identity = %peer.identity, "client queue full: disconnected");
