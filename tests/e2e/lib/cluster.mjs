@@ -62,13 +62,12 @@ export async function waitFor(what, fn, { ms = 15_000, every = 100 } = {}) {
 
 /**
  * Nodes `ids` (one `sluice up` + dataplane with one worker each) on `redis`, sharing API keys.
- * `start(id)` starts (or, after a kill, restarts with a new boot) node `id`; `all` is every node
- * process ever started here, for the final stop.
+ * `start(id)` starts (or, after a kill, restarts with a new boot) node `id`; `all` (given, or a
+ * new array) gets every node process ever started here, for the final stop.
  */
-export async function startNodes(redis, ids, { leaseMs = 2000 } = {}) {
+export async function startNodes(redis, ids, { leaseMs = 2000, all = [] } = {}) {
   const apiSecret = randomBytes(16).toString('hex');
   const nodes = {};
-  const all = [];
   const start = async (id) => {
     nodes[id] = await startSluice({ workers: '1', cluster: { redis: redis.url, nodeId: id, leaseMs, apiSecret } });
     nodes[id].id = id;
@@ -94,20 +93,24 @@ export async function formed(nodes, count) {
 
 /**
  * Runs `body(nodes, redis, cluster)` on a fresh Redis and nodes `ids`; the pages and tokens of
- * `ctx` go to the first node until the scenario sets `ctx.server` to another. Every node and
- * Redis are stopped at the end (ctx.close() stops ctx.server after the pages, then Redis).
+ * `ctx` go to the first node until the scenario sets `ctx.server` to another. ctx.close() stops
+ * every node and then Redis after the pages — also when the runner gave up on the scenario
+ * (timeout) while its body still runs.
  */
 export async function withCluster(ctx, ids, body, opts = {}) {
+  // The runner's own single node is not part of the cluster: stop it now (replacing ctx.server
+  // without stopping it left it and its dataplane running after the suite).
+  await ctx.server?.stop();
+  ctx.server = null;
+  const all = [];
   const redis = await startRedis();
-  let cluster = { all: [] };
-  try {
-    cluster = await startNodes(redis, ids, opts);
-    ctx.server = cluster.nodes[ids[0]];
-    return await body(cluster.nodes, redis, cluster);
-  } finally {
-    for (const n of cluster.all) if (n !== ctx.server) await n.stop();
-    ctx.afterClose = () => redis.stop();
-  }
+  ctx.afterClose = async () => {
+    await Promise.all(all.map((n) => n.stop()));
+    await redis.stop();
+  };
+  const cluster = await startNodes(redis, ids, { ...opts, all });
+  ctx.server = cluster.nodes[ids[0]];
+  return body(cluster.nodes, redis, cluster);
 }
 
 /** A metric's value from a node's /metrics (null: not there). */
