@@ -72,6 +72,10 @@ pub struct Config {
     /// The SRTP profiles the DTLS 1.2 server accepts, most preferred first (DTLS 1.3 clients
     /// get dimpl's fixed order).
     pub srtp_profiles: SrtpProfiles,
+    /// The cluster secret trunks (cascade) derive their SRTP keys from: a file of at least 32
+    /// bytes, the same on every node and readable only by the dataplane. Absent: only
+    /// `trusted` (plain RTP) trunks can be created.
+    pub trunk_secret_file: Option<PathBuf>,
 }
 
 /// A configuration error, naming the key.
@@ -165,6 +169,11 @@ const KEYS: &[(&str, &str, &str)] = &[
         "SLUICE_DATAPLANE_SRTP_PROFILES",
         "--srtp-profiles",
     ),
+    (
+        "trunk_secret_file",
+        "SLUICE_DATAPLANE_TRUNK_SECRET_FILE",
+        "--trunk-secret-file",
+    ),
 ];
 
 impl Config {
@@ -195,6 +204,7 @@ impl Config {
             tcp_idle_timeout_ms: 30_000,
             congestion_pause: false,
             srtp_profiles: SrtpProfiles::default(),
+            trunk_secret_file: None,
         }
     }
 
@@ -338,6 +348,7 @@ impl Config {
             }
             "cert" => self.cert = Some(PathBuf::from(raw.string(name)?)),
             "key" => self.key = Some(PathBuf::from(raw.string(name)?)),
+            "trunk_secret_file" => self.trunk_secret_file = Some(PathBuf::from(raw.string(name)?)),
             "stats_interval_ms" => self.stats_interval_ms = raw.uint(name, 100, 3_600_000)?,
             "ice_tcp" => self.ice_tcp = raw.boolean(name)?,
             "tcp_port" => self.tcp_port = Some(raw.uint(name, 1, u64::from(u16::MAX))? as u16),

@@ -51,6 +51,8 @@ pub enum StartError {
     Cert(String),
     #[error("thread: {0}")]
     Thread(std::io::Error),
+    #[error("dataplane.trunk_secret_file: {0}")]
+    TrunkSecret(String),
 }
 
 /// Entry point; see the module docs.
@@ -69,6 +71,7 @@ impl Dataplane {
         hook: Option<LoopHook>,
     ) -> Result<DataplaneHandle, StartError> {
         let cert = Arc::new(load_cert(&config)?);
+        let trunk_secret = load_trunk_secret(&config)?;
         let fingerprint = cert.fingerprint().to_sdp();
         let stop = Arc::new(AtomicBool::new(false));
         let registry = Arc::new(SharedRegistry::default());
@@ -122,6 +125,7 @@ impl Dataplane {
             let buffers = config.buffers_per_worker;
             let stats_interval = Duration::from_millis(config.stats_interval_ms.max(1));
             let congestion_pause = config.congestion_pause;
+            let trunk_secret = trunk_secret.clone();
             let dtls = DtlsSettings {
                 srtp_profiles: config.srtp_profiles,
                 ..DtlsSettings::default()
@@ -185,6 +189,7 @@ impl Dataplane {
                         tcp: tcp_side,
                         handoffs,
                         congestion_pause,
+                        trunk_secret,
                     })
                     .run_with(hook);
                 })
@@ -327,6 +332,24 @@ fn announced(config: &Config, i: usize, bound: SocketAddr) -> SocketAddr {
         n if i < n => config.announce[i],
         _ => bound,
     }
+}
+
+/// The cluster secret trunks derive their keys from (`dataplane.trunk_secret_file`).
+fn load_trunk_secret(config: &Config) -> Result<Option<Arc<[u8]>>, StartError> {
+    let Some(path) = &config.trunk_secret_file else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(path)
+        .map_err(|e| StartError::TrunkSecret(format!("{}: {e}", path.display())))?;
+    if bytes.len() < rtp_core::session::MIN_TRUNK_SECRET {
+        return Err(StartError::TrunkSecret(format!(
+            "{}: {} bytes, at least {} needed",
+            path.display(),
+            bytes.len(),
+            rtp_core::session::MIN_TRUNK_SECRET
+        )));
+    }
+    Ok(Some(bytes.into()))
 }
 
 fn load_cert(config: &Config) -> Result<DtlsCert, StartError> {

@@ -88,6 +88,13 @@ pub enum Command {
     Shutdown {},
     /// One session's estimate, allocations and forwarder drops → `ReplyOk::SessionStats`.
     SessionStats { session: SessionId },
+    /// Relay one layer of a published track over a trunk session (cascade) → `Done`: its
+    /// packets go out with their sequence numbers, timestamps and payloads unchanged, under
+    /// `ssrc`. A relay is a subscription of the trunk session: `unsubscribe` stops it,
+    /// `list_subscriptions` lists it, NACKs and PLIs from the trunk are answered as a
+    /// subscriber's are. One command per layer: the layers a trunk carries are the relays
+    /// that exist.
+    RelayTrack(RelayTrack),
 }
 
 impl Command {
@@ -111,6 +118,7 @@ impl Command {
         "stats",
         "shutdown",
         "session_stats",
+        "relay_track",
     ];
 }
 
@@ -194,6 +202,73 @@ pub enum TransportMode {
         #[serde(default)]
         local_port: Option<u16>,
     },
+    /// A node-to-node trunk (cascade): no ICE or DTLS; `remote` (the peer dataplane's media
+    /// address) is where everything goes and the only source accepted. Its published tracks
+    /// are the relays the peer sends (`add_track` on this session, the peer's relay SSRCs).
+    Trunk {
+        remote: SocketAddr,
+        /// Local port to bind; `null` lets the dataplane pick one of its media ports.
+        #[serde(default)]
+        local_port: Option<u16>,
+        crypto: TrunkCrypto,
+    },
+}
+
+/// How a trunk is protected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TrunkCrypto {
+    /// Plain RTP, for a network the operator trusts.
+    Trusted {},
+    /// SRTP (AEAD_AES_128_GCM) keyed by HKDF from the dataplane's cluster secret
+    /// (`dataplane.trunk_secret_file`) and this identity; the peer uses the same epoch with
+    /// the names swapped. No key material crosses the control socket.
+    Srtp {
+        /// This node's name and the peer's, 1-64 bytes each, different.
+        local_node: String,
+        remote_node: String,
+        /// Bumped each time the pair's trunk is re-created (a restarted node must not reuse a
+        /// key with reset sequence numbers).
+        epoch: u64,
+    },
+}
+
+/// `Command::RelayTrack`'s fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayTrack {
+    /// The relay's id, in the subscription id space.
+    pub subscription: SubscriptionId,
+    /// The trunk session.
+    pub session: SessionId,
+    pub track: TrackId,
+    /// The simulcast layer (index into the track's `layers`).
+    pub layer: u8,
+    /// The SSRC the layer has on the trunk (the peer's `add_track` names it).
+    pub ssrc: u32,
+    #[serde(default)]
+    pub rtx_ssrc: Option<u32>,
+    pub payload_type: u8,
+    #[serde(default)]
+    pub rtx_payload_type: Option<u8>,
+    #[serde(default)]
+    pub ext_ids: ExtIds,
+}
+
+impl RelayTrack {
+    /// The subscription this relay is.
+    pub fn as_subscribe(&self) -> Subscribe {
+        Subscribe {
+            subscription: self.subscription,
+            session: self.session,
+            track: self.track,
+            ssrc: self.ssrc,
+            rtx_ssrc: self.rtx_ssrc,
+            payload_type: self.payload_type,
+            rtx_payload_type: self.rtx_payload_type,
+            ext_ids: self.ext_ids,
+        }
+    }
 }
 
 /// Egress limits of a session.

@@ -27,8 +27,9 @@ mod vocab;
 
 pub use client::{ControlClient, ControlError};
 pub use command::{
-    AddTrack, Command, CreateSession, DataSpec, IceParams, Layer, PriorityTarget, Quality, ReplyOk,
-    SessionInfo, SessionState, Subscribe, SubscriptionInfo, TrackInfo, TransportMode,
+    AddTrack, Command, CreateSession, DataSpec, IceParams, Layer, PriorityTarget, Quality,
+    RelayTrack, ReplyOk, SessionInfo, SessionState, Subscribe, SubscriptionInfo, TrackInfo,
+    TransportMode, TrunkCrypto,
 };
 pub use congestion::{PublishedTrackStats, SessionStatsReport, StreamState, SubscriptionStats};
 pub use conn::{ControlConn, HELLO_DEADLINE, MAX_OUTPUT_BUFFERED};
@@ -43,7 +44,8 @@ pub use vocab::{
 
 /// The protocol version this build speaks (the frame's version byte and `Hello.version`).
 /// 2: `session_stats` and the `stream_state` notification (congestion control, issue 12).
-pub const PROTOCOL_VERSION: u8 = 2;
+/// 3: trunk sessions (`mode: trunk`) and `relay_track` (cascade, issue 16).
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest frame length N (version byte + JSON), 1 MiB.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 
-use crate::command::{AddTrack, Command, CreateSession, Subscribe, TransportMode};
+use crate::command::{AddTrack, Command, CreateSession, Subscribe, TransportMode, TrunkCrypto};
 use crate::message::{ErrorBody, ErrorCode};
 use crate::vocab::{ExtIds, MediaKind};
 
@@ -76,6 +76,12 @@ impl Command {
             }
             Self::AddTrack(t) => add_track(t),
             Self::Subscribe(s) => subscribe(s),
+            Self::RelayTrack(r) => {
+                if usize::from(r.layer) >= MAX_LAYERS {
+                    return Err(Invalid::new("layer", format!("above {}", MAX_LAYERS - 1)));
+                }
+                subscribe(&r.as_subscribe())
+            }
             Self::SetLayerCap {
                 max_spatial,
                 max_temporal,
@@ -119,7 +125,27 @@ fn create_session(c: &CreateSession) -> Result<(), Invalid> {
     opt(&c.remote_fingerprint, |f| {
         fingerprint("remote_fingerprint", f)
     })?;
-    if let TransportMode::PlainRtp { remote, local_port } = &c.mode {
+    if let TransportMode::Trunk {
+        crypto:
+            TrunkCrypto::Srtp {
+                local_node,
+                remote_node,
+                ..
+            },
+        ..
+    } = &c.mode
+    {
+        node_name("mode.crypto.local_node", local_node)?;
+        node_name("mode.crypto.remote_node", remote_node)?;
+        if local_node == remote_node {
+            return Err(Invalid::new("mode.crypto.remote_node", "equals local_node"));
+        }
+    }
+    if let TransportMode::PlainRtp { remote, local_port }
+    | TransportMode::Trunk {
+        remote, local_port, ..
+    } = &c.mode
+    {
         if remote.port() == 0 {
             return Err(Invalid::new("mode.remote", "port 0"));
         }
@@ -247,6 +273,14 @@ fn subscribe(s: &Subscribe) -> Result<(), Invalid> {
         ));
     }
     ext_ids("ext_ids", &s.ext_ids)
+}
+
+fn node_name(field: &str, n: &str) -> Result<(), Invalid> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if n.is_empty() || n.len() > 64 || !n.chars().all(ok) {
+        return Err(Invalid::new(field, "1-64 of A-Z a-z 0-9 - _ ."));
+    }
+    Ok(())
 }
 
 fn opt<T>(value: &Option<T>, check: impl FnOnce(&T) -> Result<(), Invalid>) -> Result<(), Invalid> {

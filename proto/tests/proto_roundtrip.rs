@@ -164,6 +164,39 @@ fn commands() -> Vec<Command> {
         Command::Stats {},
         Command::Shutdown {},
         Command::SessionStats { session: sid },
+        Command::CreateSession(CreateSession {
+            mode: TransportMode::Trunk {
+                remote: "10.0.0.2:7882".parse().unwrap(),
+                local_port: None,
+                crypto: TrunkCrypto::Srtp {
+                    local_node: "node-a".into(),
+                    remote_node: "node-b".into(),
+                    epoch: 7,
+                },
+            },
+            remote_fingerprint: None,
+            ..create_session()
+        }),
+        Command::CreateSession(CreateSession {
+            mode: TransportMode::Trunk {
+                remote: "10.0.0.2:7882".parse().unwrap(),
+                local_port: Some(7883),
+                crypto: TrunkCrypto::Trusted {},
+            },
+            remote_fingerprint: None,
+            ..create_session()
+        }),
+        Command::RelayTrack(RelayTrack {
+            subscription: SubscriptionId(900),
+            session: SessionId(700),
+            track: TrackId(10),
+            layer: 2,
+            ssrc: 71_000,
+            rtx_ssrc: Some(71_001),
+            payload_type: 96,
+            rtx_payload_type: Some(97),
+            ext_ids: ExtIds::default(),
+        }),
     ]
 }
 

@@ -430,3 +430,36 @@ impl Drop for Echo {
         }
     }
 }
+
+#[test]
+fn upstream_source_fixes_the_address_the_upstream_sees() {
+    // An upstream that records who sends to it (a dataplane trunk accepts one known source).
+    let upstream = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    upstream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let source = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port");
+    let relay = Relay::start(RelayConfig {
+        upstream_source: Some(source),
+        ..RelayConfig::new(
+            "127.0.0.1:0".parse().expect("addr"),
+            upstream.local_addr().expect("addr"),
+        )
+    })
+    .expect("relay");
+    let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    client.send_to(b"hello", relay.local_addr()).expect("send");
+    let mut buf = [0u8; 16];
+    let (n, from) = upstream.recv_from(&mut buf).expect("the datagram arrives");
+    assert_eq!((&buf[..n], from), (&b"hello"[..], source));
+    // Replies sent to that address reach the client.
+    upstream.send_to(b"back", source).expect("reply");
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let n = client.recv(&mut buf).expect("the reply arrives");
+    assert_eq!(&buf[..n], b"back");
+    relay.stop();
+}

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use crate::proto::{
     AddTrack, Candidate, CandidateProtocol, Command, ControlConn, CreateSession, ErrorBody,
-    ErrorCode, Hello, Message, Notification, PriorityTarget, ReplyOk, Role, SessionId, SessionInfo,
-    SessionState, SessionStatsReport, ShardStats, Subscribe, SubscriptionId, SubscriptionInfo,
-    TrackId, TrackInfo, TransportMode, MAX_LAYER_INDEX, PROTOCOL_VERSION,
+    ErrorCode, Hello, Message, Notification, PriorityTarget, RelayTrack, ReplyOk, Role, SessionId,
+    SessionInfo, SessionState, SessionStatsReport, ShardStats, Subscribe, SubscriptionId,
+    SubscriptionInfo, TrackId, TrackInfo, TransportMode, MAX_LAYER_INDEX, PROTOCOL_VERSION,
 };
 use crate::shard::msg::{ShardCmd, ShardMsg};
 use crate::shard::registry::SharedRegistry;

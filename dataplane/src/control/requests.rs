@@ -63,7 +63,8 @@ impl ControlThread {
             } => self.ice_restart(id, session, ufrag, pwd, remote_ufrag, remote_pwd),
             Command::AddTrack(spec) => self.add_track(id, spec),
             Command::RemoveTrack { track } => self.remove_track(id, track),
-            Command::Subscribe(spec) => self.subscribe(id, spec),
+            Command::Subscribe(spec) => self.subscribe(id, spec, None),
+            Command::RelayTrack(spec) => self.relay_track(id, spec),
             Command::Unsubscribe { subscription } => self.unsubscribe(id, subscription),
             Command::SetMuted { track, muted } => {
                 let Some(rec) = self.tracks.get_mut(&track) else {
@@ -143,10 +144,12 @@ impl ControlThread {
         {
             return Err(rejected("ice.ufrag is in use by another session").with_field("ice.ufrag"));
         }
-        if let TransportMode::PlainRtp { remote, .. } = spec.mode {
-            if self.sessions.values().any(
-                |s| matches!(s.spec.mode, TransportMode::PlainRtp { remote: r, .. } if r == remote),
-            ) {
+        if let Some(remote) = fixed_remote(&spec.mode) {
+            if self
+                .sessions
+                .values()
+                .any(|s| fixed_remote(&s.spec.mode) == Some(remote))
+            {
                 return Err(
                     rejected("mode.remote is in use by another session").with_field("mode.remote")
                 );
@@ -182,7 +185,7 @@ impl ControlThread {
         {
             let mut reg = self.ctx.registry.lock();
             reg.place(session, worker);
-            if let TransportMode::PlainRtp { remote, .. } = spec.mode {
+            if let Some(remote) = fixed_remote(&spec.mode) {
                 reg.set_remote(remote, worker);
             }
         }
@@ -319,7 +322,7 @@ impl ControlThread {
         if let Some(rec) = self.sessions.remove(&session) {
             let mut reg = self.ctx.registry.lock();
             reg.unplace(session);
-            if let TransportMode::PlainRtp { remote, .. } = rec.spec.mode {
+            if let Some(remote) = fixed_remote(&rec.spec.mode) {
                 reg.remove_remote(remote, None);
             }
             reg.remove_pending(session);
@@ -445,10 +448,39 @@ impl ControlThread {
         self.route_apply(id, session, Command::RemoveTrack { track })
     }
 
+    /// `relay_track`: a subscription of a trunk session that passes one layer unchanged.
+    pub(super) fn relay_track(
+        &mut self,
+        id: u64,
+        spec: RelayTrack,
+    ) -> Result<Option<ReplyOk>, ErrorBody> {
+        let Some(session) = self.sessions.get(&spec.session) else {
+            return Err(not_found(spec.session));
+        };
+        if !matches!(session.spec.mode, TransportMode::Trunk { .. }) {
+            return Err(
+                rejected(format!("{} is not a trunk session", spec.session)).with_field("session")
+            );
+        }
+        let Some(track) = self.tracks.get(&spec.track) else {
+            return Err(not_found(spec.track));
+        };
+        if usize::from(spec.layer) >= track.spec.layers.len() {
+            return Err(rejected(format!(
+                "{} has {} layer(s)",
+                spec.track,
+                track.spec.layers.len()
+            ))
+            .with_field("layer"));
+        }
+        self.subscribe(id, spec.as_subscribe(), Some(spec.layer))
+    }
+
     pub(super) fn subscribe(
         &mut self,
         id: u64,
         spec: Subscribe,
+        relay_layer: Option<u8>,
     ) -> Result<Option<ReplyOk>, ErrorBody> {
         if self.subs.contains_key(&spec.subscription) {
             return Err(rejected(format!("{} exists", spec.subscription)));
@@ -482,6 +514,7 @@ impl ControlThread {
                 spec,
                 track: track_spec,
                 source,
+                relay_layer,
             },
         );
         let sent = matches!(routed, Ok(Routed::Sent));
@@ -545,5 +578,15 @@ impl ControlThread {
 
     pub(super) fn worker_of(&self, session: SessionId) -> Option<u16> {
         self.sessions.get(&session).and_then(|s| s.worker)
+    }
+}
+
+/// The fixed remote of a plain-RTP or trunk session (which the media demux routes by address).
+fn fixed_remote(mode: &TransportMode) -> Option<std::net::SocketAddr> {
+    match mode {
+        TransportMode::PlainRtp { remote, .. } | TransportMode::Trunk { remote, .. } => {
+            Some(*remote)
+        }
+        TransportMode::Webrtc {} => None,
     }
 }

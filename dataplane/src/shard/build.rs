@@ -8,25 +8,32 @@ use rtp_core::bwe::{AllocatorConfig, SendSideBweConfig};
 use rtp_core::dtls::{DtlsCert, DtlsSettings, Fingerprint};
 use rtp_core::ice::IceConfig;
 use rtp_core::session::{
-    DownTrackConfig, LayerSsrc, Session, SessionConfig, SessionMode, UpTrackConfig,
+    DownTrackConfig, LayerSsrc, Session, SessionConfig, SessionMode, TrunkKeys, UpTrackConfig,
 };
 
 use crate::pool::BufId;
-use crate::proto::{AddTrack, CreateSession, ErrorBody, ErrorCode, Subscribe, TransportMode};
+use crate::proto::{
+    AddTrack, CreateSession, ErrorBody, ErrorCode, Subscribe, TransportMode, TrunkCrypto,
+};
 
 /// Preallocated UpTracks per session (a publisher with camera, screen and microphone fits).
 pub const MAX_UP_TRACKS: usize = 8;
 /// Preallocated DownTracks per session.
 pub const MAX_DOWN_TRACKS: usize = 64;
+/// UpTracks of a trunk session: the relayed layers it may ingest (slots are filled on
+/// `add_track`; an empty one is a `None`).
+pub const MAX_TRUNK_UP_TRACKS: usize = 64;
 
 /// Builds the `Session` for `spec`; `pause`: the allocator may pause simulcast subscriptions
-/// (`dataplane.congestion_pause`).
+/// (`dataplane.congestion_pause`); `trunk_secret`: the cluster secret SRTP trunks are keyed
+/// from (`dataplane.trunk_secret_file`).
 pub fn session(
     now: Instant,
     spec: &CreateSession,
     cert: &DtlsCert,
     dtls: &DtlsSettings,
     pause: bool,
+    trunk_secret: Option<&[u8]>,
 ) -> Result<Session<BufId>, ErrorBody> {
     let mode = match &spec.mode {
         TransportMode::Webrtc {} => {
@@ -43,7 +50,12 @@ pub fn session(
             }
         }
         TransportMode::PlainRtp { remote, .. } => SessionMode::PlainRtp { remote: *remote },
+        TransportMode::Trunk { remote, crypto, .. } => SessionMode::Trunk {
+            remote: *remote,
+            keys: trunk_keys(crypto, trunk_secret)?,
+        },
     };
+    let trunk = matches!(spec.mode, TransportMode::Trunk { .. });
     let config = SessionConfig {
         mode,
         dtls: *dtls,
@@ -55,7 +67,11 @@ pub fn session(
             allow_pause: pause,
             ..AllocatorConfig::default()
         },
-        max_up_tracks: MAX_UP_TRACKS,
+        max_up_tracks: if trunk {
+            MAX_TRUNK_UP_TRACKS
+        } else {
+            MAX_UP_TRACKS
+        },
         max_down_tracks: MAX_DOWN_TRACKS,
     };
     Session::new(now, config, cert)
@@ -72,10 +88,34 @@ pub fn bwe_config(spec: &CreateSession) -> SendSideBweConfig {
     let cap = spec.quality.max_bitrate_bps.max(bwe.min_bps);
     bwe.max_bps = cap;
     bwe.start_bps = match spec.mode {
-        TransportMode::PlainRtp { .. } => cap,
+        TransportMode::PlainRtp { .. } | TransportMode::Trunk { .. } => cap,
         TransportMode::Webrtc {} => bwe.start_bps.min(cap),
     };
     bwe
+}
+
+/// A trunk's keys: none when trusted, else derived from the cluster secret and its identity.
+fn trunk_keys(crypto: &TrunkCrypto, secret: Option<&[u8]>) -> Result<Option<TrunkKeys>, ErrorBody> {
+    let TrunkCrypto::Srtp {
+        local_node,
+        remote_node,
+        epoch,
+    } = crypto
+    else {
+        return Ok(None);
+    };
+    let Some(secret) = secret else {
+        return Err(ErrorBody::new(
+            ErrorCode::Rejected,
+            "an srtp trunk needs dataplane.trunk_secret_file, which is not configured",
+        )
+        .with_field("mode.crypto"));
+    };
+    TrunkKeys::derive(secret, local_node, remote_node, *epoch)
+        .map(Some)
+        .map_err(|e| {
+            ErrorBody::new(ErrorCode::Invalid, format!("trunk keys: {e}")).with_field("mode.crypto")
+        })
 }
 
 pub fn fingerprint(sdp: &str) -> Result<Fingerprint, ErrorBody> {
@@ -108,7 +148,13 @@ pub fn up_track(spec: &AddTrack) -> UpTrackConfig {
     }
 }
 
-pub fn down_track(spec: &Subscribe, track: &AddTrack, priority: u8) -> DownTrackConfig {
+/// `relay_layer`: a trunk relay of that layer (`relay_track`) rather than a subscription.
+pub fn down_track(
+    spec: &Subscribe,
+    track: &AddTrack,
+    priority: u8,
+    relay_layer: Option<u8>,
+) -> DownTrackConfig {
     DownTrackConfig {
         kind: track.kind.into(),
         codec: (&track.codec).into(),
@@ -123,6 +169,7 @@ pub fn down_track(spec: &Subscribe, track: &AddTrack, priority: u8) -> DownTrack
         // The top simulcast layer the publisher sends: the forwarder targets it until the
         // allocator (or a layer cap) says otherwise, and waits for a keyframe of it.
         max_layer: u8::try_from(track.layers.len().max(1) - 1).unwrap_or(0),
+        relay_layer,
     }
 }
 
@@ -173,6 +220,7 @@ mod tests {
             &cert,
             &DtlsSettings::default(),
             false,
+            None,
         )
         .expect("session");
         assert_eq!(s.stats().estimate_bps, 10_000_000);

@@ -54,6 +54,7 @@ impl Shard {
                 spec,
                 track,
                 source,
+                relay_layer,
             } => {
                 let r = (|| {
                     let Some(slot) = self.table.slot_of(spec.session) else {
@@ -66,7 +67,7 @@ impl Shard {
                         ));
                     }
                     let entry = self.table.get_mut(slot).expect("slot in by_id");
-                    let cfg = build::down_track(&spec, &track, entry.priority);
+                    let cfg = build::down_track(&spec, &track, entry.priority, relay_layer);
                     let down = entry.session.add_down_track(cfg).map_err(|e| {
                         ErrorBody::new(ErrorCode::Rejected, format!("subscribe: {e}"))
                     })?;
@@ -135,8 +136,14 @@ impl Shard {
                 format!("{} exists", spec.session),
             ));
         }
-        let mut session =
-            build::session(now, &spec, &self.cert, &self.dtls, self.congestion_pause)?;
+        let mut session = build::session(
+            now,
+            &spec,
+            &self.cert,
+            &self.dtls,
+            self.congestion_pause,
+            self.trunk_secret.as_deref(),
+        )?;
         let data = match &spec.data {
             Some(d) => Some(Box::new(relay::enable(&mut session, d)?)),
             None => None,
@@ -150,7 +157,7 @@ impl Shard {
                 self.registry.lock().route_ufrag(&ufrag, self.index as u16);
                 self.table.insert(entry, Some(ufrag), None)
             }
-            TransportMode::PlainRtp { remote, .. } => {
+            TransportMode::PlainRtp { remote, .. } | TransportMode::Trunk { remote, .. } => {
                 self.table.insert(entry, None, Some(Remote::udp(remote)))
             }
         };

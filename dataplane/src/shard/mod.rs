@@ -110,6 +110,8 @@ pub struct ShardContext {
     pub handoffs: Arc<tcp::Handoffs>,
     /// `dataplane.congestion_pause`: the allocator may pause simulcast subscriptions.
     pub congestion_pause: bool,
+    /// The cluster secret SRTP trunks derive their keys from (`dataplane.trunk_secret_file`).
+    pub trunk_secret: Option<Arc<[u8]>>,
 }
 
 /// See the module docs.
@@ -145,6 +147,7 @@ pub struct Shard {
     tcp_frames: Vec<crate::sys::RecvMeta>,
     tcp_closed: Vec<std::net::SocketAddr>,
     congestion_pause: bool,
+    trunk_secret: Option<Arc<[u8]>>,
 }
 
 impl Shard {
@@ -185,6 +188,7 @@ impl Shard {
             tcp_frames: Vec::with_capacity(tcp::FRAME_BATCH),
             tcp_closed: Vec::with_capacity(64),
             congestion_pause: ctx.congestion_pause,
+            trunk_secret: ctx.trunk_secret,
         }
     }
 

@@ -28,6 +28,8 @@ pub enum ShardCmd {
         spec: Subscribe,
         track: AddTrack,
         source: Option<u16>,
+        /// A trunk relay of this layer (`relay_track`), not a subscription.
+        relay_layer: Option<u8>,
     },
     /// Shard `shard` has (`on`) or no longer has subscribers of `track`, published here.
     Interest {

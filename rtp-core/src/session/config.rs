@@ -82,6 +82,15 @@ pub enum SessionMode {
         /// Where everything is sent.
         remote: SocketAddr,
     },
+    /// A node-to-node trunk (cascade): no ICE or DTLS, a fixed remote that is also the only
+    /// accepted source, and SRTP keyed from the cluster secret (`keys`), or plain RTP on a
+    /// trusted network (`keys: None`).
+    Trunk {
+        /// The peer dataplane's media address.
+        remote: SocketAddr,
+        /// Derived keys (`TrunkKeys::derive`); `None`: trusted, unencrypted.
+        keys: Option<super::trunk::TrunkKeys>,
+    },
 }
 
 /// One simulcast layer of a published track: its SSRCs when signalled,
@@ -216,6 +225,10 @@ pub struct DownTrackConfig {
     pub priority: u8,
     /// Highest simulcast layer the subscriber wants.
     pub max_layer: u8,
+    /// A trunk relay of one layer (cascade): every packet of this layer passes with its
+    /// sequence number, timestamp and payload unchanged (only the SSRC becomes `ssrc`), no
+    /// layer switching, no keyframe wait. `None`: a normal subscription.
+    pub relay_layer: Option<u8>,
 }
 
 #[cfg(test)]

@@ -67,6 +67,27 @@ impl<H: Copy> Session<H> {
             .get_mut(di)
             .and_then(Option::as_mut)
             .ok_or(SessionError::NoSuchTrack)?;
+        if let Some(relayed) = d.cfg.relay_layer {
+            // A trunk relay: this layer passes unchanged but for its SSRC (sequence numbers
+            // stay the source's, so the far end's NACKs name the source's packets).
+            if layer != relayed || d.muted {
+                self.stats.forward_skipped += 1;
+                self.stats.forward_drops.count(if d.muted {
+                    DropReason::Paused
+                } else {
+                    DropReason::NotCurrentLayer
+                });
+                return Ok(None);
+            }
+            let rw = Rewrite {
+                ssrc: d.cfg.ssrc,
+                seq: pkt.seq(),
+                ts: pkt.ts(),
+                marker: pkt.marker(),
+                vp8: None,
+            };
+            return self.send_forwarded(now, di, pkt, meta, &rw, out, handle);
+        }
         let mut input = PacketIn::from_rtp(layer, ext_seq, pkt);
         if d.cfg.e2ee {
             input.keyframe_hint = d
@@ -94,8 +115,27 @@ impl<H: Copy> Session<H> {
                 return Ok(None);
             }
         };
+        self.send_forwarded(now, di, pkt, meta, &rw, out, handle)
+    }
+
+    /// Copy + rewrite `pkt` per `rw` into `out`, record it for NACKs, protect and queue it.
+    #[allow(clippy::too_many_arguments)]
+    fn send_forwarded(
+        &mut self,
+        now: Instant,
+        di: usize,
+        pkt: &RtpView<'_>,
+        meta: MediaMeta,
+        rw: &Rewrite,
+        out: &mut [u8],
+        handle: H,
+    ) -> Result<Option<usize>, SessionError> {
+        let (ext_seq, layer) = (meta.ext_seq, meta.layer);
+        let Some(d) = self.downs[di].as_ref() else {
+            return Err(SessionError::NoSuchTrack);
+        };
         let tag_room = out.len().saturating_sub(SRTCP_OVERHEAD);
-        let n = copy_for(d, pkt, &rw, &mut out[..tag_room])?;
+        let n = copy_for(d, pkt, rw, &mut out[..tag_room])?;
         let twcc = self.finish_copy(di, &mut out[..n])?;
         let Some(d) = self.downs[di].as_mut() else {
             return Err(SessionError::NoSuchTrack);

@@ -91,7 +91,7 @@ impl<H: Copy> Session<H> {
                 }
             }
             Transport::Client { ice, .. } => ice.handle_stun(now, &msg, src),
-            Transport::Plain { .. } => {
+            Transport::Plain { .. } | Transport::Trunk { .. } => {
                 self.stats.drop_stun += 1;
                 return Err(SessionError::WrongMode);
             }

@@ -37,6 +37,7 @@ mod ring;
 mod rtcp_out;
 mod stats;
 mod transport;
+mod trunk;
 mod up;
 
 use std::time::{Duration, Instant};
@@ -45,6 +46,7 @@ pub use config::{DownTrackConfig, ExtIds, LayerSsrc, SessionConfig, SessionMode,
 pub use congestion::DownReport;
 pub use output::{DownId, MediaMeta, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
 pub use stats::{ForwardDrops, SessionStats};
+pub use trunk::{TrunkKey, TrunkKeyError, TrunkKeys, MAX_NODE_NAME, MIN_TRUNK_SECRET};
 
 use crate::bwe::{
     Allocator, AllocatorConfig, Layer, SendSideBwe, TrackDemand, TwccReceiver, TwccReceiverConfig,
@@ -161,6 +163,10 @@ impl<H: Copy> Session<H> {
             return Err(SessionError::InvalidConfig);
         }
         let seed = seed_of(&config.mode);
+        let trunk_keys = match &config.mode {
+            SessionMode::Trunk { keys, .. } => keys.clone(),
+            _ => None,
+        };
         let transport = Transport::new(now, config.mode, cert, &config.dtls)
             .map_err(|_| SessionError::InvalidConfig)?;
         let max_down = config.max_down_tracks;
@@ -206,6 +212,9 @@ impl<H: Copy> Session<H> {
         };
         s.stats.estimate_bps = s.bwe.estimate_bps();
         s.next_report = now + s.report_interval();
+        if let Some(keys) = trunk_keys {
+            s.key_trunk(&keys)?;
+        }
         if !s.transport.is_secure() {
             s.update_pacing();
         }
@@ -463,14 +472,31 @@ impl<H: Copy> Session<H> {
         self.pump_sctp_in();
     }
 
-    fn key_srtp(&mut self) {
-        // Every SSRC we send (media + RTX per DownTrack, our RTCP SSRC) and
-        // receive (media + RTX per UpTrack layer) needs a slot.
+    /// The SRTP settings with a slot for every SSRC we send (media + RTX per DownTrack, our
+    /// RTCP SSRC) and receive (media + RTX per UpTrack layer).
+    fn srtp_config(&self) -> SrtpConfig {
         let need = (self.downs.len().max(self.ups.len() * MAX_UP_LAYERS)) * 2 + 4;
-        let cfg = SrtpConfig {
+        SrtpConfig {
             max_ssrcs: self.srtp_cfg.max_ssrcs.max(need),
             ..self.srtp_cfg
+        }
+    }
+
+    /// A trunk's SRTP contexts from its derived keys: connected from the start.
+    fn key_trunk(&mut self, keys: &TrunkKeys) -> Result<(), SessionError> {
+        let cfg = self.srtp_config();
+        let ctx = |k: &TrunkKey| {
+            SrtpContext::new(TrunkKeys::PROFILE, &k.master_key, &k.master_salt, cfg)
+                .map_err(|_| SessionError::InvalidConfig)
         };
+        self.tx_srtp = Some(ctx(&keys.tx)?);
+        self.rx_srtp = Some(ctx(&keys.rx)?);
+        self.update_pacing();
+        Ok(())
+    }
+
+    fn key_srtp(&mut self) {
+        let cfg = self.srtp_config();
         let Some(dtls) = self.transport.dtls_mut() else {
             return;
         };
@@ -525,12 +551,13 @@ fn seed_of(mode: &SessionMode) -> u64 {
         SessionMode::WebRtc { ice, .. } => ice.local_ufrag.as_bytes(),
         SessionMode::WebRtcClient { ice, .. } => ice.local_ufrag.as_bytes(),
         SessionMode::PlainRtp { .. } => b"plain",
+        SessionMode::Trunk { .. } => b"trunk",
     };
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
-    if let SessionMode::PlainRtp { remote } = mode {
+    if let SessionMode::PlainRtp { remote } | SessionMode::Trunk { remote, .. } = mode {
         h ^= u64::from(remote.port()) << 17;
     }
     h

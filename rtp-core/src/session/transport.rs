@@ -38,6 +38,11 @@ pub(super) enum Transport {
     Plain {
         remote: SocketAddr,
     },
+    /// A node-to-node trunk: media only from `remote`; SRTP keyed at creation when `secure`.
+    Trunk {
+        remote: SocketAddr,
+        secure: bool,
+    },
 }
 
 /// A DTLS or ICE happening the Session turns into events and state.
@@ -77,11 +82,19 @@ impl Transport {
                 connected: false,
             },
             SessionMode::PlainRtp { remote } => Self::Plain { remote },
+            SessionMode::Trunk { remote, keys } => Self::Trunk {
+                remote,
+                secure: keys.is_some(),
+            },
         })
     }
 
     pub(super) fn is_secure(&self) -> bool {
-        !matches!(self, Self::Plain { .. })
+        match self {
+            Self::Plain { .. } => false,
+            Self::Trunk { secure, .. } => *secure,
+            _ => true,
+        }
     }
 
     /// Where everything is sent: the ICE-selected address.
@@ -89,7 +102,7 @@ impl Transport {
         match self {
             Self::Lite { ice, .. } => ice.selected(),
             Self::Client { ice, connected, .. } => connected.then(|| ice.remote()),
-            Self::Plain { remote } => Some(Remote::udp(*remote)),
+            Self::Plain { remote } | Self::Trunk { remote, .. } => Some(Remote::udp(*remote)),
         }
     }
 
@@ -99,6 +112,7 @@ impl Transport {
             Self::Lite { ice, .. } => ice.is_valid(src),
             Self::Client { ice, .. } => src == ice.remote(),
             Self::Plain { .. } => true,
+            Self::Trunk { remote, .. } => src == Remote::udp(*remote),
         }
     }
 
@@ -112,7 +126,7 @@ impl Transport {
     pub(super) fn dtls_mut(&mut self) -> Option<&mut DtlsEndpoint> {
         match self {
             Self::Lite { dtls, .. } | Self::Client { dtls, .. } => Some(dtls),
-            Self::Plain { .. } => None,
+            Self::Plain { .. } | Self::Trunk { .. } => None,
         }
     }
 
@@ -120,7 +134,7 @@ impl Transport {
         match self {
             Self::Lite { ice, .. } => Some(ice.local_ufrag()),
             Self::Client { ice, .. } => Some(ice.local_credentials().0),
-            Self::Plain { .. } => None,
+            Self::Plain { .. } | Self::Trunk { .. } => None,
         }
     }
 
@@ -128,7 +142,7 @@ impl Transport {
         match self {
             Self::Lite { ice, dtls } => earliest(ice.poll_timeout(), dtls.poll_timeout()),
             Self::Client { ice, dtls, .. } => earliest(ice.poll_timeout(), dtls.poll_timeout()),
-            Self::Plain { .. } => None,
+            Self::Plain { .. } | Self::Trunk { .. } => None,
         }
     }
 
@@ -142,7 +156,7 @@ impl Transport {
                 ice.handle_timeout(now);
                 dtls.handle_timeout(now);
             }
-            Self::Plain { .. } => {}
+            Self::Plain { .. } | Self::Trunk { .. } => {}
         }
     }
 
@@ -186,7 +200,7 @@ impl Transport {
                 }
                 dtls.poll_event().map(Happened::Dtls)
             }
-            Self::Plain { .. } => None,
+            Self::Plain { .. } | Self::Trunk { .. } => None,
         }
     }
 
@@ -205,7 +219,7 @@ impl Transport {
                 ice.restart((ufrag, pwd), (&remote_creds.0, &remote_creds.1));
                 *connected = false;
             }
-            Self::Plain { .. } => {}
+            Self::Plain { .. } | Self::Trunk { .. } => {}
         }
     }
 }

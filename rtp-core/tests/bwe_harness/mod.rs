@@ -252,6 +252,7 @@ impl World {
                         e2ee: false,
                         priority: t.priority,
                         max_layer: (t.layers.len() - 1) as u8,
+                        relay_layer: None,
                     })
                     .expect("down track"),
             );

@@ -231,6 +231,7 @@ pub fn down_track() -> DownTrackConfig {
         e2ee: false,
         priority: 1,
         max_layer: 0,
+        relay_layer: None,
     }
 }
 

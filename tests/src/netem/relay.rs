@@ -34,6 +34,10 @@ pub struct RelayConfig {
     pub max_clients: usize,
     /// Most datagrams waiting for release per direction; more are queue drops.
     pub queue_packets: usize,
+    /// Bind the first client's upstream socket to this address, so that an upstream which
+    /// accepts one fixed source (a dataplane trunk, which is told its peer's address up front)
+    /// can be given it. `None`: an ephemeral port per client.
+    pub upstream_source: Option<SocketAddr>,
 }
 
 impl RelayConfig {
@@ -48,6 +52,7 @@ impl RelayConfig {
             allow_non_loopback: false,
             max_clients: 64,
             queue_packets: 1_024,
+            upstream_source: None,
         }
     }
 
@@ -71,7 +76,12 @@ impl Relay {
     pub fn start(config: RelayConfig) -> io::Result<RelayHandle> {
         let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
         if !config.allow_non_loopback {
-            for (what, addr) in [("listen", config.listen), ("upstream", config.upstream)] {
+            let source = config.upstream_source.unwrap_or(config.upstream);
+            for (what, addr) in [
+                ("listen", config.listen),
+                ("upstream", config.upstream),
+                ("upstream_source", source),
+            ] {
                 if !addr.ip().is_loopback() {
                     return Err(invalid(format!(
                         "{what} address {addr} is not loopback (allow_non_loopback is off)"

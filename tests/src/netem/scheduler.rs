@@ -296,7 +296,9 @@ impl Scheduler {
         if count >= max_clients {
             return false;
         }
-        let Ok((socket, reader_socket)) = upstream_socket(self.setup.config.upstream) else {
+        let source = self.setup.config.upstream_source.filter(|_| count == 0);
+        let Ok((socket, reader_socket)) = upstream_socket(self.setup.config.upstream, source)
+        else {
             return false;
         };
         let (tx, pool, counters, stop) = (
@@ -360,15 +362,19 @@ impl Scheduler {
     }
 }
 
-/// A socket connected to `upstream` plus a clone for its reader. Bound to loopback when the
-/// upstream is loopback, so the relay opens nothing on other interfaces.
-fn upstream_socket(upstream: SocketAddr) -> io::Result<(UdpSocket, UdpSocket)> {
+/// A socket connected to `upstream` plus a clone for its reader, bound to `source` when given,
+/// else to loopback when the upstream is loopback, so the relay opens nothing on other
+/// interfaces.
+fn upstream_socket(
+    upstream: SocketAddr,
+    source: Option<SocketAddr>,
+) -> io::Result<(UdpSocket, UdpSocket)> {
     let ip = match upstream.ip() {
         ip if ip.is_loopback() => ip,
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
-    let socket = UdpSocket::bind(SocketAddr::new(ip, 0))?;
+    let socket = UdpSocket::bind(source.unwrap_or(SocketAddr::new(ip, 0)))?;
     socket.connect(upstream)?;
     socket.set_read_timeout(Some(READ_TIMEOUT))?;
     let reader = socket.try_clone()?;
