@@ -58,6 +58,8 @@ for (const name of names) {
     results.push(inNamespace(name));
     continue;
   }
+  // A scenario may need longer than the default (`fn.timeoutS`, e.g. the 10-run failover).
+  const limit = Math.max(LIMIT_MS, (scenarios[name].timeoutS ?? 0) * 1000);
   const ctx = new Context(name);
   const t0 = Date.now();
   let status = 'pass';
@@ -70,7 +72,7 @@ for (const name of names) {
       Promise.resolve(scenarios[name].serverOptions?.(ctx))
         .then((options) => ctx.start(options))
         .then(() => scenarios[name](ctx)),
-      new Promise((_, fail) => (timer = setTimeout(() => fail(new Error(`scenario timed out after ${LIMIT_MS / 1000} s`)), LIMIT_MS))),
+      new Promise((_, fail) => (timer = setTimeout(() => fail(new Error(`scenario timed out after ${limit / 1000} s`)), limit))),
     ]);
   } catch (e) {
     status = 'FAIL';
@@ -89,7 +91,7 @@ for (const name of names) {
     await ctx.close().catch(() => {});
   }
   const seconds = (Date.now() - t0) / 1000;
-  results.push({ name, status, seconds, details: ctx.details, interop: ctx.interop, error });
+  results.push({ name, status, seconds, details: ctx.details, interop: ctx.interop, note: ctx.note ?? null, error });
   console.log(`${status === 'pass' ? 'ok  ' : 'FAIL'} ${name} (${seconds.toFixed(1)} s) ${JSON.stringify(ctx.details)}`);
   if (error) console.log(error.split('\n').map((l) => `     ${l}`).join('\n'));
 }
@@ -114,6 +116,10 @@ if (times.length) {
     console.log(`${r.name.padEnd(24)} ${String(udp).padStart(5)}    ${path}: ${Object.values(rest).join(' / ')}`);
   }
 }
+// The closing notes: one line of measured figures from the scenarios that set `ctx.note`
+// (cluster detection, rejoin and media-again times).
+const notes = results.filter((r) => r.note);
+if (notes.length) console.log(`\n${notes.map((r) => `${r.status === 'pass' ? '' : '(FAILED) '}${r.note}`).join('\n')}`);
 const failed = results.filter((r) => r.status !== 'pass').length;
 console.log(`\n${results.length - failed}/${results.length} passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 process.exit(failed ? 1 : 0);

@@ -16,6 +16,8 @@ export class Context {
     this.name = name;
     this.interop = [];
     this.details = {};
+    // One line of figures the runner prints after its table (the closing notes).
+    this.note = null;
     this.browsers = new Map();
     this.pages = [];
     this.children = [];

@@ -108,6 +108,7 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
   child.on('exit', (code, signal) => (exited = { code, signal }));
 
   const origin = `http://127.0.0.1:${http}`;
+  let admin = null;
   const deadline = Date.now() + 20_000;
   for (;;) {
     if (exited) throw new Error(`sluice up exited (${JSON.stringify(exited)}):\n${logs.slice(-30).join('\n')}`);
@@ -148,11 +149,13 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
         return text;
       }
     },
-    /** An admin token (`sluice token --admin`) for the HTTP API. */
+    /** An admin token (`sluice token --admin`) for the HTTP API, minted again after a minute. */
     async adminToken() {
+      if (admin && Date.now() - admin.at < 60_000) return admin.jwt;
       const { stdout } = await run(SLUICE_BIN, ['token', '--config', config, '--admin'], { cwd: dir });
       const jwt = stdout.match(/[\w-]+\.[\w-]+\.[\w-]+/);
       if (!jwt) throw new Error(`sluice token --admin printed no token: ${stdout}`);
+      admin = { jwt: jwt[0], at: Date.now() };
       return jwt[0];
     },
     /** Calls the admin API: resolves `{status, body}` (body parsed as JSON when it is). */
@@ -193,7 +196,7 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
     signal(sig) {
       if (!exited) child.kill(sig);
     },
-        get exited() {
+    get exited() {
       return exited;
     },
     async stop() {
