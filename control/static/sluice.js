@@ -1303,9 +1303,11 @@ async function connectOnce(url, token, opts) {
 }
 
 /** Backoff between rejoin attempts: doubles from the first, jittered, capped. */
+// A node's death is seen when its lease runs out (a 2-3 s lease); the try after that joins, so
+// the longest wait between tries is what a rejoin may lose on top (docs/decisions.md D70).
 const REJOIN_FIRST_MS = 250;
-const REJOIN_MAX_MS = 2000;
-const REJOIN_ATTEMPTS = 40;
+const REJOIN_MAX_MS = 1000;
+const REJOIN_ATTEMPTS = 60;
 
 /**
  * Joins like `connect`, and stays joined: when the connection is lost without the client or the

@@ -36,6 +36,9 @@ from aiortc import (
 from aiortc.mediastreams import VIDEO_PTIME, MediaStreamError
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 def loopback_only(use_ipv4=True, use_ipv6=True):
     return ["127.0.0.1"] if use_ipv4 else []
 
@@ -56,10 +59,25 @@ def http(method, url, token, body=None, content_type="application/sdp"):
         return e.code, dict(e.headers), e.read().decode()
 
 
-async def negotiate(pc, url, token):
-    """Offers (aiortc gathers before returning), POSTs, applies the 201 answer."""
+MAX_REDIRECTS = 2
+
+
+async def negotiate(pc, url, token, redirects):
+    """Offers (aiortc gathers before returning), POSTs, applies the 201 answer. A 307/308 (a
+    cluster node that is not the room's home, RFC 9725 §4.5) is followed, at most MAX_REDIRECTS
+    times, each target appended to `redirects`."""
     await pc.setLocalDescription(await pc.createOffer())
-    status, headers, text = await asyncio.to_thread(http, "POST", url, token, pc.localDescription.sdp)
+    while True:
+        status, headers, text = await asyncio.to_thread(http, "POST", url, token, pc.localDescription.sdp)
+        location = headers.get("Location") or headers.get("location")
+        if status not in (307, 308) or not location:
+            break
+        if len(redirects) >= MAX_REDIRECTS:
+            raise RuntimeError(f"too many redirects: {redirects}")
+        url = urllib.parse.urljoin(url, location)
+        if urllib.parse.urlparse(url).hostname not in LOOPBACK:
+            raise RuntimeError(f"refusing a redirect off loopback: {url}")
+        redirects.append(url)
     if status != 201:
         raise RuntimeError(f"POST {url}: HTTP {status}: {text[:300]}")
     logging.getLogger("sluice-e2e").debug("offer:\n%s\nanswer:\n%s", pc.localDescription.sdp, text)
@@ -98,7 +116,8 @@ async def whip(args):
     pc = RTCPeerConnection()
     pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
     pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
-    resource = await negotiate(pc, args.url, args.token)
+    redirects = []
+    resource = await negotiate(pc, args.url, args.token, redirects)
     deadline = time.monotonic() + 10
     while pc.connectionState != "connected" and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
@@ -115,6 +134,7 @@ async def whip(args):
     return {
         "version": aiortc.__version__,
         "resource": resource,
+        "redirects": redirects,
         "delete_status": deleted,
         "video_fps": round(1 / VIDEO_PTIME),
         "packets_sent": sent,
@@ -145,7 +165,8 @@ async def whep(args):
 
     tasks = []
     pc.on("track", lambda track: tasks.append(asyncio.ensure_future(consume(track))))
-    resource = await negotiate(pc, args.url, args.token)
+    redirects = []
+    resource = await negotiate(pc, args.url, args.token, redirects)
     await asyncio.sleep(args.seconds)
     window_end = round(time.monotonic() * 1000, 1)
     facts = transport_facts(pc)
@@ -157,6 +178,7 @@ async def whep(args):
     return {
         "version": aiortc.__version__,
         "resource": resource,
+        "redirects": redirects,
         "delete_status": deleted,
         "video_frames": counts["video"],
         "audio_frames": counts["audio"],
@@ -178,7 +200,7 @@ def main():
     if os.environ.get("SLUICE_E2E_AIORTC_LOG"):
         logging.basicConfig(filename=os.environ["SLUICE_E2E_AIORTC_LOG"], level=logging.DEBUG)
     host = urllib.parse.urlparse(args.url).hostname
-    if host not in ("127.0.0.1", "::1", "localhost"):
+    if host not in LOOPBACK:
         sys.exit("refusing a non-loopback URL (tests stay on 127.0.0.1)")
     try:
         result = asyncio.run(asyncio.wait_for((whip if args.mode == "whip" else whep)(args), args.seconds + 20))

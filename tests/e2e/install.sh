@@ -14,6 +14,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v patch >/dev/null 2>&1 || missing+=(patch)
 # The ICE-TCP scenarios drop UDP with nftables inside a namespace of their own (unshare -n).
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+# The TURN/TLS scenarios run a real coturn and trust its throw-away CA in Firefox's profile.
+command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 # GStreamer webrtcbin driven from Debian's python3 through GObject introspection (gst_client.py):
 # webrtcbin + libnice (bad, nice), VP8/Opus (good, base), x264enc (ugly), avdec_h264 (libav).
 gst_pkgs=(python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0

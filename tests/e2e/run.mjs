@@ -58,6 +58,8 @@ for (const name of names) {
     results.push(inNamespace(name));
     continue;
   }
+  // A scenario may need longer than the default (`fn.timeoutS`, e.g. the 10-run failover).
+  const limit = Math.max(LIMIT_MS, (scenarios[name].timeoutS ?? 0) * 1000);
   const ctx = new Context(name);
   const t0 = Date.now();
   let status = 'pass';
@@ -65,8 +67,12 @@ for (const name of names) {
   let timer;
   try {
     await Promise.race([
-      ctx.start().then(() => scenarios[name](ctx)),
-      new Promise((_, fail) => (timer = setTimeout(() => fail(new Error(`scenario timed out after ${LIMIT_MS / 1000} s`)), LIMIT_MS))),
+      // A scenario may carry `serverOptions(ctx)` (async): what its Sluice needs (a `[turn]`
+      // section for a coturn it started first, …).
+      Promise.resolve(scenarios[name].serverOptions?.(ctx))
+        .then((options) => ctx.start(options))
+        .then(() => scenarios[name](ctx)),
+      new Promise((_, fail) => (timer = setTimeout(() => fail(new Error(`scenario timed out after ${limit / 1000} s`)), limit))),
     ]);
   } catch (e) {
     status = 'FAIL';
@@ -85,7 +91,7 @@ for (const name of names) {
     await ctx.close().catch(() => {});
   }
   const seconds = (Date.now() - t0) / 1000;
-  results.push({ name, status, seconds, details: ctx.details, interop: ctx.interop, error });
+  results.push({ name, status, seconds, details: ctx.details, interop: ctx.interop, note: ctx.note ?? null, error });
   console.log(`${status === 'pass' ? 'ok  ' : 'FAIL'} ${name} (${seconds.toFixed(1)} s) ${JSON.stringify(ctx.details)}`);
   if (error) console.log(error.split('\n').map((l) => `     ${l}`).join('\n'));
 }
@@ -98,6 +104,22 @@ console.log('\nscenario                 result   seconds');
 console.log('------------------------ ------ --------');
 for (const r of results) console.log(`${r.name.padEnd(24)} ${r.status.padEnd(6)} ${r.seconds.toFixed(1).padStart(8)}`);
 for (const n of skipped) console.log(`${n.padEnd(24)} ${'skip'.padEnd(6)} ${'-'.padStart(8)}`);
+// Issue 18's closing note: time from opening a page to a selected pair, per path, from the
+// connectivity scenarios that ran (each measures its UDP baseline in the same run).
+const times = results.filter((r) => r.details?.connectMs?.udp !== undefined);
+if (times.length) {
+  console.log('\nconnection times (page opened -> selected pair, ms; same browser, same run)');
+  console.log('scenario                 UDP      other path: publisher / subscriber');
+  for (const r of times) {
+    const { udp, ...rest } = r.details.connectMs;
+    const path = Object.keys(rest)[0]?.replace(/(Publisher|Subscriber)$/, '') ?? '';
+    console.log(`${r.name.padEnd(24)} ${String(udp).padStart(5)}    ${path}: ${Object.values(rest).join(' / ')}`);
+  }
+}
+// The closing notes: one line of measured figures from the scenarios that set `ctx.note`
+// (cluster detection, rejoin and media-again times).
+const notes = results.filter((r) => r.note);
+if (notes.length) console.log(`\n${notes.map((r) => `${r.status === 'pass' ? '' : '(FAILED) '}${r.note}`).join('\n')}`);
 const failed = results.filter((r) => r.status !== 'pass').length;
 console.log(`\n${results.length - failed}/${results.length} passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 process.exit(failed ? 1 : 0);

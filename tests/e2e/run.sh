@@ -9,7 +9,8 @@
 #   SLUICE_NETEM_BIN    the impairment relay (default target/debug/sluice-netem, built here)
 #   SLUICE_E2E_SKIP_INSTALL=1   skip install.sh
 #   SLUICE_E2E_FANOUT   subscriber pages in the fan-out scenario (default 4)
-#   SLUICE_E2E_SCENARIO_TIMEOUT  seconds per scenario (default 90)
+#   SLUICE_E2E_SCENARIO_TIMEOUT  seconds per scenario (default 90; a scenario may ask for more
+#                                with `fn.timeoutS`: cluster_race 180, cluster_failover 300)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"

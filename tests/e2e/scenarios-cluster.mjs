@@ -1,148 +1,223 @@
-// Multi-node scenarios (issue 15): two real `sluice up` nodes sharing a real `redis-server`, real
-// Chromium pages. The runner's own single node (ctx.server) is not used by these.
+// Multi-node scenarios (issue 15): three real `sluice up` nodes (control + dataplane, one worker
+// each) sharing a real `redis-server`, real Chromium pages and aiortc. The runner's own single
+// node (ctx.server) is not used by these. Failover and drain: scenarios-cluster-failover.mjs.
 
-import { execFileSync } from 'node:child_process';
+import WebSocket from 'ws';
 
-import { startNodes, startRedis } from './lib/cluster.mjs';
+import { cli, cliBatch, decodes, metric, ownRooms, senderFps, tokenMinter, waitFor, withCluster } from './lib/cluster.mjs';
 import { assertContinuity, fromSamples, samplePage } from './lib/continuity.mjs';
 import { sleep } from './lib/sluice.mjs';
+import { clusterFailoverScenarios } from './scenarios-cluster-failover.mjs';
 
 function check(cond, message) {
   if (!cond) throw new Error(message);
 }
 
-/** Video (and audio) `page` decodes from `other`, polled until `frames` are decoded. */
-async function decodes(page, other, { frames = 40, ms = 20_000 } = {}) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const got = await page.evaluate(async (otherIdentity) => {
-      const room = window.sluice.room;
-      const out = { video: null, audio: null };
-      for (const s of room.subscriptions.values()) {
-        if (room.participants.get(s.participantSid)?.identity !== otherIdentity) continue;
-        (await s.receiver.getStats()).forEach((r) => {
-          if (r.type === 'inbound-rtp') out[r.kind] = { framesDecoded: r.framesDecoded ?? 0, packetsReceived: r.packetsReceived ?? 0 };
-        });
-      }
-      return out;
-    }, other);
-    if (got.video && got.video.framesDecoded >= frames && got.audio?.packetsReceived > 0) return got;
-    if (Date.now() > end) {
-      throw new Error(`${page.identity}: ${other}'s media not decoded within ${ms} ms: ${JSON.stringify(got)}\npage log:\n${
-        await page.evaluate(() => window.sluice.log.slice(-12).join('\n'))}`);
-    }
-    await sleep(250);
-  }
-}
+const wsUrl = (node) => `${node.origin.replace('http:', 'ws:')}/rtc`;
 
-/** The sender's encoded video frame rate over `seconds` (its publisher's outbound-rtp). */
-async function senderFps(page, seconds) {
-  const encoded = () => page.evaluate(async () => {
-    const s = await window.sluice.room.stats();
-    return (s.publisher ?? []).filter((r) => r.type === 'outbound-rtp' && r.kind === 'video').reduce((a, r) => a + (r.framesEncoded ?? 0), 0);
+/** One WebSocket join at `url`: resolves `{ws}` (joined), `{redirect}` or `{error}`. */
+function joinOnce(url, token) {
+  return new Promise((ok) => {
+    const ws = new WebSocket(`${url}?access_token=${token}`);
+    let settled = false;
+    const done = (r) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (!r.ws) ws.terminate();
+      ok(r);
+    };
+    const timer = setTimeout(() => done({ error: 'no answer in 10 s' }), 10_000);
+    ws.on('open', () => ws.send(JSON.stringify({ type: 'join' })));
+    ws.on('message', (data) => {
+      const m = JSON.parse(data.toString());
+      if (m.type === 'joined') done({ ws });
+      else if (m.type === 'redirect') done({ redirect: m.url });
+      else if (m.type === 'error') done({ error: m.code ?? 'error', message: m.message });
+    });
+    ws.on('error', (e) => done({ error: e.message }));
+    ws.on('close', () => done({ error: 'closed before joined' }));
   });
-  const a = await encoded();
-  const t0 = Date.now();
-  await sleep(seconds * 1000);
-  return ((await encoded()) - a) / ((Date.now() - t0) / 1000);
 }
 
-async function withCluster(ctx, ids, body) {
-  const redis = await startRedis();
-  let nodes = {};
-  try {
-    nodes = await startNodes(redis, ids);
-    ctx.server = nodes[ids[0]]; // pages and tokens of ctx go to the first node
-    return await body(nodes, redis);
-  } finally {
-    for (const n of Object.values(nodes)) if (n !== ctx.server) await n.stop();
-    // ctx.close() stops ctx.server (node a) after the pages.
-    ctx.afterClose = () => redis.stop();
+/** A join as `sluice.js` makes it: follows at most 2 redirects; `{ws, url}` where it joined. */
+async function wsJoin(url, token) {
+  for (let hop = 0; ; hop++) {
+    const r = await joinOnce(url, token);
+    if (!r.redirect) return { ...r, url };
+    if (hop === 2) return { error: `too many redirects (${r.redirect})` };
+    url = r.redirect;
   }
-}
-
-/** `redis-cli` against the scenario's Redis. */
-function cli(redis, ...args) {
-  return execFileSync('redis-cli', ['-s', redis.socket, ...args]).toString().trim();
-}
-
-/** A metric's value from a node's /metrics. */
-async function metric(node, name) {
-  const text = await fetch(`${node.origin}/metrics`).then((r) => r.text());
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ').pop()) : null;
 }
 
 export const clusterScenarios = {
   /**
-   * A room homed on node b; alice's page is served by node a and redirected to b, bob joins
-   * through b: each decodes the other, and alice's video at bob is continuous for 20 s.
+   * A room homed on node b of three. The placement API asked on a, b and c names b; alice's page
+   * enters through a and bob's through c, both redirected to b, and decode each other; an aiortc
+   * WHIP publisher sent to a and a WHEP player sent to c follow the 307 to b, media flows; bob
+   * decodes alice continuously for 20 s.
    */
   async cluster_redirect(ctx) {
-    await withCluster(ctx, ['a', 'b'], async ({ a, b }) => {
+    await withCluster(ctx, ['a', 'b', 'c'], async ({ a, b, c }) => {
       const created = await b.api('POST', '/api/rooms', { name: 'c1' });
       check(created.status === 201, `create on b: ${JSON.stringify(created)}`);
+      const placements = {};
+      for (const n of [a, b, c]) {
+        const r = await n.api('POST', '/api/rooms/c1/placement', { identity: `zoe-${n.id}` });
+        check(r.status === 200 && r.body.node === 'b' && r.body.whip === `${b.origin}/whip/c1`, `placement via ${n.id}: ${JSON.stringify(r)}`);
+        placements[n.id] = r.body.node;
+      }
       const alice = await ctx.openPage('chromium', await a.pageUrl('c1', 'alice'), 'alice');
-      const bob = await ctx.openPage('chromium', await b.pageUrl('c1', 'bob', { role: 'controller' }), 'bob');
-      const redirects = await alice.evaluate(() => window.sluice.redirects);
-      check(redirects.length === 1 && redirects[0] === `${b.origin.replace('http:', 'ws:')}/rtc`, `alice's redirects ${JSON.stringify(redirects)}`);
-      check((await bob.evaluate(() => window.sluice.redirects)).length === 0, 'bob was redirected');
+      const bob = await ctx.openPage('chromium', await c.pageUrl('c1', 'bob', { role: 'controller' }), 'bob');
+      const redirects = { alice: await alice.evaluate(() => window.sluice.redirects), bob: await bob.evaluate(() => window.sluice.redirects) };
+      for (const [who, r] of Object.entries(redirects)) check(r.length === 1 && r[0] === wsUrl(b), `${who}'s redirects ${JSON.stringify(r)}`);
       const [atAlice, atBob] = await Promise.all([decodes(alice, 'bob'), decodes(bob, 'alice')]);
-      // The room list through a names b; the participants through a are b's (forwarded).
+      // WHIP through a, WHEP through c: each is sent to b (307) and media flows there.
+      const publishing = ctx.aiortc(['whip', '--url', `${a.origin}/whip/c1`, '--token', await a.token('c1', 'whip', 'controller'), '--seconds', '7'], 40_000);
+      publishing.catch(() => {});
+      await sleep(2000);
+      const play = await ctx.aiortc(['whep', '--url', `${c.origin}/whep/c1`, '--token', await c.token('c1', 'whep', 'viewer'), '--seconds', '4'], 40_000);
+      const pub = await publishing;
+      check(JSON.stringify(pub.redirects) === JSON.stringify([`${b.origin}/whip/c1`]) && pub.resource?.startsWith(`${b.origin}/whip/c1/`), `WHIP via a: ${JSON.stringify(pub)}`);
+      check(JSON.stringify(play.redirects) === JSON.stringify([`${b.origin}/whep/c1`]) && play.video_frames >= 30, `WHEP via c: ${JSON.stringify({ ...play, video_times_ms: undefined })}`);
+      check(pub.delete_status === 200 && play.delete_status === 200, `DELETE of the resources on b: ${pub.delete_status} ${play.delete_status}`);
+      // The room list through a names b; the participants through c are b's (forwarded).
       const list = await a.api('GET', '/api/rooms');
-      check(list.body.rooms?.some((r) => r.name === 'c1' && r.node === 'b'), `rooms via a: ${JSON.stringify(list.body)}`);
-      const parts = await a.api('GET', '/api/rooms/c1/participants');
-      check(parts.body.participants?.length === 2, `participants via a: ${JSON.stringify(parts.body)}`);
+      check(list.body.rooms?.filter((r) => r.name === 'c1').map((r) => r.node).join() === 'b', `rooms via a: ${JSON.stringify(list.body)}`);
+      const parts = await c.api('GET', '/api/rooms/c1/participants');
+      check(parts.body.participants?.length >= 2, `participants via c: ${JSON.stringify(parts.body)}`);
       const fps = await senderFps(alice, 3);
-      const c = fromSamples(await samplePage(bob, { seconds: 20 }));
-      const continuity = assertContinuity('bob decodes alice (alice redirected a -> b)', c, { senderFps: fps, minWindowS: 19 });
-      ctx.details = { redirects, aliceDecodesBob: atAlice.video, bobDecodesAlice: atBob.video, continuity };
+      const cont = fromSamples(await samplePage(bob, { seconds: 20 }));
+      const continuity = assertContinuity('bob (entered via c) decodes alice (entered via a), both on b', cont, { senderFps: fps, minWindowS: 19 });
+      ctx.details = {
+        placements, redirects, aliceDecodesBob: atAlice.video, bobDecodesAlice: atBob.video,
+        whip: { redirects: pub.redirects, sent: pub.packets_sent }, whep: { redirects: play.redirects, frames: play.video_frames }, continuity,
+      };
     });
   },
 
   /**
-   * kill -9 the node hosting a room: its participants (who entered through node b) join again
-   * through b, the room is placed on b, media flows again. Prints detection and rejoin times.
+   * Placement race over three real nodes: 200 rounds of 30 concurrent WebSocket joins (3 fresh
+   * rooms a round, each join sent to a random node after a random delay of up to 20 ms, following
+   * redirects), and every Redis client connection killed in the middle of round 100. After each
+   * round, while every joined socket is open: each room's joins all landed on one node, that node
+   * is the room's home in Redis, and of the three nodes' own room lists exactly that one holds
+   * the room, with as many participants as joined.
+   */
+  async cluster_race(ctx) {
+    await withCluster(ctx, ['a', 'b', 'c'], async (nodes, redis) => {
+      const ids = Object.keys(nodes);
+      const byUrl = Object.fromEntries(ids.map((id) => [wsUrl(nodes[id]), id]));
+      const mint = await tokenMinter(nodes.a);
+      const [rounds, burst] = [200, 30];
+      let seed = 0x5eed1234;
+      const rand = () => {
+        seed ^= seed << 13;
+        seed ^= seed >>> 17;
+        seed ^= seed << 5;
+        return (seed >>> 0) % 1_000_000;
+      };
+      const errors = {};
+      const messages = {};
+      const homes = { a: 0, b: 0, c: 0 };
+      let joined = 0;
+      const t0 = Date.now();
+      for (let round = 0; round < rounds; round++) {
+        const joins = [];
+        for (let j = 0; j < burst; j++) {
+          const room = `r${round}-${j % 3}`;
+          const entry = nodes[ids[rand() % 3]];
+          const delay = rand() % 20;
+          joins.push(sleep(delay).then(() => wsJoin(wsUrl(entry), mint(room, `p${j}`))).then((r) => ({ room, ...r })));
+        }
+        if (round === rounds / 2) {
+          await sleep(5);
+          cli(redis, 'CLIENT', 'KILL', 'TYPE', 'normal');
+        }
+        const results = await Promise.all(joins);
+        for (const r of results.filter((x) => !x.ws)) {
+          errors[r.error] = (errors[r.error] ?? 0) + 1;
+          messages[r.error] ??= r.message;
+        }
+        // Each room: its joins on one node, the home in Redis (epoch 1), and of the three
+        // nodes' own lists only the home's holds it, with every participant that joined (a
+        // node's list is updated just after it answers `joined`: polled for a moment).
+        const names = [0, 1, 2].map((k) => `r${round}-${k}`);
+        const stored = cliBatch(redis, names.map((room) => ['HMGET', `sl:room:${room}`, 'home', 'epoch']));
+        const rooms = names.map((room, k) => ({
+          room,
+          on: results.filter((r) => r.room === room && r.ws).map((r) => byUrl[r.url]),
+          home: stored[2 * k],
+          epoch: stored[2 * k + 1],
+        })).filter((r) => r.on.length);
+        for (const { room, on, home, epoch } of rooms) {
+          check(on.every((n) => n === home) && epoch === '1', `${room}: joined on ${on}, home in Redis ${home} (epoch ${epoch})`);
+        }
+        let problem = null;
+        await waitFor(() => problem, async () => {
+          const own = Object.fromEntries(await Promise.all(ids.map(async (id) => [id, await ownRooms(nodes[id])])));
+          problem = null;
+          for (const { room, on, home } of rooms) {
+            const holders = ids.filter((id) => own[id].some((r) => r.name === room));
+            const held = own[home]?.find((r) => r.name === room)?.num_participants;
+            if (holders.length !== 1 || holders[0] !== home || held !== on.length) problem = `${room}: held by ${holders} (home ${home}) with ${held} participants, ${on.length} joined`;
+          }
+          return problem === null;
+        }, { ms: 5000, every: 20 });
+        for (const { on, home } of rooms) {
+          homes[home] += 1;
+          joined += on.length;
+        }
+        for (const r of results) r.ws?.close();
+      }
+      const seconds = (Date.now() - t0) / 1000;
+      const failed = Object.values(errors).reduce((x, y) => x + y, 0);
+      check(failed < burst, `${failed} joins failed (a connection kill costs one burst at most): ${JSON.stringify(errors)} ${JSON.stringify(messages)}`);
+      check(ids.every((id) => homes[id] > rounds / 2), `homes per node ${JSON.stringify(homes)}`);
+      const fenced = await Promise.all(ids.map((id) => metric(nodes[id], 'sluice_cluster_fenced_total')));
+      ctx.details = { joins: rounds * burst, joined, failed: errors, rooms: rounds * 3, homes, fenced, seconds };
+      ctx.note = `cluster_race: ${rounds * burst} joins in ${rounds} bursts of ${burst} over 3 nodes in ${seconds.toFixed(1)} s: ${joined} joined, every room on one node (its home, epoch 1; homes ${JSON.stringify(homes)}), ${failed} failed across the Redis connection kill ${JSON.stringify(errors)}`;
+    });
+  },
+
+  /**
+   * Freeze the home's control daemon (SIGSTOP) past its 2 s lease, with three nodes: alice and
+   * bob entered through b and c. b sweeps a; carol's join through b places the room on b (epoch
+   * 2) while a still believes it is home. On SIGCONT a's renewal is refused: it fences itself,
+   * alice and bob rejoin (through b and c) on b, all decode each other; the room's home read
+   * every 100 ms was only ever a, none, b.
    */
   async cluster_frozen_node(ctx) {
-    await withCluster(ctx, ['a', 'b'], async ({ a, b }, redis) => {
+    await withCluster(ctx, ['a', 'b', 'c'], async ({ a, b, c }, redis) => {
       check((await a.api('POST', '/api/rooms', { name: 'f1' })).status === 201, 'create on a');
       const alice = await ctx.openPage('chromium', await b.pageUrl('f1', 'alice'), 'alice');
-      const bob = await ctx.openPage('chromium', await b.pageUrl('f1', 'bob', { role: 'controller' }), 'bob');
+      const bob = await ctx.openPage('chromium', await c.pageUrl('f1', 'bob', { role: 'controller' }), 'bob');
       await Promise.all([decodes(alice, 'bob'), decodes(bob, 'alice')]);
       ctx.server = b;
-      // Freeze a's control daemon past its lease (2 s): b sweeps it; carol's join through b
-      // places the room on b (epoch 2) while a still believes it is home.
       a.signal('SIGSTOP');
       const frozen = Date.now();
       const homes = new Set();
       const poll = setInterval(() => homes.add(cli(redis, 'HGET', 'sl:room:f1', 'home')), 100);
       try {
-        const until = Date.now() + 15_000;
-        while (cli(redis, 'ZSCORE', 'sl:nodes', 'a') !== '') {
-          check(Date.now() < until, 'a not swept');
-          await sleep(100);
-        }
+        await waitFor('a not swept', () => cli(redis, 'ZSCORE', 'sl:nodes', 'a') === '');
         const carol = await ctx.openPage('chromium', await b.pageUrl('f1', 'carol', { role: 'viewer', publish: 'none' }), 'carol');
         check(cli(redis, 'HGET', 'sl:room:f1', 'home') === 'b' && cli(redis, 'HGET', 'sl:room:f1', 'epoch') === '2', 'f1 not on b at epoch 2');
         await sleep(1000);
         a.signal('SIGCONT');
         const resumed = Date.now();
-        // a's renewal is refused: it fences itself and tells alice and bob to reconnect.
-        const fenceBy = Date.now() + 10_000;
-        while ((await metric(a, 'sluice_cluster_fenced_total')) !== 1) {
-          check(Date.now() < fenceBy, 'a did not fence itself');
-          await sleep(100);
-        }
+        await waitFor('a did not fence itself', async () => (await metric(a, 'sluice_cluster_fenced_total')) === 1, { ms: 10_000 });
         const fencedMs = Date.now() - resumed;
         check((await metric(a, 'sluice_cluster_home_rooms')) === 0, 'a still home of a room');
-        await Promise.all([decodes(alice, 'bob', { frames: 10, ms: 30_000 }), decodes(bob, 'alice', { frames: 10, ms: 30_000 }), decodes(carol, 'alice', { frames: 10, ms: 30_000 })]);
+        const again = { frames: 10, ms: 30_000 };
+        await Promise.all([decodes(alice, 'bob', again), decodes(bob, 'alice', again), decodes(carol, 'alice', again)]);
         const rejoins = await Promise.all([alice, bob].map((p) => p.evaluate(() => window.sluice.rejoins.filter((r) => r.ok).length)));
         check(rejoins.every((n) => n >= 1), `rejoins ${rejoins}`);
         clearInterval(poll);
         check([...homes].every((h) => ['a', 'b', ''].includes(h)) && cli(redis, 'HGET', 'sl:room:f1', 'home') === 'b', `homes seen ${[...homes]}`);
-        ctx.details = { frozenMs: resumed - frozen, fencedAfterResumeMs: fencedMs, homesSeen: [...homes], rejoins };
-        console.log(`cluster_frozen_node: a frozen ${resumed - frozen} ms (lease 2000 ms), room re-placed on b (epoch 2), a fenced itself ${fencedMs} ms after SIGCONT, alice and bob rejoined on b`);
+        const held = Object.fromEntries(await Promise.all([a, b, c].map(async (n) => [n.id, (await ownRooms(n)).filter((r) => r.name === 'f1' && r.num_participants > 0).length])));
+        check(held.a === 0 && held.b === 1 && held.c === 0, `f1 held with participants by ${JSON.stringify(held)}`);
+        ctx.details = { frozenMs: resumed - frozen, fencedAfterResumeMs: fencedMs, homesSeen: [...homes], rejoins, held };
+        ctx.note = `cluster_frozen_node: 3 nodes; a frozen ${resumed - frozen} ms (lease 2000 ms), room re-placed on b (epoch 2), a fenced itself ${fencedMs} ms after SIGCONT, alice (via b) and bob (via c) rejoined on b`;
       } finally {
         clearInterval(poll);
         a.signal('SIGCONT');
@@ -150,44 +225,8 @@ export const clusterScenarios = {
     });
   },
 
-  async cluster_node_death(ctx) {
-    await withCluster(ctx, ['a', 'b'], async ({ a, b }) => {
-      const created = await a.api('POST', '/api/rooms', { name: 'd1' });
-      check(created.status === 201, `create on a: ${JSON.stringify(created)}`);
-      const alice = await ctx.openPage('chromium', await b.pageUrl('d1', 'alice'), 'alice');
-      const bob = await ctx.openPage('chromium', await b.pageUrl('d1', 'bob', { role: 'controller' }), 'bob');
-      check((await alice.evaluate(() => window.sluice.redirects)).length === 1, 'alice not redirected to a');
-      await Promise.all([decodes(alice, 'bob'), decodes(bob, 'alice')]);
-      ctx.server = b; // a dies; ctx.close() stops b
-      const killed = Date.now();
-      a.killNode();
-      // Detection: b's registry drops a (lease expiry, Redis clock).
-      let detectedMs = null;
-      const until = Date.now() + 20_000;
-      while (detectedMs === null) {
-        const r = await b.api('GET', '/api/cluster');
-        if (r.status === 200 && !r.body.nodes.some((n) => n.id === 'a')) detectedMs = Date.now() - killed;
-        check(Date.now() < until, `a still listed: ${JSON.stringify(r.body)}`);
-        if (detectedMs === null) await sleep(50);
-      }
-      // Rejoin and media again, each page through b.
-      const again = async (page, other) => {
-        const end = Date.now() + 30_000;
-        while (!(await page.evaluate(() => window.sluice.rejoins.some((r) => r.ok)))) {
-          check(Date.now() < end, `${page.identity} did not rejoin: ${await page.evaluate(() => window.sluice.log.slice(-10).join('\n'))}`);
-          await sleep(100);
-        }
-        const rejoin = await page.evaluate(() => window.sluice.rejoins.find((r) => r.ok));
-        await decodes(page, other, { frames: 10, ms: 30_000 });
-        return { rejoinedMs: rejoin.at - killed, attempts: rejoin.attempt, mediaMs: Date.now() - killed, url: rejoin.url };
-      };
-      const [ra, rb] = await Promise.all([again(alice, 'bob'), again(bob, 'alice')]);
-      const list = await b.api('GET', '/api/rooms');
-      check(list.body.rooms?.some((r) => r.name === 'd1' && r.node === 'b'), `d1 not on b: ${JSON.stringify(list.body)}`);
-      const c = fromSamples(await samplePage(bob, { seconds: 5 }));
-      check(c.frames > 0 && c.zeroSeconds === 0, `after failover: ${JSON.stringify(c)}`);
-      ctx.details = { detectedMs, alice: ra, bob: rb, afterFailover: { frames: c.frames, longestFreezeMs: c.longestFreezeMs } };
-      console.log(`cluster_node_death: lease 2000 ms; a's death detected by b after ${detectedMs} ms; alice rejoined ${ra.rejoinedMs} ms, media ${ra.mediaMs} ms; bob rejoined ${rb.rejoinedMs} ms, media ${rb.mediaMs} ms after kill -9`);
-    });
-  },
+  ...clusterFailoverScenarios,
 };
+
+// 6,000 joins take 45-90 s on 2 loaded cores.
+clusterScenarios.cluster_race.timeoutS = 180;

@@ -9,11 +9,7 @@
 import { execFileSync } from 'node:child_process';
 
 import { assertContinuity, fromSamples, samplePage } from './lib/continuity.mjs';
-import { sleep } from './lib/sluice.mjs';
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
+import { apiTransports, check, joinTimed, netns } from './lib/connectivity.mjs';
 
 const nft = (...args) => execFileSync('nft', args, { encoding: 'utf8' });
 
@@ -28,52 +24,6 @@ function blockUdp() {
 function udpDropped() {
   const m = nft('list', 'chain', 'inet', 'sluice_e2e', 'out').match(/counter packets (\d+)/);
   return m ? Number(m[1]) : 0;
-}
-
-/** The selected candidate pair of each of a page's PCs: protocols and candidate types. */
-async function selectedPairs(page) {
-  return page.evaluate(async () => {
-    const s = await window.sluice.room.stats();
-    const out = {};
-    for (const pc of ['publisher', 'subscriber']) {
-      const reports = s[pc] ?? [];
-      const byId = new Map(reports.map((r) => [r.id, r]));
-      const transport = reports.find((r) => r.type === 'transport');
-      const pair = (transport && byId.get(transport.selectedCandidatePairId))
-        ?? reports.find((r) => r.type === 'candidate-pair' && (r.selected || r.nominated) && r.state === 'succeeded');
-      if (!pair) continue;
-      const local = byId.get(pair.localCandidateId) ?? {};
-      const remote = byId.get(pair.remoteCandidateId) ?? {};
-      out[pc] = {
-        protocol: local.protocol ?? remote.protocol ?? null,
-        local: `${local.candidateType}/${local.protocol}${local.tcpType ? `/${local.tcpType}` : ''}`,
-        remote: `${remote.candidateType}/${remote.protocol} ${remote.address ?? remote.ip}:${remote.port}`,
-      };
-    }
-    return out;
-  });
-}
-
-/** Opens an auto-joining page and waits until `pc` has a selected pair; returns it and the time. */
-async function joinTimed(ctx, engine, room, identity, params, pc) {
-  const t0 = Date.now();
-  const page = await ctx.page(engine, room, identity, params);
-  let pairs = {};
-  const end = Date.now() + 20_000;
-  while (!pairs[pc]) {
-    pairs = await selectedPairs(page);
-    if (Date.now() > end) throw new Error(`${identity}: no selected ${pc} pair after 20 s; page log:\n${page.logs.slice(-10).join('\n')}`);
-    if (!pairs[pc]) await sleep(100);
-  }
-  return { page, ms: Date.now() - t0, pair: pairs[pc] };
-}
-
-/** What the API says about the room's participants' transports (issue 18 "Done when"). */
-async function apiTransports(ctx, room) {
-  const r = await ctx.server.api('GET', `/api/rooms/${room}/participants`);
-  check(r.status === 200, `GET participants answered ${r.status}: ${JSON.stringify(r.body)}`);
-  const list = Array.isArray(r.body) ? r.body : r.body.participants ?? [];
-  return Object.fromEntries(list.map((p) => [p.identity, p.connectivity ?? null]));
 }
 
 async function iceTcp(ctx, engine) {
@@ -112,12 +62,6 @@ async function iceTcp(ctx, engine) {
     video,
     metrics: tcpLines.slice(0, 12),
   };
-}
-
-/** Marks a scenario as one that runs in its own network namespace (run.mjs). */
-function netns(fn) {
-  fn.netns = true;
-  return fn;
 }
 
 export const tcpScenarios = {

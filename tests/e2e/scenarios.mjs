@@ -11,6 +11,7 @@ import { interopScenarios } from './scenarios-interop.mjs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { tcpScenarios } from './scenarios-tcp.mjs';
+import { turnScenarios } from './scenarios-turn.mjs';
 import { startNetem, sleep } from './lib/sluice.mjs';
 import { inboundTotals, outboundTotals } from './lib/stats.mjs';
 
@@ -504,5 +505,6 @@ export const scenarios = {
   // Issue 15: several nodes on one Redis.
   ...clusterScenarios,
   ...tcpScenarios,
+  ...turnScenarios,
   ...dataScenarios,
 };

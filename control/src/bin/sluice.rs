@@ -241,6 +241,9 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
                 server.drain();
                 server.drained().await;
             }
+            // `POST /api/drain`: the same end as SIGTERM once the rooms emptied or the
+            // deadline passed (docs/api.md "Operations").
+            () = server.drained() => tracing::info!("drained: exiting"),
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
             Ok(why) = fatal_rx => {
                 eprintln!("error: {why}");

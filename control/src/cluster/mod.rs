@@ -458,12 +458,16 @@ fn parse_home(v: &[String]) -> Option<(Home, String)> {
     ))
 }
 
-/// The node a new room should go to: serving nodes of `region` first (all nodes if none is),
-/// below [`HIGH_LOAD`] first, then least loaded (participants and reservations over
-/// capacity); `me` wins ties, so a lone node or an idle cluster keeps rooms where the request
-/// landed.
+/// The node a new room should go to: serving nodes below their room cap
+/// ([`MAX_ROOMS_PER_NODE`]: the claim script would refuse them) of `region` first (all nodes
+/// if none is), below [`HIGH_LOAD`] first, then least loaded (participants and reservations
+/// over capacity); `me` wins ties, so a lone node or an idle cluster keeps rooms where the
+/// request landed.
 pub fn choose(nodes: &[NodeInfo], me: &str, region: &str) -> Option<String> {
-    let serving: Vec<&NodeInfo> = nodes.iter().filter(|n| n.state == "serving").collect();
+    let serving: Vec<&NodeInfo> = nodes
+        .iter()
+        .filter(|n| n.state == "serving" && n.rooms < MAX_ROOMS_PER_NODE)
+        .collect();
     let in_region: Vec<&NodeInfo> = serving
         .iter()
         .copied()
@@ -529,6 +533,15 @@ mod tests {
         busy[0].state = "draining".into();
         assert_eq!(choose(&busy, "a", "eu").as_deref(), Some("c"));
         assert_eq!(choose(&[], "a", "eu"), None);
+    }
+
+    #[test]
+    fn choose_skips_nodes_at_their_room_cap() {
+        let mut nodes = vec![node("a", "eu", 0, 100), node("b", "eu", 50, 100)];
+        nodes[0].rooms = MAX_ROOMS_PER_NODE;
+        assert_eq!(choose(&nodes, "a", "eu").as_deref(), Some("b"));
+        nodes[1].rooms = MAX_ROOMS_PER_NODE;
+        assert_eq!(choose(&nodes, "a", "eu"), None);
     }
 
     #[test]

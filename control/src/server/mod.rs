@@ -395,11 +395,21 @@ impl App {
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+            // A cluster node's rooms empty because their clients were told to reconnect, and
+            // one that entered through this node joins again through it: stay a moment to
+            // redirect those (their first tries come within a second) before going away.
+            if app.cluster.is_some() {
+                let linger = (tokio::time::Instant::now() + DRAIN_LINGER).min(deadline);
+                tokio::time::sleep_until(linger).await;
+            }
             app.drained.notify_waiters();
             app.drained.notify_one();
         });
     }
 }
+
+/// How long a drained cluster node keeps answering (redirecting) after its rooms emptied.
+const DRAIN_LINGER: Duration = Duration::from_secs(2);
 
 /// Whether another thread holds `m` now.
 pub(crate) fn held<T>(m: &Mutex<T>) -> bool {

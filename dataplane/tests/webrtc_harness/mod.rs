@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
 use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
+use sluice_dataplane::shard::LoopHook;
 use sluice_dataplane::sys::{affinity, capabilities};
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
 use sluice_proto::{
@@ -84,7 +85,12 @@ impl Rig {
     }
 
     pub fn start_with(cfg: Config) -> Self {
-        let dp = Dataplane::start(cfg).expect("dataplane starts");
+        Self::start_with_hook(cfg, None)
+    }
+
+    /// [`Rig::start_with`] with each shard iteration run inside `hook` (allocation counting).
+    pub fn start_with_hook(cfg: Config, hook: Option<LoopHook>) -> Self {
+        let dp = Dataplane::start_with_hook(cfg, hook).expect("dataplane starts");
         let mut ctl = ControlClient::connect(dp.control_socket()).expect("connect");
         let hello = ctl.hello(Hello::control("test")).expect("hello");
         assert_eq!(hello.shards, 2);
@@ -155,6 +161,36 @@ impl Rig {
                 .expect("close");
         }
         panic!("no session landed on worker {worker} in 16 attempts");
+    }
+
+    /// A WebRTC session over ICE-TCP: the peer connects to the TCP media port (the UDP port's
+    /// number) with `recv_buffer` as its `SO_RCVBUF`. Whichever worker accepts the connection
+    /// claims the session. Returns the peer, its session id and that worker.
+    pub fn connect_tcp(&mut self, recv_buffer: Option<usize>) -> (TestPeer, SessionId, u16) {
+        let id = SessionId(self.next_session);
+        self.next_session += 1;
+        let server = IceCreds::new(format!("srv{}", id.0), "serverpassword0123456789ab");
+        let client = IceCreds::new(format!("cli{}", id.0), "clientpassword0123456789ab");
+        let cfg = WebRtcPeerConfig {
+            cert: generate_cert().expect("cert"),
+            ..WebRtcPeerConfig::new(client, server.clone(), &self.fingerprint).expect("cfg")
+        };
+        let peer_fp = cfg.cert.fingerprint().to_sdp();
+        match self
+            .ctl
+            .request(webrtc_session(id, &server, &peer_fp))
+            .expect("create session")
+        {
+            ReplyOk::SessionCreated { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        let tcp = std::net::SocketAddr::new(LOCAL, self.media_addr().port());
+        let mut peer = TestPeer::webrtc_tcp(tcp, &cfg, recv_buffer).expect("tcp peer");
+        peer.handshake(CONNECT_TIMEOUT)
+            .expect("peer connects over TCP");
+        self.wait_connected(id);
+        let (worker, _) = self.session_info(id);
+        (peer, id, worker)
     }
 
     /// Worker and state of `id` from `ListSessions`.

@@ -3,7 +3,7 @@
 // puppeteer-core over WebDriver BiDi (no geckodriver).
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -32,15 +32,19 @@ const CHROMIUM_ARGS = [
   '--auto-accept-this-tab-capture',
 ];
 
-/** A launched engine: `page(url)` opens a page in a fresh context; `close()` ends it all. */
-export async function launch(engine, { origin } = {}) {
-  if (engine === 'chromium') return launchChromium();
-  if (engine === 'firefox') return launchFirefox(origin);
+/**
+ * A launched engine: `page(url)` opens a page in a fresh context; `close()` ends it all.
+ * `chromiumArgs`: flags added to Chromium's; `trustPem`: a CA certificate (PEM) Firefox's profile
+ * trusts (the throw-away CA of the TURN/TLS scenarios' coturn certificate).
+ */
+export async function launch(engine, { origin, chromiumArgs = [], trustPem = null } = {}) {
+  if (engine === 'chromium') return launchChromium(chromiumArgs);
+  if (engine === 'firefox') return launchFirefox(origin, trustPem);
   throw new Error(`unknown engine ${engine}`);
 }
 
-async function launchChromium() {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+async function launchChromium(extraArgs) {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, ...extraArgs] });
   return {
     engine: 'chromium',
     version: browser.version(),
@@ -57,9 +61,10 @@ async function launchChromium() {
   };
 }
 
-async function launchFirefox(origin) {
+async function launchFirefox(origin, trustPem) {
   const profile = mkdtempSync(join(tmpdir(), 'sluice-ff-'));
   if (origin) grantMedia(profile, origin);
+  if (trustPem) trustCa(profile, trustPem);
   const browser = await puppeteer.launch({
     browser: 'firefox',
     executablePath: FIREFOX,
@@ -108,6 +113,19 @@ db.execute("PRAGMA user_version = 12")
 db.commit()
 `;
   execFileSync('python3', ['-c', script, join(profile, 'permissions.sqlite'), origin]);
+}
+
+/**
+ * Adds a CA certificate to a Firefox profile's NSS database as trusted for TLS servers
+ * (`certutil -t "C,,"`, libnss3-tools). Firefox's TURN/TLS client checks the TURN server's
+ * certificate against the profile's database; the BiDi session's acceptInsecureCerts does not
+ * reach it, and a self-signed server certificate marked as a trusted peer ("P,,") is refused.
+ */
+function trustCa(profile, pem) {
+  const file = join(profile, 'trusted-ca.pem');
+  writeFileSync(file, pem);
+  execFileSync('certutil', ['-N', '-d', `sql:${profile}`, '--empty-password']);
+  execFileSync('certutil', ['-A', '-d', `sql:${profile}`, '-n', 'sluice-e2e-ca', '-t', 'C,,', '-i', file]);
 }
 
 /** The same small surface over a Playwright or Puppeteer page. */

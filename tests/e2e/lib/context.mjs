@@ -16,19 +16,26 @@ export class Context {
     this.name = name;
     this.interop = [];
     this.details = {};
+    // One line of figures the runner prints after its table (the closing notes).
+    this.note = null;
     this.browsers = new Map();
     this.pages = [];
     this.children = [];
     this.server = null;
   }
 
-  async start() {
-    this.server = await startSluice();
+  /** Starts Sluice; `options` go to startSluice (`turn`, `workers`, …). */
+  async start(options = {}) {
+    this.server = await startSluice(options);
     return this;
   }
 
+  /**
+   * Launches `engine` once per scenario; `this.browserOptions` (set by the scenario before its
+   * first page: `chromiumArgs`, `acceptInsecureCerts`) go to the launch.
+   */
   async browser(engine) {
-    if (!this.browsers.has(engine)) this.browsers.set(engine, await launch(engine, { origin: this.server.origin }));
+    if (!this.browsers.has(engine)) this.browsers.set(engine, await launch(engine, { origin: this.server.origin, ...this.browserOptions }));
     return this.browsers.get(engine);
   }
 

@@ -41,11 +41,12 @@ export function freeUdpPort() {
 
 /**
  * Starts `sluice up` (`bin`, default SLUICE_BIN) with its own config and state directory, in the
- * default worker layout unless `workers` (or SLUICE_E2E_WORKERS) names one. Resolves once
- * `/healthz` answers.
+ * default worker layout unless `workers` (or SLUICE_E2E_WORKERS) names one; `turn`
+ * (`{urls, secret, relayIps}`) writes a `[turn]` section (TURN REST credentials in
+ * `joined.ice_servers`). Resolves once `/healthz` answers.
  * Returns `{origin, mediaAddr, token(room, identity, role), stop(), logs}`.
  */
-export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bin = SLUICE_BIN, cluster = null } = {}) {
+export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bin = SLUICE_BIN, cluster = null, turn = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
   const http = await freeTcpPort();
   const media = await freeUdpPort();
@@ -79,6 +80,15 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
             '',
           ]
         : []),
+      ...(turn
+        ? [
+            '[turn]',
+            `urls = ${JSON.stringify(turn.urls)}`,
+            `secret = "${turn.secret}"`,
+            ...(turn.relayIps ? [`relay_ips = ${JSON.stringify(turn.relayIps)}`] : []),
+            '',
+          ]
+        : []),
     ].join('\n'),
   );
   const logs = [];
@@ -98,6 +108,7 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
   child.on('exit', (code, signal) => (exited = { code, signal }));
 
   const origin = `http://127.0.0.1:${http}`;
+  let admin = null;
   const deadline = Date.now() + 20_000;
   for (;;) {
     if (exited) throw new Error(`sluice up exited (${JSON.stringify(exited)}):\n${logs.slice(-30).join('\n')}`);
@@ -138,11 +149,13 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
         return text;
       }
     },
-    /** An admin token (`sluice token --admin`) for the HTTP API. */
+    /** An admin token (`sluice token --admin`) for the HTTP API, minted again after a minute. */
     async adminToken() {
+      if (admin && Date.now() - admin.at < 60_000) return admin.jwt;
       const { stdout } = await run(SLUICE_BIN, ['token', '--config', config, '--admin'], { cwd: dir });
       const jwt = stdout.match(/[\w-]+\.[\w-]+\.[\w-]+/);
       if (!jwt) throw new Error(`sluice token --admin printed no token: ${stdout}`);
+      admin = { jwt: jwt[0], at: Date.now() };
       return jwt[0];
     },
     /** Calls the admin API: resolves `{status, body}` (body parsed as JSON when it is). */
@@ -183,7 +196,7 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
     signal(sig) {
       if (!exited) child.kill(sig);
     },
-        get exited() {
+    get exited() {
       return exited;
     },
     async stop() {

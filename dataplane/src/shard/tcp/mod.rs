@@ -17,7 +17,8 @@
 //!   buffer (or empty) closes the connection;
 //! - send: one ring of `send_queue_bytes` per bound connection (allocated when it binds). Media
 //!   may fill three quarters of it, STUN/DTLS/RTCP all of it; what does not fit is dropped and
-//!   counted, media first.
+//!   counted, media first. The kernel's send buffer is fixed at a quarter of it (`SO_SNDBUF`,
+//!   no autotuning), so a slow reader backs up into the ring rather than into the kernel.
 //!
 //! Nothing here allocates per frame: buffers are made when a connection is accepted or bound.
 
@@ -64,6 +65,14 @@ pub struct TcpConfig {
     pub send_queue_bytes: usize,
     pub stun_timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+impl TcpConfig {
+    /// `SO_SNDBUF` of every connection: a quarter of the send queue (the kernel doubles it for
+    /// its bookkeeping), so at most about half the queue again waits in the kernel.
+    pub fn kernel_send_buffer(&self) -> usize {
+        self.send_queue_bytes / 4
+    }
 }
 
 impl Default for TcpConfig {
@@ -273,6 +282,10 @@ impl TcpSide {
             return;
         }
         let _ = stream.set_nodelay(true);
+        // A fixed kernel send buffer (no autotuning, which grows it to megabytes on a fast
+        // path): a reader that falls behind then backs up into `tx`, where media gives way
+        // first, instead of queueing seconds of stale media in the kernel (D64).
+        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(self.cfg.kernel_send_buffer());
         let i = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             self.conns.len() - 1

@@ -1,5 +1,5 @@
 //! `TestPeer`: a blocking client of the dataplane for tests and (later) `sluice-bench`. It is
-//! one UDP socket plus one rtp-core [`Session`] in `WebRtcClient` mode (ICE controlling client,
+//! one UDP socket (or one ICE-TCP connection, [`TestPeer::webrtc_tcp`]) plus one rtp-core [`Session`] in `WebRtcClient` mode (ICE controlling client,
 //! DTLS client by default, SRTP; RFC 8445 §7.2, RFC 5763/5764, RFC 3711) or in plain-RTP mode,
 //! driven with socket read timeouts: the same protocol code the shards run, not a second
 //! implementation (issue 3, item 7).
@@ -23,7 +23,10 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+
+mod wire;
 use std::time::{Duration, Instant, SystemTime};
+use wire::Wire;
 
 use rtp_core::datachannel::{ChannelConfig, ChannelId, DataConfig, DataError};
 use rtp_core::dtls::{ClientVersion, DtlsCert, DtlsRole, Fingerprint};
@@ -164,7 +167,7 @@ pub struct PeerStats {
 /// See the module docs.
 #[derive(Debug)]
 pub struct TestPeer {
-    socket: UdpSocket,
+    socket: Wire,
     session: Session<u32>,
     server: SocketAddr,
     rx: Vec<u8>,
@@ -184,7 +187,25 @@ impl TestPeer {
     /// Binds `cfg.bind` and builds the client session; nothing is sent yet. The peer's
     /// fingerprint ([`TestPeer::fingerprint`]) and address can then go into `CreateSession`.
     pub fn webrtc(server: SocketAddr, cfg: &WebRtcPeerConfig) -> Result<Self, PeerError> {
-        let socket = UdpSocket::bind(cfg.bind)?;
+        Self::webrtc_on(Wire::Udp(UdpSocket::bind(cfg.bind)?), server, cfg)
+    }
+
+    /// [`TestPeer::webrtc`] over ICE-TCP: connects to `server`, the dataplane's TCP media port,
+    /// and frames everything per RFC 4571. `recv_buffer` sets the connection's `SO_RCVBUF`
+    /// (a small one and a slow reader back the connection up soon).
+    pub fn webrtc_tcp(
+        server: SocketAddr,
+        cfg: &WebRtcPeerConfig,
+        recv_buffer: Option<usize>,
+    ) -> Result<Self, PeerError> {
+        Self::webrtc_on(Wire::tcp(server, recv_buffer)?, server, cfg)
+    }
+
+    fn webrtc_on(
+        socket: Wire,
+        server: SocketAddr,
+        cfg: &WebRtcPeerConfig,
+    ) -> Result<Self, PeerError> {
         let fp = Fingerprint::parse_sdp(&cfg.server_fingerprint)
             .map_err(|e| PeerError::Fingerprint(e.to_string()))?;
         let mut ice = IceClientConfig::new(
@@ -227,7 +248,7 @@ impl TestPeer {
     pub fn plain_on(socket: UdpSocket, server: SocketAddr) -> Result<Self, PeerError> {
         let cert = generate_cert()?;
         Self::build(
-            socket,
+            Wire::Udp(socket),
             server,
             SessionMode::PlainRtp { remote: server },
             &cert,
@@ -236,7 +257,7 @@ impl TestPeer {
     }
 
     fn build(
-        socket: UdpSocket,
+        socket: Wire,
         server: SocketAddr,
         mode: SessionMode,
         cert: &DtlsCert,
@@ -280,12 +301,16 @@ impl TestPeer {
     pub fn local_addr(&self) -> SocketAddr {
         self.socket
             .local_addr()
-            .expect("a bound UDP socket has an address")
+            .expect("a bound UDP socket or a connected TCP stream has an address")
     }
 
-    /// The socket, for tests that send raw bytes from the peer's own address.
-    pub fn socket(&self) -> &UdpSocket {
-        &self.socket
+    /// The UDP socket, for tests that send raw bytes from the peer's own address (`None` over
+    /// ICE-TCP).
+    pub fn socket(&self) -> Option<&UdpSocket> {
+        match &self.socket {
+            Wire::Udp(s) => Some(s),
+            Wire::Tcp(_) => None,
+        }
     }
 
     pub fn server(&self) -> SocketAddr {
@@ -558,7 +583,7 @@ impl TestPeer {
             .poll_timeout()
             .map_or(deadline, |t| t.min(deadline));
         self.socket
-            .set_read_timeout(Some(wake.saturating_duration_since(now).max(MIN_WAIT)))?;
+            .set_read_timeout(wake.saturating_duration_since(now).max(MIN_WAIT))?;
         let mut media = None;
         match self.socket.recv_from(&mut self.rx) {
             Ok((n, src)) => {
