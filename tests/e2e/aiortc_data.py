@@ -76,7 +76,7 @@ async def run(args):
 
     for kind, ch in channels.items():
         ch.on("message", on_message(kind))
-    resource = await negotiate(pc, args.url, args.token)
+    resource = await negotiate(pc, args.url, args.token, [])
     deadline = time.monotonic() + 15
     while any(c.readyState != "open" for c in channels.values()):
         if time.monotonic() > deadline:
