@@ -58,6 +58,24 @@ for (const name of names) {
     results.push(inNamespace(name));
     continue;
   }
+  // A scenario whose point is a time target on a shared 2-core machine may allow one more run
+  // (`fn.retries`, e.g. downlink_cap's 2 s to the low layer): every failed run is printed, and the
+  // result says how many runs it took, so a flaky pass is visible and a real regression fails
+  // every run.
+  const retries = scenarios[name].retries ?? 0;
+  for (let attempt = 1; ; attempt++) {
+    const r = await runOnce(name);
+    const last = r.status === 'pass' || attempt > retries;
+    if (last) results.push({ ...r, attempts: attempt });
+    const tag = r.status === 'pass' ? 'ok  ' : last ? 'FAIL' : 'FAIL (will run again)';
+    console.log(`${tag} ${name} (${r.seconds.toFixed(1)} s${attempt > 1 ? `, run ${attempt}` : ''}) ${JSON.stringify(r.details)}`);
+    if (r.error) console.log(r.error.split('\n').map((l) => `     ${l}`).join('\n'));
+    if (last) break;
+  }
+}
+
+/** One run of scenario `name` in a fresh Context: its result row. */
+async function runOnce(name) {
   // A scenario may need longer than the default (`fn.timeoutS`, e.g. the 10-run failover).
   const limit = Math.max(LIMIT_MS, (scenarios[name].timeoutS ?? 0) * 1000);
   const ctx = new Context(name);
@@ -91,9 +109,7 @@ for (const name of names) {
     await ctx.close().catch(() => {});
   }
   const seconds = (Date.now() - t0) / 1000;
-  results.push({ name, status, seconds, details: ctx.details, interop: ctx.interop, note: ctx.note ?? null, error });
-  console.log(`${status === 'pass' ? 'ok  ' : 'FAIL'} ${name} (${seconds.toFixed(1)} s) ${JSON.stringify(ctx.details)}`);
-  if (error) console.log(error.split('\n').map((l) => `     ${l}`).join('\n'));
+  return { name, status, seconds, details: ctx.details, interop: ctx.interop, note: ctx.note ?? null, error };
 }
 
 const out = process.env.SLUICE_E2E_OUT ?? resolve(new URL('.', import.meta.url).pathname, 'out');
@@ -102,7 +118,7 @@ writeFileSync(resolve(out, 'results.json'), JSON.stringify({ when: new Date().to
 
 console.log('\nscenario                 result   seconds');
 console.log('------------------------ ------ --------');
-for (const r of results) console.log(`${r.name.padEnd(24)} ${r.status.padEnd(6)} ${r.seconds.toFixed(1).padStart(8)}`);
+for (const r of results) console.log(`${r.name.padEnd(24)} ${r.status.padEnd(6)} ${r.seconds.toFixed(1).padStart(8)}${r.attempts > 1 ? `  (run ${r.attempts}: the earlier run failed, printed above)` : ''}`);
 for (const n of skipped) console.log(`${n.padEnd(24)} ${'skip'.padEnd(6)} ${'-'.padStart(8)}`);
 // Issue 18's closing note: time from opening a page to a selected pair, per path, from the
 // connectivity scenarios that ran (each measures its UDP baseline in the same run).
