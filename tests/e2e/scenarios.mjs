@@ -337,12 +337,7 @@ export const scenarios = {
       };
       check(ctx.details.metrics.probePackets > 0, `sluice_probe_packets_total ${ctx.details.metrics.probePackets}`);
       check(ctx.details.metrics.pausedSubscriptions === 0, `sluice_bwe_paused_subscriptions ${ctx.details.metrics.pausedSubscriptions} (pausing is off by default)`);
-      // Issue 12's target is 2 s. Runs on main 822bb15 measure 2.4 s (the estimate first drops to
-      // a rate the middle layer fits, a second drop reaches the low layer; the layer's keyframe
-      // and the capped queue add the rest): printed against the target, asserted at 3 s so the
-      // suite still fails when the subscriber is not moved down at all (issue 12 stays open).
-      ctx.details.lowLayerTargetS = 2;
-      check(lowAt !== undefined && lowAt - capAt <= 3000, `low layer (width <= 320) ${lowAt ? `${rel(lowAt, capAt)} s` : 'never'} after the cap (want <= 3 s; issue 12's target 2 s)`);
+      check(lowAt !== undefined && lowAt - capAt <= 2000, `low layer (width <= 320) ${lowAt ? `${rel(lowAt, capAt)} s` : 'never'} after the cap (want <= 2 s)`);
       check(longest <= 1000, `video froze for ${longest} ms (want <= 1000)`);
       check(highAt !== undefined && highAt - releaseAt <= 5000, `high layer ${highAt ? `${rel(highAt, releaseAt)} s` : 'never'} after the release (want <= 5 s)`);
     } finally {
@@ -514,7 +509,8 @@ export const scenarios = {
   ...dataScenarios,
 };
 
-// Its point is time targets (the low layer after the cap, the high layer after the release) on a
-// shared 2-core machine: one more run allowed, both printed (run.mjs). Seen: low layer 1.1-1.3 s
-// at noon, 2.4 s in three runs since; high layer 1.5-3.4 s, once 5.5 s.
+// Its point is time targets (the low layer within 2 s of the cap, the high layer within 5 s of the
+// release) on a shared 2-core machine: one more run allowed, both printed (run.mjs). Seen since
+// the allocator's downgrade headroom: low layer 1.1-1.2 s, high layer 1.4-2.6 s (before it, the
+// low layer took 2.4 s whenever the first decrease fitted the middle layer).
 scenarios.downlink_cap.retries = 1;

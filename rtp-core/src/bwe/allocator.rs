@@ -255,8 +255,12 @@ impl Allocator {
                 s.upgrade_since = None;
                 s.margin.min(s.full)
             } else if cur > s.full {
+                // Downgrade now, to what fits with the upgrade's headroom: the path just said it
+                // is full, and a layer that only just fits keeps it full — the next decrease
+                // would force a second switch and a second keyframe (downlink_cap: 339 kbit/s
+                // under a 400 kbit/s cap took a 312 kbit/s middle layer, then the low one).
                 s.upgrade_since = None;
-                s.full // downgrade now
+                s.margin.min(s.full)
             } else if cur < s.margin.min(s.full) {
                 // Affordable with headroom: after holding, straight to the best such layer.
                 let since = *s.upgrade_since.get_or_insert(now);
@@ -389,6 +393,28 @@ mod tests {
         assert_eq!(out, [Some(0)]);
         a.allocate(t + ms(2500), 5_000_000, &d, &mut out);
         assert_eq!(out, [Some(2)]);
+    }
+
+    #[test]
+    fn a_downgrade_lands_where_it_fits_with_headroom() {
+        // downlink_cap's layers: a decrease to 339 kbit/s fits the 312 kbit/s middle layer only
+        // just; the switch goes to the low layer at once (it went to the middle one, then, on the
+        // next decrease, to the low one: two switches, two keyframes).
+        let t = t0();
+        let ms = Duration::from_millis;
+        let mut a = Allocator::new(AllocatorConfig::default());
+        let d = [track(1, [250_000, 312_000, 700_000])];
+        let mut out = [None; 1];
+        a.allocate(t, 2_000_000, &d, &mut out);
+        assert_eq!(out, [Some(2)]);
+        a.allocate(t + ms(100), 339_000, &d, &mut out);
+        assert_eq!(out, [Some(0)]);
+        // With room for the middle layer and its headroom, a downgrade stops there.
+        a.allocate(t + ms(200), 2_000_000, &d, &mut out);
+        a.allocate(t + ms(1300), 2_000_000, &d, &mut out);
+        assert_eq!(out, [Some(2)]);
+        a.allocate(t + ms(1400), 400_000, &d, &mut out);
+        assert_eq!(out, [Some(1)]);
     }
 
     #[test]
