@@ -173,7 +173,12 @@ impl App {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |ctx| {
             Box::pin(async move {
-                let _ = tx.send(f(ctx).await);
+                let r = f(ctx).await;
+                // The room list reads the summary: refreshed before the answer, so a client that
+                // created a room sees it in `GET /api/rooms` at once (the store write follows in
+                // `settle`, as before).
+                ctx.update_summary();
+                let _ = tx.send(r);
             })
         });
         self.dispatch(name, job).await;
