@@ -12,33 +12,6 @@ use node_support::*;
 use serde_json::json;
 use sluice_control::auth::Role;
 
-const OFFER: &str = include_str!("../../control/tests/fixtures/sdp/chromium_cam_mic.sdp");
-
-/// A client's answer to our subscriber offer: full ICE, recvonly, DTLS client.
-fn client_answer(offer: &str) -> String {
-    offer
-        .lines()
-        .filter(|l| !l.starts_with("a=ice-lite") && !l.starts_with("a=candidate") && !l.starts_with("a=ssrc"))
-        .map(|l| {
-            if l.starts_with("a=ice-ufrag:") {
-                "a=ice-ufrag:Cli1".to_owned()
-            } else if l.starts_with("a=ice-pwd:") {
-                "a=ice-pwd:clientpassword0123456789".to_owned()
-            } else if l.starts_with("a=setup:") {
-                "a=setup:active".to_owned()
-            } else if l == "a=sendonly" {
-                "a=recvonly".to_owned()
-            } else if l.starts_with("a=fingerprint:") {
-                "a=fingerprint:sha-256 7B:3A:91:0C:5E:D2:44:18:9F:A6:2B:E0:71:C3:58:0D:96:4F:BA:23:E8:15:67:CC:02:9D:3E:A1:F4:6B:80:52".to_owned()
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n")
-        + "\r\n"
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_subscribe_round_trip() {
     let Some((_dir, dp)) = loopback_dataplane(|_| {}) else {

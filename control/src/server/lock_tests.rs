@@ -14,7 +14,9 @@ use crate::auth::{self, Claims, Grants, Role};
 
 const SECRET: &str = "lock-test-secret-0123456789";
 
-fn options() -> ServerOptions {
+/// A server on 127.0.0.1:0 with one API key and nothing else configured (also the shutdown
+/// tests' of the room actors).
+pub(crate) fn options() -> ServerOptions {
     ServerOptions {
         http: "127.0.0.1:0".parse().unwrap(),
         api_keys: [("k".to_owned(), SECRET.to_owned())].into(),

@@ -9,29 +9,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use crate::server::{Server, ServerOptions};
-
-fn options() -> ServerOptions {
-    ServerOptions {
-        http: "127.0.0.1:0".parse().unwrap(),
-        api_keys: [("k".to_owned(), "shutdown-test-secret-0123456789".to_owned())].into(),
-        rooms: Default::default(),
-        state_file: None,
-        webhooks: Vec::new(),
-        webhook_secret: None,
-        webhook_ca_file: None,
-        webhook: Default::default(),
-        sse: Default::default(),
-        static_dir: None,
-        dataplane_socket: None,
-        drain_deadline: Duration::from_secs(5),
-        dev_tokens: false,
-        hybrid: Default::default(),
-        turn: None,
-        limits: Default::default(),
-        cluster: None,
-    }
-}
+use crate::server::lock_tests::options;
+use crate::server::Server;
 
 /// Polls `f` to completion on this thread, outside any tokio runtime's workers.
 fn block_on<F: Future>(f: F) -> F::Output {
