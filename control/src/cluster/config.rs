@@ -8,7 +8,8 @@
 //! takes before placement prefers others; default 500), `lease_ms` (default 3000, 1000..=60000),
 //! `region_header` (a request header naming the client's region, set by a load balancer this
 //! node trusts — e.g. `X-Sluice-Region`; absent: no header is trusted; docs/cluster.md
-//! "Placement").
+//! "Placement"), `relay_grace_ms` (how long a cascade relay and an idle trunk outlive their last
+//! user; default 5000, 0..=600000; docs/cluster.md "Cascading").
 
 /// See the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct ClusterConfig {
     pub lease_ms: u64,
     /// Lower-case name of the trusted load balancer's region header, if any.
     pub region_header: Option<String>,
+    /// A cascade relay (and an idle trunk) outlives its last user this long.
+    pub relay_grace_ms: u64,
 }
 
 /// `[cluster]` as read, before the check that it is complete.
@@ -36,6 +39,7 @@ pub struct ClusterDraft {
     capacity: Option<u64>,
     lease_ms: Option<u64>,
     region_header: Option<String>,
+    relay_grace_ms: Option<u64>,
 }
 
 /// Keys of `[cluster]`.
@@ -48,6 +52,7 @@ pub const CLUSTER_KEYS: &[&str] = &[
     "capacity",
     "lease_ms",
     "region_header",
+    "relay_grace_ms",
 ];
 
 /// Longest node id or region.
@@ -140,6 +145,15 @@ impl ClusterDraft {
                 }
                 self.region_header = Some(value.to_ascii_lowercase());
             }
+            "relay_grace_ms" => {
+                let n: u64 = value
+                    .parse()
+                    .map_err(|_| format!("expected an integer, got {value:?}"))?;
+                if n > 600_000 {
+                    return Err("expected 0..=600000".into());
+                }
+                self.relay_grace_ms = Some(n);
+            }
             _ => return Err("unknown key".into()),
         }
         Ok(())
@@ -155,7 +169,8 @@ impl ClusterDraft {
             || self.internal.is_some()
             || self.capacity.is_some()
             || self.lease_ms.is_some()
-            || self.region_header.is_some();
+            || self.region_header.is_some()
+            || self.relay_grace_ms.is_some();
         if !any {
             return Ok(None);
         }
@@ -172,6 +187,7 @@ impl ClusterDraft {
             capacity: self.capacity.unwrap_or(500),
             lease_ms: self.lease_ms.unwrap_or(3000),
             region_header: self.region_header,
+            relay_grace_ms: self.relay_grace_ms.unwrap_or(5000),
         }))
     }
 }

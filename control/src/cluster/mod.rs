@@ -108,6 +108,8 @@ pub struct Cluster {
     /// The dataplane's load (the server updates it from the shards' stats), published with
     /// every renewal.
     pub dataplane: Mutex<NodeLoad>,
+    /// The dataplane's media address (the server sets it from the dataplane's hello).
+    pub media: Mutex<String>,
     pub draining: AtomicBool,
     /// Settings of rooms taken over from a dead node, for their actors (`store.rs`).
     adopted: store::Adopted,
@@ -152,6 +154,7 @@ impl Cluster {
             serving: AtomicBool::new(false),
             load: AtomicU64::new(0),
             dataplane: Mutex::new(NodeLoad::default()),
+            media: Mutex::new(String::new()),
             draining: AtomicBool::new(false),
             renew_warned: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -521,6 +524,7 @@ mod tests {
             reservations: 0,
             rooms: 0,
             dataplane: NodeLoad::default(),
+            media: String::new(),
         }
     }
 

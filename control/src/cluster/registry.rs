@@ -35,6 +35,9 @@ pub struct NodeInfo {
     pub rooms: u64,
     /// The dataplane's load at its last renewal.
     pub dataplane: NodeLoad,
+    /// The dataplane's media address (`ip:port`; empty without a dataplane): where other
+    /// nodes' trunks to this node go (cascade).
+    pub media: String,
 }
 
 /// A node's dataplane load as published in the registry (computed by the server from its
@@ -65,7 +68,7 @@ pub(super) fn parse_nodes(v: redis::Value) -> Vec<NodeInfo> {
         .take(super::MAX_NODES)
         .filter_map(|item| {
             let f: Vec<String> = redis::from_redis_value(item).ok()?;
-            if f.len() != 16 || f.iter().any(|s| s.len() > MAX_FIELD) {
+            if f.len() != 17 || f.iter().any(|s| s.len() > MAX_FIELD) {
                 return None;
             }
             let num = |s: &str| s.parse::<f64>().ok().map(|x| x.max(0.0) as u64);
@@ -88,6 +91,7 @@ pub(super) fn parse_nodes(v: redis::Value) -> Vec<NodeInfo> {
                     sessions: num(&f[14])?,
                     capacity_pps: num(&f[15])?,
                 },
+                media: f[16].clone(),
             })
         })
         .collect()
@@ -169,6 +173,7 @@ impl Cluster {
             "serving"
         };
         let d = *self.dataplane.locked();
+        let media = self.media.locked().clone();
         let (r, _now): (i64, i64) = self
             .scripts
             .heartbeat
@@ -189,6 +194,7 @@ impl Cluster {
             .arg(d.pps)
             .arg(d.sessions)
             .arg(d.capacity_pps)
+            .arg(media)
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.err(e))?;

@@ -3,7 +3,8 @@
 //!
 //! - `sl:nodes` ZSET: node id → lease expiry (ms, Redis clock)
 //! - `sl:node:<id>` HASH: `boot`, `region`, `advertise`, `internal`, `capacity`, `load`, `state`,
-//!   and the dataplane's `pressure`, `busy`, `pps`, `sessions`, `capacity_pps`
+//!   and the dataplane's `pressure`, `busy`, `pps`, `sessions`, `capacity_pps`, `media` (its media
+//!   address, the far end of other nodes' trunks)
 //! - `sl:node:<id>:rooms` SET: rooms homed on the node
 //! - `sl:resv:<id>` ZSET: room → reservation expiry (placements not yet visible in `load`)
 //! - `sl:room:<name>` HASH: `home`, `boot` (the home's boot id when claimed), `epoch`
@@ -24,7 +25,7 @@ end\n";
 
 /// Register or renew a lease. KEYS: `sl:nodes`, `sl:node:<id>`. ARGV: id, boot, lease_ms,
 /// `register`|`renew`, region, advertise, internal, capacity, load, state, pressure, busy, pps,
-/// sessions, capacity_pps.
+/// sessions, capacity_pps, media.
 /// → `{1, now}`; `{-1, now}`: renew refused, the lease was lost (expired or taken over);
 /// `{-2, now}`: register refused, a live node of another boot holds the id.
 pub(super) fn heartbeat() -> String {
@@ -41,7 +42,7 @@ end\n\
 redis.call('HSET', KEYS[2], 'boot', ARGV[2], 'region', ARGV[5], 'advertise', ARGV[6],\n\
   'internal', ARGV[7], 'capacity', ARGV[8], 'load', ARGV[9], 'state', ARGV[10],\n\
   'pressure', ARGV[11], 'busy', ARGV[12], 'pps', ARGV[13], 'sessions', ARGV[14],\n\
-  'capacity_pps', ARGV[15])\n\
+  'capacity_pps', ARGV[15], 'media', ARGV[16])\n\
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])\n\
 return {{1, now}}\n"
     )
@@ -49,7 +50,7 @@ return {{1, now}}\n"
 
 /// Live nodes. KEYS: `sl:nodes`. ARGV: max nodes. → `{now, {id, lease_expiry, boot, region,
 /// advertise, internal, capacity, load, state, reservations, rooms, pressure, busy, pps,
-/// sessions, capacity_pps}...}` (strings).
+/// sessions, capacity_pps, media}...}` (strings).
 pub(super) fn live_nodes() -> String {
     format!(
         "{NOW}\
@@ -58,12 +59,12 @@ local out = {{tostring(now)}}\n\
 for i = 1, #ids, 2 do\n\
   local n = ids[i]\n\
   local h = redis.call('HMGET', 'sl:node:' .. n, 'boot', 'region', 'advertise', 'internal', 'capacity', 'load', 'state',\n\
-    'pressure', 'busy', 'pps', 'sessions', 'capacity_pps')\n\
+    'pressure', 'busy', 'pps', 'sessions', 'capacity_pps', 'media')\n\
   local resv = redis.call('ZCOUNT', 'sl:resv:' .. n, '(' .. now, '+inf')\n\
   local rooms = redis.call('SCARD', 'sl:node:' .. n .. ':rooms')\n\
   out[#out + 1] = {{n, ids[i + 1], h[1] or '', h[2] or '', h[3] or '', h[4] or '', h[5] or '0',\n\
     h[6] or '0', h[7] or '', tostring(resv), tostring(rooms), h[8] or '0', h[9] or '0', h[10] or '0',\n\
-    h[11] or '0', h[12] or '0'}}\n\
+    h[11] or '0', h[12] or '0', h[13] or ''}}\n\
 end\n\
 return out\n"
     )

@@ -50,7 +50,7 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(2);
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-fn http() -> &'static HttpClient {
+pub(super) fn http() -> &'static HttpClient {
     static CLIENT: OnceLock<HttpClient> = OnceLock::new();
     CLIENT.get_or_init(|| {
         let mut c = HttpConnector::new();
@@ -94,6 +94,12 @@ pub(super) fn start(app: &Arc<App>) {
             cluster.load.store(participants as u64, Ordering::Relaxed);
             let load = app.load.locked().node_load(std::time::Instant::now());
             *cluster.dataplane.locked() = load;
+            let media = app
+                .link
+                .as_ref()
+                .and_then(|l| l.current())
+                .and_then(|c| c.hello.media_addrs.first().copied());
+            *cluster.media.locked() = media.map(|m| m.to_string()).unwrap_or_default();
             cluster.draining.store(app.is_draining(), Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -12,6 +12,7 @@ mod actor;
 mod adopt;
 mod api;
 mod bounds;
+mod cascade;
 mod cluster;
 mod congestion;
 mod connectivity;
@@ -142,6 +143,10 @@ pub(crate) struct App {
     pub(crate) kicks: bounds::Kicks,
     /// `[cluster]` membership; `None` on a single node.
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Trunks and relays toward other nodes (cascade, `cascade/`).
+    pub(crate) cascade: cascade::Cascade,
+    /// The first API key and its secret: this node's own admin tokens for calls to other nodes.
+    pub(crate) node_key: Option<(String, Vec<u8>)>,
     /// Each dataplane session's selected pair (issue 18).
     pub(crate) connectivity: Mutex<connectivity::Connectivity>,
     static_dir: Option<PathBuf>,
@@ -215,7 +220,9 @@ impl Server {
         let refusals = Arc::new(Refusals::default());
         let app = Arc::new(App {
             keyring,
-            dev_key: first_key.filter(|_| opts.dev_tokens),
+            dev_key: first_key.clone().filter(|_| opts.dev_tokens),
+            node_key: first_key,
+            cascade: cascade::Cascade::default(),
             http_ip: opts.http.ip(),
             rooms_config,
             hybrid_config: opts.hybrid.clone(),
@@ -254,6 +261,7 @@ impl Server {
             app.room_handle(name);
         }
         cluster::start(&app);
+        app.start_cascade();
         if app.link.is_some() {
             tokio::spawn(dataplane_loop(Arc::clone(&app)));
         }
@@ -335,6 +343,7 @@ fn router(app: Arc<App>) -> axum::Router {
         .merge(signal::routes())
         .merge(dev::routes())
         .merge(cluster::routes())
+        .merge(admin(cascade::routes(), app.limits.api_body_max_bytes))
         .merge(ops::routes())
         .merge(admin(congestion::routes(), app.limits.api_body_max_bytes))
         .layer(from_fn_with_state(Arc::clone(&app), cluster::route));

@@ -80,6 +80,7 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     app.events.metrics(&mut out);
     if let Some(c) = &app.cluster {
         c.render_metrics(&mut out);
+        app.cascade.write_metrics(&mut out);
     }
     let stats = app.shard_stats.locked().clone();
     if !stats.is_empty() {

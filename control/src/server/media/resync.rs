@@ -58,9 +58,14 @@ impl App {
                 Err(e) => tracing::warn!(room = %name, error = %e, "room resync failed"),
             }
         }
+        // Trunks and edge viewers are the cascade's, not a room's.
+        known.extend(self.cascade_sessions().await);
         let mut orphans = 0usize;
-        for id in held.sessions.keys().filter(|id| !known.contains(*id)) {
-            if !adopt {
+        for (id, spec) in held.sessions.iter().filter(|(id, _)| !known.contains(*id)) {
+            // A trunk cannot be adopted: what rides it lives in the cascade's memory only, and
+            // it would hold the peer's address against the trunk the cascade makes next.
+            let trunk = matches!(spec.mode, sluice_proto::TransportMode::Trunk { .. });
+            if !adopt || trunk {
                 let _ = self.dp(Command::CloseSession { session: *id }).await;
             }
             orphans += 1;
@@ -141,6 +146,7 @@ impl App {
     /// records and asks its WebSocket clients to `reconnect` (docs/protocol.md); one-shot
     /// participants, who cannot be asked, leave as ghosts. How many clients were asked.
     pub(crate) async fn dataplane_restarted(self: &Arc<Self>) -> usize {
+        self.cascade_reset().await;
         let mut asked = 0;
         for name in self.registry.names() {
             let n = self

@@ -1,0 +1,433 @@
+//! Cascade orchestration (issue 16, docs/cluster.md "Cascading"): two cluster nodes on a real
+//! `redis-server`, each an in-process control daemon linked to its own real loopback dataplane
+//! (one shared trunk secret file). alice publishes Opus on A (ICE, DTLS, SRTP through our
+//! WebSocket signaling); three plain-RTP viewers are created on B through B's control daemon
+//! (`POST /internal/cascade/viewers`), which asks A for the relay; A opens the trunk (B sets up
+//! the mirror) and relays the layer. The test issues no dataplane command itself.
+//!
+//! Asserted and printed: each viewer receives ≥ 95 % of what alice sent in a 4 s window with
+//! no sequence gap; A's trunk forwarded each published packet once (not three times); after
+//! the viewers are deleted the relay closes after the grace period (2 s here), not before;
+//! B stopped without leaving the cluster (its lease left to expire and its dataplane gone, as
+//! after `kill -9`): A's trunk is torn down within the lease (1.5 s) plus a janitor period.
+
+#[path = "../../control/tests/api_support/mod.rs"]
+mod api_support;
+#[path = "../../control/tests/cluster_support/mod.rs"]
+mod cluster_support;
+mod node_support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api_support::*;
+use cluster_support::{free_port, Redis};
+use node_support::*;
+use serde_json::{json, Value};
+use sluice_control::auth::Role;
+use sluice_control::cluster::ClusterDraft;
+use sluice_control::server::Server;
+use sluice_dataplane::runtime::DataplaneHandle;
+use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
+
+const GRACE_MS: u64 = 2000;
+const LEASE_MS: u64 = 1500;
+
+async fn cluster_node(
+    redis: &Redis,
+    id: &str,
+    secret: &std::path::Path,
+) -> Option<(tempfile::TempDir, DataplaneHandle, Server)> {
+    let secret = secret.to_owned();
+    let (dir, dp) = loopback_dataplane(|c| c.trunk_secret_file = Some(secret))?;
+    let port = free_port();
+    let mut d = ClusterDraft::default();
+    d.set("redis", &redis.url()).unwrap();
+    d.set("node_id", id).unwrap();
+    d.set("advertise", &format!("http://127.0.0.1:{port}"))
+        .unwrap();
+    d.set("lease_ms", &LEASE_MS.to_string()).unwrap();
+    d.set("relay_grace_ms", &GRACE_MS.to_string()).unwrap();
+    let c = d.finish().unwrap().unwrap();
+    let s = linked_server(&dp, move |o| {
+        o.http = SocketAddr::from(([127, 0, 0, 1], port));
+        o.cluster = Some(c);
+    })
+    .await;
+    Some((dir, dp, s))
+}
+
+fn admin_h() -> Vec<(&'static str, String)> {
+    vec![
+        ("Authorization", auth_header(&admin())),
+        ("Content-Type", "application/json".to_owned()),
+    ]
+}
+
+async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let h = admin_h();
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    http(addr, method, path, &h, body).await
+}
+
+/// Polls `f` every 20 ms until it is true (bounded).
+async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t0.elapsed()
+}
+
+/// What one viewer got: sequence numbers in arrival order.
+fn viewer_reader(s: UdpSocket, ssrc: u32, stop: Arc<AtomicBool>) -> Arc<Mutex<Vec<u16>>> {
+    let seqs = Arc::new(Mutex::new(Vec::new()));
+    let out = Arc::clone(&seqs);
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(n) = s.recv(&mut buf) else { continue };
+            if n < 12 || (192..=223).contains(&buf[1]) {
+                continue;
+            }
+            if u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]) == ssrc {
+                out.lock()
+                    .unwrap()
+                    .push(u16::from_be_bytes([buf[2], buf[3]]));
+            }
+        }
+    });
+    seqs
+}
+
+/// Sequence gaps (missing numbers) in `seqs`.
+fn gaps(seqs: &[u16]) -> u32 {
+    seqs.windows(2)
+        .map(|w| u32::from(w[1].wrapping_sub(w[0]).wrapping_sub(1)).min(1000))
+        .sum()
+}
+
+async fn trunk_forwarded(addr: SocketAddr) -> u64 {
+    let (_, v) = call(addr, "GET", "/internal/cascade", "").await;
+    v["trunks"][0]["stats"]["forwarded"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(&secret, [7u8; 32]).unwrap();
+    let Some((_da, _dpa, a)) = cluster_node(&redis, "a", &secret).await else {
+        return;
+    };
+    let Some((_db, dpb, b)) = cluster_node(&redis, "b", &secret).await else {
+        return;
+    };
+    until(
+        "both nodes live with media",
+        Duration::from_secs(10),
+        async || {
+            let (_, v) = call(a.addr, "GET", "/api/cluster", "").await;
+            v["nodes"].as_array().map_or(0, Vec::len) == 2
+                && redis.cli(&["HGET", "sl:node:b", "media"]).contains(':')
+        },
+    )
+    .await;
+
+    // alice publishes Opus on A (A becomes the room's home).
+    let t = token("m", "alice", Role::Host);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/rtc?access_token={t}", a.addr))
+            .await
+            .unwrap();
+    send(&mut ws, json!({"type": "join"})).await;
+    recv_type(&mut ws, "joined").await;
+    assert_eq!(redis.cli(&["HGET", "sl:room:m", "home"]), "a");
+    let creds = IceCreds::new("AlicCasc", "alicepassword0123456789");
+    let cert = generate_cert().unwrap();
+    let offer = rewrite(
+        OFFER,
+        &creds,
+        &cert.fingerprint().to_sdp(),
+        "sendrecv",
+        "sendonly",
+        None,
+    );
+    send(
+        &mut ws,
+        json!({"type": "offer", "pc": "publisher", "sdp": offer}),
+    )
+    .await;
+    let answer = recv_type(&mut ws, "answer").await["sdp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cfg = WebRtcPeerConfig {
+        cert,
+        ..WebRtcPeerConfig::new(
+            creds,
+            IceCreds::new(attr(&answer, "ice-ufrag"), attr(&answer, "ice-pwd")),
+            attr(&answer, "fingerprint"),
+        )
+        .unwrap()
+    };
+    let server = candidate(&answer);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let (st, sn) = (Arc::clone(&stop), Arc::clone(&sent));
+    let publisher = std::thread::spawn(move || {
+        let mut alice = TestPeer::connect(server, &cfg, Duration::from_secs(10)).expect("alice");
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut seq: u16 = 1;
+        // One Opus packet every 5 ms (200/s).
+        while !st.load(Ordering::Relaxed) && Instant::now() < end {
+            if alice
+                .publish_rtp(
+                    seq,
+                    u32::from(seq) * 240,
+                    ALICE_AUDIO_SSRC,
+                    OPUS_PT,
+                    false,
+                    &[0xf8, 0xff, 0xfe],
+                )
+                .is_ok()
+            {
+                sn.fetch_add(1, Ordering::Relaxed);
+            }
+            seq = seq.wrapping_add(1);
+            let _ = alice.pump(Instant::now() + Duration::from_millis(5));
+        }
+    });
+    let mut sid = String::new();
+    until(
+        "alice's track is published",
+        Duration::from_secs(10),
+        async || {
+            let (_, v) = call(a.addr, "GET", "/api/rooms/m/participants", "").await;
+            let text = v.to_string();
+            if let Some(i) = text.find("\"TR_") {
+                sid = text[i + 1..]
+                    .split('"')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            !sid.is_empty()
+        },
+    )
+    .await;
+
+    // Refusals name the field.
+    let (s, v) = call(
+        b.addr,
+        "POST",
+        "/internal/cascade/trunks",
+        r#"{"node":"zz","epoch":1}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (404, Some("node")),
+        "{v}"
+    );
+    let (s, v) = call(
+        b.addr,
+        "POST",
+        "/internal/cascade/trunks",
+        r#"{"node":"a","epoch":0}"#,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (400, Some("epoch")),
+        "{v}"
+    );
+    let (s, _) = http(b.addr, "POST", "/internal/cascade/viewers", &[], "{}").await;
+    assert_eq!(s, 401);
+    let body = json!({"room": "m", "track": "TR_999", "remote": "127.0.0.1:9"});
+    let (s, v) = call(
+        b.addr,
+        "POST",
+        "/internal/cascade/viewers",
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["field"].as_str()),
+        (404, Some("track")),
+        "{v}"
+    );
+
+    // Three viewers on B, through B's control daemon.
+    let mut viewers = Vec::new();
+    for _ in 0..3 {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let body = json!({"room": "m", "track": sid, "layer": 0,
+            "remote": sock.local_addr().unwrap().to_string()});
+        let (s, v) = call(
+            b.addr,
+            "POST",
+            "/internal/cascade/viewers",
+            &body.to_string(),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        let ssrc = v["ssrc"].as_u64().unwrap() as u32;
+        // Plain RTP learns nothing from us, but a first packet opens any stateful path.
+        sock.send_to(
+            &[0x80, 0xc8, 0, 1, 0, 0, 0, 1],
+            v["media"].as_str().unwrap(),
+        )
+        .unwrap();
+        viewers.push((
+            v["session"].as_u64().unwrap(),
+            viewer_reader(sock, ssrc, Arc::clone(&stop)),
+        ));
+    }
+    let (_, rep) = call(a.addr, "GET", "/internal/cascade", "").await;
+    println!("A's cascade after 3 viewers: {rep}");
+    assert_eq!(rep["relays"].as_array().map(Vec::len), Some(1), "{rep}");
+    assert_eq!(rep["relays"][0]["users"], 3, "{rep}");
+    let first = until(
+        "media at every viewer",
+        Duration::from_secs(5),
+        async || viewers.iter().all(|(_, r)| !r.lock().unwrap().is_empty()),
+    )
+    .await;
+    println!("first media at all 3 viewers {first:?} after the last viewer was made");
+
+    // The window.
+    let base = |v: &[(u64, Arc<Mutex<Vec<u16>>>)]| -> Vec<usize> {
+        v.iter().map(|(_, r)| r.lock().unwrap().len()).collect()
+    };
+    let (s0, f0, r0) = (
+        sent.load(Ordering::Relaxed),
+        trunk_forwarded(a.addr).await,
+        base(&viewers),
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (s1, f1, r1) = (
+        sent.load(Ordering::Relaxed),
+        trunk_forwarded(a.addr).await,
+        base(&viewers),
+    );
+    let window = (s1 - s0) as f64;
+    let crossed = (f1 - f0) as f64 / window;
+    println!(
+        "window 4 s: alice sent {}, A's trunk forwarded {} ({crossed:.3} per published packet)",
+        s1 - s0,
+        f1 - f0
+    );
+    for (i, (_, r)) in viewers.iter().enumerate() {
+        let seqs = r.lock().unwrap();
+        let got = (r1[i] - r0[i]) as f64 / window;
+        let g = gaps(&seqs[r0[i]..r1[i]]);
+        println!(
+            "viewer {i}: {} packets in the window ({:.1} %), {g} sequence gaps",
+            r1[i] - r0[i],
+            got * 100.0
+        );
+        assert!(got >= 0.95, "viewer {i} got {:.1} %", got * 100.0);
+        assert_eq!(g, 0, "viewer {i}: sequence gaps");
+    }
+    assert!(
+        (0.95..=1.05).contains(&crossed),
+        "each packet crosses the trunk once: {crossed:.3}"
+    );
+
+    // Release: the relay outlives the last viewer by the grace period.
+    for (session, _) in &viewers {
+        let (s, v) = call(
+            b.addr,
+            "DELETE",
+            &format!("/internal/cascade/viewers/{session}"),
+            "",
+        )
+        .await;
+        assert_eq!(s, 204, "{v}");
+    }
+    let closed = until(
+        "relay closed after release",
+        Duration::from_millis(GRACE_MS + 3000),
+        async || {
+            let (_, v) = call(a.addr, "GET", "/internal/cascade", "").await;
+            v["relays"].as_array().is_some_and(Vec::is_empty)
+        },
+    )
+    .await;
+    println!("relay closed {closed:?} after the last release (grace {GRACE_MS} ms)");
+    assert!(
+        closed >= Duration::from_millis(GRACE_MS - 100),
+        "closed before the grace: {closed:?}"
+    );
+
+    // Nothing rides the trunk now: both ends close it after the grace.
+    let idle = until(
+        "both trunk ends closed when idle",
+        Duration::from_millis(GRACE_MS + 3000),
+        async || {
+            let (_, va) = call(a.addr, "GET", "/internal/cascade", "").await;
+            let (_, vb) = call(b.addr, "GET", "/internal/cascade", "").await;
+            va["trunks"].as_array().is_some_and(Vec::is_empty)
+                && vb["trunks"].as_array().is_some_and(Vec::is_empty)
+        },
+    )
+    .await;
+    println!("idle trunk closed on both ends {idle:?} after the relay");
+
+    // A viewer again: a new trunk, re-keyed with the next epoch on both ends, carries media.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let body = json!({"room": "m", "track": sid, "remote": sock.local_addr().unwrap().to_string()});
+    let (s, v) = call(
+        b.addr,
+        "POST",
+        "/internal/cascade/viewers",
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let again = viewer_reader(sock, v["ssrc"].as_u64().unwrap() as u32, Arc::clone(&stop));
+    let (_, rep) = call(a.addr, "GET", "/internal/cascade", "").await;
+    assert_eq!(rep["trunks"][0]["epoch"], 2, "{rep}");
+    let t = until(
+        "media over the re-keyed trunk",
+        Duration::from_secs(5),
+        async || again.lock().unwrap().len() >= 20,
+    )
+    .await;
+    println!("re-keyed trunk (epoch 2): 20 packets at the new viewer within {t:?}");
+    b.stop();
+    drop(dpb);
+    let killed = Instant::now();
+    let torn = until(
+        "A's trunk torn down after B vanished",
+        Duration::from_secs(6),
+        async || {
+            let (_, v) = call(a.addr, "GET", "/internal/cascade", "").await;
+            v["trunks"].as_array().is_some_and(Vec::is_empty)
+                && v["relays"].as_array().is_some_and(Vec::is_empty)
+        },
+    )
+    .await;
+    println!("A tore its trunk and relay down {torn:?} after B stopped (lease {LEASE_MS} ms)");
+    assert!(
+        killed.elapsed() <= Duration::from_secs(3),
+        "target ≤ 3 s: {torn:?}"
+    );
+    let (_, _, text) = http_raw(a.addr, "GET", "/metrics", &[], "").await;
+    println!(
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("cascade"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    stop.store(true, Ordering::Relaxed);
+    let _ = publisher.join();
+    a.stop();
+}
