@@ -1,6 +1,6 @@
 //! Cascade orchestration (issue 16, docs/cluster.md "Cascading"): two cluster nodes on a real
-//! `redis-server`, each an in-process control daemon linked to its own real loopback dataplane
-//! (one shared trunk secret file). alice publishes Opus on A (ICE, DTLS, SRTP through our
+//! `redis-server` sharing one trunk secret file: A an in-process control daemon linked to a
+//! real loopback dataplane, B a real `sluice up` with its own `sluice-dataplane`. alice publishes Opus on A (ICE, DTLS, SRTP through our
 //! WebSocket signaling); three plain-RTP viewers are created on B through B's control daemon
 //! (`POST /internal/cascade/viewers`), which asks A for the relay; A opens the trunk (B sets up
 //! the mirror) and relays the layer. The test issues no dataplane command itself.
@@ -8,8 +8,8 @@
 //! Asserted and printed: each viewer receives ≥ 95 % of what alice sent in a 4 s window with
 //! no sequence gap; A's trunk forwarded each published packet once (not three times); after
 //! the viewers are deleted the relay closes after the grace period (2 s here), not before;
-//! B stopped without leaving the cluster (its lease left to expire and its dataplane gone, as
-//! after `kill -9`): A's trunk is torn down within the lease (1.5 s) plus a janitor period.
+//! `kill -9` of B (a real `sluice up` and its `sluice-dataplane`): A's trunk and relay are torn
+//! down within the lease (1.5 s) plus a janitor period (target ≤ 3 s).
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
@@ -34,6 +34,37 @@ use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerCo
 
 const GRACE_MS: u64 = 2000;
 const LEASE_MS: u64 = 1500;
+
+/// Node B: a real `sluice up` (control daemon + its own `sluice-dataplane`), so the test can
+/// `kill -9` both.
+fn sluice_node(redis: &Redis, id: &str, secret: &std::path::Path, dir: &std::path::Path) -> Sluice {
+    let http_port = free_port();
+    let media_port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nhttp = \"127.0.0.1:{http_port}\"\nstate_file = \"{state}\"\n\
+             [control.api_keys]\n{KEY} = \"{SECRET}\"\n\
+             [dataplane]\ncontrol_socket = \"{sock}\"\nworkers = [0]\nbind = \"127.0.0.1\"\n\
+             port = {media_port}\nio = \"socket\"\nbuffers_per_worker = 512\n\
+             trunk_secret_file = \"{secret}\"\n\
+             [cluster]\nredis = \"{redis}\"\nnode_id = \"{id}\"\n\
+             advertise = \"http://127.0.0.1:{http_port}\"\nlease_ms = {LEASE_MS}\n\
+             relay_grace_ms = {GRACE_MS}\n",
+            state = dir.join("state.json").display(),
+            sock = dir.join("run").join("dp.sock").display(),
+            secret = secret.display(),
+            redis = redis.url(),
+        ),
+    )
+    .unwrap();
+    Sluice::start(&config, &[])
+}
 
 async fn cluster_node(
     redis: &Redis,
@@ -125,9 +156,8 @@ async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
     let Some((_da, _dpa, a)) = cluster_node(&redis, "a", &secret).await else {
         return;
     };
-    let Some((_db, dpb, b)) = cluster_node(&redis, "b", &secret).await else {
-        return;
-    };
+    let bdir = tempfile::tempdir().unwrap();
+    let mut b = sluice_node(&redis, "b", &secret, bdir.path());
     until(
         "both nodes live with media",
         Duration::from_secs(10),
@@ -401,9 +431,15 @@ async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
     )
     .await;
     println!("re-keyed trunk (epoch 2): 20 packets at the new viewer within {t:?}");
-    b.stop();
-    drop(dpb);
+    let dp_pid = b.dataplane_pid().expect("B's dataplane");
+    for pid in [b.child.id(), dp_pid] {
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
     let killed = Instant::now();
+    let _ = b.child.wait();
     let torn = until(
         "A's trunk torn down after B vanished",
         Duration::from_secs(6),
@@ -414,7 +450,7 @@ async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
         },
     )
     .await;
-    println!("A tore its trunk and relay down {torn:?} after B stopped (lease {LEASE_MS} ms)");
+    println!("A tore its trunk and relay down {torn:?} after kill -9 of B (lease {LEASE_MS} ms)");
     assert!(
         killed.elapsed() <= Duration::from_secs(3),
         "target ≤ 3 s: {torn:?}"
