@@ -431,6 +431,37 @@ async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
     )
     .await;
     println!("re-keyed trunk (epoch 2): 20 packets at the new viewer within {t:?}");
+    // B loses its side while A keeps its own (as when B's dataplane restarted): B's next
+    // viewer finds no trunk for A's relay, sets the pair up again (epoch 3) and gets media.
+    let (s, _) = call(
+        b.addr,
+        "POST",
+        "/internal/cascade/trunks/close",
+        r#"{"node":"a"}"#,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let body = json!({"room": "m", "track": sid, "remote": sock.local_addr().unwrap().to_string()});
+    let (s, v) = call(
+        b.addr,
+        "POST",
+        "/internal/cascade/viewers",
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    let third = viewer_reader(sock, v["ssrc"].as_u64().unwrap() as u32, Arc::clone(&stop));
+    let (_, rep) = call(a.addr, "GET", "/internal/cascade", "").await;
+    assert_eq!(rep["trunks"][0]["epoch"], 3, "{rep}");
+    let t = until(
+        "media after B set the pair up again",
+        Duration::from_secs(5),
+        async || third.lock().unwrap().len() >= 20,
+    )
+    .await;
+    println!("B's side lost, A's kept: a new viewer re-keyed the pair (epoch 3), 20 packets within {t:?}");
+
     let dp_pid = b.dataplane_pid().expect("B's dataplane");
     for pid in [b.child.id(), dp_pid] {
         std::process::Command::new("kill")

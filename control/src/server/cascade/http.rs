@@ -170,6 +170,11 @@ async fn viewer(
     admin(&app, &headers)?;
     let r: ViewerReq = parse(body(json)?)?;
     check_track(&r.track)?;
+    {
+        let st = app.cascade.state.lock().await;
+        app.cascade
+            .admit(&st, super::state::Table::Viewers, super::MAX_VIEWERS)?;
+    }
     let cluster = app.cluster_or_err()?;
     let home = match cluster.locate(&r.track.room).await {
         Ok(Some(Placement::Remote(h))) => h.node,

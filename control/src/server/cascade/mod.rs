@@ -37,7 +37,7 @@ use sluice_proto::{
 
 pub(crate) use http::routes;
 pub(crate) use state::Cascade;
-use state::{IngestKey, RelayKey, Trunk};
+use state::{IngestKey, RelayKey, Table, Trunk};
 
 use super::error::ApiError;
 use super::App;
@@ -48,6 +48,8 @@ pub(crate) const MAX_TRUNKS: usize = crate::cluster::MAX_NODES;
 /// Relays one node sends and ingests it takes at most (the dataplane bounds each trunk at 64
 /// of each; this bounds the control daemon's tables whatever peers ask).
 pub(crate) const MAX_RELAYS: usize = 4096;
+/// Edge viewers one node holds at most.
+pub(crate) const MAX_VIEWERS: usize = 4096;
 /// A trunk's pacing cap (no estimate on trunks yet, D81).
 const TRUNK_BITRATE_BPS: u64 = 200_000_000;
 const JANITOR_PERIOD: Duration = Duration::from_millis(250);
@@ -157,9 +159,7 @@ impl App {
             if let Some(t) = st.trunks.get(peer) {
                 return Ok(t.clone()); // made meanwhile (a mirror request or another caller)
             }
-            if st.trunks.len() >= MAX_TRUNKS {
-                return Err(ApiError::new("too_large", "trunk limit reached").with_field("node"));
-            }
+            self.cascade.admit(&st, Table::Trunks, MAX_TRUNKS)?;
             let session = self.create_trunk_session(peer, media, epoch).await?;
             let t = Trunk::new(session, epoch, node.boot.clone());
             st.trunks.insert(peer.to_owned(), t.clone());
@@ -193,20 +193,29 @@ impl App {
                 return Ok(t.clone());
             }
         }
-        if !st.trunks.contains_key(peer) && st.trunks.len() >= MAX_TRUNKS {
-            return Err(ApiError::new("too_large", "trunk limit reached").with_field("node"));
+        if !st.trunks.contains_key(peer) {
+            self.cascade.admit(&st, Table::Trunks, MAX_TRUNKS)?;
         }
-        let session = self.create_trunk_session(peer, media, epoch).await?;
-        let t = Trunk::new(session, epoch, node.boot.clone());
-        if let Some(old) = st.trunks.insert(peer.to_owned(), t.clone()) {
-            // What rode the old session went with it (a re-keyed trunk starts empty).
+        // The old session goes first (one session per remote address); what rode it goes
+        // with it (a re-keyed trunk starts empty).
+        if let Some(old) = st.trunks.remove(peer) {
             let _ = self
                 .dp(Command::CloseSession {
                     session: old.session,
                 })
                 .await;
             st.forget_peer(peer);
+            self.cascade.count_teardown("rekey");
         }
+        let session = match self.create_trunk_session(peer, media, epoch).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.cascade.publish_gauges(&st);
+                return Err(e);
+            }
+        };
+        let t = Trunk::new(session, epoch, node.boot.clone());
+        st.trunks.insert(peer.to_owned(), t.clone());
         self.cascade.publish_gauges(&st);
         Ok(t)
     }
@@ -289,13 +298,11 @@ impl App {
         };
         debug_assert!(current.epoch >= trunk.epoch);
         if let Some(relay) = st.relays.get_mut(&key) {
-            relay.users += 1;
+            relay.users = relay.users.saturating_add(1);
             relay.idle_since = None;
             return Ok(relay.spec.clone());
         }
-        if st.relays.len() >= MAX_RELAYS {
-            return Err(ApiError::new("too_large", "relay limit reached").with_field("track"));
-        }
+        self.cascade.admit(&st, Table::Relays, MAX_RELAYS)?;
         let sub = SubscriptionId(self.next_dp_id());
         // The relay's id is unique on this node, so its SSRC is unique on the trunk.
         let ssrc = 0x5100_0000 ^ (sub.0 as u32);
@@ -358,32 +365,46 @@ impl App {
         home: &NodeInfo,
         r: &TrackRef,
     ) -> Result<(TrackId, RelaySpec), ApiError> {
-        let spec = http::ask_relay(self, home, r).await?;
         let key = IngestKey {
             home: home.id.clone(),
             track: r.clone(),
         };
-        let mut st = self.cascade.state.lock().await;
-        let trunk = st.trunks.get(&home.id).cloned();
-        let trunk = match trunk {
-            Some(t) if t.epoch == spec.epoch => t,
-            _ => {
-                drop(st);
-                let _ = http::release_relay(self, home, r).await;
-                return Err(unavailable("trunk re-keyed during setup; retry"));
+        let mut attempt = 0;
+        let (spec, mut st, trunk) = loop {
+            let spec = http::ask_relay(self, home, r).await?;
+            let st = self.cascade.state.lock().await;
+            let ours = st.trunks.get(&home.id).cloned();
+            match ours {
+                Some(t) if t.epoch == spec.epoch => break (spec, st, t),
+                // Our side closed (idle) while the home's lived on, or it was re-keyed: set the
+                // pair up again from here (a new epoch replaces the home's side), then ask again.
+                _ if attempt == 0 => {
+                    drop(st);
+                    attempt += 1;
+                    let _ = http::release_relay(self, home, r).await;
+                    if ours.is_none_or(|t| t.epoch < spec.epoch) {
+                        self.drop_trunk(&home.id, "rekey").await;
+                        self.ensure_trunk(&home.id).await?;
+                    }
+                }
+                _ => {
+                    drop(st);
+                    let _ = http::release_relay(self, home, r).await;
+                    return Err(unavailable("trunk re-keyed during setup; retry"));
+                }
             }
         };
         if let Some(i) = st.ingests.get_mut(&key) {
             if i.spec.ssrc == spec.ssrc {
-                i.users += 1;
+                i.users = i.users.saturating_add(1);
                 i.idle_since = None;
                 return Ok((i.track, spec));
             }
         }
-        if st.ingests.len() >= MAX_RELAYS {
+        if let Err(e) = self.cascade.admit(&st, Table::Ingests, MAX_RELAYS) {
             drop(st);
             let _ = http::release_relay(self, home, r).await;
-            return Err(ApiError::new("too_large", "ingest limit reached").with_field("track"));
+            return Err(e);
         }
         let track = TrackId(self.next_dp_id());
         let added = self

@@ -8,6 +8,16 @@ use std::time::{Duration, Instant};
 use sluice_proto::{SessionId, SubscriptionId, TrackId};
 
 use super::{RelaySpec, TrackRef};
+use crate::server::error::ApiError;
+
+/// The tables [`State::admit`] bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Table {
+    Trunks,
+    Relays,
+    Ingests,
+    Viewers,
+}
 
 /// The cascade's state and counters (one per node, in `App`).
 #[derive(Debug, Default)]
@@ -28,7 +38,10 @@ pub(crate) struct Metrics {
     pub(crate) relay_failures: AtomicU64,
     pub(crate) trunks_closed_idle: AtomicU64,
     pub(crate) trunks_closed_peer_lost: AtomicU64,
+    pub(crate) trunks_closed_rekey: AtomicU64,
     pub(crate) trunks_closed_other: AtomicU64,
+    /// Set-ups refused because a table was full.
+    pub(crate) limit_refusals: AtomicU64,
 }
 
 /// A trunk session toward one peer node.
@@ -124,6 +137,25 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// `Ok` when `table` has room for one more entry under `max`; else `too_large` naming the
+    /// request's field.
+    pub(super) fn admit(&self, table: Table, max: usize) -> Result<(), ApiError> {
+        let (len, field, what) = match table {
+            Table::Trunks => (self.trunks.len(), "node", "trunk"),
+            Table::Relays => (self.relays.len(), "track", "relay"),
+            Table::Ingests => (self.ingests.len(), "track", "ingest"),
+            Table::Viewers => (self.viewers.len(), "session", "viewer"),
+        };
+        if len < max {
+            Ok(())
+        } else {
+            Err(
+                ApiError::new("too_large", format!("{what} limit ({max}) reached"))
+                    .with_field(field),
+            )
+        }
+    }
+
     /// Forgets what rode the trunk toward `peer` (its session is closed: the dataplane dropped
     /// the relays and ingested tracks with it).
     pub(super) fn forget_peer(&mut self, peer: &str) {
@@ -170,6 +202,13 @@ impl State {
 }
 
 impl Cascade {
+    /// [`State::admit`], refusals counted.
+    pub(super) fn admit(&self, st: &State, table: Table, max: usize) -> Result<(), ApiError> {
+        st.admit(table, max).inspect_err(|_| {
+            self.metrics.limit_refusals.fetch_add(1, Ordering::Relaxed);
+        })
+    }
+
     pub(super) fn publish_gauges(&self, st: &State) {
         let m = &self.metrics;
         m.trunks.store(st.trunks.len() as u64, Ordering::Relaxed);
@@ -182,6 +221,7 @@ impl Cascade {
         match why {
             "idle" => &m.trunks_closed_idle,
             "peer_lost" | "peer_reset" => &m.trunks_closed_peer_lost,
+            "rekey" => &m.trunks_closed_rekey,
             _ => &m.trunks_closed_other,
         }
         .fetch_add(1, Ordering::Relaxed);
@@ -197,10 +237,12 @@ impl Cascade {
         let _ = writeln!(out, "# HELP sluice_cascade_relay_setups_total Relays opened (relay_track sent).\n# TYPE sluice_cascade_relay_setups_total counter\nsluice_cascade_relay_setups_total {}", g(&m.relay_setups));
         let _ = writeln!(out, "# HELP sluice_cascade_relay_acquires_total Relay requests answered (a new relay or one more user).\n# TYPE sluice_cascade_relay_acquires_total counter\nsluice_cascade_relay_acquires_total {}", g(&m.relay_acquires));
         let _ = writeln!(out, "# HELP sluice_cascade_relay_failures_total Relay requests that failed.\n# TYPE sluice_cascade_relay_failures_total counter\nsluice_cascade_relay_failures_total {}", g(&m.relay_failures));
+        let _ = writeln!(out, "# HELP sluice_cascade_limit_refusals_total Trunk, relay, ingest or viewer set-ups refused at their table's bound.\n# TYPE sluice_cascade_limit_refusals_total counter\nsluice_cascade_limit_refusals_total {}", g(&m.limit_refusals));
         let _ = writeln!(out, "# HELP sluice_cascade_trunks_closed_total Trunks closed, by reason.\n# TYPE sluice_cascade_trunks_closed_total counter");
         for (r, a) in [
             ("idle", &m.trunks_closed_idle),
             ("peer_lost", &m.trunks_closed_peer_lost),
+            ("rekey", &m.trunks_closed_rekey),
             ("other", &m.trunks_closed_other),
         ] {
             let _ = writeln!(
@@ -215,6 +257,41 @@ impl Cascade {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_table_refuses_past_its_bound_naming_the_field() {
+        let mut st = State::default();
+        for i in 0..2 {
+            st.trunks
+                .insert(format!("n{i}"), Trunk::new(SessionId(i), 1, "b".into()));
+            st.viewers.insert(
+                SessionId(i),
+                Viewer {
+                    home: "a".into(),
+                    track: TrackRef {
+                        room: "m".into(),
+                        track: "TR_1".into(),
+                        layer: 0,
+                    },
+                    subscription: SubscriptionId(i),
+                },
+            );
+        }
+        assert!(st.admit(Table::Trunks, 3).is_ok());
+        let e = st.admit(Table::Trunks, 2).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("too_large", Some("node")));
+        let e = st.admit(Table::Viewers, 2).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("session"));
+        assert!(st.admit(Table::Relays, 1).is_ok());
+        assert_eq!(
+            st.admit(Table::Relays, 0).unwrap_err().field.as_deref(),
+            Some("track")
+        );
+        assert_eq!(
+            st.admit(Table::Ingests, 0).unwrap_err().field.as_deref(),
+            Some("track")
+        );
+    }
     use sluice_proto::{Codec, MediaKind, Source};
 
     fn spec() -> RelaySpec {
