@@ -137,9 +137,12 @@ pub(super) fn start(app: &Arc<App>) {
     let events = Arc::clone(&app.events);
     let bus = EventBus::start(Arc::clone(&cluster), move |e| events.publish_remote(e));
     let _ = app.events.bus.set(bus);
-    let fence_app = Arc::clone(app);
-    tokio::spawn(Arc::clone(&cluster).run(move || {
-        fence_app.hub.close_all(LeaveReason::Reconnect);
+    let lost_app = Arc::clone(app);
+    // After a lost lease: only the rooms another node took meanwhile lose their clients.
+    tokio::spawn(Arc::clone(&cluster).run(move |lost: &[String]| {
+        for room in lost {
+            lost_app.hub.close_room(room, LeaveReason::Reconnect);
+        }
     }));
     let app = Arc::clone(app);
     tokio::spawn(async move {
