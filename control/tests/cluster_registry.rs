@@ -262,3 +262,51 @@ async fn released_rooms_and_swept_nodes_leave_nothing_behind() {
     }
     assert_eq!(b.metrics.rooms_unhomed.load(Ordering::Relaxed), want);
 }
+
+/// Redis killed and started empty under a node that hosts more rooms than one re-claim script
+/// takes (256): every room is claimed again, batch by batch, at a higher epoch than the node's
+/// own, and counted.
+#[tokio::test]
+async fn a_node_re_claims_all_its_rooms_in_batches_after_redis_came_back_empty() {
+    let mut redis = Redis::start();
+    let a = cluster(&redis, "a", 1000);
+    let task = registered(&a).await;
+    let rooms = 600;
+    for i in 0..rooms {
+        assert_eq!(a.place(&format!("b{i}")).await.unwrap(), Placement::Local);
+    }
+    task.abort();
+    redis.stop();
+    redis.restart();
+    let lost = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let l = Arc::clone(&lost);
+    let on_lost = move |r: &[String]| l.lock().unwrap().extend_from_slice(r);
+    // The renewal fails (connection gone, then the lease gone), the node registers again and
+    // re-claims: bounded number of beats.
+    let started = Instant::now();
+    let mut registered = true;
+    loop {
+        registered = a.beat(registered, &on_lost).await;
+        let fenced = a.metrics.fenced.load(Ordering::Relaxed);
+        if registered && a.is_serving() && fenced == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "not back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "re-claim: {rooms} rooms back on a {:?} after Redis came back empty",
+        started.elapsed()
+    );
+    assert!(lost.lock().unwrap().is_empty());
+    assert_eq!(redis.cli(&["SCARD", "sl:node:a:rooms"]), rooms.to_string());
+    for i in [0, 255, 256, 511, 599] {
+        assert_eq!(redis.cli(&["HGET", &format!("sl:room:b{i}"), "home"]), "a");
+        assert_eq!(redis.cli(&["HGET", &format!("sl:room:b{i}"), "epoch"]), "2");
+    }
+    assert_eq!(
+        a.metrics.rooms_reasserted.load(Ordering::Relaxed),
+        rooms as u64
+    );
+    assert_eq!(a.home_count(), rooms);
+}
