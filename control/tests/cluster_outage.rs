@@ -186,7 +186,15 @@ async fn a_redis_restarted_empty_keeps_every_call_and_the_homes_come_back() {
 
     redis.restart();
     let restarted = Instant::now();
-    // Every room is homed on its node again, every node serves, within a bounded poll.
+    // Every node serves again (registered, rooms re-claimed) within a bounded poll, nobody
+    // was told to leave, and every room is homed on its node again.
+    for n in &nodes {
+        wait_serving(n.addr, 3, Duration::from_secs(10)).await;
+    }
+    let serving = restarted.elapsed();
+    for (who, ws) in &mut clients {
+        still_in_call(ws, who).await;
+    }
     let rehomed = loop {
         let all = ids
             .iter()
@@ -201,13 +209,6 @@ async fn a_redis_restarted_empty_keeps_every_call_and_the_homes_come_back() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    for n in &nodes {
-        wait_serving(n.addr, 3, Duration::from_secs(10)).await;
-    }
-    let serving = restarted.elapsed();
-    for (who, ws) in &mut clients {
-        still_in_call(ws, who).await;
-    }
     for (n, id) in nodes.iter().zip(ids) {
         let room = format!("r-{id}");
         // Redis forgot the epoch; the node's own (1) counts: the re-claim makes it 2.
@@ -246,8 +247,8 @@ async fn a_redis_restarted_empty_keeps_every_call_and_the_homes_come_back() {
     }
     println!(
         "redis outage: down {down_for:?} (lease {LEASE_MS} ms), {} clients answered {pings} pings \
-         through it, none told to leave; after the restart every room homed on its node again \
-         in {rehomed:?}, all 3 nodes serving in {serving:?}; epochs 2",
+         through it, none told to leave; after the restart all 3 nodes serving in {serving:?}, \
+         every room homed on its node again in {rehomed:?}; epochs 2",
         clients.len()
     );
     for n in nodes {

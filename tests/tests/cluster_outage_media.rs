@@ -310,6 +310,17 @@ async fn media_flows_through_a_redis_outage_and_the_room_stays_home() {
     // Back, empty.
     redis.restart();
     let restarted = Instant::now();
+    // Both nodes serve again (registered, rooms re-claimed); nobody was told to leave.
+    wait_ready(a.addr, 2).await;
+    wait_ready(b.addr, 2).await;
+    let serving = restarted.elapsed();
+    for (ws, who) in [
+        (&mut alice, "alice"),
+        (&mut bob, "bob"),
+        (&mut carol, "carol"),
+    ] {
+        still_in_call(ws, who).await;
+    }
     let rehomed = loop {
         if redis.cli(&["HGET", "sl:room:m", "home"]) == "a"
             && redis.cli(&["HGET", "sl:room:n", "home"]) == "b"
@@ -330,8 +341,6 @@ async fn media_flows_through_a_redis_outage_and_the_room_stays_home() {
     ] {
         still_in_call(ws, who).await;
     }
-    wait_ready(a.addr, 2).await;
-    wait_ready(b.addr, 2).await;
     assert_eq!(redis.cli(&["HGET", "sl:room:m", "epoch"]), "2");
     // A join of m through b goes to a (not placed anew on b).
     let t = token("m", "dave", Role::Viewer);
@@ -355,7 +364,7 @@ async fn media_flows_through_a_redis_outage_and_the_room_stays_home() {
         "redis outage with media: down {down_for:?} (lease {LEASE_MS} ms); bob got {during} packets \
          during it, {after} in the 2 s after; over the whole window {got_n} of {sent_n} sent ({:.1} %), \
          longest stall {stall:?} (before {stall_before:?}, during {stall_during:?}, after {stall_after:?}); \
-         room m homed on a again {rehomed:?} after the restart (epoch 2); nobody told to leave",
+         both nodes serving {serving:?} and room m homed on a again {rehomed:?} after the restart (epoch 2); nobody told to leave",
         share * 100.0
     );
     assert!(during > 50, "media during the outage: {during} packets");
