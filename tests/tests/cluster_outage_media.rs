@@ -1,8 +1,8 @@
 //! Issue 15, Build point 7, through real nodes: two `sluice up` cluster nodes (each with its own
 //! `sluice-dataplane`, one worker) on one real `redis-server`; alice publishes Opus from a
 //! `TestPeer` (ICE, DTLS, SRTP) in a room on node a and bob receives it. `redis-server` is
-//! SIGKILLed for longer than the lease and started again empty on the same socket. Through the
-//! whole window the media keeps flowing (longest stall and received share printed and
+//! SIGKILLed for four leases and started again empty on the same socket. Through the whole
+//! 20 s window the media keeps flowing (longest stall and received share printed and
 //! asserted), nobody is told to leave, a new room answers `503` + `Retry-After` during the
 //! outage, and afterwards the room is homed on a again and a join through b is redirected
 //! there.
@@ -281,12 +281,13 @@ async fn media_flows_through_a_redis_outage_and_the_room_stays_home() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (sent0, got0) = (sent.load(Ordering::Relaxed), got.load(Ordering::Relaxed));
-    let (_, stall_before) = watch(&got, Duration::from_secs(2)).await;
+    let window = Instant::now();
+    let (_, stall_before) = watch(&got, Duration::from_secs(5)).await;
 
-    // Outage: SIGKILL, past the lease.
+    // Outage: SIGKILL, four leases long.
     redis.stop();
     let killed = Instant::now();
-    let (during, stall_during) = watch(&got, Duration::from_millis(LEASE_MS + 1500)).await;
+    let (during, stall_during) = watch(&got, Duration::from_millis(4 * LEASE_MS)).await;
     let adm = auth_header(&admin());
     let h = [
         ("Authorization", adm.as_str()),
@@ -333,7 +334,7 @@ async fn media_flows_through_a_redis_outage_and_the_room_stays_home() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let (after, stall_after) = watch(&got, Duration::from_secs(2)).await;
+    let (after, stall_after) = watch(&got, Duration::from_secs(9)).await;
     for (ws, who) in [
         (&mut alice, "alice"),
         (&mut bob, "bob"),
@@ -352,6 +353,7 @@ async fn media_flows_through_a_redis_outage_and_the_room_stays_home() {
     let r = recv_type(&mut ws, "redirect").await;
     assert_eq!(r["url"], format!("ws://{}/rtc", a.addr), "{r}");
 
+    let window = window.elapsed();
     stop.store(true, Ordering::Relaxed);
     media.join().expect("media thread");
     let (sent_n, got_n) = (
@@ -362,9 +364,10 @@ async fn media_flows_through_a_redis_outage_and_the_room_stays_home() {
     let stall = stall_before.max(stall_during).max(stall_after);
     println!(
         "redis outage with media: down {down_for:?} (lease {LEASE_MS} ms); bob got {during} packets \
-         during it, {after} in the 2 s after; over the whole window {got_n} of {sent_n} sent ({:.1} %), \
+         during it, {after} in the 9 s after; over the whole window ({:?}) {got_n} of {sent_n} sent ({:.1} %), \
          longest stall {stall:?} (before {stall_before:?}, during {stall_during:?}, after {stall_after:?}); \
          both nodes serving {serving:?} and room m homed on a again {rehomed:?} after the restart (epoch 2); nobody told to leave",
+        window,
         share * 100.0
     );
     assert!(during > 50, "media during the outage: {during} packets");
