@@ -1,5 +1,6 @@
 //! The node registry: this node's lease (register, renew every `lease_ms / 3`, fence and
-//! re-claim its rooms when it is lost) and the sweep of other nodes' expired leases. See `scripts.rs` for the keys.
+//! re-claim its rooms when it is lost) and the sweep of other nodes' expired leases. See
+//! `scripts.rs` for the keys.
 
 use crate::lock::Locked;
 use std::sync::atomic::Ordering;
