@@ -164,15 +164,20 @@ function aiortcData(ctx, args) {
  * cross it on this loaded 2-core box). Overrides: SLUICE_E2E_SLOW_PAD="reliable,lossy".
  */
 const [RELIABLE_PAD, LOSSY_PAD] = (process.env.SLUICE_E2E_SLOW_PAD ?? '1000,100').split(',').map(Number);
+// SLUICE_E2E_SLOW_ENGINE=firefox freezes a Firefox reader instead of a Chromium one.
+const SLOW_ENGINE = process.env.SLUICE_E2E_SLOW_ENGINE ?? 'chromium';
 const SLOW = { rate: 200, reliablePad: RELIABLE_PAD, lossyPad: LOSSY_PAD, beforeMs: 6000, stopMs: 12_000, afterMs: 8000 };
 /**
- * How much worse a reading page's p99 may get than before the freeze: while the other page is
- * frozen, and after it resumes (its backlog then competes for the 2 cores). Measured here: p99
- * 40-330 ms before, the same or lower during; a relay that waits for the frozen reader (the
- * sabotage in docs/interop.md) gave 10.3 s during.
+ * How much worse a reading page's latency may get than before the freeze, p50 and p99: while the
+ * other page is frozen, and after it resumes (its backlog then competes for the 2 cores). Measured
+ * here, with other helpers' builds beside it: p50 20-150 ms and p99 220-620 ms before, and single
+ * p99s moving by 250 ms between windows with no cause in the relay; a relay that waits for the
+ * frozen reader (the sabotage in docs/interop.md) gave p50 7.5 s and p99 10.3 s during.
  */
-const DURING_BOUND = (p99) => Math.max(2 * p99, p99 + 250);
-const AFTER_BOUND = (p99) => Math.max(2 * p99, p99 + 500);
+const BOUNDS = {
+  during: { p50: (b) => Math.max(2 * b, b + 100), p99: (b) => Math.max(2 * b, b + 500) },
+  after: { p50: (b) => Math.max(2 * b, b + 250), p99: (b) => Math.max(2 * b, b + 1000) },
+};
 
 /** Starts collecting numbered messages from `peer` with their send times, and data_behind. */
 function collectTimed(page, peer) {
@@ -337,13 +342,14 @@ export const dataScenarios = {
   /**
    * Issue 17: a subscriber page that stops reading does not delay the others. A Chromium sender
    * sends numbered messages at 200/s on each channel (~1 KiB reliable, ~130 B lossy) for 26 s to
-   * a Chromium and a Firefox
-   * reader and to a third reader, a Chromium of its own whose whole process tree is SIGSTOPped for
-   * 12 s from 6 s in. The healthy readers' reliable stream is complete and in order and their
-   * latency while the other is frozen stays within max(2 × p99 before, p99 before + 250 ms) (a
-   * relay that waited for the frozen reader would hold them for seconds); the SFU counts the
-   * frozen reader's drops (`slow_receiver`, `behind`); after SIGCONT it is told (`data_behind`,
-   * both kinds) and resumes on the same channels (D62: the SFU never closes a slow reader).
+   * a Chromium and a Firefox reader and to a third reader in a Chromium of its own
+   * (SLUICE_E2E_SLOW_ENGINE=firefox: a Firefox) whose whole process tree is SIGSTOPped for 12 s
+   * from 6 s in. The reading pages' reliable stream is complete and in order, and their latency
+   * while the other is frozen stays within max(2 × before, before + 100 ms) at p50 and
+   * max(2 × before, before + 500 ms) at p99 (a relay that waited for the frozen reader holds
+   * them for seconds); the SFU counts the frozen reader's drops (`slow_receiver`, `behind`);
+   * after SIGCONT it is told (`data_behind`, both kinds) and resumes on the same channels (D62:
+   * the SFU never closes a slow reader; its gap stays a gap).
    */
   async data_slow_reader(ctx) {
     const room = 'd4';
@@ -352,12 +358,12 @@ export const dataScenarios = {
     const carol = await ctx.page('firefox', room, 'carol', { role: 'viewer', ...DATA_PAGE });
     // The slow reader's own browser, so that freezing it freezes nobody else's page.
     const known = new Set(childPids(process.pid));
-    const own = await launch('chromium', { origin: ctx.server.origin });
-    ctx.browsers.set('chromium (slow reader)', own);
+    const own = await launch(SLOW_ENGINE, { origin: ctx.server.origin });
+    ctx.browsers.set(`${SLOW_ENGINE} (slow reader)`, own);
     const roots = childPids(process.pid).filter((p) => !known.has(p));
     check(roots.length > 0, 'no process found for the slow reader\'s browser');
     const dave = await own.page(await ctx.server.pageUrl(room, 'dave', { role: 'viewer', ...DATA_PAGE }));
-    Object.assign(dave, { engine: 'chromium', version: own.version, identity: 'dave' });
+    Object.assign(dave, { engine: SLOW_ENGINE, version: own.version, identity: 'dave' });
     ctx.pages.push(dave);
     await dave.until(() => window.sluice?.ready || window.sluice?.errors?.length, null, 20_000, 'dave ready');
     for (const p of [alice, bob, carol, dave]) await p.until(() => window.sluice.room.dataChannels?.reliable?.readyState === 'open' && window.sluice.room.dataChannels?.lossy?.readyState === 'open', null, 10_000, `${p.identity} data channels open`);
@@ -405,7 +411,7 @@ export const dataScenarios = {
       senderMaxBufferedKiB: Math.round(maxBuffered / 1024),
       drops: { before: diff({}, drops0), during: diff(drops0, drops1), after: diff(drops1, drops2) },
     };
-    console.log(`data_slow_reader: ${sent.length} messages per channel (~${summary.bytes.reliable} B reliable, ~${summary.bytes.lossy} B lossy) at ${SLOW.rate}/s (before/during/after the freeze: ${expected.before}/${expected.during}/${expected.after}); ${frozen.length} processes of dave's Chromium stopped for ${((contAt - stopAt) / 1000).toFixed(1)} s; sender's _reliable bufferedAmount max ${summary.senderMaxBufferedKiB} KiB`);
+    console.log(`data_slow_reader: ${sent.length} messages per channel (~${summary.bytes.reliable} B reliable, ~${summary.bytes.lossy} B lossy) at ${SLOW.rate}/s (before/during/after the freeze: ${expected.before}/${expected.during}/${expected.after}); ${frozen.length} processes of dave's ${SLOW_ENGINE} stopped for ${((contAt - stopAt) / 1000).toFixed(1)} s; sender's _reliable bufferedAmount max ${summary.senderMaxBufferedKiB} KiB`);
     console.log(`data_slow_reader: SFU drops ${JSON.stringify(summary.drops)}`);
     const healthy = {};
     for (const [name, page, dc] of [['bob', bob, atBob], ['carol', carol, atCarol]]) {
@@ -439,8 +445,8 @@ export const dataScenarios = {
       })),
       channels: daveChannels,
     };
-    console.log(`data_slow_reader dave (frozen, chromium): reliable ${daveR.length}/${sent.length} ordered ${daveOrdered}, lossy ${daveSummary.lossy}; of those sent during the freeze: reliable ${daveSummary.duringSent.reliable.count}, lossy ${daveSummary.duringSent.lossy.count}; sent after SIGCONT: reliable ${daveAfter.reliable.count}/${expected.after} p50 ${daveAfter.reliable.p50} p99 ${daveAfter.reliable.p99} ms, lossy ${daveAfter.lossy.count}; data_behind ${JSON.stringify(daveSummary.behind)}; channels ${JSON.stringify(daveChannels)}; panics in the log ${panics.length}`);
-    ctx.details = { ...summary, healthy, dave: daveSummary, panics: panics.length, seconds: (Date.now() - t0) / 1000 };
+    console.log(`data_slow_reader dave (frozen, ${SLOW_ENGINE} ${own.version}): reliable ${daveR.length}/${sent.length} ordered ${daveOrdered}, lossy ${daveSummary.lossy}; of those sent during the freeze: reliable ${daveSummary.duringSent.reliable.count}, lossy ${daveSummary.duringSent.lossy.count}; sent after SIGCONT: reliable ${daveAfter.reliable.count}/${expected.after} p50 ${daveAfter.reliable.p50} p99 ${daveAfter.reliable.p99} ms, lossy ${daveAfter.lossy.count}; data_behind ${JSON.stringify(daveSummary.behind)}; channels ${JSON.stringify(daveChannels)}; panics in the log ${panics.length}`);
+    ctx.details = { ...summary, frozenEngine: `${SLOW_ENGINE} ${own.version}`, healthy, dave: daveSummary, panics: panics.length, seconds: (Date.now() - t0) / 1000 };
 
     check(frozen.length > 0, 'no process of the slow reader\'s browser was stopped');
     check(panics.length === 0, `the server panicked: ${panics.slice(0, 3).join(' | ')}`);
@@ -449,8 +455,12 @@ export const dataScenarios = {
       check(h.behind === 0, `${name} (reading) was told it is behind`);
       for (const kind of ['reliable', 'lossy']) {
         const { before, during, after } = h.windows[kind];
-        check(during.p99 <= DURING_BOUND(before.p99), `${name} ${kind}: p99 ${during.p99} ms while dave was frozen, over max(2 × ${before.p99}, ${before.p99} + 250) ms`);
-        check(after.p99 <= AFTER_BOUND(before.p99), `${name} ${kind}: p99 ${after.p99} ms after dave resumed, over max(2 × ${before.p99}, ${before.p99} + 500) ms`);
+        for (const [n, w] of [['during', during], ['after', after]]) {
+          for (const q of ['p50', 'p99']) {
+            const bound = BOUNDS[n][q](before[q]);
+            check(w[q] <= bound, `${name} ${kind}: ${q} ${w[q]} ms ${n} dave's freeze, over ${bound} ms (before: ${before[q]} ms)`);
+          }
+        }
         if (kind === 'lossy') {
           for (const [n, x] of Object.entries(h.windows.lossy)) check(x.count >= 0.9 * expected[n], `${name} lossy ${n}: ${x.count}/${expected[n]}`);
         }
