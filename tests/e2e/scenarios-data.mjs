@@ -376,10 +376,16 @@ export const dataScenarios = {
     const drops0 = await dropTotals(ctx);
     const stopAt = Date.now();
     const frozen = signalTree(roots, 'SIGSTOP');
-    await sleep(SLOW.stopMs);
-    const drops1 = await dropTotals(ctx);
-    const contAt = Date.now();
-    signalTree(roots, 'SIGCONT');
+    let drops1;
+    let contAt;
+    try {
+      await sleep(SLOW.stopMs);
+      drops1 = await dropTotals(ctx);
+    } finally {
+      // Whatever happens, never leave a stopped browser behind (closing it would hang).
+      contAt = Date.now();
+      signalTree(roots, 'SIGCONT');
+    }
     const { sent, maxBuffered } = await sending;
     const sentBy = (from, to) => sent.filter((t) => t >= from && t < to).length;
     const windows = { before: [0, stopAt], during: [stopAt, contAt], after: [contAt, Infinity] };
