@@ -83,6 +83,9 @@ pub(super) fn start(app: &Arc<App>) {
         for room in lost {
             lost_app.hub.close_room(room, LeaveReason::Reconnect);
         }
+        // A new boot: the peers drop their trunks toward us, so ours go too.
+        let app = Arc::clone(&lost_app);
+        tokio::spawn(async move { app.cascade_fenced().await });
     }));
     let app = Arc::clone(app);
     tokio::spawn(async move {

@@ -171,7 +171,7 @@ impl App {
             // Both ends set the pair up at once and the peer's epoch is higher: take it.
             Ok(theirs) if theirs > epoch => self.mirror_trunk(peer, theirs).await,
             Ok(_) | Err(_) => {
-                self.drop_trunk(peer, "setup_failed").await;
+                self.drop_trunk_of_epoch(peer, epoch).await;
                 Err(unavailable(format!(
                     "node {peer:?} did not set up its side of the trunk"
                 )))
@@ -231,6 +231,39 @@ impl App {
             .query_async::<u64>(&mut con)
             .await
             .map_err(|e| unavailable(format!("cluster store: {e}")))
+    }
+
+    /// [`App::drop_trunk`] only if the trunk is still the one of `epoch` (a mirror request may
+    /// have replaced it meanwhile with a good one).
+    async fn drop_trunk_of_epoch(&self, peer: &str, epoch: u64) {
+        let current = self
+            .cascade
+            .state
+            .lock()
+            .await
+            .trunks
+            .get(peer)
+            .map(|t| t.epoch);
+        if current == Some(epoch) {
+            self.drop_trunk(peer, "setup_failed").await;
+        }
+    }
+
+    /// The node was fenced (lost its lease): its peers already dropped their sides (another
+    /// boot), so every trunk here is closed with what rode it.
+    pub(crate) async fn cascade_fenced(&self) {
+        let peers: Vec<String> = self
+            .cascade
+            .state
+            .lock()
+            .await
+            .trunks
+            .keys()
+            .cloned()
+            .collect();
+        for peer in peers {
+            self.drop_trunk(&peer, "fenced").await;
+        }
     }
 
     /// Closes the trunk toward `peer` and forgets what rode it.
