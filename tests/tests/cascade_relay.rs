@@ -10,6 +10,10 @@
 //! the viewers are deleted the relay closes after the grace period (2 s here), not before;
 //! `kill -9` of B (a real `sluice up` and its `sluice-dataplane`): A's trunk and relay are torn
 //! down within the lease (1.5 s) plus a janitor period (target ≤ 3 s).
+//!
+//! A second test (two in-process nodes, each home of a room with a publisher): a viewer on
+//! each of the other's room, requested at once, makes both ends set the pair up; they
+//! converge on one epoch and the one trunk carries a relay each way.
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
@@ -147,38 +151,22 @@ async fn trunk_forwarded(addr: SocketAddr) -> u64 {
     v["trunks"][0]["stats"]["forwarded"].as_u64().unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
-    let redis = Redis::start();
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("cluster.secret");
-    std::fs::write(&secret, [7u8; 32]).unwrap();
-    let Some((_da, _dpa, a)) = cluster_node(&redis, "a", &secret).await else {
-        return;
-    };
-    let bdir = tempfile::tempdir().unwrap();
-    let mut b = sluice_node(&redis, "b", &secret, bdir.path());
-    until(
-        "both nodes live with media",
-        Duration::from_secs(10),
-        async || {
-            let (_, v) = call(a.addr, "GET", "/api/cluster", "").await;
-            v["nodes"].as_array().map_or(0, Vec::len) == 2
-                && redis.cli(&["HGET", "sl:node:b", "media"]).contains(':')
-        },
-    )
-    .await;
-
-    // alice publishes Opus on A (A becomes the room's home).
-    let t = token("m", "alice", Role::Host);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/rtc?access_token={t}", a.addr))
-            .await
-            .unwrap();
+/// `identity` joins `room` through `addr` (which becomes its home) and publishes Opus from a
+/// thread (one packet every 5 ms) until `stop`: the socket, the thread, the count sent and
+/// the track's sid.
+async fn publish(
+    addr: SocketAddr,
+    room: &str,
+    identity: &str,
+    stop: Arc<AtomicBool>,
+) -> (Ws, std::thread::JoinHandle<()>, Arc<AtomicU64>, String) {
+    let t = token(room, identity, Role::Host);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
+        .await
+        .unwrap();
     send(&mut ws, json!({"type": "join"})).await;
     recv_type(&mut ws, "joined").await;
-    assert_eq!(redis.cli(&["HGET", "sl:room:m", "home"]), "a");
-    let creds = IceCreds::new("AlicCasc", "alicepassword0123456789");
+    let creds = IceCreds::new(format!("Pub{identity}"), "publisherpassword0123456789");
     let cert = generate_cert().unwrap();
     let offer = rewrite(
         OFFER,
@@ -207,38 +195,31 @@ async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
         .unwrap()
     };
     let server = candidate(&answer);
-    let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
-    let (st, sn) = (Arc::clone(&stop), Arc::clone(&sent));
+    let sn = Arc::clone(&sent);
     let publisher = std::thread::spawn(move || {
-        let mut alice = TestPeer::connect(server, &cfg, Duration::from_secs(10)).expect("alice");
+        let mut peer = TestPeer::connect(server, &cfg, Duration::from_secs(10)).expect("publisher");
         let end = Instant::now() + Duration::from_secs(60);
         let mut seq: u16 = 1;
-        // One Opus packet every 5 ms (200/s).
-        while !st.load(Ordering::Relaxed) && Instant::now() < end {
-            if alice
-                .publish_rtp(
-                    seq,
-                    u32::from(seq) * 240,
-                    ALICE_AUDIO_SSRC,
-                    OPUS_PT,
-                    false,
-                    &[0xf8, 0xff, 0xfe],
-                )
+        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+            let payload = [0xf8, 0xff, 0xfe];
+            let ts = u32::from(seq) * 240;
+            if peer
+                .publish_rtp(seq, ts, ALICE_AUDIO_SSRC, OPUS_PT, false, &payload)
                 .is_ok()
             {
                 sn.fetch_add(1, Ordering::Relaxed);
             }
             seq = seq.wrapping_add(1);
-            let _ = alice.pump(Instant::now() + Duration::from_millis(5));
+            let _ = peer.pump(Instant::now() + Duration::from_millis(5));
         }
     });
     let mut sid = String::new();
     until(
-        "alice's track is published",
+        "the track is published",
         Duration::from_secs(10),
         async || {
-            let (_, v) = call(a.addr, "GET", "/api/rooms/m/participants", "").await;
+            let (_, v) = call(addr, "GET", &format!("/api/rooms/{room}/participants"), "").await;
             let text = v.to_string();
             if let Some(i) = text.find("\"TR_") {
                 sid = text[i + 1..]
@@ -251,6 +232,104 @@ async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
         },
     )
     .await;
+    (ws, publisher, sent, sid)
+}
+
+/// A viewer on `node` of `room`'s track `sid`: its session id and what it receives.
+async fn viewer(
+    node: SocketAddr,
+    room: &str,
+    sid: &str,
+    stop: &Arc<AtomicBool>,
+) -> (u64, Arc<Mutex<Vec<u16>>>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let body = json!({"room": room, "track": sid, "layer": 0,
+        "remote": sock.local_addr().unwrap().to_string()});
+    let (s, v) = call(node, "POST", "/internal/cascade/viewers", &body.to_string()).await;
+    assert_eq!(s, 201, "{v}");
+    let ssrc = v["ssrc"].as_u64().unwrap() as u32;
+    (
+        v["session"].as_u64().unwrap(),
+        viewer_reader(sock, ssrc, Arc::clone(stop)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trunk_carries_relays_both_ways_when_both_ends_set_it_up_at_once() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(&secret, [9u8; 32]).unwrap();
+    let Some((_da, _dpa, a)) = cluster_node(&redis, "a", &secret).await else {
+        return;
+    };
+    let Some((_db, _dpb, b)) = cluster_node(&redis, "b", &secret).await else {
+        return;
+    };
+    until(
+        "both nodes live with media",
+        Duration::from_secs(10),
+        async || {
+            redis.cli(&["HGET", "sl:node:a", "media"]).contains(':')
+                && redis.cli(&["HGET", "sl:node:b", "media"]).contains(':')
+        },
+    )
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    // Room m homed on A (alice), room n homed on B (bob).
+    let (_wa, pa, _, ta) = publish(a.addr, "m", "alice", Arc::clone(&stop)).await;
+    let (_wb, pb, _, tb) = publish(b.addr, "n", "bob", Arc::clone(&stop)).await;
+    assert_eq!(redis.cli(&["HGET", "sl:room:n", "home"]), "b");
+    // A viewer of m on B and one of n on A at the same moment: both ends set the pair up.
+    let ((_, on_b), (_, on_a)) = tokio::join!(
+        viewer(b.addr, "m", &ta, &stop),
+        viewer(a.addr, "n", &tb, &stop)
+    );
+    let (_, ra) = call(a.addr, "GET", "/internal/cascade", "").await;
+    let (_, rb) = call(b.addr, "GET", "/internal/cascade", "").await;
+    println!("A: {ra}\nB: {rb}");
+    let (ea, eb) = (&ra["trunks"][0]["epoch"], &rb["trunks"][0]["epoch"]);
+    assert_eq!(ra["trunks"].as_array().map(Vec::len), Some(1), "{ra}");
+    assert_eq!(ea, eb, "both ends hold the same epoch");
+    let t = until("media both ways", Duration::from_secs(5), async || {
+        on_a.lock().unwrap().len() >= 100 && on_b.lock().unwrap().len() >= 100
+    })
+    .await;
+    let (ga, gb) = (gaps(&on_a.lock().unwrap()), gaps(&on_b.lock().unwrap()));
+    println!("one trunk (epoch {ea}) carries m to B and n to A: 100 packets each way within {t:?}, gaps {ga}/{gb}");
+    assert_eq!((ga, gb), (0, 0));
+    stop.store(true, Ordering::Relaxed);
+    let _ = (pa.join(), pb.join());
+    a.stop();
+    b.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(&secret, [7u8; 32]).unwrap();
+    let Some((_da, _dpa, a)) = cluster_node(&redis, "a", &secret).await else {
+        return;
+    };
+    let bdir = tempfile::tempdir().unwrap();
+    let mut b = sluice_node(&redis, "b", &secret, bdir.path());
+    until(
+        "both nodes live with media",
+        Duration::from_secs(10),
+        async || {
+            let (_, v) = call(a.addr, "GET", "/api/cluster", "").await;
+            v["nodes"].as_array().map_or(0, Vec::len) == 2
+                && redis.cli(&["HGET", "sl:node:b", "media"]).contains(':')
+        },
+    )
+    .await;
+
+    // alice publishes Opus on A (A becomes the room's home).
+    let stop = Arc::new(AtomicBool::new(false));
+    let (_ws, publisher, sent, sid) = publish(a.addr, "m", "alice", Arc::clone(&stop)).await;
+    assert_eq!(redis.cli(&["HGET", "sl:room:m", "home"]), "a");
 
     // Refusals name the field.
     let (s, v) = call(
