@@ -13,12 +13,13 @@
 //! - **Relays** ([`App::acquire_relay`]): one `relay_track` per (track, layer, edge), counted
 //!   per user; the last release leaves it running `cluster.relay_grace_ms` (default 5 s), then
 //!   it is unsubscribed. The edge ingests it as a track of its trunk session with the relay's
-//!   SSRC ([`App::acquire_ingest`]), counted the same way, and local sessions subscribe to that
+//!   SSRC ([`App::acquire_ingest`], `edge.rs`), counted the same way, and local sessions subscribe to that
 //!   track as to any other.
 //! - **Janitor** (every 250 ms): relays and ingests past their grace go; a trunk that carries
 //!   nothing for the grace is closed; a trunk whose peer left the registry (lease expired:
 //!   `kill -9`) or came back with another boot is torn down with everything on it.
 
+mod edge;
 mod http;
 mod state;
 
@@ -30,14 +31,13 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sluice_proto::{
-    AddTrack, Codec, Command, CreateSession, DtlsRole, ExtIds, IceParams, Layer, MediaKind,
-    Quality, RelayTrack, ReplyOk, SessionId, Source, SubscriptionId, TrackId, TransportMode,
-    TrunkCrypto,
+    AddTrack, Codec, Command, CreateSession, DtlsRole, ExtIds, IceParams, MediaKind, Quality,
+    RelayTrack, ReplyOk, SessionId, Source, SubscriptionId, TransportMode, TrunkCrypto,
 };
 
 pub(crate) use http::routes;
 pub(crate) use state::Cascade;
-use state::{IngestKey, RelayKey, Table, Trunk};
+use state::{RelayKey, Table, Trunk};
 
 use super::error::ApiError;
 use super::App;
@@ -389,107 +389,6 @@ impl App {
             relay.idle_since = Some(Instant::now());
         }
         Ok(())
-    }
-
-    /// On an edge: the local track that carries `r` from `home` (asking the home for the relay
-    /// and ingesting it on the trunk session if it is not here yet), one more user counted.
-    pub(crate) async fn acquire_ingest(
-        self: &Arc<Self>,
-        home: &NodeInfo,
-        r: &TrackRef,
-    ) -> Result<(TrackId, RelaySpec), ApiError> {
-        let key = IngestKey {
-            home: home.id.clone(),
-            track: r.clone(),
-        };
-        let mut attempt = 0;
-        let (spec, mut st, trunk) = loop {
-            let spec = http::ask_relay(self, home, r).await?;
-            let st = self.cascade.state.lock().await;
-            let ours = st.trunks.get(&home.id).cloned();
-            match ours {
-                Some(t) if t.epoch == spec.epoch => break (spec, st, t),
-                // Our side closed (idle) while the home's lived on, or it was re-keyed: set the
-                // pair up again from here (a new epoch replaces the home's side), then ask again.
-                _ if attempt == 0 => {
-                    drop(st);
-                    attempt += 1;
-                    let _ = http::release_relay(self, home, r).await;
-                    if ours.is_none_or(|t| t.epoch < spec.epoch) {
-                        self.drop_trunk(&home.id, "rekey").await;
-                        self.ensure_trunk(&home.id).await?;
-                    }
-                }
-                _ => {
-                    drop(st);
-                    let _ = http::release_relay(self, home, r).await;
-                    return Err(unavailable("trunk re-keyed during setup; retry"));
-                }
-            }
-        };
-        if let Some(i) = st.ingests.get_mut(&key) {
-            if i.spec.ssrc == spec.ssrc {
-                i.users = i.users.saturating_add(1);
-                i.idle_since = None;
-                return Ok((i.track, spec));
-            }
-        }
-        if let Err(e) = self.cascade.admit(&st, Table::Ingests, MAX_RELAYS) {
-            drop(st);
-            let _ = http::release_relay(self, home, r).await;
-            return Err(e);
-        }
-        let track = TrackId(self.next_dp_id());
-        let added = self
-            .dp(Command::AddTrack(AddTrack {
-                session: trunk.session,
-                track,
-                kind: spec.kind,
-                codec: spec.codec.clone(),
-                layers: vec![Layer {
-                    rid: None,
-                    ssrc: Some(spec.ssrc),
-                    rtx_ssrc: None,
-                }],
-                ext_ids: ExtIds::default(),
-                e2ee: spec.e2ee,
-                source: spec.source,
-                mid: None,
-            }))
-            .await;
-        if let Err(e) = added {
-            drop(st);
-            let _ = http::release_relay(self, home, r).await;
-            return Err(e);
-        }
-        if let Some(old) = st
-            .ingests
-            .insert(key, state::Ingest::new(track, spec.clone()))
-        {
-            let _ = self.dp(Command::RemoveTrack { track: old.track }).await;
-        }
-        self.cascade.publish_gauges(&st);
-        Ok((track, spec))
-    }
-
-    /// One user fewer of an ingested relay (and of the home's relay).
-    pub(crate) async fn release_ingest(self: &Arc<Self>, home: &str, r: &TrackRef) {
-        {
-            let mut st = self.cascade.state.lock().await;
-            let key = IngestKey {
-                home: home.to_owned(),
-                track: r.clone(),
-            };
-            if let Some(i) = st.ingests.get_mut(&key) {
-                i.users = i.users.saturating_sub(1);
-                if i.users == 0 {
-                    i.idle_since = Some(Instant::now());
-                }
-            }
-        }
-        if let Ok((node, _)) = self.peer(home).await {
-            let _ = http::release_relay(self, &node, r).await;
-        }
     }
 
     /// Dataplane sessions the cascade holds (the resync keeps them).
