@@ -78,13 +78,11 @@ fn send(mut p: Peer, worker: usize, to: &'static [&'static str], n: u32, epoch: 
     .expect("sender")
 }
 
+/// One message received: (sender, seq, latency µs, on `_input`).
+type Got = (String, u32, u64, bool);
+
 /// What `p` got within `wait` (or until it has `want`): (sender, seq, latency µs, on `_input`).
-fn drain(
-    p: &mut Peer,
-    wait: Duration,
-    want: usize,
-    epoch: Instant,
-) -> Vec<(String, u32, u64, bool)> {
+fn drain(p: &mut Peer, wait: Duration, want: usize, epoch: Instant) -> Vec<Got> {
     let mut out = Vec::new();
     let until = Instant::now() + wait;
     while Instant::now() < until && out.len() < want {
@@ -111,7 +109,7 @@ fn drain_on(
     wait: Duration,
     want: usize,
     epoch: Instant,
-) -> std::thread::JoinHandle<(Peer, Vec<(String, u32, u64, bool)>)> {
+) -> std::thread::JoinHandle<(Peer, Vec<Got>)> {
     std::thread::spawn(move || {
         pin_to(worker);
         let got = drain(&mut p, wait, want, epoch);

@@ -17,6 +17,9 @@ use crate::vocab::{Candidate, Codec, DtlsRole, ExtIds, MediaKind, Source};
 /// unit variants of internally tagged enums, and a typo must not pass silently.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+// One command per control-socket request, never stored in bulk: a `CreateSession` inline is
+// cheaper than a box per request.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Create a session on a shard → `ReplyOk::SessionCreated`.
     CreateSession(CreateSession),
