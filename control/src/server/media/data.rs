@@ -2,10 +2,11 @@
 //! section becomes `CreateSession.data`, relayed by the dataplane to the room's other data
 //! sessions under the participant's identity, with the `can_publish_data` grant.
 
-use sluice_proto::{Candidate, DataSpec, SessionId};
+use sluice_proto::{Candidate, Command, DataSpec, SessionId, UpdateData};
 
 use super::Pc;
-use crate::room::Rooms;
+use crate::auth::Role;
+use crate::room::{ControlState, Rooms};
 use crate::sdp::{AcceptedData, LocalParams};
 use crate::server::actor::RoomCtx;
 use crate::server::error::ApiError;
@@ -48,9 +49,7 @@ impl RoomCtx {
 
     /// The relay spec of `identity`'s data section, with its grant as the room copy has it.
     pub(super) fn data_spec(&self, rooms: &Rooms, identity: &str, acc: &AcceptedData) -> DataSpec {
-        let can_publish = rooms
-            .participant(&self.name, identity)
-            .is_some_and(|p| p.grants.may_publish_data(p.role));
+        let (can_publish, input_to) = data_rights(rooms, &self.name, identity);
         DataSpec {
             room: self.name.clone(),
             participant: identity.to_owned(),
@@ -58,6 +57,61 @@ impl RoomCtx {
             open_channels: false,
             remote_max_message_size: acc.remote_max_message_size,
             max_rate: None,
+            input_to,
         }
     }
+
+    /// Brings every data session of the room in line with what its participant may send now
+    /// (D87): `can_publish_data` as its grants and role say, and its input route — to the host,
+    /// while it is a controller holding control. Runs after every room change that can move
+    /// them (control granted or revoked, the host transferred or gone, a role or grants PATCH, a
+    /// join); sends `update_data` only for the sessions whose rights changed. The record changes
+    /// first, so a resync re-creates the session with what it may do now even when the command
+    /// does not reach the dataplane.
+    pub(crate) async fn sync_data_rights(&mut self) {
+        let changed: Vec<UpdateData> = self
+            .media
+            .sessions
+            .iter()
+            .filter_map(|(&session, c)| {
+                let d = c.data.as_ref()?;
+                let (can_publish, input_to) = data_rights(&self.rooms, &self.name, &d.participant);
+                (d.can_publish != can_publish || d.input_to != input_to).then_some(UpdateData {
+                    session,
+                    can_publish,
+                    input_to,
+                })
+            })
+            .collect();
+        for u in changed {
+            if let Some(d) = self
+                .media
+                .sessions
+                .get_mut(&u.session)
+                .and_then(|c| c.data.as_mut())
+            {
+                d.can_publish = u.can_publish;
+                d.input_to.clone_from(&u.input_to);
+            }
+            let session = u.session;
+            if let Err(e) = self.app.dp(Command::UpdateData(u)).await {
+                tracing::warn!(room = %self.name, %session, error = %e, "update_data failed");
+            }
+        }
+    }
+}
+
+/// What `identity`'s data session may send: `can_publish` (the `can_publish_data` grant or its
+/// role's default) and its input route (the host's identity while `identity` is a controller
+/// holding control and the room has a host) — `relay_input`'s rule for the WebSocket path.
+pub(crate) fn data_rights(rooms: &Rooms, room: &str, identity: &str) -> (bool, Option<String>) {
+    let Some(p) = rooms.participant(room, identity) else {
+        return (false, None);
+    };
+    let can_publish = p.grants.may_publish_data(p.role);
+    let input_to = (p.role == Role::Controller && p.control == ControlState::Granted)
+        .then(|| rooms.room(room).and_then(|r| r.host()))
+        .flatten()
+        .map(|h| h.identity.clone());
+    (can_publish, input_to)
 }
