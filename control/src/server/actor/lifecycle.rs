@@ -295,8 +295,8 @@ impl RoomCtx {
             .rooms
             .transfer_host(&self.name.clone(), by, to)
             .map_err(|e| with_room_field(e.into()))?;
-        self.emit(events);
         self.sync_data_rights().await;
+        self.emit(events);
         Ok(())
     }
 
@@ -314,8 +314,9 @@ impl RoomCtx {
             ControlOp::Grant => self.rooms.grant_control(&name, by, target)?,
             ControlOp::Revoke => self.rooms.revoke_control(&name, by, target)?,
         };
-        self.emit(events);
+        // The dataplane first: a controller told it holds control finds its route there.
         self.sync_data_rights().await;
+        self.emit(events);
         Ok(())
     }
 
