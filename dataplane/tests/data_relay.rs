@@ -317,6 +317,94 @@ fn data_relay_stalled_receiver_does_not_delay_others() {
     rig.stop();
 }
 
+/// A receiver that reads in bursts — 20 ms of reading, then 150 ms of none — under a lossy
+/// stream it cannot hold between them: its `_lossy` buffer crosses the threshold and drains
+/// below half of it every cycle, so behind episodes start and end ~6 times a second. It is told
+/// at most once a second per kind (D91), not once per cycle (the old relay: one per episode).
+#[test]
+fn data_relay_behind_notices_are_at_most_one_a_second() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rig = Rig::start(IoChoice::Socket, &dir);
+    let mut a = connect(&mut rig, 0, spec("room", "alice", Some(100_000)));
+    let mut b = connect(&mut rig, 1, spec("room", "bob", None));
+    let epoch = Instant::now();
+    let run = Duration::from_millis(2500);
+    // Alice: a ~2 KiB lossy message every ~2 ms for 2.5 s (about 1 MB/s).
+    let ta = std::thread::spawn(move || {
+        pin_to(0);
+        let end = Instant::now() + run;
+        let mut seq = 0;
+        while Instant::now() < end {
+            let l = envelope(&[], &numbered(seq, epoch, 2048));
+            let _ = a.peer.send_data(a.lossy, true, &l);
+            seq += 1;
+            while a
+                .peer
+                .recv_data(Duration::from_millis(2))
+                .expect("recv")
+                .is_some()
+            {}
+        }
+        seq
+    });
+    let tb = std::thread::spawn(move || {
+        pin_to(1);
+        let end = Instant::now() + run + Duration::from_millis(300);
+        let mut got = 0u32;
+        let mut cycles = 0u32;
+        while Instant::now() < end {
+            let read_until = Instant::now() + Duration::from_millis(20);
+            while Instant::now() < read_until {
+                if b.peer
+                    .recv_data(Duration::from_millis(1))
+                    .expect("recv")
+                    .is_some()
+                {
+                    got += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(150));
+            cycles += 1;
+        }
+        (got, cycles)
+    });
+    let mut notices = Vec::new();
+    let until = Instant::now() + run + Duration::from_millis(1000);
+    while Instant::now() < until {
+        if let Ok(Some(sluice_proto::Event {
+            event: Notification::DataBehind {
+                reliable, dropped, ..
+            },
+            ..
+        })) = rig.ctl.next_event(Duration::from_millis(20))
+        {
+            notices.push((reliable, dropped));
+        }
+    }
+    let sent = ta.join().expect("alice");
+    let (got, cycles) = tb.join().expect("bob");
+    let stats = rig.worker_stats();
+    let behind = data_stat(&stats, "data_lossy_drop_behind");
+    let lossy_notices = notices.iter().filter(|(r, _)| !r).count();
+    println!(
+        "bursty reader: {got} of {sent} lossy in {cycles} read cycles; {behind} dropped behind; \
+         notices {notices:?}"
+    );
+    assert!(
+        behind > 0,
+        "the bursty reader's lossy threshold was never crossed"
+    );
+    assert!(lossy_notices >= 1, "the bursty reader was never told");
+    // 2.5 s of episodes: the first notice, then at most one a second (a slow CI box may stretch
+    // the run by a fraction of a second: one more).
+    assert!(
+        lossy_notices <= 4,
+        "{lossy_notices} lossy notices in {:.1} s: one per episode, not at most one a second",
+        run.as_secs_f64()
+    );
+    rig.stop();
+}
+
 /// The per-sender rate limit (50 messages/s, burst 50) and named destinations.
 #[test]
 fn data_relay_rate_limit_and_destinations() {

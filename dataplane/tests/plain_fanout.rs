@@ -209,6 +209,7 @@ fn plain_rtp_fan_out_across_two_workers() {
 
         // Both workers send: subscribers 0 and 2 live on worker 1, subscriber 1 on worker 0.
         let mut tx = [0u64; 2];
+        let mut cpu_us = [0u64; 2];
         let deadline = Instant::now() + Duration::from_secs(5);
         while (tx[0] < 2 * u64::from(PACKETS) || tx[1] < 4 * u64::from(PACKETS))
             && Instant::now() < deadline
@@ -216,10 +217,17 @@ fn plain_rtp_fan_out_across_two_workers() {
             if let Some(ev) = ctl.next_event(Duration::from_millis(200)).expect("event") {
                 if let Notification::StatsSnapshot(s) = ev.event {
                     tx[usize::from(s.shard)] = s.counters.tx_packets;
+                    // The shard thread's CPU time (cluster load, D93): it did work, so > 0.
+                    cpu_us[usize::from(s.shard)] =
+                        s.counters.dropped.get("cpu_us").copied().unwrap_or(0);
                 }
             }
         }
-        println!("tx_packets per worker on {:?}: {tx:?}", dp.io_mode());
+        println!(
+            "tx_packets per worker on {:?}: {tx:?}; CPU µs per worker: {cpu_us:?}",
+            dp.io_mode()
+        );
+        assert!(cpu_us.iter().all(|&c| c > 0), "cpu_us: {cpu_us:?}");
         assert!(
             tx[0] >= 2 * u64::from(PACKETS),
             "worker 0 forwarded {}",

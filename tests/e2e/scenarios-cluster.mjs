@@ -89,9 +89,16 @@ export const clusterScenarios = {
       const fps = await senderFps(alice, 3);
       const cont = fromSamples(await samplePage(bob, { seconds: 20 }));
       const continuity = assertContinuity('bob (entered via c) decodes alice (entered via a), both on b', cont, { senderFps: fps, minWindowS: 19 });
+      // The registry carries each node's dataplane load from its shards' own stats (issue 15
+      // Build 2, D93): b forwards two pages' media, a and c forward none.
+      const reg = await a.api('GET', '/api/cluster');
+      const load = Object.fromEntries((reg.body.nodes ?? []).map((n) => [n.id, { participants: n.load, ...n.dataplane }]));
+      console.log(`cluster_redirect: dataplane load per node ${JSON.stringify(load)}`);
+      check(load.b?.pps > 100 && load.b?.sessions >= 4 && load.b?.busy > 0, `b's dataplane load: ${JSON.stringify(load)}`);
+      check(load.a?.pps < load.b.pps / 10 && load.c?.pps < load.b.pps / 10, `a and c carry no media: ${JSON.stringify(load)}`);
       ctx.details = {
         placements, redirects, aliceDecodesBob: atAlice.video, bobDecodesAlice: atBob.video,
-        whip: { redirects: pub.redirects, sent: pub.packets_sent }, whep: { redirects: play.redirects, frames: play.video_frames }, continuity,
+        whip: { redirects: pub.redirects, sent: pub.packets_sent }, whep: { redirects: play.redirects, frames: play.video_frames }, continuity, load,
       };
     });
   },

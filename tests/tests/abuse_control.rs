@@ -36,6 +36,7 @@ fn mint(identity: &str, role: Role, grants: Grants, iat: u64) -> String {
             grants,
             name: None,
             metadata: None,
+            region: None,
             exp: n + 600,
             nbf: n - 3600,
             iat,

@@ -17,6 +17,7 @@
 //!   },
 //!   "name": "Alice",                  // optional display name
 //!   "metadata": "{\"team\":\"a\"}",   // optional opaque string
+//!   "region": "eu-west",              // optional: where to place a new room (cluster only)
 //!   "exp": 1700003600,                // unix seconds: not valid at or after
 //!   "nbf": 1700000000,                // unix seconds: not valid before
 //!   "iat": 1700000000                 // unix seconds: issued at (informational)
@@ -27,7 +28,7 @@
 //! `{ "iss", "sub", "admin": true, "exp", "nbf", "iat" }`.
 //!
 //! Grants are an upper bound the role narrows further: see
-//! [`Role::may_publish`]. Every field above except `name` and `metadata` is
+//! [`Role::may_publish`]. Every field above except `name`, `metadata` and `region` is
 //! required; unknown fields are ignored so newer minters stay compatible.
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,11 @@ pub struct Claims {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<String>,
+    /// The participant's region: a cluster places a room that has no home yet on a node of
+    /// this region first (docs/cluster.md "Placement"). 1..=64 of `[A-Za-z0-9_-]`; a token
+    /// with any other value is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// Expiry, unix seconds.
     pub exp: u64,
     /// Not before, unix seconds.

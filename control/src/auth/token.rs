@@ -105,6 +105,15 @@ pub fn verify(
 ) -> Result<Claims, AuthError> {
     let claims: Claims = decode_verified(token, keyring)?;
     check_times(claims.nbf, claims.exp, now)?;
+    if claims
+        .region
+        .as_deref()
+        .is_some_and(|r| !crate::cluster::name_ok(r))
+    {
+        return Err(AuthError::Malformed {
+            reason: "region must be 1..=64 of [A-Za-z0-9_-]",
+        });
+    }
     if claims.room != room {
         return Err(AuthError::WrongRoom {
             token_room: claims.room,
@@ -270,6 +279,7 @@ mod tests {
             grants: Grants::for_role(Role::Host),
             name: Some("Alice".into()),
             metadata: None,
+            region: None,
             exp: T0 + 3600,
             nbf: T0,
             iat: T0,
@@ -291,6 +301,26 @@ mod tests {
         assert_eq!(got.iss, "key1");
         assert_eq!(got.sub, "alice");
         assert_eq!(got.grants, Grants::for_role(Role::Host));
+    }
+
+    #[test]
+    fn region_claim_round_trips_and_a_bad_one_is_refused() {
+        let mut c = claims("r1");
+        c.region = Some("eu-west_1".into());
+        let token = mint("key1", b"secret-one", &c);
+        let got = verify(&token, &keyring(), "r1", at(T0 + 5)).unwrap();
+        assert_eq!(got.region.as_deref(), Some("eu-west_1"));
+        for bad in ["", "eu west", &"x".repeat(65)] {
+            c.region = Some(bad.into());
+            let token = mint("key1", b"secret-one", &c);
+            assert!(
+                matches!(
+                    verify(&token, &keyring(), "r1", at(T0 + 5)),
+                    Err(AuthError::Malformed { .. })
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

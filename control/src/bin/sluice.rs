@@ -5,7 +5,7 @@
 //!   and supervise `sluice-dataplane` (or attach to one already listening on the control
 //!   socket), persist rooms. `--hybrid-default-mode auto` turns on the P2P/SFU policy.
 //! - `sluice token --room R --identity I --role host|controller|viewer [--grants LIST]
-//!   [--ttl 6h] [--name N]` and `sluice token --admin [--ttl 6h]`: print a token signed with
+//!   [--ttl 6h] [--name N] [--region R]` and `sluice token --admin [--ttl 6h]`: print a token signed with
 //!   the configured (or dev) API key.
 #![forbid(unsafe_code)]
 
@@ -427,6 +427,7 @@ fn token(toml_text: Option<String>, mut args: Vec<String>) -> ExitCode {
         let role = take_flag(&mut args, "--role")?;
         let grants = take_flag(&mut args, "--grants")?;
         let name = take_flag(&mut args, "--name")?;
+        let region = take_flag(&mut args, "--region")?;
         let ttl = parse_ttl(&take_flag(&mut args, "--ttl")?.unwrap_or_else(|| "6h".into()))?;
         let cfg = ControlConfig::load(toml_text.as_deref(), std::env::vars(), &args)
             .map_err(|e| e.to_string())?;
@@ -486,6 +487,7 @@ fn token(toml_text: Option<String>, mut args: Vec<String>) -> ExitCode {
             grants: g,
             name,
             metadata: None,
+            region,
             exp: now + ttl,
             nbf: now.saturating_sub(1),
             iat: now,

@@ -5,7 +5,10 @@
 //! at most 64), `region` (same alphabet, default `default`), `advertise` (the public
 //! `http(s)://host:port` clients are redirected to), `internal` (the `http://host:port` other
 //! nodes forward admin API requests to; default `advertise`), `capacity` (participants this node
-//! takes before placement prefers others; default 500), `lease_ms` (default 3000, 1000..=60000).
+//! takes before placement prefers others; default 500), `lease_ms` (default 3000, 1000..=60000),
+//! `region_header` (a request header naming the client's region, set by a load balancer this
+//! node trusts — e.g. `X-Sluice-Region`; absent: no header is trusted; docs/cluster.md
+//! "Placement").
 
 /// See the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +21,8 @@ pub struct ClusterConfig {
     pub internal: String,
     pub capacity: u64,
     pub lease_ms: u64,
+    /// Lower-case name of the trusted load balancer's region header, if any.
+    pub region_header: Option<String>,
 }
 
 /// `[cluster]` as read, before the check that it is complete.
@@ -30,6 +35,7 @@ pub struct ClusterDraft {
     internal: Option<String>,
     capacity: Option<u64>,
     lease_ms: Option<u64>,
+    region_header: Option<String>,
 }
 
 /// Keys of `[cluster]`.
@@ -41,12 +47,14 @@ pub const CLUSTER_KEYS: &[&str] = &[
     "internal",
     "capacity",
     "lease_ms",
+    "region_header",
 ];
 
 /// Longest node id or region.
 const MAX_NAME: usize = 64;
 
-fn name_ok(v: &str) -> bool {
+/// A node id or region: 1..=64 of `[A-Za-z0-9_-]` (also what a region claim or header must be).
+pub fn name_ok(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= MAX_NAME
         && v.bytes()
@@ -119,6 +127,19 @@ impl ClusterDraft {
                 }
                 self.lease_ms = Some(n);
             }
+            "region_header" => {
+                let ok = !value.is_empty()
+                    && value.len() <= MAX_NAME
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !ok || axum::http::HeaderName::from_bytes(value.as_bytes()).is_err() {
+                    return Err(format!(
+                        "expected an HTTP header name (1..={MAX_NAME} of [A-Za-z0-9_-]), got {value:?}"
+                    ));
+                }
+                self.region_header = Some(value.to_ascii_lowercase());
+            }
             _ => return Err("unknown key".into()),
         }
         Ok(())
@@ -133,7 +154,8 @@ impl ClusterDraft {
             || self.advertise.is_some()
             || self.internal.is_some()
             || self.capacity.is_some()
-            || self.lease_ms.is_some();
+            || self.lease_ms.is_some()
+            || self.region_header.is_some();
         if !any {
             return Ok(None);
         }
@@ -149,6 +171,7 @@ impl ClusterDraft {
             advertise,
             capacity: self.capacity.unwrap_or(500),
             lease_ms: self.lease_ms.unwrap_or(3000),
+            region_header: self.region_header,
         }))
     }
 }
@@ -184,5 +207,9 @@ mod tests {
         assert!(d.set("capacity", "0").is_err());
         assert!(d.set("lease_ms", "10").is_err());
         assert!(d.set("bogus", "1").is_err());
+        assert!(d.set("region_header", "X Region").is_err());
+        assert!(d.set("region_header", "").is_err());
+        d.set("region_header", "X-Sluice-Region").unwrap();
+        assert_eq!(d.region_header.as_deref(), Some("x-sluice-region"));
     }
 }

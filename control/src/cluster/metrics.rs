@@ -25,6 +25,8 @@ pub struct Metrics {
     pub events_published: AtomicU64,
     pub events_received: AtomicU64,
     pub events_dropped: AtomicU64,
+    /// Requests whose load balancer region header was not a valid region.
+    pub region_header_invalid: AtomicU64,
 }
 
 impl Cluster {
@@ -107,9 +109,17 @@ impl Cluster {
                 "Cluster events dropped (queue full, oversized, malformed).",
                 &m.events_dropped,
             ),
+            (
+                "region_header_invalid_total",
+                "Requests whose cluster.region_header value was not a region (ignored).",
+                &m.region_header_invalid,
+            ),
         ] {
             let _ = writeln!(out, "# HELP sluice_cluster_{name} {help}\n# TYPE sluice_cluster_{name} counter\nsluice_cluster_{name} {}", g(a));
         }
+        let d = *self.dataplane.lock().expect("dataplane load lock");
+        let _ = writeln!(out, "# HELP sluice_cluster_load_pressure This node's load share as published for placement: the busiest shard's share of its core, 1 when saturated.\n# TYPE sluice_cluster_load_pressure gauge\nsluice_cluster_load_pressure {:.3}", d.pressure as f64 / 1000.0);
+        let _ = writeln!(out, "# HELP sluice_cluster_capacity_pps Packets per second this node would move with every shard busy, measured (0: too idle to tell).\n# TYPE sluice_cluster_capacity_pps gauge\nsluice_cluster_capacity_pps {}", d.capacity_pps);
         let _ = writeln!(out, "# HELP sluice_cluster_lease_renew_seconds Latency of the last lease renewal.\n# TYPE sluice_cluster_lease_renew_seconds gauge\nsluice_cluster_lease_renew_seconds {:.6}", g(&m.lease_renew_us) as f64 / 1e6);
     }
 }

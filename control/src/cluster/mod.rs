@@ -7,9 +7,11 @@
 //!   (expired, swept, or the id re-registered by another boot) **fences** the node: it forgets
 //!   every home it held, tells its WebSocket clients to reconnect, and registers again with a
 //!   new boot id. Every node sweeps expired leases and un-homes their rooms.
-//! - **Placement** ([`Cluster::place`]): the candidate is picked from live nodes by region and
-//!   load (participants plus recent placements, against capacity), then claimed with one
-//!   script: a room has at most one live home, with an epoch that grows on every claim.
+//! - **Placement** ([`Cluster::place`]): the candidate is picked from live nodes by region (the
+//!   participant's: token claim, then the trusted load balancer's header, else this node's) and
+//!   load (the larger of participants against `capacity` and the dataplane's measured pressure,
+//!   plus recent placements), then claimed with one script: a room has at most one live home,
+//!   with an epoch that grows on every claim.
 //! - **Routing** (`server/cluster.rs`): a request for a room homed elsewhere is redirected
 //!   (WebSocket `redirect`, WHIP/WHEP `307`) or, for the admin API, forwarded to the home.
 //! - **Events** (`events.rs`): each home publishes its rooms' events on `sl:events`; every
@@ -34,9 +36,9 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-pub use config::{ClusterConfig, ClusterDraft, CLUSTER_KEYS};
+pub use config::{name_ok, ClusterConfig, ClusterDraft, CLUSTER_KEYS};
 pub use metrics::Metrics;
-pub use registry::NodeInfo;
+pub use registry::{NodeInfo, NodeLoad};
 pub use store::ClusterStore;
 
 /// Nodes read from Redis at most (placement, `GET /api/cluster`, list fan-out).
@@ -103,6 +105,9 @@ pub struct Cluster {
     serving: AtomicBool,
     /// Participants on this node (the server updates it), published as `load`.
     pub load: AtomicU64,
+    /// The dataplane's load (the server updates it from the shards' stats), published with
+    /// every renewal.
+    pub dataplane: Mutex<NodeLoad>,
     pub draining: AtomicBool,
     /// Settings of rooms taken over from a dead node, for their actors (`store.rs`).
     adopted: store::Adopted,
@@ -146,6 +151,7 @@ impl Cluster {
             fenced: AtomicBool::new(false),
             serving: AtomicBool::new(false),
             load: AtomicU64::new(0),
+            dataplane: Mutex::new(NodeLoad::default()),
             draining: AtomicBool::new(false),
             renew_warned: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -460,9 +466,11 @@ fn parse_home(v: &[String]) -> Option<(Home, String)> {
 
 /// The node a new room should go to: serving nodes below their room cap
 /// ([`MAX_ROOMS_PER_NODE`]: the claim script would refuse them) of `region` first (all nodes
-/// if none is), below [`HIGH_LOAD`] first, then least loaded (participants and reservations
-/// over capacity); `me` wins ties, so a lone node or an idle cluster keeps rooms where the
-/// request landed.
+/// if none is), below [`HIGH_LOAD`] first, then least loaded; `me` wins ties, so a lone node
+/// or an idle cluster keeps rooms where the request landed. A node's load share is the larger
+/// of its participants over `capacity` and its dataplane's pressure (the busiest shard's
+/// measured share of its core, 1.0 when saturated: D93), plus its reservations over
+/// `capacity` (placements not yet visible in either figure).
 pub fn choose(nodes: &[NodeInfo], me: &str, region: &str) -> Option<String> {
     let serving: Vec<&NodeInfo> = nodes
         .iter()
@@ -478,7 +486,11 @@ pub fn choose(nodes: &[NodeInfo], me: &str, region: &str) -> Option<String> {
     } else {
         in_region
     };
-    let share = |n: &NodeInfo| (n.load + n.reservations) as f64 / n.capacity.max(1) as f64;
+    let share = |n: &NodeInfo| {
+        let cap = n.capacity.max(1) as f64;
+        let pressure = n.dataplane.pressure as f64 / 1000.0;
+        (n.load as f64 / cap).max(pressure) + n.reservations as f64 / cap
+    };
     pool.into_iter()
         .min_by(|a, b| {
             let (sa, sb) = (share(a), share(b));
@@ -508,6 +520,7 @@ mod tests {
             state: "serving".into(),
             reservations: 0,
             rooms: 0,
+            dataplane: NodeLoad::default(),
         }
     }
 
@@ -533,6 +546,24 @@ mod tests {
         busy[0].state = "draining".into();
         assert_eq!(choose(&busy, "a", "eu").as_deref(), Some("c"));
         assert_eq!(choose(&[], "a", "eu"), None);
+    }
+
+    #[test]
+    fn choose_weighs_the_dataplane_pressure_against_participants() {
+        // `a` has few participants but its dataplane is busy (e.g. a few heavy publishers);
+        // `b` has more participants on an idle dataplane.
+        let mut nodes = vec![node("a", "eu", 5, 100), node("b", "eu", 30, 100)];
+        nodes[0].dataplane.pressure = 700;
+        assert_eq!(choose(&nodes, "a", "eu").as_deref(), Some("b"));
+        // Saturated (overruns, late pacing): above HIGH_LOAD, used only if every node is.
+        nodes[0].dataplane.pressure = 1000;
+        nodes[1].load = 79;
+        assert_eq!(choose(&nodes, "a", "eu").as_deref(), Some("b"));
+        nodes[1].load = 95;
+        assert_eq!(choose(&nodes, "b", "eu").as_deref(), Some("b"));
+        // An idle dataplane changes nothing: participants decide.
+        nodes[0].dataplane.pressure = 0;
+        assert_eq!(choose(&nodes, "b", "eu").as_deref(), Some("a"));
     }
 
     #[test]

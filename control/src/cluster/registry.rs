@@ -33,6 +33,25 @@ pub struct NodeInfo {
     pub reservations: u64,
     /// Rooms homed on the node.
     pub rooms: u64,
+    /// The dataplane's load at its last renewal.
+    pub dataplane: NodeLoad,
+}
+
+/// A node's dataplane load as published in the registry (computed by the server from its
+/// shards' stats, docs/cluster.md "Load"). All zero without a dataplane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct NodeLoad {
+    /// Sessions on every shard.
+    pub sessions: u64,
+    /// Packets per second in + out, every shard.
+    pub pps: u64,
+    /// The busiest shard's share of its core, ‰.
+    pub busy: u64,
+    /// `busy`, or 1,000 while a shard is saturated (overruns, late pacing), ‰.
+    pub pressure: u64,
+    /// Packets per second the node would move with every shard fully busy, measured from
+    /// pps over busy (0: too idle to tell).
+    pub capacity_pps: u64,
 }
 
 /// The live-nodes script's answer; malformed or oversized entries are skipped.
@@ -46,7 +65,7 @@ pub(super) fn parse_nodes(v: redis::Value) -> Vec<NodeInfo> {
         .take(super::MAX_NODES)
         .filter_map(|item| {
             let f: Vec<String> = redis::from_redis_value(item).ok()?;
-            if f.len() != 11 || f.iter().any(|s| s.len() > MAX_FIELD) {
+            if f.len() != 16 || f.iter().any(|s| s.len() > MAX_FIELD) {
                 return None;
             }
             let num = |s: &str| s.parse::<f64>().ok().map(|x| x.max(0.0) as u64);
@@ -62,6 +81,13 @@ pub(super) fn parse_nodes(v: redis::Value) -> Vec<NodeInfo> {
                 state: f[8].clone(),
                 reservations: num(&f[9])?,
                 rooms: num(&f[10])?,
+                dataplane: NodeLoad {
+                    pressure: num(&f[11])?,
+                    busy: num(&f[12])?,
+                    pps: num(&f[13])?,
+                    sessions: num(&f[14])?,
+                    capacity_pps: num(&f[15])?,
+                },
             })
         })
         .collect()
@@ -142,6 +168,7 @@ impl Cluster {
         } else {
             "serving"
         };
+        let d = *self.dataplane.locked();
         let (r, _now): (i64, i64) = self
             .scripts
             .heartbeat
@@ -157,6 +184,11 @@ impl Cluster {
             .arg(c.capacity)
             .arg(self.load.load(Ordering::Relaxed))
             .arg(state)
+            .arg(d.pressure)
+            .arg(d.busy)
+            .arg(d.pps)
+            .arg(d.sessions)
+            .arg(d.capacity_pps)
             .invoke_async(&mut con)
             .await
             .map_err(|e| self.err(e))?;

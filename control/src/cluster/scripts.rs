@@ -2,7 +2,8 @@
 //! (`TIME`), never a node's. Keys (docs/cluster.md "Data model"):
 //!
 //! - `sl:nodes` ZSET: node id → lease expiry (ms, Redis clock)
-//! - `sl:node:<id>` HASH: `boot`, `region`, `advertise`, `internal`, `capacity`, `load`, `state`
+//! - `sl:node:<id>` HASH: `boot`, `region`, `advertise`, `internal`, `capacity`, `load`, `state`,
+//!   and the dataplane's `pressure`, `busy`, `pps`, `sessions`, `capacity_pps`
 //! - `sl:node:<id>:rooms` SET: rooms homed on the node
 //! - `sl:resv:<id>` ZSET: room → reservation expiry (placements not yet visible in `load`)
 //! - `sl:room:<name>` HASH: `home`, `boot` (the home's boot id when claimed), `epoch`
@@ -22,7 +23,8 @@ const ALIVE: &str = "local function alive(n, b)\n\
 end\n";
 
 /// Register or renew a lease. KEYS: `sl:nodes`, `sl:node:<id>`. ARGV: id, boot, lease_ms,
-/// `register`|`renew`, region, advertise, internal, capacity, load, state.
+/// `register`|`renew`, region, advertise, internal, capacity, load, state, pressure, busy, pps,
+/// sessions, capacity_pps.
 /// → `{1, now}`; `{-1, now}`: renew refused, the lease was lost (expired or taken over);
 /// `{-2, now}`: register refused, a live node of another boot holds the id.
 pub(super) fn heartbeat() -> String {
@@ -37,14 +39,17 @@ else\n\
   if boot ~= ARGV[2] then redis.call('DEL', KEYS[2] .. ':rooms', 'sl:resv:' .. ARGV[1]) end\n\
 end\n\
 redis.call('HSET', KEYS[2], 'boot', ARGV[2], 'region', ARGV[5], 'advertise', ARGV[6],\n\
-  'internal', ARGV[7], 'capacity', ARGV[8], 'load', ARGV[9], 'state', ARGV[10])\n\
+  'internal', ARGV[7], 'capacity', ARGV[8], 'load', ARGV[9], 'state', ARGV[10],\n\
+  'pressure', ARGV[11], 'busy', ARGV[12], 'pps', ARGV[13], 'sessions', ARGV[14],\n\
+  'capacity_pps', ARGV[15])\n\
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])\n\
 return {{1, now}}\n"
     )
 }
 
 /// Live nodes. KEYS: `sl:nodes`. ARGV: max nodes. → `{now, {id, lease_expiry, boot, region,
-/// advertise, internal, capacity, load, state, reservations, rooms}...}` (strings).
+/// advertise, internal, capacity, load, state, reservations, rooms, pressure, busy, pps,
+/// sessions, capacity_pps}...}` (strings).
 pub(super) fn live_nodes() -> String {
     format!(
         "{NOW}\
@@ -52,11 +57,13 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES
 local out = {{tostring(now)}}\n\
 for i = 1, #ids, 2 do\n\
   local n = ids[i]\n\
-  local h = redis.call('HMGET', 'sl:node:' .. n, 'boot', 'region', 'advertise', 'internal', 'capacity', 'load', 'state')\n\
+  local h = redis.call('HMGET', 'sl:node:' .. n, 'boot', 'region', 'advertise', 'internal', 'capacity', 'load', 'state',\n\
+    'pressure', 'busy', 'pps', 'sessions', 'capacity_pps')\n\
   local resv = redis.call('ZCOUNT', 'sl:resv:' .. n, '(' .. now, '+inf')\n\
   local rooms = redis.call('SCARD', 'sl:node:' .. n .. ':rooms')\n\
   out[#out + 1] = {{n, ids[i + 1], h[1] or '', h[2] or '', h[3] or '', h[4] or '', h[5] or '0',\n\
-    h[6] or '0', h[7] or '', tostring(resv), tostring(rooms)}}\n\
+    h[6] or '0', h[7] or '', tostring(resv), tostring(rooms), h[8] or '0', h[9] or '0', h[10] or '0',\n\
+    h[11] or '0', h[12] or '0'}}\n\
 end\n\
 return out\n"
     )

@@ -37,6 +37,7 @@ use super::error::ApiError;
 use super::App;
 use crate::cluster::events::EventBus;
 use crate::cluster::{Cluster, ClusterError, Placement, MAX_NODES};
+use crate::lock::Locked;
 use crate::signal::LeaveReason;
 
 /// Marks a request one node forwarded to another.
@@ -64,69 +65,8 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/api/cluster", get(cluster_info))
         .route(
             "/api/rooms/{room}/placement",
-            axum::routing::post(placement),
+            axum::routing::post(super::placement::placement),
         )
-}
-
-/// `POST /api/rooms/{room}/placement {identity, region?}` (admin): the node the participant
-/// should use — the room's home, placed now (preferring `region`) if it has none. For products
-/// with their own signaling (seed 000's `assignSFU`): then use that node's sidecar session API
-/// or WHIP/WHEP as on a single node.
-async fn placement(
-    State(app): State<Arc<App>>,
-    axum::extract::Path(room): axum::extract::Path<String>,
-    headers: HeaderMap,
-    json: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    admin(&app, &headers)?;
-    let v = super::api::body(json)?;
-    let identity = v
-        .get("identity")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty() && s.len() <= 256)
-        .ok_or_else(|| {
-            ApiError::invalid("identity", "expected a non-empty string (<= 256 bytes)")
-        })?;
-    let region = match v.get("region") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(r)) if !r.is_empty() && r.len() <= 64 => Some(r.as_str()),
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "region",
-                "expected a string of 1..=64 bytes",
-            ))
-        }
-    };
-    let Some(c) = &app.cluster else {
-        return Err(ApiError::not_found("not a cluster node (no [cluster])"));
-    };
-    let (node, base) = match c
-        .place_in(&room, region)
-        .await
-        .map_err(|e| unavailable(&e))?
-    {
-        Placement::Local => (c.node_id().to_owned(), c.config.advertise.clone()),
-        Placement::Remote(h) => (h.node, h.advertise),
-    };
-    let node_region = c
-        .live_nodes()
-        .await
-        .ok()
-        .and_then(|n| n.into_iter().find(|n| n.id == node).map(|n| n.region));
-    let ws = base
-        .replacen("https://", "wss://", 1)
-        .replacen("http://", "ws://", 1);
-    Ok(Json(json!({
-        "room": room,
-        "identity": identity,
-        "node": node,
-        "region": node_region,
-        "url": base,
-        "rtc": format!("{ws}/rtc"),
-        "whip": format!("{base}/whip/{room}"),
-        "whep": format!("{base}/whep/{room}"),
-        "sessions": format!("{base}/api/rooms/{room}/sessions"),
-    })))
 }
 
 /// Starts the registry loop, the event bus and the load reporter.
@@ -152,13 +92,15 @@ pub(super) fn start(app: &Arc<App>) {
                 .map(|r| r.participants)
                 .sum();
             cluster.load.store(participants as u64, Ordering::Relaxed);
+            let load = app.load.locked().node_load(std::time::Instant::now());
+            *cluster.dataplane.locked() = load;
             cluster.draining.store(app.is_draining(), Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });
 }
 
-fn unavailable(e: &ClusterError) -> ApiError {
+pub(super) fn unavailable(e: &ClusterError) -> ApiError {
     ApiError::new("unavailable", e.to_string()).with_field("cluster")
 }
 
@@ -216,11 +158,17 @@ impl App {
     }
 
     /// Where a WebSocket join for `room` must go instead (`wss?://home/rtc`), if elsewhere.
-    pub(crate) async fn ws_redirect(&self, room: &str) -> Result<Option<String>, ApiError> {
+    /// `region`: the participant's (token claim, else the load balancer's header), preferred
+    /// when the room has no home yet.
+    pub(crate) async fn ws_redirect(
+        &self,
+        room: &str,
+        region: Option<&str>,
+    ) -> Result<Option<String>, ApiError> {
         let Some(c) = &self.cluster else {
             return Ok(None);
         };
-        match c.place(room).await {
+        match c.place_in(room, region).await {
             Ok(Placement::Local) => Ok(None),
             Ok(Placement::Remote(h)) => {
                 c.metrics.redirects_ws.fetch_add(1, Ordering::Relaxed);
@@ -306,7 +254,9 @@ pub(super) async fn route(State(app): State<Arc<App>>, req: Request, next: Next)
         Route::Pass => next.run(req).await,
         Route::Redirect { room, claim } => {
             let placed = if claim {
-                cluster.place(&room).await.map(Some)
+                let region = super::placement::token_region(&app, req.headers(), &room)
+                    .or_else(|| app.header_region(req.headers()));
+                cluster.place_in(&room, region.as_deref()).await.map(Some)
             } else {
                 cluster.locate(&room).await
             };
@@ -329,7 +279,8 @@ pub(super) async fn route(State(app): State<Arc<App>>, req: Request, next: Next)
         }
         Route::Forward { room, claim } => {
             let placed = if claim {
-                cluster.place(&room).await.map(Some)
+                let region = app.header_region(req.headers());
+                cluster.place_in(&room, region.as_deref()).await.map(Some)
             } else {
                 cluster.locate(&room).await
             };
@@ -341,6 +292,7 @@ pub(super) async fn route(State(app): State<Arc<App>>, req: Request, next: Next)
         }
         Route::CreateRoom => {
             let (parts, body) = req.into_parts();
+            let parts_headers = parts.headers.clone();
             let bytes = match axum::body::to_bytes(body, MAX_FORWARD_BODY).await {
                 Ok(b) => b,
                 Err(_) => {
@@ -355,7 +307,8 @@ pub(super) async fn route(State(app): State<Arc<App>>, req: Request, next: Next)
             let Some(name) = name else {
                 return next.run(req).await;
             };
-            match cluster.place(&name).await {
+            let region = app.header_region(&parts_headers);
+            match cluster.place_in(&name, region.as_deref()).await {
                 Ok(Placement::Local) => next.run(req).await,
                 Ok(Placement::Remote(h)) => forward(&cluster, req, &h.internal).await,
                 Err(e) => unavailable_response(&e),

@@ -63,6 +63,7 @@ async fn dev_token(
         grants: Grants::for_role(role),
         name: None,
         metadata: None,
+        region: None,
         exp: now + DEV_TOKEN_TTL_S,
         nbf: now.saturating_sub(1),
         iat: now,

@@ -72,6 +72,7 @@ async fn a_poisoned_lock_does_not_stop_the_server_and_healthz_sees_a_stuck_one()
             grants: Grants::for_role(Role::Host),
             name: None,
             metadata: None,
+            region: None,
             exp: n + 60,
             nbf: n - 1,
             iat: n,

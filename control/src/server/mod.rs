@@ -23,10 +23,12 @@ mod events;
 mod guard;
 mod hub;
 mod listen;
+mod load;
 #[cfg(test)]
 mod lock_tests;
 mod media;
 mod ops;
+mod placement;
 mod signal;
 mod webhooks;
 mod whip;
@@ -134,6 +136,8 @@ pub(crate) struct App {
     pub(crate) drained: Notify,
     /// The latest counters of each dataplane shard.
     pub(crate) shard_stats: Mutex<BTreeMap<u16, Counters>>,
+    /// The shards' rates from their snapshots (cluster load, `/metrics`).
+    pub(crate) load: Mutex<load::LoadSampler>,
     /// Kicks still in force (D38).
     pub(crate) kicks: bounds::Kicks,
     /// `[cluster]` membership; `None` on a single node.
@@ -229,6 +233,7 @@ impl Server {
             draining: AtomicBool::new(false),
             drained: Notify::new(),
             shard_stats: Mutex::new(BTreeMap::new()),
+            load: Mutex::new(load::LoadSampler::default()),
             kicks: bounds::Kicks::default(),
             cluster,
             connectivity: Mutex::new(connectivity::Connectivity::new(
@@ -458,6 +463,7 @@ async fn dataplane_loop(app: Arc<App>) {
                     }
                 }
                 Ok(Notification::StatsSnapshot(ws)) => {
+                    app.load.locked().observe(std::time::Instant::now(), ws.shard, &ws.counters);
                     app.shard_stats.locked().insert(ws.shard, ws.counters);
                 }
                 Ok(Notification::StreamState { session, subscription, state }) => {

@@ -124,6 +124,19 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
                 );
             }
         }
+        let _ = writeln!(out, "# HELP sluice_worker_cpu_seconds_total CPU time of each shard's thread (user + system).\n# TYPE sluice_worker_cpu_seconds_total counter");
+        for (w, c) in &stats {
+            let us = c.dropped.get("cpu_us").copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "sluice_worker_cpu_seconds_total{{worker=\"{w}\"}} {:.6}",
+                us as f64 / 1e6
+            );
+        }
+        let _ = writeln!(out, "# HELP sluice_worker_busy_ratio Share of its core each shard used between its last two snapshots.\n# TYPE sluice_worker_busy_ratio gauge");
+        for (w, busy) in app.load.locked().busy_by_shard(std::time::Instant::now()) {
+            let _ = writeln!(out, "sluice_worker_busy_ratio{{worker=\"{w}\"}} {busy:.3}");
+        }
         let pacer = |c: &sluice_proto::Counters, k: &str| c.dropped.get(k).copied().unwrap_or(0);
         let _ = writeln!(out, "# HELP sluice_dtls_handshakes_failed_total DTLS handshakes that failed (alert sent where DTLS allows, reason logged), per shard (label worker).\n# TYPE sluice_dtls_handshakes_failed_total counter");
         for (w, c) in &stats {
@@ -273,6 +286,7 @@ const SEND_EVENTS: [&str; 5] = [
 /// Entries of a worker's stats map that are not drop reasons.
 fn not_a_drop(key: &str) -> bool {
     key == "dtls_failed"
+        || key == "cpu_us"
         || [
             "pacer_",
             "lat_",

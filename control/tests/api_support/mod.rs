@@ -88,6 +88,7 @@ pub fn token_with(room: &str, identity: &str, role: Role, secret: &str, ttl_s: i
             grants: Grants::for_role(role),
             name: None,
             metadata: None,
+            region: None,
             exp: (n as i64 + ttl_s) as u64,
             nbf: n - 3600,
             iat: n - 3600,

@@ -19,10 +19,12 @@
 //! receiver's channel's `buffered_amount` is compared with a cap — [`RELIABLE_CAP`] for
 //! `_reliable` (the message is dropped, counted `slow_receiver`, and the receiver told once
 //! through `Notification::DataBehind`), [`LOSSY_CAP`] for `_lossy` (dropped early, counted
-//! `behind`). Each sender has a token bucket of messages (`DataSpec::max_rate`).
+//! `behind`). A receiver is told at most once per [`NOTICE_INTERVAL`] per kind, however often
+//! its buffer crosses the cap and drains (D91). Each sender has a token bucket of messages
+//! (`DataSpec::max_rate`).
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtp_core::datachannel::{ChannelConfig, ChannelId, DataError, Reliability};
 
@@ -43,6 +45,10 @@ pub const RELIABLE_CAP: usize = 1 << 20;
 /// Bytes a receiver's `_lossy` channel may hold before new messages are dropped: about 100 ms of
 /// a busy input stream; a lossy message that would wait behind more is worth less than a fresh one.
 pub const LOSSY_CAP: usize = 16 * 1024;
+/// The least time between two `data_behind` notices of one kind to one receiver: an episode
+/// ends when a send finds the buffer under half the cap, which a `_lossy` buffer (mostly bytes
+/// in flight) does between two SACKs, so episodes may start several times a second (D91).
+pub const NOTICE_INTERVAL: Duration = Duration::from_secs(1);
 /// Messages a sender may relay per second when its spec names no rate (burst: one second's worth).
 pub const DEFAULT_RATE: u32 = 1000;
 /// Messages taken from one session per drain (the rest wait for the next iteration).
@@ -203,9 +209,11 @@ pub struct DataState {
     /// Our channels of each kind, once open.
     pub channels: [Option<ChannelId>; KINDS],
     pub(super) rate: RateLimit,
-    /// Per kind: drops for this receiver so far, and whether it is behind now (told once).
+    /// Per kind: drops for this receiver so far, whether it is behind now and told so, and
+    /// when it was last told ([`NOTICE_INTERVAL`]).
     pub dropped: [u64; KINDS],
     pub behind: [bool; KINDS],
+    pub told_at: [Option<Instant>; KINDS],
 }
 
 impl DataState {
@@ -221,6 +229,7 @@ impl DataState {
             rate: RateLimit::new(rate, rate),
             dropped: [0; KINDS],
             behind: [false; KINDS],
+            told_at: [None; KINDS],
         }
     }
 
@@ -354,6 +363,13 @@ pub fn drop_of(e: DataError) -> DataDrop {
     }
 }
 
+/// Whether a receiver that just had a message dropped for it is told now: not while it is
+/// already told for this episode, nor within [`NOTICE_INTERVAL`] of its last notice of the kind
+/// (a later drop of the same stretch tells it once the interval has passed).
+pub fn tell_behind(behind: bool, told_at: Option<Instant>, now: Instant) -> bool {
+    !behind && told_at.is_none_or(|t| now.saturating_duration_since(t) >= NOTICE_INTERVAL)
+}
+
 /// The notice a receiver that starts falling behind causes.
 pub fn behind_notice(session: SessionId, kind: Kind, dropped: u64) -> Notification {
     Notification::DataBehind {
@@ -393,6 +409,22 @@ mod tests {
     #[test]
     fn stamping_prefixes_the_sender() {
         assert_eq!(stamp("ab", b"x"), vec![1, 2, b'a', b'b', b'x']);
+    }
+
+    #[test]
+    fn behind_notices_wait_for_the_interval() {
+        let t0 = Instant::now();
+        assert!(tell_behind(false, None, t0), "first episode");
+        assert!(!tell_behind(true, Some(t0), t0), "same episode");
+        let soon = t0 + NOTICE_INTERVAL / 2;
+        assert!(
+            !tell_behind(false, Some(t0), soon),
+            "next episode within the interval"
+        );
+        assert!(
+            tell_behind(false, Some(t0), t0 + NOTICE_INTERVAL),
+            "after it"
+        );
     }
 
     #[test]

@@ -334,6 +334,9 @@ impl Shard {
             ("map_data_rooms", self.data_rooms.len()),
         ]
         .map(|(k, v)| (k.to_string(), v as u64));
+        // Not a drop either: this shard thread's CPU time so far (busy share = its rate).
+        let cpu = crate::sys::process::thread_cpu_time().as_micros() as u64;
+        let cpu = std::iter::once(("cpu_us".to_string(), cpu));
         let tcp = self.io.tcp.as_ref().map(tcp::TcpSide::entries);
         let (congestion, paused) = self.congestion_live();
         let snap = self.counters.snapshot(
@@ -343,6 +346,7 @@ impl Shard {
             &pacer,
             (&congestion, paused),
             maps.into_iter()
+                .chain(cpu)
                 .chain(tcp.into_iter().flatten())
                 .chain(self.io.latency.entries())
                 .chain(self.data_counters.entries()),

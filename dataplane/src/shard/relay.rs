@@ -12,8 +12,8 @@ use crate::pool::BufId;
 use crate::proto::{DataSpec, ErrorBody, ErrorCode};
 
 use super::data::{
-    behind_notice, drop_of, parse_envelope, stamp, DataDrop, DataMsg, DataState, Kind, LOSSY_CAP,
-    MAX_MESSAGE, POLL_BUDGET, RELIABLE_CAP,
+    behind_notice, drop_of, parse_envelope, stamp, tell_behind, DataDrop, DataMsg, DataState, Kind,
+    LOSSY_CAP, MAX_MESSAGE, POLL_BUDGET, RELIABLE_CAP,
 };
 use super::msg::ShardMsg;
 use super::table::Slot;
@@ -229,8 +229,11 @@ impl Shard {
                 Err(why) => {
                     self.data_counters.drop(msg.kind, why);
                     d.dropped[k] += 1;
-                    if matches!(why, DataDrop::SlowReceiver | DataDrop::Behind) && !d.behind[k] {
+                    if matches!(why, DataDrop::SlowReceiver | DataDrop::Behind)
+                        && tell_behind(d.behind[k], d.told_at[k], now)
+                    {
                         d.behind[k] = true;
+                        d.told_at[k] = Some(now);
                         let n = behind_notice(entry.id, msg.kind, d.dropped[k]);
                         if !self.to_control.lossy(ShardMsg::Event(n)) {
                             self.counters.drop(super::counters::Drop::ControlBacklog);

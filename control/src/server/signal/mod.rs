@@ -44,8 +44,12 @@ async fn upgrade(
     State(app): State<Arc<App>>,
     Query(q): Query<RtcQuery>,
     slot: Option<Extension<Arc<ConnSlot>>>,
+    headers: axum::http::HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // `[cluster]`: the trusted load balancer's region header, for placing a new room.
+    let lb_region = app.header_region(&headers);
+    drop(headers);
     // No message or frame larger than the largest legitimate one (an SDP of 256 KiB) is read
     // into memory at all (finding #1); the first one is held to less below.
     let max = app.limits.ws_max_message_bytes;
@@ -54,7 +58,7 @@ async fn upgrade(
         .on_upgrade(move |socket| async move {
             // The connection keeps its place under the connection caps while it is open.
             let _slot = slot;
-            connection(app, socket, q).await;
+            connection(app, socket, q, lb_region).await;
         })
 }
 
@@ -88,7 +92,7 @@ pub(super) struct Peer {
     pub(super) sid: String,
 }
 
-async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
+async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery, lb_region: Option<String>) {
     // Wait for `join` (bounded: 10 s and `limits.ws_join_max_bytes`), authenticate, join.
     let first = tokio::time::timeout(Duration::from_secs(10), socket.recv()).await;
     let text = match first {
@@ -128,7 +132,8 @@ async fn connection(app: Arc<App>, mut socket: WebSocket, q: RtcQuery) {
         }
     };
     drop(text);
-    let joined = match admit(&app, &mut socket, &join_msg, &q, req.as_ref()).await {
+    let region = lb_region.as_deref();
+    let joined = match admit(&app, &mut socket, &join_msg, &q, region, req.as_ref()).await {
         Ok(Some((claims, actions))) => join(&app, join_msg, claims, actions).await,
         Ok(None) => return,
         Err(e) => Err(e),
@@ -280,6 +285,7 @@ async fn admit(
     socket: &mut WebSocket,
     msg: &JoinRequest,
     q: &RtcQuery,
+    lb_region: Option<&str>,
     req: Option<&Req>,
 ) -> Result<Option<(Claims, Vec<Action>)>, ApiError> {
     // A cluster node that drains still redirects (below) to the room's new node.
@@ -296,8 +302,10 @@ async fn admit(
         })?;
     let room = msg.room.as_deref().or(q.room.as_deref());
     let claims = verify_token(app, token, room)?;
-    // `[cluster]`: a room homed on another node is joined there.
-    if let Some(url) = app.ws_redirect(&claims.room).await? {
+    // `[cluster]`: a room homed on another node is joined there; a new room goes to the
+    // participant's region (token claim, then the load balancer's header) when a node has one.
+    let region = claims.region.as_deref().or(lb_region);
+    if let Some(url) = app.ws_redirect(&claims.room, region).await? {
         let _ = send(socket, &ServerMessage::Redirect { url }, req).await;
         let _ = socket.send(Message::Close(None)).await;
         return Ok(None);
