@@ -1,6 +1,6 @@
 // Remote-control input over the `_input` data channel (issue 17's input relay, D87) through a
-// real `sluice up` with Chromium pages: a host, a controller whose media path goes through
-// sluice-netem at 10 % loss, and a viewer. The controller asks, the host grants; the controller
+// real `sluice up`: a Chromium host, a controller (Chromium, or Firefox in `input_firefox`) whose
+// media path goes through sluice-netem at 10 % loss, and a Chromium viewer. The controller asks, the host grants; the controller
 // sends numbered input events at 100/s the default way (the data channel, since it is open and
 // control is held), then the same number forced over the WebSocket. Printed side by side: how
 // many reached the host and the one-way latency p50/p99 (wall clock of the one machine) on each
@@ -83,68 +83,74 @@ async function inputRefused(ctx) {
     .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
 }
 
-export const inputScenarios = {
-  async input_data_channel(ctx) {
-    const relay = await startNetem(ctx.server.mediaAddr, ['--loss', '0.1']);
-    try {
-      const host = await ctx.page('chromium', 'in1', 'hal', { role: 'host', ...PAGE });
-      const ctl = await ctx.page('chromium', 'in1', 'cid', { role: 'controller', ...PAGE, relay: relay.addr });
-      const viewer = await ctx.page('chromium', 'in1', 'vic', { role: 'viewer', ...PAGE });
-      for (const p of [host, ctl, viewer]) {
-        const open = await until(p, () => window.sluice.room.dataChannels?.input?.readyState === 'open', 15_000);
-        check(open, `${p.identity}: _input did not open`);
-        await record(p);
-      }
-      await ctl.evaluate(() => {
-        window.control = [];
-        for (const ev of ['control_granted', 'control_revoked']) window.sluice.room.on(ev, (e) => e.self && window.control.push(ev));
-      });
-      await host.evaluate(() => {
-        window.requests = [];
-        window.sluice.room.on('control_requested', (e) => window.requests.push(e.identity));
-      });
-      await ctl.evaluate(() => window.sluice.room.requestControl());
-      check(await until(host, () => window.requests.includes('cid'), 5_000), 'the host never saw the request');
-      await host.evaluate(() => window.sluice.room.grantControl('cid'));
-      check(await until(ctl, () => window.control.includes('control_granted'), 5_000), 'the controller was never granted control');
-
-      const dcPaths = await sendBatch(ctl, 'dc', COUNT, undefined);
-      const wsPaths = await sendBatch(ctl, 'ws', COUNT, 'websocket');
-      await sleep(1_000);
-      const atHost = await host.evaluate(() => window.inputs);
-      const dc = summarize(atHost, 'dc');
-      const ws = summarize(atHost, 'ws');
-      console.log(`input over the data channel (controller's path 10 % loss): ${dc.received}/${COUNT} reached the host (${(dc.share * 100).toFixed(1)} %, via ${JSON.stringify(dc.via)}), latency p50 ${dc.p50} ms p99 ${dc.p99} ms; sent ${JSON.stringify(dcPaths)}`);
-      console.log(`input over the WebSocket:                                ${ws.received}/${COUNT} reached the host (${(ws.share * 100).toFixed(1)} %, via ${JSON.stringify(ws.via)}), latency p50 ${ws.p50} ms p99 ${ws.p99} ms; sent ${JSON.stringify(wsPaths)}`);
-      ctx.details = { dc, ws, dcPaths, wsPaths };
-      check(dcPaths.data_channel === COUNT, `the controller used the data channel for ${dcPaths.data_channel ?? 0} of ${COUNT}`);
-      check(dc.via.data_channel === dc.received && dc.from.join() === 'cid', `data-channel batch: ${JSON.stringify(dc)}`);
-      check(dc.share >= MIN_DC_SHARE, `only ${dc.received} of ${COUNT} input events over the data channel (want >= ${MIN_DC_SHARE * 100} %)`);
-      check(ws.received === COUNT && ws.via.websocket === COUNT, `WebSocket batch: ${JSON.stringify(ws)}`);
-
-      // Revoked: what the controller forces onto `_input` goes nowhere and is counted.
-      const before = await inputRefused(ctx);
-      await host.evaluate(() => window.sluice.room.revokeControl('cid'));
-      check(await until(ctl, () => window.control.includes('control_revoked'), 5_000), 'the controller never saw the revoke');
-      const autoPath = await ctl.evaluate(() => window.sluice.room.sendInput({ batch: 'auto-after', n: 0, t: Date.now() }));
-      const forced = await sendBatch(ctl, 'after', 50, 'data_channel');
-      let refused = 0;
-      for (const end = Date.now() + 5_000; Date.now() < end; await sleep(250)) {
-        refused = (await inputRefused(ctx)) - before;
-        if (refused >= 40) break;
-      }
-      await sleep(500);
-      const late = (await host.evaluate(() => window.inputs)).filter((i) => i.batch === 'after' || i.batch === 'auto-after').length;
-      const atViewer = (await viewer.evaluate(() => window.inputs)).length;
-      const atCtl = (await ctl.evaluate(() => window.inputs)).length;
-      console.log(`after revoke: default path ${autoPath}; 50 forced onto _input (${JSON.stringify(forced)}): host got ${late}, ${refused} counted not_permitted; viewer got ${atViewer} input events, the controller ${atCtl}`);
-      ctx.details.afterRevoke = { autoPath, late, refused, viewer: atViewer };
-      check(autoPath === 'websocket', `after the revoke sendInput chose ${autoPath}`);
-      check(late === 0, `${late} input events reached the host after the revoke`);
-      check(refused >= 40, `only ${refused} of 50 revoked input events counted not_permitted (10 % loss on the way)`);
-      check(atViewer === 0 && atCtl === 0, `input reached the viewer (${atViewer}) or the controller (${atCtl})`);
-    } finally {
-      ctx.details = { ...ctx.details, relay: (await relay.stop()).trim().split('\n').pop() };
+/** The scenario with the controller in `engine` (host and viewer: Chromium). */
+async function inputOverDataChannel(ctx, engine, room) {
+  const relay = await startNetem(ctx.server.mediaAddr, ['--loss', '0.1']);
+  try {
+    const host = await ctx.page('chromium', room, 'hal', { role: 'host', ...PAGE });
+    const ctl = await ctx.page(engine, room, 'cid', { role: 'controller', ...PAGE, relay: relay.addr });
+    const viewer = await ctx.page('chromium', room, 'vic', { role: 'viewer', ...PAGE });
+    for (const p of [host, ctl, viewer]) {
+      const open = await until(p, () => window.sluice.room.dataChannels?.input?.readyState === 'open', 15_000);
+      check(open, `${p.identity}: _input did not open`);
+      await record(p);
     }
-  },
+    await ctl.evaluate(() => {
+      window.control = [];
+      for (const ev of ['control_granted', 'control_revoked']) window.sluice.room.on(ev, (e) => e.self && window.control.push(ev));
+    });
+    await host.evaluate(() => {
+      window.requests = [];
+      window.sluice.room.on('control_requested', (e) => window.requests.push(e.identity));
+    });
+    await ctl.evaluate(() => window.sluice.room.requestControl());
+    check(await until(host, () => window.requests.includes('cid'), 5_000), 'the host never saw the request');
+    await host.evaluate(() => window.sluice.room.grantControl('cid'));
+    check(await until(ctl, () => window.control.includes('control_granted'), 5_000), 'the controller was never granted control');
+
+    const dcPaths = await sendBatch(ctl, 'dc', COUNT, undefined);
+    const wsPaths = await sendBatch(ctl, 'ws', COUNT, 'websocket');
+    await sleep(1_000);
+    const atHost = await host.evaluate(() => window.inputs);
+    const dc = summarize(atHost, 'dc');
+    const ws = summarize(atHost, 'ws');
+    console.log(`input ${engine} → chromium over the data channel (controller's path 10 % loss): ${dc.received}/${COUNT} reached the host (${(dc.share * 100).toFixed(1)} %, via ${JSON.stringify(dc.via)}), latency p50 ${dc.p50} ms p99 ${dc.p99} ms; sent ${JSON.stringify(dcPaths)}`);
+    console.log(`input ${engine} → chromium over the WebSocket:                                ${ws.received}/${COUNT} reached the host (${(ws.share * 100).toFixed(1)} %, via ${JSON.stringify(ws.via)}), latency p50 ${ws.p50} ms p99 ${ws.p99} ms; sent ${JSON.stringify(wsPaths)}`);
+    ctx.details = { dc, ws, dcPaths, wsPaths };
+    check(dcPaths.data_channel === COUNT, `the controller used the data channel for ${dcPaths.data_channel ?? 0} of ${COUNT}`);
+    check(dc.via.data_channel === dc.received && dc.from.join() === 'cid', `data-channel batch: ${JSON.stringify(dc)}`);
+    check(dc.share >= MIN_DC_SHARE, `only ${dc.received} of ${COUNT} input events over the data channel (want >= ${MIN_DC_SHARE * 100} %)`);
+    check(ws.received === COUNT && ws.via.websocket === COUNT, `WebSocket batch: ${JSON.stringify(ws)}`);
+
+    // Revoked: what the controller forces onto `_input` goes nowhere and is counted.
+    const before = await inputRefused(ctx);
+    await host.evaluate(() => window.sluice.room.revokeControl('cid'));
+    check(await until(ctl, () => window.control.includes('control_revoked'), 5_000), 'the controller never saw the revoke');
+    const autoPath = await ctl.evaluate(() => window.sluice.room.sendInput({ batch: 'auto-after', n: 0, t: Date.now() }));
+    const forced = await sendBatch(ctl, 'after', 50, 'data_channel');
+    let refused = 0;
+    for (const end = Date.now() + 5_000; Date.now() < end; await sleep(250)) {
+      refused = (await inputRefused(ctx)) - before;
+      if (refused >= 40) break;
+    }
+    await sleep(500);
+    const late = (await host.evaluate(() => window.inputs)).filter((i) => i.batch === 'after' || i.batch === 'auto-after').length;
+    const atViewer = (await viewer.evaluate(() => window.inputs)).length;
+    const atCtl = (await ctl.evaluate(() => window.inputs)).length;
+    console.log(`after revoke: default path ${autoPath}; 50 forced onto _input (${JSON.stringify(forced)}): host got ${late}, ${refused} counted not_permitted; viewer got ${atViewer} input events, the controller ${atCtl}`);
+    ctx.details.afterRevoke = { autoPath, late, refused, viewer: atViewer };
+    check(autoPath === 'websocket', `after the revoke sendInput chose ${autoPath}`);
+    check(late === 0, `${late} input events reached the host after the revoke`);
+    check(refused >= 40, `only ${refused} of 50 revoked input events counted not_permitted (10 % loss on the way)`);
+    check(atViewer === 0 && atCtl === 0, `input reached the viewer (${atViewer}) or the controller (${atCtl})`);
+  } finally {
+    ctx.details = { ...ctx.details, relay: (await relay.stop()).trim().split('\n').pop() };
+  }
+}
+
+export const inputScenarios = {
+  /** Chromium controller → Chromium host. */
+  input_data_channel: (ctx) => inputOverDataChannel(ctx, 'chromium', 'in1'),
+  /** Firefox controller → Chromium host. */
+  input_firefox: (ctx) => inputOverDataChannel(ctx, 'firefox', 'in2'),
 };
