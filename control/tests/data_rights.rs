@@ -2,7 +2,7 @@
 //! stand-in dataplane on the control socket (the real protocol, `sluice-proto` frames) that
 //! records every command, a controller's data session gets `update_data {input_to: host}` when
 //! the host grants control and `{input_to: null}` when it revokes it, when the host role moves
-//! and when the host leaves; a grants PATCH without `can_publish_data` turns `can_publish` off.
+//! and when the host leaves, and a route again when a new host joins; a grants PATCH without `can_publish_data` turns `can_publish` off.
 //! A viewer's session is never routed; nothing is sent when nothing changed.
 
 mod api_support;
@@ -266,4 +266,11 @@ async fn input_routes_and_data_grants_follow_the_room_live() {
     let left = next_updates(&log).await;
     println!("host left: {left:?}");
     assert_eq!(left, vec![ud(host_s, false, None)]);
+
+    // A new host joins: hal still holds control (as the WebSocket relay would let it), so its
+    // route names the new host.
+    let _neo = join(s.addr, "neo", Role::Host).await;
+    let joined = next_updates(&log).await;
+    println!("new host joined: {joined:?}");
+    assert_eq!(joined, vec![ud(host_s, false, Some("neo"))]);
 }
