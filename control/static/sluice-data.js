@@ -13,8 +13,9 @@
 // A third channel, `_input` (unordered, no retransmissions), carries remote-control input (D87):
 // the server relays what a controller sends on it only to the host, and only while the host has
 // granted it control (it drops and counts anything else, whatever the envelope names). The
-// controller's `sendInput` uses it when it is open and it holds control, else the WebSocket's
-// `input` message; the host gets the same `input` event either way, with `via` saying which.
+// controller's `sendInput` uses it when it is open and the server said it routes it
+// (`input_route {data_channel: true}`), else the WebSocket's `input` message; the host gets the
+// same `input` event either way, with `via` saying which.
 
 export const RELIABLE = '_reliable';
 export const LOSSY = '_lossy';
@@ -154,21 +155,19 @@ export class DataLink {
 }
 
 /**
- * Whether this participant holds control (a granted controller), followed from `room`'s events:
- * `control_granted` for us sets it; `control_revoked`, `host_transferred` and `role_changed` for
- * us clear it. The server decides (and enforces) it; this only picks the input path.
+ * Whether the SFU relays our `_input` to the host now, from the server's `input_route
+ * {data_channel}` message (sent before `control_granted`, and when the route goes: revoke, host
+ * transfer or leave, or a host without data channels). The server enforces it; this only picks
+ * the input path.
  */
 export function controlHolder(room) {
   let held = false;
-  room.on('control_granted', (e) => { if (e.self) held = true; });
-  for (const ev of ['control_revoked', 'host_transferred', 'role_changed']) {
-    room.on(ev, (e) => { if (e.self) held = false; });
-  }
+  room.on('input_route', (e) => { held = e.dataChannel; });
   return { get held() { return held; } };
 }
 
 /**
- * The controller's input path: `_input` when it is open and we hold control (or `via` says
+ * The controller's input path: `_input` when it is open and the SFU routes it (or `via` says
  * `data_channel`), else the WebSocket through `viaWebSocket(event)`. Returns the path used.
  */
 export function sendInput(link, control, event, via, viaWebSocket) {

@@ -12,7 +12,7 @@
 // Events (room.on(name, fn) returns an unsubscribe function): joined, participant_joined,
 // participant_left, track_published, track_unpublished, track_subscribed, track_unsubscribed,
 // track_muted, role_changed, control_requested, control_granted, control_revoked,
-// host_transferred, input, active_speakers, connection_quality, ice_restart, error, disconnected.
+// host_transferred, input, input_route, active_speakers, connection_quality, ice_restart, error, disconnected.
 //
 // Hybrid P2P/SFU (issue 8, docs/protocol.md "Hybrid"): `join` says `capabilities: ["p2p"]`
 // (opt out with `{p2p: false}`); the server decides the room's mode. In P2P mode media goes over
@@ -858,7 +858,7 @@ export class Room extends Emitter {
     this.#send({ type: 'transfer_host', identity });
   }
 
-  /** Granted controller: input (any JSON) to the host, on `_input` when open and held, else the WebSocket (`via` forces one: sluice-data.js); returns the path. */
+  /** Granted controller: input (any JSON) to the host, on `_input` when open and routed (`input_route`), else the WebSocket (`via` forces one: sluice-data.js); returns the path. */
   sendInput(event, { via } = {}) {
     return sendInput(this.#data, this.#control, event, via, (e) => this.#send({ type: 'input', event: e }));
   }
@@ -1095,6 +1095,9 @@ export class Room extends Emitter {
         break;
       case 'input':
         this.emit('input', { from: msg.from, event: msg.event, via: 'websocket' });
+        break;
+      case 'input_route':
+        this.emit('input_route', { dataChannel: !!msg.data_channel });
         break;
       case 'data_behind':
         // The SFU drops relayed data for us: we read too slowly (docs/protocol.md "Data channels").

@@ -124,14 +124,19 @@ async fn data_session(
     role: Role,
 ) -> (Ws, SessionId) {
     let mut ws = join(addr, who, role).await;
+    let id = offer_data(&mut ws, log, who).await;
+    (ws, id)
+}
+
+/// A data-only publisher offer from `who` on `ws`; its dataplane session id.
+async fn offer_data(ws: &mut Ws, log: &Log, who: &str) -> SessionId {
     send(
-        &mut ws,
+        ws,
         json!({"type": "offer", "pc": "publisher", "sdp": data_offer(), "req": 1}),
     )
     .await;
-    recv_type(&mut ws, "answer").await;
-    let id = log
-        .lock()
+    recv_type(ws, "answer").await;
+    log.lock()
         .unwrap()
         .iter()
         .rev()
@@ -141,8 +146,7 @@ async fn data_session(
             }
             _ => None,
         })
-        .expect("a data session was created");
-    (ws, id)
+        .expect("a data session was created")
 }
 
 /// The `update_data` commands recorded since the last call, waiting (up to 2 s) for some.
@@ -206,6 +210,8 @@ async fn input_routes_and_data_grants_follow_the_room_live() {
     let granted = next_updates(&log).await;
     println!("grant: {granted:?}");
     assert_eq!(granted, vec![ud(ctl_s, true, Some("hal"))]);
+    let route = recv_type(&mut ctl, "input_route").await;
+    assert_eq!(route["data_channel"], true, "{route}");
 
     send(
         &mut host,
@@ -215,6 +221,8 @@ async fn input_routes_and_data_grants_follow_the_room_live() {
     let revoked = next_updates(&log).await;
     println!("revoke: {revoked:?}");
     assert_eq!(revoked, vec![ud(ctl_s, true, None)]);
+    let route = recv_type(&mut ctl, "input_route").await;
+    assert_eq!(route["data_channel"], false, "{route}");
 
     // Granted again, then the host role moves to the controller: neither holds a route now.
     send(
@@ -267,10 +275,25 @@ async fn input_routes_and_data_grants_follow_the_room_live() {
     println!("host left: {left:?}");
     assert_eq!(left, vec![ud(host_s, false, None)]);
 
-    // A new host joins: hal still holds control (as the WebSocket relay would let it), so its
-    // route names the new host.
-    let _neo = join(s.addr, "neo", Role::Host).await;
+    // A new host joins: hal still holds control (as the WebSocket relay would let it), but the
+    // route waits for the new host's data channels; then it names the new host.
+    let mut neo = join(s.addr, "neo", Role::Host).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        updates(&log),
+        vec![],
+        "no route to a host without data channels"
+    );
+    let _ = data_session(s.addr, &log, "neo2", Role::Viewer).await;
+    assert_eq!(
+        updates(&log),
+        vec![],
+        "another participant's data session changes nothing"
+    );
+    offer_data(&mut neo, &log, "neo").await;
     let joined = next_updates(&log).await;
-    println!("new host joined: {joined:?}");
+    println!("new host's data session: {joined:?}");
     assert_eq!(joined, vec![ud(host_s, false, Some("neo"))]);
+    let route = recv_type(&mut host, "input_route").await;
+    assert_eq!(route["data_channel"], true, "{route}");
 }

@@ -10,6 +10,8 @@ use crate::room::{ControlState, Rooms};
 use crate::sdp::{AcceptedData, LocalParams};
 use crate::server::actor::RoomCtx;
 use crate::server::error::ApiError;
+use crate::server::hub::ClientMsg;
+use crate::signal::ServerMessage;
 
 /// Longest identity that gets data channels: the relay's envelope names a participant in one
 /// length byte, and keeping it ASCII (< 0x80) lets clients frame text messages as text.
@@ -24,6 +26,14 @@ impl RoomCtx {
             return false;
         }
         existing.is_none_or(|pc| self.has_data(pc.session))
+    }
+
+    /// Whether `identity` has a session with data channels.
+    fn has_data_session(&self, identity: &str) -> bool {
+        self.media
+            .sessions
+            .values()
+            .any(|c| c.data.as_ref().is_some_and(|d| d.participant == identity))
     }
 
     /// Whether `session` was created with data channels (a session not made yet: false).
@@ -49,7 +59,8 @@ impl RoomCtx {
 
     /// The relay spec of `identity`'s data section, with its grant as the room copy has it.
     pub(super) fn data_spec(&self, rooms: &Rooms, identity: &str, acc: &AcceptedData) -> DataSpec {
-        let (can_publish, input_to) = data_rights(rooms, &self.name, identity);
+        let (can_publish, input_to) =
+            data_rights(rooms, &self.name, identity, |h| self.has_data_session(h));
         DataSpec {
             room: self.name.clone(),
             participant: identity.to_owned(),
@@ -65,7 +76,8 @@ impl RoomCtx {
     /// (D87): `can_publish_data` as its grants and role say, and its input route — to the host,
     /// while it is a controller holding control. Runs after every room change that can move
     /// them (control granted or revoked, the host transferred or gone, a role or grants PATCH, a
-    /// join); sends `update_data` only for the sessions whose rights changed. The record changes
+    /// join, a data session made); sends `update_data` only for the sessions whose rights
+    /// changed, and `input_route {data_channel}` to a participant whose route came or went. The record changes
     /// first, so a resync re-creates the session with what it may do now even when the command
     /// does not reach the dataplane.
     pub(crate) async fn sync_data_rights(&mut self) {
@@ -75,7 +87,10 @@ impl RoomCtx {
             .iter()
             .filter_map(|(&session, c)| {
                 let d = c.data.as_ref()?;
-                let (can_publish, input_to) = data_rights(&self.rooms, &self.name, &d.participant);
+                let (can_publish, input_to) =
+                    data_rights(&self.rooms, &self.name, &d.participant, |h| {
+                        self.has_data_session(h)
+                    });
                 (d.can_publish != can_publish || d.input_to != input_to).then_some(UpdateData {
                     session,
                     can_publish,
@@ -91,6 +106,14 @@ impl RoomCtx {
                 .and_then(|c| c.data.as_mut())
             {
                 d.can_publish = u.can_publish;
+                if d.input_to.is_some() != u.input_to.is_some() {
+                    // The controller's client picks its input path by this.
+                    let msg = ServerMessage::InputRoute {
+                        data_channel: u.input_to.is_some(),
+                    };
+                    let to = d.participant.clone();
+                    self.app.hub.send_to(&self.name, &to, ClientMsg::Msg(msg));
+                }
                 d.input_to.clone_from(&u.input_to);
             }
             let session = u.session;
@@ -102,9 +125,15 @@ impl RoomCtx {
 }
 
 /// What `identity`'s data session may send: `can_publish` (the `can_publish_data` grant or its
-/// role's default) and its input route (the host's identity while `identity` is a controller
-/// holding control and the room has a host) — `relay_input`'s rule for the WebSocket path.
-pub(crate) fn data_rights(rooms: &Rooms, room: &str, identity: &str) -> (bool, Option<String>) {
+/// role's default) and its input route: the host's identity while `identity` is a controller
+/// holding control and the room has a host (`relay_input`'s rule for the WebSocket path) that
+/// has data channels (`has_data`; without them input keeps to the WebSocket).
+pub(crate) fn data_rights(
+    rooms: &Rooms,
+    room: &str,
+    identity: &str,
+    has_data: impl Fn(&str) -> bool,
+) -> (bool, Option<String>) {
     let Some(p) = rooms.participant(room, identity) else {
         return (false, None);
     };
@@ -112,6 +141,7 @@ pub(crate) fn data_rights(rooms: &Rooms, room: &str, identity: &str) -> (bool, O
     let input_to = (p.role == Role::Controller && p.control == ControlState::Granted)
         .then(|| rooms.room(room).and_then(|r| r.host()))
         .flatten()
-        .map(|h| h.identity.clone());
+        .map(|h| h.identity.clone())
+        .filter(|h| has_data(h));
     (can_publish, input_to)
 }
