@@ -6,7 +6,8 @@
 // many reached the host and the one-way latency p50/p99 (wall clock of the one machine) on each
 // path. Then the host revokes: events the controller forces onto `_input` are dropped by the SFU
 // (none reach the host; `sluice_data_messages_dropped_total{kind="input",reason="not_permitted"}`
-// moves), and the viewer never gets any input.
+// moves), and the viewer never gets any input. `input_host_without_data`: a host page without data
+// channels gets no route, so the controller's input keeps to the WebSocket, all of it arriving.
 
 import { sleep, startNetem } from './lib/sluice.mjs';
 
@@ -148,9 +149,39 @@ async function inputOverDataChannel(ctx, engine, room) {
   }
 }
 
+/**
+ * A host without data channels: the server gives the controller no route (`input_route` never
+ * says `data_channel: true`), so its input keeps to the WebSocket and all of it arrives.
+ */
+async function inputHostWithoutData(ctx) {
+  const host = await ctx.page('chromium', 'in3', 'hal', { role: 'host', publish: 'none', p2p: 0 });
+  const ctl = await ctx.page('chromium', 'in3', 'cid', { role: 'controller', ...PAGE });
+  check(await until(ctl, () => window.sluice.room.dataChannels?.input?.readyState === 'open', 15_000), 'cid: _input did not open');
+  await record(host);
+  await ctl.evaluate(() => {
+    window.control = [];
+    window.sluice.room.on('control_granted', (e) => e.self && window.control.push('control_granted'));
+    window.sluice.room.on('input_route', (e) => window.control.push(`route ${e.dataChannel}`));
+  });
+  await ctl.evaluate(() => window.sluice.room.requestControl());
+  await sleep(300);
+  await host.evaluate(() => window.sluice.room.grantControl('cid'));
+  check(await until(ctl, () => window.control.includes('control_granted'), 5_000), 'the controller was never granted control');
+  const paths = await sendBatch(ctl, 'nodata', 50, undefined);
+  await sleep(500);
+  const got = summarize(await host.evaluate(() => window.inputs), 'nodata');
+  const seen = await ctl.evaluate(() => window.control);
+  console.log(`input to a host without data channels: sent ${JSON.stringify(paths)}, host got ${got.received}/50 via ${JSON.stringify(got.via)}; controller saw ${JSON.stringify(seen)}`);
+  ctx.details = { paths, got, seen };
+  check(paths.websocket === 50, `the controller sent ${JSON.stringify(paths)}`);
+  check(got.received === 50 && got.via.websocket === 50, `host got ${JSON.stringify(got)}`);
+  check(!seen.includes('route true'), `a route to a host without data channels: ${seen}`);
+}
+
 export const inputScenarios = {
   /** Chromium controller → Chromium host. */
   input_data_channel: (ctx) => inputOverDataChannel(ctx, 'chromium', 'in1'),
   /** Firefox controller → Chromium host. */
   input_firefox: (ctx) => inputOverDataChannel(ctx, 'firefox', 'in2'),
+  input_host_without_data: inputHostWithoutData,
 };
