@@ -1,7 +1,8 @@
 //! The bounds on what a cluster node reads back from Redis (shared, so its content is input:
 //! docs/cluster.md "Redis data model"), each hit: the node list (`MAX_NODES`, and a node with an
 //! over-long field), a node's room cap (`MAX_ROOMS_PER_NODE`), an over-long event message, an
-//! over-long stored room config, and a forwarded request body over its limit. Real
+//! over-long stored room config, a forwarded request body over its limit, and the event publish
+//! queue filled while Redis is stuck (the forwarded answer bound: `server/cluster.rs` tests). Real
 //! `redis-server` on a Unix socket; control daemons in-process (no dataplane).
 
 mod api_support;
@@ -217,4 +218,81 @@ async fn oversized_events_configs_and_forwarded_bodies_are_refused() {
     assert_error(&(s, v), 400, "invalid", Some("body"));
     a.stop();
     b.stop();
+}
+
+/// The outgoing event queue (`events::QUEUE`, 4,096) while Redis answers nothing (its process
+/// stopped with SIGSTOP): what does not fit is dropped and counted at once, nothing blocks the
+/// caller, and once Redis answers again every envelope is accounted for — published or dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_publish_queue_is_bounded_while_redis_is_stuck() {
+    use sluice_control::cluster::events::{EventBus, QUEUE};
+    use sluice_control::cluster::Cluster;
+    use sluice_control::events::EventEnvelope;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    let redis = Redis::start();
+    let mut d = ClusterDraft::default();
+    d.set("redis", &redis.url()).unwrap();
+    d.set("node_id", "q").unwrap();
+    d.set("advertise", "http://q.invalid:1").unwrap();
+    let cluster = Cluster::new(d.finish().unwrap().unwrap()).unwrap();
+    let bus = EventBus::start(Arc::clone(&cluster), |_| {});
+    let envelope = |seq: u64| EventEnvelope {
+        id: format!("evt_{seq}"),
+        room: "q".into(),
+        seq,
+        kind: "room_created".into(),
+        at_ms: 0,
+        payload: json!({"event": "room_created", "pad": "x".repeat(200)}),
+        n: seq,
+    };
+    let m = &cluster.metrics;
+    let (published, dropped) = (
+        || m.events_published.load(Ordering::Relaxed),
+        || m.events_dropped.load(Ordering::Relaxed),
+    );
+    // Connected: one goes through.
+    bus.publish(&envelope(0));
+    let started = Instant::now();
+    while published() < 1 {
+        assert!(started.elapsed() < Duration::from_secs(5), "first publish");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    redis.signal("STOP");
+    let extra = 1000u64;
+    let total = QUEUE as u64 + extra;
+    let pushed = Instant::now();
+    for seq in 1..=total {
+        bus.publish(&envelope(seq));
+    }
+    let took = pushed.elapsed();
+    // The publisher holds at most one envelope in flight; the queue holds QUEUE more.
+    let at_once = dropped();
+    assert!(
+        (extra - 1..=extra).contains(&at_once),
+        "dropped {at_once} of {total} with Redis stuck (queue {QUEUE})"
+    );
+    assert!(took < Duration::from_secs(2), "publish blocked: {took:?}");
+    redis.signal("CONT");
+    let started = Instant::now();
+    while published() + dropped() < total + 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "published {} dropped {} of {}",
+            published(),
+            dropped(),
+            total + 1
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(published() + dropped(), total + 1);
+    assert!(published() >= QUEUE as u64 - 2, "published {}", published());
+    println!(
+        "event queue: {total} envelopes in {took:?} with Redis stopped: {at_once} dropped at once \
+         (queue {QUEUE}); after SIGCONT {} published, {} dropped in all, drained in {:?}",
+        published(),
+        dropped(),
+        started.elapsed()
+    );
 }

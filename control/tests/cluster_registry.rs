@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_support::Redis;
-use sluice_control::cluster::{Cluster, ClusterDraft, Placement};
+use sluice_control::cluster::{Cluster, ClusterDraft, ClusterError, Placement};
 
 fn cluster(redis: &Redis, id: &str, lease_ms: u64) -> Arc<Cluster> {
     let mut d = ClusterDraft::default();
@@ -23,7 +23,7 @@ fn cluster(redis: &Redis, id: &str, lease_ms: u64) -> Arc<Cluster> {
     Cluster::new(d.finish().unwrap().unwrap()).unwrap()
 }
 
-fn nothing() {}
+fn nothing(_: &[String]) {}
 
 async fn registered(c: &Arc<Cluster>) -> tokio::task::JoinHandle<()> {
     let task = tokio::spawn(Arc::clone(c).run(nothing));
@@ -133,6 +133,10 @@ async fn a_dead_nodes_rooms_are_placed_again_and_it_comes_back_fenced() {
     let ta = registered(&a).await;
     let _tb = registered(&b).await;
     assert_eq!(a.place("r").await.unwrap(), Placement::Local);
+    // q: a room of A's that nobody joins while A is away (s on B first: equal reservations,
+    // so A keeps q).
+    assert_eq!(b.place("s").await.unwrap(), Placement::Local);
+    assert_eq!(a.place("q").await.unwrap(), Placement::Local);
     assert!(
         matches!(b.place("r").await.unwrap(), Placement::Remote(h) if h.node == "a" && h.epoch == 1)
     );
@@ -157,27 +161,40 @@ async fn a_dead_nodes_rooms_are_placed_again_and_it_comes_back_fenced() {
     );
     assert_eq!(redis.cli(&["HGET", "sl:room:r", "epoch"]), "2");
     // A (frozen, not dead) renews again: the lease is lost, so it fences itself.
-    let fenced = Arc::new(AtomicUsize::new(0));
-    let f = Arc::clone(&fenced);
-    let on_fence = move || {
-        f.fetch_add(1, Ordering::SeqCst);
+    let lost = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let l = Arc::clone(&lost);
+    let on_lost = move |rooms: &[String]| {
+        l.lock().unwrap().extend_from_slice(rooms);
     };
     assert!(
         a.is_home("r"),
         "A still believes it is home before it renews"
     );
     assert!(
-        !a.beat(true, &on_fence).await,
+        !a.beat(true, &on_lost).await,
         "renewal after expiry must fail"
     );
-    assert_eq!(fenced.load(Ordering::SeqCst), 1);
-    assert!(!a.is_home("r") && !a.is_serving());
-    // It registers again (new boot) and finds B home: never two homes.
-    assert!(a.beat(false, &on_fence).await);
+    assert!(!a.is_serving(), "fenced: no placements");
+    assert!(
+        matches!(a.place("new").await, Err(ClusterError::Fenced)),
+        "a fenced node places nothing"
+    );
+    // It registers again (new boot), re-claims what it hosts: B holds r (epoch 2), so A gives
+    // r up — never two homes.
+    assert!(a.beat(false, &on_lost).await);
+    assert_eq!(*lost.lock().unwrap(), vec!["r".to_owned()]);
+    assert!(!a.is_home("r") && a.is_serving());
     assert!(
         matches!(a.place("r").await.unwrap(), Placement::Remote(h) if h.node == "b" && h.epoch == 2)
     );
     assert_eq!(redis.cli(&["HGET", "sl:room:r", "home"]), "b");
+    // q nobody took: A keeps it, under its new boot and a higher epoch.
+    assert!(a.is_home("q"));
+    assert_eq!(redis.cli(&["HGET", "sl:room:q", "home"]), "a");
+    assert_eq!(redis.cli(&["HGET", "sl:room:q", "epoch"]), "2");
+    assert!(
+        matches!(b.place("q").await.unwrap(), Placement::Remote(h) if h.node == "a" && h.epoch == 2)
+    );
 }
 
 #[tokio::test]
@@ -244,4 +261,52 @@ async fn released_rooms_and_swept_nodes_leave_nothing_behind() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(b.metrics.rooms_unhomed.load(Ordering::Relaxed), want);
+}
+
+/// Redis killed and started empty under a node that hosts more rooms than one re-claim script
+/// takes (256): every room is claimed again, batch by batch, at a higher epoch than the node's
+/// own, and counted.
+#[tokio::test]
+async fn a_node_re_claims_all_its_rooms_in_batches_after_redis_came_back_empty() {
+    let mut redis = Redis::start();
+    let a = cluster(&redis, "a", 1000);
+    let task = registered(&a).await;
+    let rooms = 600;
+    for i in 0..rooms {
+        assert_eq!(a.place(&format!("b{i}")).await.unwrap(), Placement::Local);
+    }
+    task.abort();
+    redis.stop();
+    redis.restart();
+    let lost = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let l = Arc::clone(&lost);
+    let on_lost = move |r: &[String]| l.lock().unwrap().extend_from_slice(r);
+    // The renewal fails (connection gone, then the lease gone), the node registers again and
+    // re-claims: bounded number of beats.
+    let started = Instant::now();
+    let mut registered = true;
+    loop {
+        registered = a.beat(registered, &on_lost).await;
+        let fenced = a.metrics.fenced.load(Ordering::Relaxed);
+        if registered && a.is_serving() && fenced == 1 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "not back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "re-claim: {rooms} rooms back on a {:?} after Redis came back empty",
+        started.elapsed()
+    );
+    assert!(lost.lock().unwrap().is_empty());
+    assert_eq!(redis.cli(&["SCARD", "sl:node:a:rooms"]), rooms.to_string());
+    for i in [0, 255, 256, 511, 599] {
+        assert_eq!(redis.cli(&["HGET", &format!("sl:room:b{i}"), "home"]), "a");
+        assert_eq!(redis.cli(&["HGET", &format!("sl:room:b{i}"), "epoch"]), "2");
+    }
+    assert_eq!(
+        a.metrics.rooms_reasserted.load(Ordering::Relaxed),
+        rooms as u64
+    );
+    assert_eq!(a.home_count(), rooms);
 }

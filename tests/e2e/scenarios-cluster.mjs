@@ -191,8 +191,9 @@ export const clusterScenarios = {
    * Freeze the home's control daemon (SIGSTOP) past its 2 s lease, with three nodes: alice and
    * bob entered through b and c. b sweeps a; carol's join through b places the room on b (epoch
    * 2) while a still believes it is home. On SIGCONT a's renewal is refused: it fences itself,
-   * alice and bob rejoin (through b and c) on b, all decode each other; the room's home read
-   * every 100 ms was only ever a, none, b.
+   * registers again and re-claims what it hosts — refused for f1 (b holds it), so a gives f1 up
+   * and tells its clients to reconnect (D83); alice and bob rejoin (through b and c) on b, all
+   * decode each other; the room's home read every 100 ms was only ever a, none, b.
    */
   async cluster_frozen_node(ctx) {
     await withCluster(ctx, ['a', 'b', 'c'], async ({ a, b, c }, redis) => {
@@ -214,6 +215,10 @@ export const clusterScenarios = {
         const resumed = Date.now();
         await waitFor('a did not fence itself', async () => (await metric(a, 'sluice_cluster_fenced_total')) === 1, { ms: 10_000 });
         const fencedMs = Date.now() - resumed;
+        // Registered again, a re-claims what it hosts: f1 is b's (live, epoch 2), so a gives it
+        // up (its clients reconnect) and keeps nothing (D83).
+        await waitFor('a did not give f1 up', async () => (await metric(a, 'sluice_cluster_reassert_lost_total')) === 1, { ms: 10_000 });
+        const gaveUpMs = Date.now() - resumed;
         check((await metric(a, 'sluice_cluster_home_rooms')) === 0, 'a still home of a room');
         const again = { frames: 10, ms: 30_000 };
         await Promise.all([decodes(alice, 'bob', again), decodes(bob, 'alice', again), decodes(carol, 'alice', again)]);
@@ -223,8 +228,8 @@ export const clusterScenarios = {
         check([...homes].every((h) => ['a', 'b', ''].includes(h)) && cli(redis, 'HGET', 'sl:room:f1', 'home') === 'b', `homes seen ${[...homes]}`);
         const held = Object.fromEntries(await Promise.all([a, b, c].map(async (n) => [n.id, (await ownRooms(n)).filter((r) => r.name === 'f1' && r.num_participants > 0).length])));
         check(held.a === 0 && held.b === 1 && held.c === 0, `f1 held with participants by ${JSON.stringify(held)}`);
-        ctx.details = { frozenMs: resumed - frozen, fencedAfterResumeMs: fencedMs, homesSeen: [...homes], rejoins, held };
-        ctx.note = `cluster_frozen_node: 3 nodes; a frozen ${resumed - frozen} ms (lease 2000 ms), room re-placed on b (epoch 2), a fenced itself ${fencedMs} ms after SIGCONT, alice (via b) and bob (via c) rejoined on b`;
+        ctx.details = { frozenMs: resumed - frozen, fencedAfterResumeMs: fencedMs, gaveUpAfterResumeMs: gaveUpMs, homesSeen: [...homes], rejoins, held };
+        ctx.note = `cluster_frozen_node: 3 nodes; a frozen ${resumed - frozen} ms (lease 2000 ms), room re-placed on b (epoch 2), a fenced itself ${fencedMs} ms after SIGCONT and gave f1 up (re-claim refused: b holds it) ${gaveUpMs} ms after, alice (via b) and bob (via c) rejoined on b`;
       } finally {
         clearInterval(poll);
         a.signal('SIGCONT');

@@ -23,7 +23,7 @@ use crate::events::EventEnvelope;
 /// The channel.
 pub const CHANNEL: &str = "sl:events";
 /// Outgoing envelopes waiting for Redis.
-const QUEUE: usize = 4096;
+pub const QUEUE: usize = 4096;
 /// Largest message taken from the channel.
 pub const MAX_MESSAGE: usize = 256 * 1024;
 

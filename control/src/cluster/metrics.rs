@@ -19,6 +19,8 @@ pub struct Metrics {
     pub forward_errors: AtomicU64,
     pub rooms_unhomed: AtomicU64,
     pub fenced: AtomicU64,
+    pub rooms_reasserted: AtomicU64,
+    pub reassert_lost: AtomicU64,
     pub redis_errors: AtomicU64,
     pub lease_renew_us: AtomicU64,
     pub lease_renew_failures: AtomicU64,
@@ -81,8 +83,18 @@ impl Cluster {
             ),
             (
                 "fenced_total",
-                "Times this node lost its lease and fenced itself.",
+                "Times this node lost its lease (fenced until it registered again and re-claimed its rooms).",
                 &m.fenced,
+            ),
+            (
+                "rooms_reasserted_total",
+                "Rooms re-claimed by this node after it lost its lease.",
+                &m.rooms_reasserted,
+            ),
+            (
+                "reassert_lost_total",
+                "Rooms given up after a lost lease: another live node held them (their clients reconnect).",
+                &m.reassert_lost,
             ),
             (
                 "redis_errors_total",

@@ -4,9 +4,11 @@
 //!
 //! - **Registry** (`registry.rs`): each node holds a lease in `sl:nodes`, renewed every
 //!   `lease_ms / 3` by a script that reads Redis's clock. A renewal that finds the lease lost
-//!   (expired, swept, or the id re-registered by another boot) **fences** the node: it forgets
-//!   every home it held, tells its WebSocket clients to reconnect, and registers again with a
-//!   new boot id. Every node sweeps expired leases and un-homes their rooms.
+//!   (expired, swept, Redis restarted empty, or the id re-registered by another boot) **fences**
+//!   the node (no new placements) until it registered again with a new boot id and re-claimed
+//!   the rooms it hosts (`reassert.rs`): a room another live node took meanwhile is given up
+//!   (its clients reconnect), every other room keeps its calls. Every node sweeps expired
+//!   leases and un-homes their rooms.
 //! - **Placement** ([`Cluster::place`]): the candidate is picked from live nodes by region (the
 //!   participant's: token claim, then the trusted load balancer's header, else this node's) and
 //!   load (the larger of participants against `capacity` and the dataplane's measured pressure,
@@ -23,6 +25,7 @@
 mod config;
 pub mod events;
 mod metrics;
+mod reassert;
 mod registry;
 mod scripts;
 mod store;
@@ -97,7 +100,7 @@ pub struct Cluster {
     client: redis::Client,
     /// Changes when the node registers again after being fenced.
     boot: Mutex<String>,
-    /// Rooms this node is home of (→ epoch); cleared when fenced.
+    /// Rooms this node is home of (→ epoch); re-claimed after a lost lease (`reassert.rs`).
     homes: Mutex<HashMap<String, u64>>,
     /// Set from a lost lease until registered again: joins are refused.
     fenced: AtomicBool,
@@ -127,6 +130,7 @@ struct Scripts {
     claim: Script,
     release: Script,
     sweep: Script,
+    reassert: Script,
 }
 
 impl Cluster {
@@ -164,6 +168,7 @@ impl Cluster {
                 claim: Script::new(&scripts::claim()),
                 release: Script::new(&scripts::release()),
                 sweep: Script::new(&scripts::sweep()),
+                reassert: Script::new(&scripts::reassert()),
             },
         }))
     }

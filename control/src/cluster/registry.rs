@@ -1,5 +1,6 @@
-//! The node registry: this node's lease (register, renew every `lease_ms / 3`, fence when it
-//! is lost) and the sweep of other nodes' expired leases. See `scripts.rs` for the keys.
+//! The node registry: this node's lease (register, renew every `lease_ms / 3`, fence and
+//! re-claim its rooms when it is lost) and the sweep of other nodes' expired leases. See
+//! `scripts.rs` for the keys.
 
 use crate::lock::Locked;
 use std::sync::atomic::Ordering;
@@ -94,31 +95,48 @@ pub(super) fn parse_nodes(v: redis::Value) -> Vec<NodeInfo> {
 }
 
 impl Cluster {
-    /// Registers, then renews and sweeps forever. `on_fence` runs when the lease was lost
-    /// (after the homes are forgotten, before registering again): the server closes what it
-    /// hosts there.
-    pub async fn run(self: Arc<Self>, on_fence: impl Fn() + Send + Sync + 'static) {
+    /// Registers, then renews and sweeps forever. After a lost lease the node registers again
+    /// and re-claims the rooms it hosts; `on_lost` gets the rooms it had to give up (another
+    /// live node holds them): the server tells their clients to reconnect.
+    pub async fn run(self: Arc<Self>, on_lost: impl Fn(&[String]) + Send + Sync + 'static) {
         let period = Duration::from_millis(self.config.lease_ms / 3);
         let mut registered = false;
         while !self.is_stopped() {
             let started = Instant::now();
             let was = registered;
-            registered = self.beat(registered, &on_fence).await;
+            registered = self.beat(registered, &on_lost).await;
             if was && !registered {
-                continue; // fenced: register again now
+                continue; // lease lost: register again now
             }
             tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
         }
     }
 
     /// One step of [`Cluster::run`]: register (`registered == false`) or renew, then sweep.
-    /// Returns whether the node is registered afterwards (`false` after fencing).
-    pub async fn beat(&self, registered: bool, on_fence: &(dyn Fn() + Send + Sync)) -> bool {
+    /// Returns whether the node is registered afterwards (`false` after losing its lease).
+    /// Registered again after a lost lease, the node re-claims its rooms before it serves
+    /// placements again (`reassert.rs`); `on_lost` gets the rooms given up.
+    pub async fn beat(
+        &self,
+        registered: bool,
+        on_lost: &(dyn Fn(&[String]) + Send + Sync),
+    ) -> bool {
         let started = Instant::now();
         match self.heartbeat(registered).await {
             Ok(1) => {
                 if !registered {
                     tracing::info!(node = %self.config.node_id, boot = %self.boot(), "cluster: registered");
+                }
+                if self.fenced.load(Ordering::SeqCst) {
+                    match self.reassert().await {
+                        Ok(lost) if !lost.is_empty() => on_lost(&lost),
+                        Ok(_) => {}
+                        Err(e) => {
+                            // Registered, still fenced: the next beat tries again.
+                            tracing::warn!(error = %e, "cluster: re-claiming hosted rooms failed; retrying at the next renewal");
+                            return true;
+                        }
+                    }
                 }
                 self.serving.store(true, Ordering::SeqCst);
                 self.fenced.store(false, Ordering::SeqCst);
@@ -128,9 +146,8 @@ impl Cluster {
                     .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
             }
             Ok(-1) => {
-                tracing::error!(node = %self.config.node_id, "cluster: lease lost; fencing: forgetting homes, clients told to reconnect");
+                tracing::error!(node = %self.config.node_id, rooms = self.home_count(), "cluster: lease lost; registering again with a new boot and re-claiming the rooms this node hosts");
                 self.fence();
-                on_fence();
                 return false;
             }
             Ok(_) => {
@@ -151,10 +168,12 @@ impl Cluster {
         true
     }
 
+    /// The lease is lost: no placements until registered again (new boot: claims made under
+    /// the old one are dead unless re-claimed) and the hosted rooms are re-claimed. The homes
+    /// stay: their calls continue.
     fn fence(&self) {
         self.fenced.store(true, Ordering::SeqCst);
         self.serving.store(false, Ordering::SeqCst);
-        self.homes.locked().clear();
         *self.boot.locked() = new_boot_id();
         self.metrics.fenced.fetch_add(1, Ordering::Relaxed);
     }

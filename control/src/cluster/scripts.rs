@@ -166,3 +166,38 @@ end\n\
 return {{now, dead, out}}\n"
     )
 }
+
+/// Re-claims rooms this node still hosts after it lost its lease and registered again (a Redis
+/// outage or restart, a freeze): one atomic step per batch. A room is taken back unless another
+/// live home holds it (then it is this node's to give up); its epoch becomes one more than both
+/// the stored and the node's own (a Redis restarted empty forgot it), so fencing by epoch stays
+/// meaningful. KEYS: none (computed). ARGV: node, boot, then room, known epoch pairs.
+/// → `{'ok', epoch or '' (lost) per room}`; `{'none'}` when the node is not alive at `boot`.
+pub(super) fn reassert() -> String {
+    format!(
+        "{NOW}{ALIVE}\
+local me, b = ARGV[1], ARGV[2]\n\
+if not alive(me, b) then return {{'none'}} end\n\
+local out = {{'ok'}}\n\
+for i = 3, #ARGV - 1, 2 do\n\
+  local r = ARGV[i]\n\
+  local rk = 'sl:room:' .. r\n\
+  local home = redis.call('HGET', rk, 'home')\n\
+  local hb = redis.call('HGET', rk, 'boot')\n\
+  local stored = tonumber(redis.call('HGET', rk, 'epoch') or '0') or 0\n\
+  if home == me and hb == b then\n\
+    out[#out + 1] = tostring(stored)\n\
+  elseif alive(home, hb) then\n\
+    out[#out + 1] = ''\n\
+  else\n\
+    if home then redis.call('SREM', 'sl:node:' .. home .. ':rooms', r) end\n\
+    local e = math.max(stored, tonumber(ARGV[i + 1]) or 0) + 1\n\
+    redis.call('HSET', rk, 'home', me, 'boot', b, 'epoch', string.format('%d', e))\n\
+    redis.call('PERSIST', rk)\n\
+    redis.call('SADD', 'sl:node:' .. me .. ':rooms', r)\n\
+    out[#out + 1] = string.format('%d', e)\n\
+  end\n\
+end\n\
+return out\n"
+    )
+}

@@ -149,15 +149,6 @@ impl Hub {
         }
     }
 
-    /// Tells every client `leave {reason}` and closes it.
-    pub(crate) fn close_all(&self, reason: LeaveReason) {
-        for r in self.clients.locked().values() {
-            for tx in r.values() {
-                tx.push(ClientMsg::Close(reason), &self.refusals);
-            }
-        }
-    }
-
     /// Poisons the lock: a thread panics while holding it (the test of finding #8).
     #[cfg(test)]
     pub(crate) fn poison(&self) {

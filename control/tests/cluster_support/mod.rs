@@ -1,5 +1,6 @@
 //! A real `redis-server` for the cluster tests: started on a Unix socket in a temporary
-//! directory (no TCP port, no persistence), stopped when dropped.
+//! directory (no TCP port, no persistence), stopped when dropped; killed and restarted empty on
+//! the same socket for the outage tests.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -16,30 +17,31 @@ impl Redis {
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("redis.sock");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("redis-server (apt install redis-server; tests/run.sh installs it)");
-        let started = Instant::now();
-        while !socket.exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not open {}",
-                socket.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = spawn(&socket, dir.path());
         Self {
             child: Some(child),
             socket,
             _dir: dir,
         }
+    }
+
+    /// Starts the server again on the same socket after [`Redis::stop`]: empty (no
+    /// persistence), as a restarted Debian `redis-server` without a dump.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart after stop");
+        self.child = Some(spawn(&self.socket, self._dir.path()));
+    }
+
+    /// Sends `sig` (`STOP`, `CONT`) to the server: a Redis that is there but answers nothing.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
     }
 
     /// `cluster.redis` for this instance.
@@ -89,8 +91,35 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal("CONT");
+        }
         self.stop();
     }
+}
+
+fn spawn(socket: &std::path::Path, dir: &std::path::Path) -> Child {
+    let _ = std::fs::remove_file(socket);
+    let child = Command::new("redis-server")
+        .args(["--port", "0", "--save", "", "--appendonly", "no"])
+        .arg("--unixsocket")
+        .arg(socket)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("redis-server (apt install redis-server; tests/run.sh installs it)");
+    let started = Instant::now();
+    while !socket.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "redis-server did not open {}",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 /// A free loopback port (bound and released: the server binds it right after).
