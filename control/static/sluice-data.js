@@ -9,9 +9,17 @@
 //   we receive   [1][len] + sender identity + payload
 // A string payload goes out as a text message and arrives as one: identities are ASCII and
 // shorter than 128 bytes, so every envelope byte is a one-byte character. Bytes go out binary.
+//
+// A third channel, `_input` (unordered, no retransmissions), carries remote-control input (D87):
+// the server relays what a controller sends on it only to the host, and only while the host has
+// granted it control (it drops and counts anything else, whatever the envelope names). The
+// controller's `sendInput` uses it when it is open and the server said it routes it
+// (`input_route {data_channel: true}`), else the WebSocket's `input` message; the host gets the
+// same `input` event either way, with `via` saying which.
 
 export const RELIABLE = '_reliable';
 export const LOSSY = '_lossy';
+export const INPUT = '_input';
 /** Destinations one message may name (the dataplane refuses more). */
 export const MAX_DESTINATIONS = 64;
 /** Longest identity that has data channels (one ASCII length byte). */
@@ -72,38 +80,61 @@ export function decodeEnvelope(raw) {
   return { from, data: bytes.subarray(2 + len) };
 }
 
-/** The two channels on one publisher PC. */
+/** The channels on one publisher PC. */
 export class DataLink {
   #channels;
+  #input;
   #onMessage;
 
   /**
-   * Creates both channels on `pc` (before its offer, so the offer carries the data section).
-   * `onMessage({from, data, reliable})` for every well-formed message; `onState()` when a
-   * channel opens or closes.
+   * Creates the channels on `pc` (before its offer, so the offer carries the data section).
+   * `onMessage({from, data, reliable})` for every well-formed message; `onInput({from, event})`
+   * for every input event that came on `_input`; `onState()` when a channel opens or closes.
    */
-  constructor(pc, { onMessage, onState }) {
+  constructor(pc, { onMessage, onInput, onState }) {
     this.#onMessage = onMessage;
     this.#channels = {
       reliable: pc.createDataChannel(RELIABLE, { ordered: true }),
       lossy: pc.createDataChannel(LOSSY, { ordered: false, maxRetransmits: 0 }),
     };
+    this.#input = pc.createDataChannel(INPUT, { ordered: false, maxRetransmits: 0 });
     for (const [kind, ch] of Object.entries(this.#channels)) {
       ch.binaryType = 'arraybuffer';
       ch.onmessage = (ev) => this.#receive(ev.data, kind === 'reliable');
       ch.onopen = () => onState?.();
       ch.onclose = () => onState?.();
     }
+    this.#input.onmessage = (ev) => {
+      const m = typeof ev.data === 'string' ? decodeEnvelope(ev.data) : null;
+      if (!m) return;
+      try {
+        onInput?.({ from: m.from, event: JSON.parse(m.data) });
+      } catch {
+        // Not JSON: not an input event of this library.
+      }
+    };
   }
 
-  /** Whether both channels are open. */
+  /** Whether `_reliable` and `_lossy` are open. */
   get open() {
     return Object.values(this.#channels).every((c) => c.readyState === 'open');
   }
 
+  /** Whether `_input` is open. */
+  get inputOpen() {
+    return this.#input.readyState === 'open';
+  }
+
+  /** Sends an input event (JSON) on `_input`; false when the channel is not open. */
+  sendInput(event) {
+    if (!this.inputOpen) return false;
+    this.#input.send(encodeEnvelope(JSON.stringify(event)));
+    return true;
+  }
+
   /** The channels, for tests and flow control (`bufferedAmount`). */
   get channels() {
-    return { ...this.#channels };
+    return { ...this.#channels, input: this.#input };
   }
 
   send(data, { reliable = true, to = [] } = {}) {
@@ -114,10 +145,34 @@ export class DataLink {
 
   close() {
     for (const ch of Object.values(this.#channels)) ch.close();
+    this.#input.close();
   }
 
   #receive(raw, reliable) {
     const m = decodeEnvelope(raw);
     if (m) this.#onMessage({ ...m, reliable });
   }
+}
+
+/**
+ * Whether the SFU relays our `_input` to the host now, from the server's `input_route
+ * {data_channel}` message (sent before `control_granted`, and when the route goes: revoke, host
+ * transfer or leave, or a host without data channels). The server enforces it; this only picks
+ * the input path.
+ */
+export function controlHolder(room) {
+  let held = false;
+  room.on('input_route', (e) => { held = e.dataChannel; });
+  return { get held() { return held; } };
+}
+
+/**
+ * The controller's input path: `_input` when it is open and the SFU routes it (or `via` says
+ * `data_channel`), else the WebSocket through `viaWebSocket(event)`. Returns the path used.
+ */
+export function sendInput(link, control, event, via, viaWebSocket) {
+  const dc = via === 'data_channel' || (via !== 'websocket' && control.held);
+  if (dc && link?.sendInput(event)) return 'data_channel';
+  viaWebSocket(event);
+  return 'websocket';
 }

@@ -12,7 +12,7 @@
 // Events (room.on(name, fn) returns an unsubscribe function): joined, participant_joined,
 // participant_left, track_published, track_unpublished, track_subscribed, track_unsubscribed,
 // track_muted, role_changed, control_requested, control_granted, control_revoked,
-// host_transferred, input, active_speakers, connection_quality, ice_restart, error, disconnected.
+// host_transferred, input, input_route, active_speakers, connection_quality, ice_restart, error, disconnected.
 //
 // Hybrid P2P/SFU (issue 8, docs/protocol.md "Hybrid"): `join` says `capabilities: ["p2p"]`
 // (opt out with `{p2p: false}`); the server decides the room's mode. In P2P mode media goes over
@@ -35,7 +35,7 @@
 
 import { AudioOutput } from './sluice-audio.js';
 import { Mesh } from './sluice-mesh.js';
-import { DataLink } from './sluice-data.js';
+import { DataLink, controlHolder, sendInput } from './sluice-data.js';
 
 const PING_INTERVAL_MS = 5000;
 const REPLY_TIMEOUT_MS = 10000;
@@ -235,6 +235,7 @@ export class Room extends Emitter {
   #sfuLive = true;
   // The data channels on the current publisher PC (opts.data), created with its first offer.
   #data = null;
+  #control = controlHolder(this);
 
   constructor(ws, opts) {
     super();
@@ -720,6 +721,7 @@ export class Room extends Emitter {
     if (this.#opts.data && !this.#data) {
       this.#data = new DataLink(this.#pub, {
         onMessage: (m) => this.emit('data', { ...m, participant: this.#byIdentity(m.from) }),
+        onInput: (m) => this.emit('input', { ...m, via: 'data_channel' }),
         onState: () => {
           if (this.#data?.open) this.emit('data_open', {});
         },
@@ -856,9 +858,9 @@ export class Room extends Emitter {
     this.#send({ type: 'transfer_host', identity });
   }
 
-  /** Granted controller: send an input event (any JSON) to the host. */
-  sendInput(event) {
-    this.#send({ type: 'input', event });
+  /** Granted controller: input (any JSON) to the host, on `_input` when open and routed (`input_route`), else the WebSocket (`via` forces one: sluice-data.js); returns the path. */
+  sendInput(event, { via } = {}) {
+    return sendInput(this.#data, this.#control, event, via, (e) => this.#send({ type: 'input', event: e }));
   }
 
   /** Updates the participant's metadata (needs can_update_metadata). */
@@ -1092,7 +1094,10 @@ export class Room extends Emitter {
         this.emit(msg.type, { identity: msg.identity, self: msg.identity === this.identity });
         break;
       case 'input':
-        this.emit('input', { from: msg.from, event: msg.event });
+        this.emit('input', { from: msg.from, event: msg.event, via: 'websocket' });
+        break;
+      case 'input_route':
+        this.emit('input_route', { dataChannel: !!msg.data_channel });
         break;
       case 'data_behind':
         // The SFU drops relayed data for us: we read too slowly (docs/protocol.md "Data channels").

@@ -26,6 +26,7 @@ fn spec(room: &str, participant: &str, max_rate: Option<u32>) -> Option<DataSpec
         open_channels: false,
         remote_max_message_size: None,
         max_rate,
+        input_to: None,
     })
 }
 

@@ -17,6 +17,9 @@ use crate::vocab::{Candidate, Codec, DtlsRole, ExtIds, MediaKind, Source};
 /// unit variants of internally tagged enums, and a typo must not pass silently.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+// One command per control-socket request, never stored in bulk: a `CreateSession` inline is
+// cheaper than a box per request.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Create a session on a shard → `ReplyOk::SessionCreated`.
     CreateSession(CreateSession),
@@ -98,6 +101,24 @@ pub enum Command {
     /// A server message into a room's data-channel relay (`POST /api/rooms/{room}/data`,
     /// issue 17) → `Done` once a worker has it; delivery is counted like a relayed message's.
     SendData(SendData),
+    /// What a data session may send, changed live (a grant, a role, control granted or revoked,
+    /// the host moving or leaving) → `Done`. Also recorded in the session's `DataSpec`, so
+    /// `list_sessions` and a resync see it. Since version 4.
+    UpdateData(UpdateData),
+}
+
+/// `Command::UpdateData`: the new `can_publish` and `input_to` of a data session (both replace
+/// what `DataSpec` had).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateData {
+    /// A session created with `data`.
+    pub session: SessionId,
+    /// `DataSpec::can_publish`.
+    pub can_publish: bool,
+    /// `DataSpec::input_to`; `null` clears the input route.
+    #[serde(default)]
+    pub input_to: Option<String>,
 }
 
 /// `Command::SendData`: `payload` goes to the data sessions of `room` (only those whose
@@ -145,6 +166,7 @@ impl Command {
         "session_stats",
         "relay_track",
         "send_data",
+        "update_data",
     ];
 }
 
@@ -195,6 +217,12 @@ pub struct DataSpec {
     /// Messages per second this session may send (burst: one second's worth); absent: 1000.
     #[serde(default)]
     pub max_rate: Option<u32>,
+    /// The input route (seed 000's remote control, D87): the participant that messages on this
+    /// session's `_input` channel go to — the host, while this session's participant is a
+    /// controller holding control. Absent: its `_input` messages are dropped (`not_permitted`).
+    /// Since version 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_to: Option<String>,
 }
 
 fn yes() -> bool {

@@ -116,6 +116,7 @@ impl Command {
             | Self::Shutdown {}
             | Self::SessionStats { .. } => Ok(()),
             Self::SendData(d) => send_data(d),
+            Self::UpdateData(u) => opt(&u.input_to, |t| data_id("input_to", t)),
         }
     }
 }
@@ -221,6 +222,7 @@ fn create_session(c: &CreateSession) -> Result<(), Invalid> {
         if d.max_rate == Some(0) {
             return Err(Invalid::new("data.max_rate", "must be > 0"));
         }
+        opt(&d.input_to, |t| data_id("data.input_to", t))?;
     }
     Ok(())
 }
@@ -701,5 +703,31 @@ mod tests {
             ..ok
         };
         assert_eq!(field(room), "room");
+    }
+
+    #[test]
+    fn update_data_bounds_its_route() {
+        use crate::command::UpdateData;
+        let ok = UpdateData {
+            session: crate::SessionId(1),
+            can_publish: true,
+            input_to: Some("host".into()),
+        };
+        assert!(Command::UpdateData(ok.clone()).validate().is_ok());
+        for bad in [String::new(), "h".repeat(129), "a\u{7}".into()] {
+            let u = UpdateData {
+                input_to: Some(bad),
+                ..ok.clone()
+            };
+            assert_eq!(
+                Command::UpdateData(u).validate().unwrap_err().field,
+                "input_to"
+            );
+        }
+        let none = UpdateData {
+            input_to: None,
+            ..ok
+        };
+        assert!(Command::UpdateData(none).validate().is_ok());
     }
 }

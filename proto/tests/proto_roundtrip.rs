@@ -194,6 +194,23 @@ fn commands() -> Vec<Command> {
             binary: true,
             payload: vec![0, 1, 255],
         }),
+        Command::UpdateData(UpdateData {
+            session: SessionId(3),
+            can_publish: false,
+            input_to: Some("host".into()),
+        }),
+        Command::CreateSession(CreateSession {
+            data: Some(DataSpec {
+                room: "r1".into(),
+                participant: "ctl".into(),
+                can_publish: true,
+                open_channels: false,
+                remote_max_message_size: None,
+                max_rate: None,
+                input_to: Some("host".into()),
+            }),
+            ..create_session()
+        }),
         Command::RelayTrack(RelayTrack {
             subscription: SubscriptionId(900),
             session: SessionId(700),

@@ -7,6 +7,7 @@ import { assertFeedback, watchFeedback } from './lib/feedback.mjs';
 import { clusterScenarios } from './scenarios-cluster.mjs';
 import { dataScenarios } from './scenarios-data.mjs';
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
+import { inputScenarios } from './scenarios-input.mjs';
 import { interopScenarios } from './scenarios-interop.mjs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -507,6 +508,7 @@ export const scenarios = {
   ...tcpScenarios,
   ...turnScenarios,
   ...dataScenarios,
+  ...inputScenarios,
 };
 
 // Its point is time targets (the low layer within 2 s of the cap, the high layer within 5 s of the

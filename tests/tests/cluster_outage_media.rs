@@ -16,17 +16,14 @@ mod node_support;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use api_support::*;
 use cluster_support::{free_port, Redis};
 use futures_util::StreamExt;
 use node_support::*;
-use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
-use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
 use tokio_tungstenite::tungstenite::Message;
 
 const LEASE_MS: u64 = 1500;
@@ -112,119 +109,6 @@ async fn still_in_call(ws: &mut Ws, who: &str) {
     }
 }
 
-/// Alice's publisher offer, bob's answers to the subscriber offers; then a thread drives both
-/// peers until `stop`, counting alice's packets sent and bob's received of her audio.
-async fn negotiate_and_run(
-    alice: &mut Ws,
-    bob: &mut Ws,
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-    got: Arc<AtomicU64>,
-) -> JoinHandle<()> {
-    let alice_creds = IceCreds::new("AlicO", "alicepassword0123456789");
-    let alice_cert = generate_cert().unwrap();
-    let offer = rewrite(
-        OFFER,
-        &alice_creds,
-        &alice_cert.fingerprint().to_sdp(),
-        "sendrecv",
-        "sendonly",
-        None,
-    );
-    send(
-        alice,
-        json!({"type": "offer", "pc": "publisher", "sdp": offer}),
-    )
-    .await;
-    let answer = recv_type(alice, "answer").await["sdp"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let bob_creds = IceCreds::new("BobbO", "bobpassword0123456789xx");
-    let bob_cert = generate_cert().unwrap();
-    let bob_fp = bob_cert.fingerprint().to_sdp();
-    let mut sub_offer;
-    loop {
-        sub_offer = recv_type(bob, "offer").await["sdp"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let a = rewrite(
-            &sub_offer,
-            &bob_creds,
-            &bob_fp,
-            "sendonly",
-            "recvonly",
-            Some("active"),
-        );
-        send(bob, json!({"type": "answer", "pc": "subscriber", "sdp": a})).await;
-        if sub_offer.matches("m=").count() >= 2 {
-            break;
-        }
-    }
-    let (bob_pt, bob_ssrc) = audio_stream(&sub_offer);
-    let alice_cfg = WebRtcPeerConfig {
-        cert: alice_cert,
-        ..WebRtcPeerConfig::new(
-            alice_creds,
-            IceCreds::new(attr(&answer, "ice-ufrag"), attr(&answer, "ice-pwd")),
-            attr(&answer, "fingerprint"),
-        )
-        .unwrap()
-    };
-    let alice_server = candidate(&answer);
-    let bob_cfg = WebRtcPeerConfig {
-        cert: bob_cert,
-        ..WebRtcPeerConfig::new(
-            bob_creds,
-            IceCreds::new(attr(&sub_offer, "ice-ufrag"), attr(&sub_offer, "ice-pwd")),
-            attr(&sub_offer, "fingerprint"),
-        )
-        .unwrap()
-    };
-    let bob_server = candidate(&sub_offer);
-    std::thread::spawn(move || {
-        let mut alice =
-            TestPeer::connect(alice_server, &alice_cfg, Duration::from_secs(10)).expect("alice");
-        let mut bob =
-            TestPeer::connect(bob_server, &bob_cfg, Duration::from_secs(10)).expect("bob");
-        bob.expect_stream(
-            CoreKind::Audio,
-            CoreCodec::Opus,
-            48_000,
-            bob_pt,
-            bob_ssrc,
-            None,
-        )
-        .expect("expect stream");
-        // Bounded: 60 s at most.
-        let end = Instant::now() + Duration::from_secs(60);
-        let mut seq: u16 = 1;
-        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-            alice
-                .publish_rtp(
-                    seq,
-                    u32::from(seq) * 960,
-                    ALICE_AUDIO_SSRC,
-                    OPUS_PT,
-                    false,
-                    &[0xf8, 0xff, 0xfe],
-                )
-                .expect("publish");
-            sent.fetch_add(1, Ordering::Relaxed);
-            seq = seq.wrapping_add(1);
-            alice
-                .pump(Instant::now() + Duration::from_millis(2))
-                .expect("alice pump");
-            while let Some(m) = bob.recv_media(Duration::from_millis(8)).expect("recv") {
-                if m.ssrc == bob_ssrc {
-                    got.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-    })
-}
-
 /// Samples `got` every 20 ms for `d`: (packets received, longest time without one).
 async fn watch(got: &AtomicU64, d: Duration) -> (u64, Duration) {
     let t0 = Instant::now();
@@ -264,9 +148,10 @@ async fn media_flows_through_a_redis_outage_and_the_room_stays_home() {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let (sent, got) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let media = negotiate_and_run(
+    let media = call::negotiate_and_run(
         &mut alice,
         &mut bob,
+        "O",
         stop.clone(),
         sent.clone(),
         got.clone(),

@@ -368,7 +368,7 @@ async fn transfer_host(
         .to_owned();
     let target = to.clone();
     app.in_existing_room(&room, move |ctx| {
-        Box::pin(async move { ctx.transfer_host(Actor::Admin, &target) })
+        Box::pin(async move { ctx.transfer_host(Actor::Admin, &target).await })
     })
     .await?;
     Ok(Json(json!({"host": to})))

@@ -113,6 +113,11 @@ pub enum ServerMessage {
         reliable: bool,
         dropped: u64,
     },
+    /// The SFU now relays (`data_channel: true`) or no longer relays this controller's `_input`
+    /// data channel to the host (D87/D88): its client sends input there or over the WebSocket.
+    InputRoute {
+        data_channel: bool,
+    },
     /// `[turn]`: fresh TURN credentials, sent at half the lifetime of the previous ones
     /// (`turn.ttl_s`): for PeerConnections made from now on and the next ICE restart.
     IceServers {

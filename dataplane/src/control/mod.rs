@@ -27,6 +27,7 @@ use crate::shard::msg::{ShardCmd, ShardMsg};
 use crate::shard::registry::SharedRegistry;
 use crate::sys::Waker;
 
+mod data;
 mod requests;
 mod socket;
 

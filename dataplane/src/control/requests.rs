@@ -46,6 +46,7 @@ impl ControlThread {
                     Err(rejected("worker 0's command queue is full; retry"))
                 }
             }
+            Command::UpdateData(u) => self.update_data(id, u),
             Command::SessionStats { session } => {
                 if !self.sessions.contains_key(&session) {
                     Err(not_found(session))

@@ -340,6 +340,17 @@ impl Shard {
                 }
                 done()
             }
+            Command::UpdateData(u) => {
+                let Some(slot) = self.table.slot_of(u.session) else {
+                    return not_found(u.session);
+                };
+                let Some(d) = self.table.get_mut(slot).and_then(|e| e.data.as_deref_mut()) else {
+                    return not_found(u.session);
+                };
+                d.can_publish = u.can_publish;
+                d.input_to = u.input_to;
+                done()
+            }
             // Priority feeds the allocator through the DownTrack config at subscribe time; a
             // live change needs a Session setter (not in the API yet): recorded by control.
             Command::SetPriority { .. } => done(),

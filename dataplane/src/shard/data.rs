@@ -1,7 +1,10 @@
 //! The data-channel relay (issue 17, decisions D60–D63). A session created with `data` has an
 //! SCTP association; what its peer sends on the channel labelled `_reliable` or `_lossy` is
 //! relayed to the other data sessions of its room, stamped with its participant id, on the
-//! receiver's channel of the same label.
+//! receiver's channel of the same label. What it sends on `_input` (D87) goes only to the
+//! participant its input route names (`DataSpec::input_to`: the host, while its participant is a
+//! controller holding control), on that receiver's `_input` channel; with no route it is dropped,
+//! counted `not_permitted`. The route changes live (`Command::UpdateData`).
 //!
 //! Envelopes (one per message, `docs/protocol.md`):
 //! - client → server: `[1][n]` then n destinations `[len][participant id]`, then the payload;
@@ -33,6 +36,9 @@ use super::table::Slot;
 /// Labels of the two relayed channels.
 pub const RELIABLE_LABEL: &str = "_reliable";
 pub const LOSSY_LABEL: &str = "_lossy";
+/// Label of the input channel (unordered, no retransmissions, like `_lossy`): a controller's
+/// input events to the host, relayed only along the session's input route (D87).
+pub const INPUT_LABEL: &str = "_input";
 /// Bytes a receiver's `_reliable` channel may hold queued or unacknowledged before relayed
 /// messages for it are dropped (Chrome closes a channel at 16 MiB; LiveKit drops slow readers).
 pub const RELIABLE_CAP: usize = 1 << 20;
@@ -54,20 +60,25 @@ pub const ENVELOPE_V1: u8 = 1;
 /// Destinations one message may name.
 pub const MAX_DESTINATIONS: usize = 64;
 
-/// The two relayed channel kinds.
+/// The relayed channel kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Reliable = 0,
     Lossy = 1,
+    Input = 2,
 }
 
+/// How many kinds there are (array sizes).
+pub const KINDS: usize = 3;
+
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Reliable, Kind::Lossy];
+    pub const ALL: [Kind; KINDS] = [Kind::Reliable, Kind::Lossy, Kind::Input];
 
     pub fn of_label(label: &str) -> Option<Kind> {
         match label {
             RELIABLE_LABEL => Some(Kind::Reliable),
             LOSSY_LABEL => Some(Kind::Lossy),
+            INPUT_LABEL => Some(Kind::Input),
             _ => None,
         }
     }
@@ -76,6 +87,7 @@ impl Kind {
         match self {
             Kind::Reliable => "reliable",
             Kind::Lossy => "lossy",
+            Kind::Input => "input",
         }
     }
 
@@ -84,6 +96,7 @@ impl Kind {
         let (label, ordered, reliability) = match self {
             Kind::Reliable => (RELIABLE_LABEL, true, Reliability::Reliable),
             Kind::Lossy => (LOSSY_LABEL, false, Reliability::MaxRetransmits(0)),
+            Kind::Input => (INPUT_LABEL, false, Reliability::MaxRetransmits(0)),
         };
         ChannelConfig {
             label: label.to_string(),
@@ -101,7 +114,7 @@ impl Kind {
 pub enum DataDrop {
     /// The sender went over its message rate.
     RateLimited,
-    /// The sender lacks `can_publish`.
+    /// The sender lacks `can_publish` (or, on `_input`, an input route).
     NotPermitted,
     /// The envelope did not parse.
     BadEnvelope,
@@ -147,10 +160,10 @@ impl DataDrop {
 #[derive(Debug, Default, Clone)]
 pub struct DataCounters {
     /// Messages and bytes received from senders (payload bytes).
-    pub rx: [(u64, u64); 2],
+    pub rx: [(u64, u64); KINDS],
     /// Messages and bytes handed to receivers' channels.
-    pub tx: [(u64, u64); 2],
-    pub drops: [[u64; DataDrop::ALL.len()]; 2],
+    pub tx: [(u64, u64); KINDS],
+    pub drops: [[u64; DataDrop::ALL.len()]; KINDS],
 }
 
 impl DataCounters {
@@ -190,15 +203,17 @@ pub struct DataState {
     pub room: String,
     pub participant: String,
     pub can_publish: bool,
+    /// Where this session's `_input` messages go (`DataSpec::input_to`); none: dropped.
+    pub input_to: Option<String>,
     pub open_channels: bool,
     /// Our channels of each kind, once open.
-    pub channels: [Option<ChannelId>; 2],
+    pub channels: [Option<ChannelId>; KINDS],
     pub(super) rate: RateLimit,
     /// Per kind: drops for this receiver so far, whether it is behind now and told so, and
     /// when it was last told ([`NOTICE_INTERVAL`]).
-    pub dropped: [u64; 2],
-    pub behind: [bool; 2],
-    pub told_at: [Option<Instant>; 2],
+    pub dropped: [u64; KINDS],
+    pub behind: [bool; KINDS],
+    pub told_at: [Option<Instant>; KINDS],
 }
 
 impl DataState {
@@ -208,12 +223,13 @@ impl DataState {
             room: spec.room.clone(),
             participant: spec.participant.clone(),
             can_publish: spec.can_publish,
+            input_to: spec.input_to.clone(),
             open_channels: spec.open_channels,
-            channels: [None; 2],
+            channels: [None; KINDS],
             rate: RateLimit::new(rate, rate),
-            dropped: [0; 2],
-            behind: [false; 2],
-            told_at: [None; 2],
+            dropped: [0; KINDS],
+            behind: [false; KINDS],
+            told_at: [None; KINDS],
         }
     }
 
@@ -416,7 +432,8 @@ mod tests {
         let mut c = DataCounters::default();
         c.drop(Kind::Lossy, DataDrop::Behind);
         let e: HashMap<String, u64> = c.entries().collect();
-        assert_eq!(e.len(), 2 * (4 + DataDrop::ALL.len()));
+        assert_eq!(e.len(), KINDS * (4 + DataDrop::ALL.len()));
+        assert_eq!(e["data_input_drop_not_permitted"], 0);
         assert_eq!(e["data_lossy_drop_behind"], 1);
         assert_eq!(e["data_reliable_drop_behind"], 0);
     }

@@ -1,6 +1,6 @@
 //! The shard's half of the data-channel relay (`data.rs` has the envelope, the limits and the
 //! counters): data sessions join their room's member list here, their channel events name the
-//! `_reliable`/`_lossy` channels, and after each drain their received messages are stamped and
+//! `_reliable`/`_lossy`/`_input` channels, and after each drain their received messages are stamped and
 //! handed to the room's members on this shard and, boxed, to every other shard's data ring.
 
 use std::time::Instant;
@@ -105,7 +105,13 @@ impl Shard {
             let c = &mut self.data_counters;
             c.rx[kind as usize].0 += 1;
             c.rx[kind as usize].1 += meta.len as u64;
-            if !d.can_publish {
+            // `_input` goes along the session's input route only (never where the client says);
+            // the other kinds need `can_publish`.
+            let allowed = match kind {
+                Kind::Input => d.input_to.is_some(),
+                _ => d.can_publish,
+            };
+            if !allowed {
                 c.drop(kind, DataDrop::NotPermitted);
                 continue;
             }
@@ -122,7 +128,10 @@ impl Shard {
                 kind,
                 binary: meta.binary,
                 from: entry.id,
-                to: inbound.to.iter().map(|s| s.to_string()).collect(),
+                to: match (&d.input_to, kind) {
+                    (Some(host), Kind::Input) => vec![host.clone()],
+                    _ => inbound.to.iter().map(|s| s.to_string()).collect(),
+                },
                 bytes: stamp(&d.participant, inbound.payload),
                 at: now,
             };
@@ -177,8 +186,12 @@ impl Shard {
         let k = msg.kind as usize;
         let (cap, over) = match msg.kind {
             Kind::Reliable => (RELIABLE_CAP, DataDrop::SlowReceiver),
-            Kind::Lossy => (LOSSY_CAP, DataDrop::Behind),
+            Kind::Lossy | Kind::Input => (LOSSY_CAP, DataDrop::Behind),
         };
+        // Input always names its one receiver (the sender's route); never the whole room.
+        if msg.kind == Kind::Input && msg.to.is_empty() {
+            return;
+        }
         for &slot in self.data_rooms.members(&msg.room) {
             let Some(entry) = self.table.get_mut(slot) else {
                 continue;

@@ -4,6 +4,8 @@
 //! its own ICE credentials and certificate.
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod call;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

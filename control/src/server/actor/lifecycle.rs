@@ -81,6 +81,7 @@ impl RoomCtx {
             .ok_or_else(|| ApiError::rejected("the participant left while joining"))?;
         self.media_join(&identity, &sid, signaling).await;
         self.emit(events);
+        self.sync_data_rights().await;
         Ok(sid)
     }
 
@@ -213,6 +214,7 @@ impl RoomCtx {
         for identity in gone {
             self.media_leave(&identity).await;
         }
+        self.sync_data_rights().await;
         self.forget_policy_if_roomless();
     }
 
@@ -244,6 +246,7 @@ impl RoomCtx {
         }
         self.emit(events);
         self.sync_room_tracks().await;
+        self.sync_data_rights().await;
         let p = self.rooms.participant(&name, identity).ok_or_else(|| {
             ApiError::not_found(format!("participant {identity:?} left")).with_field("identity")
         })?;
@@ -287,17 +290,19 @@ impl RoomCtx {
     }
 
     /// Host transfer, by the host or an admin.
-    pub(crate) fn transfer_host(&mut self, by: Actor<'_>, to: &str) -> Result<(), ApiError> {
+    pub(crate) async fn transfer_host(&mut self, by: Actor<'_>, to: &str) -> Result<(), ApiError> {
         let events = self
             .rooms
             .transfer_host(&self.name.clone(), by, to)
             .map_err(|e| with_room_field(e.into()))?;
+        self.sync_data_rights().await;
         self.emit(events);
         Ok(())
     }
 
-    /// Remote control between the host and its controllers.
-    pub(crate) fn control(
+    /// Remote control between the host and its controllers; the input routes of the data
+    /// channels follow before the answer (D87).
+    pub(crate) async fn control(
         &mut self,
         by: &str,
         op: ControlOp,
@@ -309,6 +314,8 @@ impl RoomCtx {
             ControlOp::Grant => self.rooms.grant_control(&name, by, target)?,
             ControlOp::Revoke => self.rooms.revoke_control(&name, by, target)?,
         };
+        // The dataplane first: a controller told it holds control finds its route there.
+        self.sync_data_rights().await;
         self.emit(events);
         Ok(())
     }

@@ -139,6 +139,7 @@ impl RoomCtx {
             Some(sid.clone()),
         )?;
         let (_, answer) = self.apply_offer(plan).await?;
+        self.sync_data_rights().await;
         self.refresh_room().await;
         Ok((sid, answer))
     }

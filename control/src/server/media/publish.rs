@@ -111,6 +111,7 @@ impl RoomCtx {
         let offer = sdp::parse(offer_text)?;
         let plan = self.plan_offer(self.rooms.clone(), Vec::new(), identity, offer, mode, None)?;
         let answered = self.apply_offer(plan).await?;
+        self.sync_data_rights().await;
         // Subscribers get the new tracks.
         self.refresh_room().await;
         Ok(answered)

@@ -170,7 +170,10 @@ async fn dispatch(
         }
         ClientMessage::TransferHost(t) => none(
             on_room(app, peer, move |ctx, me| {
-                Box::pin(async move { ctx.transfer_host(Actor::Participant(&me), &t.identity) })
+                Box::pin(async move {
+                    ctx.transfer_host(Actor::Participant(&me), &t.identity)
+                        .await
+                })
             })
             .await,
         ),
@@ -290,7 +293,7 @@ async fn control(
     target: String,
 ) -> Result<Option<ServerMessage>, ApiError> {
     on_room(app, peer, move |ctx, me| {
-        Box::pin(async move { ctx.control(&me, op, &target) })
+        Box::pin(async move { ctx.control(&me, op, &target).await })
     })
     .await
     .map(|()| None)

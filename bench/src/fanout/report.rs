@@ -1,0 +1,201 @@
+//! What one fanout run reports: delivered rates, loss, latency percentiles, the SFU's CPU and
+//! its own latency histograms, the generator's verdict — as a summary and as JSON.
+
+use super::*;
+
+/// What one fanout run measured.
+#[derive(Debug, Clone)]
+pub struct FanoutReport {
+    pub config: FanoutConfig,
+    pub gen: GenReport,
+    pub workers: u16,
+    pub io_mode: String,
+    /// Last stats snapshot of each worker.
+    pub worker_stats: BTreeMap<u16, ShardStats>,
+    /// Each worker's snapshot just before the generator started (for deltas over the run).
+    pub worker_stats_before: BTreeMap<u16, ShardStats>,
+    pub setup_s: f64,
+    /// The SRTP profile DTLS negotiated (`--cipher gcm|cm`); `None` for plain RTP.
+    pub srtp_profile: Option<&'static str>,
+}
+
+impl FanoutReport {
+    pub fn loss(&self) -> f64 {
+        self.gen.loss()
+    }
+
+    pub fn p99_ms(&self) -> f64 {
+        self.gen.latency_all.quantile(0.99).unwrap_or(0) as f64 / 1e6
+    }
+
+    /// Pacer queueing delay over the run (see [`PacerQueueing`]).
+    pub fn pacer_queueing(&self) -> PacerQueueing {
+        PacerQueueing::between(&self.worker_stats_before, &self.worker_stats)
+    }
+
+    /// What the SFU added inside itself over the run (see [`SfuLatency`]).
+    pub fn sfu_latency(&self) -> SfuLatency {
+        SfuLatency::between(&self.worker_stats_before, &self.worker_stats)
+    }
+
+    /// SFU worker CPU seconds per delivered packet over the window.
+    pub fn cpu_per_packet_s(&self) -> f64 {
+        let cpu: f64 = self.worker_cpu().iter().map(|(_, s)| s).sum();
+        cpu / (self.gen.received.max(1) as f64)
+    }
+
+    /// The keyframe fan-out floor (issue 19): a keyframe burst of `KEYFRAME_PACKETS` packets to
+    /// every subscriber, at the measured CPU cost per delivered packet, spread over the workers:
+    /// the last copy cannot leave earlier than this.
+    pub fn keyframe_floor_ms(&self) -> f64 {
+        let subs = f64::from(self.config.subscribers) * f64::from(self.config.publishers);
+        f64::from(crate::media::Profile::VIDEO.key_packets) * subs * self.cpu_per_packet_s()
+            / f64::from(self.workers.max(1))
+            * 1e3
+    }
+
+    /// SFU worker threads' CPU seconds in the window (`sluice-shard-*`).
+    pub fn worker_cpu(&self) -> Vec<(String, f64)> {
+        self.gen
+            .sfu_cpu
+            .iter()
+            .filter(|(_, name, _)| name.starts_with("sluice-shard"))
+            .map(|(_, n, s)| (n.clone(), *s))
+            .collect()
+    }
+
+    pub fn to_json(&self, limit: Option<&LimitReport>) -> Value {
+        let g = &self.gen;
+        let window = g.window_s.max(1e-9);
+        let workers: Vec<Value> = self
+            .worker_cpu()
+            .into_iter()
+            .map(|(n, s)| json!({"thread": n, "cpu_s": round(s, 3), "busy": round(s / window, 3)}))
+            .collect();
+        let stats: Vec<Value> = self
+            .worker_stats
+            .values()
+            .map(|w| {
+                json!({
+                    "worker": w.shard,
+                    "rx_packets": w.counters.rx_packets,
+                    "tx_packets": w.counters.tx_packets,
+                    "sessions": w.counters.sessions,
+                    "loop_overruns": w.counters.loop_overruns,
+                    "dropped": w.counters.dropped,
+                    // Delays, not losses (the worker reports them in the same map).
+                    "send_retry": w.counters.dropped.get("send_retry").copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        let ratio = limit.map(|l| g.delivered_pps() / l.rx_pps.max(1e-9));
+        let c = &self.config;
+        json!({
+            "config": {
+                "publishers": c.publishers,
+                "subscribers": c.subscribers,
+                "audio": c.audio,
+                "video": c.video,
+                "cipher": c.cipher.name(),
+                "srtp_profile": self.srtp_profile,
+                "warmup_s": c.warmup.as_secs_f64(),
+                "duration_s": c.duration.as_secs_f64(),
+                "sfu_workers": self.workers,
+                "sfu_cores": c.sfu_cores,
+                "generator_core": c.generator_core,
+                "generator_threads": 1 + c.generator_rx_cores.len(),
+                "generator_rx_cores": c.generator_rx_cores,
+                "io_mode": self.io_mode,
+                "audio_pps_per_stream": Profile::AUDIO.pps(),
+                "video_bps_per_stream": round(Profile::VIDEO.bps(), 0),
+            },
+            "setup_s": round(self.setup_s, 3),
+            "sent_in_window": g.sent_in_window,
+            "expected": g.expected,
+            "received": g.received,
+            "loss": round(g.loss(), 6),
+            "delivered_pps": round(g.delivered_pps(), 0),
+            "delivered_mbit_s": round(g.delivered_bps() / 1e6, 3),
+            "latency_us": {
+                "all": percentiles(&g.latency_all),
+                "audio": percentiles(&g.latency_audio),
+                "video": percentiles(&g.latency_video),
+                "method": "receive time minus the send time in the payload tag, one clock; \
+                           includes the generator's send and receive system calls and both \
+                           loopback hops",
+            },
+            "pacer_queueing": self.pacer_queueing().to_json(),
+            "sfu_latency": self.sfu_latency().to_json(
+                self.keyframe_floor_ms(),
+                self.cpu_per_packet_s() * 1e6,
+            ),
+            "sfu_worker_cpu": workers,
+            "sfu_worker_stats": stats,
+            "generator": {
+                "busy": round(g.busy, 3),
+                "busy_per_thread": g.busy_per_thread.iter().map(|b| round(*b, 3)).collect::<Vec<_>>(),
+                "rx_pps": round(g.delivered_pps(), 0),
+                "limit_rx_pps": limit.map(|l| round(l.rx_pps, 0)),
+                "fraction_of_limit_receiver": ratio.map(|r| round(r, 3)),
+                "max_send_lateness_ms": round(g.max_send_lateness_ns as f64 / 1e6, 3),
+                "rx_queue_drops": g.rx_queue_drops,
+                "tx_would_block": g.tx_would_block,
+                "verdict": generator_verdict(g),
+            },
+            "verify": {
+                "tag_errors": g.tag_errors,
+                "foreign": g.foreign,
+                "pattern_checked": g.pattern_checked,
+                "pattern_errors": g.pattern_errors,
+                "rtcp": g.rtcp,
+                "other": g.received_other,
+                "method": format!(
+                    "{}every datagram parsed and its tag read; 1 in {} bodies checked in full",
+                    if c.cipher == Cipher::None {
+                        ""
+                    } else {
+                        "every packet SRTP-authenticated and decrypted by the subscriber's \
+                         session; "
+                    },
+                    gen::PATTERN_SAMPLE
+                ),
+            },
+            "ratio_to_limit": ratio.map(|r| round(r, 3)),
+            "target_ratio_to_limit": 0.70,
+        })
+    }
+}
+
+/// Why the generator was or was not the bottleneck, in words. The generator is the bottleneck
+/// when its busiest thread's core is saturated or the kernel dropped datagrams at its sockets (it did not read
+/// them in time). Late frames alone are not: the tag carries the actual send time, so loss and
+/// latency stay exact; on a shared machine other processes on the generator's core delay it.
+pub fn generator_verdict(g: &GenReport) -> String {
+    let late_ms = g.max_send_lateness_ns as f64 / 1e6;
+    if g.busy < 0.9 && g.rx_queue_drops == 0 {
+        format!(
+            "not the bottleneck: generator core {:.0}% busy, no kernel drops at its sockets \
+             (frames sent up to {late_ms:.1} ms after their due time)",
+            g.busy * 100.0
+        )
+    } else {
+        format!(
+            "MAY BE the bottleneck: generator core {:.0}% busy, {} kernel drops at its \
+             sockets, frames up to {late_ms:.1} ms late",
+            g.busy * 100.0,
+            g.rx_queue_drops
+        )
+    }
+}
+
+pub fn percentiles(h: &Histogram) -> Value {
+    let us = |q: f64| h.quantile(q).map(|ns| round(ns as f64 / 1e3, 1));
+    json!({
+        "count": h.count(),
+        "p50": us(0.5),
+        "p90": us(0.9),
+        "p99": us(0.99),
+        "p999": us(0.999),
+        "max": round(h.max() as f64 / 1e3, 1),
+    })
+}
