@@ -13,8 +13,8 @@
 //! - **Relays** ([`App::acquire_relay`]): one `relay_track` per (track, layer, edge), counted
 //!   per user; the last release leaves it running `cluster.relay_grace_ms` (default 5 s), then
 //!   it is unsubscribed. The edge ingests it as a track of its trunk session with the relay's
-//!   SSRC ([`App::acquire_ingest`], `edge.rs`), counted the same way, and local sessions subscribe to that
-//!   track as to any other.
+//!   SSRC ([`App::acquire_ingest`], `edge.rs`), counted the same way, and local sessions
+//!   subscribe to that track as to any other.
 //! - **Janitor** (every 250 ms): relays and ingests past their grace go; a trunk that carries
 //!   nothing for the grace is closed; a trunk whose peer left the registry (lease expired:
 //!   `kill -9`) or came back with another boot is torn down with everything on it.
