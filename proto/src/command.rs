@@ -265,8 +265,18 @@ pub enum TransportMode {
         #[serde(default)]
         local_port: Option<u16>,
         crypto: TrunkCrypto,
+        /// Nothing authenticated from the peer for this long (ms, 500..=60000) raises
+        /// `trunk_silent`; `null`: [`DEFAULT_TRUNK_SILENCE_MS`]. The trunk's own reports (every
+        /// 250–500 ms) keep an idle trunk from going silent. Since version 5.
+        #[serde(default)]
+        silence_ms: Option<u32>,
     },
 }
+
+/// A trunk's `silence_ms` when none is given.
+pub const DEFAULT_TRUNK_SILENCE_MS: u32 = 2_000;
+/// The range `silence_ms` must be in.
+pub const TRUNK_SILENCE_MS: std::ops::RangeInclusive<u32> = 500..=60_000;
 
 /// How a trunk is protected.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

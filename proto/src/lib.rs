@@ -29,7 +29,7 @@ pub use client::{ControlClient, ControlError};
 pub use command::{
     AddTrack, Command, CreateSession, DataSpec, IceParams, Layer, PriorityTarget, Quality,
     RelayTrack, ReplyOk, SendData, SessionInfo, SessionState, Subscribe, SubscriptionInfo,
-    TrackInfo, TransportMode, TrunkCrypto, UpdateData,
+    TrackInfo, TransportMode, TrunkCrypto, UpdateData, DEFAULT_TRUNK_SILENCE_MS, TRUNK_SILENCE_MS,
 };
 pub use congestion::{PublishedTrackStats, SessionStatsReport, StreamState, SubscriptionStats};
 pub use conn::{ControlConn, HELLO_DEADLINE, MAX_OUTPUT_BUFFERED};
@@ -46,7 +46,8 @@ pub use vocab::{
 /// 2: `session_stats` and the `stream_state` notification (congestion control, issue 12).
 /// 3: trunk sessions (`mode: trunk`) and `relay_track` (cascade, issue 16).
 /// 4: `update_data` and `data.input_to` (input over the data channel, D87).
-pub const PROTOCOL_VERSION: u8 = 4;
+/// 5: a trunk's `silence_ms`, the `trunk_silent` / `trunk_resumed` notifications (D100).
+pub const PROTOCOL_VERSION: u8 = 5;
 /// Largest frame length N (version byte + JSON), 1 MiB.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
 

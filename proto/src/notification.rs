@@ -57,6 +57,12 @@ pub enum Notification {
         reliable: bool,
         dropped: u64,
     },
+    /// A trunk heard nothing authenticated from its peer for its `silence_ms` (once per
+    /// episode; its own reports keep an idle trunk alive, so the path or the peer is gone).
+    /// `silent_ms`: since the last packet. Since version 5.
+    TrunkSilent { session: SessionId, silent_ms: u64 },
+    /// A silent trunk hears its peer again; `silent_ms`: how long it heard nothing.
+    TrunkResumed { session: SessionId, silent_ms: u64 },
     /// The session is gone, with everything on it.
     SessionClosed {
         session: SessionId,
@@ -84,6 +90,8 @@ impl Notification {
         "first_packet",
         "keyframe",
         "data_behind",
+        "trunk_silent",
+        "trunk_resumed",
         "session_closed",
         "stats_snapshot",
         "stream_state",

@@ -186,6 +186,15 @@ fn create_session(c: &CreateSession) -> Result<(), Invalid> {
             return Err(Invalid::new("mode.crypto.remote_node", "equals local_node"));
         }
     }
+    if let TransportMode::Trunk {
+        silence_ms: Some(ms),
+        ..
+    } = &c.mode
+    {
+        if !crate::command::TRUNK_SILENCE_MS.contains(ms) {
+            return Err(Invalid::new("mode.silence_ms", "must be 500..=60000"));
+        }
+    }
     if let TransportMode::PlainRtp { remote, local_port }
     | TransportMode::Trunk {
         remote, local_port, ..

@@ -173,6 +173,7 @@ fn commands() -> Vec<Command> {
                     remote_node: "node-b".into(),
                     epoch: 7,
                 },
+                silence_ms: Some(3_000),
             },
             remote_fingerprint: None,
             ..create_session()
@@ -182,6 +183,7 @@ fn commands() -> Vec<Command> {
                 remote: "10.0.0.2:7882".parse().unwrap(),
                 local_port: Some(7883),
                 crypto: TrunkCrypto::Trusted {},
+                silence_ms: None,
             },
             remote_fingerprint: None,
             ..create_session()
@@ -262,6 +264,14 @@ fn notifications() -> Vec<Notification> {
             session: SessionId(1),
             reliable: true,
             dropped: 3,
+        },
+        Notification::TrunkSilent {
+            session: sid,
+            silent_ms: 2_000,
+        },
+        Notification::TrunkResumed {
+            session: sid,
+            silent_ms: 4_250,
         },
         Notification::SessionClosed {
             session: sid,

@@ -30,6 +30,7 @@ fn trunk(local: &str, remote: &str, epoch: u64, to: SocketAddr) -> Session {
         SessionConfig::new(SessionMode::Trunk {
             remote: to,
             keys: Some(keys),
+            silence: Duration::from_secs(2),
         }),
         &cert(),
     )

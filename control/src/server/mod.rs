@@ -481,6 +481,12 @@ async fn dataplane_loop(app: Arc<App>) {
                 Ok(Notification::DataBehind { session, reliable, dropped }) => {
                     app.data_behind(session, reliable, dropped).await;
                 }
+                Ok(Notification::TrunkSilent { session, silent_ms }) => {
+                    app.trunk_silent(session, silent_ms).await;
+                }
+                Ok(Notification::TrunkResumed { session, silent_ms }) => {
+                    app.trunk_resumed(session, silent_ms).await;
+                }
                 Ok(Notification::IceDisconnected { session }) => {
                     app.session_liveness(session, false).await;
                 }

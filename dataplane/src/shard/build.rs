@@ -2,7 +2,7 @@
 //! `Session` configurations, and rtp-core events into control-socket notifications. Slow path
 //! only (commands), so allocation is fine here.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtp_core::bwe::{AllocatorConfig, SendSideBweConfig};
 use rtp_core::dtls::{DtlsCert, DtlsSettings, Fingerprint};
@@ -50,9 +50,17 @@ pub fn session(
             }
         }
         TransportMode::PlainRtp { remote, .. } => SessionMode::PlainRtp { remote: *remote },
-        TransportMode::Trunk { remote, crypto, .. } => SessionMode::Trunk {
+        TransportMode::Trunk {
+            remote,
+            crypto,
+            silence_ms,
+            ..
+        } => SessionMode::Trunk {
             remote: *remote,
             keys: trunk_keys(crypto, trunk_secret)?,
+            silence: Duration::from_millis(u64::from(
+                silence_ms.unwrap_or(sluice_proto::DEFAULT_TRUNK_SILENCE_MS),
+            )),
         },
     };
     let trunk = matches!(spec.mode, TransportMode::Trunk { .. });

@@ -307,6 +307,20 @@ impl Shard {
                     );
                     (note, true)
                 }
+                SessionEvent::TrunkSilent { silent_for } => {
+                    // Once per silent episode of a trunk.
+                    tracing::warn!(%session, ms = silent_for.as_millis() as u64, "trunk silent");
+                    let silent_ms = silent_for.as_millis() as u64;
+                    (Some(Notification::TrunkSilent { session, silent_ms }), true)
+                }
+                SessionEvent::TrunkResumed { silent_for } => {
+                    tracing::info!(%session, ms = silent_for.as_millis() as u64, "trunk resumed");
+                    let silent_ms = silent_for.as_millis() as u64;
+                    (
+                        Some(Notification::TrunkResumed { session, silent_ms }),
+                        true,
+                    )
+                }
                 _ => (None, false),
             };
             if let Some(remote) = validated {

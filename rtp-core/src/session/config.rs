@@ -90,6 +90,9 @@ pub enum SessionMode {
         remote: SocketAddr,
         /// Derived keys (`TrunkKeys::derive`); `None`: trusted, unencrypted.
         keys: Option<super::trunk::TrunkKeys>,
+        /// Nothing authenticated from the peer for this long raises
+        /// `SessionEvent::TrunkSilent` (non-zero; the dataplane's default is 2 s).
+        silence: std::time::Duration,
     },
 }
 

@@ -168,6 +168,7 @@ impl<H: Copy> Session<H> {
             },
             None => buf.len(),
         };
+        self.heard(now);
         self.handle_rtcp(now, &buf[..len])?;
         Ok(SessionOutput::None)
     }
@@ -188,6 +189,7 @@ impl<H: Copy> Session<H> {
             },
             None => buf.len(),
         };
+        self.heard(now);
         let (up, layer, kind) = {
             let view = match RtpView::parse(&buf[..len]) {
                 Ok(v) => v,

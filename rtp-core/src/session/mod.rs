@@ -32,6 +32,7 @@ mod down;
 mod egress;
 mod feedback;
 mod ingress;
+mod liveness;
 mod output;
 mod ring;
 mod rtcp_out;
@@ -150,6 +151,8 @@ pub struct Session<H: Copy = u32> {
     stats: SessionStats,
     /// Data channels, when negotiated (boxed: most sessions have none).
     data: Option<Box<DataChannels>>,
+    /// A trunk's silence detector (`None` for other sessions).
+    liveness: Option<liveness::Liveness>,
 }
 
 impl<H: Copy> Session<H> {
@@ -163,9 +166,14 @@ impl<H: Copy> Session<H> {
             return Err(SessionError::InvalidConfig);
         }
         let seed = seed_of(&config.mode);
-        let trunk_keys = match &config.mode {
-            SessionMode::Trunk { keys, .. } => keys.clone(),
-            _ => None,
+        let (trunk_keys, liveness) = match &config.mode {
+            SessionMode::Trunk { keys, silence, .. } => {
+                if silence.is_zero() {
+                    return Err(SessionError::InvalidConfig);
+                }
+                (keys.clone(), Some(liveness::Liveness::new(now, *silence)))
+            }
+            _ => (None, None),
         };
         let transport = Transport::new(now, config.mode, cert, &config.dtls)
             .map_err(|_| SessionError::InvalidConfig)?;
@@ -209,6 +217,7 @@ impl<H: Copy> Session<H> {
             last_now: now,
             stats: SessionStats::default(),
             data: None,
+            liveness,
         };
         s.stats.estimate_bps = s.bwe.estimate_bps();
         s.next_report = now + s.report_interval();
@@ -405,6 +414,7 @@ impl<H: Copy> Session<H> {
                 t = earliest(t, Some(self.next_layer_rates));
             }
             t = earliest(t, self.bwe.probe_due());
+            t = earliest(t, self.liveness.and_then(|l| l.deadline()));
         }
         earliest(t, self.pacer.poll_timeout())
     }
@@ -423,6 +433,7 @@ impl<H: Copy> Session<H> {
             }
         }
         self.pacer.handle_timeout(now);
+        self.check_liveness(now);
         if now >= self.next_allocate {
             self.allocate(now);
             if self.is_connected() {
@@ -530,7 +541,12 @@ impl<H: Copy> Session<H> {
     fn report_interval(&mut self) -> Duration {
         // ×[0.5, 1.5) from the session's seeded generator (RFC 3550 §6.3.1
         // randomises to avoid synchronised reports).
+        // A trunk's reports are its keepalive (`liveness.rs`): ×[0.5, 1.0) of 500 ms.
         let r = xorshift(&mut self.rng) % 1000;
+        if self.liveness.is_some() {
+            let i = liveness::TRUNK_REPORT_INTERVAL;
+            return i / 2 + i / 2 * r as u32 / 1000;
+        }
         REPORT_INTERVAL / 2 + REPORT_INTERVAL * r as u32 / 1000
     }
 }

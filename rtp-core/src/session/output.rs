@@ -2,6 +2,8 @@
 //! ([`SessionOutput`]), life-cycle events ([`SessionEvent`]), track ids and
 //! the error of every call ([`SessionError`]).
 
+use std::time::Duration;
+
 use thiserror::Error;
 
 use crate::bwe::{Layer, MAX_LAYERS};
@@ -195,6 +197,17 @@ pub enum SessionEvent {
         reliability: Reliability,
         /// Opened on a pre-agreed id, without DCEP.
         negotiated: bool,
+    },
+    /// A trunk heard nothing authenticated from its peer for its `silence` (once per episode):
+    /// the path or the peer is gone (an idle trunk still sends its reports every ≤ 500 ms).
+    TrunkSilent {
+        /// Since the last packet heard.
+        silent_for: Duration,
+    },
+    /// A silent trunk heard its peer again.
+    TrunkResumed {
+        /// How long it had heard nothing.
+        silent_for: Duration,
     },
     /// A data channel ended: closed by either side (stream reset), refused
     /// by the peer, or its association ended. Its id may be reused later.

@@ -82,7 +82,7 @@ impl Transport {
                 connected: false,
             },
             SessionMode::PlainRtp { remote } => Self::Plain { remote },
-            SessionMode::Trunk { remote, keys } => Self::Trunk {
+            SessionMode::Trunk { remote, keys, .. } => Self::Trunk {
                 remote,
                 secure: keys.is_some(),
             },

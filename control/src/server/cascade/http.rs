@@ -245,6 +245,8 @@ async fn viewer(
             home: home.id.clone(),
             track: r.track.clone(),
             subscription,
+            ssrc,
+            lost: false,
         },
     );
     Ok((

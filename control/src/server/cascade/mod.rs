@@ -18,9 +18,13 @@
 //! - **Janitor** (every 250 ms): relays and ingests past their grace go; a trunk that carries
 //!   nothing for the grace is closed; a trunk whose peer left the registry (lease expired:
 //!   `kill -9`) or came back with another boot is torn down with everything on it.
+//! - **Silence** (`silence.rs`): a trunk the dataplane reports silent (a cut path, the peer
+//!   alive to Redis) is torn down and set up again with backoff; edge viewers get their relay
+//!   back.
 
 mod edge;
 mod http;
+mod silence;
 mod state;
 
 use std::collections::BTreeSet;
@@ -136,6 +140,7 @@ impl App {
                     remote_node: peer.to_owned(),
                     epoch,
                 },
+                silence_ms: None,
             },
             data: None,
             quality: Quality {

@@ -1,7 +1,7 @@
 //! What the cascade holds (trunks, relays it sends, relays it ingests, edge viewers) and its
 //! metrics. Everything here is bounded by `MAX_TRUNKS` / `MAX_RELAYS` at insertion.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ pub(crate) struct Metrics {
     pub(crate) trunks_closed_idle: AtomicU64,
     pub(crate) trunks_closed_peer_lost: AtomicU64,
     pub(crate) trunks_closed_rekey: AtomicU64,
+    /// Torn down after the dataplane's `trunk_silent`.
+    pub(crate) trunks_closed_silent: AtomicU64,
     pub(crate) trunks_closed_other: AtomicU64,
     /// Set-ups refused because a table was full.
     pub(crate) limit_refusals: AtomicU64,
@@ -52,6 +54,11 @@ pub(crate) struct Trunk {
     /// The peer's boot id when the trunk was made: another boot means it restarted.
     pub(crate) boot: String,
     idle_since: Option<Instant>,
+    /// When this side was set up.
+    pub(super) made: Instant,
+    /// Trunks toward this peer that went silent soon after their set-up, in a row (the
+    /// re-establishment's backoff, `silence.rs`).
+    pub(super) silent_streak: u32,
 }
 
 impl Trunk {
@@ -61,6 +68,8 @@ impl Trunk {
             epoch,
             boot,
             idle_since: None,
+            made: Instant::now(),
+            silent_streak: 0,
         }
     }
 }
@@ -125,6 +134,10 @@ pub(super) struct Viewer {
     pub(super) home: String,
     pub(super) track: TrackRef,
     pub(super) subscription: SubscriptionId,
+    /// The SSRC the viewer gets the track with (kept when its relay is given back).
+    pub(super) ssrc: u32,
+    /// Its relay went with a trunk (`silence.rs` gives it back once the trunk is up again).
+    pub(super) lost: bool,
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +147,8 @@ pub(crate) struct State {
     pub(super) relays: HashMap<RelayKey, Relay>,
     pub(super) ingests: HashMap<IngestKey, Ingest>,
     pub(super) viewers: HashMap<SessionId, Viewer>,
+    /// Peers whose silent trunk is being set up again (at most `MAX_TRUNKS`).
+    pub(super) reconnecting: HashSet<String>,
 }
 
 impl State {
@@ -161,6 +176,9 @@ impl State {
     pub(super) fn forget_peer(&mut self, peer: &str) {
         self.relays.retain(|k, _| k.edge != peer);
         self.ingests.retain(|k, _| k.home != peer);
+        for v in self.viewers.values_mut().filter(|v| v.home == peer) {
+            v.lost = true;
+        }
     }
 
     /// Takes out the relays and ingests idle for `grace`, and names the trunks that carried
@@ -222,6 +240,7 @@ impl Cascade {
             "idle" => &m.trunks_closed_idle,
             "peer_lost" | "peer_reset" => &m.trunks_closed_peer_lost,
             "rekey" => &m.trunks_closed_rekey,
+            "silent" => &m.trunks_closed_silent,
             _ => &m.trunks_closed_other,
         }
         .fetch_add(1, Ordering::Relaxed);
@@ -243,6 +262,7 @@ impl Cascade {
             ("idle", &m.trunks_closed_idle),
             ("peer_lost", &m.trunks_closed_peer_lost),
             ("rekey", &m.trunks_closed_rekey),
+            ("silent", &m.trunks_closed_silent),
             ("other", &m.trunks_closed_other),
         ] {
             let _ = writeln!(
@@ -274,6 +294,8 @@ mod tests {
                         layer: 0,
                     },
                     subscription: SubscriptionId(i),
+                    ssrc: 1,
+                    lost: false,
                 },
             );
         }
