@@ -77,6 +77,17 @@ async fn cluster_node(
 ) -> Option<(tempfile::TempDir, DataplaneHandle, Server)> {
     let secret = secret.to_owned();
     let (dir, dp) = loopback_dataplane(|c| c.trunk_secret_file = Some(secret))?;
+    let s = cluster_server(redis, id, &dp, None).await;
+    Some((dir, dp, s))
+}
+
+/// An in-process control daemon of the cluster linked to `dp`; `media`: its `cluster.media`.
+async fn cluster_server(
+    redis: &Redis,
+    id: &str,
+    dp: &DataplaneHandle,
+    media: Option<SocketAddr>,
+) -> Server {
     let port = free_port();
     let mut d = ClusterDraft::default();
     d.set("redis", &redis.url()).unwrap();
@@ -85,13 +96,15 @@ async fn cluster_node(
         .unwrap();
     d.set("lease_ms", &LEASE_MS.to_string()).unwrap();
     d.set("relay_grace_ms", &GRACE_MS.to_string()).unwrap();
+    if let Some(m) = media {
+        d.set("media", &m.to_string()).unwrap();
+    }
     let c = d.finish().unwrap().unwrap();
-    let s = linked_server(&dp, move |o| {
+    linked_server(dp, move |o| {
         o.http = SocketAddr::from(([127, 0, 0, 1], port));
         o.cluster = Some(c);
     })
-    .await;
-    Some((dir, dp, s))
+    .await
 }
 
 fn admin_h() -> Vec<(&'static str, String)> {
@@ -576,4 +589,134 @@ async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
     stop.store(true, Ordering::Relaxed);
     let _ = publisher.join();
     a.stop();
+}
+
+/// `sluice_cascade_trunks_closed_total{reason="silent"}` of the node at `addr`.
+async fn closed_silent(addr: SocketAddr) -> u64 {
+    let (_, _, text) = http_raw(addr, "GET", "/metrics", &[], "").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("sluice_cascade_trunks_closed_total{reason=\"silent\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Issue 16 build 4 (D100–D101): the trunk between two live nodes runs through `sluice-netem`
+/// (A's `cluster.media` is the relay's listening address, B's the relay's upstream socket, so
+/// both directions cross it). alice publishes on A, a viewer on B gets her audio; the relay is
+/// blackholed both ways while both nodes stay live in Redis: each end's dataplane says
+/// `trunk_silent` and its control daemon tears the trunk down (counted `reason="silent"`;
+/// detection printed, target ≤ 3 s) and keeps setting it up again with backoff. Opened again:
+/// the trunk comes back (new epoch) and the viewer that lost its relay gets media again, as
+/// does a new viewer (times printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_trunk_is_torn_down_and_set_up_again_when_the_path_returns() {
+    use sluice_tests::netem::{Direction, Relay, RelayConfig};
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(&secret, [9u8; 32]).unwrap();
+    let tweak =
+        |c: &mut sluice_dataplane::config::Config| c.trunk_secret_file = Some(secret.clone());
+    let Some((_da, dpa)) = loopback_dataplane(tweak) else {
+        return;
+    };
+    let Some((_db, dpb)) = loopback_dataplane(tweak) else {
+        return;
+    };
+    let source = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .unwrap();
+    let relay = Relay::start(RelayConfig {
+        upstream_source: Some(source),
+        ..RelayConfig::new("127.0.0.1:0".parse().unwrap(), dpa.local_addrs()[0])
+    })
+    .unwrap();
+    let a = cluster_server(&redis, "a", &dpa, Some(relay.local_addr())).await;
+    let b = cluster_server(&redis, "b", &dpb, Some(source)).await;
+    until(
+        "both nodes live with media",
+        Duration::from_secs(10),
+        async || {
+            redis.cli(&["HGET", "sl:node:a", "media"]).contains(':')
+                && redis.cli(&["HGET", "sl:node:b", "media"]).contains(':')
+        },
+    )
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (_ws, publisher, _, sid) = publish(a.addr, "m", "alice", Arc::clone(&stop)).await;
+    let (_, v1) = viewer(b.addr, "m", &sid, &stop).await;
+    until("media at the viewer", Duration::from_secs(5), async || {
+        v1.lock().unwrap().len() >= 50
+    })
+    .await;
+    let epoch = |v: &Value| v["trunks"][0]["epoch"].as_u64();
+    let (_, before) = call(a.addr, "GET", "/internal/cascade", "").await;
+    let e1 = epoch(&before).expect("a trunk");
+
+    // Blackhole the trunk path; both nodes stay live in the registry.
+    relay.pause(Direction::Up);
+    relay.pause(Direction::Down);
+    let cut = Instant::now();
+    let mut seen = [None, None];
+    until(
+        "both ends find the trunk silent",
+        Duration::from_secs(6),
+        async || {
+            for (i, n) in [&a, &b].iter().enumerate() {
+                if seen[i].is_none() && closed_silent(n.addr).await >= 1 {
+                    seen[i] = Some(cut.elapsed());
+                }
+            }
+            seen.iter().all(Option::is_some)
+        },
+    )
+    .await;
+    let (ta, tb) = (seen[0].unwrap(), seen[1].unwrap());
+    println!("blackholed: A tore the trunk down {ta:?}, B {tb:?} after the cut (silence 2 s, target <= 3 s)");
+    assert!(ta <= Duration::from_secs(3) && tb <= Duration::from_secs(3));
+    let had = v1.lock().unwrap().len();
+    assert!(
+        redis.cli(&["HGET", "sl:node:b", "media"]).contains(':'),
+        "B still live"
+    );
+
+    // Open the path again: the trunk comes back and the viewer gets media again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    relay.resume(Direction::Up);
+    relay.resume(Direction::Down);
+    let back = Instant::now();
+    let t = until(
+        "the viewer gets media again",
+        Duration::from_secs(15),
+        async || v1.lock().unwrap().len() >= had + 50,
+    )
+    .await;
+    let (_, after) = call(a.addr, "GET", "/internal/cascade", "").await;
+    let e2 = epoch(&after).expect("a trunk again");
+    println!("path open again: trunk at epoch {e2} (was {e1}); the viewer got 50 more packets {t:?} after");
+    assert!(e2 > e1);
+    let (_, v2) = viewer(b.addr, "m", &sid, &stop).await;
+    let t2 = until(
+        "a new viewer gets media",
+        Duration::from_secs(5),
+        async || v2.lock().unwrap().len() >= 20,
+    )
+    .await;
+    println!(
+        "a new viewer got 20 packets within {t2:?} ({:?} after the path came back)",
+        back.elapsed()
+    );
+    for n in [&a, &b] {
+        let (_, _, text) = http_raw(n.addr, "GET", "/metrics", &[], "").await;
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("trunks_closed_total{"))
+            .collect();
+        println!("{}: {}", n.addr, lines.join(" "));
+    }
+    println!("netem {}", relay.stop().to_json());
+    stop.store(true, Ordering::Relaxed);
+    let _ = publisher.join();
+    a.stop();
+    b.stop();
 }

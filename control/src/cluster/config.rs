@@ -9,7 +9,9 @@
 //! `region_header` (a request header naming the client's region, set by a load balancer this
 //! node trusts — e.g. `X-Sluice-Region`; absent: no header is trusted; docs/cluster.md
 //! "Placement"), `relay_grace_ms` (how long a cascade relay and an idle trunk outlive their last
-//! user; default 5000, 0..=600000; docs/cluster.md "Cascading").
+//! user; default 5000, 0..=600000; docs/cluster.md "Cascading"), `media` (the `ip:port` other
+//! nodes' trunks reach this node's dataplane at; default the dataplane's first media address:
+//! set it behind NAT, or to put a trunk path through a relay).
 
 /// See the module docs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,8 @@ pub struct ClusterConfig {
     pub region_header: Option<String>,
     /// A cascade relay (and an idle trunk) outlives its last user this long.
     pub relay_grace_ms: u64,
+    /// The media address published for trunks, instead of the dataplane's own.
+    pub media: Option<std::net::SocketAddr>,
 }
 
 /// `[cluster]` as read, before the check that it is complete.
@@ -40,6 +44,7 @@ pub struct ClusterDraft {
     lease_ms: Option<u64>,
     region_header: Option<String>,
     relay_grace_ms: Option<u64>,
+    media: Option<std::net::SocketAddr>,
 }
 
 /// Keys of `[cluster]`.
@@ -53,6 +58,7 @@ pub const CLUSTER_KEYS: &[&str] = &[
     "lease_ms",
     "region_header",
     "relay_grace_ms",
+    "media",
 ];
 
 /// Longest node id or region.
@@ -154,6 +160,15 @@ impl ClusterDraft {
                 }
                 self.relay_grace_ms = Some(n);
             }
+            "media" => {
+                let a: std::net::SocketAddr = value
+                    .parse()
+                    .map_err(|_| format!("expected ip:port, got {value:?}"))?;
+                if a.port() == 0 || a.ip().is_unspecified() || a.ip().is_multicast() {
+                    return Err(format!("expected a unicast ip and a port, got {value:?}"));
+                }
+                self.media = Some(a);
+            }
             _ => return Err("unknown key".into()),
         }
         Ok(())
@@ -170,7 +185,8 @@ impl ClusterDraft {
             || self.capacity.is_some()
             || self.lease_ms.is_some()
             || self.region_header.is_some()
-            || self.relay_grace_ms.is_some();
+            || self.relay_grace_ms.is_some()
+            || self.media.is_some();
         if !any {
             return Ok(None);
         }
@@ -188,6 +204,7 @@ impl ClusterDraft {
             lease_ms: self.lease_ms.unwrap_or(3000),
             region_header: self.region_header,
             relay_grace_ms: self.relay_grace_ms.unwrap_or(5000),
+            media: self.media,
         }))
     }
 }
@@ -223,6 +240,10 @@ mod tests {
         assert!(d.set("capacity", "0").is_err());
         assert!(d.set("lease_ms", "10").is_err());
         assert!(d.set("bogus", "1").is_err());
+        assert!(d.set("media", "0.0.0.0:7881").is_err());
+        assert!(d.set("media", "10.0.0.1:0").is_err());
+        assert!(d.set("media", "host:7881").is_err());
+        d.set("media", "10.0.0.1:7881").unwrap();
         assert!(d.set("region_header", "X Region").is_err());
         assert!(d.set("region_header", "").is_err());
         d.set("region_header", "X-Sluice-Region").unwrap();

@@ -105,6 +105,7 @@ pub(super) fn start(app: &Arc<App>) {
                 .as_ref()
                 .and_then(|l| l.current())
                 .and_then(|c| c.hello.media_addrs.first().copied());
+            let media = cluster.config.media.or(media);
             *cluster.media.locked() = media.map(|m| m.to_string()).unwrap_or_default();
             cluster.draining.store(app.is_draining(), Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(500)).await;
