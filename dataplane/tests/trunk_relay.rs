@@ -105,6 +105,7 @@ fn trunk(remote: SocketAddr, local: &str, peer: &str, epoch: u64) -> TransportMo
             remote_node: peer.into(),
             epoch,
         },
+        silence_ms: None,
     }
 }
 
@@ -629,10 +630,20 @@ fn trunk_commands_refuse_what_they_cannot_do_and_are_bounded() {
     assert_eq!(field, "mode.crypto.remote_node");
     let field = refused(&mut n.ctl, session(700, trunk(peer, "a b", "a", 1)));
     assert_eq!(field, "mode.crypto.local_node");
+    for ms in [0, 499, 60_001] {
+        let quick = TransportMode::Trunk {
+            remote: peer,
+            local_port: None,
+            crypto: TrunkCrypto::Trusted {},
+            silence_ms: Some(ms),
+        };
+        assert_eq!(refused(&mut n.ctl, session(700, quick)), "mode.silence_ms");
+    }
     let trusted = TransportMode::Trunk {
         remote: peer,
         local_port: None,
         crypto: TrunkCrypto::Trusted {},
+        silence_ms: Some(500),
     };
     n.ctl.request(session(700, trusted)).expect("trusted trunk");
     // A second session to the same remote would steal its packets.
