@@ -222,6 +222,11 @@ impl App {
         let t = Trunk::new(session, epoch, node.boot.clone());
         st.trunks.insert(peer.to_owned(), t.clone());
         self.cascade.publish_gauges(&st);
+        // The peer re-made the pair (its side went silent, or was dropped): our viewers that
+        // lost their relay with the old side get it back (`silence.rs`).
+        if st.viewers.values().any(|v| v.home == peer && v.lost) {
+            tokio::spawn(self.restore_viewers(peer.to_owned()));
+        }
         Ok(t)
     }
 

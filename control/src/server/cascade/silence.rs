@@ -14,6 +14,8 @@
 //! SSRC). No participant is placed on an edge yet (the next slice), so no room is told; the
 //! log line names the rooms that lost a relay.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,7 +108,7 @@ impl App {
         if let Some(t) = self.cascade.state.lock().await.trunks.get_mut(peer) {
             t.silent_streak = streak;
         }
-        let restored = self.restore_viewers(peer).await;
+        let restored = self.restore_viewers(peer.to_owned()).await;
         tracing::info!(
             peer,
             restored,
@@ -118,21 +120,39 @@ impl App {
     /// The edge's viewers of rooms homed on `peer` whose relay went with a trunk: the ingest
     /// is acquired again (one user per viewer) and each is subscribed again with its
     /// subscription id and SSRC. Returns how many got their relay back.
-    async fn restore_viewers(self: &Arc<Self>, peer: &str) -> usize {
+    /// (Boxed: it is reached from `mirror_trunk`, which it may reach again.)
+    pub(super) fn restore_viewers(
+        self: &Arc<Self>,
+        peer: String,
+    ) -> Pin<Box<dyn Future<Output = usize> + Send + 'static>> {
+        let app = Arc::clone(self);
+        Box::pin(async move { app.restore_viewers_now(&peer).await })
+    }
+
+    async fn restore_viewers_now(self: &Arc<Self>, peer: &str) -> usize {
+        // Taken out of `lost` here, so two restores never acquire for the same viewer.
         let lost: Vec<(SessionId, super::state::Viewer)> = {
-            let st = self.cascade.state.lock().await;
+            let mut st = self.cascade.state.lock().await;
             st.viewers
-                .iter()
+                .iter_mut()
                 .filter(|(_, v)| v.home == peer && v.lost)
-                .map(|(s, v)| (*s, v.clone()))
+                .map(|(s, v)| {
+                    v.lost = false;
+                    (*s, v.clone())
+                })
                 .collect()
         };
+        if lost.is_empty() {
+            return 0;
+        }
         let Ok((node, _)) = self.peer(peer).await else {
+            self.mark_lost(lost.iter().map(|(s, _)| *s)).await;
             return 0;
         };
         let mut restored = 0;
         for (session, v) in lost {
             let Ok((track, spec)) = self.acquire_ingest(&node, &v.track).await else {
+                self.mark_lost([session]).await;
                 continue;
             };
             let sub = self
@@ -147,18 +167,33 @@ impl App {
                     ext_ids: Default::default(),
                 }))
                 .await;
-            let mut st = self.cascade.state.lock().await;
-            match (sub, st.viewers.get_mut(&session)) {
-                (Ok(_), Some(v)) => {
-                    v.lost = false;
-                    restored += 1;
-                }
-                _ => {
-                    drop(st);
+            let known = self
+                .cascade
+                .state
+                .lock()
+                .await
+                .viewers
+                .contains_key(&session);
+            match (sub, known) {
+                (Ok(_), true) => restored += 1,
+                (sub, _) => {
                     self.release_ingest(peer, &v.track).await;
+                    if sub.is_err() {
+                        self.mark_lost([session]).await;
+                    }
                 }
             }
         }
         restored
+    }
+
+    /// Viewers whose relay could not be given back stay marked for the next set-up.
+    async fn mark_lost(&self, sessions: impl IntoIterator<Item = SessionId>) {
+        let mut st = self.cascade.state.lock().await;
+        for s in sessions {
+            if let Some(v) = st.viewers.get_mut(&s) {
+                v.lost = true;
+            }
+        }
     }
 }
