@@ -706,6 +706,29 @@ async fn a_silent_trunk_is_torn_down_and_set_up_again_when_the_path_returns() {
         "a new viewer got 20 packets within {t2:?} ({:?} after the path came back)",
         back.elapsed()
     );
+    // One way only (B -> A lost): only A hears nothing; its new epoch replaces B's side, and
+    // B's viewer gets its relay back through the mirror once the path returns.
+    relay.pause(Direction::Up);
+    let cut = Instant::now();
+    until(
+        "A finds the one-way cut",
+        Duration::from_secs(6),
+        async || closed_silent(a.addr).await >= 2,
+    )
+    .await;
+    println!(
+        "one-way cut (B -> A): A tore the trunk down {:?} after",
+        cut.elapsed()
+    );
+    relay.resume(Direction::Up);
+    let had = v1.lock().unwrap().len();
+    let t = until(
+        "the viewer gets media after the one-way cut",
+        Duration::from_secs(15),
+        async || v1.lock().unwrap().len() >= had + 50,
+    )
+    .await;
+    println!("one-way path back: the old viewer got 50 more packets {t:?} after");
     for n in [&a, &b] {
         let (_, _, text) = http_raw(n.addr, "GET", "/metrics", &[], "").await;
         let lines: Vec<&str> = text
