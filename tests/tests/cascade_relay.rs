@@ -14,6 +14,11 @@
 //! A second test (two in-process nodes, each home of a room with a publisher): a viewer on
 //! each of the other's room, requested at once, makes both ends set the pair up; they
 //! converge on one epoch and the one trunk carries a relay each way.
+//!
+//! A third (two in-process nodes, the trunk through `sluice-netem` via `cluster.media`): the
+//! trunk path blackholed while both nodes stay live is found silent by both dataplanes and torn
+//! down (target ≤ 3 s), set up again when the path returns (the viewer gets media again, and a
+//! new one); a one-way cut is found by the deaf end alone and healed through the mirror.
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
