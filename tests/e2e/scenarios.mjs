@@ -516,3 +516,9 @@ export const scenarios = {
 // the allocator's downgrade headroom: low layer 1.1-1.2 s, high layer 1.4-2.6 s (before it, the
 // low layer took 2.4 s whenever the first decrease fitted the middle layer).
 scenarios.downlink_cap.retries = 1;
+
+// Its baseline window (before the path pauses) needs ≥ 2.5 s of continuous video; once in nine
+// runs on a loaded machine the subscriber decoded a first frame and then nothing for 2.6 s, before
+// any restart code acts (h/split, 2026-12-06: `srtp_replay` 4, `forward_error` 5, no second ICE
+// connection). One more run allowed; the failed one is printed (run.mjs). Not seen in full runs.
+scenarios.ice_restart.retries = 1;
