@@ -6,6 +6,7 @@
 //! A viewer's session is never routed; nothing is sent when nothing changed.
 
 mod api_support;
+mod standin_support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,13 +14,8 @@ use std::time::Duration;
 use api_support::*;
 use serde_json::json;
 use sluice_control::auth::Role;
-use sluice_proto::{
-    encode_frame, Candidate, CandidateProtocol, Command, FrameDecoder, Hello, Message, Reply,
-    ReplyOk, ReplyResult, Role as ProtoRole, SessionId, UpdateData, PROTOCOL_VERSION,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sluice_proto::{Command, SessionId, UpdateData};
 use tokio::net::UnixListener;
-use tokio::sync::mpsc;
 
 const OFFER: &str = include_str!("fixtures/sdp/chromium_cam_mic.sdp");
 
@@ -29,70 +25,9 @@ type Log = Arc<Mutex<Vec<Command>>>;
 fn recording_dataplane(listener: UnixListener) -> Log {
     let log: Log = Arc::default();
     let seen = Arc::clone(&log);
-    tokio::spawn(async move {
-        let Ok((sock, _)) = listener.accept().await else {
-            return;
-        };
-        let (mut rd, mut wr) = sock.into_split();
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
-        tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                let mut buf = Vec::new();
-                encode_frame(&m, &mut buf).unwrap();
-                if wr.write_all(&buf).await.is_err() {
-                    return;
-                }
-            }
-        });
-        let _ = out_tx.send(Message::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            role: ProtoRole::Dataplane,
-            instance: "recording-dataplane".into(),
-            shards: 1,
-            media_addrs: vec!["127.0.0.1:9".parse().unwrap()],
-            fingerprint: Some(format!("sha-256 {}", vec!["AB"; 32].join(":"))),
-        }));
-        let mut decoder = FrameDecoder::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            while let Ok(Some(msg)) = decoder.next_frame() {
-                let Message::Request(req) = msg else { continue };
-                let ok = match &req.command {
-                    Command::CreateSession(_) => ReplyOk::SessionCreated {
-                        shard: 0,
-                        local_candidates: vec![Candidate {
-                            foundation: "1".into(),
-                            addr: "127.0.0.1:9".parse().unwrap(),
-                            protocol: CandidateProtocol::Udp,
-                            priority: 2_130_706_431,
-                        }],
-                    },
-                    Command::Ping {} => ReplyOk::Pong {},
-                    Command::ListSessions { .. } => ReplyOk::Sessions {
-                        sessions: vec![],
-                        next: None,
-                    },
-                    Command::ListTracks { .. } => ReplyOk::Tracks {
-                        tracks: vec![],
-                        next: None,
-                    },
-                    Command::ListSubscriptions { .. } => ReplyOk::Subscriptions {
-                        subscriptions: vec![],
-                        next: None,
-                    },
-                    _ => ReplyOk::Done {},
-                };
-                seen.lock().unwrap().push(req.command.clone());
-                let _ = out_tx.send(Message::Reply(Reply {
-                    id: req.id,
-                    result: ReplyResult::Ok(ok),
-                }));
-            }
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => decoder.push(&buf[..n]),
-            }
-        }
+    standin_support::serve(listener, "recording-dataplane", move |req, reply, out| {
+        seen.lock().unwrap().push(req.command);
+        let _ = out.send(reply);
     });
     log
 }

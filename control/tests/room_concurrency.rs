@@ -5,6 +5,7 @@
 //! offer is answered once the dataplane answers.
 
 mod api_support;
+mod standin_support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,13 +14,9 @@ use std::time::{Duration, Instant};
 use api_support::*;
 use serde_json::json;
 use sluice_control::auth::Role;
-use sluice_proto::{
-    encode_frame, Candidate, CandidateProtocol, Command, FrameDecoder, Hello, Message, Reply,
-    ReplyOk, ReplyResult, Role as ProtoRole, PROTOCOL_VERSION,
-};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sluice_proto::Command;
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 const OFFER: &str = include_str!("fixtures/sdp/chromium_cam_mic.sdp");
 
@@ -43,81 +40,18 @@ async fn held_dataplane(listener: UnixListener) -> HeldDataplane {
         Arc::clone(&dp.release),
         Arc::clone(&dp.creates),
     );
-    tokio::spawn(async move {
-        let Ok((sock, _)) = listener.accept().await else {
-            return;
-        };
-        let (mut rd, mut wr) = sock.into_split();
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
-        tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                let mut buf = Vec::new();
-                encode_frame(&m, &mut buf).unwrap();
-                if wr.write_all(&buf).await.is_err() {
-                    return;
-                }
-            }
-        });
-        let _ = out_tx.send(Message::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            role: ProtoRole::Dataplane,
-            instance: "held-dataplane".into(),
-            shards: 1,
-            media_addrs: vec!["127.0.0.1:9".parse().unwrap()],
-            fingerprint: Some(format!("sha-256 {}", vec!["AB"; 32].join(":"))),
-        }));
-        let mut decoder = FrameDecoder::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            while let Ok(Some(msg)) = decoder.next_frame() {
-                let Message::Request(req) = msg else { continue };
-                let ok = match &req.command {
-                    Command::CreateSession(_) => ReplyOk::SessionCreated {
-                        shard: 0,
-                        local_candidates: vec![Candidate {
-                            foundation: "1".into(),
-                            addr: "127.0.0.1:9".parse().unwrap(),
-                            protocol: CandidateProtocol::Udp,
-                            priority: 2_130_706_431,
-                        }],
-                    },
-                    Command::Ping {} => ReplyOk::Pong {},
-                    Command::ListSessions { .. } => ReplyOk::Sessions {
-                        sessions: vec![],
-                        next: None,
-                    },
-                    Command::ListTracks { .. } => ReplyOk::Tracks {
-                        tracks: vec![],
-                        next: None,
-                    },
-                    Command::ListSubscriptions { .. } => ReplyOk::Subscriptions {
-                        subscriptions: vec![],
-                        next: None,
-                    },
-                    _ => ReplyOk::Done {},
-                };
-                let reply = Message::Reply(Reply {
-                    id: req.id,
-                    result: ReplyResult::Ok(ok),
-                });
-                let first_create = matches!(req.command, Command::CreateSession(_))
-                    && creates.fetch_add(1, Ordering::SeqCst) == 0;
-                if first_create {
-                    let (out, held, release) =
-                        (out_tx.clone(), Arc::clone(&held), Arc::clone(&release));
-                    tokio::spawn(async move {
-                        held.notify_one();
-                        release.notified().await;
-                        let _ = out.send(reply);
-                    });
-                } else {
-                    let _ = out_tx.send(reply);
-                }
-            }
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => decoder.push(&buf[..n]),
-            }
+    standin_support::serve(listener, "held-dataplane", move |req, reply, out| {
+        let first_create = matches!(req.command, Command::CreateSession(_))
+            && creates.fetch_add(1, Ordering::SeqCst) == 0;
+        if first_create {
+            let (out, held, release) = (out.clone(), Arc::clone(&held), Arc::clone(&release));
+            tokio::spawn(async move {
+                held.notify_one();
+                release.notified().await;
+                let _ = out.send(reply);
+            });
+        } else {
+            let _ = out.send(reply);
         }
     });
     dp
