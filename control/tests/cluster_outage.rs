@@ -94,30 +94,6 @@ async fn first_answer(addr: SocketAddr, room: &str, identity: &str) -> Value {
     }
 }
 
-/// The client is still in its call: a ping is answered, and nothing on the way is a `leave`
-/// or a close.
-async fn still_in_call(ws: &mut Ws, who: &str) {
-    send(ws, json!({"type": "ping", "t": 7})).await;
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("{who}: no pong within 5 s"))
-            .unwrap_or_else(|| panic!("{who}: socket closed"))
-            .unwrap_or_else(|e| panic!("{who}: socket error {e}"));
-        match m {
-            Message::Text(t) => {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                assert_ne!(v["type"], "leave", "{who} was told to leave: {v}");
-                if v["type"] == "pong" {
-                    return;
-                }
-            }
-            Message::Close(c) => panic!("{who}: closed {c:?}"),
-            _ => {}
-        }
-    }
-}
-
 async fn metric(addr: SocketAddr, name: &str) -> String {
     let (_, _, m) = http_raw(addr, "GET", "/metrics", &[], "").await;
     m.lines()

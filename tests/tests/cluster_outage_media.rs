@@ -20,11 +20,9 @@ use std::time::{Duration, Instant};
 
 use api_support::*;
 use cluster_support::{free_port, Redis};
-use futures_util::StreamExt;
 use node_support::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use sluice_control::auth::Role;
-use tokio_tungstenite::tungstenite::Message;
 
 const LEASE_MS: u64 = 1500;
 
@@ -84,29 +82,6 @@ async fn join(addr: SocketAddr, room: &str, identity: &str, role: Role) -> Ws {
     send(&mut ws, json!({"type": "join"})).await;
     recv_type(&mut ws, "joined").await;
     ws
-}
-
-/// A ping is answered and nothing before the pong is a `leave` or a close.
-async fn still_in_call(ws: &mut Ws, who: &str) {
-    send(ws, json!({"type": "ping", "t": 3})).await;
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("{who}: no pong within 5 s"))
-            .unwrap_or_else(|| panic!("{who}: socket closed"))
-            .unwrap_or_else(|e| panic!("{who}: {e}"));
-        match m {
-            Message::Text(t) => {
-                let v: Value = serde_json::from_str(&t).unwrap();
-                assert_ne!(v["type"], "leave", "{who} was told to leave: {v}");
-                if v["type"] == "pong" {
-                    return;
-                }
-            }
-            Message::Close(c) => panic!("{who}: closed {c:?}"),
-            _ => {}
-        }
-    }
 }
 
 /// Samples `got` every 20 ms for `d`: (packets received, longest time without one).

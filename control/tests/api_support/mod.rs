@@ -197,6 +197,30 @@ pub async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
     panic!("no {ty} message");
 }
 
+/// The client is still in its call: a ping is answered, and nothing on the way is a `leave`
+/// or a close.
+pub async fn still_in_call(ws: &mut Ws, who: &str) {
+    send(ws, json!({"type": "ping", "t": 7})).await;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("{who}: no pong within 5 s"))
+            .unwrap_or_else(|| panic!("{who}: socket closed"))
+            .unwrap_or_else(|e| panic!("{who}: socket error {e}"));
+        match m {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                assert_ne!(v["type"], "leave", "{who} was told to leave: {v}");
+                if v["type"] == "pong" {
+                    return;
+                }
+            }
+            Message::Close(c) => panic!("{who}: closed {c:?}"),
+            _ => {}
+        }
+    }
+}
+
 /// Joins room `m` as `identity` and waits for `joined`.
 pub async fn join(addr: std::net::SocketAddr, identity: &str, role: Role) -> Ws {
     let t = token("m", identity, role);
