@@ -511,17 +511,7 @@ async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
     println!("idle trunk closed on both ends {idle:?} after the relay");
 
     // A viewer again: a new trunk, re-keyed with the next epoch on both ends, carries media.
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let body = json!({"room": "m", "track": sid, "remote": sock.local_addr().unwrap().to_string()});
-    let (s, v) = call(
-        b.addr,
-        "POST",
-        "/internal/cascade/viewers",
-        &body.to_string(),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
-    let again = viewer_reader(sock, v["ssrc"].as_u64().unwrap() as u32, Arc::clone(&stop));
+    let (_, again) = viewer(b.addr, "m", &sid, &stop).await;
     let (_, rep) = call(a.addr, "GET", "/internal/cascade", "").await;
     assert_eq!(rep["trunks"][0]["epoch"], 2, "{rep}");
     let t = until(
@@ -541,17 +531,7 @@ async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
     )
     .await;
     assert_eq!(s, 204);
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let body = json!({"room": "m", "track": sid, "remote": sock.local_addr().unwrap().to_string()});
-    let (s, v) = call(
-        b.addr,
-        "POST",
-        "/internal/cascade/viewers",
-        &body.to_string(),
-    )
-    .await;
-    assert_eq!(s, 201, "{v}");
-    let third = viewer_reader(sock, v["ssrc"].as_u64().unwrap() as u32, Arc::clone(&stop));
+    let (_, third) = viewer(b.addr, "m", &sid, &stop).await;
     let (_, rep) = call(a.addr, "GET", "/internal/cascade", "").await;
     assert_eq!(rep["trunks"][0]["epoch"], 3, "{rep}");
     let t = until(
