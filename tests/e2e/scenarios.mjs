@@ -4,6 +4,7 @@
 
 import { assertContinuity, fromFrameTimes, fromSamples, samplePage } from './lib/continuity.mjs';
 import { assertFeedback, watchFeedback } from './lib/feedback.mjs';
+import { cascadeScenarios } from './scenarios-cascade.mjs';
 import { clusterScenarios } from './scenarios-cluster.mjs';
 import { dataScenarios } from './scenarios-data.mjs';
 import { hybridMigration, hybridSfuFailure } from './lib/hybrid.mjs';
@@ -505,6 +506,7 @@ export const scenarios = {
 
   // Issue 15: several nodes on one Redis.
   ...clusterScenarios,
+  ...cascadeScenarios,
   ...tcpScenarios,
   ...turnScenarios,
   ...dataScenarios,

@@ -5,9 +5,9 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 import { sleep, startSluice } from './sluice.mjs';
 
@@ -63,13 +63,22 @@ export async function waitFor(what, fn, { ms = 15_000, every = 100 } = {}) {
 /**
  * Nodes `ids` (one `sluice up` + dataplane with one worker each) on `redis`, sharing API keys.
  * `start(id)` starts (or, after a kill, restarts with a new boot) node `id`; `all` (given, or a
- * new array) gets every node process ever started here, for the final stop.
+ * new array) gets every node process ever started here, for the final stop. `trunk`: the nodes
+ * share one trunk secret file (cascading, docs/cluster.md "Cascading"; it lives beside Redis's
+ * socket and goes with it). `node[id]`: that node's own `[cluster]` settings (`region`,
+ * `capacity`, `media`, `relayGraceMs`) and `mediaPort`.
  */
-export async function startNodes(redis, ids, { leaseMs = 2000, all = [] } = {}) {
+export async function startNodes(redis, ids, { leaseMs = 2000, all = [], trunk = false, node = {} } = {}) {
   const apiSecret = randomBytes(16).toString('hex');
+  let trunkSecretFile = null;
+  if (trunk) {
+    trunkSecretFile = join(dirname(redis.socket), 'trunk.secret');
+    writeFileSync(trunkSecretFile, randomBytes(32), { mode: 0o600 });
+  }
   const nodes = {};
   const start = async (id) => {
-    nodes[id] = await startSluice({ workers: '1', cluster: { redis: redis.url, nodeId: id, leaseMs, apiSecret } });
+    const { mediaPort = null, ...own } = node[id] ?? {};
+    nodes[id] = await startSluice({ workers: '1', mediaPort, cluster: { redis: redis.url, nodeId: id, leaseMs, apiSecret, trunkSecretFile, ...own } });
     nodes[id].id = id;
     nodes[id].apiSecret = apiSecret;
     all.push(nodes[id]);

@@ -17,10 +17,12 @@
  * new peer connections, whose counters start at 0): a count that goes down is a new receiver,
  * counted on top of what came before, and a read that fails (the old Room's peer connections
  * closed) repeats the last count, so the move shows as a freeze.
+ * `outbound`: what the page SENT instead (its outbound-rtp `framesEncoded`, or `packetsSent` for
+ * audio): a publisher's own continuity through an event that must not disturb it.
  */
-export async function samplePage(page, { seconds = 20, kind = 'video', sampleMs = 200, acrossRejoins = false } = {}) {
+export async function samplePage(page, { seconds = 20, kind = 'video', sampleMs = 200, acrossRejoins = false, outbound = false } = {}) {
   return page.evaluate(
-    async ({ seconds, kind, sampleMs, acrossRejoins }) => {
+    async ({ seconds, kind, sampleMs, acrossRejoins, outbound }) => {
       const base = { frames: 0, freezeCount: 0, freezeS: 0 };
       let raw = { frames: 0, freezeCount: 0, freezeS: 0 };
       let lastRead = null;
@@ -38,8 +40,9 @@ export async function samplePage(page, { seconds = 20, kind = 'video', sampleMs 
         let freezeKnown = false;
         for (const pc of ['publisher', 'subscriber']) {
           for (const r of s[pc] ?? []) {
-            if (r.type !== 'inbound-rtp' || r.kind !== kind) continue;
-            frames += kind === 'video' ? r.framesDecoded ?? 0 : r.packetsReceived ?? 0;
+            if (r.type !== (outbound ? 'outbound-rtp' : 'inbound-rtp') || r.kind !== kind) continue;
+            if (outbound) frames += kind === 'video' ? r.framesEncoded ?? 0 : r.packetsSent ?? 0;
+            else frames += kind === 'video' ? r.framesDecoded ?? 0 : r.packetsReceived ?? 0;
             if (r.freezeCount !== undefined) {
               freezeKnown = true;
               freezeCount += r.freezeCount;
@@ -73,7 +76,7 @@ export async function samplePage(page, { seconds = 20, kind = 'video', sampleMs 
           : null,
       };
     },
-    { seconds, kind, sampleMs, acrossRejoins },
+    { seconds, kind, sampleMs, acrossRejoins, outbound },
   );
 }
 

@@ -46,10 +46,10 @@ export function freeUdpPort() {
  * `joined.ice_servers`). Resolves once `/healthz` answers.
  * Returns `{origin, mediaAddr, token(room, identity, role), stop(), logs}`.
  */
-export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bin = SLUICE_BIN, cluster = null, turn = null } = {}) {
+export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bin = SLUICE_BIN, cluster = null, turn = null, mediaPort = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
   const http = await freeTcpPort();
-  const media = await freeUdpPort();
+  const media = mediaPort ?? (await freeUdpPort());
   const config = join(dir, 'sluice.toml');
   writeFileSync(
     config,
@@ -68,6 +68,8 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
       `port = ${media}`,
       `control_socket = "${join(dir, 'dataplane.sock')}"`,
       'stats_interval_ms = 1000',
+      // A cascading cluster's nodes share one trunk secret file (docs/cluster.md "Cascading").
+      ...(cluster?.trunkSecretFile ? [`trunk_secret_file = "${cluster.trunkSecretFile}"`] : []),
       '',
       // `cluster`: {redis, nodeId, leaseMs?}: one node of a cluster (lib/cluster.mjs).
       ...(cluster
@@ -77,6 +79,10 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
             `node_id = "${cluster.nodeId}"`,
             `advertise = "http://127.0.0.1:${http}"`,
             `lease_ms = ${cluster.leaseMs ?? 3000}`,
+            ...(cluster.region ? [`region = "${cluster.region}"`] : []),
+            ...(cluster.capacity ? [`capacity = ${cluster.capacity}`] : []),
+            ...(cluster.media ? [`media = "${cluster.media}"`] : []),
+            ...(cluster.relayGraceMs !== undefined ? [`relay_grace_ms = ${cluster.relayGraceMs}`] : []),
             '',
           ]
         : []),
@@ -130,14 +136,17 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
     mediaAddr: `127.0.0.1:${media}`,
     dir,
     logs,
-    async token(room, identity, role = 'host') {
+    /** A participant token from `sluice token`; `region`: its region claim (cluster placement). */
+    async token(room, identity, role = 'host', { region = null } = {}) {
       try {
-        const { stdout } = await run(SLUICE_BIN, ['token', '--config', config, '--room', room, '--identity', identity, '--role', role], { cwd: dir });
+        const flags = region ? ['--region', region] : [];
+        const { stdout } = await run(SLUICE_BIN, ['token', '--config', config, '--room', room, '--identity', identity, '--role', role, ...flags], { cwd: dir });
         const jwt = stdout.match(/[\w-]+\.[\w-]+\.[\w-]+/);
         if (jwt) return jwt[0];
       } catch (e) {
         logs.push(`sluice token failed: ${e.message}`);
       }
+      if (region) throw new Error(`no token with region ${region}: sluice token failed (${logs.at(-1)})`);
       const u = new URL('/dev/token', origin);
       u.search = new URLSearchParams({ room, identity, role }).toString();
       const res = await fetch(u);
@@ -181,9 +190,9 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
       if (!lines.length) return null;
       return lines.reduce((a, l) => a + Number(l.split(' ').pop()), 0);
     },
-    /** The page URL that auto-joins with a fresh token. */
-    async pageUrl(room, identity, { role = 'host', ...params } = {}) {
-      const q = new URLSearchParams({ token: await this.token(room, identity, role), auto: '1', name: identity });
+    /** The page URL that auto-joins with a fresh token (`region`: the token's region claim). */
+    async pageUrl(room, identity, { role = 'host', region = null, ...params } = {}) {
+      const q = new URLSearchParams({ token: await this.token(room, identity, role, { region }), auto: '1', name: identity });
       for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null) q.set(k, String(v));
       return `${origin}/?${q}`;
     },

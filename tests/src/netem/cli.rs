@@ -199,6 +199,7 @@ where
 {
     let mut listen = None;
     let mut upstream = None;
+    let mut upstream_source = None;
     let mut seed = 0;
     let mut allow_non_loopback = false;
     let mut control = ControlSource::Stdin;
@@ -233,15 +234,15 @@ where
             reason,
         };
         match flag.as_str() {
-            "--listen" | "--upstream" => {
+            "--listen" | "--upstream" | "--upstream-source" => {
                 let v = value()?;
                 let addr = v
                     .parse::<SocketAddr>()
                     .map_err(|_| parse_err(&v, "expected IP:PORT"))?;
-                *if flag == "--listen" {
-                    &mut listen
-                } else {
-                    &mut upstream
+                *match flag.as_str() {
+                    "--listen" => &mut listen,
+                    "--upstream" => &mut upstream,
+                    _ => &mut upstream_source,
                 } = Some(addr);
             }
             "--seed" => {
@@ -298,6 +299,7 @@ where
         upstream.ok_or(CliError::Missing("--upstream"))?,
     );
     relay.seed = seed;
+    relay.upstream_source = upstream_source;
     relay.allow_non_loopback = allow_non_loopback;
     relay.max_clients = max_clients.unwrap_or(relay.max_clients);
     relay.queue_packets = queue_packets.unwrap_or(relay.queue_packets);
@@ -391,6 +393,8 @@ other:
                           Unix socket at PATH
   --duration DUR          quit after DUR
   --max-clients N         (default 64)    --queue-packets N  per direction (default 1024)
+  --upstream-source IP:PORT  bind the first client's upstream socket here (an upstream that
+                          accepts one source it is told in advance: a dataplane trunk)
   --allow-non-loopback    permit listen/upstream addresses off 127.0.0.0/8 and ::1
 
 control lines: pause DIR | resume DIR | set DIR KEY VALUE | stats | quit   (DIR: up|down|both)
@@ -448,6 +452,27 @@ mod tests {
         assert_eq!(o.control, ControlSource::Unix("/tmp/x.sock".into()));
         assert_eq!(o.duration, Some(Duration::from_millis(1500)));
         assert!(o.relay.allow_non_loopback);
+        assert_eq!(o.relay.upstream_source, None);
+    }
+
+    #[test]
+    fn upstream_source_binds_the_first_clients_socket() {
+        let o = parse_args(args(
+            "--listen 127.0.0.1:0 --upstream 127.0.0.1:2 --upstream-source 127.0.0.1:3",
+        ))
+        .expect("valid");
+        assert_eq!(
+            o.relay.upstream_source,
+            Some("127.0.0.1:3".parse().unwrap())
+        );
+        let e = parse_args(args(
+            "--listen 127.0.0.1:0 --upstream 127.0.0.1:2 --upstream-source x",
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(e, CliError::BadValue { ref key, .. } if key == "--upstream-source"),
+            "{e:?}"
+        );
     }
 
     #[test]

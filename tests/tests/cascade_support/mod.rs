@@ -1,0 +1,165 @@
+//! What the cascade tests (issue 16) share: a cluster node as a real `sluice up`, the admin API
+//! calls, a bounded poll, and alice publishing Opus through WebSocket signaling.
+//! Declared (`mod cascade_support;`) by the files that need it, beside `api_support`,
+//! `cluster_support` and `node_support`.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sluice_control::auth::Role;
+use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
+
+use crate::api_support::*;
+use crate::cluster_support::{free_port, Redis};
+use crate::node_support::*;
+
+/// A cluster node as a real `sluice up` (control daemon + its own `sluice-dataplane`, one
+/// worker), so a test can `kill -9` both: lease `lease_ms`, relay grace `grace_ms`, the trunk
+/// secret file `secret`, and `extra` lines appended to its `[cluster]` section.
+pub fn sluice_node(
+    redis: &Redis,
+    id: &str,
+    secret: &std::path::Path,
+    dir: &std::path::Path,
+    (lease_ms, grace_ms): (u64, u64),
+    extra: &str,
+) -> Sluice {
+    let http_port = free_port();
+    let media_port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nhttp = \"127.0.0.1:{http_port}\"\nstate_file = \"{state}\"\n\
+             [control.api_keys]\n{KEY} = \"{SECRET}\"\n\
+             [dataplane]\ncontrol_socket = \"{sock}\"\nworkers = [0]\nbind = \"127.0.0.1\"\n\
+             port = {media_port}\nio = \"socket\"\nbuffers_per_worker = 512\n\
+             trunk_secret_file = \"{secret}\"\n\
+             [cluster]\nredis = \"{redis}\"\nnode_id = \"{id}\"\n\
+             advertise = \"http://127.0.0.1:{http_port}\"\nlease_ms = {lease_ms}\n\
+             relay_grace_ms = {grace_ms}\n{extra}\n",
+            state = dir.join("state.json").display(),
+            sock = dir.join("run").join("dp.sock").display(),
+            secret = secret.display(),
+            redis = redis.url(),
+        ),
+    )
+    .unwrap();
+    Sluice::start(&config, &[])
+}
+
+fn admin_h() -> Vec<(&'static str, String)> {
+    vec![
+        ("Authorization", auth_header(&admin())),
+        ("Content-Type", "application/json".to_owned()),
+    ]
+}
+
+/// The admin API of the node at `addr`.
+pub async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let h = admin_h();
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    http(addr, method, path, &h, body).await
+}
+
+/// Polls `f` every 20 ms until it is true (bounded).
+pub async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t0.elapsed()
+}
+
+/// `identity` joins `room` through `addr` (which becomes its home) and publishes Opus from a
+/// thread (one packet every 5 ms) until `stop`: the socket, the thread, the count sent and
+/// the track's sid.
+pub async fn publish(
+    addr: SocketAddr,
+    room: &str,
+    identity: &str,
+    stop: Arc<AtomicBool>,
+) -> (Ws, std::thread::JoinHandle<()>, Arc<AtomicU64>, String) {
+    let t = token(room, identity, Role::Host);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "join"})).await;
+    recv_type(&mut ws, "joined").await;
+    let creds = IceCreds::new(format!("Pub{identity}"), "publisherpassword0123456789");
+    let cert = generate_cert().unwrap();
+    let offer = rewrite(
+        OFFER,
+        &creds,
+        &cert.fingerprint().to_sdp(),
+        "sendrecv",
+        "sendonly",
+        None,
+    );
+    send(
+        &mut ws,
+        json!({"type": "offer", "pc": "publisher", "sdp": offer}),
+    )
+    .await;
+    let answer = recv_type(&mut ws, "answer").await["sdp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cfg = WebRtcPeerConfig {
+        cert,
+        ..WebRtcPeerConfig::new(
+            creds,
+            IceCreds::new(attr(&answer, "ice-ufrag"), attr(&answer, "ice-pwd")),
+            attr(&answer, "fingerprint"),
+        )
+        .unwrap()
+    };
+    let server = candidate(&answer);
+    let sent = Arc::new(AtomicU64::new(0));
+    let sn = Arc::clone(&sent);
+    let publisher = std::thread::spawn(move || {
+        let mut peer = TestPeer::connect(server, &cfg, Duration::from_secs(10)).expect("publisher");
+        let end = Instant::now() + Duration::from_secs(60);
+        let mut seq: u16 = 1;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+            let payload = [0xf8, 0xff, 0xfe];
+            let ts = u32::from(seq) * 240;
+            if peer
+                .publish_rtp(seq, ts, ALICE_AUDIO_SSRC, OPUS_PT, false, &payload)
+                .is_ok()
+            {
+                sn.fetch_add(1, Ordering::Relaxed);
+            }
+            seq = seq.wrapping_add(1);
+            let _ = peer.pump(Instant::now() + Duration::from_millis(5));
+        }
+    });
+    let mut sid = String::new();
+    until(
+        "the track is published",
+        Duration::from_secs(10),
+        async || {
+            let (_, v) = call(addr, "GET", &format!("/api/rooms/{room}/participants"), "").await;
+            let text = v.to_string();
+            if let Some(i) = text.find("\"TR_") {
+                sid = text[i + 1..]
+                    .split('"')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            !sid.is_empty()
+        },
+    )
+    .await;
+    (ws, publisher, sent, sid)
+}
