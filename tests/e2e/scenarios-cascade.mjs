@@ -42,24 +42,27 @@ async function placedOn(node, room, want) {
 }
 
 /**
- * From samples taken from just before an event on (`samplePage`, `acrossRejoins`): the longest
- * stretch without a new frame and when the frames came back after it (ms from the sampling's
- * start), or null when they never did (`framesAfter` < `minFrames`).
+ * From samples taken around an event at `eventT` (ms from the sampling's start; `samplePage`,
+ * `acrossRejoins`): the longest stretch without a new frame that ends after the event, and when
+ * frames came back after it (ms from the event; 0 when that stretch was no longer than
+ * NO_GAP_MS: the media never went away), or null when they never did (fewer than `minFrames`
+ * after it).
  */
-function gapAndResume({ samples }, minFrames = 10) {
+function gapAndResume({ samples }, eventT, minFrames = 10) {
   let longest = { ms: 0, endT: null, endIdx: -1 };
   let lastChange = samples[0].t;
   for (let i = 1; i < samples.length; i++) {
     if (samples[i].frames > samples[i - 1].frames) {
       const ms = samples[i].t - lastChange;
-      if (ms > longest.ms) longest = { ms, endT: samples[i].t, endIdx: i };
+      if (samples[i].t > eventT && ms > longest.ms) longest = { ms, endT: samples[i].t, endIdx: i };
       lastChange = samples[i].t;
     }
   }
   const tail = samples[samples.length - 1];
-  if (tail.t - lastChange > longest.ms) return { gapMs: Math.round(tail.t - lastChange), againMs: null };
-  const after = longest.endIdx < 0 ? 0 : tail.frames - samples[longest.endIdx - 1].frames;
-  return { gapMs: Math.round(longest.ms), againMs: after >= minFrames ? Math.round(longest.endT) : null };
+  if (tail.t - lastChange > Math.max(longest.ms, NO_GAP_MS)) return { gapMs: Math.round(tail.t - lastChange), againMs: null };
+  if (longest.ms <= NO_GAP_MS) return { gapMs: Math.round(longest.ms), againMs: 0 };
+  const after = tail.frames - samples[longest.endIdx - 1].frames;
+  return { gapMs: Math.round(longest.ms), againMs: after >= minFrames ? Math.round(longest.endT - eventT) : null };
 }
 
 /** Inbound video `packetsReceived` / `packetsLost` summed over `page`'s subscriber streams. */
@@ -120,8 +123,8 @@ export const cascadeScenarios = {
         alice: assertContinuity('alice sending (on a) through the kill of c', fromSamples(sa), { senderFps: fps, minWindowS: windowS * 0.9, maxFreezeMs: NO_GAP_MS }),
       };
       // carol's sampling began ~1 s before the kill: her times are counted from the kill.
-      const carolBack = gapAndResume(sc);
-      const carolAgainMs = carolBack.againMs === null ? null : carolBack.againMs - (killedC - samplingFrom);
+      const carolBack = gapAndResume(sc, killedC - samplingFrom);
+      const carolAgainMs = carolBack.againMs;
       const rejoinsAfterC = await Promise.all([alice, bob].map((p) => p.evaluate(() => window.sluice.rejoins.length)));
       const afterC = await mediaNodes(a, room);
       console.log(`cascade_browsers: kill -9 c: bob longest freeze ${edgeKill.bob.longestFreezeMs} ms, alice sending ${edgeKill.alice.longestFreezeMs} ms; carol gap ${carolBack.gapMs} ms, media again ${carolAgainMs} ms after the kill; media_node now ${JSON.stringify(afterC)}`);
@@ -177,11 +180,14 @@ export const cascadeScenarios = {
         const residual = lost / Math.max(1, received + lost);
         relay.send('stats');
         await sleep(200);
-        const netem = relay.out.join('').split('\n').filter((l) => l.startsWith('{')).pop() ?? null;
-        console.log(`cascade_lossy_trunk: media_node ${JSON.stringify(placed)}; bob over ${QUALITY_WINDOW_S} s: ${received} video packets received, ${lost} lost (residual ${(residual * 100).toFixed(2)} %); netem ${netem}`);
+        const netemLine = relay.out.join('').split('\n').filter((l) => l.startsWith('{')).pop();
+        const netem = netemLine ? JSON.parse(netemLine) : null;
+        console.log(`cascade_lossy_trunk: media_node ${JSON.stringify(placed)}; bob over ${QUALITY_WINDOW_S} s: ${received} video packets received, ${lost} lost (residual ${(residual * 100).toFixed(2)} %); netem ${netemLine}`);
+        // The trunk did cross the relay, impaired: a → b is its "down" direction.
+        check(netem?.down?.forwarded > received / 2 && netem.down.dropped_loss > 0 && netem.up?.forwarded > 0, `the trunk did not cross sluice-netem: ${netemLine}`);
         const continuity = assertContinuity('bob (on b, trunk 40 ms / 2 % loss) decodes alice (on a)', c, { senderFps: fps, minWindowS: QUALITY_WINDOW_S * 0.95, maxFreezeMs: 500 });
         ctx.details = { placed, received, lost, residualPct: Number((residual * 100).toFixed(3)), continuity, netem };
-        ctx.note = `cascade_lossy_trunk: trunk a→b through sluice-netem 40 ms / 2 % loss: bob on b decoded ${continuity.fps} fps (alice ${fps.toFixed(1)}), longest freeze ${continuity.longestFreezeMs} ms over ${QUALITY_WINDOW_S} s; ${received} video packets received, ${lost} lost: residual ${(residual * 100).toFixed(2)} % (target < ${RESIDUAL_LOSS_MAX * 100} %)`;
+        ctx.note = `cascade_lossy_trunk: trunk a→b through sluice-netem 40 ms / 2 % loss (${netem.down.dropped_loss} of ${netem.down.received} dropped a→b): bob on b decoded ${continuity.fps} fps (alice ${fps.toFixed(1)}), longest freeze ${continuity.longestFreezeMs} ms over ${QUALITY_WINDOW_S} s; ${received} video packets received, ${lost} lost: residual ${(residual * 100).toFixed(2)} % (target < ${RESIDUAL_LOSS_MAX * 100} %)`;
         check(received > 0 && residual < RESIDUAL_LOSS_MAX, `residual loss ${(residual * 100).toFixed(2)} % (${lost} of ${received + lost}) ≥ ${RESIDUAL_LOSS_MAX * 100} %`);
       }, { leaseMs: LEASE_MS, trunk: true, node });
     } finally {
