@@ -258,6 +258,8 @@ async fn list_participants(
                             .unwrap_or(Value::Null);
                         info["connectivity"] =
                             super::connectivity::of_peer(&c, &ctx.media, &p.identity);
+                        // The node holding its subscriber session (D104).
+                        info["media_node"] = json!(ctx.media_node_of(&p.identity));
                         info
                     })
                     .collect::<Vec<_>>())

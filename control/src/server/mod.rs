@@ -124,8 +124,12 @@ pub(crate) struct App {
     pub(crate) ids: Arc<AtomicU64>,
     /// The highest `ids` value handed to the store.
     pub(crate) ids_stored: AtomicU64,
-    /// Dataplane ids (sessions, tracks, subscriptions): the last number used.
+    /// Dataplane ids (sessions, tracks, subscriptions): the last number used. Starts at a
+    /// random point ([`media::dp_id_start`], D105) so that the ids of a node's remote sessions
+    /// on an edge never meet the edge's own.
     pub(crate) dp_ids: AtomicU64,
+    /// Where `dp_ids` started: ids of this process are in `[start, start + 2^40)`.
+    pub(crate) dp_ids_start: u64,
     /// Which room holds each dataplane session (to route `session_closed`).
     pub(crate) session_rooms: Mutex<HashMap<SessionId, String>>,
     pub(crate) link: Option<Link>,
@@ -218,6 +222,7 @@ impl Server {
             .next()
             .map(|(k, s)| (k.clone(), s.as_bytes().to_vec()));
         let refusals = Arc::new(Refusals::default());
+        let dp_start = media::dp_id_start();
         let app = Arc::new(App {
             keyring,
             dev_key: first_key.clone().filter(|_| opts.dev_tokens),
@@ -230,7 +235,8 @@ impl Server {
             registry: Registry::default(),
             ids: Arc::new(AtomicU64::new(snapshot.next_id)),
             ids_stored: AtomicU64::new(snapshot.next_id),
-            dp_ids: AtomicU64::new(0),
+            dp_ids: AtomicU64::new(dp_start),
+            dp_ids_start: dp_start,
             session_rooms: Mutex::new(HashMap::new()),
             link,
             hub: Hub::new(Arc::clone(&refusals)),
@@ -462,45 +468,71 @@ async fn dataplane_loop(app: Arc<App>) {
                 }
             }
             ev = events.recv() => match ev {
-                Ok(n @ (Notification::IceConnected { .. } | Notification::SelectedPairChanged { .. })) => {
-                    if let Notification::IceConnected { session, .. } = n {
-                        app.session_liveness(session, true).await;
-                    }
-                    let changed = app.connectivity.locked().on_notification(&n);
-                    if let Some((session, selected)) = changed {
-                        app.connectivity_changed(session, selected).await;
+                Ok(n) => {
+                    // A remote session's (this node is its edge): its home applies it.
+                    if !app.forward_notification(&n) {
+                        app.apply_notification(n).await;
                     }
                 }
-                Ok(Notification::StatsSnapshot(ws)) => {
-                    app.load.locked().observe(std::time::Instant::now(), ws.shard, &ws.counters);
-                    app.shard_stats.locked().insert(ws.shard, ws.counters);
-                }
-                Ok(Notification::StreamState { session, subscription, state }) => {
-                    app.stream_state(session, subscription, state).await;
-                }
-                Ok(Notification::DataBehind { session, reliable, dropped }) => {
-                    app.data_behind(session, reliable, dropped).await;
-                }
-                Ok(Notification::TrunkSilent { session, silent_ms }) => {
-                    app.trunk_silent(session, silent_ms).await;
-                }
-                Ok(Notification::TrunkResumed { session, silent_ms }) => {
-                    app.trunk_resumed(session, silent_ms).await;
-                }
-                Ok(Notification::IceDisconnected { session }) => {
-                    app.session_liveness(session, false).await;
-                }
-                Ok(n @ Notification::SessionClosed { session, reason }) => {
-                    app.connectivity.locked().on_notification(&n);
-                    tracing::debug!(%session, ?reason, "session closed by the dataplane");
-                    app.session_closed(session).await;
-                }
-                Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(n, "dataplane events lagged");
                 }
                 Err(_) => return,
             }
+        }
+    }
+}
+
+impl App {
+    /// A dataplane notification: into stats and session bookkeeping. Also the path of a
+    /// remote session's notifications its edge forwards (`cascade/remote.rs`).
+    pub(crate) async fn apply_notification(self: &Arc<Self>, n: Notification) {
+        let app = self;
+        match n {
+            n @ (Notification::IceConnected { .. } | Notification::SelectedPairChanged { .. }) => {
+                if let Notification::IceConnected { session, .. } = n {
+                    app.session_liveness(session, true).await;
+                }
+                let changed = app.connectivity.locked().on_notification(&n);
+                if let Some((session, selected)) = changed {
+                    app.connectivity_changed(session, selected).await;
+                }
+            }
+            Notification::StatsSnapshot(ws) => {
+                app.load
+                    .locked()
+                    .observe(std::time::Instant::now(), ws.shard, &ws.counters);
+                app.shard_stats.locked().insert(ws.shard, ws.counters);
+            }
+            Notification::StreamState {
+                session,
+                subscription,
+                state,
+            } => {
+                app.stream_state(session, subscription, state).await;
+            }
+            Notification::DataBehind {
+                session,
+                reliable,
+                dropped,
+            } => {
+                app.data_behind(session, reliable, dropped).await;
+            }
+            Notification::TrunkSilent { session, silent_ms } => {
+                app.trunk_silent(session, silent_ms).await;
+            }
+            Notification::TrunkResumed { session, silent_ms } => {
+                app.trunk_resumed(session, silent_ms).await;
+            }
+            Notification::IceDisconnected { session } => {
+                app.session_liveness(session, false).await;
+            }
+            n @ Notification::SessionClosed { session, reason } => {
+                app.connectivity.locked().on_notification(&n);
+                tracing::debug!(%session, ?reason, "session closed by the dataplane");
+                app.session_closed(session).await;
+            }
+            _ => {}
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - `POST /internal/cascade/viewers {room, track, layer, remote}`: on an edge, a plain-RTP
 //!   session toward `remote` subscribed to a track of a room homed elsewhere.
 //! - `DELETE /internal/cascade/viewers/{session}`; `GET /internal/cascade`: trunks and counters.
+//! - `POST /internal/cascade/sessions`, `/sessions/op`, `/events`: remote subscriber sessions
+//!   (`remote.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,9 +49,12 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/internal/cascade/relays/release", post(release))
         .route("/internal/cascade/viewers", post(viewer))
         .route("/internal/cascade/viewers/{session}", delete(viewer_delete))
+        .route("/internal/cascade/sessions", post(super::remote::create))
+        .route("/internal/cascade/sessions/op", post(super::remote::op))
+        .route("/internal/cascade/events", post(super::remote::events))
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(v: Value) -> Result<T, ApiError> {
+pub(super) fn parse<T: for<'de> Deserialize<'de>>(v: Value) -> Result<T, ApiError> {
     serde_json::from_value(v).map_err(|e| {
         let msg = e.to_string();
         let field = msg.split('`').nth(1).unwrap_or("body").to_owned();
@@ -57,7 +62,7 @@ fn parse<T: for<'de> Deserialize<'de>>(v: Value) -> Result<T, ApiError> {
     })
 }
 
-fn name(field: &str, v: &str) -> Result<(), ApiError> {
+pub(super) fn name(field: &str, v: &str) -> Result<(), ApiError> {
     if crate::cluster::name_ok(v) {
         Ok(())
     } else {
@@ -120,7 +125,7 @@ fn relay_req(v: Value) -> Result<RelayReq, ApiError> {
     Ok(r)
 }
 
-fn check_track(t: &TrackRef) -> Result<(), ApiError> {
+pub(super) fn check_track(t: &TrackRef) -> Result<(), ApiError> {
     if t.room.is_empty() || t.room.len() > 256 {
         return Err(ApiError::invalid("room", "expected 1..=256 bytes"));
     }
@@ -315,7 +320,12 @@ fn node_token(app: &App) -> Result<String, ApiError> {
 }
 
 /// `POST {node.internal}{path}` with `body`; the answer's status and JSON.
-async fn call(app: &App, node: &NodeInfo, path: &str, body: Value) -> Result<(u16, Value), String> {
+pub(super) async fn call(
+    app: &App,
+    node: &NodeInfo,
+    path: &str,
+    body: Value,
+) -> Result<(u16, Value), String> {
     let token = node_token(app).map_err(|e| e.message)?;
     let req = hyper::Request::builder()
         .method("POST")

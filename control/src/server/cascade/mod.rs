@@ -24,6 +24,7 @@
 
 mod edge;
 mod http;
+pub(crate) mod remote;
 mod silence;
 mod state;
 
@@ -329,6 +330,22 @@ impl App {
                 })
             })
             .await?;
+        self.open_relay(spec, r, edge).await
+    }
+
+    /// The relay of `r` (whose track the dataplane holds as `spec`) to `edge`, opened if there
+    /// is none, one more user counted. The room's actor calls this directly for its remote
+    /// subscriber sessions (`media/node.rs`): it cannot wait for itself through `in_local_room`.
+    pub(crate) async fn open_relay(
+        self: &Arc<Self>,
+        spec: AddTrack,
+        r: &TrackRef,
+        edge: &str,
+    ) -> Result<RelaySpec, ApiError> {
+        if usize::from(r.layer) >= spec.layers.len().max(1) {
+            return Err(ApiError::invalid("layer", "the track has no such layer"));
+        }
+        let layer = r.layer;
         let trunk = self.ensure_trunk(edge).await?;
         let key = RelayKey {
             track: r.clone(),
@@ -408,6 +425,7 @@ impl App {
             .values()
             .map(|t| t.session)
             .chain(st.viewers.keys().copied())
+            .chain(self.held_sessions().await)
             .collect()
     }
 
@@ -449,12 +467,14 @@ impl App {
         });
     }
 
-    async fn janitor(&self, cluster: &crate::cluster::Cluster, grace: Duration) {
-        if self.cascade.state.lock().await.trunks.is_empty() {
+    async fn janitor(self: &Arc<Self>, cluster: &crate::cluster::Cluster, grace: Duration) {
+        if self.cascade.state.lock().await.trunks.is_empty() && !self.has_remote_sessions().await {
             return;
         }
-        // Peers that left the registry (lease expired) or restarted: tear their trunks down.
+        // Peers that left the registry (lease expired) or restarted: tear their trunks down,
+        // and what this node's remote sessions had there (`remote.rs`).
         if let Ok(nodes) = cluster.live_nodes().await {
+            self.remote_janitor(&nodes).await;
             let gone: Vec<String> = {
                 let st = self.cascade.state.lock().await;
                 st.trunks

@@ -26,6 +26,8 @@ pub(crate) struct Cascade {
     /// request to another node (only across this node's own dataplane requests).
     pub(super) state: tokio::sync::Mutex<State>,
     pub(crate) metrics: Metrics,
+    /// Remote subscriber sessions, both sides (`remote.rs`).
+    pub(crate) remote: super::remote::Remote,
 }
 
 #[derive(Debug, Default)]
@@ -271,6 +273,7 @@ impl Cascade {
                 g(a)
             );
         }
+        self.remote.write_metrics(out);
     }
 }
 

@@ -44,10 +44,13 @@ impl RoomCtx {
     }
 
     pub(super) async fn apply_layer_cap(
-        &self,
+        &mut self,
         subscription: SubscriptionId,
         cap: LayerCap,
     ) -> Result<(), ApiError> {
+        if self.remote_layer_cap(subscription, cap).await? {
+            return Ok(());
+        }
         self.app
             .dp(Command::SetLayerCap {
                 subscription,

@@ -12,6 +12,7 @@
 
 mod data;
 mod layers;
+pub(crate) mod node;
 mod oneshot;
 mod publish;
 pub(crate) mod resync;
@@ -50,6 +51,11 @@ pub(crate) struct Media {
     /// Sessions whose ICE is down (not connected yet, or consent lost): since when (unix ms).
     /// An entry goes with its session.
     pub(crate) dead_since: BTreeMap<SessionId, u64>,
+    /// The sessions of `sessions` that live on another node's dataplane (`node.rs`); an entry
+    /// goes with its session.
+    pub(crate) remote: BTreeMap<SessionId, node::Remote>,
+    /// The layer each subscription of a remote session receives (its relay's).
+    pub(crate) remote_layers: BTreeMap<SubscriptionId, u8>,
 }
 
 impl Media {
@@ -78,6 +84,9 @@ pub(crate) struct Peer {
     pub(crate) participant_sid: String,
     /// Gets `offer {pc: "subscriber"}` messages (a WebSocket client).
     pub(crate) signaling: bool,
+    /// The participant's region (token claim, else the trusted load balancer's header): where
+    /// its subscriber session may be placed (`node.rs`).
+    pub(crate) region: Option<String>,
     pub(crate) publisher: Option<Pc>,
     pub(crate) subscriber: Option<subscribe::SubPc>,
     /// `publish` requests waiting for the offer that carries them.
@@ -154,6 +163,20 @@ impl App {
     }
 }
 
+/// Room for ids one control process hands out (sessions, tracks, subscriptions).
+pub(crate) const DP_ID_SPAN: u64 = 1 << 40;
+
+/// A random first dataplane id in `[2^40, 2^52)` (below 2^53: ids stay exact as JSON numbers
+/// in any client). Each control process starts its own span there, so the ids a home gives its
+/// remote sessions on an edge (D105) do not meet the edge's own: two spans of a million ids
+/// overlap with a chance of about 2^-31.
+pub(crate) fn dp_id_start() -> u64 {
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).expect("system RNG");
+    let r = u64::from_be_bytes(b) % ((1u64 << 52) - 2 * DP_ID_SPAN);
+    DP_ID_SPAN + r
+}
+
 impl RoomCtx {
     /// Our side of a session's SDP: the dataplane's DTLS fingerprint and the candidates it gave
     /// the session, or `rejected: dataplane unavailable`.
@@ -169,30 +192,8 @@ impl RoomCtx {
             .as_ref()
             .and_then(|l| l.current())
             .ok_or_else(|| ApiError::from(LinkError::Unavailable))?;
-        let fp = conn
-            .hello
-            .fingerprint
-            .as_deref()
-            // "<hash> <hex>"; the last token is the value, so a doubled hash prefix from the
-            // dataplane ("sha-256 sha-256 AB:..") still yields a valid a=fingerprint.
-            .and_then(|f| {
-                let mut tokens = f.split_whitespace();
-                let hash = tokens.next()?;
-                let value = tokens.last()?;
-                Some(Fingerprint {
-                    hash: hash.to_ascii_lowercase(),
-                    value: value.to_owned(),
-                })
-            })
-            .ok_or_else(|| ApiError::rejected("dataplane announced no DTLS fingerprint"))?;
-        let candidates = translate::sdp_candidates(candidates, self.app.http_ip);
-        Ok(LocalParams::new(
-            ufrag,
-            pwd,
-            fp,
-            candidates,
-            u64::from(random_u32()),
-        ))
+        let fp = conn.hello.fingerprint.as_deref().unwrap_or_default();
+        sdp_params(ufrag, pwd, fp, candidates, self.app.http_ip)
     }
 
     /// `CreateSession`, recorded: the shard it landed on and its candidates.
@@ -229,6 +230,11 @@ impl RoomCtx {
     pub(crate) fn forget_session(&mut self, id: SessionId) -> Option<CreateSession> {
         self.app.session_rooms.locked().remove(&id);
         self.media.dead_since.remove(&id);
+        if self.media.remote.remove(&id).is_some() {
+            self.app.cascade.remote.placed.locked().remove(&id);
+            let subs = &self.media.subs;
+            self.media.remote_layers.retain(|s, _| subs.contains_key(s));
+        }
         self.media.sessions.remove(&id)
     }
 
@@ -324,6 +330,36 @@ impl RoomCtx {
             })
             .sum()
     }
+}
+
+/// Our side of a session's SDP from a dataplane's fingerprint (`"<hash> <hex>"`), the
+/// candidates it gave the session and the IP its node announces for a wildcard bind.
+pub(crate) fn sdp_params(
+    ufrag: &str,
+    pwd: &str,
+    fingerprint: &str,
+    candidates: &[Candidate],
+    http_ip: std::net::IpAddr,
+) -> Result<LocalParams, ApiError> {
+    // The last token is the value, so a doubled hash prefix from the dataplane
+    // ("sha-256 sha-256 AB:..") still yields a valid a=fingerprint.
+    let mut tokens = fingerprint.split_whitespace();
+    let fp = tokens
+        .next()
+        .zip(tokens.last())
+        .map(|(hash, value)| Fingerprint {
+            hash: hash.to_ascii_lowercase(),
+            value: value.to_owned(),
+        })
+        .ok_or_else(|| ApiError::rejected("dataplane announced no DTLS fingerprint"))?;
+    let candidates = translate::sdp_candidates(candidates, http_ip);
+    Ok(LocalParams::new(
+        ufrag,
+        pwd,
+        fp,
+        candidates,
+        u64::from(random_u32()),
+    ))
 }
 
 /// Fresh ICE credentials: 8 and 24 characters from the ice-char alphabet (RFC 8839 §5.4).

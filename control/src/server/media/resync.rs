@@ -126,16 +126,20 @@ impl App {
                 break;
             }
         }
-        // Ids are ours and must never be reused: continue above anything the dataplane holds.
-        let highest = [
-            held.sessions.keys().map(|i| i.0).max(),
-            held.tracks.keys().map(|i| i.0).max(),
-            held.subs.iter().map(|i| i.0).max(),
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(0);
+        // Ids of our span must never be reused: continue above any the dataplane holds. Ids
+        // outside it are another process's (a previous control process, or a home's remote
+        // sessions on this edge, D105): their spans are elsewhere.
+        let (lo, hi) = (self.dp_ids_start, self.dp_ids_start + super::DP_ID_SPAN);
+        let ours = |i: u64| (lo..hi).contains(&i);
+        let highest = held
+            .sessions
+            .keys()
+            .map(|i| i.0)
+            .chain(held.tracks.keys().map(|i| i.0))
+            .chain(held.subs.iter().map(|i| i.0))
+            .filter(|i| ours(*i))
+            .max()
+            .unwrap_or(0);
         self.dp_ids.fetch_max(highest, Ordering::Relaxed);
         held.listed_upto = held.listed_upto.max(highest);
         Ok(held)
@@ -211,6 +215,8 @@ impl RoomCtx {
         let missing: Vec<Command> = media
             .sessions
             .iter()
+            // Remote sessions (`node.rs`) live on an edge's dataplane, not this one.
+            .filter(|(id, _)| !media.remote.contains_key(*id))
             .filter(|(id, _)| old(id.0) && !held.sessions.contains_key(*id))
             .map(|(_, s)| Command::CreateSession(s.clone()))
             .chain(
@@ -224,6 +230,7 @@ impl RoomCtx {
                 media
                     .subs
                     .iter()
+                    .filter(|(_, s)| !media.remote.contains_key(&s.session))
                     .filter(|(id, _)| old(id.0) && !held.subs.contains(*id))
                     .map(|(_, s)| Command::Subscribe(s.clone())),
             )
@@ -445,12 +452,13 @@ impl RoomCtx {
             .chain(peer.subscriber.and_then(|s| s.session))
             .collect();
         for s in sessions {
+            let closed = self.media_dp(s, Command::CloseSession { session: s }).await;
+            if let Err(e) = closed {
+                tracing::debug!(session = %s, error = %e, "close_session");
+            }
             self.forget_session(s);
             self.media.subs.retain(|_, sub| sub.session != s);
             self.media.dp_tracks.retain(|_, t| t.session != s);
-            if let Err(e) = self.app.dp(Command::CloseSession { session: s }).await {
-                tracing::debug!(session = %s, error = %e, "close_session");
-            }
         }
     }
 

@@ -14,6 +14,7 @@ use sluice_proto::{
     SubscriptionId, TransportMode,
 };
 
+use super::node::MediaNode;
 use super::{ice_creds, random_u32};
 use crate::limits::Refusal;
 use crate::sdp::{
@@ -45,6 +46,8 @@ pub(crate) struct SubPc {
     /// Track sid → subscription, as established after an answer.
     pub(crate) subscribed: BTreeMap<String, SubscriptionId>,
     ice_restart: bool,
+    /// Where the session is (`node.rs`): this node, or an edge.
+    pub(crate) node: MediaNode,
 }
 
 #[derive(Debug, Clone)]
@@ -90,8 +93,15 @@ impl RoomCtx {
                 .refusals
                 .add(Refusal::SubscriptionRevoked, ids.len() as u64);
             for subscription in ids {
+                let Some(spec) = self.media.subs.get(&subscription) else {
+                    continue;
+                };
+                let session = spec.session;
+                let gone = self
+                    .media_dp(session, Command::Unsubscribe { subscription })
+                    .await;
                 self.media.subs.remove(&subscription);
-                if let Err(e) = self.app.dp(Command::Unsubscribe { subscription }).await {
+                if let Err(e) = gone {
                     tracing::debug!(%subscription, error = %e, "revoke: unsubscribe");
                 }
             }
@@ -213,15 +223,16 @@ impl RoomCtx {
             sub.ice_restart = sub.session.is_some();
         }
         sub.version += 1;
-        let (ufrag, pwd, candidates, version) = (
+        let (ufrag, pwd, candidates, version, node) = (
             sub.ufrag.clone(),
             sub.pwd.clone(),
             sub.candidates.clone(),
             sub.version,
+            sub.node.clone(),
         );
         let outs: Vec<OutgoingTrack> = sub.slots.iter().map(|s| s.out.clone()).collect();
         let inactive: Vec<bool> = sub.slots.iter().map(|s| s.track.is_none()).collect();
-        let mut local = self.local_params(&ufrag, &pwd, &candidates)?;
+        let mut local = self.local_params_at(&node, &ufrag, &pwd, &candidates)?;
         local.session_version = version;
         let mut offer = offer_for_subscriber(&local, &outs);
         for (off, section) in inactive.iter().zip(offer.media.iter_mut()) {
@@ -287,13 +298,15 @@ impl RoomCtx {
             data: None,
             quality: self.participant_tier(identity),
         };
-        let (shard, candidates) = self.create_session(spec).await?;
+        let node = self.place_subscriber(identity).await;
+        let (shard, candidates, node) = self.create_session_at(&node, spec).await?;
         if let Some(sub) = self
             .media
             .peers
             .get_mut(identity)
             .and_then(|p| p.subscriber.as_mut())
         {
+            sub.node = node;
             sub.session = Some(id);
             sub.remote_ufrag = None;
             sub.candidates = candidates;
@@ -383,7 +396,10 @@ impl RoomCtx {
 
         // Apply.
         for (t, id) in gone {
-            match self.app.dp(Command::Unsubscribe { subscription: id }).await {
+            match self
+                .media_dp(session, Command::Unsubscribe { subscription: id })
+                .await
+            {
                 // Already gone in the dataplane (its track or session closed): fine.
                 Ok(_)
                 | Err(ApiError {
@@ -403,9 +419,14 @@ impl RoomCtx {
         }
         let mut created = Vec::new();
         for (_, spec) in &fresh {
-            if let Err(e) = self.app.dp(Command::Subscribe(spec.clone())).await {
+            if let Err(e) = self
+                .media_dp(session, Command::Subscribe(spec.clone()))
+                .await
+            {
                 for subscription in created {
-                    let _ = self.app.dp(Command::Unsubscribe { subscription }).await;
+                    let _ = self
+                        .media_dp(session, Command::Unsubscribe { subscription })
+                        .await;
                 }
                 return Err(e);
             }
@@ -461,7 +482,7 @@ impl RoomCtx {
                 .is_some_and(|spec| spec.dtls_role != role)
             {
                 // Created with the offer as DTLS server; the answer made us the client.
-                let _ = self.app.dp(Command::CloseSession { session: s }).await;
+                let _ = self.media_dp(s, Command::CloseSession { session: s }).await;
                 self.forget_session(s);
                 if let Some(sub) = self.sub_mut(identity) {
                     sub.session = None;
@@ -493,7 +514,7 @@ impl RoomCtx {
                 };
                 let (ufrag, pwd) = (sub.ufrag.clone(), sub.pwd.clone());
                 if let Some(cmd) = cmd {
-                    self.app.dp(cmd).await?;
+                    self.media_dp(s, cmd).await?;
                     if let Some(spec) = self.media.sessions.get_mut(&s) {
                         spec.ice.ufrag = ufrag;
                         spec.ice.pwd = pwd;
@@ -526,7 +547,11 @@ impl RoomCtx {
                     quality: self.participant_tier(identity),
                 };
                 let offered = self.sub_mut(identity).map(|s| s.candidates.clone());
-                let (shard, candidates) = self.create_session(spec).await?;
+                let node = self
+                    .sub_mut(identity)
+                    .map(|s| s.node.clone())
+                    .unwrap_or_default();
+                let (shard, candidates, node) = self.create_session_at(&node, spec).await?;
                 if offered.is_some_and(|o| !o.is_empty() && o != candidates) {
                     tracing::warn!(
                         identity,
@@ -536,6 +561,7 @@ impl RoomCtx {
                 if let Some(sub) = self.sub_mut(identity) {
                     sub.candidates = candidates;
                     sub.shard = Some(shard);
+                    sub.node = node;
                 }
                 id
             }

@@ -301,7 +301,7 @@ async fn admit(
                 .with_field("token")
         })?;
     let room = msg.room.as_deref().or(q.room.as_deref());
-    let claims = verify_token(app, token, room)?;
+    let mut claims = verify_token(app, token, room)?;
     // `[cluster]`: a room homed on another node is joined there; a new room goes to the
     // participant's region (token claim, then the load balancer's header) when a node has one.
     let region = claims.region.as_deref().or(lb_region);
@@ -312,6 +312,10 @@ async fn admit(
     }
     if app.is_draining() {
         return Err(ApiError::rejected("node is draining; join another node"));
+    }
+    // Where the participant is, for its subscriber session's placement (D103).
+    if claims.region.is_none() {
+        claims.region = lb_region.map(str::to_owned);
     }
     let capable = msg
         .capabilities
@@ -405,6 +409,7 @@ async fn join(
     let on_refusal = actions.clone();
     let who = identity.clone();
     let iat = claims.iat;
+    let region = claims.region.clone();
     let dev = app.is_dev_token(&claims);
     let (sid, reply) = app
         .in_room(&room, move |ctx| {
@@ -413,6 +418,9 @@ async fn join(
                     ctx.refuse_dev_takeover(&who)?;
                 }
                 let sid = ctx.join(j, iat, true, on_refusal).await?;
+                if let Some(p) = ctx.media.peers.get_mut(&who) {
+                    p.region = region;
+                }
                 Ok((sid, ctx.joined_reply(&who)?))
             })
         })
