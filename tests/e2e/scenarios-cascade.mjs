@@ -146,6 +146,8 @@ export const cascadeScenarios = {
       ]);
       const newHome = cli(redis, 'HGET', `sl:room:${room}`, 'home');
       check(newHome === 'b', `${room} re-homed on ${newHome}`);
+      // b is the only node left: every session is there.
+      await placedOn(b, room, { alice: 'b', bob: 'b', carol: 'b' });
       const homeKill = { aliceRejoinedMs: ra.at - killedA, bob: rb, carol: rc };
       console.log(`cascade_browsers: kill -9 a: ${room} re-homed on b; alice rejoined ${homeKill.aliceRejoinedMs} ms, bob media again ${rb.mediaMs} ms, carol ${rc.mediaMs} ms after the kill`);
       ctx.details = { placed, steady, cascade: cascade.body, edgeKill: { ...edgeKill, carol: { ...carolBack, againMs: carolAgainMs }, mediaNodes: afterC }, homeKill };
