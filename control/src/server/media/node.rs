@@ -331,7 +331,7 @@ impl RoomCtx {
             .get_mut(&identity)
             .and_then(|p| p.subscriber.as_mut())
         {
-            *sub = Default::default();
+            *sub = super::subscribe::SubPc::fresh();
         }
         let m = &self.app.cascade.remote.metrics;
         m.remade.fetch_add(1, Ordering::Relaxed);

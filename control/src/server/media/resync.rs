@@ -300,7 +300,8 @@ impl RoomCtx {
             }
             if let Some(sub) = p.subscriber.as_mut() {
                 if sub.session == Some(session) {
-                    *sub = Default::default();
+                    // Fresh credentials: the next offer needs a ufrag (an empty one is refused).
+                    *sub = super::subscribe::SubPc::fresh();
                 }
             }
         }

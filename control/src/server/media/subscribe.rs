@@ -50,6 +50,18 @@ pub(crate) struct SubPc {
     pub(crate) node: MediaNode,
 }
 
+impl SubPc {
+    /// A new subscriber PC (fresh ICE credentials, no session yet, placed anew).
+    pub(crate) fn fresh() -> Self {
+        let (ufrag, pwd) = ice_creds();
+        SubPc {
+            ufrag,
+            pwd,
+            ..SubPc::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Slot {
     out: OutgoingTrack,
@@ -149,14 +161,7 @@ impl RoomCtx {
             .get_mut(identity)
             .expect("checked above")
             .subscriber
-            .get_or_insert_with(|| {
-                let (ufrag, pwd) = ice_creds();
-                SubPc {
-                    ufrag,
-                    pwd,
-                    ..SubPc::default()
-                }
-            });
+            .get_or_insert_with(SubPc::fresh);
         let current: BTreeSet<String> = sub.slots.iter().filter_map(|s| s.track.clone()).collect();
         if current == wanted && !force {
             return Ok(());

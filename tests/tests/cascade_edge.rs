@@ -1,0 +1,507 @@
+//! Participants placed on an edge node (issue 16, docs/cluster.md "Cascading", D103–D106): two
+//! cluster nodes on a real `redis-server` sharing one trunk secret file: A an in-process
+//! control daemon linked to a real loopback dataplane with `cluster.capacity = 1`, B a real
+//! `sluice up` with its own `sluice-dataplane`. alice publishes Opus on A (A becomes the
+//! room's home and is full); bob joins through A's WebSocket signaling, and his subscriber
+//! connection is placed on B: his subscriber offer carries B's dataplane fingerprint and
+//! candidates, his TestPeer connects ICE/DTLS/SRTP to B, and B gets alice's track over the
+//! trunk. The test sends no dataplane command and calls no internal API itself.
+//!
+//! Asserted and printed: `media_node` of bob is B's id (alice's A's); bob receives ≥ 95 % of
+//! what alice sent in a 5 s window, with no gap over 250 ms; A's trunk forwarded each published
+//! packet once; B's notifications reached A (bob's subscriber connectivity is listed on A).
+//! Then `kill -9` of B (daemon and dataplane): A re-makes bob's subscriber connection on
+//! itself (a new subscriber offer on bob's socket) and bob gets media again (time printed;
+//! target ≤ 6 s with a 1.5 s lease).
+//!
+//! A second test (three in-process nodes, A home with a simulcast publisher): bob's
+//! subscriber session on B gets the top layer's relay; a `layer {max_spatial: 0}` request
+//! moves it to layer 0's, and only that layer crosses the trunk (counted per layer by the
+//! rates alice sends each at).
+
+#[path = "../../control/tests/api_support/mod.rs"]
+mod api_support;
+#[path = "../../control/tests/cluster_support/mod.rs"]
+mod cluster_support;
+mod node_support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api_support::*;
+use cluster_support::{free_port, Redis};
+use node_support::*;
+use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
+use serde_json::{json, Value};
+use sluice_control::auth::Role;
+use sluice_control::cluster::ClusterDraft;
+use sluice_control::server::Server;
+use sluice_dataplane::runtime::DataplaneHandle;
+use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
+
+const GRACE_MS: u64 = 2000;
+const LEASE_MS: u64 = 1500;
+
+/// Node B: a real `sluice up` (control daemon + its own `sluice-dataplane`), so the test can
+/// `kill -9` both.
+fn sluice_node(redis: &Redis, id: &str, secret: &std::path::Path, dir: &std::path::Path) -> Sluice {
+    let http_port = free_port();
+    let media_port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[control]\nhttp = \"127.0.0.1:{http_port}\"\nstate_file = \"{state}\"\n\
+             [control.api_keys]\n{KEY} = \"{SECRET}\"\n\
+             [dataplane]\ncontrol_socket = \"{sock}\"\nworkers = [0]\nbind = \"127.0.0.1\"\n\
+             port = {media_port}\nio = \"socket\"\nbuffers_per_worker = 512\n\
+             trunk_secret_file = \"{secret}\"\n\
+             [cluster]\nredis = \"{redis}\"\nnode_id = \"{id}\"\n\
+             advertise = \"http://127.0.0.1:{http_port}\"\nlease_ms = {LEASE_MS}\n\
+             relay_grace_ms = {GRACE_MS}\n",
+            state = dir.join("state.json").display(),
+            sock = dir.join("run").join("dp.sock").display(),
+            secret = secret.display(),
+            redis = redis.url(),
+        ),
+    )
+    .unwrap();
+    Sluice::start(&config, &[])
+}
+
+/// An in-process node of the cluster with its own loopback dataplane; `capacity`: its
+/// `cluster.capacity`.
+async fn cluster_node(
+    redis: &Redis,
+    id: &str,
+    secret: &std::path::Path,
+    capacity: u64,
+) -> Option<(tempfile::TempDir, DataplaneHandle, Server)> {
+    let secret = secret.to_owned();
+    let (dir, dp) = loopback_dataplane(|c| {
+        c.trunk_secret_file = Some(secret);
+        c.buffers_per_worker = 1024;
+    })?;
+    let port = free_port();
+    let mut d = ClusterDraft::default();
+    d.set("redis", &redis.url()).unwrap();
+    d.set("node_id", id).unwrap();
+    d.set("advertise", &format!("http://127.0.0.1:{port}"))
+        .unwrap();
+    d.set("lease_ms", &LEASE_MS.to_string()).unwrap();
+    d.set("relay_grace_ms", &GRACE_MS.to_string()).unwrap();
+    d.set("capacity", &capacity.to_string()).unwrap();
+    let c = d.finish().unwrap().unwrap();
+    let s = linked_server(&dp, move |o| {
+        o.http = SocketAddr::from(([127, 0, 0, 1], port));
+        o.cluster = Some(c);
+    })
+    .await;
+    Some((dir, dp, s))
+}
+
+fn admin_h() -> Vec<(&'static str, String)> {
+    vec![
+        ("Authorization", auth_header(&admin())),
+        ("Content-Type", "application/json".to_owned()),
+    ]
+}
+
+async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let h = admin_h();
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    http(addr, method, path, &h, body).await
+}
+
+/// Polls `f` every 20 ms until it is true (bounded).
+async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f().await {
+        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    t0.elapsed()
+}
+
+async fn trunk_forwarded(addr: SocketAddr) -> u64 {
+    let (_, v) = call(addr, "GET", "/internal/cascade", "").await;
+    v["trunks"][0]["stats"]["forwarded"].as_u64().unwrap_or(0)
+}
+
+/// `media_node` of each participant of room `m` on `addr`, by identity.
+async fn media_nodes(addr: SocketAddr) -> Vec<(String, Value)> {
+    let (_, v) = call(addr, "GET", "/api/rooms/m/participants", "").await;
+    v["participants"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    (
+                        p["identity"].as_str().unwrap_or_default().to_owned(),
+                        p["media_node"].clone(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn media_node_of(addr: SocketAddr, who: &str) -> Value {
+    media_nodes(addr)
+        .await
+        .into_iter()
+        .find(|(i, _)| i == who)
+        .map(|(_, n)| n)
+        .unwrap_or(Value::Null)
+}
+
+/// What a publisher thread sends: one Opus packet every 5 ms, and simulcast video layers at
+/// the given rates (packets per second per layer; empty: none).
+struct Publishing {
+    ws: Ws,
+    thread: std::thread::JoinHandle<()>,
+    sent: Arc<AtomicU64>,
+}
+
+/// `identity` joins room `m` through `addr` (its home) and publishes `offer` from a thread
+/// until `stop`: Opus always, and `layers` (SSRC, packets per second) of VP8 when given.
+async fn publish(
+    addr: SocketAddr,
+    identity: &str,
+    offer: &str,
+    layers: Vec<(u32, u32)>,
+    stop: Arc<AtomicBool>,
+) -> Publishing {
+    let t = token("m", identity, Role::Host);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "join"})).await;
+    recv_type(&mut ws, "joined").await;
+    let creds = IceCreds::new(format!("Pub{identity}"), "publisherpassword0123456789");
+    let cert = generate_cert().unwrap();
+    let offer = rewrite(
+        offer,
+        &creds,
+        &cert.fingerprint().to_sdp(),
+        "sendrecv",
+        "sendonly",
+        None,
+    );
+    send(
+        &mut ws,
+        json!({"type": "offer", "pc": "publisher", "sdp": offer}),
+    )
+    .await;
+    let answer = recv_type(&mut ws, "answer").await["sdp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cfg = WebRtcPeerConfig {
+        cert,
+        ..WebRtcPeerConfig::new(
+            creds,
+            IceCreds::new(attr(&answer, "ice-ufrag"), attr(&answer, "ice-pwd")),
+            attr(&answer, "fingerprint"),
+        )
+        .unwrap()
+    };
+    let server = candidate(&answer);
+    let sent = Arc::new(AtomicU64::new(0));
+    let sn = Arc::clone(&sent);
+    let thread = std::thread::spawn(move || {
+        let mut peer = TestPeer::connect(server, &cfg, Duration::from_secs(10)).expect("publisher");
+        let start = Instant::now();
+        let end = start + Duration::from_secs(60);
+        let mut seq: u16 = 1;
+        let mut vseq = vec![1u16; layers.len()];
+        let mut vsent = vec![0u64; layers.len()];
+        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+            let ts = u32::from(seq) * 240;
+            if peer
+                .publish_rtp(
+                    seq,
+                    ts,
+                    ALICE_AUDIO_SSRC,
+                    OPUS_PT,
+                    false,
+                    &[0xf8, 0xff, 0xfe],
+                )
+                .is_ok()
+            {
+                sn.fetch_add(1, Ordering::Relaxed);
+            }
+            seq = seq.wrapping_add(1);
+            let elapsed = start.elapsed().as_secs_f64();
+            for (i, (ssrc, pps)) in layers.iter().enumerate() {
+                while (vsent[i] as f64) < elapsed * f64::from(*pps) {
+                    // A VP8 keyframe-shaped payload (descriptor S=1, then a key frame header).
+                    let payload = [0x10, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
+                    let _ = peer.publish_rtp(vseq[i], ts, *ssrc, 96, true, &payload);
+                    vseq[i] = vseq[i].wrapping_add(1);
+                    vsent[i] += 1;
+                }
+            }
+            let _ = peer.pump(Instant::now() + Duration::from_millis(5));
+        }
+    });
+    until(
+        "the track is published",
+        Duration::from_secs(10),
+        async || {
+            let (_, v) = call(addr, "GET", "/api/rooms/m/participants", "").await;
+            v.to_string().contains("\"TR_")
+        },
+    )
+    .await;
+    Publishing { ws, thread, sent }
+}
+
+/// bob's subscriber: answers subscriber offers on `ws` until one carries audio; the offer.
+async fn answer_until_audio(ws: &mut Ws, creds: &IceCreds, fp: &str) -> String {
+    loop {
+        let offer = recv_type(ws, "offer").await["sdp"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let a = rewrite(&offer, creds, fp, "sendonly", "recvonly", Some("active"));
+        send(ws, json!({"type": "answer", "pc": "subscriber", "sdp": a})).await;
+        if offer.contains("m=audio") && offer.contains("a=ssrc") {
+            return offer;
+        }
+    }
+}
+
+/// What bob's subscriber receives of alice's audio: a count, and the longest gap between two
+/// packets since `mark` was last reset.
+#[derive(Default)]
+struct Received {
+    got: AtomicU64,
+    last: Mutex<Option<Instant>>,
+    longest_gap: Mutex<Duration>,
+}
+
+impl Received {
+    fn reset_gap(&self) {
+        *self.longest_gap.lock().unwrap() = Duration::ZERO;
+    }
+}
+
+/// Connects bob's subscriber TestPeer to the offer's candidate and counts alice's audio.
+fn subscribe_thread(
+    offer: &str,
+    creds: IceCreds,
+    cert: rtp_core::dtls::DtlsCert,
+    stop: Arc<AtomicBool>,
+) -> (std::thread::JoinHandle<()>, Arc<Received>) {
+    let (pt, ssrc) = audio_stream(offer);
+    let cfg = WebRtcPeerConfig {
+        cert,
+        ..WebRtcPeerConfig::new(
+            creds,
+            IceCreds::new(attr(offer, "ice-ufrag"), attr(offer, "ice-pwd")),
+            attr(offer, "fingerprint"),
+        )
+        .unwrap()
+    };
+    let server = candidate(offer);
+    let rx = Arc::new(Received::default());
+    let r = Arc::clone(&rx);
+    let t = std::thread::spawn(move || {
+        let mut bob = TestPeer::connect(server, &cfg, Duration::from_secs(10)).expect("bob");
+        bob.expect_stream(CoreKind::Audio, CoreCodec::Opus, 48_000, pt, ssrc, None)
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(60);
+        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+            if let Ok(Some(m)) = bob.recv_media(Duration::from_millis(10)) {
+                if m.ssrc == ssrc {
+                    let now = Instant::now();
+                    r.got.fetch_add(1, Ordering::Relaxed);
+                    let mut last = r.last.lock().unwrap();
+                    if let Some(l) = *last {
+                        let mut g = r.longest_gap.lock().unwrap();
+                        *g = (*g).max(now - l);
+                    }
+                    *last = Some(now);
+                }
+            }
+        }
+    });
+    (t, rx)
+}
+
+async fn both_live(redis: &Redis, a: SocketAddr, ids: &[&str]) {
+    until(
+        "the nodes live with media",
+        Duration::from_secs(10),
+        async || {
+            let (_, v) = call(a, "GET", "/api/cluster", "").await;
+            v["nodes"].as_array().map_or(0, Vec::len) == ids.len()
+                && ids.iter().all(|id| {
+                    redis
+                        .cli(&["HGET", &format!("sl:node:{id}"), "media"])
+                        .contains(':')
+                })
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_home_places_the_subscriber_on_an_edge_and_remakes_it_when_the_edge_dies() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(&secret, [5u8; 32]).unwrap();
+    let Some((_da, _dpa, a)) = cluster_node(&redis, "a", &secret, 1).await else {
+        return;
+    };
+    let bdir = tempfile::tempdir().unwrap();
+    let mut b = sluice_node(&redis, "b", &secret, bdir.path());
+    both_live(&redis, a.addr, &["a", "b"]).await;
+    let b_media = redis.cli(&["HGET", "sl:node:b", "media"]);
+
+    // alice publishes on A, which becomes the room's home and, with her, full (capacity 1).
+    let stop = Arc::new(AtomicBool::new(false));
+    let alice = publish(a.addr, "alice", OFFER, vec![], Arc::clone(&stop)).await;
+    assert_eq!(redis.cli(&["HGET", "sl:room:m", "home"]), "a");
+    until("A counts alice", Duration::from_secs(5), async || {
+        redis
+            .cli(&["HGET", "sl:node:a", "load"])
+            .parse::<u64>()
+            .is_ok_and(|l| l >= 1)
+    })
+    .await;
+
+    // bob joins through A: his subscriber connection goes to B.
+    let mut bob = join(a.addr, "bob", Role::Viewer).await;
+    let creds = IceCreds::new("BobEdge1", "bobpassword0123456789xx");
+    let cert = generate_cert().unwrap();
+    let fp = cert.fingerprint().to_sdp();
+    let offer = answer_until_audio(&mut bob, &creds, &fp).await;
+    let offered = candidate(&offer);
+    println!("bob's subscriber offer names {offered} (B's dataplane: {b_media})");
+    assert_eq!(
+        offered.to_string(),
+        b_media,
+        "the offer carries B's candidates"
+    );
+    let nodes = media_nodes(a.addr).await;
+    println!("media_node by participant: {nodes:?}");
+    assert_eq!(media_node_of(a.addr, "bob").await, "b");
+    assert_eq!(media_node_of(a.addr, "alice").await, "a");
+
+    let sub_stop = Arc::new(AtomicBool::new(false));
+    let (sub, rx) = subscribe_thread(&offer, creds.clone(), cert, Arc::clone(&sub_stop));
+    let first = until(
+        "bob's first packets through B",
+        Duration::from_secs(10),
+        async || rx.got.load(Ordering::Relaxed) >= 50,
+    )
+    .await;
+    println!("bob received 50 packets via B {first:?} after connecting");
+    // B's notifications reached A: bob's subscriber pair is listed there.
+    until(
+        "B's ice_connected applied on A",
+        Duration::from_secs(5),
+        async || {
+            let (_, v) = call(a.addr, "GET", "/api/rooms/m/participants", "").await;
+            v["participants"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|p| p["identity"] == "bob"))
+                .is_some_and(|p| !p["connectivity"]["subscriber"].is_null())
+        },
+    )
+    .await;
+
+    // The window.
+    rx.reset_gap();
+    let (s0, g0, f0) = (
+        alice.sent.load(Ordering::Relaxed),
+        rx.got.load(Ordering::Relaxed),
+        trunk_forwarded(a.addr).await,
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (s1, g1, f1) = (
+        alice.sent.load(Ordering::Relaxed),
+        rx.got.load(Ordering::Relaxed),
+        trunk_forwarded(a.addr).await,
+    );
+    let window = (s1 - s0) as f64;
+    let share = (g1 - g0) as f64 / window;
+    let crossed = (f1 - f0) as f64 / window;
+    let gap = *rx.longest_gap.lock().unwrap();
+    println!(
+        "window 5 s: alice sent {}, bob received {} via B ({:.1} %), longest gap {gap:?}; \
+         A's trunk forwarded {} ({crossed:.3} per published packet)",
+        s1 - s0,
+        g1 - g0,
+        share * 100.0,
+        f1 - f0
+    );
+    assert!(share >= 0.95, "bob got {:.1} %", share * 100.0);
+    assert!(gap <= Duration::from_millis(250), "longest gap {gap:?}");
+    assert!(
+        (0.95..=1.05).contains(&crossed),
+        "each packet crosses the trunk once: {crossed:.3}"
+    );
+    let (_, _, text) = http_raw(a.addr, "GET", "/metrics", &[], "").await;
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("sluice_cascade_remote_sessions")
+                || l.starts_with("sluice_cascade_edge_placements_total")
+                || l.starts_with("sluice_cascade_remote_events_total")
+        })
+        .collect();
+    println!("A's metrics: {lines:?}");
+    assert!(lines.contains(&"sluice_cascade_remote_sessions{side=\"home\"} 1"));
+    assert!(lines.contains(&"sluice_cascade_edge_placements_total{reason=\"capacity\"} 1"));
+
+    // kill -9 of B: A makes bob's subscriber connection again, on itself.
+    let dp_pid = b.dataplane_pid().expect("B's dataplane");
+    for pid in [b.child.id(), dp_pid] {
+        std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+    }
+    let killed = Instant::now();
+    let _ = b.child.wait();
+    sub_stop.store(true, Ordering::Relaxed);
+    let _ = sub.join();
+    let creds2 = IceCreds::new("BobHome2", "bobpassword0123456789yy");
+    let cert2 = generate_cert().unwrap();
+    let fp2 = cert2.fingerprint().to_sdp();
+    let offer2 = tokio::time::timeout(
+        Duration::from_secs(10),
+        answer_until_audio(&mut bob, &creds2, &fp2),
+    )
+    .await
+    .expect("a new subscriber offer after B died");
+    let reoffered = killed.elapsed();
+    let at = candidate(&offer2);
+    println!("bob re-offered a subscriber connection at {at} {reoffered:?} after kill -9 of B");
+    assert_eq!(media_node_of(a.addr, "bob").await, "a");
+    let sub2_stop = Arc::new(AtomicBool::new(false));
+    let (sub2, rx2) = subscribe_thread(&offer2, creds2, cert2, Arc::clone(&sub2_stop));
+    until("media again on A", Duration::from_secs(10), async || {
+        rx2.got.load(Ordering::Relaxed) >= 20
+    })
+    .await;
+    let again = killed.elapsed();
+    println!("bob gets media again {again:?} after kill -9 of B (lease {LEASE_MS} ms)");
+    assert!(again <= Duration::from_secs(6), "target ≤ 6 s: {again:?}");
+
+    sub2_stop.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let _ = (sub2.join(), alice.thread.join());
+    drop(alice.ws);
+    a.stop();
+}
