@@ -93,6 +93,7 @@ export const cascadeScenarios = {
       const carol = await ctx.openPage('firefox', await b.pageUrl(room, 'carol', { role: 'viewer', publish: 'none', region: 'ap' }), 'carol');
       await Promise.all([decodes(bob, 'alice'), decodes(carol, 'alice')]);
       const placed = await placedOn(a, room, { bob: 'b', carol: 'c' });
+      ctx.server = a; // the home's log and metrics if what follows fails
       const fps = await senderFps(alice, 2);
       console.log(`cascade_browsers: ${room} homed on a; media_node ${JSON.stringify(placed)}; alice sends ${fps.toFixed(1)} fps`);
 
@@ -136,6 +137,7 @@ export const cascadeScenarios = {
       check(['a', 'b'].includes(afterC.carol), `carol's media_node after the kill of c: ${afterC.carol}`);
 
       // kill -9 the home a: the room re-homes on b; everyone rejoins through b.
+      ctx.server = b;
       const killedA = Date.now();
       a.killNode();
       const [ra, rb, rc] = await Promise.all([
