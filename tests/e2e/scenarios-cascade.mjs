@@ -132,7 +132,9 @@ export const cascadeScenarios = {
       check(rejoinsAfterC.every((n) => n === 0), `alice/bob rejoined ${rejoinsAfterC} times after the kill of c`);
       if (carolAgainMs === null || carolAgainMs > EDGE_LOST_MEDIA_MS) {
         const log = await carol.evaluate(() => window.sluice.log.slice(-15).join('\n'));
-        throw new Error(`carol: media again ${carolAgainMs} ms after the kill of c (gap ${carolBack.gapMs} ms; bound ${EDGE_LOST_MEDIA_MS}); media_node now ${afterC.carol}; her page log:\n${log}`);
+        const st = await ctx.stats(carol);
+        throw new Error(`carol: media again ${carolAgainMs} ms after the kill of c (gap ${carolBack.gapMs} ms; bound ${EDGE_LOST_MEDIA_MS}); media_node now ${afterC.carol}; her inbound video ${
+          JSON.stringify(inboundTotals(st, 'video'))}, transports ${JSON.stringify(st.transport)}; her page log:\n${log}`);
       }
       check(['a', 'b'].includes(afterC.carol), `carol's media_node after the kill of c: ${afterC.carol}`);
 
