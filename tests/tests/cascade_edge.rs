@@ -83,6 +83,17 @@ async fn cluster_node(
     secret: &std::path::Path,
     capacity: u64,
 ) -> Option<(tempfile::TempDir, DataplaneHandle, Server)> {
+    cluster_node_in(redis, id, secret, capacity, "default").await
+}
+
+/// [`cluster_node`] in `region`.
+async fn cluster_node_in(
+    redis: &Redis,
+    id: &str,
+    secret: &std::path::Path,
+    capacity: u64,
+    region: &str,
+) -> Option<(tempfile::TempDir, DataplaneHandle, Server)> {
     let secret = secret.to_owned();
     let (dir, dp) = loopback_dataplane(|c| {
         c.trunk_secret_file = Some(secret);
@@ -97,6 +108,7 @@ async fn cluster_node(
     d.set("lease_ms", &LEASE_MS.to_string()).unwrap();
     d.set("relay_grace_ms", &GRACE_MS.to_string()).unwrap();
     d.set("capacity", &capacity.to_string()).unwrap();
+    d.set("region", region).unwrap();
     let c = d.finish().unwrap().unwrap();
     let s = linked_server(&dp, move |o| {
         o.http = SocketAddr::from(([127, 0, 0, 1], port));
@@ -616,4 +628,94 @@ async fn a_full_home_places_the_subscriber_on_an_edge_and_remakes_it_when_the_ed
     let _ = (sub2.join(), alice.thread.join());
     drop(alice.ws);
     a.stop();
+}
+
+/// An access token for room `m` with a `region` claim.
+fn token_in(identity: &str, region: &str) -> String {
+    use sluice_control::auth::{self, Claims, Grants};
+    let n = auth::unix_seconds(std::time::SystemTime::now());
+    auth::mint(
+        KEY,
+        SECRET.as_bytes(),
+        &Claims {
+            iss: KEY.into(),
+            sub: identity.into(),
+            room: "m".into(),
+            role: Role::Viewer,
+            grants: Grants::for_role(Role::Viewer),
+            name: None,
+            metadata: None,
+            region: Some(region.into()),
+            exp: n + 600,
+            nbf: n - 60,
+            iat: n - 60,
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_of_another_region_gets_its_subscriber_on_a_node_there() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(&secret, [6u8; 32]).unwrap();
+    let Some((_da, _dpa, a)) = cluster_node_in(&redis, "a", &secret, 500, "eu").await else {
+        return;
+    };
+    let Some((_dc, _dpc, c)) = cluster_node_in(&redis, "c", &secret, 500, "us").await else {
+        return;
+    };
+    both_live(&redis, a.addr, &["a", "c"]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let alice = publish(a.addr, "alice", OFFER, vec![], Arc::clone(&stop)).await;
+    assert_eq!(redis.cli(&["HGET", "sl:room:m", "home"]), "a");
+
+    // bob's token says `us`: his subscriber connection goes to C; carol (`eu`) stays on A.
+    let connect = async |t: String| {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/rtc?access_token={t}", a.addr))
+                .await
+                .unwrap();
+        send(&mut ws, json!({"type": "join"})).await;
+        recv_type(&mut ws, "joined").await;
+        ws
+    };
+    let mut bob = connect(token_in("bob", "us")).await;
+    let mut carol = connect(token_in("carol", "eu")).await;
+    let creds = IceCreds::new("BobRegion", "bobpassword0123456789xx");
+    let cert = generate_cert().unwrap();
+    let fp = cert.fingerprint().to_sdp();
+    let offer = answer_until_audio(&mut bob, &creds, &fp).await;
+    let carol_creds = IceCreds::new("CarolEu1", "carolpassword0123456789");
+    let carol_offer = answer_until_audio(&mut carol, &carol_creds, &fp).await;
+    let c_media = redis.cli(&["HGET", "sl:node:c", "media"]);
+    let a_media = redis.cli(&["HGET", "sl:node:a", "media"]);
+    println!(
+        "bob (us) offered {}, carol (eu) offered {} (A {a_media}, C {c_media}); media_node: {:?}",
+        candidate(&offer),
+        candidate(&carol_offer),
+        media_nodes(a.addr).await
+    );
+    assert_eq!(candidate(&offer).to_string(), c_media);
+    assert_eq!(candidate(&carol_offer).to_string(), a_media);
+    assert_eq!(media_node_of(a.addr, "bob").await, "c");
+    assert_eq!(media_node_of(a.addr, "carol").await, "a");
+    let sub_stop = Arc::new(AtomicBool::new(false));
+    let (sub, rx) = subscribe_thread(&offer, creds, cert, Arc::clone(&sub_stop));
+    let t = until("bob's media via C", Duration::from_secs(10), async || {
+        rx.got.load(Ordering::Relaxed) >= 50
+    })
+    .await;
+    println!("bob received 50 packets via C within {t:?}");
+    let (_, _, text) = http_raw(a.addr, "GET", "/metrics", &[], "").await;
+    assert!(
+        text.contains("sluice_cascade_edge_placements_total{reason=\"region\"} 1"),
+        "{text}"
+    );
+    sub_stop.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let _ = (sub.join(), alice.thread.join());
+    drop(alice.ws);
+    a.stop();
+    c.stop();
 }

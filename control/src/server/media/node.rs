@@ -427,6 +427,18 @@ mod tests {
     }
 
     #[test]
+    fn dataplane_id_spans_start_at_random_below_2_pow_52() {
+        let starts: Vec<u64> = (0..64).map(|_| super::super::dp_id_start()).collect();
+        for s in &starts {
+            assert!((1 << 40..(1 << 52) - (1 << 40)).contains(s), "{s}");
+        }
+        let mut unique = starts.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), starts.len());
+    }
+
+    #[test]
     fn the_relay_layer_follows_the_cap() {
         assert_eq!(layer_of(None, 3), 2);
         assert_eq!(layer_of(None, 1), 0);
