@@ -46,7 +46,7 @@ pub(crate) enum MediaNode {
     #[default]
     Local,
     /// Chosen, not created yet.
-    Edge(NodeInfo),
+    Edge(Box<NodeInfo>),
     Remote(Remote),
 }
 
@@ -145,7 +145,7 @@ impl RoomCtx {
                 }
                 .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(room = %self.name, identity, edge = %node.id, ?why, "subscriber placed on an edge");
-                MediaNode::Edge(node)
+                MediaNode::Edge(Box::new(node))
             }
             None => MediaNode::Local,
         }
@@ -162,7 +162,7 @@ impl RoomCtx {
                 let (shard, c) = self.create_session(spec).await?;
                 return Ok((shard, c, MediaNode::Local));
             }
-            MediaNode::Edge(n) => n.clone(),
+            MediaNode::Edge(n) => (**n).clone(),
             MediaNode::Remote(r) => r.node.clone(),
         };
         let id = spec.session;
