@@ -83,6 +83,17 @@ async fn cluster_node(
     secret: &std::path::Path,
     capacity: u64,
 ) -> Option<(tempfile::TempDir, DataplaneHandle, Server)> {
+    cluster_node_in(redis, id, secret, capacity, "default").await
+}
+
+/// [`cluster_node`] in `region`.
+async fn cluster_node_in(
+    redis: &Redis,
+    id: &str,
+    secret: &std::path::Path,
+    capacity: u64,
+    region: &str,
+) -> Option<(tempfile::TempDir, DataplaneHandle, Server)> {
     let secret = secret.to_owned();
     let (dir, dp) = loopback_dataplane(|c| {
         c.trunk_secret_file = Some(secret);
@@ -97,6 +108,7 @@ async fn cluster_node(
     d.set("lease_ms", &LEASE_MS.to_string()).unwrap();
     d.set("relay_grace_ms", &GRACE_MS.to_string()).unwrap();
     d.set("capacity", &capacity.to_string()).unwrap();
+    d.set("region", region).unwrap();
     let c = d.finish().unwrap().unwrap();
     let s = linked_server(&dp, move |o| {
         o.http = SocketAddr::from(([127, 0, 0, 1], port));
@@ -166,7 +178,33 @@ async fn media_node_of(addr: SocketAddr, who: &str) -> Value {
 struct Publishing {
     ws: Ws,
     thread: std::thread::JoinHandle<()>,
+    /// Opus packets sent.
     sent: Arc<AtomicU64>,
+    /// Video packets sent per layer.
+    vsent: Arc<Vec<AtomicU64>>,
+}
+
+/// alice's simulcast layers (SSRC-signalled, `a=ssrc-group:SIM`, low to high) and the rate
+/// she sends each at: distinct, so the trunk's count tells which layer crosses.
+const LAYERS: [(u32, u32); 3] = [(0x5100_0001, 20), (0x5100_0002, 45), (0x5100_0003, 90)];
+
+/// The camera + microphone offer with its video as three SSRC-signalled simulcast layers.
+fn simulcast_offer() -> String {
+    let mut out = Vec::new();
+    for l in OFFER.lines() {
+        if l.starts_with("a=ssrc-group:FID") {
+            let ids: Vec<String> = LAYERS.iter().map(|(s, _)| s.to_string()).collect();
+            out.push(format!("a=ssrc-group:SIM {}", ids.join(" ")));
+            for (ssrc, _) in LAYERS {
+                out.push(format!("a=ssrc:{ssrc} cname:q8vY3nKc2L0dFz7R"));
+            }
+        } else if l.starts_with("a=ssrc:1432905237") || l.starts_with("a=ssrc:3987156512") {
+            continue;
+        } else {
+            out.push(l.to_owned());
+        }
+    }
+    out.join("\r\n") + "\r\n"
 }
 
 /// `identity` joins room `m` through `addr` (its home) and publishes `offer` from a thread
@@ -215,13 +253,14 @@ async fn publish(
     let server = candidate(&answer);
     let sent = Arc::new(AtomicU64::new(0));
     let sn = Arc::clone(&sent);
+    let vsent: Arc<Vec<AtomicU64>> = Arc::new(layers.iter().map(|_| AtomicU64::new(0)).collect());
+    let vs = Arc::clone(&vsent);
     let thread = std::thread::spawn(move || {
         let mut peer = TestPeer::connect(server, &cfg, Duration::from_secs(10)).expect("publisher");
         let start = Instant::now();
         let end = start + Duration::from_secs(60);
         let mut seq: u16 = 1;
         let mut vseq = vec![1u16; layers.len()];
-        let mut vsent = vec![0u64; layers.len()];
         while !stop.load(Ordering::Relaxed) && Instant::now() < end {
             let ts = u32::from(seq) * 240;
             if peer
@@ -240,12 +279,12 @@ async fn publish(
             seq = seq.wrapping_add(1);
             let elapsed = start.elapsed().as_secs_f64();
             for (i, (ssrc, pps)) in layers.iter().enumerate() {
-                while (vsent[i] as f64) < elapsed * f64::from(*pps) {
+                while (vs[i].load(Ordering::Relaxed) as f64) < elapsed * f64::from(*pps) {
                     // A VP8 keyframe-shaped payload (descriptor S=1, then a key frame header).
                     let payload = [0x10, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
                     let _ = peer.publish_rtp(vseq[i], ts, *ssrc, 96, true, &payload);
                     vseq[i] = vseq[i].wrapping_add(1);
-                    vsent[i] += 1;
+                    vs[i].fetch_add(1, Ordering::Relaxed);
                 }
             }
             let _ = peer.pump(Instant::now() + Duration::from_millis(5));
@@ -260,7 +299,12 @@ async fn publish(
         },
     )
     .await;
-    Publishing { ws, thread, sent }
+    Publishing {
+        ws,
+        thread,
+        sent,
+        vsent,
+    }
 }
 
 /// bob's subscriber: answers subscriber offers on `ws` until one carries audio; the offer.
@@ -336,6 +380,33 @@ fn subscribe_thread(
     (t, rx)
 }
 
+/// Counters at one moment: alice's sent (Opus, video per layer), bob's received, A's trunk.
+struct Sample {
+    audio: u64,
+    video: Vec<u64>,
+    got: u64,
+    trunk: u64,
+}
+
+impl Sample {
+    async fn take(p: &Publishing, rx: &Received, a: SocketAddr) -> Self {
+        Sample {
+            audio: p.sent.load(Ordering::Relaxed),
+            video: p.vsent.iter().map(|v| v.load(Ordering::Relaxed)).collect(),
+            got: rx.got.load(Ordering::Relaxed),
+            trunk: trunk_forwarded(a).await,
+        }
+    }
+
+    fn layers_since(&self, before: &Sample) -> Vec<u64> {
+        self.video
+            .iter()
+            .zip(&before.video)
+            .map(|(a, b)| a - b)
+            .collect()
+    }
+}
+
 async fn both_live(redis: &Redis, a: SocketAddr, ids: &[&str]) {
     until(
         "the nodes live with media",
@@ -369,7 +440,14 @@ async fn a_full_home_places_the_subscriber_on_an_edge_and_remakes_it_when_the_ed
 
     // alice publishes on A, which becomes the room's home and, with her, full (capacity 1).
     let stop = Arc::new(AtomicBool::new(false));
-    let alice = publish(a.addr, "alice", OFFER, vec![], Arc::clone(&stop)).await;
+    let alice = publish(
+        a.addr,
+        "alice",
+        &simulcast_offer(),
+        LAYERS.to_vec(),
+        Arc::clone(&stop),
+    )
+    .await;
     assert_eq!(redis.cli(&["HGET", "sl:room:m", "home"]), "a");
     until("A counts alice", Duration::from_secs(5), async || {
         redis
@@ -420,36 +498,82 @@ async fn a_full_home_places_the_subscriber_on_an_edge_and_remakes_it_when_the_ed
     )
     .await;
 
-    // The window.
+    // The window: bob's audio, and what crossed the trunk (audio + the top video layer).
     rx.reset_gap();
-    let (s0, g0, f0) = (
-        alice.sent.load(Ordering::Relaxed),
-        rx.got.load(Ordering::Relaxed),
-        trunk_forwarded(a.addr).await,
-    );
+    let w0 = Sample::take(&alice, &rx, a.addr).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let (s1, g1, f1) = (
-        alice.sent.load(Ordering::Relaxed),
-        rx.got.load(Ordering::Relaxed),
-        trunk_forwarded(a.addr).await,
-    );
-    let window = (s1 - s0) as f64;
-    let share = (g1 - g0) as f64 / window;
-    let crossed = (f1 - f0) as f64 / window;
+    let w1 = Sample::take(&alice, &rx, a.addr).await;
+    let sent = (w1.audio - w0.audio) as f64;
+    let share = (w1.got - w0.got) as f64 / sent;
     let gap = *rx.longest_gap.lock().unwrap();
+    let layers = w1.layers_since(&w0);
+    let video = (w1.trunk - w0.trunk).saturating_sub(w1.audio - w0.audio);
     println!(
-        "window 5 s: alice sent {}, bob received {} via B ({:.1} %), longest gap {gap:?}; \
-         A's trunk forwarded {} ({crossed:.3} per published packet)",
-        s1 - s0,
-        g1 - g0,
+        "window 5 s: alice sent {} Opus, bob received {} via B ({:.1} %), longest gap {gap:?}; \
+         video sent per layer {layers:?}; A's trunk forwarded {} = {} Opus + {video} video",
+        w1.audio - w0.audio,
+        w1.got - w0.got,
         share * 100.0,
-        f1 - f0
+        w1.trunk - w0.trunk,
+        w1.audio - w0.audio,
     );
     assert!(share >= 0.95, "bob got {:.1} %", share * 100.0);
     assert!(gap <= Duration::from_millis(250), "longest gap {gap:?}");
+    // Each packet crosses once, and of the video only the top layer (no cap asked yet).
+    let crossed = (w1.trunk - w0.trunk) as f64 / (sent + layers[2] as f64);
     assert!(
         (0.95..=1.05).contains(&crossed),
-        "each packet crosses the trunk once: {crossed:.3}"
+        "each Opus and top-layer packet crosses the trunk once: {crossed:.3}"
+    );
+
+    // bob asks for the lowest layer: the relay moves, and after the old one's grace only
+    // layer 0 crosses.
+    let video_sid = {
+        let (_, v) = call(a.addr, "GET", "/api/rooms/m/participants", "").await;
+        let text = v.to_string();
+        let p: Value = serde_json::from_str(&text).unwrap();
+        p["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["tracks"].as_array().cloned().unwrap_or_default())
+            .find(|t| t["kind"] == "video")
+            .map(|t| t["sid"].as_str().unwrap().to_owned())
+            .expect("alice's video track")
+    };
+    send(
+        &mut bob,
+        json!({"type": "layer", "track_sid": video_sid, "max_spatial": 0, "max_temporal": 2}),
+    )
+    .await;
+    let moved = until(
+        "the relay moved to layer 0 and layer 2's closed",
+        Duration::from_millis(GRACE_MS + 4000),
+        async || {
+            let (_, v) = call(a.addr, "GET", "/internal/cascade", "").await;
+            let relays = v["relays"].as_array().cloned().unwrap_or_default();
+            let video: Vec<u64> = relays
+                .iter()
+                .filter(|r| r["track"] == video_sid.as_str())
+                .map(|r| r["layer"].as_u64().unwrap_or(99))
+                .collect();
+            video == [0]
+        },
+    )
+    .await;
+    println!("layer request: the trunk carries layer 0 instead of 2 (old relay gone {moved:?} later, grace {GRACE_MS} ms)");
+    let l0 = Sample::take(&alice, &rx, a.addr).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let l1 = Sample::take(&alice, &rx, a.addr).await;
+    let layers = l1.layers_since(&l0);
+    let video = (l1.trunk - l0.trunk).saturating_sub(l1.audio - l0.audio);
+    println!(
+        "window 3 s after the layer change: video sent per layer {layers:?}, crossed the trunk {video}"
+    );
+    let want = layers[0] as f64;
+    assert!(
+        (video as f64 - want).abs() <= want * 0.1 + 3.0,
+        "only layer 0 crosses: {video} vs {layers:?}"
     );
     let (_, _, text) = http_raw(a.addr, "GET", "/metrics", &[], "").await;
     let lines: Vec<&str> = text
@@ -504,4 +628,94 @@ async fn a_full_home_places_the_subscriber_on_an_edge_and_remakes_it_when_the_ed
     let _ = (sub2.join(), alice.thread.join());
     drop(alice.ws);
     a.stop();
+}
+
+/// An access token for room `m` with a `region` claim.
+fn token_in(identity: &str, region: &str) -> String {
+    use sluice_control::auth::{self, Claims, Grants};
+    let n = auth::unix_seconds(std::time::SystemTime::now());
+    auth::mint(
+        KEY,
+        SECRET.as_bytes(),
+        &Claims {
+            iss: KEY.into(),
+            sub: identity.into(),
+            room: "m".into(),
+            role: Role::Viewer,
+            grants: Grants::for_role(Role::Viewer),
+            name: None,
+            metadata: None,
+            region: Some(region.into()),
+            exp: n + 600,
+            nbf: n - 60,
+            iat: n - 60,
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_of_another_region_gets_its_subscriber_on_a_node_there() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(&secret, [6u8; 32]).unwrap();
+    let Some((_da, _dpa, a)) = cluster_node_in(&redis, "a", &secret, 500, "eu").await else {
+        return;
+    };
+    let Some((_dc, _dpc, c)) = cluster_node_in(&redis, "c", &secret, 500, "us").await else {
+        return;
+    };
+    both_live(&redis, a.addr, &["a", "c"]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let alice = publish(a.addr, "alice", OFFER, vec![], Arc::clone(&stop)).await;
+    assert_eq!(redis.cli(&["HGET", "sl:room:m", "home"]), "a");
+
+    // bob's token says `us`: his subscriber connection goes to C; carol (`eu`) stays on A.
+    let connect = async |t: String| {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{}/rtc?access_token={t}", a.addr))
+                .await
+                .unwrap();
+        send(&mut ws, json!({"type": "join"})).await;
+        recv_type(&mut ws, "joined").await;
+        ws
+    };
+    let mut bob = connect(token_in("bob", "us")).await;
+    let mut carol = connect(token_in("carol", "eu")).await;
+    let creds = IceCreds::new("BobRegion", "bobpassword0123456789xx");
+    let cert = generate_cert().unwrap();
+    let fp = cert.fingerprint().to_sdp();
+    let offer = answer_until_audio(&mut bob, &creds, &fp).await;
+    let carol_creds = IceCreds::new("CarolEu1", "carolpassword0123456789");
+    let carol_offer = answer_until_audio(&mut carol, &carol_creds, &fp).await;
+    let c_media = redis.cli(&["HGET", "sl:node:c", "media"]);
+    let a_media = redis.cli(&["HGET", "sl:node:a", "media"]);
+    println!(
+        "bob (us) offered {}, carol (eu) offered {} (A {a_media}, C {c_media}); media_node: {:?}",
+        candidate(&offer),
+        candidate(&carol_offer),
+        media_nodes(a.addr).await
+    );
+    assert_eq!(candidate(&offer).to_string(), c_media);
+    assert_eq!(candidate(&carol_offer).to_string(), a_media);
+    assert_eq!(media_node_of(a.addr, "bob").await, "c");
+    assert_eq!(media_node_of(a.addr, "carol").await, "a");
+    let sub_stop = Arc::new(AtomicBool::new(false));
+    let (sub, rx) = subscribe_thread(&offer, creds, cert, Arc::clone(&sub_stop));
+    let t = until("bob's media via C", Duration::from_secs(10), async || {
+        rx.got.load(Ordering::Relaxed) >= 50
+    })
+    .await;
+    println!("bob received 50 packets via C within {t:?}");
+    let (_, _, text) = http_raw(a.addr, "GET", "/metrics", &[], "").await;
+    assert!(
+        text.contains("sluice_cascade_edge_placements_total{reason=\"region\"} 1"),
+        "{text}"
+    );
+    sub_stop.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let _ = (sub.join(), alice.thread.join());
+    drop(alice.ws);
+    a.stop();
+    c.stop();
 }

@@ -46,7 +46,7 @@ pub(crate) enum MediaNode {
     #[default]
     Local,
     /// Chosen, not created yet.
-    Edge(NodeInfo),
+    Edge(Box<NodeInfo>),
     Remote(Remote),
 }
 
@@ -145,7 +145,7 @@ impl RoomCtx {
                 }
                 .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(room = %self.name, identity, edge = %node.id, ?why, "subscriber placed on an edge");
-                MediaNode::Edge(node)
+                MediaNode::Edge(Box::new(node))
             }
             None => MediaNode::Local,
         }
@@ -162,7 +162,7 @@ impl RoomCtx {
                 let (shard, c) = self.create_session(spec).await?;
                 return Ok((shard, c, MediaNode::Local));
             }
-            MediaNode::Edge(n) => n.clone(),
+            MediaNode::Edge(n) => (**n).clone(),
             MediaNode::Remote(r) => r.node.clone(),
         };
         let id = spec.session;
@@ -424,6 +424,18 @@ mod tests {
         let mut bare = node("b", "eu", 0, 10);
         bare.media.clear();
         assert_eq!(id(choose_edge(&[me.clone(), bare], &me, true, None)), None);
+    }
+
+    #[test]
+    fn dataplane_id_spans_start_at_random_below_2_pow_52() {
+        let starts: Vec<u64> = (0..64).map(|_| super::super::dp_id_start()).collect();
+        for s in &starts {
+            assert!((1 << 40..(1 << 52) - (1 << 40)).contains(s), "{s}");
+        }
+        let mut unique = starts.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), starts.len());
     }
 
     #[test]
