@@ -208,6 +208,7 @@ async fn a_room_spills_over_three_nodes_and_each_packet_crosses_each_trunk_once(
 
     // Eight subscribers, entering through a, b, c in turn (signaling redirected to the home).
     let mut subs = Vec::new();
+    let joining = Instant::now();
     for i in 0..SUBSCRIBERS {
         let entry = nodes[i % 3].addr;
         let identity = format!("s{i}");
@@ -217,6 +218,10 @@ async fn a_room_spills_over_three_nodes_and_each_packet_crosses_each_trunk_once(
         println!("{identity}: entered through {entry}, signaling at {at}, media at {media} ({on})");
         subs.push((identity, ws, got, thread, on));
     }
+    println!(
+        "{SUBSCRIBERS} subscribers joined one after the other in {:?}",
+        joining.elapsed()
+    );
     let first = until(
         "media at every subscriber",
         Duration::from_secs(10),
