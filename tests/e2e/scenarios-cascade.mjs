@@ -103,6 +103,7 @@ export const cascadeScenarios = {
         bob: assertContinuity('bob (Chromium, media on b) decodes alice (on a)', cb, { senderFps: fps, minWindowS: QUALITY_WINDOW_S * 0.95 }),
         carol: assertContinuity('carol (Firefox, media on c) decodes alice (on a)', cc, { senderFps: fps, minWindowS: QUALITY_WINDOW_S * 0.95 }),
       };
+      console.log(`cascade_browsers: over ${QUALITY_WINDOW_S} s bob ${JSON.stringify(steady.bob)}, carol ${JSON.stringify(steady.carol)}`);
       const cascade = await a.api('GET', '/internal/cascade');
       console.log(`cascade_browsers: a's cascade ${JSON.stringify(cascade.body)}`);
 
