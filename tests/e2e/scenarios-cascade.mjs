@@ -119,7 +119,11 @@ export const cascadeScenarios = {
       await sleep(1000);
       const killedC = Date.now();
       c.killNode();
+      // When the home moves carol's subscriber session off c (media_node), polled meanwhile.
+      const moved = waitFor('carol\'s media_node still c', async () => (await mediaNodes(a, room)).carol !== 'c' && Date.now() - killedC, { ms: 12_000, every: 100 });
+      moved.catch(() => {}); // awaited below
       const [sb, sa, sc] = await Promise.all(sampling);
+      const carolMovedMs = await moved;
       const edgeKill = {
         bob: assertContinuity('bob (on b) through the kill of c', fromSamples(sb), { senderFps: fps, minWindowS: windowS * 0.9, maxFreezeMs: NO_GAP_MS }),
         alice: assertContinuity('alice sending (on a) through the kill of c', fromSamples(sa), { senderFps: fps, minWindowS: windowS * 0.9, maxFreezeMs: NO_GAP_MS }),
@@ -129,15 +133,15 @@ export const cascadeScenarios = {
       const carolAgainMs = carolBack.againMs;
       const rejoinsAfterC = await Promise.all([alice, bob].map((p) => p.evaluate(() => window.sluice.rejoins.length)));
       const afterC = await mediaNodes(a, room);
-      console.log(`cascade_browsers: kill -9 c: bob longest freeze ${edgeKill.bob.longestFreezeMs} ms, alice sending ${edgeKill.alice.longestFreezeMs} ms; carol gap ${carolBack.gapMs} ms, media again ${carolAgainMs} ms after the kill; media_node now ${JSON.stringify(afterC)}`);
+      console.log(`cascade_browsers: kill -9 c: bob longest freeze ${edgeKill.bob.longestFreezeMs} ms, alice sending ${edgeKill.alice.longestFreezeMs} ms; carol's session moved off c ${carolMovedMs} ms and her media again ${carolAgainMs} ms after the kill (gap ${carolBack.gapMs} ms); media_node now ${JSON.stringify(afterC)}`);
       check(rejoinsAfterC.every((n) => n === 0), `alice/bob rejoined ${rejoinsAfterC} times after the kill of c`);
+      check(['a', 'b'].includes(afterC.carol), `carol's media_node after the kill of c: ${afterC.carol}`);
       if (carolAgainMs === null || carolAgainMs > EDGE_LOST_MEDIA_MS) {
         const log = await carol.evaluate(() => window.sluice.log.slice(-15).join('\n'));
         const st = await ctx.stats(carol);
         throw new Error(`carol: media again ${carolAgainMs} ms after the kill of c (gap ${carolBack.gapMs} ms; bound ${EDGE_LOST_MEDIA_MS}); media_node now ${afterC.carol}; her inbound video ${
           JSON.stringify(inboundTotals(st, 'video'))}, transports ${JSON.stringify(st.transport)}; her page log:\n${log}`);
       }
-      check(['a', 'b'].includes(afterC.carol), `carol's media_node after the kill of c: ${afterC.carol}`);
 
       // kill -9 the home a: the room re-homes on b; everyone rejoins through b.
       ctx.server = b;
@@ -155,7 +159,7 @@ export const cascadeScenarios = {
       await placedOn(b, room, { alice: 'b', bob: 'b', carol: 'b' });
       const homeKill = { aliceRejoinedMs: ra.at - killedA, bob: rb, carol: rc };
       console.log(`cascade_browsers: kill -9 a: ${room} re-homed on b; alice rejoined ${homeKill.aliceRejoinedMs} ms, bob media again ${rb.mediaMs} ms, carol ${rc.mediaMs} ms after the kill`);
-      ctx.details = { placed, steady, cascade: cascade.body, edgeKill: { ...edgeKill, carol: { ...carolBack, againMs: carolAgainMs }, mediaNodes: afterC }, homeKill };
+      ctx.details = { placed, steady, cascade: cascade.body, edgeKill: { ...edgeKill, carol: { ...carolBack, movedMs: carolMovedMs, againMs: carolAgainMs }, mediaNodes: afterC }, homeKill };
       ctx.note = `cascade_browsers: 3 nodes (eu/us/ap), alice on a; bob (Chromium) on b ${steady.bob.fps} fps / longest freeze ${steady.bob.longestFreezeMs} ms, carol (Firefox) on c ${steady.carol.fps} fps / ${steady.carol.longestFreezeMs} ms over ${QUALITY_WINDOW_S} s; kill -9 c: bob longest freeze ${edgeKill.bob.longestFreezeMs} ms, alice sending ${edgeKill.alice.longestFreezeMs} ms, carol media again ${carolAgainMs} ms (on ${afterC.carol}); kill -9 a: re-homed on b, alice rejoined ${homeKill.aliceRejoinedMs} ms, bob / carol media again ${rb.mediaMs} / ${rc.mediaMs} ms`;
     }, { leaseMs: LEASE_MS, trunk: true, node });
   },
