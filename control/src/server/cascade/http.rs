@@ -51,7 +51,10 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/internal/cascade/viewers/{session}", delete(viewer_delete))
         .route("/internal/cascade/sessions", post(super::remote::create))
         .route("/internal/cascade/sessions/op", post(super::remote::op))
-        .route("/internal/cascade/events", post(super::remote::events))
+        .route(
+            "/internal/cascade/events",
+            post(super::remote_events::events),
+        )
 }
 
 pub(super) fn parse<T: for<'de> Deserialize<'de>>(v: Value) -> Result<T, ApiError> {

@@ -25,6 +25,7 @@
 mod edge;
 mod http;
 pub(crate) mod remote;
+mod remote_events;
 mod silence;
 mod state;
 
@@ -211,6 +212,7 @@ impl App {
                 })
                 .await;
             st.forget_peer(peer);
+            self.cascade.remote.relays_lost(peer);
             self.cascade.count_teardown("rekey");
         }
         let session = match self.create_trunk_session(peer, media, epoch).await {
@@ -285,6 +287,10 @@ impl App {
         };
         let _ = self.dp(Command::CloseSession { session: t.session }).await;
         st.forget_peer(peer);
+        if why != "idle" {
+            // Idle: it carried no relay, so no remote session lost one.
+            self.cascade.remote.relays_lost(peer);
+        }
         self.cascade.count_teardown(why);
         self.cascade.publish_gauges(&st);
         tracing::info!(peer, why, epoch = t.epoch, "cascade: trunk closed");

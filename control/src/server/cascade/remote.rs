@@ -13,7 +13,7 @@
 //!   subscription to another layer's relay, the old one released: layers on demand).
 //! - The dataplane's notifications about these sessions are not applied here: they go to the
 //!   home (`POST /internal/cascade/events`, batched, through a bounded queue; dropped ones are
-//!   counted) and the home applies them as its own.
+//!   counted) and the home applies them as its own (`remote_events.rs`).
 //! - A home that leaves the registry (lease expired) or restarts: its sessions here close.
 //!
 //! Home side: the room's actor drives these through `media/node.rs`; the events endpoint
@@ -60,10 +60,10 @@ pub(crate) struct Remote {
     /// Edge side: the sessions this dataplane holds for homes.
     held: tokio::sync::Mutex<HashMap<SessionId, Held>>,
     /// Edge side: session → home, read for every dataplane notification.
-    owners: std::sync::Mutex<HashMap<SessionId, String>>,
+    pub(super) owners: std::sync::Mutex<HashMap<SessionId, String>>,
     /// Home side: this node's sessions on edges → (edge, its boot when placed).
     pub(crate) placed: std::sync::Mutex<HashMap<SessionId, (String, String)>>,
-    queue: OnceLock<mpsc::Sender<(String, Notification)>>,
+    pub(super) queue: OnceLock<mpsc::Sender<(String, Notification)>>,
     pub(crate) metrics: RemoteMetrics,
 }
 
@@ -133,14 +133,18 @@ enum OpReq {
     },
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventsReq {
-    node: String,
-    events: Vec<Notification>,
-}
-
 impl Remote {
+    /// Home: the trunk toward `edge` went (silent, re-keyed, the peer lost): the relays our
+    /// sessions there received went with it. Their boot is cleared, which no live node
+    /// matches: the janitor's next round (≤ 250 ms) makes them again (`remote_janitor`).
+    pub(crate) fn relays_lost(&self, edge: &str) {
+        for (e, boot) in self.placed.locked().values_mut() {
+            if e == edge {
+                boot.clear();
+            }
+        }
+    }
+
     /// `Ok` when a table of `len` entries has room under `max`; else `too_large` naming
     /// `field`, counted.
     fn admit(&self, len: usize, max: usize, what: &str, field: &str) -> Result<(), ApiError> {
@@ -235,88 +239,7 @@ pub(super) async fn op(
     }
 }
 
-/// `POST /internal/cascade/events {node, events}` (home): an edge's notifications about the
-/// sessions this node placed there, applied as this node's own.
-pub(super) async fn events(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    json: Result<Json<Value>, JsonRejection>,
-) -> Result<StatusCode, ApiError> {
-    admin(&app, &headers)?;
-    let r: EventsReq = parse(body(json)?)?;
-    name("node", &r.node)?;
-    if r.events.len() > EVENT_BATCH {
-        return Err(ApiError::invalid(
-            "events",
-            format!("at most {EVENT_BATCH} per request"),
-        ));
-    }
-    let m = &app.cascade.remote.metrics;
-    for n in r.events {
-        let ours = session_of(&n).is_some_and(|s| {
-            app.cascade
-                .remote
-                .placed
-                .locked()
-                .get(&s)
-                .is_some_and(|(edge, _)| *edge == r.node)
-        });
-        if !ours {
-            m.events_refused.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        m.events_applied.fetch_add(1, Ordering::Relaxed);
-        app.apply_notification(n).await;
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// The session a notification is about, for those a remote session forwards.
-fn session_of(n: &Notification) -> Option<SessionId> {
-    match n {
-        Notification::IceConnected { session, .. }
-        | Notification::IceDisconnected { session }
-        | Notification::SelectedPairChanged { session, .. }
-        | Notification::DtlsConnected { session, .. }
-        | Notification::DtlsFailed { session, .. }
-        | Notification::DataBehind { session, .. }
-        | Notification::SessionClosed { session, .. }
-        | Notification::StreamState { session, .. } => Some(*session),
-        _ => None,
-    }
-}
-
 impl App {
-    /// Edge: `n` is about a session held for a home: queued for it (not applied here).
-    pub(crate) fn forward_notification(self: &Arc<Self>, n: &Notification) -> bool {
-        let Some(session) = session_of(n) else {
-            return false;
-        };
-        let remote = &self.cascade.remote;
-        let Some(home) = remote.owners.locked().get(&session).cloned() else {
-            return false;
-        };
-        if let Notification::SessionClosed { .. } = n {
-            let app = Arc::clone(self);
-            tokio::spawn(async move { app.forget_held(session).await });
-        }
-        let tx = remote.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-            tokio::spawn(forwarder(Arc::clone(self), rx));
-            tx
-        });
-        match tx.try_send((home, n.clone())) {
-            Ok(()) => {}
-            Err(_) => {
-                remote
-                    .metrics
-                    .events_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        true
-    }
-
     /// Edge: a command of `home` for one of its sessions here.
     async fn remote_command(
         self: &Arc<Self>,
@@ -484,7 +407,7 @@ impl App {
     }
 
     /// Edge: a session held for a home is gone: its subscriptions' ingests are released.
-    async fn forget_held(self: &Arc<Self>, session: SessionId) {
+    pub(super) async fn forget_held(self: &Arc<Self>, session: SessionId) {
         self.cascade.remote.owners.locked().remove(&session);
         let gone = self.cascade.remote.held.lock().await.remove(&session);
         if let Some(h) = gone {
@@ -610,193 +533,6 @@ fn peer_error(status: u16, v: &Value) -> ApiError {
     ApiError::new(code, format!("edge node: {msg}")).with_field(field)
 }
 
-/// Edge: sends queued notifications to their homes, a batch per home per round.
-async fn forwarder(app: Arc<App>, mut rx: mpsc::Receiver<(String, Notification)>) {
-    let m = &app.cascade.remote.metrics;
-    while let Some(first) = rx.recv().await {
-        let mut by_home: HashMap<String, Vec<Notification>> = HashMap::new();
-        by_home.entry(first.0).or_default().push(first.1);
-        let mut n = 1;
-        while n < EVENT_BATCH {
-            let Ok((home, ev)) = rx.try_recv() else { break };
-            by_home.entry(home).or_default().push(ev);
-            n += 1;
-        }
-        let me = app.cluster.as_ref().map_or("", |c| c.node_id()).to_owned();
-        for (home, events) in by_home {
-            let count = events.len() as u64;
-            let sent = match app.peer(&home).await {
-                Ok((node, _)) => matches!(
-                    call(
-                        &app,
-                        &node,
-                        "/internal/cascade/events",
-                        json!({"node": me, "events": events}),
-                    )
-                    .await,
-                    Ok((204, _))
-                ),
-                Err(_) => false,
-            };
-            let counter = if sent {
-                &m.events_forwarded
-            } else {
-                &m.events_dropped
-            };
-            counter.fetch_add(count, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Remote {
-    /// The `sluice_cascade_remote_*` families of `/metrics`.
-    pub(crate) fn write_metrics(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let m = &self.metrics;
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let home = self.placed.locked().len();
-        let edge = self.owners.locked().len();
-        let _ = writeln!(out, "# HELP sluice_cascade_remote_sessions Subscriber sessions on another node's dataplane (home: this node's participants placed on edges; edge: sessions held here for homes).\n# TYPE sluice_cascade_remote_sessions gauge\nsluice_cascade_remote_sessions{{side=\"home\"}} {home}\nsluice_cascade_remote_sessions{{side=\"edge\"}} {edge}");
-        let _ = writeln!(out, "# HELP sluice_cascade_edge_placements_total Subscriber sessions placed on an edge, by reason.\n# TYPE sluice_cascade_edge_placements_total counter\nsluice_cascade_edge_placements_total{{reason=\"capacity\"}} {}\nsluice_cascade_edge_placements_total{{reason=\"region\"}} {}", g(&m.placed_capacity), g(&m.placed_region));
-        let _ = writeln!(out, "# HELP sluice_cascade_remote_events_total Notifications of remote sessions: forwarded/dropped (edge), applied/refused (home).\n# TYPE sluice_cascade_remote_events_total counter\nsluice_cascade_remote_events_total{{result=\"forwarded\"}} {}\nsluice_cascade_remote_events_total{{result=\"dropped\"}} {}\nsluice_cascade_remote_events_total{{result=\"applied\"}} {}\nsluice_cascade_remote_events_total{{result=\"refused\"}} {}", g(&m.events_forwarded), g(&m.events_dropped), g(&m.events_applied), g(&m.events_refused));
-        let _ = writeln!(out, "# HELP sluice_cascade_remote_remade_total Subscriber sessions made again because their edge was lost.\n# TYPE sluice_cascade_remote_remade_total counter\nsluice_cascade_remote_remade_total {}", g(&m.remade));
-        let _ = writeln!(out, "# HELP sluice_cascade_remote_limit_refusals_total Remote sessions or subscriptions refused at their bound.\n# TYPE sluice_cascade_remote_limit_refusals_total counter\nsluice_cascade_remote_limit_refusals_total {}", g(&m.limit_refusals));
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::server::lock_tests::options;
-    use crate::server::Server;
-
-    #[tokio::test]
-    async fn the_event_queue_drops_and_counts_past_its_bound() {
-        let server = Server::start(options()).await.unwrap();
-        let app = Arc::clone(&server.app);
-        let remote = &app.cascade.remote;
-        // A queue nobody drains (the forwarder would send to the home).
-        let (tx, _rx) = mpsc::channel(EVENT_QUEUE);
-        remote.queue.set(tx).unwrap();
-        let session = SessionId(77);
-        remote.owners.locked().insert(session, "home".into());
-        let n = Notification::IceDisconnected { session };
-        for _ in 0..EVENT_QUEUE + 5 {
-            assert!(
-                app.forward_notification(&n),
-                "a held session's event goes to its home"
-            );
-        }
-        assert_eq!(remote.metrics.events_dropped.load(Ordering::Relaxed), 5);
-        // Another session's is not this edge's to forward.
-        let other = Notification::IceDisconnected {
-            session: SessionId(78),
-        };
-        assert!(!app.forward_notification(&other));
-        server.stop();
-    }
-
-    #[tokio::test]
-    async fn placed_sessions_and_subscriptions_refuse_past_their_bound_naming_the_field() {
-        let server = Server::start(options()).await.unwrap();
-        let app = Arc::clone(&server.app);
-        let remote = &app.cascade.remote;
-        let edge = NodeInfo {
-            id: "b".into(),
-            lease_expires_ms: 0,
-            boot: "x".into(),
-            region: "default".into(),
-            advertise: String::new(),
-            internal: String::new(),
-            capacity: 1,
-            load: 0,
-            state: "serving".into(),
-            reservations: 0,
-            rooms: 0,
-            dataplane: Default::default(),
-            media: String::new(),
-        };
-        for i in 0..MAX_REMOTE_SESSIONS as u64 {
-            assert!(app.note_placed(SessionId(i), &edge));
-        }
-        assert!(!app.note_placed(SessionId(u64::MAX), &edge));
-        assert_eq!(remote.placed.locked().len(), MAX_REMOTE_SESSIONS);
-        assert_eq!(remote.metrics.limit_refusals.load(Ordering::Relaxed), 1);
-        let e = remote
-            .admit(
-                MAX_REMOTE_SUBS,
-                MAX_REMOTE_SUBS,
-                "remote subscription",
-                "subscription",
-            )
-            .unwrap_err();
-        assert_eq!(
-            (e.code, e.field.as_deref()),
-            ("too_large", Some("subscription"))
-        );
-        assert!(remote
-            .admit(MAX_REMOTE_SUBS - 1, MAX_REMOTE_SUBS, "x", "y")
-            .is_ok());
-        assert_eq!(remote.metrics.limit_refusals.load(Ordering::Relaxed), 2);
-        let mut text = String::new();
-        remote.write_metrics(&mut text);
-        assert!(
-            text.contains("sluice_cascade_remote_sessions{side=\"home\"} 4096"),
-            "{text}"
-        );
-        assert!(
-            text.contains("sluice_cascade_remote_limit_refusals_total 2"),
-            "{text}"
-        );
-        server.stop();
-    }
-
-    #[tokio::test]
-    async fn an_edge_may_not_post_more_than_a_batch_nor_events_of_sessions_not_placed_on_it() {
-        let server = Server::start(options()).await.unwrap();
-        let app = Arc::clone(&server.app);
-        let now = crate::auth::unix_seconds(std::time::SystemTime::now());
-        let token = crate::auth::mint_admin(
-            "k",
-            b"lock-test-secret-0123456789",
-            &crate::auth::AdminClaims {
-                iss: String::new(),
-                sub: "node:b".into(),
-                admin: true,
-                exp: now + 60,
-                nbf: now - 5,
-                iat: now,
-            },
-        );
-        let mut headers = HeaderMap::new();
-        headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let ev = |s: u64| json!({"type": "ice_disconnected", "session": s});
-        let many: Vec<Value> = (0..EVENT_BATCH as u64 + 1).map(ev).collect();
-        let e = events(
-            State(Arc::clone(&app)),
-            headers.clone(),
-            Ok(Json(json!({"node": "b", "events": many}))),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("events"));
-        // Session 5 was placed on `c`, not `b`: `b`'s word about it is refused, counted.
-        app.cascade
-            .remote
-            .placed
-            .locked()
-            .insert(SessionId(5), ("c".into(), "x".into()));
-        let ok = events(
-            State(Arc::clone(&app)),
-            headers,
-            Ok(Json(json!({"node": "b", "events": [ev(5), ev(6)]}))),
-        )
-        .await
-        .unwrap();
-        assert_eq!(ok, StatusCode::NO_CONTENT);
-        let m = &app.cascade.remote.metrics;
-        assert_eq!(m.events_refused.load(Ordering::Relaxed), 2);
-        assert_eq!(m.events_applied.load(Ordering::Relaxed), 0);
-        server.stop();
-    }
-}
+#[path = "remote_tests.rs"]
+mod tests;

@@ -16,6 +16,7 @@ pub(crate) mod node;
 mod oneshot;
 mod publish;
 pub(crate) mod resync;
+mod settle;
 mod subscribe;
 mod translate;
 

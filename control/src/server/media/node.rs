@@ -311,8 +311,9 @@ impl RoomCtx {
             .or(here)
     }
 
-    /// The edge holding `session` was lost: the subscriber connection is made again (placed
-    /// anew: here, or on another edge) and offered through the renegotiation path.
+    /// The edge holding `session` was lost, or the trunk that carried its relays: the
+    /// subscriber connection is made again (placed anew: here, or on an edge) and offered
+    /// through the renegotiation path.
     pub(crate) async fn remake_subscriber(&mut self, session: SessionId) {
         let identity = self
             .media
@@ -320,6 +321,15 @@ impl RoomCtx {
             .iter()
             .find(|(_, p)| p.subscriber.as_ref().and_then(|s| s.session) == Some(session))
             .map(|(i, _)| i.clone());
+        // The edge may be alive (the trunk went, not the node): its session goes, in the
+        // background (a frozen edge would hold the room for the call's timeout).
+        if let Some(r) = self.media.remote.get(&session).cloned() {
+            let app = Arc::clone(&self.app);
+            tokio::spawn(async move {
+                let op = json!({"op": "command", "command": close(session)});
+                let _ = app.remote_op(&r.node, op).await;
+            });
+        }
         self.forget_session(session);
         self.media.subs.retain(|_, s| s.session != session);
         let Some(identity) = identity else {

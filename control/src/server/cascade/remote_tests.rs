@@ -1,0 +1,136 @@
+//! Tests of `remote.rs` and `remote_events.rs`: the bounds, hit.
+
+use super::super::remote_events::events;
+use super::*;
+use crate::server::lock_tests::options;
+use crate::server::Server;
+
+#[tokio::test]
+async fn the_event_queue_drops_and_counts_past_its_bound() {
+    let server = Server::start(options()).await.unwrap();
+    let app = Arc::clone(&server.app);
+    let remote = &app.cascade.remote;
+    // A queue nobody drains (the forwarder would send to the home).
+    let (tx, _rx) = mpsc::channel(EVENT_QUEUE);
+    remote.queue.set(tx).unwrap();
+    let session = SessionId(77);
+    remote.owners.locked().insert(session, "home".into());
+    let n = Notification::IceDisconnected { session };
+    for _ in 0..EVENT_QUEUE + 5 {
+        assert!(
+            app.forward_notification(&n),
+            "a held session's event goes to its home"
+        );
+    }
+    assert_eq!(remote.metrics.events_dropped.load(Ordering::Relaxed), 5);
+    // Another session's is not this edge's to forward.
+    let other = Notification::IceDisconnected {
+        session: SessionId(78),
+    };
+    assert!(!app.forward_notification(&other));
+    server.stop();
+}
+
+#[tokio::test]
+async fn placed_sessions_and_subscriptions_refuse_past_their_bound_naming_the_field() {
+    let server = Server::start(options()).await.unwrap();
+    let app = Arc::clone(&server.app);
+    let remote = &app.cascade.remote;
+    let edge = NodeInfo {
+        id: "b".into(),
+        lease_expires_ms: 0,
+        boot: "x".into(),
+        region: "default".into(),
+        advertise: String::new(),
+        internal: String::new(),
+        capacity: 1,
+        load: 0,
+        state: "serving".into(),
+        reservations: 0,
+        rooms: 0,
+        dataplane: Default::default(),
+        media: String::new(),
+    };
+    for i in 0..MAX_REMOTE_SESSIONS as u64 {
+        assert!(app.note_placed(SessionId(i), &edge));
+    }
+    assert!(!app.note_placed(SessionId(u64::MAX), &edge));
+    assert_eq!(remote.placed.locked().len(), MAX_REMOTE_SESSIONS);
+    assert_eq!(remote.metrics.limit_refusals.load(Ordering::Relaxed), 1);
+    let e = remote
+        .admit(
+            MAX_REMOTE_SUBS,
+            MAX_REMOTE_SUBS,
+            "remote subscription",
+            "subscription",
+        )
+        .unwrap_err();
+    assert_eq!(
+        (e.code, e.field.as_deref()),
+        ("too_large", Some("subscription"))
+    );
+    assert!(remote
+        .admit(MAX_REMOTE_SUBS - 1, MAX_REMOTE_SUBS, "x", "y")
+        .is_ok());
+    assert_eq!(remote.metrics.limit_refusals.load(Ordering::Relaxed), 2);
+    let mut text = String::new();
+    remote.write_metrics(&mut text);
+    assert!(
+        text.contains("sluice_cascade_remote_sessions{side=\"home\"} 4096"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sluice_cascade_remote_limit_refusals_total 2"),
+        "{text}"
+    );
+    server.stop();
+}
+
+#[tokio::test]
+async fn an_edge_may_not_post_more_than_a_batch_nor_events_of_sessions_not_placed_on_it() {
+    let server = Server::start(options()).await.unwrap();
+    let app = Arc::clone(&server.app);
+    let now = crate::auth::unix_seconds(std::time::SystemTime::now());
+    let token = crate::auth::mint_admin(
+        "k",
+        b"lock-test-secret-0123456789",
+        &crate::auth::AdminClaims {
+            iss: String::new(),
+            sub: "node:b".into(),
+            admin: true,
+            exp: now + 60,
+            nbf: now - 5,
+            iat: now,
+        },
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let ev = |s: u64| json!({"type": "ice_disconnected", "session": s});
+    let many: Vec<Value> = (0..EVENT_BATCH as u64 + 1).map(ev).collect();
+    let e = events(
+        State(Arc::clone(&app)),
+        headers.clone(),
+        Ok(Json(json!({"node": "b", "events": many}))),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("events"));
+    // Session 5 was placed on `c`, not `b`: `b`'s word about it is refused, counted.
+    app.cascade
+        .remote
+        .placed
+        .locked()
+        .insert(SessionId(5), ("c".into(), "x".into()));
+    let ok = events(
+        State(Arc::clone(&app)),
+        headers,
+        Ok(Json(json!({"node": "b", "events": [ev(5), ev(6)]}))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok, StatusCode::NO_CONTENT);
+    let m = &app.cascade.remote.metrics;
+    assert_eq!(m.events_refused.load(Ordering::Relaxed), 2);
+    assert_eq!(m.events_applied.load(Ordering::Relaxed), 0);
+    server.stop();
+}
