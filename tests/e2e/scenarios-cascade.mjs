@@ -203,16 +203,19 @@ export const cascadeScenarios = {
         const received = after.received - before.received;
         const lost = after.lost - before.lost;
         const residual = lost / Math.max(1, received + lost);
+        const trunk = (await a.api('GET', '/internal/cascade')).body.trunks?.find((t) => t.peer === 'b')?.stats ?? null;
         relay.send('stats');
         await sleep(200);
         const netemLine = relay.out.join('').split('\n').filter((l) => l.startsWith('{')).pop();
         const netem = netemLine ? JSON.parse(netemLine) : null;
-        console.log(`cascade_lossy_trunk: media_node ${JSON.stringify(placed)}; bob over ${QUALITY_WINDOW_S} s: ${received} video packets received, ${lost} lost (residual ${(residual * 100).toFixed(2)} %); netem ${netemLine}`);
+        console.log(`cascade_lossy_trunk: media_node ${JSON.stringify(placed)}; bob over ${QUALITY_WINDOW_S} s: ${received} video packets received, ${lost} lost (residual ${(residual * 100).toFixed(2)} %); a's trunk to b ${JSON.stringify(trunk)}; netem ${netemLine}`);
         // The trunk did cross the relay, impaired: a → b is its "down" direction.
         check(netem?.down?.forwarded > received / 2 && netem.down.dropped_loss > 0 && netem.up?.forwarded > 0, `the trunk did not cross sluice-netem: ${netemLine}`);
+        // What the relay dropped was repaired across the trunk (b's NACKs answered by a).
+        check(trunk?.retransmitted > 0, `a's trunk to b retransmitted nothing: ${JSON.stringify(trunk)}`);
         const continuity = assertContinuity('bob (on b, trunk 40 ms / 2 % loss) decodes alice (on a)', c, { senderFps: fps, minWindowS: QUALITY_WINDOW_S * 0.95, maxFreezeMs: 500 });
-        ctx.details = { placed, received, lost, residualPct: Number((residual * 100).toFixed(3)), continuity, netem };
-        ctx.note = `cascade_lossy_trunk: trunk a→b through sluice-netem 40 ms / 2 % loss (${netem.down.dropped_loss} of ${netem.down.received} dropped a→b): bob on b decoded ${continuity.fps} fps (alice ${fps.toFixed(1)}), longest freeze ${continuity.longestFreezeMs} ms over ${QUALITY_WINDOW_S} s; ${received} video packets received, ${lost} lost: residual ${(residual * 100).toFixed(2)} % (target < ${RESIDUAL_LOSS_MAX * 100} %)`;
+        ctx.details = { placed, received, lost, residualPct: Number((residual * 100).toFixed(3)), continuity, trunk, netem };
+        ctx.note = `cascade_lossy_trunk: trunk a→b through sluice-netem 40 ms / 2 % loss (${netem.down.dropped_loss} of ${netem.down.received} dropped a→b, ${trunk.retransmitted} retransmitted by a over it): bob on b decoded ${continuity.fps} fps (alice ${fps.toFixed(1)}), longest freeze ${continuity.longestFreezeMs} ms over ${QUALITY_WINDOW_S} s; ${received} video packets received, ${lost} lost: residual ${(residual * 100).toFixed(2)} % (target < ${RESIDUAL_LOSS_MAX * 100} %)`;
         check(received > 0 && residual < RESIDUAL_LOSS_MAX, `residual loss ${(residual * 100).toFixed(2)} % (${lost} of ${received + lost}) ≥ ${RESIDUAL_LOSS_MAX * 100} %`);
       }, { leaseMs: LEASE_MS, trunk: true, node });
     } finally {
