@@ -1,23 +1,25 @@
 //! Participants placed on an edge node (issue 16, docs/cluster.md "Cascading", D103–D106): two
 //! cluster nodes on a real `redis-server` sharing one trunk secret file: A an in-process
 //! control daemon linked to a real loopback dataplane with `cluster.capacity = 1`, B a real
-//! `sluice up` with its own `sluice-dataplane`. alice publishes Opus on A (A becomes the
-//! room's home and is full); bob joins through A's WebSocket signaling, and his subscriber
-//! connection is placed on B: his subscriber offer carries B's dataplane fingerprint and
-//! candidates, his TestPeer connects ICE/DTLS/SRTP to B, and B gets alice's track over the
-//! trunk. The test sends no dataplane command and calls no internal API itself.
+//! `sluice up` with its own `sluice-dataplane`. alice publishes Opus and three SSRC-signalled
+//! simulcast video layers (20/45/90 packets/s) on A, which becomes the room's home and is full;
+//! bob joins through A's WebSocket signaling, and his subscriber connection is placed on B: his
+//! subscriber offer carries B's dataplane candidates (and fingerprint), his TestPeer connects
+//! ICE/DTLS/SRTP to B, and B gets alice's tracks over the trunk. The test sends no dataplane
+//! command and calls no internal API itself.
 //!
 //! Asserted and printed: `media_node` of bob is B's id (alice's A's); bob receives ≥ 95 % of
-//! what alice sent in a 5 s window, with no gap over 250 ms; A's trunk forwarded each published
-//! packet once; B's notifications reached A (bob's subscriber connectivity is listed on A).
-//! Then `kill -9` of B (daemon and dataplane): A re-makes bob's subscriber connection on
-//! itself (a new subscriber offer on bob's socket) and bob gets media again (time printed;
-//! target ≤ 6 s with a 1.5 s lease).
+//! what alice sent in a 5 s window, with no gap over 250 ms; A's trunk forwarded each Opus
+//! packet and each top-layer video packet once, and no other layer; B forwarded its
+//! notifications to A (bob's subscriber pair is listed on A). bob's `layer {max_spatial: 0}`
+//! moves the relay: after the old one's grace only layer 0 crosses. Then `kill -9` of B
+//! (daemon and dataplane): A re-makes bob's subscriber connection on itself (a new subscriber
+//! offer on bob's socket) and bob gets media again (time printed; target ≤ 6 s with a 1.5 s
+//! lease).
 //!
-//! A second test (three in-process nodes, A home with a simulcast publisher): bob's
-//! subscriber session on B gets the top layer's relay; a `layer {max_spatial: 0}` request
-//! moves it to layer 0's, and only that layer crosses the trunk (counted per layer by the
-//! rates alice sends each at).
+//! A second test (two in-process nodes in regions `eu` and `us`, the home in `eu`): bob's token
+//! says `us`, so his subscriber connection goes to the `us` node while carol's (`eu`) stays on
+//! the home; bob gets media through `us`.
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
@@ -587,6 +589,18 @@ async fn a_full_home_places_the_subscriber_on_an_edge_and_remakes_it_when_the_ed
     println!("A's metrics: {lines:?}");
     assert!(lines.contains(&"sluice_cascade_remote_sessions{side=\"home\"} 1"));
     assert!(lines.contains(&"sluice_cascade_edge_placements_total{reason=\"capacity\"} 1"));
+
+    let (_, _, text) = http_raw(b.addr, "GET", "/metrics", &[], "").await;
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("sluice_cascade_remote_sessions")
+                || l.starts_with("sluice_cascade_remote_events_total")
+        })
+        .collect();
+    println!("B's metrics: {lines:?}");
+    assert!(lines.contains(&"sluice_cascade_remote_sessions{side=\"edge\"} 1"));
+    assert!(!lines.contains(&"sluice_cascade_remote_events_total{result=\"forwarded\"} 0"));
 
     // kill -9 of B: A makes bob's subscriber connection again, on itself.
     let dp_pid = b.dataplane_pid().expect("B's dataplane");

@@ -299,6 +299,18 @@ impl RoomCtx {
         self.remote_op(&remote, temporal).await.map(|_| true)
     }
 
+    /// Closes `session` on its edge if it is a remote one, in the background (a frozen edge
+    /// would hold the room for the call's timeout).
+    pub(crate) fn close_remote_in_background(&self, session: SessionId) {
+        if let Some(r) = self.media.remote.get(&session).cloned() {
+            let app = Arc::clone(&self.app);
+            tokio::spawn(async move {
+                let op = json!({"op": "command", "command": close(session)});
+                let _ = app.remote_op(&r.node, op).await;
+            });
+        }
+    }
+
     /// The node holding `identity`'s subscriber session (`media_node` in the participants
     /// API): its id, this node's when local (`None` outside a cluster).
     pub(crate) fn media_node_of(&self, identity: &str) -> Option<String> {
@@ -321,15 +333,8 @@ impl RoomCtx {
             .iter()
             .find(|(_, p)| p.subscriber.as_ref().and_then(|s| s.session) == Some(session))
             .map(|(i, _)| i.clone());
-        // The edge may be alive (the trunk went, not the node): its session goes, in the
-        // background (a frozen edge would hold the room for the call's timeout).
-        if let Some(r) = self.media.remote.get(&session).cloned() {
-            let app = Arc::clone(&self.app);
-            tokio::spawn(async move {
-                let op = json!({"op": "command", "command": close(session)});
-                let _ = app.remote_op(&r.node, op).await;
-            });
-        }
+        // The edge may be alive (the trunk went, not the node): its session goes.
+        self.close_remote_in_background(session);
         self.forget_session(session);
         self.media.subs.retain(|_, s| s.session != session);
         let Some(identity) = identity else {

@@ -373,6 +373,9 @@ impl RoomCtx {
     pub(crate) async fn media_reset(&mut self) -> usize {
         let sessions: Vec<SessionId> = self.media.sessions.keys().copied().collect();
         for id in sessions {
+            // A subscriber session on an edge outlived this dataplane: it goes too (the
+            // client makes new PeerConnections).
+            self.close_remote_in_background(id);
             self.forget_session(id);
         }
         self.media.dp_tracks.clear();
@@ -418,6 +421,7 @@ impl RoomCtx {
                 pending: own,
                 unsubscribed: std::mem::take(&mut peer.unsubscribed),
                 layer_caps: std::mem::take(&mut peer.layer_caps),
+                region: peer.region.take(),
                 ..Peer::default()
             };
             asked.push(identity);
@@ -493,6 +497,7 @@ impl RoomCtx {
                 participant_sid: peer.participant_sid.clone(),
                 signaling: peer.signaling,
                 pending: own,
+                region: peer.region.clone(),
                 ..Peer::default()
             };
             old.push(std::mem::replace(peer, fresh));
