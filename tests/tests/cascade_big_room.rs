@@ -254,6 +254,12 @@ async fn a_room_spills_over_three_nodes_and_each_packet_crosses_each_trunk_once(
         }
     }
     println!("media_node: {placed:?}; subscribers per node {per_node:?} (capacity {CAPACITY})");
+    let (_, _, text) = http_raw(a, "GET", "/metrics", &[], "").await;
+    let placements: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("sluice_cascade_edge_placements_total{"))
+        .collect();
+    println!("A: {}", placements.join(" "));
     for (identity, .., on) in &subs {
         let named = placed.get(identity).map_or("", String::as_str);
         assert!(
