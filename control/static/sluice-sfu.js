@@ -182,6 +182,15 @@ export function onSubscriberOffer(s, sdp) {
   const run = async () => {
     if (s.closed) return;
     const remote = remoteSdp(s, sdp);
+    // A subscriber session made anew on another node's dataplane (its edge was lost,
+    // docs/decisions.md D106) has another DTLS fingerprint: a fresh PC, not a renegotiation.
+    const prev = s.sub.remoteDescription?.sdp;
+    if (prev && fingerprintOf(prev) !== fingerprintOf(remote)) {
+      for (const sid of [...s.room.subscriptions.keys()]) dropSubscription(s, sid);
+      s.sub.close();
+      s.sub = newPc(s, 'subscriber');
+      s.sub.ontrack = (ev) => onTrack(s, ev);
+    }
     const before = new Set(s.room.subscriptions.keys());
     s.sections = parseSections(remote);
     await s.sub.setRemoteDescription({ type: 'offer', sdp: remote });
@@ -200,6 +209,11 @@ export function onSubscriberOffer(s, sdp) {
   };
   const p = s.subQueue.then(run, run);
   s.subQueue = p.catch((e) => s.room.emit('error', e));
+}
+
+/** The first `a=fingerprint` of an SDP (`<hash> <value>`), or undefined. */
+function fingerprintOf(sdp) {
+  return /^a=fingerprint:(.+)$/m.exec(sdp)?.[1]?.trim().toLowerCase();
 }
 
 function onTrack(s, ev) {
