@@ -18,9 +18,10 @@ const QUALITY_WINDOW_S = 20;
 // "No gap" for a page the kill of another node must not touch: the default continuity bound
 // (a 20 fps camera on 2 loaded cores has 100-300 ms hiccups; a lost relay would be seconds).
 const NO_GAP_MS = 500;
-// A subscriber whose edge died: media again within this (the home notices the edge's lease
-// expiry, ≤ lease + 250 ms, re-offers on another node: ICE, DTLS, a key frame).
-const EDGE_LOST_MEDIA_MS = 8000;
+// A subscriber whose edge died: media again within this (the home finds the trunk silent after
+// 2 s or the edge's lease expired, re-offers on another node: a fresh PC, ICE, DTLS, a key
+// frame; 1.9 s measured). Issue 15's bound for media again after a failover.
+const EDGE_LOST_MEDIA_MS = 6000;
 // The home finds the edge gone (its trunk silent for 2 s, or its lease of LEASE_MS expired) and
 // re-makes the session elsewhere.
 const EDGE_MOVED_MS = 5000;
@@ -80,7 +81,8 @@ export const cascadeScenarios = {
    * kills: stayJoined rejoins through the page's own node). alice (Chromium, region eu) homes
    * the room on a; bob (Chromium, us) is placed on b and carol (Firefox, ap) on c
    * (`media_node`); both decode alice continuously for 20 s. `kill -9` c: bob and alice's own
-   * sending see no gap; carol gets media again (re-offered on another node). `kill -9` a: the
+   * sending see no gap; carol's subscriber session moves to another node and she gets media
+   * again (a new subscriber offer, answered on a fresh PC; no rejoin). `kill -9` a: the
    * room re-homes on b; alice, bob and carol rejoin and bob and carol decode alice again.
    */
   async cascade_browsers(ctx) {
@@ -134,24 +136,20 @@ export const cascadeScenarios = {
       // carol's sampling began ~1 s before the kill: her times are counted from the kill.
       const carolBack = gapAndResume(sc, killedC - samplingFrom);
       const carolAgainMs = carolBack.againMs;
-      const rejoinsAfterC = await Promise.all([alice, bob].map((p) => p.evaluate(() => window.sluice.rejoins.length)));
+      const rejoinsAfterC = await Promise.all([alice, bob, carol].map((p) => p.evaluate(() => window.sluice.rejoins.length)));
       const afterC = await mediaNodes(a, room);
       console.log(`cascade_browsers: kill -9 c: bob longest freeze ${edgeKill.bob.longestFreezeMs} ms, alice sending ${edgeKill.alice.longestFreezeMs} ms; carol's session moved off c ${carolMovedMs} ms and her media again ${carolAgainMs} ms after the kill (gap ${carolBack.gapMs} ms); media_node now ${JSON.stringify(afterC)}`);
-      check(rejoinsAfterC.every((n) => n === 0), `alice/bob rejoined ${rejoinsAfterC} times after the kill of c`);
+      // Nobody rejoins: carol's signaling is on a; only her subscriber connection moves.
+      check(rejoinsAfterC.every((n) => n === 0), `alice/bob/carol rejoined ${rejoinsAfterC} times after the kill of c`);
       check(['a', 'b'].includes(afterC.carol), `carol's media_node after the kill of c: ${afterC.carol}`);
       check(carolMovedMs <= EDGE_MOVED_MS, `carol's session moved off c ${carolMovedMs} ms after the kill (bound ${EDGE_MOVED_MS})`);
-      // The re-made session comes as a new subscriber offer (another dataplane's fingerprint) on
-      // carol's existing PeerConnection: Chromium restarts DTLS for it, Firefox receives nothing
-      // more on it (docs/cluster.md "Cascading", Not yet: a fresh PC for a re-made offer). What
-      // happens is asserted: media again within the bound, or (Firefox) none, with her stats.
-      const carolStats = await ctx.stats(carol);
-      const carolIn = inboundTotals(carolStats, 'video');
-      if (carolAgainMs !== null) {
-        check(carolAgainMs <= EDGE_LOST_MEDIA_MS, `carol: media again ${carolAgainMs} ms after the kill of c (bound ${EDGE_LOST_MEDIA_MS})`);
-      } else {
-        const log = await carol.evaluate(() => window.sluice.log.slice(-6).join('\n'));
-        console.log(`cascade_browsers: carol (${carol.engine}) got no media on her re-made session: inbound video ${JSON.stringify(carolIn)}, transports ${JSON.stringify(carolStats.transport)}; page log:\n${log}`);
-        check(carol.engine === 'firefox', `carol (${carol.engine}): no media again after the kill of c (gap ${carolBack.gapMs} ms), inbound ${JSON.stringify(carolIn)}`);
+      // The re-made session comes as a new subscriber offer with another dataplane's
+      // fingerprint: sluice.js answers it on a fresh subscriber PC.
+      if (carolAgainMs === null || carolAgainMs > EDGE_LOST_MEDIA_MS) {
+        const log = await carol.evaluate(() => window.sluice.log.slice(-15).join('\n'));
+        const st = await ctx.stats(carol);
+        throw new Error(`carol: media again ${carolAgainMs} ms after the kill of c (gap ${carolBack.gapMs} ms; bound ${EDGE_LOST_MEDIA_MS}); media_node now ${afterC.carol}; her inbound video ${
+          JSON.stringify(inboundTotals(st, 'video'))}, transports ${JSON.stringify(st.transport)}; her page log:\n${log}`);
       }
 
       // kill -9 the home a: the room re-homes on b; everyone rejoins through b.
@@ -171,7 +169,7 @@ export const cascadeScenarios = {
       const homeKill = { aliceRejoinedMs: ra.at - killedA, bob: rb, carol: rc };
       console.log(`cascade_browsers: kill -9 a: ${room} re-homed on b; alice rejoined ${homeKill.aliceRejoinedMs} ms, bob media again ${rb.mediaMs} ms, carol ${rc.mediaMs} ms after the kill`);
       ctx.details = { placed, steady, cascade: cascade.body, edgeKill: { ...edgeKill, carol: { ...carolBack, movedMs: carolMovedMs, againMs: carolAgainMs }, mediaNodes: afterC }, homeKill };
-      ctx.note = `cascade_browsers: 3 nodes (eu/us/ap), alice on a; bob (Chromium) on b ${steady.bob.fps} fps / longest freeze ${steady.bob.longestFreezeMs} ms, carol (Firefox) on c ${steady.carol.fps} fps / ${steady.carol.longestFreezeMs} ms over ${QUALITY_WINDOW_S} s; kill -9 c: bob longest freeze ${edgeKill.bob.longestFreezeMs} ms, alice sending ${edgeKill.alice.longestFreezeMs} ms, carol's session re-made on ${afterC.carol} ${carolMovedMs} ms after, her media again ${carolAgainMs === null ? `never (${carol.engine}: the re-made offer on her existing PC)` : `${carolAgainMs} ms`}; kill -9 a: re-homed on b, alice rejoined ${homeKill.aliceRejoinedMs} ms, bob / carol media again ${rb.mediaMs} / ${rc.mediaMs} ms`;
+      ctx.note = `cascade_browsers: 3 nodes (eu/us/ap), alice on a; bob (Chromium) on b ${steady.bob.fps} fps / longest freeze ${steady.bob.longestFreezeMs} ms, carol (Firefox) on c ${steady.carol.fps} fps / ${steady.carol.longestFreezeMs} ms over ${QUALITY_WINDOW_S} s; kill -9 c: bob longest freeze ${edgeKill.bob.longestFreezeMs} ms, alice sending ${edgeKill.alice.longestFreezeMs} ms, carol's session re-made on ${afterC.carol} ${carolMovedMs} ms after, her media again ${carolAgainMs} ms; kill -9 a: re-homed on b, alice rejoined ${homeKill.aliceRejoinedMs} ms, bob / carol media again ${rb.mediaMs} / ${rc.mediaMs} ms`;
     }, { leaseMs: LEASE_MS, trunk: true, node });
   },
 
