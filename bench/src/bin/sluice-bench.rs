@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bench::cascade::{self, CascadeConfig, TrunkCipher};
 use bench::compare::{self, CompareReport};
 use bench::fanout::{self, Cipher, FanoutConfig, Sfu};
 use bench::limit::{self, LimitConfig, LimitReport};
@@ -55,6 +56,13 @@ options:
   --gen-threads N       generator threads, on the first N cores (default 1): publishers and a
                         share of subscribers on the first, the other shares on the others
   --attach SOCKET       use a running sluice-dataplane's control socket instead
+  --cascade             fanout: through a trunk (issue 16): two in-process dataplanes, the
+                        publisher(s) and a reference subscriber on A, the N subscribers on B;
+                        runs the single-node fan-out of the same N on B, the cascade, and two
+                        CPU baselines; reports single vs cascaded, the added latency and the
+                        trunk's CPU per relayed packet on each side (plain-RTP peers only)
+  --trunk srtp|trusted  --cascade: the trunk's protection (default srtp, keyed from a cluster
+                        secret written for the run; trusted = plain RTP)
   --io auto|uring|socket  in-process dataplane I/O backend (default auto)
   --start N --max N --refine N   ramp: first step, ceiling, bisection steps (50, 5000, 3)
   --no-limit            fanout/ramp: skip the `limit` run
@@ -84,6 +92,8 @@ struct Opts {
     plot: Option<PathBuf>,
     peer: Option<String>,
     rounds: Option<u32>,
+    cascade: bool,
+    trunk: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -112,6 +122,8 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--audio-only" => o.audio_only = true,
             "--video-only" => o.video_only = true,
             "--no-limit" => o.no_limit = true,
+            "--cascade" => o.cascade = true,
+            "--trunk" => o.trunk = Some(value()?),
             "--duration" => o.duration = Some(num(value()?)?),
             "--warmup" => o.warmup = Some(num(value()?)?),
             "--publishers" => o.publishers = Some(num(value()?)? as u32),
@@ -324,6 +336,12 @@ fn open_sfu(o: &Opts, cfg: &FanoutConfig) -> Result<Sfu, BenchError> {
 fn cmd_fanout(o: &Opts) -> Result<ExitCode, BenchError> {
     let cores = cores()?;
     let cfg = fanout_config(o, &cores, 5.0)?;
+    if o.cascade {
+        return cmd_cascade(o, &cores, cfg);
+    }
+    if o.trunk.is_some() {
+        return Err(BenchError::Other("--trunk goes with --cascade".into()));
+    }
     let lim = if o.no_limit {
         None
     } else {
@@ -346,6 +364,44 @@ fn cmd_fanout(o: &Opts) -> Result<ExitCode, BenchError> {
         );
     } else {
         print_fanout(&body, lim.as_ref());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_cascade(o: &Opts, cores: &[usize], fanout: FanoutConfig) -> Result<ExitCode, BenchError> {
+    if o.attach.is_some() {
+        return Err(BenchError::Other(
+            "--cascade starts its own two dataplanes: no --attach".into(),
+        ));
+    }
+    let mut cfg = CascadeConfig::default_for(cores, fanout.subscribers, fanout.duration);
+    // A gets as many workers as B, on cores of their own where there are enough.
+    let w = fanout.sfu_cores.len();
+    cfg.a_cores = if cores.len() > 2 * w {
+        cores[cores.len() - 2 * w..cores.len() - w].to_vec()
+    } else if w == 1 {
+        cfg.a_cores
+    } else {
+        cores[..w].to_vec()
+    };
+    cfg.fanout = fanout;
+    if let Some(t) = &o.trunk {
+        cfg.trunk = TrunkCipher::parse(t)
+            .ok_or_else(|| BenchError::Other(format!("--trunk: `{t}` is not srtp or trusted")))?;
+    }
+    eprintln!(
+        "sluice-bench fanout --cascade: 4 phases of {:.1} s (single, cascade, a_alone, cascade_1)",
+        (cfg.fanout.warmup + cfg.fanout.duration).as_secs_f64()
+    );
+    let r = cascade::run(&cfg)?;
+    let body = r.to_json();
+    if o.json {
+        println!(
+            "{}",
+            json!({"command": "fanout --cascade", "provenance": provenance(), "cascade": body})
+        );
+    } else {
+        print!("{}", cascade::summary(&body));
     }
     Ok(ExitCode::SUCCESS)
 }

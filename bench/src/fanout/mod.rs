@@ -252,6 +252,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
         drain: cfg.drain,
         core: cfg.generator_core,
         rx_cores: cfg.generator_rx_cores.clone(),
+        near: None,
     };
     let setup_start = Instant::now();
     let h = gen::spawn(plan.clone())?;
