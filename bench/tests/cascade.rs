@@ -67,14 +67,26 @@ fn check(name: &str, r: &CascadeReport) {
     assert!(c.far_loss() < 0.05, "{name}: far loss {}", c.far_loss());
     let pairing = s.pairing.as_ref().expect("paired");
     assert_eq!(s.pairs_dropped, 0);
+    let (all, first) = (&pairing.all, &pairing.first);
     assert!(
-        pairing.pairs as f64 >= 0.95 * (c.gen.sent_in_window * u64::from(N)) as f64,
+        all.count as f64 >= 0.95 * (c.gen.sent_in_window * u64::from(N)) as f64,
         "{name}: {} pairs",
-        pairing.pairs
+        all.count
     );
-    assert!(pairing.p50_ns <= pairing.p99_ns && pairing.p99_ns <= pairing.max_ns);
-    for k in ["p50_us", "p99_us"] {
-        assert!(j["added_latency_us"]["per_packet_b_minus_reference"][k].is_number());
+    assert!(first.count as f64 >= 0.95 * c.gen.sent_in_window as f64);
+    assert!(
+        first.count * u64::from(N) >= all.count,
+        "one first copy per packet"
+    );
+    for x in [all, first] {
+        assert!(x.min_ns <= x.p50_ns && x.p50_ns <= x.p99_ns && x.p99_ns <= x.max_ns);
+    }
+    // A packet's first copy on B is never later than its median copy.
+    assert!(first.p50_ns <= all.p50_ns);
+    for set in ["first_copy", "every_copy"] {
+        for k in ["p50_us", "p99_us"] {
+            assert!(j["added_latency_us"]["per_packet_b_minus_reference"][set][k].is_number());
+        }
     }
     assert!(j["added_latency_us"]["cascaded_minus_single_p50"].is_number());
     assert!(j["cascaded"]["latency_us"]["p99"].is_number());

@@ -400,6 +400,8 @@ fn cmd_cascade(o: &Opts, cores: &[usize], fanout: FanoutConfig) -> Result<ExitCo
             "{}",
             json!({"command": "fanout --cascade", "provenance": provenance(), "cascade": body})
         );
+        // The summary too, on stderr: the figures docs/performance.md quotes.
+        eprint!("{}", cascade::summary(&body));
     } else {
         print!("{}", cascade::summary(&body));
     }

@@ -43,7 +43,7 @@ mod report;
 mod split;
 use report::account;
 pub use report::GenReport;
-pub use split::{Pairing, SplitReport, PAIR_CAP};
+pub use split::{Pairing, SplitReport, Spread, PAIR_CAP};
 
 /// One packet in this many has its whole body checked.
 pub const PATTERN_SAMPLE: u32 = 64;

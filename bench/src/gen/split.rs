@@ -37,16 +37,44 @@ pub struct SplitReport {
     pub pairing: Option<Pairing>,
 }
 
-/// `recv(far copy) − recv(reference copy)` over every far copy whose packet the reference got.
+/// `recv(far copy) − recv(reference copy)` over every far copy whose packet the reference got
+/// (`all`), and over each packet's first far copy only (`first`: the trunk's hop and one send
+/// on the far side, without the far side's fan-out of the other copies).
 #[derive(Debug, Clone, Default)]
 pub struct Pairing {
-    pub pairs: u64,
+    pub all: Spread,
+    pub first: Spread,
     /// Far copies whose packet the reference never received.
     pub unpaired: u64,
+}
+
+/// A signed distribution (ns) by its count, median, 99th percentile and extremes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spread {
+    pub count: u64,
     pub p50_ns: i64,
     pub p99_ns: i64,
-    pub max_ns: i64,
     pub min_ns: i64,
+    pub max_ns: i64,
+}
+
+impl Spread {
+    /// Of `d`, which it sorts.
+    fn of(d: &mut [i64]) -> Spread {
+        d.sort_unstable();
+        let at = |q: f64| {
+            d.get((d.len().saturating_sub(1) as f64 * q).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        Spread {
+            count: d.len() as u64,
+            p50_ns: at(0.5),
+            p99_ns: at(0.99),
+            min_ns: d.first().copied().unwrap_or(0),
+            max_ns: d.last().copied().unwrap_or(0),
+        }
+    }
 }
 
 impl SplitReport {
@@ -109,27 +137,28 @@ impl SplitReport {
 
     /// Pairs every far copy with the reference's copy of its packet (then frees both lists).
     pub fn pair(&mut self) {
-        let mut d: Vec<i64> = Vec::with_capacity(self.far.len());
+        // By packet, earliest copy first.
+        self.far.sort_unstable();
+        let mut all: Vec<i64> = Vec::with_capacity(self.far.len());
+        let mut first: Vec<i64> = Vec::new();
         let mut unpaired = 0;
-        for (key, lat) in &self.far {
-            match self.reference.get(key) {
-                Some(&r) => d.push(*lat as i64 - r as i64),
-                None => unpaired += 1,
+        let mut last_key = None;
+        for &(key, lat) in &self.far {
+            let Some(&r) = self.reference.get(&key) else {
+                unpaired += 1;
+                continue;
+            };
+            let d = lat as i64 - r as i64;
+            all.push(d);
+            if last_key != Some(key) {
+                first.push(d);
+                last_key = Some(key);
             }
         }
-        d.sort_unstable();
-        let at = |q: f64| {
-            d.get(((d.len().saturating_sub(1)) as f64 * q).round() as usize)
-                .copied()
-                .unwrap_or(0)
-        };
         self.pairing = Some(Pairing {
-            pairs: d.len() as u64,
+            all: Spread::of(&mut all),
+            first: Spread::of(&mut first),
             unpaired,
-            p50_ns: at(0.5),
-            p99_ns: at(0.99),
-            max_ns: d.last().copied().unwrap_or(0),
-            min_ns: d.first().copied().unwrap_or(0),
         });
         self.far = Vec::new();
         self.reference = HashMap::new();
@@ -159,8 +188,10 @@ mod tests {
         s.note(1, 0, 9, 900_000);
         s.pair();
         let p = s.pairing.clone().expect("paired");
-        assert_eq!((p.pairs, p.unpaired), (2, 1));
-        assert_eq!((p.min_ns, p.max_ns), (200_000, 500_000));
+        assert_eq!((p.all.count, p.unpaired), (2, 1));
+        assert_eq!((p.all.min_ns, p.all.max_ns), (200_000, 500_000));
+        // One packet: its first far copy is the 1.2 ms one.
+        assert_eq!((p.first.count, p.first.p50_ns), (1, 200_000));
         assert_eq!(s.per_sub, vec![1, 2, 1]);
         assert_eq!(s.received(), (1, 3));
         assert_eq!(s.latency_far.count(), 3);
@@ -182,7 +213,7 @@ mod tests {
         s.absorb(&other);
         assert_eq!(s.pairs_dropped, 13, "the merged list is full too");
         s.pair();
-        assert_eq!(s.pairing.expect("paired").pairs, 4);
+        assert_eq!(s.pairing.expect("paired").all.count, 4);
         // Counting is never bounded: every copy is in the per-subscriber totals.
         assert_eq!(s.per_sub, vec![10, 11]);
     }
