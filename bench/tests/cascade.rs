@@ -99,7 +99,10 @@ fn a_cascade_run_reports_the_trunk_once_per_packet_and_every_subscriber_served()
     let r = cascade::run(&config(TrunkCipher::Srtp, true)).expect("cascade runs");
     check("srtp", &r);
     let names: Vec<_> = r.phases.iter().map(|p| p.spec.name).collect();
-    assert_eq!(names, ["single", "cascade", "a_alone", "cascade_1"]);
+    assert_eq!(
+        names,
+        ["single", "cascade", "a_alone", "b_alone", "cascade_1"]
+    );
     // The baselines make every cost figure derivable (their values are the benchmark's to
     // report, not this test's to judge: a loaded machine moves them).
     let cost = r.trunk_cost();
@@ -108,12 +111,21 @@ fn a_cascade_run_reports_the_trunk_once_per_packet_and_every_subscriber_served()
         ("A trunk send", cost.a_trunk_send_us),
         ("B trunk receive", cost.b_trunk_receive_us),
         ("plain ingest", cost.plain_ingest_us),
+        ("B receive over plain", cost.b_receive_over_plain_us),
+        ("subscriber send (single)", cost.subscriber_send_single_us),
     ] {
         assert!(v.is_some_and(f64::is_finite), "{what}: {v:?}");
     }
+    // The trunk's hop alone: one copy on B per packet, each paired with the reference's.
+    let hop = &j_hop(&r);
+    assert!(hop["pairs"].as_u64().unwrap_or(0) > 0, "{hop}");
     // The workers' CPU was measured on both sides of the trunk.
     let c = r.phase("cascade").expect("cascade");
     assert!(c.a.cpu_us > 0 && c.b.cpu_us > 0);
+}
+
+fn j_hop(r: &CascadeReport) -> serde_json::Value {
+    r.to_json()["added_latency_us"]["trunk_hop_alone"].clone()
 }
 
 #[test]

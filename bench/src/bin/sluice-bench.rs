@@ -58,7 +58,7 @@ options:
   --attach SOCKET       use a running sluice-dataplane's control socket instead
   --cascade             fanout: through a trunk (issue 16): two in-process dataplanes, the
                         publisher(s) and a reference subscriber on A, the N subscribers on B;
-                        runs the single-node fan-out of the same N on B, the cascade, and two
+                        runs the single-node fan-out of the same N on B, the cascade, and three
                         CPU baselines; reports single vs cascaded, the added latency and the
                         trunk's CPU per relayed packet on each side (plain-RTP peers only)
   --trunk srtp|trusted  --cascade: the trunk's protection (default srtp, keyed from a cluster
@@ -390,7 +390,8 @@ fn cmd_cascade(o: &Opts, cores: &[usize], fanout: FanoutConfig) -> Result<ExitCo
             .ok_or_else(|| BenchError::Other(format!("--trunk: `{t}` is not srtp or trusted")))?;
     }
     eprintln!(
-        "sluice-bench fanout --cascade: 4 phases of {:.1} s (single, cascade, a_alone, cascade_1)",
+        "sluice-bench fanout --cascade: 5 phases of {:.1} s (single, cascade, a_alone, b_alone, \
+         cascade_1)",
         (cfg.fanout.warmup + cfg.fanout.duration).as_secs_f64()
     );
     let r = cascade::run(&cfg)?;

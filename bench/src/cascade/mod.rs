@@ -10,8 +10,10 @@
 //! - `single`: the ordinary single-node fan-out of the same N, on B (the same dataplane and core
 //!   the cascaded subscribers are served from);
 //! - `cascade`: publisher + reference on A, N subscribers on B through the trunk;
-//! - `a_alone` and `cascade_1` (the CPU baselines): A with the publisher and the reference
-//!   only (no trunk), and the cascade with a single subscriber on B.
+//! - `a_alone`, `b_alone` and `cascade_1` (the CPU baselines): the publisher and one
+//!   subscriber on A (no trunk), the same on B, and the cascade with a single subscriber on B
+//!   (whose per-packet `recv(B) − recv(reference)` is the trunk's hop alone, without a fan-out
+//!   on B queueing behind it).
 //!
 //! What a trunk packet costs comes from the workers' own CPU time (`cpu_us` of their stats
 //! snapshots, a fresh one after each phase has gone quiet) per published packet, differenced
@@ -85,7 +87,8 @@ pub struct CascadeConfig {
     /// Cores of A's workers.
     pub a_cores: Vec<usize>,
     pub trunk: TrunkCipher,
-    /// Run the CPU baselines (`a_alone`, `cascade_1`); without them no trunk cost is derived.
+    /// Run the CPU baselines (`a_alone`, `b_alone`, `cascade_1`); without them no trunk cost
+    /// is derived.
     pub baselines: bool,
 }
 
@@ -284,6 +287,12 @@ pub fn run(cfg: &CascadeConfig) -> Result<CascadeReport, BenchError> {
         specs.push(Spec {
             name: "a_alone",
             publisher_on_a: true,
+            local: 1,
+            remote: 0,
+        });
+        specs.push(Spec {
+            name: "b_alone",
+            publisher_on_a: false,
             local: 1,
             remote: 0,
         });

@@ -10,14 +10,19 @@
 //! |---|---|---|
 //! | `single` (N on B) | — | ingest + N·send |
 //! | `cascade` (ref on A, N on B) | ingest + send + trunk send | trunk receive + N·send |
-//! | `a_alone` (ref on A) | ingest + send | — |
+//! | `a_alone` (1 on A) | ingest + send | — |
+//! | `b_alone` (1 on B) | — | ingest + send |
 //! | `cascade_1` (ref on A, 1 on B) | ingest + send + trunk send | trunk receive + send |
 //!
-//! so a subscriber send = (cascade B − cascade_1 B) / (N − 1), the trunk send on A =
-//! cascade A − a_alone A (encrypt + send of the trunk copy), the trunk receive on B =
-//! cascade_1 B − send (decrypt + fan-in to the forwarder), and a plain publisher ingest =
-//! a_alone A − send. Each is a difference of like phases on the same dataplane, so the
-//! workers' idle cost (timers, reports) cancels; what is left is noisy on a shared machine.
+//! so a subscriber send = (cascade B − cascade_1 B) / (N − 1) (and, as a check, (single B −
+//! b_alone B) / (N − 1)), the trunk send on A = cascade A − a_alone A (encrypt + send of the
+//! trunk copy), the trunk receive on B = cascade_1 B − send (decrypt + fan-in to the
+//! forwarder), its extra over a plain publisher's packet = cascade_1 B − b_alone B, and a plain
+//! ingest = b_alone B − send. Each is a difference of like phases on the same dataplane and
+//! core, so the workers' idle cost (timers, reports) cancels; what is left is noisy on a
+//! shared machine. At a publisher's rate (~260 packets/s) every packet wakes the worker on its
+//! own, so an ingest includes a wake-up; a subscriber send is the marginal cost of one more
+//! copy in a fan-out.
 
 use serde_json::{json, Value};
 
@@ -47,6 +52,10 @@ pub struct TrunkCost {
     pub a_trunk_send_us: Option<f64>,
     pub b_trunk_receive_us: Option<f64>,
     pub plain_ingest_us: Option<f64>,
+    /// The trunk receive's extra over a plain publisher packet's ingest (both on B).
+    pub b_receive_over_plain_us: Option<f64>,
+    /// The subscriber send from the single-node run (a check on `subscriber_send_us`).
+    pub subscriber_send_single_us: Option<f64>,
 }
 
 fn quantile_us(h: &Histogram, q: f64) -> Option<f64> {
@@ -121,12 +130,18 @@ impl CascadeReport {
             (Some(bn), Some(b1)) if n > 1.0 => Some((bn - b1) / (n - 1.0)),
             _ => None,
         };
-        let a_alone = cpu("a_alone", true);
+        let (a_alone, b_alone) = (cpu("a_alone", true), cpu("b_alone", false));
+        let b1 = cpu("cascade_1", false);
         TrunkCost {
             subscriber_send_us: send,
             a_trunk_send_us: cpu("cascade", true).zip(a_alone).map(|(c, b)| c - b),
-            b_trunk_receive_us: cpu("cascade_1", false).zip(send).map(|(b1, s)| b1 - s),
-            plain_ingest_us: a_alone.zip(send).map(|(a, s)| a - s),
+            b_trunk_receive_us: b1.zip(send).map(|(b1, s)| b1 - s),
+            plain_ingest_us: b_alone.zip(send).map(|(b, s)| b - s),
+            b_receive_over_plain_us: b1.zip(b_alone).map(|(t, p)| t - p),
+            subscriber_send_single_us: cpu("single", false)
+                .zip(b_alone)
+                .filter(|_| n > 1.0)
+                .map(|(s, b)| (s - b) / (n - 1.0)),
         }
     }
 
@@ -169,6 +184,11 @@ impl CascadeReport {
                 "target_p99_us": TARGET_ADDED_P99_US,
             })
         });
+        let hop = self
+            .phase("cascade_1")
+            .and_then(|p| p.gen.split.as_ref())
+            .and_then(|s| s.pairing.as_ref())
+            .map(|p| spread(&p.all));
         let cost = self.trunk_cost();
         let ratio = |x: Option<f64>| {
             x.zip(cost.subscriber_send_us)
@@ -210,11 +230,14 @@ impl CascadeReport {
                 "cascaded_minus_single_p50": diff(q(far_lat, 0.5), q(single_lat, 0.5)),
                 "cascaded_minus_single_p99": diff(q(far_lat, 0.99), q(single_lat, 0.99)),
                 "per_packet_b_minus_reference": per_packet,
+                "trunk_hop_alone": hop,
                 "method": "generator clock; per packet: receive time of a copy on a B \
                            subscriber minus that of the reference subscriber's copy on A, for \
                            the packet's first copy on B (the trunk's hop: A's trunk send, B's \
                            receive and one send) and for every copy (which adds B's fan-out of \
-                           the other N-1 copies, as the single-node run has it too)",
+                           the other N-1 copies, as the single-node run has it too); \
+                           trunk_hop_alone: the same in the cascade_1 phase (1 subscriber on B, \
+                           no fan-out on B to queue behind)",
             },
             "trunk": casc.map(|p| json!({
                 "published": p.gen.sent,
@@ -228,12 +251,16 @@ impl CascadeReport {
                 "b_receive": us(cost.b_trunk_receive_us),
                 "subscriber_send": us(cost.subscriber_send_us),
                 "plain_ingest": us(cost.plain_ingest_us),
+                "b_receive_minus_plain_ingest": us(cost.b_receive_over_plain_us),
+                "subscriber_send_from_single": us(cost.subscriber_send_single_us),
                 "a_send_over_subscriber_send": ratio(cost.a_trunk_send_us),
                 "b_receive_over_subscriber_send": ratio(cost.b_trunk_receive_us),
                 "method": "worker cpu_us per published packet, differenced between phases of \
                            the same run: subscriber send = (cascade B - cascade_1 B)/(N-1); \
                            A send = cascade A - a_alone A; B receive = cascade_1 B - send; \
-                           plain ingest = a_alone A - send",
+                           B receive minus plain ingest = cascade_1 B - b_alone B; plain \
+                           ingest = b_alone B - send; subscriber send from single = (single B \
+                           - b_alone B)/(N-1)",
             },
             "phases": self.phases.iter().map(Phase::to_json).collect::<Vec<_>>(),
         })
@@ -293,7 +320,11 @@ pub fn summary(j: &Value) -> String {
     for (what, x) in [
         ("first copy on B", &pp["first_copy"]),
         ("every copy on B", &pp["every_copy"]),
+        ("only sub on B", &a["trunk_hop_alone"]),
     ] {
+        if x.is_null() {
+            continue;
+        }
         out += &format!(
             "  recv({what}) - recv(ref on A) over {} packets: p50 {} us, p99 {} us, max {} us \
              (targets p50 <= {} us, p99 <= {} us: {})\n",
@@ -319,12 +350,15 @@ pub fn summary(j: &Value) -> String {
     let k = &j["trunk_cost_us_per_packet"];
     out += &format!(
         "  trunk cost per relayed packet (worker CPU): A send {} us ({}x a subscriber send), B \
-         receive {} us ({}x); subscriber send {} us, plain ingest {} us\n",
+         receive {} us ({}x; {} us more than a plain publisher packet's ingest); subscriber \
+         send {} us ({} us from the single-node run), plain ingest {} us\n",
         k["a_send"],
         k["a_send_over_subscriber_send"],
         k["b_receive"],
         k["b_receive_over_subscriber_send"],
+        k["b_receive_minus_plain_ingest"],
         k["subscriber_send"],
+        k["subscriber_send_from_single"],
         k["plain_ingest"]
     );
     for p in j["phases"].as_array().into_iter().flatten() {
