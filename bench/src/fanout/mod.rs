@@ -36,7 +36,7 @@ use crate::media::{Kind, Profile, AUDIO_PT, VIDEO_PT};
 use crate::report::{round, BenchError};
 
 mod report;
-pub use report::{generator_verdict, percentiles, FanoutReport};
+pub use report::{generator_verdict, percentiles, print_summary, FanoutReport};
 
 /// SRTP profile of the subscribers' sessions, or none (plain RTP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
