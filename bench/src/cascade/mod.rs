@@ -306,7 +306,7 @@ pub fn run(cfg: &CascadeConfig) -> Result<CascadeReport, BenchError> {
         match phase(&mut a, &mut b, cfg, spec, i as u64 + 1) {
             Ok(p) => phases.push(p),
             Err(e) => {
-                failed = Some(e);
+                failed = Some(BenchError::Other(format!("phase {}: {e}", spec.name)));
                 break;
             }
         }
