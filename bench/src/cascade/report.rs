@@ -275,11 +275,11 @@ pub fn summary(j: &Value) -> String {
          cores {}, generator on core {}; io {}\n",
         c["publishers"],
         c["subscribers"],
-        c["trunk"],
+        c["trunk"].as_str().unwrap_or(""),
         c["a_cores"],
         c["b_cores"],
         c["generator_core"],
-        c["io_mode"]
+        c["io_mode"].as_str().unwrap_or("")
     );
     out += &format!(
         "  {:<22} {:>13} {:>9} {:>9} {:>9}\n",
