@@ -21,8 +21,9 @@
 //! per packet `recv(subscriber on B) − recv(reference on A)` ([`crate::gen::SplitReport`]).
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -252,7 +253,14 @@ pub fn run(cfg: &CascadeConfig) -> Result<CascadeReport, BenchError> {
         let mut secret = [0u8; 32];
         aws_lc_rs::rand::fill(&mut secret)
             .map_err(|_| BenchError::Other("no randomness".into()))?;
-        std::fs::write(dir.join("cluster.secret"), secret)?;
+        // Owner-only, in an owner-only directory: it keys the trunk.
+        let _ = std::fs::remove_file(dir.join("cluster.secret"));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join("cluster.secret"))
+            .and_then(|mut f| f.write_all(&secret))?;
     }
     let mut a = Node::start(cfg, &cfg.a_cores, &dir, "a")?;
     let mut b = match Node::start(cfg, &f.sfu_cores, &dir, "b") {
