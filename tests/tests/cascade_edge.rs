@@ -590,6 +590,25 @@ async fn a_full_home_places_the_subscriber_on_an_edge_and_remakes_it_when_the_ed
     assert!(lines.contains(&"sluice_cascade_remote_sessions{side=\"home\"} 1"));
     assert!(lines.contains(&"sluice_cascade_edge_placements_total{reason=\"capacity\"} 1"));
 
+    // The home's stats API asks B for bob's subscriber session (its tracks named as A's).
+    let (_, st) = call(a.addr, "GET", "/api/rooms/m/stats?identity=bob", "").await;
+    let stats = &st["participants"][0]["sessions"][0];
+    println!(
+        "bob's subscriber stats through A: pc {}, forwarded {}, tracks {:?}",
+        stats["pc"],
+        stats["forwarded"],
+        stats["subscriptions"]
+            .as_array()
+            .map(|a| a.iter().map(|s| s["track"].clone()).collect::<Vec<_>>())
+    );
+    assert_eq!(stats["pc"], "subscriber", "{st}");
+    assert!(stats["forwarded"].as_u64().unwrap_or(0) > 0, "{st}");
+    assert!(
+        stats["subscriptions"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(|s| s["track"].is_string())),
+        "{st}"
+    );
     let (_, _, text) = http_raw(b.addr, "GET", "/metrics", &[], "").await;
     let lines: Vec<&str> = text
         .lines()

@@ -50,7 +50,7 @@ async fn room_stats(
     // The room's actor lists its sessions; the dataplane round trips happen outside it, so a
     // stats request never holds the room.
     let want = identity.clone();
-    let (peers, sids) = app
+    let (peers, sids, remote) = app
         .in_existing_room(&room, move |ctx| {
             Box::pin(async move {
                 let media = &ctx.media;
@@ -73,7 +73,22 @@ async fn room_stats(
                     .iter()
                     .map(|(sid, t)| (t.dp, sid.clone()))
                     .collect();
-                Ok((peers, sids))
+                // Sessions on an edge (`media/node.rs`): asked there; their subscriptions
+                // name the edge's tracks, mapped back to ours.
+                let remote: HashMap<SessionId, Remote> = media
+                    .remote
+                    .iter()
+                    .map(|(s, r)| {
+                        let subs = media
+                            .subs
+                            .iter()
+                            .filter(|(_, spec)| spec.session == *s)
+                            .map(|(id, spec)| (*id, spec.track))
+                            .collect();
+                        (*s, (r.node.clone(), subs))
+                    })
+                    .collect();
+                Ok((peers, sids, remote))
             })
         })
         .await?;
@@ -90,6 +105,16 @@ async fn room_stats(
     for (identity, sid, sessions) in peers {
         let mut out = Vec::new();
         for (pc, session) in sessions {
+            if let Some((node, subs)) = remote.get(&session) {
+                let op = json!({"op": "command", "command": Command::SessionStats { session }});
+                if let Ok(ReplyOk::SessionStats(mut r)) = app.remote_op(node, op).await {
+                    for s in &mut r.subscriptions {
+                        s.track = subs.get(&s.subscription).copied().unwrap_or(s.track);
+                    }
+                    out.push(session_json(pc, &r, &sids));
+                }
+                continue;
+            }
             let link = link.ok_or_else(|| ApiError::from(LinkError::Unavailable))?;
             match link.request(Command::SessionStats { session }).await {
                 Ok(ReplyOk::SessionStats(r)) => out.push(session_json(pc, &r, &sids)),
@@ -109,6 +134,9 @@ async fn room_stats(
     participants.sort_by(|a, b| a["identity"].as_str().cmp(&b["identity"].as_str()));
     Ok(Json(json!({ "room": room, "participants": participants })))
 }
+
+/// A session on an edge: the node, and its subscriptions' tracks as this node names them.
+type Remote = (crate::cluster::NodeInfo, HashMap<SubscriptionId, TrackId>);
 
 fn session_json(pc: &str, r: &SessionStatsReport, sids: &HashMap<TrackId, String>) -> Value {
     let sid = |t: &TrackId| sids.get(t).cloned();

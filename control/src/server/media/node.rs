@@ -113,14 +113,11 @@ pub(crate) fn choose_edge(
 }
 
 impl RoomCtx {
-    /// Where `identity`'s new subscriber session goes (D103).
-    pub(crate) async fn place_subscriber(&self, identity: &str) -> MediaNode {
-        let Some(c) = &self.app.cluster else {
-            return MediaNode::Local;
-        };
-        if self.app.node_key.is_none() {
-            return MediaNode::Local; // cannot call other nodes
-        }
+    /// Where `identity`'s new subscriber session goes (D103), and why when not here.
+    async fn place_subscriber(&self, identity: &str) -> Option<(NodeInfo, Why)> {
+        let c = self.app.cluster.as_ref()?;
+        // Without an API key this node cannot call others.
+        self.app.node_key.as_ref()?;
         let full = c.load.load(Ordering::Relaxed) >= c.config.capacity;
         let region = self
             .media
@@ -128,27 +125,42 @@ impl RoomCtx {
             .get(identity)
             .and_then(|p| p.region.clone());
         if !full && region.as_deref().is_none_or(|r| r == c.config.region) {
-            return MediaNode::Local;
+            return None;
         }
-        let Ok(nodes) = c.live_nodes().await else {
-            return MediaNode::Local;
-        };
-        let Some(me) = nodes.iter().find(|n| n.id == c.node_id()).cloned() else {
-            return MediaNode::Local;
-        };
-        match choose_edge(&nodes, &me, full, region.as_deref()) {
-            Some((node, why)) => {
-                let m = &self.app.cascade.remote.metrics;
-                match why {
-                    Why::Capacity => &m.placed_capacity,
-                    Why::Region => &m.placed_region,
+        let nodes = c.live_nodes().await.ok()?;
+        let me = nodes.iter().find(|n| n.id == c.node_id())?.clone();
+        choose_edge(&nodes, &me, full, region.as_deref())
+    }
+
+    /// Creates `identity`'s new subscriber session `spec` where [`Self::place_subscriber`]
+    /// says; an edge that fails to make it leaves it here. Its shard, candidates and node.
+    pub(crate) async fn create_subscriber_at_placement(
+        &mut self,
+        identity: &str,
+        spec: CreateSession,
+    ) -> Result<(u16, Vec<Candidate>, MediaNode), ApiError> {
+        if let Some((node, why)) = self.place_subscriber(identity).await {
+            let edge = node.id.clone();
+            match self
+                .create_session_at(&MediaNode::Edge(Box::new(node)), spec.clone())
+                .await
+            {
+                Ok(made) => {
+                    let m = &self.app.cascade.remote.metrics;
+                    match why {
+                        Why::Capacity => &m.placed_capacity,
+                        Why::Region => &m.placed_region,
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(room = %self.name, identity, %edge, ?why, "subscriber placed on an edge");
+                    return Ok(made);
                 }
-                .fetch_add(1, Ordering::Relaxed);
-                tracing::info!(room = %self.name, identity, edge = %node.id, ?why, "subscriber placed on an edge");
-                MediaNode::Edge(Box::new(node))
+                Err(e) => {
+                    tracing::warn!(room = %self.name, identity, %edge, error = %e, "the edge did not make the subscriber session: made here");
+                }
             }
-            None => MediaNode::Local,
         }
+        self.create_session_at(&MediaNode::Local, spec).await
     }
 
     /// `CreateSession` on `node` (recorded) → shard, candidates, and where it is now.

@@ -303,8 +303,7 @@ impl RoomCtx {
             data: None,
             quality: self.participant_tier(identity),
         };
-        let node = self.place_subscriber(identity).await;
-        let (shard, candidates, node) = self.create_session_at(&node, spec).await?;
+        let (shard, candidates, node) = self.create_subscriber_at_placement(identity, spec).await?;
         if let Some(sub) = self
             .media
             .peers
