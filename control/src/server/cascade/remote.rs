@@ -51,6 +51,8 @@ pub(crate) const MAX_REMOTE_SESSIONS: usize = 4096;
 pub(crate) const MAX_REMOTE_SUBS: usize = 512;
 /// Notifications waiting to go to their homes at most; more are dropped and counted.
 pub(crate) const EVENT_QUEUE: usize = 1024;
+/// How long an edge whose trunk went under our remote sessions is not chosen again.
+pub(crate) const AVOID_EDGE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Notifications in one `POST /internal/cascade/events` at most.
 pub(crate) const EVENT_BATCH: usize = 64;
 
@@ -63,6 +65,10 @@ pub(crate) struct Remote {
     pub(super) owners: std::sync::Mutex<HashMap<SessionId, String>>,
     /// Home side: this node's sessions on edges → (edge, its boot when placed).
     pub(crate) placed: std::sync::Mutex<HashMap<SessionId, (String, String)>>,
+    /// Home: edges whose trunk went under our sessions' relays, and when: not chosen again for
+    /// [`AVOID_EDGE`] (a cut path would make the re-made sessions fail the same way). At most
+    /// one entry per peer node (64).
+    avoid: std::sync::Mutex<HashMap<String, std::time::Instant>>,
     pub(super) queue: OnceLock<mpsc::Sender<(String, Notification)>>,
     pub(crate) metrics: RemoteMetrics,
 }
@@ -138,11 +144,29 @@ impl Remote {
     /// sessions there received went with it. Their boot is cleared, which no live node
     /// matches: the janitor's next round (≤ 250 ms) makes them again (`remote_janitor`).
     pub(crate) fn relays_lost(&self, edge: &str) {
+        let mut hit = false;
         for (e, boot) in self.placed.locked().values_mut() {
             if e == edge {
                 boot.clear();
+                hit = true;
             }
         }
+        if hit {
+            let now = std::time::Instant::now();
+            let mut avoid = self.avoid.locked();
+            avoid.retain(|_, at| now.duration_since(*at) < AVOID_EDGE);
+            if avoid.len() < crate::cluster::MAX_NODES {
+                avoid.insert(edge.to_owned(), now);
+            }
+        }
+    }
+
+    /// Home: whether `edge` lost a trunk under our sessions less than [`AVOID_EDGE`] ago.
+    pub(crate) fn avoided(&self, edge: &str, now: std::time::Instant) -> bool {
+        self.avoid
+            .locked()
+            .get(edge)
+            .is_some_and(|at| now.duration_since(*at) < AVOID_EDGE)
     }
 
     /// `Ok` when a table of `len` entries has room under `max`; else `too_large` naming

@@ -134,3 +134,35 @@ async fn an_edge_may_not_post_more_than_a_batch_nor_events_of_sessions_not_place
     assert_eq!(m.events_applied.load(Ordering::Relaxed), 0);
     server.stop();
 }
+
+#[test]
+fn an_edge_that_lost_its_trunk_under_our_sessions_is_avoided_for_a_while() {
+    let remote = Remote::default();
+    let now = std::time::Instant::now();
+    // No session there: nothing to avoid.
+    remote.relays_lost("b");
+    assert!(!remote.avoided("b", now));
+    remote
+        .placed
+        .locked()
+        .insert(SessionId(1), ("b".into(), "boot".into()));
+    remote.relays_lost("b");
+    assert_eq!(
+        remote.placed.locked()[&SessionId(1)].1,
+        "",
+        "re-made by the janitor"
+    );
+    assert!(remote.avoided("b", std::time::Instant::now()));
+    assert!(!remote.avoided("c", std::time::Instant::now()));
+    assert!(!remote.avoided("b", std::time::Instant::now() + AVOID_EDGE));
+    // Bounded: one entry per peer, at most MAX_NODES.
+    for i in 0..crate::cluster::MAX_NODES + 5 {
+        let id = format!("n{i}");
+        remote
+            .placed
+            .locked()
+            .insert(SessionId(100 + i as u64), (id.clone(), "boot".into()));
+        remote.relays_lost(&id);
+    }
+    assert!(remote.avoid.locked().len() <= crate::cluster::MAX_NODES);
+}

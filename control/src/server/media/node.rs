@@ -127,8 +127,11 @@ impl RoomCtx {
         if !full && region.as_deref().is_none_or(|r| r == c.config.region) {
             return None;
         }
-        let nodes = c.live_nodes().await.ok()?;
+        let mut nodes = c.live_nodes().await.ok()?;
         let me = nodes.iter().find(|n| n.id == c.node_id())?.clone();
+        // Not an edge whose trunk just went under our sessions' relays (D106).
+        let now = std::time::Instant::now();
+        nodes.retain(|n| !self.app.cascade.remote.avoided(&n.id, now));
         choose_edge(&nodes, &me, full, region.as_deref())
     }
 
