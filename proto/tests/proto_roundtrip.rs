@@ -273,6 +273,12 @@ fn notifications() -> Vec<Notification> {
             session: sid,
             silent_ms: 4_250,
         },
+        Notification::RelayShed {
+            session: sid,
+            subscription: SubscriptionId(900),
+            shed: true,
+            estimate_bps: 1_016_000,
+        },
         Notification::SessionClosed {
             session: sid,
             reason: CloseReason::IceTimeout,

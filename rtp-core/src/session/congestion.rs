@@ -43,7 +43,7 @@ impl<H: Copy> Session<H> {
             allocated_layer: d.allocated,
             current_layer: d.forwarder.current_layer(),
             target_layer: d.forwarder.target_layer().0,
-            bwe_paused: d.bwe_paused,
+            bwe_paused: d.bwe_paused || self.relay_shed(usize::from(down.0)),
             muted: d.muted,
             layers: d.layers,
         })
@@ -65,6 +65,10 @@ impl<H: Copy> Session<H> {
     /// more it could use (probing) and whether it can probe at all.
     pub(super) fn allocate(&mut self, now: Instant) {
         self.next_allocate = now + ALLOCATE_INTERVAL;
+        if self.shedder.is_some() {
+            self.shed_relays(now);
+            return;
+        }
         self.demands.clear();
         let mut audio = 0u64;
         let mut any_video = false;
@@ -150,9 +154,11 @@ impl<H: Copy> Session<H> {
     /// Probe padding goes on the RTX SSRC of a video DownTrack whose subscriber acknowledges
     /// packets with transport-cc: padding-only RTX is what receivers expect probes to look like
     /// (libwebrtc sends them so) and it touches no media sequence space.
-    fn pick_probe_down(&self) -> Option<usize> {
-        self.downs.iter().position(|d| {
-            d.as_ref().is_some_and(|d| {
+    pub(super) fn pick_probe_down(&self) -> Option<usize> {
+        let shed = |i: usize| self.shedder.as_ref().is_some_and(|s| s.is_shed(i));
+        self.downs.iter().enumerate().position(|(i, d)| {
+            !shed(i)
+                && d.as_ref().is_some_and(|d| {
                 d.cfg.kind == MediaKind::Video
                     && d.cfg.ext.transport_cc.is_some()
                     && d.cfg.rtx_ssrc.is_some()
