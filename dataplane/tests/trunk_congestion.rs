@@ -420,7 +420,10 @@ fn a_capped_trunk_sheds_the_top_layer_keeps_audio_and_resumes() {
         "shed on the wide path: {events:?}"
     );
     let first = events.first().expect("a relay_shed under the cap");
-    assert!(first.stream == 3 && first.shed, "top layer first: {first:?}");
+    assert!(
+        first.stream == 3 && first.shed,
+        "top layer first: {first:?}"
+    );
     assert!(
         events.iter().all(|e| e.stream >= 2),
         "audio or layer 0 shed: {events:?}"

@@ -32,6 +32,10 @@ pub struct SessionStatsReport {
     /// The pacer's rate.
     pub pacing_bps: u64,
     pub rtt_ms: Option<u64>,
+    /// The latest receiver reports' mean fraction lost of what we send (/256, before repair);
+    /// since version 6 (a trunk's loss, D108).
+    #[serde(default)]
+    pub fraction_lost: Option<u8>,
     pub probe_packets: u64,
     pub probe_bytes: u64,
     /// Media packets forwarded to this peer, retransmissions sent.
@@ -61,6 +65,7 @@ impl SessionStatsReport {
             sent_bps: 0,
             pacing_bps: 0,
             rtt_ms: None,
+            fraction_lost: None,
             probe_packets: 0,
             probe_bytes: 0,
             forwarded: 0,

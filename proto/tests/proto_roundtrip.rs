@@ -343,6 +343,7 @@ fn replies() -> Vec<ReplyResult> {
             sent_bps: 1_200_000,
             pacing_bps: 6_000_000,
             rtt_ms: Some(40),
+            fraction_lost: Some(5),
             probe_packets: 120,
             probe_bytes: 33_000,
             forwarded: 5000,

@@ -226,14 +226,14 @@ fn a_trunk_sheds_its_top_layer_under_a_cap_keeps_audio_and_the_low_layer_and_res
             path.set_rate(Some(cap_at(sec)));
         }
         // The source, through A's relays.
-        for i in 0..RELAYS {
+        for (i, &down) in downs.iter().enumerate() {
             while src.next[i] <= now {
                 let (pkt, meta) = src.packet(i, now);
                 t.sent[sec as usize][i] += 1;
                 let view = RtpView::parse(&pkt).expect("parses");
                 let h = slots.len() as u32;
                 let mut out = vec![0u8; 1500];
-                if let Ok(Some(n)) = a.forward(now, downs[i], &view, meta, &mut out, h) {
+                if let Ok(Some(n)) = a.forward(now, down, &view, meta, &mut out, h) {
                     out.truncate(n);
                     slots.push(Some(out));
                 } else {
@@ -330,7 +330,9 @@ fn a_trunk_sheds_its_top_layer_under_a_cap_keeps_audio_and_the_low_layer_and_res
 
     // Wide path: nothing shed, everything through.
     assert!(
-        t.events.iter().all(|(at, ..)| *at >= Duration::from_secs(10)),
+        t.events
+            .iter()
+            .all(|(at, ..)| *at >= Duration::from_secs(10)),
         "shed on a path wide enough: {:?}",
         t.events
     );
@@ -349,8 +351,7 @@ fn a_trunk_sheds_its_top_layer_under_a_cap_keeps_audio_and_the_low_layer_and_res
     let top_under_cap = Tally::sum(&t.got, 3, 16, 30);
     println!("top layer packets at B in 16..30 s: {top_under_cap}");
     assert_eq!(top_under_cap, 0, "the top layer flows under the cap");
-    let audio_share =
-        Tally::sum(&t.got, 0, 10, 30) as f64 / Tally::sum(&t.sent, 0, 10, 30) as f64;
+    let audio_share = Tally::sum(&t.got, 0, 10, 30) as f64 / Tally::sum(&t.sent, 0, 10, 30) as f64;
     let low_share = Tally::sum(&t.got, 1, 16, 30) as f64 / Tally::sum(&t.sent, 1, 16, 30) as f64;
     println!(
         "under the cap: audio delivered {:.2} %, layer 0 delivered {:.2} % (16..30 s)",
@@ -375,6 +376,9 @@ fn a_trunk_sheds_its_top_layer_under_a_cap_keeps_audio_and_the_low_layer_and_res
         .any(|(at, l)| *at == resumed.0 && *l == 2));
     let top_after = Tally::sum(&t.got, 3, SECS - 5, SECS) as f64
         / Tally::sum(&t.sent, 3, SECS - 5, SECS) as f64;
-    println!("top layer delivered {:.2} % in the last 5 s", top_after * 100.0);
+    println!(
+        "top layer delivered {:.2} % in the last 5 s",
+        top_after * 100.0
+    );
     assert!(top_after >= 0.9, "top layer after the lift {top_after:.4}");
 }

@@ -487,6 +487,9 @@ async fn dataplane_loop(app: Arc<App>) {
                 Ok(Notification::TrunkResumed { session, silent_ms }) => {
                     app.trunk_resumed(session, silent_ms).await;
                 }
+                Ok(Notification::RelayShed { session, subscription, shed, estimate_bps }) => {
+                    app.relay_shed(session, subscription, shed, estimate_bps).await;
+                }
                 Ok(Notification::IceDisconnected { session }) => {
                     app.session_liveness(session, false).await;
                 }

@@ -212,6 +212,7 @@ impl Shard {
             sent_bps,
             pacing_bps: entry.session.pacing_rate_bps(),
             rtt_ms: s.rtt.map(|d| d.as_millis() as u64),
+            fraction_lost: s.fraction_lost,
             probe_packets: s.probe_packets,
             probe_bytes: s.probe_bytes,
             forwarded: s.forwarded,

@@ -203,6 +203,11 @@ impl Shedder {
 mod tests {
     use super::*;
 
+    #[allow(clippy::disallowed_methods)] // tests need some base instant
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
     fn video(group: u64, layer: u8, rate_bps: u64) -> Option<RelayLoad> {
         Some(RelayLoad {
             group,
@@ -240,7 +245,7 @@ mod tests {
 
     #[test]
     fn sheds_top_layers_of_the_fullest_track_first_and_never_audio_or_a_last_layer() {
-        let t = Instant::now();
+        let t = t0();
         let l = loads();
         let mut s = Shedder::new(ShedConfig::default(), l.len());
         let total = s.wanted_bps(&l);
@@ -269,7 +274,7 @@ mod tests {
 
     #[test]
     fn resumes_in_reverse_order_after_holding_headroom() {
-        let mut t = Instant::now();
+        let mut t = t0();
         let l = loads();
         let mut s = Shedder::new(ShedConfig::default(), l.len());
         s.update(t, 0, &l, |_, _| {});
@@ -293,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_break_in_headroom_restarts_the_hold_and_too_little_never_resumes() {
-        let mut t = Instant::now();
+        let mut t = t0();
         let l = vec![video(1, 0, 150_000), video(1, 1, 500_000)];
         let mut s = Shedder::new(ShedConfig::default(), l.len());
         s.update(t, 400_000, &l, |_, _| {});
@@ -324,7 +329,7 @@ mod tests {
 
     #[test]
     fn an_emptied_slot_is_not_shed_and_counts_stay_right() {
-        let t = Instant::now();
+        let t = t0();
         let mut l = vec![video(1, 0, 150_000), video(1, 1, 500_000)];
         let mut s = Shedder::new(ShedConfig::default(), 4);
         l.resize(4, None);

@@ -159,11 +159,11 @@ impl<H: Copy> Session<H> {
         self.downs.iter().enumerate().position(|(i, d)| {
             !shed(i)
                 && d.as_ref().is_some_and(|d| {
-                d.cfg.kind == MediaKind::Video
-                    && d.cfg.ext.transport_cc.is_some()
-                    && d.cfg.rtx_ssrc.is_some()
-                    && d.cfg.rtx_payload_type.is_some()
-            })
+                    d.cfg.kind == MediaKind::Video
+                        && d.cfg.ext.transport_cc.is_some()
+                        && d.cfg.rtx_ssrc.is_some()
+                        && d.cfg.rtx_payload_type.is_some()
+                })
         })
     }
 
@@ -253,5 +253,28 @@ impl<H: Copy> Session<H> {
                 });
             }
         }
+    }
+}
+
+impl<H: Copy> Session<H> {
+    /// The pacer's rate: 2.5 × the estimate, and never below 1.5 × what is allocated (a
+    /// trunk's: capped by its `max_bitrate_bps`).
+    pub(super) fn update_pacing(&mut self) {
+        let by_estimate = self
+            .bwe
+            .estimate_bps()
+            .saturating_mul(super::PACING_FACTOR_X10)
+            / 10;
+        let by_allocation = self
+            .allocated_bps
+            .saturating_mul(super::ALLOCATED_PACING_X10)
+            / 10;
+        let rate = by_estimate.max(by_allocation);
+        // A trunk's cap is its `max_bitrate_bps` (D108).
+        let cap = match self.shedder {
+            Some(_) => self.bwe.max_bps(),
+            None => u64::MAX,
+        };
+        self.pacer.set_rate(rate.min(cap));
     }
 }

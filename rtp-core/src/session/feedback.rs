@@ -86,6 +86,7 @@ impl<H: Copy> Session<H> {
             }
         }
         if let Some(mean) = loss.0.checked_div(loss.1) {
+            self.stats.fraction_lost = Some(mean.min(255) as u8);
             self.bwe.on_loss_report(now, mean.min(255) as u8);
         }
         let estimate = self.bwe.estimate_bps();

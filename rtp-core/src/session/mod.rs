@@ -561,21 +561,6 @@ impl<H: Copy> Session<H> {
     }
 }
 
-impl<H: Copy> Session<H> {
-    /// The pacer's rate: 2.5 × the estimate, and never below 1.5 × what is allocated.
-    fn update_pacing(&mut self) {
-        let by_estimate = self.bwe.estimate_bps().saturating_mul(PACING_FACTOR_X10) / 10;
-        let by_allocation = self.allocated_bps.saturating_mul(ALLOCATED_PACING_X10) / 10;
-        let rate = by_estimate.max(by_allocation);
-        // A trunk's cap is its `max_bitrate_bps` (D108).
-        let cap = match self.shedder {
-            Some(_) => self.bwe.max_bps(),
-            None => u64::MAX,
-        };
-        self.pacer.set_rate(rate.min(cap));
-    }
-}
-
 /// A deterministic per-session seed (SSRC and report jitter) from the
 /// credentials, so two sessions of one shard differ without a clock read.
 fn seed_of(mode: &SessionMode) -> u64 {

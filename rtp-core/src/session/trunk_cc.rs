@@ -72,7 +72,11 @@ impl<H: Copy> Session<H> {
         loads.extend(self.downs.iter().map(|d| {
             let d = d.as_ref()?;
             let layer = d.cfg.relay_layer?;
-            let l = d.layers.get(usize::from(layer)).copied().unwrap_or_default();
+            let l = d
+                .layers
+                .get(usize::from(layer))
+                .copied()
+                .unwrap_or_default();
             let audio = d.cfg.kind == MediaKind::Audio;
             let rate_bps = match () {
                 _ if d.muted => 0,

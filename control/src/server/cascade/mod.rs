@@ -26,6 +26,7 @@ mod edge;
 mod http;
 mod silence;
 mod state;
+mod trunk_cc;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -54,7 +55,7 @@ pub(crate) const MAX_TRUNKS: usize = crate::cluster::MAX_NODES;
 pub(crate) const MAX_RELAYS: usize = 4096;
 /// Edge viewers one node holds at most.
 pub(crate) const MAX_VIEWERS: usize = 4096;
-/// A trunk's pacing cap (no estimate on trunks yet, D81).
+/// A trunk's cap: its estimate (transport-cc, D108) never goes above it.
 const TRUNK_BITRATE_BPS: u64 = 200_000_000;
 const JANITOR_PERIOD: Duration = Duration::from_millis(250);
 
@@ -63,6 +64,10 @@ const JANITOR_PERIOD: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RelaySpec {
     pub(crate) ssrc: u32,
+    /// The relay's RTX SSRC (video; its payload type is `codec.rtx_payload_type`): the edge's
+    /// NACKs over the trunk are answered with RTX. Absent from an older home: plain resends.
+    #[serde(default)]
+    pub(crate) rtx_ssrc: Option<u32>,
     pub(crate) kind: MediaKind,
     pub(crate) codec: Codec,
     pub(crate) e2ee: bool,
@@ -347,25 +352,35 @@ impl App {
         }
         self.cascade.admit(&st, Table::Relays, MAX_RELAYS)?;
         let sub = SubscriptionId(self.next_dp_id());
-        // The relay's id is unique on this node, so its SSRC is unique on the trunk.
+        // The relay's id is unique on this node, so its SSRCs are unique on the trunk. Video
+        // relays repair with RTX (the publisher's RTX payload type, or a free one: both ends
+        // of a trunk are ours); header extensions are the trunk's own (ExtIds::TRUNK, D108).
         let ssrc = 0x5100_0000 ^ (sub.0 as u32);
+        let pt = spec.codec.payload_type;
+        let rtx_pt = (spec.kind == MediaKind::Video).then(|| {
+            spec.codec
+                .rtx_payload_type
+                .unwrap_or(if pt == 127 { 126 } else { 127 })
+        });
+        let rtx_ssrc = rtx_pt.map(|_| 0x5200_0000 ^ (sub.0 as u32));
         self.dp(Command::RelayTrack(RelayTrack {
             subscription: sub,
             session: current.session,
             track: spec.track,
             layer,
             ssrc,
-            rtx_ssrc: None,
-            payload_type: spec.codec.payload_type,
-            rtx_payload_type: None,
+            rtx_ssrc,
+            payload_type: pt,
+            rtx_payload_type: rtx_pt,
             ext_ids: ExtIds::default(),
         }))
         .await?;
         let out = RelaySpec {
             ssrc,
+            rtx_ssrc,
             kind: spec.kind,
             codec: Codec {
-                rtx_payload_type: None,
+                rtx_payload_type: rtx_pt,
                 ..spec.codec.clone()
             },
             e2ee: spec.e2ee,
@@ -450,6 +465,7 @@ impl App {
     }
 
     async fn janitor(&self, cluster: &crate::cluster::Cluster, grace: Duration) {
+        self.poll_trunk_links().await;
         if self.cascade.state.lock().await.trunks.is_empty() {
             return;
         }
