@@ -86,6 +86,21 @@ pub(crate) struct TrackRef {
     pub(crate) layer: u8,
 }
 
+/// A relay's RTX SSRC and payload type: video only; the publisher's RTX payload type, or one
+/// the media does not use (both ends of a trunk are ours); the SSRC apart from every relay's
+/// media SSRC (`0x51…` vs `0x52…` for ids below 2^24).
+fn relay_rtx(kind: MediaKind, codec: &Codec, sub: SubscriptionId) -> (Option<u32>, Option<u8>) {
+    if kind != MediaKind::Video {
+        return (None, None);
+    }
+    let pt = codec.payload_type;
+    let rtx_pt = codec
+        .rtx_payload_type
+        .filter(|&r| r != pt)
+        .unwrap_or(if pt == 127 { 126 } else { 127 });
+    (Some(0x5200_0000 ^ (sub.0 as u32)), Some(rtx_pt))
+}
+
 fn unavailable(msg: impl Into<String>) -> ApiError {
     ApiError::new("unavailable", msg).with_field("cluster")
 }
@@ -357,12 +372,7 @@ impl App {
         // of a trunk are ours); header extensions are the trunk's own (ExtIds::TRUNK, D108).
         let ssrc = 0x5100_0000 ^ (sub.0 as u32);
         let pt = spec.codec.payload_type;
-        let rtx_pt = (spec.kind == MediaKind::Video).then(|| {
-            spec.codec
-                .rtx_payload_type
-                .unwrap_or(if pt == 127 { 126 } else { 127 })
-        });
-        let rtx_ssrc = rtx_pt.map(|_| 0x5200_0000 ^ (sub.0 as u32));
+        let (rtx_ssrc, rtx_pt) = relay_rtx(spec.kind, &spec.codec, sub);
         self.dp(Command::RelayTrack(RelayTrack {
             subscription: sub,
             session: current.session,
@@ -535,5 +545,51 @@ impl App {
                 "session": t.session, "stats": stats}));
         }
         serde_json::json!({"trunks": out, "relays": relays, "ingests": ingests})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec(pt: u8, rtx: Option<u8>) -> Codec {
+        Codec {
+            name: "VP8".into(),
+            payload_type: pt,
+            clock_rate: 90_000,
+            rtx_payload_type: rtx,
+        }
+    }
+
+    #[test]
+    fn video_relays_get_an_rtx_ssrc_and_payload_type_audio_none() {
+        let sub = SubscriptionId(7);
+        assert_eq!(
+            relay_rtx(MediaKind::Video, &codec(96, Some(97)), sub),
+            (Some(0x5200_0007), Some(97))
+        );
+        // No RTX from the publisher, or a clash with the media type: a free one.
+        assert_eq!(
+            relay_rtx(MediaKind::Video, &codec(96, None), sub).1,
+            Some(127)
+        );
+        assert_eq!(
+            relay_rtx(MediaKind::Video, &codec(127, None), sub).1,
+            Some(126)
+        );
+        assert_eq!(
+            relay_rtx(MediaKind::Video, &codec(100, Some(100)), sub).1,
+            Some(127)
+        );
+        let opus = Codec {
+            name: "opus".into(),
+            ..codec(111, None)
+        };
+        assert_eq!(relay_rtx(MediaKind::Audio, &opus, sub), (None, None));
+        // Never a relay's media SSRC (0x51… for ids below 2^24).
+        for id in [1u64, 2, 0xff_ffff] {
+            let (rtx, _) = relay_rtx(MediaKind::Video, &codec(96, None), SubscriptionId(id));
+            assert_eq!(rtx.map(|s| s >> 24), Some(0x52));
+        }
     }
 }
