@@ -22,7 +22,7 @@ use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 use sluice_dataplane::sys::affinity;
 use sluice_proto::{
     AddTrack, Codec, Command, ControlClient, CreateSession, DtlsRole, ExtIds, Hello, IceParams,
-    Layer, MediaKind, Notification, Quality, RelayTrack, SessionId, Source, Subscribe,
+    Layer, MediaKind, Notification, Quality, RelayTrack, ReplyOk, SessionId, Source, Subscribe,
     SubscriptionId, TrackId, TransportMode, TrunkCrypto,
 };
 use sluice_tests::netem::{Direction, Impairment, Relay, RelayConfig};
@@ -204,7 +204,11 @@ fn reader(s: UdpSocket, stop: Arc<AtomicBool>) -> JoinHandle<Vec<Instant>> {
 }
 
 /// `relay_shed` events of A: (seconds since the start, stream, shed, estimate).
-fn watch(mut ctl: ControlClient, t0: Instant, stop: Arc<AtomicBool>) -> JoinHandle<Vec<Shed>> {
+fn watch(
+    mut ctl: ControlClient,
+    t0: Instant,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<(ControlClient, Vec<Shed>)> {
     std::thread::spawn(move || {
         let mut seen = Vec::new();
         while !stop.load(Ordering::Relaxed) {
@@ -232,7 +236,7 @@ fn watch(mut ctl: ControlClient, t0: Instant, stop: Arc<AtomicBool>) -> JoinHand
                 });
             }
         }
-        seen
+        (ctl, seen)
     })
 }
 
@@ -391,7 +395,32 @@ fn a_capped_trunk_sheds_the_top_layer_keeps_audio_and_resumes() {
         .into_iter()
         .map(|r| r.join().expect("reader"))
         .collect();
-    let events = watcher.join().expect("watcher");
+    let (mut a_ctl, events) = watcher.join().expect("watcher");
+    // The trunk's link as `session_stats` reports it (the control daemon's trunk metrics).
+    let Ok(ReplyOk::SessionStats(link)) = a_ctl.request(Command::SessionStats {
+        session: SessionId(700),
+    }) else {
+        panic!("session_stats of A's trunk");
+    };
+    println!(
+        "A's trunk: estimate {} kbit/s ({}), rtt {:?} ms, fraction lost {:?}/256, sent {} kbit/s, \
+         pacing {} kbit/s, probes {}, retransmitted {}",
+        link.estimate_bps / 1000,
+        link.estimate_source,
+        link.rtt_ms,
+        link.fraction_lost,
+        link.sent_bps / 1000,
+        link.pacing_bps / 1000,
+        link.probe_packets,
+        link.retransmitted
+    );
+    // 20 ms each way through the relay.
+    assert!(
+        link.rtt_ms.is_some_and(|r| r >= 40),
+        "trunk RTT {:?}",
+        link.rtt_ms
+    );
+    assert!(link.fraction_lost.is_some(), "no receiver report loss");
 
     let per_sec = |v: &[Instant]| {
         let mut c = vec![0u64; SECS as usize + 1];

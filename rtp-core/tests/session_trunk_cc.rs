@@ -327,6 +327,11 @@ fn a_trunk_sheds_its_top_layer_under_a_cap_keeps_audio_and_the_low_layer_and_res
         );
     }
     println!("keyframes asked: {:?}", t.keyframes_asked);
+    println!(
+        "A's trunk: rtt {:?}, fraction lost {:?}",
+        a.stats().rtt,
+        a.stats().fraction_lost
+    );
 
     // Wide path: nothing shed, everything through.
     assert!(
