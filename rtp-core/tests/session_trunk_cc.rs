@@ -8,6 +8,9 @@
 //! `RelayShed` events), B gets no top-layer packets, ≥ 99 % of the audio and ≥ 90 % of layer 0
 //! while it lasts; once lifted the top layer resumes (and asks for a keyframe). A timeline
 //! (estimate, pacing, per-relay packets per second at B) is printed.
+//!
+//! `no_alloc_on_a_shedding_trunk`: the same trunks on a clean path, counted by the per-thread
+//! allocator over 4 s of relaying with a resume and a shed inside the window: 0 allocations.
 
 mod session_harness;
 
@@ -386,4 +389,148 @@ fn a_trunk_sheds_its_top_layer_under_a_cap_keeps_audio_and_the_low_layer_and_res
         top_after * 100.0
     );
     assert!(top_after >= 0.9, "top layer after the lift {top_after:.4}");
+}
+
+/// Relay packet `n` of stream `i` written into `out` (no allocation): its length and meta.
+fn write_packet(i: usize, n: u32, out: &mut [u8]) -> (usize, MediaMeta) {
+    let h = write_rtp_header(
+        &RtpHeader {
+            pt: if i == 0 { 111 } else { 96 },
+            marker: true,
+            seq: n as u16,
+            ts: n.wrapping_mul(3000),
+            ssrc: 0x1000 + i as u32,
+            csrcs: &[],
+            extensions: &[],
+        },
+        out,
+    )
+    .expect("header");
+    let len = h + if i == 0 { 160 } else { 1000 };
+    out[h] = 0x10;
+    let meta = MediaMeta {
+        layer: if i == 0 { 0 } else { i as u8 - 1 },
+        ext_seq: u64::from(n),
+        len,
+        keyframe: true,
+    };
+    (len, meta)
+}
+
+/// No heap allocation on a trunk's media paths with congestion control on, measured with the
+/// per-thread counting allocator: relays forwarded with the trunk's transport-wide sequence
+/// number, paced, ingested by the far trunk, transport-cc feedback and reports both ways, the
+/// shedder deciding every 500 ms (the top layer claims 100 Mbit/s, over the 20 Mbit/s cap, so
+/// it is shed and its packets are refused; in the measured window it becomes affordable, is
+/// resumed with a keyframe asked, and is shed again), probing towards what the relays want.
+#[test]
+fn no_alloc_on_a_shedding_trunk() {
+    const SLOTS: usize = 512;
+    let mut now = t0();
+    let (mut a, mut b) = (trunk(B_ADDR), trunk(A_ADDR));
+    let downs: Vec<DownId> = (0..RELAYS)
+        .map(|i| a.add_down_track(relay(i)).expect("relay"))
+        .collect();
+    for i in 0..RELAYS {
+        b.add_up_track(ingest(i)).expect("ingest");
+    }
+    let mut video = [Layer::default(); MAX_LAYERS];
+    for (l, bps) in [150_000, 500_000, 100_000_000].into_iter().enumerate() {
+        video[l] = Layer {
+            bitrate_bps: bps,
+            available: true,
+        };
+    }
+    for &d in &downs[1..] {
+        a.set_down_layer_rates(d, video);
+    }
+    let mut slots = vec![[0u8; 1500]; SLOTS];
+    let mut buf = [0u8; 1500];
+    let mut next_slot = 0usize;
+    let mut seq = [0u32; RELAYS];
+    let delivered = std::cell::Cell::new(0u64);
+    let shed_events = std::cell::Cell::new(0u64);
+    let mut step = |now: Instant, a: &mut Session, b: &mut Session| {
+        for (i, &down) in downs.iter().enumerate() {
+            let (len, meta) = write_packet(i, seq[i], &mut buf);
+            seq[i] += 1;
+            let view = RtpView::parse(&buf[..len]).expect("parses");
+            let h = (next_slot % SLOTS) as u32;
+            next_slot += 1;
+            let _ = a.forward(now, down, &view, meta, &mut slots[h as usize], h);
+        }
+        a.handle_timeout(now);
+        while a.poll_output().is_some() {}
+        while let Some(e) = a.poll_event() {
+            if matches!(e, SessionEvent::RelayShed { .. }) {
+                shed_events.set(shed_events.get() + 1);
+            }
+        }
+        while let Some((h, len, _)) = a.poll_paced(now) {
+            let p = &mut slots[h as usize][..len];
+            if let Ok(SessionOutput::Media { .. }) = b.handle_datagram(now, addr(A_ADDR), p) {
+                delivered.set(delivered.get() + 1);
+            }
+            while b.poll_output().is_some() {}
+        }
+        while let Some((n, _)) = a.poll_probe(now, &mut buf) {
+            let _ = b.handle_datagram(now, addr(A_ADDR), &mut buf[..n]);
+        }
+        b.handle_timeout(now);
+        while b.poll_event().is_some() {}
+        for _ in 0..16 {
+            let mut any = false;
+            if let Some((n, _)) = a.poll_transmit(now, &mut buf) {
+                let _ = b.handle_datagram(now, addr(A_ADDR), &mut buf[..n]);
+                any = true;
+            }
+            if let Some((n, _)) = b.poll_transmit(now, &mut buf) {
+                let _ = a.handle_datagram(now, addr(B_ADDR), &mut buf[..n]);
+                any = true;
+            }
+            if !any {
+                break;
+            }
+        }
+    };
+    for _ in 0..3000 {
+        now += Duration::from_millis(1);
+        step(now, &mut a, &mut b);
+    }
+    let (before, events_before) = (delivered.get(), shed_events.get());
+    let mut cheap = video;
+    cheap[2].bitrate_bps = 1_500_000;
+    let info = allocation_counter::measure(|| {
+        for k in 0..4000 {
+            // The top layer becomes affordable (resumed after the 2 s hold), then not again
+            // (shed): both changes inside the measured window.
+            match k {
+                0 => a.set_down_layer_rates(downs[3], cheap),
+                3000 => a.set_down_layer_rates(downs[3], video),
+                _ => {}
+            }
+            now += Duration::from_millis(1);
+            step(now, &mut a, &mut b);
+        }
+    });
+    let top = a.down_report(downs[3]).expect("relay");
+    println!(
+        "trunk: {} packets delivered in the measured 4 s, top layer shed at the end: {}, {} \
+         relay_shed events in it, estimate {} kbit/s, rtt {:?}: {} allocations ({} bytes)",
+        delivered.get() - before,
+        top.bwe_paused,
+        shed_events.get() - events_before,
+        a.stats().estimate_bps / 1000,
+        a.stats().rtt,
+        info.count_total,
+        info.bytes_total
+    );
+    assert!(top.bwe_paused, "the top layer is shed again");
+    assert_eq!(shed_events.get() - events_before, 2, "resumed, then shed");
+    assert!(a.stats().rtt.is_some(), "reports crossed");
+    assert!(
+        delivered.get() - before > 3 * 4000 * 9 / 10,
+        "the other relays flow"
+    );
+    assert_eq!(info.count_total, 0, "allocations on a trunk's media paths");
 }
