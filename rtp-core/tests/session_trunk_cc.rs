@@ -534,3 +534,48 @@ fn no_alloc_on_a_shedding_trunk() {
     );
     assert_eq!(info.count_total, 0, "allocations on a trunk's media paths");
 }
+
+/// A PLI from the far trunk about a relay asks for a keyframe of the relay's own layer (not the
+/// track's top layer), and nothing for a shed relay.
+#[test]
+fn a_pli_over_the_trunk_names_the_relay_layer_and_a_shed_relay_asks_nothing() {
+    let mut now = t0();
+    let mut a = trunk(B_ADDR);
+    let downs: Vec<DownId> = (0..RELAYS)
+        .map(|i| a.add_down_track(relay(i)).expect("relay"))
+        .collect();
+    let mut video = [Layer::default(); MAX_LAYERS];
+    for (l, bps) in [150_000, 500_000, 100_000_000].into_iter().enumerate() {
+        video[l] = Layer {
+            bitrate_bps: bps,
+            available: true,
+        };
+    }
+    for &d in &downs[1..] {
+        a.set_down_layer_rates(d, video);
+    }
+    now += Duration::from_millis(600);
+    a.handle_timeout(now);
+    assert!(a.down_report(downs[3]).expect("top").bwe_paused, "top shed");
+    while a.poll_output().is_some() {}
+    let mut asked = Vec::new();
+    for i in 1..RELAYS {
+        let mut pli = vec![0x81, 206, 0, 2];
+        pli.extend_from_slice(&0x7777_u32.to_be_bytes());
+        pli.extend_from_slice(&ssrc(i).to_be_bytes());
+        let first = a.handle_datagram(now, addr(B_ADDR), &mut pli).ok();
+        for o in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| a.poll_output()))
+        {
+            if let SessionOutput::KeyframeWanted { down, layer } = o {
+                asked.push((usize::from(down.0), layer));
+            }
+        }
+    }
+    println!("PLIs for L0, L1, L2 (shed): keyframes asked {asked:?}");
+    assert_eq!(
+        asked,
+        vec![(usize::from(downs[1].0), 0), (usize::from(downs[2].0), 1)]
+    );
+}
