@@ -64,8 +64,8 @@ pub enum Notification {
     /// A silent trunk hears its peer again; `silent_ms`: how long it heard nothing.
     TrunkResumed { session: SessionId, silent_ms: u64 },
     /// A trunk suspended (`shed`) or resumed a relay (`relay_track`'s `subscription`) because
-    /// of its estimate (D109); `estimate_bps`: the trunk's estimate then. A relay changes state
-    /// at most once per 2 s. Since version 6.
+    /// of its estimate (D109); `estimate_bps`: the trunk's estimate then. A trunk resumes at
+    /// most one relay per 2 s, and a relay is shed again only after a resume. Since version 6.
     RelayShed {
         session: SessionId,
         subscription: SubscriptionId,

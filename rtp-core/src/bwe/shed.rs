@@ -10,8 +10,8 @@
 //! Resuming is one relay at a time, the reverse of the order above (the lowest shed layer of the
 //! track with the fewest flowing), once the estimate has covered what flows plus
 //! [`ShedConfig::resume_headroom`] × that layer's rate for [`ShedConfig::resume_hold`]
-//! without a break: a relay changes state at most once per hold, which also bounds the
-//! notifications it raises. Fixed storage, time passed in.
+//! without a break: at most one resume per hold, and a relay is shed again only after one,
+//! which bounds the notifications changes raise. Fixed storage, time passed in.
 
 use std::time::{Duration, Instant};
 

@@ -177,7 +177,8 @@ pub enum SessionEvent {
         paused: bool,
     },
     /// A trunk shed (`shed`) or resumed a relay for its estimate (D109): a shed relay sends
-    /// nothing, RTX included. A relay changes state at most once per resume hold (2 s).
+    /// nothing, RTX included. A trunk resumes at most one relay per hold (2 s); a relay is shed
+    /// again only after a resume.
     RelayShed {
         /// The relay's DownTrack.
         down: DownId,
