@@ -344,6 +344,8 @@ fn replies() -> Vec<ReplyResult> {
             pacing_bps: 6_000_000,
             rtt_ms: Some(40),
             fraction_lost: Some(5),
+            reported_received: 9_000,
+            reported_lost: 12,
             probe_packets: 120,
             probe_bytes: 33_000,
             forwarded: 5000,

@@ -842,6 +842,26 @@ async fn a_video_relay_repairs_with_rtx_across_a_lossy_trunk() {
         "nothing retransmitted over a 3 % lossy trunk"
     );
     assert!(residual < 1.0, "residual loss {residual:.2} %");
+    // The trunk's link in A's /metrics (read from the dataplane every 2 s).
+    let (_, _, text) = http_raw(a.addr, "GET", "/metrics", &[], "").await;
+    let link: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("sluice_cascade_trunk_"))
+        .collect();
+    println!("A's trunk metrics: {}", link.join(" "));
+    let (_, report) = call(a.addr, "GET", "/internal/cascade", "").await;
+    println!("A's trunk: {}", report["trunks"][0]);
+    let value = |name: &str| {
+        link.iter()
+            .find(|l| l.starts_with(&format!("sluice_cascade_trunk_{name}{{")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert!(value("rtt_ms").is_some_and(|r| r >= 10.0), "trunk RTT");
+    // 3 % loss on A → B: transport-cc's count over the last poll, before repair.
+    assert!(
+        value("loss_ratio").is_some_and(|l| l > 0.005 && l < 0.2),
+        "trunk loss ratio"
+    );
     relay.stop();
     stop.store(true, Ordering::Relaxed);
     let _ = publisher.join();

@@ -213,6 +213,8 @@ impl Shard {
             pacing_bps: entry.session.pacing_rate_bps(),
             rtt_ms: s.rtt.map(|d| d.as_millis() as u64),
             fraction_lost: s.fraction_lost,
+            reported_received: entry.session.feedback_totals().0,
+            reported_lost: entry.session.feedback_totals().1,
             probe_packets: s.probe_packets,
             probe_bytes: s.probe_bytes,
             forwarded: s.forwarded,

@@ -49,6 +49,12 @@ impl<H: Copy> Session<H> {
         })
     }
 
+    /// Packets transport-cc feedback reported `(received, lost)` since the session started:
+    /// the path's loss before any repair (a trunk's loss, D108).
+    pub fn feedback_totals(&self) -> (u64, u64) {
+        self.bwe.feedback_totals()
+    }
+
     /// The estimate's REMB ceiling in force, the rate acknowledged by transport-cc feedback
     /// and what was sent over the last second (stats).
     pub fn bwe_rates(&mut self, now: Instant) -> (Option<u64>, Option<u64>, u64) {

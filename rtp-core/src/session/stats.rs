@@ -139,7 +139,7 @@ pub struct SessionStats {
     /// Latest round-trip time from RTCP reports.
     pub rtt: Option<Duration>,
     /// The latest receiver reports' mean fraction lost over our streams (RFC 3550 §6.4.1,
-    /// /256): the path's loss before any repair (a trunk's loss, D108).
+    /// /256; a packet repaired before the report counts as received).
     pub fraction_lost: Option<u8>,
     /// Latest send-side bandwidth estimate, bits per second.
     pub estimate_bps: u64,

@@ -538,7 +538,10 @@ impl App {
             let stats = match self.dp(Command::SessionStats { session: t.session }).await {
                 Ok(ReplyOk::SessionStats(s)) => serde_json::json!({
                     "forwarded": s.forwarded, "retransmitted": s.retransmitted,
-                    "sent_bps": s.sent_bps}),
+                    "sent_bps": s.sent_bps, "estimate_bps": s.estimate_bps,
+                    "estimate_source": s.estimate_source, "rtt_ms": s.rtt_ms,
+                    "fraction_lost": s.fraction_lost, "reported_received": s.reported_received,
+                    "reported_lost": s.reported_lost}),
                 _ => serde_json::Value::Null,
             };
             out.push(serde_json::json!({"peer": peer, "epoch": t.epoch,

@@ -46,6 +46,26 @@ struct Link {
     rtt_ms: Option<u64>,
     loss_ratio: Option<f64>,
     bitrate_bps: u64,
+    /// Transport-cc's `(received, lost)` totals at the last poll.
+    reported: (u64, u64),
+}
+
+/// The loss over the last poll interval: what transport-cc feedback reported lost of what it
+/// reported since the previous totals (the path before repair), else the receiver reports'
+/// latest fraction lost.
+fn loss_ratio(
+    before: Option<(u64, u64)>,
+    now: (u64, u64),
+    fraction_lost: Option<u8>,
+) -> Option<f64> {
+    let (received, lost) = match before {
+        Some((r, l)) => (now.0.saturating_sub(r), now.1.saturating_sub(l)),
+        None => now,
+    };
+    match received + lost {
+        0 => fraction_lost.map(|f| f64::from(f) / 256.0),
+        total => Some(lost as f64 / total as f64),
+    }
 }
 
 #[derive(Debug, Default)]
@@ -125,7 +145,7 @@ impl TrunkCc {
         let families: [(&str, &str, LinkValue); 4] = [
             ("estimate_bps", "The trunk's send-side estimate toward the peer (transport-cc, D108), bits per second.", |l| Some(l.estimate_bps.to_string())),
             ("rtt_ms", "Round-trip time of the trunk from its RTCP reports, milliseconds.", |l| l.rtt_ms.map(|v| v.to_string())),
-            ("loss_ratio", "Share of what the trunk sends that the peer reports lost (before repair).", |l| l.loss_ratio.map(|v| format!("{v:.4}"))),
+            ("loss_ratio", "Share of what the trunk sent over the last poll (2 s) that transport-cc feedback reported lost, before repair.", |l| l.loss_ratio.map(|v| format!("{v:.4}"))),
             ("bitrate_bps", "What the trunk sent over the last second, bits per second.", |l| Some(l.bitrate_bps.to_string())),
         ];
         for (name, help, value) in families {
@@ -216,24 +236,26 @@ impl App {
             if let Ok(ReplyOk::SessionStats(s)) =
                 self.dp(Command::SessionStats { session: *session }).await
             {
-                links.push((
-                    peer.clone(),
-                    Link {
-                        estimate_bps: s.estimate_bps,
-                        rtt_ms: s.rtt_ms,
-                        loss_ratio: s.fraction_lost.map(|f| f64::from(f) / 256.0),
-                        bitrate_bps: s.sent_bps,
-                    },
-                ));
+                links.push((peer.clone(), s));
             }
         }
         let peers = trunks.into_iter().map(|(p, _)| p).collect();
         cc.retain(&peers, &relays);
         let mut i = cc.inner();
-        for (peer, l) in links {
-            if peers.contains(&peer) {
-                i.links.insert(peer, l);
+        for (peer, s) in links {
+            if !peers.contains(&peer) {
+                continue;
             }
+            let reported = (s.reported_received, s.reported_lost);
+            let before = i.links.get(&peer).map(|l| l.reported);
+            let link = Link {
+                estimate_bps: s.estimate_bps,
+                rtt_ms: s.rtt_ms,
+                loss_ratio: loss_ratio(before, reported, s.fraction_lost),
+                bitrate_bps: s.sent_bps,
+                reported,
+            };
+            i.links.insert(peer, link);
         }
     }
 }
@@ -254,6 +276,17 @@ mod tests {
             shed,
             estimate_bps: 1_016_000,
         }
+    }
+
+    #[test]
+    fn trunk_loss_is_the_share_lost_since_the_last_poll() {
+        // 1000 reported, 30 lost since the previous poll: 3 %, whatever came before.
+        let r = loss_ratio(Some((5_000, 500)), (5_970, 530), Some(0)).expect("ratio");
+        assert!((r - 0.03).abs() < 1e-9, "{r}");
+        // Nothing new from transport-cc: the receiver reports' fraction.
+        assert_eq!(loss_ratio(Some((10, 0)), (10, 0), Some(64)), Some(0.25));
+        assert_eq!(loss_ratio(None, (0, 0), None), None);
+        assert_eq!(loss_ratio(None, (90, 10), None), Some(0.1));
     }
 
     #[test]
