@@ -5,6 +5,7 @@
 //! - [`measure`]: the timing loop shared by the commands (interleaved rounds, medians).
 //! - [`limit`]: the machine's ceiling (`sendmmsg` → `recvmmsg` of pre-encrypted packets).
 //! - [`fanout`]: the SFU under real-shaped media load; [`gen`] is its load generator.
+//! - [`cascade`]: `fanout --cascade`, the fan-out through a trunk between two dataplanes.
 //! - [`ramp`]: raises subscribers until loss or latency breaks; [`plot`] draws it as SVG.
 //! - [`webrtc_gen`], [`webrtc_rx`], [`webrtc_fanout`]: WebRTC (ICE, DTLS, SRTP) load peers, `--cipher gcm|cm`.
 //! - [`janus`]: the Janus VideoRoom peer for `compare --peer janus`; [`compare`] interleaves
@@ -16,6 +17,7 @@
 //! Criterion benches for the same paths live in `benches/rtp_core.rs`.
 #![forbid(unsafe_code)]
 
+pub mod cascade;
 pub mod compare;
 pub mod cpu;
 pub mod fanout;

@@ -124,6 +124,7 @@ fn body(t: &Target, cfg: &FanoutConfig) -> Result<Outcome, BenchError> {
         core: cfg.generator_core,
         // The WebRTC generator runs on one thread.
         rx_cores: Vec::new(),
+        near: None,
     };
     let setup_start = Instant::now();
     let ctl_err = |e: sluice_proto::ControlError| BenchError::Control(e.to_string());

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bench::cascade::{self, CascadeConfig, TrunkCipher};
 use bench::compare::{self, CompareReport};
 use bench::fanout::{self, Cipher, FanoutConfig, Sfu};
 use bench::limit::{self, LimitConfig, LimitReport};
@@ -55,6 +56,13 @@ options:
   --gen-threads N       generator threads, on the first N cores (default 1): publishers and a
                         share of subscribers on the first, the other shares on the others
   --attach SOCKET       use a running sluice-dataplane's control socket instead
+  --cascade             fanout: through a trunk (issue 16): two in-process dataplanes, the
+                        publisher(s) and a reference subscriber on A, the N subscribers on B;
+                        runs the single-node fan-out of the same N on B, the cascade, and three
+                        CPU baselines; reports single vs cascaded, the added latency and the
+                        trunk's CPU per relayed packet on each side (plain-RTP peers only)
+  --trunk srtp|trusted  --cascade: the trunk's protection (default srtp, keyed from a cluster
+                        secret written for the run; trusted = plain RTP)
   --io auto|uring|socket  in-process dataplane I/O backend (default auto)
   --start N --max N --refine N   ramp: first step, ceiling, bisection steps (50, 5000, 3)
   --no-limit            fanout/ramp: skip the `limit` run
@@ -84,6 +92,8 @@ struct Opts {
     plot: Option<PathBuf>,
     peer: Option<String>,
     rounds: Option<u32>,
+    cascade: bool,
+    trunk: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -112,6 +122,8 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--audio-only" => o.audio_only = true,
             "--video-only" => o.video_only = true,
             "--no-limit" => o.no_limit = true,
+            "--cascade" => o.cascade = true,
+            "--trunk" => o.trunk = Some(value()?),
             "--duration" => o.duration = Some(num(value()?)?),
             "--warmup" => o.warmup = Some(num(value()?)?),
             "--publishers" => o.publishers = Some(num(value()?)? as u32),
@@ -324,6 +336,12 @@ fn open_sfu(o: &Opts, cfg: &FanoutConfig) -> Result<Sfu, BenchError> {
 fn cmd_fanout(o: &Opts) -> Result<ExitCode, BenchError> {
     let cores = cores()?;
     let cfg = fanout_config(o, &cores, 5.0)?;
+    if o.cascade {
+        return cmd_cascade(o, &cores, cfg);
+    }
+    if o.trunk.is_some() {
+        return Err(BenchError::Other("--trunk goes with --cascade".into()));
+    }
     let lim = if o.no_limit {
         None
     } else {
@@ -345,83 +363,50 @@ fn cmd_fanout(o: &Opts) -> Result<ExitCode, BenchError> {
             })
         );
     } else {
-        print_fanout(&body, lim.as_ref());
+        fanout::print_summary(&body, lim.as_ref());
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_fanout(f: &Value, lim: Option<&LimitReport>) {
-    let c = &f["config"];
-    println!(
-        "fanout: {} publisher(s) -> {} subscribers, cipher {} (SRTP profile {}), {} SFU worker(s) on cores {}, generator on core {}",
-        c["publishers"], c["subscribers"], c["cipher"], c["srtp_profile"], c["sfu_workers"], c["sfu_cores"], c["generator_core"]
-    );
-    println!(
-        "  delivered {} pps, {} Mbit/s; loss {:.4}%",
-        f["delivered_pps"],
-        f["delivered_mbit_s"],
-        f["loss"].as_f64().unwrap_or(0.0) * 100.0
-    );
-    for k in ["all", "audio", "video"] {
-        let l = &f["latency_us"][k];
-        println!(
-            "  latency {k:<5} p50 {} us  p99 {} us  p99.9 {} us  max {} us",
-            l["p50"], l["p99"], l["p999"], l["max"]
-        );
+fn cmd_cascade(o: &Opts, cores: &[usize], fanout: FanoutConfig) -> Result<ExitCode, BenchError> {
+    if o.attach.is_some() {
+        return Err(BenchError::Other(
+            "--cascade starts its own two dataplanes: no --attach".into(),
+        ));
     }
-    for w in f["sfu_worker_cpu"].as_array().into_iter().flatten() {
-        println!(
-            "  SFU {}: {} CPU s, busy {}",
-            w["thread"], w["cpu_s"], w["busy"]
-        );
-    }
-    let q = &f["pacer_queueing"];
-    if q["exposed_by_dataplane"].as_bool() == Some(true) {
-        println!(
-            "  pacer queueing: {} packets, mean {} us, max {} us (since start); p50 < {} ms, p99 < {} ms, p99.9 < {} ms",
-            q["packets"], q["mean_us"], q["max_us"], q["p50_below_ms"], q["p99_below_ms"], q["p999_below_ms"]
-        );
+    let mut cfg = CascadeConfig::default_for(cores, fanout.subscribers, fanout.duration);
+    // A gets as many workers as B, on cores of their own where there are enough.
+    let w = fanout.sfu_cores.len();
+    cfg.a_cores = if cores.len() > 2 * w {
+        cores[cores.len() - 2 * w..cores.len() - w].to_vec()
+    } else if w == 1 {
+        cfg.a_cores
     } else {
-        println!("  pacer queueing: not exported by the dataplane (video latency includes it)");
+        cores[..w].to_vec()
+    };
+    cfg.fanout = fanout;
+    if let Some(t) = &o.trunk {
+        cfg.trunk = TrunkCipher::parse(t)
+            .ok_or_else(|| BenchError::Other(format!("--trunk: `{t}` is not srtp or trusted")))?;
     }
-    let l = &f["sfu_latency"];
-    if l["exposed_by_dataplane"].as_bool() == Some(true) {
-        for (set, name) in [
-            ("receive_to_kernel", "in the SFU"),
-            ("without_pacer", "without pacer"),
-        ] {
-            for c in ["audio", "video", "rtx"] {
-                let h = &l[set][c];
-                println!(
-                    "  {name:<13} {c:<5} {} packets, mean {} us, p50 < {} us, p99 < {} us, p99.9 < {} us",
-                    h["packets"], h["mean_us"], h["p50_below_us"], h["p99_below_us"], h["p999_below_us"]
-                );
-            }
-        }
-        println!(
-            "  keyframe floor {} ms ({}); video without pacer p99 / floor = {}",
-            l["keyframe_floor_ms"],
-            l["keyframe_floor_method"],
-            l["video_without_pacer_p99_over_floor"]
-        );
-    }
-    println!(
-        "  generator: {}",
-        f["generator"]["verdict"].as_str().unwrap_or("")
+    eprintln!(
+        "sluice-bench fanout --cascade: 5 phases of {:.1} s (single, cascade, a_alone, b_alone, \
+         cascade_1)",
+        (cfg.fanout.warmup + cfg.fanout.duration).as_secs_f64()
     );
-    if let Some(l) = lim {
+    let r = cascade::run(&cfg)?;
+    let body = r.to_json();
+    if o.json {
         println!(
-            "  limit {:.0} pps -> fanout/limit = {} (target >= 0.70)",
-            l.rx_pps, f["ratio_to_limit"]
+            "{}",
+            json!({"command": "fanout --cascade", "provenance": provenance(), "cascade": body})
         );
+        // The summary too, on stderr: the figures docs/performance.md quotes.
+        eprint!("{}", cascade::summary(&body));
+    } else {
+        print!("{}", cascade::summary(&body));
     }
-    println!(
-        "  verified: {} tag errors, {} foreign, {} of {} sampled bodies wrong",
-        f["verify"]["tag_errors"],
-        f["verify"]["foreign"],
-        f["verify"]["pattern_errors"],
-        f["verify"]["pattern_checked"]
-    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Why a step warms up as long as it does, for the JSON report.

@@ -36,7 +36,7 @@ use crate::media::{Kind, Profile, AUDIO_PT, VIDEO_PT};
 use crate::report::{round, BenchError};
 
 mod report;
-pub use report::{generator_verdict, percentiles, FanoutReport};
+pub use report::{generator_verdict, percentiles, print_summary, FanoutReport};
 
 /// SRTP profile of the subscribers' sessions, or none (plain RTP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,6 +252,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
         drain: cfg.drain,
         core: cfg.generator_core,
         rx_cores: cfg.generator_rx_cores.clone(),
+        near: None,
     };
     let setup_start = Instant::now();
     let h = gen::spawn(plan.clone())?;

@@ -166,6 +166,81 @@ impl FanoutReport {
     }
 }
 
+/// Prints a fanout report's JSON (`FanoutReport::to_json`) as the command's text summary.
+pub fn print_summary(f: &Value, lim: Option<&LimitReport>) {
+    let c = &f["config"];
+    println!(
+        "fanout: {} publisher(s) -> {} subscribers, cipher {} (SRTP profile {}), {} SFU worker(s) on cores {}, generator on core {}",
+        c["publishers"], c["subscribers"], c["cipher"], c["srtp_profile"], c["sfu_workers"], c["sfu_cores"], c["generator_core"]
+    );
+    println!(
+        "  delivered {} pps, {} Mbit/s; loss {:.4}%",
+        f["delivered_pps"],
+        f["delivered_mbit_s"],
+        f["loss"].as_f64().unwrap_or(0.0) * 100.0
+    );
+    for k in ["all", "audio", "video"] {
+        let l = &f["latency_us"][k];
+        println!(
+            "  latency {k:<5} p50 {} us  p99 {} us  p99.9 {} us  max {} us",
+            l["p50"], l["p99"], l["p999"], l["max"]
+        );
+    }
+    for w in f["sfu_worker_cpu"].as_array().into_iter().flatten() {
+        println!(
+            "  SFU {}: {} CPU s, busy {}",
+            w["thread"], w["cpu_s"], w["busy"]
+        );
+    }
+    let q = &f["pacer_queueing"];
+    if q["exposed_by_dataplane"].as_bool() == Some(true) {
+        println!(
+            "  pacer queueing: {} packets, mean {} us, max {} us (since start); p50 < {} ms, p99 < {} ms, p99.9 < {} ms",
+            q["packets"], q["mean_us"], q["max_us"], q["p50_below_ms"], q["p99_below_ms"], q["p999_below_ms"]
+        );
+    } else {
+        println!("  pacer queueing: not exported by the dataplane (video latency includes it)");
+    }
+    let l = &f["sfu_latency"];
+    if l["exposed_by_dataplane"].as_bool() == Some(true) {
+        for (set, name) in [
+            ("receive_to_kernel", "in the SFU"),
+            ("without_pacer", "without pacer"),
+        ] {
+            for c in ["audio", "video", "rtx"] {
+                let h = &l[set][c];
+                println!(
+                    "  {name:<13} {c:<5} {} packets, mean {} us, p50 < {} us, p99 < {} us, p99.9 < {} us",
+                    h["packets"], h["mean_us"], h["p50_below_us"], h["p99_below_us"], h["p999_below_us"]
+                );
+            }
+        }
+        println!(
+            "  keyframe floor {} ms ({}); video without pacer p99 / floor = {}",
+            l["keyframe_floor_ms"],
+            l["keyframe_floor_method"],
+            l["video_without_pacer_p99_over_floor"]
+        );
+    }
+    println!(
+        "  generator: {}",
+        f["generator"]["verdict"].as_str().unwrap_or("")
+    );
+    if let Some(l) = lim {
+        println!(
+            "  limit {:.0} pps -> fanout/limit = {} (target >= 0.70)",
+            l.rx_pps, f["ratio_to_limit"]
+        );
+    }
+    println!(
+        "  verified: {} tag errors, {} foreign, {} of {} sampled bodies wrong",
+        f["verify"]["tag_errors"],
+        f["verify"]["foreign"],
+        f["verify"]["pattern_errors"],
+        f["verify"]["pattern_checked"]
+    );
+}
+
 /// Why the generator was or was not the bottleneck, in words. The generator is the bottleneck
 /// when its busiest thread's core is saturated or the kernel dropped datagrams at its sockets (it did not read
 /// them in time). Late frames alone are not: the tag carries the actual send time, so loss and

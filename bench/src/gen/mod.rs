@@ -40,8 +40,10 @@ use crate::report::BenchError;
 use crate::tag::{check_pattern, Tag, TAG_LEN};
 
 mod report;
+mod split;
 use report::account;
 pub use report::GenReport;
+pub use split::{Pairing, SplitReport, Spread, PAIR_CAP};
 
 /// One packet in this many has its whole body checked.
 pub const PATTERN_SAMPLE: u32 = 64;
@@ -68,6 +70,9 @@ pub struct Plan {
     pub core: usize,
     /// Cores of the receive-only threads, one thread each; empty: one thread does everything.
     pub rx_cores: Vec<usize>,
+    /// `Some(n)`: subscribers `0..n` are on the publisher's SFU and the rest behind a trunk
+    /// (`fanout --cascade`); their copies are counted apart ([`SplitReport`]).
+    pub near: Option<u32>,
 }
 
 impl Plan {
@@ -99,6 +104,13 @@ impl Plan {
             let v = self.video.then_some((p, 2 * p + 1, Kind::Video));
             a.into_iter().chain(v)
         })
+    }
+
+    /// Average packets per second all publishers send together.
+    pub fn published_pps(&self) -> f64 {
+        let per = f64::from(u8::from(self.audio)) * Profile::AUDIO.pps()
+            + f64::from(u8::from(self.video)) * Profile::VIDEO.pps();
+        per * f64::from(self.publishers)
     }
 }
 
@@ -252,6 +264,9 @@ fn coordinate(
     }
     let mut r = merged.ok_or_else(|| BenchError::Other("generator: no report".into()))?;
     r.expected = r.sent_in_window * u64::from(plan.subscribers);
+    if let Some(s) = &mut r.split {
+        s.pair();
+    }
     Ok(r)
 }
 
@@ -356,6 +371,18 @@ impl Generator {
         let end = win_end + plan.drain.as_nanos() as u64;
         let mut r = GenReport {
             window_s: plan.duration.as_secs_f64(),
+            split: plan.near.map(|near| {
+                // This thread's far copies over the window, with a tenth to spare.
+                let far = self
+                    .subs
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| self.first_sub + *j as u32 >= near)
+                    .count();
+                let expected =
+                    plan.published_pps() * plan.duration.as_secs_f64() * far as f64 * 1.1;
+                SplitReport::new(near, plan.subscribers, expected as usize, PAIR_CAP)
+            }),
             ..GenReport::default()
         };
         let mut events = Events::with_capacity(1024);
@@ -485,6 +512,7 @@ impl Generator {
                             return Err(BenchError::Other("generator pool exhausted".into()));
                         };
                         let len = s.write_packet(self.pool.get_mut(id), &f, pos, now_ns);
+                        r.sent += 1;
                         if (win_start..win_end).contains(&now_ns) {
                             r.sent_in_window += 1;
                         }
@@ -537,7 +565,10 @@ impl Generator {
             for m in &metas[..n] {
                 let data = &self.pool.get(m.buf)[m.offset..m.offset + m.len];
                 let sub = self.first_sub + j as u32;
-                account(data, sub, n_streams, now_ns, win_start, win_end, r);
+                let counted = account(data, sub, n_streams, now_ns, win_start, win_end, r);
+                if let (Some(s), Some((stream, seq, lat))) = (&mut r.split, counted) {
+                    s.note(sub, stream, seq, lat);
+                }
                 self.pool.give(m.buf);
             }
         }
@@ -588,6 +619,7 @@ mod tests {
             drain: Duration::ZERO,
             core: 0,
             rx_cores: vec![1, 2],
+            near: None,
         };
         let shares: Vec<_> = (0..plan.threads()).map(|t| plan.share(t)).collect();
         assert_eq!(shares, vec![0..3, 3..6, 6..10]);

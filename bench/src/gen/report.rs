@@ -7,6 +7,8 @@ use super::*;
 #[derive(Debug, Clone, Default)]
 pub struct GenReport {
     pub window_s: f64,
+    /// Packets the publishers sent in all (warm-up and window).
+    pub sent: u64,
     /// Packets the publishers sent inside the window (all streams).
     pub sent_in_window: u64,
     /// Copies the subscribers should have received (`sent_in_window × S`).
@@ -35,6 +37,8 @@ pub struct GenReport {
     pub tx_would_block: u64,
     /// SFU threads' CPU seconds inside the window.
     pub sfu_cpu: Vec<(u32, String, f64)>,
+    /// The near and far subscribers counted apart (`Plan::near`).
+    pub split: Option<SplitReport>,
 }
 
 impl GenReport {
@@ -70,10 +74,15 @@ impl GenReport {
         self.busy_per_thread.extend_from_slice(&o.busy_per_thread);
         self.rx_queue_drops += o.rx_queue_drops;
         self.tx_would_block += o.tx_would_block;
+        self.sent += o.sent;
+        if let (Some(a), Some(b)) = (&mut self.split, &o.split) {
+            a.absorb(b);
+        }
     }
 }
 
-/// Counts one received datagram for subscriber `sub`.
+/// Counts one received datagram for subscriber `sub`; a counted window copy returns its
+/// stream, per-stream sequence and latency (ns).
 pub(super) fn account(
     data: &[u8],
     sub: u32,
@@ -82,35 +91,35 @@ pub(super) fn account(
     win_start: u64,
     win_end: u64,
     r: &mut GenReport,
-) {
+) -> Option<(u32, u32, u64)> {
     if data.len() >= 2 && (200..=206).contains(&data[1]) {
         r.rtcp += 1;
-        return;
+        return None;
     }
     let Ok(view) = RtpView::parse(data) else {
         r.received_other += 1;
-        return;
+        return None;
     };
     let stream = view.ssrc().wrapping_sub(sub_ssrc(sub, 0));
     if stream >= n_streams {
         r.foreign += 1;
-        return;
+        return None;
     }
     let payload = view.payload();
     let tag = match Tag::read(payload) {
         Ok(t) => t,
         Err(_) => {
             r.tag_errors += 1;
-            return;
+            return None;
         }
     };
     if tag.stream != stream {
         r.foreign += 1;
-        return;
+        return None;
     }
     if !(win_start..win_end).contains(&tag.sent_ns) {
         r.received_other += 1;
-        return;
+        return None;
     }
     r.received += 1;
     r.received_bytes += data.len() as u64;
@@ -131,4 +140,5 @@ pub(super) fn account(
             r.pattern_errors += 1;
         }
     }
+    Some((stream, tag.seq, lat))
 }

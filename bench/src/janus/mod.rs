@@ -247,6 +247,7 @@ fn ramp_in(
                 core: s.generator_core,
                 // The WebRTC generator runs on one thread.
                 rx_cores: Vec::new(),
+                near: None,
             },
             janus_pid: pid.clone(),
         };

@@ -59,6 +59,7 @@ impl StepArgs {
                 core: n(7)? as usize,
                 // The WebRTC generator runs on one thread.
                 rx_cores: Vec::new(),
+                near: None,
             },
             janus_pid: a.get(8).filter(|s| s.as_str() != "-").cloned(),
         })
@@ -354,6 +355,7 @@ mod tests {
                 core: 1,
                 // The WebRTC generator runs on one thread.
                 rx_cores: Vec::new(),
+                near: None,
             },
             janus_pid: Some("1234".into()),
         };
