@@ -161,6 +161,15 @@ fn rtp(id: u32) -> Vec<u8> {
     p
 }
 
+/// The RTP header's length: fixed part, CSRCs, header extension.
+fn header_len(p: &[u8]) -> usize {
+    let mut h = 12 + 4 * usize::from(p[0] & 0x0f);
+    if p[0] & 0x10 != 0 {
+        h += 4 + 4 * usize::from(u16::from_be_bytes([p[h + 2], p[h + 3]]));
+    }
+    h
+}
+
 /// What one subscriber received: per packet id, the sequence number and when.
 struct Received {
     seqs: Vec<u16>,
@@ -189,8 +198,11 @@ fn reader(s: UdpSocket, ssrc: u32, stop: Arc<AtomicBool>) -> JoinHandle<Received
                 ssrc,
                 "foreign SSRC"
             );
-            let id = u32::from_be_bytes([buf[23], buf[24], buf[25], buf[26]]);
-            if buf[12..n] != rtp(id)[12..] {
+            // Past the header (relays carry the trunk's header extensions, D108; B's
+            // subscribers negotiated none, so they arrive padded out).
+            let h = header_len(&buf[..n]);
+            let id = u32::from_be_bytes([buf[h + 11], buf[h + 12], buf[h + 13], buf[h + 14]]);
+            if buf[h..n] != rtp(id)[12..] {
                 r.bad_payload += 1;
             }
             r.seqs.push(u16::from_be_bytes([buf[2], buf[3]]));
@@ -263,7 +275,8 @@ impl Wire {
                             continue;
                         }
                         // SRTP: the VP8 payload descriptor and frame tag are not readable.
-                        assert_ne!(&buf[12..19], &rtp(0)[12..19], "plaintext on the trunk");
+                        let h = header_len(&buf[..n]);
+                        assert_ne!(&buf[h..h + 7], &rtp(0)[12..19], "plaintext on the trunk");
                         match u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]) {
                             TRUNK_SSRC => {
                                 let seq = u16::from_be_bytes([buf[2], buf[3]]);

@@ -32,6 +32,16 @@ pub struct SessionStatsReport {
     /// The pacer's rate.
     pub pacing_bps: u64,
     pub rtt_ms: Option<u64>,
+    /// The latest receiver reports' mean fraction lost of what we send (/256; a packet repaired
+    /// before the report counts as received). Since version 6.
+    #[serde(default)]
+    pub fraction_lost: Option<u8>,
+    /// Packets transport-cc feedback reported received and lost since the session started: the
+    /// path's loss before repair (a trunk's loss, D108). Since version 6.
+    #[serde(default)]
+    pub reported_received: u64,
+    #[serde(default)]
+    pub reported_lost: u64,
     pub probe_packets: u64,
     pub probe_bytes: u64,
     /// Media packets forwarded to this peer, retransmissions sent.
@@ -61,6 +71,9 @@ impl SessionStatsReport {
             sent_bps: 0,
             pacing_bps: 0,
             rtt_ms: None,
+            fraction_lost: None,
+            reported_received: 0,
+            reported_lost: 0,
             probe_packets: 0,
             probe_bytes: 0,
             forwarded: 0,

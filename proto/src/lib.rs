@@ -47,7 +47,8 @@ pub use vocab::{
 /// 3: trunk sessions (`mode: trunk`) and `relay_track` (cascade, issue 16).
 /// 4: `update_data` and `data.input_to` (input over the data channel, D87).
 /// 5: a trunk's `silence_ms`, the `trunk_silent` / `trunk_resumed` notifications (D100).
-pub const PROTOCOL_VERSION: u8 = 5;
+/// 6: transport-cc on trunks and the `relay_shed` notification (D108, D109).
+pub const PROTOCOL_VERSION: u8 = 6;
 /// Largest frame length N (version byte + JSON), 1 MiB.
 pub const MAX_FRAME_LEN: u32 = 1 << 20;
 

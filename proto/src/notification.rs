@@ -63,6 +63,15 @@ pub enum Notification {
     TrunkSilent { session: SessionId, silent_ms: u64 },
     /// A silent trunk hears its peer again; `silent_ms`: how long it heard nothing.
     TrunkResumed { session: SessionId, silent_ms: u64 },
+    /// A trunk suspended (`shed`) or resumed a relay (`relay_track`'s `subscription`) because
+    /// of its estimate (D109); `estimate_bps`: the trunk's estimate then. A trunk resumes at
+    /// most one relay per 2 s, and a relay is shed again only after a resume. Since version 6.
+    RelayShed {
+        session: SessionId,
+        subscription: SubscriptionId,
+        shed: bool,
+        estimate_bps: u64,
+    },
     /// The session is gone, with everything on it.
     SessionClosed {
         session: SessionId,
@@ -92,6 +101,7 @@ impl Notification {
         "data_behind",
         "trunk_silent",
         "trunk_resumed",
+        "relay_shed",
         "session_closed",
         "stats_snapshot",
         "stream_state",

@@ -273,6 +273,12 @@ fn notifications() -> Vec<Notification> {
             session: sid,
             silent_ms: 4_250,
         },
+        Notification::RelayShed {
+            session: sid,
+            subscription: SubscriptionId(900),
+            shed: true,
+            estimate_bps: 1_016_000,
+        },
         Notification::SessionClosed {
             session: sid,
             reason: CloseReason::IceTimeout,
@@ -337,6 +343,9 @@ fn replies() -> Vec<ReplyResult> {
             sent_bps: 1_200_000,
             pacing_bps: 6_000_000,
             rtt_ms: Some(40),
+            fraction_lost: Some(5),
+            reported_received: 9_000,
+            reported_lost: 12,
             probe_packets: 120,
             probe_bytes: 33_000,
             forwarded: 5000,

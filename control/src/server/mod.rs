@@ -524,6 +524,15 @@ impl App {
             Notification::TrunkResumed { session, silent_ms } => {
                 app.trunk_resumed(session, silent_ms).await;
             }
+            Notification::RelayShed {
+                session,
+                subscription,
+                shed,
+                estimate_bps,
+            } => {
+                app.relay_shed(session, subscription, shed, estimate_bps)
+                    .await;
+            }
             Notification::IceDisconnected { session } => {
                 app.session_liveness(session, false).await;
             }

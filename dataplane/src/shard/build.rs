@@ -178,6 +178,8 @@ pub fn down_track(
         // allocator (or a layer cap) says otherwise, and waits for a keyframe of it.
         max_layer: u8::try_from(track.layers.len().max(1) - 1).unwrap_or(0),
         relay_layer,
+        // The relays of one track's layers shed together (D109).
+        relay_group: spec.track.0,
     }
 }
 

@@ -307,6 +307,24 @@ impl Shard {
                     );
                     (note, true)
                 }
+                SessionEvent::RelayShed {
+                    down,
+                    shed,
+                    estimate_bps,
+                } => {
+                    let note = entry.downs.get(usize::from(down.0)).copied().flatten().map(
+                        |(_, subscription)| {
+                            tracing::info!(%session, %subscription, shed, estimate_bps, "relay shed");
+                            Notification::RelayShed {
+                                session,
+                                subscription,
+                                shed,
+                                estimate_bps,
+                            }
+                        },
+                    );
+                    (note, true)
+                }
                 SessionEvent::TrunkSilent { silent_for } => {
                     // Once per silent episode of a trunk.
                     tracing::warn!(%session, ms = silent_for.as_millis() as u64, "trunk silent");

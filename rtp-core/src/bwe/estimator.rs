@@ -189,6 +189,8 @@ pub struct SendSideBwe {
     loss_received: u32,
     loss_lost: u32,
     last_loss_eval: Option<Instant>,
+    /// Packets transport-cc feedback reported received and lost, since the start.
+    feedback_totals: (u64, u64),
     latest_now: Option<Instant>,
     estimate_bps: u64,
 }
@@ -221,6 +223,7 @@ impl SendSideBwe {
             loss_received: 0,
             loss_lost: 0,
             last_loss_eval: None,
+            feedback_totals: (0, 0),
             latest_now: None,
             estimate_bps: cfg
                 .start_bps
@@ -248,6 +251,13 @@ impl SendSideBwe {
     /// The latest over-use detector state.
     pub fn usage(&self) -> BandwidthUsage {
         self.usage
+    }
+
+    /// Packets transport-cc feedback reported `(received, lost)` since the start (a packet
+    /// reported lost and then received counts in both): the path's loss before any repair, as a
+    /// retransmission carries a new transport-wide sequence number.
+    pub fn feedback_totals(&self) -> (u64, u64) {
+        self.feedback_totals
     }
 
     /// The acked (received) bitrate measured from feedback, once known.
@@ -357,6 +367,7 @@ impl SendSideBwe {
             let Some(arrival_us) = p.arrival_us else {
                 if !sent.acked {
                     self.loss_lost += 1;
+                    self.feedback_totals.1 += 1;
                     if sent.cluster != 0 {
                         self.prober
                             .on_feedback(sent.cluster, sent.send_us, None, sent.size);
@@ -370,6 +381,7 @@ impl SendSideBwe {
             sent.acked = true;
             let (send_us, size, cluster) = (sent.send_us, sent.size, sent.cluster);
             self.loss_received += 1;
+            self.feedback_totals.0 += 1;
             self.acked.on_acked(arrival_us, size);
             self.on_arrival(send_us, arrival_us);
             if cluster != 0 {

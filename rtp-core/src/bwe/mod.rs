@@ -8,6 +8,7 @@
 //! - `probe`: [`Prober`], probe clusters and their results (inside [`SendSideBwe`]).
 //! - `rate`: [`RateMeter`], windowed byte rates (layer costs, what is sent).
 //! - `allocator`: [`Allocator`], budget → layer per track.
+//! - `shed`: [`Shedder`], a trunk's estimate → which relays flow (D109).
 //!
 //! The estimator (with its prober) and the allocator know nothing of sessions: a node-to-node
 //! trunk can drive them the same way a subscriber's session does (docs/congestion.md).
@@ -19,6 +20,7 @@ mod loss;
 mod probe;
 mod rate;
 mod send_history;
+mod shed;
 mod trendline;
 mod twcc;
 mod twcc_rx;
@@ -27,6 +29,7 @@ pub use allocator::{Allocator, AllocatorConfig, Layer, TrackDemand, MAX_LAYERS};
 pub use estimator::{EstimateSource, SendSideBwe, SendSideBweConfig};
 pub use probe::{ProbeConfig, ProbeStats, Prober};
 pub use rate::RateMeter;
+pub use shed::{RelayLoad, ShedConfig, Shedder};
 pub use trendline::{BandwidthUsage, Trendline, TrendlineConfig};
 pub use twcc::{
     decode_fci, encode_feedback, EncodedFeedback, TwccError, TwccPacket, TwccSummary,

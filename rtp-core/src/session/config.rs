@@ -146,6 +146,12 @@ impl ExtIds {
         dependency_descriptor: None,
     };
 
+    /// The header-extension ids on a trunk (cascade), both ways and whatever the control plane
+    /// says (both ends are ours): the forwarded ids, so a relay carries the publisher's
+    /// abs-send-time and audio level unchanged and the trunk's own transport-wide sequence
+    /// number (transport-cc, D108) where a subscriber's would be.
+    pub const TRUNK: ExtIds = Self::FORWARDED;
+
     /// Where a publisher's extension `id` goes in a forwarded packet, or `None` to drop it.
     pub fn forwarded_id(&self, id: u8) -> Option<u8> {
         let f = Self::FORWARDED;
@@ -232,6 +238,10 @@ pub struct DownTrackConfig {
     /// sequence number, timestamp and payload unchanged (only the SSRC becomes `ssrc`), no
     /// layer switching, no keyframe wait. `None`: a normal subscription.
     pub relay_layer: Option<u8>,
+    /// A relay's track: the relays of one track's layers share it (any id; the dataplane uses
+    /// the track id), so trunk shedding keeps each track's lowest flowing layer (D109).
+    /// Unused for subscriptions.
+    pub relay_group: u64,
 }
 
 #[cfg(test)]

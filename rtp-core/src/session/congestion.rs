@@ -43,10 +43,16 @@ impl<H: Copy> Session<H> {
             allocated_layer: d.allocated,
             current_layer: d.forwarder.current_layer(),
             target_layer: d.forwarder.target_layer().0,
-            bwe_paused: d.bwe_paused,
+            bwe_paused: d.bwe_paused || self.relay_shed(usize::from(down.0)),
             muted: d.muted,
             layers: d.layers,
         })
+    }
+
+    /// Packets transport-cc feedback reported `(received, lost)` since the session started:
+    /// the path's loss before any repair (a trunk's loss, D108).
+    pub fn feedback_totals(&self) -> (u64, u64) {
+        self.bwe.feedback_totals()
     }
 
     /// The estimate's REMB ceiling in force, the rate acknowledged by transport-cc feedback
@@ -65,6 +71,10 @@ impl<H: Copy> Session<H> {
     /// more it could use (probing) and whether it can probe at all.
     pub(super) fn allocate(&mut self, now: Instant) {
         self.next_allocate = now + ALLOCATE_INTERVAL;
+        if self.shedder.is_some() {
+            self.shed_relays(now);
+            return;
+        }
         self.demands.clear();
         let mut audio = 0u64;
         let mut any_video = false;
@@ -150,14 +160,16 @@ impl<H: Copy> Session<H> {
     /// Probe padding goes on the RTX SSRC of a video DownTrack whose subscriber acknowledges
     /// packets with transport-cc: padding-only RTX is what receivers expect probes to look like
     /// (libwebrtc sends them so) and it touches no media sequence space.
-    fn pick_probe_down(&self) -> Option<usize> {
-        self.downs.iter().position(|d| {
-            d.as_ref().is_some_and(|d| {
-                d.cfg.kind == MediaKind::Video
-                    && d.cfg.ext.transport_cc.is_some()
-                    && d.cfg.rtx_ssrc.is_some()
-                    && d.cfg.rtx_payload_type.is_some()
-            })
+    pub(super) fn pick_probe_down(&self) -> Option<usize> {
+        let shed = |i: usize| self.shedder.as_ref().is_some_and(|s| s.is_shed(i));
+        self.downs.iter().enumerate().position(|(i, d)| {
+            !shed(i)
+                && d.as_ref().is_some_and(|d| {
+                    d.cfg.kind == MediaKind::Video
+                        && d.cfg.ext.transport_cc.is_some()
+                        && d.cfg.rtx_ssrc.is_some()
+                        && d.cfg.rtx_payload_type.is_some()
+                })
         })
     }
 
@@ -247,5 +259,28 @@ impl<H: Copy> Session<H> {
                 });
             }
         }
+    }
+}
+
+impl<H: Copy> Session<H> {
+    /// The pacer's rate: 2.5 × the estimate, and never below 1.5 × what is allocated (a
+    /// trunk's: capped by its `max_bitrate_bps`).
+    pub(super) fn update_pacing(&mut self) {
+        let by_estimate = self
+            .bwe
+            .estimate_bps()
+            .saturating_mul(super::PACING_FACTOR_X10)
+            / 10;
+        let by_allocation = self
+            .allocated_bps
+            .saturating_mul(super::ALLOCATED_PACING_X10)
+            / 10;
+        let rate = by_estimate.max(by_allocation);
+        // A trunk's cap is its `max_bitrate_bps` (D108).
+        let cap = match self.shedder {
+            Some(_) => self.bwe.max_bps(),
+            None => u64::MAX,
+        };
+        self.pacer.set_rate(rate.min(cap));
     }
 }

@@ -62,6 +62,7 @@ impl<H: Copy> Session<H> {
             return Err(SessionError::NotConnected);
         }
         let di = usize::from(down.0);
+        let shed = self.relay_shed(di);
         let d = self
             .downs
             .get_mut(di)
@@ -69,13 +70,14 @@ impl<H: Copy> Session<H> {
             .ok_or(SessionError::NoSuchTrack)?;
         if let Some(relayed) = d.cfg.relay_layer {
             // A trunk relay: this layer passes unchanged but for its SSRC (sequence numbers
-            // stay the source's, so the far end's NACKs name the source's packets).
-            if layer != relayed || d.muted {
+            // stay the source's, so the far end's NACKs name the source's packets). A shed
+            // relay sends nothing (D109).
+            if layer != relayed || d.muted || shed {
                 self.stats.forward_skipped += 1;
-                self.stats.forward_drops.count(if d.muted {
-                    DropReason::Paused
-                } else {
+                self.stats.forward_drops.count(if layer != relayed {
                     DropReason::NotCurrentLayer
+                } else {
+                    DropReason::Paused
                 });
                 return Ok(None);
             }
@@ -179,11 +181,17 @@ impl<H: Copy> Session<H> {
             return Err(SessionError::NotConnected);
         }
         let di = usize::from(down.0);
+        let shed = self.relay_shed(di);
         let d = self
             .downs
             .get_mut(di)
             .and_then(Option::as_mut)
             .ok_or(SessionError::NoSuchTrack)?;
+        if shed {
+            // A shed relay repairs nothing either.
+            self.stats.retransmit_suppressed += 1;
+            return Ok(None);
+        }
         let entry = match d.seqmap.lookup(seq) {
             Some(e) if e.src_ext_seq as u16 == orig.seq() => e,
             _ => {

@@ -86,6 +86,7 @@ impl<H: Copy> Session<H> {
             }
         }
         if let Some(mean) = loss.0.checked_div(loss.1) {
+            self.stats.fraction_lost = Some(mean.min(255) as u8);
             self.bwe.on_loss_report(now, mean.min(255) as u8);
         }
         let estimate = self.bwe.estimate_bps();
@@ -127,13 +128,16 @@ impl<H: Copy> Session<H> {
         let Some(dt) = self.downs[d].as_ref() else {
             return;
         };
-        if dt.cfg.kind == MediaKind::Audio {
+        // A shed relay sends nothing: a keyframe for it would be wasted (D109).
+        if dt.cfg.kind == MediaKind::Audio || self.relay_shed(d) {
             return;
         }
-        let layer = dt
-            .forwarder
-            .current_layer()
-            .unwrap_or(dt.forwarder.target_layer().0);
+        // A relay's layer is fixed; a subscription's is the one it forwards (or switches to).
+        let layer = dt.cfg.relay_layer.unwrap_or_else(|| {
+            dt.forwarder
+                .current_layer()
+                .unwrap_or(dt.forwarder.target_layer().0)
+        });
         self.stats.keyframe_requests_in += 1;
         self.push_output(SessionOutput::KeyframeWanted {
             down: DownId(d as u16),

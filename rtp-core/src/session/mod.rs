@@ -39,6 +39,7 @@ mod rtcp_out;
 mod stats;
 mod transport;
 mod trunk;
+mod trunk_cc;
 mod up;
 
 use std::time::{Duration, Instant};
@@ -153,6 +154,9 @@ pub struct Session<H: Copy = u32> {
     data: Option<Box<DataChannels>>,
     /// A trunk's silence detector (`None` for other sessions).
     liveness: Option<liveness::Liveness>,
+    /// A trunk's relay shedding (`trunk_cc.rs`; `None` for other sessions).
+    shedder: Option<crate::bwe::Shedder>,
+    relay_loads: Vec<Option<crate::bwe::RelayLoad>>,
 }
 
 impl<H: Copy> Session<H> {
@@ -217,6 +221,8 @@ impl<H: Copy> Session<H> {
             last_now: now,
             stats: SessionStats::default(),
             data: None,
+            shedder: liveness.map(|_| trunk_cc::shedder(max_down)),
+            relay_loads: Vec::with_capacity(max_down),
             liveness,
         };
         s.stats.estimate_bps = s.bwe.estimate_bps();
@@ -240,6 +246,7 @@ impl<H: Copy> Session<H> {
             .iter()
             .position(Option::is_none)
             .ok_or(SessionError::TooManyTracks)?;
+        let cfg = self.trunk_up(cfg);
         self.ups[i] = Some(UpTrack::new(cfg, self.nack_cfg));
         Ok(UpId(i as u16))
     }
@@ -258,7 +265,7 @@ impl<H: Copy> Session<H> {
             .iter()
             .position(Option::is_none)
             .ok_or(SessionError::TooManyTracks)?;
-        self.downs[i] = Some(DownTrack::new(cfg));
+        self.downs[i] = Some(DownTrack::new(self.trunk_down(i, cfg)));
         self.allocator.reset_track(i);
         self.allocate(self.last_now);
         Ok(DownId(i as u16))
@@ -269,6 +276,9 @@ impl<H: Copy> Session<H> {
         if let Some(slot) = self.downs.get_mut(usize::from(down.0)) {
             *slot = None;
             self.allocator.reset_track(usize::from(down.0));
+            if let Some(s) = self.shedder.as_mut() {
+                s.reset(usize::from(down.0));
+            }
         }
     }
 
@@ -548,15 +558,6 @@ impl<H: Copy> Session<H> {
             return i / 2 + i / 2 * r as u32 / 1000;
         }
         REPORT_INTERVAL / 2 + REPORT_INTERVAL * r as u32 / 1000
-    }
-}
-
-impl<H: Copy> Session<H> {
-    /// The pacer's rate: 2.5 × the estimate, and never below 1.5 × what is allocated.
-    fn update_pacing(&mut self) {
-        let by_estimate = self.bwe.estimate_bps().saturating_mul(PACING_FACTOR_X10) / 10;
-        let by_allocation = self.allocated_bps.saturating_mul(ALLOCATED_PACING_X10) / 10;
-        self.pacer.set_rate(by_estimate.max(by_allocation));
     }
 }
 

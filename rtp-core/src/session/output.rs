@@ -176,6 +176,17 @@ pub enum SessionEvent {
         /// Paused now.
         paused: bool,
     },
+    /// A trunk shed (`shed`) or resumed a relay for its estimate (D109): a shed relay sends
+    /// nothing, RTX included. A trunk resumes at most one relay per hold (2 s); a relay is shed
+    /// again only after a resume.
+    RelayShed {
+        /// The relay's DownTrack.
+        down: DownId,
+        /// Shed now.
+        shed: bool,
+        /// The trunk's estimate when it changed, bits per second.
+        estimate_bps: u64,
+    },
     /// The data channels' SCTP association is established.
     SctpConnected,
     /// The SCTP association ended (lost, aborted, or DTLS closed); every

@@ -138,6 +138,9 @@ pub struct SessionStats {
     pub queue_overflow: u64,
     /// Latest round-trip time from RTCP reports.
     pub rtt: Option<Duration>,
+    /// The latest receiver reports' mean fraction lost over our streams (RFC 3550 §6.4.1,
+    /// /256; a packet repaired before the report counts as received).
+    pub fraction_lost: Option<u8>,
     /// Latest send-side bandwidth estimate, bits per second.
     pub estimate_bps: u64,
     /// What set it.

@@ -253,6 +253,7 @@ impl World {
                         priority: t.priority,
                         max_layer: (t.layers.len() - 1) as u8,
                         relay_layer: None,
+                        relay_group: 0,
                     })
                     .expect("down track"),
             );

@@ -232,6 +232,7 @@ pub fn down_track() -> DownTrackConfig {
         priority: 1,
         max_layer: 0,
         relay_layer: None,
+        relay_group: 0,
     }
 }
 

@@ -105,7 +105,7 @@ impl App {
             layers: vec![Layer {
                 rid: None,
                 ssrc: Some(spec.ssrc),
-                rtx_ssrc: None,
+                rtx_ssrc: spec.rtx_ssrc,
             }],
             ext_ids: ExtIds::default(),
             e2ee: spec.e2ee,

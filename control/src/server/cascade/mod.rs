@@ -28,6 +28,7 @@ pub(crate) mod remote;
 mod remote_events;
 mod silence;
 mod state;
+mod trunk_cc;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -56,7 +57,7 @@ pub(crate) const MAX_TRUNKS: usize = crate::cluster::MAX_NODES;
 pub(crate) const MAX_RELAYS: usize = 4096;
 /// Edge viewers one node holds at most.
 pub(crate) const MAX_VIEWERS: usize = 4096;
-/// A trunk's pacing cap (no estimate on trunks yet, D81).
+/// A trunk's cap: its estimate (transport-cc, D108) never goes above it.
 const TRUNK_BITRATE_BPS: u64 = 200_000_000;
 const JANITOR_PERIOD: Duration = Duration::from_millis(250);
 
@@ -65,6 +66,10 @@ const JANITOR_PERIOD: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RelaySpec {
     pub(crate) ssrc: u32,
+    /// The relay's RTX SSRC (video; its payload type is `codec.rtx_payload_type`): the edge's
+    /// NACKs over the trunk are answered with RTX. Absent from an older home: plain resends.
+    #[serde(default)]
+    pub(crate) rtx_ssrc: Option<u32>,
     pub(crate) kind: MediaKind,
     pub(crate) codec: Codec,
     pub(crate) e2ee: bool,
@@ -81,6 +86,21 @@ pub(crate) struct TrackRef {
     pub(crate) track: String,
     #[serde(default)]
     pub(crate) layer: u8,
+}
+
+/// A relay's RTX SSRC and payload type: video only; the publisher's RTX payload type, or one
+/// the media does not use (both ends of a trunk are ours); the SSRC apart from every relay's
+/// media SSRC (`0x51…` vs `0x52…` for ids of one control process less than 2^24 apart, D105).
+fn relay_rtx(kind: MediaKind, codec: &Codec, sub: SubscriptionId) -> (Option<u32>, Option<u8>) {
+    if kind != MediaKind::Video {
+        return (None, None);
+    }
+    let pt = codec.payload_type;
+    let rtx_pt = codec
+        .rtx_payload_type
+        .filter(|&r| r != pt)
+        .unwrap_or(if pt == 127 { 126 } else { 127 });
+    (Some(0x5200_0000 ^ (sub.0 as u32)), Some(rtx_pt))
 }
 
 fn unavailable(msg: impl Into<String>) -> ApiError {
@@ -370,25 +390,30 @@ impl App {
         }
         self.cascade.admit(&st, Table::Relays, MAX_RELAYS)?;
         let sub = SubscriptionId(self.next_dp_id());
-        // The relay's id is unique on this node, so its SSRC is unique on the trunk.
+        // The relay's id is unique on this node, so its SSRCs are unique on the trunk. Video
+        // relays repair with RTX (the publisher's RTX payload type, or a free one: both ends
+        // of a trunk are ours); header extensions are the trunk's own (ExtIds::TRUNK, D108).
         let ssrc = 0x5100_0000 ^ (sub.0 as u32);
+        let pt = spec.codec.payload_type;
+        let (rtx_ssrc, rtx_pt) = relay_rtx(spec.kind, &spec.codec, sub);
         self.dp(Command::RelayTrack(RelayTrack {
             subscription: sub,
             session: current.session,
             track: spec.track,
             layer,
             ssrc,
-            rtx_ssrc: None,
-            payload_type: spec.codec.payload_type,
-            rtx_payload_type: None,
+            rtx_ssrc,
+            payload_type: pt,
+            rtx_payload_type: rtx_pt,
             ext_ids: ExtIds::default(),
         }))
         .await?;
         let out = RelaySpec {
             ssrc,
+            rtx_ssrc,
             kind: spec.kind,
             codec: Codec {
-                rtx_payload_type: None,
+                rtx_payload_type: rtx_pt,
                 ..spec.codec.clone()
             },
             e2ee: spec.e2ee,
@@ -474,6 +499,7 @@ impl App {
     }
 
     async fn janitor(self: &Arc<Self>, cluster: &crate::cluster::Cluster, grace: Duration) {
+        self.poll_trunk_links().await;
         if self.cascade.state.lock().await.trunks.is_empty() && !self.has_remote_sessions().await {
             return;
         }
@@ -520,7 +546,7 @@ impl App {
                     .map(|(k, r)| {
                         serde_json::json!({"room": k.track.room, "track": k.track.track,
                             "layer": k.track.layer, "edge": k.edge, "dp_track": r.track,
-                            "ssrc": r.spec.ssrc, "users": r.users})
+                            "ssrc": r.spec.ssrc, "rtx_ssrc": r.spec.rtx_ssrc, "users": r.users})
                     })
                     .collect::<Vec<_>>(),
                 st.ingests
@@ -538,12 +564,61 @@ impl App {
             let stats = match self.dp(Command::SessionStats { session: t.session }).await {
                 Ok(ReplyOk::SessionStats(s)) => serde_json::json!({
                     "forwarded": s.forwarded, "retransmitted": s.retransmitted,
-                    "sent_bps": s.sent_bps}),
+                    "sent_bps": s.sent_bps, "estimate_bps": s.estimate_bps,
+                    "estimate_source": s.estimate_source, "rtt_ms": s.rtt_ms,
+                    "fraction_lost": s.fraction_lost, "reported_received": s.reported_received,
+                    "reported_lost": s.reported_lost}),
                 _ => serde_json::Value::Null,
             };
             out.push(serde_json::json!({"peer": peer, "epoch": t.epoch,
                 "session": t.session, "stats": stats}));
         }
         serde_json::json!({"trunks": out, "relays": relays, "ingests": ingests})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec(pt: u8, rtx: Option<u8>) -> Codec {
+        Codec {
+            name: "VP8".into(),
+            payload_type: pt,
+            clock_rate: 90_000,
+            rtx_payload_type: rtx,
+        }
+    }
+
+    #[test]
+    fn video_relays_get_an_rtx_ssrc_and_payload_type_audio_none() {
+        let sub = SubscriptionId(7);
+        assert_eq!(
+            relay_rtx(MediaKind::Video, &codec(96, Some(97)), sub),
+            (Some(0x5200_0007), Some(97))
+        );
+        // No RTX from the publisher, or a clash with the media type: a free one.
+        assert_eq!(
+            relay_rtx(MediaKind::Video, &codec(96, None), sub).1,
+            Some(127)
+        );
+        assert_eq!(
+            relay_rtx(MediaKind::Video, &codec(127, None), sub).1,
+            Some(126)
+        );
+        assert_eq!(
+            relay_rtx(MediaKind::Video, &codec(100, Some(100)), sub).1,
+            Some(127)
+        );
+        let opus = Codec {
+            name: "opus".into(),
+            ..codec(111, None)
+        };
+        assert_eq!(relay_rtx(MediaKind::Audio, &opus, sub), (None, None));
+        // Never a relay's media SSRC (0x51… for ids below 2^24).
+        for id in [1u64, 2, 0xff_ffff] {
+            let (rtx, _) = relay_rtx(MediaKind::Video, &codec(96, None), SubscriptionId(id));
+            assert_eq!(rtx.map(|s| s >> 24), Some(0x52));
+        }
     }
 }

@@ -28,6 +28,8 @@ pub(crate) struct Cascade {
     pub(crate) metrics: Metrics,
     /// Remote subscriber sessions, both sides (`remote.rs`).
     pub(crate) remote: super::remote::Remote,
+    /// Trunk congestion: shed relays, link stats (`trunk_cc.rs`).
+    pub(super) cc: super::trunk_cc::TrunkCc,
 }
 
 #[derive(Debug, Default)]
@@ -259,6 +261,7 @@ impl Cascade {
         let _ = writeln!(out, "# HELP sluice_cascade_relay_acquires_total Relay requests answered (a new relay or one more user).\n# TYPE sluice_cascade_relay_acquires_total counter\nsluice_cascade_relay_acquires_total {}", g(&m.relay_acquires));
         let _ = writeln!(out, "# HELP sluice_cascade_relay_failures_total Relay requests that failed.\n# TYPE sluice_cascade_relay_failures_total counter\nsluice_cascade_relay_failures_total {}", g(&m.relay_failures));
         let _ = writeln!(out, "# HELP sluice_cascade_limit_refusals_total Trunk, relay, ingest or viewer set-ups refused at their table's bound.\n# TYPE sluice_cascade_limit_refusals_total counter\nsluice_cascade_limit_refusals_total {}", g(&m.limit_refusals));
+        self.cc.write_metrics(out);
         let _ = writeln!(out, "# HELP sluice_cascade_trunks_closed_total Trunks closed, by reason.\n# TYPE sluice_cascade_trunks_closed_total counter");
         for (r, a) in [
             ("idle", &m.trunks_closed_idle),
@@ -322,6 +325,7 @@ mod tests {
     fn spec() -> RelaySpec {
         RelaySpec {
             ssrc: 1,
+            rtx_ssrc: None,
             kind: MediaKind::Audio,
             codec: Codec {
                 name: "opus".into(),
