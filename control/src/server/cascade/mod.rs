@@ -547,7 +547,8 @@ impl App {
                     .map(|(k, r)| {
                         serde_json::json!({"room": k.track.room, "track": k.track.track,
                             "layer": k.track.layer, "edge": k.edge, "dp_track": r.track,
-                            "ssrc": r.spec.ssrc, "rtx_ssrc": r.spec.rtx_ssrc, "users": r.users})
+                            "ssrc": r.spec.ssrc, "rtx_ssrc": r.spec.rtx_ssrc, "users": r.users,
+                            "shed": self.cascade.cc.is_shed(r.sub)})
                     })
                     .collect::<Vec<_>>(),
                 st.ingests

@@ -128,6 +128,11 @@ impl TrunkCc {
         }
     }
 
+    /// Whether the relay `sub` is shed now.
+    pub(super) fn is_shed(&self, sub: SubscriptionId) -> bool {
+        self.inner().shed.contains(&sub)
+    }
+
     /// Keeps only what still exists: these trunks' peers and these relays.
     fn retain(&self, peers: &BTreeSet<String>, relays: &BTreeSet<SubscriptionId>) {
         let mut i = self.inner();
