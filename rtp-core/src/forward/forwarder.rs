@@ -40,6 +40,20 @@ pub struct Handoff {
     last_tl0: Option<u8>,
 }
 
+#[cfg(test)]
+impl Handoff {
+    /// A handoff after `seq` went out.
+    pub(crate) fn after_seq(seq: u64) -> Self {
+        Handoff {
+            last_out_seq: seq,
+            last_out_ts: 0,
+            last_out_at: None,
+            last_pic: None,
+            last_tl0: None,
+        }
+    }
+}
+
 /// Forwarding state of one DownTrack. All storage is inline: no allocation per packet.
 #[derive(Debug)]
 pub struct Forwarder {

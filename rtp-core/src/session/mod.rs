@@ -31,6 +31,7 @@ mod data;
 mod down;
 mod egress;
 mod feedback;
+mod handoff;
 mod ingress;
 mod liveness;
 mod output;
@@ -157,16 +158,9 @@ pub struct Session<H: Copy = u32> {
     /// A trunk's relay shedding (`trunk_cc.rs`; `None` for other sessions).
     shedder: Option<crate::bwe::Shedder>,
     relay_loads: Vec<Option<crate::bwe::RelayLoad>>,
-    /// The output state of the latest DownTracks removed, by SSRC: a DownTrack added again
-    /// with one of these SSRCs continues its numbering (a cascade edge moves a subscription
-    /// to another layer's relay by unsubscribing and subscribing, D110). A ring of
-    /// [`HANDOFFS`]: no growth.
-    handoffs: [Option<(u32, crate::forward::Handoff)>; HANDOFFS],
-    handoff_next: usize,
+    /// The latest removed DownTracks' output state, by SSRC (`handoff.rs`, D110).
+    handoffs: handoff::Handoffs,
 }
-
-/// Removed DownTracks whose output state a session keeps (see `Session::handoffs`).
-const HANDOFFS: usize = 8;
 
 impl<H: Copy> Session<H> {
     /// A session in `config.mode`. All per-packet storage is allocated here
@@ -233,8 +227,7 @@ impl<H: Copy> Session<H> {
             shedder: liveness.map(|_| trunk_cc::shedder(max_down)),
             relay_loads: Vec::with_capacity(max_down),
             liveness,
-            handoffs: [None; HANDOFFS],
-            handoff_next: 0,
+            handoffs: handoff::Handoffs::default(),
         };
         s.stats.estimate_bps = s.bwe.estimate_bps();
         s.next_report = now + s.report_interval();
@@ -277,15 +270,8 @@ impl<H: Copy> Session<H> {
             .position(Option::is_none)
             .ok_or(SessionError::TooManyTracks)?;
         let mut down = DownTrack::new(self.trunk_down(i, cfg));
-        let ssrc = down.cfg.ssrc;
-        if let Some(slot) = self
-            .handoffs
-            .iter_mut()
-            .find(|h| h.is_some_and(|(s, _)| s == ssrc))
-        {
-            if let Some((_, h)) = slot.take() {
-                down.forwarder.continue_from(h);
-            }
+        if let Some(h) = self.handoffs.take(down.cfg.ssrc) {
+            down.forwarder.continue_from(h);
         }
         self.downs[i] = Some(down);
         self.allocator.reset_track(i);
@@ -296,17 +282,10 @@ impl<H: Copy> Session<H> {
     /// Remove a DownTrack.
     pub fn remove_down_track(&mut self, down: DownId) {
         if let Some(slot) = self.downs.get_mut(usize::from(down.0)) {
-            if let Some(h) = slot
-                .as_ref()
-                .and_then(|d| Some((d.cfg.ssrc, d.forwarder.handoff()?)))
-            {
-                self.handoffs.iter_mut().for_each(|x| {
-                    if x.is_some_and(|(s, _)| s == h.0) {
-                        *x = None;
-                    }
-                });
-                self.handoffs[self.handoff_next] = Some(h);
-                self.handoff_next = (self.handoff_next + 1) % HANDOFFS;
+            if let Some(d) = slot.as_ref() {
+                if let Some(h) = d.forwarder.handoff() {
+                    self.handoffs.keep(d.cfg.ssrc, h);
+                }
             }
             *slot = None;
             self.allocator.reset_track(usize::from(down.0));
