@@ -29,6 +29,31 @@ struct Vp8State {
     last_tl0: Option<u8>,
 }
 
+/// The output state a forwarder hands to its successor on the same SSRC
+/// ([`Forwarder::handoff`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handoff {
+    last_out_seq: u64,
+    last_out_ts: u32,
+    last_out_at: Option<Instant>,
+    last_pic: Option<u16>,
+    last_tl0: Option<u8>,
+}
+
+#[cfg(test)]
+impl Handoff {
+    /// A handoff after `seq` went out.
+    pub(crate) fn after_seq(seq: u64) -> Self {
+        Handoff {
+            last_out_seq: seq,
+            last_out_ts: 0,
+            last_out_at: None,
+            last_pic: None,
+            last_tl0: None,
+        }
+    }
+}
+
 /// Forwarding state of one DownTrack. All storage is inline: no allocation per packet.
 #[derive(Debug)]
 pub struct Forwarder {
@@ -87,6 +112,32 @@ impl Forwarder {
     pub fn set_target_layer(&mut self, spatial: u8, temporal: u8) {
         self.target_spatial = spatial;
         self.target_temporal = temporal;
+    }
+
+    /// Where this forwarder's output stands, for a forwarder that takes its SSRC over
+    /// ([`Self::continue_from`]); `None` before the first packet went out.
+    pub fn handoff(&self) -> Option<Handoff> {
+        self.started.then_some(Handoff {
+            last_out_seq: self.seq.last_out(),
+            last_out_ts: self.last_out_ts,
+            last_out_at: self.last_out_at,
+            last_pic: self.vp8.last_pic,
+            last_tl0: self.vp8.last_tl0,
+        })
+    }
+
+    /// Continues the output of a forwarder of the same SSRC that went (`h`): its first
+    /// packet is numbered as a layer switch would number it (sequence numbers, timestamps
+    /// and VP8 picture ids go on from `h`), so the subscriber's decoder and SRTP context see
+    /// one stream.
+    pub fn continue_from(&mut self, h: Handoff) {
+        let next = h.last_out_seq.wrapping_add(1);
+        self.seq.anchor(next, next);
+        self.last_out_ts = h.last_out_ts;
+        self.last_out_at = h.last_out_at;
+        self.vp8.last_pic = h.last_pic;
+        self.vp8.last_tl0 = h.last_tl0;
+        self.started = true;
     }
 
     /// The (spatial, temporal) target.
@@ -384,6 +435,25 @@ mod tests {
             dropped(f.decide(t, &pkt(1, 5, 9, &key))),
             DropReason::NotCurrentLayer
         );
+    }
+
+    #[test]
+    fn a_successor_on_the_same_ssrc_continues_the_numbering() {
+        let t = t0();
+        let mut f = Forwarder::new(ForwarderConfig::video(7, Codec::Vp8));
+        assert_eq!(f.handoff(), None, "nothing went out yet");
+        f.set_target_layer(0, 0);
+        let key = vp8(true, true, 1, 0, 0, false);
+        assert_eq!(fwd(f.decide(t, &pkt(0, 900, 90_000, &key))).seq, 900);
+        assert_eq!(fwd(f.decide(t, &pkt(0, 901, 93_000, &key))).seq, 901);
+        // Another source (a lower layer's relay, numbered far below) on a new forwarder.
+        let mut g = Forwarder::new(ForwarderConfig::video(7, Codec::Vp8));
+        g.set_target_layer(0, 0);
+        g.continue_from(f.handoff().expect("handoff"));
+        let first = fwd(g.decide(t, &pkt(0, 200, 5_000, &key)));
+        assert_eq!(first.seq, 902, "the sequence numbers go on");
+        assert!(first.ts.wrapping_sub(93_000) < u32::MAX / 2 && first.ts != 93_000);
+        assert_eq!(fwd(g.decide(t, &pkt(0, 201, 8_000, &key))).seq, 903);
     }
 
     #[test]

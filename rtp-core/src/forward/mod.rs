@@ -31,6 +31,6 @@ pub use codec::{
 };
 pub use config::{ForwarderConfig, MediaKind};
 pub use decision::{Decision, DropReason, PacketIn};
-pub use forwarder::Forwarder;
+pub use forwarder::{Forwarder, Handoff};
 pub use keyframe::{KeyframeRequester, PliThrottle, PliThrottleConfig};
 pub use rewrite::{apply_rewrite, apply_rewrite_adding, ForwardError, Rewrite, Vp8Rewrite};

@@ -31,6 +31,7 @@ mod data;
 mod down;
 mod egress;
 mod feedback;
+mod handoff;
 mod ingress;
 mod liveness;
 mod output;
@@ -157,6 +158,8 @@ pub struct Session<H: Copy = u32> {
     /// A trunk's relay shedding (`trunk_cc.rs`; `None` for other sessions).
     shedder: Option<crate::bwe::Shedder>,
     relay_loads: Vec<Option<crate::bwe::RelayLoad>>,
+    /// The latest removed DownTracks' output state, by SSRC (`handoff.rs`, D110).
+    handoffs: handoff::Handoffs,
 }
 
 impl<H: Copy> Session<H> {
@@ -224,6 +227,7 @@ impl<H: Copy> Session<H> {
             shedder: liveness.map(|_| trunk_cc::shedder(max_down)),
             relay_loads: Vec::with_capacity(max_down),
             liveness,
+            handoffs: handoff::Handoffs::default(),
         };
         s.stats.estimate_bps = s.bwe.estimate_bps();
         s.next_report = now + s.report_interval();
@@ -265,7 +269,11 @@ impl<H: Copy> Session<H> {
             .iter()
             .position(Option::is_none)
             .ok_or(SessionError::TooManyTracks)?;
-        self.downs[i] = Some(DownTrack::new(self.trunk_down(i, cfg)));
+        let mut down = DownTrack::new(self.trunk_down(i, cfg));
+        if let Some(h) = self.handoffs.take(down.cfg.ssrc) {
+            down.forwarder.continue_from(h);
+        }
+        self.downs[i] = Some(down);
         self.allocator.reset_track(i);
         self.allocate(self.last_now);
         Ok(DownId(i as u16))
@@ -274,6 +282,11 @@ impl<H: Copy> Session<H> {
     /// Remove a DownTrack.
     pub fn remove_down_track(&mut self, down: DownId) {
         if let Some(slot) = self.downs.get_mut(usize::from(down.0)) {
+            if let Some(d) = slot.as_ref() {
+                if let Some(h) = d.forwarder.handoff() {
+                    self.handoffs.keep(d.cfg.ssrc, h);
+                }
+            }
             *slot = None;
             self.allocator.reset_track(usize::from(down.0));
             if let Some(s) = self.shedder.as_mut() {

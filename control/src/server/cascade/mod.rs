@@ -28,7 +28,7 @@ pub(crate) mod remote;
 mod remote_events;
 mod silence;
 mod state;
-mod trunk_cc;
+pub(crate) mod trunk_cc;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -488,6 +488,7 @@ impl App {
         let Some(cluster) = self.cluster.clone() else {
             return;
         };
+        self.start_shed_moves();
         let app = Arc::clone(self);
         tokio::spawn(async move {
             let grace = Duration::from_millis(cluster.config.relay_grace_ms);
@@ -546,7 +547,8 @@ impl App {
                     .map(|(k, r)| {
                         serde_json::json!({"room": k.track.room, "track": k.track.track,
                             "layer": k.track.layer, "edge": k.edge, "dp_track": r.track,
-                            "ssrc": r.spec.ssrc, "rtx_ssrc": r.spec.rtx_ssrc, "users": r.users})
+                            "ssrc": r.spec.ssrc, "rtx_ssrc": r.spec.rtx_ssrc, "users": r.users,
+                            "shed": self.cascade.cc.is_shed(r.sub)})
                     })
                     .collect::<Vec<_>>(),
                 st.ingests

@@ -83,6 +83,9 @@ pub(crate) struct RemoteMetrics {
     pub(crate) events_refused: AtomicU64,
     pub(crate) remade: AtomicU64,
     pub(crate) limit_refusals: AtomicU64,
+    /// Remote subscriptions moved below their layer for a shed relay, and back.
+    pub(crate) shed_down: AtomicU64,
+    pub(crate) shed_up: AtomicU64,
 }
 
 /// A session this edge holds for a home.

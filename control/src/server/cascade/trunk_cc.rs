@@ -128,6 +128,11 @@ impl TrunkCc {
         }
     }
 
+    /// Whether the relay `sub` is shed now.
+    pub(super) fn is_shed(&self, sub: SubscriptionId) -> bool {
+        self.inner().shed.contains(&sub)
+    }
+
     /// Keeps only what still exists: these trunks' peers and these relays.
     fn retain(&self, peers: &BTreeSet<String>, relays: &BTreeSet<SubscriptionId>) {
         let mut i = self.inner();
@@ -205,10 +210,43 @@ impl App {
         let _ = cc.events.send(ev);
     }
 
-    /// Every `relay_shed` from now on (the latest [`EVENTS`] kept for a slow receiver).
-    #[allow(dead_code)] // the edge's layer moves subscribe here (issue 16 Build 1)
+    /// Every `relay_shed` from now on (the latest [`EVENTS`] kept for a slow receiver; the
+    /// edge's subscribers are moved from here, `media/shed.rs`).
     pub(crate) fn relay_shed_events(&self) -> tokio::sync::broadcast::Receiver<RelayShed> {
         self.cascade.cc.events.subscribe()
+    }
+
+    /// Which relays of `room`'s `track` to `edge`, layers 0 to `top`, are shed now: bit `l`
+    /// for layer `l` (`None`: none is).
+    pub(crate) async fn relays_shed(
+        &self,
+        room: &str,
+        track: &str,
+        top: u8,
+        edge: &str,
+    ) -> Option<u32> {
+        let subs: Vec<(u8, SubscriptionId)> = {
+            let st = self.cascade.state.lock().await;
+            (0..=top.min(31))
+                .filter_map(|layer| {
+                    let key = super::state::RelayKey {
+                        track: TrackRef {
+                            room: room.to_owned(),
+                            track: track.to_owned(),
+                            layer,
+                        },
+                        edge: edge.to_owned(),
+                    };
+                    st.relays.get(&key).map(|r| (layer, r.sub))
+                })
+                .collect()
+        };
+        let i = self.cascade.cc.inner();
+        let mask = subs
+            .into_iter()
+            .filter(|(_, s)| i.shed.contains(s))
+            .fold(0u32, |m, (l, _)| m | 1 << l);
+        (mask != 0).then_some(mask)
     }
 
     /// Every [`LINK_POLL`]: each trunk's estimate, RTT, loss and bitrate from the dataplane.

@@ -17,6 +17,7 @@ mod oneshot;
 mod publish;
 pub(crate) mod resync;
 mod settle;
+pub(crate) mod shed;
 mod subscribe;
 mod translate;
 
@@ -55,8 +56,9 @@ pub(crate) struct Media {
     /// The sessions of `sessions` that live on another node's dataplane (`node.rs`); an entry
     /// goes with its session.
     pub(crate) remote: BTreeMap<SessionId, node::Remote>,
-    /// The layer each subscription of a remote session receives (its relay's).
-    pub(crate) remote_layers: BTreeMap<SubscriptionId, u8>,
+    /// Each subscription of a remote session: its track, edge, and the layer it asked for
+    /// and receives (`shed.rs`); an entry goes with its subscription.
+    pub(crate) remote_layers: BTreeMap<SubscriptionId, shed::RemoteLayer>,
 }
 
 impl Media {
@@ -234,7 +236,16 @@ impl RoomCtx {
         if self.media.remote.remove(&id).is_some() {
             self.app.cascade.remote.placed.locked().remove(&id);
             let subs = &self.media.subs;
-            self.media.remote_layers.retain(|s, _| subs.contains_key(s));
+            let gone: Vec<SubscriptionId> = self
+                .media
+                .remote_layers
+                .keys()
+                .filter(|s| subs.get(s).is_none_or(|x| x.session == id))
+                .copied()
+                .collect();
+            for s in gone {
+                self.drop_remote_layer(s);
+            }
         }
         self.media.sessions.remove(&id)
     }

@@ -219,8 +219,14 @@ impl RoomCtx {
         let Some(remote) = self.media.remote.get(&session).cloned() else {
             return self.app.dp(command).await;
         };
-        let Command::Subscribe(spec) = command else {
-            return self.remote_op(&remote, command).await;
+        let spec = match command {
+            Command::Subscribe(spec) => spec,
+            Command::Unsubscribe { subscription } => {
+                let out = self.remote_op(&remote, command).await;
+                self.drop_remote_layer(subscription);
+                return out;
+            }
+            other => return self.remote_op(&remote, other).await,
         };
         let (track, add, layers) = self
             .media
@@ -238,25 +244,32 @@ impl RoomCtx {
             .values()
             .find(|p| p.subscriber.as_ref().and_then(|s| s.session) == Some(session))
             .and_then(|p| p.layer_caps.get(&track).copied());
-        let layer = layer_of(cap, layers);
+        let edge = remote.node.id.clone();
+        // The layer received: the one asked for, or lower while its relay is shed (`shed.rs`).
+        let layers = self
+            .new_remote_layer(&add, &track, layer_of(cap, layers), &edge)
+            .await?;
         let r = TrackRef {
             room: self.name.clone(),
             track,
-            layer,
+            layer: layers.at,
         };
-        let relay = self.app.open_relay(add, &r, &remote.node.id).await?;
+        let relay = match self.app.open_relay(add, &r, &edge).await {
+            Ok(relay) => relay,
+            Err(e) => {
+                self.release_hold(&layers).await;
+                return Err(e);
+            }
+        };
         let op = json!({"op": "subscribe", "subscribe": spec, "track": r, "relay": relay});
         match self.app.remote_op(&remote.node, op).await {
             Ok(out) => {
-                let subs = &self.media.subs;
-                if self.media.remote_layers.len() > subs.len() + 64 {
-                    self.media.remote_layers.retain(|s, _| subs.contains_key(s));
-                }
-                self.media.remote_layers.insert(spec.subscription, layer);
+                self.note_remote_layer(spec.subscription, layers);
                 Ok(out)
             }
             Err(e) => {
-                let _ = self.app.release_relay(&r, &remote.node.id).await;
+                let _ = self.app.release_relay(&r, &edge).await;
+                self.release_hold(&layers).await;
                 Err(e)
             }
         }
@@ -281,31 +294,17 @@ impl RoomCtx {
         let Some(remote) = self.media.remote.get(&spec.session).cloned() else {
             return Ok(false);
         };
-        let found = self
+        let Some(add) = self
             .media
             .tracks
-            .iter()
-            .find(|(_, t)| t.dp == spec.track)
-            .and_then(|(sid, t)| Some((sid.clone(), self.media.dp_tracks.get(&t.dp)?.clone())));
-        let Some((track, add)) = found else {
+            .values()
+            .find(|t| t.dp == spec.track)
+            .and_then(|t| self.media.dp_tracks.get(&t.dp))
+        else {
             return Ok(true);
         };
         let layer = layer_of(Some(cap), add.layers.len().max(1));
-        if self.media.remote_layers.get(&subscription) != Some(&layer) {
-            let r = TrackRef {
-                room: self.name.clone(),
-                track,
-                layer,
-            };
-            let relay = self.app.open_relay(add, &r, &remote.node.id).await?;
-            let op = json!({"op": "layer", "subscription": subscription, "track": r,
-                "relay": relay});
-            if let Err(e) = self.app.remote_op(&remote.node, op).await {
-                let _ = self.app.release_relay(&r, &remote.node.id).await;
-                return Err(e);
-            }
-            self.media.remote_layers.insert(subscription, layer);
-        }
+        self.select_remote_layer(subscription, Some(layer)).await?;
         let temporal = Command::SetLayerCap {
             subscription,
             max_spatial: 0,
