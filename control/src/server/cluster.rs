@@ -97,7 +97,8 @@ pub(super) fn start(app: &Arc<App>) {
                 .filter_map(|s| s.room.as_ref())
                 .map(|r| r.participants)
                 .sum();
-            cluster.load.store(participants as u64, Ordering::Relaxed);
+            let load = app.cascade.remote.media_load(participants as u64);
+            cluster.load.store(load, Ordering::Relaxed);
             let load = app.load.locked().node_load(std::time::Instant::now());
             *cluster.dataplane.locked() = load;
             let media = app

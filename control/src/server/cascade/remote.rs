@@ -52,6 +52,8 @@ pub(crate) const MAX_REMOTE_SUBS: usize = 512;
 /// Notifications waiting to go to their homes at most; more are dropped and counted.
 pub(crate) const EVENT_QUEUE: usize = 1024;
 /// How long an edge whose trunk went under our remote sessions is not chosen again.
+/// Placements remembered per edge at most (a burst beyond it counts as this many).
+pub(crate) const MAX_RECENT: usize = 1024;
 pub(crate) const AVOID_EDGE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Notifications in one `POST /internal/cascade/events` at most.
 pub(crate) const EVENT_BATCH: usize = 64;
@@ -69,6 +71,9 @@ pub(crate) struct Remote {
     /// [`AVOID_EDGE`] (a cut path would make the re-made sessions fail the same way). At most
     /// one entry per peer node (64).
     avoid: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    /// Home: sessions placed on each edge lately, not yet in the load that edge publishes
+    /// (D111). At most one entry per peer node (64), each at most [`MAX_RECENT`] instants.
+    recent: std::sync::Mutex<HashMap<String, Vec<std::time::Instant>>>,
     pub(super) queue: OnceLock<mpsc::Sender<(String, Notification)>>,
     pub(crate) metrics: RemoteMetrics,
 }
@@ -162,6 +167,52 @@ impl Remote {
                 avoid.insert(edge.to_owned(), now);
             }
         }
+    }
+
+    /// Home: a session was just placed on `edge` (counted against it by [`Self::recent`] for
+    /// `window`, until the edge's own published load shows it).
+    pub(crate) fn note_recent(
+        &self,
+        edge: &str,
+        now: std::time::Instant,
+        window: std::time::Duration,
+    ) {
+        let mut recent = self.recent.locked();
+        recent.retain(|_, at| {
+            at.retain(|t| now.duration_since(*t) < window);
+            !at.is_empty()
+        });
+        if recent.len() >= crate::cluster::MAX_NODES && !recent.contains_key(edge) {
+            return;
+        }
+        let at = recent.entry(edge.to_owned()).or_default();
+        if at.len() >= MAX_RECENT {
+            at.remove(0);
+        }
+        at.push(now);
+    }
+
+    /// Home: sessions placed on `edge` less than `window` ago.
+    pub(crate) fn recent(
+        &self,
+        edge: &str,
+        now: std::time::Instant,
+        window: std::time::Duration,
+    ) -> u64 {
+        self.recent.locked().get(edge).map_or(0, |at| {
+            at.iter()
+                .filter(|t| now.duration_since(**t) < window)
+                .count() as u64
+        })
+    }
+
+    /// The participants this node serves media for (D111): those of its rooms (`participants`)
+    /// less the ones whose subscriber session it placed on an edge, plus the sessions it holds
+    /// for other homes — what `cluster.capacity` is held against and what the registry shows.
+    pub(crate) fn media_load(&self, participants: u64) -> u64 {
+        let placed = self.placed.locked().len() as u64;
+        let held = self.owners.locked().len() as u64;
+        participants.saturating_sub(placed) + held
     }
 
     /// Home: whether `edge` lost a trunk under our sessions less than [`AVOID_EDGE`] ago.

@@ -166,3 +166,37 @@ fn an_edge_that_lost_its_trunk_under_our_sessions_is_avoided_for_a_while() {
     }
     assert!(remote.avoid.locked().len() <= crate::cluster::MAX_NODES);
 }
+
+#[test]
+fn recent_placements_are_bounded_and_age_out() {
+    let remote = Remote::default();
+    let t0 = std::time::Instant::now();
+    let window = std::time::Duration::from_secs(3);
+    for _ in 0..MAX_RECENT + 10 {
+        remote.note_recent("b", t0, window);
+    }
+    assert_eq!(remote.recent("b", t0, window), MAX_RECENT as u64);
+    for i in 0..crate::cluster::MAX_NODES + 5 {
+        remote.note_recent(&format!("n{i}"), t0, window);
+    }
+    assert!(remote.recent.locked().len() <= crate::cluster::MAX_NODES);
+    // Past the window they count for nothing, and the next note forgets them.
+    let later = t0 + window;
+    assert_eq!(remote.recent("b", later, window), 0);
+    remote.note_recent("c", later, window);
+    assert_eq!(remote.recent.locked().len(), 1);
+}
+
+#[test]
+fn the_media_load_moves_placed_participants_to_their_edge() {
+    let remote = Remote::default();
+    remote
+        .placed
+        .locked()
+        .insert(SessionId(1), ("b".into(), "boot".into()));
+    remote.owners.locked().insert(SessionId(2), "c".into());
+    remote.owners.locked().insert(SessionId(3), "c".into());
+    // 5 participants in our rooms, one of them served by b; 2 sessions held for c's rooms.
+    assert_eq!(remote.media_load(5), 6);
+    assert_eq!(remote.media_load(0), 2);
+}

@@ -118,7 +118,18 @@ impl RoomCtx {
         let c = self.app.cluster.as_ref()?;
         // Without an API key this node cannot call others.
         self.app.node_key.as_ref()?;
-        let full = c.load.load(Ordering::Relaxed) >= c.config.capacity;
+        // Counted now, not from the figure published every 500 ms: a burst of joins would all
+        // find the old one (D111). The joining participant is one of `participants`.
+        let participants: usize = self
+            .app
+            .registry
+            .summaries()
+            .iter()
+            .filter_map(|s| s.room.as_ref())
+            .map(|r| r.participants)
+            .sum();
+        let here = self.app.cascade.remote.media_load(participants as u64);
+        let full = here > c.config.capacity;
         let region = self
             .media
             .peers
@@ -132,7 +143,17 @@ impl RoomCtx {
         // Not an edge whose trunk just went under our sessions' relays (D106).
         let now = std::time::Instant::now();
         nodes.retain(|n| !self.app.cascade.remote.avoided(&n.id, now));
-        choose_edge(&nodes, &me, full, region.as_deref())
+        // What we placed lately is not in the edges' published load yet (D111).
+        let window = std::time::Duration::from_millis(c.config.lease_ms);
+        for n in &mut nodes {
+            n.load += self.app.cascade.remote.recent(&n.id, now, window);
+        }
+        let chosen = choose_edge(&nodes, &me, full, region.as_deref())?;
+        self.app
+            .cascade
+            .remote
+            .note_recent(&chosen.0.id, now, window);
+        Some(chosen)
     }
 
     /// Creates `identity`'s new subscriber session `spec` where [`Self::place_subscriber`]
