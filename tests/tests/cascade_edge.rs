@@ -23,59 +23,29 @@
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
+mod cascade_support;
 #[path = "../../control/tests/cluster_support/mod.rs"]
 mod cluster_support;
 mod node_support;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api_support::*;
-use cluster_support::{free_port, Redis};
+use cascade_support::*;
+use cluster_support::Redis;
 use node_support::*;
 use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
-use sluice_control::cluster::ClusterDraft;
 use sluice_control::server::Server;
 use sluice_dataplane::runtime::DataplaneHandle;
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
 
 const GRACE_MS: u64 = 2000;
 const LEASE_MS: u64 = 1500;
-
-/// Node B: a real `sluice up` (control daemon + its own `sluice-dataplane`), so the test can
-/// `kill -9` both.
-fn sluice_node(redis: &Redis, id: &str, secret: &std::path::Path, dir: &std::path::Path) -> Sluice {
-    let http_port = free_port();
-    let media_port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[control]\nhttp = \"127.0.0.1:{http_port}\"\nstate_file = \"{state}\"\n\
-             [control.api_keys]\n{KEY} = \"{SECRET}\"\n\
-             [dataplane]\ncontrol_socket = \"{sock}\"\nworkers = [0]\nbind = \"127.0.0.1\"\n\
-             port = {media_port}\nio = \"socket\"\nbuffers_per_worker = 512\n\
-             trunk_secret_file = \"{secret}\"\n\
-             [cluster]\nredis = \"{redis}\"\nnode_id = \"{id}\"\n\
-             advertise = \"http://127.0.0.1:{http_port}\"\nlease_ms = {LEASE_MS}\n\
-             relay_grace_ms = {GRACE_MS}\n",
-            state = dir.join("state.json").display(),
-            sock = dir.join("run").join("dp.sock").display(),
-            secret = secret.display(),
-            redis = redis.url(),
-        ),
-    )
-    .unwrap();
-    Sluice::start(&config, &[])
-}
 
 /// An in-process node of the cluster with its own loopback dataplane; `capacity`: its
 /// `cluster.capacity`.
@@ -101,51 +71,12 @@ async fn cluster_node_in(
         c.trunk_secret_file = Some(secret);
         c.buffers_per_worker = 1024;
     })?;
-    let port = free_port();
-    let mut d = ClusterDraft::default();
-    d.set("redis", &redis.url()).unwrap();
-    d.set("node_id", id).unwrap();
-    d.set("advertise", &format!("http://127.0.0.1:{port}"))
-        .unwrap();
-    d.set("lease_ms", &LEASE_MS.to_string()).unwrap();
-    d.set("relay_grace_ms", &GRACE_MS.to_string()).unwrap();
-    d.set("capacity", &capacity.to_string()).unwrap();
-    d.set("region", region).unwrap();
-    let c = d.finish().unwrap().unwrap();
-    let s = linked_server(&dp, move |o| {
-        o.http = SocketAddr::from(([127, 0, 0, 1], port));
-        o.cluster = Some(c);
-    })
-    .await;
+    let keys = [
+        ("capacity", capacity.to_string()),
+        ("region", region.to_owned()),
+    ];
+    let s = cluster_server(redis, id, &dp, (LEASE_MS, GRACE_MS), &keys).await;
     Some((dir, dp, s))
-}
-
-fn admin_h() -> Vec<(&'static str, String)> {
-    vec![
-        ("Authorization", auth_header(&admin())),
-        ("Content-Type", "application/json".to_owned()),
-    ]
-}
-
-async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let h = admin_h();
-    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    http(addr, method, path, &h, body).await
-}
-
-/// Polls `f` every 20 ms until it is true (bounded).
-async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f().await {
-        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    t0.elapsed()
-}
-
-async fn trunk_forwarded(addr: SocketAddr) -> u64 {
-    let (_, v) = call(addr, "GET", "/internal/cascade", "").await;
-    v["trunks"][0]["stats"]["forwarded"].as_u64().unwrap_or(0)
 }
 
 /// `media_node` of each participant of room `m` on `addr`, by identity.
@@ -189,25 +120,6 @@ struct Publishing {
 /// alice's simulcast layers (SSRC-signalled, `a=ssrc-group:SIM`, low to high) and the rate
 /// she sends each at: distinct, so the trunk's count tells which layer crosses.
 const LAYERS: [(u32, u32); 3] = [(0x5100_0001, 20), (0x5100_0002, 45), (0x5100_0003, 90)];
-
-/// The camera + microphone offer with its video as three SSRC-signalled simulcast layers.
-fn simulcast_offer() -> String {
-    let mut out = Vec::new();
-    for l in OFFER.lines() {
-        if l.starts_with("a=ssrc-group:FID") {
-            let ids: Vec<String> = LAYERS.iter().map(|(s, _)| s.to_string()).collect();
-            out.push(format!("a=ssrc-group:SIM {}", ids.join(" ")));
-            for (ssrc, _) in LAYERS {
-                out.push(format!("a=ssrc:{ssrc} cname:q8vY3nKc2L0dFz7R"));
-            }
-        } else if l.starts_with("a=ssrc:1432905237") || l.starts_with("a=ssrc:3987156512") {
-            continue;
-        } else {
-            out.push(l.to_owned());
-        }
-    }
-    out.join("\r\n") + "\r\n"
-}
 
 /// `identity` joins room `m` through `addr` (its home) and publishes `offer` from a thread
 /// until `stop`: Opus always, and `layers` (SSRC, packets per second) of VP8 when given.
@@ -306,21 +218,6 @@ async fn publish(
         thread,
         sent,
         vsent,
-    }
-}
-
-/// bob's subscriber: answers subscriber offers on `ws` until one carries audio; the offer.
-async fn answer_until_audio(ws: &mut Ws, creds: &IceCreds, fp: &str) -> String {
-    loop {
-        let offer = recv_type(ws, "offer").await["sdp"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let a = rewrite(&offer, creds, fp, "sendonly", "recvonly", Some("active"));
-        send(ws, json!({"type": "answer", "pc": "subscriber", "sdp": a})).await;
-        if offer.contains("m=audio") && offer.contains("a=ssrc") {
-            return offer;
-        }
     }
 }
 
@@ -436,7 +333,7 @@ async fn a_full_home_places_the_subscriber_on_an_edge_and_remakes_it_when_the_ed
         return;
     };
     let bdir = tempfile::tempdir().unwrap();
-    let mut b = sluice_node(&redis, "b", &secret, bdir.path());
+    let mut b = sluice_node(&redis, "b", &secret, bdir.path(), (LEASE_MS, GRACE_MS), "");
     both_live(&redis, a.addr, &["a", "b"]).await;
     let b_media = redis.cli(&["HGET", "sl:node:b", "media"]);
 
@@ -445,7 +342,7 @@ async fn a_full_home_places_the_subscriber_on_an_edge_and_remakes_it_when_the_ed
     let alice = publish(
         a.addr,
         "alice",
-        &simulcast_offer(),
+        &simulcast_offer(&LAYERS),
         LAYERS.to_vec(),
         Arc::clone(&stop),
     )

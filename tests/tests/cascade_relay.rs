@@ -26,6 +26,7 @@
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
+mod cascade_support;
 #[path = "../../control/tests/cluster_support/mod.rs"]
 mod cluster_support;
 mod node_support;
@@ -36,48 +37,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api_support::*;
-use cluster_support::{free_port, Redis};
+use cascade_support::*;
+use cluster_support::Redis;
 use node_support::*;
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
-use sluice_control::cluster::ClusterDraft;
 use sluice_control::server::Server;
 use sluice_dataplane::runtime::DataplaneHandle;
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
 
 const GRACE_MS: u64 = 2000;
 const LEASE_MS: u64 = 1500;
-
-/// Node B: a real `sluice up` (control daemon + its own `sluice-dataplane`), so the test can
-/// `kill -9` both.
-fn sluice_node(redis: &Redis, id: &str, secret: &std::path::Path, dir: &std::path::Path) -> Sluice {
-    let http_port = free_port();
-    let media_port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[control]\nhttp = \"127.0.0.1:{http_port}\"\nstate_file = \"{state}\"\n\
-             [control.api_keys]\n{KEY} = \"{SECRET}\"\n\
-             [dataplane]\ncontrol_socket = \"{sock}\"\nworkers = [0]\nbind = \"127.0.0.1\"\n\
-             port = {media_port}\nio = \"socket\"\nbuffers_per_worker = 512\n\
-             trunk_secret_file = \"{secret}\"\n\
-             [cluster]\nredis = \"{redis}\"\nnode_id = \"{id}\"\n\
-             advertise = \"http://127.0.0.1:{http_port}\"\nlease_ms = {LEASE_MS}\n\
-             relay_grace_ms = {GRACE_MS}\n",
-            state = dir.join("state.json").display(),
-            sock = dir.join("run").join("dp.sock").display(),
-            secret = secret.display(),
-            redis = redis.url(),
-        ),
-    )
-    .unwrap();
-    Sluice::start(&config, &[])
-}
 
 async fn cluster_node(
     redis: &Redis,
@@ -86,57 +56,8 @@ async fn cluster_node(
 ) -> Option<(tempfile::TempDir, DataplaneHandle, Server)> {
     let secret = secret.to_owned();
     let (dir, dp) = loopback_dataplane(|c| c.trunk_secret_file = Some(secret))?;
-    let s = cluster_server(redis, id, &dp, None).await;
+    let s = cluster_server(redis, id, &dp, (LEASE_MS, GRACE_MS), &[]).await;
     Some((dir, dp, s))
-}
-
-/// An in-process control daemon of the cluster linked to `dp`; `media`: its `cluster.media`.
-async fn cluster_server(
-    redis: &Redis,
-    id: &str,
-    dp: &DataplaneHandle,
-    media: Option<SocketAddr>,
-) -> Server {
-    let port = free_port();
-    let mut d = ClusterDraft::default();
-    d.set("redis", &redis.url()).unwrap();
-    d.set("node_id", id).unwrap();
-    d.set("advertise", &format!("http://127.0.0.1:{port}"))
-        .unwrap();
-    d.set("lease_ms", &LEASE_MS.to_string()).unwrap();
-    d.set("relay_grace_ms", &GRACE_MS.to_string()).unwrap();
-    if let Some(m) = media {
-        d.set("media", &m.to_string()).unwrap();
-    }
-    let c = d.finish().unwrap().unwrap();
-    linked_server(dp, move |o| {
-        o.http = SocketAddr::from(([127, 0, 0, 1], port));
-        o.cluster = Some(c);
-    })
-    .await
-}
-
-fn admin_h() -> Vec<(&'static str, String)> {
-    vec![
-        ("Authorization", auth_header(&admin())),
-        ("Content-Type", "application/json".to_owned()),
-    ]
-}
-
-async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let h = admin_h();
-    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    http(addr, method, path, &h, body).await
-}
-
-/// Polls `f` every 20 ms until it is true (bounded).
-async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f().await {
-        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    t0.elapsed()
 }
 
 /// What one viewer got: sequence numbers in arrival order.
@@ -166,95 +87,6 @@ fn gaps(seqs: &[u16]) -> u32 {
     seqs.windows(2)
         .map(|w| u32::from(w[1].wrapping_sub(w[0]).wrapping_sub(1)).min(1000))
         .sum()
-}
-
-async fn trunk_forwarded(addr: SocketAddr) -> u64 {
-    let (_, v) = call(addr, "GET", "/internal/cascade", "").await;
-    v["trunks"][0]["stats"]["forwarded"].as_u64().unwrap_or(0)
-}
-
-/// `identity` joins `room` through `addr` (which becomes its home) and publishes Opus from a
-/// thread (one packet every 5 ms) until `stop`: the socket, the thread, the count sent and
-/// the track's sid.
-async fn publish(
-    addr: SocketAddr,
-    room: &str,
-    identity: &str,
-    stop: Arc<AtomicBool>,
-) -> (Ws, std::thread::JoinHandle<()>, Arc<AtomicU64>, String) {
-    let t = token(room, identity, Role::Host);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
-        .await
-        .unwrap();
-    send(&mut ws, json!({"type": "join"})).await;
-    recv_type(&mut ws, "joined").await;
-    let creds = IceCreds::new(format!("Pub{identity}"), "publisherpassword0123456789");
-    let cert = generate_cert().unwrap();
-    let offer = rewrite(
-        OFFER,
-        &creds,
-        &cert.fingerprint().to_sdp(),
-        "sendrecv",
-        "sendonly",
-        None,
-    );
-    send(
-        &mut ws,
-        json!({"type": "offer", "pc": "publisher", "sdp": offer}),
-    )
-    .await;
-    let answer = recv_type(&mut ws, "answer").await["sdp"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let cfg = WebRtcPeerConfig {
-        cert,
-        ..WebRtcPeerConfig::new(
-            creds,
-            IceCreds::new(attr(&answer, "ice-ufrag"), attr(&answer, "ice-pwd")),
-            attr(&answer, "fingerprint"),
-        )
-        .unwrap()
-    };
-    let server = candidate(&answer);
-    let sent = Arc::new(AtomicU64::new(0));
-    let sn = Arc::clone(&sent);
-    let publisher = std::thread::spawn(move || {
-        let mut peer = TestPeer::connect(server, &cfg, Duration::from_secs(10)).expect("publisher");
-        let end = Instant::now() + Duration::from_secs(60);
-        let mut seq: u16 = 1;
-        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-            let payload = [0xf8, 0xff, 0xfe];
-            let ts = u32::from(seq) * 240;
-            if peer
-                .publish_rtp(seq, ts, ALICE_AUDIO_SSRC, OPUS_PT, false, &payload)
-                .is_ok()
-            {
-                sn.fetch_add(1, Ordering::Relaxed);
-            }
-            seq = seq.wrapping_add(1);
-            let _ = peer.pump(Instant::now() + Duration::from_millis(5));
-        }
-    });
-    let mut sid = String::new();
-    until(
-        "the track is published",
-        Duration::from_secs(10),
-        async || {
-            let (_, v) = call(addr, "GET", &format!("/api/rooms/{room}/participants"), "").await;
-            let text = v.to_string();
-            if let Some(i) = text.find("\"TR_") {
-                sid = text[i + 1..]
-                    .split('"')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-            !sid.is_empty()
-        },
-    )
-    .await;
-    (ws, publisher, sent, sid)
 }
 
 /// A viewer on `node` of `room`'s track `sid`: its session id and what it receives.
@@ -336,7 +168,7 @@ async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
         return;
     };
     let bdir = tempfile::tempdir().unwrap();
-    let mut b = sluice_node(&redis, "b", &secret, bdir.path());
+    let mut b = sluice_node(&redis, "b", &secret, bdir.path(), (LEASE_MS, GRACE_MS), "");
     until(
         "both nodes live with media",
         Duration::from_secs(10),
@@ -623,8 +455,22 @@ async fn a_silent_trunk_is_torn_down_and_set_up_again_when_the_path_returns() {
         ..RelayConfig::new("127.0.0.1:0".parse().unwrap(), dpa.local_addrs()[0])
     })
     .unwrap();
-    let a = cluster_server(&redis, "a", &dpa, Some(relay.local_addr())).await;
-    let b = cluster_server(&redis, "b", &dpb, Some(source)).await;
+    let a = cluster_server(
+        &redis,
+        "a",
+        &dpa,
+        (LEASE_MS, GRACE_MS),
+        &[("media", relay.local_addr().to_string())],
+    )
+    .await;
+    let b = cluster_server(
+        &redis,
+        "b",
+        &dpb,
+        (LEASE_MS, GRACE_MS),
+        &[("media", source.to_string())],
+    )
+    .await;
     until(
         "both nodes live with media",
         Duration::from_secs(10),
@@ -776,8 +622,22 @@ async fn a_video_relay_repairs_with_rtx_across_a_lossy_trunk() {
         ..RelayConfig::new("127.0.0.1:0".parse().unwrap(), dpa.local_addrs()[0])
     })
     .unwrap();
-    let a = cluster_server(&redis, "a", &dpa, Some(relay.local_addr())).await;
-    let b = cluster_server(&redis, "b", &dpb, Some(source)).await;
+    let a = cluster_server(
+        &redis,
+        "a",
+        &dpa,
+        (LEASE_MS, GRACE_MS),
+        &[("media", relay.local_addr().to_string())],
+    )
+    .await;
+    let b = cluster_server(
+        &redis,
+        "b",
+        &dpb,
+        (LEASE_MS, GRACE_MS),
+        &[("media", source.to_string())],
+    )
+    .await;
     until(
         "both nodes live with media",
         Duration::from_secs(10),

@@ -17,6 +17,7 @@
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
+mod cascade_support;
 #[path = "../../control/tests/cluster_support/mod.rs"]
 mod cluster_support;
 mod node_support;
@@ -27,14 +28,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api_support::*;
-use cluster_support::{free_port, Redis};
+use cascade_support::*;
+use cluster_support::Redis;
 use node_support::*;
 use rtp_core::forward::{Codec as CoreCodec, MediaKind as CoreKind};
-use serde_json::{json, Value};
+use serde_json::json;
 use sluice_control::auth::Role;
-use sluice_control::cluster::ClusterDraft;
-use sluice_control::server::Server;
-use sluice_dataplane::runtime::DataplaneHandle;
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
 use sluice_tests::netem::{Direction, Impairment, Relay, RelayConfig};
 
@@ -57,55 +56,6 @@ fn vp8_payload() -> Vec<u8> {
     p
 }
 
-/// An in-process node with `dp`, advertising `media` for its trunks, of `capacity`.
-async fn cluster_server(
-    redis: &Redis,
-    id: &str,
-    dp: &DataplaneHandle,
-    media: SocketAddr,
-    capacity: u64,
-) -> Server {
-    let port = free_port();
-    let mut d = ClusterDraft::default();
-    d.set("redis", &redis.url()).unwrap();
-    d.set("node_id", id).unwrap();
-    d.set("advertise", &format!("http://127.0.0.1:{port}"))
-        .unwrap();
-    d.set("lease_ms", &LEASE_MS.to_string()).unwrap();
-    d.set("relay_grace_ms", &GRACE_MS.to_string()).unwrap();
-    d.set("capacity", &capacity.to_string()).unwrap();
-    d.set("media", &media.to_string()).unwrap();
-    let c = d.finish().unwrap().unwrap();
-    linked_server(dp, move |o| {
-        o.http = SocketAddr::from(([127, 0, 0, 1], port));
-        o.cluster = Some(c);
-    })
-    .await
-}
-
-fn admin_h() -> Vec<(&'static str, String)> {
-    vec![
-        ("Authorization", auth_header(&admin())),
-        ("Content-Type", "application/json".to_owned()),
-    ]
-}
-
-async fn call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let h = admin_h();
-    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    http(addr, method, path, &h, body).await
-}
-
-/// Polls `f` every 20 ms until it is true (bounded).
-async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f().await {
-        assert!(t0.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    t0.elapsed()
-}
-
 /// What a publisher thread sends: one Opus packet every 5 ms, and simulcast video layers at
 /// the given rates (packets per second per layer).
 struct Publishing {
@@ -115,25 +65,6 @@ struct Publishing {
     sent: Arc<AtomicU64>,
     #[allow(dead_code)]
     vsent: Arc<Vec<AtomicU64>>,
-}
-
-/// The camera + microphone offer with its video as three SSRC-signalled simulcast layers.
-fn simulcast_offer() -> String {
-    let mut out = Vec::new();
-    for l in OFFER.lines() {
-        if l.starts_with("a=ssrc-group:FID") {
-            let ids: Vec<String> = LAYERS.iter().map(|(s, _)| s.to_string()).collect();
-            out.push(format!("a=ssrc-group:SIM {}", ids.join(" ")));
-            for (ssrc, _) in LAYERS {
-                out.push(format!("a=ssrc:{ssrc} cname:q8vY3nKc2L0dFz7R"));
-            }
-        } else if l.starts_with("a=ssrc:1432905237") || l.starts_with("a=ssrc:3987156512") {
-            continue;
-        } else {
-            out.push(l.to_owned());
-        }
-    }
-    out.join("\r\n") + "\r\n"
 }
 
 /// `identity` joins room `m` through `addr` (its home) and publishes `offer` from a thread
@@ -233,21 +164,6 @@ async fn publish(
         thread,
         sent,
         vsent,
-    }
-}
-
-/// bob's subscriber: answers subscriber offers on `ws` until one carries audio; the offer.
-async fn answer_until_audio(ws: &mut Ws, creds: &IceCreds, fp: &str) -> String {
-    loop {
-        let offer = recv_type(ws, "offer").await["sdp"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let a = rewrite(&offer, creds, fp, "sendonly", "recvonly", Some("active"));
-        send(ws, json!({"type": "answer", "pc": "subscriber", "sdp": a})).await;
-        if offer.contains("m=audio") && offer.contains("a=ssrc") {
-            return offer;
-        }
     }
 }
 
@@ -429,8 +345,28 @@ async fn a_shed_relay_moves_the_edge_subscriber_down_and_back_and_is_released_wh
         ..RelayConfig::new("127.0.0.1:0".parse().unwrap(), dpa.local_addrs()[0])
     })
     .unwrap();
-    let a = cluster_server(&redis, "a", &dpa, relay.local_addr(), 1).await;
-    let b = cluster_server(&redis, "b", &dpb, source, 100).await;
+    let a = cluster_server(
+        &redis,
+        "a",
+        &dpa,
+        (LEASE_MS, GRACE_MS),
+        &[
+            ("media", relay.local_addr().to_string()),
+            ("capacity", "1".to_owned()),
+        ],
+    )
+    .await;
+    let b = cluster_server(
+        &redis,
+        "b",
+        &dpb,
+        (LEASE_MS, GRACE_MS),
+        &[
+            ("media", source.to_string()),
+            ("capacity", "100".to_owned()),
+        ],
+    )
+    .await;
     until(
         "both nodes live with media",
         Duration::from_secs(10),
@@ -448,7 +384,7 @@ async fn a_shed_relay_moves_the_edge_subscriber_down_and_back_and_is_released_wh
     let alice = publish(
         a.addr,
         "alice",
-        &simulcast_offer(),
+        &simulcast_offer(&LAYERS),
         LAYERS.to_vec(),
         Arc::clone(&stop),
     )

@@ -1,8 +1,8 @@
 //! What the cascade tests (issue 16) can share: a cluster node as a real `sluice up`, the admin API
 //! calls, a bounded poll, and alice publishing Opus through WebSocket signaling.
-//! Declared (`mod cascade_support;`) by the files that need it, beside `api_support`,
-//! `cluster_support` and `node_support` (`cascade_big_room.rs`; `cascade_relay.rs` and
-//! `cascade_edge.rs` still hold copies of these, left while other branches change them).
+//! Declared (`mod cascade_support;`) by the cascade test files, beside `api_support`,
+//! `cluster_support` and `node_support`: also an in-process cluster node, the trunk's
+//! forwarded count, the simulcast offer and a subscriber's answering loop.
 #![allow(dead_code)] // each test file uses its own part
 
 use std::net::{SocketAddr, UdpSocket};
@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
+use sluice_control::cluster::ClusterDraft;
+use sluice_control::server::Server;
+use sluice_dataplane::runtime::DataplaneHandle;
 use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
 
 use crate::api_support::*;
@@ -55,6 +58,75 @@ pub fn sluice_node(
     )
     .unwrap();
     Sluice::start(&config, &[])
+}
+
+/// An in-process control daemon of the cluster linked to `dp`: lease `lease_ms`, relay grace
+/// `grace_ms`, and `keys` set in its cluster section (`capacity`, `region`, `media`, ...).
+pub async fn cluster_server(
+    redis: &Redis,
+    id: &str,
+    dp: &DataplaneHandle,
+    (lease_ms, grace_ms): (u64, u64),
+    keys: &[(&str, String)],
+) -> Server {
+    let port = free_port();
+    let mut d = ClusterDraft::default();
+    d.set("redis", &redis.url()).unwrap();
+    d.set("node_id", id).unwrap();
+    d.set("advertise", &format!("http://127.0.0.1:{port}"))
+        .unwrap();
+    d.set("lease_ms", &lease_ms.to_string()).unwrap();
+    d.set("relay_grace_ms", &grace_ms.to_string()).unwrap();
+    for (k, v) in keys {
+        d.set(k, v).unwrap();
+    }
+    let c = d.finish().unwrap().unwrap();
+    linked_server(dp, move |o| {
+        o.http = SocketAddr::from(([127, 0, 0, 1], port));
+        o.cluster = Some(c);
+    })
+    .await
+}
+
+/// A's first trunk's `forwarded` count, from `GET /internal/cascade` on `addr`.
+pub async fn trunk_forwarded(addr: SocketAddr) -> u64 {
+    let (_, v) = call(addr, "GET", "/internal/cascade", "").await;
+    v["trunks"][0]["stats"]["forwarded"].as_u64().unwrap_or(0)
+}
+
+/// The camera + microphone offer with its video as SSRC-signalled simulcast `layers` (SSRC,
+/// rate), low to high.
+pub fn simulcast_offer(layers: &[(u32, u32)]) -> String {
+    let mut out = Vec::new();
+    for l in OFFER.lines() {
+        if l.starts_with("a=ssrc-group:FID") {
+            let ids: Vec<String> = layers.iter().map(|(s, _)| s.to_string()).collect();
+            out.push(format!("a=ssrc-group:SIM {}", ids.join(" ")));
+            for (ssrc, _) in layers {
+                out.push(format!("a=ssrc:{ssrc} cname:q8vY3nKc2L0dFz7R"));
+            }
+        } else if l.starts_with("a=ssrc:1432905237") || l.starts_with("a=ssrc:3987156512") {
+            continue;
+        } else {
+            out.push(l.to_owned());
+        }
+    }
+    out.join("\r\n") + "\r\n"
+}
+
+/// A subscriber: answers subscriber offers on `ws` until one carries audio; that offer.
+pub async fn answer_until_audio(ws: &mut Ws, creds: &IceCreds, fp: &str) -> String {
+    loop {
+        let offer = recv_type(ws, "offer").await["sdp"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let a = rewrite(&offer, creds, fp, "sendonly", "recvonly", Some("active"));
+        send(ws, json!({"type": "answer", "pc": "subscriber", "sdp": a})).await;
+        if offer.contains("m=audio") && offer.contains("a=ssrc") {
+            return offer;
+        }
+    }
 }
 
 fn admin_h() -> Vec<(&'static str, String)> {
