@@ -88,9 +88,17 @@ impl Shedder {
         }
     }
 
-    /// What all relays would cost, shed or not (what the estimator should probe towards).
+    /// What the estimator should probe towards: what all relays would cost, shed or not, and
+    /// at least what the next resume needs (what flows + the headroom × that relay's rate).
+    /// Without the headroom an estimate between the two would stop the probes short of the
+    /// resume for good (a trunk's estimate rises only by probing while little flows).
     pub fn wanted_bps(&self, loads: &[Option<RelayLoad>]) -> u64 {
-        loads.iter().flatten().map(|l| l.rate_bps).sum()
+        let all: u64 = loads.iter().flatten().map(|l| l.rate_bps).sum();
+        let resume = self.next_to_resume(loads).map_or(0, |i| {
+            let rate = loads[i].map_or(0, |l| l.rate_bps) as f64;
+            (self.flowing_bps(loads) as f64 + self.cfg.resume_headroom * rate).ceil() as u64
+        });
+        all.max(resume)
     }
 
     /// What the relays that flow cost.
@@ -294,6 +302,19 @@ mod tests {
         // track 2's layer 2 (one flowing against track 1's two), then track 1's layer 2.
         assert_eq!(events, vec![(2, false), (6, false), (3, false)]);
         assert_eq!(resumed_at, vec![2000, 4100, 6200]);
+    }
+
+    #[test]
+    fn the_estimator_is_asked_for_what_the_next_resume_needs() {
+        let t = t0();
+        let l = vec![video(1, 0, 150_000), video(1, 1, 500_000)];
+        let mut s = Shedder::new(ShedConfig::default(), l.len());
+        assert_eq!(s.wanted_bps(&l), 650_000, "nothing shed: what all cost");
+        s.update(t, 400_000, &l, |_, _| {});
+        assert!(s.is_shed(1));
+        // All cost 650k, but resuming layer 1 needs 150k + 1.2 × 500k = 750k: an estimate of
+        // 700k must still probe, or it never gets there (cascade_shed found it stuck).
+        assert_eq!(s.wanted_bps(&l), 750_000);
     }
 
     #[test]
