@@ -106,120 +106,11 @@ async fn media_node_of(addr: SocketAddr, who: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// What a publisher thread sends: one Opus packet every 5 ms, and simulcast video layers at
-/// the given rates (packets per second per layer; empty: none).
-struct Publishing {
-    ws: Ws,
-    thread: std::thread::JoinHandle<()>,
-    /// Opus packets sent.
-    sent: Arc<AtomicU64>,
-    /// Video packets sent per layer.
-    vsent: Arc<Vec<AtomicU64>>,
-}
-
+/// A VP8 keyframe-shaped payload (descriptor S=1, then a key frame header).
+const VP8_KEY: [u8; 9] = [0x10, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
 /// alice's simulcast layers (SSRC-signalled, `a=ssrc-group:SIM`, low to high) and the rate
 /// she sends each at: distinct, so the trunk's count tells which layer crosses.
 const LAYERS: [(u32, u32); 3] = [(0x5100_0001, 20), (0x5100_0002, 45), (0x5100_0003, 90)];
-
-/// `identity` joins room `m` through `addr` (its home) and publishes `offer` from a thread
-/// until `stop`: Opus always, and `layers` (SSRC, packets per second) of VP8 when given.
-async fn publish(
-    addr: SocketAddr,
-    identity: &str,
-    offer: &str,
-    layers: Vec<(u32, u32)>,
-    stop: Arc<AtomicBool>,
-) -> Publishing {
-    let t = token("m", identity, Role::Host);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
-        .await
-        .unwrap();
-    send(&mut ws, json!({"type": "join"})).await;
-    recv_type(&mut ws, "joined").await;
-    let creds = IceCreds::new(format!("Pub{identity}"), "publisherpassword0123456789");
-    let cert = generate_cert().unwrap();
-    let offer = rewrite(
-        offer,
-        &creds,
-        &cert.fingerprint().to_sdp(),
-        "sendrecv",
-        "sendonly",
-        None,
-    );
-    send(
-        &mut ws,
-        json!({"type": "offer", "pc": "publisher", "sdp": offer}),
-    )
-    .await;
-    let answer = recv_type(&mut ws, "answer").await["sdp"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let cfg = WebRtcPeerConfig {
-        cert,
-        ..WebRtcPeerConfig::new(
-            creds,
-            IceCreds::new(attr(&answer, "ice-ufrag"), attr(&answer, "ice-pwd")),
-            attr(&answer, "fingerprint"),
-        )
-        .unwrap()
-    };
-    let server = candidate(&answer);
-    let sent = Arc::new(AtomicU64::new(0));
-    let sn = Arc::clone(&sent);
-    let vsent: Arc<Vec<AtomicU64>> = Arc::new(layers.iter().map(|_| AtomicU64::new(0)).collect());
-    let vs = Arc::clone(&vsent);
-    let thread = std::thread::spawn(move || {
-        let mut peer = TestPeer::connect(server, &cfg, Duration::from_secs(10)).expect("publisher");
-        let start = Instant::now();
-        let end = start + Duration::from_secs(60);
-        let mut seq: u16 = 1;
-        let mut vseq = vec![1u16; layers.len()];
-        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-            let ts = u32::from(seq) * 240;
-            if peer
-                .publish_rtp(
-                    seq,
-                    ts,
-                    ALICE_AUDIO_SSRC,
-                    OPUS_PT,
-                    false,
-                    &[0xf8, 0xff, 0xfe],
-                )
-                .is_ok()
-            {
-                sn.fetch_add(1, Ordering::Relaxed);
-            }
-            seq = seq.wrapping_add(1);
-            let elapsed = start.elapsed().as_secs_f64();
-            for (i, (ssrc, pps)) in layers.iter().enumerate() {
-                while (vs[i].load(Ordering::Relaxed) as f64) < elapsed * f64::from(*pps) {
-                    // A VP8 keyframe-shaped payload (descriptor S=1, then a key frame header).
-                    let payload = [0x10, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
-                    let _ = peer.publish_rtp(vseq[i], ts, *ssrc, 96, true, &payload);
-                    vseq[i] = vseq[i].wrapping_add(1);
-                    vs[i].fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            let _ = peer.pump(Instant::now() + Duration::from_millis(5));
-        }
-    });
-    until(
-        "the track is published",
-        Duration::from_secs(10),
-        async || {
-            let (_, v) = call(addr, "GET", "/api/rooms/m/participants", "").await;
-            v.to_string().contains("\"TR_")
-        },
-    )
-    .await;
-    Publishing {
-        ws,
-        thread,
-        sent,
-        vsent,
-    }
-}
 
 /// What bob's subscriber receives of alice's audio: a count, and the longest gap between two
 /// packets since `mark` was last reset.
@@ -339,11 +230,12 @@ async fn a_full_home_places_the_subscriber_on_an_edge_and_remakes_it_when_the_ed
 
     // alice publishes on A, which becomes the room's home and, with her, full (capacity 1).
     let stop = Arc::new(AtomicBool::new(false));
-    let alice = publish(
+    let alice = publish_simulcast(
         a.addr,
         "alice",
         &simulcast_offer(&LAYERS),
         LAYERS.to_vec(),
+        VP8_KEY.to_vec(),
         Arc::clone(&stop),
     )
     .await;
@@ -597,7 +489,7 @@ async fn a_participant_of_another_region_gets_its_subscriber_on_a_node_there() {
     };
     both_live(&redis, a.addr, &["a", "c"]).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let alice = publish(a.addr, "alice", OFFER, vec![], Arc::clone(&stop)).await;
+    let alice = publish_simulcast(a.addr, "alice", OFFER, vec![], vec![], Arc::clone(&stop)).await;
     assert_eq!(redis.cli(&["HGET", "sl:room:m", "home"]), "a");
 
     // bob's token says `us`: his subscriber connection goes to C; carol (`eu`) stays on A.

@@ -23,7 +23,7 @@ mod cluster_support;
 mod node_support;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,117 +54,6 @@ fn vp8_payload() -> Vec<u8> {
     let mut p = vec![0x10, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
     p.resize(1000, 0x55);
     p
-}
-
-/// What a publisher thread sends: one Opus packet every 5 ms, and simulcast video layers at
-/// the given rates (packets per second per layer).
-struct Publishing {
-    ws: Ws,
-    thread: std::thread::JoinHandle<()>,
-    #[allow(dead_code)]
-    sent: Arc<AtomicU64>,
-    #[allow(dead_code)]
-    vsent: Arc<Vec<AtomicU64>>,
-}
-
-/// `identity` joins room `m` through `addr` (its home) and publishes `offer` from a thread
-/// until `stop`: Opus always, and `layers` (SSRC, packets per second) of VP8 when given.
-async fn publish(
-    addr: SocketAddr,
-    identity: &str,
-    offer: &str,
-    layers: Vec<(u32, u32)>,
-    stop: Arc<AtomicBool>,
-) -> Publishing {
-    let t = token("m", identity, Role::Host);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
-        .await
-        .unwrap();
-    send(&mut ws, json!({"type": "join"})).await;
-    recv_type(&mut ws, "joined").await;
-    let creds = IceCreds::new(format!("Pub{identity}"), "publisherpassword0123456789");
-    let cert = generate_cert().unwrap();
-    let offer = rewrite(
-        offer,
-        &creds,
-        &cert.fingerprint().to_sdp(),
-        "sendrecv",
-        "sendonly",
-        None,
-    );
-    send(
-        &mut ws,
-        json!({"type": "offer", "pc": "publisher", "sdp": offer}),
-    )
-    .await;
-    let answer = recv_type(&mut ws, "answer").await["sdp"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let cfg = WebRtcPeerConfig {
-        cert,
-        ..WebRtcPeerConfig::new(
-            creds,
-            IceCreds::new(attr(&answer, "ice-ufrag"), attr(&answer, "ice-pwd")),
-            attr(&answer, "fingerprint"),
-        )
-        .unwrap()
-    };
-    let server = candidate(&answer);
-    let sent = Arc::new(AtomicU64::new(0));
-    let sn = Arc::clone(&sent);
-    let vsent: Arc<Vec<AtomicU64>> = Arc::new(layers.iter().map(|_| AtomicU64::new(0)).collect());
-    let vs = Arc::clone(&vsent);
-    let thread = std::thread::spawn(move || {
-        let mut peer = TestPeer::connect(server, &cfg, Duration::from_secs(10)).expect("publisher");
-        let start = Instant::now();
-        let end = start + Duration::from_secs(60);
-        let mut seq: u16 = 1;
-        let mut vseq = vec![1u16; layers.len()];
-        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-            let ts = u32::from(seq) * 240;
-            if peer
-                .publish_rtp(
-                    seq,
-                    ts,
-                    ALICE_AUDIO_SSRC,
-                    OPUS_PT,
-                    false,
-                    &[0xf8, 0xff, 0xfe],
-                )
-                .is_ok()
-            {
-                sn.fetch_add(1, Ordering::Relaxed);
-            }
-            seq = seq.wrapping_add(1);
-            let elapsed = start.elapsed().as_secs_f64();
-            for (i, (ssrc, pps)) in layers.iter().enumerate() {
-                while (vs[i].load(Ordering::Relaxed) as f64) < elapsed * f64::from(*pps) {
-                    // A VP8 keyframe-shaped payload (descriptor S=1, then a key frame header).
-                    let payload = vp8_payload();
-                    let _ = peer.publish_rtp(vseq[i], ts, *ssrc, 96, true, &payload);
-                    vseq[i] = vseq[i].wrapping_add(1);
-                    vs[i].fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            let _ = peer.pump(Instant::now() + Duration::from_millis(5));
-        }
-    });
-    until(
-        "the track is published",
-        Duration::from_secs(10),
-        async || {
-            let (_, v) = call(addr, "GET", "/api/rooms/m/participants", "").await;
-            v.to_string().contains("\"TR_")
-        },
-    )
-    .await;
-    Publishing {
-        ws,
-        thread,
-        sent,
-        vsent,
-    }
 }
 
 /// The video section's first payload type and SSRC in a subscriber offer.
@@ -381,11 +270,12 @@ async fn a_shed_relay_moves_the_edge_subscriber_down_and_back_and_is_released_wh
 
     // alice publishes on A, which becomes the room's home and, with her, full.
     let stop = Arc::new(AtomicBool::new(false));
-    let alice = publish(
+    let alice = publish_simulcast(
         a.addr,
         "alice",
         &simulcast_offer(&LAYERS),
         LAYERS.to_vec(),
+        vp8_payload(),
         Arc::clone(&stop),
     )
     .await;

@@ -236,3 +236,114 @@ pub async fn publish(
     .await;
     (ws, publisher, sent, sid)
 }
+
+/// What a publisher thread sends: one Opus packet every 5 ms, and simulcast video layers at
+/// the given rates (packets per second per layer; empty: none).
+pub struct Publishing {
+    pub ws: Ws,
+    pub thread: std::thread::JoinHandle<()>,
+    /// Opus packets sent.
+    pub sent: Arc<AtomicU64>,
+    /// Video packets sent per layer.
+    pub vsent: Arc<Vec<AtomicU64>>,
+}
+
+/// `identity` joins room `m` through `addr` (its home) and publishes `offer` from a thread
+/// until `stop`: Opus always, and `layers` (SSRC, packets per second) of VP8 packets carrying
+/// `payload` when given.
+pub async fn publish_simulcast(
+    addr: SocketAddr,
+    identity: &str,
+    offer: &str,
+    layers: Vec<(u32, u32)>,
+    payload: Vec<u8>,
+    stop: Arc<AtomicBool>,
+) -> Publishing {
+    let t = token("m", identity, Role::Host);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "join"})).await;
+    recv_type(&mut ws, "joined").await;
+    let creds = IceCreds::new(format!("Pub{identity}"), "publisherpassword0123456789");
+    let cert = generate_cert().unwrap();
+    let offer = rewrite(
+        offer,
+        &creds,
+        &cert.fingerprint().to_sdp(),
+        "sendrecv",
+        "sendonly",
+        None,
+    );
+    send(
+        &mut ws,
+        json!({"type": "offer", "pc": "publisher", "sdp": offer}),
+    )
+    .await;
+    let answer = recv_type(&mut ws, "answer").await["sdp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cfg = WebRtcPeerConfig {
+        cert,
+        ..WebRtcPeerConfig::new(
+            creds,
+            IceCreds::new(attr(&answer, "ice-ufrag"), attr(&answer, "ice-pwd")),
+            attr(&answer, "fingerprint"),
+        )
+        .unwrap()
+    };
+    let server = candidate(&answer);
+    let sent = Arc::new(AtomicU64::new(0));
+    let sn = Arc::clone(&sent);
+    let vsent: Arc<Vec<AtomicU64>> = Arc::new(layers.iter().map(|_| AtomicU64::new(0)).collect());
+    let vs = Arc::clone(&vsent);
+    let thread = std::thread::spawn(move || {
+        let mut peer = TestPeer::connect(server, &cfg, Duration::from_secs(10)).expect("publisher");
+        let start = Instant::now();
+        let end = start + Duration::from_secs(60);
+        let mut seq: u16 = 1;
+        let mut vseq = vec![1u16; layers.len()];
+        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+            let ts = u32::from(seq) * 240;
+            if peer
+                .publish_rtp(
+                    seq,
+                    ts,
+                    ALICE_AUDIO_SSRC,
+                    OPUS_PT,
+                    false,
+                    &[0xf8, 0xff, 0xfe],
+                )
+                .is_ok()
+            {
+                sn.fetch_add(1, Ordering::Relaxed);
+            }
+            seq = seq.wrapping_add(1);
+            let elapsed = start.elapsed().as_secs_f64();
+            for (i, (ssrc, pps)) in layers.iter().enumerate() {
+                while (vs[i].load(Ordering::Relaxed) as f64) < elapsed * f64::from(*pps) {
+                    let _ = peer.publish_rtp(vseq[i], ts, *ssrc, 96, true, &payload);
+                    vseq[i] = vseq[i].wrapping_add(1);
+                    vs[i].fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let _ = peer.pump(Instant::now() + Duration::from_millis(5));
+        }
+    });
+    until(
+        "the track is published",
+        Duration::from_secs(10),
+        async || {
+            let (_, v) = call(addr, "GET", "/api/rooms/m/participants", "").await;
+            v.to_string().contains("\"TR_")
+        },
+    )
+    .await;
+    Publishing {
+        ws,
+        thread,
+        sent,
+        vsent,
+    }
+}
