@@ -138,6 +138,68 @@ pub fn next_count(good: Option<u32>, bad: Option<u32>, start: u32, max: u32) -> 
     }
 }
 
+/// Where a ramp stands: the highest count that held, the lowest that broke, the bisections
+/// made. Shared by the Sluice ramp and the Janus ramp so both stop by the same rules.
+#[derive(Debug, Default)]
+pub struct Bracket {
+    good: Option<u32>,
+    bad: Option<u32>,
+    refined: u32,
+    /// A step that broke while the generator was busy.
+    generator_bound: Option<u32>,
+}
+
+impl Bracket {
+    /// The next count to try, or why the ramp is over.
+    pub fn next(&mut self, cfg: &RampConfig) -> Result<u32, String> {
+        let Some(n) = next_count(self.good, self.bad, cfg.start, cfg.max) else {
+            return Err(if self.bad.is_some() {
+                "bracketed the limit".into()
+            } else {
+                "reached --max".into()
+            });
+        };
+        if self.bad.is_some() {
+            if self.refined >= cfg.refine {
+                return Err(format!("bracketed after {} refinement steps", self.refined));
+            }
+            self.refined += 1;
+        }
+        Ok(n)
+    }
+
+    /// Takes a step's result; `Some(reason)` when the ramp cannot go further. A step that broke
+    /// with a busy generator is still an upper bound: the ramp bisects below it (the generator
+    /// keeps up with less). One that held with a busy generator cannot be pushed further.
+    pub fn record(&mut self, p: &Point) -> Option<String> {
+        let n = p.subscribers;
+        if p.ok() {
+            self.good = Some(self.good.map_or(n, |g| g.max(n)));
+            if p.generator_limited {
+                return Some(format!(
+                    "generator may be the bottleneck at {n} subscribers"
+                ));
+            }
+        } else {
+            self.bad = Some(self.bad.map_or(n, |b| b.min(n)));
+            if p.generator_limited {
+                self.generator_bound = Some(n);
+            }
+        }
+        None
+    }
+
+    /// The highest count that held, and the stop reason with the generator's part in it.
+    pub fn finish(self, mut stopped: String) -> (u32, String) {
+        if let Some(n) = self.generator_bound {
+            stopped.push_str(&format!(
+                "; the generator was busy at {n} subscribers, a step that broke: bisected below it"
+            ));
+        }
+        (self.good.unwrap_or(0), stopped)
+    }
+}
+
 /// Runs the ramp against `sfu`. `on_point` sees each step as it finishes (for progress).
 pub fn run(
     sfu: &mut Sfu,
@@ -145,45 +207,43 @@ pub fn run(
     mut on_point: impl FnMut(&Point),
 ) -> Result<RampReport, BenchError> {
     let mut points = Vec::new();
-    let (mut good, mut bad): (Option<u32>, Option<u32>) = (None, None);
-    let mut refined = 0;
+    let mut bracket = Bracket::default();
     let mut stopped = String::from("reached --max");
     // Bounded: doubling reaches `max` in ≤ 32 steps, then at most `refine` bisections.
     for _ in 0..64 {
-        let Some(n) = next_count(good, bad, cfg.start, cfg.max) else {
-            if bad.is_some() {
-                stopped = "bracketed the limit".into();
-            }
-            break;
-        };
-        if bad.is_some() {
-            if refined >= cfg.refine {
-                stopped = format!("bracketed after {refined} refinement steps");
+        let n = match bracket.next(cfg) {
+            Ok(n) => n,
+            Err(why) => {
+                stopped = why;
                 break;
             }
-            refined += 1;
-        }
+        };
         let mut step = cfg.step.clone();
         step.subscribers = n;
-        let r = fanout::run(sfu, &step)?;
+        let r = match fanout::run(sfu, &step) {
+            Ok(r) => r,
+            // A step that could not connect (e.g. an ICE check lost while hundreds of WebRTC
+            // peers start at once) ends the ramp as Janus's does: what was measured stands.
+            Err(e) if !points.is_empty() => {
+                stopped = format!("step at {n} subscribers failed: {e}");
+                break;
+            }
+            Err(e) => return Err(e),
+        };
         let p = Point::from_report(&r);
         on_point(&p);
-        let limited = p.generator_limited;
-        if p.ok() {
-            good = Some(good.map_or(n, |g| g.max(n)));
-        } else {
-            bad = Some(bad.map_or(n, |b| b.min(n)));
-        }
+        let end = bracket.record(&p);
         points.push(p);
-        if limited {
-            stopped = format!("generator may be the bottleneck at {n} subscribers");
+        if let Some(why) = end {
+            stopped = why;
             break;
         }
     }
+    let (max_ok, stopped) = bracket.finish(stopped);
     Ok(RampReport {
         points,
         workers: sfu.workers,
-        max_ok: good.unwrap_or(0),
+        max_ok,
         stopped,
     })
 }
@@ -222,5 +282,47 @@ mod tests {
         p.loss = 0.0;
         p.p99_ms = 51.0;
         assert!(!p.ok());
+    }
+
+    fn point(subscribers: u32, p99_ms: f64, generator_limited: bool) -> Point {
+        Point {
+            subscribers,
+            delivered_pps: 0.0,
+            delivered_mbit_s: 0.0,
+            loss: 0.0,
+            p50_ms: 1.0,
+            p99_ms,
+            sfu_busy: 0.5,
+            generator_busy: if generator_limited { 0.95 } else { 0.3 },
+            generator_limited,
+        }
+    }
+
+    #[test]
+    fn a_busy_generator_on_a_broken_step_bisects_below_it() {
+        let cfg = RampConfig {
+            step: FanoutConfig::default_for(&[1], 50, std::time::Duration::from_secs(1)),
+            start: 200,
+            max: 5_000,
+            refine: 3,
+        };
+        let mut b = Bracket::default();
+        assert_eq!(b.next(&cfg), Ok(200));
+        assert_eq!(b.record(&point(200, 20.0, false)), None);
+        assert_eq!(b.next(&cfg), Ok(400));
+        // Broke with the generator busy: not the end, the ramp refines between 200 and 400.
+        assert_eq!(b.record(&point(400, 120.0, true)), None);
+        assert_eq!(b.next(&cfg), Ok(300));
+        assert_eq!(b.record(&point(300, 40.0, false)), None);
+        assert_eq!(b.next(&cfg), Ok(350));
+        // Held with the generator busy: this generator cannot measure past it.
+        let end = b.record(&point(350, 45.0, true));
+        assert_eq!(
+            end.as_deref(),
+            Some("generator may be the bottleneck at 350 subscribers")
+        );
+        let (max, why) = b.finish(end.unwrap());
+        assert_eq!(max, 350);
+        assert!(why.contains("busy at 400 subscribers"), "{why}");
     }
 }

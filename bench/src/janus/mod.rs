@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::gen::Plan;
-use crate::ramp::{next_count, Point, RampConfig, RampReport};
+use crate::ramp::{Bracket, Point, RampConfig, RampReport};
 use crate::report::BenchError;
 
 /// Longest Janus ramp: no new step starts after this (keeps `compare` within ~5 minutes).
@@ -208,8 +208,7 @@ fn ramp_in(
     let mut details = Vec::new();
     let pid = janus.pid().map(|p| p.to_string());
     let mut points = Vec::new();
-    let (mut good, mut bad): (Option<u32>, Option<u32>) = (None, None);
-    let mut refined = 0;
+    let mut bracket = Bracket::default();
     let mut stopped = String::from("reached --max");
     // Bounded: doubling reaches `max` in ≤ 32 steps, then at most `refine` bisections.
     for _ in 0..64 {
@@ -221,19 +220,13 @@ fn ramp_in(
             stopped = format!("time budget of {RAMP_BUDGET:?} spent");
             break;
         }
-        let Some(n) = next_count(good, bad, cfg.start, cfg.max) else {
-            if bad.is_some() {
-                stopped = "bracketed the limit".into();
-            }
-            break;
-        };
-        if bad.is_some() {
-            if refined >= cfg.refine {
-                stopped = format!("bracketed after {refined} refinement steps");
+        let n = match bracket.next(cfg) {
+            Ok(n) => n,
+            Err(why) => {
+                stopped = why;
                 break;
             }
-            refined += 1;
-        }
+        };
         let s = &cfg.step;
         let args = step::StepArgs {
             plan: Plan {
@@ -288,23 +281,19 @@ fn ramp_in(
             }
         };
         on_point(&p);
-        let limited = p.generator_limited;
-        if p.ok() {
-            good = Some(good.map_or(n, |g| g.max(n)));
-        } else {
-            bad = Some(bad.map_or(n, |b| b.min(n)));
-        }
+        let end = bracket.record(&p);
         points.push(p);
-        if limited {
-            stopped = format!("generator may be the bottleneck at {n} subscribers");
+        if let Some(why) = end {
+            stopped = why;
             break;
         }
     }
+    let (max_ok, stopped) = bracket.finish(stopped);
     Ok(JanusRamp {
         ramp: RampReport {
             points,
             workers: 1,
-            max_ok: good.unwrap_or(0),
+            max_ok,
             stopped,
         },
         details,
