@@ -46,8 +46,9 @@ impl Shard {
     }
 
     /// Every session touched since the last drain: events, outputs (a Forwarder's keyframe
-    /// request), control packets, audio. Each then joins the round-robin queue for its paced
-    /// media.
+    /// request), control packets, audio. Each touched one then joins the round-robin queue for
+    /// its paced media; one that only got audio copies does not (it has no paced media of
+    /// this turn).
     pub(super) fn drain_urgent(&mut self, now: Instant) {
         let mut list = std::mem::take(&mut self.draining);
         self.table.take_dirty(&mut list);
@@ -99,7 +100,10 @@ impl Shard {
             }
             entry.deadline = entry.session.poll_timeout();
             self.next_timer = min_opt(self.next_timer, entry.deadline);
-            self.table.mark_ready(slot);
+            // Not into the round-robin queue: a copy of video is queued there when it is made
+            // (`router::forward_one`), and video held by the budget wakes by its deadline. A
+            // visit per audio copy (poll, expiry, probes, the deadline again) cost the audio of
+            // 525 subscribers ~10–25 % of its receive → kernel time (docs/performance.md).
             if full {
                 self.counters.send_stalls += 1;
                 for &s in &list[i..] {
