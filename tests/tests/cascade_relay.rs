@@ -41,10 +41,9 @@ use cascade_support::*;
 use cluster_support::Redis;
 use node_support::*;
 use serde_json::{json, Value};
-use sluice_control::auth::Role;
 use sluice_control::server::Server;
 use sluice_dataplane::runtime::DataplaneHandle;
-use sluice_dataplane::testpeer::{generate_cert, IceCreds, TestPeer, WebRtcPeerConfig};
+use sluice_dataplane::testpeer::TestPeer;
 
 const GRACE_MS: u64 = 2000;
 const LEASE_MS: u64 = 1500;
@@ -455,31 +454,7 @@ async fn a_silent_trunk_is_torn_down_and_set_up_again_when_the_path_returns() {
         ..RelayConfig::new("127.0.0.1:0".parse().unwrap(), dpa.local_addrs()[0])
     })
     .unwrap();
-    let a = cluster_server(
-        &redis,
-        "a",
-        &dpa,
-        (LEASE_MS, GRACE_MS),
-        &[("media", relay.local_addr().to_string())],
-    )
-    .await;
-    let b = cluster_server(
-        &redis,
-        "b",
-        &dpb,
-        (LEASE_MS, GRACE_MS),
-        &[("media", source.to_string())],
-    )
-    .await;
-    until(
-        "both nodes live with media",
-        Duration::from_secs(10),
-        async || {
-            redis.cli(&["HGET", "sl:node:a", "media"]).contains(':')
-                && redis.cli(&["HGET", "sl:node:b", "media"]).contains(':')
-        },
-    )
-    .await;
+    let (a, b) = nodes_through(&redis, (&dpa, &dpb), relay.local_addr(), source).await;
     let stop = Arc::new(AtomicBool::new(false));
     let (_ws, publisher, _, sid) = publish(a.addr, "m", "alice", Arc::clone(&stop)).await;
     let (_, v1) = viewer(b.addr, "m", &sid, &stop).await;
@@ -622,31 +597,7 @@ async fn a_video_relay_repairs_with_rtx_across_a_lossy_trunk() {
         ..RelayConfig::new("127.0.0.1:0".parse().unwrap(), dpa.local_addrs()[0])
     })
     .unwrap();
-    let a = cluster_server(
-        &redis,
-        "a",
-        &dpa,
-        (LEASE_MS, GRACE_MS),
-        &[("media", relay.local_addr().to_string())],
-    )
-    .await;
-    let b = cluster_server(
-        &redis,
-        "b",
-        &dpb,
-        (LEASE_MS, GRACE_MS),
-        &[("media", source.to_string())],
-    )
-    .await;
-    until(
-        "both nodes live with media",
-        Duration::from_secs(10),
-        async || {
-            redis.cli(&["HGET", "sl:node:a", "media"]).contains(':')
-                && redis.cli(&["HGET", "sl:node:b", "media"]).contains(':')
-        },
-    )
-    .await;
+    let (a, b) = nodes_through(&redis, (&dpa, &dpb), relay.local_addr(), source).await;
     let stop = Arc::new(AtomicBool::new(false));
     let (_ws, publisher, sent, sid) = publish_video(a.addr, "v", "alice", Arc::clone(&stop)).await;
     let (_, seqs) = viewer(b.addr, "v", &sid, &stop).await;
@@ -736,6 +687,30 @@ async fn a_video_relay_repairs_with_rtx_across_a_lossy_trunk() {
     b.stop();
 }
 
+/// Nodes a and b on `dpa` / `dpb` whose trunk a → b runs through `relay`: a advertises the
+/// relay's address as its media address, b advertises `source` (the relay's upstream source,
+/// so b's packets to a come back through it); returned once both are live with media.
+async fn nodes_through(
+    redis: &Redis,
+    (dpa, dpb): (&DataplaneHandle, &DataplaneHandle),
+    relay: SocketAddr,
+    source: SocketAddr,
+) -> (Server, Server) {
+    let media = |addr: SocketAddr| [("media", addr.to_string())];
+    let a = cluster_server(redis, "a", dpa, (LEASE_MS, GRACE_MS), &media(relay)).await;
+    let b = cluster_server(redis, "b", dpb, (LEASE_MS, GRACE_MS), &media(source)).await;
+    until(
+        "both nodes live with media",
+        Duration::from_secs(10),
+        async || {
+            redis.cli(&["HGET", "sl:node:a", "media"]).contains(':')
+                && redis.cli(&["HGET", "sl:node:b", "media"]).contains(':')
+        },
+    )
+    .await;
+    (a, b)
+}
+
 /// As [`publish`], but VP8 on the camera (every packet a one-packet keyframe), and the camera
 /// track's sid.
 async fn publish_video(
@@ -744,41 +719,7 @@ async fn publish_video(
     identity: &str,
     stop: Arc<AtomicBool>,
 ) -> (Ws, std::thread::JoinHandle<()>, Arc<AtomicU64>, String) {
-    let t = token(room, identity, Role::Host);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
-        .await
-        .unwrap();
-    send(&mut ws, json!({"type": "join"})).await;
-    recv_type(&mut ws, "joined").await;
-    let creds = IceCreds::new(format!("Vid{identity}"), "publisherpassword0123456789");
-    let cert = generate_cert().unwrap();
-    let offer = rewrite(
-        OFFER,
-        &creds,
-        &cert.fingerprint().to_sdp(),
-        "sendrecv",
-        "sendonly",
-        None,
-    );
-    send(
-        &mut ws,
-        json!({"type": "offer", "pc": "publisher", "sdp": offer}),
-    )
-    .await;
-    let answer = recv_type(&mut ws, "answer").await["sdp"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let cfg = WebRtcPeerConfig {
-        cert,
-        ..WebRtcPeerConfig::new(
-            creds,
-            IceCreds::new(attr(&answer, "ice-ufrag"), attr(&answer, "ice-pwd")),
-            attr(&answer, "fingerprint"),
-        )
-        .unwrap()
-    };
-    let server = candidate(&answer);
+    let (ws, server, cfg) = publisher_peer(addr, room, identity, OFFER, "Vid").await;
     let sent = Arc::new(AtomicU64::new(0));
     let sn = Arc::clone(&sent);
     let publisher = std::thread::spawn(move || {

@@ -153,25 +153,29 @@ pub async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> boo
     t0.elapsed()
 }
 
-/// `identity` joins `room` through `addr` (which becomes its home) and publishes Opus from a
-/// thread (one packet every 5 ms) until `stop`: the socket, the thread, the count sent and
-/// the track's sid.
-pub async fn publish(
+/// `identity` joins `room` through `addr` (its home) as a host and offers `offer` for its
+/// publisher connection (ICE ufrag `{ufrag_prefix}{identity}`): the socket, the server's media
+/// address from the answer, and the peer's configuration to connect with.
+pub async fn publisher_peer(
     addr: SocketAddr,
     room: &str,
     identity: &str,
-    stop: Arc<AtomicBool>,
-) -> (Ws, std::thread::JoinHandle<()>, Arc<AtomicU64>, String) {
+    offer: &str,
+    ufrag_prefix: &str,
+) -> (Ws, SocketAddr, WebRtcPeerConfig) {
     let t = token(room, identity, Role::Host);
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
         .await
         .unwrap();
     send(&mut ws, json!({"type": "join"})).await;
     recv_type(&mut ws, "joined").await;
-    let creds = IceCreds::new(format!("Pub{identity}"), "publisherpassword0123456789");
+    let creds = IceCreds::new(
+        format!("{ufrag_prefix}{identity}"),
+        "publisherpassword0123456789",
+    );
     let cert = generate_cert().unwrap();
     let offer = rewrite(
-        OFFER,
+        offer,
         &creds,
         &cert.fingerprint().to_sdp(),
         "sendrecv",
@@ -197,6 +201,19 @@ pub async fn publish(
         .unwrap()
     };
     let server = candidate(&answer);
+    (ws, server, cfg)
+}
+
+/// `identity` joins `room` through `addr` (which becomes its home) and publishes Opus from a
+/// thread (one packet every 5 ms) until `stop`: the socket, the thread, the count sent and
+/// the track's sid.
+pub async fn publish(
+    addr: SocketAddr,
+    room: &str,
+    identity: &str,
+    stop: Arc<AtomicBool>,
+) -> (Ws, std::thread::JoinHandle<()>, Arc<AtomicU64>, String) {
+    let (ws, server, cfg) = publisher_peer(addr, room, identity, OFFER, "Pub").await;
     let sent = Arc::new(AtomicU64::new(0));
     let sn = Arc::clone(&sent);
     let publisher = std::thread::spawn(move || {
@@ -259,41 +276,7 @@ pub async fn publish_simulcast(
     payload: Vec<u8>,
     stop: Arc<AtomicBool>,
 ) -> Publishing {
-    let t = token("m", identity, Role::Host);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
-        .await
-        .unwrap();
-    send(&mut ws, json!({"type": "join"})).await;
-    recv_type(&mut ws, "joined").await;
-    let creds = IceCreds::new(format!("Pub{identity}"), "publisherpassword0123456789");
-    let cert = generate_cert().unwrap();
-    let offer = rewrite(
-        offer,
-        &creds,
-        &cert.fingerprint().to_sdp(),
-        "sendrecv",
-        "sendonly",
-        None,
-    );
-    send(
-        &mut ws,
-        json!({"type": "offer", "pc": "publisher", "sdp": offer}),
-    )
-    .await;
-    let answer = recv_type(&mut ws, "answer").await["sdp"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let cfg = WebRtcPeerConfig {
-        cert,
-        ..WebRtcPeerConfig::new(
-            creds,
-            IceCreds::new(attr(&answer, "ice-ufrag"), attr(&answer, "ice-pwd")),
-            attr(&answer, "fingerprint"),
-        )
-        .unwrap()
-    };
-    let server = candidate(&answer);
+    let (ws, server, cfg) = publisher_peer(addr, "m", identity, offer, "Pub").await;
     let sent = Arc::new(AtomicU64::new(0));
     let sn = Arc::clone(&sent);
     let vsent: Arc<Vec<AtomicU64>> = Arc::new(layers.iter().map(|_| AtomicU64::new(0)).collect());
