@@ -90,14 +90,7 @@ pub(super) fn start(app: &Arc<App>) {
     let app = Arc::clone(app);
     tokio::spawn(async move {
         while !cluster.is_stopped() {
-            let participants: usize = app
-                .registry
-                .summaries()
-                .iter()
-                .filter_map(|s| s.room.as_ref())
-                .map(|r| r.participants)
-                .sum();
-            let load = app.cascade.remote.media_load(participants as u64);
+            let load = app.cascade.remote.media_load(app.registry.participants());
             cluster.load.store(load, Ordering::Relaxed);
             let load = app.load.locked().node_load(std::time::Instant::now());
             *cluster.dataplane.locked() = load;

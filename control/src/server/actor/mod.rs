@@ -136,6 +136,21 @@ impl Registry {
         out
     }
 
+    /// Participants in every room of this node (the media load's input, D111).
+    pub(crate) fn participants(&self) -> u64 {
+        let handles: Vec<RoomHandle> = self.rooms.locked().values().cloned().collect();
+        handles
+            .iter()
+            .filter_map(|h| {
+                h.summary
+                    .locked()
+                    .room
+                    .as_ref()
+                    .map(|r| r.participants as u64)
+            })
+            .sum()
+    }
+
     /// The names of every room actor.
     pub(crate) fn names(&self) -> Vec<String> {
         self.rooms.locked().keys().cloned().collect()

@@ -120,15 +120,11 @@ impl RoomCtx {
         self.app.node_key.as_ref()?;
         // Counted now, not from the figure published every 500 ms: a burst of joins would all
         // find the old one (D111). The joining participant is one of `participants`.
-        let participants: usize = self
+        let here = self
             .app
-            .registry
-            .summaries()
-            .iter()
-            .filter_map(|s| s.room.as_ref())
-            .map(|r| r.participants)
-            .sum();
-        let here = self.app.cascade.remote.media_load(participants as u64);
+            .cascade
+            .remote
+            .media_load(self.app.registry.participants());
         let full = here > c.config.capacity;
         let region = self
             .media
