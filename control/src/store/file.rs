@@ -3,9 +3,11 @@
 //! renamed over `<file>`, then the directory fsynced, so a crash leaves the old or the new file,
 //! never a torn one. [`Store::apply`] resolves once a write that includes its ops is on disk;
 //! calls that arrive while a write runs share the next one (group commit), so a burst of joins
-//! costs a few writes, not one each.
+//! costs a few writes, not one each. A write encodes only the rooms changed since the last one
+//! ([`Encoder`]).
 
 use crate::lock::Locked;
+use std::collections::BTreeSet;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -15,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use super::encode::Encoder;
 use super::{
     PersistedRoom, PersistedState, SavedCodec, SavedTrack, Store, StoreError, StoreFuture, StoreOp,
     FORMAT_VERSION,
@@ -41,6 +44,8 @@ struct Image {
     state: PersistedState,
     /// Ops applied so far (a version number of the image).
     version: u64,
+    /// Rooms changed since the writer last looked (it re-encodes only these).
+    dirty: BTreeSet<String>,
     closed: bool,
 }
 
@@ -73,6 +78,7 @@ impl FileStore {
         let state = load(&path)?;
         let shared = Arc::new(Shared {
             image: Mutex::new(Image {
+                dirty: state.rooms.keys().cloned().collect(),
                 state,
                 version: 0,
                 closed: false,
@@ -115,6 +121,11 @@ impl Store for FileStore {
                 return Box::pin(async { Err(StoreError::Closed) });
             }
             for op in ops {
+                if let Some(room) = PersistedState::room_changed(&op) {
+                    if !image.dirty.contains(room) {
+                        image.dirty.insert(room.to_owned());
+                    }
+                }
                 image.state.apply(op);
             }
             image.version += 1;
@@ -152,8 +163,9 @@ impl Drop for FileStore {
 /// Writes the image whenever it changed, until closed (after a last write).
 fn writer(shared: &Shared, path: &Path, tx: &watch::Sender<Written>) {
     let mut written = 0u64;
+    let mut encoder = Encoder::default();
     loop {
-        let (bytes, version, closed) = {
+        let (head, version, closed) = {
             let mut image = shared.image.locked();
             while image.version == written && !image.closed {
                 image = shared.changed.wait(image).expect("store lock");
@@ -161,11 +173,11 @@ fn writer(shared: &Shared, path: &Path, tx: &watch::Sender<Written>) {
             if image.version == written {
                 return;
             }
-            let mut bytes = serde_json::to_vec_pretty(&image.state)
-                .expect("the state is plain data and serializes");
-            bytes.push(b'\n');
-            (bytes, image.version, image.closed)
+            let dirty = std::mem::take(&mut image.dirty);
+            let head = encoder.refresh(&image.state, dirty);
+            (head, image.version, image.closed)
         };
+        let bytes = encoder.file(&head);
         match write_atomically(path, &bytes) {
             Ok(()) => {
                 written = version;

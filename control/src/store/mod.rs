@@ -18,7 +18,7 @@
 //! crash left there first (at least once, same `evt_` ids), so no committed event is lost
 //! between the store and its receivers.
 //!
-//! File format (`FORMAT_VERSION` 2, docs/api.md "State"): `{"version": 2, "next_id", "rooms":
+//! File format (`FORMAT_VERSION` 2, docs/api.md "State"; written by `encode`): `{"version": 2, "next_id", "rooms":
 //! {name: {Room fields, "tracks": {sid: SavedTrack}}}, "events": {"last_seq": {room: seq},
 //! "floor", "n"}, "outbox": [{"n", "event": envelope}]}`. Version 1 — the rooms alone (`{"rooms", "next_id"}`, or `{"version": 1,
 //! "rooms": {...}, "events": {...}}`) with the published tracks in `<stem>.tracks.json` beside it
@@ -30,6 +30,7 @@
 //! file of a newer format version, or one that cannot be read, stops start-up with a message
 //! naming it: a downgrade must not destroy data, and a permission problem is the operator's.
 
+mod encode;
 mod file;
 mod memory;
 
@@ -202,6 +203,24 @@ impl PersistedState {
         Self {
             version: FORMAT_VERSION,
             ..Self::default()
+        }
+    }
+
+    /// The room whose entry in `rooms` the op changes, if any (the file encoder re-encodes
+    /// only those rooms).
+    pub fn room_changed(op: &StoreOp) -> Option<&str> {
+        match op {
+            StoreOp::PutRoom { name, .. } | StoreOp::DeleteRoom { name } => Some(name),
+            StoreOp::PutParticipant { room, .. }
+            | StoreOp::DeleteParticipant { room, .. }
+            | StoreOp::PutTrack { room, .. }
+            | StoreOp::DeleteTrack { room, .. } => Some(room),
+            StoreOp::IdsUsed(_)
+            | StoreOp::EventSeq { .. }
+            | StoreOp::RetireEventSeq { .. }
+            | StoreOp::EventsUsed(_)
+            | StoreOp::Outbox(_)
+            | StoreOp::Delivered(_) => None,
         }
     }
 
