@@ -24,16 +24,16 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 
+mod data;
+mod send;
 mod wire;
 use std::time::{Duration, Instant, SystemTime};
 use wire::Wire;
 
-use rtp_core::datachannel::{ChannelConfig, ChannelId, DataConfig, DataError};
+use rtp_core::datachannel::{ChannelId, DataError};
 use rtp_core::dtls::{ClientVersion, DtlsCert, DtlsRole, Fingerprint};
 use rtp_core::forward::{Codec, MediaKind};
 use rtp_core::ice::IceClientConfig;
-use rtp_core::packet::rtcp;
-use rtp_core::packet::{write_rtp_header, RtpHeader};
 use rtp_core::session::{
     ExtIds, LayerSsrc, MediaMeta, Session, SessionConfig, SessionError, SessionEvent, SessionMode,
     SessionOutput, SessionStats, UpTrackConfig,
@@ -363,180 +363,6 @@ impl TestPeer {
         Ok(())
     }
 
-    /// Turns data channels on (the server's session must have them on too); call before
-    /// [`TestPeer::handshake`] so the association starts with DTLS, or after it to start now.
-    pub fn enable_data_channels(&mut self, cfg: DataConfig) -> Result<(), PeerError> {
-        self.session.enable_data_channels(cfg)?;
-        self.data_rx = vec![0; cfg.max_message_size as usize];
-        self.flush()
-    }
-
-    /// Opens a channel (in band with DCEP on the next even id, or on `cfg.negotiated`).
-    pub fn open_channel(&mut self, cfg: ChannelConfig) -> Result<ChannelId, PeerError> {
-        let id = self.session.open_channel(cfg)?;
-        self.flush()?;
-        Ok(id)
-    }
-
-    /// Closes a channel (stream reset).
-    pub fn close_channel(&mut self, ch: ChannelId) -> Result<(), PeerError> {
-        self.session.close_channel(ch)?;
-        self.flush()
-    }
-
-    /// Sends one message on an open channel (`Full`/`TooBig` come back as `PeerError::Data`).
-    pub fn send_data(&mut self, ch: ChannelId, binary: bool, data: &[u8]) -> Result<(), PeerError> {
-        self.session.send_data(Instant::now(), ch, binary, data)?;
-        self.flush()
-    }
-
-    /// Bytes of `ch` not yet acknowledged by the server.
-    pub fn buffered_amount(&mut self, ch: ChannelId) -> usize {
-        self.session.buffered_amount(ch)
-    }
-
-    /// The next data-channel message, or `None` when `timeout` passes first. Media that
-    /// arrives meanwhile is handled and discarded.
-    pub fn recv_data(&mut self, timeout: Duration) -> Result<Option<ReceivedData>, PeerError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(m) = self.session.poll_data(&mut self.data_rx) {
-                let data = self.data_rx[..m.len].to_vec();
-                self.flush()?;
-                return Ok(Some(ReceivedData {
-                    channel: m.channel,
-                    binary: m.binary,
-                    data,
-                }));
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            self.step(deadline, None)?;
-        }
-    }
-
-    /// Waits until a channel called `label` is open (ours or the server's) and returns its id.
-    pub fn wait_channel_open(
-        &mut self,
-        label: &str,
-        timeout: Duration,
-    ) -> Result<ChannelId, PeerError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let found = self.data_events.iter().rev().find_map(|e| match e {
-                SessionEvent::ChannelOpen { id, label: l, .. } if l == label => Some(*id),
-                _ => None,
-            });
-            if let Some(id) = found {
-                return Ok(id);
-            }
-            if Instant::now() >= deadline {
-                return Err(PeerError::Timeout(timeout));
-            }
-            self.step(deadline, None)?;
-        }
-    }
-
-    /// Data-channel events so far (`ChannelOpen`, `ChannelClosed`, `SctpConnected`,
-    /// `SctpClosed`), oldest first; taking them empties the list.
-    pub fn take_data_events(&mut self) -> Vec<SessionEvent> {
-        self.data_events.drain(..).collect()
-    }
-
-    /// Builds one RTP packet and sends it SRTP-protected (plain in plain mode).
-    pub fn publish_rtp(
-        &mut self,
-        seq: u16,
-        ts: u32,
-        ssrc: u32,
-        pt: u8,
-        marker: bool,
-        payload: &[u8],
-    ) -> Result<(), PeerError> {
-        let (len, dst) = self.protect_into_tx(seq, ts, ssrc, pt, marker, payload)?;
-        self.socket.send_to(&self.tx[..len], dst)?;
-        self.stats.datagrams_sent += 1;
-        Ok(())
-    }
-
-    /// [`TestPeer::publish_rtp`]'s datagram, returned instead of sent (to replay or tamper
-    /// with it). It consumes SRTP state like a sent packet.
-    pub fn protect_rtp(
-        &mut self,
-        seq: u16,
-        ts: u32,
-        ssrc: u32,
-        pt: u8,
-        marker: bool,
-        payload: &[u8],
-    ) -> Result<Vec<u8>, PeerError> {
-        let (len, _) = self.protect_into_tx(seq, ts, ssrc, pt, marker, payload)?;
-        Ok(self.tx[..len].to_vec())
-    }
-
-    /// Sends `bytes` as they are to the server from the peer's socket.
-    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), PeerError> {
-        self.socket.send_to(bytes, self.server)?;
-        self.stats.datagrams_sent += 1;
-        Ok(())
-    }
-
-    /// Sends `rtcp` (any bytes, well-formed or not) SRTCP-protected with the session's keys.
-    pub fn send_rtcp_raw(&mut self, rtcp: &[u8]) -> Result<(), PeerError> {
-        let (len, dst) = self.session.send_rtcp(Instant::now(), rtcp, &mut self.tx)?;
-        self.socket.send_to(&self.tx[..len], dst.addr)?;
-        self.stats.datagrams_sent += 1;
-        Ok(())
-    }
-
-    fn protect_into_tx(
-        &mut self,
-        seq: u16,
-        ts: u32,
-        ssrc: u32,
-        pt: u8,
-        marker: bool,
-        payload: &[u8],
-    ) -> Result<(usize, SocketAddr), PeerError> {
-        let n = write_rtp_header(
-            &RtpHeader {
-                pt,
-                marker,
-                seq,
-                ts,
-                ssrc,
-                csrcs: &[],
-                extensions: &[],
-            },
-            &mut self.tx,
-        )
-        .map_err(|e| PeerError::Rtcp(format!("RTP header: {e}")))?;
-        let end = n + payload.len();
-        // SRTP's tag needs room after the payload.
-        if end + 32 > self.tx.len() {
-            return Err(SessionError::BufferTooSmall.into());
-        }
-        self.tx[n..end].copy_from_slice(payload);
-        let (len, dst) = self
-            .session
-            .protect_outgoing(Instant::now(), &mut self.tx, end)?;
-        Ok((len, dst.addr))
-    }
-
-    /// Sends a Generic NACK (RFC 4585 §6.2.1) for `seqs` of the forwarded stream `media_ssrc`.
-    pub fn send_nack(&mut self, media_ssrc: u32, seqs: &[u16]) -> Result<(), PeerError> {
-        let mut plain = [0u8; 1200];
-        let n = rtcp::write_nack(&mut plain, self.session.local_ssrc(), media_ssrc, seqs)
-            .map_err(|e| PeerError::Rtcp(e.to_string()))?;
-        let (len, dst) = self
-            .session
-            .send_rtcp(Instant::now(), &plain[..n], &mut self.tx)?;
-        self.socket.send_to(&self.tx[..len], dst.addr)?;
-        self.stats.datagrams_sent += 1;
-        Ok(())
-    }
-
     /// The next media packet, or `None` when `timeout` passes first. Control traffic on the
     /// way (STUN, DTLS, RTCP) is handled, and the session's own packets are sent.
     pub fn recv_media(&mut self, timeout: Duration) -> Result<Option<ReceivedRtp>, PeerError> {
@@ -729,6 +555,7 @@ fn seed_of(s: &str) -> u64 {
 mod tests {
     use super::*;
 
+    use rtp_core::datachannel::{ChannelConfig, DataConfig};
     use rtp_core::ice::IceConfig;
 
     /// An rtp-core server session (ICE-lite, DTLS server, data channels) on its own loopback
