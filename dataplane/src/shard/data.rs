@@ -18,15 +18,16 @@
 //! Backpressure, per receiver and never blocking anyone else: before each `send_data` the
 //! receiver's channel's `buffered_amount` is compared with a cap — [`RELIABLE_CAP`] for
 //! `_reliable` (the message is dropped, counted `slow_receiver`, and the receiver told once
-//! through `Notification::DataBehind`), [`LOSSY_CAP`] for `_lossy` (dropped early, counted
-//! `behind`). A receiver is told at most once per [`NOTICE_INTERVAL`] per kind, however often
+//! through `Notification::DataBehind`); for `_lossy` and `_input`, [`lossy_over`]: over
+//! [`LOSSY_CAP`] and not drained within [`LOSSY_DRAIN`] at the channel's measured drain rate
+//! (dropped early, counted `behind`). A receiver is told at most once per [`NOTICE_INTERVAL`] per kind, however often
 //! its buffer crosses the cap and drains (D91). Each sender has a token bucket of messages
 //! (`DataSpec::max_rate`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rtp_core::datachannel::{ChannelConfig, ChannelId, DataError, Reliability};
+use rtp_core::datachannel::{Backlog, ChannelConfig, ChannelId, DataError, Reliability};
 
 use crate::proto::{DataSpec, Notification, SessionId};
 
@@ -42,9 +43,16 @@ pub const INPUT_LABEL: &str = "_input";
 /// Bytes a receiver's `_reliable` channel may hold queued or unacknowledged before relayed
 /// messages for it are dropped (Chrome closes a channel at 16 MiB; LiveKit drops slow readers).
 pub const RELIABLE_CAP: usize = 1 << 20;
-/// Bytes a receiver's `_lossy` channel may hold before new messages are dropped: about 100 ms of
-/// a busy input stream; a lossy message that would wait behind more is worth less than a fresh one.
+/// Bytes a receiver's `_lossy` channel may always hold (about 100 ms of a busy input stream).
+/// Beyond it a new message is dropped unless the buffer empties within [`LOSSY_DRAIN`] at the
+/// rate it has been emptying: `bufferedAmount` counts bytes in flight too, and a reader that
+/// keeps up over a long path has more than this in flight (see [`lossy_over`]).
 pub const LOSSY_CAP: usize = 16 * 1024;
+/// The longest a `_lossy` or `_input` receiver's buffer may take to empty, with the new message,
+/// before the message is dropped: a round trip, a delayed SACK (up to 200 ms, RFC 9260 §6.2)
+/// and ~100 ms of queue; a lossy message that would wait behind more is worth less than a fresh
+/// one.
+pub const LOSSY_DRAIN: Duration = Duration::from_millis(500);
 /// The least time between two `data_behind` notices of one kind to one receiver: an episode
 /// ends when a send finds the buffer under half the cap, which a `_lossy` buffer (mostly bytes
 /// in flight) does between two SACKs, so episodes may start several times a second (D91).
@@ -66,6 +74,15 @@ pub enum Kind {
     Reliable = 0,
     Lossy = 1,
     Input = 2,
+}
+
+/// Whether a lossy (`_lossy`, `_input`) message of `len` bytes is dropped for a receiver whose
+/// channel holds `b`: over [`LOSSY_CAP`] and either over [`RELIABLE_CAP`] (the bound on any
+/// receiver's buffer) or not empty within [`LOSSY_DRAIN`] at its drain rate (a reader that
+/// stopped drains at 0).
+pub fn lossy_over(b: Backlog, len: usize) -> bool {
+    let total = b.buffered + len;
+    total > LOSSY_CAP && (total > RELIABLE_CAP || b.drain_time(len).is_none_or(|t| t > LOSSY_DRAIN))
 }
 
 /// How many kinds there are (array sizes).
@@ -382,6 +399,27 @@ pub fn behind_notice(session: SessionId, kind: Kind, dropped: u64) -> Notificati
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lossy receiver is behind when its buffer will not empty within `LOSSY_DRAIN`, not when
+    /// `bufferedAmount` passes 16 KiB: over a 100 ms path a reader that keeps up has ~40 kB in
+    /// flight (rtp-core `tests/datachannel_backlog.rs` measures it), which the old fixed cap
+    /// dropped.
+    #[test]
+    fn lossy_messages_are_dropped_for_a_reader_behind_not_for_bytes_in_flight() {
+        let b = |buffered, drain_bytes_per_s| Backlog {
+            buffered,
+            drain_bytes_per_s,
+        };
+        // Keeps up: 40 kB buffered at 400 kB/s empties in ~100 ms.
+        assert!(!lossy_over(b(40_000, 400_000), 1_000));
+        // Under the cap nothing is dropped, whatever the rate (unknown at the start).
+        assert!(!lossy_over(b(10_000, 0), 1_000));
+        // Stopped (rate 0) or too slow (40 kB at 20 kB/s is 2 s) past the cap: dropped.
+        assert!(lossy_over(b(17_000, 0), 1_000));
+        assert!(lossy_over(b(40_000, 20_000), 1_000));
+        // The hard bound holds whatever the rate.
+        assert!(lossy_over(b(RELIABLE_CAP, 100_000_000), 1));
+    }
 
     #[test]
     fn envelopes_parse_and_refuse() {

@@ -12,8 +12,8 @@ use crate::pool::BufId;
 use crate::proto::{DataSpec, ErrorBody, ErrorCode};
 
 use super::data::{
-    behind_notice, drop_of, parse_envelope, stamp, tell_behind, DataDrop, DataMsg, DataState, Kind,
-    LOSSY_CAP, MAX_MESSAGE, POLL_BUDGET, RELIABLE_CAP,
+    behind_notice, drop_of, lossy_over, parse_envelope, stamp, tell_behind, DataDrop, DataMsg,
+    DataState, Kind, LOSSY_CAP, MAX_MESSAGE, POLL_BUDGET, RELIABLE_CAP,
 };
 use super::msg::ShardMsg;
 use super::table::Slot;
@@ -205,8 +205,13 @@ impl Shard {
             let result = match d.channels[k] {
                 None => Err(DataDrop::NoChannel),
                 Some(ch) => {
-                    let buffered = entry.session.buffered_amount(ch);
-                    if buffered + msg.bytes.len() > cap {
+                    let backlog = entry.session.data_backlog(now, ch);
+                    let buffered = backlog.buffered;
+                    let too_far = match msg.kind {
+                        Kind::Reliable => buffered + msg.bytes.len() > cap,
+                        Kind::Lossy | Kind::Input => lossy_over(backlog, msg.bytes.len()),
+                    };
+                    if too_far {
                         Err(over)
                     } else {
                         entry

@@ -20,6 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use sctp_proto::{Error as SctpError, Event, PayloadProtocolIdentifier as Ppi, StreamEvent};
 
+use super::drain::{Backlog, Drain};
 use super::sctp::{Sctp, SctpState};
 use super::{
     ChannelConfig, ChannelId, DataConfig, DataError, DataMeta, DataStats, Reliability,
@@ -75,6 +76,8 @@ pub(super) struct Channel {
     pub(super) stale_reset: bool,
     /// A user message read while waiting for the ACK (the implicit ACK).
     pub(super) stash: Option<(Ppi, Vec<u8>)>,
+    /// How fast our writes leave ([`DataChannels::backlog`]).
+    pub(super) drain: Drain,
 }
 
 /// See the module docs.
@@ -283,6 +286,10 @@ impl DataChannels {
         let mut s = assoc.stream(ch.0).map_err(|_| DataError::NotOpen(ch))?;
         match s.write_with_ppi(payload, ppi) {
             Ok(_) => {
+                let after = s.buffered_amount().unwrap_or(0);
+                if let Some(c) = self.channels.get_mut(&ch.0) {
+                    c.drain.wrote(after);
+                }
                 self.stats.messages_out += 1;
                 self.stats.bytes_out += data.len() as u64;
                 Ok(())
@@ -304,6 +311,21 @@ impl DataChannels {
             .assoc()
             .and_then(|a| a.stream(ch.0).ok()?.buffered_amount().ok())
             .unwrap_or(0)
+    }
+
+    /// `ch`'s buffered bytes and how fast they have been leaving, observed at `now` (call it
+    /// before each write the caller may skip: a reader that stopped shows as a rate that decays
+    /// to 0 only if it is observed).
+    pub(crate) fn backlog(&mut self, now: Instant, ch: ChannelId) -> Backlog {
+        let buffered = self.buffered_amount(ch);
+        let drain_bytes_per_s = self
+            .channels
+            .get_mut(&ch.0)
+            .map_or(0, |c| c.drain.observe(now, buffered));
+        Backlog {
+            buffered,
+            drain_bytes_per_s,
+        }
     }
 
     /// Bytes queued or in flight across all channels.
@@ -508,6 +530,7 @@ impl Channel {
             queued: false,
             stale_reset: false,
             stash: None,
+            drain: Drain::default(),
         }
     }
 }

@@ -28,6 +28,7 @@
 
 mod channels;
 mod dcep;
+mod drain;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -37,6 +38,7 @@ mod sctp;
 mod tests;
 
 pub use dcep::{DcepError, DcepMessage, DcepOpen, MAX_LABEL_LEN};
+pub use drain::Backlog;
 
 pub(crate) use channels::{DataChannels, DataEvent};
 

@@ -10,7 +10,8 @@
 use std::time::Instant;
 
 use crate::datachannel::{
-    ChannelConfig, ChannelId, DataChannels, DataConfig, DataError, DataEvent, DataMeta, DataStats,
+    Backlog, ChannelConfig, ChannelId, DataChannels, DataConfig, DataError, DataEvent, DataMeta,
+    DataStats,
 };
 use crate::dtls::{DtlsRole, DtlsState};
 use crate::net::Remote;
@@ -105,6 +106,20 @@ impl<H: Copy> Session<H> {
     /// with its cap before `send_data`.
     pub fn buffered_amount(&mut self, ch: ChannelId) -> usize {
         self.data.as_mut().map_or(0, |d| d.buffered_amount(ch))
+    }
+
+    /// Channel `ch`'s buffered bytes and the rate they have been leaving at (acknowledged or
+    /// abandoned), observed at `now`: how long a relayed message would wait behind them, where
+    /// `bufferedAmount` alone cannot tell queued bytes from bytes in flight.
+    pub fn data_backlog(&mut self, now: Instant, ch: ChannelId) -> Backlog {
+        self.last_now = self.last_now.max(now);
+        self.data.as_mut().map_or(
+            Backlog {
+                buffered: 0,
+                drain_bytes_per_s: 0,
+            },
+            |d| d.backlog(now, ch),
+        )
     }
 
     /// Bytes queued or unacknowledged across all channels (what
