@@ -16,6 +16,7 @@ use crate::srtp::SrtpError;
 use crate::stun::{StunClass, StunMessage};
 use crate::{demux, Demuxed};
 
+use super::config::ExtIds;
 use super::transport::Transport;
 use super::up::StreamKind;
 use super::{MediaMeta, Session, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
@@ -228,13 +229,17 @@ impl<H: Copy> Session<H> {
 
     /// Record a packet's transport-wide sequence number for our feedback. BUNDLE gives one
     /// extension the same id in every section (RFC 8843 §9.2), so any UpTrack's id is the
-    /// session's.
+    /// session's; a trunk's is fixed ([`ExtIds::TRUNK`]), so it counts the packets that arrive
+    /// before the relay's ingest exists too — unrecorded, they were reported lost.
     fn note_transport_seq(&mut self, now: Instant, view: &RtpView<'_>) {
-        let id = self
-            .ups
-            .iter()
-            .flatten()
-            .find_map(|u| u.cfg.ext.transport_cc);
+        let id = if self.shedder.is_some() {
+            ExtIds::TRUNK.transport_cc
+        } else {
+            self.ups
+                .iter()
+                .flatten()
+                .find_map(|u| u.cfg.ext.transport_cc)
+        };
         if let Some(seq) = id
             .and_then(|id| view.extension(id))
             .and_then(transport_cc_seq)
