@@ -53,6 +53,9 @@ pub const LOSSY_CAP: usize = 16 * 1024;
 /// and ~100 ms of queue; a lossy message that would wait behind more is worth less than a fresh
 /// one.
 pub const LOSSY_DRAIN: Duration = Duration::from_millis(500);
+/// What a `_lossy` or `_input` receiver's buffer may hold before its drain rate is known (the
+/// first 100 ms of a stream: a sender's opening burst, SCTP's slow start).
+pub const LOSSY_UNMEASURED_CAP: usize = 64 * 1024;
 /// The least time between two `data_behind` notices of one kind to one receiver: an episode
 /// ends when a send finds the buffer under half the cap, which a `_lossy` buffer (mostly bytes
 /// in flight) does between two SACKs, so episodes may start several times a second (D91).
@@ -79,10 +82,19 @@ pub enum Kind {
 /// Whether a lossy (`_lossy`, `_input`) message of `len` bytes is dropped for a receiver whose
 /// channel holds `b`: over [`LOSSY_CAP`] and either over [`RELIABLE_CAP`] (the bound on any
 /// receiver's buffer) or not empty within [`LOSSY_DRAIN`] at its drain rate (a reader that
-/// stopped drains at 0).
+/// stopped drains at 0); before the rate is known, over [`LOSSY_UNMEASURED_CAP`].
 pub fn lossy_over(b: Backlog, len: usize) -> bool {
     let total = b.buffered + len;
-    total > LOSSY_CAP && (total > RELIABLE_CAP || b.drain_time(len).is_none_or(|t| t > LOSSY_DRAIN))
+    if total <= LOSSY_CAP {
+        return false;
+    }
+    if total > RELIABLE_CAP {
+        return true;
+    }
+    match b.drain_bytes_per_s {
+        None => total > LOSSY_UNMEASURED_CAP,
+        Some(_) => b.drain_time(len).is_none_or(|t| t > LOSSY_DRAIN),
+    }
 }
 
 /// How many kinds there are (array sizes).
@@ -411,14 +423,17 @@ mod tests {
             drain_bytes_per_s,
         };
         // Keeps up: 40 kB buffered at 400 kB/s empties in ~100 ms.
-        assert!(!lossy_over(b(40_000, 400_000), 1_000));
-        // Under the cap nothing is dropped, whatever the rate (unknown at the start).
-        assert!(!lossy_over(b(10_000, 0), 1_000));
+        assert!(!lossy_over(b(40_000, Some(400_000)), 1_000));
+        // Under the cap nothing is dropped, whatever the rate.
+        assert!(!lossy_over(b(10_000, Some(0)), 1_000));
         // Stopped (rate 0) or too slow (40 kB at 20 kB/s is 2 s) past the cap: dropped.
-        assert!(lossy_over(b(17_000, 0), 1_000));
-        assert!(lossy_over(b(40_000, 20_000), 1_000));
+        assert!(lossy_over(b(17_000, Some(0)), 1_000));
+        assert!(lossy_over(b(40_000, Some(20_000)), 1_000));
+        // Before a rate is known (a stream's first 100 ms) up to 64 KiB, not more.
+        assert!(!lossy_over(b(40_000, None), 1_000));
+        assert!(lossy_over(b(LOSSY_UNMEASURED_CAP, None), 1));
         // The hard bound holds whatever the rate.
-        assert!(lossy_over(b(RELIABLE_CAP, 100_000_000), 1));
+        assert!(lossy_over(b(RELIABLE_CAP, Some(100_000_000)), 1));
     }
 
     #[test]

@@ -321,7 +321,7 @@ impl DataChannels {
         let drain_bytes_per_s = self
             .channels
             .get_mut(&ch.0)
-            .map_or(0, |c| c.drain.observe(now, buffered));
+            .and_then(|c| c.drain.observe(now, buffered));
         Backlog {
             buffered,
             drain_bytes_per_s,

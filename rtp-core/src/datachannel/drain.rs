@@ -16,22 +16,19 @@ const PERIOD: Duration = Duration::from_millis(100);
 pub struct Backlog {
     /// Bytes queued or unacknowledged (`bufferedAmount`).
     pub buffered: usize,
-    /// Bytes per second released lately (smoothed; 0 before a first estimate, and it decays to
-    /// 0 while nothing is released: a reader that stopped).
-    pub drain_bytes_per_s: u64,
+    /// Bytes per second released lately (smoothed; it decays to 0 while nothing is released:
+    /// a reader that stopped). `None` until a first estimate, one period after the first
+    /// observation.
+    pub drain_bytes_per_s: Option<u64>,
 }
 
 impl Backlog {
     /// How long `buffered + extra` bytes take to leave at the drain rate; `None` while the rate
-    /// is 0 (unknown, or nothing leaves).
+    /// is unknown or 0 (nothing leaves).
     pub fn drain_time(&self, extra: usize) -> Option<Duration> {
-        if self.drain_bytes_per_s == 0 {
-            return None;
-        }
+        let rate = self.drain_bytes_per_s.filter(|r| *r > 0)?;
         let bytes = (self.buffered + extra) as f64;
-        Some(Duration::from_secs_f64(
-            bytes / self.drain_bytes_per_s as f64,
-        ))
+        Some(Duration::from_secs_f64(bytes / rate as f64))
     }
 }
 
@@ -44,23 +41,26 @@ pub(super) struct Drain {
     released: usize,
     since: Option<Instant>,
     rate: f64,
+    /// A first period has passed: `rate` is a measurement.
+    measured: bool,
 }
 
 impl Drain {
     /// Takes in the channel's `buffered` at `now`: what left since the last call is what was
     /// there after it minus what is there now.
-    pub(super) fn observe(&mut self, now: Instant, buffered: usize) -> u64 {
+    pub(super) fn observe(&mut self, now: Instant, buffered: usize) -> Option<u64> {
         self.released += self.after_last.saturating_sub(buffered);
         self.after_last = buffered;
         let since = *self.since.get_or_insert(now);
         let dt = now.saturating_duration_since(since);
         if dt >= PERIOD {
             let r = self.released as f64 / dt.as_secs_f64();
-            self.rate = if self.rate == 0.0 {
-                r
-            } else {
+            self.rate = if self.measured {
                 0.5 * self.rate + 0.5 * r
+            } else {
+                r
             };
+            self.measured = true;
             // Below one byte a second it is a reader that stopped.
             if self.rate < 1.0 {
                 self.rate = 0.0;
@@ -68,7 +68,7 @@ impl Drain {
             self.released = 0;
             self.since = Some(now);
         }
-        self.rate as u64
+        self.measured.then_some(self.rate as u64)
     }
 
     /// A write of ours left `buffered` bytes in the channel.
@@ -91,15 +91,18 @@ mod tests {
         let t = t0();
         let mut d = Drain::default();
         // 1,000 bytes written and 1,000 released every 10 ms, 20 kB always buffered.
-        let mut rate = 0;
-        for i in 0..100u64 {
+        assert_eq!(d.observe(t, 20_000), None, "no estimate before a period");
+        d.wrote(21_000);
+        let mut rate = None;
+        for i in 1..100u64 {
             rate = d.observe(t + Duration::from_millis(i * 10), 20_000);
             d.wrote(21_000);
         }
+        let rate = rate.expect("measured");
         assert!((95_000..=105_000).contains(&rate), "{rate} B/s");
         let b = Backlog {
             buffered: 20_000,
-            drain_bytes_per_s: rate,
+            drain_bytes_per_s: Some(rate),
         };
         let wait = b.drain_time(1_000).unwrap();
         assert!(wait > Duration::from_millis(200) && wait < Duration::from_millis(230));
@@ -107,7 +110,7 @@ mod tests {
         let mut zero_after = None;
         for i in 100..400u64 {
             let r = d.observe(t + Duration::from_millis(i * 10), 21_000);
-            if r == 0 {
+            if r == Some(0) {
                 zero_after = Some(i - 100);
                 break;
             }
@@ -117,7 +120,7 @@ mod tests {
         assert_eq!(
             Backlog {
                 buffered: 21_000,
-                drain_bytes_per_s: 0
+                drain_bytes_per_s: Some(0)
             }
             .drain_time(0),
             None

@@ -116,7 +116,7 @@ impl<H: Copy> Session<H> {
         self.data.as_mut().map_or(
             Backlog {
                 buffered: 0,
-                drain_bytes_per_s: 0,
+                drain_bytes_per_s: None,
             },
             |d| d.backlog(now, ch),
         )
