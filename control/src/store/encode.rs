@@ -26,8 +26,6 @@ struct Head<'a> {
 #[derive(Debug, Default)]
 pub(super) struct Encoder {
     rooms: BTreeMap<String, Vec<u8>>,
-    /// Sum of the entries' lengths (to size the file's buffer once).
-    rooms_len: usize,
 }
 
 impl Encoder {
@@ -36,14 +34,11 @@ impl Encoder {
     /// [`Encoder::file`] outside it.
     pub fn refresh(&mut self, state: &PersistedState, dirty: BTreeSet<String>) -> Vec<u8> {
         for name in dirty {
-            if let Some(old) = self.rooms.remove(&name) {
-                self.rooms_len -= old.len();
-            }
+            self.rooms.remove(&name);
             if let Some(room) = state.rooms.get(&name) {
                 let mut entry = serde_json::to_vec(&name).expect("a string serializes");
                 entry.push(b':');
                 serde_json::to_writer(&mut entry, room).expect("a room is plain data");
-                self.rooms_len += entry.len();
                 self.rooms.insert(name, entry);
             }
         }
@@ -64,7 +59,8 @@ impl Encoder {
     /// The whole file: `head` (from [`Encoder::refresh`]) with the rooms added to it.
     pub fn file(&self, head: &[u8]) -> Vec<u8> {
         let open = head.strip_suffix(b"}").expect("the head is a JSON object");
-        let mut out = Vec::with_capacity(open.len() + self.rooms_len + 2 * self.rooms.len() + 16);
+        let rooms: usize = self.rooms.values().map(|e| e.len() + 2).sum();
+        let mut out = Vec::with_capacity(open.len() + rooms + 16);
         out.extend_from_slice(open);
         out.extend_from_slice(b",\n\"rooms\":{");
         for (i, entry) in self.rooms.values().enumerate() {
@@ -95,7 +91,7 @@ mod tests {
     fn step(enc: &mut Encoder, state: &mut PersistedState, ops: Vec<StoreOp>) -> Vec<u8> {
         let dirty = ops
             .iter()
-            .filter_map(|op| PersistedState::room_changed(op).map(str::to_owned))
+            .filter_map(|op| op.room_changed().map(str::to_owned))
             .collect();
         for op in ops {
             state.apply(op);

@@ -121,7 +121,7 @@ impl Store for FileStore {
                 return Box::pin(async { Err(StoreError::Closed) });
             }
             for op in ops {
-                if let Some(room) = PersistedState::room_changed(&op) {
+                if let Some(room) = op.room_changed() {
                     if !image.dirty.contains(room) {
                         image.dirty.insert(room.to_owned());
                     }

@@ -117,6 +117,26 @@ pub enum StoreOp {
     Delivered(u64),
 }
 
+impl StoreOp {
+    /// The room whose entry in `rooms` the op changes, if any (the file encoder re-encodes
+    /// only those rooms).
+    pub fn room_changed(&self) -> Option<&str> {
+        match self {
+            StoreOp::PutRoom { name, .. } | StoreOp::DeleteRoom { name } => Some(name),
+            StoreOp::PutParticipant { room, .. }
+            | StoreOp::DeleteParticipant { room, .. }
+            | StoreOp::PutTrack { room, .. }
+            | StoreOp::DeleteTrack { room, .. } => Some(room),
+            StoreOp::IdsUsed(_)
+            | StoreOp::EventSeq { .. }
+            | StoreOp::RetireEventSeq { .. }
+            | StoreOp::EventsUsed(_)
+            | StoreOp::Outbox(_)
+            | StoreOp::Delivered(_) => None,
+        }
+    }
+}
+
 /// An event waiting in the outbox, with its node-wide number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {
@@ -203,24 +223,6 @@ impl PersistedState {
         Self {
             version: FORMAT_VERSION,
             ..Self::default()
-        }
-    }
-
-    /// The room whose entry in `rooms` the op changes, if any (the file encoder re-encodes
-    /// only those rooms).
-    pub fn room_changed(op: &StoreOp) -> Option<&str> {
-        match op {
-            StoreOp::PutRoom { name, .. } | StoreOp::DeleteRoom { name } => Some(name),
-            StoreOp::PutParticipant { room, .. }
-            | StoreOp::DeleteParticipant { room, .. }
-            | StoreOp::PutTrack { room, .. }
-            | StoreOp::DeleteTrack { room, .. } => Some(room),
-            StoreOp::IdsUsed(_)
-            | StoreOp::EventSeq { .. }
-            | StoreOp::RetireEventSeq { .. }
-            | StoreOp::EventsUsed(_)
-            | StoreOp::Outbox(_)
-            | StoreOp::Delivered(_) => None,
         }
     }
 
