@@ -323,9 +323,10 @@ fn symbol_for(delta_ticks: Option<i64>) -> u8 {
 /// Writes a complete RTCP transport-cc packet (RTPFB, FMT=15) into `out`.
 ///
 /// `arrivals[i]` is the arrival time in µs (receiver clock, ≥ 0) of sequence
-/// number `base_seq + i`, or `None` if it was not received. The first entry
-/// should be received (feedback starts at a received packet); the packet
-/// covers a prefix of `arrivals` and reports how much in
+/// number `base_seq + i`, or `None` if it was not received. Leading entries may
+/// be `None` (a feedback starts where the last one ended, losses included); the
+/// reference time is the first arrival's. The packet covers a prefix of
+/// `arrivals` and reports how much in
 /// [`EncodedFeedback::consumed`].
 pub fn encode_feedback(
     sender_ssrc: u32,

@@ -286,9 +286,8 @@ impl DataChannels {
         let mut s = assoc.stream(ch.0).map_err(|_| DataError::NotOpen(ch))?;
         match s.write_with_ppi(payload, ppi) {
             Ok(_) => {
-                let after = s.buffered_amount().unwrap_or(0);
                 if let Some(c) = self.channels.get_mut(&ch.0) {
-                    c.drain.wrote(after);
+                    c.drain.wrote(wire);
                 }
                 self.stats.messages_out += 1;
                 self.stats.bytes_out += data.len() as u64;

@@ -35,7 +35,8 @@ impl Backlog {
 /// The meter of one channel.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Drain {
-    /// `buffered` right after our last write (or observation).
+    /// What `buffered` would be now had nothing left since the last observation: the buffered
+    /// bytes then plus our writes since.
     after_last: usize,
     /// Released since `since`.
     released: usize,
@@ -71,9 +72,10 @@ impl Drain {
         self.measured.then_some(self.rate as u64)
     }
 
-    /// A write of ours left `buffered` bytes in the channel.
-    pub(super) fn wrote(&mut self, buffered: usize) {
-        self.after_last = buffered;
+    /// A write of ours added `bytes` to the channel's buffer (what sctp-proto counts: the
+    /// payload, one byte for an empty message).
+    pub(super) fn wrote(&mut self, bytes: usize) {
+        self.after_last += bytes;
     }
 }
 
@@ -92,11 +94,11 @@ mod tests {
         let mut d = Drain::default();
         // 1,000 bytes written and 1,000 released every 10 ms, 20 kB always buffered.
         assert_eq!(d.observe(t, 20_000), None, "no estimate before a period");
-        d.wrote(21_000);
+        d.wrote(1_000);
         let mut rate = None;
         for i in 1..100u64 {
             rate = d.observe(t + Duration::from_millis(i * 10), 20_000);
-            d.wrote(21_000);
+            d.wrote(1_000);
         }
         let rate = rate.expect("measured");
         assert!((95_000..=105_000).contains(&rate), "{rate} B/s");
