@@ -122,10 +122,7 @@ async fn one_trunk_carries_relays_both_ways_when_both_ends_set_it_up_at_once() {
     until(
         "both nodes live with media",
         Duration::from_secs(10),
-        async || {
-            redis.cli(&["HGET", "sl:node:a", "media"]).contains(':')
-                && redis.cli(&["HGET", "sl:node:b", "media"]).contains(':')
-        },
+        async || media_published(&redis, &["a", "b"]),
     )
     .await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -175,9 +172,7 @@ async fn a_track_on_a_reaches_viewers_on_b_through_one_relay() {
             let (_, v) = call(a.addr, "GET", "/api/cluster", "").await;
             // Both media addresses: a relay from a node that has not published its own yet is
             // refused (409 `node`), which the refusal checks below would read first.
-            v["nodes"].as_array().map_or(0, Vec::len) == 2
-                && redis.cli(&["HGET", "sl:node:a", "media"]).contains(':')
-                && redis.cli(&["HGET", "sl:node:b", "media"]).contains(':')
+            v["nodes"].as_array().map_or(0, Vec::len) == 2 && media_published(&redis, &["a", "b"])
         },
     )
     .await;
@@ -702,10 +697,7 @@ async fn nodes_through(
     until(
         "both nodes live with media",
         Duration::from_secs(10),
-        async || {
-            redis.cli(&["HGET", "sl:node:a", "media"]).contains(':')
-                && redis.cli(&["HGET", "sl:node:b", "media"]).contains(':')
-        },
+        async || media_published(redis, &["a", "b"]),
     )
     .await;
     (a, b)

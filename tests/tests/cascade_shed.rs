@@ -261,9 +261,7 @@ async fn a_shed_relay_moves_the_edge_subscriber_down_and_back_and_is_released_wh
         Duration::from_secs(10),
         async || {
             let (_, v) = call(a.addr, "GET", "/api/cluster", "").await;
-            v["nodes"].as_array().map_or(0, Vec::len) == 2
-                && redis.cli(&["HGET", "sl:node:a", "media"]).contains(':')
-                && redis.cli(&["HGET", "sl:node:b", "media"]).contains(':')
+            v["nodes"].as_array().map_or(0, Vec::len) == 2 && media_published(&redis, &["a", "b"])
         },
     )
     .await;

@@ -153,6 +153,16 @@ pub async fn until(what: &str, within: Duration, mut f: impl AsyncFnMut() -> boo
     t0.elapsed()
 }
 
+/// Every node of `ids` has its media address in the registry (`sl:node:{id}` `media`): before
+/// that, a relay from it is refused (409 `node`).
+pub fn media_published(redis: &Redis, ids: &[&str]) -> bool {
+    ids.iter().all(|id| {
+        redis
+            .cli(&["HGET", &format!("sl:node:{id}"), "media"])
+            .contains(':')
+    })
+}
+
 /// `identity` joins `room` through `addr` (its home) as a host and offers `offer` for its
 /// publisher connection (ICE ufrag `{ufrag_prefix}{identity}`): the socket, the server's media
 /// address from the answer, and the peer's configuration to connect with.
