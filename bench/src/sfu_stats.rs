@@ -1,7 +1,8 @@
 //! What the dataplane's workers report about a run, beside what the generator measured end to
 //! end: the pacer queueing delay and the SFU-added latency, both from the workers' stats map
-//! (`pacer_*`, `lat_*`; docs/control-socket.md), differenced between the snapshot before the
-//! generator started and the last one.
+//! (`pacer_*`, `lat_*`; docs/control-socket.md), differenced over the generator's measurement
+//! window (`fanout::Window`: each worker's first snapshot after it opened, its last before it
+//! closed).
 
 use std::collections::BTreeMap;
 
@@ -87,10 +88,10 @@ impl PacerQueueing {
                 .map(|(b, n)| json!({"below_ms": b, "packets": n}))
                 .collect::<Vec<_>>(),
             "method": "the SFU workers' pacer counters (enqueue to leaving the pacer, every paced \
-                       packet of every subscriber session) differenced between the snapshot before \
-                       the generator started and the last one (warm-up, window and drain; \
-                       snapshots are up to one stats interval old); max_us is since the workers \
-                       started; percentiles are histogram bucket upper bounds. Audio bypasses \
+                       packet of every subscriber session) differenced over the measurement window \
+                       (each worker's first snapshot after it opened and its last before it \
+                       closed: up to one stats interval shorter at each end); max_us is since \
+                       the workers started; percentiles are histogram bucket upper bounds. Audio bypasses \
                        the pacer budget, so most of this is video",
         })
     }
@@ -230,8 +231,9 @@ impl SfuLatency {
                         without_pacer p99 <= 1.5 x keyframe_floor_ms",
             "method": "the SFU workers' histograms (lat_*: one clock read per receive batch, \
                        one per submit; copies crossing workers carry their receive instant) \
-                       differenced between the snapshot before the generator started and the \
-                       last one; percentiles are bucket upper bounds; max_us is since start",
+                       differenced over the measurement window (each worker's first snapshot \
+                       after it opened and its last before it closed); percentiles are bucket \
+                       upper bounds; max_us is since start",
         })
     }
 }

@@ -22,11 +22,11 @@ use sluice_proto::{
     SessionId, ShardStats, Subscribe, SubscriptionId, TrackId, TransportMode,
 };
 
-use crate::fanout::{self, Cipher, FanoutConfig, FanoutReport, Sfu};
+use crate::fanout::{self, Cipher, FanoutConfig, FanoutReport, Sfu, Window};
 use crate::gen::{sub_ssrc, GenReport, Plan};
 use crate::media::{Kind, AUDIO_PT, VIDEO_PT};
 use crate::report::BenchError;
-use crate::webrtc_gen::{cipher_name, profile_name, RecvStream, Remote, Side, WebRtcGen};
+use crate::webrtc_gen::{cipher_name, profile_name, Edge, RecvStream, Remote, Side, WebRtcGen};
 use rtp_core::dtls::ClientVersion;
 
 /// ICE password of every SFU session (the ufrag tells them apart).
@@ -67,7 +67,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
                 let _ = affinity::pin_current_thread(cfg2.generator_core);
                 body(&target, &cfg2)
             })?;
-        let (gen, (worker_stats_before, worker_stats), setup_s, profile, wait) = t
+        let (gen, (window_stats, worker_stats), setup_s, profile, wait) = t
             .join()
             .map_err(|_| BenchError::Other("WebRTC generator panicked".into()))??;
         if disturbed(wait, gen.window_s) && attempt < DISTURBED_RETRIES {
@@ -87,7 +87,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
             workers: sfu.workers,
             io_mode: sfu.io_mode.clone(),
             worker_stats,
-            worker_stats_before,
+            window_stats,
             setup_s,
             srtp_profile: profile,
         });
@@ -105,8 +105,8 @@ pub fn disturbed(runqueue_wait_s: Option<f64>, window_s: f64) -> bool {
 
 type Outcome = (
     GenReport,
-    // Workers' snapshots before and after the run.
-    (BTreeMap<u16, ShardStats>, BTreeMap<u16, ShardStats>),
+    // Workers' snapshots around the measurement window, and their last.
+    (Window, BTreeMap<u16, ShardStats>),
     f64,
     Option<&'static str>,
     Option<f64>,
@@ -143,8 +143,15 @@ fn body(t: &Target, cfg: &FanoutConfig) -> Result<Outcome, BenchError> {
         _ => BTreeMap::new(),
     };
     let before = stats();
-    let outcome = res.and_then(|()| g.run(&plan, t.pid.as_deref()));
-    let stats = (before, stats());
+    let (mut opened, mut closed) = (BTreeMap::new(), BTreeMap::new());
+    let outcome = res.and_then(|()| {
+        g.run_marking(&plan, t.pid.as_deref(), &mut |edge| match edge {
+            Edge::Opened => opened = stats(),
+            Edge::Closed => closed = stats(),
+        })
+    });
+    let last = stats();
+    let stats = (Window::pick(&before, &opened, &closed, &last), last);
     for &s in &created {
         let _ = ctl.request(Command::CloseSession { session: s });
     }

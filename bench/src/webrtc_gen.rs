@@ -390,6 +390,17 @@ impl WebRtcGen {
     /// window, accounting and report as the plain generator. `sfu_pid` names the `/proc` entry
     /// whose threads' CPU is sampled at the window's edges.
     pub fn run(&mut self, plan: &Plan, sfu_pid: Option<&str>) -> Result<GenReport, BenchError> {
+        self.run_marking(plan, sfu_pid, &mut |_| {})
+    }
+
+    /// [`Self::run`], calling `mark(Edge)` once `lag` after the measurement window opened and
+    /// once when it closed (the SFU's stats snapshots for the same window, [`Edge`]).
+    pub fn run_marking(
+        &mut self,
+        plan: &Plan,
+        sfu_pid: Option<&str>,
+        mark: &mut dyn FnMut(Edge),
+    ) -> Result<GenReport, BenchError> {
         let n_streams = plan.publishers * 2;
         let mut streams: Vec<(u32, Stream)> = plan
             .streams()
@@ -437,6 +448,7 @@ impl WebRtcGen {
             Duration::from_nanos(end),
         );
         let mut next_sweep = Instant::now();
+        let mut opened = false;
         // Bounded by time: each iteration waits at most MAX_WAIT.
         loop {
             let now = Instant::now();
@@ -449,6 +461,11 @@ impl WebRtcGen {
             }
             if cpu_end.is_none() && now_ns >= acct.win_end {
                 cpu_end = Some(snap());
+                mark(Edge::Closed);
+            }
+            if !opened && now_ns >= acct.win_start + MARK_LAG.as_nanos() as u64 {
+                opened = true;
+                mark(Edge::Opened);
             }
             if now_ns < acct.win_end {
                 self.send_due(&mut streams, now_ns, &acct, &mut r)?;
@@ -588,6 +605,19 @@ fn add_transport_seq(buf: &mut [u8], len: usize, id: u8, seq: u16) -> usize {
 
 /// The calling thread's time spent runnable but waiting for a CPU, in nanoseconds (second field
 /// of `/proc/thread-self/schedstat`).
+/// The two marks of [`WebRtcGen::run_marking`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    Opened,
+    Closed,
+}
+
+/// How long after the window opened [`Edge::Opened`] comes: a stats request answers with the
+/// workers' last snapshots, so this is one stats interval and a margin, and the answer was
+/// sent inside the window.
+pub const MARK_LAG: Duration =
+    Duration::from_millis(crate::fanout::STATS_INTERVAL.as_millis() as u64 + 50);
+
 pub fn runqueue_wait_ns() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     s.split_whitespace().nth(1)?.parse().ok()

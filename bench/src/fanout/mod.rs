@@ -36,7 +36,11 @@ use crate::media::{Kind, Profile, AUDIO_PT, VIDEO_PT};
 use crate::report::{round, BenchError};
 
 mod report;
-pub use report::{generator_verdict, percentiles, print_summary, FanoutReport};
+pub use report::{generator_verdict, percentiles, print_summary, FanoutReport, Window};
+
+/// How often the bench's workers send their stats snapshot (the SFU-side figures' resolution,
+/// [`Window`]).
+pub const STATS_INTERVAL: Duration = Duration::from_millis(200);
 
 /// SRTP profile of the subscribers' sessions, or none (plain RTP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +154,7 @@ impl Sfu {
         dc.control_socket = dir.join(format!("{}.sock", cfg.subscribers));
         dc.buffers_per_worker = cfg.buffers_per_worker;
         dc.io = cfg.io;
-        dc.stats_interval_ms = 200;
+        dc.stats_interval_ms = STATS_INTERVAL.as_millis() as u64;
         dc.recv_buffer_bytes = 8 << 20;
         dc.send_buffer_bytes = 8 << 20;
         if cfg.cipher == Cipher::Cm {
@@ -287,8 +291,9 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
     let sfu_addrs: Vec<SocketAddr> = (0..cfg.publishers as usize)
         .map(|p| sfu.media_addrs[p % sfu.media_addrs.len()])
         .collect();
-    // Baseline for the run's deltas: the workers' latest snapshots (totals since they started).
-    let worker_stats_before = match ctl.request(Command::Stats {}) {
+    // The workers' latest snapshots (totals since they started), for a worker that sends none
+    // inside the window.
+    let before = match ctl.request(Command::Stats {}) {
         Ok(ReplyOk::Stats { shards }) => shards.into_iter().map(|w| (w.shard, w)).collect(),
         _ => BTreeMap::new(),
     };
@@ -296,16 +301,27 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
         sfu: sfu_addrs,
         sfu_pid: sfu.pid.clone(),
     });
-    // Collect stats snapshots while the generator runs (bounded by its run time plus slack).
+    // Collect stats snapshots while the generator runs (bounded by its run time plus slack):
+    // the first of each worker after the window opens, its last before it closes, its last.
+    // The generator's clock starts when it takes the go, just after this.
+    let opens = Instant::now() + cfg.warmup;
+    let closes = opens + cfg.duration;
+    let (mut opened, mut closed) = (BTreeMap::new(), BTreeMap::new());
     let mut worker_stats = BTreeMap::new();
     let deadline = Instant::now() + cfg.warmup + cfg.duration + cfg.drain + Duration::from_secs(30);
     while !h.join.is_finished() && Instant::now() < deadline {
         if let Ok(Some(ev)) = ctl.next_event(Duration::from_millis(200)) {
             if let Notification::StatsSnapshot(s) = ev.event {
+                let at = Instant::now();
+                if at >= opens && at <= closes {
+                    opened.entry(s.shard).or_insert_with(|| s.clone());
+                    closed.insert(s.shard, s.clone());
+                }
                 worker_stats.insert(s.shard, s);
             }
         }
     }
+    let window_stats = Window::pick(&before, &opened, &closed, &worker_stats);
     let gen = h
         .join
         .join()
@@ -317,7 +333,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
         workers: sfu.workers,
         io_mode: sfu.io_mode.clone(),
         worker_stats,
-        worker_stats_before,
+        window_stats,
         setup_s,
         srtp_profile: None,
     })

@@ -10,10 +10,11 @@ pub struct FanoutReport {
     pub gen: GenReport,
     pub workers: u16,
     pub io_mode: String,
-    /// Last stats snapshot of each worker.
+    /// Last stats snapshot of each worker (totals since it started).
     pub worker_stats: BTreeMap<u16, ShardStats>,
-    /// Each worker's snapshot just before the generator started (for deltas over the run).
-    pub worker_stats_before: BTreeMap<u16, ShardStats>,
+    /// Each worker's snapshots bracketing the measurement window (see [`Window`]): the
+    /// SFU-side deltas cover the steady state the end-to-end figures cover.
+    pub window_stats: Window,
     pub setup_s: f64,
     /// The SRTP profile DTLS negotiated (`--cipher gcm|cm`); `None` for plain RTP.
     pub srtp_profile: Option<&'static str>,
@@ -30,12 +31,12 @@ impl FanoutReport {
 
     /// Pacer queueing delay over the run (see [`PacerQueueing`]).
     pub fn pacer_queueing(&self) -> PacerQueueing {
-        PacerQueueing::between(&self.worker_stats_before, &self.worker_stats)
+        PacerQueueing::between(&self.window_stats.start, &self.window_stats.end)
     }
 
     /// What the SFU added inside itself over the run (see [`SfuLatency`]).
     pub fn sfu_latency(&self) -> SfuLatency {
-        SfuLatency::between(&self.worker_stats_before, &self.worker_stats)
+        SfuLatency::between(&self.window_stats.start, &self.window_stats.end)
     }
 
     /// SFU worker CPU seconds per delivered packet over the window.
@@ -273,4 +274,38 @@ pub fn percentiles(h: &Histogram) -> Value {
         "p999": us(0.999),
         "max": round(h.max() as f64 / 1e3, 1),
     })
+}
+
+/// Each worker's stats snapshots around the generator's measurement window: at `start` the
+/// first one the worker sent after the window opened, at `end` the last one it sent before
+/// the window closed (the workers send one every [`super::STATS_INTERVAL`]). A delta between
+/// them leaves out the warm-up — the first keyframe, the start estimate's pacing, the setup's
+/// handshakes — and the drain, as the generator's own figures do. A worker with no snapshot in
+/// the window keeps the one from before the generator started, or the last one.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    pub start: BTreeMap<u16, ShardStats>,
+    pub end: BTreeMap<u16, ShardStats>,
+}
+
+impl Window {
+    /// From snapshots taken before the run (`before`) and after it (`last`), and the ones
+    /// taken at the window's edges (`opened`, `closed`), any of which may miss a worker.
+    pub fn pick(
+        before: &BTreeMap<u16, ShardStats>,
+        opened: &BTreeMap<u16, ShardStats>,
+        closed: &BTreeMap<u16, ShardStats>,
+        last: &BTreeMap<u16, ShardStats>,
+    ) -> Self {
+        let mut w = Window::default();
+        for (&shard, l) in last {
+            let start = opened.get(&shard).or(before.get(&shard));
+            let end = closed.get(&shard).unwrap_or(l);
+            if let Some(s) = start {
+                w.start.insert(shard, s.clone());
+            }
+            w.end.insert(shard, end.clone());
+        }
+        w
+    }
 }
