@@ -7,8 +7,9 @@
 //!
 //! Plain RTP and WebRTC (`--cipher gcm`: the generator thread asks for the snapshots), 6
 //! subscribers, 1 s warm-up, 2 s window: the SFU's audio count must be at most the window's
-//! (the snapshots are up to one stats interval inside each edge) and at least the window less
-//! two stats intervals.
+//! and one stats interval (a snapshot may arrive late), and at least the window's less two and
+//! a half intervals (each edge's snapshot is up to one interval inside it). The old span, with
+//! the warm-up and the drain, counts 900 against the window's 600.
 
 use std::time::Duration;
 
@@ -38,8 +39,9 @@ fn the_sfu_side_figures_cover_the_measurement_window() {
             r.loss() * 100.0
         );
         assert!(window_audio > 0.0, "{cipher:?}: no audio in the window");
+        // One interval of slack: a snapshot can reach the bench a little after it was sent.
         assert!(
-            sfu_audio <= window_audio,
+            sfu_audio <= window_audio + per_interval,
             "{cipher:?}: the SFU-side histogram counted {sfu_audio} audio copies, the window \
              has {window_audio}: it includes the warm-up or the drain"
         );
