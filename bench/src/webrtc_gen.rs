@@ -618,8 +618,6 @@ fn add_transport_seq(buf: &mut [u8], len: usize, id: u8, seq: u16) -> usize {
     len + EXT
 }
 
-/// The calling thread's time spent runnable but waiting for a CPU, in nanoseconds (second field
-/// of `/proc/thread-self/schedstat`).
 /// The two marks of [`WebRtcGen::run_marking`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Edge {
@@ -633,6 +631,8 @@ pub enum Edge {
 pub const MARK_LAG: Duration =
     Duration::from_millis(crate::fanout::STATS_INTERVAL.as_millis() as u64 + 50);
 
+/// The calling thread's time spent runnable but waiting for a CPU, in nanoseconds (second field
+/// of `/proc/thread-self/schedstat`).
 pub fn runqueue_wait_ns() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     s.split_whitespace().nth(1)?.parse().ok()
