@@ -58,14 +58,13 @@ function keep(ctx, assert, label, c, senderFps) {
   }
 }
 
-/** Waits until a page decoded its first video frames (few: continuity is judged afterwards). */
 /**
  * A second of decoded video (20 frames) before a continuity window opens. With one frame, a page
  * that decoded its first keyframe and then settled for ~2.3 s opened its 20 s window late and
  * failed on a 17.7 s window (chromium_to_chromium once in a full run, fanout once in CI).
  */
 function firstFrames(ctx, page, ms = 20_000) {
-  return ctx.waitStats(page, (_, v) => v.framesDecoded >= 20, ms, 'a second of decoded video (20 frames)');
+  return ctx.waitDecoded(page, { frames: 20, audio: 0, ms });
 }
 
 /**
