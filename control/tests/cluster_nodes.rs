@@ -5,6 +5,7 @@
 
 mod api_support;
 mod cluster_support;
+mod standin_support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 use sluice_control::auth::Role;
 use sluice_control::cluster::{ClusterConfig, ClusterDraft};
 use sluice_control::server::Server;
+use tokio::net::UnixListener;
 use tokio_tungstenite::tungstenite::Message;
 
 fn config(redis: &Redis, id: &str, port: u16) -> ClusterConfig {
@@ -467,4 +469,89 @@ async fn every_node_names_the_same_node_in_the_placement_api() {
     for n in [a, b, c] {
         n.stop();
     }
+}
+
+/// The `state` `node` has in `via`'s `/api/cluster`, polled until it is `want` (5 s at most).
+async fn wait_state(via: SocketAddr, node: &str, want: &str) {
+    let a = auth_header(&admin());
+    let started = Instant::now();
+    loop {
+        let (_, v) = http(via, "GET", "/api/cluster", &[("Authorization", &a)], "").await;
+        let state = v["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["id"] == node))
+            .map(|n| n["state"].clone());
+        if state.as_ref().is_some_and(|s| s == want) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{node} is not {want}: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A node whose dataplane link is down (not started yet, or being restarted by its supervisor)
+/// is listed `starting` and placed no rooms: a room created or joined through it goes to a node
+/// that can take sessions, where before it stayed on the node itself (an idle cluster keeps a
+/// room where the call landed) and every join answered `rejected: dataplane unavailable` — what
+/// a failover's rejoin met on a node whose dataplane could not start. Once its dataplane says
+/// hello the node is `serving` again at once (not at the next renewal) and is placed rooms.
+#[tokio::test]
+async fn a_node_without_its_dataplane_is_placed_no_rooms() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("dataplane.sock");
+    let port = free_port();
+    let cfg = config(&redis, "a", port);
+    let path = socket.clone();
+    let a = start_with(move |o| {
+        o.http = SocketAddr::from(([127, 0, 0, 1], port));
+        o.cluster = Some(cfg);
+        o.dataplane_socket = Some(path);
+    })
+    .await;
+    let b = node(&redis, "b").await;
+    wait_nodes(a.addr, 2).await;
+    wait_nodes(b.addr, 2).await;
+    wait_state(b.addr, "a", "starting").await;
+    wait_state(a.addr, "b", "serving").await;
+    let adm = auth_header(&admin());
+    let h = [
+        ("Authorization", adm.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+
+    let r = http(a.addr, "POST", "/api/rooms", &h, r#"{"name":"r1"}"#).await;
+    assert_eq!(r.0, 201, "{r:?}");
+    assert_eq!(redis.cli(&["HGET", "sl:room:r1", "home"]), "b");
+    let t = token("r2", "alice", Role::Host);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/rtc?access_token={t}", a.addr))
+            .await
+            .unwrap();
+    send(&mut ws, json!({"type": "join"})).await;
+    let m = recv_type(&mut ws, "redirect").await;
+    assert_eq!(m["url"], format!("ws://{}/rtc", b.addr), "{m}");
+    assert_eq!(redis.cli(&["HGET", "sl:room:r2", "home"]), "b");
+
+    // Its dataplane comes up: `serving` within a round trip of the handshake, and the next room
+    // created through it stays.
+    let up = Instant::now();
+    standin_support::serve(
+        UnixListener::bind(&socket).unwrap(),
+        "late",
+        |_, reply, out| {
+            let _ = out.send(reply);
+        },
+    );
+    wait_state(b.addr, "a", "serving").await;
+    println!("a: serving {:?} after its dataplane listened", up.elapsed());
+    let r = http(a.addr, "POST", "/api/rooms", &h, r#"{"name":"r3"}"#).await;
+    assert_eq!(r.0, 201, "{r:?}");
+    assert_eq!(redis.cli(&["HGET", "sl:room:r3", "home"]), "a");
+    drop(ws);
+    a.stop();
+    b.stop();
 }

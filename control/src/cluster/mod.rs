@@ -114,6 +114,11 @@ pub struct Cluster {
     /// The dataplane's media address (the server sets it from the dataplane's hello).
     pub media: Mutex<String>,
     pub draining: AtomicBool,
+    /// The dataplane link is up (or the node runs without one): published as `state =
+    /// serving`; else `starting`, which placement and trunks skip ([`Cluster::set_ready`]).
+    ready: AtomicBool,
+    /// Wakes the registry loop to publish a change of `ready` now, not at the next renewal.
+    republish: tokio::sync::Notify,
     /// Settings of rooms taken over from a dead node, for their actors (`store.rs`).
     adopted: store::Adopted,
     /// [`Cluster::stop`] was called: the loops end, the lease runs out.
@@ -160,6 +165,8 @@ impl Cluster {
             dataplane: Mutex::new(NodeLoad::default()),
             media: Mutex::new(String::new()),
             draining: AtomicBool::new(false),
+            ready: AtomicBool::new(true),
+            republish: tokio::sync::Notify::new(),
             renew_warned: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             adopted: Default::default(),
@@ -242,6 +249,15 @@ impl Cluster {
     }
 
     /// Registered and holding its lease.
+    /// Whether this node can take sessions (its dataplane link is up): a change is published
+    /// at once. A node that cannot is listed as `starting` and placed no rooms, so a join does
+    /// not land where it would only get `dataplane unavailable` (after a failover, say).
+    pub fn set_ready(&self, ready: bool) {
+        if self.ready.swap(ready, Ordering::SeqCst) != ready {
+            self.republish.notify_one();
+        }
+    }
+
     pub fn is_serving(&self) -> bool {
         self.serving.load(Ordering::SeqCst) && !self.fenced.load(Ordering::SeqCst)
     }

@@ -112,7 +112,10 @@ impl Cluster {
             if was && !registered {
                 continue; // lease lost: register again now
             }
-            tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
+            tokio::select! {
+                () = tokio::time::sleep(period.saturating_sub(started.elapsed())) => {}
+                () = self.republish.notified() => {}
+            }
         }
     }
 
@@ -188,6 +191,8 @@ impl Cluster {
         let c = &self.config;
         let state = if self.draining.load(Ordering::SeqCst) {
             "draining"
+        } else if !self.ready.load(Ordering::SeqCst) {
+            "starting"
         } else {
             "serving"
         };

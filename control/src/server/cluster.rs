@@ -74,6 +74,18 @@ pub(super) fn start(app: &Arc<App>) {
     let Some(cluster) = app.cluster.clone() else {
         return;
     };
+    // No rooms placed here while the dataplane link is down (before its first handshake, and
+    // while the supervisor restarts a dataplane): the registration says `starting` until then.
+    if let Some(link) = &app.link {
+        let mut connected = link.connected();
+        cluster.set_ready(connected.borrow_and_update().is_some());
+        let cluster = Arc::clone(&cluster);
+        tokio::spawn(async move {
+            while connected.changed().await.is_ok() && !cluster.is_stopped() {
+                cluster.set_ready(connected.borrow_and_update().is_some());
+            }
+        });
+    }
     let events = Arc::clone(&app.events);
     let bus = EventBus::start(Arc::clone(&cluster), move |e| events.publish_remote(e));
     let _ = app.events.bus.set(bus);

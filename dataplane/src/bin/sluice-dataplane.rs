@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use sluice_dataplane::config::Config;
-use sluice_dataplane::runtime::Dataplane;
+use sluice_dataplane::runtime::{Dataplane, StartError};
 use sluice_dataplane::shard::LoopHook;
 use sluice_dataplane::sys::{affinity, capabilities};
 use tracing_subscriber::EnvFilter;
@@ -91,8 +91,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let media = (config.bind, config.port);
     let mut handle = match Dataplane::start_with_hook(config, fault_hook()) {
         Ok(h) => h,
+        // The media address cannot be had: a configuration error naming its key (status 2, so
+        // `sluice up` stops on a first start instead of restarting it forever with the node
+        // unable to take a session).
+        Err(StartError::Worker { worker, source }) if unbindable(&source) => {
+            let key = if source.kind() == std::io::ErrorKind::AddrNotAvailable {
+                "dataplane.bind"
+            } else {
+                "dataplane.port"
+            };
+            eprintln!(
+                "error: {key}: {}:{} (worker {worker}): {source}",
+                media.0, media.1
+            );
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
@@ -147,4 +163,10 @@ fn fault_hook() -> Option<LoopHook> {
         }
         turn();
     }))
+}
+
+/// A bind error that retrying the same address cannot fix soon: taken, not ours, not allowed.
+fn unbindable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};
+    matches!(e.kind(), AddrInUse | AddrNotAvailable | PermissionDenied)
 }

@@ -89,13 +89,14 @@ export async function startNodes(redis, ids, { leaseMs = 2000, all = [], trunk =
   return { nodes, start, all, leaseMs };
 }
 
-/** Waits until each of `nodes` lists `count` live nodes. */
+/** Waits until each of `nodes` lists `count` live nodes, all `serving` (placed rooms: their dataplanes are connected). */
 export async function formed(nodes, count) {
   for (const n of Object.values(nodes)) {
     if (n.exited) continue;
-    await waitFor(`cluster of ${count} not formed at ${n.id}`, async () => {
-      const r = await n.api('GET', '/api/cluster');
-      return r.status === 200 && r.body.nodes?.length === count;
+    let last = null;
+    await waitFor(() => `cluster of ${count} serving nodes not formed at ${n.id}: ${JSON.stringify(last?.body?.nodes?.map((x) => [x.id, x.state]))}`, async () => {
+      last = await n.api('GET', '/api/cluster');
+      return last.status === 200 && last.body.nodes?.length === count && last.body.nodes.every((x) => x.state === 'serving');
     });
   }
 }

@@ -43,10 +43,26 @@ export function freeUdpPort() {
  * Starts `sluice up` (`bin`, default SLUICE_BIN) with its own config and state directory, in the
  * default worker layout unless `workers` (or SLUICE_E2E_WORKERS) names one; `turn`
  * (`{urls, secret, relayIps}`) writes a `[turn]` section (TURN REST credentials in
- * `joined.ice_servers`). Resolves once `/healthz` answers.
+ * `joined.ice_servers`). Resolves once `/readyz` answers (its dataplane is connected: a cluster
+ * node is placed rooms from then on).
  * Returns `{origin, mediaAddr, token(room, identity, role), stop(), logs}`.
+ *
+ * The media port, unless `mediaPort` names one, is a free port picked here; a browser's ICE
+ * socket can take it before the dataplane binds it, which the dataplane refuses by name
+ * (`dataplane.port`, exit 2, and `sluice up` with it): then another port is picked, twice at most.
  */
-export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bin = SLUICE_BIN, cluster = null, turn = null, mediaPort = null } = {}) {
+export async function startSluice(opts = {}) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startSluiceOnce(opts);
+    } catch (e) {
+      if (opts.mediaPort || attempt >= 3 || !/dataplane\.port: .*in use/.test(e.message)) throw e;
+      console.log(`startSluice: our media port was taken before the dataplane bound it; another port (attempt ${attempt + 1})`);
+    }
+  }
+}
+
+async function startSluiceOnce({ workers = process.env.SLUICE_E2E_WORKERS, bin = SLUICE_BIN, cluster = null, turn = null, mediaPort = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
   const http = await freeTcpPort();
   const media = mediaPort ?? (await freeUdpPort());
@@ -117,18 +133,22 @@ export async function startSluice({ workers = process.env.SLUICE_E2E_WORKERS, bi
   let admin = null;
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (exited) throw new Error(`sluice up exited (${JSON.stringify(exited)}):\n${logs.slice(-30).join('\n')}`);
+    if (exited) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`sluice up exited (${JSON.stringify(exited)}):\n${logs.slice(-30).join('\n')}`);
+    }
     try {
-      const res = await fetch(`${origin}/healthz`);
+      const res = await fetch(`${origin}/readyz`);
       if (res.ok) break;
     } catch {
       // not listening yet
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`sluice up not healthy after 20 s:\n${logs.slice(-30).join('\n')}`);
+      spawnSync('pkill', ['-KILL', '-f', `sluice-dataplane --config ${config}`]);
+      throw new Error(`sluice up not ready (/readyz) after 20 s:\n${logs.slice(-30).join('\n')}`);
     }
-    await sleep(200);
+    await sleep(100);
   }
 
   return {
