@@ -62,7 +62,9 @@ async fn wait_ready(addr: SocketAddr, nodes: usize) {
         if ready
             && s == 200
             && v["serving"] == true
-            && v["nodes"].as_array().map_or(0, Vec::len) == nodes
+            && v["nodes"]
+                .as_array()
+                .is_some_and(|n| n.len() == nodes && n.iter().all(|n| n["state"] == "serving"))
         {
             return;
         }
