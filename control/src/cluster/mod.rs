@@ -248,7 +248,6 @@ impl Cluster {
         self.boot.locked().clone()
     }
 
-    /// Registered and holding its lease.
     /// Whether this node can take sessions (its dataplane link is up): a change is published
     /// at once. A node that cannot is listed as `starting` and placed no rooms, so a join does
     /// not land where it would only get `dataplane unavailable` (after a failover, say).
@@ -258,6 +257,7 @@ impl Cluster {
         }
     }
 
+    /// Registered and holding its lease.
     pub fn is_serving(&self) -> bool {
         self.serving.load(Ordering::SeqCst) && !self.fenced.load(Ordering::SeqCst)
     }
