@@ -16,6 +16,7 @@ decoded video frame (`video_times_ms`, for tests/e2e/lib/continuity.mjs), the of
 answer's facts, the DTLS and SRTP parameters read from webrtcbin's own elements, Location and the
 DELETE status. Exits non-zero on error, still printing a JSON line with "error".
 
+`--seconds` counts from the connection (CONNECTED): the client ends that long after it.
 `--frames N` ends a WHEP player as soon as it decoded N video frames (instead of waiting out
 `--seconds`); `--repeat N` plays N times in a row in this one process, each a new webrtcbin (new
 ICE agent and sockets, so a new source port), and reports each run under "runs".
@@ -305,6 +306,9 @@ class Peer:
             state = self.webrtc.get_property("connection-state")
             if state == GstWebRTC.WebRTCPeerConnectionState.CONNECTED and self.connected_at is None:
                 self.connected_at = now_ms()
+                # `--seconds` counts from here: end then, not at the connect timeout's backstop
+                # (which kept every client ~10 s past its window).
+                GLib.timeout_add(int(self.args.seconds * 1000) + 1, self.finish_soon)
             elif state == GstWebRTC.WebRTCPeerConnectionState.FAILED:
                 self.fail("peer connection failed")
         self.webrtc.connect("notify::connection-state", changed)
@@ -322,6 +326,7 @@ class Peer:
             return False
 
         GLib.timeout_add(int(connect_timeout * 1000), check_connected)
+        # The backstop: a client whose connection-state notice never came ends here.
         GLib.timeout_add(int((seconds + connect_timeout) * 1000), self.finish_soon)
         self.loop.run()
 
