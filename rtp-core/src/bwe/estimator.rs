@@ -365,21 +365,21 @@ impl SendSideBwe {
                 continue; // unknown or evicted: nothing to learn
             };
             let Some(arrival_us) = p.arrival_us else {
-                if !sent.acked {
+                if !sent.acked() {
                     self.loss_lost += 1;
                     self.feedback_totals.1 += 1;
                     if sent.cluster != 0 {
                         self.prober
-                            .on_feedback(sent.cluster, sent.send_us, None, sent.size);
+                            .on_feedback(sent.cluster, sent.send_us, None, sent.size());
                     }
                 }
                 continue;
             };
-            if sent.acked {
+            if sent.acked() {
                 continue; // reported twice (overlapping feedback)
             }
-            sent.acked = true;
-            let (send_us, size, cluster) = (sent.send_us, sent.size, sent.cluster);
+            sent.set_acked();
+            let (send_us, size, cluster) = (sent.send_us, sent.size(), sent.cluster);
             self.loss_received += 1;
             self.feedback_totals.0 += 1;
             self.acked.on_acked(arrival_us, size);
