@@ -82,13 +82,7 @@ async fn any_node_serves_a_room_homed_on_another() {
 
     // WebSocket join through A: `redirect` to B, then the join on B works.
     let t = token("m", "alice", Role::Host);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/rtc?access_token={t}", a.addr))
-            .await
-            .unwrap();
-    send(&mut ws, json!({"type": "join"})).await;
-    let m = recv_type(&mut ws, "redirect").await;
-    let url = m["url"].as_str().unwrap().to_owned();
+    let url = join_redirected(a.addr, "m", "alice").await;
     assert_eq!(url, format!("ws://{}/rtc", b.addr));
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}?access_token={t}"))
         .await
@@ -364,6 +358,17 @@ async fn join_room(addr: SocketAddr, room: &str, identity: &str) -> Ws {
     ws
 }
 
+/// A host's WebSocket join for `room` through `addr`, answered `redirect`: the URL it names.
+async fn join_redirected(addr: SocketAddr, room: &str, identity: &str) -> String {
+    let t = token(room, identity, Role::Host);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/rtc?access_token={t}"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"type": "join"})).await;
+    let m = recv_type(&mut ws, "redirect").await;
+    m["url"].as_str().expect("redirect url").to_owned()
+}
+
 #[tokio::test]
 async fn a_draining_node_hands_its_rooms_and_clients_to_another() {
     let redis = Redis::start();
@@ -526,14 +531,8 @@ async fn a_node_without_its_dataplane_is_placed_no_rooms() {
     let r = http(a.addr, "POST", "/api/rooms", &h, r#"{"name":"r1"}"#).await;
     assert_eq!(r.0, 201, "{r:?}");
     assert_eq!(redis.cli(&["HGET", "sl:room:r1", "home"]), "b");
-    let t = token("r2", "alice", Role::Host);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/rtc?access_token={t}", a.addr))
-            .await
-            .unwrap();
-    send(&mut ws, json!({"type": "join"})).await;
-    let m = recv_type(&mut ws, "redirect").await;
-    assert_eq!(m["url"], format!("ws://{}/rtc", b.addr), "{m}");
+    let url = join_redirected(a.addr, "r2", "alice").await;
+    assert_eq!(url, format!("ws://{}/rtc", b.addr));
     assert_eq!(redis.cli(&["HGET", "sl:room:r2", "home"]), "b");
 
     // Its dataplane comes up: `serving` within a round trip of the handshake, and the next room
@@ -551,7 +550,6 @@ async fn a_node_without_its_dataplane_is_placed_no_rooms() {
     let r = http(a.addr, "POST", "/api/rooms", &h, r#"{"name":"r3"}"#).await;
     assert_eq!(r.0, 201, "{r:?}");
     assert_eq!(redis.cli(&["HGET", "sl:room:r3", "home"]), "a");
-    drop(ws);
     a.stop();
     b.stop();
 }
