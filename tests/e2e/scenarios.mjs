@@ -89,6 +89,21 @@ async function oneWay(ctx, pubEngine, subEngine, seconds = 10) {
   Object.assign(ctx.details, { framesDecoded: v.framesDecoded, frameWidth: v.frameWidth, audioPackets: inboundTotals(s, 'audio').packetsReceived, codec: v.codec });
 }
 
+/** What a simulcast publisher sends per layer and why it holds back (Chromium's own stats). */
+async function publisherLayers(page) {
+  return page.evaluate(async () => {
+    const s = await window.sluice.room.stats();
+    const out = [];
+    for (const r of s.publisher ?? []) {
+      if (r.type === 'outbound-rtp' && r.kind === 'video') {
+        out.push({ rid: r.rid, width: r.frameWidth, fps: r.framesPerSecond, active: r.active, target: r.targetBitrate, limited: r.qualityLimitationReason, limitedS: r.qualityLimitationDurations });
+      }
+      if (r.type === 'candidate-pair' && r.nominated) out.push({ availableOutgoingBitrate: r.availableOutgoingBitrate });
+    }
+    return out;
+  });
+}
+
 export const scenarios = {
   async chromium_to_chromium(ctx) {
     await oneWay(ctx, 'chromium', 'chromium', QUALITY_WINDOW_S);
@@ -253,9 +268,13 @@ export const scenarios = {
     // 300 ms of queue at 400 kbit/s (the relay's default 64 KiB would be 1.3 s of bufferbloat).
     const relay = await startNetem(ctx.server.mediaAddr, ['--down-queue', '15000']);
     try {
-      await ctx.page('chromium', 'r1', 'alice', { role: 'host', simulcast: 1, publish: 'camera' });
+      const alice = await ctx.page('chromium', 'r1', 'alice', { role: 'host', simulcast: 1, publish: 'camera' });
       const sub = await ctx.page('chromium', 'r1', 'bob', { role: 'viewer', publish: 'none', relay: relay.addr });
-      const high = await ctx.waitStats(sub, (_, v) => v.frameWidth >= 1280, 30_000, 'the high layer before the cap');
+      const high = await ctx.waitStats(sub, (_, v) => v.frameWidth >= 1280, 30_000, 'the high layer before the cap').catch(async (e) => {
+        // Once in a full run the publisher sent its top layer only 30 s in: say why it held it
+        // back (Chromium's own qualityLimitationReason: bandwidth, cpu) next time.
+        throw new Error(`${e.message}\npublisher's layers: ${JSON.stringify(await publisherLayers(alice))}`);
+      });
       ctx.details = { highWidth: inboundTotals(high, 'video').frameWidth };
       const CAP_AT_S = 3;
       const CAP_S = 10;
