@@ -89,21 +89,6 @@ async function oneWay(ctx, pubEngine, subEngine, seconds = 10) {
   Object.assign(ctx.details, { framesDecoded: v.framesDecoded, frameWidth: v.frameWidth, audioPackets: inboundTotals(s, 'audio').packetsReceived, codec: v.codec });
 }
 
-/** What a simulcast publisher sends per layer and why it holds back (Chromium's own stats). */
-async function publisherLayers(page) {
-  return page.evaluate(async () => {
-    const s = await window.sluice.room.stats();
-    const out = [];
-    for (const r of s.publisher ?? []) {
-      if (r.type === 'outbound-rtp' && r.kind === 'video') {
-        out.push({ rid: r.rid, width: r.frameWidth, fps: r.framesPerSecond, active: r.active, target: r.targetBitrate, limited: r.qualityLimitationReason, limitedS: r.qualityLimitationDurations });
-      }
-      if (r.type === 'candidate-pair' && r.nominated) out.push({ availableOutgoingBitrate: r.availableOutgoingBitrate });
-    }
-    return out;
-  });
-}
-
 export const scenarios = {
   async chromium_to_chromium(ctx) {
     await oneWay(ctx, 'chromium', 'chromium', QUALITY_WINDOW_S);
@@ -273,7 +258,7 @@ export const scenarios = {
       const high = await ctx.waitStats(sub, (_, v) => v.frameWidth >= 1280, 30_000, 'the high layer before the cap').catch(async (e) => {
         // Once in a full run the publisher sent its top layer only 30 s in: say why it held it
         // back (Chromium's own qualityLimitationReason: bandwidth, cpu) next time.
-        throw new Error(`${e.message}\npublisher's layers: ${JSON.stringify(await publisherLayers(alice))}`);
+        throw new Error(`${e.message}\npublisher's layers: ${JSON.stringify((await ctx.stats(alice)).outbound.video)}`);
       });
       ctx.details = { highWidth: inboundTotals(high, 'video').frameWidth };
       const CAP_AT_S = 3;

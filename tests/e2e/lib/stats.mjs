@@ -33,6 +33,9 @@ export function summarize(stats) {
           nackCount: r.nackCount ?? 0,
           retransmittedPacketsSent: r.retransmittedPacketsSent ?? 0,
           frameWidth: r.frameWidth ?? 0,
+          // Why the sender holds a layer back (Chromium: none, bandwidth, cpu, other).
+          qualityLimitationReason: r.qualityLimitationReason,
+          qualityLimitationDurations: r.qualityLimitationDurations,
         });
       } else if (r.type === 'transport') {
         sum.transport[pcName] = {
