@@ -1,7 +1,9 @@
 //! A whole in-process dataplane (2 workers, real loopback sockets, both backends) in plain-RTP
 //! mode: a publisher sends audio and video RTP, three subscribers on different workers receive
 //! every packet with their own SSRC and contiguous sequence numbers, and the per-worker stats
-//! snapshots show both workers sending. Each case prints which backend it ran on.
+//! snapshots show both workers sending. Each case prints which backend it ran on. And an audio
+//! packet sent in the middle of a keyframe's fan-out to 400 subscribers overtakes the copies
+//! still queued (issue 19).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -33,13 +35,17 @@ fn choices() -> Vec<IoChoice> {
 }
 
 fn start(io: IoChoice, dir: &tempfile::TempDir) -> DataplaneHandle {
+    start_with(io, dir, 2048)
+}
+
+fn start_with(io: IoChoice, dir: &tempfile::TempDir, buffers: usize) -> DataplaneHandle {
     let cores = affinity::online_cores().expect("cores");
     let mut cfg = Config::defaults(cores.len());
     cfg.workers = vec![cores[0], *cores.get(1).unwrap_or(&cores[0])];
     cfg.bind = LOCAL;
     cfg.port = 0;
     cfg.control_socket = dir.path().join("ctl.sock");
-    cfg.buffers_per_worker = 2048;
+    cfg.buffers_per_worker = buffers;
     cfg.io = io;
     cfg.stats_interval_ms = 100;
     cfg.recv_buffer_bytes = 1 << 20;
@@ -270,4 +276,146 @@ fn receive_all(i: usize, s: &UdpSocket, expected: &[u32]) -> (usize, HashMap<u32
         *count.entry(ssrc).or_default() += 1;
     }
     (i, count)
+}
+
+/// Subscribers of the priority test: enough that a keyframe's fan-out is many slices of work.
+const PRIORITY_SUBS: usize = 400;
+/// Packets of the priority test's keyframe.
+const KEYFRAME_PACKETS: u16 = 25;
+
+/// Packet `i` of a `KEYFRAME_PACKETS`-packet VP8 keyframe (1,100-byte payloads, one timestamp,
+/// the marker on the last), sequence numbers from `first_seq`.
+fn keyframe_packet(first_seq: u16, i: u16) -> Vec<u8> {
+    let last = i + 1 == KEYFRAME_PACKETS;
+    let mut p = vec![0x80, if last { 0x80 | 96 } else { 96 }];
+    p.extend_from_slice(&first_seq.wrapping_add(i).to_be_bytes());
+    p.extend_from_slice(&(u32::from(first_seq) * 3000).to_be_bytes());
+    p.extend_from_slice(&VIDEO_SSRC.to_be_bytes());
+    if i == 0 {
+        p.extend_from_slice(&[
+            0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00,
+        ]);
+    } else {
+        p.push(0x00); // VP8 descriptor, S=0: a continuation of the frame
+    }
+    p.resize(12 + 1_100, i as u8);
+    p
+}
+
+/// Issue 19, "audio never waits behind video": a 25-packet keyframe to 400 subscribers of one
+/// worker is 10,000 copies, made in slices. An audio packet sent once the fan-out is under way
+/// (subscriber 0 has a keyframe packet) goes out in the next iteration's urgent pass, ahead of
+/// the copies still queued, so at most subscribers it arrives before some or all of their
+/// keyframe packets. The old loop (`957285e`) fanned each packet out whole in arrival order:
+/// the audio came after the keyframe at every subscriber. Counts, per subscriber, how many of
+/// the keyframe's packets arrived after the audio; asserts the audio passed at least half of
+/// all the keyframe's copies.
+#[test]
+fn audio_overtakes_a_keyframe_fan_out() {
+    for io in choices() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Buffers for every copy at once, so that a loop which makes them all before sending
+        // any is not refused for want of buffers: this test is about order.
+        let dp = start_with(io, &dir, 12_288);
+        let media = dp.local_addrs()[0];
+        let mut ctl = ControlClient::connect(dp.control_socket()).expect("connect");
+        ctl.hello(Hello::control("test")).expect("hello");
+        let publisher = UdpSocket::bind((LOCAL, 0)).expect("bind");
+        let pub_addr = publisher.local_addr().expect("addr");
+        ctl.request(plain_session(1, pub_addr, 0))
+            .expect("create publisher");
+        ctl.request(track(100, MediaKind::Audio, AUDIO_SSRC))
+            .expect("audio track");
+        ctl.request(track(101, MediaKind::Video, VIDEO_SSRC))
+            .expect("video track");
+        let subs: Vec<UdpSocket> = (0..PRIORITY_SUBS)
+            .map(|_| UdpSocket::bind((LOCAL, 0)).expect("bind"))
+            .collect();
+        for (i, s) in subs.iter().enumerate() {
+            let id = 10 + i as u64;
+            let addr = s.local_addr().expect("addr");
+            ctl.request(plain_session(id, addr, 0))
+                .expect("create subscriber");
+            for (t, pt, ssrc) in [(100u64, 111u8, 0xa000_0000), (101, 96, 0xb000_0000)] {
+                ctl.request(Command::Subscribe(Subscribe {
+                    subscription: SubscriptionId(id * 1000 + t),
+                    session: SessionId(id),
+                    track: TrackId(t),
+                    ssrc: ssrc + i as u32,
+                    rtx_ssrc: None,
+                    payload_type: pt,
+                    rtx_payload_type: None,
+                    ext_ids: ExtIds::default(),
+                }))
+                .expect("subscribe");
+            }
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("timeout");
+        }
+        let mut buf = [0u8; 2048];
+        // The next media datagram at `s`: `Some(true)` for audio, `Some(false)` for video;
+        // `None` once nothing came for 100 ms and the phase's 10 s are over.
+        let mut deadline = Instant::now() + Duration::from_secs(10);
+        let mut next = |s: &UdpSocket, deadline: Instant| loop {
+            let Ok(n) = s.recv(&mut buf) else {
+                if Instant::now() < deadline {
+                    continue;
+                }
+                return None;
+            };
+            if n >= 12 && !(200..=206).contains(&buf[1]) {
+                return Some(buf[8] == 0xa0);
+            }
+        };
+        // Priming: one audio packet and a one-packet keyframe reach everyone.
+        publisher.send_to(&rtp(false, 0), media).expect("send");
+        publisher.send_to(&rtp(true, 0), media).expect("send");
+        for (i, s) in subs.iter().enumerate() {
+            for _ in 0..2 {
+                next(s, deadline)
+                    .unwrap_or_else(|| panic!("subscriber {i}: priming packets missing"));
+            }
+        }
+        // The keyframe, then one audio packet.
+        for i in 0..KEYFRAME_PACKETS {
+            publisher
+                .send_to(&keyframe_packet(1, i), media)
+                .expect("send");
+        }
+        // The audio goes once the fan-out is under way: subscriber 0 has a keyframe packet.
+        deadline = Instant::now() + Duration::from_secs(10);
+        let first = next(&subs[0], deadline);
+        assert_eq!(first, Some(false), "subscriber 0: no keyframe packet");
+        publisher.send_to(&rtp(false, 1), media).expect("send");
+        let mut after: Vec<u16> = Vec::with_capacity(PRIORITY_SUBS);
+        for (i, s) in subs.iter().enumerate() {
+            let (mut video, mut audio_at) = (u16::from(i == 0), None);
+            while video < KEYFRAME_PACKETS || audio_at.is_none() {
+                match next(s, deadline) {
+                    Some(true) => audio_at = Some(video),
+                    Some(false) => video += 1,
+                    None => panic!("subscriber {i}: {video} keyframe packets, audio {audio_at:?}"),
+                }
+            }
+            after.push(KEYFRAME_PACKETS - audio_at.unwrap_or(KEYFRAME_PACKETS));
+        }
+        let passed: usize = after.iter().map(|&a| usize::from(a)).sum();
+        let copies = PRIORITY_SUBS * usize::from(KEYFRAME_PACKETS);
+        let before_all = after.iter().filter(|&&a| a == KEYFRAME_PACKETS).count();
+        let behind_all = after.iter().filter(|&&a| a == 0).count();
+        println!(
+            "audio_overtakes_a_keyframe_fan_out on {:?}: the audio passed {passed} of the \
+             keyframe's {copies} copies ({:.1} %; {} made before it); ahead of all 25 at \
+             {before_all} of {PRIORITY_SUBS} subscribers, behind all 25 at {behind_all}",
+            dp.io_mode(),
+            100.0 * passed as f64 / copies as f64,
+            copies - passed,
+        );
+        assert!(
+            passed * 2 >= copies,
+            "audio waited behind the keyframe: it passed {passed} of {copies} copies"
+        );
+        drop(ctl);
+        dp.stop();
+    }
 }
