@@ -4,6 +4,7 @@
 
 #[path = "../../control/tests/api_support/mod.rs"]
 mod api_support;
+mod node_support;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -13,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use api_support::*;
+use node_support::sluice_up_until_exit;
 use sluice_dataplane::config::{Config, IoChoice};
 use sluice_dataplane::runtime::{Dataplane, DataplaneHandle};
 use sluice_proto::{encode_frame, Hello, Message, Request};
@@ -248,46 +250,9 @@ fn sluice_up_does_not_attach_to_a_socket_others_could_have_placed() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(sluice_bin())
-        .args(["up", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice up");
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if t0.elapsed() > Duration::from_secs(5) {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut err = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let run = sluice_up_until_exit(&config, &[], Duration::from_secs(5));
+    let (status, err) = (run.status, run.stderr);
     println!("sluice up with a socket in a 0777 directory: exit {status:?}\n{err}");
     assert!(status.is_some(), "sluice up attached and kept running");
     assert!(err.contains("dataplane.control_socket"), "{err}");
-}
-
-/// The `sluice` binary of this build (built by `cargo test --workspace`).
-fn sluice_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .join("sluice");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p sluice-control`",
-        bin.display()
-    );
-    bin
 }

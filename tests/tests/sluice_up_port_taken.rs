@@ -8,12 +8,10 @@
 mod api_support;
 mod node_support;
 
-use std::io::Read;
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use node_support::target_bin;
+use node_support::{sluice_up_until_exit, target_bin};
 
 #[test]
 fn sluice_up_with_its_media_port_taken_exits_2_naming_the_key() {
@@ -33,37 +31,22 @@ fn sluice_up_with_its_media_port_taken_exits_2_naming_the_key() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(target_bin("sluice"))
-        .args(["up", "--config"])
-        .arg(&config)
-        .arg("--dataplane-bin")
-        .arg(target_bin("sluice-dataplane"))
-        .current_dir(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sluice up");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("sluice up still ran 20 s after start with its media port taken");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let dp = target_bin("sluice-dataplane");
+    let run = sluice_up_until_exit(
+        &config,
+        &["--dataplane-bin".as_ref(), dp.as_os_str()],
+        Duration::from_secs(20),
+    );
+    let err = run.stderr;
     println!(
-        "port {port} taken: sluice up {status:?} after {:?}\n{}",
-        started.elapsed(),
+        "port {port} taken: sluice up {:?} after {:?}\n{}",
+        run.status,
+        run.took,
         err.trim()
     );
+    let status = run.status.unwrap_or_else(|| {
+        panic!("sluice up still ran 20 s after start with its media port taken")
+    });
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(
         err.contains(&format!("error: dataplane.port: 127.0.0.1:{port}")),

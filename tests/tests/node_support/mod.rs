@@ -6,10 +6,11 @@
 
 pub mod call;
 
+use std::io::Read;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,55 @@ pub fn target_bin(name: &str) -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// How a `sluice up` that was expected to stop on its own ended ([`sluice_up_until_exit`]).
+pub struct Exited {
+    /// Its exit status; `None` when it still ran at the limit (then killed).
+    pub status: Option<ExitStatus>,
+    /// From the spawn to the exit (or the limit).
+    pub took: Duration,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+/// Runs `sluice up --config <config> <args>` until it exits or `limit` passes (then kills it),
+/// for tests of a start-up it must refuse.
+pub fn sluice_up_until_exit(config: &Path, args: &[&std::ffi::OsStr], limit: Duration) -> Exited {
+    let mut child = Command::new(target_bin("sluice"))
+        .args(["up", "--config"])
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice up");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for sluice up") {
+            break Some(s);
+        }
+        if started.elapsed() > limit {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr);
+    Exited {
+        status,
+        took,
+        stderr,
+    }
 }
 
 /// A running `sluice up` (which runs its own `sluice-dataplane`) and the address it printed.
