@@ -265,7 +265,6 @@ fn forward_rewrite_protect(budget: Budget) -> Entry {
                 src_ext_seq: ext,
                 ts_offset: view.ts().wrapping_sub(rw.ts),
                 layer: 0,
-                sent_at: t0,
             },
         );
         keep(ctx.protect_rtp(&mut out, n).expect("protect"));

@@ -169,7 +169,6 @@ impl Sfu {
                     src_ext_seq: ext,
                     ts_offset: view.ts().wrapping_sub(rw.ts),
                     layer: 0,
-                    sent_at: now,
                 },
             );
             sub.last_out_seq = rw.seq;

@@ -17,8 +17,6 @@ pub struct SentEntry {
     pub ts_offset: u32,
     /// Simulcast / SVC layer the packet came from.
     pub layer: u8,
-    /// When we sent it.
-    pub sent_at: Instant,
 }
 
 /// Counters of a [`SeqMap`]; monotonic over its life.
@@ -137,23 +135,21 @@ mod tests {
         Instant::now()
     }
 
-    fn entry(src: u64, t: Instant) -> SentEntry {
+    fn entry(src: u64) -> SentEntry {
         SentEntry {
             src_ext_seq: src,
             ts_offset: 0xffff_fff0,
             layer: 1,
-            sent_at: t,
         }
     }
 
     #[test]
     fn record_and_lookup_across_wrap() {
-        let t = t0();
         let mut m = SeqMap::new(100);
         assert_eq!(m.capacity(), 128);
         let mut our = 65500u16;
         for src in 0..100u64 {
-            m.record(our, entry(1000 + src, t));
+            m.record(our, entry(1000 + src));
             our = our.wrapping_add(1);
         }
         assert_eq!(m.lookup(65500).unwrap().src_ext_seq, 1000);
@@ -165,10 +161,9 @@ mod tests {
 
     #[test]
     fn overwritten_after_capacity() {
-        let t = t0();
         let mut m = SeqMap::new(4);
         for s in 0..6u16 {
-            m.record(s, entry(s as u64, t));
+            m.record(s, entry(s as u64));
         }
         assert_eq!(m.lookup(1), None);
         assert_eq!(m.lookup(5).unwrap().src_ext_seq, 5);
@@ -178,7 +173,7 @@ mod tests {
     fn resend_suppressed_within_interval() {
         let t = t0();
         let mut m = SeqMap::new(16);
-        m.record(7, entry(70, t));
+        m.record(7, entry(70));
         let rtt = Duration::from_millis(50);
         assert!(m.lookup_for_resend(t, 7, rtt).is_some());
         assert!(m
@@ -189,7 +184,7 @@ mod tests {
             .lookup_for_resend(t + Duration::from_millis(50), 7, rtt)
             .is_some());
         // A new packet in the slot starts with a clean resend record.
-        m.record(7 + 16, entry(86, t));
+        m.record(7 + 16, entry(86));
         assert!(m
             .lookup_for_resend(t + Duration::from_millis(51), 23, rtt)
             .is_some());

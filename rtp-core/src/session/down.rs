@@ -7,14 +7,21 @@
 use std::time::Instant;
 
 use crate::bwe::{Layer, TrackDemand, MAX_LAYERS};
-use crate::forward::{Forwarder, ForwarderConfig, MediaKind, Vp8Rewrite};
+use crate::forward::{Codec, Forwarder, ForwarderConfig, MediaKind, Vp8Rewrite};
 use crate::nack::SeqMap;
 use crate::stats::TxStreamStats;
 
 use super::config::DownTrackConfig;
 
-/// Sent packets remembered for NACKs: ~2 s of 1.5 Mbps video.
-pub(super) const SEQMAP_CAPACITY: usize = 1024;
+/// Sent packets a video DownTrack remembers for NACKs: as many as the shard's packet history
+/// keeps of a track (510, `dataplane` `router::HISTORY_PACKETS`), beyond which a NACK's source
+/// packet is gone anyway (~1.4 s of 3 Mbit/s video, 2 s of 1.5 Mbit/s).
+pub(super) const SEQMAP_VIDEO: usize = 512;
+/// The same for audio: 2.6 s of 20 ms packets, longer than any NACK is worth answering.
+/// Every subscriber has a DownTrack per track it receives, so a room of N publishers costs
+/// N² of them: at 1,024 slots of each kind and a VP8 ring on every track they were 64 KiB
+/// each (docs/performance.md, "Memory per subscriber").
+pub(super) const SEQMAP_AUDIO: usize = 128;
 
 /// Nominal simulcast bitrates used until the shard tells the real ones
 /// (`Session::set_down_layer_rates`); the common 1/4, 1/2, full ladder.
@@ -26,7 +33,8 @@ pub(super) struct DownTrack {
     pub(super) forwarder: Forwarder,
     pub(super) seqmap: SeqMap,
     /// VP8 munging of each sent seq (same ring shape as the SeqMap), so a
-    /// retransmission carries the picture id the original had.
+    /// retransmission carries the picture id the original had; empty where
+    /// nothing is munged (other codecs, end-to-end encrypted VP8).
     pub(super) vp8: Vec<(u16, Option<Vp8Rewrite>)>,
     pub(super) tx: TxStreamStats,
     pub(super) rtx_seq: u16,
@@ -66,11 +74,19 @@ impl DownTrack {
                 available: i <= usize::from(top),
             };
         }
+        let slots = match cfg.kind {
+            MediaKind::Audio => SEQMAP_AUDIO,
+            MediaKind::Video => SEQMAP_VIDEO,
+        };
+        let vp8 = match cfg.codec {
+            Codec::Vp8 if !cfg.e2ee => vec![(0, None); slots],
+            _ => Vec::new(),
+        };
         Self {
             cfg,
             forwarder,
-            seqmap: SeqMap::new(SEQMAP_CAPACITY),
-            vp8: vec![(0, None); SEQMAP_CAPACITY],
+            seqmap: SeqMap::new(slots),
+            vp8,
             tx: TxStreamStats::new(cfg.ssrc),
             rtx_seq: 0,
             muted: false,
@@ -84,16 +100,20 @@ impl DownTrack {
     }
 
     pub(super) fn record_vp8(&mut self, seq: u16, v: Option<Vp8Rewrite>) {
+        if self.vp8.is_empty() {
+            return;
+        }
         let i = usize::from(seq) % self.vp8.len();
         self.vp8[i] = (seq, v);
     }
 
     pub(super) fn vp8_for(&self, seq: u16) -> Option<Vp8Rewrite> {
-        let (s, v) = self.vp8[usize::from(seq) % self.vp8.len()];
-        if s == seq {
-            v
-        } else {
-            None
+        if self.vp8.is_empty() {
+            return None;
+        }
+        match self.vp8[usize::from(seq) % self.vp8.len()] {
+            (s, v) if s == seq => v,
+            _ => None,
         }
     }
 

@@ -148,7 +148,6 @@ impl<H: Copy> Session<H> {
                 src_ext_seq: ext_seq,
                 ts_offset: rw.ts.wrapping_sub(pkt.ts()),
                 layer,
-                sent_at: now,
             },
         );
         d.record_vp8(rw.seq, rw.vp8);
