@@ -201,7 +201,7 @@ impl SendSideBwe {
         let start = cfg.start_bps as f64;
         Self {
             history: SendHistory::new(cfg.history_capacity),
-            scratch: vec![TwccPacket::default(); cfg.max_feedback_packets.max(1)],
+            scratch: Vec::with_capacity(cfg.max_feedback_packets.max(1)),
             trendline: Trendline::new(cfg.trendline),
             aimd: Aimd::new(start),
             loss: LossController::new(start, LOSS_INCREASE_PER_S),
@@ -358,6 +358,17 @@ impl SendSideBwe {
     /// Processes the FCI of a transport-cc feedback packet.
     pub fn on_transport_feedback(&mut self, now: Instant, fci: &[u8]) -> Result<(), TwccError> {
         self.latest_now = Some(now);
+        // The scratch is reserved once and written only as far as the largest feedback so far
+        // reached (a subscriber's usual feedback covers tens of packets, not the 2,048 the
+        // bound allows): grown within the reservation, never reallocated. The FCI's packet
+        // status count is its bytes 2..4 (`decode_fci` checks the rest).
+        let count = fci
+            .get(2..4)
+            .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+        let need = count.min(self.cfg.max_feedback_packets.max(1));
+        if self.scratch.len() < need {
+            self.scratch.resize(need, TwccPacket::default());
+        }
         let summary = decode_fci(fci, &mut self.scratch)?;
         for i in 0..summary.written {
             let p = self.scratch[i];
@@ -601,6 +612,29 @@ mod tests {
             bwe.on_transport_feedback(now, &buf[12..e.len]).unwrap();
             at += e.consumed;
         }
+    }
+
+    /// The feedback scratch is written only as far as the largest feedback so far: 20
+    /// packets' feedback writes 20 entries, not the 2,048 the bound allows; a feedback naming
+    /// 60,000 packets stops at the bound, inside the one reservation.
+    #[test]
+    fn feedback_scratch_grows_with_the_feedback_within_its_reserve() {
+        let t = t0();
+        let mut bwe = SendSideBwe::new(SendSideBweConfig::default());
+        let reserved = bwe.scratch.capacity();
+        assert_eq!(bwe.scratch.len(), 0);
+        exchange(&mut bwe, t, 0, 20, |_| 0, |_| false);
+        assert_eq!(bwe.scratch.len(), 20);
+        // Base 0, 60,000 statuses, reference time 0, count 1; eight run-length chunks of
+        // 8,191 "not received".
+        let mut fci = vec![0, 0, 0xea, 0x60, 0, 0, 0, 1];
+        for _ in 0..8 {
+            fci.extend_from_slice(&[0x1f, 0xff]);
+        }
+        bwe.on_transport_feedback(t + Duration::from_secs(1), &fci)
+            .unwrap();
+        assert_eq!(bwe.scratch.len(), 2048);
+        assert_eq!(bwe.scratch.capacity(), reserved);
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl<T: Copy> Pacer<T> {
         let idx = class as usize;
         let entry = Queued {
             item,
-            size_bytes,
+            size_bytes: u32::try_from(size_bytes).unwrap_or(u32::MAX),
             enqueued_at: now,
         };
         match self.queues[idx].push(entry) {
@@ -155,12 +155,12 @@ impl<T: Copy> Pacer<T> {
         }
         let idx = class as usize;
         let entry = self.queues[idx].pop()?;
-        self.budget.charge(entry.size_bytes);
+        self.budget.charge(entry.size_bytes as usize);
         if class == PacketClass::Padding {
-            self.padding_budget.charge(entry.size_bytes);
+            self.padding_budget.charge(entry.size_bytes as usize);
         }
         let delay = now.saturating_duration_since(entry.enqueued_at);
-        self.stats.classes[idx].record_sent(entry.size_bytes, delay);
+        self.stats.classes[idx].record_sent(entry.size_bytes as usize, delay);
         Some((entry.item, class))
     }
 
@@ -253,7 +253,7 @@ impl<T: Copy> Pacer<T> {
                 if self.expired.len() == EXPIRED_SLOTS {
                     return;
                 }
-                let size = head.size_bytes;
+                let size = head.size_bytes as usize;
                 if let Some(q) = self.queues[idx].pop() {
                     let _ = self.expired.push(q);
                 }

@@ -1,7 +1,11 @@
 //! A fixed-capacity FIFO ring for one priority class of the pacer.
 //!
-//! Storage is allocated once in [`ClassQueue::new`]; push and pop never touch
-//! the allocator, so the pacer stays allocation-free on the per-packet path.
+//! Storage is reserved once in [`ClassQueue::new`] and written only as far as the queue has
+//! ever been deep: an empty queue starts again at its first slot, so a pacer that drains
+//! every iteration keeps touching the same few slots, and a session that never queues video
+//! never touches its video queue's pages (an audio-only subscriber's 2,048 video and 1,024
+//! retransmission slots stay untouched memory). Push and pop never reallocate, so the pacer
+//! stays allocation-free on the per-packet path.
 
 use std::time::Instant;
 
@@ -9,15 +13,18 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Queued<T: Copy> {
     pub(crate) item: T,
-    pub(crate) size_bytes: usize,
+    /// Wire bytes (a datagram: well under 4 GiB).
+    pub(crate) size_bytes: u32,
     pub(crate) enqueued_at: Instant,
 }
 
 /// Bounded ring buffer of [`Queued`] entries.
 #[derive(Debug)]
 pub(crate) struct ClassQueue<T: Copy> {
-    // `Option` lets us preallocate without requiring `T: Default`.
-    slots: Vec<Option<Queued<T>>>,
+    /// The ring: `capacity` reserved, its length the furthest the tail has reached (slots
+    /// are filled in order, so the tail's next slot is either written or the next push).
+    slots: Vec<Queued<T>>,
+    cap: usize,
     head: usize,
     len: usize,
 }
@@ -26,7 +33,8 @@ impl<T: Copy> ClassQueue<T> {
     /// A queue that holds at most `capacity` entries (0 means it rejects everything).
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
-            slots: vec![None; capacity],
+            slots: Vec::with_capacity(capacity),
+            cap: capacity,
             head: 0,
             len: 0,
         }
@@ -42,12 +50,21 @@ impl<T: Copy> ClassQueue<T> {
 
     /// Appends at the tail; gives the entry back when the ring is full.
     pub(crate) fn push(&mut self, entry: Queued<T>) -> Result<(), Queued<T>> {
-        let cap = self.slots.len();
-        if self.len >= cap {
+        if self.len >= self.cap {
             return Err(entry);
         }
-        let idx = (self.head + self.len) % cap;
-        self.slots[idx] = Some(entry);
+        if self.len == 0 {
+            // Empty: back to the first slot, so the slots written are the deepest the queue
+            // has been, not every slot the tail ever passed.
+            self.head = 0;
+        }
+        let idx = (self.head + self.len) % self.cap;
+        match self.slots.get_mut(idx) {
+            Some(slot) => *slot = entry,
+            // First time the tail reaches `idx` (== `slots.len()`): within the reserved
+            // capacity, so no reallocation.
+            None => self.slots.push(entry),
+        }
         self.len += 1;
         Ok(())
     }
@@ -57,7 +74,7 @@ impl<T: Copy> ClassQueue<T> {
         if self.len == 0 {
             return None;
         }
-        self.slots[self.head].as_ref()
+        self.slots.get(self.head)
     }
 
     /// Removes and returns the oldest entry.
@@ -65,10 +82,10 @@ impl<T: Copy> ClassQueue<T> {
         if self.len == 0 {
             return None;
         }
-        let entry = self.slots[self.head].take();
-        self.head = (self.head + 1) % self.slots.len();
+        let entry = *self.slots.get(self.head)?;
+        self.head = (self.head + 1) % self.cap;
         self.len -= 1;
-        entry
+        Some(entry)
     }
 }
 
@@ -101,6 +118,29 @@ mod tests {
             assert_eq!(q.pop().unwrap().item, round * 10 + 1);
             assert!(q.is_empty());
         }
+    }
+
+    #[test]
+    fn writes_only_as_deep_as_it_has_been() {
+        let t = t0();
+        let mut q = ClassQueue::new(64);
+        let reserved = q.slots.capacity();
+        // A thousand packets through a queue that drains after each pair: two slots written.
+        for i in 0..500u32 {
+            q.push(entry(2 * i, t)).unwrap();
+            q.push(entry(2 * i + 1, t)).unwrap();
+            assert_eq!(q.pop().unwrap().item, 2 * i);
+            assert_eq!(q.pop().unwrap().item, 2 * i + 1);
+        }
+        assert_eq!(q.slots.len(), 2, "only the deepest it has been is written");
+        // Never empty: the tail wraps round the whole ring, in order, within the reserve.
+        q.push(entry(0, t)).unwrap();
+        for i in 0..200u32 {
+            q.push(entry(i + 1, t)).unwrap();
+            assert_eq!(q.pop().unwrap().item, i);
+        }
+        assert_eq!(q.slots.len(), 64);
+        assert_eq!(q.slots.capacity(), reserved);
     }
 
     #[test]

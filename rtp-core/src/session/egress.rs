@@ -270,11 +270,12 @@ impl<H: Copy> Session<H> {
     ) -> Option<(H, usize, Remote)> {
         let dest = self.transport.remote_addr()?;
         let (p, class) = self.pacer.poll_transmit_upto(now, lowest)?;
+        let len = usize::from(p.len);
         self.bwe
-            .on_sent(now, p.twcc, p.len, class == PacketClass::Audio);
+            .on_sent(now, p.twcc, len, class == PacketClass::Audio);
         self.stats.packets_out += 1;
-        self.stats.bytes_out += p.len as u64;
-        Some((p.handle, p.len, dest))
+        self.stats.bytes_out += len as u64;
+        Some((p.handle, len, dest))
     }
 
     /// A paced item that expired in the pacer (queued too long) and will not be sent: its
@@ -383,7 +384,11 @@ impl<H: Copy> Session<H> {
         len: usize,
         twcc: Option<u16>,
     ) -> Result<(), SessionError> {
-        let item = Paced { handle, len, twcc };
+        let item = Paced {
+            handle,
+            len: u16::try_from(len).map_err(|_| SessionError::BufferTooSmall)?,
+            twcc,
+        };
         self.pacer
             .enqueue(now, class, len, item)
             .map_err(|_: PacerError| SessionError::PacerFull)

@@ -102,7 +102,8 @@ const SRTCP_OVERHEAD: usize = 20;
 #[derive(Debug, Clone, Copy)]
 struct Paced<H: Copy> {
     handle: H,
-    len: usize,
+    /// The datagram's length (at most `MAX_PACKET` + the SRTP tag).
+    len: u16,
     twcc: Option<u16>,
 }
 
@@ -117,7 +118,10 @@ pub struct Session<H: Copy = u32> {
     srtp_cfg: SrtpConfig,
     nack_cfg: crate::nack::NackConfig,
     ups: Vec<Option<UpTrack>>,
+    /// DownTrack slots, grown by `add_down_track` up to `max_downs` (a slot is 688 bytes: the
+    /// 64 a session may have, reserved up front, were 44 KB of every session).
     downs: Vec<Option<DownTrack>>,
+    max_downs: usize,
     pacer: Pacer<Paced<H>>,
     bwe: SendSideBwe,
     allocator: Allocator,
@@ -194,7 +198,8 @@ impl<H: Copy> Session<H> {
             srtp_cfg: config.srtp,
             nack_cfg: config.nack,
             ups: (0..config.max_up_tracks).map(|_| None).collect(),
-            downs: (0..max_down).map(|_| None).collect(),
+            downs: Vec::new(),
+            max_downs: max_down,
             pacer: Pacer::new(config.pacer, now),
             bwe: SendSideBwe::new(config.bwe),
             allocator: Allocator::new(AllocatorConfig {
@@ -264,11 +269,14 @@ impl<H: Copy> Session<H> {
 
     /// Add a track this session receives from the SFU.
     pub fn add_down_track(&mut self, cfg: DownTrackConfig) -> Result<DownId, SessionError> {
-        let i = self
-            .downs
-            .iter()
-            .position(Option::is_none)
-            .ok_or(SessionError::TooManyTracks)?;
+        let i = match self.downs.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if self.downs.len() < self.max_downs => {
+                self.downs.push(None);
+                self.downs.len() - 1
+            }
+            None => return Err(SessionError::TooManyTracks),
+        };
         let mut down = DownTrack::new(self.trunk_down(i, cfg));
         if let Some(h) = self.handoffs.take(down.cfg.ssrc) {
             down.forwarder.continue_from(h);
@@ -509,7 +517,7 @@ impl<H: Copy> Session<H> {
     /// The SRTP settings with a slot for every SSRC we send (media + RTX per DownTrack, our
     /// RTCP SSRC) and receive (media + RTX per UpTrack layer).
     fn srtp_config(&self) -> SrtpConfig {
-        let need = (self.downs.len().max(self.ups.len() * MAX_UP_LAYERS)) * 2 + 4;
+        let need = (self.max_downs.max(self.ups.len() * MAX_UP_LAYERS)) * 2 + 4;
         SrtpConfig {
             max_ssrcs: self.srtp_cfg.max_ssrcs.max(need),
             ..self.srtp_cfg
