@@ -14,7 +14,7 @@ use crate::packet::RTP_VERSION;
 use super::cipher::Transform;
 use super::kdf::{derive_session_keys, SessionKeys};
 use super::replay::{MAX_WINDOW, MIN_WINDOW};
-use super::ssrc_table::SsrcTable;
+use super::ssrc_table::{SsrcTable, Window};
 use super::{ProtectionProfile, SrtpError};
 
 /// Sizes fixed at construction.
@@ -151,15 +151,16 @@ impl SrtpContext {
         let ssrc = u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]);
         // Known SSRC: estimate against its highest index and reject replays
         // before spending any crypto. Unknown: the first packet sets ROC = 0.
-        let index = match self.table.peek(ssrc) {
-            Some(st) => match st.rtp_highest {
-                Some(h) => {
-                    let index = estimate_index(h, seq);
-                    st.rtp_window.check(index)?;
-                    index
-                }
-                None => u64::from(seq),
-            },
+        let known = self
+            .table
+            .position(ssrc)
+            .and_then(|i| Some((i, self.table.state(i).rtp_highest?)));
+        let index = match known {
+            Some((i, h)) => {
+                let index = estimate_index(h, seq);
+                self.table.check(i, Window::Rtp, index)?;
+                index
+            }
             None => u64::from(seq),
         };
         let roc = ((index >> 16) as u32).to_be_bytes();
@@ -181,7 +182,7 @@ impl SrtpContext {
         if state.rtp_highest.is_none_or(|h| index > h) {
             state.rtp_highest = Some(index);
         }
-        state.rtp_window.update(index);
+        self.table.update(slot, Window::Rtp, index);
         Ok(plain_len)
     }
 }

@@ -1,8 +1,9 @@
 //! Sliding replay window over packet indices (RFC 3711 §3.3.2).
 //!
 //! Bit `d` of the bitmap records whether index `top - d` was accepted. The
-//! bitmap is allocated once at construction; checking and updating are
-//! separate so callers can check before authentication and update only after.
+//! bitmap is allocated once, by the window ([`ReplayWindow`]) or by the SSRC table
+//! that keeps it ([`WindowCore`]); checking and updating are separate so callers
+//! can check before authentication and update only after.
 
 use super::SrtpError;
 
@@ -11,19 +12,59 @@ pub(crate) const MIN_WINDOW: usize = 64;
 /// Largest window this implementation accepts.
 pub(crate) const MAX_WINDOW: usize = 4096;
 
-/// A replay window of a fixed size over 64-bit packet indices.
+/// A replay window of a fixed size over 64-bit packet indices, owning its bitmap.
 #[derive(Debug, Clone)]
 pub struct ReplayWindow {
-    size: u64,
-    /// Highest accepted index; meaningless while `started` is false.
-    top: u64,
-    started: bool,
+    core: WindowCore,
     bits: Vec<u64>,
 }
 
 impl ReplayWindow {
     /// A window remembering the last `size` indices (64..=4096).
     pub fn new(size: usize) -> Result<Self, SrtpError> {
+        let core = WindowCore::new(size)?;
+        Ok(Self {
+            bits: vec![0; core.words()],
+            core,
+        })
+    }
+
+    /// Forget every index (reuses the storage).
+    pub fn reset(&mut self) {
+        self.core.reset(&mut self.bits);
+    }
+
+    /// Highest index accepted so far.
+    pub fn top(&self) -> Option<u64> {
+        self.core.top()
+    }
+
+    /// Whether `index` would be accepted: new, or in the window and unseen.
+    pub fn check(&self, index: u64) -> Result<(), SrtpError> {
+        self.core.check(&self.bits, index)
+    }
+
+    /// Record `index` as received. Call only after [`check`](Self::check)
+    /// passed and the packet authenticated.
+    pub fn update(&mut self, index: u64) {
+        self.core.update(&mut self.bits, index);
+    }
+}
+
+/// A replay window's position, its bitmap kept by the caller ([`WindowCore::words`] words,
+/// zero for a fresh window): an SSRC table keeps every slot's bitmap in one block made at
+/// construction, so making a slot for a new SSRC allocates nothing.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowCore {
+    size: u64,
+    /// Highest accepted index; meaningless while `started` is false.
+    top: u64,
+    started: bool,
+}
+
+impl WindowCore {
+    /// A window remembering the last `size` indices (64..=4096).
+    pub(crate) fn new(size: usize) -> Result<Self, SrtpError> {
         if !(MIN_WINDOW..=MAX_WINDOW).contains(&size) {
             return Err(SrtpError::BadConfig);
         }
@@ -31,24 +72,25 @@ impl ReplayWindow {
             size: size as u64,
             top: 0,
             started: false,
-            bits: vec![0; size.div_ceil(64)],
         })
     }
 
-    /// Forget every index (reuses the storage).
-    pub fn reset(&mut self) {
-        self.top = 0;
-        self.started = false;
-        self.bits.fill(0);
+    /// The bitmap's length in 64-bit words.
+    pub(crate) fn words(&self) -> usize {
+        (self.size as usize).div_ceil(64)
     }
 
-    /// Highest index accepted so far.
-    pub fn top(&self) -> Option<u64> {
+    pub(crate) fn reset(&mut self, bits: &mut [u64]) {
+        self.top = 0;
+        self.started = false;
+        bits.fill(0);
+    }
+
+    pub(crate) fn top(&self) -> Option<u64> {
         self.started.then_some(self.top)
     }
 
-    /// Whether `index` would be accepted: new, or in the window and unseen.
-    pub fn check(&self, index: u64) -> Result<(), SrtpError> {
+    pub(crate) fn check(&self, bits: &[u64], index: u64) -> Result<(), SrtpError> {
         if !self.started || index > self.top {
             return Ok(());
         }
@@ -56,62 +98,59 @@ impl ReplayWindow {
         if delta >= self.size {
             return Err(SrtpError::TooOld);
         }
-        if self.bit(delta) {
+        if bit(bits, delta) {
             return Err(SrtpError::Replayed);
         }
         Ok(())
     }
 
-    /// Record `index` as received. Call only after [`check`](Self::check)
-    /// passed and the packet authenticated.
-    pub fn update(&mut self, index: u64) {
+    pub(crate) fn update(&mut self, bits: &mut [u64], index: u64) {
         if !self.started {
             self.started = true;
             self.top = index;
-            self.bits.fill(0);
-            self.bits[0] = 1;
+            bits.fill(0);
+            bits[0] = 1;
             return;
         }
         if index > self.top {
-            self.shift(index - self.top);
+            shift(bits, self.size, index - self.top);
             self.top = index;
-            self.bits[0] |= 1;
+            bits[0] |= 1;
         } else {
             let delta = self.top - index;
             if delta < self.size {
-                self.bits[(delta / 64) as usize] |= 1 << (delta % 64);
+                bits[(delta / 64) as usize] |= 1 << (delta % 64);
             }
         }
     }
+}
 
-    fn bit(&self, delta: u64) -> bool {
-        self.bits
-            .get((delta / 64) as usize)
-            .is_some_and(|w| w & (1 << (delta % 64)) != 0)
+fn bit(bits: &[u64], delta: u64) -> bool {
+    bits.get((delta / 64) as usize)
+        .is_some_and(|w| w & (1 << (delta % 64)) != 0)
+}
+
+/// Age every entry of a `size`-index window by `by` positions, dropping those that leave it.
+fn shift(bits: &mut [u64], size: u64, by: u64) {
+    let n = bits.len();
+    if by >= size || by >= (n as u64) * 64 {
+        bits.fill(0);
+        return;
     }
-
-    /// Age every entry by `by` positions, dropping those that leave the window.
-    fn shift(&mut self, by: u64) {
-        let n = self.bits.len();
-        if by >= self.size || by >= (n as u64) * 64 {
-            self.bits.fill(0);
-            return;
-        }
-        let words = (by / 64) as usize;
-        let bits = (by % 64) as u32;
-        for i in (0..n).rev() {
-            let v = if i < words {
-                0
-            } else {
-                let src = i - words;
-                let mut v = self.bits[src] << bits;
-                if bits > 0 && src > 0 {
-                    v |= self.bits[src - 1] >> (64 - bits);
-                }
-                v
-            };
-            self.bits[i] = v;
-        }
+    let words = (by / 64) as usize;
+    let shift = (by % 64) as u32;
+    for i in (0..n).rev() {
+        let v = if i < words {
+            0
+        } else {
+            let src = i - words;
+            let mut v = bits[src] << shift;
+            if shift > 0 && src > 0 {
+                v |= bits[src - 1] >> (64 - shift);
+            }
+            v
+        };
+        bits[i] = v;
     }
 }
 

@@ -6,6 +6,7 @@
 
 use super::cipher::Transform;
 use super::context::SrtpContext;
+use super::ssrc_table::Window;
 use super::SrtpError;
 use crate::packet::RTP_VERSION;
 
@@ -92,8 +93,8 @@ impl SrtpContext {
         let encrypted = word & E_FLAG != 0;
         let index = word & INDEX_MASK;
         let ssrc = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-        if let Some(state) = self.table.peek(ssrc) {
-            state.rtcp_window.check(u64::from(index))?;
+        if let Some(i) = self.table.position(ssrc) {
+            self.table.check(i, Window::Rtcp, u64::from(index))?;
         }
         let plain_len = len - tag_len - TRAILER_LEN;
         if is_gcm {
@@ -118,10 +119,7 @@ impl SrtpContext {
             }
         }
         let slot = self.table.find_or_insert(ssrc, true)?;
-        self.table
-            .slot_mut(slot)
-            .rtcp_window
-            .update(u64::from(index));
+        self.table.update(slot, Window::Rtcp, u64::from(index));
         Ok(plain_len)
     }
 }

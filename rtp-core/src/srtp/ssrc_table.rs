@@ -2,32 +2,49 @@
 //! SRTCP send index and replay window (RFC 3711 §3.2.1 "per-SSRC" items).
 //!
 //! A small vector scanned linearly: contexts carry a handful of SSRCs, so a
-//! scan beats hashing. All slots, replay bitmaps included, are allocated at
-//! construction and reset in place on reuse.
+//! scan beats hashing. Everything is allocated at construction — room for
+//! `capacity` slots and one block with every slot's two replay bitmaps — but a
+//! slot is written only when an SSRC first needs it, and reset in place when a
+//! full table reuses it. A subscriber's context is sized for every track it may
+//! ever receive (132 SSRCs) and uses two or three: written up front, with a
+//! bitmap allocation each, the unused slots were ~25 KB of every context
+//! (docs/decisions.md D115).
 
-use super::replay::ReplayWindow;
+use super::replay::WindowCore;
 use super::SrtpError;
 
-/// State kept for one SSRC.
+/// State kept for one SSRC; its replay bitmaps are in the table's block.
 #[derive(Debug)]
 pub(crate) struct SsrcState {
     pub(crate) ssrc: u32,
-    in_use: bool,
     last_used: u64,
     /// Highest SRTP packet index (ROC << 16 | SEQ) sent or authenticated.
     pub(crate) rtp_highest: Option<u64>,
-    pub(crate) rtp_window: ReplayWindow,
+    rtp_window: WindowCore,
     /// Next SRTCP index to send (31 bits).
     pub(crate) rtcp_next: u32,
-    pub(crate) rtcp_window: ReplayWindow,
+    rtcp_window: WindowCore,
 }
 
 /// The per-SSRC slots of one context.
 #[derive(Debug)]
 pub(crate) struct SsrcTable {
+    /// The SSRCs seen so far, at most `capacity` (reserved up front).
     slots: Vec<SsrcState>,
+    capacity: usize,
+    /// Slot `i`'s SRTP bitmap at `2·i·words`, its SRTCP bitmap right after.
+    bits: Vec<u64>,
+    /// A fresh window of the configured size (validated at construction).
+    window: WindowCore,
     /// Monotonic use counter for least-recently-used eviction.
     clock: u64,
+}
+
+/// Which of a slot's two replay windows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Window {
+    Rtp = 0,
+    Rtcp = 1,
 }
 
 impl SsrcTable {
@@ -35,32 +52,32 @@ impl SsrcTable {
         if capacity == 0 {
             return Err(SrtpError::BadConfig);
         }
-        let mut slots = Vec::with_capacity(capacity);
-        for _ in 0..capacity {
-            slots.push(SsrcState {
-                ssrc: 0,
-                in_use: false,
-                last_used: 0,
-                rtp_highest: None,
-                rtp_window: ReplayWindow::new(window)?,
-                rtcp_next: 0,
-                rtcp_window: ReplayWindow::new(window)?,
-            });
-        }
-        Ok(Self { slots, clock: 0 })
+        let window = WindowCore::new(window)?;
+        Ok(Self {
+            slots: Vec::with_capacity(capacity),
+            capacity,
+            bits: vec![0; capacity * 2 * window.words()],
+            window,
+            clock: 0,
+        })
     }
 
     /// The slot of `ssrc`, marking it used.
     pub(crate) fn find(&mut self, ssrc: u32) -> Option<usize> {
-        let i = self.slots.iter().position(|s| s.in_use && s.ssrc == ssrc)?;
+        let i = self.position(ssrc)?;
         self.clock = self.clock.wrapping_add(1);
         self.slots[i].last_used = self.clock;
         Some(i)
     }
 
+    /// The slot of `ssrc` without touching recency.
+    pub(crate) fn position(&self, ssrc: u32) -> Option<usize> {
+        self.slots.iter().position(|s| s.ssrc == ssrc)
+    }
+
     /// Read-only lookup without touching recency.
     pub(crate) fn peek(&self, ssrc: u32) -> Option<&SsrcState> {
-        self.slots.iter().find(|s| s.in_use && s.ssrc == ssrc)
+        self.slots.iter().find(|s| s.ssrc == ssrc)
     }
 
     /// The slot of `ssrc`, creating it if needed. With `evict`, a full table
@@ -70,31 +87,74 @@ impl SsrcTable {
         if let Some(i) = self.find(ssrc) {
             return Ok(i);
         }
-        let i = match self.slots.iter().position(|s| !s.in_use) {
-            Some(i) => i,
-            None if evict => self
-                .slots
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(i, _)| i)
-                .ok_or(SrtpError::TooManySsrcs)?,
-            None => return Err(SrtpError::TooManySsrcs),
-        };
         self.clock = self.clock.wrapping_add(1);
+        if self.slots.len() < self.capacity {
+            // Within the reservation, and its bitmaps never written: nothing allocates.
+            self.slots.push(SsrcState {
+                ssrc,
+                last_used: self.clock,
+                rtp_highest: None,
+                rtp_window: self.window,
+                rtcp_next: 0,
+                rtcp_window: self.window,
+            });
+            return Ok(self.slots.len() - 1);
+        }
+        if !evict {
+            return Err(SrtpError::TooManySsrcs);
+        }
+        let i = self
+            .slots
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.last_used)
+            .map(|(i, _)| i)
+            .ok_or(SrtpError::TooManySsrcs)?;
         let s = &mut self.slots[i];
         s.ssrc = ssrc;
-        s.in_use = true;
         s.last_used = self.clock;
         s.rtp_highest = None;
-        s.rtp_window.reset();
         s.rtcp_next = 0;
-        s.rtcp_window.reset();
+        for w in [Window::Rtp, Window::Rtcp] {
+            let (core, bits) = self.window_mut(i, w);
+            core.reset(bits);
+        }
         Ok(i)
+    }
+
+    pub(crate) fn state(&self, i: usize) -> &SsrcState {
+        &self.slots[i]
     }
 
     pub(crate) fn slot_mut(&mut self, i: usize) -> &mut SsrcState {
         &mut self.slots[i]
+    }
+
+    /// Whether slot `i`'s `which` window would accept `index` (see `WindowCore::check`).
+    pub(crate) fn check(&self, i: usize, which: Window, index: u64) -> Result<(), SrtpError> {
+        let words = self.window.words();
+        let at = (2 * i + which as usize) * words;
+        let core = match which {
+            Window::Rtp => &self.slots[i].rtp_window,
+            Window::Rtcp => &self.slots[i].rtcp_window,
+        };
+        core.check(&self.bits[at..at + words], index)
+    }
+
+    /// Records `index` in slot `i`'s `which` window (after it authenticated).
+    pub(crate) fn update(&mut self, i: usize, which: Window, index: u64) {
+        let (core, bits) = self.window_mut(i, which);
+        core.update(bits, index);
+    }
+
+    fn window_mut(&mut self, i: usize, which: Window) -> (&mut WindowCore, &mut [u64]) {
+        let words = self.window.words();
+        let at = (2 * i + which as usize) * words;
+        let core = match which {
+            Window::Rtp => &mut self.slots[i].rtp_window,
+            Window::Rtcp => &mut self.slots[i].rtcp_window,
+        };
+        (core, &mut self.bits[at..at + words])
     }
 }
 
@@ -115,5 +175,43 @@ mod tests {
         assert!(t.peek(2).is_none());
         assert_eq!(t.peek(1).unwrap().rtcp_next, 7);
         assert_eq!(t.slot_mut(c).rtcp_next, 0);
+    }
+
+    #[test]
+    fn makes_slots_as_ssrcs_come_and_stops_at_capacity() {
+        let mut t = SsrcTable::new(132, 128).unwrap();
+        let reserved = t.slots.capacity();
+        assert_eq!(t.slots.len(), 0, "nothing made before an SSRC needs it");
+        let made = allocation_counter::measure(|| {
+            t.find_or_insert(7, false).unwrap();
+            t.find_or_insert(8, false).unwrap();
+            t.find_or_insert(7, false).unwrap();
+            t.update(1, Window::Rtcp, 40);
+        });
+        assert_eq!(made.count_total, 0, "a new SSRC's slot allocates nothing");
+        assert_eq!(t.slots.len(), 2);
+        assert_eq!(t.check(1, Window::Rtcp, 40), Err(SrtpError::Replayed));
+        assert_eq!(
+            t.check(1, Window::Rtp, 40),
+            Ok(()),
+            "the two windows are apart"
+        );
+        assert_eq!(t.check(0, Window::Rtcp, 40), Ok(()), "and so are the slots");
+        for ssrc in 100..230 {
+            t.find_or_insert(ssrc, false).unwrap();
+        }
+        assert_eq!(t.slots.len(), 132);
+        assert_eq!(t.find_or_insert(999, false), Err(SrtpError::TooManySsrcs));
+        assert!(t.find_or_insert(999, true).is_ok());
+        assert_eq!(t.slots.len(), 132);
+        assert_eq!(
+            t.slots.capacity(),
+            reserved,
+            "never grown past the reservation"
+        );
+        assert!(
+            SsrcTable::new(4, 63).is_err(),
+            "a window below the RFC's 64 is refused"
+        );
     }
 }
