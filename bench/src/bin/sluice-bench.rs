@@ -64,6 +64,8 @@ options:
   --trunk srtp|trusted  --cascade: the trunk's protection (default srtp, keyed from a cluster
                         secret written for the run; trusted = plain RTP)
   --io auto|uring|socket  in-process dataplane I/O backend (default auto)
+  --max-bitrate BPS     every session's quality cap, which bounds the SFU's estimate and pacing
+                        rate and sizes its send history (default 10000000)
   --start N --max N --refine N   ramp: first step, ceiling, bisection steps (50, 5000, 3)
   --no-limit            fanout/ramp: skip the `limit` run
   --plot FILE.svg       ramp/compare: write the chart
@@ -81,6 +83,7 @@ struct Opts {
     audio_only: bool,
     video_only: bool,
     cipher: Option<String>,
+    max_bitrate: Option<u64>,
     workers: Option<usize>,
     gen_threads: Option<usize>,
     attach: Option<PathBuf>,
@@ -134,6 +137,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--max" => o.max = Some(num(value()?)? as u32),
             "--refine" => o.refine = Some(num(value()?)? as u32),
             "--cipher" => o.cipher = Some(value()?),
+            "--max-bitrate" => o.max_bitrate = Some(num(value()?)?.max(1.0) as u64),
             "--io" => o.io = Some(value()?),
             "--attach" => o.attach = Some(PathBuf::from(value()?)),
             "--plot" => o.plot = Some(PathBuf::from(value()?)),
@@ -294,6 +298,9 @@ fn fanout_config(
     c.publishers = o.publishers.unwrap_or(1).max(1);
     c.audio = !o.video_only;
     c.video = !o.audio_only;
+    if let Some(bps) = o.max_bitrate {
+        c.max_bitrate_bps = bps;
+    }
     if let Some(name) = &o.cipher {
         c.cipher = Cipher::parse(name).ok_or_else(|| {
             BenchError::Other(format!("--cipher: `{name}` is not gcm, cm or none"))

@@ -247,4 +247,14 @@ mod tests {
         let b = bwe_config(&spec(TransportMode::Webrtc {}, 1));
         assert_eq!(b.max_bps, d.min_bps);
     }
+
+    /// The send history follows the cap (D116): the control daemon's 2–4 Mbit/s participants
+    /// keep 2,048 records, a 10 Mbit/s session the full 8,192.
+    #[test]
+    fn the_send_history_follows_the_quality_cap() {
+        let len = |bps| bwe_config(&spec(TransportMode::Webrtc {}, bps)).history_len();
+        assert_eq!(len(2_000_000), 2_048);
+        assert_eq!(len(4_000_000), 2_048);
+        assert_eq!(len(10_000_000), 8_192);
+    }
 }

@@ -54,7 +54,8 @@ impl EstimateSource {
 /// Configuration of a [`SendSideBwe`].
 #[derive(Debug, Clone, Copy)]
 pub struct SendSideBweConfig {
-    /// Sent packets remembered for matching feedback.
+    /// Most sent packets remembered for matching feedback; a session whose `max_bps` is lower
+    /// keeps fewer ([`SendSideBweConfig::history_len`]).
     pub history_capacity: usize,
     /// Most packets decoded from one feedback message (the rest are skipped).
     pub max_feedback_packets: usize,
@@ -86,6 +87,26 @@ impl Default for SendSideBweConfig {
         }
     }
 }
+
+impl SendSideBweConfig {
+    /// Sent packets the history keeps: two seconds of packets averaging 500 bytes at
+    /// `max_bps` — feedback comes every 50–100 ms, an RTT after the packets it reports, and
+    /// a record older than that is never looked up — at least [`MIN_HISTORY`], at most
+    /// `history_capacity`. 8,192 records (128 KiB) for every session were most of what a
+    /// subscriber cost in memory; a session capped at 4 Mbit/s keeps 2,048 (docs/decisions.md
+    /// D116).
+    pub fn history_len(&self) -> usize {
+        let two_seconds = (self.max_bps / 8 * 2 / 500) as usize;
+        two_seconds
+            .next_power_of_two()
+            .max(MIN_HISTORY)
+            .min(self.history_capacity.max(1))
+    }
+}
+
+/// The fewest sent packets a history keeps: 0.6 s of 64 audio tracks at 50 packets a second
+/// each (audio is not paced, so a cap on bits is no cap on packets).
+pub const MIN_HISTORY: usize = 2_048;
 
 /// Packets sent within this span of a group's first packet form one group.
 const BURST_US: i64 = 5_000;
@@ -200,7 +221,7 @@ impl SendSideBwe {
     pub fn new(cfg: SendSideBweConfig) -> Self {
         let start = cfg.start_bps as f64;
         Self {
-            history: SendHistory::new(cfg.history_capacity),
+            history: SendHistory::new(cfg.history_len()),
             scratch: Vec::with_capacity(cfg.max_feedback_packets.max(1)),
             trendline: Trendline::new(cfg.trendline),
             aimd: Aimd::new(start),
@@ -612,6 +633,29 @@ mod tests {
             bwe.on_transport_feedback(now, &buf[12..e.len]).unwrap();
             at += e.consumed;
         }
+    }
+
+    /// The history holds two seconds of 500-byte packets at the session's cap, within
+    /// [`MIN_HISTORY`] and `history_capacity`.
+    #[test]
+    fn history_follows_the_sessions_cap() {
+        let len = |max_bps| {
+            SendSideBweConfig {
+                max_bps,
+                ..SendSideBweConfig::default()
+            }
+            .history_len()
+        };
+        assert_eq!(len(300_000), MIN_HISTORY);
+        assert_eq!(len(4_000_000), 2_048);
+        assert_eq!(len(10_000_000), 8_192);
+        assert_eq!(len(20_000_000), 8_192);
+        assert_eq!(len(1_000_000_000), 8_192, "never above history_capacity");
+        let small = SendSideBweConfig {
+            history_capacity: 16,
+            ..SendSideBweConfig::default()
+        };
+        assert_eq!(small.history_len(), 16);
     }
 
     /// The feedback scratch is written only as far as the largest feedback so far: 20

@@ -26,7 +26,7 @@ mod twcc;
 mod twcc_rx;
 
 pub use allocator::{Allocator, AllocatorConfig, Layer, TrackDemand, MAX_LAYERS};
-pub use estimator::{EstimateSource, SendSideBwe, SendSideBweConfig};
+pub use estimator::{EstimateSource, SendSideBwe, SendSideBweConfig, MIN_HISTORY};
 pub use probe::{ProbeConfig, ProbeStats, Prober};
 pub use rate::RateMeter;
 pub use shed::{RelayLoad, ShedConfig, Shedder};
