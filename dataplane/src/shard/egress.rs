@@ -26,19 +26,12 @@ impl Shard {
     /// Runs the timers of the sessions whose cached deadline passed. A session it runs is
     /// marked dirty, and draining it caches its next deadline (and folds it into `next_timer`).
     pub(super) fn run_timers(&mut self, now: Instant) {
-        let mut next: Option<Instant> = None;
         let mut due = std::mem::take(&mut self.draining);
-        due.clear();
-        for (slot, entry) in self.table.iter_mut() {
-            match entry.deadline {
-                Some(t) if t <= now => {
-                    entry.session.handle_timeout(now);
-                    due.push(slot);
-                }
-                d => next = min_opt(next, d),
-            }
-        }
+        let next = self.table.due(now, &mut due);
         for &slot in &due {
+            if let Some(entry) = self.table.get_mut(slot) {
+                entry.session.handle_timeout(now);
+            }
             self.table.mark_dirty(slot);
         }
         self.draining = due;
@@ -98,8 +91,9 @@ impl Shard {
                 self.io.latency.dequeued(buf, now);
                 self.io.push(buf, len, dst);
             }
-            entry.deadline = entry.session.poll_timeout();
-            self.next_timer = min_opt(self.next_timer, entry.deadline);
+            let deadline = entry.session.poll_timeout();
+            self.table.set_deadline(slot, deadline);
+            self.next_timer = min_opt(self.next_timer, deadline);
             // Not into the round-robin queue: a copy of video is queued there when it is made
             // (`router::forward_one`), and video held by the budget wakes by its deadline. A
             // visit per audio copy (poll, expiry, probes, the deadline again) cost the audio of
@@ -162,8 +156,9 @@ impl Shard {
             io.pool.give(buf);
             self.counters.drop(Drop::PacerExpired);
         }
-        entry.deadline = entry.session.poll_timeout();
-        self.next_timer = min_opt(self.next_timer, entry.deadline);
+        let deadline = entry.session.poll_timeout();
+        self.table.set_deadline(slot, deadline);
+        self.next_timer = min_opt(self.next_timer, deadline);
         self.table.mark_ready(slot);
         room
     }
@@ -198,8 +193,9 @@ impl Shard {
             let Some(entry) = self.table.get_mut(slot) else {
                 continue;
             };
-            entry.deadline = entry.session.poll_timeout();
-            self.next_timer = min_opt(self.next_timer, entry.deadline);
+            let deadline = entry.session.poll_timeout();
+            self.table.set_deadline(slot, deadline);
+            self.next_timer = min_opt(self.next_timer, deadline);
             if sent == WINDOW || self.io.room() == 0 {
                 // May have more: back of the queue.
                 self.table.mark_ready(slot);
