@@ -92,8 +92,7 @@ impl Shard {
                 self.io.push(buf, len, dst);
             }
             let deadline = entry.session.poll_timeout();
-            self.table.set_deadline(slot, deadline);
-            self.next_timer = min_opt(self.next_timer, deadline);
+            self.cache_deadline(slot, deadline);
             // Not into the round-robin queue: a copy of video is queued there when it is made
             // (`router::forward_one`), and video held by the budget wakes by its deadline. A
             // visit per audio copy (poll, expiry, probes, the deadline again) cost the audio of
@@ -107,6 +106,13 @@ impl Shard {
             }
         }
         self.draining = list;
+    }
+
+    /// Caches a drained session's next deadline for the timer scan, and folds it into
+    /// `next_timer`.
+    fn cache_deadline(&mut self, slot: Slot, deadline: Option<Instant>) {
+        self.table.set_deadline(slot, deadline);
+        self.next_timer = min_opt(self.next_timer, deadline);
     }
 
     /// Control packets and audio of one session into the queue, its deadline re-read; false
@@ -157,8 +163,7 @@ impl Shard {
             self.counters.drop(Drop::PacerExpired);
         }
         let deadline = entry.session.poll_timeout();
-        self.table.set_deadline(slot, deadline);
-        self.next_timer = min_opt(self.next_timer, deadline);
+        self.cache_deadline(slot, deadline);
         self.table.mark_ready(slot);
         room
     }
@@ -194,8 +199,7 @@ impl Shard {
                 continue;
             };
             let deadline = entry.session.poll_timeout();
-            self.table.set_deadline(slot, deadline);
-            self.next_timer = min_opt(self.next_timer, deadline);
+            self.cache_deadline(slot, deadline);
             if sent == WINDOW || self.io.room() == 0 {
                 // May have more: back of the queue.
                 self.table.mark_ready(slot);

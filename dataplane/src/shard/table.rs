@@ -285,8 +285,7 @@ impl SessionTable {
         for (slot, d) in self.deadlines.iter().enumerate() {
             match *d {
                 Some(t) if t <= now => due.push(slot as Slot),
-                Some(t) => next = Some(next.map_or(t, |n| n.min(t))),
-                None => {}
+                t => next = super::min_opt(next, t),
             }
         }
         next

@@ -20,7 +20,7 @@ use super::probe::{ProbeConfig, ProbeStats, Prober};
 use super::rate::RateMeter;
 use super::send_history::SendHistory;
 use super::trendline::{BandwidthUsage, Trendline, TrendlineConfig};
-use super::twcc::{decode_fci, TwccError, TwccPacket};
+use super::twcc::{decode_fci, status_count, TwccError, TwccPacket};
 
 /// What set the current estimate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -381,12 +381,8 @@ impl SendSideBwe {
         self.latest_now = Some(now);
         // The scratch is reserved once and written only as far as the largest feedback so far
         // reached (a subscriber's usual feedback covers tens of packets, not the 2,048 the
-        // bound allows): grown within the reservation, never reallocated. The FCI's packet
-        // status count is its bytes 2..4 (`decode_fci` checks the rest).
-        let count = fci
-            .get(2..4)
-            .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
-        let need = count.min(self.cfg.max_feedback_packets.max(1));
+        // bound allows): grown within the reservation, never reallocated.
+        let need = status_count(fci).min(self.cfg.max_feedback_packets.max(1));
         if self.scratch.len() < need {
             self.scratch.resize(need, TwccPacket::default());
         }

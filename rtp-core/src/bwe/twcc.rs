@@ -111,6 +111,12 @@ fn record(
     Ok(())
 }
 
+/// The packet status count an FCI announces (0 when too short to say): how many entries
+/// [`decode_fci`] will want, before decoding.
+pub(crate) fn status_count(fci: &[u8]) -> usize {
+    be16(fci, 2).map_or(0, usize::from)
+}
+
 /// Decodes a transport-cc FCI into `out`.
 ///
 /// Entries beyond `out.len()` are skipped (the deltas of the first packets

@@ -20,10 +20,10 @@ pub(crate) struct SsrcState {
     last_used: u64,
     /// Highest SRTP packet index (ROC << 16 | SEQ) sent or authenticated.
     pub(crate) rtp_highest: Option<u64>,
-    rtp_window: WindowCore,
     /// Next SRTCP index to send (31 bits).
     pub(crate) rtcp_next: u32,
-    rtcp_window: WindowCore,
+    /// The SRTP and SRTCP replay windows, indexed by [`Window`].
+    windows: [WindowCore; 2],
 }
 
 /// The per-SSRC slots of one context.
@@ -77,7 +77,7 @@ impl SsrcTable {
 
     /// Read-only lookup without touching recency.
     pub(crate) fn peek(&self, ssrc: u32) -> Option<&SsrcState> {
-        self.slots.iter().find(|s| s.ssrc == ssrc)
+        self.position(ssrc).map(|i| &self.slots[i])
     }
 
     /// The slot of `ssrc`, creating it if needed. With `evict`, a full table
@@ -94,9 +94,8 @@ impl SsrcTable {
                 ssrc,
                 last_used: self.clock,
                 rtp_highest: None,
-                rtp_window: self.window,
                 rtcp_next: 0,
-                rtcp_window: self.window,
+                windows: [self.window; 2],
             });
             return Ok(self.slots.len() - 1);
         }
@@ -132,13 +131,7 @@ impl SsrcTable {
 
     /// Whether slot `i`'s `which` window would accept `index` (see `WindowCore::check`).
     pub(crate) fn check(&self, i: usize, which: Window, index: u64) -> Result<(), SrtpError> {
-        let words = self.window.words();
-        let at = (2 * i + which as usize) * words;
-        let core = match which {
-            Window::Rtp => &self.slots[i].rtp_window,
-            Window::Rtcp => &self.slots[i].rtcp_window,
-        };
-        core.check(&self.bits[at..at + words], index)
+        self.slots[i].windows[which as usize].check(&self.bits[self.bits_of(i, which)], index)
     }
 
     /// Records `index` in slot `i`'s `which` window (after it authenticated).
@@ -148,13 +141,18 @@ impl SsrcTable {
     }
 
     fn window_mut(&mut self, i: usize, which: Window) -> (&mut WindowCore, &mut [u64]) {
+        let bits = self.bits_of(i, which);
+        (
+            &mut self.slots[i].windows[which as usize],
+            &mut self.bits[bits],
+        )
+    }
+
+    /// Where slot `i`'s `which` bitmap lies in the block.
+    fn bits_of(&self, i: usize, which: Window) -> std::ops::Range<usize> {
         let words = self.window.words();
         let at = (2 * i + which as usize) * words;
-        let core = match which {
-            Window::Rtp => &mut self.slots[i].rtp_window,
-            Window::Rtcp => &mut self.slots[i].rtcp_window,
-        };
-        (core, &mut self.bits[at..at + words])
+        at..at + words
     }
 }
 
