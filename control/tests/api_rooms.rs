@@ -316,12 +316,19 @@ async fn media_endpoints_without_dataplane_and_bad_input() {
     ];
     let offer = include_str!("fixtures/sdp/chromium_cam_mic.sdp");
     let body = json!({"identity": "side", "role": "controller", "sdp": offer}).to_string();
-    let r = http(s.addr, "POST", "/api/rooms/r/sessions", &h, &body).await;
-    assert_error(&r, 409, "rejected", None);
+    // No dataplane yet (not started, or being restarted): try again shortly — 503 and
+    // Retry-After, not a 409 that says this request can never be served.
+    let (status, head, text) = http_raw(s.addr, "POST", "/api/rooms/r/sessions", &h, &body).await;
+    let r = (status, serde_json::from_str(&text).unwrap());
+    assert_error(&r, 503, "unavailable", None);
     assert!(r.1["error"]["message"]
         .as_str()
         .unwrap()
         .contains("dataplane unavailable"));
+    assert!(
+        head.to_ascii_lowercase().contains("\r\nretry-after: 1"),
+        "{head}"
+    );
     assert_error(
         &http(
             s.addr,
@@ -405,7 +412,8 @@ async fn media_endpoints_without_dataplane_and_bad_input() {
         offer,
     )
     .await;
-    assert_error(&r, 409, "rejected", None);
+    // RFC 9725 §4.6: a WHIP client may retry a 503 after its Retry-After.
+    assert_error(&r, 503, "unavailable", None);
     let r = http(
         s.addr,
         "POST",

@@ -123,11 +123,9 @@ pub(super) fn unavailable(e: &ClusterError) -> ApiError {
     ApiError::new("unavailable", e.to_string()).with_field("cluster")
 }
 
+/// `503` with `Retry-After` ([`ApiError`]'s response for `unavailable`).
 fn unavailable_response(e: &ClusterError) -> Response {
-    let mut r = unavailable(e).into_response();
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
+    unavailable(e).into_response()
 }
 
 /// Drain in a cluster: leave placement, give the homes up, then tell each room's clients to
@@ -358,12 +356,9 @@ async fn forward(cluster: &Cluster, req: Request, base: &str) -> Response {
                 .metrics
                 .forward_errors
                 .fetch_add(1, Ordering::Relaxed);
-            let mut r = ApiError::new("unavailable", format!("room's home node: {e}"))
+            ApiError::new("unavailable", format!("room's home node: {e}"))
                 .with_field("cluster")
-                .into_response();
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
+                .into_response()
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The one error shape of the HTTP API and the signaling protocol: a code
-//! (`invalid`, `unauthorized`, `forbidden`, `rejected`, `not_found`, `internal`), a human
-//! message, and the offending field when one is to blame. Over HTTP it is
-//! `{"error": {"code", "message", "field"?}}` with the matching status.
+//! (`invalid`, `unauthorized`, `forbidden`, `rejected`, `not_found`, `unavailable`, `too_large`,
+//! `internal`), a human message, and the offending field when one is to blame. Over HTTP it is
+//! `{"error": {"code", "message", "field"?}}` with the matching status; an `unavailable` (503)
+//! also says `Retry-After: 1` (RFC 9110 §10.2.3), which WHIP clients honour (RFC 9725 §4.6).
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
@@ -81,7 +82,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), axum::Json(json!({ "error": self.body() }))).into_response()
+        let status = self.status();
+        let mut r = (status, axum::Json(json!({ "error": self.body() }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
     }
 }
 
@@ -122,7 +129,12 @@ impl From<LinkError> for ApiError {
                 }
                 err
             }
-            other => Self::rejected(other.to_string()),
+            // Not connected, connection lost, no answer in time: the dataplane is restarting or
+            // overloaded, and the same request may well succeed in a moment — a 503 with
+            // Retry-After, not a 409 that says the request itself cannot be served.
+            LinkError::Unavailable | LinkError::Lost | LinkError::Timeout(_) => {
+                Self::new("unavailable", e.to_string())
+            }
         }
     }
 }
