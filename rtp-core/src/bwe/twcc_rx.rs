@@ -38,6 +38,8 @@ struct Slot {
 #[derive(Debug)]
 pub struct TwccReceiver {
     cfg: TwccReceiverConfig,
+    /// Reserved for `cfg.capacity` slots at construction, written at the first arrival: a
+    /// subscriber's session sends RTCP only and never touches it (D117).
     ring: Vec<Option<Slot>>,
     /// Scratch for one feedback's statuses, sized at construction.
     scratch: Vec<Option<i64>>,
@@ -57,7 +59,7 @@ impl TwccReceiver {
         let capacity = cfg.capacity.max(16);
         Self {
             cfg: TwccReceiverConfig { capacity, ..cfg },
-            ring: vec![None; capacity],
+            ring: Vec::with_capacity(capacity),
             scratch: Vec::with_capacity(capacity),
             base: None,
             highest: 0,
@@ -95,6 +97,10 @@ impl TwccReceiver {
         }
         if seq > self.highest {
             self.highest = seq;
+        }
+        if self.ring.is_empty() {
+            // Within the reservation: no allocation.
+            self.ring.resize(self.cfg.capacity, None);
         }
         let cap = self.ring.len() as u64;
         // Anything older than the ring can hold is given up on.
@@ -189,6 +195,26 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_ring_is_written_at_the_first_arrival() {
+        let t = t0();
+        let mut rx = TwccReceiver::new(TwccReceiverConfig::default());
+        let reserved = rx.ring.capacity();
+        assert!(reserved >= 1024);
+        assert_eq!(rx.ring.len(), 0, "nothing written before a packet arrives");
+        assert_eq!(rx.poll_timeout(), None);
+        let mut buf = [0u8; 1200];
+        assert_eq!(rx.poll_feedback(t + ms(100), 1, 2, &mut buf), None);
+        rx.on_packet(t, 7);
+        assert_eq!(rx.ring.len(), 1024);
+        assert_eq!(
+            rx.ring.capacity(),
+            reserved,
+            "written within the reservation"
+        );
+        assert!(rx.poll_feedback(t + ms(60), 1, 2, &mut buf).is_some());
     }
 
     #[test]

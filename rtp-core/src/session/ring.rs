@@ -1,5 +1,7 @@
 //! A bounded FIFO over storage reserved at construction: pushing into a
-//! full ring refuses (the caller counts it) instead of growing.
+//! full ring refuses (the caller counts it) instead of growing. A ring that
+//! empties starts again at its first slot, so it writes only as deep as it
+//! has ever been full, not round all of its reservation (D117).
 
 use std::collections::VecDeque;
 
@@ -28,7 +30,12 @@ impl<T> Ring<T> {
     }
 
     pub(super) fn pop(&mut self) -> Option<T> {
-        self.items.pop_front()
+        let item = self.items.pop_front();
+        if self.items.is_empty() {
+            // `VecDeque::clear` puts the head back at the first slot.
+            self.items.clear();
+        }
+        item
     }
 
     #[cfg(test)]
@@ -52,5 +59,26 @@ mod tests {
         assert_eq!(r.pop(), Some(2));
         assert_eq!(r.pop(), Some(4));
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn an_emptied_ring_starts_again_at_its_first_slot() {
+        let mut r = Ring::new(256);
+        assert!(r.push(0u64));
+        let first = r.items.as_slices().0.as_ptr();
+        assert_eq!(r.pop(), Some(0));
+        // A thousand datagrams' outputs, two at a time, each pair drained.
+        for i in 0..1000u64 {
+            assert!(r.push(2 * i));
+            assert!(r.push(2 * i + 1));
+            assert_eq!(r.pop(), Some(2 * i));
+            assert_eq!(r.pop(), Some(2 * i + 1));
+        }
+        assert!(r.push(7));
+        assert_eq!(
+            r.items.as_slices().0.as_ptr(),
+            first,
+            "written only two slots deep"
+        );
     }
 }
