@@ -10,7 +10,8 @@
 //! - [`webrtc_gen`], [`webrtc_rx`], [`webrtc_fanout`]: WebRTC (ICE, DTLS, SRTP) load peers, `--cipher gcm|cm`.
 //! - [`janus`]: the Janus VideoRoom peer for `compare --peer janus`; [`compare`] interleaves
 //!   the two ramps over several rounds and reports medians and spreads.
-//! - [`sfu_stats`]: what the dataplane's workers report about a run (pacer queueing, SFU latency).
+//! - [`sfu_stats`]: what the dataplane's workers report about a run (pacer queueing, SFU latency);
+//!   [`memory`]: what the SFU process holds (resident memory per subscriber).
 //! - [`media`], [`tag`], [`hist`], [`cpu`], [`report`]: media shapes, payload tags, latency
 //!   histograms, /proc CPU accounting, report plumbing.
 //!
@@ -27,6 +28,7 @@ pub mod janus;
 pub mod limit;
 pub mod measure;
 pub mod media;
+pub mod memory;
 pub mod micro;
 pub mod plot;
 pub mod ramp;

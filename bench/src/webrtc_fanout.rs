@@ -57,9 +57,15 @@ pub struct Target {
 /// to `cfg.generator_core`.
 pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError> {
     let mut attempt = 0;
+    let mut before = None;
     // Bounded: at most 1 + DISTURBED_RETRIES runs.
     loop {
         let target = sfu.webrtc_target();
+        if attempt == 0 {
+            // Before the first attempt: a re-measured step's sessions reuse what the first
+            // attempt's freed.
+            before = crate::memory::Before::read(target.pid.as_deref());
+        }
         let cfg2 = cfg.clone();
         let t = std::thread::Builder::new()
             .name("sluice-bench-webrtc".into())
@@ -67,7 +73,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
                 let _ = affinity::pin_current_thread(cfg2.generator_core);
                 body(&target, &cfg2)
             })?;
-        let (gen, (window_stats, worker_stats), setup_s, profile, wait) = t
+        let (gen, (window_stats, worker_stats), setup_s, profile, wait, after) = t
             .join()
             .map_err(|_| BenchError::Other("WebRTC generator panicked".into()))??;
         if disturbed(wait, gen.window_s) && attempt < DISTURBED_RETRIES {
@@ -90,6 +96,10 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
             window_stats,
             setup_s,
             srtp_profile: profile,
+            sfu_memory: before
+                .clone()
+                .zip(after)
+                .map(|(b, a)| b.with(a, cfg.subscribers, attempt + 1)),
         });
     }
 }
@@ -110,6 +120,8 @@ type Outcome = (
     f64,
     Option<&'static str>,
     Option<f64>,
+    // The SFU's resident memory with the run's sessions still open.
+    Option<crate::memory::Resident>,
 );
 
 fn body(t: &Target, cfg: &FanoutConfig) -> Result<Outcome, BenchError> {
@@ -152,6 +164,7 @@ fn body(t: &Target, cfg: &FanoutConfig) -> Result<Outcome, BenchError> {
     });
     let last = stats();
     let stats = (Window::pick(&before, &opened, &closed, &last), last);
+    let sfu_memory = t.pid.as_deref().and_then(crate::memory::resident);
     for &s in &created {
         let _ = ctl.request(Command::CloseSession { session: s });
     }
@@ -164,6 +177,7 @@ fn body(t: &Target, cfg: &FanoutConfig) -> Result<Outcome, BenchError> {
         setup_s,
         g.profile().map(profile_name),
         g.runqueue_wait_s,
+        sfu_memory,
     ))
 }
 

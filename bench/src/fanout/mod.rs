@@ -119,6 +119,16 @@ impl FanoutConfig {
     }
 }
 
+/// The pid in a dataplane's `instance` name, `sluice-dataplane-<pid>-<start µs>` (the start
+/// time since a restart must give a new name; before that, `sluice-dataplane-<pid>`).
+pub fn pid_of_instance(instance: &str) -> Option<String> {
+    let pid = instance
+        .strip_prefix("sluice-dataplane-")?
+        .split('-')
+        .next()?;
+    (!pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit())).then(|| pid.to_string())
+}
+
 /// The SFU a run talks to: started here, or attached to.
 #[derive(Debug)]
 pub struct Sfu {
@@ -179,7 +189,7 @@ impl Sfu {
     }
 
     /// Attaches to a running dataplane's control socket. Its pid comes from the `instance`
-    /// name (`sluice-dataplane-<pid>`) when it has that form.
+    /// name (`sluice-dataplane-<pid>-<start µs>`, [`pid_of_instance`]).
     pub fn attach(socket: PathBuf) -> Result<Sfu, BenchError> {
         let mut sfu = Sfu {
             handle: None,
@@ -203,11 +213,7 @@ impl Sfu {
         self.workers = hello.shards;
         self.media_addrs = hello.media_addrs;
         if self.pid.is_none() {
-            self.pid = hello
-                .instance
-                .strip_prefix("sluice-dataplane-")
-                .filter(|p| p.chars().all(|c| c.is_ascii_digit()))
-                .map(str::to_string);
+            self.pid = pid_of_instance(&hello.instance);
         }
         if self.media_addrs.is_empty() {
             return Err(BenchError::Control(
@@ -272,6 +278,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
     ctl.set_timeout(Duration::from_secs(10));
     let workers = u32::from(sfu.workers.max(1));
     let mut created = Vec::new();
+    let memory = crate::memory::Before::read(sfu.pid.as_deref());
     let result = setup(
         &mut ctl,
         base,
@@ -326,6 +333,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
         .join
         .join()
         .map_err(|_| BenchError::Other("generator panicked".into()))?;
+    let sfu_memory = memory.and_then(|m| m.finish(cfg.subscribers));
     close_all(&mut ctl, &created);
     Ok(FanoutReport {
         config: cfg.clone(),
@@ -336,6 +344,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
         window_stats,
         setup_s,
         srtp_profile: None,
+        sfu_memory,
     })
 }
 
@@ -471,6 +480,34 @@ mod tests {
     /// The in-process runs take turns: two dataplanes and their generators pinned to the same
     /// two cores at once would measure each other on a loaded 2-core machine.
     static ONE_RUN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn the_pid_is_read_from_the_instance_name() {
+        assert_eq!(
+            pid_of_instance("sluice-dataplane-4242-1765123456789012").as_deref(),
+            Some("4242")
+        );
+        assert_eq!(
+            pid_of_instance("sluice-dataplane-4242").as_deref(),
+            Some("4242")
+        );
+        assert_eq!(pid_of_instance("sluice-dataplane--17"), None);
+        assert_eq!(pid_of_instance("janus-4242"), None);
+    }
+
+    /// Attached to a real dataplane (this process's own), the bench knows its pid: the SFU CPU
+    /// and memory figures of `fanout --attach` come from `/proc/<pid>`. The instance name grew a
+    /// start time (a restart must give a new name) and the old all-digits parse lost the pid.
+    #[test]
+    fn an_attached_dataplane_s_pid_is_known() {
+        let _one = ONE_RUN.lock().unwrap_or_else(|e| e.into_inner());
+        let cores = affinity::online_cores().expect("cores");
+        let cfg = FanoutConfig::default_for(&cores, 1, Duration::from_secs(1));
+        let sfu = Sfu::start(&cfg).expect("dataplane starts");
+        let attached = Sfu::attach(sfu.control_socket.clone()).expect("attach");
+        assert_eq!(attached.pid, Some(std::process::id().to_string()));
+        sfu.stop();
+    }
 
     #[test]
     fn cipher_names_round_trip() {

@@ -2,6 +2,7 @@
 //! its own latency histograms, the generator's verdict — as a summary and as JSON.
 
 use super::*;
+use crate::memory::SfuMemory;
 
 /// What one fanout run measured.
 #[derive(Debug, Clone)]
@@ -18,6 +19,8 @@ pub struct FanoutReport {
     pub setup_s: f64,
     /// The SRTP profile DTLS negotiated (`--cipher gcm|cm`); `None` for plain RTP.
     pub srtp_profile: Option<&'static str>,
+    /// The SFU process's resident memory before and after the run (`None`: pid unknown).
+    pub sfu_memory: Option<SfuMemory>,
 }
 
 impl FanoutReport {
@@ -126,6 +129,7 @@ impl FanoutReport {
                            loopback hops",
             },
             "pacer_queueing": self.pacer_queueing().to_json(),
+            "sfu_memory": self.sfu_memory.map(|m| m.to_json()),
             "sfu_latency": self.sfu_latency().to_json(
                 self.keyframe_floor_ms(),
                 self.cpu_per_packet_s() * 1e6,
@@ -221,6 +225,24 @@ pub fn print_summary(f: &Value, lim: Option<&LimitReport>) {
             l["keyframe_floor_ms"],
             l["keyframe_floor_method"],
             l["video_without_pacer_p99_over_floor"]
+        );
+    }
+    let m = &f["sfu_memory"];
+    if !m.is_null() {
+        let mb = |k: &str| m[k].as_u64().unwrap_or(0) as f64 / 1024.0;
+        let runs = m["runs"].as_u64().unwrap_or(1);
+        println!(
+            "  memory ({}): resident {:.1} MiB before the sessions, {:.1} MiB after the run ({} KiB per subscriber{}), peak {:.1} MiB",
+            m["process"].as_str().unwrap_or(""),
+            mb("rss_before_kib"),
+            mb("rss_after_kib"),
+            m["per_subscriber_kib"],
+            if runs > 1 {
+                format!("; over {runs} runs of the step: the earlier runs' freed memory is in it")
+            } else {
+                String::new()
+            },
+            mb("peak_kib")
         );
     }
     println!(
