@@ -8,9 +8,9 @@
 //! If the connection drops, shards keep forwarding; the next connection gets a `Hello` and may
 //! resync with the list commands. Replies to requests of a dropped connection are discarded.
 //!
-//! Files: `requests` (command dispatch and handlers), `data` (`update_data`), `shard_msg` (what
-//! the shards send), `socket` (binding the control socket); routing and the `List*` pages are
-//! here.
+//! Files: `requests` (command dispatch, session handlers), `tracks` (track and subscription
+//! handlers), `data` (`update_data`), `shard_msg` (what the shards send), `socket` (binding the
+//! control socket); routing and the `List*` pages are here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -35,6 +35,7 @@ mod data;
 mod requests;
 mod shard_msg;
 mod socket;
+mod tracks;
 
 pub use socket::bind_listener;
 
