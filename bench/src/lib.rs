@@ -1,5 +1,6 @@
 //! Sluice's benchmark harness.
 //!
+//! - [`cli`]: the `sluice-bench` command line (usage text, options, their parsing).
 //! - [`micro`]: the `sluice-bench micro` command — per-operation costs of rtp-core's hot paths,
 //!   each SRTP figure beside the bare cost of the same aws-lc-rs call on the same buffer.
 //! - [`measure`]: the timing loop shared by the commands (interleaved rounds, medians).
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cascade;
+pub mod cli;
 pub mod compare;
 pub mod cpu;
 pub mod fanout;

@@ -7,22 +7,25 @@
 //! at the fixed offset [`URING_PAYLOAD_OFFSET`]. The request is re-armed when a completion lacks
 //! `IORING_CQE_F_MORE` (the ring ran dry, or the kernel ended it).
 //!
-//! Send ([`UringIo::submit`]): one `IORING_OP_SENDMSG` per message (a GSO run of one
-//! destination's equal-size packets is one message) from one of two [`TxSlots`] sets; the SQEs
-//! go in with the worker's next `io_uring_enter`, which is also its wait, so one iteration enters
-//! the kernel once. `MSG_DONTWAIT` makes each send complete inline (UDP copies the payload into an
-//! skb, or fails with EAGAIN instead of being parked on a full socket buffer). Completions are
-//! reaped by the next `recv`, with the receive completions: only then does each buffer go back to
-//! the pool (monoio's "rent": the ring owns a buffer while its op is in flight). A message refused
-//! with EAGAIN keeps its transmits, which the caller takes back with [`UringIo::requeue`] and sends
-//! again first; a writable poll (`POLLOUT`, one-shot) then ends the wait. Sends are not linked: a
-//! link under DEFER_TASKRUN runs each follower as deferred task work, so a refused message may be
-//! sent again after later ones (a reorder, counted in `tx_retry`), never lost.
+//! Send ([`UringIo::submit`], in `send`): one `IORING_OP_SENDMSG` per message (a GSO run of one
+//! destination's equal-size packets is one message) from one of two [`TxSlots`](super::tx::TxSlots)
+//! sets; the SQEs go in with the worker's next `io_uring_enter`, which is also its wait, so one
+//! iteration enters the kernel once. `MSG_DONTWAIT` makes each send complete inline (UDP copies the
+//! payload into an skb, or fails with EAGAIN instead of being parked on a full socket buffer).
+//! Completions are reaped by the next `recv`, with the receive completions: only then does each
+//! buffer go back to the pool (monoio's "rent": the ring owns a buffer while its op is in flight).
+//! A message refused with EAGAIN keeps its transmits, which the caller takes back with
+//! [`UringIo::requeue`] and sends again first; a writable poll (`POLLOUT`, one-shot) then ends the
+//! wait. Sends are not linked: a link under DEFER_TASKRUN runs each follower as deferred task work,
+//! so a refused message may be sent again after later ones (a reorder, counted in `tx_retry`),
+//! never lost.
 //!
 //! Wait: `io_uring_enter` with GETEVENTS and an `EXT_ARG` timeout; a multishot poll on the
 //! waker's eventfd makes a wake-up a completion too. The ring is set up SINGLE_ISSUER +
 //! DEFER_TASKRUN + TASKRUN_FLAG when the kernel has them (6.1+): receive work then runs only
 //! when we enter the kernel, in batches, and `IORING_SQ_TASKRUN` tells `recv` when to.
+
+mod send;
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -35,12 +38,11 @@ use socket2::Socket;
 
 use super::buf_ring::{build_ring, BufRing};
 use super::net::{decode_addr, parse_cmsgs, ADDR_LEN, RX_CTRL_LEN};
-use super::plain::segments;
 use super::socket::{open_udp, Opened};
-use super::tx::{TxCursor, TxSlots};
 use super::waker::{WakeFd, Waker};
-use super::{IoStats, RecvMeta, SendOutcome, SocketConfig, Transmit};
+use super::{IoStats, RecvMeta, SocketConfig, Transmit};
 use crate::pool::{BufId, BufPool, BUF_SIZE};
+use send::SendSet;
 
 /// Where the payload starts in a buffer filled by the multishot recvmsg:
 /// `sizeof(io_uring_recvmsg_out)` + name field + control field.
@@ -55,8 +57,9 @@ const UD_EXTRA: u64 = 5;
 /// Send completions: `UD_SEND | set << 16 | message`.
 const UD_SEND: u64 = 1 << 32;
 
-/// Messages one submit may hold (one set of [`TxSlots`]); two sets alternate, so the worker can
-/// submit while the previous submit's completions wait to be reaped.
+/// Messages one submit may hold (one set of [`TxSlots`](super::tx::TxSlots)); two sets
+/// alternate, so the worker can submit while the previous submit's completions wait to be
+/// reaped.
 pub(crate) const URING_TX_MSGS: usize = 1024;
 /// Buffers the messages of one set may gather (GSO runs read several).
 const URING_TX_IOVS: usize = 2048;
@@ -117,26 +120,6 @@ pub struct UringIo {
     /// A refusal asked for a writable poll.
     want_out: bool,
     stats: IoStats,
-}
-
-/// One set of send messages and the transmits they carry, owned by the ring until every
-/// message's completion was reaped.
-struct SendSet {
-    slots: Box<TxSlots>,
-    /// The transmits of the last submit from this set, indexed like the batch `fill` saw.
-    carried: Vec<Transmit>,
-    /// Messages submitted whose completion has not been reaped.
-    pending: usize,
-}
-
-impl SendSet {
-    fn new() -> Self {
-        Self {
-            slots: TxSlots::new(URING_TX_MSGS, URING_TX_IOVS),
-            carried: Vec::with_capacity(URING_TX_IOVS),
-            pending: 0,
-        }
-    }
 }
 
 impl std::fmt::Debug for UringIo {
@@ -429,103 +412,6 @@ impl UringIo {
                 pool.give(id);
                 0
             }
-        }
-    }
-
-    /// Hands `batch` to the kernel as send SQEs, submitted with the next enter (the worker's
-    /// wait). `batch[..consumed]` then belongs to the ring: each buffer goes back to `pool` when
-    /// its completion is reaped (`recv`), or comes back through [`UringIo::requeue`] when the
-    /// kernel refused it. `batch[consumed..]` stays with the caller: both sets of messages are
-    /// still in flight, or the batch is larger than a set.
-    pub fn submit(&mut self, pool: &BufPool, batch: &[Transmit]) -> io::Result<SendOutcome> {
-        if batch.is_empty() {
-            return Ok(SendOutcome::default());
-        }
-        let Some(k) = (0..2).find(|&k| self.sends[k].pending == 0) else {
-            self.stats.tx_slots_busy += 1;
-            return Ok(SendOutcome::default());
-        };
-        let mut cur = TxCursor::default();
-        let set = &mut self.sends[k];
-        set.slots
-            .fill(pool, batch, &mut cur, self.gso, self.v6, &mut self.stats);
-        set.carried.clear();
-        set.carried.extend_from_slice(&batch[..cur.tx]);
-        let n = set.slots.len;
-        let fd = Fd(self.sock.as_raw_fd());
-        for j in 0..n {
-            let hdr = ptr::addr_of!(self.sends[k].slots.hdrs[j].msg_hdr);
-            let sqe = opcode::SendMsg::new(fd, hdr)
-                .flags(libc::MSG_DONTWAIT as u32)
-                .build()
-                .user_data(UD_SEND | (k as u64) << 16 | j as u64);
-            self.push_sqe(&sqe)?;
-            self.sends[k].pending += 1;
-        }
-        Ok(SendOutcome {
-            sent: cur.tx,
-            consumed: cur.tx,
-        })
-    }
-
-    /// Puts the transmits the kernel refused since the last call at the front of `tx`, oldest
-    /// first, so the caller sends them again before anything newer.
-    pub fn requeue(&mut self, tx: &mut Vec<Transmit>) {
-        let n = self.refused.len();
-        if n == 0 {
-            return;
-        }
-        let old = tx.len();
-        tx.extend_from_slice(&self.refused);
-        tx.copy_within(..old, n);
-        tx[..n].copy_from_slice(&self.refused);
-        self.refused.clear();
-    }
-
-    /// Messages submitted whose completion has not been reaped yet.
-    pub fn in_flight(&self) -> usize {
-        self.sends[0].pending + self.sends[1].pending
-    }
-
-    /// A send completion: the buffers of the transmits its message finished go back to the pool,
-    /// or, when the kernel refused the message for want of room (or GSO), back to the caller.
-    fn on_send(&mut self, e: Cqe, pool: &mut BufPool) {
-        let k = ((e.ud >> 16) & 1) as usize;
-        let j = (e.ud & 0xffff) as usize;
-        let set = &mut self.sends[k];
-        if set.pending == 0 || j >= set.slots.len {
-            // Not ours (cannot happen: every SQE we push is counted).
-            self.stats.tx_errors += 1;
-            return;
-        }
-        set.pending -= 1;
-        let first = set.slots.first[j] as usize;
-        let done = usize::from(set.slots.done[j]);
-        let carried = &set.carried[first..(first + done).min(set.carried.len())];
-        let res = e.res;
-        let refuse = res == -libc::EAGAIN || (res == -libc::EIO && set.slots.seg[j] != 0);
-        if res >= 0 {
-            self.stats.tx_datagrams += segments(&set.slots, j);
-            self.stats.tx_gso_messages += u64::from(set.slots.seg[j] != 0);
-        } else if refuse && done > 0 {
-            if res == -libc::EIO {
-                // GSO refused by the device: off for this socket; the caller's retry goes out
-                // one datagram per message (quinn-udp documents the same fallback).
-                self.gso = false;
-                self.stats.gso_disabled = true;
-            } else {
-                self.want_out = true;
-            }
-            self.stats.tx_retry += carried.len() as u64;
-            self.refused.extend_from_slice(carried);
-            return;
-        } else if res == -libc::EAGAIN {
-            self.stats.tx_would_block += 1;
-        } else {
-            self.stats.tx_errors += 1;
-        }
-        for t in carried {
-            pool.give(t.buf);
         }
     }
 

@@ -26,6 +26,7 @@ mod edge;
 mod http;
 pub(crate) mod remote;
 mod remote_events;
+mod remote_home;
 mod silence;
 mod state;
 pub(crate) mod trunk_cc;

@@ -17,7 +17,8 @@
 //! - A home that leaves the registry (lease expired) or restarts: its sessions here close.
 //!
 //! Home side: the room's actor drives these through `media/node.rs`; the events endpoint
-//! accepts notifications only for sessions this node placed on the sending edge.
+//! accepts notifications only for sessions this node placed on the sending edge. Choosing and
+//! counting edges, and the calls to them, are in `remote_home.rs`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,14 +31,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_proto::{
     Candidate, Command, CreateSession, Notification, ReplyOk, SessionId, Subscribe, SubscriptionId,
     TransportMode,
 };
 use tokio::sync::mpsc;
 
-use super::http::{call, name, parse};
+use super::http::{name, parse};
 use super::{unavailable, RelaySpec, TrackRef};
 use crate::cluster::NodeInfo;
 use crate::lock::Locked;
@@ -70,10 +71,10 @@ pub(crate) struct Remote {
     /// Home: edges whose trunk went under our sessions' relays, and when: not chosen again for
     /// [`AVOID_EDGE`] (a cut path would make the re-made sessions fail the same way). At most
     /// one entry per peer node (64).
-    avoid: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+    pub(super) avoid: std::sync::Mutex<HashMap<String, std::time::Instant>>,
     /// Home: sessions placed on each edge lately, not yet in the load that edge publishes
     /// (D111). At most one entry per peer node (64), each at most [`MAX_RECENT`] instants.
-    recent: std::sync::Mutex<HashMap<String, Vec<std::time::Instant>>>,
+    pub(super) recent: std::sync::Mutex<HashMap<String, Vec<std::time::Instant>>>,
     pub(super) queue: OnceLock<mpsc::Sender<(String, Notification)>>,
     pub(crate) metrics: RemoteMetrics,
 }
@@ -148,64 +149,6 @@ enum OpReq {
 }
 
 impl Remote {
-    /// Home: the trunk toward `edge` went (silent, re-keyed, the peer lost): the relays our
-    /// sessions there received went with it. Their boot is cleared, which no live node
-    /// matches: the janitor's next round (≤ 250 ms) makes them again (`remote_janitor`).
-    pub(crate) fn relays_lost(&self, edge: &str) {
-        let mut hit = false;
-        for (e, boot) in self.placed.locked().values_mut() {
-            if e == edge {
-                boot.clear();
-                hit = true;
-            }
-        }
-        if hit {
-            let now = std::time::Instant::now();
-            let mut avoid = self.avoid.locked();
-            avoid.retain(|_, at| now.duration_since(*at) < AVOID_EDGE);
-            if avoid.len() < crate::cluster::MAX_NODES {
-                avoid.insert(edge.to_owned(), now);
-            }
-        }
-    }
-
-    /// Home: a session was just placed on `edge` (counted against it by [`Self::recent`] for
-    /// `window`, until the edge's own published load shows it).
-    pub(crate) fn note_recent(
-        &self,
-        edge: &str,
-        now: std::time::Instant,
-        window: std::time::Duration,
-    ) {
-        let mut recent = self.recent.locked();
-        recent.retain(|_, at| {
-            at.retain(|t| now.duration_since(*t) < window);
-            !at.is_empty()
-        });
-        if recent.len() >= crate::cluster::MAX_NODES && !recent.contains_key(edge) {
-            return;
-        }
-        let at = recent.entry(edge.to_owned()).or_default();
-        if at.len() >= MAX_RECENT {
-            at.remove(0);
-        }
-        at.push(now);
-    }
-
-    /// Home: sessions placed on `edge` less than `window` ago.
-    pub(crate) fn recent(
-        &self,
-        edge: &str,
-        now: std::time::Instant,
-        window: std::time::Duration,
-    ) -> u64 {
-        self.recent.locked().get(edge).map_or(0, |at| {
-            at.iter()
-                .filter(|t| now.duration_since(**t) < window)
-                .count() as u64
-        })
-    }
-
     /// The participants this node serves media for (D111): those of its rooms (`participants`)
     /// less the ones whose subscriber session it placed on an edge, plus the sessions it holds
     /// for other homes — what `cluster.capacity` is held against and what the registry shows.
@@ -215,17 +158,15 @@ impl Remote {
         participants.saturating_sub(placed) + held
     }
 
-    /// Home: whether `edge` lost a trunk under our sessions less than [`AVOID_EDGE`] ago.
-    pub(crate) fn avoided(&self, edge: &str, now: std::time::Instant) -> bool {
-        self.avoid
-            .locked()
-            .get(edge)
-            .is_some_and(|at| now.duration_since(*at) < AVOID_EDGE)
-    }
-
     /// `Ok` when a table of `len` entries has room under `max`; else `too_large` naming
     /// `field`, counted.
-    fn admit(&self, len: usize, max: usize, what: &str, field: &str) -> Result<(), ApiError> {
+    pub(super) fn admit(
+        &self,
+        len: usize,
+        max: usize,
+        what: &str,
+        field: &str,
+    ) -> Result<(), ApiError> {
         if len < max {
             return Ok(());
         }
@@ -545,70 +486,6 @@ impl App {
         !self.cascade.remote.placed.locked().is_empty()
             || !self.cascade.remote.held.lock().await.is_empty()
     }
-
-    /// Home: one more session placed on `edge` (false: at the bound, counted).
-    pub(crate) fn note_placed(&self, session: SessionId, edge: &NodeInfo) -> bool {
-        let remote = &self.cascade.remote;
-        let mut placed = remote.placed.locked();
-        let room = remote.admit(placed.len(), MAX_REMOTE_SESSIONS, "remote session", "node");
-        if room.is_err() {
-            return false;
-        }
-        placed.insert(session, (edge.id.clone(), edge.boot.clone()));
-        true
-    }
-
-    /// Home: asks `edge` to create `spec`.
-    pub(crate) async fn remote_create(
-        &self,
-        edge: &NodeInfo,
-        spec: CreateSession,
-    ) -> Result<Created, ApiError> {
-        let me = self.cluster_or_err()?.node_id().to_owned();
-        let answer = call(
-            self,
-            edge,
-            "/internal/cascade/sessions",
-            json!({"home": me, "spec": spec}),
-        )
-        .await;
-        match answer {
-            Ok((201, v)) => serde_json::from_value(v)
-                .map_err(|e| unavailable(format!("edge's session answer: {e}"))),
-            Ok((s, v)) => Err(peer_error(s, &v)),
-            Err(e) => Err(unavailable(format!("edge node: {e}"))),
-        }
-    }
-
-    /// Home: one operation on a session of ours on `edge` (see the module docs).
-    pub(crate) async fn remote_op(
-        &self,
-        edge: &NodeInfo,
-        mut op: Value,
-    ) -> Result<ReplyOk, ApiError> {
-        op["home"] = json!(self.cluster_or_err()?.node_id());
-        match call(self, edge, "/internal/cascade/sessions/op", op).await {
-            Ok((200, v)) => {
-                serde_json::from_value(v).map_err(|e| unavailable(format!("edge's answer: {e}")))
-            }
-            Ok((s, v)) => Err(peer_error(s, &v)),
-            Err(e) => Err(unavailable(format!("edge node: {e}"))),
-        }
-    }
-}
-
-/// A peer's refusal as ours (its field and message; its code where it is one of ours).
-fn peer_error(status: u16, v: &Value) -> ApiError {
-    let e = &v["error"];
-    let field = e["field"].as_str().unwrap_or("node").to_owned();
-    let msg = e["message"].as_str().unwrap_or("refused").to_owned();
-    let code = match status {
-        404 => "not_found",
-        // The dataplane refused (a state conflict): callers treat `internal` as "already gone".
-        500 => "internal",
-        _ => "unavailable",
-    };
-    ApiError::new(code, format!("edge node: {msg}")).with_field(field)
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! Tests of `remote.rs` and `remote_events.rs`: the bounds, hit.
+//! Tests of `remote.rs`, `remote_home.rs` and `remote_events.rs`: the bounds, hit.
+
+use serde_json::json;
 
 use super::super::remote_events::events;
 use super::*;
