@@ -52,9 +52,9 @@ pub(crate) const MAX_REMOTE_SESSIONS: usize = 4096;
 pub(crate) const MAX_REMOTE_SUBS: usize = 512;
 /// Notifications waiting to go to their homes at most; more are dropped and counted.
 pub(crate) const EVENT_QUEUE: usize = 1024;
-/// How long an edge whose trunk went under our remote sessions is not chosen again.
 /// Placements remembered per edge at most (a burst beyond it counts as this many).
 pub(crate) const MAX_RECENT: usize = 1024;
+/// How long an edge whose trunk went under our remote sessions is not chosen again.
 pub(crate) const AVOID_EDGE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Notifications in one `POST /internal/cascade/events` at most.
 pub(crate) const EVENT_BATCH: usize = 64;
