@@ -20,7 +20,7 @@ export function dispatch(s, msg) {
   const err = s.sig.deliver(msg);
   switch (msg.type) {
     case 'error':
-      room.emit('error', err);
+      if (err) room.emit('error', err);
       break;
     case 'offer':
       if (msg.pc === 'subscriber') onSubscriberOffer(s, msg.sdp);

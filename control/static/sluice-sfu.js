@@ -136,9 +136,12 @@ export function negotiatePublisher(s, { iceRestart = false } = {}) {
     if (s.closed) return;
     const offer = await s.pub.createOffer(iceRestart ? { iceRestart: true } : {});
     await s.pub.setLocalDescription(offer);
-    const reply = await s.sig.call(
+    // A node whose dataplane is starting or restarting refuses the offer as `unavailable`:
+    // the same offer is sent again until it is taken (the published tracks stay published).
+    const reply = await s.sig.callRetrying(
       { type: 'offer', pc: 'publisher', sdp: s.pub.localDescription.sdp },
       (m) => m.type === 'answer' && m.pc === 'publisher',
+      () => !s.closed,
     );
     await s.pub.setRemoteDescription({ type: 'answer', sdp: remoteSdp(s, reply.sdp) });
   };

@@ -5,6 +5,9 @@
 
 /** How long a request waits for its reply (and a join for `joined`). */
 export const REPLY_TIMEOUT_MS = 10000;
+/** How often and how long a request refused as `unavailable` is sent again (`callRetrying`). */
+export const UNAVAILABLE_RETRY_MS = 1000;
+export const UNAVAILABLE_ATTEMPTS = 20;
 
 /** Tiny event emitter: `on` returns the function that removes the listener. */
 export class Emitter {
@@ -55,6 +58,7 @@ export class Signaling {
   #nextReq = 1;
   #pending = new Map(); // req -> {reject}
   #waiters = []; // {match(msg), resolve}
+  #quiet = new Set(); // reqs whose `unavailable` refusal their caller handles (callRetrying)
 
   constructor(ws) {
     this.#ws = ws;
@@ -67,16 +71,39 @@ export class Signaling {
     return req;
   }
 
-  /** Sends and waits for the reply matching `match` (or an error echoing our req). */
-  async call(msg, match) {
+  /**
+   * Sends and waits for the reply matching `match` (or an error echoing our req). `quiet`: an
+   * `unavailable` refusal only rejects this call (the caller retries), it is not also reported
+   * as the room's `error`.
+   */
+  async call(msg, match, { quiet = false } = {}) {
     const reply = this.waitFor(match);
     const req = this.send(msg);
     const refused = this.errorFor(req);
+    if (quiet) this.#quiet.add(req);
     try {
       return await Promise.race([reply.promise, refused.promise, timeout(msg.type)]);
     } finally {
       reply.cancel();
       refused.cancel();
+      this.#quiet.delete(req);
+    }
+  }
+
+  /**
+   * `call`, sent again while the server answers `unavailable` (its dataplane is starting or
+   * restarting: HTTP's 503 + Retry-After, docs/api.md), every UNAVAILABLE_RETRY_MS with a
+   * little jitter, at most UNAVAILABLE_ATTEMPTS times; any other error or a timeout ends it.
+   * Only for requests that are safe to repeat (the server did nothing with the refused one).
+   */
+  async callRetrying(msg, match, stillWanted = () => true) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.call(msg, match, { quiet: true });
+      } catch (e) {
+        if (e?.code !== 'unavailable' || attempt >= UNAVAILABLE_ATTEMPTS || !stillWanted()) throw e;
+      }
+      await new Promise((r) => setTimeout(r, UNAVAILABLE_RETRY_MS * (0.8 + 0.4 * Math.random())));
     }
   }
 
@@ -103,7 +130,8 @@ export class Signaling {
 
   /**
    * A message from the server: resolves the waiters it matches; an `error` rejects the request
-   * it echoes and is returned as a SluiceError (null otherwise).
+   * it echoes and is returned as a SluiceError (null otherwise, and for a refusal a retrying
+   * caller handles).
    */
   deliver(msg) {
     for (const w of [...this.#waiters]) {
@@ -117,6 +145,8 @@ export class Signaling {
     err.req = msg.req;
     const pending = this.#pending.get(msg.req);
     if (pending) pending.reject(err);
+    // Retried by its caller, which reports it if the retries run out.
+    if (pending && err.code === 'unavailable' && this.#quiet.has(msg.req)) return null;
     return err;
   }
 

@@ -383,6 +383,42 @@ export const scenarios = {
   },
 
   /**
+   * A node whose dataplane is still starting (or being restarted): joining needs no dataplane,
+   * the publisher's offer does and is refused `unavailable` (HTTP's 503 + Retry-After) until
+   * the dataplane is there. sluice.js sends the same offer again every second (D118); before, the
+   * publish failed and alice's page stayed without media. alice joins and publishes while the
+   * dataplane waits 8 s to start; bob joins once it serves and must decode her video,
+   * continuously, over 10 s.
+   */
+  publish_while_the_dataplane_starts: Object.assign(
+    async (ctx) => {
+      const readyz = () => fetch(`${ctx.server.origin}/readyz`).then((r) => r.status, () => 0);
+      await ctx.browser('chromium'); // launched first: the page's offer must meet no dataplane
+      check((await readyz()) === 503, 'the dataplane was already up: nothing to retry');
+      const t0 = Date.now();
+      let up = null;
+      const watching = (async () => {
+        while (up === null && Date.now() - t0 < 30_000 && !ctx.server.exited) {
+          if ((await readyz()) === 200) up = Date.now() - t0;
+          else await sleep(50);
+        }
+      })();
+      const alice = await ctx.page('chromium', 'r1', 'alice', { role: 'host' });
+      const published = Date.now() - t0;
+      await watching;
+      check(up !== null, 'no dataplane within 30 s');
+      check(published >= up, `alice's publish finished ${published} ms after she opened, before the dataplane served (${up} ms)`);
+      const sub = await ctx.page('chromium', 'r1', 'bob', { role: 'viewer', publish: 'none' });
+      await ctx.waitDecoded(sub, { frames: 30, audio: 0 });
+      console.log(`publish_while_the_dataplane_starts: alice opened with no dataplane; it served after ${up} ms, her publish was done after ${published} ms; bob decodes her video`);
+      const c = assertContinuity('bob, alice published while the dataplane started', fromSamples(await samplePage(sub, { seconds: 10 })), { senderFps: FPS.chromium, minWindowS: 9 });
+      ctx.details = { dataplaneUpMs: up, publishedMs: published, continuity: c };
+      void alice;
+    },
+    { serverOptions: () => ({ dataplaneDelayMs: 8000 }) },
+  ),
+
+  /**
    * Issue 14: the dataplane dies mid-call (SIGKILL: what a shard panic amounts to, the process
    * ends); `sluice up` starts a new one, the control daemon sends `reconnect`, and both pages
    * open fresh PeerConnections (sluice.js). Prints the time from the kill to bob decoding video

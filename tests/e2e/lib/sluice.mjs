@@ -6,7 +6,7 @@ import { createSocket } from 'node:dgram';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -62,7 +62,10 @@ export async function startSluice(opts = {}) {
   }
 }
 
-async function startSluiceOnce({ workers = process.env.SLUICE_E2E_WORKERS, bin = SLUICE_BIN, cluster = null, turn = null, mediaPort = null } = {}) {
+// `dataplaneDelayMs`: `sluice up` runs its dataplane through a wrapper that waits that long
+// first, and this returns as soon as the control daemon serves (`/healthz`), before the
+// dataplane is there (`/readyz`): a node whose dataplane is starting or restarting.
+async function startSluiceOnce({ workers = process.env.SLUICE_E2E_WORKERS, bin = SLUICE_BIN, cluster = null, turn = null, mediaPort = null, dataplaneDelayMs = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
   const http = await freeTcpPort();
   const media = mediaPort ?? (await freeUdpPort());
@@ -114,7 +117,14 @@ async function startSluiceOnce({ workers = process.env.SLUICE_E2E_WORKERS, bin =
     ].join('\n'),
   );
   const logs = [];
-  const child = spawn(bin, ['up', '--config', config], {
+  const upArgs = ['up', '--config', config];
+  if (dataplaneDelayMs) {
+    const wrapper = join(dir, 'slow-dataplane.sh');
+    const real = join(dirname(bin), 'sluice-dataplane');
+    writeFileSync(wrapper, `#!/bin/sh\nsleep ${dataplaneDelayMs / 1000}\nexec ${real} "$@"\n`, { mode: 0o755 });
+    upArgs.push('--dataplane-bin', wrapper);
+  }
+  const child = spawn(bin, upArgs, {
     cwd: dir,
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -138,7 +148,7 @@ async function startSluiceOnce({ workers = process.env.SLUICE_E2E_WORKERS, bin =
       throw new Error(`sluice up exited (${JSON.stringify(exited)}):\n${logs.slice(-30).join('\n')}`);
     }
     try {
-      const res = await fetch(`${origin}/readyz`);
+      const res = await fetch(`${origin}/${dataplaneDelayMs ? 'healthz' : 'readyz'}`);
       if (res.ok) break;
     } catch {
       // not listening yet
