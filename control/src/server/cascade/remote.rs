@@ -201,13 +201,7 @@ pub(super) async fn create(
     if held.contains_key(&session) {
         return Err(ApiError::rejected("session exists").with_field("spec"));
     }
-    let (shard, candidates) = match app.dp(Command::CreateSession(r.spec)).await? {
-        ReplyOk::SessionCreated {
-            shard,
-            local_candidates,
-        } => (shard, local_candidates),
-        other => return Err(ApiError::new("internal", format!("dataplane: {other:?}"))),
-    };
+    let (shard, candidates) = app.dp_create_session(r.spec).await?;
     held.insert(
         session,
         Held {

@@ -151,11 +151,44 @@ pub(crate) struct MTrack {
 impl App {
     /// One dataplane request.
     pub(crate) async fn dp(&self, command: Command) -> Result<ReplyOk, ApiError> {
-        let link = self
-            .link
-            .as_ref()
-            .ok_or_else(|| ApiError::from(LinkError::Unavailable))?;
-        Ok(link.request(command).await?)
+        Ok(self.dp_link(command).await?)
+    }
+
+    /// One dataplane request, the link's own error kept (did it go out? was it answered?).
+    pub(crate) async fn dp_link(&self, command: Command) -> Result<ReplyOk, LinkError> {
+        let link = self.link.as_ref().ok_or(LinkError::Unavailable)?;
+        link.request(command).await
+    }
+
+    /// `CreateSession`: the shard it landed on and its candidates. One the dataplane did not
+    /// answer in time was still sent, and it may make the session after all, unknown here (the
+    /// client's next offer makes another): a close follows it — requests are served in order —
+    /// not awaited, the caller has waited long enough. (A lost connection is the resync's: it
+    /// closes sessions nobody knows.)
+    pub(crate) async fn dp_create_session(
+        self: &std::sync::Arc<Self>,
+        spec: CreateSession,
+    ) -> Result<(u16, Vec<Candidate>), ApiError> {
+        let id = spec.session;
+        match self.dp_link(Command::CreateSession(spec)).await {
+            Ok(ReplyOk::SessionCreated {
+                shard,
+                local_candidates,
+            }) => Ok((shard, local_candidates)),
+            Ok(other) => Err(ApiError::new(
+                "internal",
+                format!("dataplane answered create_session with {other:?}"),
+            )),
+            Err(e) => {
+                if matches!(e, LinkError::Timeout(_)) {
+                    let app = std::sync::Arc::clone(self);
+                    tokio::spawn(async move {
+                        let _ = app.dp_link(Command::CloseSession { session: id }).await;
+                    });
+                }
+                Err(e.into())
+            }
+        }
     }
 
     /// A fresh id for a dataplane object (sessions, tracks, subscriptions share one counter).
@@ -205,19 +238,9 @@ impl RoomCtx {
         spec: CreateSession,
     ) -> Result<(u16, Vec<Candidate>), ApiError> {
         let id = spec.session;
-        match self.app.dp(Command::CreateSession(spec.clone())).await? {
-            ReplyOk::SessionCreated {
-                shard,
-                local_candidates,
-            } => {
-                self.track_session(id, spec);
-                Ok((shard, local_candidates))
-            }
-            other => Err(ApiError::new(
-                "internal",
-                format!("dataplane answered create_session with {other:?}"),
-            )),
-        }
+        let made = self.app.dp_create_session(spec.clone()).await?;
+        self.track_session(id, spec);
+        Ok(made)
     }
 
     /// Records a session as this room's (for resync and for its `session_closed`).

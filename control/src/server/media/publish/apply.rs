@@ -75,16 +75,7 @@ impl RoomCtx {
         &self,
         spec: CreateSession,
     ) -> Result<(u16, Vec<Candidate>), ApiError> {
-        match self.app.dp(Command::CreateSession(spec)).await? {
-            sluice_proto::ReplyOk::SessionCreated {
-                shard,
-                local_candidates,
-            } => Ok((shard, local_candidates)),
-            other => Err(ApiError::new(
-                "internal",
-                format!("dataplane answered create_session with {other:?}"),
-            )),
-        }
+        self.app.dp_create_session(spec).await
     }
 
     /// Removes what a failed apply created, newest first.
