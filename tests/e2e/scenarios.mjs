@@ -403,7 +403,7 @@ export const scenarios = {
           else await sleep(50);
         }
       })();
-      const alice = await ctx.page('chromium', 'r1', 'alice', { role: 'host' });
+      await ctx.page('chromium', 'r1', 'alice', { role: 'host' });
       const published = Date.now() - t0;
       await watching;
       check(up !== null, 'no dataplane within 30 s');
@@ -413,7 +413,6 @@ export const scenarios = {
       console.log(`publish_while_the_dataplane_starts: alice opened with no dataplane; it served after ${up} ms, her publish was done after ${published} ms; bob decodes her video`);
       const c = assertContinuity('bob, alice published while the dataplane started', fromSamples(await samplePage(sub, { seconds: 10 })), { senderFps: FPS.chromium, minWindowS: 9 });
       ctx.details = { dataplaneUpMs: up, publishedMs: published, continuity: c };
-      void alice;
     },
     { serverOptions: () => ({ dataplaneDelayMs: 8000 }) },
   ),
