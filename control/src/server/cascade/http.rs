@@ -28,7 +28,7 @@ use axum::{Json, Router};
 use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sluice_proto::{Command, ReplyOk, SessionId, Subscribe, SubscriptionId, TransportMode};
+use sluice_proto::{Command, SessionId, Subscribe, SubscriptionId, TransportMode};
 
 use super::{unavailable, RelaySpec, TrackRef};
 use crate::auth::{mint_admin, unix_seconds, AdminClaims};
@@ -196,7 +196,7 @@ async fn viewer(
     let (track, spec) = app.acquire_ingest(&home, &r.track).await?;
     let session = SessionId(app.next_dp_id());
     let made = app
-        .dp(Command::CreateSession(sluice_proto::CreateSession {
+        .dp_create_session(sluice_proto::CreateSession {
             session,
             ice: sluice_proto::IceParams {
                 ufrag: format!("view{}", session.0),
@@ -216,13 +216,10 @@ async fn viewer(
                 max_bitrate_bps: 20_000_000,
                 priority: 1,
             },
-        }))
+        })
         .await;
     let media = match made {
-        Ok(ReplyOk::SessionCreated {
-            local_candidates, ..
-        }) => local_candidates.first().map(|c| c.addr),
-        Ok(_) => None,
+        Ok((_, candidates)) => candidates.first().map(|c| c.addr),
         Err(e) => {
             app.release_ingest(&home.id, &r.track).await;
             return Err(e);

@@ -137,14 +137,14 @@ impl App {
 
     /// Creates this side's trunk session toward `peer` with `epoch`.
     async fn create_trunk_session(
-        &self,
+        self: &Arc<Self>,
         peer: &str,
         media: SocketAddr,
         epoch: u64,
     ) -> Result<SessionId, ApiError> {
         let cluster = self.cluster_or_err()?;
         let session = SessionId(self.next_dp_id());
-        self.dp(Command::CreateSession(CreateSession {
+        self.dp_create_session(CreateSession {
             session,
             ice: IceParams {
                 ufrag: format!("trk{}", session.0),
@@ -170,7 +170,7 @@ impl App {
                 max_bitrate_bps: TRUNK_BITRATE_BPS,
                 priority: 255,
             },
-        }))
+        })
         .await?;
         Ok(session)
     }

@@ -160,7 +160,9 @@ impl App {
         link.request(command).await
     }
 
-    /// `CreateSession`: the shard it landed on and its candidates. One the dataplane did not
+    /// `CreateSession`: the shard it landed on and its candidates. Every new session goes
+    /// through here: publisher, sidecar/WHIP, cascade remote, trunk and edge-viewer sessions (a
+    /// resync re-creates sessions rooms still hold, known either way). One the dataplane did not
     /// answer in time was still sent, and it may make the session after all, unknown here (the
     /// client's next offer makes another): a close follows it — requests are served in order —
     /// not awaited, the caller has waited long enough. (A lost connection is the resync's: it
