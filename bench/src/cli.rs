@@ -45,6 +45,9 @@ options:
   --max-bitrate BPS     every session's quality cap, which bounds the SFU's estimate and pacing
                         rate and sizes its send history (default 10000000)
   --start N --max N --refine N   ramp: first step, ceiling, bisection steps (50, 5000, 3)
+  --arrival kernel|read  when a copy arrived, for its latency: the kernel's receive time on the
+                        generator's socket (default) or when the generator read it (builds
+                        before 2026-12-07 did: for an A/B against one, as the old measure)
   --no-limit            fanout/ramp: skip the `limit` run
   --plot FILE.svg       ramp/compare: write the chart
   --peer janus          compare: the peer SFU
@@ -64,6 +67,7 @@ pub struct Opts {
     pub video_only: bool,
     pub cipher: Option<String>,
     pub max_bitrate: Option<u64>,
+    pub arrival: Option<String>,
     pub workers: Option<usize>,
     pub gen_threads: Option<usize>,
     pub attach: Option<PathBuf>,
@@ -120,6 +124,7 @@ pub fn parse(args: &[String]) -> Result<Opts, String> {
             "--cipher" => o.cipher = Some(value()?),
             "--max-bitrate" => o.max_bitrate = Some(num(value()?)?.max(1.0) as u64),
             "--io" => o.io = Some(value()?),
+            "--arrival" => o.arrival = Some(value()?),
             "--attach" => o.attach = Some(PathBuf::from(value()?)),
             "--plot" => o.plot = Some(PathBuf::from(value()?)),
             "--peer" => o.peer = Some(value()?),

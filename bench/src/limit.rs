@@ -152,7 +152,10 @@ struct Received {
 
 /// Opens a socket-backend endpoint on 127.0.0.1 with our buffer sizes and GSO off: every
 /// datagram takes the per-packet kernel path, as the SFU's fan-out to distinct subscribers does.
-pub fn open_endpoint() -> Result<Backend, BenchError> {
+/// `stamped`: with the kernel's receive time on each datagram ([`gen::Plan::kernel_arrival`]).
+///
+/// [`gen::Plan::kernel_arrival`]: crate::gen::Plan::kernel_arrival
+pub fn open_endpoint(stamped: bool) -> Result<Backend, BenchError> {
     let mut sc = SocketConfig::new(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
     sc.reuse_port = false;
     sc.gso = false;
@@ -161,12 +164,13 @@ pub fn open_endpoint() -> Result<Backend, BenchError> {
     sc.waker = false;
     sc.recv_buf_bytes = Some(SOCKET_BUF);
     sc.send_buf_bytes = Some(SOCKET_BUF);
+    sc.rx_timestamps = stamped;
     Ok(Backend::open_mode(IoMode::Socket, &sc, BATCH)?)
 }
 
 fn send(cfg: &LimitConfig, dst: SocketAddr) -> Result<Sent, BenchError> {
     let _ = affinity::pin_current_thread(cfg.sender_core);
-    let mut backend = open_endpoint()?;
+    let mut backend = open_endpoint(false)?;
     let mut pool = BufPool::new(4);
     let id = pool.take().expect("a fresh pool has buffers");
     let len = protected_packet(pool.get_mut(id), cfg.packet_len)?;
@@ -215,7 +219,7 @@ fn receive(
     addr_tx: &mpsc::Sender<Result<SocketAddr, BenchError>>,
 ) -> Result<Received, BenchError> {
     let _ = affinity::pin_current_thread(core);
-    let mut backend = match open_endpoint() {
+    let mut backend = match open_endpoint(false) {
         Ok(b) => b,
         Err(e) => {
             let _ = addr_tx.send(Err(BenchError::Other(e.to_string())));

@@ -3,7 +3,10 @@
 //! `Instant`, so sender and receiver read the same clock). At the end of the payload, so codec
 //! payload headers (the VP8 descriptor the forwarder reads) stay where the codec wants them.
 //! The payload before the tag is a byte pattern derived from the sequence, which a receiver can
-//! check on a sample of packets.
+//! check on a sample of packets. A copy's latency is its arrival ([`arrival_ns`]) minus the
+//! tag's send time.
+
+use std::time::Duration;
 
 /// Bytes a tag occupies.
 pub const TAG_LEN: usize = 20;
@@ -74,6 +77,23 @@ pub fn check_pattern(body: &[u8], seq: u32) -> bool {
     body.iter()
         .enumerate()
         .all(|(i, &b)| b == (i as u8).wrapping_add(k))
+}
+
+/// When a datagram arrived, in ns since the run's base: the kernel's receive time (`stamp`, wall clock)
+/// moved onto the monotonic clock through one `(now_ns, wall)` pair read together, or `now_ns`
+/// where there is no stamp or it is not in the past (a wall-clock step).
+pub fn arrival_ns(now_ns: u64, wall: Duration, stamp: Option<Duration>) -> u64 {
+    match stamp.and_then(|s| wall.checked_sub(s)) {
+        Some(age) => now_ns.saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX)),
+        None => now_ns,
+    }
+}
+
+/// The wall clock since the Unix epoch (the reference for [`arrival_ns`]).
+pub fn wall_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

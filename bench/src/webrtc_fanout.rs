@@ -137,6 +137,7 @@ fn body(t: &Target, cfg: &FanoutConfig) -> Result<Outcome, BenchError> {
         // The WebRTC generator runs on one thread.
         rx_cores: Vec::new(),
         near: None,
+        kernel_arrival: cfg.kernel_arrival,
     };
     let setup_start = Instant::now();
     let ctl_err = |e: sluice_proto::ControlError| BenchError::Control(e.to_string());

@@ -148,12 +148,13 @@ pub enum Side {
     Subscriber,
 }
 
-fn open_socket(ip: IpAddr) -> Result<Backend, BenchError> {
+fn open_socket(ip: IpAddr, stamped: bool) -> Result<Backend, BenchError> {
     let mut sc = SocketConfig::new(SocketAddr::new(ip, 0));
     sc.reuse_port = false;
     sc.gso = false;
     sc.recv_buf_bytes = Some(SOCKET_BUF);
     sc.send_buf_bytes = Some(SOCKET_BUF);
+    sc.rx_timestamps = stamped;
     Ok(Backend::open_mode(IoMode::Socket, &sc, BATCH)?)
 }
 
@@ -162,7 +163,7 @@ impl WebRtcGen {
     pub fn open(plan: &Plan, ip: IpAddr) -> Result<Self, BenchError> {
         let poll = Poll::new()?;
         let mut mk = |token: usize| -> Result<Peer, BenchError> {
-            let backend = open_socket(ip)?;
+            let backend = open_socket(ip, plan.kernel_arrival)?;
             let fd = backend.as_fd().as_raw_fd();
             poll.registry()
                 .register(&mut SourceFd(&fd), Token(token), Interest::READABLE)?;

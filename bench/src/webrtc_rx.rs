@@ -94,8 +94,10 @@ pub(crate) fn drain(
         }
         let now = Instant::now();
         let now_ns = now.duration_since(base).as_nanos() as u64;
+        let wall = crate::tag::wall_now();
         for m in &metas[..n] {
-            on_datagram(peer, sub, pool, m, now, now_ns, acct, counts, r)?;
+            let at = crate::tag::arrival_ns(now_ns, wall, m.stamp);
+            on_datagram(peer, sub, pool, m, now, at, acct, counts, r)?;
             pool.give(m.buf);
         }
         after_input(peer, pool, now)?;
@@ -114,7 +116,7 @@ fn on_datagram(
     pool: &mut BufPool,
     m: &RecvMeta,
     now: Instant,
-    now_ns: u64,
+    arrival_ns: u64,
     acct: Option<&Accounting>,
     counts: &mut ControlCounts,
     r: &mut GenReport,
@@ -163,7 +165,7 @@ fn on_datagram(
     let (Some(acct), Some(_)) = (acct, sub) else {
         return Ok(());
     };
-    account(&data[..len], &peer.receive, now_ns, acct, r);
+    account(&data[..len], &peer.receive, arrival_ns, acct, r);
     Ok(())
 }
 

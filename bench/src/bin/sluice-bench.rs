@@ -178,6 +178,15 @@ fn fanout_config(
     if let Some(bps) = o.max_bitrate {
         c.max_bitrate_bps = bps;
     }
+    c.kernel_arrival = match o.arrival.as_deref() {
+        None | Some("kernel") => true,
+        Some("read") => false,
+        Some(other) => {
+            return Err(BenchError::Other(format!(
+                "--arrival: `{other}` is not kernel or read"
+            )))
+        }
+    };
     if let Some(name) = &o.cipher {
         c.cipher = Cipher::parse(name).ok_or_else(|| {
             BenchError::Other(format!("--cipher: `{name}` is not gcm, cm or none"))

@@ -374,6 +374,7 @@ fn phase(
         core: f.generator_core,
         rx_cores: f.generator_rx_cores.clone(),
         near: (spec.remote > 0).then_some(spec.local),
+        kernel_arrival: f.kernel_arrival,
     };
     let setup_start = Instant::now();
     let h = gen::spawn(plan.clone())?;

@@ -93,6 +93,9 @@ pub struct FanoutConfig {
     /// never exceeds it. 10 Mbit/s by default; a low cap makes subscribers whose pacer backs
     /// up (the overload-recovery test).
     pub max_bitrate_bps: u64,
+    /// Latency to the kernel's receive time of each copy ([`Plan::kernel_arrival`]; default);
+    /// `false` (`--arrival read`) to when the generator read it, as builds before it did.
+    pub kernel_arrival: bool,
 }
 
 impl FanoutConfig {
@@ -115,6 +118,7 @@ impl FanoutConfig {
             io: IoChoice::Auto,
             buffers_per_worker: 32_768,
             max_bitrate_bps: 10_000_000,
+            kernel_arrival: true,
         }
     }
 }
@@ -263,6 +267,7 @@ pub fn run(sfu: &mut Sfu, cfg: &FanoutConfig) -> Result<FanoutReport, BenchError
         core: cfg.generator_core,
         rx_cores: cfg.generator_rx_cores.clone(),
         near: None,
+        kernel_arrival: cfg.kernel_arrival,
     };
     let setup_start = Instant::now();
     let h = gen::spawn(plan.clone())?;

@@ -124,9 +124,16 @@ impl FanoutReport {
                 "all": percentiles(&g.latency_all),
                 "audio": percentiles(&g.latency_audio),
                 "video": percentiles(&g.latency_video),
-                "method": "receive time minus the send time in the payload tag, one clock; \
-                           includes the generator's send and receive system calls and both \
-                           loopback hops",
+                "method": if c.kernel_arrival {
+                    "the kernel's receive time at the subscriber's socket (SO_TIMESTAMPNS) \
+                     minus the send time in the payload tag; includes the generator's send \
+                     system call and both loopback hops"
+                } else {
+                    "the time the generator read the copy minus the send time in the payload \
+                     tag, one clock; includes the generator's send and receive system calls, \
+                     its backlog of other sockets, and both loopback hops"
+                },
+                "arrival": if c.kernel_arrival { "kernel" } else { "read" },
             },
             "pacer_queueing": self.pacer_queueing().to_json(),
             "sfu_memory": self.sfu_memory.map(|m| m.to_json()),
@@ -191,6 +198,13 @@ pub fn print_summary(f: &Value, lim: Option<&LimitReport>) {
             l["p50"], l["p99"], l["p999"], l["max"]
         );
     }
+    println!(
+        "  (arrival: {})",
+        match f["latency_us"]["arrival"].as_str() {
+            Some("read") => "when the generator read the copy, --arrival read",
+            _ => "the kernel's receive time at the subscriber's socket",
+        }
+    );
     for w in f["sfu_worker_cpu"].as_array().into_iter().flatten() {
         println!(
             "  SFU {}: {} CPU s, busy {}",

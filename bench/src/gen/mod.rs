@@ -73,6 +73,11 @@ pub struct Plan {
     /// `Some(n)`: subscribers `0..n` are on the publisher's SFU and the rest behind a trunk
     /// (`fanout --cascade`); their copies are counted apart ([`SplitReport`]).
     pub near: Option<u32>,
+    /// Latency runs to the kernel's receive time of each copy (`SO_TIMESTAMPNS`), not to when
+    /// the generator read it: one thread reads hundreds of sockets in turn (and decrypts every
+    /// copy), so during a keyframe's burst a copy read late was measured as arriving late.
+    /// `false` (`--arrival read`): the old stamp, for an A/B against an older build.
+    pub kernel_arrival: bool,
 }
 
 impl Plan {
@@ -311,12 +316,12 @@ impl Generator {
     fn open(plan: &Plan, thread: usize) -> Result<Self, BenchError> {
         let n_pubs = if thread == 0 { plan.publishers } else { 0 };
         let pubs = (0..n_pubs)
-            .map(|_| open_endpoint())
+            .map(|_| open_endpoint(false))
             .collect::<Result<Vec<_>, _>>()?;
         let share = plan.share(thread);
         let subs = share
             .clone()
-            .map(|_| open_endpoint())
+            .map(|_| open_endpoint(plan.kernel_arrival))
             .collect::<Result<Vec<_>, _>>()?;
         let poll = Poll::new()?;
         for (j, s) in subs.iter().enumerate() {
@@ -562,10 +567,12 @@ impl Generator {
                 break;
             }
             let now_ns = base.elapsed().as_nanos() as u64;
+            let wall = crate::tag::wall_now();
             for m in &metas[..n] {
                 let data = &self.pool.get(m.buf)[m.offset..m.offset + m.len];
                 let sub = self.first_sub + j as u32;
-                let counted = account(data, sub, n_streams, now_ns, win_start, win_end, r);
+                let at = crate::tag::arrival_ns(now_ns, wall, m.stamp);
+                let counted = account(data, sub, n_streams, at, win_start, win_end, r);
                 if let (Some(s), Some((stream, seq, lat))) = (&mut r.split, counted) {
                     s.note(sub, stream, seq, lat);
                 }
@@ -620,6 +627,7 @@ mod tests {
             core: 0,
             rx_cores: vec![1, 2],
             near: None,
+            kernel_arrival: true,
         };
         let shares: Vec<_> = (0..plan.threads()).map(|t| plan.share(t)).collect();
         assert_eq!(shares, vec![0..3, 3..6, 6..10]);

@@ -241,6 +241,7 @@ fn ramp_in(
                 // The WebRTC generator runs on one thread.
                 rx_cores: Vec::new(),
                 near: None,
+                kernel_arrival: s.kernel_arrival,
             },
             janus_pid: pid.clone(),
         };

@@ -39,7 +39,7 @@ pub struct StepArgs {
 
 impl StepArgs {
     /// `janus-client step` arguments: `subs pubs audio(0|1) video(0|1) warmup_ms duration_ms
-    /// drain_ms core janus_pid`.
+    /// drain_ms core janus_pid kernel_arrival(0|1)`.
     pub fn parse(a: &[String]) -> Result<StepArgs, BenchError> {
         let n = |i: usize| -> Result<u64, BenchError> {
             a.get(i)
@@ -60,6 +60,8 @@ impl StepArgs {
                 // The WebRTC generator runs on one thread.
                 rx_cores: Vec::new(),
                 near: None,
+                // Older callers passed nine arguments: the kernel's stamp unless told `0`.
+                kernel_arrival: a.get(9).is_none_or(|s| s.as_str() != "0"),
             },
             janus_pid: a.get(8).filter(|s| s.as_str() != "-").cloned(),
         })
@@ -78,6 +80,7 @@ impl StepArgs {
             p.drain.as_millis().to_string(),
             p.core.to_string(),
             self.janus_pid.clone().unwrap_or_else(|| "-".into()),
+            u8::from(p.kernel_arrival).to_string(),
         ]
     }
 }
@@ -356,6 +359,7 @@ mod tests {
                 // The WebRTC generator runs on one thread.
                 rx_cores: Vec::new(),
                 near: None,
+                kernel_arrival: false,
             },
             janus_pid: Some("1234".into()),
         };

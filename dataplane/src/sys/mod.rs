@@ -68,6 +68,10 @@ pub struct SocketConfig {
     /// descriptor per socket for load generators with thousands of sockets: its `waker()` then
     /// wakes nothing and `wait` ends on data or the timeout only.
     pub waker: bool,
+    /// `SO_TIMESTAMPNS` (the socket backend only): each datagram carries the time the kernel
+    /// received it ([`RecvMeta::stamp`]). For load generators, whose one thread reads thousands
+    /// of sockets in turn: a datagram read late would otherwise be measured as arriving late.
+    pub rx_timestamps: bool,
 }
 
 impl SocketConfig {
@@ -80,6 +84,7 @@ impl SocketConfig {
             gso: true,
             gro: false,
             waker: true,
+            rx_timestamps: false,
         }
     }
 }
@@ -99,6 +104,9 @@ pub struct RecvMeta {
     pub segment: Option<u16>,
     /// UDP, or an RFC 4571 frame read from the TCP connection whose peer is `src` (ICE-TCP).
     pub proto: rtp_core::net::Protocol,
+    /// When the kernel received it (`CLOCK_REALTIME`, since the Unix epoch), on a socket opened
+    /// with [`SocketConfig::rx_timestamps`].
+    pub stamp: Option<std::time::Duration>,
 }
 
 impl RecvMeta {
@@ -121,6 +129,7 @@ impl Default for RecvMeta {
             dst: None,
             segment: None,
             proto: rtp_core::net::Protocol::Udp,
+            stamp: None,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Byte-level codecs for what the kernel exchanges with us around a datagram: `sockaddr_in`/
 //! `sockaddr_in6` (RFC 3493 §3.3, Linux layout) and control messages (RFC 3542 §20 `cmsghdr`
-//! layout; Linux `IP_PKTINFO`, `IPV6_PKTINFO`, `UDP_GRO`, `UDP_SEGMENT`, `SO_RXQ_OVFL`).
+//! layout; Linux `IP_PKTINFO`, `IPV6_PKTINFO`, `UDP_GRO`, `UDP_SEGMENT`, `SO_RXQ_OVFL`,
+//! `SCM_TIMESTAMPNS`).
 //!
 //! Everything here is safe code over byte slices: the kernel's output is parsed like any other
 //! untrusted input (bounds-checked, unaligned reads via `from_ne_bytes`), so a malformed control
@@ -8,6 +9,7 @@
 
 use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::time::Duration;
 
 /// Room for the largest address we use (`sockaddr_in6`, 28 bytes), rounded to 8 so whatever
 /// follows it in an io_uring recvmsg buffer stays aligned.
@@ -18,6 +20,9 @@ const SOCKADDR_IN6_LEN: usize = 28;
 /// Receive control space: IPV6_PKTINFO (40) + IP_PKTINFO (32) + UDP_GRO (24) + SO_RXQ_OVFL (24)
 /// = 120, rounded up.
 pub(crate) const RX_CTRL_LEN: usize = 128;
+/// The same plus an `SCM_TIMESTAMPNS` (a `timespec`: CMSG_SPACE(16) = 32), for the socket
+/// backend, whose sockets may ask for receive timestamps (`SocketConfig::rx_timestamps`).
+pub(crate) const RX_CTRL_LEN_STAMPED: usize = RX_CTRL_LEN + 32;
 /// Send control space: one UDP_SEGMENT cmsg (CMSG_SPACE(2) = 24), rounded up.
 pub(crate) const TX_CTRL_LEN: usize = 32;
 
@@ -40,6 +45,8 @@ pub(crate) struct RxInfo {
     pub(crate) dst: Option<IpAddr>,
     pub(crate) segment: Option<u16>,
     pub(crate) rxq_drops: Option<u32>,
+    /// `SCM_TIMESTAMPNS`: when the kernel received it (`CLOCK_REALTIME`, since the epoch).
+    pub(crate) stamp: Option<Duration>,
 }
 
 /// Writes `addr` as a sockaddr; returns its length. A v4 address sent from an IPv6 socket is
@@ -130,6 +137,21 @@ pub(crate) fn parse_cmsgs(ctrl: &[u8]) -> RxInfo {
                     info.segment = u16::try_from(i32::from_ne_bytes(v)).ok();
                 }
             }
+            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) => {
+                // struct timespec { time_t tv_sec; long tv_nsec; } (64-bit fields here)
+                let field = |r: std::ops::Range<usize>| {
+                    data.get(r)
+                        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+                        .map(i64::from_ne_bytes)
+                };
+                if let (Some(s), Some(ns)) = (field(0..8), field(8..16)) {
+                    if let (Ok(s), Ok(ns)) = (u64::try_from(s), u32::try_from(ns)) {
+                        if ns < 1_000_000_000 {
+                            info.stamp = Some(Duration::new(s, ns));
+                        }
+                    }
+                }
+            }
             (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
                 if let Some(v) = data.get(..4).and_then(|s| <[u8; 4]>::try_from(s).ok()) {
                     info.rxq_drops = Some(u32::from_ne_bytes(v));
@@ -204,5 +226,23 @@ mod tests {
         rx[ALIGN + 4..ALIGN + 8].copy_from_slice(&libc::UDP_GRO.to_ne_bytes());
         rx[CMSG_HDR..CMSG_HDR + 4].copy_from_slice(&1200i32.to_ne_bytes());
         assert_eq!(parse_cmsgs(&rx).segment, Some(1200));
+    }
+
+    #[test]
+    fn a_receive_timestamp_parses_and_a_bad_one_is_ignored() {
+        let cmsg = |sec: i64, nsec: i64| {
+            let mut b = [0u8; 32];
+            b[..ALIGN].copy_from_slice(&(CMSG_HDR + 16).to_ne_bytes());
+            b[ALIGN..ALIGN + 4].copy_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+            b[ALIGN + 4..ALIGN + 8].copy_from_slice(&libc::SCM_TIMESTAMPNS.to_ne_bytes());
+            b[CMSG_HDR..CMSG_HDR + 8].copy_from_slice(&sec.to_ne_bytes());
+            b[CMSG_HDR + 8..CMSG_HDR + 16].copy_from_slice(&nsec.to_ne_bytes());
+            b
+        };
+        let ok = parse_cmsgs(&cmsg(1_800_000_000, 5));
+        assert_eq!(ok.stamp, Some(Duration::new(1_800_000_000, 5)));
+        assert_eq!(parse_cmsgs(&cmsg(-1, 5)).stamp, None);
+        assert_eq!(parse_cmsgs(&cmsg(7, 1_000_000_000)).stamp, None);
+        assert_eq!(parse_cmsgs(&cmsg(7, 3)[..CMSG_HDR + 12]).stamp, None);
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use socket2::Socket;
 
-use super::net::{decode_addr, parse_cmsgs, AddrBuf, CtrlBuf, ADDR_LEN, RX_CTRL_LEN};
+use super::net::{decode_addr, parse_cmsgs, AddrBuf, CtrlBuf, ADDR_LEN, RX_CTRL_LEN_STAMPED};
 use super::socket::{open_udp, Opened};
 use super::tx::{TxCursor, TxSlots, TX_IOVS, TX_SLOTS};
 use super::waker::{WakeFd, Waker};
@@ -25,7 +25,7 @@ struct RxSlots {
     hdrs: [libc::mmsghdr; RX_BATCH],
     iovs: [libc::iovec; RX_BATCH],
     names: [AddrBuf; RX_BATCH],
-    ctrl: [CtrlBuf<RX_CTRL_LEN>; RX_BATCH],
+    ctrl: [CtrlBuf<RX_CTRL_LEN_STAMPED>; RX_BATCH],
     ids: [BufId; RX_BATCH],
 }
 
@@ -62,7 +62,7 @@ impl SocketIo {
             // SAFETY: as above.
             iovs: unsafe { std::mem::zeroed() },
             names: [AddrBuf([0; ADDR_LEN]); RX_BATCH],
-            ctrl: [CtrlBuf([0; RX_CTRL_LEN]); RX_BATCH],
+            ctrl: [CtrlBuf([0; RX_CTRL_LEN_STAMPED]); RX_BATCH],
             ids: [BufId(0); RX_BATCH],
         });
         Ok(Self {
@@ -122,7 +122,7 @@ impl SocketIo {
             h.msg_iov = ptr::addr_of_mut!(rx.iovs[n]);
             h.msg_iovlen = 1;
             h.msg_control = rx.ctrl[n].0.as_mut_ptr().cast();
-            h.msg_controllen = RX_CTRL_LEN as _;
+            h.msg_controllen = RX_CTRL_LEN_STAMPED as _;
             h.msg_flags = 0;
             rx.hdrs[n].msg_len = 0;
             n += 1;
@@ -166,7 +166,7 @@ impl SocketIo {
             let name_len = (h.msg_hdr.msg_namelen as usize).min(ADDR_LEN);
             // msg_controllen is size_t on glibc, socklen_t on musl.
             #[allow(clippy::unnecessary_cast)]
-            let ctrl_len = (h.msg_hdr.msg_controllen as usize).min(RX_CTRL_LEN);
+            let ctrl_len = (h.msg_hdr.msg_controllen as usize).min(RX_CTRL_LEN_STAMPED);
             let src = decode_addr(&rx.names[i].0[..name_len]);
             if flags & libc::MSG_TRUNC != 0 {
                 self.stats.rx_truncated += 1;
@@ -190,6 +190,7 @@ impl SocketIo {
                 dst: info.dst,
                 segment: info.segment,
                 proto: rtp_core::net::Protocol::Udp,
+                stamp: info.stamp,
             };
             filled += 1;
         }

@@ -1,7 +1,8 @@
 //! Opening a worker's UDP socket with the options both backends rely on (`udp(7)`, `ip(7)`,
 //! `ipv6(7)`, `socket(7)`): nonblocking, `SO_REUSEPORT`, buffer sizes, `IP_PKTINFO` /
 //! `IPV6_RECVPKTINFO` (RFC 3542 §6, the destination address of each datagram, needed on
-//! multi-homed hosts), `SO_RXQ_OVFL` (drop counter), `UDP_GRO`, and the `SO_INCOMING_CPU` hint.
+//! multi-homed hosts), `SO_RXQ_OVFL` (drop counter), `UDP_GRO`, `SO_TIMESTAMPNS` (load
+//! generators), and the `SO_INCOMING_CPU` hint.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -50,6 +51,9 @@ pub(crate) fn open_udp(cfg: &SocketConfig) -> io::Result<Opened> {
     let gso = cfg.gso && setsockopt_int(fd, libc::SOL_UDP, libc::UDP_SEGMENT, 0).is_ok();
     if cfg.gro {
         setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1)?;
+    }
+    if cfg.rx_timestamps {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
     }
     sock.bind(&cfg.bind.into())?;
     Ok(Opened { sock, v6, gso })

@@ -400,6 +400,7 @@ impl UringIo {
                     dst: info.dst,
                     segment: info.segment,
                     proto: rtp_core::net::Protocol::Udp,
+                    stamp: info.stamp,
                 };
                 1
             }
