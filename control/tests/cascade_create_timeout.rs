@@ -17,10 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use api_support::*;
-use cluster_support::{free_port, Redis};
+use cluster_support::{draft, free_port, Redis};
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
-use sluice_control::cluster::ClusterDraft;
 use sluice_control::server::Server;
 use sluice_proto::{Command, CreateSession, SessionId};
 use tokio::net::UnixListener;
@@ -117,12 +116,7 @@ fn standin(socket: &Path, withhold: impl Fn(&CreateSession) -> bool + Send + 'st
 /// Cluster node `id`, with the dataplane on `socket` and the trunk media address `media`.
 async fn node(redis: &Redis, id: &str, socket: Option<&Path>, media: Option<&str>) -> Server {
     let port = free_port();
-    let mut d = ClusterDraft::default();
-    d.set("redis", &redis.url()).unwrap();
-    d.set("node_id", id).unwrap();
-    d.set("advertise", &format!("http://127.0.0.1:{port}"))
-        .unwrap();
-    d.set("lease_ms", "1500").unwrap();
+    let mut d = draft(redis, id, &format!("http://127.0.0.1:{port}"), 1500);
     if let Some(m) = media {
         d.set("media", m).unwrap();
     }

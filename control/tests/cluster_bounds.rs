@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use api_support::*;
-use cluster_support::{free_port, Redis};
+use cluster_support::{draft, free_port, Redis};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
@@ -22,12 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 async fn node(redis: &Redis, id: &str) -> Server {
     let port = free_port();
-    let mut d = ClusterDraft::default();
-    d.set("redis", &redis.url()).unwrap();
-    d.set("node_id", id).unwrap();
-    d.set("advertise", &format!("http://127.0.0.1:{port}"))
-        .unwrap();
-    d.set("lease_ms", "1500").unwrap();
+    let d = draft(redis, id, &format!("http://127.0.0.1:{port}"), 1500);
     let c = d.finish().unwrap().unwrap();
     start_with(move |o| {
         o.http = SocketAddr::from(([127, 0, 0, 1], port));

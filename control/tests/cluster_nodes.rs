@@ -11,22 +11,17 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use api_support::*;
-use cluster_support::{free_port, Redis};
+use cluster_support::{draft, free_port, Redis};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
-use sluice_control::cluster::{ClusterConfig, ClusterDraft};
+use sluice_control::cluster::ClusterConfig;
 use sluice_control::server::Server;
 use tokio::net::UnixListener;
 use tokio_tungstenite::tungstenite::Message;
 
 fn config(redis: &Redis, id: &str, port: u16) -> ClusterConfig {
-    let mut d = ClusterDraft::default();
-    d.set("redis", &redis.url()).unwrap();
-    d.set("node_id", id).unwrap();
-    d.set("advertise", &format!("http://127.0.0.1:{port}"))
-        .unwrap();
-    d.set("lease_ms", "1500").unwrap();
+    let d = draft(redis, id, &format!("http://127.0.0.1:{port}"), 1500);
     d.finish().unwrap().unwrap()
 }
 

@@ -13,11 +13,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use api_support::*;
-use cluster_support::{free_port, Redis};
+use cluster_support::{draft, free_port, Redis};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sluice_control::auth::Role;
-use sluice_control::cluster::ClusterDraft;
 use sluice_control::server::Server;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -26,13 +25,8 @@ const LEASE_MS: u64 = 1500;
 /// A node in a region of its own: a room joined through it is placed on it.
 async fn node(redis: &Redis, id: &str) -> Server {
     let port = free_port();
-    let mut d = ClusterDraft::default();
-    d.set("redis", &redis.url()).unwrap();
-    d.set("node_id", id).unwrap();
+    let mut d = draft(redis, id, &format!("http://127.0.0.1:{port}"), LEASE_MS);
     d.set("region", &format!("r-{id}")).unwrap();
-    d.set("advertise", &format!("http://127.0.0.1:{port}"))
-        .unwrap();
-    d.set("lease_ms", &LEASE_MS.to_string()).unwrap();
     let c = d.finish().unwrap().unwrap();
     start_with(move |o| {
         o.http = SocketAddr::from(([127, 0, 0, 1], port));

@@ -10,10 +10,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use api_support::*;
-use cluster_support::{free_port, Redis};
+use cluster_support::{draft, free_port, Redis};
 use serde_json::{json, Value};
 use sluice_control::auth::{self, Claims, Grants, Role};
-use sluice_control::cluster::ClusterDraft;
 use sluice_control::server::Server;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -21,13 +20,8 @@ const HEADER: &str = "X-Sluice-Region";
 
 async fn node(redis: &Redis, id: &str, region: &str) -> Server {
     let port = free_port();
-    let mut d = ClusterDraft::default();
-    d.set("redis", &redis.url()).unwrap();
-    d.set("node_id", id).unwrap();
+    let mut d = draft(redis, id, &format!("http://127.0.0.1:{port}"), 1500);
     d.set("region", region).unwrap();
-    d.set("advertise", &format!("http://127.0.0.1:{port}"))
-        .unwrap();
-    d.set("lease_ms", "1500").unwrap();
     d.set("region_header", HEADER).unwrap();
     let c = d.finish().unwrap().unwrap();
     start_with(move |o| {

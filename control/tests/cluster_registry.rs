@@ -10,16 +10,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster_support::Redis;
-use sluice_control::cluster::{Cluster, ClusterDraft, ClusterError, Placement};
+use cluster_support::{draft, Redis};
+use sluice_control::cluster::{Cluster, ClusterError, Placement};
 
 fn cluster(redis: &Redis, id: &str, lease_ms: u64) -> Arc<Cluster> {
-    let mut d = ClusterDraft::default();
-    d.set("redis", &redis.url()).unwrap();
-    d.set("node_id", id).unwrap();
-    d.set("advertise", &format!("http://{id}.invalid:1"))
-        .unwrap();
-    d.set("lease_ms", &lease_ms.to_string()).unwrap();
+    let d = draft(redis, id, &format!("http://{id}.invalid:1"), lease_ms);
     Cluster::new(d.finish().unwrap().unwrap()).unwrap()
 }
 

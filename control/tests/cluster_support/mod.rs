@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use sluice_control::cluster::ClusterDraft;
+
 pub struct Redis {
     child: Option<Child>,
     pub socket: PathBuf,
@@ -129,4 +131,15 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A cluster node's settings on `redis`: `node_id`, `advertise` and `lease_ms` set; a test adds
+/// what it varies (`region`, `media`, …) before `finish`.
+pub fn draft(redis: &Redis, id: &str, advertise: &str, lease_ms: u64) -> ClusterDraft {
+    let mut d = ClusterDraft::default();
+    d.set("redis", &redis.url()).unwrap();
+    d.set("node_id", id).unwrap();
+    d.set("advertise", advertise).unwrap();
+    d.set("lease_ms", &lease_ms.to_string()).unwrap();
+    d
 }
