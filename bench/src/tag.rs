@@ -79,9 +79,9 @@ pub fn check_pattern(body: &[u8], seq: u32) -> bool {
         .all(|(i, &b)| b == (i as u8).wrapping_add(k))
 }
 
-/// When a datagram arrived, in ns since the run's base: the kernel's receive time (`stamp`, wall clock)
-/// moved onto the monotonic clock through one `(now_ns, wall)` pair read together, or `now_ns`
-/// where there is no stamp or it is not in the past (a wall-clock step).
+/// When a datagram arrived, in ns since the run's base: the kernel's receive time (`stamp`, on
+/// the wall clock) moved onto the monotonic clock through one `(now_ns, wall)` pair read
+/// together, or `now_ns` where there is no stamp or it is not in the past (a wall-clock step).
 pub fn arrival_ns(now_ns: u64, wall: Duration, stamp: Option<Duration>) -> u64 {
     match stamp.and_then(|s| wall.checked_sub(s)) {
         Some(age) => now_ns.saturating_sub(u64::try_from(age.as_nanos()).unwrap_or(u64::MAX)),
