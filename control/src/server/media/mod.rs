@@ -23,6 +23,7 @@ mod translate;
 
 use crate::lock::Locked;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use sluice_proto::{
     AddTrack, Candidate, Command, CreateSession, MediaKind, Quality, ReplyOk, SessionId, Subscribe,
@@ -168,7 +169,7 @@ impl App {
     /// not awaited, the caller has waited long enough. (A lost connection is the resync's: it
     /// closes sessions nobody knows.)
     pub(crate) async fn dp_create_session(
-        self: &std::sync::Arc<Self>,
+        self: &Arc<Self>,
         spec: CreateSession,
     ) -> Result<(u16, Vec<Candidate>), ApiError> {
         let id = spec.session;
@@ -183,7 +184,7 @@ impl App {
             )),
             Err(e) => {
                 if matches!(e, LinkError::Timeout(_)) {
-                    let app = std::sync::Arc::clone(self);
+                    let app = Arc::clone(self);
                     tokio::spawn(async move {
                         let _ = app.dp_link(Command::CloseSession { session: id }).await;
                     });

@@ -4,7 +4,7 @@
 //! written with the session's candidates), and when one failed it removes what it created again,
 //! newest first.
 
-use sluice_proto::{Candidate, Command, CreateSession, SessionId, SubscriptionId, TrackId};
+use sluice_proto::{Candidate, Command, SessionId, SubscriptionId, TrackId};
 
 use super::{OfferPlan, SendPlan, SessionPlan};
 use crate::sdp::{self, Answer, Msid, SsrcAttr};
@@ -54,7 +54,8 @@ impl RoomCtx {
                 (*session, candidates.clone())
             }
             SessionPlan::New(spec) => {
-                let (_, candidates) = self.app_create_session(spec.clone()).await?;
+                // Not recorded here: the commit records it.
+                let (_, candidates) = self.app.dp_create_session(spec.clone()).await?;
                 created.session = Some(spec.session);
                 (spec.session, candidates)
             }
@@ -68,14 +69,6 @@ impl RoomCtx {
             created.subs.push(s.spec.subscription);
         }
         Ok((session, candidates))
-    }
-
-    /// `CreateSession` without recording it (the commit records).
-    async fn app_create_session(
-        &self,
-        spec: CreateSession,
-    ) -> Result<(u16, Vec<Candidate>), ApiError> {
-        self.app.dp_create_session(spec).await
     }
 
     /// Removes what a failed apply created, newest first.
