@@ -118,6 +118,16 @@ impl Link {
         self.inner.events.subscribe()
     }
 
+    /// Queues `command` without waiting for its reply, which is dropped: it goes out after every
+    /// request queued before this call returned and before every one queued after.
+    pub fn send(&self, command: Command) -> Result<(), LinkError> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let out = self.inner.out.locked();
+        let out = out.as_ref().ok_or(LinkError::Unavailable)?;
+        out.send(Outgoing { id, command })
+            .map_err(|_| LinkError::Unavailable)
+    }
+
     /// Sends `command` and waits for its reply.
     pub async fn request(&self, command: Command) -> Result<ReplyOk, LinkError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);

@@ -137,7 +137,7 @@ impl App {
 
     /// Creates this side's trunk session toward `peer` with `epoch`.
     async fn create_trunk_session(
-        self: &Arc<Self>,
+        &self,
         peer: &str,
         media: SocketAddr,
         epoch: u64,

@@ -23,7 +23,6 @@ mod translate;
 
 use crate::lock::Locked;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
 use sluice_proto::{
     AddTrack, Candidate, Command, CreateSession, MediaKind, Quality, ReplyOk, SessionId, Subscribe,
@@ -166,10 +165,12 @@ impl App {
     /// resync re-creates sessions rooms still hold, known either way). One the dataplane did not
     /// answer in time was still sent, and it may make the session after all, unknown here (the
     /// client's next offer makes another): a close follows it — requests are served in order —
-    /// not awaited, the caller has waited long enough. (A lost connection is the resync's: it
-    /// closes sessions nobody knows.)
+    /// queued before this returns, so it goes out ahead of any retry (a trunk's retry names the
+    /// same remote address, which the dataplane gives one session), and not awaited: the caller
+    /// has waited long enough. (A lost connection is the resync's: it closes sessions nobody
+    /// knows.)
     pub(crate) async fn dp_create_session(
-        self: &Arc<Self>,
+        &self,
         spec: CreateSession,
     ) -> Result<(u16, Vec<Candidate>), ApiError> {
         let id = spec.session;
@@ -183,11 +184,8 @@ impl App {
                 format!("dataplane answered create_session with {other:?}"),
             )),
             Err(e) => {
-                if matches!(e, LinkError::Timeout(_)) {
-                    let app = Arc::clone(self);
-                    tokio::spawn(async move {
-                        let _ = app.dp_link(Command::CloseSession { session: id }).await;
-                    });
+                if let (LinkError::Timeout(_), Some(link)) = (&e, self.link.as_ref()) {
+                    let _ = link.send(Command::CloseSession { session: id });
                 }
                 Err(e.into())
             }
