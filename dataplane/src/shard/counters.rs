@@ -76,17 +76,21 @@ pub enum Drop {
     /// STUN a session accepted without validating its source: an indication, a response or a
     /// refused check (answered or ignored; the address was not registered).
     StunUnauthenticated,
+    /// A copy refused to a session already holding as many queued copies as the pool has free
+    /// buffers (`router::admit`): its pacer does not drain, and the pool is shared.
+    PoolShare,
     /// A forwarded copy that waited longer than the pacer's limit (2 s) and was not sent.
     PacerExpired,
 }
 
 impl Drop {
-    const ALL: [Drop; 29] = [
+    const ALL: [Drop; 30] = [
         Drop::UnknownSource,
         Drop::SessionRejected,
         Drop::UnknownTrack,
         Drop::Parse,
         Drop::PoolEmpty,
+        Drop::PoolShare,
         Drop::RingFull,
         Drop::ForwardError,
         Drop::HistoryMiss,
@@ -138,6 +142,7 @@ impl Drop {
             Drop::UnknownTrack => "unknown_track",
             Drop::Parse => "parse",
             Drop::PoolEmpty => "pool_empty",
+            Drop::PoolShare => "pool_share",
             Drop::RingFull => "ring_full",
             Drop::ForwardError => "forward_error",
             Drop::HistoryMiss => "history_miss",

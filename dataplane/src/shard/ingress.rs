@@ -269,11 +269,13 @@ impl Shard {
                 let Some(track) = self.down_track(slot, down) else {
                     return;
                 };
+                let reserve = self.router.reserve();
                 let Some(ts) = self.router.tracks.get_mut(&track) else {
                     return;
                 };
                 router::retransmit(
                     now,
+                    reserve,
                     ts,
                     slot,
                     down,

@@ -16,9 +16,10 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rtp_core::nack::{HistoryConfig, PacketHistory};
-use rtp_core::session::{DownId, MediaMeta, UpId};
+use rtp_core::session::{DownId, MediaMeta, Session, UpId};
 use rtp_core::RtpView;
 
+use crate::pool::BufId;
 use crate::proto::{MediaKind, SubscriptionId, TrackId};
 
 use super::counters::{Drop, ShardCounters};
@@ -331,11 +332,9 @@ fn forward_one(
     let Some(entry) = table.get_mut(slot) else {
         return;
     };
-    // The last buffers stay with the receive path: if queued copies took them all, the worker
-    // could not receive (io_uring's buffer ring runs dry and its receive disarms) and would fall
-    // further behind; dropping a copy here is the cheaper loss.
-    if io.pool.free_count() <= reserve {
-        counters.drop(Drop::PoolEmpty);
+    // Audio leaves in this iteration's urgent pass: it never piles up in a pacer.
+    let queues = class != LatClass::Audio;
+    if !admit(io, reserve, queues, &entry.session, counters) {
         return;
     }
     let Some(buf) = io.pool.take() else {
@@ -367,10 +366,39 @@ fn forward_one(
     }
 }
 
+/// Whether a copy for `session` may take a pool buffer. The last `reserve` buffers stay with
+/// the receive path: if queued copies took them all, the worker could not receive (io_uring's
+/// buffer ring runs dry and its receive disarms) and would fall further behind; dropping a copy
+/// is the cheaper loss. And a copy that will wait in its pacer (`queues`) is refused to a
+/// session already holding as many queued copies as the pool has free beyond the reserve: a
+/// dynamic threshold (Choudhury and Hahne's, for a switch's shared buffer), so that sessions
+/// whose pacers cannot drain — a subscriber reporting no bandwidth and NACKing everything —
+/// cannot take the pool from the others. `n` such sessions hold at most `n / (n + 1)` of it;
+/// a session that keeps up holds a few copies and meets the threshold only when the pool is
+/// all but empty anyway (`tests/hostile_subscribers.rs`).
+fn admit(
+    io: &Io,
+    reserve: usize,
+    queues: bool,
+    session: &Session<BufId>,
+    counters: &mut ShardCounters,
+) -> bool {
+    let Some(spare) = io.pool.free_count().checked_sub(reserve).filter(|&n| n > 0) else {
+        counters.drop(Drop::PoolEmpty);
+        return false;
+    };
+    if queues && session.pacer_stats().total_queued() >= spare {
+        counters.drop(Drop::PoolShare);
+        return false;
+    }
+    true
+}
+
 /// A retransmission for subscriber `slot`'s `down` of source packet `src_ext_seq` of `layer`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn retransmit(
     now: Instant,
+    reserve: usize,
     ts: &mut TrackState,
     slot: Slot,
     down: DownId,
@@ -394,6 +422,9 @@ pub(super) fn retransmit(
     let Some(entry) = table.get_mut(slot) else {
         return;
     };
+    if !admit(io, reserve, true, &entry.session, counters) {
+        return;
+    }
     let Some(buf) = io.pool.take() else {
         counters.drop(Drop::PoolEmpty);
         return;
