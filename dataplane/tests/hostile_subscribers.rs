@@ -15,6 +15,14 @@
 //! the attack reached the SFU (the hostile subscribers got retransmissions). Before D120
 //! (`router::admit`), on io_uring: 495 of 800 audio and 1,957 of 3,200 video packets, 6,366
 //! `pool_empty`; the socket backend, all of whose buffers are free for copies, held at this load.
+//!
+//! A second attack, `a_nack_flood_is_bounded_per_session`: one subscriber sends 20,000 NACKs
+//! back to back, each naming 4,930 sequence numbers (290 entries of 17, a full datagram). Every
+//! number cost the worker a lookup, and every one still known a retransmission attempt. Asserts
+//! that the well-behaved subscriber beside it keeps its media and that the session's NACK budget
+//! (`rtp_core::nack::NackBudget`) cut the flood short (`nack_over_budget`). Before the budget, on
+//! io_uring (debug build): the well-behaved subscriber got 662 of 800 audio and 602 of 800 video
+//! packets, and their worker spent 2.6 s of CPU in the 9 s run; after: 800 and 800, 0.5–0.6 s.
 
 mod webrtc_harness;
 
@@ -22,18 +30,19 @@ use std::time::{Duration, Instant};
 
 use rtp_core::packet::rtcp;
 use sluice_dataplane::testpeer::TestPeer;
+use sluice_proto::Counters;
 use webrtc_harness::*;
 
 /// How long the publisher sends.
 const DURATION: Duration = Duration::from_secs(8);
-/// Video packets per 10 ms tick.
-const VIDEO_PER_TICK: u16 = 4;
 /// Video payload bytes after the VP8 descriptor.
 const VIDEO_BYTES: usize = 1_000;
-/// Hostile subscribers.
-const HOSTILE: u32 = 3;
-/// Sequence numbers each hostile NACK names.
+/// Sequence numbers each pool-starving NACK names.
 const NACKED: u16 = 400;
+/// Sequence numbers one flooding NACK names: 290 entries of 17, as many as fit a datagram.
+const FLOOD_SEQS: u16 = 290 * 17;
+/// Flooding NACKs one hostile subscriber sends at most.
+const FLOOD_PACKETS: u64 = 20_000;
 
 /// A one-packet VP8 keyframe of `VIDEO_BYTES` (any packet lets a subscriber start).
 fn video_payload(seq: u16) -> Vec<u8> {
@@ -42,6 +51,17 @@ fn video_payload(seq: u16) -> Vec<u8> {
     ];
     p.resize(p.len() + VIDEO_BYTES, seq as u8);
     p
+}
+
+/// What a subscriber does besides reading its media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conduct {
+    WellBehaved,
+    /// Every 20 ms a falling REMB (20 and 10 kbit/s in turn) and a NACK of the `NACKED` packets
+    /// before its newest.
+    StarvesThePool,
+    /// NACKs of `FLOOD_SEQS` numbers, back to back, up to `FLOOD_PACKETS`.
+    FloodsNacks,
 }
 
 /// What a subscriber thread saw.
@@ -56,35 +76,50 @@ struct Seen {
     rembs_sent: u64,
 }
 
-/// Reads media until `end`; a hostile reader also sends its REMB and NACK every 20 ms.
-fn read(mut peer: TestPeer, audio: u32, video: u32, hostile: bool, end: Instant) -> Seen {
+/// Reads media until `end`, acting as `conduct` says.
+fn read(mut peer: TestPeer, audio: u32, video: u32, conduct: Conduct, end: Instant) -> Seen {
     let mut seen = Seen::default();
     let (mut last_video, mut newest) = (None::<Instant>, None::<u16>);
     let mut next_attack = Instant::now();
+    let mut buf = [0u8; 1500];
     while Instant::now() < end {
-        if hostile && Instant::now() >= next_attack {
-            next_attack += Duration::from_millis(20);
-            // A REMB caps the estimate only once it falls (D21): 20 and 10 kbit/s in turn.
-            let remb = if seen.rembs_sent % 2 == 0 {
-                20_000
-            } else {
-                10_000
-            };
-            seen.rembs_sent += 1;
-            let mut buf = [0u8; 1200];
-            let n =
-                rtcp::write_remb(&mut buf, peer.rtcp_ssrc(), remb, &[audio, video]).expect("remb");
-            peer.send_rtcp_raw(&buf[..n]).expect("send remb");
-            if let Some(top) = newest {
-                let seqs: Vec<u16> = (1..=NACKED).map(|k| top.wrapping_sub(k)).collect();
-                // A NACK's FCI entries cover 17 sequence numbers each: 100 per packet fit.
-                for chunk in seqs.chunks(100) {
-                    peer.send_nack(video, chunk).expect("send nack");
+        match (conduct, newest) {
+            (Conduct::StarvesThePool, _) if Instant::now() >= next_attack => {
+                next_attack += Duration::from_millis(20);
+                // A REMB caps the estimate only once it falls (D21).
+                let remb = if seen.rembs_sent % 2 == 0 {
+                    20_000
+                } else {
+                    10_000
+                };
+                seen.rembs_sent += 1;
+                let n = rtcp::write_remb(&mut buf, peer.rtcp_ssrc(), remb, &[audio, video])
+                    .expect("remb");
+                peer.send_rtcp_raw(&buf[..n]).expect("send remb");
+                if let Some(top) = newest {
+                    let seqs: Vec<u16> = (1..=NACKED).map(|k| top.wrapping_sub(k)).collect();
+                    // A NACK's entries cover 17 numbers each: 100 numbers fit a packet.
+                    for chunk in seqs.chunks(100) {
+                        peer.send_nack(video, chunk).expect("send nack");
+                    }
+                    seen.nacks_sent += 1;
                 }
-                seen.nacks_sent += 1;
             }
+            (Conduct::FloodsNacks, Some(top)) if seen.nacks_sent < FLOOD_PACKETS => {
+                // Ascending, so that each entry covers 17.
+                let seqs: Vec<u16> = (1..=FLOOD_SEQS)
+                    .rev()
+                    .map(|k| top.wrapping_sub(k))
+                    .collect();
+                // A burst, then a look at the socket (the newest number moves on).
+                for _ in 0..50 {
+                    peer.send_nack(video, &seqs).expect("send nack");
+                    seen.nacks_sent += 1;
+                }
+            }
+            _ => {}
         }
-        let Some(m) = peer.recv_media(Duration::from_millis(5)).expect("recv") else {
+        let Some(m) = peer.recv_media(Duration::from_millis(1)).expect("recv") else {
             continue;
         };
         if m.ssrc == audio {
@@ -108,124 +143,188 @@ fn read(mut peer: TestPeer, audio: u32, video: u32, hostile: bool, end: Instant)
     seen
 }
 
-#[test]
-fn subscribers_that_report_no_bandwidth_and_nack_everything_do_not_starve_the_pool() {
-    for io in choices() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut rig = Rig::start(io, &dir);
-        println!(
-            "case hostile_subscribers on backend {:?}",
-            rig.dp().io_mode()
-        );
-        let (mut publisher, pub_id) = rig.connect_on(0);
-        rig.publish_tracks(pub_id);
-        let mut subs = Vec::new();
-        for i in 0..=HOSTILE {
-            let (mut peer, id) = rig.connect_on(1);
-            let (audio, video) = rig.subscribe_both(i, id, &mut peer);
-            subs.push((peer, audio, video, i > 0));
-        }
-        // The readers stop a second after the publisher, to take what is still in flight.
-        let end = Instant::now() + DURATION + Duration::from_secs(1);
-        let readers: Vec<_> = subs
-            .into_iter()
-            .map(|(peer, audio, video, hostile)| {
-                std::thread::spawn(move || read(peer, audio, video, hostile, end))
-            })
-            .collect();
+/// What a run sent, saw and counted.
+struct Outcome {
+    audio_sent: u64,
+    video_sent: u64,
+    seen: Vec<Seen>,
+    /// Worker 1's counters at the end.
+    worker: Counters,
+    rig: Rig,
+}
 
-        // The publisher's packets all reach worker 0 (see `webrtc_fanout`).
-        pin_to(0);
-        let (mut audio_sent, mut video_sent) = (0u64, 0u64);
-        let (mut aseq, mut vseq) = (0u16, 0u16);
-        let start = Instant::now();
-        let mut tick = start;
-        while tick < start + DURATION {
+/// One run: a publisher on worker 0 (audio 100 packets/s, `video_per_tick` video packets per
+/// 10 ms) for `DURATION`; on worker 1 a well-behaved subscriber and one subscriber per entry of
+/// `hostile`.
+fn run(
+    io: sluice_dataplane::config::IoChoice,
+    video_per_tick: u16,
+    hostile: &[Conduct],
+) -> Outcome {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rig = Rig::start(io, &dir);
+    let (mut publisher, pub_id) = rig.connect_on(0);
+    rig.publish_tracks(pub_id);
+    let mut subs = Vec::new();
+    for (i, &conduct) in std::iter::once(&Conduct::WellBehaved)
+        .chain(hostile)
+        .enumerate()
+    {
+        let (mut peer, id) = rig.connect_on(1);
+        let (audio, video) = rig.subscribe_both(i as u32, id, &mut peer);
+        subs.push((peer, audio, video, conduct));
+    }
+    // The readers stop a second after the publisher, to take what is still in flight.
+    let end = Instant::now() + DURATION + Duration::from_secs(1);
+    let readers: Vec<_> = subs
+        .into_iter()
+        .map(|(peer, audio, video, conduct)| {
+            std::thread::spawn(move || read(peer, audio, video, conduct, end))
+        })
+        .collect();
+
+    // The publisher's packets all reach worker 0 (see `webrtc_fanout`).
+    pin_to(0);
+    let (mut audio_sent, mut video_sent) = (0u64, 0u64);
+    let (mut aseq, mut vseq) = (0u16, 0u16);
+    let start = Instant::now();
+    let mut tick = start;
+    while tick < start + DURATION {
+        let audio = payload(false, aseq);
+        publisher
+            .publish_rtp(
+                aseq,
+                u32::from(aseq) * 480,
+                AUDIO_SSRC,
+                PT_AUDIO,
+                false,
+                &audio,
+            )
+            .expect("publish audio");
+        aseq = aseq.wrapping_add(1);
+        audio_sent += 1;
+        for _ in 0..video_per_tick {
+            let ts = u32::from(vseq / video_per_tick) * 900;
             publisher
-                .publish_rtp(
-                    aseq,
-                    u32::from(aseq) * 480,
-                    AUDIO_SSRC,
-                    PT_AUDIO,
-                    false,
-                    &payload(false, aseq),
-                )
-                .expect("publish audio");
-            aseq = aseq.wrapping_add(1);
-            audio_sent += 1;
-            for _ in 0..VIDEO_PER_TICK {
-                publisher
-                    .publish_rtp(
-                        vseq,
-                        u32::from(vseq / VIDEO_PER_TICK) * 900,
-                        VIDEO_SSRC,
-                        PT_VIDEO,
-                        true,
-                        &video_payload(vseq),
-                    )
-                    .expect("publish video");
-                vseq = vseq.wrapping_add(1);
-                video_sent += 1;
-            }
-            tick += Duration::from_millis(10);
-            publisher.pump(tick).expect("pump");
+                .publish_rtp(vseq, ts, VIDEO_SSRC, PT_VIDEO, true, &video_payload(vseq))
+                .expect("publish video");
+            vseq = vseq.wrapping_add(1);
+            video_sent += 1;
         }
-        let seen: Vec<Seen> = readers
-            .into_iter()
-            .map(|r| r.join().expect("reader"))
-            .collect();
-        let stats = rig.worker_stats();
-        let w1 = &stats
-            .iter()
-            .find(|s| s.shard == 1)
-            .expect("worker 1")
-            .counters;
-        let dropped = |k: &str| w1.dropped.get(k).copied().unwrap_or(0);
-        println!(
-            "on {:?}: sent audio {audio_sent}, video {video_sent}; well-behaved {:?}; hostile {:?}",
-            rig.dp().io_mode(),
-            seen[0],
-            &seen[1..]
-        );
-        println!(
-            "worker 1: pool_empty {}, rx_pool_empty {}, pool_share {}, expired_in_pacer {}, tx {} packets",
-            dropped("pool_empty"),
-            dropped("rx_pool_empty"),
-            dropped("pool_share"),
-            dropped("expired_in_pacer"),
-            w1.tx_packets,
-        );
-        let healthy = &seen[0];
+        tick += Duration::from_millis(10);
+        publisher.pump(tick).expect("pump");
+    }
+    let seen: Vec<Seen> = readers
+        .into_iter()
+        .map(|r| r.join().expect("reader"))
+        .collect();
+    let stats = rig.worker_stats();
+    let worker = stats
+        .into_iter()
+        .find(|s| s.shard == 1)
+        .expect("worker 1")
+        .counters;
+    Outcome {
+        audio_sent,
+        video_sent,
+        seen,
+        worker,
+        rig,
+    }
+}
+
+impl Outcome {
+    fn dropped(&self, k: &str) -> u64 {
+        self.worker.dropped.get(k).copied().unwrap_or(0)
+    }
+
+    /// The well-behaved subscriber got at least 99 % of what was sent, its video never still
+    /// for a second.
+    fn assert_well_behaved_served(&self) {
+        let healthy = &self.seen[0];
         assert!(
-            healthy.audio * 100 >= audio_sent * 99,
-            "the well-behaved subscriber got {} of {audio_sent} audio packets",
-            healthy.audio
+            healthy.audio * 100 >= self.audio_sent * 99,
+            "the well-behaved subscriber got {} of {} audio packets",
+            healthy.audio,
+            self.audio_sent
         );
         assert!(
-            healthy.video * 100 >= video_sent * 99,
-            "the well-behaved subscriber got {} of {video_sent} video packets",
-            healthy.video
+            healthy.video * 100 >= self.video_sent * 99,
+            "the well-behaved subscriber got {} of {} video packets",
+            healthy.video,
+            self.video_sent
         );
         assert!(
             healthy.longest_gap < Duration::from_secs(1),
             "the well-behaved subscriber's video stopped for {:?}",
             healthy.longest_gap
         );
+    }
+}
+
+#[test]
+fn subscribers_that_report_no_bandwidth_and_nack_everything_do_not_starve_the_pool() {
+    for io in choices() {
+        let o = run(io, 4, &[Conduct::StarvesThePool; 3]);
+        println!(
+            "pool on {:?}: sent audio {}, video {}; well-behaved {:?}; hostile {:?}",
+            o.rig.dp().io_mode(),
+            o.audio_sent,
+            o.video_sent,
+            o.seen[0],
+            &o.seen[1..]
+        );
+        println!(
+            "worker 1: pool_empty {}, rx_pool_empty {}, pool_share {}, expired_in_pacer {}, tx {} packets",
+            o.dropped("pool_empty"),
+            o.dropped("rx_pool_empty"),
+            o.dropped("pool_share"),
+            o.dropped("expired_in_pacer"),
+            o.worker.tx_packets,
+        );
+        o.assert_well_behaved_served();
         assert_eq!(
-            dropped("pool_empty"),
+            o.dropped("pool_empty"),
             0,
             "copies refused for want of a buffer"
         );
         assert_eq!(
-            dropped("rx_pool_empty"),
+            o.dropped("rx_pool_empty"),
             0,
             "receives refused for want of a buffer"
         );
         assert!(
-            seen[1..].iter().all(|s| s.nacks_sent > 0 && s.rtx > 0),
+            o.seen[1..].iter().all(|s| s.nacks_sent > 0 && s.rtx > 0),
             "the attack did not reach the SFU: {:?}",
-            &seen[1..]
+            &o.seen[1..]
         );
-        rig.stop();
+        o.rig.stop();
+    }
+}
+
+#[test]
+fn a_nack_flood_is_bounded_per_session() {
+    for io in choices() {
+        let o = run(io, 1, &[Conduct::FloodsNacks]);
+        println!(
+            "flood on {:?}: sent audio {}, video {}; well-behaved {:?}; flooding {:?}",
+            o.rig.dp().io_mode(),
+            o.audio_sent,
+            o.video_sent,
+            o.seen[0],
+            &o.seen[1..]
+        );
+        println!(
+            "worker 1: cpu {} ms over the run, nack_over_budget {}",
+            o.dropped("cpu_us") / 1000,
+            o.dropped("nack_over_budget"),
+        );
+        o.assert_well_behaved_served();
+        assert!(
+            o.dropped("nack_over_budget") > 0,
+            "the flood did not reach the SFU's budget: {:?}",
+            &o.seen[1..]
+        );
+        o.rig.stop();
     }
 }

@@ -29,6 +29,8 @@ pub struct CongestionTotals {
     pub forward_drops: [u64; DROP_REASONS],
     pub probe_packets: u64,
     pub probe_bytes: u64,
+    /// NACK packets cut short by their session's budget of NACKed sequence numbers.
+    pub nacks_over_budget: u64,
 }
 
 impl CongestionTotals {
@@ -43,6 +45,7 @@ impl CongestionTotals {
         }
         self.probe_packets += s.probe_packets;
         self.probe_bytes += s.probe_bytes;
+        self.nacks_over_budget += s.nacks_over_budget;
     }
 
     /// Adds another total (retired sessions to live ones).
@@ -52,11 +55,13 @@ impl CongestionTotals {
         }
         self.probe_packets += o.probe_packets;
         self.probe_bytes += o.probe_bytes;
+        self.nacks_over_budget += o.nacks_over_budget;
     }
 
     /// `(name, value)` entries for the stats' `dropped` map (docs/control-socket.md): not
     /// drops of the worker, kept apart by name (`forward_drop_*`, `probe_*`,
-    /// `bwe_paused_tracks`, a gauge). Always present.
+    /// `bwe_paused_tracks`, a gauge) — but for `nack_over_budget`, refused input that `/metrics`
+    /// counts with the worker's drops. Always present.
     pub fn entries(&self, paused_tracks: u64) -> impl Iterator<Item = (String, u64)> + '_ {
         ForwardDrops::default()
             .by_reason()
@@ -66,6 +71,7 @@ impl CongestionTotals {
             .chain([
                 ("probe_packets".to_string(), self.probe_packets),
                 ("probe_bytes".to_string(), self.probe_bytes),
+                ("nack_over_budget".to_string(), self.nacks_over_budget),
                 ("bwe_paused_tracks".to_string(), paused_tracks),
             ])
     }

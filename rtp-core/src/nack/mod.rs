@@ -7,12 +7,14 @@
 //! Everything here preallocates at construction; per-packet calls do not
 //! allocate.
 
+mod budget;
 mod generator;
 mod history;
 mod rtx;
 mod seq;
 mod seqmap;
 
+pub use budget::{NackBudget, NACK_SEQS_PER_S};
 pub use generator::{NackConfig, NackGenerator, NackStats};
 pub use history::{HistoryConfig, HistoryError, HistoryStats, PacketHistory};
 pub use rtx::{rtx_decapsulate, rtx_encapsulate, RtxError};

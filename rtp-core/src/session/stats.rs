@@ -84,6 +84,9 @@ pub struct SessionStats {
     pub rtcp_in: u64,
     /// NACKed sequence numbers turned into `Retransmit` outputs.
     pub nacks_in: u64,
+    /// NACK packets cut short: the session's budget of NACKed sequence numbers
+    /// (`nack::NACK_SEQS_PER_S`) was spent.
+    pub nacks_over_budget: u64,
     /// PLI/FIR received and turned into `KeyframeWanted`.
     pub keyframe_requests_in: u64,
     /// Packets queued by `forward`.
