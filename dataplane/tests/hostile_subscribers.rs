@@ -151,7 +151,12 @@ struct Outcome {
     /// Worker 1's counters at the end.
     worker: Counters,
     rig: Rig,
+    /// The control socket's directory, for as long as the rig runs.
+    _dir: tempfile::TempDir,
 }
+
+/// The tests here each load two workers pinned to the same cores: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// One run: a publisher on worker 0 (audio 100 packets/s, `video_per_tick` video packets per
 /// 10 ms) for `DURATION`; on worker 1 a well-behaved subscriber and one subscriber per entry of
@@ -161,6 +166,9 @@ fn run(
     video_per_tick: u16,
     hostile: &[Conduct],
 ) -> Outcome {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rig = Rig::start(io, &dir);
     let (mut publisher, pub_id) = rig.connect_on(0);
@@ -230,10 +238,22 @@ fn run(
         seen,
         worker,
         rig,
+        _dir: dir,
     }
 }
 
 impl Outcome {
+    fn print(&self, case: &str) {
+        println!(
+            "{case} on {:?}: sent audio {}, video {}; well-behaved {:?}; hostile {:?}",
+            self.rig.dp().io_mode(),
+            self.audio_sent,
+            self.video_sent,
+            self.seen[0],
+            &self.seen[1..]
+        );
+    }
+
     fn dropped(&self, k: &str) -> u64 {
         self.worker.dropped.get(k).copied().unwrap_or(0)
     }
@@ -266,14 +286,7 @@ impl Outcome {
 fn subscribers_that_report_no_bandwidth_and_nack_everything_do_not_starve_the_pool() {
     for io in choices() {
         let o = run(io, 4, &[Conduct::StarvesThePool; 3]);
-        println!(
-            "pool on {:?}: sent audio {}, video {}; well-behaved {:?}; hostile {:?}",
-            o.rig.dp().io_mode(),
-            o.audio_sent,
-            o.video_sent,
-            o.seen[0],
-            &o.seen[1..]
-        );
+        o.print("pool");
         println!(
             "worker 1: pool_empty {}, rx_pool_empty {}, pool_share {}, expired_in_pacer {}, tx {} packets",
             o.dropped("pool_empty"),
@@ -306,14 +319,7 @@ fn subscribers_that_report_no_bandwidth_and_nack_everything_do_not_starve_the_po
 fn a_nack_flood_is_bounded_per_session() {
     for io in choices() {
         let o = run(io, 1, &[Conduct::FloodsNacks]);
-        println!(
-            "flood on {:?}: sent audio {}, video {}; well-behaved {:?}; flooding {:?}",
-            o.rig.dp().io_mode(),
-            o.audio_sent,
-            o.video_sent,
-            o.seen[0],
-            &o.seen[1..]
-        );
+        o.print("nack flood");
         println!(
             "worker 1: cpu {} ms over the run, nack_over_budget {}",
             o.dropped("cpu_us") / 1000,
