@@ -395,9 +395,11 @@ mod tests {
         assert_eq!(d["pacer_delay_ge_1000ms"], 1);
         assert_eq!(d["pacer_delay_lt_5ms"], 0);
         // Nothing else: the map holds only the pacer entries (3 + one per bucket) and the
-        // congestion ones (8 forwarder drop reasons, 2 probe totals, paused tracks).
-        assert_eq!(d.len(), 3 + DELAY_BUCKETS + 11);
+        // congestion ones (8 forwarder drop reasons, 2 probe totals, NACKs over budget, paused
+        // tracks).
+        assert_eq!(d.len(), 3 + DELAY_BUCKETS + 12);
         assert_eq!(d["forward_drop_not_current_layer"], 0);
+        assert_eq!(d["nack_over_budget"], 0);
         assert_eq!(d["bwe_paused_tracks"], 0);
     }
 }
