@@ -53,7 +53,7 @@ impl<H: Copy> Session<H> {
                     };
                     let interval = self.stats.rtt.unwrap_or_default().max(MIN_RESEND_INTERVAL);
                     for seq in n.lost_seqs() {
-                        if !self.nack_budget.take(now) {
+                        if self.nack_budget.as_mut().is_some_and(|b| !b.take(now)) {
                             // The rest of this NACK is not even looked at.
                             self.stats.nacks_over_budget += 1;
                             break;

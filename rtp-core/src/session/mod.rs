@@ -145,8 +145,9 @@ pub struct Session<H: Copy = u32> {
     /// Scratch for RTX unpacking and retransmission rewrites.
     scratch: Vec<u8>,
     nack_scratch: [u16; 64],
-    /// Sequence numbers the peer may still NACK (a flood costs the worker no more than this).
-    nack_budget: crate::nack::NackBudget,
+    /// Sequence numbers the peer may still NACK (a flood costs the worker no more than this);
+    /// `None` for a trunk, whose peer is another node of ours and may repair many relays.
+    nack_budget: Option<crate::nack::NackBudget>,
     /// Our RTCP sender SSRC (receiver reports, feedback).
     local_ssrc: u32,
     next_report: Instant,
@@ -224,7 +225,9 @@ impl<H: Copy> Session<H> {
             stun_next_slot: 0,
             scratch: vec![0; MAX_PACKET],
             nack_scratch: [0; 64],
-            nack_budget: crate::nack::NackBudget::new(now),
+            nack_budget: liveness
+                .is_none()
+                .then(|| crate::nack::NackBudget::new(now)),
             local_ssrc,
             next_report: now,
             report_cursor: 0,
