@@ -7,16 +7,21 @@
 //! asks for (20 % loss of a 20 Mbit/s stream, each number asked twice, is under 1,000 a
 //! second), and it bounds what a flood costs to that.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Sequence numbers a session may NACK per second (and at once, from a full budget).
 pub const NACK_SEQS_PER_S: u32 = 4_000;
 
+/// One sequence number in the level's unit.
+const ONE: u64 = 1_000_000_000;
+
 /// A token bucket of NACKed sequence numbers; time is passed in.
 #[derive(Debug, Clone)]
 pub struct NackBudget {
-    tokens: u32,
-    /// The instant the tokens were last counted up to.
+    /// Sequence numbers left × 10⁹: refilling by rate × elapsed nanoseconds is exact, so
+    /// fractions of a number carry over by themselves.
+    level: u64,
+    /// The latest `now` seen.
     at: Instant,
 }
 
@@ -24,42 +29,37 @@ impl NackBudget {
     /// A full budget.
     pub fn new(now: Instant) -> Self {
         Self {
-            tokens: NACK_SEQS_PER_S,
+            level: Self::cap(),
             at: now,
         }
     }
 
-    /// Takes one sequence number's worth at `now`; false when the budget is spent.
-    pub fn take(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens == 0 {
-            return false;
-        }
-        self.tokens -= 1;
-        true
+    /// One second's worth.
+    fn cap() -> u64 {
+        u64::from(NACK_SEQS_PER_S) * ONE
     }
 
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.at).as_nanos();
-        let rate = u128::from(NACK_SEQS_PER_S);
-        let add = elapsed.saturating_mul(rate) / 1_000_000_000;
-        if add == 0 {
-            return;
+    /// Takes one sequence number's worth at `now`; false when the budget is spent.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed =
+            u64::try_from(now.saturating_duration_since(self.at).as_nanos()).unwrap_or(u64::MAX);
+        self.at = self.at.max(now);
+        self.level = self
+            .level
+            .saturating_add(elapsed.saturating_mul(u64::from(NACK_SEQS_PER_S)))
+            .min(Self::cap());
+        if self.level < ONE {
+            return false;
         }
-        let room = u128::from(NACK_SEQS_PER_S - self.tokens);
-        if add >= room {
-            self.tokens = NACK_SEQS_PER_S;
-            self.at = now;
-        } else {
-            self.tokens += add as u32;
-            // Only the time the whole tokens took: the fraction carries over.
-            self.at += Duration::from_nanos((add * 1_000_000_000 / rate) as u64);
-        }
+        self.level -= ONE;
+        true
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
