@@ -78,21 +78,20 @@ async fn a_create_session_given_up_on_is_closed() {
     .await;
     let answer = recv_type(&mut alice, "answer").await;
     assert_eq!(answer["req"], 2, "{answer}");
+    // One snapshot of the log for every question below.
+    let log = log.lock().unwrap().clone();
     let sessions: Vec<SessionId> = log
-        .lock()
-        .unwrap()
         .iter()
         .filter_map(|c| match c {
             Command::CreateSession(spec) => Some(spec.session),
             _ => None,
         })
         .collect();
-    let log = log.lock().unwrap().clone();
+    assert_eq!(sessions.len(), 2, "{log:?}");
     let at = |f: &dyn Fn(&Command) -> bool| log.iter().position(f);
     let closed_at = at(&|c| matches!(c, Command::CloseSession { session } if *session == held));
     let second_at = at(&|c| matches!(c, Command::CreateSession(s) if s.session == sessions[1]));
     println!("create_session for {sessions:?}; {held:?} closed at command {closed_at:?}, the retry's create at {second_at:?}");
-    assert_eq!(sessions.len(), 2);
     let closed_at =
         closed_at.unwrap_or_else(|| panic!("{held:?}, given up on, was never closed: {log:?}"));
     assert!(
