@@ -21,8 +21,15 @@ use sluice_control::config::ControlConfig;
 use sluice_control::room::{RoomConfig, RoomsConfig};
 use sluice_control::server::{Server, ServerOptions};
 
+/// mimalloc, counted: `cap` keeps the bytes allocated and not yet freed in one atomic, which
+/// `/metrics` exports as `sluice_control_heap_bytes` (D122). No limit is set.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
+
+/// The control daemon's live heap, in bytes.
+fn heap_bytes() -> usize {
+    GLOBAL.allocated()
+}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -223,6 +230,7 @@ fn up(config_path: Option<PathBuf>, toml_text: Option<String>, flags: Vec<String
             turn: cfg.turn.clone(),
             limits: cfg.limits.clone(),
             cluster: cfg.cluster.clone(),
+            heap_bytes: Some(heap_bytes),
         };
         let server = match Server::start(opts).await {
             Ok(s) => s,

@@ -35,6 +35,7 @@ pub(crate) fn options() -> ServerOptions {
         turn: None,
         limits: Default::default(),
         cluster: None,
+        heap_bytes: None,
     }
 }
 

@@ -97,6 +97,10 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// `[cluster]`: one of several nodes on Redis; `None`: a single node.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// The bytes the process's allocator holds for live allocations (`sluice_control_heap_bytes`
+    /// in `/metrics`: a leak shows here before allocator retention hides it in the resident
+    /// size); `None`: not exported. The `sluice` binary counts its global allocator (D122).
+    pub heap_bytes: Option<fn() -> usize>,
 }
 
 /// A running server.
@@ -160,6 +164,8 @@ pub(crate) struct App {
     pub(crate) refusals: Arc<Refusals>,
     /// Open HTTP connections (the caps of `limits`).
     pub(crate) connections: listen::Connections,
+    /// The allocator's live bytes (`ServerOptions::heap_bytes`).
+    pub(crate) heap_bytes: Option<fn() -> usize>,
 }
 
 impl Server {
@@ -260,6 +266,7 @@ impl Server {
             limits: opts.limits.clone(),
             refusals,
             connections: listen::Connections::default(),
+            heap_bytes: opts.heap_bytes,
         });
         // Every stored room gets its actor now: its empty-room timeout runs, and the first
         // resync adopts its calls.

@@ -236,6 +236,9 @@ fn map_sizes(app: &App, out: &mut String) {
     for (map, n) in rows.into_iter().chain(sizes.rows()) {
         let _ = writeln!(out, "sluice_control_map_entries{{map=\"{map}\"}} {n}");
     }
+    if let Some(heap) = app.heap_bytes {
+        let _ = writeln!(out, "# HELP sluice_control_heap_bytes Bytes the control daemon holds in live heap allocations (not the allocator's free pages).\n# TYPE sluice_control_heap_bytes gauge\nsluice_control_heap_bytes {}", heap());
+    }
     if let Some(link) = &app.link {
         let _ = writeln!(out, "# HELP sluice_dataplane_link_refused_total Control-socket connections not used: the listener ran as another user.\n# TYPE sluice_dataplane_link_refused_total counter\nsluice_dataplane_link_refused_total {}", link.refused_peers());
     }

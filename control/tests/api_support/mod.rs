@@ -40,6 +40,7 @@ pub async fn start_with(f: impl FnOnce(&mut ServerOptions)) -> Server {
         turn: None,
         limits: Default::default(),
         cluster: None,
+        heap_bytes: None,
     };
     f(&mut opts);
     Server::start(opts).await.expect("server starts")
