@@ -195,11 +195,12 @@ fn plain_rtp_fan_out_across_two_workers() {
             })
             .collect();
 
-        // Publish in small bursts so the pacers (1 Mbit/s initial rate) keep up.
+        // Publish at 100 packets/s per track, Opus's highest packet rate: within the audio
+        // layer's budget (D123), and the pacers (1 Mbit/s initial rate) keep up.
         for seq in 0..PACKETS {
             publisher.send_to(&rtp(false, seq), media).expect("send");
             publisher.send_to(&rtp(true, seq), media).expect("send");
-            if seq % 20 == 19 {
+            if seq % 2 == 1 {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }

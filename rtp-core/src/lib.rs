@@ -16,6 +16,7 @@
 //! - [`net`]: transport addresses (UDP, or a TCP connection carrying RFC 4571 frames).
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod bwe;
 pub mod datachannel;
 pub mod dtls;

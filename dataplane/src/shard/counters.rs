@@ -81,10 +81,12 @@ pub enum Drop {
     PoolShare,
     /// A forwarded copy that waited longer than the pacer's limit (2 s) and was not sent.
     PacerExpired,
+    /// A published packet past its layer's packet budget (D123): received, not forwarded.
+    MediaOverBudget,
 }
 
 impl Drop {
-    const ALL: [Drop; 30] = [
+    const ALL: [Drop; 31] = [
         Drop::UnknownSource,
         Drop::SessionRejected,
         Drop::UnknownTrack,
@@ -115,6 +117,7 @@ impl Drop {
         Drop::SlowPathLimited,
         Drop::StunUnauthenticated,
         Drop::PacerExpired,
+        Drop::MediaOverBudget,
     ];
 
     /// The reason for a datagram its session refused.
@@ -131,6 +134,7 @@ impl Drop {
             SessionError::NotConnected => Drop::NotConnected,
             SessionError::Unsupported => Drop::Unsupported,
             SessionError::UnknownSsrc | SessionError::UnknownPayloadType => Drop::UnknownSsrc,
+            SessionError::OverBudget => Drop::MediaOverBudget,
             _ => Drop::SessionRejected,
         }
     }
@@ -167,6 +171,7 @@ impl Drop {
             Drop::SlowPathLimited => "slow_path_limited",
             Drop::StunUnauthenticated => "stun_unauthenticated",
             Drop::PacerExpired => "expired_in_pacer",
+            Drop::MediaOverBudget => "media_over_budget",
         }
     }
 }

@@ -375,7 +375,7 @@ fn forward_one(
 /// whose pacers cannot drain — a subscriber reporting no bandwidth and NACKing everything —
 /// cannot take the pool from the others. `n` such sessions hold at most `n / (n + 1)` of it;
 /// a session that keeps up holds a few copies and meets the threshold only when the pool is
-/// all but empty anyway (`tests/hostile_subscribers.rs`).
+/// all but empty anyway (`tests/hostile_peers.rs`).
 fn admit(
     io: &Io,
     reserve: usize,

@@ -407,6 +407,11 @@ impl<H: Copy> Session<H> {
         let ext_seq = l.unwrap.unwrap(view.seq());
         l.nack.on_packet(now, ext_seq);
         l.rx.on_packet(now, ext_seq, view.ts(), len, clock_rate);
+        // Received (so not NACKed), but past the layer's budget: not forwarded (D123).
+        if l.budget.as_mut().is_some_and(|b| !b.take(now)) {
+            self.stats.drop_over_budget += 1;
+            return Err(SessionError::OverBudget);
+        }
         // Every extension has been read: give the packet the ids forwarded copies carry.
         let ext = t.cfg.ext;
         packet.remap_extensions(|id| ext.forwarded_id(id));

@@ -52,6 +52,7 @@ pub use congestion::DownReport;
 pub use output::{DownId, MediaMeta, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
 pub use stats::{ForwardDrops, SessionStats};
 pub use trunk::{TrunkKey, TrunkKeyError, TrunkKeys, MAX_NODE_NAME, MIN_TRUNK_SECRET};
+pub use up::{AUDIO_PACKETS_PER_S, VIDEO_PACKETS_PER_S};
 
 use crate::bwe::{
     Allocator, AllocatorConfig, SendSideBwe, TrackDemand, TwccReceiver, TwccReceiverConfig,
@@ -147,7 +148,7 @@ pub struct Session<H: Copy = u32> {
     nack_scratch: [u16; 64],
     /// Sequence numbers the peer may still NACK (a flood costs the worker no more than this);
     /// `None` for a trunk, whose peer is another node of ours and may repair many relays.
-    nack_budget: Option<crate::nack::NackBudget>,
+    nack_budget: Option<crate::budget::Budget>,
     /// Our RTCP sender SSRC (receiver reports, feedback).
     local_ssrc: u32,
     next_report: Instant,
@@ -227,7 +228,7 @@ impl<H: Copy> Session<H> {
             nack_scratch: [0; 64],
             nack_budget: liveness
                 .is_none()
-                .then(|| crate::nack::NackBudget::new(now)),
+                .then(|| crate::budget::Budget::new(crate::nack::NACK_SEQS_PER_S, now)),
             local_ssrc,
             next_report: now,
             report_cursor: 0,

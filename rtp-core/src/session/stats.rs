@@ -133,6 +133,8 @@ pub struct SessionStats {
     pub drop_unknown_ssrc: u64,
     /// Dropped: unexpected payload type.
     pub drop_unknown_pt: u64,
+    /// Not forwarded: media past its layer's packet budget (D123; received, so not NACKed).
+    pub drop_over_budget: u64,
     /// Dropped: RTX that could not be unpacked (or padding-only probes).
     pub drop_rtx: u64,
     /// Dropped: DTLS application data (SCTP) on a session without data channels.

@@ -20,7 +20,8 @@ impl<H: Copy> Session<H> {
             .position(Option::is_none)
             .ok_or(SessionError::TooManyTracks)?;
         let cfg = self.trunk_up(cfg);
-        self.ups[i] = Some(UpTrack::new(cfg, self.nack_cfg));
+        let budgeted = self.liveness.is_none();
+        self.ups[i] = Some(UpTrack::new(cfg, self.nack_cfg, budgeted, self.last_now));
         Ok(UpId(i as u16))
     }
 

@@ -6,8 +6,9 @@
 //! (RFC 3550 §6.4) and the keyframe-request throttle (RFC 4585 §6.3.1,
 //! RFC 5104 §4.3.1). The packet cache is NOT here: the shard keeps it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::budget::Budget;
 use crate::bwe::RateMeter;
 use crate::forward::{PliThrottle, PliThrottleConfig};
 use crate::nack::{NackConfig, NackGenerator, SeqUnwrapper};
@@ -19,6 +20,14 @@ use super::config::UpTrackConfig;
 pub(super) const MAX_UP_LAYERS: usize = crate::bwe::MAX_LAYERS;
 /// What a layer costs a subscriber is averaged over this (a keyframe every few seconds).
 pub(super) const LAYER_RATE_WINDOW: Duration = Duration::from_secs(2);
+
+/// Packets (media and RTX) an audio layer may send a second, and at once (D123). Opus sends at
+/// most 100 (10 ms frames; 50 is usual).
+pub const AUDIO_PACKETS_PER_S: u32 = 200;
+/// Packets (media and RTX) a video layer may send a second, and at once (D123): ~58 Mbit/s of
+/// 1,200-byte packets, above what a 4K screen share or a 50 Mbit/s WHIP ingest sends, and a
+/// keyframe of 7 MB in one burst.
+pub const VIDEO_PACKETS_PER_S: u32 = 6_000;
 
 /// Receive state of one simulcast layer.
 #[derive(Debug)]
@@ -34,6 +43,9 @@ pub(super) struct UpLayer {
     pub(super) pli_due: bool,
     /// What the publisher sends on this layer (media packets, padding-only ones excluded).
     pub(super) rate: RateMeter,
+    /// Packets it may still send to be forwarded; `None` on a trunk (its peer is another node of
+    /// ours, whose own publishers were budgeted).
+    pub(super) budget: Option<Budget>,
 }
 
 /// One published track arriving on this session.
@@ -52,7 +64,12 @@ pub(super) enum StreamKind {
 }
 
 impl UpTrack {
-    pub(super) fn new(cfg: UpTrackConfig, nack: NackConfig) -> Self {
+    /// `budgeted`: each layer gets its packet budget from `now` (every session but a trunk).
+    pub(super) fn new(cfg: UpTrackConfig, nack: NackConfig, budgeted: bool, now: Instant) -> Self {
+        let rate = match cfg.kind {
+            crate::forward::MediaKind::Audio => AUDIO_PACKETS_PER_S,
+            crate::forward::MediaKind::Video => VIDEO_PACKETS_PER_S,
+        };
         let layers = cfg
             .layers
             .iter()
@@ -66,6 +83,7 @@ impl UpTrack {
                 seen: false,
                 pli_due: false,
                 rate: RateMeter::new(LAYER_RATE_WINDOW),
+                budget: budgeted.then(|| Budget::new(rate, now)),
             })
             .collect::<Vec<_>>();
         let pli = PliThrottle::new(PliThrottleConfig {

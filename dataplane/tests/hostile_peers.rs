@@ -20,9 +20,20 @@
 //! back to back, each naming 4,930 sequence numbers (290 entries of 17, a full datagram). Every
 //! number cost the worker a lookup, and every one still known a retransmission attempt. Asserts
 //! that the well-behaved subscriber beside it keeps its media and that the session's NACK budget
-//! (`rtp_core::nack::NackBudget`) cut the flood short (`nack_over_budget`). Before the budget, on
+//! (`rtp_core::budget::Budget`) cut the flood short (`nack_over_budget`). Before the budget, on
 //! io_uring (debug build): the well-behaved subscriber got 662 of 800 audio and 602 of 800 video
 //! packets, and their worker spent 2.6 s of CPU in the 9 s run; after: 800 and 800, 0.5–0.6 s.
+//!
+//! A hostile publisher, `a_flooding_publisher_does_not_disturb_another_room`: a second
+//! publisher on worker 0 sends audio as fast as it can (up to 400,000 packets), each packet
+//! copied to `FLOOD_SUBSCRIBERS` subscribers of its own on worker 1, beside the well-behaved
+//! subscriber of the first publisher. Audio is not paced: every copy is encrypted and sent at
+//! once. Asserts that the well-behaved subscriber keeps its media and that the flood met its
+//! layer's packet budget (`media_over_budget`, D123). Before the budgets: the same flood with
+//! no subscribers did not disturb the other room; copied 20 times it did (figures in D123). A
+//! video layer's budget (6,000 packets/s) is what a 58 Mbit/s publisher may send, so a video
+//! flood copied 20 times is the load of such a publisher to 20 viewers — more than this test's
+//! debug build serves on a shared core; `rtp-core/tests/session_budgets.rs` checks that budget.
 
 mod webrtc_harness;
 
@@ -30,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use rtp_core::packet::rtcp;
 use sluice_dataplane::testpeer::TestPeer;
-use sluice_proto::Counters;
+use sluice_proto::{Command, Counters, ExtIds, MediaKind, Subscribe, SubscriptionId, TrackId};
 use webrtc_harness::*;
 
 /// How long the publisher sends.
@@ -43,6 +54,12 @@ const NACKED: u16 = 400;
 const FLOOD_SEQS: u16 = 290 * 17;
 /// Flooding NACKs one hostile subscriber sends at most.
 const FLOOD_PACKETS: u64 = 20_000;
+/// The flooding publisher's audio track and its SSRC.
+const FLOOD_TRACK: (TrackId, u32) = (TrackId(200), 0x3333);
+/// Subscribers of the flooding publisher (each packet it sends is copied to every one).
+const FLOOD_SUBSCRIBERS: u32 = 20;
+/// Packets the flooding publisher sends at most.
+const FLOOD_MEDIA: u64 = 400_000;
 
 /// A one-packet VP8 keyframe of `VIDEO_BYTES` (any packet lets a subscriber start).
 fn video_payload(seq: u16) -> Vec<u8> {
@@ -148,8 +165,12 @@ struct Outcome {
     audio_sent: u64,
     video_sent: u64,
     seen: Vec<Seen>,
+    /// Packets the flooding publisher sent (0 without one).
+    flooded: u64,
     /// Worker 1's counters at the end.
     worker: Counters,
+    /// Worker 0's (the publishers').
+    publishers_worker: Counters,
     rig: Rig,
     /// The control socket's directory, for as long as the rig runs.
     _dir: tempfile::TempDir,
@@ -160,11 +181,13 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// One run: a publisher on worker 0 (audio 100 packets/s, `video_per_tick` video packets per
 /// 10 ms) for `DURATION`; on worker 1 a well-behaved subscriber and one subscriber per entry of
-/// `hostile`.
+/// `hostile`; with `flood`, a second publisher on worker 0 flooding its audio and video to
+/// `FLOOD_SUBSCRIBERS` subscribers on worker 1 that never read.
 fn run(
     io: sluice_dataplane::config::IoChoice,
     video_per_tick: u16,
     hostile: &[Conduct],
+    flood: bool,
 ) -> Outcome {
     let _one = ONE_AT_A_TIME
         .lock()
@@ -172,6 +195,7 @@ fn run(
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rig = Rig::start(io, &dir);
     let (mut publisher, pub_id) = rig.connect_on(0);
+    let flooder = flood.then(|| flooding_publisher(&mut rig));
     rig.publish_tracks(pub_id);
     let mut subs = Vec::new();
     for (i, &conduct) in std::iter::once(&Conduct::WellBehaved)
@@ -191,6 +215,11 @@ fn run(
         })
         .collect();
 
+    let flood_end = Instant::now() + DURATION;
+    let flooder = flooder.map(|(peer, idle)| {
+        let t = std::thread::spawn(move || flood_media(peer, flood_end));
+        (t, idle)
+    });
     // The publisher's packets all reach worker 0 (see `webrtc_fanout`).
     pin_to(0);
     let (mut audio_sent, mut video_sent) = (0u64, 0u64);
@@ -222,24 +251,86 @@ fn run(
         tick += Duration::from_millis(10);
         publisher.pump(tick).expect("pump");
     }
+    let flooded = flooder.map_or(0, |(t, _idle)| t.join().expect("flooder"));
     let seen: Vec<Seen> = readers
         .into_iter()
         .map(|r| r.join().expect("reader"))
         .collect();
     let stats = rig.worker_stats();
-    let worker = stats
-        .into_iter()
-        .find(|s| s.shard == 1)
-        .expect("worker 1")
-        .counters;
+    let counters = |shard| {
+        stats
+            .iter()
+            .find(|s| s.shard == shard)
+            .expect("worker")
+            .counters
+            .clone()
+    };
     Outcome {
         audio_sent,
         video_sent,
         seen,
-        worker,
+        flooded,
+        worker: counters(1),
+        publishers_worker: counters(0),
         rig,
         _dir: dir,
     }
+}
+
+/// The flooding publisher: a session on worker 0 publishing `FLOOD_TRACK`, and
+/// `FLOOD_SUBSCRIBERS` sessions on worker 1 subscribed to it (kept open, never read).
+fn flooding_publisher(rig: &mut Rig) -> (TestPeer, Vec<TestPeer>) {
+    let (peer, id) = rig.connect_on(0);
+    let (flood_track, ssrc) = FLOOD_TRACK;
+    rig.ctl
+        .request(track(id, flood_track, MediaKind::Audio, ssrc))
+        .expect("flood track");
+    let idle = (0..FLOOD_SUBSCRIBERS)
+        .map(|i| {
+            let (peer, session) = rig.connect_on(1);
+            rig.ctl
+                .request(Command::Subscribe(Subscribe {
+                    subscription: SubscriptionId(900_000 + u64::from(i)),
+                    session,
+                    track: flood_track,
+                    ssrc: 0x6000_0000 + i,
+                    rtx_ssrc: None,
+                    payload_type: PT_AUDIO,
+                    rtx_payload_type: None,
+                    ext_ids: ExtIds::default(),
+                }))
+                .expect("subscribe to the flood");
+            peer
+        })
+        .collect();
+    (peer, idle)
+}
+
+/// Sends audio as fast as it can until `end` or `FLOOD_MEDIA` packets; returns how many.
+fn flood_media(mut peer: TestPeer, end: Instant) -> u64 {
+    let mut sent = 0u64;
+    let mut next_pump = Instant::now();
+    let audio = payload(false, 1);
+    while Instant::now() < end && sent < FLOOD_MEDIA {
+        for _ in 0..50 {
+            let seq = sent as u16;
+            peer.publish_rtp(
+                seq,
+                u32::from(seq) * 960,
+                FLOOD_TRACK.1,
+                PT_AUDIO,
+                false,
+                &audio,
+            )
+            .expect("flood");
+            sent += 1;
+        }
+        if Instant::now() >= next_pump {
+            next_pump += Duration::from_millis(10);
+            peer.pump(Instant::now()).expect("pump");
+        }
+    }
+    sent
 }
 
 impl Outcome {
@@ -252,6 +343,10 @@ impl Outcome {
             self.seen[0],
             &self.seen[1..]
         );
+    }
+
+    fn dropped_on_publishers_worker(&self, k: &str) -> u64 {
+        self.publishers_worker.dropped.get(k).copied().unwrap_or(0)
     }
 
     fn dropped(&self, k: &str) -> u64 {
@@ -285,7 +380,7 @@ impl Outcome {
 #[test]
 fn subscribers_that_report_no_bandwidth_and_nack_everything_do_not_starve_the_pool() {
     for io in choices() {
-        let o = run(io, 4, &[Conduct::StarvesThePool; 3]);
+        let o = run(io, 4, &[Conduct::StarvesThePool; 3], false);
         o.print("pool");
         println!(
             "worker 1: pool_empty {}, rx_pool_empty {}, pool_share {}, expired_in_pacer {}, tx {} packets",
@@ -318,7 +413,7 @@ fn subscribers_that_report_no_bandwidth_and_nack_everything_do_not_starve_the_po
 #[test]
 fn a_nack_flood_is_bounded_per_session() {
     for io in choices() {
-        let o = run(io, 1, &[Conduct::FloodsNacks]);
+        let o = run(io, 1, &[Conduct::FloodsNacks], false);
         o.print("nack flood");
         println!(
             "worker 1: cpu {} ms over the run, nack_over_budget {}",
@@ -330,6 +425,30 @@ fn a_nack_flood_is_bounded_per_session() {
             o.dropped("nack_over_budget") > 0,
             "the flood did not reach the SFU's budget: {:?}",
             &o.seen[1..]
+        );
+        o.rig.stop();
+    }
+}
+
+#[test]
+fn a_flooding_publisher_does_not_disturb_another_room() {
+    for io in choices() {
+        let o = run(io, 1, &[], true);
+        o.print("publisher flood");
+        println!(
+            "flooding publisher sent {} packets to {FLOOD_SUBSCRIBERS} subscribers; worker 0: \
+             media_over_budget {}, cpu {} ms; worker 1: tx {} packets, cpu {} ms",
+            o.flooded,
+            o.dropped_on_publishers_worker("media_over_budget"),
+            o.dropped_on_publishers_worker("cpu_us") / 1000,
+            o.worker.tx_packets,
+            o.dropped("cpu_us") / 1000,
+        );
+        o.assert_well_behaved_served();
+        assert!(
+            o.dropped_on_publishers_worker("media_over_budget") > 0,
+            "the flood did not reach the budgets ({} packets sent)",
+            o.flooded
         );
         o.rig.stop();
     }
