@@ -69,6 +69,11 @@ pub struct Config {
     /// default: every subscription keeps flowing at its lowest layer; single-layer tracks are
     /// never paused either way (docs/congestion.md).
     pub congestion_pause: bool,
+    /// Packets a second (and at once) each layer of a published audio / video track may have
+    /// forwarded; the rest is received and counted (`media_over_budget`), not copied (D123).
+    /// Raise the video budget for ingests above ~58 Mbit/s.
+    pub audio_packets_per_s: u32,
+    pub video_packets_per_s: u32,
     /// The SRTP profiles the DTLS 1.2 server accepts, most preferred first (DTLS 1.3 clients
     /// get dimpl's fixed order).
     pub srtp_profiles: SrtpProfiles,
@@ -165,6 +170,16 @@ const KEYS: &[(&str, &str, &str)] = &[
         "--congestion-pause",
     ),
     (
+        "audio_packets_per_s",
+        "SLUICE_DATAPLANE_AUDIO_PACKETS_PER_S",
+        "--audio-packets-per-s",
+    ),
+    (
+        "video_packets_per_s",
+        "SLUICE_DATAPLANE_VIDEO_PACKETS_PER_S",
+        "--video-packets-per-s",
+    ),
+    (
         "srtp_profiles",
         "SLUICE_DATAPLANE_SRTP_PROFILES",
         "--srtp-profiles",
@@ -203,6 +218,8 @@ impl Config {
             tcp_stun_timeout_ms: 5_000,
             tcp_idle_timeout_ms: 30_000,
             congestion_pause: false,
+            audio_packets_per_s: rtp_core::session::AUDIO_PACKETS_PER_S,
+            video_packets_per_s: rtp_core::session::VIDEO_PACKETS_PER_S,
             srtp_profiles: SrtpProfiles::default(),
             trunk_secret_file: None,
         }
@@ -309,6 +326,12 @@ impl Config {
             "port_per_worker" => self.port_per_worker = raw.boolean(name)?,
             "gso" => self.gso = raw.boolean(name)?,
             "congestion_pause" => self.congestion_pause = raw.boolean(name)?,
+            "audio_packets_per_s" => {
+                self.audio_packets_per_s = raw.uint(name, 100, 100_000)? as u32
+            }
+            "video_packets_per_s" => {
+                self.video_packets_per_s = raw.uint(name, 1_000, 1_000_000)? as u32
+            }
             "announce" => {
                 let items = raw.list(name)?;
                 self.announce = items
@@ -629,6 +652,29 @@ mod tests {
         assert!(e.message.contains("rot13"), "{}", e.message);
         let e = load(Some("[dataplane]\nsrtp_profiles = []\n"), &[], &[]).unwrap_err();
         assert_eq!(e.key, "dataplane.srtp_profiles");
+    }
+
+    /// D123's packet budgets: defaults, file, env, flag, and bounds that name the key.
+    #[test]
+    fn media_budgets_from_file_env_and_flags() {
+        let c = load(None, &[], &[]).unwrap();
+        assert_eq!((c.audio_packets_per_s, c.video_packets_per_s), (200, 6_000));
+        let toml = "[dataplane]\naudio_packets_per_s = 300\nvideo_packets_per_s = 12000\n";
+        let c = load(Some(toml), &[], &[]).unwrap();
+        assert_eq!(
+            (c.audio_packets_per_s, c.video_packets_per_s),
+            (300, 12_000)
+        );
+        let env = [("SLUICE_DATAPLANE_VIDEO_PACKETS_PER_S", "20000")];
+        let c = load(Some(toml), &env, &["--audio-packets-per-s", "500"]).unwrap();
+        assert_eq!(
+            (c.audio_packets_per_s, c.video_packets_per_s),
+            (500, 20_000)
+        );
+        let e = load(Some("[dataplane]\naudio_packets_per_s = 10\n"), &[], &[]).unwrap_err();
+        assert_eq!(e.key, "dataplane.audio_packets_per_s");
+        let e = load(None, &[], &["--video-packets-per-s", "0"]).unwrap_err();
+        assert_eq!(e.key, "--video-packets-per-s");
     }
 
     #[test]

@@ -124,7 +124,13 @@ impl Dataplane {
             let (ready_tx, ready_rx) = mpsc::channel();
             let buffers = config.buffers_per_worker;
             let stats_interval = Duration::from_millis(config.stats_interval_ms.max(1));
-            let congestion_pause = config.congestion_pause;
+            let policy = crate::shard::build::SessionPolicy {
+                congestion_pause: config.congestion_pause,
+                media_budget: rtp_core::session::MediaBudget {
+                    audio_packets_per_s: config.audio_packets_per_s,
+                    video_packets_per_s: config.video_packets_per_s,
+                },
+            };
             let trunk_secret = trunk_secret.clone();
             let dtls = DtlsSettings {
                 srtp_profiles: config.srtp_profiles,
@@ -188,7 +194,7 @@ impl Dataplane {
                         stats_interval,
                         tcp: tcp_side,
                         handoffs,
-                        congestion_pause,
+                        policy,
                         trunk_secret,
                     })
                     .run_with(hook);

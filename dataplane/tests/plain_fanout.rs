@@ -3,7 +3,7 @@
 //! every packet with their own SSRC and contiguous sequence numbers, and the per-worker stats
 //! snapshots show both workers sending. Each case prints which backend it ran on. And an audio
 //! packet sent in the middle of a keyframe's fan-out to 400 subscribers overtakes the copies
-//! still queued (issue 19).
+//! still queued (issue 19). And the audio packet budget (D123) is the configured one.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -277,6 +277,107 @@ fn receive_all(i: usize, s: &UdpSocket, expected: &[u32]) -> (usize, HashMap<u32
         *count.entry(ssrc).or_default() += 1;
     }
     (i, count)
+}
+
+/// A burst of `BURST` audio packets from one publisher to one subscriber is forwarded up to the
+/// audio layer's packet budget (D123): the default, and `dataplane.audio_packets_per_s` when the
+/// operator sets it. The rest is received and counted (`media_over_budget`), not copied.
+#[test]
+fn the_audio_budget_is_the_configured_one() {
+    const BURST: u32 = 1_000;
+    for (io, configured) in [(IoChoice::Socket, None), (choices()[0], Some(400u32))] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cores = affinity::online_cores().expect("cores");
+        let mut cfg = Config::defaults(cores.len());
+        cfg.workers = vec![cores[0]];
+        cfg.bind = LOCAL;
+        cfg.port = 0;
+        cfg.control_socket = dir.path().join("ctl.sock");
+        cfg.io = io;
+        cfg.stats_interval_ms = 100;
+        if let Some(pps) = configured {
+            cfg.audio_packets_per_s = pps;
+        }
+        let budget = cfg.audio_packets_per_s;
+        let dp = Dataplane::start(cfg).expect("dataplane starts");
+        let media = dp.local_addrs()[0];
+        let mut ctl = ControlClient::connect(dp.control_socket()).expect("connect");
+        ctl.hello(Hello::control("test")).expect("hello");
+        let publisher = UdpSocket::bind((LOCAL, 0)).expect("bind");
+        let sub = UdpSocket::bind((LOCAL, 0)).expect("bind");
+        let pub_addr = publisher.local_addr().expect("addr");
+        ctl.request(plain_session(1, pub_addr, 0))
+            .expect("publisher");
+        let sub_addr = sub.local_addr().expect("addr");
+        ctl.request(plain_session(10, sub_addr, 0))
+            .expect("subscriber");
+        ctl.request(track(100, MediaKind::Audio, AUDIO_SSRC))
+            .expect("audio track");
+        ctl.request(Command::Subscribe(Subscribe {
+            subscription: SubscriptionId(1),
+            session: SessionId(10),
+            track: TrackId(100),
+            ssrc: 0x5000_0001,
+            rtx_ssrc: None,
+            payload_type: 111,
+            rtx_payload_type: None,
+            ext_ids: ExtIds::default(),
+        }))
+        .expect("subscribe");
+        let reader = std::thread::spawn(move || count_until_quiet(&sub));
+
+        let start = Instant::now();
+        for seq in 0..BURST as u16 {
+            publisher.send_to(&rtp(false, seq), media).expect("send");
+        }
+        let sending = start.elapsed();
+        let received = reader.join().expect("reader");
+        let mut over = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while received + over < BURST && Instant::now() < deadline {
+            if let Some(ev) = ctl.next_event(Duration::from_millis(200)).expect("event") {
+                if let Notification::StatsSnapshot(s) = ev.event {
+                    let n = s.counters.dropped.get("media_over_budget").copied();
+                    over = n.unwrap_or(0) as u32;
+                }
+            }
+        }
+        // What refilled while the burst was being sent may pass too.
+        let refill = (f64::from(budget) * sending.as_secs_f64()).ceil() as u32 + 1;
+        println!(
+            "{io:?}, audio_packets_per_s {configured:?} (budget {budget}): {BURST} sent in \
+             {sending:?}, {received} forwarded, media_over_budget {over}"
+        );
+        assert!(
+            (budget..=budget + refill).contains(&received),
+            "{received} forwarded of a burst of {BURST} with a budget of {budget}"
+        );
+        assert_eq!(received + over, BURST, "every packet forwarded or counted");
+        drop(ctl);
+        dp.stop();
+    }
+}
+
+/// Audio packets (RTCP skipped) arriving until none came for 500 ms (10 s at most).
+fn count_until_quiet(s: &UdpSocket) -> u32 {
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut started = false;
+    while Instant::now() < deadline {
+        match s.recv(&mut buf) {
+            Ok(len) if len >= 12 && !(200..=206).contains(&buf[1]) => {
+                started = true;
+                n += 1;
+            }
+            Ok(_) => {}
+            Err(_) if started => break,
+            Err(_) => {}
+        }
+    }
+    n
 }
 
 /// Subscribers of the priority test: enough that a keyframe's fan-out is many slices of work.

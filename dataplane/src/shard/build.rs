@@ -8,7 +8,8 @@ use rtp_core::bwe::{AllocatorConfig, SendSideBweConfig};
 use rtp_core::dtls::{DtlsCert, DtlsSettings, Fingerprint};
 use rtp_core::ice::IceConfig;
 use rtp_core::session::{
-    DownTrackConfig, LayerSsrc, Session, SessionConfig, SessionMode, TrunkKeys, UpTrackConfig,
+    DownTrackConfig, LayerSsrc, MediaBudget, Session, SessionConfig, SessionMode, TrunkKeys,
+    UpTrackConfig,
 };
 
 use crate::pool::BufId;
@@ -24,15 +25,24 @@ pub const MAX_DOWN_TRACKS: usize = 64;
 /// `add_track`; an empty one is a `None`).
 pub const MAX_TRUNK_UP_TRACKS: usize = 64;
 
-/// Builds the `Session` for `spec`; `pause`: the allocator may pause simulcast subscriptions
-/// (`dataplane.congestion_pause`); `trunk_secret`: the cluster secret SRTP trunks are keyed
-/// from (`dataplane.trunk_secret_file`).
+/// What the operator's configuration decides for every session a worker builds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionPolicy {
+    /// The allocator may pause simulcast subscriptions (`dataplane.congestion_pause`).
+    pub congestion_pause: bool,
+    /// Packets each published layer may have forwarded (`dataplane.audio_packets_per_s`,
+    /// `dataplane.video_packets_per_s`; D123).
+    pub media_budget: MediaBudget,
+}
+
+/// Builds the `Session` for `spec` under `policy`; `trunk_secret`: the cluster secret SRTP
+/// trunks are keyed from (`dataplane.trunk_secret_file`).
 pub fn session(
     now: Instant,
     spec: &CreateSession,
     cert: &DtlsCert,
     dtls: &DtlsSettings,
-    pause: bool,
+    policy: SessionPolicy,
     trunk_secret: Option<&[u8]>,
 ) -> Result<Session<BufId>, ErrorBody> {
     let mode = match &spec.mode {
@@ -69,10 +79,11 @@ pub fn session(
         dtls: *dtls,
         srtp: Default::default(),
         nack: Default::default(),
+        media_budget: policy.media_budget,
         pacer: Default::default(),
         bwe: bwe_config(spec),
         allocator: AllocatorConfig {
-            allow_pause: pause,
+            allow_pause: policy.congestion_pause,
             ..AllocatorConfig::default()
         },
         max_up_tracks: if trunk {
@@ -229,7 +240,7 @@ mod tests {
             &spec(plain(), 10_000_000),
             &cert,
             &DtlsSettings::default(),
-            false,
+            SessionPolicy::default(),
             None,
         )
         .expect("session");

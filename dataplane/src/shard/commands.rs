@@ -145,7 +145,7 @@ impl Shard {
             &spec,
             &self.cert,
             &self.dtls,
-            self.congestion_pause,
+            self.policy,
             self.trunk_secret.as_deref(),
         )?;
         let data = match &spec.data {

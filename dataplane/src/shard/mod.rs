@@ -22,7 +22,7 @@
 //! 5. a stats snapshot when due; wait until the next deadline, a datagram or a wake-up — or not
 //!    at all while fan-out or sendable media is left.
 
-mod build;
+pub(crate) mod build;
 mod bwe;
 mod commands;
 pub mod counters;
@@ -108,8 +108,8 @@ pub struct ShardContext {
     pub tcp: Option<tcp::TcpSide>,
     /// Connections handed between workers.
     pub handoffs: Arc<tcp::Handoffs>,
-    /// `dataplane.congestion_pause`: the allocator may pause simulcast subscriptions.
-    pub congestion_pause: bool,
+    /// What the configuration decides for every session (pausing, media budgets).
+    pub policy: build::SessionPolicy,
     /// The cluster secret SRTP trunks derive their keys from (`dataplane.trunk_secret_file`).
     pub trunk_secret: Option<Arc<[u8]>>,
 }
@@ -146,7 +146,7 @@ pub struct Shard {
     /// Scratch: the TCP frames of an iteration, and peers whose connection closed.
     tcp_frames: Vec<crate::sys::RecvMeta>,
     tcp_closed: Vec<std::net::SocketAddr>,
-    congestion_pause: bool,
+    policy: build::SessionPolicy,
     trunk_secret: Option<Arc<[u8]>>,
 }
 
@@ -187,7 +187,7 @@ impl Shard {
             handoffs: ctx.handoffs,
             tcp_frames: Vec::with_capacity(tcp::FRAME_BATCH),
             tcp_closed: Vec::with_capacity(64),
-            congestion_pause: ctx.congestion_pause,
+            policy: ctx.policy,
             trunk_secret: ctx.trunk_secret,
         }
     }

@@ -26,6 +26,8 @@ pub struct SessionConfig {
     pub srtp: SrtpConfig,
     /// Loss detection and NACK scheduling of every received layer.
     pub nack: NackConfig,
+    /// Packets each published layer may have forwarded (D123; a trunk's are not budgeted).
+    pub media_budget: super::MediaBudget,
     /// The session's egress pacer.
     pub pacer: PacerConfig,
     /// The send-side bandwidth estimator (and its prober).
@@ -47,6 +49,7 @@ impl SessionConfig {
             dtls: DtlsSettings::default(),
             srtp: SrtpConfig::default(),
             nack: NackConfig::default(),
+            media_budget: super::MediaBudget::default(),
             pacer: PacerConfig::default(),
             bwe: SendSideBweConfig::default(),
             allocator: AllocatorConfig::default(),

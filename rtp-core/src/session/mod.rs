@@ -52,7 +52,7 @@ pub use congestion::DownReport;
 pub use output::{DownId, MediaMeta, SessionError, SessionEvent, SessionOutput, SsrcBinding, UpId};
 pub use stats::{ForwardDrops, SessionStats};
 pub use trunk::{TrunkKey, TrunkKeyError, TrunkKeys, MAX_NODE_NAME, MIN_TRUNK_SECRET};
-pub use up::{AUDIO_PACKETS_PER_S, VIDEO_PACKETS_PER_S};
+pub use up::{MediaBudget, AUDIO_PACKETS_PER_S, VIDEO_PACKETS_PER_S};
 
 use crate::bwe::{
     Allocator, AllocatorConfig, SendSideBwe, TrackDemand, TwccReceiver, TwccReceiverConfig,
@@ -119,6 +119,8 @@ pub struct Session<H: Copy = u32> {
     rx_srtp: Option<SrtpContext>,
     srtp_cfg: SrtpConfig,
     nack_cfg: crate::nack::NackConfig,
+    /// Each published layer's packet budget (D123; none on a trunk).
+    media_budget: MediaBudget,
     ups: Vec<Option<UpTrack>>,
     /// DownTrack slots, grown by `add_down_track` up to `max_downs` (a slot is 688 bytes: the
     /// 64 a session may have, reserved up front, were 44 KB of every session).
@@ -202,6 +204,7 @@ impl<H: Copy> Session<H> {
             rx_srtp: None,
             srtp_cfg: config.srtp,
             nack_cfg: config.nack,
+            media_budget: config.media_budget,
             ups: (0..config.max_up_tracks).map(|_| None).collect(),
             downs: Vec::new(),
             max_downs: max_down,

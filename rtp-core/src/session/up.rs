@@ -21,13 +21,40 @@ pub(super) const MAX_UP_LAYERS: usize = crate::bwe::MAX_LAYERS;
 /// What a layer costs a subscriber is averaged over this (a keyframe every few seconds).
 pub(super) const LAYER_RATE_WINDOW: Duration = Duration::from_secs(2);
 
-/// Packets (media and RTX) an audio layer may send a second, and at once (D123). Opus sends at
-/// most 100 (10 ms frames; 50 is usual).
+/// Packets (media and RTX) an audio layer may send a second, and at once, by default (D123).
+/// Opus sends at most 100 (10 ms frames; 50 is usual).
 pub const AUDIO_PACKETS_PER_S: u32 = 200;
-/// Packets (media and RTX) a video layer may send a second, and at once (D123): ~58 Mbit/s of
-/// 1,200-byte packets, above what a 4K screen share or a 50 Mbit/s WHIP ingest sends, and a
-/// keyframe of 7 MB in one burst.
+/// Packets (media and RTX) a video layer may send a second, and at once, by default (D123):
+/// ~58 Mbit/s of 1,200-byte packets, above what a 4K screen share or a 50 Mbit/s WHIP ingest
+/// sends, and a keyframe of 7 MB in one burst.
 pub const VIDEO_PACKETS_PER_S: u32 = 6_000;
+
+/// What each layer of a published track may have forwarded, in packets a second and at once
+/// (D123; `dataplane.audio_packets_per_s` and `dataplane.video_packets_per_s`). A trunk's
+/// tracks have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaBudget {
+    pub audio_packets_per_s: u32,
+    pub video_packets_per_s: u32,
+}
+
+impl Default for MediaBudget {
+    fn default() -> Self {
+        Self {
+            audio_packets_per_s: AUDIO_PACKETS_PER_S,
+            video_packets_per_s: VIDEO_PACKETS_PER_S,
+        }
+    }
+}
+
+impl MediaBudget {
+    fn packets_per_s(&self, kind: crate::forward::MediaKind) -> u32 {
+        match kind {
+            crate::forward::MediaKind::Audio => self.audio_packets_per_s,
+            crate::forward::MediaKind::Video => self.video_packets_per_s,
+        }
+    }
+}
 
 /// Receive state of one simulcast layer.
 #[derive(Debug)]
@@ -64,12 +91,14 @@ pub(super) enum StreamKind {
 }
 
 impl UpTrack {
-    /// `budgeted`: each layer gets its packet budget from `now` (every session but a trunk).
-    pub(super) fn new(cfg: UpTrackConfig, nack: NackConfig, budgeted: bool, now: Instant) -> Self {
-        let rate = match cfg.kind {
-            crate::forward::MediaKind::Audio => AUDIO_PACKETS_PER_S,
-            crate::forward::MediaKind::Video => VIDEO_PACKETS_PER_S,
-        };
+    /// `budget`: each layer's packet budget, full at `now` (every session but a trunk).
+    pub(super) fn new(
+        cfg: UpTrackConfig,
+        nack: NackConfig,
+        budget: Option<MediaBudget>,
+        now: Instant,
+    ) -> Self {
+        let rate = budget.map(|b| b.packets_per_s(cfg.kind));
         let layers = cfg
             .layers
             .iter()
@@ -83,7 +112,7 @@ impl UpTrack {
                 seen: false,
                 pli_due: false,
                 rate: RateMeter::new(LAYER_RATE_WINDOW),
-                budget: budgeted.then(|| Budget::new(rate, now)),
+                budget: rate.map(|r| Budget::new(r, now)),
             })
             .collect::<Vec<_>>();
         let pli = PliThrottle::new(PliThrottleConfig {
