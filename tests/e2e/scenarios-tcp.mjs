@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 
 import { assertContinuity, fromSamples, samplePage } from './lib/continuity.mjs';
 import { apiTransports, check, joinTimed, netns } from './lib/connectivity.mjs';
+import { outboundTotals } from './lib/stats.mjs';
 
 const nft = (...args) => execFileSync('nft', args, { encoding: 'utf8' });
 
@@ -26,6 +27,14 @@ function udpDropped() {
   return m ? Number(m[1]) : 0;
 }
 
+/** The publisher's DTLS state, what it sent and its page log, for a subscriber's timeout. */
+async function publisherState(ctx, page) {
+  const sum = await ctx.stats(page);
+  const log = await page.evaluate(() => window.sluice.log.slice(-12).join('\n'));
+  return `publisher transport ${JSON.stringify(sum.transport)} outbound video ${
+    JSON.stringify(outboundTotals(sum, 'video'))} audio ${JSON.stringify(outboundTotals(sum, 'audio'))}\npublisher page log:\n${log}`;
+}
+
 async function iceTcp(ctx, engine) {
   // The browser starts outside the timings (both measure page load to a selected pair).
   await ctx.browser(engine);
@@ -39,7 +48,14 @@ async function iceTcp(ctx, engine) {
   const sub = await joinTimed(ctx, engine, 'r1', 'bob', { role: 'viewer', publish: 'none' }, 'subscriber');
   check(pub.pair.protocol === 'tcp', `publisher selected ${JSON.stringify(pub.pair)}, expected TCP`);
   check(sub.pair.protocol === 'tcp', `subscriber selected ${JSON.stringify(sub.pair)}, expected TCP`);
-  await ctx.waitDecoded(sub.page, { frames: 20, audio: engine === 'firefox' ? 0 : 30, ms: 20_000 });
+  try {
+    await ctx.waitDecoded(sub.page, { frames: 20, audio: engine === 'firefox' ? 0 : 30, ms: 20_000 });
+  } catch (e) {
+    // What the publisher did: a stalled handshake, or a sender that never started (Firefox over
+    // TCP once sent no RTP with its pair selected).
+    e.message += `\n${await publisherState(ctx, pub.page)}`;
+    throw e;
+  }
   const video = assertContinuity(`${engine} over ICE-TCP`, fromSamples(await samplePage(sub.page, { seconds: 20 })), {
     // The fake cameras: Chromium 20 fps, Firefox 30 fps (testing-notes.md).
     senderFps: engine === 'firefox' ? 30 : 20,
