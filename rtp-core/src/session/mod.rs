@@ -119,8 +119,8 @@ pub struct Session<H: Copy = u32> {
     rx_srtp: Option<SrtpContext>,
     srtp_cfg: SrtpConfig,
     nack_cfg: crate::nack::NackConfig,
-    /// Each published layer's packet budget (D123; none on a trunk).
-    media_budget: MediaBudget,
+    /// Each published layer's packet budget (D123); `None` for a trunk, like `nack_budget`.
+    media_budget: Option<MediaBudget>,
     ups: Vec<Option<UpTrack>>,
     /// DownTrack slots, grown by `add_down_track` up to `max_downs` (a slot is 688 bytes: the
     /// 64 a session may have, reserved up front, were 44 KB of every session).
@@ -204,7 +204,7 @@ impl<H: Copy> Session<H> {
             rx_srtp: None,
             srtp_cfg: config.srtp,
             nack_cfg: config.nack,
-            media_budget: config.media_budget,
+            media_budget: liveness.is_none().then_some(config.media_budget),
             ups: (0..config.max_up_tracks).map(|_| None).collect(),
             downs: Vec::new(),
             max_downs: max_down,

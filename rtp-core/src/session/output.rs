@@ -269,8 +269,8 @@ pub enum SessionError {
     /// RTP with a payload type the track did not negotiate.
     #[error("unexpected payload type")]
     UnknownPayloadType,
-    /// A media packet past its layer's packet budget (`AUDIO_PACKETS_PER_S`,
-    /// `VIDEO_PACKETS_PER_S`): received, not forwarded.
+    /// A media packet past its layer's packet budget ([`MediaBudget`](super::MediaBudget)):
+    /// received, not forwarded.
     #[error("media over the layer's packet budget")]
     OverBudget,
     /// The caller's buffer cannot hold the packet.

@@ -20,8 +20,12 @@ impl<H: Copy> Session<H> {
             .position(Option::is_none)
             .ok_or(SessionError::TooManyTracks)?;
         let cfg = self.trunk_up(cfg);
-        let budget = self.liveness.is_none().then_some(self.media_budget);
-        self.ups[i] = Some(UpTrack::new(cfg, self.nack_cfg, budget, self.last_now));
+        self.ups[i] = Some(UpTrack::new(
+            cfg,
+            self.nack_cfg,
+            self.media_budget,
+            self.last_now,
+        ));
         Ok(UpId(i as u16))
     }
 
